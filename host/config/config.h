@@ -1,0 +1,227 @@
+/*
+ * config — reads conf.d/*.yaml into one immutable evbus_config_t.
+ *
+ * YAML is parsed with libyaml into typed structs; every value keeps the
+ * file:line:column it came from so that any later stage (plugin loading,
+ * schema compilation, routing) can report errors at the manifest position.
+ * Values support ${VAR} and ${VAR:-default}.  EVBUS_REDIS_URL and
+ * EVBUS_POSTGRES_URL override the configured URLs.
+ *
+ * This module does not load plugins, compile schemas or touch the network.
+ *
+ * Thread rules: config_load() may run on any thread; the result is never
+ * modified after it returns and may be read from any thread.  Ownership:
+ * the caller owns the returned config and frees it with config_free().
+ */
+#ifndef EVBUS_CONFIG_H
+#define EVBUS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A position in a manifest.  `file` points into the config's string pool. */
+typedef struct cfg_pos {
+    const char *file;
+    int line; /* 1-based */
+    int col;  /* 1-based */
+} cfg_pos_t;
+
+/* Collected errors, each already formatted "file:line:col: message". */
+typedef struct cfg_errors {
+    char **msgs;
+    size_t count;
+    size_t cap;
+} cfg_errors_t;
+
+void cfg_errors_add(cfg_errors_t *errs, const cfg_pos_t *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void cfg_errors_free(cfg_errors_t *errs);
+
+typedef enum schema_mode {
+    SCHEMA_MODE_OFF = 0,
+    SCHEMA_MODE_ADVISORY = 1,
+    SCHEMA_MODE_ENFORCE = 2,
+} schema_mode_t;
+
+/* What happens to an event whose type has no schema file. */
+typedef enum schema_unknown {
+    SCHEMA_UNKNOWN_ALLOW = 0, /* deliver (default) */
+    SCHEMA_UNKNOWN_REJECT = 1 /* dead-letter with reason "no_schema" */
+} schema_unknown_t;
+
+typedef struct retry_policy {
+    uint32_t base_ms;      /* first delay; default 1000             */
+    double factor;         /* growth per attempt; default 2.0       */
+    uint32_t max_ms;       /* cap of one delay; default 60000        */
+    uint32_t max_attempts; /* total attempts incl. first; default 5 */
+    double jitter;         /* 0..1 fraction of random spread; 0.2  */
+} retry_policy_t;
+
+typedef enum sub_source {
+    SUB_FROM_DESCRIPTOR = 0, /* plugin's own default subscriber */
+    SUB_FROM_MANIFEST = 1,
+} sub_source_t;
+
+/* One subscription as written in a manifest. */
+typedef struct cfg_subscription {
+    char *pattern;          /* validated syntax: see router_pattern_check() */
+    char *handler;          /* subscriber name in the descriptor, or NULL */
+    bool has_priority;
+    int priority;
+    bool has_schema_mode;
+    schema_mode_t schema_mode;
+    int *versions;          /* accepted schema versions; NULL = any */
+    size_t n_versions;
+    bool has_retry;
+    retry_policy_t retry;   /* merged over the global policy when has_retry */
+    uint32_t timeout_ms;    /* 0 = global handler_timeout_ms */
+    uint32_t dedup_ttl_s;   /* 0 = no dedup by event id */
+    cfg_pos_t pos;          /* position of the mapping */
+    cfg_pos_t pattern_pos;  /* position of the pattern scalar */
+} cfg_subscription_t;
+
+/* A plugin instance (`plugins:` entry). */
+typedef struct cfg_instance {
+    char *name;          /* unique across plugins and foreign handlers */
+    char *plugin;        /* as written: "file-sink" or a path */
+    char *plugin_path;   /* resolved absolute path to the .so */
+    char *config_json;   /* the `config:` mapping as a JSON object text */
+    cfg_subscription_t *subs; /* NULL/0: use the descriptor's subscribers */
+    size_t n_subs;
+    cfg_pos_t pos;
+    cfg_pos_t plugin_pos;
+    cfg_pos_t config_pos;
+} cfg_instance_t;
+
+typedef enum ffi_type_kind {
+    FFI_T_VOID = 0, /* return only */
+    FFI_T_STRING,
+    FFI_T_INT64,
+    FFI_T_INT32,
+    FFI_T_DOUBLE,
+    FFI_T_BOOL,
+    FFI_T_JSON,  /* serialized JSON text, passed as const char * */
+    FFI_T_EVENT, /* the host's const evbus_event_t * */
+} ffi_type_kind_t;
+
+typedef struct cfg_ffi_param {
+    ffi_type_kind_t type;
+    char *from;        /* JSON Pointer into the event (e.g. "/data/id"), or NULL */
+    char *value_json;  /* constant, as JSON text, when `from` is NULL */
+    cfg_pos_t pos;
+} cfg_ffi_param_t;
+
+/* How a foreign function's integer return maps to a result. */
+typedef enum ffi_result_rule { FFI_RULE_ZERO = 0, FFI_RULE_POSITIVE, FFI_RULE_NEGATIVE } ffi_result_rule_t;
+
+/* A foreign handler (`foreign:` entry): any exported C function. */
+typedef struct cfg_foreign {
+    char *name;
+    char *library;      /* resolved path */
+    char *symbol;
+    ffi_type_kind_t returns;   /* INT32, INT64, BOOL or VOID */
+    cfg_ffi_param_t *params;
+    size_t n_params;
+    /* result mapping: which sign maps to which result.  Defaults:
+     * 0 -> OK, >0 -> RETRY, <0 -> REJECT.  (bool: true OK, false RETRY) */
+    int on_zero, on_positive, on_negative; /* evbus_result_t values */
+    cfg_subscription_t *subs;  /* at least one */
+    size_t n_subs;
+    cfg_pos_t pos;
+    cfg_pos_t library_pos;
+    cfg_pos_t symbol_pos;
+} cfg_foreign_t;
+
+typedef struct evbus_config {
+    /* files read, in order (owned) */
+    char **files;
+    size_t n_files;
+    char *dir;                  /* the conf.d directory */
+
+    /* redis: { url, connect_timeout_ms, command_timeout_ms } */
+    char *redis_url;            /* default redis://127.0.0.1:6379/0 */
+    uint32_t redis_connect_timeout_ms; /* 2000 */
+    uint32_t redis_command_timeout_ms; /* 5000 */
+
+    /* postgres: { url, migrate_on_start, metadata: {...} } */
+    char *postgres_url;         /* NULL = no PostgreSQL */
+    bool migrate_on_start;      /* false */
+    bool metadata_enabled;      /* true when postgres_url is set */
+    uint32_t metadata_queue_size;  /* 65536 */
+    uint32_t metadata_batch_size;  /* 1000 */
+    uint32_t metadata_flush_ms;    /* 50 */
+
+    char *stream;               /* evbus:events */
+    char *group;                /* evbus */
+    char *consumer;             /* default: hostname */
+    uint32_t batch_size;        /* XREADGROUP COUNT; 1000 */
+    uint32_t block_ms;          /* XREADGROUP BLOCK; 1000 */
+    uint32_t worker_threads;    /* 2 */
+    char *plugin_dir;           /* default: EVBUS_PLUGIN_DIR */
+    char *log_level;            /* debug|info|warn|error; info */
+    uint32_t shutdown_timeout_ms;  /* 10000 */
+    uint32_t handler_timeout_ms;   /* 30000 */
+    char *state_dir;            /* pidfile, private plugin copies, archives; /var/lib/evbus */
+    uint32_t publish_maxlen;    /* 0 = no trimming by publishers */
+
+    /* schemas: { dir, mode, unknown_type, format_assert } */
+    char *schema_dir;           /* default: EVBUS_SCHEMA_DIR */
+    schema_mode_t schema_mode;  /* enforce */
+    schema_unknown_t schema_unknown; /* allow */
+    bool schema_format_assert;  /* true */
+
+    retry_policy_t retry;       /* retry: {...} global policy */
+
+    /* dlq: { stream, capacity, archive } */
+    char *dlq_stream;           /* default <stream>:dlq */
+    uint32_t dlq_capacity;      /* 10000 */
+    char *dlq_archive;          /* default <state_dir>/dlq-archive.jsonl */
+
+    /* reclaim: { min_idle_ms, interval_ms, max_deliveries, stale_consumer_ms } */
+    uint32_t reclaim_min_idle_ms;     /* 60000 */
+    uint32_t reclaim_interval_ms;     /* 5000 */
+    uint32_t max_deliveries;          /* 5 */
+    uint32_t stale_consumer_ms;       /* 86400000 */
+
+    /* circuit: { failures, max_backoff_ms, stop } */
+    uint32_t circuit_failures;        /* 10 */
+    uint32_t reconnect_max_ms;        /* 30000 */
+    bool circuit_stop;                /* false: keep probing forever */
+
+    uint32_t reload_drain_timeout_ms; /* reload: { drain_timeout_ms: 5000 } */
+
+    /* admin: { listen } e.g. "127.0.0.1:8089"; NULL = no HTTP endpoint */
+    char *admin_listen;
+
+    /* replay: { max_range_s, keep_completed, keep_failed, chunk } */
+    uint32_t replay_max_range_s;      /* 31 days */
+    uint32_t replay_keep_completed;   /* 100 */
+    uint32_t replay_keep_failed;      /* 100 */
+
+    cfg_instance_t *instances;
+    size_t n_instances;
+    cfg_foreign_t *foreign;
+    size_t n_foreign;
+} evbus_config_t;
+
+/*
+ * Read DIR/ *.yaml (lexical order) into a new config.  Returns NULL and fills
+ * errs (every error found, not only the first) on failure.  Scalars set in a
+ * later file override earlier ones; `plugins:` and `foreign:` lists append.
+ * Plugin paths are resolved against plugin_dir but not opened.
+ */
+evbus_config_t *config_load(const char *dir, cfg_errors_t *errs);
+
+/* Frees everything; NULL is fine. */
+void config_free(evbus_config_t *cfg);
+
+/* Expand ${VAR} / ${VAR:-default} in `in`.  Returns a malloc'd string, or
+ * NULL with a message in err (unterminated reference, unset variable with
+ * no default). */
+char *config_expand_env(const char *in, char *err, size_t errlen);
+
+/* Parses "debug|info|warn|error"; returns -1 when unknown. */
+int config_log_level(const char *s);
+
+#endif /* EVBUS_CONFIG_H */

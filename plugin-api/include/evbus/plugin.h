@@ -1,0 +1,198 @@
+/*
+ * evbus plugin ABI — the only header a plugin includes.
+ *
+ * A plugin is a shared object that exports ONE function symbol,
+ * `evbus_plugin_descriptor`, returning a pointer to a constant descriptor.
+ * The host reads the ABI version and the struct size from it before it
+ * touches anything else, so an old or new plugin is refused with a precise
+ * message instead of crashing the host.
+ *
+ * Plugins link no host symbols.  Everything the host offers (logging,
+ * event accessors, publishing) comes through the evbus_host_api_t function
+ * table handed to init().  A table field a plugin does not know about is
+ * simply beyond the struct_size it was compiled with; a field the host does
+ * not provide is NULL.  New fields are only ever appended.
+ *
+ * Thread-safety contract for handlers
+ * -----------------------------------
+ *  - The host calls handlers from its worker threads.  Unless the plugin
+ *    sets EVBUS_PLUGIN_F_SERIAL, two events may be handled by the SAME
+ *    instance at the same time on different threads: protect the state.
+ *  - With EVBUS_PLUGIN_F_SERIAL the host holds a per-instance mutex around
+ *    every handler call of that instance.
+ *  - Handlers of one event run one after another, in priority order, on a
+ *    single thread.  An event handle is valid only during the call.
+ *  - init() and fini() run on the host's control thread, never concurrently
+ *    with a handler of the same instance.  fini() runs only after every
+ *    in-flight handler of that instance returned (generation drain).
+ *  - Every evbus_host_api_t function may be called from any thread, from
+ *    init() and from handlers.
+ *  - A handler must not call exit(), longjmp out, or keep pointers returned
+ *    by event accessors after it returns.
+ */
+#ifndef EVBUS_PLUGIN_H
+#define EVBUS_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped on any incompatible change of the descriptor or host API layout. */
+#define EVBUS_ABI_VERSION 1u
+
+/* The name of the single symbol every plugin exports. */
+#define EVBUS_PLUGIN_DESCRIPTOR_SYMBOL "evbus_plugin_descriptor"
+
+#if defined(__GNUC__)
+#define EVBUS_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define EVBUS_PLUGIN_EXPORT
+#endif
+
+/* What a handler tells the host about one event. */
+typedef enum evbus_result {
+    EVBUS_OK = 0,     /* done: the host may acknowledge for this handler   */
+    EVBUS_RETRY = 1,  /* transient failure: retry THIS handler with backoff */
+    EVBUS_REJECT = 2, /* permanent failure: straight to the dead-letter stream */
+} evbus_result_t;
+
+typedef enum evbus_log_level {
+    EVBUS_LOG_DEBUG = 0,
+    EVBUS_LOG_INFO = 1,
+    EVBUS_LOG_WARN = 2,
+    EVBUS_LOG_ERROR = 3,
+} evbus_log_level_t;
+
+/* Opaque: an event being dispatched.  Read it through the host API. */
+typedef struct evbus_event evbus_event_t;
+
+/* Opaque: an output buffer an upcaster appends to (see buf_append). */
+typedef struct evbus_buf evbus_buf_t;
+
+typedef struct evbus_host_api evbus_host_api_t;
+
+/*
+ * A handler.  `state` is what init() stored for this instance.  Must return
+ * one of evbus_result_t; any other value is treated as EVBUS_RETRY.
+ */
+typedef evbus_result_t (*evbus_handler_fn)(const evbus_event_t *ev, void *state);
+
+/* One subscription a plugin offers.  A manifest may override pattern and
+ * priority, or bind the handler (by name) to other patterns. */
+typedef struct evbus_subscriber {
+    const char *name;         /* unique within the plugin, e.g. "main"       */
+    const char *pattern;      /* default pattern, e.g. "approval.**"         */
+    int priority;             /* default priority; lower runs first          */
+    evbus_handler_fn handler;
+} evbus_subscriber_t;
+
+/*
+ * An upcaster turns the `data` of an event of `type` at schema version
+ * `from_version` into version from_version + 1.  It reads `data_json`
+ * (serialized JSON, `len` bytes) and appends the new serialized data with
+ * api->buf_append(out, ...).  Returns 0, or -1 with a message in err.
+ * The host chains upcasters so a subscription that accepts only the latest
+ * version still receives older events.  Upcasters must be pure functions:
+ * they may run on any thread at any time.
+ */
+typedef int (*evbus_upcast_fn)(const evbus_host_api_t *api, const char *data_json,
+                               size_t len, evbus_buf_t *out, char *err, size_t errlen);
+
+typedef struct evbus_upcaster {
+    const char *type;     /* exact event type                              */
+    int from_version;     /* upcasts from this version to from_version + 1 */
+    evbus_upcast_fn upcast;
+} evbus_upcaster_t;
+
+/* Descriptor flags. */
+#define EVBUS_PLUGIN_F_SERIAL 0x1u       /* host serializes calls per instance   */
+#define EVBUS_PLUGIN_F_KEEP_STATE 0x2u   /* state may carry over a reload when the
+                                            .so file and config are unchanged  */
+
+typedef struct evbus_plugin_descriptor {
+    uint32_t abi_version;   /* EVBUS_ABI_VERSION the plugin was built for    */
+    uint32_t struct_size;   /* sizeof(evbus_plugin_descriptor_t)             */
+    const char *name;       /* plugin name, e.g. "file-sink"                  */
+    const char *version;    /* plugin's own version, e.g. "1.2.0"             */
+    uint32_t flags;         /* EVBUS_PLUGIN_F_*                               */
+
+    /*
+     * init: called once per instance.  `config_json` is the instance's
+     * `config:` mapping serialized as a JSON object ("{}" when absent).
+     * Store per-instance state in *state.  Return 0, or non-zero with a
+     * message in errbuf; the host then reports the message with the
+     * manifest position and loads nothing of this generation.
+     */
+    int (*init)(const evbus_host_api_t *api, const char *config_json, void **state,
+                char *errbuf, size_t errlen);
+    /* fini: release the state.  May be NULL. */
+    void (*fini)(void *state);
+
+    const evbus_subscriber_t *subscribers;
+    size_t n_subscribers;
+
+    const evbus_upcaster_t *upcasters; /* may be NULL */
+    size_t n_upcasters;
+
+    void *reserved[8]; /* zero: room to grow without changing struct_size */
+} evbus_plugin_descriptor_t;
+
+/* The host's function table.  Fields are only ever appended. */
+struct evbus_host_api {
+    uint32_t abi_version;
+    uint32_t struct_size; /* sizeof(evbus_host_api_t) of the host */
+
+    /* Log one line, prefixed by the host with the calling instance name. */
+    void (*log)(evbus_log_level_t level, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+    /* Event accessors.  Returned strings are owned by the event and valid
+     * until the handler returns.  Absent attributes return NULL. */
+    const char *(*event_id)(const evbus_event_t *ev);
+    const char *(*event_type)(const evbus_event_t *ev);
+    const char *(*event_source)(const evbus_event_t *ev);
+    const char *(*event_time)(const evbus_event_t *ev);        /* RFC 3339 */
+    const char *(*event_tenant)(const evbus_event_t *ev);      /* tenantid */
+    const char *(*event_correlation_id)(const evbus_event_t *ev);
+    const char *(*event_stream_id)(const evbus_event_t *ev);   /* "ms-seq" */
+    /* Any top-level attribute rendered as a string (extensions included). */
+    const char *(*event_attr)(const evbus_event_t *ev, const char *name);
+    /* `data` serialized as JSON (after upcasting); *len receives the size. */
+    const char *(*event_data_json)(const evbus_event_t *ev, size_t *len);
+    /* The entry's raw bytes as read from the stream (before upcasting). */
+    const char *(*event_raw)(const evbus_event_t *ev, size_t *len);
+    /* `data` as a borrowed jansson json_t * (for plugins linking jansson). */
+    const void *(*event_data_jansson)(const evbus_event_t *ev);
+    int (*event_schema_version)(const evbus_event_t *ev); /* 0 when unknown */
+    int (*event_attempt)(const evbus_event_t *ev);        /* 1 on first try */
+    int (*event_is_replay)(const evbus_event_t *ev);      /* 1 during replay */
+    const char *(*event_replay_job)(const evbus_event_t *ev); /* job id or NULL */
+
+    /*
+     * Publish a new event to the bus's stream.  `data_json` must be a JSON
+     * value; `correlation_id` may be NULL (the host generates one).  On
+     * success writes the new stream id into out_id and returns 0; returns
+     * -1 with a message in err otherwise.
+     */
+    int (*publish)(const char *type, const char *tenant, const char *data_json,
+                   const char *correlation_id, char *out_id, size_t out_len, char *err,
+                   size_t errlen);
+
+    /* Append bytes to an upcaster's output buffer.  Returns 0 or -1. */
+    int (*buf_append)(evbus_buf_t *buf, const char *bytes, size_t len);
+
+    /* The instance name the host is currently calling (init or handler). */
+    const char *(*instance_name)(void);
+};
+
+/* Every plugin defines exactly this function. */
+typedef const evbus_plugin_descriptor_t *(*evbus_plugin_descriptor_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EVBUS_PLUGIN_H */

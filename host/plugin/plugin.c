@@ -1,0 +1,573 @@
+/*
+ * plugin.c — loading, checking and calling evbus plugins (see plugin.h).
+ *
+ * The loader trusts nothing in a descriptor until it has checked it: the
+ * ABI version and struct size are read first, then every pointer and
+ * string the host will later dereference.  It does not validate plugin
+ * config (the plugin's init does) and does not route events.
+ */
+#include "plugin/plugin.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "router/router.h"
+#include "util/log.h"
+
+struct plugin_lib {
+    char *path;
+    void *handle;
+    const evbus_plugin_descriptor_t *desc;
+    plugin_file_id_t file;
+    atomic_int refs; /* open/ref references + live instances */
+};
+
+/* State shared by an instance and the instances that adopted it. */
+typedef struct plugin_state_box {
+    atomic_int refs;
+    void *state;
+    bool serial;
+    pthread_mutex_t mu; /* held around handler calls of SERIAL plugins */
+} plugin_state_box_t;
+
+struct plugin_instance {
+    plugin_lib_t *lib;
+    char *name;
+    char *config_json;
+    plugin_state_box_t *box;
+};
+
+static __thread const char *plugin_tls_current;
+
+void plugin_set_current(const char *instance_name) { plugin_tls_current = instance_name; }
+
+const char *plugin_current(void) { return plugin_tls_current; }
+
+/* ---- file identity and private copies --------------------------------- */
+
+/* Reads fd to the end, hashing and (when out_fd >= 0) copying the bytes. */
+static int plugin_copy_hash(int in_fd, int out_fd, unsigned char digest[PLUGIN_DIGEST_LEN],
+                            const char *what, char *err, size_t errlen)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        snprintf(err, errlen, "%s: cannot initialise SHA-256", what);
+        EVP_MD_CTX_free(md);
+        return -1;
+    }
+    char buf[65536];
+    int rc = -1;
+    for (;;) {
+        ssize_t n = read(in_fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            snprintf(err, errlen, "%s: read: %s", what, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        for (ssize_t off = 0; out_fd >= 0 && off < n;) {
+            ssize_t w = write(out_fd, buf + off, (size_t)(n - off));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                snprintf(err, errlen, "%s: writing private copy: %s", what, strerror(errno));
+                goto out;
+            }
+            off += w;
+        }
+    }
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != PLUGIN_DIGEST_LEN) {
+        snprintf(err, errlen, "%s: SHA-256 failed", what);
+        goto out;
+    }
+    rc = 0;
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static void plugin_fill_stat(plugin_file_id_t *id, const struct stat *st)
+{
+    id->dev = st->st_dev;
+    id->ino = st->st_ino;
+    id->mtime = st->st_mtim;
+    id->size = st->st_size;
+}
+
+int plugin_file_identify(const char *path, plugin_file_id_t *out, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: stat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    plugin_fill_stat(out, &st);
+    int rc = plugin_copy_hash(fd, -1, out->digest, path, err, errlen);
+    close(fd);
+    return rc;
+}
+
+bool plugin_file_same_content(const plugin_file_id_t *a, const plugin_file_id_t *b)
+{
+    return memcmp(a->digest, b->digest, PLUGIN_DIGEST_LEN) == 0;
+}
+
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int plugin_mkdirs(const char *dir, const char *what, char *err, size_t errlen)
+{
+    char tmp[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof tmp) {
+        snprintf(err, errlen, "%s: private directory '%s' is empty or too long", what, dir);
+        return -1;
+    }
+    memcpy(tmp, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (tmp[i] != '/' && tmp[i] != '\0')
+            continue;
+        char saved = tmp[i];
+        tmp[i] = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "%s: cannot create private directory %s: %s", what, tmp,
+                     strerror(errno));
+            return -1;
+        }
+        tmp[i] = saved;
+    }
+    return 0;
+}
+
+/* Copies path to a fresh file in private_dir, hashing it on the way. */
+static int plugin_private_copy(const char *path, const char *private_dir, char *copy,
+                               size_t copylen, plugin_file_id_t *id, char *err, size_t errlen)
+{
+    static atomic_uint counter;
+    if (plugin_mkdirs(private_dir, path, err, errlen) != 0)
+        return -1;
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(in, &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file", path);
+        close(in);
+        return -1;
+    }
+    plugin_fill_stat(id, &st);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    int n = snprintf(copy, copylen, "%s/%s.%ld.%u.so", private_dir, base, (long)getpid(),
+                     atomic_fetch_add(&counter, 1));
+    if (n < 0 || (size_t)n >= copylen) {
+        snprintf(err, errlen, "%s: private copy path too long", path);
+        close(in);
+        return -1;
+    }
+    int out = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+    if (out < 0) {
+        snprintf(err, errlen, "%s: cannot create private copy %s: %s", path, copy,
+                 strerror(errno));
+        close(in);
+        return -1;
+    }
+    int rc = plugin_copy_hash(in, out, id->digest, path, err, errlen);
+    close(in);
+    if (close(out) != 0 && rc == 0) {
+        snprintf(err, errlen, "%s: writing private copy %s: %s", path, copy, strerror(errno));
+        rc = -1;
+    }
+    if (rc != 0)
+        unlink(copy);
+    return rc;
+}
+
+/* ---- descriptor checks ------------------------------------------------- */
+
+static int plugin_check_subscribers(const char *path, const evbus_plugin_descriptor_t *d,
+                                    char *err, size_t errlen)
+{
+    if (d->n_subscribers > 0 && !d->subscribers) {
+        snprintf(err, errlen, "%s: n_subscribers is %zu but subscribers is NULL", path,
+                 d->n_subscribers);
+        return -1;
+    }
+    for (size_t i = 0; i < d->n_subscribers; i++) {
+        const evbus_subscriber_t *s = &d->subscribers[i];
+        if (!s->name || !s->name[0]) {
+            snprintf(err, errlen, "%s: subscriber %zu has no name", path, i);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d->subscribers[j].name, s->name) == 0) {
+                snprintf(err, errlen, "%s: subscriber name '%s' is used twice (%zu and %zu)",
+                         path, s->name, j, i);
+                return -1;
+            }
+        }
+        if (!s->handler) {
+            snprintf(err, errlen, "%s: subscriber '%s' has no handler", path, s->name);
+            return -1;
+        }
+        char perr[256];
+        if (!s->pattern) {
+            snprintf(err, errlen, "%s: subscriber '%s' has no pattern", path, s->name);
+            return -1;
+        }
+        if (router_pattern_check(s->pattern, perr, sizeof perr) != 0) {
+            snprintf(err, errlen, "%s: subscriber '%s': invalid pattern '%s': %s", path,
+                     s->name, s->pattern, perr);
+            return -1;
+        }
+        if (s->priority < 0) {
+            snprintf(err, errlen, "%s: subscriber '%s': priority %d is negative", path,
+                     s->name, s->priority);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int plugin_check_upcasters(const char *path, const evbus_plugin_descriptor_t *d,
+                                  char *err, size_t errlen)
+{
+    if (d->n_upcasters > 0 && !d->upcasters) {
+        snprintf(err, errlen, "%s: n_upcasters is %zu but upcasters is NULL", path,
+                 d->n_upcasters);
+        return -1;
+    }
+    for (size_t i = 0; i < d->n_upcasters; i++) {
+        const evbus_upcaster_t *u = &d->upcasters[i];
+        char terr[256];
+        if (!u->type || router_type_check(u->type, terr, sizeof terr) != 0) {
+            snprintf(err, errlen, "%s: upcaster %zu: invalid event type '%s': %s", path, i,
+                     u->type ? u->type : "(null)", u->type ? terr : "type is NULL");
+            return -1;
+        }
+        if (u->from_version < 1) {
+            snprintf(err, errlen, "%s: upcaster for %s: from_version %d is below 1", path,
+                     u->type, u->from_version);
+            return -1;
+        }
+        if (!u->upcast) {
+            snprintf(err, errlen, "%s: upcaster for %s v%d has no function", path, u->type,
+                     u->from_version);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (d->upcasters[j].from_version == u->from_version &&
+                strcmp(d->upcasters[j].type, u->type) == 0) {
+                snprintf(err, errlen, "%s: two upcasters for %s from version %d", path,
+                         u->type, u->from_version);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int plugin_check_descriptor(const char *path, const evbus_plugin_descriptor_t *d,
+                                   char *err, size_t errlen)
+{
+    if (!d) {
+        snprintf(err, errlen, "%s: %s() returned NULL", path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
+        return -1;
+    }
+    if (d->abi_version != EVBUS_ABI_VERSION) {
+        snprintf(err, errlen, "%s: ABI version %u, host supports %u", path, d->abi_version,
+                 EVBUS_ABI_VERSION);
+        return -1;
+    }
+    if (d->struct_size < sizeof(evbus_plugin_descriptor_t)) {
+        snprintf(err, errlen,
+                 "%s: descriptor struct_size is %u bytes, ABI version %u needs at least %zu",
+                 path, d->struct_size, EVBUS_ABI_VERSION, sizeof(evbus_plugin_descriptor_t));
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof d->reserved / sizeof d->reserved[0]; i++) {
+        if (d->reserved[i]) {
+            snprintf(err, errlen, "%s: descriptor reserved[%zu] is not zero", path, i);
+            return -1;
+        }
+    }
+    const uint32_t known = EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE;
+    if (d->flags & ~known) {
+        snprintf(err, errlen, "%s: unknown descriptor flags 0x%x", path, d->flags & ~known);
+        return -1;
+    }
+    if (!d->name || !d->name[0]) {
+        snprintf(err, errlen, "%s: descriptor has no name", path);
+        return -1;
+    }
+    if (!d->version) {
+        snprintf(err, errlen, "%s: plugin '%s' has no version", path, d->name);
+        return -1;
+    }
+    if (!d->init) {
+        snprintf(err, errlen, "%s: plugin '%s' has no init function", path, d->name);
+        return -1;
+    }
+    if (plugin_check_subscribers(path, d, err, errlen) != 0 ||
+        plugin_check_upcasters(path, d, err, errlen) != 0)
+        return -1;
+    if (d->n_subscribers == 0 && d->n_upcasters == 0) {
+        snprintf(err, errlen, "%s: plugin '%s' offers neither subscribers nor upcasters", path,
+                 d->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- libraries --------------------------------------------------------- */
+
+int plugin_lib_open(const char *path, const char *private_dir, plugin_lib_t **out, char *err,
+                    size_t errlen)
+{
+    char copy[4096];
+    plugin_file_id_t id;
+    if (plugin_private_copy(path, private_dir, copy, sizeof copy, &id, err, errlen) != 0)
+        return -1;
+    dlerror();
+    void *handle = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        const char *msg = dlerror();
+        snprintf(err, errlen, "%s: dlopen failed: %s", path, msg ? msg : "unknown error");
+        unlink(copy);
+        return -1;
+    }
+    /* The mapping keeps the code alive; the name must not be found again. */
+    unlink(copy);
+
+    dlerror();
+    void *sym = dlsym(handle, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
+    if (!sym) {
+        const char *msg = dlerror();
+        snprintf(err, errlen, "%s: missing symbol %s: %s", path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL,
+                 msg ? msg : "symbol is NULL");
+        dlclose(handle);
+        return -1;
+    }
+    evbus_plugin_descriptor_fn fn;
+    /* POSIX guarantees a dlsym'd function pointer converts this way. */
+    *(void **)&fn = sym;
+    const evbus_plugin_descriptor_t *desc = fn();
+    if (plugin_check_descriptor(path, desc, err, errlen) != 0) {
+        dlclose(handle);
+        return -1;
+    }
+    plugin_lib_t *lib = calloc(1, sizeof *lib);
+    char *p = strdup(path);
+    if (!lib || !p) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        free(lib);
+        free(p);
+        dlclose(handle);
+        return -1;
+    }
+    lib->path = p;
+    lib->handle = handle;
+    lib->desc = desc;
+    lib->file = id;
+    atomic_init(&lib->refs, 1);
+    *out = lib;
+    return 0;
+}
+
+plugin_lib_t *plugin_lib_ref(plugin_lib_t *lib)
+{
+    atomic_fetch_add(&lib->refs, 1);
+    return lib;
+}
+
+void plugin_lib_close(plugin_lib_t *lib)
+{
+    if (!lib || atomic_fetch_sub(&lib->refs, 1) != 1)
+        return;
+    dlclose(lib->handle);
+    free(lib->path);
+    free(lib);
+}
+
+const evbus_plugin_descriptor_t *plugin_lib_descriptor(const plugin_lib_t *lib)
+{
+    return lib->desc;
+}
+
+const char *plugin_lib_path(const plugin_lib_t *lib) { return lib->path; }
+
+const unsigned char *plugin_lib_digest(const plugin_lib_t *lib) { return lib->file.digest; }
+
+const plugin_file_id_t *plugin_lib_file_id(const plugin_lib_t *lib) { return &lib->file; }
+
+/* ---- instances --------------------------------------------------------- */
+
+static plugin_instance_t *plugin_instance_alloc(plugin_lib_t *lib, const char *name,
+                                                const char *config_json)
+{
+    plugin_instance_t *inst = calloc(1, sizeof *inst);
+    if (!inst)
+        return NULL;
+    inst->name = strdup(name);
+    inst->config_json = strdup(config_json ? config_json : "{}");
+    if (!inst->name || !inst->config_json) {
+        free(inst->name);
+        free(inst->config_json);
+        free(inst);
+        return NULL;
+    }
+    inst->lib = plugin_lib_ref(lib);
+    return inst;
+}
+
+static void plugin_instance_release(plugin_instance_t *inst)
+{
+    plugin_lib_close(inst->lib);
+    free(inst->name);
+    free(inst->config_json);
+    free(inst);
+}
+
+int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
+                        const evbus_host_api_t *api, plugin_instance_t **out, char *err,
+                        size_t errlen)
+{
+    plugin_instance_t *inst = plugin_instance_alloc(lib, name, config_json);
+    plugin_state_box_t *box = calloc(1, sizeof *box);
+    if (!inst || !box) {
+        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", name, lib->path);
+        if (inst)
+            plugin_instance_release(inst);
+        free(box);
+        return -1;
+    }
+    atomic_init(&box->refs, 1);
+    box->serial = (lib->desc->flags & EVBUS_PLUGIN_F_SERIAL) != 0;
+    pthread_mutex_init(&box->mu, NULL);
+
+    char perr[512] = "";
+    const char *saved = plugin_current();
+    plugin_set_current(inst->name);
+    int rc = lib->desc->init(api, inst->config_json, &box->state, perr, sizeof perr);
+    plugin_set_current(saved);
+    if (rc != 0) {
+        perr[sizeof perr - 1] = '\0';
+        snprintf(err, errlen, "-: instance '%s' (%s): init failed: %s", name, lib->path,
+                 perr[0] ? perr : "(no message)");
+        pthread_mutex_destroy(&box->mu);
+        free(box);
+        plugin_instance_release(inst);
+        return -1;
+    }
+    inst->box = box;
+    *out = inst;
+    return 0;
+}
+
+int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char *err,
+                          size_t errlen)
+{
+    if (!(old->lib->desc->flags & EVBUS_PLUGIN_F_KEEP_STATE)) {
+        snprintf(err, errlen, "-: instance '%s' (%s): plugin does not set KEEP_STATE",
+                 old->name, old->lib->path);
+        return -1;
+    }
+    plugin_instance_t *inst = plugin_instance_alloc(old->lib, old->name, old->config_json);
+    if (!inst) {
+        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", old->name,
+                 old->lib->path);
+        return -1;
+    }
+    atomic_fetch_add(&old->box->refs, 1);
+    inst->box = old->box;
+    *out = inst;
+    return 0;
+}
+
+bool plugin_instance_can_adopt(const plugin_instance_t *old, const char *name,
+                               const plugin_file_id_t *file, const char *config_json)
+{
+    return strcmp(old->name, name) == 0 &&
+           (old->lib->desc->flags & EVBUS_PLUGIN_F_KEEP_STATE) &&
+           plugin_file_same_content(&old->lib->file, file) &&
+           strcmp(old->config_json, config_json ? config_json : "{}") == 0;
+}
+
+void plugin_instance_free(plugin_instance_t *inst)
+{
+    if (!inst)
+        return;
+    plugin_state_box_t *box = inst->box;
+    if (atomic_fetch_sub(&box->refs, 1) == 1) {
+        if (inst->lib->desc->fini) {
+            const char *saved = plugin_current();
+            plugin_set_current(inst->name);
+            inst->lib->desc->fini(box->state);
+            plugin_set_current(saved);
+        }
+        pthread_mutex_destroy(&box->mu);
+        free(box);
+    }
+    plugin_instance_release(inst);
+}
+
+const char *plugin_instance_name(const plugin_instance_t *inst) { return inst->name; }
+
+const char *plugin_instance_config(const plugin_instance_t *inst) { return inst->config_json; }
+
+void *plugin_instance_state(const plugin_instance_t *inst) { return inst->box->state; }
+
+plugin_lib_t *plugin_instance_lib(const plugin_instance_t *inst) { return inst->lib; }
+
+const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
+                                                          const char *name)
+{
+    const evbus_plugin_descriptor_t *d = inst->lib->desc;
+    if (!name)
+        return d->n_subscribers > 0 ? &d->subscribers[0] : NULL;
+    for (size_t i = 0; i < d->n_subscribers; i++)
+        if (strcmp(d->subscribers[i].name, name) == 0)
+            return &d->subscribers[i];
+    return NULL;
+}
+
+evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscriber_t *sub,
+                                    const evbus_event_t *ev)
+{
+    plugin_state_box_t *box = inst->box;
+    const char *saved = plugin_current();
+    plugin_set_current(inst->name);
+    if (box->serial)
+        pthread_mutex_lock(&box->mu);
+    /* In C an enum holds any value of its integer type, so a plugin
+     * returning 7 is representable and merely needs mapping. */
+    int r = (int)sub->handler(ev, box->state);
+    if (box->serial)
+        pthread_mutex_unlock(&box->mu);
+    plugin_set_current(saved);
+    if (r != EVBUS_OK && r != EVBUS_RETRY && r != EVBUS_REJECT) {
+        log_warn("plugin", "instance '%s' handler '%s' returned %d, treated as RETRY",
+                 inst->name, sub->name, r);
+        return EVBUS_RETRY;
+    }
+    return (evbus_result_t)r;
+}

@@ -1,0 +1,307 @@
+/*
+ * file-sink — appends every handled event, as its raw JSON on one line, to
+ * a file.
+ *
+ * Config: path (required); buffer: "line" (default: one write per event),
+ * "none" (the same: an event is always one line) or a byte count (lines
+ * are gathered and written when the buffer would overflow, and at fini);
+ * fsync: "never" (default), "always" (after every write) or "interval"
+ * (at most every fsync_interval_ms, default 1000).
+ *
+ * Two instances must never interleave their buffered writes in one file,
+ * so a registry of open files keyed by (st_dev, st_ino) refuses a second
+ * instance on the same file.  The registry lives in this library's static
+ * data, which the host copies per load: it covers the instances of one
+ * loaded copy (one generation), so a new generation may reopen the file
+ * while the old one drains.  It does not rotate files.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <evbus/plugin.h>
+
+typedef enum { FSYNC_NEVER, FSYNC_ALWAYS, FSYNC_INTERVAL } fsink_fsync_t;
+
+typedef struct fsink {
+    const evbus_host_api_t *api;
+    char *path;
+    char *instance;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+    pthread_mutex_t mu;
+    char *buf; /* NULL when unbuffered */
+    size_t buf_len, buf_cap;
+    fsink_fsync_t fsync_mode;
+    int64_t fsync_interval_ms;
+    int64_t last_sync_ms;
+    struct fsink *next; /* registry link */
+} fsink_t;
+
+static pthread_mutex_t fsink_registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static fsink_t *fsink_registry;
+
+static int64_t fsink_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int fsink_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Writes the buffer out and syncs per policy; caller holds s->mu. */
+static int fsink_flush_locked(fsink_t *s)
+{
+    if (s->buf_len > 0) {
+        if (fsink_write_all(s->fd, s->buf, s->buf_len) != 0)
+            return -1;
+        s->buf_len = 0;
+    }
+    return 0;
+}
+
+static int fsink_sync_locked(fsink_t *s)
+{
+    if (s->fsync_mode == FSYNC_ALWAYS)
+        return fdatasync(s->fd);
+    if (s->fsync_mode == FSYNC_INTERVAL) {
+        int64_t now = fsink_now_ms();
+        if (now - s->last_sync_ms >= s->fsync_interval_ms) {
+            s->last_sync_ms = now;
+            return fdatasync(s->fd);
+        }
+    }
+    return 0;
+}
+
+static int fsink_parse_config(fsink_t *s, const char *config_json, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *cfg = json_loads(config_json, 0, &jerr);
+    if (!json_is_object(cfg)) {
+        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
+        json_decref(cfg);
+        return -1;
+    }
+    int rc = -1;
+    json_t *path = json_object_get(cfg, "path");
+    if (!json_is_string(path) || json_string_length(path) == 0) {
+        snprintf(err, errlen, "missing 'path' (the file to append events to)");
+        goto out;
+    }
+    s->path = strdup(json_string_value(path));
+    json_t *buffer = json_object_get(cfg, "buffer");
+    if (json_is_integer(buffer)) {
+        if (json_integer_value(buffer) < 1 || json_integer_value(buffer) > (1 << 30)) {
+            snprintf(err, errlen, "'buffer' must be \"line\", \"none\" or 1..%d bytes", 1 << 30);
+            goto out;
+        }
+        s->buf_cap = (size_t)json_integer_value(buffer);
+    } else if (buffer && !(json_is_string(buffer) &&
+                           (strcmp(json_string_value(buffer), "line") == 0 ||
+                            strcmp(json_string_value(buffer), "none") == 0))) {
+        snprintf(err, errlen, "'buffer' must be \"line\", \"none\" or a byte count");
+        goto out;
+    }
+    json_t *fs = json_object_get(cfg, "fsync");
+    const char *fsv = json_is_string(fs) ? json_string_value(fs) : NULL;
+    if (!fs || (fsv && strcmp(fsv, "never") == 0)) {
+        s->fsync_mode = FSYNC_NEVER;
+    } else if (fsv && strcmp(fsv, "always") == 0) {
+        s->fsync_mode = FSYNC_ALWAYS;
+    } else if (fsv && strcmp(fsv, "interval") == 0) {
+        s->fsync_mode = FSYNC_INTERVAL;
+    } else {
+        snprintf(err, errlen, "'fsync' must be \"never\", \"always\" or \"interval\"");
+        goto out;
+    }
+    json_t *iv = json_object_get(cfg, "fsync_interval_ms");
+    s->fsync_interval_ms = 1000;
+    if (iv) {
+        if (!json_is_integer(iv) || json_integer_value(iv) < 1) {
+            snprintf(err, errlen, "'fsync_interval_ms' must be a positive integer");
+            goto out;
+        }
+        s->fsync_interval_ms = json_integer_value(iv);
+    }
+    rc = s->path ? 0 : -1;
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+out:
+    json_decref(cfg);
+    return rc;
+}
+
+static void fsink_destroy(fsink_t *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    pthread_mutex_destroy(&s->mu);
+    free(s->buf);
+    free(s->path);
+    free(s->instance);
+    free(s);
+}
+
+/* Adds s to the registry unless its file is already there. */
+static int fsink_register(fsink_t *s, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&fsink_registry_mu);
+    for (fsink_t *o = fsink_registry; o; o = o->next) {
+        if (o->dev == s->dev && o->ino == s->ino) {
+            snprintf(err, errlen, "%s is already written by instance '%s' (as %s); "
+                     "two file-sink instances may not share a file",
+                     s->path, o->instance, o->path);
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0) {
+        s->next = fsink_registry;
+        fsink_registry = s;
+    }
+    pthread_mutex_unlock(&fsink_registry_mu);
+    return rc;
+}
+
+static void fsink_unregister(fsink_t *s)
+{
+    pthread_mutex_lock(&fsink_registry_mu);
+    for (fsink_t **pp = &fsink_registry; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&fsink_registry_mu);
+}
+
+static int fsink_init(const evbus_host_api_t *api, const char *config_json, void **state,
+                      char *err, size_t errlen)
+{
+    fsink_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->api = api;
+    s->fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    const char *iname = api->instance_name ? api->instance_name() : NULL;
+    s->instance = strdup(iname ? iname : "?");
+    if (!s->instance || fsink_parse_config(s, config_json, err, errlen) != 0)
+        goto fail;
+    if (s->buf_cap > 0 && !(s->buf = malloc(s->buf_cap))) {
+        snprintf(err, errlen, "out of memory for a %zu byte buffer", s->buf_cap);
+        goto fail;
+    }
+    s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    struct stat st;
+    if (s->fd < 0 || fstat(s->fd, &st) != 0) {
+        snprintf(err, errlen, "%s: %s", s->path, strerror(errno));
+        goto fail;
+    }
+    s->dev = st.st_dev;
+    s->ino = st.st_ino;
+    s->last_sync_ms = fsink_now_ms();
+    if (fsink_register(s, err, errlen) != 0)
+        goto fail;
+    *state = s;
+    return 0;
+fail:
+    fsink_destroy(s);
+    return -1;
+}
+
+static void fsink_fini(void *state)
+{
+    fsink_t *s = state;
+    fsink_unregister(s);
+    pthread_mutex_lock(&s->mu);
+    if (fsink_flush_locked(s) != 0 && s->api->log)
+        s->api->log(EVBUS_LOG_ERROR, "file-sink: flushing %s at shutdown: %s", s->path,
+                    strerror(errno));
+    if (s->fsync_mode != FSYNC_NEVER)
+        fdatasync(s->fd);
+    pthread_mutex_unlock(&s->mu);
+    fsink_destroy(s);
+}
+
+static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
+{
+    fsink_t *s = state;
+    size_t len = 0;
+    const char *raw = s->api->event_raw ? s->api->event_raw(ev, &len) : NULL;
+    if (!raw) {
+        s->api->log(EVBUS_LOG_ERROR, "file-sink: the host gave no raw event bytes");
+        return EVBUS_RETRY;
+    }
+    /* One event per line: raw newlines can only be JSON whitespace (inside
+     * strings they are escaped), so turning them into spaces keeps the JSON. */
+    char *line = malloc(len + 1);
+    if (!line)
+        return EVBUS_RETRY;
+    for (size_t i = 0; i < len; i++)
+        line[i] = (raw[i] == '\n' || raw[i] == '\r') ? ' ' : raw[i];
+    line[len] = '\n';
+    size_t n = len + 1;
+
+    evbus_result_t r = EVBUS_OK;
+    pthread_mutex_lock(&s->mu);
+    if (s->buf && s->buf_len + n <= s->buf_cap) {
+        memcpy(s->buf + s->buf_len, line, n);
+        s->buf_len += n;
+    } else if (fsink_flush_locked(s) != 0 || fsink_write_all(s->fd, line, n) != 0 ||
+               fsink_sync_locked(s) != 0) {
+        s->api->log(EVBUS_LOG_ERROR, "file-sink: writing %s: %s", s->path, strerror(errno));
+        r = EVBUS_RETRY;
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(line);
+    return r;
+}
+
+static const evbus_subscriber_t fsink_subscribers[] = {
+    {.name = "main", .pattern = "**", .priority = 100, .handler = fsink_handle},
+};
+
+static const evbus_plugin_descriptor_t fsink_descriptor = {
+    .abi_version = EVBUS_ABI_VERSION,
+    .struct_size = sizeof(evbus_plugin_descriptor_t),
+    .name = "file-sink",
+    .version = "1.0.0",
+    .flags = 0,
+    .init = fsink_init,
+    .fini = fsink_fini,
+    .subscribers = fsink_subscribers,
+    .n_subscribers = 1,
+};
+
+EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
+{
+    return &fsink_descriptor;
+}

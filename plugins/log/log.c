@@ -1,0 +1,168 @@
+/*
+ * log — writes one log line per handled event through the host's logger.
+ *
+ * Config: level: debug|info|warn|error (default info); format: a template
+ * where {id} {type} {source} {tenant} {time} {correlation} {stream_id}
+ * {attempt} {version} and {data} are replaced by the event's values (absent
+ * ones by "-"); the default is "event {type} id={id} tenant={tenant}
+ * attempt={attempt}".  Stateless apart from the parsed config, so handlers
+ * need no lock.  It never fails an event.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <evbus/plugin.h>
+
+#define LOGP_DEFAULT_FORMAT "event {type} id={id} tenant={tenant} attempt={attempt}"
+
+typedef struct logp {
+    const evbus_host_api_t *api;
+    evbus_log_level_t level;
+    char *format;
+} logp_t;
+
+static int logp_init(const evbus_host_api_t *api, const char *config_json, void **state,
+                     char *err, size_t errlen)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    json_error_t jerr;
+    json_t *cfg = json_loads(config_json, 0, &jerr);
+    if (!json_is_object(cfg)) {
+        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
+        json_decref(cfg);
+        return -1;
+    }
+    logp_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        json_decref(cfg);
+        return -1;
+    }
+    s->api = api;
+    s->level = EVBUS_LOG_INFO;
+    json_t *lv = json_object_get(cfg, "level");
+    if (lv) {
+        int found = -1;
+        for (int i = 0; i < 4 && json_is_string(lv); i++)
+            if (strcmp(json_string_value(lv), levels[i]) == 0)
+                found = i;
+        if (found < 0) {
+            snprintf(err, errlen, "'level' must be debug, info, warn or error");
+            goto fail;
+        }
+        s->level = (evbus_log_level_t)found;
+    }
+    json_t *fmt = json_object_get(cfg, "format");
+    if (fmt && !json_is_string(fmt)) {
+        snprintf(err, errlen, "'format' must be a string");
+        goto fail;
+    }
+    s->format = strdup(fmt ? json_string_value(fmt) : LOGP_DEFAULT_FORMAT);
+    if (!s->format) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    json_decref(cfg);
+    *state = s;
+    return 0;
+fail:
+    json_decref(cfg);
+    free(s);
+    return -1;
+}
+
+static void logp_fini(void *state)
+{
+    logp_t *s = state;
+    free(s->format);
+    free(s);
+}
+
+/* The value of one {placeholder}, printed into tmp when it is a number. */
+static const char *logp_value(const logp_t *s, const evbus_event_t *ev, const char *key,
+                              size_t klen, char *tmp, size_t tmplen, size_t *vlen)
+{
+    const evbus_host_api_t *a = s->api;
+    const char *v = NULL;
+#define LOGP_KEY(k) (klen == strlen(k) && memcmp(key, k, klen) == 0)
+    if (LOGP_KEY("id"))
+        v = a->event_id(ev);
+    else if (LOGP_KEY("type"))
+        v = a->event_type(ev);
+    else if (LOGP_KEY("source"))
+        v = a->event_source(ev);
+    else if (LOGP_KEY("tenant"))
+        v = a->event_tenant(ev);
+    else if (LOGP_KEY("time"))
+        v = a->event_time(ev);
+    else if (LOGP_KEY("correlation"))
+        v = a->event_correlation_id(ev);
+    else if (LOGP_KEY("stream_id"))
+        v = a->event_stream_id(ev);
+    else if (LOGP_KEY("attempt") || LOGP_KEY("version")) {
+        int num = LOGP_KEY("attempt") ? a->event_attempt(ev) : a->event_schema_version(ev);
+        snprintf(tmp, tmplen, "%d", num);
+        v = tmp;
+    } else if (LOGP_KEY("data")) {
+        v = a->event_data_json(ev, vlen);
+        if (v)
+            return v;
+    } else {
+        return NULL;
+    }
+#undef LOGP_KEY
+    if (!v)
+        v = "-";
+    *vlen = strlen(v);
+    return v;
+}
+
+static evbus_result_t logp_handle(const evbus_event_t *ev, void *state)
+{
+    logp_t *s = state;
+    char line[4096];
+    size_t n = 0;
+    for (const char *p = s->format; *p && n < sizeof line - 1;) {
+        const char *close = *p == '{' ? strchr(p, '}') : NULL;
+        char tmp[32];
+        size_t vlen = 0;
+        const char *v = close ? logp_value(s, ev, p + 1, (size_t)(close - p - 1), tmp,
+                                           sizeof tmp, &vlen)
+                              : NULL;
+        if (!v) {
+            line[n++] = *p++;
+            continue;
+        }
+        if (vlen > sizeof line - 1 - n)
+            vlen = sizeof line - 1 - n;
+        memcpy(line + n, v, vlen);
+        n += vlen;
+        p = close + 1;
+    }
+    line[n] = '\0';
+    s->api->log(s->level, "%s", line);
+    return EVBUS_OK;
+}
+
+static const evbus_subscriber_t logp_subscribers[] = {
+    {.name = "main", .pattern = "**", .priority = 100, .handler = logp_handle},
+};
+
+static const evbus_plugin_descriptor_t logp_descriptor = {
+    .abi_version = EVBUS_ABI_VERSION,
+    .struct_size = sizeof(evbus_plugin_descriptor_t),
+    .name = "log",
+    .version = "1.0.0",
+    .flags = EVBUS_PLUGIN_F_KEEP_STATE,
+    .init = logp_init,
+    .fini = logp_fini,
+    .subscribers = logp_subscribers,
+    .n_subscribers = 1,
+};
+
+EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
+{
+    return &logp_descriptor;
+}

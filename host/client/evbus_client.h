@@ -1,0 +1,244 @@
+/*
+ * libevbus — publish CloudEvents to an evbus stream and manage its
+ * dead-letter queue.  Installed as <evbus/client.h> with libevbus.so and
+ * evbus.pc; inside the tree it is "client/evbus_client.h".
+ *
+ * Threads: an evbus_client_t owns one hiredis context and is NOT
+ * thread-safe; use one client per thread.  The id and time helpers
+ * (evbus_uuid4, evbus_ulid, evbus_time_now_rfc3339) are thread-safe.
+ *
+ * Connection: evbus_client_new() only parses the URL.  The connection is
+ * opened by the first command and re-opened by the next command after an
+ * I/O error, so a client survives a Redis restart.
+ *
+ * Errors: functions return 0 (or a count) on success and a negative code on
+ * failure, with a message in the caller's err buffer (err may be NULL) that
+ * is also kept in the client (evbus_client_error()).  Two failure classes
+ * stay distinct:
+ *   EVBUS_CLIENT_EINVAL (-2)  the caller's input is wrong (bad event, bad
+ *                             filter, malformed id); nothing was sent;
+ *   EVBUS_CLIENT_EREDIS (-1)  Redis could not be reached or replied with an
+ *                             error.
+ *
+ * Stream entry layout written by the publish functions:
+ *   XADD <stream> [MAXLEN ~ n] * event <compact JSON> [extra fields...]
+ */
+#ifndef EVBUS_CLIENT_H
+#define EVBUS_CLIENT_H
+
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { EVBUS_CLIENT_OK = 0, EVBUS_CLIENT_EREDIS = -1, EVBUS_CLIENT_EINVAL = -2 };
+
+/* Buffer size that fits any stream id this library writes ("ms-seq"). */
+#define EVBUS_STREAM_ID_LEN 32
+
+typedef struct evbus_client evbus_client_t;
+
+typedef enum { EVBUS_ID_UUID4 = 0, EVBUS_ID_ULID = 1 } evbus_id_kind_t;
+
+/*
+ * A client for `stream` on the Redis at redis_url:
+ *   redis://[[user]:password@]host[:port][/db]   (port 6379, db 0 by default)
+ *   unix:///path/to/redis.sock[?db=N]
+ * Returns NULL with a message in err when the URL or stream is invalid or
+ * memory runs out; does not connect.  Free with evbus_client_free().
+ */
+evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char *err,
+                                 size_t errlen);
+void evbus_client_free(evbus_client_t *c);
+
+/* 0 = no trimming (the default); else every XADD carries MAXLEN ~ maxlen. */
+void evbus_client_set_maxlen(evbus_client_t *c, uint64_t maxlen);
+/* Kind of id generated for events without one; UUIDv4 by default. */
+void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k);
+/* Source given to events without one; default "/evbus/<hostname>".  The
+ * string is copied; NULL or "" restores the default. */
+void evbus_client_set_source(evbus_client_t *c, const char *source);
+/* Text of the last error on this client ("" when none).  Valid until the
+ * next call on the client. */
+const char *evbus_client_error(const evbus_client_t *c);
+/* The client's stream name (borrowed). */
+const char *evbus_client_stream(const evbus_client_t *c);
+/* The client's hiredis context, connecting first if needed; NULL when Redis
+ * cannot be reached (see evbus_client_error).  Borrowed: do not free, and
+ * do not keep it across calls that may reconnect. */
+redisContext *evbus_client_redis(evbus_client_t *c);
+
+/*
+ * Completes the CloudEvent object `ev` in place, then checks it.
+ * Filled when absent: specversion "1.0"; id (UUIDv4 or ULID per the
+ * client); time (now, "2026-11-26T22:06:42.123Z"); source (the client's);
+ * correlationid (a new UUIDv4).  Checked: ev is an object; specversion is
+ * "1.0"; type is lowercase dot-separated segments of [a-z0-9_-]+; tenantid,
+ * id, source and correlationid are non-empty strings; time is an RFC 3339
+ * date-time.  All checks run before anything is filled, so on failure ev
+ * is unchanged.  Returns 0, or EVBUS_CLIENT_EINVAL with a message that
+ * starts with the attribute's name ("type: missing").  c may be NULL
+ * (UUIDv4 ids and the default source then).
+ */
+int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen);
+
+/*
+ * Completes and publishes one event.  On success writes the new stream id
+ * into out_id (out_len >= EVBUS_STREAM_ID_LEN recommended) and returns 0.
+ * Returns EVBUS_CLIENT_EINVAL for a bad event (nothing sent) or
+ * EVBUS_CLIENT_EREDIS when Redis failed.  ev is completed even on a Redis
+ * failure, so a retry publishes the same id.
+ */
+int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, char *err,
+                  size_t errlen);
+
+/*
+ * Completes and publishes n events with pipelining: commands are sent in
+ * windows of EVBUS_PIPELINE_WINDOW and the replies read after each window,
+ * so memory stays bounded whatever n is.  For each i, rc[i] is 0 with the
+ * stream id in out_ids[i], or EVBUS_CLIENT_EINVAL / EVBUS_CLIENT_EREDIS
+ * (reply error, e.g. WRONGTYPE) with out_ids[i] = "".  Returns the number
+ * published, or -1 when the connection failed (then items not yet
+ * confirmed have rc EVBUS_CLIENT_EREDIS; some of them may still have been
+ * written).  err holds the first failure's message.
+ */
+#define EVBUS_PIPELINE_WINDOW 1000
+ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
+                            char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                            size_t errlen);
+
+/*
+ * Publishes `len` raw bytes as the event field, unchecked (tests, DLQ
+ * retry).  extra_fields is NULL or a NULL-terminated list of key, value
+ * strings appended as further fields.  0 or EVBUS_CLIENT_EREDIS.
+ */
+int evbus_publish_raw(evbus_client_t *c, const char *json, size_t len,
+                      const char *const *extra_fields, char *out_id, size_t out_len, char *err,
+                      size_t errlen);
+
+/* Thread-safe id and time helpers.
+ * evbus_uuid4: "xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx" (V in 89ab), lowercase.
+ * evbus_ulid: 26 Crockford base32 chars; monotonic within one thread and
+ *   millisecond.
+ * evbus_time_now_rfc3339: UTC with milliseconds, "2026-11-26T22:06:42.123Z". */
+void evbus_uuid4(char out[37]);
+void evbus_ulid(char out[27]);
+void evbus_time_now_rfc3339(char out[32]);
+
+/* Checks an event type (same rule as evbus_event_complete); 0 or -1. */
+int evbus_type_check(const char *type);
+/* Checks an RFC 3339 date-time string; 0 or -1. */
+int evbus_time_check(const char *s);
+
+/*
+ * ---------------------------------------------------------------------
+ * Dead-letter queue.
+ *
+ * WIRE FORMAT.  The daemon writes one stream entry per dead letter:
+ *   XADD <dlq_stream> * event <original raw event bytes, unchanged>
+ *        stream <original stream> id <original entry id>
+ *        event_id <CloudEvent id or ""> type <type or "">
+ *        tenant <tenantid or "">
+ *        reason <reject|retries_exhausted|unparseable|invalid_envelope|
+ *                schema_invalid|no_schema|unknown_version|upcast_failed|
+ *                poison|handler_gone>
+ *        handlers <JSON array of failing handlers "instance/subscriber">
+ *        attempts <int> error <last error text>
+ *        first_failure <RFC 3339> last_failure <RFC 3339>
+ *        [replay_job <id>]
+ * Readers tolerate missing fields (empty strings, attempts 0) and ignore
+ * unknown ones.
+ *
+ * TENANCY.  Every operation takes an optional tenant (NULL = all).  With a
+ * tenant, entries of any other tenant (or with no tenant) behave exactly
+ * as if they did not exist: not listed, not counted, "not found" for get,
+ * retry and delete, never purged.
+ *
+ * TYPE FILTER.  NULL = any type; "a.b" matches that exact type; "a.b.**"
+ * matches "a.b" and every type below it ("a.b.c", "a.b.c.d"); "**" matches
+ * everything.  Any other use of '*' is EVBUS_CLIENT_EINVAL.
+ * ---------------------------------------------------------------------
+ */
+typedef struct evbus_dlq_entry {
+    char dlq_id[EVBUS_STREAM_ID_LEN];
+    /* Owned strings, never NULL except replay_job (NULL when absent). */
+    char *event;
+    size_t event_len; /* the raw event may contain NUL bytes */
+    char *stream, *orig_id, *event_id, *type, *tenant, *reason, *handlers, *error,
+        *first_failure, *last_failure, *replay_job;
+    long attempts;
+} evbus_dlq_entry_t;
+
+typedef struct evbus_dlq_filter {
+    const char *tenant; /* NULL = every tenant */
+    const char *type;   /* NULL = every type; see TYPE FILTER */
+} evbus_dlq_filter_t;
+
+/* Largest page evbus_dlq_list returns. */
+#define EVBUS_DLQ_LIST_MAX 100
+
+/*
+ * Up to `limit` entries matching f (NULL = all), newest first, after
+ * skipping `offset` matching ones.  *out is a new array of *n entries
+ * (NULL when 0), freed with evbus_dlq_list_free().  Returns 0,
+ * EVBUS_CLIENT_EINVAL when limit is not 1..EVBUS_DLQ_LIST_MAX or the filter
+ * is invalid, EVBUS_CLIENT_EREDIS on Redis failure.
+ */
+int evbus_dlq_list(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                   size_t offset, size_t limit, evbus_dlq_entry_t **out, size_t *n, char *err,
+                   size_t errlen);
+void evbus_dlq_list_free(evbus_dlq_entry_t *entries, size_t n);
+
+/* Number of entries matching f (NULL = all); -1/-2 as evbus_dlq_list. */
+ssize_t evbus_dlq_count(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                        char *err, size_t errlen);
+
+/*
+ * One entry by DLQ id.  Returns 0 (out filled; release with
+ * evbus_dlq_entry_free), 1 when not found (or another tenant's),
+ * EVBUS_CLIENT_EINVAL when dlq_id is not a stream id, EVBUS_CLIENT_EREDIS.
+ */
+int evbus_dlq_get(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
+                  const char *tenant, evbus_dlq_entry_t *out, char *err, size_t errlen);
+
+/*
+ * Re-publishes the entry's original bytes as a NEW entry of its original
+ * stream (the client's stream when the entry names none), with extra
+ * fields retried_from <dlq_id> and orig_id <original entry id>, and
+ * deletes the DLQ entry, in one MULTI/EXEC under WATCH of the DLQ stream
+ * (so two concurrent retries cannot both publish).  The client's maxlen
+ * applies.  Writes the new stream id.  Returns as evbus_dlq_get.
+ */
+int evbus_dlq_retry(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
+                    const char *tenant, char *new_id, size_t len, char *err, size_t errlen);
+
+/* Deletes one entry.  Returns as evbus_dlq_get. */
+int evbus_dlq_delete(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
+                     const char *tenant, char *err, size_t errlen);
+
+/* Deletes every entry matching f (NULL = all); returns how many, or -1/-2. */
+ssize_t evbus_dlq_purge(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                        char *err, size_t errlen);
+
+/* Frees the strings inside *e (not e itself) and zeroes it. */
+void evbus_dlq_entry_free(evbus_dlq_entry_t *e);
+
+/*
+ * The entry as a new JSON object: dlq_id, stream, orig_id, event_id, type,
+ * tenant, reason, attempts (integer), error, first_failure, last_failure,
+ * replay_job (string or null), handlers (array, or the raw string when it
+ * is not a JSON array), raw (the event bytes as a string) and event (the
+ * parsed event, or null when the bytes are not JSON).  NULL on OOM.
+ */
+json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EVBUS_CLIENT_H */

@@ -1,0 +1,255 @@
+/*
+ * store — PostgreSQL side of evbus: schema migrations, the per-event
+ * metadata table written in batches by a background thread, read queries
+ * for the CLI, and replay jobs with the worker that runs them against the
+ * Redis stream.  See docs/storage.md for tables, statuses and limits.
+ *
+ * The store is optional: the bus delivers events without PostgreSQL, and
+ * metadata is best-effort by design (a full queue drops and counts rather
+ * than slowing the consumer).  Replay reads only what the stream still
+ * holds; it never reads events back from PostgreSQL.
+ *
+ * Errors: functions return 0 (or a documented non-negative value) on
+ * success and -1 with "where: why" in err on failure (err may be NULL
+ * nowhere: pass a buffer, 256 bytes is plenty).  Validation failures of
+ * user input return STORE_EINVAL (-2) with the offending field named
+ * first ("from: ...").
+ *
+ * Threads: a PGconn is used by one thread at a time (libpq rule); the
+ * functions taking a PGconn are otherwise thread-safe.  The writer and the
+ * replay worker own their connections.  store_writer_submit() may be called
+ * from any number of threads concurrently; start/stop from one control
+ * thread.  JSON results (json_t *) belong to the caller (json_decref).
+ */
+#ifndef EVBUS_STORE_H
+#define EVBUS_STORE_H
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+enum { STORE_EINVAL = -2 };
+
+/* ---------------------------------------------------------------- common */
+
+/*
+ * Connect to url and set the session time zone to UTC (so every timestamp
+ * the store renders ends in +00:00).  NULL with libpq's message in err.
+ * The caller owns the connection (PQfinish).
+ */
+PGconn *store_connect(const char *url, char *err, size_t errlen);
+
+/* ------------------------------------------------------------ migrations */
+
+/* One embedded migration: generated at build time from migrations/ *.sql. */
+typedef struct store_migration {
+    int version;       /* the NNNN prefix */
+    const char *name;  /* file name, e.g. "0001_init.sql" */
+    const char *sql;   /* whole file; may hold several statements */
+} store_migration_t;
+
+extern const store_migration_t store_migrations[];
+extern const size_t store_migrations_count;
+
+typedef struct store_migration_status {
+    int version;
+    char name[128];
+    bool applied;
+    bool applied_now;    /* applied by this call */
+    char applied_at[40]; /* RFC 3339 UTC, "" when not applied */
+} store_migration_status_t;
+
+/*
+ * Bring the schema up to date with the embedded migrations (dry_run: only
+ * report).  Holds a session advisory lock for the whole run, so two hosts
+ * migrating at once serialise and the second finds nothing to do.  Each
+ * migration runs in its own transaction together with its
+ * schema_migrations row; a failing one rolls back completely and stops the
+ * run with "migration 0003_x.sql failed: <server message>" (earlier ones
+ * stay applied).  When out is not NULL it receives a malloc'd array (caller
+ * frees) of every known version in order, plus versions found in the
+ * database that this binary does not know.  0 or -1.
+ */
+int store_migrate(PGconn *c, int dry_run, store_migration_status_t **out, size_t *n, char *err,
+                  size_t errlen);
+
+/* store_migrate() over an explicit list (sorted by version), for tests. */
+int store_migrate_list(PGconn *c, const store_migration_t *list, size_t count, int dry_run,
+                       store_migration_status_t **out, size_t *n, char *err, size_t errlen);
+
+/* -------------------------------------------------------- event metadata */
+
+typedef enum store_status {
+    STORE_PENDING = 0,
+    STORE_PROCESSING,
+    STORE_COMPLETED,
+    STORE_RETRYING,
+    STORE_DEAD_LETTERED,
+    STORE_IGNORED,
+} store_status_t;
+
+/* "PENDING", ...; NULL for an out-of-range value. */
+const char *store_status_name(store_status_t s);
+/* Accepts the names above case-insensitively; -1 when unknown. */
+int store_status_parse(const char *s);
+/* COMPLETED, DEAD_LETTERED and IGNORED: completed_at is set. */
+bool store_status_terminal(store_status_t s);
+
+/*
+ * One status change of one event.  Strings are borrowed for the call
+ * (submit copies them); NULL means "unknown / keep what is stored".
+ * timestamp_ms orders updates: the row keeps the newest status.
+ */
+typedef struct store_update {
+    const char *id;            /* required */
+    const char *type;
+    const char *tenant;
+    const char *correlation_id;
+    const char *source;
+    const char *stream_id;
+    int schema_version;        /* 0 = unknown */
+    store_status_t status;
+    int attempts;              /* the stored value only grows */
+    const char *last_error;
+    const char *handler_outcomes_json; /* JSON object, merged into the row's */
+    int64_t timestamp_ms;      /* Unix epoch ms of the status change */
+} store_update_t;
+
+typedef struct store_writer store_writer_t;
+
+/*
+ * Start the writer thread for cfg->postgres_url with a queue of
+ * cfg->metadata_queue_size updates, flushing batches of up to
+ * cfg->metadata_batch_size at least every cfg->metadata_flush_ms.  It
+ * connects in the background (an unreachable PostgreSQL is not an error
+ * here: the writer keeps reconnecting with backoff).  cfg is read only
+ * during the call.  NULL (logged as ERROR) when there is no URL or the
+ * thread cannot start.
+ */
+store_writer_t *store_writer_start(const evbus_config_t *cfg);
+
+/*
+ * Queue one update; never waits for PostgreSQL.  Returns 0, or -1 when the
+ * queue is full (or the writer is stopping): the update is dropped and
+ * counted in metadata_dropped, with a WARN at most every 10 s.  Any thread.
+ */
+int store_writer_submit(store_writer_t *w, const store_update_t *u);
+
+/*
+ * Stop the thread: flush for up to flush_timeout_ms, then drop (and count)
+ * whatever could not be written.  Frees w; NULL is fine.
+ */
+void store_writer_stop(store_writer_t *w, int flush_timeout_ms);
+
+/*
+ * Insert PENDING rows for events just published (e.g. by evbusctl), in one
+ * statement; rows that already exist are left alone.  Only id, type,
+ * tenant, correlation_id, source, stream_id, schema_version and
+ * timestamp_ms are used.  Returns the number of rows inserted, or -1.
+ */
+int store_record_published(PGconn *c, const store_update_t *events, size_t n, char *err,
+                           size_t errlen);
+
+/* ---------------------------------------------------------------- reads */
+
+/* One event row as a JSON object in *out, or *out = NULL when absent.  0/-1. */
+int store_events_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen);
+
+typedef struct store_event_filter {
+    const char *tenant;  /* NULL = any */
+    const char *type;    /* exact type; NULL = any */
+    int status;          /* store_status_t, or -1 = any */
+    int64_t since_ms;    /* created_at >= since; 0 = no bound */
+    int limit;           /* 1..1000; 0 = 100 */
+    int offset;
+} store_event_filter_t;
+
+/* Matching rows, newest first, as a JSON array in *out.  0, -1 or
+ * STORE_EINVAL (limit out of range). */
+int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, char *err,
+                      size_t errlen);
+
+/* ----------------------------------------------------------- replay jobs */
+
+typedef struct store_replay_request {
+    int64_t from_ms;           /* inclusive, Unix epoch ms */
+    int64_t to_ms;             /* inclusive */
+    const char *const *types;  /* patterns (router syntax); none = all */
+    size_t n_types;
+    const char *tenant;        /* NULL = all tenants */
+    int rate;                  /* events/s; 0 = unlimited */
+    const char *requested_by;  /* free text, may be NULL */
+} store_replay_request_t;
+
+/*
+ * Validate and insert a pending job; its id (a UUID) goes to id_out (37+
+ * bytes).  STORE_EINVAL names the field: "from: must be before to",
+ * "to: range of N s exceeds replay.max_range_s (M)", "types[1]: ...",
+ * "rate: must be > 0".  max_range_s 0 = no limit.
+ */
+int store_replay_create(PGconn *c, const store_replay_request_t *req, uint32_t max_range_s,
+                        char *id_out, size_t id_len, char *err, size_t errlen);
+
+/* The job as a JSON object (all columns), *out = NULL when absent.  0/-1. */
+int store_replay_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen);
+
+/* Up to limit jobs (0 = 100), newest first, as a JSON array.  0/-1. */
+int store_replay_list(PGconn *c, int limit, json_t **out, char *err, size_t errlen);
+
+/*
+ * pending/running -> cancelled (a running job notices at its next check).
+ * 0, or -1 with "no replay job ID" / "job ID is already <status>".
+ */
+int store_replay_cancel(PGconn *c, const char *id, char *err, size_t errlen);
+
+/* Delete all but the newest keep_completed completed and keep_failed
+ * failed jobs (cancelled ones count as failed).  Returns rows deleted or -1. */
+int store_replay_prune(PGconn *c, uint32_t keep_completed, uint32_t keep_failed, char *err,
+                       size_t errlen);
+
+/*
+ * Atomically take the oldest pending job (FOR UPDATE SKIP LOCKED, so
+ * several hosts never claim the same job) and mark it running.  *out is the
+ * job's JSON object, or NULL when none is pending.  0/-1.
+ */
+int store_replay_claim_next(PGconn *c, json_t **out, char *err, size_t errlen);
+
+/* ---------------------------------------------------------- replay worker */
+
+/*
+ * Called by the worker thread for each event of a job that passed the
+ * filters.  raw_event is the entry's `event` field (len bytes, also
+ * NUL-terminated), stream_id its "ms-seq" id.  Return 0 when handled, 1 when
+ * it failed (the host has already routed it to retry / dead-letter).
+ */
+typedef int (*store_replay_dispatch_fn)(void *ud, const char *job_id, const char *stream_id,
+                                        const char *raw_event, size_t len);
+
+typedef struct store_replay_worker store_replay_worker_t;
+
+/*
+ * Start the thread that polls for pending jobs every 500 ms and runs them
+ * one at a time against cfg->stream on cfg->redis_url (its own connection,
+ * XRANGE only: the consumer group is never touched).  Finished jobs are
+ * pruned to cfg->replay_keep_completed / replay_keep_failed.  The needed
+ * settings are copied.  NULL (logged as ERROR) when there is no PostgreSQL
+ * URL or the thread cannot start.
+ */
+store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
+                                                 store_replay_dispatch_fn fn, void *ud);
+
+/* Stop the thread (a running job ends as failed: "interrupted: host
+ * stopping") and free w.  NULL is fine. */
+void store_replay_worker_stop(store_replay_worker_t *w);
+
+/* ---------------------------------------------------------------- times */
+
+/* Parse RFC 3339 ("2024-05-01T10:00:00Z", fraction and offsets allowed)
+ * into Unix epoch ms.  0 or -1. */
+int store_parse_rfc3339(const char *s, int64_t *ms);
+
+#endif /* EVBUS_STORE_H */

@@ -1,0 +1,57 @@
+/*
+ * store_events — read queries over the events table for evbusctl and the
+ * admin API.  Rows are rendered by PostgreSQL itself (row_to_json), so the
+ * JSON always has every column under its column name.
+ */
+#include "store/store_internal.h"
+
+#include <stdio.h>
+
+#define EVENT_COLUMNS                                                                          \
+    "id, type, tenant, correlation_id, source, stream_id, schema_version, status, attempts,"    \
+    " last_error, handler_outcomes, status_at, created_at, updated_at, completed_at"
+
+int store_events_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen)
+{
+    const char *params[] = {id};
+    return store__query_json(c, "events get",
+                             "SELECT row_to_json(e) FROM (SELECT " EVENT_COLUMNS
+                             " FROM events WHERE id = $1) e",
+                             1, params, out, err, errlen);
+}
+
+int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, char *err,
+                      size_t errlen)
+{
+    *out = NULL;
+    int limit = f->limit ? f->limit : 100;
+    if (limit < 1 || limit > 1000) {
+        store__err(err, errlen, "limit: must be between 1 and 1000 (got %d)", f->limit);
+        return STORE_EINVAL;
+    }
+    if (f->offset < 0) {
+        store__err(err, errlen, "offset: must not be negative");
+        return STORE_EINVAL;
+    }
+    const char *status = NULL;
+    if (f->status >= 0 && !(status = store_status_name((store_status_t)f->status))) {
+        store__err(err, errlen, "status: unknown status %d", f->status);
+        return STORE_EINVAL;
+    }
+    char since[32], lim[16], off[16];
+    snprintf(since, sizeof since, "%lld", (long long)f->since_ms);
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(off, sizeof off, "%d", f->offset);
+    const char *params[] = {f->tenant, f->type, status, f->since_ms ? since : NULL, lim, off};
+    int rc = store__query_json(
+        c, "events list",
+        "SELECT COALESCE(json_agg(row_to_json(e) ORDER BY e.created_at DESC, e.id), '[]')"
+        " FROM (SELECT " EVENT_COLUMNS " FROM events"
+        " WHERE ($1::text IS NULL OR tenant = $1)"
+        "   AND ($2::text IS NULL OR type = $2)"
+        "   AND ($3::text IS NULL OR status = $3)"
+        "   AND ($4::bigint IS NULL OR created_at >= to_timestamp(0) + $4 * interval '1 millisecond')"
+        " ORDER BY created_at DESC, id LIMIT $5::int OFFSET $6::int) e",
+        6, params, out, err, errlen);
+    return rc;
+}

@@ -1,0 +1,37 @@
+/*
+ * store_internal — helpers shared by the store's .c files; not part of the
+ * contract (store.h is).  Names use the store__ prefix.
+ */
+#ifndef EVBUS_STORE_INTERNAL_H
+#define EVBUS_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+#include <stdarg.h>
+
+/* snprintf into err (when err is not NULL). */
+void store__err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* "where: <libpq message without trailing newline>" into err; uses the
+ * result's message when res is not NULL, else the connection's. */
+void store__pg_err(char *err, size_t errlen, const char *where, PGconn *c, const PGresult *res);
+
+/*
+ * Run a query whose result is at most one row with one column of JSON text
+ * and parse it.  Returns 0 with *out = the value (NULL for zero rows or SQL
+ * NULL), or -1 with err prefixed by where.
+ */
+int store__query_json(PGconn *c, const char *where, const char *sql, int nparams,
+                      const char *const *params, json_t **out, char *err, size_t errlen);
+
+/* Run a command (no result rows needed); 0 or -1 with err.  When affected
+ * is not NULL it receives PQcmdTuples as a number. */
+int store__exec(PGconn *c, const char *where, const char *sql, int nparams,
+                const char *const *params, long *affected, char *err, size_t errlen);
+
+/* Monotonic and wall clocks in ms, and an interruptible-free sleep. */
+int64_t store__mono_ms(void);
+int64_t store__wall_ms(void);
+void store__sleep_ms(int64_t ms);
+
+#endif

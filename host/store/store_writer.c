@@ -1,0 +1,530 @@
+/*
+ * store_writer — the metadata writer thread.
+ *
+ * The consumer's hot path only copies an update into a bounded ring under a
+ * short mutex; a single thread drains the ring in batches, coalesces the
+ * updates of one event, and writes each batch with ONE upsert statement
+ * (rows passed as a jsonb array expanded by jsonb_to_recordset).
+ *
+ * Overflow policy: metadata is best-effort.  When PostgreSQL is slow or
+ * down, the ring fills to metadata_queue_size and further updates are
+ * dropped and counted (metadata_dropped) instead of slowing delivery.  A
+ * batch that fails is retried 3 times (100/200/400 ms); while the
+ * connection is down the writer keeps the batch and reconnects with
+ * backoff, so an outage only loses what overflows the ring.  A batch that
+ * still fails with a live connection is given up (metadata_giveups) and its
+ * updates are counted as dropped.
+ */
+#include "store/store_internal.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMP "store"
+#define WRITER_RETRIES 3
+#define RECONNECT_MAX_MS 5000
+#define DROP_WARN_EVERY_MS 10000
+
+/* An owned copy of an update: the strings live right after the struct. */
+typedef struct witem {
+    store_update_t u;
+    size_t seq; /* submission order inside a batch, for stable coalescing */
+} witem_t;
+
+struct store_writer {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    witem_t **ring;
+    size_t cap, head, count;
+    bool stopping;
+    int64_t stop_deadline; /* monotonic ms; valid once stopping */
+
+    size_t batch_size;
+    int flush_ms;
+    char *url;
+    pthread_t thread;
+    PGconn *conn;        /* writer thread only */
+    bool conn_warned;    /* writer thread only: "unreachable" already logged */
+    int64_t conn_warn_at;
+    _Atomic int64_t drop_warn_at;
+};
+
+static const char upsert_sql[] =
+    "INSERT INTO events AS e (id, type, tenant, correlation_id, source, stream_id,"
+    " schema_version, status, attempts, last_error, handler_outcomes, status_at, created_at,"
+    " updated_at, completed_at)"
+    " SELECT u.id, u.type, u.tenant, u.correlation_id, u.source, u.stream_id, u.schema_version,"
+    " u.status, u.attempts, u.last_error, u.handler_outcomes,"
+    " to_timestamp(0) + u.ts * interval '1 millisecond',"
+    " to_timestamp(0) + u.first_ts * interval '1 millisecond', now(),"
+    " CASE WHEN u.status IN ('COMPLETED', 'DEAD_LETTERED', 'IGNORED')"
+    "      THEN to_timestamp(0) + u.ts * interval '1 millisecond' END"
+    " FROM jsonb_to_recordset($1::jsonb) AS u(id text, type text, tenant text,"
+    " correlation_id text, source text, stream_id text, schema_version int, status text,"
+    " attempts int, last_error text, handler_outcomes jsonb, ts bigint, first_ts bigint)"
+    " ON CONFLICT (id) DO UPDATE SET"
+    " type = COALESCE(EXCLUDED.type, e.type),"
+    " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"
+    " correlation_id = COALESCE(EXCLUDED.correlation_id, e.correlation_id),"
+    " source = COALESCE(EXCLUDED.source, e.source),"
+    " stream_id = COALESCE(EXCLUDED.stream_id, e.stream_id),"
+    " schema_version = COALESCE(EXCLUDED.schema_version, e.schema_version),"
+    " status = EXCLUDED.status,"
+    " attempts = GREATEST(e.attempts, EXCLUDED.attempts),"
+    " last_error = COALESCE(EXCLUDED.last_error, e.last_error),"
+    " handler_outcomes = CASE WHEN EXCLUDED.handler_outcomes IS NULL THEN e.handler_outcomes"
+    "   ELSE COALESCE(e.handler_outcomes, '{}'::jsonb) || EXCLUDED.handler_outcomes END,"
+    " status_at = EXCLUDED.status_at,"
+    " created_at = LEAST(e.created_at, EXCLUDED.created_at),"
+    " updated_at = now(),"
+    " completed_at = EXCLUDED.completed_at"
+    /* An older update (by its own timestamp) never overwrites a newer one,
+     * so a late PROCESSING cannot regress a COMPLETED row. */
+    " WHERE EXCLUDED.status_at >= e.status_at";
+
+static const char insert_pending_sql[] =
+    "INSERT INTO events (id, type, tenant, correlation_id, source, stream_id, schema_version,"
+    " status, attempts, status_at, created_at, updated_at)"
+    " SELECT u.id, u.type, u.tenant, u.correlation_id, u.source, u.stream_id, u.schema_version,"
+    " 'PENDING', 0, to_timestamp(0) + u.ts * interval '1 millisecond',"
+    " to_timestamp(0) + u.ts * interval '1 millisecond', now()"
+    " FROM jsonb_to_recordset($1::jsonb) AS u(id text, type text, tenant text,"
+    " correlation_id text, source text, stream_id text, schema_version int, ts bigint)"
+    " ON CONFLICT (id) DO NOTHING";
+
+/* ------------------------------------------------------------- the copy */
+
+static witem_t *item_copy(const store_update_t *u)
+{
+    const char *src[] = {u->id,        u->type,       u->tenant,     u->correlation_id,
+                         u->source,    u->stream_id,  u->last_error, u->handler_outcomes_json};
+    enum { NSTR = sizeof src / sizeof *src };
+    size_t lens[NSTR], total = 0;
+    for (size_t i = 0; i < NSTR; i++) {
+        lens[i] = src[i] ? strlen(src[i]) + 1 : 0;
+        total += lens[i];
+    }
+    witem_t *it = malloc(sizeof *it + total);
+    if (!it)
+        return NULL;
+    it->u = *u;
+    char *p = (char *)(it + 1);
+    const char **dst[] = {&it->u.id,        &it->u.type,       &it->u.tenant,
+                          &it->u.correlation_id, &it->u.source, &it->u.stream_id,
+                          &it->u.last_error, &it->u.handler_outcomes_json};
+    for (size_t i = 0; i < NSTR; i++) {
+        if (!src[i]) {
+            *dst[i] = NULL;
+            continue;
+        }
+        memcpy(p, src[i], lens[i]);
+        *dst[i] = p;
+        p += lens[i];
+    }
+    return it;
+}
+
+static void drop_warn(store_writer_t *w, const char *why)
+{
+    int64_t now = store__mono_ms();
+    int64_t last = atomic_load_explicit(&w->drop_warn_at, memory_order_relaxed);
+    if (last != 0 && now - last < DROP_WARN_EVERY_MS)
+        return;
+    if (!atomic_compare_exchange_strong(&w->drop_warn_at, &last, now))
+        return; /* another thread just warned */
+    log_warn(COMP, "metadata update dropped (%s); %llu dropped so far", why,
+             (unsigned long long)METRIC_GET(metadata_dropped));
+}
+
+int store_writer_submit(store_writer_t *w, const store_update_t *u)
+{
+    if (!u || !u->id)
+        return -1;
+    witem_t *it = item_copy(u);
+    if (!it) {
+        METRIC_INC(metadata_dropped);
+        drop_warn(w, "out of memory");
+        return -1;
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping || w->count == w->cap) {
+        bool stopping = w->stopping;
+        pthread_mutex_unlock(&w->mu);
+        free(it);
+        METRIC_INC(metadata_dropped);
+        drop_warn(w, stopping ? "writer stopping" : "queue full");
+        return -1;
+    }
+    w->ring[(w->head + w->count) % w->cap] = it;
+    w->count++;
+    size_t count = w->count;
+    if (count == 1 || count == w->batch_size)
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    METRIC_SET(metadata_queue, count);
+    return 0;
+}
+
+/* ------------------------------------------------------------ batching */
+
+static int cmp_items(const void *a, const void *b)
+{
+    const witem_t *x = *(witem_t *const *)a, *y = *(witem_t *const *)b;
+    int c = strcmp(x->u.id, y->u.id);
+    if (c)
+        return c;
+    if (x->u.timestamp_ms != y->u.timestamp_ms)
+        return x->u.timestamp_ms < y->u.timestamp_ms ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
+}
+
+/* The newest non-NULL value of one string field (at byte offset off in
+ * store_update_t) across items[a..b). */
+static const char *newest_str(witem_t *const *items, size_t a, size_t b, size_t off)
+{
+    for (size_t k = b; k > a; k--) {
+        const char *v = *(const char *const *)((const char *)&items[k - 1]->u + off);
+        if (v)
+            return v;
+    }
+    return NULL;
+}
+
+#define NEWEST_STR(field) newest_str(items, run_start, run_end, offsetof(store_update_t, field))
+
+/*
+ * Sort by (id, timestamp, submission order) and fold each id's run into
+ * one row: the newest update's status wins, attempts is the maximum, other
+ * fields take their newest known value and handler outcomes merge in
+ * order.  Returns the jsonb rows array; *rows = distinct ids.
+ */
+static json_t *coalesce(witem_t **items, size_t n, size_t *rows)
+{
+    qsort(items, n, sizeof *items, cmp_items);
+    json_t *arr = json_array();
+    *rows = 0;
+    for (size_t run_start = 0; run_start < n;) {
+        size_t run_end = run_start + 1;
+        while (run_end < n && strcmp(items[run_end]->u.id, items[run_start]->u.id) == 0)
+            run_end++;
+        const store_update_t *last = &items[run_end - 1]->u;
+        int attempts = 0, schema_version = 0;
+        json_t *outcomes = NULL;
+        for (size_t k = run_start; k < run_end; k++) {
+            const store_update_t *u = &items[k]->u;
+            if (u->attempts > attempts)
+                attempts = u->attempts;
+            if (u->schema_version > 0)
+                schema_version = u->schema_version;
+            if (u->handler_outcomes_json) {
+                json_t *o = json_loads(u->handler_outcomes_json, 0, NULL);
+                if (json_is_object(o)) {
+                    if (!outcomes)
+                        outcomes = json_object();
+                    json_object_update(outcomes, o);
+                } else {
+                    log_warn(COMP, "event %s: handler_outcomes is not a JSON object; ignored",
+                             u->id);
+                }
+                json_decref(o);
+            }
+        }
+        json_t *row = json_object();
+        set_str(row, "id", last->id);
+        set_str(row, "type", NEWEST_STR(type));
+        set_str(row, "tenant", NEWEST_STR(tenant));
+        set_str(row, "correlation_id", NEWEST_STR(correlation_id));
+        set_str(row, "source", NEWEST_STR(source));
+        set_str(row, "stream_id", NEWEST_STR(stream_id));
+        set_str(row, "last_error", NEWEST_STR(last_error));
+        json_object_set_new(row, "schema_version",
+                            schema_version ? json_integer(schema_version) : json_null());
+        const char *status = store_status_name(last->status);
+        set_str(row, "status", status ? status : "PROCESSING");
+        json_object_set_new(row, "attempts", json_integer(attempts));
+        json_object_set_new(row, "handler_outcomes", outcomes ? outcomes : json_null());
+        json_object_set_new(row, "ts", json_integer(last->timestamp_ms));
+        json_object_set_new(row, "first_ts", json_integer(items[run_start]->u.timestamp_ms));
+        json_array_append_new(arr, row);
+        (*rows)++;
+        run_start = run_end;
+    }
+    return arr;
+}
+
+/* ---------------------------------------------------------- connection */
+
+static bool deadline_passed(store_writer_t *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool past = w->stopping && store__mono_ms() >= w->stop_deadline;
+    pthread_mutex_unlock(&w->mu);
+    return past;
+}
+
+static struct timespec mono_abs(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    return ts;
+}
+
+/* Sleep up to ms, or less when a stop's flush deadline comes first. */
+static void writer_wait(store_writer_t *w, int64_t ms)
+{
+    int64_t until = store__mono_ms() + ms;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        int64_t end = until;
+        if (w->stopping && w->stop_deadline < end)
+            end = w->stop_deadline;
+        if (store__mono_ms() >= end)
+            break;
+        struct timespec ts = mono_abs(end);
+        pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* Connected, or waits with backoff until connected or the stop deadline. */
+static bool writer_connect(store_writer_t *w)
+{
+    int64_t backoff = 100;
+    for (;;) {
+        if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+            return true;
+        if (w->conn) {
+            PQfinish(w->conn);
+            w->conn = NULL;
+        }
+        char err[512];
+        w->conn = store_connect(w->url, err, sizeof err);
+        if (w->conn) {
+            if (w->conn_warned)
+                log_info(COMP, "metadata writer reconnected to PostgreSQL");
+            w->conn_warned = false;
+            return true;
+        }
+        int64_t now = store__mono_ms();
+        if (!w->conn_warned || now - w->conn_warn_at >= DROP_WARN_EVERY_MS) {
+            log_warn(COMP, "metadata writer: %s; retrying (queue keeps filling)", err);
+            w->conn_warned = true;
+            w->conn_warn_at = now;
+        }
+        if (deadline_passed(w))
+            return false;
+        writer_wait(w, backoff);
+        if (deadline_passed(w))
+            return false;
+        backoff = backoff * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : backoff * 2;
+    }
+}
+
+static void write_batch(store_writer_t *w, witem_t **items, size_t n)
+{
+    size_t rows = 0;
+    json_t *arr = coalesce(items, n, &rows);
+    char *payload = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!payload) {
+        log_error(COMP, "metadata batch of %zu updates dropped: out of memory", n);
+        METRIC_INC(metadata_giveups);
+        METRIC_ADD(metadata_dropped, n);
+        return;
+    }
+    for (int attempt = 1;; attempt++) {
+        if (!writer_connect(w)) {
+            log_error(COMP, "metadata batch of %zu updates dropped: stopping while "
+                            "PostgreSQL is unreachable", n);
+            METRIC_INC(metadata_giveups);
+            METRIC_ADD(metadata_dropped, n);
+            break;
+        }
+        char err[512];
+        long affected = 0;
+        const char *params[] = {payload};
+        METRIC_INC(metadata_batches);
+        if (store__exec(w->conn, "metadata upsert", upsert_sql, 1, params, &affected, err,
+                        sizeof err) == 0) {
+            METRIC_ADD(metadata_written, (uint64_t)affected);
+            break;
+        }
+        log_warn(COMP, "metadata batch of %zu rows failed (attempt %d of %d): %s", rows,
+                 attempt, WRITER_RETRIES + 1, err);
+        if (attempt > WRITER_RETRIES) {
+            log_error(COMP, "metadata batch of %zu updates given up after %d attempts: %s", n,
+                      attempt, err);
+            METRIC_INC(metadata_giveups);
+            METRIC_ADD(metadata_dropped, n);
+            break;
+        }
+        writer_wait(w, 100 << (attempt - 1));
+    }
+    free(payload);
+}
+
+/* ------------------------------------------------------------- thread */
+
+static void *writer_main(void *arg)
+{
+    store_writer_t *w = arg;
+    witem_t **batch = calloc(w->batch_size, sizeof *batch);
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (w->count == 0 && !w->stopping)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->count == 0 || (w->stopping && store__mono_ms() >= w->stop_deadline)) {
+            pthread_mutex_unlock(&w->mu);
+            break;
+        }
+        if (w->count < w->batch_size && !w->stopping) {
+            /* Let a batch build up for at most flush_ms after its first update. */
+            struct timespec ts = mono_abs(store__mono_ms() + w->flush_ms);
+            while (w->count < w->batch_size && !w->stopping)
+                if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+                    break;
+        }
+        size_t n = w->count < w->batch_size ? w->count : w->batch_size;
+        for (size_t i = 0; i < n; i++) {
+            batch[i] = w->ring[w->head];
+            batch[i]->seq = i;
+            w->head = (w->head + 1) % w->cap;
+        }
+        w->count -= n;
+        METRIC_SET(metadata_queue, w->count);
+        pthread_mutex_unlock(&w->mu);
+        if (batch)
+            write_batch(w, batch, n);
+        else
+            METRIC_ADD(metadata_dropped, n);
+        for (size_t i = 0; i < n; i++)
+            free(batch[i]);
+    }
+    /* Whatever is left after the flush deadline is dropped and counted. */
+    pthread_mutex_lock(&w->mu);
+    size_t left = w->count;
+    for (; w->count > 0; w->count--) {
+        free(w->ring[w->head]);
+        w->head = (w->head + 1) % w->cap;
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (left) {
+        METRIC_ADD(metadata_dropped, left);
+        log_error(COMP, "metadata writer stopped with %zu updates unwritten (dropped)", left);
+    }
+    METRIC_SET(metadata_queue, 0);
+    free(batch);
+    return NULL;
+}
+
+store_writer_t *store_writer_start(const evbus_config_t *cfg)
+{
+    if (!cfg || !cfg->postgres_url) {
+        log_error(COMP, "metadata writer: no postgres.url configured");
+        return NULL;
+    }
+    store_writer_t *w = calloc(1, sizeof *w);
+    if (!w)
+        goto oom;
+    w->cap = cfg->metadata_queue_size ? cfg->metadata_queue_size : 65536;
+    w->batch_size = cfg->metadata_batch_size ? cfg->metadata_batch_size : 1000;
+    w->flush_ms = cfg->metadata_flush_ms ? (int)cfg->metadata_flush_ms : 50;
+    w->ring = calloc(w->cap, sizeof *w->ring);
+    w->url = strdup(cfg->postgres_url);
+    if (!w->ring || !w->url)
+        goto oom;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&w->thread, NULL, writer_main, w);
+    if (rc != 0) {
+        log_error(COMP, "metadata writer: cannot start thread: %s", strerror(rc));
+        pthread_cond_destroy(&w->cv);
+        pthread_mutex_destroy(&w->mu);
+        free(w->ring);
+        free(w->url);
+        free(w);
+        return NULL;
+    }
+    return w;
+oom:
+    log_error(COMP, "metadata writer: out of memory");
+    if (w) {
+        free(w->ring);
+        free(w->url);
+    }
+    free(w);
+    return NULL;
+}
+
+void store_writer_stop(store_writer_t *w, int flush_timeout_ms)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    w->stop_deadline = store__mono_ms() + (flush_timeout_ms > 0 ? flush_timeout_ms : 0);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    if (w->conn)
+        PQfinish(w->conn);
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    free(w->ring);
+    free(w->url);
+    free(w);
+}
+
+int store_record_published(PGconn *c, const store_update_t *events, size_t n, char *err,
+                           size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const store_update_t *u = &events[i];
+        if (!u->id) {
+            json_decref(arr);
+            store__err(err, errlen, "record published: event %zu has no id", i);
+            return -1;
+        }
+        json_t *row = json_object();
+        set_str(row, "id", u->id);
+        set_str(row, "type", u->type);
+        set_str(row, "tenant", u->tenant);
+        set_str(row, "correlation_id", u->correlation_id);
+        set_str(row, "source", u->source);
+        set_str(row, "stream_id", u->stream_id);
+        json_object_set_new(row, "schema_version",
+                            u->schema_version ? json_integer(u->schema_version) : json_null());
+        json_object_set_new(row, "ts",
+                            json_integer(u->timestamp_ms ? u->timestamp_ms : store__wall_ms()));
+        json_array_append_new(arr, row);
+    }
+    char *payload = json_dumps(arr, JSON_COMPACT);
+    json_decref(arr);
+    if (!payload) {
+        store__err(err, errlen, "record published: out of memory");
+        return -1;
+    }
+    const char *params[] = {payload};
+    long affected = 0;
+    int rc = store__exec(c, "record published", insert_pending_sql, 1, params, &affected, err,
+                         errlen);
+    free(payload);
+    return rc == 0 ? (int)affected : -1;
+}

@@ -1,0 +1,521 @@
+/*
+ * plugin-loader tests — real plugin .so files built by meson, loaded
+ * through host/plugin and driven through the fake host API.  Paths of the
+ * built plugins come from compile-time defines (see meson.build).
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_host.h"
+#include "harness.h"
+#include "plugin/plugin.h"
+
+static char *tmp;
+static char priv[512];
+static char err[1024];
+
+static void setup(void)
+{
+    tmp = harness_tmpdir("plugin");
+    cr_assert_not_null(tmp);
+    snprintf(priv, sizeof priv, "%s/private/copies", tmp);
+    err[0] = '\0';
+    fake_host_log_clear();
+}
+
+static void teardown(void)
+{
+    harness_rmrf(tmp);
+    free(tmp);
+}
+
+TestSuite(loader, .init = setup, .fini = teardown);
+TestSuite(instance, .init = setup, .fini = teardown);
+TestSuite(file_sink, .init = setup, .fini = teardown);
+TestSuite(chaos, .init = setup, .fini = teardown);
+TestSuite(bundled, .init = setup, .fini = teardown);
+
+static plugin_lib_t *open_ok(const char *path)
+{
+    plugin_lib_t *lib = NULL;
+    int rc = plugin_lib_open(path, priv, &lib, err, sizeof err);
+    cr_assert_eq(rc, 0, "open %s: %s", path, err);
+    return lib;
+}
+
+static plugin_instance_t *new_ok(plugin_lib_t *lib, const char *name, const char *cfg)
+{
+    plugin_instance_t *inst = NULL;
+    int rc = plugin_instance_new(lib, name, cfg, &fake_host_api, &inst, err, sizeof err);
+    cr_assert_eq(rc, 0, "instance %s: %s", name, err);
+    return inst;
+}
+
+static size_t count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char *cmd;
+    cr_assert(asprintf(&cmd, "cp '%s' '%s.new' && mv '%s.new' '%s'", from, to, to, to) > 0);
+    cr_assert_eq(system(cmd), 0);
+    free(cmd);
+}
+
+/* ---- loader ------------------------------------------------------------ */
+
+Test(loader, loads_a_valid_plugin_and_removes_its_private_copy)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    cr_assert_str_eq(d->name, "testkit");
+    cr_assert_str_eq(d->version, "1.0.0");
+    cr_assert_str_eq(plugin_lib_path(lib), TESTKIT_SO);
+    cr_assert_eq(count_entries(priv), 0, "the private copy must be unlinked after dlopen");
+    plugin_file_id_t id;
+    cr_assert_eq(plugin_file_identify(TESTKIT_SO, &id, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(memcmp(plugin_lib_digest(lib), id.digest, PLUGIN_DIGEST_LEN), 0);
+    cr_assert_eq(plugin_lib_file_id(lib)->ino, id.ino);
+    cr_assert_eq(plugin_lib_file_id(lib)->size, id.size);
+    plugin_lib_close(lib);
+}
+
+Test(loader, refuses_an_abi_mismatch_with_both_versions)
+{
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(ABI_MISMATCH_SO, priv, &lib, err, sizeof err), -1);
+    cr_assert_null(lib);
+    cr_assert_str_eq(err, ABI_MISMATCH_SO ": ABI version 999, host supports 1");
+    cr_assert_eq(count_entries(priv), 0);
+}
+
+Test(loader, reports_a_missing_descriptor_symbol_with_dlerror)
+{
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(MISSING_SYMBOL_SO, priv, &lib, err, sizeof err), -1);
+    const char *want = MISSING_SYMBOL_SO ": missing symbol evbus_plugin_descriptor: ";
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
+    cr_assert(strlen(err) > strlen(want), "the dlerror text must follow: %s", err);
+    cr_assert_eq(count_entries(priv), 0);
+}
+
+Test(loader, reports_a_missing_file_by_its_path)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/nope.so", tmp);
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(path, priv, &lib, err, sizeof err), -1);
+    cr_assert_eq(strncmp(err, path, strlen(path)), 0, "got: %s", err);
+    cr_assert_not_null(strstr(err, "No such file"), "got: %s", err);
+}
+
+Test(loader, reports_a_file_that_is_not_a_shared_object)
+{
+    cr_assert_eq(harness_write_file(tmp, "junk.so", "not an ELF file\n"), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/junk.so", tmp);
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(path, priv, &lib, err, sizeof err), -1);
+    char want[700];
+    snprintf(want, sizeof want, "%s: dlopen failed: ", path);
+    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
+    cr_assert_eq(count_entries(priv), 0, "a failed open leaves no copy behind");
+}
+
+Test(loader, a_replaced_file_loads_its_new_code_next_to_the_old)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/testkit.so", tmp);
+    copy_file(TESTKIT_SO, path);
+    plugin_lib_t *v1 = open_ok(path);
+    copy_file(TESTKIT_V2_SO, path);
+    plugin_lib_t *v2 = open_ok(path);
+    cr_assert_str_eq(plugin_lib_descriptor(v1)->version, "1.0.0");
+    cr_assert_str_eq(plugin_lib_descriptor(v2)->version, "2.0.0");
+    cr_assert_neq(memcmp(plugin_lib_digest(v1), plugin_lib_digest(v2), PLUGIN_DIGEST_LEN), 0);
+    plugin_lib_close(v1);
+    plugin_lib_close(v2);
+}
+
+Test(loader, an_overwritten_file_in_place_also_loads_new_code)
+{
+    char path[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/same-inode.so", tmp);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", TESTKIT_SO, path);
+    cr_assert_eq(system(cmd), 0);
+    plugin_lib_t *v1 = open_ok(path);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", TESTKIT_V2_SO, path);
+    cr_assert_eq(system(cmd), 0);
+    plugin_lib_t *v2 = open_ok(path);
+    cr_assert_str_eq(plugin_lib_descriptor(v1)->version, "1.0.0");
+    cr_assert_str_eq(plugin_lib_descriptor(v2)->version, "2.0.0");
+    plugin_lib_close(v2);
+    plugin_lib_close(v1);
+}
+
+Test(loader, file_identity_tells_same_from_changed_content)
+{
+    plugin_file_id_t a, b, c;
+    cr_assert_eq(plugin_file_identify(TESTKIT_SO, &a, err, sizeof err), 0);
+    cr_assert_eq(plugin_file_identify(TESTKIT_SO, &b, err, sizeof err), 0);
+    cr_assert_eq(plugin_file_identify(TESTKIT_V2_SO, &c, err, sizeof err), 0);
+    cr_assert(plugin_file_same_content(&a, &b));
+    cr_assert_not(plugin_file_same_content(&a, &c));
+}
+
+/* ---- instances ---------------------------------------------------------- */
+
+Test(instance, init_failure_names_instance_path_and_plugin_message)
+{
+    plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "broken", "{}", &fake_host_api, &inst, err,
+                                     sizeof err),
+                 -1);
+    cr_assert_null(inst);
+    cr_assert_str_eq(err, "-: instance 'broken' (" INIT_FAIL_SO
+                          "): init failed: init refused: missing 'path'");
+    plugin_lib_close(lib);
+}
+
+Test(instance, two_instances_of_one_plugin_keep_their_own_config)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    char cfg_a[800], cfg_b[800], out_a[600], out_b[600];
+    snprintf(out_a, sizeof out_a, "%s/a.tsv", tmp);
+    snprintf(out_b, sizeof out_b, "%s/b.tsv", tmp);
+    snprintf(cfg_a, sizeof cfg_a, "{\"out\":\"%s\",\"tag\":\"alpha\"}", out_a);
+    snprintf(cfg_b, sizeof cfg_b, "{\"out\":\"%s\",\"tag\":\"beta\"}", out_b);
+    plugin_instance_t *a = new_ok(lib, "rec-a", cfg_a);
+    plugin_instance_t *b = new_ok(lib, "rec-b", cfg_b);
+    cr_assert_neq(plugin_instance_state(a), plugin_instance_state(b));
+    cr_assert_str_eq(plugin_instance_config(a), cfg_a);
+
+    evbus_event_t ev = {.id = "e1", .type = "approval.item.approved",
+                        .data_json = "{\"k\":1}", .schema_version = 2, .attempt = 1};
+    const evbus_subscriber_t *rec = plugin_instance_find_subscriber(a, NULL);
+    cr_assert_str_eq(rec->name, "record");
+    cr_assert_eq(plugin_instance_find_subscriber(a, "record"), rec);
+    cr_assert_null(plugin_instance_find_subscriber(a, "nope"));
+    cr_assert_eq(plugin_instance_call(a, rec, &ev), EVBUS_OK);
+    ev.id = "e2";
+    ev.is_replay = 1;
+    cr_assert_eq(plugin_instance_call(b, rec, &ev), EVBUS_OK);
+    plugin_instance_free(a);
+    plugin_instance_free(b);
+    plugin_lib_close(lib);
+
+    char *ta = harness_read_file(out_a), *tb = harness_read_file(out_b);
+    cr_assert_str_eq(ta, "rec-a\talpha\te1\tapproval.item.approved\t0\t2\t{\"k\":1}\n");
+    cr_assert_str_eq(tb, "rec-b\tbeta\te2\tapproval.item.approved\t1\t2\t{\"k\":1}\n");
+    free(ta);
+    free(tb);
+}
+
+static const char *seen_current;
+static evbus_result_t returns_seven(const evbus_event_t *ev, void *state)
+{
+    (void)ev;
+    (void)state;
+    seen_current = plugin_current();
+    return (evbus_result_t)7;
+}
+
+Test(instance, call_sets_current_instance_and_maps_unknown_results_to_retry)
+{
+    plugin_lib_t *lib = open_ok(MINIMAL_SO);
+    plugin_instance_t *inst = new_ok(lib, "mini", NULL);
+    cr_assert_str_eq(plugin_instance_config(inst), "{}");
+    evbus_subscriber_t odd = {.name = "odd", .pattern = "**", .handler = returns_seven};
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    plugin_set_current("outer");
+    cr_assert_eq(plugin_instance_call(inst, &odd, &ev), EVBUS_RETRY);
+    cr_assert_str_eq(seen_current, "mini");
+    cr_assert_str_eq(plugin_current(), "outer", "the caller's current name is restored");
+    plugin_set_current(NULL);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+Test(instance, library_stays_loaded_until_its_last_instance_is_freed)
+{
+    plugin_lib_t *lib = open_ok(MINIMAL_SO);
+    plugin_instance_t *inst = new_ok(lib, "mini", "{}");
+    plugin_lib_close(lib); /* the instance still holds a reference */
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    cr_assert_eq(*(long *)plugin_instance_state(inst), 1);
+    plugin_instance_free(inst);
+}
+
+Test(instance, keep_state_adoption_shares_state_and_finis_once)
+{
+    plugin_lib_t *lib = open_ok(LOG_SO);
+    plugin_instance_t *old = new_ok(lib, "logger", "{\"level\":\"warn\"}");
+    plugin_file_id_t id;
+    cr_assert_eq(plugin_file_identify(LOG_SO, &id, err, sizeof err), 0);
+    cr_assert(plugin_instance_can_adopt(old, "logger", &id, "{\"level\":\"warn\"}"));
+    cr_assert_not(plugin_instance_can_adopt(old, "logger", &id, "{\"level\":\"info\"}"));
+    cr_assert_not(plugin_instance_can_adopt(old, "other", &id, "{\"level\":\"warn\"}"));
+    plugin_file_id_t other;
+    cr_assert_eq(plugin_file_identify(TESTKIT_SO, &other, err, sizeof err), 0);
+    cr_assert_not(plugin_instance_can_adopt(old, "logger", &other, "{\"level\":\"warn\"}"));
+
+    plugin_instance_t *neu = NULL;
+    cr_assert_eq(plugin_instance_adopt(old, &neu, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(plugin_instance_state(neu), plugin_instance_state(old));
+    plugin_lib_close(lib);
+    plugin_instance_free(old); /* must not fini the shared state */
+    evbus_event_t ev = {.id = "e9", .type = "approval.item.approved", .attempt = 1};
+    cr_assert_eq(plugin_instance_call(neu, plugin_instance_find_subscriber(neu, NULL), &ev),
+                 EVBUS_OK);
+    cr_assert_not_null(strstr(fake_host_log(), "WARN logger: event approval.item.approved id=e9"),
+                       "log: %s", fake_host_log());
+    plugin_instance_free(neu);
+}
+
+Test(instance, adoption_is_refused_without_keep_state)
+{
+    plugin_lib_t *lib = open_ok(MINIMAL_SO);
+    plugin_instance_t *inst = new_ok(lib, "mini", "{}"), *neu = NULL;
+    plugin_file_id_t id;
+    cr_assert_eq(plugin_file_identify(MINIMAL_SO, &id, err, sizeof err), 0);
+    cr_assert_not(plugin_instance_can_adopt(inst, "mini", &id, "{}"));
+    cr_assert_eq(plugin_instance_adopt(inst, &neu, err, sizeof err), -1);
+    cr_assert_not_null(strstr(err, "does not set KEEP_STATE"), "got: %s", err);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+/* ---- file-sink ---------------------------------------------------------- */
+
+Test(file_sink, appends_each_raw_event_as_one_line)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/events.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"fsync\":\"always\"}", out);
+    plugin_instance_t *inst = new_ok(lib, "sink", cfg);
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    evbus_event_t e1 = {.id = "1", .type = "a.b", .raw = "{\"id\":\"1\"}"};
+    evbus_event_t e2 = {.id = "2", .type = "a.b", .raw = "{\n  \"id\": \"2\"\n}"};
+    cr_assert_eq(plugin_instance_call(inst, sub, &e1), EVBUS_OK);
+    cr_assert_eq(plugin_instance_call(inst, sub, &e2), EVBUS_OK);
+    char *text = harness_read_file(out);
+    cr_assert_str_eq(text, "{\"id\":\"1\"}\n{   \"id\": \"2\" }\n");
+    free(text);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+Test(file_sink, byte_buffer_holds_lines_until_full_or_fini)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/buffered.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"buffer\":64}", out);
+    plugin_instance_t *inst = new_ok(lib, "sink", cfg);
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    evbus_event_t ev = {.id = "1", .type = "a.b", .raw = "{\"id\":\"1\"}"};
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    cr_assert_eq(harness_count_lines(out), 0, "one short line stays in the buffer");
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    cr_assert_geq(harness_count_lines(out), 5, "a full buffer is written out");
+    plugin_instance_free(inst);
+    cr_assert_eq(harness_count_lines(out), 7, "fini flushes the rest");
+    plugin_lib_close(lib);
+}
+
+Test(file_sink, refuses_a_second_instance_on_the_same_file)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600], alias[800];
+    snprintf(out, sizeof out, "%s/shared.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    plugin_instance_t *first = new_ok(lib, "first", cfg);
+    /* Spelled differently, same file: the registry compares inodes. */
+    snprintf(alias, sizeof alias, "{\"path\":\"%s/./shared.jsonl\"}", tmp);
+    plugin_instance_t *second = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, &second, err,
+                                     sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "-: instance 'second' ("), "got: %s", err);
+    cr_assert_not_null(strstr(err, "is already written by instance 'first'"), "got: %s", err);
+    plugin_instance_free(first);
+    /* Once the first is gone the file is free again. */
+    second = new_ok(lib, "second", alias);
+    plugin_instance_free(second);
+    plugin_lib_close(lib);
+}
+
+Test(file_sink, requires_a_path)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, &inst,
+                                     err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "init failed: missing 'path'"), "got: %s", err);
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"fsync\":\"sometimes\"}",
+                                     &fake_host_api, &inst, err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "'fsync' must be"), "got: %s", err);
+    plugin_lib_close(lib);
+}
+
+/* ---- chaos -------------------------------------------------------------- */
+
+static plugin_instance_t *chaos_new(plugin_lib_t *lib, char *count_path, size_t len)
+{
+    char cfg[800];
+    snprintf(count_path, len, "%s/calls.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"count_file\":\"%s\"}", count_path);
+    return new_ok(lib, "chaos-1", cfg);
+}
+
+Test(chaos, retry_n_retries_while_attempt_is_at_most_n)
+{
+    plugin_lib_t *lib = open_ok(CHAOS_SO);
+    char count[600];
+    plugin_instance_t *inst = chaos_new(lib, count, sizeof count);
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    evbus_event_t ev = {.id = "ev-7", .type = "a.b", .data_json = "{\"fault\":\"retry:2\"}"};
+    ev.attempt = 1;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    ev.attempt = 2;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    ev.attempt = 3;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    char *text = harness_read_file(count);
+    cr_assert_str_eq(text, "chaos-1 ev-7 1 RETRY\nchaos-1 ev-7 2 RETRY\nchaos-1 ev-7 3 OK\n");
+    free(text);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+Test(chaos, reject_no_fault_unknown_fault_and_sleep)
+{
+    plugin_lib_t *lib = open_ok(CHAOS_SO);
+    plugin_instance_t *inst = new_ok(lib, "c", "{}");
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    evbus_event_t ev = {.id = "1", .type = "a.b", .attempt = 1};
+    ev.data_json = "{\"fault\":\"reject\"}";
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    ev.data_json = "{\"amount\":3}";
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    ev.data_json = NULL;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    ev.data_json = "{\"fault\":\"explode\"}";
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    ev.data_json = "{\"fault\":\"sleep:60\"}";
+    long long t0 = harness_now_ms();
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    cr_assert_geq(harness_now_ms() - t0, 60);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+Test(chaos, crash_aborts_after_counting_the_call, .signal = SIGABRT)
+{
+    plugin_lib_t *lib = open_ok(CHAOS_SO);
+    char count[600];
+    plugin_instance_t *inst = chaos_new(lib, count, sizeof count);
+    evbus_event_t ev = {.id = "boom", .type = "a.b", .attempt = 1,
+                        .data_json = "{\"fault\":\"crash\"}"};
+    plugin_instance_call(inst, plugin_instance_find_subscriber(inst, NULL), &ev);
+}
+
+/* ---- log, testkit upcaster, bench-counter -------------------------------- */
+
+Test(bundled, log_plugin_formats_its_template_at_its_level)
+{
+    plugin_lib_t *lib = open_ok(LOG_SO);
+    plugin_instance_t *inst =
+        new_ok(lib, "audit", "{\"level\":\"error\",\"format\":\"{type}/{id} v{version} {data} {nope}\"}");
+    evbus_event_t ev = {.id = "42", .type = "a.b", .schema_version = 2,
+                        .data_json = "{\"x\":true}"};
+    cr_assert_eq(plugin_instance_call(inst, plugin_instance_find_subscriber(inst, NULL), &ev),
+                 EVBUS_OK);
+    cr_assert_str_eq(fake_host_log(), "ERROR audit: a.b/42 v2 {\"x\":true} {nope}\n");
+    plugin_instance_t *bad = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, &bad, err,
+                                     sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "'level' must be"), "got: %s", err);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+static char *upcast(const evbus_plugin_descriptor_t *d, const char *in, int *rc)
+{
+    evbus_buf_t buf = {0};
+    char uerr[256] = "";
+    cr_assert_eq(d->n_upcasters, 1);
+    cr_assert_str_eq(d->upcasters[0].type, "approval.item.approved");
+    cr_assert_eq(d->upcasters[0].from_version, 1);
+    *rc = d->upcasters[0].upcast(&fake_host_api, in, strlen(in), &buf, uerr, sizeof uerr);
+    if (*rc != 0) {
+        free(buf.bytes);
+        return strdup(uerr);
+    }
+    return buf.bytes;
+}
+
+Test(bundled, testkit_upcasts_approved_v1_to_v2)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    int rc;
+    char *out = upcast(plugin_lib_descriptor(lib),
+                       "{\"approvalId\":\"a1\",\"spaceId\":\"s1\",\"approverId\":\"u1\","
+                       "\"comment\":\"ok\"}",
+                       &rc);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_assert_str_eq(out, "{\"approvalId\":\"a1\",\"spaceId\":\"s1\",\"comment\":\"ok\","
+                          "\"decidedBy\":{\"id\":\"u1\",\"kind\":\"user\"},"
+                          "\"decisionAt\":\"1970-01-01T00:00:00Z\"}");
+    free(out);
+    out = upcast(plugin_lib_descriptor(lib), "{\"approvalId\":\"a1\"}", &rc);
+    cr_assert_eq(rc, -1);
+    cr_assert_str_eq(out, "v1 data has no string approverId");
+    free(out);
+    plugin_lib_close(lib);
+}
+
+Test(bundled, bench_counter_counts_all_three_subscribers_and_reports_at_fini)
+{
+    plugin_lib_t *lib = open_ok(BENCH_COUNTER_SO);
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    cr_assert_eq(d->n_subscribers, 3);
+    cr_assert_eq(d->subscribers[0].priority, 1);
+    cr_assert_eq(d->subscribers[1].priority, 10);
+    cr_assert_eq(d->subscribers[2].priority, 100);
+    char cfg[800], report[600];
+    snprintf(report, sizeof report, "%s/count.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"report_file\":\"%s\"}", report);
+    plugin_instance_t *inst = new_ok(lib, "bench", cfg);
+    evbus_event_t ev = {.id = "1", .type = "approval.item.requested"};
+    for (size_t i = 0; i < d->n_subscribers; i++)
+        cr_assert_eq(plugin_instance_call(inst, &d->subscribers[i], &ev), EVBUS_OK);
+    plugin_instance_free(inst);
+    char *text = harness_read_file(report);
+    cr_assert_str_eq(text, "3\n");
+    free(text);
+    plugin_lib_close(lib);
+}

@@ -1,0 +1,338 @@
+/*
+ * cmd_publish.c — `evbusctl publish`: one event from flags, or NDJSON
+ * events from a file or stdin, through libevbus.
+ *
+ * NDJSON input is read twice: a first pass parses and checks every line
+ * and publishes nothing if any is bad (so a typo on line 9000 does not
+ * leave 8999 events half-sent); a second pass publishes in pipelined
+ * batches of EVBUS_PIPELINE_WINDOW.  Non-seekable input (a pipe) is spooled
+ * to an anonymous temporary file during the first pass, so memory stays
+ * bounded whatever the input size.  Event checks live in libevbus, not here.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "client/evbus_client.h"
+#include "ctl/ctl.h"
+
+int cmd_publish(int argc, char **argv);
+
+/* Invalid lines listed before "... and N more". */
+#define PUB_MAX_REPORTED 50
+
+static void pub_usage(FILE *out)
+{
+    fputs("usage: evbusctl publish --type TYPE --tenant TENANT --data JSON\n"
+          "                        [--source S] [--correlation C] [--id ID]\n"
+          "                        [--maxlen N] [--json]\n"
+          "       evbusctl publish [--file FILE|-] [--source S] [--maxlen N] [--json]\n"
+          "\n"
+          "Publishes CloudEvents to the bus stream and prints each new stream id on\n"
+          "its own line.  Without --type, reads NDJSON (one full or partial event\n"
+          "object per line) from FILE, or from stdin when no --file is given or\n"
+          "FILE is '-'.  Blank lines are skipped.  Missing specversion, id, time,\n"
+          "source and correlationid are filled in; type and tenantid are required.\n"
+          "If any line is invalid, nothing is published.\n"
+          "\n"
+          "  --type TYPE         event type, e.g. order.created\n"
+          "  --tenant TENANT     tenantid\n"
+          "  --data JSON         the event's data (any JSON value)\n"
+          "  --source S          source for events without one (default evbusctl)\n"
+          "  --correlation C     correlationid (default: a new UUID)\n"
+          "  --id ID             event id (default: a new UUID)\n"
+          "  --maxlen N          trim the stream to about N entries (0: no trimming;\n"
+          "                      default: publish_maxlen from the configuration)\n"
+          "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
+          "  -h, --help          show this help\n"
+          "\n"
+          "Exit status: 0 published, 1 Redis failed, 2 bad flags or invalid event.\n",
+          out);
+}
+
+/* Matches "--name VALUE" and "--name=VALUE"; advances *i past VALUE.
+ * Returns 1 matched (*val set), 0 not this option, -1 value missing. */
+static int pub_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+static void pub_print(const json_t *ev, const char *stream_id, bool json)
+{
+    if (!json) {
+        printf("%s\n", stream_id);
+        return;
+    }
+    json_t *o = json_pack("{s:O?, s:s}", "id", json_object_get(ev, "id"), "stream_id", stream_id);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (s)
+        printf("%s\n", s);
+    free(s);
+    json_decref(o);
+}
+
+static int pub_single(evbus_client_t *c, const char *type, const char *tenant, const char *data,
+                      const char *correlation, const char *id, bool json)
+{
+    json_error_t jerr;
+    json_t *d = json_loads(data, JSON_DECODE_ANY, &jerr);
+    if (!d)
+        return ctl_usage_error("publish", "--data: invalid JSON: %s (column %d)", jerr.text,
+                               jerr.column);
+    json_t *ev = json_pack("{s:s, s:s, s:o}", "type", type, "tenantid", tenant, "data", d);
+    if (!ev)
+        return ctl_fail("publish", "out of memory");
+    if (correlation)
+        json_object_set_new(ev, "correlationid", json_string(correlation));
+    if (id)
+        json_object_set_new(ev, "id", json_string(id));
+    char sid[EVBUS_STREAM_ID_LEN], err[256];
+    int rc = evbus_publish(c, ev, sid, sizeof sid, err, sizeof err);
+    if (rc == 0)
+        pub_print(ev, sid, json);
+    json_decref(ev);
+    if (rc == EVBUS_CLIENT_EINVAL)
+        return ctl_usage_error("publish", "invalid event: %s", err);
+    if (rc != 0)
+        return ctl_fail("publish", "%s", err);
+    return CTL_OK;
+}
+
+static bool pub_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+/* Parses one line into a completed event; NULL with a message in err. */
+static json_t *pub_parse_line(evbus_client_t *c, const char *line, size_t len, char *err,
+                              size_t errlen)
+{
+    json_error_t jerr;
+    json_t *ev = json_loadb(line, len, 0, &jerr);
+    if (!ev) {
+        snprintf(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+        return NULL;
+    }
+    if (evbus_event_complete(c, ev, err, errlen) != 0) {
+        json_decref(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+/* First pass: checks every line, spooling a pipe to *spool.  Returns the
+ * number of events, or -1 after printing the invalid lines. */
+static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool)
+{
+    char *line = NULL;
+    size_t cap = 0, lineno = 0, events = 0, bad = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (spool)
+            fwrite(line, 1, (size_t)len, spool);
+        if (pub_blank(line, (size_t)len))
+            continue;
+        char err[256];
+        json_t *ev = pub_parse_line(c, line, (size_t)len, err, sizeof err);
+        if (!ev) {
+            if (++bad <= PUB_MAX_REPORTED)
+                fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
+            continue;
+        }
+        json_decref(ev);
+        events++;
+    }
+    free(line);
+    if (bad > PUB_MAX_REPORTED)
+        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
+                bad - PUB_MAX_REPORTED);
+    if (bad) {
+        ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
+                        bad == 1 ? "" : "s", name);
+        return -1;
+    }
+    return (ssize_t)events;
+}
+
+struct pub_chunk {
+    json_t *evs[EVBUS_PIPELINE_WINDOW];
+    size_t lines[EVBUS_PIPELINE_WINDOW];
+    char ids[EVBUS_PIPELINE_WINDOW][EVBUS_STREAM_ID_LEN];
+    int rcs[EVBUS_PIPELINE_WINDOW];
+    size_t n;
+};
+
+/* Publishes and empties the chunk; CTL_OK or CTL_FAIL (message printed). */
+static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, bool json)
+{
+    if (ch->n == 0)
+        return CTL_OK;
+    char err[256];
+    ssize_t done = evbus_publish_batch(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
+    int rc = CTL_OK;
+    for (size_t i = 0; i < ch->n; i++) {
+        if (ch->rcs[i] == 0)
+            pub_print(ch->evs[i], ch->ids[i], json);
+        else if (done >= 0 && rc == CTL_OK)
+            rc = ctl_fail("publish", "%s:%zu: %s", name, ch->lines[i], err);
+        json_decref(ch->evs[i]);
+    }
+    if (done < 0)
+        rc = ctl_fail("publish", "%s", err);
+    fflush(stdout);
+    ch->n = 0;
+    return rc;
+}
+
+/* Second pass: publishes every event of the (checked) input. */
+static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total, bool json)
+{
+    struct pub_chunk *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return ctl_fail("publish", "out of memory");
+    char *line = NULL;
+    size_t cap = 0, lineno = 0, sent = 0;
+    ssize_t len;
+    int rc = CTL_OK;
+    while (rc == CTL_OK && (len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (pub_blank(line, (size_t)len))
+            continue;
+        char err[256];
+        json_t *ev = pub_parse_line(c, line, (size_t)len, err, sizeof err);
+        if (!ev) { /* the input changed since the first pass */
+            rc = ctl_usage_error("publish", "%s:%zu: %s", name, lineno, err);
+            break;
+        }
+        ch->lines[ch->n] = lineno;
+        ch->evs[ch->n++] = ev;
+        if (ch->n == EVBUS_PIPELINE_WINDOW) {
+            sent += ch->n;
+            rc = pub_flush(c, ch, name, json);
+            ctl_progress("publish", sent, total);
+        }
+    }
+    if (rc == CTL_OK) {
+        sent += ch->n;
+        rc = pub_flush(c, ch, name, json);
+        ctl_progress("publish", sent, total);
+    } else {
+        for (size_t i = 0; i < ch->n; i++)
+            json_decref(ch->evs[i]);
+    }
+    ctl_progress_end();
+    free(line);
+    free(ch);
+    return rc;
+}
+
+static int pub_stream(evbus_client_t *c, const char *file, bool json)
+{
+    bool use_stdin = !file || strcmp(file, "-") == 0;
+    const char *name = use_stdin ? "stdin" : file;
+    FILE *in = use_stdin ? stdin : fopen(file, "r");
+    if (!in)
+        return ctl_usage_error("publish", "cannot open %s: %s", file, strerror(errno));
+    struct stat st;
+    FILE *spool = NULL;
+    if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
+        spool = tmpfile();
+        if (!spool) {
+            if (!use_stdin)
+                fclose(in);
+            return ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
+        }
+    }
+    ssize_t total = pub_check(c, in, name, spool);
+    int rc = CTL_USAGE;
+    if (total >= 0) {
+        FILE *src = spool ? spool : in;
+        if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)
+            rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
+        else
+            rc = pub_send(c, src, name, (size_t)total, json);
+    }
+    if (spool)
+        fclose(spool);
+    if (!use_stdin)
+        fclose(in);
+    return rc;
+}
+
+int cmd_publish(int argc, char **argv)
+{
+    const char *type = NULL, *tenant = NULL, *data = NULL, *source = NULL, *correlation = NULL,
+               *id = NULL, *file = NULL, *maxlen_s = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char **slots[] = {&type, &tenant, &data, &source, &correlation, &id, &file,
+                                &maxlen_s};
+        const char *names[] = {"--type", "--tenant", "--data", "--source", "--correlation",
+                               "--id", "--file", "--maxlen"};
+        int m = 0;
+        for (size_t k = 0; k < sizeof names / sizeof names[0] && m == 0; k++) {
+            m = pub_opt_value(argc, argv, &i, names[k], slots[k]);
+            if (m < 0)
+                return ctl_usage_error("publish", "%s needs a value", names[k]);
+        }
+        if (m)
+            continue;
+        if (strcmp(argv[i], "--json") == 0)
+            json = true;
+        else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            pub_usage(stdout);
+            return CTL_OK;
+        } else
+            return ctl_usage_error("publish", "unexpected argument \"%s\"", argv[i]);
+    }
+
+    bool single = type || tenant || data || correlation || id;
+    if (single && file)
+        return ctl_usage_error("publish", "--file cannot be combined with --type/--tenant/"
+                                          "--data/--correlation/--id");
+    if (single && (!type || !tenant || !data))
+        return ctl_usage_error("publish", "one event needs --type, --tenant and --data (missing "
+                                          "%s)",
+                               !type ? "--type" : !tenant ? "--tenant" : "--data");
+    uint64_t maxlen = 0;
+    if (maxlen_s) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(maxlen_s, &end, 10);
+        if (errno || end == maxlen_s || *end || maxlen_s[0] == '-')
+            return ctl_usage_error("publish", "--maxlen \"%s\": not a non-negative integer",
+                                   maxlen_s);
+        maxlen = v;
+    }
+
+    const ctl_env_t *env = ctl_env();
+    char err[256];
+    evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
+    if (!c)
+        return ctl_usage_error("publish", "%s", err);
+    evbus_client_set_maxlen(c, maxlen_s ? maxlen : env->publish_maxlen);
+    evbus_client_set_source(c, source ? source : "evbusctl");
+    int rc = single ? pub_single(c, type, tenant, data, correlation, id, json)
+                    : pub_stream(c, file, json);
+    evbus_client_free(c);
+    return rc;
+}

@@ -1,0 +1,388 @@
+/*
+ * `evbusctl publish` and `evbusctl dlq` as a user runs them: the real
+ * binary, a real redis-server, checking stdout, exit codes (0 done,
+ * 1 Redis/not found, 2 usage) and what landed in Redis.
+ */
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "harness.h"
+
+#define STREAM "evbus:events"
+#define DLQ "evbus:events:dlq"
+
+static harness_redis_t R;
+static redisContext *rc_;
+static char *ctl;
+static char *tmp;
+
+static void setup(void)
+{
+    ctl = harness_build_path("host/ctl/evbusctl");
+    cr_assert(access(ctl, X_OK) == 0, "evbusctl is not built at %s", ctl);
+    cr_assert_eq(harness_redis_start(&R, false), 0, "redis-server did not start");
+    rc_ = harness_redis_connect(&R);
+    cr_assert_not_null(rc_);
+    tmp = harness_tmpdir("cli");
+}
+
+static void teardown(void)
+{
+    redisFree(rc_);
+    harness_redis_stop(&R);
+    harness_rmrf(tmp);
+    free(tmp);
+    free(ctl);
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+struct run {
+    int status;
+    char *out, *err;
+};
+
+/* evbusctl --redis URL <args...>; args NULL-terminated. */
+static struct run run_ctl_url(const char *url, const char *input, const char *const *args)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = ctl;
+    argv[n++] = "--redis";
+    argv[n++] = (char *)url;
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    struct run r = {0};
+    r.status = harness_run(argv, NULL, input, &r.out, &r.err, 30000);
+    if (!r.out)
+        r.out = strdup("");
+    if (!r.err)
+        r.err = strdup("");
+    return r;
+}
+
+#define RUN(input, ...) run_ctl_url(R.url, input, (const char *const[]){__VA_ARGS__, NULL})
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static bool matches(const char *re, const char *s)
+{
+    regex_t rx;
+    cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB | REG_NEWLINE), 0);
+    bool ok = regexec(&rx, s, 0, NULL, 0) == 0;
+    regfree(&rx);
+    return ok;
+}
+
+static size_t count_lines(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static json_t *stored_event(const char *id)
+{
+    redisReply *r = redisCommand(rc_, "XRANGE %s %s %s", STREAM, id, id);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "no entry %s", id);
+    json_t *ev = json_loads(r->element[0]->element[1]->element[1]->str, 0, NULL);
+    freeReplyObject(r);
+    cr_assert_not_null(ev);
+    return ev;
+}
+
+Test(cli, help_exits_0)
+{
+    struct run r = RUN(NULL, "publish", "--help");
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "usage: evbusctl publish") != NULL);
+    run_free(&r);
+    r = RUN(NULL, "dlq", "--help");
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "evbusctl dlq list") != NULL);
+    run_free(&r);
+}
+
+Test(cli, publish_from_flags_prints_the_stream_id)
+{
+    struct run r = RUN(NULL, "publish", "--type", "order.created", "--tenant", "acme", "--data",
+                       "{\"n\":7}", "--correlation", "c-1");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(matches("^[0-9]+-[0-9]+\n$", r.out), "stdout: %s", r.out);
+    r.out[strlen(r.out) - 1] = '\0';
+    json_t *ev = stored_event(r.out);
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "type")), "order.created");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "tenantid")), "acme");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "correlationid")), "c-1");
+    cr_assert_str_eq(json_string_value(json_object_get(ev, "source")), "evbusctl");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(ev, "data"), "n")), 7);
+    json_decref(ev);
+    run_free(&r);
+}
+
+Test(cli, publish_json_output_parses)
+{
+    struct run r = RUN(NULL, "publish", "--type", "a.b", "--tenant", "t", "--data", "[1]", "--id",
+                       "ev-9", "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_t *o = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(o, "not JSON: %s", r.out);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "id")), "ev-9");
+    const char *sid = json_string_value(json_object_get(o, "stream_id"));
+    cr_assert(sid && matches("^[0-9]+-[0-9]+$", sid));
+    json_decref(o);
+    run_free(&r);
+}
+
+static const char *three =
+    "{\"type\":\"a.one\",\"tenantid\":\"t\"}\n"
+    "\n"
+    "{\"type\":\"a.two\",\"tenantid\":\"t\",\"data\":{}}\n"
+    "{\"specversion\":\"1.0\",\"type\":\"a.three\",\"tenantid\":\"t\",\"id\":\"x\"}\n";
+
+static void check_three(const char *out)
+{
+    cr_assert_eq(count_lines(out), 3, "stdout: %s", out);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 3);
+    char *copy = strdup(out), *save = NULL;
+    const char *types[] = {"a.one", "a.two", "a.three"};
+    int i = 0;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *ev = stored_event(line);
+        cr_assert_str_eq(json_string_value(json_object_get(ev, "type")), types[i++]);
+        json_decref(ev);
+    }
+    free(copy);
+}
+
+Test(cli, publish_from_an_ndjson_file)
+{
+    cr_assert_eq(harness_write_file(tmp, "ev.ndjson", three), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/ev.ndjson", tmp);
+    struct run r = RUN(NULL, "publish", "--file", path);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    check_three(r.out);
+    run_free(&r);
+}
+
+Test(cli, publish_from_stdin)
+{
+    struct run r = RUN(three, "publish");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    check_three(r.out);
+    run_free(&r);
+}
+
+Test(cli, publish_from_stdin_dash_with_json_lines)
+{
+    struct run r = RUN(three, "publish", "--file", "-", "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), 3);
+    char *save = NULL;
+    for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *o = json_loads(line, 0, NULL);
+        cr_assert(o && json_is_string(json_object_get(o, "id")) &&
+                      json_is_string(json_object_get(o, "stream_id")),
+                  "line: %s", line);
+        json_decref(o);
+    }
+    run_free(&r);
+}
+
+Test(cli, publish_many_lines_in_batches)
+{
+    enum { N = 2500 };
+    size_t cap = N * 64;
+    char *in = malloc(cap), *p = in;
+    for (int i = 0; i < N; i++)
+        p += sprintf(p, "{\"type\":\"bulk.x\",\"tenantid\":\"t\",\"data\":{\"i\":%d}}\n", i);
+    struct run r = RUN(in, "publish");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), N);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), N);
+    run_free(&r);
+
+    r = RUN(in, "publish", "--maxlen", "50");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    long long len = harness_redis_int(rc_, "XLEN %s", STREAM);
+    cr_assert(len >= 50 && len < 1000, "XLEN %lld after --maxlen 50", len);
+    run_free(&r);
+    free(in);
+}
+
+Test(cli, publish_invalid_line_names_it_exits_2_and_publishes_nothing)
+{
+    const char *in = "{\"type\":\"a.b\",\"tenantid\":\"t\"}\n"
+                     "{\"type\":\"a.b\"}\n"
+                     "not json\n";
+    struct run r = RUN(in, "publish");
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "stdin:2: tenantid:") != NULL, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "stdin:3: invalid JSON") != NULL, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+    run_free(&r);
+}
+
+Test(cli, publish_bad_flags_exit_2)
+{
+    const char *const cases[][9] = {
+        {"publish", "--type", "a.b", "--tenant", "t", NULL},                    /* no --data */
+        {"publish", "--type", "a.b", "--tenant", "t", "--data", "{", NULL},     /* bad JSON */
+        {"publish", "--type", "A.B", "--tenant", "t", "--data", "1", NULL},     /* bad type */
+        {"publish", "--bogus", NULL},
+        {"publish", "--maxlen", "-3", NULL},
+        {"publish", "--type", "a.b", "--file", "x", NULL},
+        {"publish", "--file", "/nonexistent/evbus.ndjson", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r = run_ctl_url(R.url, NULL, cases[i]);
+        cr_assert_eq(r.status, 2, "case %zu exited %d: %s", i, r.status, r.err);
+        cr_assert_neq(r.err[0], '\0', "case %zu printed no reason", i);
+        run_free(&r);
+    }
+    struct run r = RUN(NULL, "publish", "--type", "A.B", "--tenant", "t", "--data", "1");
+    cr_assert(strstr(r.err, "type") != NULL, "stderr: %s", r.err);
+    run_free(&r);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+}
+
+Test(cli, publish_with_redis_down_exits_1)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", harness_free_port());
+    struct run r = run_ctl_url(
+        url, NULL,
+        (const char *const[]){"publish", "--type", "a.b", "--tenant", "t", "--data", "{}", NULL});
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "redis") != NULL, "stderr: %s", r.err);
+    run_free(&r);
+    r = run_ctl_url(url, "{\"type\":\"a.b\",\"tenantid\":\"t\"}\n",
+                    (const char *const[]){"publish", NULL});
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    run_free(&r);
+}
+
+static void add_dead(const char *type, const char *tenant, char out[32])
+{
+    redisReply *r = redisCommand(
+        rc_,
+        "XADD %s * event {\"type\":\"%s\",\"tenantid\":\"%s\"} stream %s id 1-1 event_id e type "
+        "%s tenant %s reason reject handlers [\"i/s\"] attempts 2 error %s first_failure "
+        "2026-11-26T22:00:00.000Z last_failure 2026-11-26T22:00:01.000Z",
+        DLQ, type, tenant, STREAM, type, tenant, "handler said no");
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    snprintf(out, 32, "%s", r->str);
+    freeReplyObject(r);
+}
+
+Test(cli, dlq_list_limit_over_100_exits_2)
+{
+    struct run r = RUN(NULL, "dlq", "list", "--limit", "101");
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "limit") != NULL, "stderr: %s", r.err);
+    run_free(&r);
+}
+
+Test(cli, dlq_list_table_and_json)
+{
+    char id[32];
+    for (int i = 0; i < 5; i++)
+        add_dead("order.failed", i % 2 ? "acme" : "globex", id);
+    struct run r = RUN(NULL, "dlq", "list");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(strstr(r.out, "DLQ ID") && strstr(r.out, "handler said no"), "%s", r.out);
+    cr_assert(strstr(r.out, id) != NULL);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "list", "--tenant", "acme", "--limit", "1", "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_t *o = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(o, "not JSON: %s", r.out);
+    cr_assert_eq(json_integer_value(json_object_get(o, "count")), 2);
+    json_t *items = json_object_get(o, "items");
+    cr_assert_eq(json_array_size(items), 1);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(items, 0), "tenant")),
+                     "acme");
+    json_decref(o);
+    run_free(&r);
+}
+
+Test(cli, dlq_show_retry_delete)
+{
+    char a[32], b[32];
+    add_dead("order.failed", "acme", a);
+    add_dead("order.failed", "acme", b);
+
+    struct run r = RUN(NULL, "dlq", "show", a, "--tenant", "globex");
+    cr_assert_eq(r.status, 1, "another tenant's entry must be not found");
+    cr_assert(strstr(r.err, "not found") != NULL);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "show", a, "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_t *o = json_loads(r.out, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "dlq_id")), a);
+    json_decref(o);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "retry", a, "--tenant", "acme");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert(matches("^[0-9]+-[0-9]+\n$", r.out), "stdout: %s", r.out);
+    r.out[strlen(r.out) - 1] = '\0';
+    redisReply *x = redisCommand(rc_, "XRANGE %s %s %s", STREAM, r.out, r.out);
+    cr_assert_eq(x->elements, 1);
+    cr_assert_str_eq(x->element[0]->element[1]->element[2]->str, "retried_from");
+    cr_assert_str_eq(x->element[0]->element[1]->element[3]->str, a);
+    freeReplyObject(x);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "retry", a);
+    cr_assert_eq(r.status, 1, "retried entry is gone");
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "delete", b, "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    o = json_loads(r.out, 0, NULL);
+    cr_assert(json_is_true(json_object_get(o, "deleted")));
+    json_decref(o);
+    run_free(&r);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 0);
+
+    r = RUN(NULL, "dlq", "show", "not-an-id");
+    cr_assert_eq(r.status, 2);
+    run_free(&r);
+}
+
+Test(cli, dlq_purge_needs_yes_without_a_terminal)
+{
+    char id[32];
+    add_dead("order.failed", "acme", id);
+    add_dead("user.created", "acme", id);
+    struct run r = RUN(NULL, "dlq", "purge");
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "--yes") != NULL, "stderr: %s", r.err);
+    run_free(&r);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 2);
+
+    r = RUN(NULL, "dlq", "purge", "--type", "order.**", "--yes", "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    json_t *o = json_loads(r.out, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(o, "purged")), 1);
+    json_decref(o);
+    run_free(&r);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
+}

@@ -467,7 +467,9 @@ evbus_result_t ffih_call(ffih_t *h, const json_t *envelope, const evbus_event_t 
     switch (h->returns) {
     case FFI_T_INT32: result = ffih_map_sign(h, (int32_t)ret.a); break;
     case FFI_T_INT64: result = ffih_map_sign(h, ret.i64); break;
-    case FFI_T_BOOL: result = (uint8_t)ret.a ? EVBUS_OK : EVBUS_RETRY; break;
+    /* true counts as positive and false as zero, so a manifest's result
+     * rules apply to bool too (config defaults them to true ok, false retry). */
+    case FFI_T_BOOL: result = ffih_map_sign(h, (uint8_t)ret.a ? 1 : 0); break;
     default: result = EVBUS_OK; break;
     }
 out:

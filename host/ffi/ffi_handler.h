@@ -13,7 +13,8 @@
  *   event   const evbus_event_t *   the event being dispatched (no from/value)
  * The integer return (int32, int64) maps by sign to a result through the
  * entry's on_zero / on_positive / on_negative; a void return is EVBUS_OK; a
- * bool return is true → EVBUS_OK, false → EVBUS_RETRY.
+ * bool return counts true as positive and false as zero (config_load sets
+ * their defaults to true → EVBUS_OK, false → EVBUS_RETRY).
  *
  * Everything that can be checked without an event is checked at open time
  * (library, symbol, types, pointer syntax, constants, result mapping), so

@@ -216,8 +216,12 @@ Test(ffi_result, bool_and_void_returns)
 {
     cfg_ffi_param_t pb[] = {{.type = FFI_T_BOOL, .from = "/v"}};
     cfg_foreign_t fb = foreign("retbool", FFI_T_BOOL, pb, 1);
+    fb.on_zero = EVBUS_RETRY; /* config_load's bool defaults */
+    fb.on_positive = EVBUS_OK;
     cr_assert_eq(call_with(&fb, "{\"v\":true}"), EVBUS_OK);
     cr_assert_eq(call_with(&fb, "{\"v\":false}"), EVBUS_RETRY);
+    fb.on_zero = EVBUS_REJECT; /* result: {zero: reject} */
+    cr_assert_eq(call_with(&fb, "{\"v\":false}"), EVBUS_REJECT);
     cfg_ffi_param_t pv[] = {{.type = FFI_T_STRING, .from = "/s"}};
     cfg_foreign_t fv = foreign("retvoid", FFI_T_VOID, pv, 1);
     ffih_t *h = open_ok(&fv); /* kept open: the fixture's record lives in the library */

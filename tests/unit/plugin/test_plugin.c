@@ -519,3 +519,23 @@ Test(bundled, bench_counter_counts_all_three_subscribers_and_reports_at_fini)
     free(text);
     plugin_lib_close(lib);
 }
+
+/* ---- docs ---------------------------------------------------------------- */
+
+Test(bundled, docs_quote_the_minimal_plugin_byte_for_byte)
+{
+    char *doc = harness_read_file(DOCS_PLUGINS_MD), *src = harness_read_file(MINIMAL_C);
+    cr_assert_not_null(doc);
+    cr_assert_not_null(src);
+    const char *marker = "<!-- verbatim: plugins/testkit/minimal.c -->\n```c\n";
+    char *start = strstr(doc, marker);
+    cr_assert_not_null(start, "docs/plugins.md lost its verbatim marker");
+    start += strlen(marker);
+    char *end = strstr(start, "\n```\n");
+    cr_assert_not_null(end);
+    end[1] = '\0'; /* keep the block's last newline, like the file's */
+    cr_assert_str_eq(start, src, "docs/plugins.md and plugins/testkit/minimal.c differ");
+    cr_assert_leq(harness_count_lines(MINIMAL_C), 40, "the smallest plugin must stay short");
+    free(doc);
+    free(src);
+}

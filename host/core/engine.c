@@ -1,0 +1,1102 @@
+/*
+ * engine — see engine.h for the threads and what each owns.
+ *
+ * The durability rule: an entry is acknowledged in the same MULTI/EXEC that
+ * records everything still owed for it (a retry in the schedule, a dead
+ * letter).  So at every instant an event is either pending in the group,
+ * scheduled for retry, in the DLQ, or fully handled, and a crash at any
+ * point leaves it in one of those places.
+ *
+ * Redis errors and event errors never mix: a failed command is a
+ * connection problem (reconnect, back off, retry the same writes); a bad
+ * event is a dead letter.  Neither path ever turns into the other.
+ */
+#include "core/engine.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "core/dispatch.h"
+#include "core/redis_util.h"
+#include "store/store.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+/* ---- batches and chunks ------------------------------------------------ */
+
+typedef struct batch {
+    redisReply *reply;
+    atomic_int refs;
+} batch_t;
+
+typedef struct chunk {
+    batch_t *batch;
+    redisReply **entries; /* borrowed from batch->reply */
+    size_t count;
+    generation_t *gen;    /* pinned */
+    int64_t enq_ms;
+    int64_t lease_ms;     /* last lease renewal */
+    size_t slot;          /* index in the in-flight registry */
+} chunk_t;
+
+static void batch_unref(batch_t *b)
+{
+    if (atomic_fetch_sub(&b->refs, 1) == 1) {
+        freeReplyObject(b->reply);
+        free(b);
+    }
+}
+
+/* ---- the engine ------------------------------------------------------- */
+
+typedef struct worker {
+    engine_t *eng;
+    pthread_t tid;
+    dctx_t ctx;
+} worker_t;
+
+struct engine {
+    engine_opts_t opts;
+    /* settings fixed for the engine's life (copied from the first config) */
+    char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream, *dlq_archive;
+    uint32_t batch_size, block_ms, n_workers, min_idle_ms, reclaim_interval_ms;
+    uint32_t max_deliveries, stale_consumer_ms, circuit_failures, reconnect_max_ms;
+    uint32_t dlq_capacity;
+    bool circuit_stop;
+
+    pthread_mutex_t gen_lock;
+    generation_t *current;
+
+    /* chunk queue (the only lock on the dispatch path) */
+    pthread_mutex_t q_lock;
+    pthread_cond_t q_nonempty, q_nonfull;
+    chunk_t **q;
+    size_t q_cap, q_head, q_len;
+    bool q_closed;
+
+    /* in-flight registry for leases */
+    pthread_mutex_t inflight_lock;
+    chunk_t **inflight;
+    size_t inflight_cap;
+    atomic_int inflight_n;
+
+    worker_t *workers;
+    pthread_t reader_tid, maint_tid;
+    bool started;
+    atomic_bool stop;
+    atomic_bool wants_exit;
+    atomic_int threads_running;
+
+    store_writer_t *meta;
+    store_replay_worker_t *replay;
+    pthread_mutex_t replay_lock;
+    dctx_t replay_ctx;
+    bool replay_ctx_ready;
+
+    /* health */
+    pthread_mutex_t health_lock;
+    atomic_int redis_failures;
+    char last_redis_error[256];
+    bool last_reload_ok;
+    char last_reload_error[2048];
+    int64_t last_reload_ms;
+    atomic_int dlq_level; /* 0 ok, 1 warning (>=80%), 2 error (>=95%) */
+    int64_t started_ms;
+};
+
+int64_t engine_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Sleep in small steps so a stop request is noticed quickly. */
+static void sleep_unless_stopped(engine_t *e, int64_t ms)
+{
+    int64_t end = mono_ms() + ms;
+    while (!atomic_load(&e->stop)) {
+        int64_t left = end - mono_ms();
+        if (left <= 0)
+            break;
+        sleep_ms(left < 50 ? left : 50);
+    }
+}
+
+generation_t *engine_current(engine_t *e)
+{
+    pthread_mutex_lock(&e->gen_lock);
+    generation_t *g = generation_ref(e->current);
+    pthread_mutex_unlock(&e->gen_lock);
+    return g;
+}
+
+/* ---- redis connection helpers for the engine's threads ---------------- */
+
+static void note_redis_ok(engine_t *e)
+{
+    if (atomic_exchange(&e->redis_failures, 0) >= (int)e->circuit_failures) {
+        log_info("redis", "Redis is back; circuit closed");
+    }
+    METRIC_SET(circuit_open, 0);
+}
+
+static void note_redis_error(engine_t *e, const char *what)
+{
+    METRIC_INC(redis_errors);
+    int n = atomic_fetch_add(&e->redis_failures, 1) + 1;
+    pthread_mutex_lock(&e->health_lock);
+    snprintf(e->last_redis_error, sizeof e->last_redis_error, "%s", what);
+    pthread_mutex_unlock(&e->health_lock);
+    if (n == (int)e->circuit_failures) {
+        METRIC_SET(circuit_open, 1);
+        log_error("redis", "%d consecutive Redis failures: circuit open, probing every %u ms%s",
+                  n, e->reconnect_max_ms, e->circuit_stop ? "; stopping as configured" : "");
+        if (e->circuit_stop) {
+            atomic_store(&e->wants_exit, true);
+            engine_request_stop(e);
+        }
+    }
+}
+
+/* Backoff for the n-th consecutive failure: 100 ms doubling, capped; at the
+ * cap once the circuit is open. */
+static int64_t backoff_ms(engine_t *e)
+{
+    int n = atomic_load(&e->redis_failures);
+    if (n >= (int)e->circuit_failures)
+        return e->reconnect_max_ms;
+    int64_t d = 100;
+    for (int i = 1; i < n && d < e->reconnect_max_ms; i++)
+        d *= 2;
+    return d > e->reconnect_max_ms ? e->reconnect_max_ms : d;
+}
+
+/* Connect (or reconnect) *c, retrying with backoff until connected or
+ * stop.  Returns 0 when connected. */
+static int ensure_conn(engine_t *e, redisContext **c, bool stop_aware)
+{
+    while (!*c) {
+        char err[256];
+        *c = rutil_connect_timeout(e->redis_url, (int)e->block_ms + 1000, err, sizeof err);
+        if (*c) {
+            return 0;
+        }
+        note_redis_error(e, err);
+        log_warn("redis", "connect to %s failed: %s", e->redis_url, err);
+        if (stop_aware && atomic_load(&e->stop))
+            return -1;
+        sleep_unless_stopped(e, backoff_ms(e));
+        if (stop_aware && atomic_load(&e->stop))
+            return -1;
+    }
+    return 0;
+}
+
+static void drop_conn(redisContext **c)
+{
+    if (*c) {
+        redisFree(*c);
+        *c = NULL;
+    }
+}
+
+/* Create the group (from the start of the stream, so nothing published
+ * before the first host started is skipped).  BUSYGROUP is fine. */
+static int ensure_group(engine_t *e, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", e->stream, e->group);
+    if (!r)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+        log_error("consumer", "XGROUP CREATE %s %s: %s", e->stream, e->group, r->str);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* ---- queue -------------------------------------------------------------- */
+
+static int inflight_add(engine_t *e, chunk_t *ch)
+{
+    pthread_mutex_lock(&e->inflight_lock);
+    for (size_t i = 0; i < e->inflight_cap; i++)
+        if (!e->inflight[i]) {
+            e->inflight[i] = ch;
+            ch->slot = i;
+            atomic_fetch_add(&e->inflight_n, 1);
+            pthread_mutex_unlock(&e->inflight_lock);
+            return 0;
+        }
+    pthread_mutex_unlock(&e->inflight_lock);
+    return -1;
+}
+
+static void inflight_remove(engine_t *e, chunk_t *ch)
+{
+    pthread_mutex_lock(&e->inflight_lock);
+    if (ch->slot < e->inflight_cap && e->inflight[ch->slot] == ch)
+        e->inflight[ch->slot] = NULL;
+    atomic_fetch_sub(&e->inflight_n, 1);
+    pthread_mutex_unlock(&e->inflight_lock);
+}
+
+/* Blocks while the queue is full: back-pressure on the reader. */
+static void queue_push(engine_t *e, chunk_t *ch)
+{
+    pthread_mutex_lock(&e->q_lock);
+    while (e->q_len == e->q_cap)
+        pthread_cond_wait(&e->q_nonfull, &e->q_lock);
+    e->q[(e->q_head + e->q_len) % e->q_cap] = ch;
+    e->q_len++;
+    pthread_cond_signal(&e->q_nonempty);
+    pthread_mutex_unlock(&e->q_lock);
+}
+
+static chunk_t *queue_pop(engine_t *e)
+{
+    pthread_mutex_lock(&e->q_lock);
+    while (e->q_len == 0 && !e->q_closed)
+        pthread_cond_wait(&e->q_nonempty, &e->q_lock);
+    chunk_t *ch = NULL;
+    if (e->q_len) {
+        ch = e->q[e->q_head];
+        e->q_head = (e->q_head + 1) % e->q_cap;
+        e->q_len--;
+        pthread_cond_signal(&e->q_nonfull);
+    }
+    pthread_mutex_unlock(&e->q_lock);
+    return ch;
+}
+
+static void queue_close(engine_t *e)
+{
+    pthread_mutex_lock(&e->q_lock);
+    e->q_closed = true;
+    pthread_cond_broadcast(&e->q_nonempty);
+    pthread_mutex_unlock(&e->q_lock);
+}
+
+/* ---- workers ------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    engine_t *e = w->eng;
+    chunk_t *ch;
+    while ((ch = queue_pop(e))) {
+        dctx_begin(&w->ctx, ch->gen);
+        for (size_t i = 0; i < ch->count; i++)
+            dctx_dispatch_entry(&w->ctx, ch->entries[i], 0);
+        dctx_flush(&w->ctx);
+        inflight_remove(e, ch);
+        generation_unref(ch->gen);
+        batch_unref(ch->batch);
+        free(ch);
+    }
+    atomic_fetch_sub(&e->threads_running, 1);
+    return NULL;
+}
+
+/* ---- reader ------------------------------------------------------------- */
+
+/* Split a batch into chunks, one per worker at most, pin the generation
+ * for each and queue them. */
+static void enqueue_batch(engine_t *e, redisReply *reply)
+{
+    redisReply *entries = reply->element[0]->element[1];
+    size_t n = entries->elements;
+    batch_t *b = calloc(1, sizeof *b);
+    b->reply = reply;
+    size_t per = n < 64 ? n : (n + e->n_workers - 1) / e->n_workers;
+    size_t nchunks = (n + per - 1) / per;
+    atomic_init(&b->refs, (int)nchunks);
+    METRIC_ADD(events_read, n);
+    for (size_t off = 0; off < n; off += per) {
+        chunk_t *ch = calloc(1, sizeof *ch);
+        ch->batch = b;
+        ch->entries = entries->element + off;
+        ch->count = off + per > n ? n - off : per;
+        ch->gen = engine_current(e);
+        ch->enq_ms = ch->lease_ms = mono_ms();
+        while (inflight_add(e, ch) != 0)
+            sleep_ms(1);
+        queue_push(e, ch);
+    }
+}
+
+/* Process this consumer's own pending entries one at a time, before any new
+ * one: a poison pill among them then only ever bumps its own counter. */
+static int recover_own_pending(engine_t *e, redisContext **c, dctx_t *ctx)
+{
+    char last[64] = "";
+    size_t n = 0;
+    while (!atomic_load(&e->stop)) {
+        redisReply *r = redisCommand(*c, "XREADGROUP GROUP %s %s COUNT 1 STREAMS %s 0", e->group,
+                                     e->consumer, e->stream);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+            r->element[0]->element[1]->elements == 0) {
+            freeReplyObject(r);
+            break;
+        }
+        redisReply *entry = r->element[0]->element[1]->element[0];
+        const char *id = entry->element[0]->str;
+        if (strcmp(id, last) == 0) {
+            /* the previous attempt could not be acked; leave it to reclaim */
+            log_warn("consumer", "pending entry %s could not be settled; leaving it to reclaim",
+                     id);
+            freeReplyObject(r);
+            break;
+        }
+        snprintf(last, sizeof last, "%s", id);
+        generation_t *g = engine_current(e);
+        dctx_begin(ctx, g);
+        dctx_dispatch_recovered(ctx, entry);
+        dctx_flush(ctx);
+        generation_unref(g);
+        freeReplyObject(r);
+        n++;
+    }
+    if (n)
+        log_info("consumer", "recovered %zu pending entr%s of consumer %s", n, n == 1 ? "y" : "ies",
+                 e->consumer);
+    return 0;
+}
+
+static bool retries_scheduled(engine_t *e, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "ZCARD %s", e->retry_key);
+    bool any = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
+    if (r)
+        freeReplyObject(r);
+    return any;
+}
+
+static void *reader_main(void *arg)
+{
+    engine_t *e = arg;
+    redisContext *c = NULL;
+    dctx_t rctx;
+    dctx_init(&rctx, e, "recovery");
+    bool recovered = false, group_logged = false;
+    int64_t last_activity = mono_ms();
+    uint32_t block = e->block_ms;
+    if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
+        block = (uint32_t)e->opts.exit_idle_ms;
+    if (block == 0)
+        block = 1;
+    while (!atomic_load(&e->stop)) {
+        if (ensure_conn(e, &c, true) != 0)
+            break;
+        if (!recovered) {
+            if (ensure_group(e, c) != 0 || recover_own_pending(e, &c, &rctx) != 0) {
+                note_redis_error(e, c->err ? c->errstr : "group setup failed");
+                drop_conn(&c);
+                sleep_unless_stopped(e, backoff_ms(e));
+                continue;
+            }
+            recovered = true;
+            note_redis_ok(e);
+        }
+        redisReply *r = redisCommand(c, "XREADGROUP GROUP %s %s COUNT %u BLOCK %u STREAMS %s >",
+                                     e->group, e->consumer, e->batch_size, block, e->stream);
+        if (!r) {
+            char what[300];
+            snprintf(what, sizeof what, "XREADGROUP: %s", c->errstr);
+            log_warn("consumer", "%s; reconnecting", what);
+            note_redis_error(e, what);
+            drop_conn(&c);
+            METRIC_INC(reconnects);
+            sleep_unless_stopped(e, backoff_ms(e));
+            recovered = false;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            if (strncmp(r->str, "NOGROUP", 7) == 0) {
+                /* Redis restarted without persistence, FLUSHALL, failover:
+                 * recreate once, log once per occurrence, never loop. */
+                if (!group_logged)
+                    log_warn("consumer", "group %s on %s vanished (%s); recreating it", e->group,
+                             e->stream, r->str);
+                group_logged = true;
+                METRIC_INC(nogroup);
+                freeReplyObject(r);
+                if (ensure_group(e, c) != 0) {
+                    note_redis_error(e, "XGROUP CREATE failed");
+                    sleep_unless_stopped(e, backoff_ms(e));
+                }
+                continue;
+            }
+            char what[300];
+            snprintf(what, sizeof what, "XREADGROUP: %s", r->str);
+            log_warn("consumer", "%s", what);
+            note_redis_error(e, what);
+            freeReplyObject(r);
+            sleep_unless_stopped(e, backoff_ms(e));
+            continue;
+        }
+        group_logged = false;
+        note_redis_ok(e);
+        if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+            r->element[0]->element[1]->elements > 0) {
+            last_activity = mono_ms();
+            enqueue_batch(e, r);
+            continue;
+        }
+        freeReplyObject(r);
+        if (e->opts.exit_idle_ms > 0 && atomic_load(&e->inflight_n) == 0 &&
+            mono_ms() - last_activity >= e->opts.exit_idle_ms) {
+            if (!retries_scheduled(e, c)) {
+                log_info("consumer", "idle for %d ms; exiting as asked (--exit-idle)",
+                         e->opts.exit_idle_ms);
+                atomic_store(&e->wants_exit, true);
+                break;
+            }
+            last_activity = mono_ms() - e->opts.exit_idle_ms / 2;
+        }
+    }
+    queue_close(e);
+    dctx_release(&rctx);
+    drop_conn(&c);
+    atomic_fetch_sub(&e->threads_running, 1);
+    return NULL;
+}
+
+/* ---- maintenance --------------------------------------------------------- */
+
+/*
+ * Move due retries back into the stream.  One Lua script per call: read the
+ * due members, XADD each as a new entry carrying its retry metadata, ZREM
+ * it.  Atomic on the server, so two hosts racing never lose or double a
+ * retry.  Members are "<meta json>\n<raw event>".
+ */
+static const char *MOVE_RETRIES_LUA =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
+    "for _, m in ipairs(due) do\n"
+    "  local nl = string.find(m, '\\n', 1, true)\n"
+    "  if nl then\n"
+    "    redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, nl + 1), 'retry', "
+    "string.sub(m, 1, nl - 1))\n"
+    "  else\n"
+    "    redis.call('XADD', KEYS[3], '*', 'event', m, 'reason', 'unparseable', 'error', "
+    "'malformed retry schedule entry', 'stream', KEYS[2])\n"
+    "  end\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "end\n"
+    "return #due\n";
+
+static int move_due_retries(engine_t *e, redisContext *c)
+{
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)engine_now_ms());
+    for (;;) {
+        redisReply *r = redisCommand(c, "EVAL %s 3 %s %s %s %s 500", MOVE_RETRIES_LUA,
+                                     e->retry_key, e->stream, e->dlq_stream, now);
+        if (!r)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            log_error("retry", "moving due retries: %s", r->str);
+            freeReplyObject(r);
+            return -1;
+        }
+        long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        freeReplyObject(r);
+        if (n > 0)
+            METRIC_ADD(retries_due, (uint64_t)n);
+        if (n < 500)
+            return 0;
+    }
+}
+
+/* Renew the lease of chunks that are taking long, so a live host's
+ * in-flight work is never claimed by another consumer and run twice. */
+static int renew_leases(engine_t *e, redisContext *c)
+{
+    int64_t lease_every = e->min_idle_ms / 3 ? e->min_idle_ms / 3 : 1;
+    int64_t now = mono_ms();
+    pthread_mutex_lock(&e->inflight_lock);
+    int rc = 0;
+    for (size_t i = 0; i < e->inflight_cap && rc == 0; i++) {
+        chunk_t *ch = e->inflight[i];
+        if (!ch || now - ch->lease_ms < lease_every)
+            continue;
+        size_t argc = 0;
+        const char **argv = malloc((ch->count + 8) * sizeof *argv);
+        char idle[32];
+        snprintf(idle, sizeof idle, "%lld", (long long)lease_every);
+        argv[argc++] = "XCLAIM";
+        argv[argc++] = e->stream;
+        argv[argc++] = e->group;
+        argv[argc++] = e->consumer;
+        argv[argc++] = idle;
+        for (size_t k = 0; k < ch->count; k++)
+            argv[argc++] = ch->entries[k]->element[0]->str;
+        argv[argc++] = "JUSTID";
+        redisReply *r = redisCommandArgv(c, (int)argc, argv, NULL);
+        free(argv);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        freeReplyObject(r);
+        ch->lease_ms = now;
+        METRIC_INC(leases);
+    }
+    pthread_mutex_unlock(&e->inflight_lock);
+    return rc;
+}
+
+/* Claim idle entries of other (dead) consumers one at a time with
+ * XAUTOCLAIM COUNT 1, so a poison pill only bumps its own counter. */
+static int reclaim_idle(engine_t *e, redisContext *c, dctx_t *ctx)
+{
+    char cursor[64] = "0-0";
+    for (int rounds = 0; rounds < 1000 && !atomic_load(&e->stop); rounds++) {
+        redisReply *r = redisCommand(c, "XAUTOCLAIM %s %s %s %u %s COUNT 1", e->stream,
+                                     e->group, e->consumer, e->min_idle_ms, cursor);
+        if (!r)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            bool nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
+            if (!nogroup)
+                log_warn("reclaim", "XAUTOCLAIM: %s", r->str);
+            freeReplyObject(r);
+            return nogroup ? 0 : -1;
+        }
+        if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
+            freeReplyObject(r);
+            return 0;
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str ? r->element[0]->str : "0-0");
+        if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY &&
+            r->element[2]->elements > 0) {
+            /* Redis 7 removed these from the PEL already: entries trimmed or
+             * deleted from the stream.  Count them; nothing to retry. */
+            METRIC_ADD(ghosts, r->element[2]->elements);
+            log_warn("reclaim", "%zu pending entr%s no longer in the stream (trimmed or deleted)",
+                     r->element[2]->elements, r->element[2]->elements == 1 ? "y was" : "ies were");
+        }
+        redisReply *claimed = r->element[1];
+        for (size_t i = 0; i < claimed->elements; i++) {
+            redisReply *entry = claimed->element[i];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2)
+                continue;
+            METRIC_INC(reclaimed);
+            generation_t *g = engine_current(e);
+            dctx_begin(ctx, g);
+            dctx_dispatch_recovered(ctx, entry);
+            dctx_flush(ctx);
+            generation_unref(g);
+        }
+        bool done = strcmp(cursor, "0-0") == 0;
+        freeReplyObject(r);
+        if (done)
+            break;
+    }
+    return 0;
+}
+
+/* Remove consumers idle for long that own nothing. */
+static int remove_stale_consumers(engine_t *e, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "XINFO CONSUMERS %s %s", e->stream, e->group);
+    if (!r)
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *info = r->element[i];
+            const char *name = NULL;
+            long long pending = -1, idle = -1;
+            for (size_t k = 0; k + 1 < info->elements; k += 2) {
+                const char *key = info->element[k]->str;
+                redisReply *v = info->element[k + 1];
+                if (strcmp(key, "name") == 0)
+                    name = v->str;
+                else if (strcmp(key, "pending") == 0)
+                    pending = v->integer;
+                else if (strcmp(key, "idle") == 0)
+                    idle = v->integer;
+            }
+            if (name && strcmp(name, e->consumer) != 0 && pending == 0 &&
+                idle >= (long long)e->stale_consumer_ms) {
+                redisReply *d = redisCommand(c, "XGROUP DELCONSUMER %s %s %s", e->stream,
+                                             e->group, name);
+                if (d) {
+                    log_info("reclaim", "removed stale consumer %s (idle %lld ms, nothing pending)",
+                             name, idle);
+                    METRIC_INC(stale_consumers);
+                    freeReplyObject(d);
+                }
+            }
+        }
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * DLQ capacity.  Thresholds are edge-triggered (one WARNING when crossing
+ * 80%, one ERROR when crossing 95%).  Overflow policy: the oldest entries
+ * beyond capacity are appended to the archive file (fsync'd) and only then
+ * deleted from the stream, so a dead letter is never dropped silently.
+ */
+static int watch_dlq(engine_t *e, redisContext *c)
+{
+    redisReply *r = redisCommand(c, "XLEN %s", e->dlq_stream);
+    if (!r)
+        return -1;
+    long long len = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    METRIC_SET(dlq_length, (uint64_t)len);
+    int level = 0;
+    if (e->dlq_capacity && len * 100 >= (long long)e->dlq_capacity * 95)
+        level = 2;
+    else if (e->dlq_capacity && len * 100 >= (long long)e->dlq_capacity * 80)
+        level = 1;
+    int prev = atomic_exchange(&e->dlq_level, level);
+    if (level > prev) {
+        if (level == 2) {
+            METRIC_INC(dlq_error);
+            log_error("dlq", "dead-letter stream %s holds %lld entries: at or above 95%% of its "
+                      "capacity %u", e->dlq_stream, len, e->dlq_capacity);
+        } else {
+            METRIC_INC(dlq_warn);
+            log_warn("dlq", "dead-letter stream %s holds %lld entries: at or above 80%% of its "
+                     "capacity %u", e->dlq_stream, len, e->dlq_capacity);
+        }
+    }
+    if (!e->dlq_capacity || len <= (long long)e->dlq_capacity)
+        return 0;
+    long long excess = len - e->dlq_capacity;
+    r = redisCommand(c, "XRANGE %s - + COUNT %lld", e->dlq_stream, excess);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        if (r)
+            freeReplyObject(r);
+        return r ? 0 : -1;
+    }
+    FILE *f = fopen(e->dlq_archive, "a");
+    if (!f) {
+        log_error("dlq", "DLQ over capacity but archive %s cannot be opened (%s): keeping all "
+                  "entries", e->dlq_archive, strerror(errno));
+        freeReplyObject(r);
+        return 0;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *ent = r->element[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "dlq_id", json_string(ent->element[0]->str));
+        redisReply *fv = ent->element[1];
+        for (size_t k = 0; fv && k + 1 < fv->elements; k += 2)
+            json_object_set_new(o, fv->element[k]->str,
+                                json_stringn(fv->element[k + 1]->str, fv->element[k + 1]->len));
+        char *line = json_dumps(o, JSON_COMPACT);
+        fprintf(f, "%s\n", line ? line : "{}");
+        free(line);
+        json_decref(o);
+    }
+    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        log_error("dlq", "writing archive %s failed: keeping all entries", e->dlq_archive);
+        freeReplyObject(r);
+        return 0;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *d = redisCommand(c, "XDEL %s %s", e->dlq_stream, r->element[i]->element[0]->str);
+        if (d)
+            freeReplyObject(d);
+    }
+    METRIC_ADD(dlq_archived, r->elements);
+    log_warn("dlq", "archived %zu oldest dead letters to %s before removing them (capacity %u)",
+             r->elements, e->dlq_archive, e->dlq_capacity);
+    freeReplyObject(r);
+    return 0;
+}
+
+static void watch_overruns(engine_t *e)
+{
+    int64_t now = mono_ms();
+    for (uint32_t i = 0; i < e->n_workers; i++)
+        dctx_check_overrun(&e->workers[i].ctx, now);
+}
+
+static void *maint_main(void *arg)
+{
+    engine_t *e = arg;
+    redisContext *c = NULL;
+    dctx_t ctx;
+    dctx_init(&ctx, e, "reclaim");
+    int64_t last_reclaim = 0, last_stale = mono_ms(), last_dlq = 0;
+    while (!atomic_load(&e->stop)) {
+        if (ensure_conn(e, &c, true) != 0)
+            break;
+        int rc = move_due_retries(e, c);
+        if (rc == 0)
+            rc = renew_leases(e, c);
+        int64_t now = mono_ms();
+        if (rc == 0 && now - last_reclaim >= e->reclaim_interval_ms) {
+            rc = reclaim_idle(e, c, &ctx);
+            last_reclaim = now;
+        }
+        if (rc == 0 && now - last_dlq >= 1000) {
+            rc = watch_dlq(e, c);
+            last_dlq = now;
+        }
+        if (rc == 0 && now - last_stale >= 60000) {
+            rc = remove_stale_consumers(e, c);
+            last_stale = now;
+        }
+        watch_overruns(e);
+        if (rc != 0) {
+            note_redis_error(e, c && c->err ? c->errstr : "maintenance command failed");
+            drop_conn(&c);
+            sleep_unless_stopped(e, backoff_ms(e));
+            continue;
+        }
+        sleep_unless_stopped(e, 50);
+    }
+    dctx_release(&ctx);
+    drop_conn(&c);
+    atomic_fetch_sub(&e->threads_running, 1);
+    return NULL;
+}
+
+/* ---- replay ------------------------------------------------------------ */
+
+int engine_dispatch_replay(void *arg, const char *job_id, const char *stream_id,
+                           const char *raw_event, size_t len)
+{
+    engine_t *e = arg;
+    pthread_mutex_lock(&e->replay_lock);
+    if (!e->replay_ctx_ready) {
+        dctx_init(&e->replay_ctx, e, "replay");
+        e->replay_ctx_ready = true;
+    }
+    generation_t *g = engine_current(e);
+    dctx_begin(&e->replay_ctx, g);
+    int rc = dctx_dispatch_replay(&e->replay_ctx, job_id, stream_id, raw_event, len);
+    dctx_flush(&e->replay_ctx);
+    generation_unref(g);
+    pthread_mutex_unlock(&e->replay_lock);
+    METRIC_INC(replay_events);
+    return rc;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, size_t errlen)
+{
+    const evbus_config_t *cfg = gen->cfg;
+    engine_t *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (opts)
+        e->opts = *opts;
+    e->redis_url = strdup(cfg->redis_url);
+    e->stream = strdup(cfg->stream);
+    e->group = strdup(cfg->group);
+    e->consumer = strdup(cfg->consumer);
+    e->dlq_stream = strdup(cfg->dlq_stream);
+    e->dlq_archive = strdup(cfg->dlq_archive);
+    if (asprintf(&e->retry_key, "%s:retry", cfg->stream) < 0)
+        e->retry_key = NULL;
+    e->batch_size = cfg->batch_size;
+    e->block_ms = cfg->block_ms;
+    e->n_workers = cfg->worker_threads;
+    e->min_idle_ms = cfg->reclaim_min_idle_ms;
+    e->reclaim_interval_ms = cfg->reclaim_interval_ms;
+    e->max_deliveries = cfg->max_deliveries;
+    e->stale_consumer_ms = cfg->stale_consumer_ms;
+    e->circuit_failures = cfg->circuit_failures ? cfg->circuit_failures : 10;
+    e->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
+    e->circuit_stop = cfg->circuit_stop;
+    e->dlq_capacity = cfg->dlq_capacity;
+    e->current = gen;
+    pthread_mutex_init(&e->gen_lock, NULL);
+    pthread_mutex_init(&e->q_lock, NULL);
+    pthread_cond_init(&e->q_nonempty, NULL);
+    pthread_cond_init(&e->q_nonfull, NULL);
+    pthread_mutex_init(&e->inflight_lock, NULL);
+    pthread_mutex_init(&e->health_lock, NULL);
+    pthread_mutex_init(&e->replay_lock, NULL);
+    e->q_cap = (size_t)e->n_workers * 2;
+    e->q = calloc(e->q_cap, sizeof *e->q);
+    /* queued + running chunks, plus slack for the batch being split */
+    e->inflight_cap = e->q_cap + e->n_workers + e->n_workers + 2;
+    e->inflight = calloc(e->inflight_cap, sizeof *e->inflight);
+    e->workers = calloc(e->n_workers, sizeof *e->workers);
+    e->last_reload_ok = true;
+    e->started_ms = engine_now_ms();
+    METRIC_SET(generation, gen->number);
+    if (!e->q || !e->inflight || !e->workers || !e->retry_key) {
+        snprintf(err, errlen, "out of memory");
+        e->current = NULL;
+        engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+int engine_start(engine_t *e, char *err, size_t errlen)
+{
+    const evbus_config_t *cfg = e->current->cfg;
+    if (cfg->postgres_url && cfg->metadata_enabled) {
+        e->meta = store_writer_start(cfg);
+        if (!e->meta)
+            log_warn("metadata", "metadata writer did not start; continuing without metadata");
+    }
+    atomic_store(&e->threads_running, (int)e->n_workers + 2);
+    for (uint32_t i = 0; i < e->n_workers; i++) {
+        e->workers[i].eng = e;
+        char name[32];
+        snprintf(name, sizeof name, "worker-%u", i);
+        dctx_init(&e->workers[i].ctx, e, name);
+        if (pthread_create(&e->workers[i].tid, NULL, worker_main, &e->workers[i]) != 0) {
+            snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
+            return -1;
+        }
+    }
+    if (pthread_create(&e->reader_tid, NULL, reader_main, e) != 0 ||
+        pthread_create(&e->maint_tid, NULL, maint_main, e) != 0) {
+        snprintf(err, errlen, "cannot start threads: %s", strerror(errno));
+        return -1;
+    }
+    e->started = true;
+    if (cfg->postgres_url) {
+        e->replay = store_replay_worker_start(cfg, engine_dispatch_replay, e);
+        if (!e->replay)
+            log_warn("replay", "replay worker did not start; replay jobs will wait");
+    }
+    log_info("consumer", "consuming %s as %s/%s with %u worker thread%s", e->stream, e->group,
+             e->consumer, e->n_workers, e->n_workers == 1 ? "" : "s");
+    return 0;
+}
+
+static bool same(const char *a, const char *b) { return strcmp(a ? a : "", b ? b : "") == 0; }
+
+int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
+{
+    const evbus_config_t *n = gen->cfg;
+    const char *what = NULL;
+    if (!same(n->redis_url, e->redis_url))
+        what = "redis.url";
+    else if (!same(n->stream, e->stream))
+        what = "stream";
+    else if (!same(n->group, e->group))
+        what = "group";
+    else if (!same(n->consumer, e->consumer))
+        what = "consumer";
+    else if (n->worker_threads != e->n_workers)
+        what = "worker_threads";
+    if (what) {
+        snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
+        return -1;
+    }
+    pthread_mutex_lock(&e->gen_lock);
+    generation_t *old = e->current;
+    e->current = gen;
+    pthread_mutex_unlock(&e->gen_lock);
+    METRIC_SET(generation, gen->number);
+    log_set_level(config_log_level(n->log_level) >= 0 ? config_log_level(n->log_level) : LOG_INFO);
+    generation_unref(old);
+    return 0;
+}
+
+bool engine_wait_drained(generation_t *old, int timeout_ms)
+{
+    int64_t end = mono_ms() + timeout_ms;
+    while (atomic_load(&old->refs) > 1) {
+        if (mono_ms() >= end)
+            return false;
+        sleep_ms(2);
+    }
+    return true;
+}
+
+void engine_request_stop(engine_t *e) { atomic_store(&e->stop, true); }
+
+bool engine_wants_exit(engine_t *e) { return atomic_load(&e->wants_exit); }
+
+static int join_until(pthread_t t, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - mono_ms();
+        if (left < 0)
+            left = 0;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += left / 1000;
+        ts.tv_nsec += (left % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int rc = pthread_timedjoin_np(t, NULL, &ts);
+        if (rc == 0)
+            return 0;
+        if (rc == ETIMEDOUT)
+            return -1;
+        if (rc != EINTR)
+            return -1;
+    }
+}
+
+int engine_stop(engine_t *e, int timeout_ms)
+{
+    engine_request_stop(e);
+    if (!e->started)
+        return 0;
+    int64_t deadline = mono_ms() + timeout_ms;
+    int rc = 0;
+    if (join_until(e->reader_tid, deadline) != 0)
+        rc = -1;
+    queue_close(e);
+    for (uint32_t i = 0; i < e->n_workers && rc == 0; i++)
+        if (join_until(e->workers[i].tid, deadline) != 0)
+            rc = -1;
+    if (rc == 0 && join_until(e->maint_tid, deadline) != 0)
+        rc = -1;
+    if (rc == 0) {
+        store_replay_worker_stop(e->replay);
+        e->replay = NULL;
+        store_writer_stop(e->meta, 2000);
+        e->meta = NULL;
+        e->started = false;
+    }
+    return rc;
+}
+
+void engine_free(engine_t *e)
+{
+    if (!e)
+        return;
+    if (e->started)
+        return; /* threads still running after a stop timeout: leave it to exit() */
+    for (uint32_t i = 0; e->workers && i < e->n_workers; i++)
+        dctx_release(&e->workers[i].ctx);
+    if (e->replay_ctx_ready)
+        dctx_release(&e->replay_ctx);
+    if (e->current)
+        generation_unref(e->current);
+    free(e->q);
+    free(e->inflight);
+    free(e->workers);
+    free(e->redis_url);
+    free(e->stream);
+    free(e->group);
+    free(e->consumer);
+    free(e->retry_key);
+    free(e->dlq_stream);
+    free(e->dlq_archive);
+    free(e);
+}
+
+void engine_note_reload(engine_t *e, bool ok, const char *error)
+{
+    pthread_mutex_lock(&e->health_lock);
+    e->last_reload_ok = ok;
+    snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", ok ? "" : error);
+    e->last_reload_ms = engine_now_ms();
+    pthread_mutex_unlock(&e->health_lock);
+}
+
+json_t *engine_health(engine_t *e)
+{
+    int failures = atomic_load(&e->redis_failures);
+    bool circuit = failures >= (int)e->circuit_failures;
+    int dlq_level = atomic_load(&e->dlq_level);
+    json_t *h = json_object();
+    pthread_mutex_lock(&e->health_lock);
+    const char *status = circuit ? "unhealthy"
+                         : (failures > 0 || dlq_level > 0 || !e->last_reload_ok) ? "degraded"
+                                                                                 : "ok";
+    json_object_set_new(h, "status", json_string(status));
+    json_object_set_new(h, "generation", json_integer((json_int_t)METRIC_GET(generation)));
+    json_object_set_new(h, "consumer", json_string(e->consumer));
+    json_object_set_new(h, "stream", json_string(e->stream));
+    json_object_set_new(h, "group", json_string(e->group));
+    json_t *redis = json_object();
+    json_object_set_new(redis, "consecutive_failures", json_integer(failures));
+    json_object_set_new(redis, "circuit_open", json_boolean(circuit));
+    json_object_set_new(redis, "last_error",
+                        e->last_redis_error[0] ? json_string(e->last_redis_error) : json_null());
+    json_object_set_new(h, "redis", redis);
+    json_t *reload = json_object();
+    json_object_set_new(reload, "last_ok", json_boolean(e->last_reload_ok));
+    json_object_set_new(reload, "last_error",
+                        e->last_reload_error[0] ? json_string(e->last_reload_error) : json_null());
+    json_object_set_new(reload, "ok_total", json_integer((json_int_t)METRIC_GET(reloads_ok)));
+    json_object_set_new(reload, "failed_total",
+                        json_integer((json_int_t)METRIC_GET(reloads_failed)));
+    json_object_set_new(h, "reload", reload);
+    pthread_mutex_unlock(&e->health_lock);
+    json_t *dlq = json_object();
+    json_object_set_new(dlq, "stream", json_string(e->dlq_stream));
+    json_object_set_new(dlq, "length", json_integer((json_int_t)METRIC_GET(dlq_length)));
+    json_object_set_new(dlq, "capacity", json_integer(e->dlq_capacity));
+    json_object_set_new(dlq, "level",
+                        json_string(dlq_level == 2 ? "error" : dlq_level == 1 ? "warning" : "ok"));
+    json_object_set_new(dlq, "warnings_total", json_integer((json_int_t)METRIC_GET(dlq_warn)));
+    json_object_set_new(dlq, "errors_total", json_integer((json_int_t)METRIC_GET(dlq_error)));
+    json_object_set_new(h, "dlq", dlq);
+    json_t *ev = json_object();
+    json_object_set_new(ev, "read", json_integer((json_int_t)METRIC_GET(events_read)));
+    json_object_set_new(ev, "acked", json_integer((json_int_t)METRIC_GET(events_acked)));
+    json_object_set_new(ev, "inflight_chunks", json_integer(atomic_load(&e->inflight_n)));
+    json_object_set_new(h, "events", ev);
+    json_t *md = json_object();
+    json_object_set_new(md, "enabled", json_boolean(e->meta != NULL));
+    json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));
+    json_object_set_new(md, "queue", json_integer((json_int_t)METRIC_GET(metadata_queue)));
+    json_object_set_new(h, "metadata", md);
+    json_object_set_new(h, "uptime_ms", json_integer(engine_now_ms() - e->started_ms));
+    return h;
+}
+
+/* ---- accessors for dispatch ------------------------------------------ */
+
+const char *engine_stream(const engine_t *e) { return e->stream; }
+const char *engine_group(const engine_t *e) { return e->group; }
+const char *engine_consumer(const engine_t *e) { return e->consumer; }
+const char *engine_retry_key(const engine_t *e) { return e->retry_key; }
+const char *engine_dlq_stream(const engine_t *e) { return e->dlq_stream; }
+const char *engine_redis_url(const engine_t *e) { return e->redis_url; }
+uint32_t engine_max_deliveries(const engine_t *e) { return e->max_deliveries; }
+store_writer_t *engine_metadata(const engine_t *e) { return e->meta; }
+bool engine_stopping(const engine_t *e) { return atomic_load(&((engine_t *)e)->stop); }
+void engine_redis_failed(engine_t *e, const char *what) { note_redis_error(e, what); }
+void engine_redis_recovered(engine_t *e) { note_redis_ok(e); }
+int64_t engine_backoff_ms(engine_t *e) { return backoff_ms(e); }

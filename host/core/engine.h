@@ -1,0 +1,86 @@
+/*
+ * engine — the consumer runtime: reads the stream through the consumer
+ * group, dispatches events to the current generation's handlers on worker
+ * threads, and makes every outcome durable (ack, retry schedule, DLQ).
+ *
+ * Threads and what each owns:
+ *  - reader (1): the read connection; XREADGROUP, NOGROUP recovery,
+ *    reconnect with capped backoff, the circuit breaker, recovery of this
+ *    consumer's own pending entries at start.  Pins the current generation
+ *    for each chunk it queues.
+ *  - workers (cfg worker_threads): one write connection each, a routing
+ *    cache and a reusable event.  Dispatch a chunk, then write its acks,
+ *    retries and dead letters in one MULTI/EXEC.
+ *  - maintenance (1): its own connection; moves due retries back to the
+ *    stream (Lua, atomic), renews leases of slow chunks, reclaims idle
+ *    pending entries of dead consumers (poison pills, ghosts), removes stale
+ *    consumers, watches DLQ capacity.
+ *  - the control thread (the caller: evbusd's main): start, swap, stop,
+ *    health.  Generations retired by a swap are destroyed there.
+ *
+ * The only lock on the dispatch path is the chunk queue's.
+ */
+#ifndef EVBUS_CORE_ENGINE_H
+#define EVBUS_CORE_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/generation.h"
+
+typedef struct engine engine_t;
+
+typedef struct engine_opts {
+    int exit_idle_ms; /* >0: stop once nothing arrived for this long (--exit-idle) */
+} engine_opts_t;
+
+/* Create an engine serving `gen` (takes over the caller's reference).
+ * Connection settings (Redis URL, stream, group, consumer, threads) come
+ * from gen->cfg and are fixed for the engine's life: a reload that changes
+ * them is refused by engine_swap(). */
+engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, size_t errlen);
+
+/* Start the threads.  0 or -1 with err. */
+int engine_start(engine_t *e, char *err, size_t errlen);
+
+/*
+ * Make `gen` current (takes over the caller's reference).  Chunks already
+ * queued or running keep the generation they pinned.  Returns 0, or -1 with
+ * err when gen changes a setting that cannot change at run time (then the
+ * caller still owns gen).
+ */
+int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen);
+
+/* A new reference to the current generation (caller unrefs). */
+generation_t *engine_current(engine_t *e);
+
+/* Wait until `old` has no reference but the caller's, up to timeout_ms.
+ * true when drained. */
+bool engine_wait_drained(generation_t *old, int timeout_ms);
+
+/* Ask every thread to stop: stop reading, finish in-flight work, ack it. */
+void engine_request_stop(engine_t *e);
+
+/* True once the engine stopped by itself (--exit-idle or circuit stop). */
+bool engine_wants_exit(engine_t *e);
+
+/* Join the threads, up to timeout_ms.  0 when everything in flight was
+ * finished and acked, -1 when the timeout hit (entries stay pending). */
+int engine_stop(engine_t *e, int timeout_ms);
+
+void engine_free(engine_t *e);
+
+/* The health document (GET /health, evbusctl status).  Caller decrefs. */
+json_t *engine_health(engine_t *e);
+
+/* Record the outcome of the last reload for health. */
+void engine_note_reload(engine_t *e, bool ok, const char *error);
+
+/* Replay dispatch callback (store_replay_dispatch_fn shape): dispatches one
+ * entry of the stream as a replay of job_id on the current generation.
+ * Returns 0 handled, 1 failed (routed to retry/DLQ). */
+int engine_dispatch_replay(void *engine, const char *job_id, const char *stream_id,
+                           const char *raw_event, size_t len);
+
+#endif

@@ -1,0 +1,381 @@
+/*
+ * event — envelope parsing, per-event state and the host API table.
+ *
+ * Parsing happens once per entry: the jansson tree built here is shared by
+ * validation, routing, foreign handlers and every plugin handler.  The
+ * envelope check is hand-written rather than a schema validation because it
+ * runs for every entry and must stay in the tens of nanoseconds.
+ */
+#include "core/event.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/evbus_client.h"
+#include "plugin/plugin.h"
+#include "router/router.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+const char *event_status_name(event_status_t s)
+{
+    switch (s) {
+    case EV_STATUS_PROCESSING: return "PROCESSING";
+    case EV_STATUS_COMPLETED: return "COMPLETED";
+    case EV_STATUS_RETRYING: return "RETRYING";
+    case EV_STATUS_DEAD_LETTERED: return "DEAD_LETTERED";
+    case EV_STATUS_IGNORED: return "IGNORED";
+    }
+    return "UNKNOWN";
+}
+
+void event_reset(struct evbus_event *ev)
+{
+    if (ev->env)
+        json_decref(ev->env);
+    for (size_t i = 0; i < sizeof ev->data_versions / sizeof ev->data_versions[0]; i++)
+        if (ev->data_versions[i])
+            json_decref(ev->data_versions[i]);
+    free(ev->data_json);
+    free(ev->retry_target);
+    free(ev->replay_job);
+    memset(ev, 0, offsetof(struct evbus_event, attr_buf));
+    ev->attempt = 0;
+    ev->first_failure_ms = 0;
+    ev->retry_target = NULL;
+    ev->replay_job = NULL;
+    ev->is_replay = false;
+    ev->status = EV_STATUS_PROCESSING;
+    ev->dlq_reason = NULL;
+    ev->error[0] = '\0';
+    ev->n_failed = 0;
+    ev->outcomes[0] = '\0';
+    ev->outcomes_len = 0;
+    ev->orig_sid[0] = '\0';
+}
+
+void event_set_error(struct evbus_event *ev, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev->error, sizeof ev->error, fmt, ap);
+    va_end(ap);
+}
+
+void event_note_outcome(struct evbus_event *ev, const char *handler, const char *outcome)
+{
+    size_t left = sizeof ev->outcomes - ev->outcomes_len;
+    int n = snprintf(ev->outcomes + ev->outcomes_len, left, "%s\"%s\":\"%s\"",
+                     ev->outcomes_len ? "," : "{", handler, outcome);
+    if (n > 0 && (size_t)n < left)
+        ev->outcomes_len += (size_t)n;
+}
+
+static bool digits(const char *s, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return true;
+}
+
+bool event_is_rfc3339(const char *s)
+{
+    /* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
+    if (strlen(s) < 20 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) || s[7] != '-' ||
+        !digits(s + 8, 2) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        !digits(s + 11, 2) || s[13] != ':' || !digits(s + 14, 2) || s[16] != ':' ||
+        !digits(s + 17, 2))
+        return false;
+    int mon = (s[5] - '0') * 10 + (s[6] - '0'), day = (s[8] - '0') * 10 + (s[9] - '0');
+    int hh = (s[11] - '0') * 10 + (s[12] - '0'), mm = (s[14] - '0') * 10 + (s[15] - '0');
+    int ss = (s[17] - '0') * 10 + (s[18] - '0');
+    if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
+        return false;
+    const char *p = s + 19;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0')
+        return true;
+    if ((*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) &&
+        p[6] == '\0')
+        return true;
+    return false;
+}
+
+static const char *str_attr(json_t *env, const char *key)
+{
+    json_t *v = json_object_get(env, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int fail(struct evbus_event *ev, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct evbus_event *ev, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev->error, sizeof ev->error, fmt, ap);
+    va_end(ap);
+    ev->dlq_reason = reason;
+    return -1;
+}
+
+static int parse_retry_meta(struct evbus_event *ev)
+{
+    json_error_t jerr;
+    json_t *m = json_loads(ev->retry_meta, 0, &jerr);
+    if (!json_is_object(m)) {
+        json_decref(m);
+        return fail(ev, "unparseable", "retry metadata is not a JSON object: %s", jerr.text);
+    }
+    const char *h = str_attr(m, "h");
+    json_t *a = json_object_get(m, "a");
+    if (!h || !json_is_integer(a)) {
+        json_decref(m);
+        return fail(ev, "unparseable", "retry metadata lacks handler or attempt");
+    }
+    ev->retry_target = strdup(h);
+    ev->attempt = (int)json_integer_value(a);
+    ev->first_failure_ms = json_integer_value(json_object_get(m, "ff"));
+    const char *sid = str_attr(m, "sid");
+    if (sid)
+        snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", sid);
+    const char *rj = str_attr(m, "rj");
+    if (rj) {
+        ev->replay_job = strdup(rj);
+        ev->is_replay = true;
+    }
+    json_decref(m);
+    return 0;
+}
+
+int event_parse(struct evbus_event *ev)
+{
+    if (!ev->raw)
+        return fail(ev, "unparseable", "entry has no 'event' field");
+    json_error_t jerr;
+    ev->env = json_loadb(ev->raw, ev->raw_len, JSON_DECODE_INT_AS_REAL * 0, &jerr);
+    if (!ev->env)
+        return fail(ev, "unparseable", "invalid JSON at line %d column %d: %s", jerr.line,
+                    jerr.column, jerr.text);
+    if (!json_is_object(ev->env))
+        return fail(ev, "unparseable", "event is not a JSON object");
+    const char *spec = str_attr(ev->env, "specversion");
+    if (!spec || strcmp(spec, "1.0") != 0)
+        return fail(ev, "invalid_envelope", "specversion: must be \"1.0\"");
+    ev->id = str_attr(ev->env, "id");
+    if (!ev->id || !*ev->id)
+        return fail(ev, "invalid_envelope", "id: required non-empty string");
+    ev->source = str_attr(ev->env, "source");
+    if (!ev->source || !*ev->source)
+        return fail(ev, "invalid_envelope", "source: required non-empty string");
+    ev->type = str_attr(ev->env, "type");
+    char terr[128];
+    if (!ev->type)
+        return fail(ev, "invalid_envelope", "type: required string");
+    if (router_type_check(ev->type, terr, sizeof terr) != 0)
+        return fail(ev, "invalid_envelope", "type: %s", terr);
+    ev->time = str_attr(ev->env, "time");
+    if (!ev->time || !event_is_rfc3339(ev->time))
+        return fail(ev, "invalid_envelope", "time: required RFC 3339 date-time");
+    ev->tenant = str_attr(ev->env, "tenantid");
+    if (!ev->tenant || !*ev->tenant)
+        return fail(ev, "invalid_envelope", "tenantid: required non-empty string");
+    ev->correlation_id = str_attr(ev->env, "correlationid");
+    ev->data = json_object_get(ev->env, "data");
+    if (ev->retry_meta && parse_retry_meta(ev) != 0)
+        return -1;
+    if (ev->attempt <= 0)
+        ev->attempt = 1;
+    if (!ev->orig_sid[0] && ev->stream_id)
+        snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", ev->stream_id);
+    return 0;
+}
+
+/* ---- host API ---------------------------------------------------------- */
+
+static void api_log(evbus_log_level_t level, const char *fmt, ...)
+{
+    char comp[160];
+    const char *cur = plugin_current();
+    snprintf(comp, sizeof comp, "plugin:%s", cur ? cur : "?");
+    va_list ap;
+    va_start(ap, fmt);
+    int lvl = level <= EVBUS_LOG_DEBUG ? LOG_DEBUG
+              : level == EVBUS_LOG_INFO ? LOG_INFO
+              : level == EVBUS_LOG_WARN ? LOG_WARN
+                                        : LOG_ERROR;
+    log_vmsg(lvl, comp, fmt, ap);
+    va_end(ap);
+}
+
+static const char *api_id(const evbus_event_t *ev) { return ev->id; }
+static const char *api_type(const evbus_event_t *ev) { return ev->type; }
+static const char *api_source(const evbus_event_t *ev) { return ev->source; }
+static const char *api_time(const evbus_event_t *ev) { return ev->time; }
+static const char *api_tenant(const evbus_event_t *ev) { return ev->tenant; }
+static const char *api_corr(const evbus_event_t *ev) { return ev->correlation_id; }
+static const char *api_stream_id(const evbus_event_t *ev) { return ev->stream_id; }
+
+static const char *api_attr(const evbus_event_t *cev, const char *name)
+{
+    struct evbus_event *ev = (struct evbus_event *)cev;
+    json_t *v = json_object_get(ev->env, name);
+    if (!v)
+        return NULL;
+    if (json_is_string(v))
+        return json_string_value(v);
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s)
+        return NULL;
+    snprintf(ev->attr_buf, sizeof ev->attr_buf, "%s", s);
+    free(s);
+    return ev->attr_buf;
+}
+
+static const char *api_data_json(const evbus_event_t *cev, size_t *len)
+{
+    struct evbus_event *ev = (struct evbus_event *)cev;
+    if (!ev->data) {
+        if (len)
+            *len = 4;
+        return "null";
+    }
+    if (!ev->data_json) {
+        ev->data_json = json_dumps(ev->data, JSON_COMPACT | JSON_ENCODE_ANY);
+        ev->data_json_len = ev->data_json ? strlen(ev->data_json) : 0;
+    }
+    if (len)
+        *len = ev->data_json_len;
+    return ev->data_json;
+}
+
+static const char *api_raw(const evbus_event_t *ev, size_t *len)
+{
+    if (len)
+        *len = ev->raw_len;
+    return ev->raw;
+}
+
+static const void *api_data_jansson(const evbus_event_t *ev) { return ev->data; }
+static int api_schema_version(const evbus_event_t *ev) { return ev->schema_version; }
+static int api_attempt(const evbus_event_t *ev) { return ev->attempt; }
+static int api_is_replay(const evbus_event_t *ev) { return ev->is_replay ? 1 : 0; }
+static const char *api_replay_job(const evbus_event_t *ev) { return ev->replay_job; }
+static const char *api_instance_name(void) { return plugin_current(); }
+
+static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *p = realloc(b->data, cap);
+        if (!p)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, bytes, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+/* Publishing from handlers: one client per thread, made on first use. */
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *pub_url, *pub_stream;
+static uint64_t pub_maxlen;
+static pthread_key_t pub_key;
+static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
+
+static void pub_client_free(void *p) { evbus_client_free(p); }
+static void pub_key_make(void) { pthread_key_create(&pub_key, pub_client_free); }
+
+void event_host_api_configure(const char *redis_url, const char *stream, uint64_t maxlen)
+{
+    pthread_once(&pub_once, pub_key_make);
+    pthread_mutex_lock(&pub_lock);
+    free(pub_url);
+    free(pub_stream);
+    pub_url = redis_url ? strdup(redis_url) : NULL;
+    pub_stream = stream ? strdup(stream) : NULL;
+    pub_maxlen = maxlen;
+    pthread_mutex_unlock(&pub_lock);
+}
+
+static int api_publish(const char *type, const char *tenant, const char *data_json,
+                       const char *correlation_id, char *out_id, size_t out_len, char *err,
+                       size_t errlen)
+{
+    pthread_once(&pub_once, pub_key_make);
+    evbus_client_t *c = pthread_getspecific(pub_key);
+    if (!c) {
+        pthread_mutex_lock(&pub_lock);
+        if (pub_url && pub_stream)
+            c = evbus_client_new(pub_url, pub_stream, err, errlen);
+        else
+            snprintf(err, errlen, "publish: the host has no Redis configured");
+        if (c)
+            evbus_client_set_maxlen(c, pub_maxlen);
+        pthread_mutex_unlock(&pub_lock);
+        if (!c)
+            return -1;
+        pthread_setspecific(pub_key, c);
+    }
+    json_error_t jerr;
+    json_t *data = data_json ? json_loads(data_json, JSON_DECODE_ANY, &jerr) : json_null();
+    if (!data) {
+        snprintf(err, errlen, "publish: data is not JSON: %s", jerr.text);
+        return -1;
+    }
+    json_t *ev = json_pack("{s:s, s:s, s:o}", "type", type ? type : "", "tenantid",
+                           tenant ? tenant : "", "data", data);
+    if (correlation_id)
+        json_object_set_new(ev, "correlationid", json_string(correlation_id));
+    const char *cur = plugin_current();
+    char src[200];
+    snprintf(src, sizeof src, "/evbus/plugin/%s", cur ? cur : "unknown");
+    json_object_set_new(ev, "source", json_string(src));
+    int rc = evbus_publish(c, ev, out_id, out_len, err, errlen);
+    json_decref(ev);
+    if (rc == 0)
+        METRIC_INC(published);
+    return rc == 0 ? 0 : -1;
+}
+
+static const evbus_host_api_t host_api = {
+    .abi_version = EVBUS_ABI_VERSION,
+    .struct_size = sizeof(evbus_host_api_t),
+    .log = api_log,
+    .event_id = api_id,
+    .event_type = api_type,
+    .event_source = api_source,
+    .event_time = api_time,
+    .event_tenant = api_tenant,
+    .event_correlation_id = api_corr,
+    .event_stream_id = api_stream_id,
+    .event_attr = api_attr,
+    .event_data_json = api_data_json,
+    .event_raw = api_raw,
+    .event_data_jansson = api_data_jansson,
+    .event_schema_version = api_schema_version,
+    .event_attempt = api_attempt,
+    .event_is_replay = api_is_replay,
+    .event_replay_job = api_replay_job,
+    .publish = api_publish,
+    .buf_append = api_buf_append,
+    .instance_name = api_instance_name,
+};
+
+const evbus_host_api_t *event_host_api(void) { return &host_api; }

@@ -1,0 +1,114 @@
+/*
+ * event — the one place where an event's processing state lives.
+ *
+ * struct evbus_event (opaque to plugins as evbus_event_t) holds everything
+ * the host knows about one delivery: where it came from (stream id, raw
+ * bytes, delivery count), what it is (the parsed envelope, borrowed
+ * attribute pointers, schema version, data after upcasting), retry state
+ * (target handler, attempt, first failure) and the outcome so far (status,
+ * per-handler results, failing handlers, last error).  Dispatch, retries,
+ * the DLQ writer and the metadata writer all read this struct; none keeps
+ * its own copy of the state.
+ *
+ * Thread rules: an event is owned by the one thread dispatching it.
+ * Ownership: `raw` is borrowed from the Redis reply of its batch; `env` and
+ * everything allocated through event_* functions belong to the event and
+ * are released by event_reset().
+ */
+#ifndef EVBUS_CORE_EVENT_H
+#define EVBUS_CORE_EVENT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <evbus/plugin.h>
+
+#define EVENT_MAX_HANDLERS 64
+
+typedef enum event_status {
+    EV_STATUS_PROCESSING = 0,
+    EV_STATUS_COMPLETED,
+    EV_STATUS_RETRYING,
+    EV_STATUS_DEAD_LETTERED,
+    EV_STATUS_IGNORED,
+} event_status_t;
+
+const char *event_status_name(event_status_t s);
+
+struct evbus_event {
+    /* source */
+    const char *stream_id;     /* "ms-seq", borrowed */
+    const char *raw;           /* the `event` field, borrowed; NULL if absent */
+    size_t raw_len;
+    const char *retry_meta;    /* the `retry` field (JSON) or NULL */
+    const char *retried_from;  /* the `retried_from` field or NULL */
+    uint32_t deliveries;       /* delivery count when known (recovery), else 1 */
+
+    /* parsed envelope and borrowed attributes */
+    json_t *env;
+    const char *id, *type, *source, *time, *tenant, *correlation_id;
+    int schema_version;        /* resolved: claimed, or latest when unclaimed */
+    json_t *data;              /* borrowed from env, or data_versions[] */
+    json_t *data_versions[8];  /* upcast results, owned; index = version - schema_version - 1 */
+    char *data_json;           /* lazy serialization of `data`, owned */
+    size_t data_json_len;
+    char attr_buf[256];        /* scratch for event_attr() of non-strings */
+
+    /* retry state */
+    int attempt;               /* 1 on first delivery to a handler */
+    char *retry_target;        /* "instance/subscriber" or NULL: all handlers */
+    char orig_sid[32];         /* stream id of the original entry (retries keep it) */
+    int64_t first_failure_ms;  /* 0 when never failed */
+    bool is_replay;
+    char *replay_job;
+
+    /* outcome of this delivery */
+    event_status_t status;
+    const char *dlq_reason;    /* set when dead-lettered */
+    char error[512];           /* last error text */
+    uint8_t n_failed;          /* handlers that failed permanently */
+    const char *failed[EVENT_MAX_HANDLERS];
+    char outcomes[1024];       /* {"inst/sub":"ok",...} for metadata */
+    size_t outcomes_len;
+};
+
+/* An upcaster's output buffer (opaque to plugins). */
+struct evbus_buf {
+    char *data;
+    size_t len, cap;
+};
+
+/* Clear an event for reuse, freeing what it owns. */
+void event_reset(struct evbus_event *ev);
+
+/* Set the error text (printf-style). */
+void event_set_error(struct evbus_event *ev, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Record one handler's outcome for metadata ("ok", "retry", "reject"...). */
+void event_note_outcome(struct evbus_event *ev, const char *handler, const char *outcome);
+
+/*
+ * Parse ev->raw and check the CloudEvents envelope: specversion "1.0", id,
+ * source, type (lowercase dot segments), time (RFC 3339), tenantid.
+ * Returns 0, or -1 with ev->dlq_reason ("unparseable"/"invalid_envelope")
+ * and ev->error set.  Also parses retry_meta when present.
+ */
+int event_parse(struct evbus_event *ev);
+
+/* Whether s is an RFC 3339 date-time (used for `time`). */
+bool event_is_rfc3339(const char *s);
+
+/* The host API table handed to plugins (static, lives forever). */
+const evbus_host_api_t *event_host_api(void);
+
+/*
+ * Configure the host API's publish(): every thread that calls it gets its
+ * own client connection to this Redis URL and stream.  Call before any
+ * plugin is initialised; later calls replace the settings for new threads.
+ */
+void event_host_api_configure(const char *redis_url, const char *stream, uint64_t maxlen);
+
+#endif

@@ -1,0 +1,314 @@
+/*
+ * generation — building, sharing and retiring configuration snapshots.
+ *
+ * Build order follows the cost of failure: config first (cheap, reports
+ * positions), then schemas, then plugins (dlopen + init, which may have
+ * side effects), then the router.  Any error undoes everything built so
+ * far, in reverse order, so a failed reload leaves no trace.
+ */
+#include "core/generation.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/event.h"
+#include "util/log.h"
+
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
+static generation_t **retired;
+static size_t n_retired, cap_retired;
+
+generation_t *generation_ref(generation_t *g)
+{
+    atomic_fetch_add(&g->refs, 1);
+    return g;
+}
+
+void generation_unref(generation_t *g)
+{
+    if (!g || atomic_fetch_sub(&g->refs, 1) != 1)
+        return;
+    pthread_mutex_lock(&retired_lock);
+    if (n_retired == cap_retired) {
+        cap_retired = cap_retired ? cap_retired * 2 : 8;
+        retired = realloc(retired, cap_retired * sizeof *retired);
+    }
+    retired[n_retired++] = g;
+    pthread_mutex_unlock(&retired_lock);
+}
+
+int generation_reap(void)
+{
+    pthread_mutex_lock(&retired_lock);
+    generation_t **list = retired;
+    size_t n = n_retired;
+    retired = NULL;
+    n_retired = cap_retired = 0;
+    pthread_mutex_unlock(&retired_lock);
+    for (size_t i = 0; i < n; i++) {
+        log_info("reload", "generation %llu drained; finalising its plugins",
+                 (unsigned long long)list[i]->number);
+        generation_destroy(list[i]);
+    }
+    free(list);
+    return (int)n;
+}
+
+void generation_destroy(generation_t *g)
+{
+    if (!g)
+        return;
+    router_free(g->router);
+    for (size_t i = g->n_insts; i-- > 0;)
+        plugin_instance_free(g->insts[i]);
+    for (size_t i = 0; i < g->n_ffis; i++)
+        ffih_close(g->ffis[i]);
+    for (size_t i = 0; i < g->n_libs; i++)
+        plugin_lib_close(g->libs[i]);
+    schema_catalog_free(g->schemas);
+    config_free(g->cfg);
+    free(g->insts);
+    free(g->ffis);
+    free(g->libs);
+    free(g->handlers);
+    free(g->upcasters);
+    free(g);
+}
+
+const gen_handler_t *generation_find_handler(const generation_t *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_handlers; i++)
+        if (strcmp(g->handlers[i].name, name) == 0)
+            return &g->handlers[i];
+    return NULL;
+}
+
+evbus_upcast_fn generation_find_upcaster(const generation_t *g, const char *type, int from)
+{
+    for (size_t i = 0; i < g->n_upcasters; i++)
+        if (g->upcasters[i].from_version == from && strcmp(g->upcasters[i].type, type) == 0)
+            return g->upcasters[i].fn;
+    return NULL;
+}
+
+static const plugin_instance_t *prev_instance(const generation_t *prev, const char *name)
+{
+    if (!prev)
+        return NULL;
+    for (size_t i = 0; i < prev->n_insts; i++)
+        if (strcmp(plugin_instance_name(prev->insts[i]), name) == 0)
+            return prev->insts[i];
+    return NULL;
+}
+
+/* Effective policy of a subscription: its own settings over the globals. */
+static void handler_policy(gen_handler_t *h, const evbus_config_t *cfg,
+                           const cfg_subscription_t *s)
+{
+    h->schema_mode = s && s->has_schema_mode ? s->schema_mode : cfg->schema_mode;
+    h->versions = s ? s->versions : NULL;
+    h->n_versions = s ? s->n_versions : 0;
+    h->retry = s && s->has_retry ? s->retry : cfg->retry;
+    h->timeout_ms = s && s->timeout_ms ? s->timeout_ms : cfg->handler_timeout_ms;
+    h->dedup_ttl_s = s ? s->dedup_ttl_s : 0;
+}
+
+static int open_lib(generation_t *g, const char *path, const char *private_dir,
+                    plugin_lib_t **out, const cfg_pos_t *pos, cfg_errors_t *errs)
+{
+    for (size_t i = 0; i < g->n_libs; i++)
+        if (strcmp(plugin_lib_path(g->libs[i]), path) == 0) {
+            *out = g->libs[i];
+            return 0;
+        }
+    char err[1024];
+    plugin_lib_t *lib = NULL;
+    if (plugin_lib_open(path, private_dir, &lib, err, sizeof err) != 0) {
+        cfg_errors_add(errs, pos, "%s", err);
+        return -1;
+    }
+    g->libs[g->n_libs++] = lib;
+    *out = lib;
+    return 0;
+}
+
+static int add_upcasters(generation_t *g, const plugin_lib_t *lib, const cfg_pos_t *pos,
+                         cfg_errors_t *errs, size_t *cap)
+{
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    for (size_t k = 0; k < d->n_upcasters; k++) {
+        const evbus_upcaster_t *u = &d->upcasters[k];
+        evbus_upcast_fn have = generation_find_upcaster(g, u->type, u->from_version);
+        if (have == u->upcast)
+            continue; /* the same library used by two instances */
+        if (have) {
+            cfg_errors_add(errs, pos, "two plugins export an upcaster for %s version %d",
+                           u->type, u->from_version);
+            return -1;
+        }
+        if (g->n_upcasters == *cap) {
+            *cap = *cap ? *cap * 2 : 8;
+            g->upcasters = realloc(g->upcasters, *cap * sizeof *g->upcasters);
+        }
+        g->upcasters[g->n_upcasters++] =
+            (gen_upcaster_t){.type = u->type, .from_version = u->from_version, .fn = u->upcast};
+    }
+    return 0;
+}
+
+static int build_instances(generation_t *g, const generation_t *prev, cfg_errors_t *errs)
+{
+    const evbus_config_t *cfg = g->cfg;
+    char private_dir[1024];
+    snprintf(private_dir, sizeof private_dir, "%s/plugins", cfg->state_dir);
+    size_t ups_cap = 0, n_handlers = 0;
+    for (size_t i = 0; i < cfg->n_instances; i++)
+        n_handlers += cfg->instances[i].n_subs ? cfg->instances[i].n_subs : EVENT_MAX_HANDLERS;
+    for (size_t i = 0; i < cfg->n_foreign; i++)
+        n_handlers += cfg->foreign[i].n_subs;
+    g->libs = calloc(cfg->n_instances + 1, sizeof *g->libs);
+    g->insts = calloc(cfg->n_instances + 1, sizeof *g->insts);
+    g->ffis = calloc(cfg->n_foreign + 1, sizeof *g->ffis);
+    g->handlers = calloc(n_handlers + 1, sizeof *g->handlers);
+    if (!g->libs || !g->insts || !g->ffis || !g->handlers) {
+        cfg_errors_add(errs, NULL, "out of memory building generation");
+        return -1;
+    }
+    uint32_t seq = 0;
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_instances; i++) {
+        const cfg_instance_t *ci = &cfg->instances[i];
+        plugin_lib_t *lib = NULL;
+        plugin_instance_t *inst = NULL;
+        char err[1024];
+        plugin_instance_t *old = (plugin_instance_t *)prev_instance(prev, ci->name);
+        plugin_file_id_t fid;
+        if (old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
+            plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json)) {
+            if (plugin_instance_adopt(old, &inst, err, sizeof err) != 0) {
+                cfg_errors_add(errs, &ci->pos, "%s", err);
+                failed = 1;
+                continue;
+            }
+            log_info("reload", "instance '%s' keeps its state (file and config unchanged)",
+                     ci->name);
+        } else {
+            if (open_lib(g, ci->plugin_path, private_dir, &lib, &ci->plugin_pos, errs) != 0) {
+                failed = 1;
+                continue;
+            }
+            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(), &inst,
+                                    err, sizeof err) != 0) {
+                cfg_errors_add(errs, &ci->config_pos, "%s", err);
+                failed = 1;
+                continue;
+            }
+        }
+        g->insts[g->n_insts++] = inst;
+        lib = plugin_instance_lib(inst);
+        if (add_upcasters(g, lib, &ci->plugin_pos, errs, &ups_cap) != 0) {
+            failed = 1;
+            continue;
+        }
+        const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+        if (ci->n_subs) {
+            for (size_t k = 0; k < ci->n_subs; k++) {
+                const cfg_subscription_t *s = &ci->subs[k];
+                const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, s->handler);
+                if (!sub) {
+                    cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler named '%s'",
+                                   d->name, s->handler ? s->handler : "(first)");
+                    failed = 1;
+                    continue;
+                }
+                gen_handler_t *h = &g->handlers[g->n_handlers++];
+                snprintf(h->name, sizeof h->name, "%s/%s", ci->name, sub->name);
+                h->kind = GEN_HANDLER_PLUGIN;
+                h->inst = inst;
+                h->sub = sub;
+                h->pattern = s->pattern;
+                h->priority = s->has_priority ? s->priority : sub->priority;
+                h->seq = seq++;
+                handler_policy(h, cfg, s);
+            }
+        } else {
+            for (size_t k = 0; k < d->n_subscribers && k < EVENT_MAX_HANDLERS; k++) {
+                const evbus_subscriber_t *sub = &d->subscribers[k];
+                gen_handler_t *h = &g->handlers[g->n_handlers++];
+                snprintf(h->name, sizeof h->name, "%s/%s", ci->name, sub->name);
+                h->kind = GEN_HANDLER_PLUGIN;
+                h->inst = inst;
+                h->sub = sub;
+                h->pattern = sub->pattern;
+                h->priority = sub->priority;
+                h->seq = seq++;
+                handler_policy(h, cfg, NULL);
+            }
+        }
+    }
+    for (size_t i = 0; i < cfg->n_foreign; i++) {
+        const cfg_foreign_t *cf = &cfg->foreign[i];
+        ffih_t *f = ffih_open(cf, errs);
+        if (!f) {
+            failed = 1;
+            continue;
+        }
+        g->ffis[g->n_ffis++] = f;
+        for (size_t k = 0; k < cf->n_subs; k++) {
+            const cfg_subscription_t *s = &cf->subs[k];
+            gen_handler_t *h = &g->handlers[g->n_handlers++];
+            snprintf(h->name, sizeof h->name, "%s", cf->name);
+            h->kind = GEN_HANDLER_FOREIGN;
+            h->ffi = f;
+            h->pattern = s->pattern;
+            h->priority = s->has_priority ? s->priority : 100;
+            h->seq = seq++;
+            handler_policy(h, cfg, s);
+        }
+    }
+    return failed ? -1 : 0;
+}
+
+int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
+                     generation_t **out, cfg_errors_t *errs)
+{
+    size_t errs_before = errs->count;
+    generation_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        cfg_errors_add(errs, NULL, "out of memory");
+        return -1;
+    }
+    atomic_init(&g->refs, 1);
+    g->number = number;
+    g->cfg = config_load(conf_dir, errs);
+    if (!g->cfg)
+        goto fail;
+    g->schemas = schema_catalog_load(g->cfg->schema_dir, g->cfg->schema_format_assert, errs);
+    if (!g->schemas)
+        goto fail;
+    if (build_instances(g, prev, errs) != 0)
+        goto fail;
+    g->router = router_new();
+    if (!g->router)
+        goto fail;
+    for (size_t i = 0; i < g->n_handlers; i++) {
+        gen_handler_t *h = &g->handlers[i];
+        char err[256];
+        if (router_add(g->router, h->pattern, h->priority, h->seq, h, err, sizeof err) != 0) {
+            cfg_errors_add(errs, NULL, "handler %s: pattern '%s': %s", h->name, h->pattern, err);
+            goto fail;
+        }
+    }
+    router_freeze(g->router);
+    if (errs->count != errs_before)
+        goto fail;
+    *out = g;
+    return 0;
+fail:
+    if (errs->count == errs_before)
+        cfg_errors_add(errs, NULL, "building the configuration failed");
+    generation_destroy(g);
+    return -1;
+}

@@ -1,0 +1,101 @@
+/*
+ * generation — one immutable snapshot of everything configuration decides:
+ * the parsed config, compiled schemas, loaded plugins and their instances,
+ * foreign handlers, upcasters and the compiled router.
+ *
+ * A reload builds a complete new generation to the side with exactly the
+ * same code --check-config runs, and the engine swaps the current pointer
+ * whole.  Nothing in a generation changes after generation_build() returns.
+ *
+ * Lifetime: reference counted.  Whoever dispatches with a generation holds
+ * a reference for the whole dispatch (the engine pins one per chunk).  When
+ * the last reference is dropped the generation is not destroyed on the
+ * dropping thread: it is queued, and the control thread destroys it with
+ * generation_reap(), because plugin fini() must run on the control thread.
+ *
+ * Thread rules: generation_build/reap/destroy on the control thread only;
+ * everything else from any thread.
+ */
+#ifndef EVBUS_CORE_GENERATION_H
+#define EVBUS_CORE_GENERATION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <evbus/plugin.h>
+
+#include "config/config.h"
+#include "ffi/ffi_handler.h"
+#include "plugin/plugin.h"
+#include "router/router.h"
+#include "schema/schema.h"
+
+typedef enum gen_handler_kind { GEN_HANDLER_PLUGIN = 0, GEN_HANDLER_FOREIGN = 1 } gen_handler_kind_t;
+
+/* One routable handler: a subscription bound to a plugin handler or a
+ * foreign function, with its effective policies. */
+typedef struct gen_handler {
+    char name[160];                 /* "instance/subscriber" or "foreign-name" */
+    gen_handler_kind_t kind;
+    plugin_instance_t *inst;        /* PLUGIN */
+    const evbus_subscriber_t *sub;  /* PLUGIN */
+    ffih_t *ffi;                    /* FOREIGN */
+    const char *pattern;            /* borrowed from cfg or descriptor */
+    int priority;
+    uint32_t seq;
+    schema_mode_t schema_mode;
+    const int *versions;            /* accepted schema versions or NULL = any */
+    size_t n_versions;
+    retry_policy_t retry;
+    uint32_t timeout_ms;
+    uint32_t dedup_ttl_s;
+} gen_handler_t;
+
+typedef struct gen_upcaster {
+    const char *type;
+    int from_version;
+    evbus_upcast_fn fn;
+} gen_upcaster_t;
+
+typedef struct generation {
+    atomic_int refs;
+    uint64_t number;
+    evbus_config_t *cfg;
+    schema_catalog_t *schemas;
+    router_t *router;
+    plugin_lib_t **libs;
+    size_t n_libs;
+    plugin_instance_t **insts;
+    size_t n_insts;
+    ffih_t **ffis;
+    size_t n_ffis;
+    gen_handler_t *handlers;
+    size_t n_handlers;
+    gen_upcaster_t *upcasters;
+    size_t n_upcasters;
+} generation_t;
+
+/*
+ * Build a generation from conf_dir.  `prev` (may be NULL) is the serving
+ * generation: instances whose plugin file and config are unchanged and
+ * whose plugin sets EVBUS_PLUGIN_F_KEEP_STATE adopt its state.
+ * Returns 0 with *out holding one reference, or -1 with every error in errs
+ * ("file:line:col: message") and nothing left behind.
+ */
+int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
+                     generation_t **out, cfg_errors_t *errs);
+
+generation_t *generation_ref(generation_t *g);
+/* Drops a reference; at zero the generation is queued for generation_reap(). */
+void generation_unref(generation_t *g);
+/* Destroy every generation whose last reference is gone (control thread).
+ * Returns how many were destroyed. */
+int generation_reap(void);
+/* Destroy now (control thread; only for generations never shared). */
+void generation_destroy(generation_t *g);
+
+const gen_handler_t *generation_find_handler(const generation_t *g, const char *name);
+evbus_upcast_fn generation_find_upcaster(const generation_t *g, const char *type, int from);
+
+#endif

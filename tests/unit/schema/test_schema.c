@@ -184,12 +184,6 @@ static char *load_must_fail(const char *dir)
 
 /* ---- the shipped schemas ------------------------------------------------ */
 
-static int is_version_file(const char *name, int *v)
-{
-    char tail[8];
-    return sscanf(name, "%d%7s", v, tail) == 2 && strcmp(tail, ".json") == 0 && *v > 0;
-}
-
 Test(shipped, every_example_of_every_type_version_matches_its_name)
 {
     schema_catalog_t *c = load_shipped(1);

@@ -423,7 +423,9 @@ ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
             have_err = true;
         }
     }
-    if (!evbus__conn(c, have_err ? NULL : err, have_err ? 0 : errlen))
+    /* A connection failure replaces any earlier message: it is what the
+     * -1 return reports. */
+    if (!evbus__conn(c, err, errlen))
         return batch_abort(rc, out_ids, n);
 
     for (size_t start = 0; start < n; start += EVBUS_PIPELINE_WINDOW) {
@@ -453,7 +455,7 @@ ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                 continue;
             redisReply *r = NULL;
             if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK || !r) {
-                evbus__io_fail(c, have_err ? NULL : err, have_err ? 0 : errlen, "XADD");
+                evbus__io_fail(c, err, errlen, "XADD");
                 return batch_abort(rc, out_ids, n);
             }
             char msg[256];

@@ -137,6 +137,30 @@ Test(loader, reports_a_file_that_is_not_a_shared_object)
     cr_assert_eq(count_entries(priv), 0, "a failed open leaves no copy behind");
 }
 
+static void expect_refused(const char *path, const char *what)
+{
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(path, priv, &lib, err, sizeof err), -1, "%s loaded", path);
+    cr_assert_null(lib);
+    char want[1200];
+    snprintf(want, sizeof want, "%s: %s", path, what);
+    cr_assert_str_eq(err, want);
+    cr_assert_eq(count_entries(priv), 0);
+}
+
+Test(loader, refuses_descriptors_that_break_a_rule)
+{
+    char want[200];
+    expect_refused(BAD_PATTERN_SO, "subscriber 'main': invalid pattern 'approval..x': "
+                                   "empty segment at offset 9");
+    expect_refused(DUP_SUBSCRIBER_SO, "subscriber name 'main' is used twice (0 and 1)");
+    expect_refused(BAD_RESERVED_SO, "descriptor reserved[5] is not zero");
+    snprintf(want, sizeof want,
+             "descriptor struct_size is 24 bytes, ABI version 1 needs at least %zu",
+             sizeof(evbus_plugin_descriptor_t));
+    expect_refused(SMALL_STRUCT_SO, want);
+}
+
 Test(loader, a_replaced_file_loads_its_new_code_next_to_the_old)
 {
     char path[600];

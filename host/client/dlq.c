@@ -83,9 +83,9 @@ void evbus_dlq_entry_free(evbus_dlq_entry_t *e)
 {
     if (!e)
         return;
-    char **strs[] = {&e->event,   &e->stream,  &e->orig_id,       &e->event_id,
-                     &e->type,    &e->tenant,  &e->reason,        &e->handlers,
-                     &e->error,   &e->first_failure, &e->last_failure, &e->replay_job};
+    char **strs[] = {&e->event,  &e->stream,        &e->orig_id,      &e->event_id,
+                     &e->type,   &e->tenant,        &e->reason,       &e->handlers,
+                     &e->error,  &e->first_failure, &e->last_failure, &e->replay_job};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     memset(e, 0, sizeof *e);

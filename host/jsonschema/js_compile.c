@@ -1077,6 +1077,21 @@ static int compile_object_keywords(js_registry_t *r, js_node_t *n, const json_t 
             get_count(r, n, s, "maxProperties", &n->max_props))
             return -1;
     }
+    for (size_t i = 0; i < n->n_props; i++)
+        n->props[i].required_idx = -1;
+    n->required_by_mask = n->n_props && n->n_required && n->n_required <= 64;
+    for (size_t i = 0; i < n->n_required && n->required_by_mask; i++) {
+        size_t j = 0;
+        while (j < n->n_props && !(n->props[j].len == n->required_lens[i] &&
+                                   !memcmp(n->props[j].name, n->required[i], n->required_lens[i])))
+            j++;
+        if (j == n->n_props || n->props[j].required_idx >= 0)
+            n->required_by_mask = 0;
+        else
+            n->props[j].required_idx = (int)i;
+    }
+    if (n->required_by_mask)
+        n->required_mask = n->n_required == 64 ? ~0ull : (1ull << n->n_required) - 1;
     if (n->n_props || n->n_pattern_props || n->additional_props || n->property_names)
         n->flags |= JS_F_OBJECT_ITER;
     if (n->n_required || n->n_dep_required || n->n_dep_schemas || n->min_props >= 0 ||

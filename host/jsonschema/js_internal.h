@@ -56,6 +56,7 @@ typedef struct js_prop {
     const char *name;
     size_t len;
     uint32_t hash;
+    int required_idx; /* index in the node's "required" list, -1 if not required */
     js_node_t *schema;
 } js_prop_t;
 
@@ -128,6 +129,10 @@ struct js_node {
     size_t n_required;
     const char **required;
     size_t *required_lens;
+    /* all required names are declared properties (at most 64): the
+     * property walk proves presence with a bit mask, no hash lookups */
+    int required_by_mask;
+    uint64_t required_mask;
     size_t n_dep_required;
     js_dep_required_t *dep_required;
     size_t n_dep_schemas;

@@ -428,6 +428,7 @@ static int v_child(vctx_t *c, const js_node_t *n, const js_node_t *sub, const js
 static int v_object(vctx_t *c, const js_node_t *n, const json_t *x, ann_t *a)
 {
     int ok = 1;
+    uint64_t seen_required = 0;
     if (n->flags & JS_F_OBJECT_ITER) {
         size_t i = 0;
         for (void *it = json_object_iter((json_t *)x); it;
@@ -440,6 +441,8 @@ static int v_object(vctx_t *c, const js_node_t *n, const json_t *x, ann_t *a)
                 const js_prop_t *p = prop_find(n, k, kl);
                 if (p) {
                     matched = 1;
+                    if (p->required_idx >= 0)
+                        seen_required |= 1ull << p->required_idx;
                     if (a)
                         ann_set(a, i);
                     if (!v_child(c, n, p->schema, v, NULL, k, kl, 0))
@@ -488,7 +491,8 @@ static int v_object(vctx_t *c, const js_node_t *n, const json_t *x, ann_t *a)
         FAILED();
     }
     for (size_t i = 0; i < n->n_required; i++) {
-        if (!json_object_getn(x, n->required[i], n->required_lens[i])) {
+        if (n->required_by_mask ? !((seen_required >> i) & 1)
+                                : !json_object_getn(x, n->required[i], n->required_lens[i])) {
             emit(c, n, "required", "required property '%s' is missing", n->required[i]);
             FAILED();
         }

@@ -12,6 +12,7 @@
 #include "schema/errs.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 void schema_stream_init(schema_stream_t *st, const schema_catalog_t *catalog,

@@ -302,3 +302,15 @@ Test(threads, two_threads_share_one_compiled_schema)
     json_decref(bad);
     js_registry_free(reg);
 }
+
+Test(refs, endless_self_reference_fails_instead_of_overflowing)
+{
+    js_registry_t *reg = reg_with("urn:t:loop", "{\"$ref\":\"#\"}", NULL);
+    const js_schema_t *s = compile_ok(reg, "urn:t:loop");
+    js_errors_t errs = {0};
+    cr_expect_eq(check(s, "1", &errs, 0), 0);
+    cr_assert_eq(errs.count, 1);
+    cr_expect(strstr(errs.items[0].message, "deeper") != NULL, "%s", errs.items[0].message);
+    js_errors_clear(&errs);
+    js_registry_free(reg);
+}

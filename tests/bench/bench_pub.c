@@ -1,0 +1,200 @@
+/*
+ * bench_pub — writes the benchmark's events (bench_event.h) four ways:
+ *
+ *   bench_pub fill HOST PORT STREAM N       raw pipelined XADD (windows of
+ *                                           1000): pre-fills a stream fast
+ *   bench_pub ndjson N FILE                 N events as NDJSON, for
+ *                                           `evbusctl publish --file`
+ *   bench_pub batch URL STREAM N            libevbus evbus_publish_batch in
+ *                                           chunks of 10000; only the publish
+ *                                           calls are timed, not building
+ *                                           the json_t events
+ *   bench_pub rate URL STREAM RATE SECONDS  RATE events/s for SECONDS, sent
+ *                                           every millisecond as a small batch,
+ *                                           each stamped with benchsentus
+ *
+ * fill, batch and rate print one JSON object: events, seconds, events_per_s
+ * and event_bytes.  Exit status 1 on any Redis failure; nothing is retried,
+ * because a benchmark that hides failures measures the wrong thing.
+ */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_event.h"
+#include "client/evbus_client.h"
+
+#define BENCH_PUB_WINDOW 1000
+#define BENCH_PUB_CHUNK 10000
+
+static void report(long n, double seconds)
+{
+    char ev[BENCH_EVENT_MAX];
+    int bytes = bench_event_format(ev, sizeof ev, 0, -1);
+    printf("{\"events\":%ld,\"seconds\":%.6f,\"events_per_s\":%.0f,\"event_bytes\":%d}\n", n,
+           seconds, seconds > 0 ? (double)n / seconds : 0.0, bytes);
+}
+
+static int pub_fill(const char *host, int port, const char *stream, long n)
+{
+    redisContext *c = redisConnect(host, port);
+    if (!c || c->err) {
+        fprintf(stderr, "bench_pub fill: connect %s:%d: %s\n", host, port,
+                c ? c->errstr : "out of memory");
+        return 1;
+    }
+    char ev[BENCH_EVENT_MAX];
+    double t0 = bench_now();
+    for (long done = 0; done < n;) {
+        long w = n - done < BENCH_PUB_WINDOW ? n - done : BENCH_PUB_WINDOW;
+        for (long i = 0; i < w; i++) {
+            int len = bench_event_format(ev, sizeof ev, (unsigned long)(done + i), -1);
+            redisAppendCommand(c, "XADD %s * event %b", stream, ev, (size_t)len);
+        }
+        for (long i = 0; i < w; i++) {
+            redisReply *r;
+            if (redisGetReply(c, (void **)&r) != REDIS_OK || r->type != REDIS_REPLY_STRING) {
+                fprintf(stderr, "bench_pub fill: XADD: %s\n",
+                        r ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply")
+                          : c->errstr);
+                return 1;
+            }
+            freeReplyObject(r);
+        }
+        done += w;
+    }
+    report(n, bench_now() - t0);
+    redisFree(c);
+    return 0;
+}
+
+static int pub_ndjson(long n, const char *file)
+{
+    FILE *f = fopen(file, "w");
+    if (!f) {
+        perror("bench_pub ndjson");
+        return 1;
+    }
+    char ev[BENCH_EVENT_MAX];
+    for (long i = 0; i < n; i++) {
+        bench_event_format(ev, sizeof ev, (unsigned long)i, -1);
+        fprintf(f, "%s\n", ev);
+    }
+    return fclose(f) == 0 ? 0 : 1;
+}
+
+/* Publishes evs[0..n) in one evbus_publish_batch; 0 when all were written. */
+static int publish_chunk(evbus_client_t *c, json_t **evs, size_t n, double *busy)
+{
+    static char ids[BENCH_PUB_CHUNK][EVBUS_STREAM_ID_LEN];
+    static int rc[BENCH_PUB_CHUNK];
+    char err[256] = "";
+    double t0 = bench_now();
+    ssize_t ok = evbus_publish_batch(c, evs, n, ids, rc, err, sizeof err);
+    *busy += bench_now() - t0;
+    if (ok != (ssize_t)n) {
+        fprintf(stderr, "bench_pub: evbus_publish_batch published %zd of %zu: %s\n", ok, n,
+                err);
+        return -1;
+    }
+    return 0;
+}
+
+static evbus_client_t *client_open(const char *url, const char *stream)
+{
+    char err[256];
+    evbus_client_t *c = evbus_client_new(url, stream, err, sizeof err);
+    if (!c)
+        fprintf(stderr, "bench_pub: %s\n", err);
+    return c;
+}
+
+static int pub_batch(const char *url, const char *stream, long n)
+{
+    evbus_client_t *c = client_open(url, stream);
+    if (!c)
+        return 1;
+    static json_t *evs[BENCH_PUB_CHUNK];
+    char ev[BENCH_EVENT_MAX];
+    double busy = 0;
+    int rc = 0;
+    for (long done = 0; done < n && rc == 0;) {
+        size_t w = (size_t)(n - done < BENCH_PUB_CHUNK ? n - done : BENCH_PUB_CHUNK);
+        for (size_t i = 0; i < w; i++) {
+            int len = bench_event_format(ev, sizeof ev, (unsigned long)(done + (long)i), -1);
+            evs[i] = json_loadb(ev, (size_t)len, 0, NULL);
+        }
+        rc = publish_chunk(c, evs, w, &busy);
+        for (size_t i = 0; i < w; i++)
+            json_decref(evs[i]);
+        done += (long)w;
+    }
+    if (rc == 0)
+        report(n, busy);
+    evbus_client_free(c);
+    return rc ? 1 : 0;
+}
+
+static int pub_rate(const char *url, const char *stream, long rate, double seconds)
+{
+    evbus_client_t *c = client_open(url, stream);
+    if (!c)
+        return 1;
+    static json_t *evs[BENCH_PUB_CHUNK];
+    char ev[BENCH_EVENT_MAX];
+    long total = (long)((double)rate * seconds), sent = 0;
+    double busy = 0, t0 = bench_now();
+    int rc = 0;
+    while (sent < total && rc == 0) {
+        double elapsed = bench_now() - t0;
+        long due = (long)(elapsed * (double)rate) + 1;
+        if (due > total)
+            due = total;
+        size_t w = (size_t)(due - sent);
+        if (w > BENCH_PUB_CHUNK)
+            w = BENCH_PUB_CHUNK;
+        if (w > 0) {
+            long long us = bench_realtime_us();
+            for (size_t i = 0; i < w; i++) {
+                int len = bench_event_format(ev, sizeof ev, (unsigned long)(sent + (long)i), us);
+                evs[i] = json_loadb(ev, (size_t)len, 0, NULL);
+            }
+            rc = publish_chunk(c, evs, w, &busy);
+            for (size_t i = 0; i < w; i++)
+                json_decref(evs[i]);
+            sent += (long)w;
+        }
+        /* Sleep to the next millisecond tick. */
+        double next = (double)(long)((bench_now() - t0) * 1000.0 + 1) / 1000.0;
+        double gap = next - (bench_now() - t0);
+        if (gap > 0) {
+            struct timespec ts = {0, (long)(gap * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (rc == 0)
+        report(sent, bench_now() - t0);
+    evbus_client_free(c);
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "";
+    if (!strcmp(cmd, "fill") && argc == 6)
+        return pub_fill(argv[2], atoi(argv[3]), argv[4], strtol(argv[5], NULL, 10));
+    if (!strcmp(cmd, "ndjson") && argc == 4)
+        return pub_ndjson(strtol(argv[2], NULL, 10), argv[3]);
+    if (!strcmp(cmd, "batch") && argc == 5)
+        return pub_batch(argv[2], argv[3], strtol(argv[4], NULL, 10));
+    if (!strcmp(cmd, "rate") && argc == 6)
+        return pub_rate(argv[2], argv[3], strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
+    fprintf(stderr, "usage: bench_pub fill HOST PORT STREAM N\n"
+                    "       bench_pub ndjson N FILE\n"
+                    "       bench_pub batch URL STREAM N\n"
+                    "       bench_pub rate URL STREAM RATE SECONDS\n");
+    return 2;
+}

@@ -1,5 +1,5 @@
 /*
- * config — reads conf.d/*.yaml into one immutable evbus_config_t.
+ * config — reads the conf.d directory (*.yaml, *.yml) into one immutable evbus_config_t.
  *
  * YAML is parsed with libyaml into typed structs; every value keeps the
  * file:line:column it came from so that any later stage (plugin loading,

@@ -803,6 +803,8 @@ static char *resolve_path(loader_t *L, const char *p)
 {
     if (p[0] == '/')
         return xstrdup(p);
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
     return xasprintf("%s/%s", L->mdir, p);
 }
 
@@ -1620,12 +1622,17 @@ static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, cons
                        char **path)
 {
     struct stat st;
+    char label[512];
+    if (strcmp(as_written, *path) == 0)
+        snprintf(label, sizeof label, "%s", what);
+    else
+        snprintf(label, sizeof label, "%s '%s'", what, as_written);
     if (stat(*path, &st) != 0) {
-        cfg_errors_add(L->errs, pos, "%s '%s': no such file %s", what, as_written, *path);
+        cfg_errors_add(L->errs, pos, "%s: no such file %s", label, *path);
         return;
     }
     if (!S_ISREG(st.st_mode)) {
-        cfg_errors_add(L->errs, pos, "%s '%s': %s is not a regular file", what, as_written, *path);
+        cfg_errors_add(L->errs, pos, "%s: %s is not a regular file", label, *path);
         return;
     }
     char *real = realpath(*path, NULL);

@@ -1,0 +1,938 @@
+/*
+ * Configuration specification: each test writes manifests into a fresh
+ * temporary conf.d and checks the loaded values, or the exact error text
+ * with its file:line:column.  Criterion runs every test in its own process,
+ * so setenv() in one test never leaks into another.
+ */
+#include <criterion/criterion.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "evbus_build_config.h"
+#include "util/log.h"
+#include <evbus/plugin.h>
+
+static char root[256]; /* temp dir holding conf.d/ and plugins/ */
+static char confd[300];
+static char plugdir[300];
+static cfg_errors_t errs;
+static evbus_config_t *cfg;
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static void setup(void)
+{
+    unsetenv("EVBUS_REDIS_URL");
+    unsetenv("EVBUS_POSTGRES_URL");
+    snprintf(root, sizeof root, "/tmp/evbus-config-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(confd, sizeof confd, "%s/conf.d", root);
+    snprintf(plugdir, sizeof plugdir, "%s/plugins", root);
+    cr_assert_eq(mkdir(confd, 0755), 0);
+    cr_assert_eq(mkdir(plugdir, 0755), 0);
+    memset(&errs, 0, sizeof errs);
+    cfg = NULL;
+}
+
+static void teardown(void)
+{
+    config_free(cfg);
+    cfg_errors_free(&errs);
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+TestSuite(config, .init = setup, .fini = teardown);
+
+static void write_at(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void manifest(const char *name, const char *text)
+{
+    write_at(confd, name, text);
+}
+
+/* An empty file is enough: config only checks that plugin files exist. */
+static void fake_plugin(const char *name)
+{
+    write_at(plugdir, name, "");
+}
+
+static void load_ok(void)
+{
+    cfg = config_load(confd, &errs);
+    for (size_t i = 0; i < errs.count; i++)
+        cr_log_error("%s", errs.msgs[i]);
+    cr_assert_not_null(cfg, "config should load");
+    cr_assert_eq(errs.count, 0);
+}
+
+static void load_fails(void)
+{
+    cfg = config_load(confd, &errs);
+    cr_assert_null(cfg, "config should be rejected");
+    cr_assert_gt(errs.count, 0);
+}
+
+/* Asserts that the errors are exactly these lines, in order.  Each line is
+ * a format where %s stands for the conf.d path. */
+static void expect_errors(size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *fmt = va_arg(ap, const char *);
+        char want[1024];
+        snprintf(want, sizeof want, fmt, confd, confd, confd);
+        if (i < errs.count)
+            cr_expect_str_eq(errs.msgs[i], want, "error %zu\n got: %s\nwant: %s", i, errs.msgs[i], want);
+        else
+            cr_expect_fail("missing error %zu: %s", i, want);
+    }
+    va_end(ap);
+    for (size_t i = n; i < errs.count; i++)
+        cr_expect_fail("unexpected error: %s", errs.msgs[i]);
+}
+
+static const char *plugin_dir_line(void)
+{
+    static char line[400];
+    snprintf(line, sizeof line, "plugin_dir: %s\n", plugdir);
+    return line;
+}
+
+/* ---- defaults -------------------------------------------------------- */
+
+Test(config, defaults_for_a_minimal_manifest)
+{
+    manifest("00-host.yaml", "stream: evbus:events\n");
+    load_ok();
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    cr_expect_str_eq(cfg->redis_url, "redis://127.0.0.1:6379/0");
+    cr_expect_eq(cfg->redis_connect_timeout_ms, 2000);
+    cr_expect_eq(cfg->redis_command_timeout_ms, 5000);
+    cr_expect_null(cfg->postgres_url);
+    cr_expect_eq(cfg->migrate_on_start, false);
+    cr_expect_eq(cfg->metadata_enabled, false);
+    cr_expect_eq(cfg->metadata_queue_size, 65536);
+    cr_expect_eq(cfg->metadata_batch_size, 1000);
+    cr_expect_eq(cfg->metadata_flush_ms, 50);
+    cr_expect_str_eq(cfg->stream, "evbus:events");
+    cr_expect_str_eq(cfg->group, "evbus");
+    cr_expect_str_eq(cfg->consumer, host);
+    cr_expect_eq(cfg->batch_size, 1000);
+    cr_expect_eq(cfg->block_ms, 1000);
+    cr_expect_eq(cfg->worker_threads, 2);
+    cr_expect_str_eq(cfg->plugin_dir, EVBUS_PLUGIN_DIR);
+    cr_expect_str_eq(cfg->log_level, "info");
+    cr_expect_eq(cfg->shutdown_timeout_ms, 10000);
+    cr_expect_eq(cfg->handler_timeout_ms, 30000);
+    cr_expect_str_eq(cfg->state_dir, "/var/lib/evbus");
+    cr_expect_eq(cfg->publish_maxlen, 0);
+    cr_expect_str_eq(cfg->schema_dir, EVBUS_SCHEMA_DIR);
+    cr_expect_eq(cfg->schema_mode, SCHEMA_MODE_ENFORCE);
+    cr_expect_eq(cfg->schema_unknown, SCHEMA_UNKNOWN_ALLOW);
+    cr_expect_eq(cfg->schema_format_assert, true);
+    cr_expect_eq(cfg->retry.base_ms, 1000);
+    cr_expect_float_eq(cfg->retry.factor, 2.0, 1e-9);
+    cr_expect_eq(cfg->retry.max_ms, 60000);
+    cr_expect_eq(cfg->retry.max_attempts, 5);
+    cr_expect_float_eq(cfg->retry.jitter, 0.2, 1e-9);
+    cr_expect_str_eq(cfg->dlq_stream, "evbus:events:dlq");
+    cr_expect_eq(cfg->dlq_capacity, 10000);
+    cr_expect_str_eq(cfg->dlq_archive, "/var/lib/evbus/dlq-archive.jsonl");
+    cr_expect_eq(cfg->reclaim_min_idle_ms, 60000);
+    cr_expect_eq(cfg->reclaim_interval_ms, 5000);
+    cr_expect_eq(cfg->max_deliveries, 5);
+    cr_expect_eq(cfg->stale_consumer_ms, 86400000);
+    cr_expect_eq(cfg->circuit_failures, 10);
+    cr_expect_eq(cfg->reconnect_max_ms, 30000);
+    cr_expect_eq(cfg->circuit_stop, false);
+    cr_expect_eq(cfg->reload_drain_timeout_ms, 5000);
+    cr_expect_null(cfg->admin_listen);
+    cr_expect_eq(cfg->replay_max_range_s, 31u * 86400);
+    cr_expect_eq(cfg->replay_keep_completed, 100);
+    cr_expect_eq(cfg->replay_keep_failed, 100);
+    cr_expect_eq(cfg->n_instances, 0);
+    cr_expect_eq(cfg->n_foreign, 0);
+    cr_assert_eq(cfg->n_files, 1);
+    char want[512];
+    snprintf(want, sizeof want, "%s/00-host.yaml", confd);
+    cr_expect_str_eq(cfg->files[0], want);
+}
+
+Test(config, dlq_defaults_follow_stream_and_state_dir)
+{
+    manifest("00.yaml", "stream: orders\nstate_dir: /srv/evbus\n");
+    load_ok();
+    cr_expect_str_eq(cfg->dlq_stream, "orders:dlq");
+    cr_expect_str_eq(cfg->dlq_archive, "/srv/evbus/dlq-archive.jsonl");
+}
+
+Test(config, metadata_defaults_to_enabled_when_postgres_is_configured)
+{
+    manifest("00.yaml", "postgres: { url: postgresql://localhost/evbus }\n");
+    load_ok();
+    cr_expect_str_eq(cfg->postgres_url, "postgresql://localhost/evbus");
+    cr_expect(cfg->metadata_enabled);
+}
+
+Test(config, metadata_can_be_disabled_with_postgres)
+{
+    manifest("00.yaml", "postgres: { url: postgresql://x/y, metadata: { enabled: false } }\n");
+    load_ok();
+    cr_expect_not(cfg->metadata_enabled);
+}
+
+Test(config, empty_postgres_url_means_no_postgres)
+{
+    manifest("00.yaml", "postgres: { url: \"${EVBUS_TEST_PG:-}\" }\n");
+    load_ok();
+    cr_expect_null(cfg->postgres_url);
+    cr_expect_not(cfg->metadata_enabled);
+}
+
+Test(config, every_key_maps_to_its_field)
+{
+    char text[4096];
+    snprintf(text, sizeof text,
+             "redis: { url: redis://r:1/2, connect_timeout_ms: 11, command_timeout_ms: 12 }\n"
+             "postgres:\n"
+             "  url: postgresql://p/db\n"
+             "  migrate_on_start: true\n"
+             "  metadata: { enabled: true, queue_size: 13, batch_size: 14, flush_ms: 15 }\n"
+             "stream: s\ngroup: g\nconsumer: c1\nbatch_size: 16\nblock_ms: 17\nworker_threads: 64\n"
+             "plugin_dir: /opt/p\nlog_level: debug\nshutdown_timeout_ms: 18\nhandler_timeout_ms: 19\n"
+             "state_dir: /st\npublish_maxlen: 20\n"
+             "schemas: { dir: /sch, mode: advisory, unknown_type: reject, format_assert: false }\n"
+             "retry: { base_ms: 21, factor: 1.5, max_ms: 22, max_attempts: 23, jitter: 0 }\n"
+             "dlq: { stream: dead, capacity: 24, archive: /arch.jsonl }\n"
+             "reclaim: { min_idle_ms: 25, interval_ms: 26, max_deliveries: 27, stale_consumer_ms: 28 }\n"
+             "circuit: { failures: 29, max_backoff_ms: 30, stop: true }\n"
+             "reload: { drain_timeout_ms: 31 }\n"
+             "admin: { listen: \"127.0.0.1:8089\" }\n"
+             "replay: { max_range_s: 32, keep_completed: 33, keep_failed: 34 }\n");
+    manifest("00.yaml", text);
+    load_ok();
+    cr_expect_str_eq(cfg->redis_url, "redis://r:1/2");
+    cr_expect_eq(cfg->redis_connect_timeout_ms, 11);
+    cr_expect_eq(cfg->redis_command_timeout_ms, 12);
+    cr_expect_str_eq(cfg->postgres_url, "postgresql://p/db");
+    cr_expect(cfg->migrate_on_start);
+    cr_expect(cfg->metadata_enabled);
+    cr_expect_eq(cfg->metadata_queue_size, 13);
+    cr_expect_eq(cfg->metadata_batch_size, 14);
+    cr_expect_eq(cfg->metadata_flush_ms, 15);
+    cr_expect_str_eq(cfg->stream, "s");
+    cr_expect_str_eq(cfg->group, "g");
+    cr_expect_str_eq(cfg->consumer, "c1");
+    cr_expect_eq(cfg->batch_size, 16);
+    cr_expect_eq(cfg->block_ms, 17);
+    cr_expect_eq(cfg->worker_threads, 64);
+    cr_expect_str_eq(cfg->plugin_dir, "/opt/p");
+    cr_expect_str_eq(cfg->log_level, "debug");
+    cr_expect_eq(cfg->shutdown_timeout_ms, 18);
+    cr_expect_eq(cfg->handler_timeout_ms, 19);
+    cr_expect_str_eq(cfg->state_dir, "/st");
+    cr_expect_eq(cfg->publish_maxlen, 20);
+    cr_expect_str_eq(cfg->schema_dir, "/sch");
+    cr_expect_eq(cfg->schema_mode, SCHEMA_MODE_ADVISORY);
+    cr_expect_eq(cfg->schema_unknown, SCHEMA_UNKNOWN_REJECT);
+    cr_expect_not(cfg->schema_format_assert);
+    cr_expect_eq(cfg->retry.base_ms, 21);
+    cr_expect_float_eq(cfg->retry.factor, 1.5, 1e-9);
+    cr_expect_eq(cfg->retry.max_ms, 22);
+    cr_expect_eq(cfg->retry.max_attempts, 23);
+    cr_expect_float_eq(cfg->retry.jitter, 0.0, 1e-9);
+    cr_expect_str_eq(cfg->dlq_stream, "dead");
+    cr_expect_eq(cfg->dlq_capacity, 24);
+    cr_expect_str_eq(cfg->dlq_archive, "/arch.jsonl");
+    cr_expect_eq(cfg->reclaim_min_idle_ms, 25);
+    cr_expect_eq(cfg->reclaim_interval_ms, 26);
+    cr_expect_eq(cfg->max_deliveries, 27);
+    cr_expect_eq(cfg->stale_consumer_ms, 28);
+    cr_expect_eq(cfg->circuit_failures, 29);
+    cr_expect_eq(cfg->reconnect_max_ms, 30);
+    cr_expect(cfg->circuit_stop);
+    cr_expect_eq(cfg->reload_drain_timeout_ms, 31);
+    cr_expect_str_eq(cfg->admin_listen, "127.0.0.1:8089");
+    cr_expect_eq(cfg->replay_max_range_s, 32);
+    cr_expect_eq(cfg->replay_keep_completed, 33);
+    cr_expect_eq(cfg->replay_keep_failed, 34);
+}
+
+Test(config, relative_paths_resolve_against_the_manifest_directory)
+{
+    manifest("00.yaml", "state_dir: state\nschemas: { dir: ../schemas }\nplugin_dir: ./plugins\n"
+                        "dlq: { archive: arch/dlq.jsonl }\n");
+    load_ok();
+    char want[512];
+    char *abs = realpath(confd, NULL);
+    snprintf(want, sizeof want, "%s/state", abs);
+    cr_expect_str_eq(cfg->state_dir, want);
+    snprintf(want, sizeof want, "%s/../schemas", abs);
+    cr_expect_str_eq(cfg->schema_dir, want);
+    snprintf(want, sizeof want, "%s/plugins", abs);
+    cr_expect_str_eq(cfg->plugin_dir, want);
+    snprintf(want, sizeof want, "%s/arch/dlq.jsonl", abs);
+    cr_expect_str_eq(cfg->dlq_archive, want);
+    cr_expect_str_eq(cfg->dir, abs);
+    free(abs);
+}
+
+/* ---- environment ----------------------------------------------------- */
+
+Test(config, expands_variables_and_defaults_before_typing)
+{
+    setenv("EVBUS_TEST_STREAM", "from-env", 1);
+    setenv("EVBUS_TEST_BATCH", "77", 1);
+    setenv("EVBUS_TEST_EMPTY", "", 1);
+    manifest("00.yaml", "stream: \"${EVBUS_TEST_STREAM}\"\n"
+                        "batch_size: ${EVBUS_TEST_BATCH}\n"
+                        "group: ${EVBUS_TEST_UNSET:-fallback}\n"
+                        "consumer: c-${EVBUS_TEST_EMPTY:-empty-uses-default}-x\n"
+                        "log_level: ${EVBUS_TEST_UNSET:-${EVBUS_TEST_UNSET2:-warn}}\n");
+    load_ok();
+    cr_expect_str_eq(cfg->stream, "from-env");
+    cr_expect_eq(cfg->batch_size, 77);
+    cr_expect_str_eq(cfg->group, "fallback");
+    cr_expect_str_eq(cfg->consumer, "c-empty-uses-default-x");
+    cr_expect_str_eq(cfg->log_level, "warn");
+}
+
+Test(config, redis_and_postgres_env_override_the_files)
+{
+    setenv("EVBUS_REDIS_URL", "redis://override:7/1", 1);
+    setenv("EVBUS_POSTGRES_URL", "postgresql://override/db", 1);
+    manifest("00.yaml", "redis: { url: redis://file:1/0 }\npostgres: { url: postgresql://file/db }\n");
+    load_ok();
+    cr_expect_str_eq(cfg->redis_url, "redis://override:7/1");
+    cr_expect_str_eq(cfg->postgres_url, "postgresql://override/db");
+    cr_expect(cfg->metadata_enabled);
+}
+
+Test(config, redis_url_default_with_env_reference)
+{
+    manifest("00-host.yaml", "redis: { url: \"${EVBUS_REDIS_URL:-redis://127.0.0.1:6379/0}\" }\n");
+    load_ok();
+    cr_expect_str_eq(cfg->redis_url, "redis://127.0.0.1:6379/0");
+}
+
+Test(config, unset_variable_without_default_is_an_error_at_the_scalar)
+{
+    manifest("00.yaml", "stream: s\ngroup: \"pre-${EVBUS_TEST_NOPE}\"\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:2:8: environment variable 'EVBUS_TEST_NOPE' is not set "
+                     "(write ${EVBUS_TEST_NOPE:-default} to give a default)");
+}
+
+Test(config, expand_env_function)
+{
+    char err[256];
+    setenv("EVBUS_TEST_A", "alpha", 1);
+    unsetenv("EVBUS_TEST_B");
+    char *s = config_expand_env("x${EVBUS_TEST_A}y$z${EVBUS_TEST_B:-b", err, sizeof err);
+    cr_assert_null(s);
+    cr_expect_str_eq(err, "unterminated '${' at offset 19");
+    s = config_expand_env("${EVBUS_TEST_B:-b{}", err, sizeof err);
+    cr_assert_not_null(s);
+    cr_expect_str_eq(s, "b{", "a brace in a default needs no escaping");
+    free(s);
+    s = config_expand_env("x${EVBUS_TEST_A}y$z${EVBUS_TEST_B:-def}", err, sizeof err);
+    cr_assert_not_null(s);
+    cr_expect_str_eq(s, "xalphay$zdef");
+    free(s);
+    s = config_expand_env("${EVBUS_TEST_B:-${EVBUS_TEST_A}}-${EVBUS_TEST_A:-unused}", err, sizeof err);
+    cr_assert_not_null(s);
+    cr_expect_str_eq(s, "alpha-alpha");
+    free(s);
+    cr_expect_null(config_expand_env("${1BAD}", err, sizeof err));
+    cr_expect_str_eq(err, "invalid variable reference at offset 0 (expected ${NAME} or ${NAME:-default})");
+    cr_expect_null(config_expand_env("ab${EVBUS_TEST_A", err, sizeof err));
+    cr_expect_str_eq(err, "unterminated '${' at offset 2");
+    cr_expect_null(config_expand_env("${EVBUS_TEST_B}", err, sizeof err));
+    cr_expect_str_eq(err, "environment variable 'EVBUS_TEST_B' is not set (write ${EVBUS_TEST_B:-default} "
+                          "to give a default)");
+    s = config_expand_env("no refs at all, $ and } alone", err, sizeof err);
+    cr_expect_str_eq(s, "no refs at all, $ and } alone");
+    free(s);
+}
+
+Test(config, log_level_names)
+{
+    cr_expect_eq(config_log_level("debug"), LOG_DEBUG);
+    cr_expect_eq(config_log_level("info"), LOG_INFO);
+    cr_expect_eq(config_log_level("warn"), LOG_WARN);
+    cr_expect_eq(config_log_level("error"), LOG_ERROR);
+    cr_expect_eq(config_log_level("trace"), -1);
+    cr_expect_eq(config_log_level(NULL), -1);
+}
+
+/* ---- files and merging ----------------------------------------------- */
+
+Test(config, later_files_override_scalars_and_merge_sections)
+{
+    manifest("00-a.yaml", "stream: first\nredis: { url: redis://a:1/0 }\nretry: { base_ms: 5 }\n");
+    manifest("10-b.yml", "stream: second\nredis: { connect_timeout_ms: 99 }\nretry: { jitter: 0.5 }\n");
+    load_ok();
+    cr_expect_str_eq(cfg->stream, "second");
+    cr_expect_str_eq(cfg->redis_url, "redis://a:1/0");
+    cr_expect_eq(cfg->redis_connect_timeout_ms, 99);
+    cr_expect_eq(cfg->retry.base_ms, 5);
+    cr_expect_float_eq(cfg->retry.jitter, 0.5, 1e-9);
+    cr_expect_str_eq(cfg->dlq_stream, "second:dlq");
+    cr_expect_eq(cfg->n_files, 2);
+}
+
+Test(config, files_are_read_in_lexical_order_and_plugins_append)
+{
+    fake_plugin("p.so");
+    manifest("2-a.yaml", "plugins: [ { name: from-2a, plugin: p } ]\n");
+    manifest("10-b.yaml", "plugins: [ { name: from-10b, plugin: p } ]\n");
+    manifest("10-a.yml", "plugins: [ { name: from-10a, plugin: p } ]\n");
+    manifest("99-last.yaml", plugin_dir_line());
+    manifest("notes.txt", "this: is ignored\n");
+    manifest(".hidden.yaml", "stream: [broken\n");
+    load_ok();
+    cr_assert_eq(cfg->n_instances, 3);
+    cr_expect_str_eq(cfg->instances[0].name, "from-10a");
+    cr_expect_str_eq(cfg->instances[1].name, "from-10b");
+    cr_expect_str_eq(cfg->instances[2].name, "from-2a");
+    cr_expect_eq(cfg->n_files, 4);
+}
+
+Test(config, plugin_dir_from_a_later_file_resolves_earlier_plugins)
+{
+    fake_plugin("file-sink.so");
+    manifest("20-audit.yaml", "plugins:\n"
+                              "  - name: audit\n"
+                              "    plugin: file-sink\n"
+                              "    config: { path: /var/log/evbus/audit.jsonl }\n"
+                              "    subscriptions:\n"
+                              "      - { pattern: \"approval.**\", priority: 10 }\n");
+    manifest("90-dirs.yaml", plugin_dir_line());
+    load_ok();
+    char want[512];
+    char *abs = realpath(plugdir, NULL);
+    snprintf(want, sizeof want, "%s/file-sink.so", abs);
+    free(abs);
+    cr_assert_eq(cfg->n_instances, 1);
+    const cfg_instance_t *in = &cfg->instances[0];
+    cr_expect_str_eq(in->plugin, "file-sink");
+    cr_expect_str_eq(in->plugin_path, want);
+    cr_expect_str_eq(in->config_json, "{\"path\":\"/var/log/evbus/audit.jsonl\"}");
+    cr_expect_eq(in->pos.line, 2);
+    cr_expect_eq(in->pos.col, 5);
+    cr_expect_eq(in->plugin_pos.line, 3);
+    cr_expect_eq(in->plugin_pos.col, 13);
+    cr_assert_eq(in->n_subs, 1);
+    cr_expect_str_eq(in->subs[0].pattern, "approval.**");
+    cr_expect(in->subs[0].has_priority);
+    cr_expect_eq(in->subs[0].priority, 10);
+    cr_expect_eq(in->subs[0].pattern_pos.line, 6);
+    cr_expect_eq(in->subs[0].pattern_pos.col, 20);
+}
+
+Test(config, plugin_given_as_path_is_relative_to_its_manifest)
+{
+    write_at(confd, "local.so", "");
+    manifest("00.yaml", "plugins: [ { name: a, plugin: ./local.so }, { name: b, plugin: ../plugins/x.so } ]\n");
+    fake_plugin("x.so");
+    load_ok();
+    char *abs = realpath(root, NULL);
+    char want[512];
+    snprintf(want, sizeof want, "%s/conf.d/local.so", abs);
+    cr_expect_str_eq(cfg->instances[0].plugin_path, want);
+    snprintf(want, sizeof want, "%s/plugins/x.so", abs);
+    cr_expect_str_eq(cfg->instances[1].plugin_path, want);
+    free(abs);
+}
+
+Test(config, plugin_name_with_so_suffix_is_not_doubled)
+{
+    fake_plugin("log.so");
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins: [ { name: l, plugin: log.so } ]\n", plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    cr_expect(strstr(cfg->instances[0].plugin_path, "/plugins/log.so") != NULL);
+    cr_expect_str_eq(cfg->instances[0].config_json, "{}");
+    cr_expect_null(cfg->instances[0].subs);
+    cr_expect_eq(cfg->instances[0].n_subs, 0);
+}
+
+Test(config, empty_and_document_only_files_are_fine)
+{
+    manifest("00.yaml", "# nothing here yet\n");
+    manifest("01.yaml", "---\n");
+    manifest("02.yaml", "stream: x\n");
+    load_ok();
+    cr_expect_str_eq(cfg->stream, "x");
+}
+
+/* ---- plugin config as JSON ------------------------------------------- */
+
+Test(config, plugin_config_converts_yaml_types_to_json)
+{
+    fake_plugin("p.so");
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%splugins:\n"
+             "  - name: p1\n"
+             "    plugin: p\n"
+             "    config:\n"
+             "      int: 42\n"
+             "      neg: -7\n"
+             "      float: 1.5\n"
+             "      exp: 1e3\n"
+             "      yes: true\n"
+             "      no: False\n"
+             "      nothing: ~\n"
+             "      empty:\n"
+             "      quoted_int: \"42\"\n"
+             "      quoted_bool: 'true'\n"
+             "      word: hello\n"
+             "      version: 1.2.3\n"
+             "      list: [1, two, 3.0, null]\n"
+             "      nested: { a: { b: [ { c: 1 } ] } }\n"
+             "      env: ${EVBUS_TEST_PORT:-8080}\n"
+             "      env_quoted: \"${EVBUS_TEST_PORT:-8080}\"\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    cr_expect_str_eq(cfg->instances[0].config_json,
+                     "{\"int\":42,\"neg\":-7,\"float\":1.5,\"exp\":1000.0,\"yes\":true,\"no\":false,"
+                     "\"nothing\":null,\"empty\":null,\"quoted_int\":\"42\",\"quoted_bool\":\"true\","
+                     "\"word\":\"hello\",\"version\":\"1.2.3\",\"list\":[1,\"two\",3.0,null],"
+                     "\"nested\":{\"a\":{\"b\":[{\"c\":1}]}},\"env\":8080,\"env_quoted\":\"8080\"}");
+}
+
+Test(config, plugin_config_must_be_a_mapping)
+{
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins:\n  - { name: p1, plugin: p, config: [1, 2] }\n", plugin_dir_line());
+    manifest("00.yaml", text);
+    load_fails();
+    expect_errors(1, "%s/00.yaml:3:36: config: expected a mapping, got a sequence");
+}
+
+/* ---- subscriptions --------------------------------------------------- */
+
+Test(config, subscription_keys_and_retry_merged_over_the_global_policy)
+{
+    fake_plugin("p.so");
+    char text[2048];
+    snprintf(text, sizeof text,
+             "%splugins:\n"
+             "  - name: p1\n"
+             "    plugin: p\n"
+             "    subscriptions:\n"
+             "      - pattern: order.*\n"
+             "        handler: on_order\n"
+             "        priority: -3\n"
+             "        schema_mode: off\n"
+             "        versions: [1, 2]\n"
+             "        retry: { max_attempts: 9, factor: 3 }\n"
+             "        timeout_ms: 250\n"
+             "        dedup_ttl_s: 600\n"
+             "      - approval.**\n"
+             "      - { pattern: x, versions: 3 }\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    /* the global policy comes later and still applies */
+    manifest("50.yaml", "retry: { base_ms: 100, max_ms: 900, jitter: 0.1 }\n");
+    load_ok();
+    const cfg_instance_t *in = &cfg->instances[0];
+    cr_assert_eq(in->n_subs, 3);
+    const cfg_subscription_t *s = &in->subs[0];
+    cr_expect_str_eq(s->pattern, "order.*");
+    cr_expect_str_eq(s->handler, "on_order");
+    cr_expect(s->has_priority);
+    cr_expect_eq(s->priority, -3);
+    cr_expect(s->has_schema_mode);
+    cr_expect_eq(s->schema_mode, SCHEMA_MODE_OFF);
+    cr_assert_eq(s->n_versions, 2);
+    cr_expect_eq(s->versions[0], 1);
+    cr_expect_eq(s->versions[1], 2);
+    cr_expect(s->has_retry);
+    cr_expect_eq(s->retry.max_attempts, 9);
+    cr_expect_float_eq(s->retry.factor, 3.0, 1e-9);
+    cr_expect_eq(s->retry.base_ms, 100);
+    cr_expect_eq(s->retry.max_ms, 900);
+    cr_expect_float_eq(s->retry.jitter, 0.1, 1e-9);
+    cr_expect_eq(s->timeout_ms, 250);
+    cr_expect_eq(s->dedup_ttl_s, 600);
+    cr_expect_eq(s->pos.line, 6);
+    cr_expect_eq(s->pattern_pos.line, 6);
+    cr_expect_eq(s->pattern_pos.col, 18);
+
+    s = &in->subs[1];
+    cr_expect_str_eq(s->pattern, "approval.**");
+    cr_expect_null(s->handler);
+    cr_expect_not(s->has_priority);
+    cr_expect_not(s->has_schema_mode);
+    cr_expect_not(s->has_retry);
+    cr_expect_null(s->versions);
+    cr_expect_eq(s->timeout_ms, 0);
+    cr_expect_eq(s->dedup_ttl_s, 0);
+
+    s = &in->subs[2];
+    cr_assert_eq(s->n_versions, 1);
+    cr_expect_eq(s->versions[0], 3);
+}
+
+/* ---- foreign handlers ------------------------------------------------ */
+
+Test(config, foreign_entry_with_params_and_result_rules)
+{
+    write_at(root, "libapprove.so", "");
+    manifest("30-foreign.yaml",
+             "foreign:\n"
+             "  - name: approve\n"
+             "    library: ../libapprove.so\n"
+             "    symbol: approve_item\n"
+             "    returns: int64\n"
+             "    params:\n"
+             "      - { type: string, from: /data/id }\n"
+             "      - { type: int32, value: 7 }\n"
+             "      - { type: string, value: 7 }\n"
+             "      - { type: double, value: 2.5 }\n"
+             "      - { type: bool, value: true }\n"
+             "      - { type: json, value: { a: [1, \"x\"] } }\n"
+             "      - { type: json, from: /data }\n"
+             "      - { type: event }\n"
+             "      - { type: int64, from: \"\" }\n"
+             "    result: { zero: ok, positive: reject, negative: retry }\n"
+             "    subscriptions:\n"
+             "      - { pattern: approval.item.*, priority: 5 }\n"
+             "  - name: libc-abs\n"
+             "    library: libc.so.6\n"
+             "    symbol: abs\n"
+             "    params: [ { type: int32, from: /data/n } ]\n"
+             "    subscriptions: [ math.abs ]\n"
+             "  - name: check\n"
+             "    library: libc.so.6\n"
+             "    symbol: isatty\n"
+             "    returns: bool\n"
+             "    subscriptions: [ x.y ]\n");
+    load_ok();
+    cr_assert_eq(cfg->n_foreign, 3);
+    const cfg_foreign_t *f = &cfg->foreign[0];
+    char *abs = realpath(root, NULL);
+    char want[512];
+    snprintf(want, sizeof want, "%s/libapprove.so", abs);
+    free(abs);
+    cr_expect_str_eq(f->name, "approve");
+    cr_expect_str_eq(f->library, want);
+    cr_expect_str_eq(f->symbol, "approve_item");
+    cr_expect_eq(f->returns, FFI_T_INT64);
+    cr_assert_eq(f->n_params, 9);
+    cr_expect_eq(f->params[0].type, FFI_T_STRING);
+    cr_expect_str_eq(f->params[0].from, "/data/id");
+    cr_expect_null(f->params[0].value_json);
+    cr_expect_eq(f->params[1].type, FFI_T_INT32);
+    cr_expect_str_eq(f->params[1].value_json, "7");
+    cr_expect_str_eq(f->params[2].value_json, "\"7\"");
+    cr_expect_str_eq(f->params[3].value_json, "2.5");
+    cr_expect_str_eq(f->params[4].value_json, "true");
+    cr_expect_str_eq(f->params[5].value_json, "{\"a\":[1,\"x\"]}");
+    cr_expect_eq(f->params[6].type, FFI_T_JSON);
+    cr_expect_str_eq(f->params[6].from, "/data");
+    cr_expect_eq(f->params[7].type, FFI_T_EVENT);
+    cr_expect_null(f->params[7].from);
+    cr_expect_null(f->params[7].value_json);
+    cr_expect_str_eq(f->params[8].from, "");
+    cr_expect_eq(f->on_zero, EVBUS_OK);
+    cr_expect_eq(f->on_positive, EVBUS_REJECT);
+    cr_expect_eq(f->on_negative, EVBUS_RETRY);
+    cr_assert_eq(f->n_subs, 1);
+    cr_expect_str_eq(f->subs[0].pattern, "approval.item.*");
+    cr_expect_eq(f->library_pos.line, 3);
+    cr_expect_eq(f->symbol_pos.line, 4);
+
+    f = &cfg->foreign[1];
+    cr_expect_str_eq(f->library, "libc.so.6"); /* left to the dynamic linker */
+    cr_expect_eq(f->returns, FFI_T_INT32);
+    cr_expect_eq(f->on_zero, EVBUS_OK);
+    cr_expect_eq(f->on_positive, EVBUS_RETRY);
+    cr_expect_eq(f->on_negative, EVBUS_REJECT);
+
+    f = &cfg->foreign[2];
+    cr_expect_eq(f->returns, FFI_T_BOOL);
+    cr_expect_eq(f->on_positive, EVBUS_OK);
+    cr_expect_eq(f->on_zero, EVBUS_RETRY);
+    cr_expect_eq(f->n_params, 0);
+}
+
+Test(config, foreign_errors)
+{
+    manifest("00.yaml", "foreign:\n"
+                        "  - name: f1\n"
+                        "    library: ./missing.so\n"
+                        "    symbol: fn\n"
+                        "    returns: float\n"
+                        "    params:\n"
+                        "      - { from: /a }\n"
+                        "      - { type: int32 }\n"
+                        "      - { type: int32, from: /a, value: 1 }\n"
+                        "      - { type: int32, value: abc }\n"
+                        "      - { type: event, from: /a }\n"
+                        "      - { type: string, from: data.id }\n"
+                        "    result: { zero: fine }\n"
+                        "  - { name: f2, library: libc.so.6 }\n"
+                        "  - { name: f3, library: libc.so.6, symbol: abs, returns: void, result: { zero: ok },\n"
+                        "      subscriptions: [] }\n");
+    load_fails();
+    expect_errors(14,
+                  "%s/00.yaml:5:14: returns: expected one of int32|int64|bool|void, got 'float'",
+                  "%s/00.yaml:7:9: parameter is missing required key 'type'",
+                  "%s/00.yaml:8:9: parameter needs 'from' (a JSON Pointer into the event) or 'value' (a constant)",
+                  "%s/00.yaml:9:9: parameter has both 'from' and 'value'; use one",
+                  "%s/00.yaml:10:31: value: expected a 32-bit integer for a int32 parameter, got 'abc'",
+                  "%s/00.yaml:11:9: an event parameter takes neither 'from' nor 'value'",
+                  "%s/00.yaml:12:31: from: expected a JSON Pointer such as '/data/id', got 'data.id'",
+                  "%s/00.yaml:13:21: result.zero: expected one of ok|retry|reject, got 'fine'",
+                  "%s/00.yaml:2:5: foreign handler needs at least one subscription",
+                  "%s/00.yaml:14:5: foreign handler is missing required key 'symbol'",
+                  "%s/00.yaml:14:5: foreign handler needs at least one subscription",
+                  "%s/00.yaml:16:22: foreign handler needs at least one subscription",
+                  "%s/00.yaml:15:73: result: a function that returns void always means ok; remove 'result'",
+                  "%s/00.yaml:3:14: library: no such file %s/missing.so");
+}
+
+/* ---- errors ---------------------------------------------------------- */
+
+Test(config, unknown_keys_name_the_key_and_the_valid_ones)
+{
+    manifest("00.yaml", "stream: s\nredis_url: x\nredis: { uri: x }\nretry: { tries: 3 }\n");
+    load_fails();
+    expect_errors(3,
+                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, postgres, stream, group, "
+                  "consumer, batch_size, block_ms, worker_threads, plugin_dir, log_level, shutdown_timeout_ms, "
+                  "handler_timeout_ms, state_dir, publish_maxlen, schemas, retry, dlq, reclaim, circuit, "
+                  "reload, admin, replay, plugins, foreign)",
+                  "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, connect_timeout_ms, command_timeout_ms)",
+                  "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
+}
+
+Test(config, wrong_types)
+{
+    manifest("00.yaml", "batch_size: abc\n"
+                        "block_ms: 1.5\n"
+                        "stream: { a: 1 }\n"
+                        "circuit: { stop: maybe }\n"
+                        "retry: { factor: fast }\n"
+                        "redis: 5\n"
+                        "group:\n"
+                        "plugins: { name: x }\n");
+    load_fails();
+    expect_errors(8, "%s/00.yaml:1:13: batch_size: expected an integer, got 'abc'",
+                  "%s/00.yaml:2:11: block_ms: expected an integer, got '1.5'",
+                  "%s/00.yaml:3:9: stream: expected a string, got a mapping",
+                  "%s/00.yaml:4:18: circuit.stop: expected true or false, got 'maybe'",
+                  "%s/00.yaml:5:18: retry.factor: expected a number, got 'fast'",
+                  "%s/00.yaml:6:8: redis: expected a mapping, got '5'",
+                  "%s/00.yaml:7:7: group: expected a string, got null",
+                  "%s/00.yaml:8:10: plugins: expected a sequence, got a mapping");
+}
+
+Test(config, out_of_range_values)
+{
+    manifest("00.yaml", "batch_size: 0\n"
+                        "worker_threads: 0\n"
+                        "retry: { jitter: 1.5, factor: 0.5, max_attempts: 0 }\n"
+                        "block_ms: 4294967296\n"
+                        "publish_maxlen: -1\n");
+    manifest("01.yaml", "worker_threads: 65\nretry: { jitter: -0.1 }\n");
+    load_fails();
+    expect_errors(9, "%s/00.yaml:1:13: batch_size: must be at least 1, got 0",
+                  "%s/00.yaml:2:17: worker_threads: must be between 1 and 64, got 0",
+                  "%s/00.yaml:3:18: retry.jitter: must be between 0 and 1, got 1.5",
+                  "%s/00.yaml:3:31: retry.factor: must be at least 1, got 0.5",
+                  "%s/00.yaml:3:50: retry.max_attempts: must be at least 1, got 0",
+                  "%s/00.yaml:4:11: block_ms: must be at least 1, got 4294967296",
+                  "%s/00.yaml:5:17: publish_maxlen: must be at least 0, got -1",
+                  "%s/01.yaml:1:17: worker_threads: must be between 1 and 64, got 65",
+                  "%s/01.yaml:2:18: retry.jitter: must be between 0 and 1, got -0.1");
+}
+
+Test(config, bad_enums)
+{
+    manifest("00.yaml", "log_level: loud\nschemas: { mode: strict, unknown_type: drop }\n"
+                        "admin: { listen: localhost }\n");
+    load_fails();
+    expect_errors(4, "%s/00.yaml:1:12: log_level: expected one of debug|info|warn|error, got 'loud'",
+                  "%s/00.yaml:2:18: schemas.mode: expected one of off|advisory|enforce, got 'strict'",
+                  "%s/00.yaml:2:40: schemas.unknown_type: expected one of allow|reject, got 'drop'",
+                  "%s/00.yaml:3:18: admin.listen: expected host:port such as 127.0.0.1:8089, got 'localhost'");
+}
+
+Test(config, duplicate_instance_names_report_both_positions)
+{
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins:\n  - { name: audit, plugin: p }\n", plugin_dir_line());
+    manifest("10.yaml", text);
+    manifest("20.yaml", "plugins:\n  - { name: other, plugin: p }\n  - { name: audit, plugin: p }\n");
+    manifest("30.yaml", "foreign:\n  - { name: other, library: libc.so.6, symbol: abs, subscriptions: [a] }\n");
+    load_fails();
+    expect_errors(2, "%s/20.yaml:3:5: duplicate instance name 'audit' (first defined at %s/10.yaml:3:5)",
+                  "%s/30.yaml:2:5: duplicate instance name 'other' (first defined at %s/20.yaml:2:5)");
+}
+
+Test(config, missing_required_keys)
+{
+    fake_plugin("p.so");
+    manifest("00.yaml", "plugins:\n"
+                        "  - plugin: p\n"
+                        "  - name: only-name\n"
+                        "  - name: bad name\n"
+                        "    plugin: p\n"
+                        "  - name: subs\n"
+                        "    plugin: p\n"
+                        "    subscriptions: [ { priority: 1 }, { pattern: a, colour: red } ]\n");
+    manifest("01.yaml", plugin_dir_line());
+    load_fails();
+    expect_errors(5, "%s/00.yaml:2:5: plugin instance is missing required key 'name'",
+                  "%s/00.yaml:3:5: plugin instance is missing required key 'plugin'",
+                  "%s/00.yaml:4:11: name: must be 1 to 64 characters of a-z A-Z 0-9 _ - ., got 'bad name'",
+                  "%s/00.yaml:8:22: subscription is missing required key 'pattern'",
+                  "%s/00.yaml:8:53: unknown key 'colour' in subscription (valid: pattern, handler, priority, "
+                  "schema_mode, versions, retry, timeout_ms, dedup_ttl_s)");
+}
+
+Test(config, missing_plugin_file)
+{
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins:\n  - name: audit\n    plugin: file-sink\n"
+                                "  - name: b\n    plugin: /nonexistent/b.so\n", plugin_dir_line());
+    manifest("00.yaml", text);
+    load_fails();
+    char *abs = realpath(plugdir, NULL);
+    char want[512];
+    snprintf(want, sizeof want, "%%s/00.yaml:4:13: plugin 'file-sink': no such file %s/file-sink.so", abs);
+    free(abs);
+    expect_errors(2, want, "%s/00.yaml:6:13: plugin: no such file /nonexistent/b.so");
+}
+
+Test(config, bad_patterns)
+{
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%splugins:\n  - name: p1\n    plugin: p\n    subscriptions:\n"
+             "      - pattern: \"approval.\"\n      - Approval.*\n      - { pattern: \"a.b*\" }\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    load_fails();
+    expect_errors(3, "%s/00.yaml:6:18: invalid pattern 'approval.': empty segment at offset 9",
+                  "%s/00.yaml:7:9: invalid pattern 'Approval.*': uppercase character 'A' at offset 0 (use lowercase)",
+                  "%s/00.yaml:8:20: invalid pattern 'a.b*': segment 'b*' at offset 2: a wildcard must be a whole "
+                  "segment, '*' or '**'");
+}
+
+Test(config, yaml_syntax_errors_use_the_parser_position)
+{
+    manifest("00.yaml", "stream: [a\nbatch_size: 3\n");
+    manifest("01.yaml", "a: b: c\n");
+    load_fails();
+    expect_errors(2,
+                  "%s/00.yaml:2:11: YAML syntax error: did not find expected ',' or ']' (while parsing a flow "
+                  "sequence at line 1, column 9)",
+                  "%s/01.yaml:1:5: YAML syntax error: mapping values are not allowed in this context");
+}
+
+Test(config, top_level_must_be_a_mapping)
+{
+    manifest("00.yaml", "- stream: x\n");
+    manifest("01.yaml", "just a string\n");
+    load_fails();
+    expect_errors(2, "%s/00.yaml:1:1: the top level of a manifest must be a mapping, got a sequence",
+                  "%s/01.yaml:1:1: the top level of a manifest must be a mapping, got 'just a string'");
+}
+
+Test(config, duplicate_keys_in_one_file)
+{
+    manifest("00.yaml", "stream: a\ngroup: g\nstream: b\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:3:1: duplicate key 'stream' (first at line 1, column 1)");
+}
+
+Test(config, aliases_are_rejected)
+{
+    manifest("00.yaml", "stream: &s x\ngroup: *s\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:2:8: YAML aliases (*s) are not supported; repeat the value");
+}
+
+Test(config, metadata_enabled_needs_a_postgres_url)
+{
+    manifest("00.yaml", "postgres: { metadata: { enabled: true } }\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:1:34: postgres.metadata.enabled: true needs postgres.url (or EVBUS_POSTGRES_URL)");
+}
+
+Test(config, empty_directory_is_an_error)
+{
+    manifest("readme.txt", "not yaml");
+    load_fails();
+    expect_errors(1, "%s: no configuration files (*.yaml or *.yml) in this directory");
+}
+
+Test(config, missing_directory_is_an_error)
+{
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/nope", root);
+    cfg = config_load(missing, &errs);
+    cr_assert_null(cfg);
+    cr_assert_eq(errs.count, 1);
+    char want[512];
+    snprintf(want, sizeof want, "%s: cannot open configuration directory: No such file or directory", missing);
+    cr_expect_str_eq(errs.msgs[0], want);
+}
+
+Test(config, all_errors_of_all_files_are_collected)
+{
+    manifest("00.yaml", "batch_size: x\nworker_threads: 99\n");
+    manifest("10.yaml", "stream: [\n");
+    manifest("20.yaml", "nope: 1\n");
+    load_fails();
+    cr_expect_eq(errs.count, 4);
+    cr_expect(strstr(errs.msgs[0], "/00.yaml:1:13: ") != NULL);
+    cr_expect(strstr(errs.msgs[1], "/00.yaml:2:17: ") != NULL);
+    cr_expect(strstr(errs.msgs[2], "/10.yaml:2:1: YAML syntax error") != NULL);
+    cr_expect(strstr(errs.msgs[3], "/20.yaml:1:1: unknown top-level key 'nope'") != NULL);
+}
+
+Test(config, errors_append_to_what_the_caller_already_has)
+{
+    cfg_pos_t pos = {.file = "x.yaml", .line = 3, .col = 4};
+    cfg_errors_add(&errs, &pos, "earlier %d", 1);
+    cfg_errors_add(&errs, NULL, "no position");
+    manifest("00.yaml", "stream: ok\n");
+    cfg = config_load(confd, &errs);
+    cr_assert_not_null(cfg, "earlier errors do not fail a clean load");
+    cr_assert_eq(errs.count, 2);
+    cr_expect_str_eq(errs.msgs[0], "x.yaml:3:4: earlier 1");
+    cr_expect_str_eq(errs.msgs[1], "no position");
+}

@@ -533,6 +533,8 @@ static void resolve(const router_t *r, router_cache_t *c, const char *type)
 
     for (uint32_t i = 0; i < c->n_cur; i++) {
         const rnode_t *n = &r->nodes[c->cur[i]];
+        if (n->n_subs == 0) /* inner nodes; memcpy must not see NULL */
+            continue;
         if (c->n_found + n->n_subs > c->cap_found) {
             c->cap_found = (c->n_found + n->n_subs) * 2;
             c->found = xrealloc(c->found, c->cap_found * sizeof *c->found);

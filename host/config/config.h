@@ -34,6 +34,7 @@ typedef struct cfg_errors {
     size_t cap;
 } cfg_errors_t;
 
+/* Appends "file:line:col: message" (just the message when pos is NULL). */
 void cfg_errors_add(cfg_errors_t *errs, const cfg_pos_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cfg_errors_free(cfg_errors_t *errs);
@@ -118,7 +119,7 @@ typedef enum ffi_result_rule { FFI_RULE_ZERO = 0, FFI_RULE_POSITIVE, FFI_RULE_NE
 /* A foreign handler (`foreign:` entry): any exported C function. */
 typedef struct cfg_foreign {
     char *name;
-    char *library;      /* resolved path */
+    char *library;      /* resolved absolute path, or a bare soname */
     char *symbol;
     ffi_type_kind_t returns;   /* INT32, INT64, BOOL or VOID */
     cfg_ffi_param_t *params;
@@ -137,7 +138,7 @@ typedef struct evbus_config {
     /* files read, in order (owned) */
     char **files;
     size_t n_files;
-    char *dir;                  /* the conf.d directory */
+    char *dir;                  /* the conf.d directory, absolute */
 
     /* redis: { url, connect_timeout_ms, command_timeout_ms } */
     char *redis_url;            /* default redis://127.0.0.1:6379/0 */
@@ -206,10 +207,16 @@ typedef struct evbus_config {
 } evbus_config_t;
 
 /*
- * Read DIR/ *.yaml (lexical order) into a new config.  Returns NULL and fills
- * errs (every error found, not only the first) on failure.  Scalars set in a
- * later file override earlier ones; `plugins:` and `foreign:` lists append.
- * Plugin paths are resolved against plugin_dir but not opened.
+ * Read DIR/ *.yaml and *.yml (lexical order, dot-files skipped) into a new
+ * config.  Returns NULL and appends to errs (every error found, not only the
+ * first) on failure; errors already in errs are kept and do not make the load
+ * fail.  Scalars set in a later file override earlier ones, sections merge
+ * key by key, `plugins:` and `foreign:` lists append.  Relative paths resolve
+ * against the directory of the manifest that set them.  Plugin paths are
+ * resolved against plugin_dir and must exist, but are not opened; the same
+ * for foreign libraries given as paths (a bare soname is left to dlopen).
+ * cfg->dir is the absolute directory; cfg->files are DIR as given + name, and
+ * every cfg_pos_t.file points at one of them.  See docs/configuration.md.
  */
 evbus_config_t *config_load(const char *dir, cfg_errors_t *errs);
 

@@ -808,13 +808,16 @@ static char *resolve_path(loader_t *L, const char *p)
     return xasprintf("%s/%s", L->mdir, p);
 }
 
+/* An empty path means "the default": conf.d files say
+ * `plugin_dir: "${EVBUS_PLUGIN_DIR:-}"` so one file serves both the
+ * installed layout and a development tree. */
 static bool get_path(loader_t *L, const ynode_t *n, const char *key, char **dst)
 {
     char *s = NULL;
     if (!get_str(L, n, key, &s))
         return false;
     free(*dst);
-    *dst = resolve_path(L, s);
+    *dst = s[0] ? resolve_path(L, s) : NULL;
     free(s);
     return true;
 }

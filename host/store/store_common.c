@@ -3,6 +3,7 @@
  * small query helpers every other store file uses.
  */
 #include "store/store_internal.h"
+#include "util/log.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -26,10 +27,26 @@ void store__pg_err(char *err, size_t errlen, const char *where, PGconn *c, const
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
     if (!msg || !*msg)
         msg = c ? PQerrorMessage(c) : "no connection";
-    size_t len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-        len--;
-    store__err(err, errlen, "%s: %.*s", where, (int)len, msg);
+    /* libpq messages span lines ("...\n\tIs the server running"): one line. */
+    char flat[512];
+    size_t k = 0;
+    for (const char *p = msg; *p && k + 1 < sizeof flat; p++) {
+        bool space = *p == '\n' || *p == '\t' || *p == '\r';
+        if (space && (k == 0 || flat[k - 1] == ' '))
+            continue;
+        flat[k++] = space ? ' ' : *p;
+    }
+    while (k > 0 && flat[k - 1] == ' ')
+        k--;
+    flat[k] = '\0';
+    store__err(err, errlen, "%s: %s", where, flat);
+}
+
+/* Server NOTICEs ("relation already exists, skipping") are routine. */
+static void notice_to_log(void *arg, const char *msg)
+{
+    (void)arg;
+    log_debug("store", "postgres: %s", msg);
 }
 
 PGconn *store_connect(const char *url, char *err, size_t errlen)
@@ -48,6 +65,7 @@ PGconn *store_connect(const char *url, char *err, size_t errlen)
         PQfinish(c);
         return NULL;
     }
+    PQsetNoticeProcessor(c, notice_to_log, NULL);
     PGresult *r = PQexec(c, "SET TimeZone = 'UTC'");
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)

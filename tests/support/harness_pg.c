@@ -7,7 +7,9 @@
 
 #include "harness.h"
 
+#include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +17,13 @@
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 
-/* Run a PostgreSQL tool, as `postgres` when we are root.  args ends with NULL. */
-static int pg_tool(char *const args[], int timeout_ms)
+/*
+ * Run a PostgreSQL tool, as `postgres` when we are root, output appended
+ * to dir/tools.log.  Not harness_run(): `pg_ctl start` leaves the server
+ * running, and a server inheriting a pipe would hold it open until the
+ * timeout, so here every descriptor above 2 is closed in the child.
+ */
+static int pg_tool(const harness_pg_t *pg, char *const args[], int timeout_ms)
 {
     char *argv[32];
     size_t n = 0;
@@ -29,13 +36,29 @@ static int pg_tool(char *const args[], int timeout_ms)
     for (size_t i = 0; args[i] && n < 31; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    char *out = NULL, *err = NULL;
-    int rc = harness_run(argv, NULL, NULL, &out, &err, timeout_ms);
+    char logp[320];
+    snprintf(logp, sizeof logp, "%s/tools.log", pg->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDONLY);
+        int log = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0666);
+        dup2(nul, 0);
+        dup2(log >= 0 ? log : nul, 1);
+        dup2(log >= 0 ? log : nul, 2);
+        long maxfd = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3; fd < (maxfd > 0 ? maxfd : 1024); fd++)
+            close(fd);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    harness_proc_t p = {.pid = pid};
+    int rc = harness_wait(&p, timeout_ms);
+    if (rc == -1)
+        harness_kill(&p, SIGKILL, 5000);
     if (rc != 0)
-        fprintf(stderr, "harness_pg: %s exited %d\n%s%s", args[0], rc, out ? out : "",
-                err ? err : "");
-    free(out);
-    free(err);
+        fprintf(stderr, "harness_pg: %s exited %d (see %s)\n", args[0], rc, logp);
     return rc == 0 ? 0 : -1;
 }
 
@@ -59,7 +82,7 @@ static int pg_launch(harness_pg_t *pg)
              pg->port, pg->dir);
     char *args[] = {PG_BIN "/pg_ctl", "start", "-w", "-t", "30", "-D", data, "-l", logp,
                     "-o", opts, NULL};
-    if (pg_tool(args, 40000) != 0)
+    if (pg_tool(pg, args, 40000) != 0)
         return -1;
     pg->running = true;
     return 0;
@@ -78,7 +101,7 @@ int harness_pg_start(harness_pg_t *pg)
     snprintf(data, sizeof data, "%s/data", pg->dir);
     char *initdb[] = {PG_BIN "/initdb", "-D", data, "-U", "postgres", "-A", "trust",
                       "--no-sync", "-E", "UTF8", "--locale=C", NULL};
-    if (pg_tool(initdb, 120000) != 0)
+    if (pg_tool(pg, initdb, 120000) != 0)
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
         pg->port = harness_free_port();
@@ -97,7 +120,7 @@ int harness_pg_stop_keep(harness_pg_t *pg)
     char data[320];
     snprintf(data, sizeof data, "%s/data", pg->dir);
     char *args[] = {PG_BIN "/pg_ctl", "stop", "-w", "-m", "fast", "-D", data, NULL};
-    int rc = pg_tool(args, 60000);
+    int rc = pg_tool(pg, args, 60000);
     if (rc == 0)
         pg->running = false;
     return rc;

@@ -1,0 +1,315 @@
+/*
+ * Replay: exact time windows over explicit stream ids, type/tenant
+ * filters, retry entries skipped, cancellation, retention, rate limiting,
+ * warnings and request validation.
+ */
+#include "fixture.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+TestSuite(replay, .init = fx_pg_redis, .fini = fx_teardown, .timeout = 180);
+
+#define T0 1700000000000LL
+
+typedef struct recorder {
+    pthread_mutex_t mu;
+    char ids[512][48];
+    size_t n;
+    int fail_every; /* 0 = never fail */
+} recorder_t;
+
+static recorder_t rec = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int record(void *ud, const char *job_id, const char *stream_id, const char *raw,
+                  size_t len)
+{
+    recorder_t *r = ud;
+    (void)job_id;
+    cr_assert_eq(strlen(raw), len);
+    pthread_mutex_lock(&r->mu);
+    size_t k = r->n;
+    if (r->n < 512)
+        snprintf(r->ids[r->n++], sizeof r->ids[0], "%s", stream_id);
+    pthread_mutex_unlock(&r->mu);
+    return r->fail_every && (k + 1) % (size_t)r->fail_every == 0 ? 1 : 0;
+}
+
+static size_t rec_count(void)
+{
+    pthread_mutex_lock(&rec.mu);
+    size_t n = rec.n;
+    pthread_mutex_unlock(&rec.mu);
+    return n;
+}
+
+/* XADD stream <ms>-<seq> event <json>. */
+static void add(redisContext *r, long long ms, int seq, const char *type, const char *tenant,
+                bool retry)
+{
+    char id[48], ev[256];
+    snprintf(id, sizeof id, "%lld-%d", ms, seq);
+    snprintf(ev, sizeof ev, "{\"id\":\"e-%lld-%d\",\"type\":\"%s\",\"tenantid\":\"%s\",\"data\":{}}",
+             ms, seq, type, tenant);
+    redisReply *rep = retry ? redisCommand(r, "XADD evbus:events %s event %s retry 1", id, ev)
+                            : redisCommand(r, "XADD evbus:events %s event %s", id, ev);
+    cr_assert(rep && rep->type == REDIS_REPLY_STRING, "XADD %s failed", id);
+    freeReplyObject(rep);
+}
+
+static json_t *wait_job(PGconn *c, const char *id, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    char err[512];
+    for (;;) {
+        json_t *job = NULL;
+        cr_assert_eq(store_replay_get(c, id, &job, err, sizeof err), 0, "%s", err);
+        cr_assert_not_null(job, "job %s vanished", id);
+        const char *st = json_string_value(json_object_get(job, "status"));
+        if (strcmp(st, "pending") != 0 && strcmp(st, "running") != 0)
+            return job;
+        json_decref(job);
+        cr_assert_lt(harness_now_ms(), deadline, "job %s did not finish", id);
+        usleep(50 * 1000);
+    }
+}
+
+static void create(PGconn *c, store_replay_request_t *req, char *id)
+{
+    char err[512];
+    cr_assert_eq(store_replay_create(c, req, fx_cfg.replay_max_range_s, id, 64, err, sizeof err),
+                 0, "%s", err);
+}
+
+static long long jint(json_t *job, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(job, k));
+}
+
+Test(replay, dispatches_exactly_the_window_in_order)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 10; i++)
+        add(r, T0 + i * 1000, 0, "order.created", "acme", false);
+    add(r, T0 + 5000, 1, "order.created", "acme", false);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0 + 3000, .to_ms = T0 + 6000};
+    create(c, &req, id);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    const char *want[] = {"1700000003000-0", "1700000004000-0", "1700000005000-0",
+                          "1700000005000-1", "1700000006000-0"};
+    cr_assert_eq(rec.n, 5);
+    for (size_t i = 0; i < 5; i++)
+        cr_expect_str_eq(rec.ids[i], want[i]);
+    cr_expect_eq(jint(job, "total"), 5);
+    cr_expect_eq(jint(job, "processed"), 5);
+    cr_expect_eq(jint(job, "skipped"), 0);
+    cr_expect(json_is_null(json_object_get(job, "warning")));
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, filters_by_type_pattern_and_tenant_and_skips_retry_entries)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    add(r, T0 + 1, 0, "order.created", "acme", false);
+    add(r, T0 + 2, 0, "order.paid", "acme", false);
+    add(r, T0 + 3, 0, "user.created", "acme", false);
+    add(r, T0 + 4, 0, "order.created", "other", false);
+    add(r, T0 + 5, 0, "order.created", "acme", true);
+    add(r, T0 + 6, 0, "order.item.added", "acme", false);
+    rec.fail_every = 2;
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    const char *types[] = {"order.*", "user.**"};
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 10, .types = types, .n_types = 2,
+                                  .tenant = "acme"};
+    create(c, &req, id);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_assert_eq(rec.n, 3, "dispatched %zu", rec.n);
+    cr_expect_str_eq(rec.ids[0], "1700000000001-0");
+    cr_expect_str_eq(rec.ids[1], "1700000000002-0");
+    cr_expect_str_eq(rec.ids[2], "1700000000003-0");
+    cr_expect_eq(jint(job, "total"), 6);
+    cr_expect_eq(jint(job, "skipped"), 3);
+    cr_expect_eq(jint(job, "processed"), 2);
+    cr_expect_eq(jint(job, "failed"), 1, "the callback's failures are counted");
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, cancel_stops_a_running_job)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 200; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64], err[512];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000, .rate = 20};
+    create(c, &req, id);
+    long long deadline = harness_now_ms() + 20000;
+    while (rec_count() < 5 && harness_now_ms() < deadline)
+        usleep(20 * 1000);
+    cr_assert_geq(rec_count(), 5);
+    cr_assert_eq(store_replay_cancel(c, id, err, sizeof err), 0, "%s", err);
+    usleep(2500 * 1000); /* > one cancellation check period */
+    size_t n = rec_count();
+    usleep(1000 * 1000);
+    cr_expect_eq(rec_count(), n, "dispatch continued after cancel");
+    cr_expect_lt(n, 200);
+    json_t *job = wait_job(c, id, 1000);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "cancelled");
+    json_decref(job);
+    cr_expect_eq(store_replay_cancel(c, id, err, sizeof err), -1);
+    cr_expect(strstr(err, "already cancelled") != NULL, "%s", err);
+    cr_expect_eq(store_replay_cancel(c, "00000000-0000-0000-0000-000000000000", err, sizeof err),
+                 -1);
+    cr_expect(strstr(err, "no replay job") != NULL, "%s", err);
+    store_replay_worker_stop(w);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, finished_jobs_are_pruned_to_the_configured_count)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    add(r, T0, 0, "order.created", "acme", false);
+    fx_cfg.replay_keep_completed = 2;
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64];
+    for (int i = 0; i < 5; i++) {
+        store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1};
+        create(c, &req, id);
+        json_decref(wait_job(c, id, 30000));
+    }
+    store_replay_worker_stop(w);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM replay_jobs WHERE status = 'completed'"), 2);
+    json_t *job = NULL;
+    char err[512];
+    cr_assert_eq(store_replay_get(c, id, &job, err, sizeof err), 0, "%s", err);
+    cr_expect_not_null(job, "the newest job was pruned");
+    json_decref(job);
+
+    /* Failed and cancelled jobs are kept separately. */
+    for (int i = 0; i < 3; i++) {
+        store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1};
+        create(c, &req, id);
+        cr_assert_eq(store_replay_cancel(c, id, err, sizeof err), 0, "%s", err);
+    }
+    cr_expect_eq(store_replay_prune(c, 2, 1, err, sizeof err), 2);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM replay_jobs"), 3);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, rate_limit_is_roughly_honoured)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 30; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 100, .rate = 10};
+    create(c, &req, id);
+    long long deadline = harness_now_ms() + 30000;
+    while (rec_count() < 1 && harness_now_ms() < deadline)
+        usleep(5 * 1000);
+    long long t0 = harness_now_ms();
+    json_t *job = wait_job(c, id, 30000);
+    long long took = harness_now_ms() - t0;
+    store_replay_worker_stop(w);
+    cr_expect_eq(rec.n, 30);
+    /* 30 events at 10/s: about 2-3 s (one second of burst credit at most). */
+    cr_expect_geq(took, 1900 / 3, "took only %lld ms", took);
+    cr_expect_leq(took, 3000 * 3, "took %lld ms", took);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, warns_when_the_window_starts_before_the_oldest_entry)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    add(r, T0 + 5000, 0, "order.created", "acme", false);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 10000};
+    create(c, &req, id);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    const char *warning = json_string_value(json_object_get(job, "warning"));
+    cr_assert_not_null(warning);
+    cr_expect(strstr(warning, "trimmed") != NULL, "%s", warning);
+    cr_expect_eq(rec.n, 1);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, redis_unreachable_fails_the_job_with_the_reason)
+{
+    harness_redis_stop(&fx_redis);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 10};
+    create(c, &req, id);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "failed");
+    const char *e = json_string_value(json_object_get(job, "error"));
+    cr_expect(e && strstr(e, "redis") != NULL, "error: %s", e ? e : "(null)");
+    json_decref(job);
+    PQfinish(c);
+}
+
+Test(replay, invalid_requests_name_the_field)
+{
+    PGconn *c = fx_connect();
+    char id[64], err[512];
+    const char *bad_types[] = {"order.*", "Order..x"};
+    struct {
+        store_replay_request_t req;
+        const char *prefix;
+    } cases[] = {
+        {{.from_ms = T0 + 10, .to_ms = T0}, "from:"},
+        {{.from_ms = T0, .to_ms = T0}, "from:"},
+        {{.from_ms = T0, .to_ms = T0 + 32LL * 86400 * 1000}, "to:"},
+        {{.from_ms = T0, .to_ms = T0 + 10, .types = bad_types, .n_types = 2}, "types[1]:"},
+        {{.from_ms = T0, .to_ms = T0 + 10, .rate = -5}, "rate:"},
+        {{.from_ms = T0, .to_ms = T0 + 10, .tenant = ""}, "tenant:"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        err[0] = '\0';
+        cr_expect_eq(store_replay_create(c, &cases[i].req, fx_cfg.replay_max_range_s, id,
+                                         sizeof id, err, sizeof err),
+                     STORE_EINVAL, "case %zu accepted", i);
+        cr_expect(strncmp(err, cases[i].prefix, strlen(cases[i].prefix)) == 0,
+                  "case %zu: \"%s\" does not start with %s", i, err, cases[i].prefix);
+    }
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM replay_jobs"), 0);
+    PQfinish(c);
+}

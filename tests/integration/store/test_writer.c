@@ -1,0 +1,250 @@
+/*
+ * Metadata writer: status lifecycles, ordering by timestamp, batching,
+ * and behaviour while PostgreSQL is down.
+ */
+#include "fixture.h"
+
+#include "util/metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(writer, .init = fx_pg_migrated, .fini = fx_teardown, .timeout = 180);
+
+static store_update_t upd(const char *id, store_status_t st, int attempts, int64_t ts)
+{
+    return (store_update_t){.id = id, .type = "order.created", .tenant = "acme",
+                            .status = st, .attempts = attempts, .timestamp_ms = ts};
+}
+
+static char *status_of(PGconn *c, const char *id)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT status FROM events WHERE id = '%s'", id);
+    return fx_scalar(c, sql);
+}
+
+Test(writer, success_after_retry_ends_completed_with_attempts_and_outcomes)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t u = upd("ev-1", STORE_PROCESSING, 1, 1700000000000);
+    u.correlation_id = "corr-1";
+    u.stream_id = "1700000000000-0";
+    u.schema_version = 2;
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("ev-1", STORE_RETRYING, 1, 1700000000100);
+    u.last_error = "chaos/main: injected";
+    u.handler_outcomes_json = "{\"audit/main\":\"ok\",\"chaos/main\":\"retry\"}";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    PGconn *c = fx_connect();
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events WHERE status = 'RETRYING'", 1, 10000));
+    u = upd("ev-1", STORE_COMPLETED, 2, 1700000001100);
+    u.handler_outcomes_json = "{\"chaos/main\":\"ok\"}";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+
+    json_t *row = NULL;
+    char err[512];
+    cr_assert_eq(store_events_get(c, "ev-1", &row, err, sizeof err), 0, "%s", err);
+    cr_assert_not_null(row);
+    cr_expect_str_eq(json_string_value(json_object_get(row, "status")), "COMPLETED");
+    cr_expect_eq(json_integer_value(json_object_get(row, "attempts")), 2);
+    cr_expect_str_eq(json_string_value(json_object_get(row, "correlation_id")), "corr-1");
+    cr_expect_str_eq(json_string_value(json_object_get(row, "last_error")),
+                     "chaos/main: injected");
+    cr_expect_eq(json_integer_value(json_object_get(row, "schema_version")), 2);
+    json_t *oc = json_object_get(row, "handler_outcomes");
+    cr_expect_str_eq(json_string_value(json_object_get(oc, "audit/main")), "ok");
+    cr_expect_str_eq(json_string_value(json_object_get(oc, "chaos/main")), "ok");
+    cr_expect(json_is_string(json_object_get(row, "completed_at")));
+    cr_expect_str_eq(json_string_value(json_object_get(row, "created_at")),
+                     "2023-11-14T22:13:20+00:00");
+    json_decref(row);
+    PQfinish(c);
+}
+
+Test(writer, dead_lettered_sequence_is_terminal_with_completed_at)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t seq[] = {upd("ev-d", STORE_PROCESSING, 1, 1000),
+                            upd("ev-d", STORE_RETRYING, 1, 2000),
+                            upd("ev-d", STORE_RETRYING, 2, 3000),
+                            upd("ev-d", STORE_DEAD_LETTERED, 3, 4000)};
+    for (size_t i = 0; i < 4; i++)
+        cr_assert_eq(store_writer_submit(w, &seq[i]), 0);
+    store_writer_stop(w, 5000);
+    PGconn *c = fx_connect();
+    char *st = status_of(c, "ev-d");
+    cr_assert_str_eq(st, "DEAD_LETTERED");
+    free(st);
+    cr_expect_eq(fx_count(c, "SELECT attempts FROM events WHERE id = 'ev-d'"), 3);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id = 'ev-d' AND completed_at "
+                             "= to_timestamp(4)"),
+                 1);
+    PQfinish(c);
+}
+
+Test(writer, older_update_never_overwrites_a_newer_status)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    /* Across batches: COMPLETED is stored first, then a late PROCESSING arrives. */
+    store_update_t done = upd("ev-a", STORE_COMPLETED, 1, 5000);
+    cr_assert_eq(store_writer_submit(w, &done), 0);
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'ev-a'", 1, 10000));
+    uint64_t written = METRIC_GET(metadata_batches);
+    store_update_t late = upd("ev-a", STORE_PROCESSING, 1, 4000);
+    cr_assert_eq(store_writer_submit(w, &late), 0);
+    /* Within one batch: the newer timestamp wins whatever the order. */
+    store_update_t b1 = upd("ev-b", STORE_IGNORED, 0, 9000);
+    store_update_t b2 = upd("ev-b", STORE_PROCESSING, 0, 8000);
+    cr_assert_eq(store_writer_submit(w, &b1), 0);
+    cr_assert_eq(store_writer_submit(w, &b2), 0);
+    store_writer_stop(w, 5000);
+    cr_assert_gt(METRIC_GET(metadata_batches), written, "the late update was never sent");
+    char *a = status_of(c, "ev-a"), *b = status_of(c, "ev-b");
+    cr_expect_str_eq(a, "COMPLETED");
+    cr_expect_str_eq(b, "IGNORED");
+    free(a);
+    free(b);
+    PQfinish(c);
+}
+
+Test(writer, ten_thousand_updates_go_in_few_batches)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    uint64_t before = METRIC_GET(metadata_batches);
+    char id[32];
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof id, "bulk-%05d", i);
+        store_update_t u = upd(id, STORE_COMPLETED, 1, 1000 + i);
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+    }
+    PGconn *c = fx_connect();
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events", 10000, 60000),
+              "only %lld rows written", fx_count(c, "SELECT count(*) FROM events"));
+    uint64_t batches = METRIC_GET(metadata_batches) - before;
+    cr_expect_lt(batches, 200, "%llu batches for 10000 updates", (unsigned long long)batches);
+    cr_expect_geq(METRIC_GET(metadata_written), 10000);
+    store_writer_stop(w, 5000);
+    PQfinish(c);
+}
+
+Test(writer, postgres_down_submit_never_blocks_and_drops_are_counted)
+{
+    fx_cfg.metadata_queue_size = 2000;
+    fx_cfg.metadata_batch_size = 500;
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    store_update_t u0 = upd("before", STORE_COMPLETED, 1, 1000);
+    cr_assert_eq(store_writer_submit(w, &u0), 0);
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events", 1, 10000));
+    PQfinish(c);
+
+    cr_assert_eq(harness_pg_stop_keep(&fx_pg), 0);
+    uint64_t dropped0 = METRIC_GET(metadata_dropped);
+    long long t0 = harness_now_ms(), worst = 0;
+    int accepted = 0;
+    char id[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof id, "down-%05d", i);
+        store_update_t u = upd(id, STORE_COMPLETED, 1, 2000 + i);
+        long long s = harness_now_ms();
+        accepted += store_writer_submit(w, &u) == 0;
+        long long took = harness_now_ms() - s;
+        if (took > worst)
+            worst = took;
+    }
+    long long total = harness_now_ms() - t0;
+    cr_expect_lt(total, 1000, "5000 submits took %lld ms with PostgreSQL down", total);
+    cr_expect_lt(worst, 100, "one submit took %lld ms", worst);
+    uint64_t dropped = METRIC_GET(metadata_dropped) - dropped0;
+    cr_expect_geq(dropped, 5000 - 2000 - 500, "only %llu dropped", (unsigned long long)dropped);
+    cr_expect_eq(dropped + (uint64_t)accepted, 5000);
+
+    cr_assert_eq(harness_pg_start_again(&fx_pg), 0);
+    store_update_t after = upd("after", STORE_COMPLETED, 1, 99000);
+    cr_assert_eq(store_writer_submit(w, &after), 0);
+    c = fx_connect();
+    cr_expect(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'after'", 1, 30000),
+              "writes did not resume after PostgreSQL came back");
+    /* What was queued during the outage is written, not lost. */
+    cr_expect(fx_wait_count(c, "SELECT count(*) FROM events WHERE id LIKE 'down-%'",
+                            accepted - 500, 30000),
+              "queued updates lost: %lld of %d",
+              fx_count(c, "SELECT count(*) FROM events WHERE id LIKE 'down-%'"), accepted);
+    store_writer_stop(w, 5000);
+    PQfinish(c);
+}
+
+Test(writer, stop_drops_and_counts_what_cannot_be_flushed)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    cr_assert_eq(harness_pg_stop_keep(&fx_pg), 0);
+    uint64_t dropped0 = METRIC_GET(metadata_dropped);
+    char id[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof id, "lost-%d", i);
+        store_update_t u = upd(id, STORE_COMPLETED, 1, 1000 + i);
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+    }
+    long long t0 = harness_now_ms();
+    store_writer_stop(w, 300);
+    cr_expect_lt(harness_now_ms() - t0, 3000, "stop overran its flush timeout");
+    cr_expect_eq(METRIC_GET(metadata_dropped) - dropped0, 100);
+}
+
+Test(writer, record_published_inserts_pending_once)
+{
+    PGconn *c = fx_connect();
+    store_update_t evs[] = {upd("pub-1", STORE_PENDING, 0, 1000),
+                            upd("pub-2", STORE_PENDING, 0, 1000)};
+    char err[512];
+    cr_assert_eq(store_record_published(c, evs, 2, err, sizeof err), 2, "%s", err);
+    cr_assert_eq(store_record_published(c, evs, 2, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE status = 'PENDING'"), 2);
+    PQfinish(c);
+}
+
+Test(writer, list_filters_by_tenant_type_status_and_limit)
+{
+    PGconn *c = fx_connect();
+    store_update_t evs[] = {upd("l-1", STORE_PENDING, 0, 1000), upd("l-2", STORE_PENDING, 0, 2000),
+                            upd("l-3", STORE_PENDING, 0, 3000)};
+    evs[2].tenant = "other";
+    evs[1].type = "order.paid";
+    char err[512];
+    cr_assert_eq(store_record_published(c, evs, 3, err, sizeof err), 3, "%s", err);
+    json_t *out = NULL;
+    store_event_filter_t f = {.tenant = "acme", .status = -1};
+    cr_assert_eq(store_events_list(c, &f, &out, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(json_array_size(out), 2);
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(out, 0), "id")), "l-2",
+                     "not newest first");
+    json_decref(out);
+    f = (store_event_filter_t){.type = "order.paid", .status = STORE_PENDING};
+    cr_assert_eq(store_events_list(c, &f, &out, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(json_array_size(out), 1);
+    json_decref(out);
+    f = (store_event_filter_t){.status = STORE_COMPLETED};
+    cr_assert_eq(store_events_list(c, &f, &out, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(json_array_size(out), 0);
+    json_decref(out);
+    f = (store_event_filter_t){.status = -1, .since_ms = 2000, .limit = 1};
+    cr_assert_eq(store_events_list(c, &f, &out, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(json_array_size(out), 1);
+    json_decref(out);
+    f = (store_event_filter_t){.status = -1, .limit = 1001};
+    cr_expect_eq(store_events_list(c, &f, &out, err, sizeof err), STORE_EINVAL);
+    cr_expect(strncmp(err, "limit:", 6) == 0, "%s", err);
+    cr_assert_eq(store_events_get(c, "nope", &out, err, sizeof err), 0);
+    cr_expect_null(out);
+    PQfinish(c);
+}

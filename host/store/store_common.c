@@ -109,7 +109,7 @@ int store__query_json(PGconn *c, const char *where, const char *sql, int nparams
         return 0;
     }
     json_error_t je;
-    *out = json_loads(PQgetvalue(r, 0, 0), 0, &je);
+    *out = json_loads(PQgetvalue(r, 0, 0), JSON_DECODE_ANY, &je);
     PQclear(r);
     if (!*out) {
         store__err(err, errlen, "%s: server returned invalid JSON: %s", where, je.text);

@@ -75,6 +75,8 @@ static int testkit_init(const evbus_host_api_t *api, const char *config_json, vo
         rc = 0;
     }
     json_decref(cfg);
+    if (rc == 0)
+        api->log(EVBUS_LOG_INFO, "testkit %s ready", TESTKIT_VERSION); /* reload tests read it */
     if (rc != 0) {
         testkit_free(s);
         return -1;

@@ -198,3 +198,20 @@ bool fx_log_has(const fx_t *f, const char *s)
     free(log);
     return has;
 }
+
+typedef struct {
+    const fx_t *f;
+    const char *s;
+} logwait_t;
+
+static bool log_reached(void *ud)
+{
+    logwait_t *w = ud;
+    return fx_log_has(w->f, w->s);
+}
+
+bool fx_wait_log(const fx_t *f, const char *s, int timeout_ms)
+{
+    logwait_t w = {f, s};
+    return harness_wait_until(log_reached, &w, timeout_ms);
+}

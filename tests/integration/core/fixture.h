@@ -55,6 +55,8 @@ long long fx_pending(fx_t *f);
 long long fx_xlen(fx_t *f, const char *key);
 /* Wait until the group has read everything and nothing is pending. */
 bool fx_wait_drained(fx_t *f, int timeout_ms);
+/* Wait until evbusd's log contains s. */
+bool fx_wait_log(const fx_t *f, const char *s, int timeout_ms);
 /* Whether evbusd's log contains s. */
 bool fx_log_has(const fx_t *f, const char *s);
 

@@ -647,7 +647,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         case EVBUS_REJECT:
             METRIC_INC(handler_reject);
             any_reject = true;
-            snprintf(ev->error, sizeof ev->error, "%s: %s", h->name,
+            snprintf(ev->error, sizeof ev->error, "%.160s: %.300s", h->name,
                      reason[0] ? reason : "handler rejected the event");
             ev->failed[ev->n_failed++] = h->name;
             event_note_outcome(ev, h->name, "reject");
@@ -658,7 +658,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
                 ev->first_failure_ms = engine_now_ms();
             if ((uint32_t)ev->attempt >= h->retry.max_attempts) {
                 any_exhausted = true;
-                snprintf(ev->error, sizeof ev->error, "%s: %s (attempt %d of %u)", h->name,
+                snprintf(ev->error, sizeof ev->error, "%.160s: %.300s (attempt %d of %u)", h->name,
                          reason[0] ? reason : "handler asked for a retry", ev->attempt,
                          h->retry.max_attempts);
                 ev->failed[ev->n_failed++] = h->name;
@@ -666,7 +666,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
             } else {
                 any_retry = true;
                 char why[600];
-                snprintf(why, sizeof why, "%s: %s", h->name,
+                snprintf(why, sizeof why, "%.160s: %.300s", h->name,
                          reason[0] ? reason : "handler asked for a retry");
                 schedule_retry(d, ev, h, why);
                 event_note_outcome(ev, h->name, "retry");

@@ -13,9 +13,9 @@
 int cmd_publish(int argc, char **argv);
 int cmd_dlq(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
-int cmd_migrate(int argc, char **argv) __attribute__((weak));
-int cmd_events(int argc, char **argv) __attribute__((weak));
-int cmd_replay(int argc, char **argv) __attribute__((weak));
+int cmd_migrate(int argc, char **argv);
+int cmd_events(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
 
@@ -88,10 +88,6 @@ int main(int argc, char **argv)
             int sub_argc = argc - optind;
             char **sub_argv = argv + optind;
             optind = 1; /* subcommands run their own getopt from the start */
-            if (!commands[i].fn) {
-                fprintf(stderr, "evbusctl: '%s' is not part of this build\n", cmd);
-                return CTL_USAGE;
-            }
             return commands[i].fn(sub_argc, sub_argv);
         }
     fprintf(stderr, "evbusctl: unknown command '%s'\n", cmd);

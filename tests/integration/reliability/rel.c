@@ -57,6 +57,14 @@ redisContext *rel_redis(rel_t *r)
     return r->rc;
 }
 
+int rel_redis_restart(rel_t *r)
+{
+    if (r->rc)
+        redisFree(r->rc);
+    r->rc = NULL;
+    return harness_redis_restart(&r->redis);
+}
+
 static unsigned or_default(unsigned v, unsigned def) { return v ? v : def; }
 
 int rel_host_config(rel_t *r, rel_host_t *h, const char *name, const rel_host_opts_t *opts)

@@ -73,6 +73,10 @@ void rel_teardown(rel_t *r, rel_host_t *const hosts[]);
  * Redis restart).  NULL when Redis is unreachable. */
 redisContext *rel_redis(rel_t *r);
 
+/* Restart Redis (same port and folder) and drop the test's connection.
+ * 0 or -1. */
+int rel_redis_restart(rel_t *r);
+
 /* (Re)write host `name`'s config directory dir/<name>/ from opts (NULL:
  * defaults).  Keeps h->admin_port once chosen.  0 or -1. */
 int rel_host_config(rel_t *r, rel_host_t *h, const char *name, const rel_host_opts_t *opts);

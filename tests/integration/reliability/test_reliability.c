@@ -488,7 +488,7 @@ Test(reliability_aof, redis_restart_with_aof_loses_nothing)
     }
     calls_arg_t some = {"aof-10", NULL, 1};
     cr_assert(rel_wait(&R, pred_rec_calls, &some, 10000));
-    cr_assert_eq(harness_redis_restart(&R.redis), 0, "redis did not come back");
+    cr_assert_eq(rel_redis_restart(&R), 0, "redis did not come back");
     for (int i = n / 2; i < n; i++) {
         char id[32];
         snprintf(id, sizeof id, "aof-%d", i);
@@ -642,4 +642,34 @@ Test(reliability, subscription_with_dedup_ttl_sees_a_duplicated_event_id_once)
     long long ttl = harness_redis_int(rel_redis(&R), "TTL evbus:dedup:" REL_GROUP ":rec/record:twice-1");
     cr_expect(ttl > 0 && ttl <= 60, "dedup key TTL %lld", ttl);
     cr_expect_eq(rel_host_stop(&H1), 0);
+}
+
+/* ---- 6b. the poison count survives a Redis restart ------------------------------ */
+
+/*
+ * max_deliveries bounds the crashes one entry can cause, so the delivery
+ * count must be as durable as the entry: a Redis restart (AOF, nothing
+ * lost) between two crashes must not reset it.
+ */
+Test(reliability_aof, poison_pill_delivery_count_survives_a_redis_restart)
+{
+    cr_assert_eq(rel_host_config(&R, &H1, "h1", NULL), 0);
+    cr_assert_eq(rel_publish(&R, "poison-aof", "crash", NULL), 0);
+    int crashes = 0, st = -1;
+    for (int runs = 0; runs < 8; runs++) {
+        cr_assert_eq(rel_host_start(&H1, 1000), 0);
+        st = harness_wait(&H1.proc, 30000);
+        if (st == 0)
+            break;
+        cr_assert_eq(st, 128 + SIGABRT, "evbusd exited with %d (log %s)", st, H1.log_path);
+        crashes++;
+        if (crashes == 2)
+            cr_assert_eq(rel_redis_restart(&R), 0, "redis did not come back");
+    }
+    cr_assert_eq(st, 0, "evbusd never got past the poison pill (log %s)", H1.log_path);
+    redisReply *rep = only_dead_letter();
+    assert_field(rep->element[0], "reason", "poison");
+    freeReplyObject(rep);
+    cr_expect_leq(crashes, 3, "%d crashes with max_deliveries 3: the restart reset the count",
+                  crashes);
 }

@@ -102,7 +102,8 @@ static bool ensure_wc(dctx_t *d)
 {
     while (!d->wc) {
         char err[256];
-        d->wc = rutil_connect(engine_redis_url(d->eng), err, sizeof err);
+        d->wc = rutil_connect(engine_redis_url(d->eng), engine_connect_ms(d->eng),
+                              engine_command_ms(d->eng), err, sizeof err);
         if (d->wc)
             break;
         engine_redis_failed(d->eng, err);

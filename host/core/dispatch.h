@@ -87,6 +87,8 @@ const char *engine_consumer(const engine_t *e);
 const char *engine_retry_key(const engine_t *e);
 const char *engine_dlq_stream(const engine_t *e);
 const char *engine_redis_url(const engine_t *e);
+int engine_connect_ms(const engine_t *e);
+int engine_command_ms(const engine_t *e);
 uint32_t engine_max_deliveries(const engine_t *e);
 store_writer_t *engine_metadata(const engine_t *e);
 bool engine_stopping(const engine_t *e);

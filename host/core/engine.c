@@ -70,7 +70,7 @@ struct engine {
     char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream, *dlq_archive;
     uint32_t batch_size, block_ms, n_workers, min_idle_ms, reclaim_interval_ms;
     uint32_t max_deliveries, stale_consumer_ms, circuit_failures, reconnect_max_ms;
-    uint32_t dlq_capacity;
+    uint32_t dlq_capacity, connect_ms, command_ms;
     bool circuit_stop;
 
     pthread_mutex_t gen_lock;
@@ -202,7 +202,8 @@ static int ensure_conn(engine_t *e, redisContext **c, bool stop_aware)
 {
     while (!*c) {
         char err[256];
-        *c = rutil_connect_timeout(e->redis_url, (int)e->block_ms + 1000, err, sizeof err);
+        *c = rutil_connect(e->redis_url, (int)e->connect_ms, (int)(e->command_ms + e->block_ms), err,
+                           sizeof err);
         if (*c) {
             return 0;
         }
@@ -844,6 +845,8 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
     e->circuit_stop = cfg->circuit_stop;
     e->dlq_capacity = cfg->dlq_capacity;
+    e->connect_ms = cfg->redis_connect_timeout_ms ? cfg->redis_connect_timeout_ms : 2000;
+    e->command_ms = cfg->redis_command_timeout_ms ? cfg->redis_command_timeout_ms : 5000;
     e->current = gen;
     pthread_mutex_init(&e->gen_lock, NULL);
     pthread_mutex_init(&e->q_lock, NULL);
@@ -1094,6 +1097,8 @@ const char *engine_consumer(const engine_t *e) { return e->consumer; }
 const char *engine_retry_key(const engine_t *e) { return e->retry_key; }
 const char *engine_dlq_stream(const engine_t *e) { return e->dlq_stream; }
 const char *engine_redis_url(const engine_t *e) { return e->redis_url; }
+int engine_connect_ms(const engine_t *e) { return (int)e->connect_ms; }
+int engine_command_ms(const engine_t *e) { return (int)e->command_ms; }
 uint32_t engine_max_deliveries(const engine_t *e) { return e->max_deliveries; }
 store_writer_t *engine_metadata(const engine_t *e) { return e->meta; }
 bool engine_stopping(const engine_t *e) { return atomic_load(&((engine_t *)e)->stop); }

@@ -20,7 +20,8 @@ static int run_ok(redisContext *c, char *err, size_t errlen, const char *what, i
     return 0;
 }
 
-redisContext *rutil_connect_timeout(const char *url, int extra_ms, char *err, size_t errlen)
+redisContext *rutil_connect(const char *url, int connect_ms, int command_ms, char *err,
+                            size_t errlen)
 {
     char host[256] = "127.0.0.1", pass[256] = "", path[512] = "";
     int port = 6379, db = 0;
@@ -62,7 +63,7 @@ redisContext *rutil_connect_timeout(const char *url, int extra_ms, char *err, si
         snprintf(err, errlen, "%s: not a redis:// or unix:// URL", url);
         return NULL;
     }
-    struct timeval ctv = {2, 0};
+    struct timeval ctv = {connect_ms / 1000, (connect_ms % 1000) * 1000};
     redisContext *c = path[0] ? redisConnectUnixWithTimeout(path, ctv)
                               : redisConnectWithTimeout(host, port, ctv);
     if (!c || c->err) {
@@ -72,7 +73,7 @@ redisContext *rutil_connect_timeout(const char *url, int extra_ms, char *err, si
             redisFree(c);
         return NULL;
     }
-    int ms = 5000 + (extra_ms > 0 ? extra_ms : 0);
+    int ms = command_ms > 0 ? command_ms : 5000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     redisSetTimeout(c, tv);
     redisEnableKeepAlive(c);

@@ -12,10 +12,12 @@
 
 /*
  * Connect to a redis://[:password@]host[:port][/db] or unix:///path URL,
- * AUTH and SELECT as needed, with a 5 s command timeout plus `extra_ms`
- * (the reader adds its BLOCK time).  NULL with a message in err.
+ * AUTH and SELECT as needed.  connect_ms bounds the connect; command_ms
+ * bounds every later command (the reader adds its BLOCK time to it), so a
+ * Redis that stops answering is detected as a connection failure.
+ * NULL with a message in err.
  */
-redisContext *rutil_connect_timeout(const char *url, int extra_ms, char *err, size_t errlen);
-#define rutil_connect(url, err, errlen) rutil_connect_timeout((url), 2000, (err), (errlen))
+redisContext *rutil_connect(const char *url, int connect_ms, int command_ms, char *err,
+                            size_t errlen);
 
 #endif

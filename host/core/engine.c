@@ -880,6 +880,9 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         e->meta = store_writer_start(cfg);
         if (!e->meta)
             log_warn("metadata", "metadata writer did not start; continuing without metadata");
+        else
+            log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
+                     cfg->metadata_queue_size, cfg->metadata_batch_size);
     }
     atomic_store(&e->threads_running, (int)e->n_workers + 2);
     for (uint32_t i = 0; i < e->n_workers; i++) {

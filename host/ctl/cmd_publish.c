@@ -18,6 +18,7 @@
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
+#include "store/store.h"
 
 int cmd_publish(int argc, char **argv);
 
@@ -86,6 +87,58 @@ static void pub_print(const json_t *ev, const char *stream_id, bool json)
     json_decref(o);
 }
 
+/*
+ * The publisher records each event as PENDING in PostgreSQL when metadata
+ * is configured, so an event that never reaches a consumer is still
+ * visible.  Recording is best effort: the event is already in the stream,
+ * so a database failure is reported once and never fails the publish.
+ */
+static PGconn *pub_pg;
+static bool pub_pg_off, pub_pg_atexit_done;
+
+static void pub_pg_close(void) { PQfinish(pub_pg); }
+
+static void pub_record(json_t *const *evs, char (*ids)[EVBUS_STREAM_ID_LEN], const int *rcs,
+                       size_t n)
+{
+    const ctl_env_t *env = ctl_env();
+    if (pub_pg_off || !env->postgres_url || (env->cfg && !env->cfg->metadata_enabled))
+        return;
+    char err[512];
+    if (!pub_pg && !(pub_pg = store_connect(env->postgres_url, err, sizeof err))) {
+        fprintf(stderr, "evbusctl publish: warning: not recording metadata: %s\n", err);
+        pub_pg_off = true;
+        return;
+    }
+    if (!pub_pg_atexit_done) {
+        atexit(pub_pg_close);
+        pub_pg_atexit_done = true;
+    }
+    store_update_t *u = calloc(n ? n : 1, sizeof *u);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rcs && rcs[i] != 0)
+            continue;
+        const json_t *ev = evs[i];
+        u[k++] = (store_update_t){
+            .id = json_string_value(json_object_get(ev, "id")),
+            .type = json_string_value(json_object_get(ev, "type")),
+            .tenant = json_string_value(json_object_get(ev, "tenantid")),
+            .correlation_id = json_string_value(json_object_get(ev, "correlationid")),
+            .source = json_string_value(json_object_get(ev, "source")),
+            .stream_id = ids[i],
+            .status = STORE_PENDING,
+            /* the XADD time: never later than the consumer's first status */
+            .timestamp_ms = strtoll(ids[i], NULL, 10),
+        };
+    }
+    if (k && store_record_published(pub_pg, u, k, err, sizeof err) < 0) {
+        fprintf(stderr, "evbusctl publish: warning: not recording metadata: %s\n", err);
+        pub_pg_off = true;
+    }
+    free(u);
+}
+
 static int pub_single(evbus_client_t *c, const char *type, const char *tenant, const char *data,
                       const char *correlation, const char *id, bool json)
 {
@@ -103,8 +156,10 @@ static int pub_single(evbus_client_t *c, const char *type, const char *tenant, c
         json_object_set_new(ev, "id", json_string(id));
     char sid[EVBUS_STREAM_ID_LEN], err[256];
     int rc = evbus_publish(c, ev, sid, sizeof sid, err, sizeof err);
-    if (rc == 0)
+    if (rc == 0) {
         pub_print(ev, sid, json);
+        pub_record(&ev, &sid, NULL, 1);
+    }
     json_decref(ev);
     if (rc == EVBUS_CLIENT_EINVAL)
         return ctl_usage_error("publish", "invalid event: %s", err);
@@ -188,6 +243,8 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
         return CTL_OK;
     char err[256];
     ssize_t done = evbus_publish_batch(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
+    if (done > 0)
+        pub_record(ch->evs, ch->ids, ch->rcs, ch->n);
     int rc = CTL_OK;
     for (size_t i = 0; i < ch->n; i++) {
         if (ch->rcs[i] == 0)

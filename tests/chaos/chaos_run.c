@@ -517,6 +517,9 @@ int main(int argc, char **argv)
         }
         if (!r.redis_restarted && (r.calls >= redis_at || (all_published && stable > 0))) {
             fprintf(stderr, "chaos-run: restarting Redis after %lld handler calls\n", r.calls);
+            if (r.rc)
+                redisFree(r.rc);
+            r.rc = NULL; /* its server is gone: no reply would ever come */
             if (harness_redis_restart(&r.redis) != 0) {
                 fprintf(stderr, "chaos-run: Redis did not come back\n");
                 timed_out = true;

@@ -254,8 +254,8 @@ static void metadata(dctx_t *d, const struct evbus_event *ev)
                         : ev->status == EV_STATUS_DEAD_LETTERED ? STORE_DEAD_LETTERED
                         : ev->status == EV_STATUS_IGNORED       ? STORE_IGNORED
                                                                 : STORE_PROCESSING;
-    char outcomes[1100];
-    snprintf(outcomes, sizeof outcomes, "%s}", ev->outcomes_len ? ev->outcomes : "{");
+    char outcomes[2048];
+    event_outcomes_json(ev, outcomes, sizeof outcomes);
     store_update_t u = {
         .id = ev->id,
         .type = ev->type,

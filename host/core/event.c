@@ -53,8 +53,7 @@ void event_reset(struct evbus_event *ev)
     ev->dlq_reason = NULL;
     ev->error[0] = '\0';
     ev->n_failed = 0;
-    ev->outcomes[0] = '\0';
-    ev->outcomes_len = 0;
+    ev->n_outcomes = 0;
     ev->orig_sid[0] = '\0';
 }
 
@@ -68,11 +67,30 @@ void event_set_error(struct evbus_event *ev, const char *fmt, ...)
 
 void event_note_outcome(struct evbus_event *ev, const char *handler, const char *outcome)
 {
-    size_t left = sizeof ev->outcomes - ev->outcomes_len;
-    int n = snprintf(ev->outcomes + ev->outcomes_len, left, "%s\"%s\":\"%s\"",
-                     ev->outcomes_len ? "," : "{", handler, outcome);
-    if (n > 0 && (size_t)n < left)
-        ev->outcomes_len += (size_t)n;
+    if (ev->n_outcomes < EVENT_MAX_HANDLERS) {
+        ev->outcomes[ev->n_outcomes].handler = handler;
+        ev->outcomes[ev->n_outcomes++].outcome = outcome;
+    }
+}
+
+void event_outcomes_json(const struct evbus_event *ev, char *buf, size_t len)
+{
+    size_t off = 0;
+    int n = snprintf(buf, len, "{");
+    off = n > 0 ? (size_t)n : 0;
+    for (uint8_t i = 0; i < ev->n_outcomes && off < len; i++) {
+        n = snprintf(buf + off, len - off, "%s\"%s\":\"%s\"", i ? "," : "",
+                     ev->outcomes[i].handler, ev->outcomes[i].outcome);
+        if (n < 0 || (size_t)n >= len - off)
+            break;
+        off += (size_t)n;
+    }
+    if (off + 2 <= len) {
+        buf[off] = '}';
+        buf[off + 1] = '\0';
+    } else {
+        snprintf(buf, len, "{}"); /* truncated: better nothing than broken JSON */
+    }
 }
 
 static bool digits(const char *s, int n)

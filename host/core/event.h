@@ -70,8 +70,11 @@ struct evbus_event {
     char error[512];           /* last error text */
     uint8_t n_failed;          /* handlers that failed permanently */
     const char *failed[EVENT_MAX_HANDLERS];
-    char outcomes[1024];       /* {"inst/sub":"ok",...} for metadata */
-    size_t outcomes_len;
+    uint8_t n_outcomes;        /* per-handler outcomes, rendered only for metadata */
+    struct {
+        const char *handler;   /* borrowed from the generation */
+        const char *outcome;   /* static: "ok", "retry", "reject", ... */
+    } outcomes[EVENT_MAX_HANDLERS];
 };
 
 /* An upcaster's output buffer (opaque to plugins). */
@@ -87,8 +90,12 @@ void event_reset(struct evbus_event *ev);
 void event_set_error(struct evbus_event *ev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Record one handler's outcome for metadata ("ok", "retry", "reject"...). */
+/* Record one handler's outcome ("ok", "retry", "reject"...).  Both strings
+ * are borrowed: they must live until the event is reset. */
 void event_note_outcome(struct evbus_event *ev, const char *handler, const char *outcome);
+
+/* Render the outcomes as a JSON object {"inst/sub":"ok",...} into buf. */
+void event_outcomes_json(const struct evbus_event *ev, char *buf, size_t len);
 
 /*
  * Parse ev->raw and check the CloudEvents envelope: specversion "1.0", id,

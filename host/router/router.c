@@ -559,9 +559,11 @@ router_list_t router_match(const router_t *r, router_cache_t *c, const char *typ
         cache_clear(c);
         c->router_id = r->id;
     }
-    if (!type || router_type_check(type, NULL, 0) != 0)
+    if (!type)
         return (router_list_t){.items = NULL, .count = 0};
 
+    /* Only valid types are ever cached, so a hit needs no syntax check:
+     * the check runs once per type, not once per event. */
     uint64_t h = hash_str(type);
     size_t slot = h & (CACHE_SLOTS - 1);
     while (c->slots[slot].type) {
@@ -569,6 +571,8 @@ router_list_t router_match(const router_t *r, router_cache_t *c, const char *typ
             return (router_list_t){.items = c->slots[slot].items, .count = c->slots[slot].count};
         slot = (slot + 1) & (CACHE_SLOTS - 1);
     }
+    if (router_type_check(type, NULL, 0) != 0)
+        return (router_list_t){.items = NULL, .count = 0};
 
     resolve(r, c, type);
     router_entry_t *items = NULL;

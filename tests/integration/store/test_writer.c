@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 TestSuite(writer, .init = fx_pg_migrated, .fini = fx_teardown, .timeout = 180);
 
@@ -169,8 +170,11 @@ Test(writer, postgres_down_submit_never_blocks_and_drops_are_counted)
     cr_expect_eq(dropped + (uint64_t)accepted, 5000);
 
     cr_assert_eq(harness_pg_start_again(&fx_pg), 0);
+    /* The ring may still be full until the writer has reconnected. */
     store_update_t after = upd("after", STORE_COMPLETED, 1, 99000);
-    cr_assert_eq(store_writer_submit(w, &after), 0);
+    long long deadline = harness_now_ms() + 30000;
+    while (store_writer_submit(w, &after) != 0 && harness_now_ms() < deadline)
+        usleep(20 * 1000);
     c = fx_connect();
     cr_expect(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'after'", 1, 30000),
               "writes did not resume after PostgreSQL came back");

@@ -1,0 +1,147 @@
+/*
+ * evbusctl migrate / events / replay against a real PostgreSQL: output,
+ * --json, and the exit codes (0 ok, 1 failed, 2 usage).
+ */
+#include "fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(cli, .init = fx_pg_redis, .fini = fx_teardown, .timeout = 120);
+
+/* Runs evbusctl --postgres URL args...; returns the exit status. */
+static int ctl(char **out, char **err, const char *url, const char *a1, const char *a2,
+               const char *a3, const char *a4, const char *a5, const char *a6)
+{
+    char *bin = harness_build_path("host/ctl/evbusctl");
+    const char *argv[] = {bin, "--postgres", url, a1, a2, a3, a4, a5, a6, NULL};
+    int rc = harness_run((char *const *)argv, NULL, NULL, out, err, 60000);
+    free(bin);
+    return rc;
+}
+
+Test(cli, migrate_up_then_status_json_shows_nothing_pending)
+{
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "migrate", "up", NULL, NULL, NULL, NULL), 0, "%s",
+                 err);
+    cr_expect(strstr(out, "schema up to date") != NULL, "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "migrate", "status", "--json", NULL, NULL, NULL), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    cr_assert_not_null(o, "not JSON: %s", out);
+    cr_expect_eq(json_integer_value(json_object_get(o, "pending")), 0);
+    cr_expect_eq(json_array_size(json_object_get(o, "migrations")), store_migrations_count);
+    json_decref(o);
+    free(out);
+    free(err);
+}
+
+Test(cli, replay_validation_errors_exit_2_naming_the_flag)
+{
+    struct {
+        const char *a[4];
+        const char *flag;
+    } cases[] = {
+        {{"--from", "2024-05-01T10:00:00Z", "--to", "2024-05-01T09:00:00Z"}, "--from"},
+        {{"--from", "yesterday", "--to", "2024-05-01T09:00:00Z"}, "--from"},
+        {{"--from", "2024-05-01T10:00:00Z", "--to", "2024-09-01T09:00:00Z"}, "--to"},
+        {{"--from=2024-05-01T10:00:00Z", "--to=2024-05-01T11:00:00Z", "--rate", "0"}, "--rate"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = ctl(&out, &err, fx_pg.url, "replay", "start", cases[i].a[0], cases[i].a[1],
+                     cases[i].a[2], cases[i].a[3]);
+        cr_expect_eq(rc, 2, "case %zu exited %d", i, rc);
+        cr_expect(strstr(err, cases[i].flag) != NULL, "case %zu: %s", i, err);
+        free(out);
+        free(err);
+    }
+    char *out = NULL, *err = NULL;
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "replay", "start", "--from", "2024-05-01T10:00:00Z",
+                     "--type", "Order..x"),
+                 2);
+    free(out);
+    free(err);
+}
+
+Test(cli, replay_start_status_cancel)
+{
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "replay", "start", "--from", "2024-05-01T10:00:00Z",
+                     "--to", "2024-05-01T12:00:00+01:00"),
+                 0, "%s", err);
+    char id[64];
+    cr_assert_eq(sscanf(out, "%63s", id), 1);
+    cr_expect_eq(strlen(id), 36, "not a uuid: %s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "replay", "status", id, "--json", NULL, NULL), 0);
+    json_t *job = json_loads(out, 0, NULL);
+    cr_assert_not_null(job, "%s", out);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "pending");
+    cr_expect_str_eq(json_string_value(json_object_get(job, "to_ts")),
+                     "2024-05-01T11:00:00+00:00");
+    json_decref(job);
+    free(out);
+    free(err);
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "replay", "cancel", id, NULL, NULL, NULL), 0);
+    free(out);
+    free(err);
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "replay", "cancel", id, NULL, NULL, NULL), 1);
+    cr_expect(strstr(err, "already cancelled") != NULL, "%s", err);
+    free(out);
+    free(err);
+}
+
+static int ok_dispatch(void *ud, const char *job, const char *sid, const char *raw, size_t len)
+{
+    (void)ud, (void)job, (void)sid, (void)raw, (void)len;
+    return 0;
+}
+
+Test(cli, replay_start_wait_follows_the_job_to_completion)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    redisReply *rep = redisCommand(r, "XADD evbus:events 1714557600000-0 event %s",
+                                   "{\"id\":\"a\",\"type\":\"order.created\",\"tenantid\":\"t\"}");
+    freeReplyObject(rep);
+    redisFree(r);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, ok_dispatch, NULL);
+    cr_assert_not_null(w);
+    char *out = NULL, *err = NULL;
+    char *bin = harness_build_path("host/ctl/evbusctl");
+    const char *argv[] = {bin, "--postgres", fx_pg.url, "replay", "start", "--from",
+                          "2024-05-01T10:00:00Z", "--to", "2024-05-01T11:00:00Z", "--wait",
+                          "--json", NULL};
+    int rc = harness_run((char *const *)argv, NULL, NULL, &out, &err, 60000);
+    free(bin);
+    store_replay_worker_stop(w);
+    cr_assert_eq(rc, 0, "exit %d: %s", rc, err);
+    json_t *job = json_loads(out, 0, NULL);
+    cr_assert_not_null(job, "%s", out);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), 1);
+    json_decref(job);
+    free(out);
+    free(err);
+}
+
+Test(cli, unreachable_database_exits_1_with_the_libpq_message)
+{
+    char *out = NULL, *err = NULL;
+    int rc = ctl(&out, &err, "postgresql://postgres@127.0.0.1:1/postgres", "events", "list",
+                 NULL, NULL, NULL, NULL);
+    cr_expect_eq(rc, 1);
+    cr_expect(strstr(err, "Connection refused") != NULL, "%s", err);
+    free(out);
+    free(err);
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "events", "show", "missing", NULL, NULL, NULL), 1);
+    free(out);
+    free(err);
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "events", "list", "--limit", "5000", NULL, NULL), 2);
+    free(out);
+    free(err);
+}

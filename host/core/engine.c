@@ -94,6 +94,7 @@ struct engine {
     bool started;
     atomic_bool stop;
     atomic_bool wants_exit;
+    atomic_bool recovered; /* own pending entries re-read: reclaim may start */
     atomic_int threads_running;
 
     store_writer_t *meta;
@@ -352,42 +353,60 @@ static void enqueue_batch(engine_t *e, redisReply *reply)
     }
 }
 
-/* Process this consumer's own pending entries one at a time, before any new
- * one: a poison pill among them then only ever bumps its own counter. */
-static int recover_own_pending(engine_t *e, redisContext **c, dctx_t *ctx)
+/*
+ * Process this consumer's own pending entries one at a time, before any new
+ * one, so a poison pill among them only ever bumps its own counter.  Each
+ * entry is taken with XCLAIM (to ourselves, min-idle 0) rather than
+ * XREADGROUP ... 0: Redis persists XCLAIM's delivery count (RETRYCOUNT in
+ * the AOF) but not the one XREADGROUP ... 0 bumps, and the poison-pill
+ * bound must survive a Redis restart.  Runs once per engine start: after a
+ * reconnect, entries still in flight are acked by their workers and
+ * anything else is reclaimed after min_idle.
+ */
+static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
 {
-    char last[64] = "";
+    char start[80] = "-";
     size_t n = 0;
     while (!atomic_load(&e->stop)) {
-        redisReply *r = redisCommand(*c, "XREADGROUP GROUP %s %s COUNT 1 STREAMS %s 0", e->group,
-                                     e->consumer, e->stream);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
+        redisReply *r = redisCommand(c, "XPENDING %s %s %s + 100 %s", e->stream, e->group, start,
+                                     e->consumer);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            bool nogroup = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0;
             if (r)
                 freeReplyObject(r);
-            return -1;
+            return nogroup ? 0 : -1;
         }
-        if (r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-            r->element[0]->element[1]->elements == 0) {
+        if (r->elements == 0) {
             freeReplyObject(r);
             break;
         }
-        redisReply *entry = r->element[0]->element[1]->element[0];
-        const char *id = entry->element[0]->str;
-        if (strcmp(id, last) == 0) {
-            /* the previous attempt could not be acked; leave it to reclaim */
-            log_warn("consumer", "pending entry %s could not be settled; leaving it to reclaim",
-                     id);
-            freeReplyObject(r);
-            break;
+        for (size_t i = 0; i < r->elements && !atomic_load(&e->stop); i++) {
+            const char *id = r->element[i]->element[0]->str;
+            snprintf(start, sizeof start, "(%s", id);
+            redisReply *cr = redisCommand(c, "XCLAIM %s %s %s 0 %s", e->stream, e->group,
+                                          e->consumer, id);
+            if (!cr || cr->type != REDIS_REPLY_ARRAY) {
+                if (cr)
+                    freeReplyObject(cr);
+                freeReplyObject(r);
+                return -1;
+            }
+            if (cr->elements == 0) {
+                /* Redis 7 drops a deleted entry from the PEL on XCLAIM */
+                METRIC_INC(ghosts);
+                log_warn("consumer", "pending entry %s no longer exists in the stream; dropped",
+                         id);
+            } else {
+                generation_t *g = engine_current(e);
+                dctx_begin(ctx, g);
+                dctx_dispatch_recovered(ctx, cr->element[0]);
+                dctx_flush(ctx);
+                generation_unref(g);
+                n++;
+            }
+            freeReplyObject(cr);
         }
-        snprintf(last, sizeof last, "%s", id);
-        generation_t *g = engine_current(e);
-        dctx_begin(ctx, g);
-        dctx_dispatch_recovered(ctx, entry);
-        dctx_flush(ctx);
-        generation_unref(g);
         freeReplyObject(r);
-        n++;
     }
     if (n)
         log_info("consumer", "recovered %zu pending entr%s of consumer %s", n, n == 1 ? "y" : "ies",
@@ -410,7 +429,7 @@ static void *reader_main(void *arg)
     redisContext *c = NULL;
     dctx_t rctx;
     dctx_init(&rctx, e, "recovery");
-    bool recovered = false, group_logged = false;
+    bool grouped = false, group_logged = false;
     int64_t last_activity = mono_ms();
     uint32_t block = e->block_ms;
     if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
@@ -420,14 +439,16 @@ static void *reader_main(void *arg)
     while (!atomic_load(&e->stop)) {
         if (ensure_conn(e, &c, true) != 0)
             break;
-        if (!recovered) {
-            if (ensure_group(e, c) != 0 || recover_own_pending(e, &c, &rctx) != 0) {
+        if (!grouped) {
+            if (ensure_group(e, c) != 0 ||
+                (!atomic_load(&e->recovered) && recover_own_pending(e, c, &rctx) != 0)) {
                 note_redis_error(e, c->err ? c->errstr : "group setup failed");
                 drop_conn(&c);
                 sleep_unless_stopped(e, backoff_ms(e));
                 continue;
             }
-            recovered = true;
+            grouped = true;
+            atomic_store(&e->recovered, true);
             note_redis_ok(e);
         }
         redisReply *r = redisCommand(c, "XREADGROUP GROUP %s %s COUNT %u BLOCK %u STREAMS %s >",
@@ -440,7 +461,7 @@ static void *reader_main(void *arg)
             drop_conn(&c);
             METRIC_INC(reconnects);
             sleep_unless_stopped(e, backoff_ms(e));
-            recovered = false;
+            grouped = false;
             continue;
         }
         if (r->type == REDIS_REPLY_ERROR) {
@@ -766,7 +787,8 @@ static void *maint_main(void *arg)
         if (rc == 0)
             rc = renew_leases(e, c);
         int64_t now = mono_ms();
-        if (rc == 0 && now - last_reclaim >= e->reclaim_interval_ms) {
+        if (rc == 0 && atomic_load(&e->recovered) &&
+            now - last_reclaim >= e->reclaim_interval_ms) {
             rc = reclaim_idle(e, c, &ctx);
             last_reclaim = now;
         }

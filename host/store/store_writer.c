@@ -48,6 +48,7 @@ struct store_writer {
     size_t batch_size;
     int flush_ms;
     char *url;
+    witem_t **batch; /* writer thread only: the batch being written */
     pthread_t thread;
     PGconn *conn;        /* writer thread only */
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
@@ -378,7 +379,7 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
 static void *writer_main(void *arg)
 {
     store_writer_t *w = arg;
-    witem_t **batch = calloc(w->batch_size, sizeof *batch);
+    witem_t **batch = w->batch;
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (w->count == 0 && !w->stopping)
@@ -403,10 +404,7 @@ static void *writer_main(void *arg)
         w->count -= n;
         METRIC_SET(metadata_queue, w->count);
         pthread_mutex_unlock(&w->mu);
-        if (batch)
-            write_batch(w, batch, n);
-        else
-            METRIC_ADD(metadata_dropped, n);
+        write_batch(w, batch, n);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
     }
@@ -423,7 +421,6 @@ static void *writer_main(void *arg)
         log_error(COMP, "metadata writer stopped with %zu updates unwritten (dropped)", left);
     }
     METRIC_SET(metadata_queue, 0);
-    free(batch);
     return NULL;
 }
 
@@ -440,8 +437,9 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
     w->batch_size = cfg->metadata_batch_size ? cfg->metadata_batch_size : 1000;
     w->flush_ms = cfg->metadata_flush_ms ? (int)cfg->metadata_flush_ms : 50;
     w->ring = calloc(w->cap, sizeof *w->ring);
+    w->batch = calloc(w->batch_size, sizeof *w->batch);
     w->url = strdup(cfg->postgres_url);
-    if (!w->ring || !w->url)
+    if (!w->ring || !w->batch || !w->url)
         goto oom;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
@@ -455,6 +453,7 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
         pthread_cond_destroy(&w->cv);
         pthread_mutex_destroy(&w->mu);
         free(w->ring);
+        free(w->batch);
         free(w->url);
         free(w);
         return NULL;
@@ -464,6 +463,7 @@ oom:
     log_error(COMP, "metadata writer: out of memory");
     if (w) {
         free(w->ring);
+        free(w->batch);
         free(w->url);
     }
     free(w);
@@ -485,6 +485,7 @@ void store_writer_stop(store_writer_t *w, int flush_timeout_ms)
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);
+    free(w->batch);
     free(w->url);
     free(w);
 }

@@ -1,0 +1,56 @@
+/*
+ * ctl — shared plumbing of evbusctl's subcommands.
+ *
+ * evbusctl [-c DIR] [--redis URL] [--postgres URL] [--stream NAME] COMMAND ...
+ * Global options come before the command.  Connection settings resolve in
+ * this order: the global flags, then EVBUS_REDIS_URL / EVBUS_POSTGRES_URL,
+ * then the configuration directory (-c, else $EVBUS_CONF_DIR, else the
+ * installed conf.d when it exists), then built-in defaults.
+ *
+ * Exit codes shared by every subcommand: 0 success, 1 the operation ran
+ * but failed (Redis or PostgreSQL down, not found, `validate` found invalid
+ * lines), 2 usage, configuration or input error (bad flags, an event that
+ * cannot be published, a file that cannot be read).
+ * Single-threaded: the CLI never calls these from more than one thread.
+ */
+#ifndef EVBUS_CTL_H
+#define EVBUS_CTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+
+typedef struct ctl_env {
+    const char *conf_dir;      /* NULL when none was found            */
+    evbus_config_t *cfg;       /* NULL when no conf dir was used      */
+    char *redis_url;
+    char *postgres_url;        /* NULL when not configured            */
+    char *stream;
+    char *group;
+    char *dlq_stream;
+    char *state_dir;
+    char *admin_listen;        /* NULL when not configured            */
+    uint32_t publish_maxlen;
+} ctl_env_t;
+
+/* The resolved settings; loads the configuration on first use and exits
+ * with status 2 (after printing every error) if it is broken. */
+const ctl_env_t *ctl_env(void);
+
+/* Print "evbusctl CMD: message" + a hint to stderr; returns CTL_USAGE. */
+int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print "evbusctl CMD: message" to stderr; returns CTL_FAIL. */
+int ctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True when stdout/stderr is a terminal (progress bars only then). */
+bool ctl_stdout_tty(void);
+bool ctl_stderr_tty(void);
+
+/* Draw/refresh a one-line progress bar on stderr when it is a terminal. */
+void ctl_progress(const char *label, uint64_t done, uint64_t total);
+void ctl_progress_end(void);
+
+#endif

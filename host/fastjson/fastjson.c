@@ -35,6 +35,11 @@ typedef struct {
     size_t flags;
     size_t depth;
     json_error_t *err;
+    /* jansson quirk: its stream cannot push back a NUL byte, so the NUL right
+     * after a number or literal (the byte it peeks at to end the token) is
+     * silently skipped.  The number/literal parsers record that byte here;
+     * fj_after_value() skips it. */
+    const char *droppable_nul;
     /* Decoded bodies of escaped strings; inline first, heap once outgrown. */
     char *scratch;
     size_t scratch_cap;
@@ -196,6 +201,22 @@ static size_t fj_utf8_encode(uint32_t cp, char *out) {
     out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
     out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+/* Skip what may follow a value before the next token: the droppable NUL,
+ * then whitespace. */
+static inline const char *fj_after_value(fj_parser *ps) {
+    const char *p = ps->p;
+    if (p == ps->droppable_nul)
+        p++;
+    return fj_skip_ws(p, ps->end);
+}
+
+/* Record the byte after a number or literal, if it is the NUL jansson drops. */
+static inline void fj_end_token(fj_parser *ps, const char *p) {
+    ps->p = p;
+    if (p < ps->end && *p == '\0')
+        ps->droppable_nul = p;
 }
 
 /* ---- strings --------------------------------------------------------- */
@@ -454,7 +475,7 @@ static json_t *fj_number(fj_parser *ps) {
         }
         /* u may be 2^63 when negative: negate via u - 1 to stay defined. */
         json_int_t iv = (neg && u) ? -(json_int_t)(u - 1) - 1 : (json_int_t)u;
-        ps->p = p;
+        fj_end_token(ps, p);
         json_t *v = json_integer(iv);
         if (!v)
             fj_fail_oom(ps);
@@ -484,7 +505,7 @@ static json_t *fj_number(fj_parser *ps) {
     }
     json_t *v = fj_real(ps, start, p);
     if (v)
-        ps->p = p;
+        fj_end_token(ps, p);
     return v;
 }
 
@@ -504,7 +525,7 @@ static json_t *fj_literal(fj_parser *ps, const char *word, size_t n, json_t *v) 
                 "invalid token '%.*s'", (int)((e - p) > 20 ? 20 : (e - p)), p);
         return NULL;
     }
-    ps->p = e;
+    fj_end_token(ps, e);
     return v;
 }
 
@@ -586,7 +607,7 @@ static json_t *fj_object(fj_parser *ps) {
             fj_fail_oom(ps);
             goto error;
         }
-        p = fj_skip_ws(ps->p, end);
+        p = fj_after_value(ps);
         if (p < end && *p == ',') {
             p = fj_skip_ws(p + 1, end);
             continue;
@@ -625,7 +646,7 @@ static json_t *fj_array(fj_parser *ps) {
             fj_fail_oom(ps);
             goto error;
         }
-        p = fj_skip_ws(ps->p, end);
+        p = fj_after_value(ps);
         if (p < end && *p == ',') {
             p = fj_skip_ws(p + 1, end);
             continue;
@@ -691,6 +712,7 @@ json_t *fj_parse(const char *buf, size_t len, size_t flags, json_error_t *err) {
     ps.flags = flags;
     ps.depth = 0;
     ps.err = err;
+    ps.droppable_nul = NULL;
     ps.scratch = ps.scratch_inline;
     ps.scratch_cap = sizeof ps.scratch_inline;
     if (!buf) {
@@ -712,7 +734,7 @@ json_t *fj_parse(const char *buf, size_t len, size_t flags, json_error_t *err) {
     if (!v)
         goto out;
     if (!(flags & JSON_DISABLE_EOF_CHECK)) {
-        const char *rest = fj_skip_ws(ps.p, ps.end);
+        const char *rest = fj_after_value(&ps);
         if (rest != ps.end) {
             fj_fail(&ps, rest, json_error_end_of_input_expected, "end of file expected");
             json_decref(v);

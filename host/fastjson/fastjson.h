@@ -27,7 +27,9 @@
  *   - nesting: at most JSON_PARSER_MAX_DEPTH (2048) values deep, scalars
  *     included, as jansson counts;
  *   - anything but whitespace after the value is an error unless
- *     JSON_DISABLE_EOF_CHECK.
+ *     JSON_DISABLE_EOF_CHECK;
+ *   - one raw NUL byte right after a number or true/false/null is skipped
+ *     (jansson cannot push a NUL back into its stream, so "[1\0]" is [1]).
  *
  * Returns a new reference the caller owns (json_decref), or NULL.
  *
@@ -37,7 +39,7 @@
  * of bytes read up to and including the offending byte, line (1-based) and
  * column (1-based, in characters) locate that byte.  On success position is
  * the number of bytes consumed (the value's end with JSON_DISABLE_EOF_CHECK,
- * len otherwise).
+ * len otherwise); jansson counts one less per skipped NUL, this does not.
  *
  * Thread safety: reentrant, no global state besides a C locale created once
  * (pthread_once) to read reals independently of setlocale(). */

@@ -443,6 +443,7 @@ static const char *const fjt_seeds[] = {
     "{ \"a\" : [ 1 , 2.5 ] ,\n\t\"b\" : { \"c\" : \"\\u0041\\u0000\" } , \"e\":\"\" }\r\n",
     "\"just a string \\u00e9\"",
     "-12.5e-3",
+    "{\"k\\n\\u00e9\":{\"\\uDBFF\\uDFFF\":[\"\\\\\",1e-2,-0.0,true]},\"k\\n\\u00e9\":null}",
 };
 
 static uint64_t fjt_rng_state = 0x9E3779B97F4A7C15ULL;
@@ -459,18 +460,30 @@ static uint64_t fjt_rand(void) {
 static const char fjt_interesting[] = "{}[]:,\"\\ \t\n0123456789-+.eEutfnrlaA\x7f\x80\xbf\xc0"
                                       "\xc2\xc3\xe0\xed\xef\xf0\xf4\xf5\xff";
 
+/* FJ_FUZZ_ROUNDS and FJ_FUZZ_SEED override the defaults for longer runs by
+ * hand; the suite always runs the same 200k rounds. */
 Test(fastjson, agrees_with_jansson_on_200k_mutated_documents, .timeout = 600) {
-    enum { ROUNDS = 200000, CAP = 1024 };
+    enum { CAP = 1024 };
+    const char *env_rounds = getenv("FJ_FUZZ_ROUNDS"), *env_seed = getenv("FJ_FUZZ_SEED");
+    const size_t ROUNDS = env_rounds ? strtoul(env_rounds, NULL, 10) : 200000;
+    if (env_seed)
+        fjt_rng_state = strtoull(env_seed, NULL, 0) | 1;
     static const size_t flag_bits[] = {JSON_REJECT_DUPLICATES, JSON_DISABLE_EOF_CHECK,
                                        JSON_DECODE_ANY, JSON_DECODE_INT_AS_REAL,
                                        JSON_ALLOW_NUL};
     const size_t nseeds = sizeof fjt_seeds / sizeof fjt_seeds[0];
     char buf[CAP];
     size_t accepted = 0;
-    for (int round = 0; round < ROUNDS; round++) {
+    for (size_t round = 0; round < ROUNDS; round++) {
         const char *seed = fjt_seeds[fjt_rand() % nseeds];
         size_t len = strlen(seed);
         memcpy(buf, seed, len);
+        if (fjt_rand() % 8 == 0) {
+            /* short token soup, for top-level and tokenizer corners */
+            len = fjt_rand() % 13;
+            for (size_t i = 0; i < len; i++)
+                buf[i] = fjt_interesting[fjt_rand() % (sizeof fjt_interesting - 1)];
+        }
         int nmut = 1 + (int)(fjt_rand() % 3);
         for (int m = 0; m < nmut && len > 0; m++) {
             size_t at = fjt_rand() % len;
@@ -499,7 +512,7 @@ Test(fastjson, agrees_with_jansson_on_200k_mutated_documents, .timeout = 600) {
             if (pick & (1u << b))
                 flags |= flag_bits[b];
         const char *why = fjt_disagreement(buf, len, flags);
-        cr_assert_null(why, "round %d flags 0x%zx input '%s': %s", round, flags,
+        cr_assert_null(why, "round %zu flags 0x%zx input '%s': %s", round, flags,
                        fjt_render(buf, len), why);
         json_t *v = fj_parse(buf, len, flags, NULL);
         accepted += v != NULL;

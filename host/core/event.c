@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "client/evbus_client.h"
+#include "fastjson/fastjson.h"
 #include "plugin/plugin.h"
 #include "router/router.h"
 #include "util/log.h"
@@ -182,7 +183,7 @@ int event_parse(struct evbus_event *ev)
     if (!ev->raw)
         return fail(ev, "unparseable", "entry has no 'event' field");
     json_error_t jerr;
-    ev->env = json_loadb(ev->raw, ev->raw_len, JSON_DECODE_INT_AS_REAL * 0, &jerr);
+    ev->env = fj_parse(ev->raw, ev->raw_len, 0, &jerr); /* json_loadb's tree, faster */
     if (!ev->env)
         return fail(ev, "unparseable", "invalid JSON at line %d column %d: %s", jerr.line,
                     jerr.column, jerr.text);

@@ -86,8 +86,10 @@ static const char upsert_sql[] =
     " updated_at = now(),"
     " completed_at = EXCLUDED.completed_at"
     /* An older update (by its own timestamp) never overwrites a newer one,
-     * so a late PROCESSING cannot regress a COMPLETED row. */
-    " WHERE EXCLUDED.status_at >= e.status_at";
+     * so a late PROCESSING cannot regress a COMPLETED row.  PENDING is the
+     * publisher's, stamped on another host's clock: any consumer status
+     * replaces it whatever the clocks say. */
+    " WHERE EXCLUDED.status_at >= e.status_at OR e.status = 'PENDING'";
 
 static const char insert_pending_sql[] =
     "INSERT INTO events (id, type, tenant, correlation_id, source, stream_id, schema_version,"

@@ -219,9 +219,14 @@ int harness_run(char *const argv[], char *const envp[], const char *input, char 
         dup2(inpipe[0], 0);
         dup2(outpipe[1], 1);
         dup2(errpipe[1], 2);
+        /* close every original end, or a daemon the child leaves behind
+         * keeps the pipes open and the caller waits for its timeout */
+        close(inpipe[0]);
         close(inpipe[1]);
         close(outpipe[0]);
+        close(outpipe[1]);
         close(errpipe[0]);
+        close(errpipe[1]);
         if (envp)
             for (size_t i = 0; envp[i]; i++)
                 putenv(envp[i]);

@@ -451,6 +451,12 @@ static void *reader_main(void *arg)
             atomic_store(&e->recovered, true);
             note_redis_ok(e);
         }
+        /* Pace reading while a healthy metadata writer catches up (bounded:
+         * at most 2 s per batch, and never when PostgreSQL is down). */
+        for (int waited = 0; waited < 2000 && store_writer_congested(e->meta) &&
+                             !atomic_load(&e->stop);
+             waited++)
+            sleep_ms(1);
         redisReply *r = redisCommand(c, "XREADGROUP GROUP %s %s COUNT %u BLOCK %u STREAMS %s >",
                                      e->group, e->consumer, e->batch_size, block, e->stream);
         if (!r) {

@@ -140,6 +140,15 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg);
 int store_writer_submit(store_writer_t *w, const store_update_t *u);
 
 /*
+ * True when the queue is at least 3/4 full while the writer is healthy
+ * (it wrote a batch within the last second).  The consumer then paces its
+ * reads so a merely slower PostgreSQL loses no metadata; a PostgreSQL that
+ * is down never reports congestion, so consumption never stalls on it.
+ * Any thread.
+ */
+bool store_writer_congested(store_writer_t *w);
+
+/*
  * Stop the thread: flush for up to flush_timeout_ms, then drop (and count)
  * whatever could not be written.  Frees w; NULL is fine.
  */

@@ -54,6 +54,7 @@ struct store_writer {
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
     int64_t conn_warn_at;
     _Atomic int64_t drop_warn_at;
+    _Atomic int64_t last_write_ms; /* monotonic ms of the last batch written */
 };
 
 static const char upsert_sql[] =
@@ -172,6 +173,18 @@ int store_writer_submit(store_writer_t *w, const store_update_t *u)
     pthread_mutex_unlock(&w->mu);
     METRIC_SET(metadata_queue, count);
     return 0;
+}
+
+bool store_writer_congested(store_writer_t *w)
+{
+    if (!w)
+        return false;
+    pthread_mutex_lock(&w->mu);
+    bool full = w->count * 4 >= w->cap * 3;
+    pthread_mutex_unlock(&w->mu);
+    /* only a writer that is draining (wrote within the last second) may
+     * slow the consumer down; a stuck or disconnected one never does */
+    return full && store__mono_ms() - atomic_load(&w->last_write_ms) < 1000;
 }
 
 /* ------------------------------------------------------------ batching */
@@ -360,6 +373,7 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
         if (store__exec(w->conn, "metadata upsert", upsert_sql, 1, params, &affected, err,
                         sizeof err) == 0) {
             METRIC_ADD(metadata_written, (uint64_t)affected);
+            atomic_store(&w->last_write_ms, store__mono_ms());
             break;
         }
         log_warn(COMP, "metadata batch of %zu rows failed (attempt %d of %d): %s", rows,

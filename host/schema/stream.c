@@ -10,6 +10,7 @@
  */
 #include "schema/schema.h"
 #include "schema/errs.h"
+#include "fastjson/fastjson.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -116,7 +117,7 @@ int schema_stream_run(schema_stream_t *st, FILE *in, const char *name, char *err
             continue; /* blank lines separate nothing in NDJSON; skip them */
 
         json_error_t jerr;
-        json_t *v = json_loadb(st->line, (size_t)len, JSON_DECODE_ANY, &jerr);
+        json_t *v = fj_parse(st->line, (size_t)len, JSON_DECODE_ANY, &jerr);
         int valid = 0;
         if (v) {
             valid = check(st, v);

@@ -2,15 +2,23 @@
  * client — the connection (URL parsing, lazy connect, reconnect after I/O
  * errors) and the publish paths: one event, a pipelined batch, raw bytes.
  *
+ * Batches bypass hiredis' command formatting and reply objects: the XADD
+ * protocol is written into one buffer, sent and read on the context's
+ * socket without blocking while more commands are built, and the replies
+ * (bulk ids or errors) are parsed in place.  The context is left with
+ * nothing pending, or dropped after any I/O or protocol failure.
+ *
  * Publishing never retries by itself: after a Redis failure the caller
  * decides (an XADD whose reply was lost may or may not have been written,
  * and only the caller knows whether a duplicate is acceptable).
  */
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "client_internal.h"
 
@@ -202,6 +210,7 @@ void evbus_client_free(evbus_client_t *c)
     free(c->password);
     free(c->stream);
     free(c->source);
+    free(c->default_source);
     free(c);
 }
 
@@ -353,6 +362,25 @@ int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields
     return rc;
 }
 
+/* Appends the compact JSON text of ev; jansson writes what the fast
+ * writer leaves to it.  0 or -1. */
+static int write_event(evbus__buf_t *b, const json_t *ev)
+{
+    if (evbus__json_write(b, ev) == 0)
+        return 0;
+    char *s = json_dumps(ev, JSON_COMPACT);
+    if (!s)
+        return -1;
+    size_t n = strlen(s);
+    int rc = evbus__buf_reserve(b, n);
+    if (rc == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+    free(s);
+    return rc;
+}
+
 int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, char *err,
                   size_t errlen)
 {
@@ -361,13 +389,15 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
     int rc = evbus_event_complete(c, ev, err, errlen);
     if (rc != 0)
         return rc;
-    char *body = json_dumps(ev, JSON_COMPACT);
-    if (!body)
+    evbus__buf_t body = {0};
+    if (write_event(&body, ev) != 0) {
+        free(body.p);
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event: cannot serialize");
-    const char *fields[2] = {"event", body};
-    size_t flens[2] = {5, strlen(body)};
+    }
+    const char *fields[2] = {"event", body.p};
+    size_t flens[2] = {5, body.len};
     rc = evbus__xadd(c, c->stream, fields, flens, 2, out_id, out_len, err, errlen);
-    free(body);
+    free(body.p);
     return rc;
 }
 
@@ -403,12 +433,285 @@ static ssize_t batch_abort(int *rc, char (*out_ids)[EVBUS_STREAM_ID_LEN], size_t
     return -1;
 }
 
+enum {
+    PIPE_MAX_INFLIGHT = 4 * EVBUS_PIPELINE_WINDOW, /* commands without a reply */
+    PIPE_SEND_AT = 64 * 1024,                      /* unsent bytes that trigger a send */
+    PIPE_READ_MIN = 16 * 1024                      /* free space wanted for one recv */
+};
+
+/* One batch in flight: the protocol buffer, the reply buffer, and which
+ * item the next reply belongs to. */
+typedef struct pipe {
+    evbus_client_t *c;
+    evbus__buf_t out, in;
+    size_t sent, parsed; /* bytes of out sent, bytes of in consumed */
+    size_t queued;       /* commands built and not yet answered */
+    size_t next;         /* item the next reply answers (EINVAL items were not sent) */
+    int *rc;
+    char (*ids)[EVBUS_STREAM_ID_LEN];
+    size_t published;
+    bool have_err;
+    char *err;
+    size_t errlen;
+} pipe_t;
+
+/* Records the reason, drops the connection; -1. */
+static int pipe_fail(pipe_t *p, const char *why)
+{
+    evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS, "redis: XADD %s: %s", p->c->stream,
+                why);
+    redisFree(p->c->ctx);
+    p->c->ctx = NULL;
+    return -1;
+}
+
+/* kind: '$' bulk (an id), '-' error, '+' status, ':' integer, 'n' nil. */
+static void pipe_reply(pipe_t *p, char kind, const char *s, size_t len)
+{
+    while (p->rc[p->next] == EVBUS_CLIENT_EINVAL)
+        p->next++;
+    size_t i = p->next++;
+    p->queued--;
+    if (kind == '$') {
+        size_t n = len < EVBUS_STREAM_ID_LEN ? len : EVBUS_STREAM_ID_LEN - 1;
+        memcpy(p->ids[i], s, n);
+        p->ids[i][n] = '\0';
+        p->rc[i] = 0;
+        p->published++;
+        return;
+    }
+    p->rc[i] = EVBUS_CLIENT_EREDIS;
+    if (p->have_err)
+        return;
+    p->have_err = true;
+    if (kind == '-')
+        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
+                    "event %zu: redis: XADD %s: %.*s", i, p->c->stream, (int)(len > 200 ? 200 : len),
+                    s);
+    else
+        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
+                    "event %zu: redis: XADD %s: unexpected reply type %d", i, p->c->stream,
+                    kind == '+' ? REDIS_REPLY_STATUS : kind == ':' ? REDIS_REPLY_INTEGER
+                                                                   : REDIS_REPLY_NIL);
+}
+
+/* Consumes every complete reply in p->in; -1 on a protocol error. */
+static int pipe_parse(pipe_t *p)
+{
+    for (;;) {
+        const char *b = p->in.p + p->parsed;
+        size_t avail = p->in.len - p->parsed;
+        const char *cr = avail ? memchr(b, '\r', avail) : NULL;
+        if (!cr || (size_t)(cr - b) + 2 > avail)
+            break;
+        if (cr[1] != '\n' || p->queued == 0)
+            return -1;
+        size_t line = (size_t)(cr - b);
+        if (b[0] == '$') {
+            if (line == 3 && b[1] == '-' && b[2] == '1') {
+                pipe_reply(p, 'n', NULL, 0);
+                p->parsed += line + 2;
+                continue;
+            }
+            size_t blen = 0;
+            for (size_t k = 1; k < line; k++) {
+                if (b[k] < '0' || b[k] > '9' || blen > 1u << 28)
+                    return -1;
+                blen = blen * 10 + (size_t)(b[k] - '0');
+            }
+            if (line < 2)
+                return -1;
+            if (avail < line + 2 + blen + 2)
+                break;
+            pipe_reply(p, '$', cr + 2, blen);
+            p->parsed += line + 2 + blen + 2;
+        } else if (b[0] == '-' || b[0] == '+' || b[0] == ':') {
+            pipe_reply(p, b[0], b + 1, line - 1);
+            p->parsed += line + 2;
+        } else {
+            return -1;
+        }
+    }
+    if (p->parsed == p->in.len)
+        p->parsed = p->in.len = 0;
+    return 0;
+}
+
+/* Moves bytes both ways until at most `keep` commands await a reply (and
+ * for keep 0, everything is sent).  Without `wait`, does one round that
+ * never blocks.  0, or -1 after the connection failed. */
+static int pipe_pump(pipe_t *p, size_t keep, bool wait)
+{
+    int fd = p->c->ctx->fd;
+    for (;;) {
+        bool moved = false;
+        if (p->sent < p->out.len) {
+            ssize_t k = send(fd, p->out.p + p->sent, p->out.len - p->sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (k > 0) {
+                p->sent += (size_t)k;
+                moved = true;
+            } else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                return pipe_fail(p, strerror(errno));
+            }
+            if (p->sent == p->out.len)
+                p->sent = p->out.len = 0;
+        }
+        if (p->queued > 0) {
+            if (p->in.cap - p->in.len < PIPE_READ_MIN && p->parsed > 0) {
+                memmove(p->in.p, p->in.p + p->parsed, p->in.len - p->parsed);
+                p->in.len -= p->parsed;
+                p->parsed = 0;
+            }
+            if (evbus__buf_reserve(&p->in, PIPE_READ_MIN) != 0)
+                return pipe_fail(p, "out of memory");
+            ssize_t k = recv(fd, p->in.p + p->in.len, p->in.cap - p->in.len, MSG_DONTWAIT);
+            if (k > 0) {
+                p->in.len += (size_t)k;
+                moved = true;
+                if (pipe_parse(p) != 0)
+                    return pipe_fail(p, "protocol error in the replies");
+            } else if (k == 0) {
+                return pipe_fail(p, "Server closed the connection");
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                return pipe_fail(p, strerror(errno));
+            }
+        }
+        if (p->queued <= keep && (keep > 0 || p->out.len == 0))
+            return 0;
+        if (!wait)
+            return 0;
+        if (!moved) {
+            struct pollfd pfd = {fd, (short)(POLLIN | (p->sent < p->out.len ? POLLOUT : 0)), 0};
+            int r = poll(&pfd, 1, COMMAND_TIMEOUT_MS);
+            if (r == 0)
+                return pipe_fail(p, "timed out waiting for Redis");
+            if (r < 0 && errno != EINTR)
+                return pipe_fail(p, strerror(errno));
+        }
+    }
+}
+
+/* Appends the body of item i (the event's JSON text); 0 or -1. */
+typedef int (*emit_fn)(const void *items, size_t i, evbus__buf_t *b);
+
+/* After the per-item checks (rc[i] EINVAL = skip): builds, sends and
+ * answers every other item. */
+static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn emit,
+                         char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, bool have_err, char *err,
+                         size_t errlen)
+{
+    /* A connection failure replaces any earlier message: it is what the
+     * -1 return reports. */
+    if (!evbus__conn(c, err, errlen))
+        return batch_abort(rc, out_ids, n);
+    pipe_t p = {.c = c, .rc = rc, .ids = out_ids, .have_err = have_err, .err = err,
+                .errlen = errlen};
+    /* Everything before the event's length is the same for every command. */
+    char mbuf[24], head[512];
+    int argc = 0;
+    const char *argv[8];
+    size_t lens[8];
+    argv[argc] = "XADD";
+    lens[argc++] = 4;
+    argv[argc] = c->stream;
+    lens[argc++] = strlen(c->stream);
+    argc = evbus__maxlen_args(c, argv, lens, argc, mbuf);
+    argv[argc] = "*";
+    lens[argc++] = 1;
+    argv[argc] = "event";
+    lens[argc++] = 5;
+    int hl = snprintf(head, sizeof head, "*%d\r\n", argc + 1);
+    evbus__buf_t prefix = {0};
+    int ok = evbus__buf_reserve(&prefix, (size_t)hl);
+    if (ok == 0) {
+        memcpy(prefix.p, head, (size_t)hl);
+        prefix.len = (size_t)hl;
+    }
+    for (int a = 0; a < argc && ok == 0; a++) {
+        hl = snprintf(head, sizeof head, "$%zu\r\n", lens[a]);
+        ok = evbus__buf_reserve(&prefix, (size_t)hl + lens[a] + 2);
+        if (ok == 0) {
+            memcpy(prefix.p + prefix.len, head, (size_t)hl);
+            memcpy(prefix.p + prefix.len + hl, argv[a], lens[a]);
+            memcpy(prefix.p + prefix.len + hl + lens[a], "\r\n", 2);
+            prefix.len += (size_t)hl + lens[a] + 2;
+        }
+    }
+    if (ok != 0) {
+        free(prefix.p);
+        evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+        return batch_abort(rc, out_ids, n);
+    }
+
+    enum { SLOT = 16 }; /* room kept for "$<length>\r\n" */
+    int failed = 0;
+    for (size_t i = 0; i < n && !failed; i++) {
+        if (rc[i] == EVBUS_CLIENT_EINVAL)
+            continue;
+        size_t mark = p.out.len;
+        int erc = evbus__buf_reserve(&p.out, prefix.len + SLOT);
+        if (erc == 0) {
+            memcpy(p.out.p + p.out.len, prefix.p, prefix.len);
+            p.out.len += prefix.len + SLOT;
+            erc = emit(items, i, &p.out);
+        }
+        if (erc == 0)
+            erc = evbus__buf_reserve(&p.out, 2);
+        if (erc != 0) {
+            /* Out of memory or not serializable: this one is simply not
+             * sent; the others go on. */
+            p.out.len = mark;
+            rc[i] = EVBUS_CLIENT_EINVAL;
+            if (!p.have_err) {
+                evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: cannot serialize", i);
+                p.have_err = true;
+            }
+            continue;
+        }
+        char *slot = p.out.p + mark + prefix.len;
+        size_t blen = p.out.len - (mark + prefix.len + SLOT);
+        char len_s[SLOT], *d = len_s + SLOT;
+        *--d = '\n';
+        *--d = '\r';
+        size_t v = blen;
+        do {
+            *--d = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        *--d = '$';
+        size_t ll = (size_t)(len_s + SLOT - d);
+        memmove(slot + ll, slot + SLOT, blen);
+        memcpy(slot, d, ll);
+        memcpy(slot + ll + blen, "\r\n", 2);
+        p.out.len = mark + prefix.len + ll + blen + 2;
+        rc[i] = EVBUS_CLIENT_EREDIS; /* until its reply says otherwise */
+        p.queued++;
+        if (p.queued >= PIPE_MAX_INFLIGHT)
+            failed = pipe_pump(&p, PIPE_MAX_INFLIGHT / 2, true);
+        else if (p.out.len - p.sent >= PIPE_SEND_AT)
+            failed = pipe_pump(&p, SIZE_MAX, false);
+    }
+    if (!failed)
+        failed = pipe_pump(&p, 0, true);
+    free(prefix.p);
+    free(p.out.p);
+    free(p.in.p);
+    if (failed)
+        return batch_abort(rc, out_ids, n);
+    return (ssize_t)p.published;
+}
+
+static int emit_json(const void *items, size_t i, evbus__buf_t *b)
+{
+    return write_event(b, ((json_t *const *)items)[i]);
+}
+
 ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen)
 {
     bool have_err = false;
-    size_t published = 0;
     if (err && errlen)
         err[0] = '\0';
     for (size_t i = 0; i < n; i++)
@@ -423,54 +726,35 @@ ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
             have_err = true;
         }
     }
-    /* A connection failure replaces any earlier message: it is what the
-     * -1 return reports. */
-    if (!evbus__conn(c, err, errlen))
-        return batch_abort(rc, out_ids, n);
+    return batch_run(c, evs, n, emit_json, out_ids, rc, have_err, err, errlen);
+}
 
-    for (size_t start = 0; start < n; start += EVBUS_PIPELINE_WINDOW) {
-        size_t end = start + EVBUS_PIPELINE_WINDOW < n ? start + EVBUS_PIPELINE_WINDOW : n;
-        for (size_t i = start; i < end; i++) {
-            if (rc[i] == EVBUS_CLIENT_EINVAL)
-                continue;
-            rc[i] = EVBUS_CLIENT_EREDIS; /* until its reply says otherwise */
-            char *body = json_dumps(evs[i], JSON_COMPACT);
-            const char *fields[2] = {"event", body};
-            size_t flens[2] = {5, body ? strlen(body) : 0};
-            int arc = body ? xadd_argv(c, c->stream, fields, flens, 2, true, NULL) : -1;
-            free(body);
-            if (arc != 0) {
-                /* Out of memory: the commands already appended still get
-                 * their replies read below, this one is simply not sent. */
-                rc[i] = EVBUS_CLIENT_EINVAL;
-                if (!have_err) {
-                    evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
-                                "event %zu: cannot serialize", i);
-                    have_err = true;
-                }
-            }
-        }
-        for (size_t i = start; i < end; i++) {
-            if (rc[i] == EVBUS_CLIENT_EINVAL)
-                continue;
-            redisReply *r = NULL;
-            if (redisGetReply(c->ctx, (void **)&r) != REDIS_OK || !r) {
-                evbus__io_fail(c, err, errlen, "XADD");
-                return batch_abort(rc, out_ids, n);
-            }
-            char msg[256];
-            rc[i] = xadd_reply(c, r, out_ids[i], EVBUS_STREAM_ID_LEN, msg, sizeof msg);
-            freeReplyObject(r);
-            if (rc[i] == 0) {
-                published++;
-            } else {
-                out_ids[i][0] = '\0';
-                if (!have_err) {
-                    evbus__fail(c, err, errlen, rc[i], "event %zu: %s", i, msg);
-                    have_err = true;
-                }
-            }
+static int emit_text(const void *items, size_t i, evbus__buf_t *b)
+{
+    const evbus_text_event_t *ev = &((const evbus_text_event_t *)items)[i];
+    if (evbus__buf_reserve(b, ev->head_len + ev->tail_len) != 0)
+        return -1;
+    memcpy(b->p + b->len, ev->head, ev->head_len);
+    if (ev->tail_len)
+        memcpy(b->p + b->len + ev->head_len, ev->tail, ev->tail_len);
+    b->len += ev->head_len + ev->tail_len;
+    return 0;
+}
+
+ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *evs, size_t n,
+                                 char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                                 size_t errlen)
+{
+    bool have_err = false;
+    if (err && errlen)
+        err[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        out_ids[i][0] = '\0';
+        rc[i] = evs[i].mem ? 0 : EVBUS_CLIENT_EINVAL;
+        if (rc[i] != 0 && !have_err) {
+            evbus__fail(c, err, errlen, rc[i], "event %zu: not completed", i);
+            have_err = true;
         }
     }
-    return (ssize_t)published;
+    return batch_run(c, evs, n, emit_text, out_ids, rc, have_err, err, errlen);
 }

@@ -24,8 +24,69 @@ struct evbus_client {
     uint64_t maxlen;
     evbus_id_kind_t id_kind;
     char *source; /* NULL: the default "/evbus/<hostname>" */
+    char *default_source; /* "/evbus/<hostname>", looked up at first use */
     char errbuf[256];
 };
+
+/* The source given to events without one: the client's, else the default
+ * (cached in c when c is not NULL, else formatted into buf). */
+const char *evbus__source(evbus_client_t *c, char buf[300]);
+
+/* A growable byte buffer (publish output, JSON text). */
+typedef struct evbus__buf {
+    char *p;
+    size_t len, cap;
+} evbus__buf_t;
+
+/* Makes room for n more bytes; 0, or -1 when memory runs out. */
+int evbus__buf_grow(evbus__buf_t *b, size_t n);
+static inline int evbus__buf_reserve(evbus__buf_t *b, size_t n)
+{
+    return b->cap - b->len >= n ? 0 : evbus__buf_grow(b, n);
+}
+
+/* Appends the compact JSON text of v, byte for byte what
+ * json_dumps(v, JSON_COMPACT) writes.  Returns -1 (b->len unchanged) for
+ * what it does not handle itself: invalid UTF-8 in a string, nesting deeper
+ * than 256 (so also reference cycles), out of memory.  The caller then
+ * uses json_dumps, which decides. */
+int evbus__json_write(evbus__buf_t *b, const json_t *v);
+
+/* Appends s as a JSON string (quotes and escapes as json_dumps); -1 on
+ * invalid UTF-8 or out of memory. */
+int evbus__json_write_string(evbus__buf_t *b, const char *s, size_t n);
+
+/* The CloudEvent attributes the text scanner reports. */
+enum {
+    EVBUS__A_SPECVERSION,
+    EVBUS__A_ID,
+    EVBUS__A_SOURCE,
+    EVBUS__A_TYPE,
+    EVBUS__A_TIME,
+    EVBUS__A_TENANTID,
+    EVBUS__A_CORRELATIONID,
+    EVBUS__A_COUNT
+};
+
+/* What evbus__scan_event found in one JSON text. */
+typedef struct evbus__scan {
+    const char *open;  /* the object's '{' */
+    const char *close; /* one past its '}' */
+    /* Raw bytes of each top-level attribute's string value (no escapes in
+     * them); NULL when absent. */
+    const char *val[EVBUS__A_COUNT];
+    size_t len[EVBUS__A_COUNT];
+} evbus__scan_t;
+
+/*
+ * A conservative scanner for the fast path of text events: returns 0 only
+ * when json_loadb(text, len, 0) would accept the text, it is one object,
+ * and every top-level attribute of EVBUS__A_* present appears once, with a
+ * string value without backslashes, and is at most 255 bytes long.  -1
+ * means "not sure": the caller takes the slow path (jansson), which gives
+ * the real verdict and message.
+ */
+int evbus__scan_event(const char *text, size_t len, evbus__scan_t *out);
 
 /* Records a message in the client (when c) and in err (when err); returns code. */
 int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const char *fmt, ...)

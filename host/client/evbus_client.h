@@ -98,19 +98,64 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
                   size_t errlen);
 
 /*
- * Completes and publishes n events with pipelining: commands are sent in
- * windows of EVBUS_PIPELINE_WINDOW and the replies read after each window,
- * so memory stays bounded whatever n is.  For each i, rc[i] is 0 with the
- * stream id in out_ids[i], or EVBUS_CLIENT_EINVAL / EVBUS_CLIENT_EREDIS
- * (reply error, e.g. WRONGTYPE) with out_ids[i] = "".  Returns the number
- * published, or -1 when the connection failed (then items not yet
- * confirmed have rc EVBUS_CLIENT_EREDIS; some of them may still have been
- * written).  err holds the first failure's message.
+ * Completes and publishes n events with pipelining on one connection:
+ * commands are written while replies are read, with at most
+ * 4 * EVBUS_PIPELINE_WINDOW commands awaiting a reply, so memory stays
+ * bounded whatever n is; events land in the stream in index order.  For
+ * each i, rc[i] is 0 with the stream id in out_ids[i], or
+ * EVBUS_CLIENT_EINVAL / EVBUS_CLIENT_EREDIS (reply error, e.g. WRONGTYPE)
+ * with out_ids[i] = "".  Returns the number published, or -1 when the
+ * connection failed (then items not yet confirmed have rc
+ * EVBUS_CLIENT_EREDIS; some of them may still have been written).  err
+ * holds the first failure's message.  The event text is what
+ * json_dumps(ev, JSON_COMPACT) gives.
  */
 #define EVBUS_PIPELINE_WINDOW 1000
 ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen);
+
+/*
+ * Events that arrive as JSON text (NDJSON lines, HTTP bodies): checked
+ * and completed without building a json_t when possible.
+ *
+ * evbus_event_text_complete() applies exactly the rules of
+ * evbus_event_complete() to the object in text[0..len) (same messages;
+ * text that jansson does not accept fails with "invalid JSON: <jansson's
+ * message> (column N)").  The published bytes are the caller's bytes
+ * without surrounding whitespace, with the missing attributes inserted
+ * right after the opening '{'; text that needs jansson to decide (escapes
+ * in attributes, duplicate attributes, huge numbers, deep nesting) is
+ * re-serialized instead.  The tail of the event may point into `text`:
+ * it must stay valid and unchanged until the event is published or
+ * cleared.  Returns 0 or EVBUS_CLIENT_EINVAL (*ev is then zeroed).  *ev
+ * owns memory after success: release it with evbus_text_event_clear().
+ * Thread rules as evbus_event_complete (c may be NULL).
+ */
+typedef struct evbus_text_event {
+    /* Read-only: the event as published is head_len bytes at head followed
+     * by tail_len bytes at tail. */
+    const char *head, *tail;
+    size_t head_len, tail_len;
+    /* Read-only: the completed attributes, NUL-terminated. */
+    const char *id, *type, *tenantid, *source, *correlationid, *time;
+    /* Private. */
+    char *mem;
+} evbus_text_event_t;
+
+int evbus_event_text_complete(evbus_client_t *c, const char *text, size_t len,
+                              evbus_text_event_t *ev, char *err, size_t errlen);
+/* Frees what ev owns and zeroes it (a zeroed ev is fine). */
+void evbus_text_event_clear(evbus_text_event_t *ev);
+
+/*
+ * Publishes n completed text events: rc, out_ids, return value and err
+ * as evbus_publish_batch.  An event that was not completed (zeroed) gets
+ * EVBUS_CLIENT_EINVAL and is not sent.  evs are not modified.
+ */
+ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *evs, size_t n,
+                                 char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                                 size_t errlen);
 
 /*
  * Publishes `len` raw bytes as the event field, unchecked (tests, DLQ

@@ -2,12 +2,14 @@
  * cmd_publish.c — `evbusctl publish`: one event from flags, or NDJSON
  * events from a file or stdin, through libevbus.
  *
- * NDJSON input is read twice: a first pass parses and checks every line
- * and publishes nothing if any is bad (so a typo on line 9000 does not
- * leave 8999 events half-sent); a second pass publishes in pipelined
- * batches of EVBUS_PIPELINE_WINDOW.  Non-seekable input (a pipe) is spooled
- * to an anonymous temporary file during the first pass, so memory stays
- * bounded whatever the input size.  Event checks live in libevbus, not here.
+ * NDJSON input is read twice: a first pass checks every line and
+ * publishes nothing if any is bad (so a typo on line 9000 does not leave
+ * 8999 events half-sent); a second pass publishes in pipelined batches of
+ * EVBUS_PIPELINE_WINDOW.  Non-seekable input (a pipe) is spooled to an
+ * anonymous temporary file during the first pass, so memory stays bounded
+ * whatever the input size.  Lines go through libevbus' text events: a
+ * complete line is published as the bytes it is, with no JSON tree built,
+ * which keeps both passes cheap.  Event checks live in libevbus, not here.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -73,13 +75,14 @@ static int pub_opt_value(int argc, char **argv, int *i, const char *name, const 
     return 1;
 }
 
-static void pub_print(const json_t *ev, const char *stream_id, bool json)
+static void pub_print(const char *id, const char *stream_id, bool json)
 {
     if (!json) {
-        printf("%s\n", stream_id);
+        fputs(stream_id, stdout);
+        putchar('\n');
         return;
     }
-    json_t *o = json_pack("{s:O?, s:s}", "id", json_object_get(ev, "id"), "stream_id", stream_id);
+    json_t *o = json_pack("{s:s?, s:s}", "id", id, "stream_id", stream_id);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s)
         printf("%s\n", s);
@@ -98,8 +101,8 @@ static bool pub_pg_off, pub_pg_atexit_done;
 
 static void pub_pg_close(void) { PQfinish(pub_pg); }
 
-static void pub_record(json_t *const *evs, char (*ids)[EVBUS_STREAM_ID_LEN], const int *rcs,
-                       size_t n)
+static void pub_record(const evbus_text_event_t *evs, char (*ids)[EVBUS_STREAM_ID_LEN],
+                       const int *rcs, size_t n)
 {
     const ctl_env_t *env = ctl_env();
     if (pub_pg_off || !env->postgres_url || (env->cfg && !env->cfg->metadata_enabled))
@@ -119,13 +122,13 @@ static void pub_record(json_t *const *evs, char (*ids)[EVBUS_STREAM_ID_LEN], con
     for (size_t i = 0; i < n; i++) {
         if (rcs && rcs[i] != 0)
             continue;
-        const json_t *ev = evs[i];
+        const evbus_text_event_t *ev = &evs[i];
         u[k++] = (store_update_t){
-            .id = json_string_value(json_object_get(ev, "id")),
-            .type = json_string_value(json_object_get(ev, "type")),
-            .tenant = json_string_value(json_object_get(ev, "tenantid")),
-            .correlation_id = json_string_value(json_object_get(ev, "correlationid")),
-            .source = json_string_value(json_object_get(ev, "source")),
+            .id = ev->id,
+            .type = ev->type,
+            .tenant = ev->tenantid,
+            .correlation_id = ev->correlationid,
+            .source = ev->source,
             .stream_id = ids[i],
             .status = STORE_PENDING,
             /* the XADD time: never later than the consumer's first status */
@@ -157,8 +160,16 @@ static int pub_single(evbus_client_t *c, const char *type, const char *tenant, c
     char sid[EVBUS_STREAM_ID_LEN], err[256];
     int rc = evbus_publish(c, ev, sid, sizeof sid, err, sizeof err);
     if (rc == 0) {
-        pub_print(ev, sid, json);
-        pub_record(&ev, &sid, NULL, 1);
+        /* Only the attributes pub_record reads. */
+        evbus_text_event_t t = {
+            .id = json_string_value(json_object_get(ev, "id")),
+            .type = json_string_value(json_object_get(ev, "type")),
+            .tenantid = json_string_value(json_object_get(ev, "tenantid")),
+            .correlationid = json_string_value(json_object_get(ev, "correlationid")),
+            .source = json_string_value(json_object_get(ev, "source")),
+        };
+        pub_print(t.id, sid, json);
+        pub_record(&t, &sid, NULL, 1);
     }
     json_decref(ev);
     if (rc == EVBUS_CLIENT_EINVAL)
@@ -176,23 +187,6 @@ static bool pub_blank(const char *s, size_t n)
     return true;
 }
 
-/* Parses one line into a completed event; NULL with a message in err. */
-static json_t *pub_parse_line(evbus_client_t *c, const char *line, size_t len, char *err,
-                              size_t errlen)
-{
-    json_error_t jerr;
-    json_t *ev = json_loadb(line, len, 0, &jerr);
-    if (!ev) {
-        snprintf(err, errlen, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
-        return NULL;
-    }
-    if (evbus_event_complete(c, ev, err, errlen) != 0) {
-        json_decref(ev);
-        return NULL;
-    }
-    return ev;
-}
-
 /* First pass: checks every line, spooling a pipe to *spool.  Returns the
  * number of events, or -1 after printing the invalid lines. */
 static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool)
@@ -207,13 +201,13 @@ static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *sp
         if (pub_blank(line, (size_t)len))
             continue;
         char err[256];
-        json_t *ev = pub_parse_line(c, line, (size_t)len, err, sizeof err);
-        if (!ev) {
+        evbus_text_event_t ev;
+        if (evbus_event_text_complete(c, line, (size_t)len, &ev, err, sizeof err) != 0) {
             if (++bad <= PUB_MAX_REPORTED)
                 fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
             continue;
         }
-        json_decref(ev);
+        evbus_text_event_clear(&ev);
         events++;
     }
     free(line);
@@ -228,35 +222,75 @@ static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *sp
     return (ssize_t)events;
 }
 
+/* Up to EVBUS_PIPELINE_WINDOW lines: their bytes (the events' tails point
+ * into `text`, so it only grows while the chunk fills) and their events. */
 struct pub_chunk {
-    json_t *evs[EVBUS_PIPELINE_WINDOW];
+    char *text;
+    size_t text_len, text_cap;
+    size_t offs[EVBUS_PIPELINE_WINDOW], lens[EVBUS_PIPELINE_WINDOW];
     size_t lines[EVBUS_PIPELINE_WINDOW];
+    evbus_text_event_t evs[EVBUS_PIPELINE_WINDOW];
     char ids[EVBUS_PIPELINE_WINDOW][EVBUS_STREAM_ID_LEN];
     int rcs[EVBUS_PIPELINE_WINDOW];
     size_t n;
 };
 
-/* Publishes and empties the chunk; CTL_OK or CTL_FAIL (message printed). */
+/* Keeps one line in the chunk; -1 when memory runs out. */
+static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno)
+{
+    if (ch->text_cap - ch->text_len < len) {
+        size_t cap = ch->text_cap ? ch->text_cap : 1 << 20;
+        while (cap - ch->text_len < len)
+            cap *= 2;
+        char *t = realloc(ch->text, cap);
+        if (!t)
+            return -1;
+        ch->text = t;
+        ch->text_cap = cap;
+    }
+    memcpy(ch->text + ch->text_len, line, len);
+    ch->offs[ch->n] = ch->text_len;
+    ch->lens[ch->n] = len;
+    ch->lines[ch->n++] = lineno;
+    ch->text_len += len;
+    return 0;
+}
+
+/* Completes, publishes and empties the chunk; CTL_OK, CTL_USAGE or
+ * CTL_FAIL (message printed).  Nothing of the chunk is published when one
+ * of its lines no longer passes: the input changed since the first pass. */
 static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, bool json)
 {
-    if (ch->n == 0)
-        return CTL_OK;
-    char err[256];
-    ssize_t done = evbus_publish_batch(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
-    if (done > 0)
-        pub_record(ch->evs, ch->ids, ch->rcs, ch->n);
     int rc = CTL_OK;
-    for (size_t i = 0; i < ch->n; i++) {
-        if (ch->rcs[i] == 0)
-            pub_print(ch->evs[i], ch->ids[i], json);
-        else if (done >= 0 && rc == CTL_OK)
-            rc = ctl_fail("publish", "%s:%zu: %s", name, ch->lines[i], err);
-        json_decref(ch->evs[i]);
+    size_t done_evs = 0;
+    for (; done_evs < ch->n; done_evs++) {
+        char err[256];
+        if (evbus_event_text_complete(c, ch->text + ch->offs[done_evs], ch->lens[done_evs],
+                                      &ch->evs[done_evs], err, sizeof err) != 0) {
+            rc = ctl_usage_error("publish", "%s:%zu: %s", name, ch->lines[done_evs], err);
+            break;
+        }
     }
-    if (done < 0)
-        rc = ctl_fail("publish", "%s", err);
-    fflush(stdout);
+    if (rc == CTL_OK && ch->n > 0) {
+        char err[256];
+        ssize_t done =
+            evbus_publish_batch_text(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
+        if (done > 0)
+            pub_record(ch->evs, ch->ids, ch->rcs, ch->n);
+        for (size_t i = 0; i < ch->n; i++) {
+            if (ch->rcs[i] == 0)
+                pub_print(ch->evs[i].id, ch->ids[i], json);
+            else if (done >= 0 && rc == CTL_OK)
+                rc = ctl_fail("publish", "%s:%zu: %s", name, ch->lines[i], err);
+        }
+        if (done < 0)
+            rc = ctl_fail("publish", "%s", err);
+        fflush(stdout);
+    }
+    for (size_t i = 0; i < done_evs; i++)
+        evbus_text_event_clear(&ch->evs[i]);
     ch->n = 0;
+    ch->text_len = 0;
     return rc;
 }
 
@@ -274,14 +308,10 @@ static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total,
         lineno++;
         if (pub_blank(line, (size_t)len))
             continue;
-        char err[256];
-        json_t *ev = pub_parse_line(c, line, (size_t)len, err, sizeof err);
-        if (!ev) { /* the input changed since the first pass */
-            rc = ctl_usage_error("publish", "%s:%zu: %s", name, lineno, err);
+        if (pub_keep(ch, line, (size_t)len, lineno) != 0) {
+            rc = ctl_fail("publish", "out of memory");
             break;
         }
-        ch->lines[ch->n] = lineno;
-        ch->evs[ch->n++] = ev;
         if (ch->n == EVBUS_PIPELINE_WINDOW) {
             sent += ch->n;
             rc = pub_flush(c, ch, name, json);
@@ -292,12 +322,10 @@ static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total,
         sent += ch->n;
         rc = pub_flush(c, ch, name, json);
         ctl_progress("publish", sent, total);
-    } else {
-        for (size_t i = 0; i < ch->n; i++)
-            json_decref(ch->evs[i]);
     }
     ctl_progress_end();
     free(line);
+    free(ch->text);
     free(ch);
     return rc;
 }

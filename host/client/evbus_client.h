@@ -145,6 +145,12 @@ typedef struct evbus_text_event {
 
 int evbus_event_text_complete(evbus_client_t *c, const char *text, size_t len,
                               evbus_text_event_t *ev, char *err, size_t errlen);
+/* 0 when evbus_event_text_complete() would accept the text, else
+ * EVBUS_CLIENT_EINVAL with its message; generates and keeps nothing (a
+ * cheap first pass over input that must be all valid before any of it is
+ * published). */
+int evbus_event_text_check(evbus_client_t *c, const char *text, size_t len, char *err,
+                           size_t errlen);
 /* Frees what ev owns and zeroes it (a zeroed ev is fine). */
 void evbus_text_event_clear(evbus_text_event_t *ev);
 

@@ -518,6 +518,18 @@ int evbus_event_text_complete(evbus_client_t *c, const char *text, size_t len,
     return text_slow(c, text, len, ev, err, errlen);
 }
 
+int evbus_event_text_check(evbus_client_t *c, const char *text, size_t len, char *err,
+                           size_t errlen)
+{
+    evbus__scan_t sc;
+    if (evbus__scan_event(text, len, &sc) == 0 && text_attrs_ok(&sc))
+        return 0;
+    evbus_text_event_t ev = {0};
+    int rc = text_slow(c, text, len, &ev, err, errlen);
+    evbus_text_event_clear(&ev);
+    return rc;
+}
+
 void evbus_text_event_clear(evbus_text_event_t *ev)
 {
     free(ev->mem);

@@ -201,13 +201,11 @@ static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *sp
         if (pub_blank(line, (size_t)len))
             continue;
         char err[256];
-        evbus_text_event_t ev;
-        if (evbus_event_text_complete(c, line, (size_t)len, &ev, err, sizeof err) != 0) {
+        if (evbus_event_text_check(c, line, (size_t)len, err, sizeof err) != 0) {
             if (++bad <= PUB_MAX_REPORTED)
                 fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
             continue;
         }
-        evbus_text_event_clear(&ev);
         events++;
     }
     free(line);

@@ -49,6 +49,8 @@ void dctx_init(dctx_t *d, engine_t *e, const char *name)
     d->cache = router_cache_new();
     d->rand_state = (unsigned)(time(NULL) ^ (uintptr_t)d);
     atomic_init(&d->cur_handler, NULL);
+    if (jarena_init(&d->arena) == 0)
+        d->ev.arena = &d->arena;
     event_reset(&d->ev);
 }
 
@@ -63,6 +65,7 @@ void dctx_release(dctx_t *d)
     if (d->wc)
         redisFree(d->wc);
     event_reset(&d->ev);
+    jarena_destroy(&d->arena);
     js_errors_clear(&d->jerrs);
     free(d->jerrs.items);
     memset(d, 0, sizeof *d);

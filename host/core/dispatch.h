@@ -36,6 +36,7 @@ typedef struct dctx {
     const router_t *cache_router;
     generation_t *gen;        /* borrowed for the current chunk */
     struct evbus_event ev;
+    jarena_t arena;           /* ev's envelope trees live here */
     js_errors_t jerrs;
 
     /* writes owed since dctx_begin: formatted commands + ack ids */

@@ -36,8 +36,12 @@ const char *event_status_name(event_status_t s)
 
 void event_reset(struct evbus_event *ev)
 {
-    if (ev->env)
+    /* An arena-parsed tree is dropped with its arena; only a tree that
+     * overflowed into the heap needs the walk (arena nodes are ignored). */
+    if (ev->env && (!ev->arena || ev->arena->overflowed))
         json_decref(ev->env);
+    if (ev->arena)
+        jarena_reset(ev->arena);
     for (size_t i = 0; i < sizeof ev->data_versions / sizeof ev->data_versions[0]; i++)
         if (ev->data_versions[i])
             json_decref(ev->data_versions[i]);
@@ -183,7 +187,9 @@ int event_parse(struct evbus_event *ev)
     if (!ev->raw)
         return fail(ev, "unparseable", "entry has no 'event' field");
     json_error_t jerr;
+    jarena_enter(ev->arena);
     ev->env = fj_parse(ev->raw, ev->raw_len, 0, &jerr); /* json_loadb's tree, faster */
+    jarena_leave();
     if (!ev->env)
         return fail(ev, "unparseable", "invalid JSON at line %d column %d: %s", jerr.line,
                     jerr.column, jerr.text);

@@ -25,6 +25,8 @@
 
 #include <evbus/plugin.h>
 
+#include "core/jarena.h"
+
 #define EVENT_MAX_HANDLERS 64
 
 typedef enum event_status {
@@ -75,6 +77,10 @@ struct evbus_event {
         const char *handler;   /* borrowed from the generation */
         const char *outcome;   /* static: "ok", "retry", "reject", ... */
     } outcomes[EVENT_MAX_HANDLERS];
+
+    /* Where the envelope tree is parsed (the dispatching thread's arena), or
+     * NULL for the heap.  Set once by the owner; event_reset keeps it. */
+    jarena_t *arena;
 };
 
 /* An upcaster's output buffer (opaque to plugins). */

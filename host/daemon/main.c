@@ -23,6 +23,7 @@
 #include "core/engine.h"
 #include "core/event.h"
 #include "core/generation.h"
+#include "core/jarena.h"
 #include "evbus_build_config.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -180,6 +181,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+
+    /* jansson's allocator is process-wide: switch it before anything
+     * (plugins included) allocates, and before any thread exists. */
+    jarena_install();
 
     /* Block the signals we take synchronously before any thread exists. */
     sigset_t set;

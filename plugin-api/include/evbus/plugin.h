@@ -164,7 +164,10 @@ struct evbus_host_api {
     const char *(*event_data_json)(const evbus_event_t *ev, size_t *len);
     /* The entry's raw bytes as read from the stream (before upcasting). */
     const char *(*event_raw)(const evbus_event_t *ev, size_t *len);
-    /* `data` as a borrowed jansson json_t * (for plugins linking jansson). */
+    /* `data` as a borrowed jansson json_t * (for plugins linking jansson).
+     * Read it; never json_incref() it to keep it past the call (the host
+     * drops the whole tree with its per-thread arena): json_deep_copy()
+     * what you need to keep. */
     const void *(*event_data_jansson)(const evbus_event_t *ev);
     int (*event_schema_version)(const evbus_event_t *ev); /* 0 when unknown */
     int (*event_attempt)(const evbus_event_t *ev);        /* 1 on first try */

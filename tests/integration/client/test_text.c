@@ -1,0 +1,358 @@
+/*
+ * libevbus fast publish paths against a real redis-server: events given
+ * as JSON text (kept byte for byte, completed by insertion, same verdicts
+ * and messages as the json_t rules), the compact writer behind
+ * evbus_publish_batch (same bytes as json_dumps), reply errors inside a
+ * pipelined batch, and ids that stay unique across fork().
+ */
+#include <criterion/criterion.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "client/evbus_client.h"
+#include "harness.h"
+
+#define STREAM "evbus:text"
+
+static harness_redis_t R;
+static redisContext *rc_;
+
+static void setup(void)
+{
+    cr_assert_eq(harness_redis_start(&R, false), 0, "redis-server did not start");
+    rc_ = harness_redis_connect(&R);
+    cr_assert_not_null(rc_);
+}
+
+static void teardown(void)
+{
+    redisFree(rc_);
+    harness_redis_stop(&R);
+}
+
+TestSuite(text, .init = setup, .fini = teardown, .timeout = 60);
+
+static evbus_client_t *client(void)
+{
+    char err[256];
+    evbus_client_t *c = evbus_client_new(R.url, STREAM, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    return c;
+}
+
+static bool matches(const char *re, const char *s)
+{
+    regex_t rx;
+    cr_assert_eq(regcomp(&rx, re, REG_EXTENDED | REG_NOSUB), 0);
+    bool ok = regexec(&rx, s, 0, NULL, 0) == 0;
+    regfree(&rx);
+    return ok;
+}
+
+#define UUID4_RE "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+#define TIME_RE "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$"
+
+/* The raw "event" bytes of the entry with this stream id (caller frees). */
+static char *stored_raw(const char *id, size_t *len)
+{
+    redisReply *r = redisCommand(rc_, "XRANGE %s %s %s", STREAM, id, id);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1);
+    redisReply *kv = r->element[0]->element[1];
+    cr_assert_str_eq(kv->element[0]->str, "event");
+    char *s = malloc(kv->element[1]->len + 1);
+    memcpy(s, kv->element[1]->str, kv->element[1]->len + 1);
+    *len = kv->element[1]->len;
+    freeReplyObject(r);
+    return s;
+}
+
+/* Publishes one text event; returns its stream id in sid. */
+static void publish_text(evbus_client_t *c, evbus_text_event_t *ev, char sid[EVBUS_STREAM_ID_LEN])
+{
+    char ids[1][EVBUS_STREAM_ID_LEN], err[256];
+    int rc;
+    cr_assert_eq(evbus_publish_batch_text(c, ev, 1, ids, &rc, err, sizeof err), 1, "%s", err);
+    cr_assert_eq(rc, 0);
+    memcpy(sid, ids[0], EVBUS_STREAM_ID_LEN);
+}
+
+#define FULL                                                                                    \
+    "{\"specversion\":\"1.0\", \"id\":\"e-1\",\"source\":\"/s\",\"type\":\"a.b\","             \
+    "\"time\":\"2025-03-14T09:26:53.123Z\",\"tenantid\":\"t1\",\"correlationid\":\"c-1\","     \
+    "\"data\":{\"x\":[1,2.5,-3e2,true,null,\"\\u00e9\\n\"]}}"
+
+Test(text, complete_event_is_published_as_its_own_bytes)
+{
+    evbus_client_t *c = client();
+    const char *line = "  " FULL " \r\n";
+    evbus_text_event_t ev;
+    char err[256], sid[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_event_text_complete(c, line, strlen(line), &ev, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert_str_eq(ev.id, "e-1");
+    cr_assert_str_eq(ev.type, "a.b");
+    cr_assert_str_eq(ev.tenantid, "t1");
+    cr_assert_str_eq(ev.source, "/s");
+    cr_assert_str_eq(ev.correlationid, "c-1");
+    cr_assert_str_eq(ev.time, "2025-03-14T09:26:53.123Z");
+    publish_text(c, &ev, sid);
+    size_t n;
+    char *raw = stored_raw(sid, &n);
+    cr_assert_str_eq(raw, FULL, "stored %s", raw);
+    free(raw);
+    evbus_text_event_clear(&ev);
+    cr_assert_null(ev.mem);
+    evbus_client_free(c);
+}
+
+Test(text, missing_attributes_are_inserted_and_the_rest_kept)
+{
+    evbus_client_t *c = client();
+    evbus_client_set_source(c, "/src \"q\"");
+    const char *line = "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":{\"k\": \"v\"}}\n";
+    evbus_text_event_t ev;
+    char err[256], sid[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_event_text_complete(c, line, strlen(line), &ev, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert(matches(UUID4_RE, ev.id), "id %s", ev.id);
+    cr_assert(matches(UUID4_RE, ev.correlationid), "correlationid %s", ev.correlationid);
+    cr_assert(matches(TIME_RE, ev.time), "time %s", ev.time);
+    cr_assert_str_eq(ev.source, "/src \"q\"");
+    publish_text(c, &ev, sid);
+    size_t n;
+    char *raw = stored_raw(sid, &n);
+    /* The caller's bytes follow the inserted attributes unchanged. */
+    const char *rest = "\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":{\"k\": \"v\"}}";
+    cr_assert(n > strlen(rest) && strcmp(raw + n - strlen(rest), rest) == 0, "stored %s", raw);
+    json_t *j = json_loads(raw, 0, NULL);
+    cr_assert_not_null(j, "stored text is not JSON: %s", raw);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "specversion")), "1.0");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "id")), ev.id);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "source")), "/src \"q\"");
+    cr_assert_str_eq(json_string_value(json_object_get(j, "time")), ev.time);
+    cr_assert_str_eq(json_string_value(json_object_get(j, "correlationid")), ev.correlationid);
+    json_decref(j);
+    free(raw);
+    evbus_text_event_clear(&ev);
+    evbus_client_free(c);
+}
+
+/* Every line gets the verdict and message evbus_event_complete gives the
+ * parsed object ("invalid JSON: ..." when jansson refuses the text). */
+Test(text, verdicts_and_messages_match_the_json_rules)
+{
+    static const char *const lines[] = {
+        "{\"type\":\"a.b\",\"tenantid\":\"t\"}",
+        "{\"type\":\"A.B\",\"tenantid\":\"t\"}",
+        "{\"type\":\"a..b\",\"tenantid\":\"t\"}",
+        "{\"tenantid\":\"t\"}",
+        "{\"type\":\"a.b\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"\"}",
+        "{\"type\":\"a.b\",\"tenantid\":5}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"id\":\"\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"specversion\":\"0.3\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"time\":\"yesterday\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"time\":\"2025-02-30T00:00:00Z\"}",
+        "{\"type\":\"a\\u002eb\",\"tenantid\":\"t\"}",            /* escaped: slow path */
+        "{\"type\":\"X\",\"tenantid\":\"t\",\"type\":\"a.b\"}",   /* later one wins */
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"type\":\"X\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\\u0000\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":99999999999999999999}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":1e400}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":1.5e-7}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":012}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\\ud800\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\\ud83d\\ude00\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\xc3\xa9\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\xc3\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"\xed\xa0\x80\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":\"tab\there\"}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":[1,]}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\"} x",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\"",
+        "[{\"type\":\"a.b\",\"tenantid\":\"t\"}]",
+        "\"just a string\"",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":{\"a\":tru}}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":-}",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"\\u0074ype\":\"b.c\"}",
+    };
+    evbus_client_t *c = client();
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        const char *line = lines[i];
+        char want[256] = "", got[256] = "", chk[256] = "";
+        json_error_t jerr;
+        json_t *j = json_loadb(line, strlen(line), 0, &jerr);
+        int want_rc = EVBUS_CLIENT_EINVAL;
+        if (!j)
+            snprintf(want, sizeof want, "invalid JSON: %s (column %d)", jerr.text, jerr.column);
+        else
+            want_rc = evbus_event_complete(c, j, want, sizeof want);
+        evbus_text_event_t ev;
+        int got_rc = evbus_event_text_complete(c, line, strlen(line), &ev, got, sizeof got);
+        int chk_rc = evbus_event_text_check(c, line, strlen(line), chk, sizeof chk);
+        cr_assert_eq(got_rc, want_rc, "line %zu %s: rc %d, want %d (%s)", i, line, got_rc,
+                     want_rc, got);
+        cr_assert_eq(chk_rc, want_rc, "line %zu: check rc %d, want %d", i, chk_rc, want_rc);
+        if (want_rc != 0) {
+            cr_assert_str_eq(got, want, "line %zu", i);
+            cr_assert_str_eq(chk, want, "line %zu", i);
+            cr_assert_null(ev.mem);
+        } else {
+            /* Accepted: the published text means what jansson read. */
+            char sid[EVBUS_STREAM_ID_LEN];
+            publish_text(c, &ev, sid);
+            size_t n;
+            char *raw = stored_raw(sid, &n);
+            json_t *st = json_loadb(raw, n, 0, NULL);
+            cr_assert_not_null(st, "line %zu stored %s", i, raw);
+            json_object_del(st, "id");
+            json_object_del(st, "time");
+            json_object_del(st, "correlationid");
+            json_object_del(j, "id");
+            json_object_del(j, "time");
+            json_object_del(j, "correlationid");
+            cr_assert(json_equal(st, j), "line %zu: stored %s", i, raw);
+            cr_assert_str_eq(ev.type, json_string_value(json_object_get(j, "type")));
+            json_decref(st);
+            free(raw);
+            evbus_text_event_clear(&ev);
+        }
+        json_decref(j);
+    }
+    evbus_client_free(c);
+}
+
+/* evbus_publish_batch writes exactly what json_dumps(JSON_COMPACT) does. */
+Test(text, batch_bytes_equal_json_dumps)
+{
+    evbus_client_t *c = client();
+    json_t *evs[4];
+    evs[0] = json_pack("{s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "type", "w.x", "tenantid", "t",
+                       "data", "esc", "q\" b\\ s/ \b\f\n\r\t \x01\x1f\x7f", "utf8",
+                       "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", "empty", "", "long",
+                       "0123456789abcdef0123456789abcdef0123456789\"");
+    evs[1] = json_pack("{s:s, s:s, s:[i, I, I, f, f, f, b, b, n, {}, [], [[[]]]]}", "type", "w.x",
+                       "tenantid", "t", "data", 0, (json_int_t)-9223372036854775807LL - 1,
+                       (json_int_t)9223372036854775807LL, 0.1, -1e300, 3.0, 1, 0);
+    evs[2] = json_pack("{s:s, s:s}", "type", "w.x", "tenantid", "t");
+    json_object_set_new(evs[2], "data", json_stringn("a\0b", 3));
+    evs[3] = json_pack("{s:s, s:s}", "type", "w.x", "tenantid", "t");
+    json_t *deep = json_array();
+    json_object_set_new(evs[3], "data", deep);
+    for (int i = 0; i < 300; i++) { /* deeper than the writer goes: jansson's turn */
+        json_t *a = json_array();
+        json_array_append_new(deep, a);
+        deep = a;
+    }
+    char ids[4][EVBUS_STREAM_ID_LEN], err[256];
+    int rcs[4];
+    cr_assert_eq(evbus_publish_batch(c, evs, 4, ids, rcs, err, sizeof err), 4, "%s", err);
+    for (int i = 0; i < 4; i++) {
+        char *want = json_dumps(evs[i], JSON_COMPACT);
+        size_t n;
+        char *raw = stored_raw(ids[i], &n);
+        cr_assert_eq(n, strlen(want), "event %d: %s vs %s", i, raw, want);
+        cr_assert_eq(memcmp(raw, want, n), 0, "event %d: %s vs %s", i, raw, want);
+        free(raw);
+        free(want);
+        json_decref(evs[i]);
+    }
+    evbus_client_free(c);
+}
+
+Test(text, batch_text_skips_uncompleted_items_and_reports_reply_errors)
+{
+    evbus_client_t *c = client();
+    enum { N = 5000 };
+    evbus_text_event_t *evs = calloc(N, sizeof *evs);
+    char (*ids)[EVBUS_STREAM_ID_LEN] = calloc(N, sizeof *ids);
+    int *rcs = calloc(N, sizeof *rcs);
+    char (*lines)[96] = calloc(N, sizeof *lines);
+    char err[256];
+    for (int i = 0; i < N; i++) {
+        snprintf(lines[i], sizeof lines[i],
+                 "{\"type\":\"n.i\",\"tenantid\":\"t\",\"data\":{\"i\":%d}}", i);
+        if (i != 7)
+            cr_assert_eq(evbus_event_text_complete(c, lines[i], strlen(lines[i]), &evs[i], err,
+                                                   sizeof err),
+                         0);
+    }
+    ssize_t n = evbus_publish_batch_text(c, evs, N, ids, rcs, err, sizeof err);
+    cr_assert_eq(n, N - 1, "%zd: %s", n, err);
+    cr_assert_eq(rcs[7], EVBUS_CLIENT_EINVAL);
+    cr_assert(strstr(err, "event 7:") != NULL, "err: %s", err);
+    for (int i = 0; i < N; i += 499) {
+        if (i == 7)
+            continue;
+        size_t len;
+        char *raw = stored_raw(ids[i], &len);
+        json_t *j = json_loads(raw, 0, NULL);
+        cr_assert_eq(json_integer_value(json_object_get(json_object_get(j, "data"), "i")), i);
+        cr_assert_str_eq(json_string_value(json_object_get(j, "id")), evs[i].id);
+        json_decref(j);
+        free(raw);
+    }
+    /* The stream key turned into a string: every XADD gets WRONGTYPE. */
+    freeReplyObject(redisCommand(rc_, "DEL %s", STREAM));
+    freeReplyObject(redisCommand(rc_, "SET %s x", STREAM));
+    n = evbus_publish_batch_text(c, evs, 10, ids, rcs, err, sizeof err);
+    cr_assert_eq(n, 0);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(rcs[i], i == 7 ? EVBUS_CLIENT_EINVAL : EVBUS_CLIENT_EREDIS);
+        cr_assert_str_eq(ids[i], "");
+    }
+    cr_assert(strstr(err, "event 7:") != NULL, "err: %s", err);
+    /* The connection is still in step: a later publish works. */
+    freeReplyObject(redisCommand(rc_, "DEL %s", STREAM));
+    cr_assert_eq(evbus_publish_batch_text(c, evs, 3, ids, rcs, err, sizeof err), 3, "%s", err);
+    for (int i = 0; i < N; i++)
+        evbus_text_event_clear(&evs[i]);
+    free(evs);
+    free(ids);
+    free(rcs);
+    free(lines);
+    evbus_client_free(c);
+}
+
+Test(text, batch_text_with_redis_down_is_minus_one)
+{
+    char err[256];
+    evbus_client_t *c = evbus_client_new("redis://127.0.0.1:1/0", STREAM, err, sizeof err);
+    cr_assert_not_null(c);
+    const char *line = "{\"type\":\"a.b\",\"tenantid\":\"t\"}";
+    evbus_text_event_t ev;
+    cr_assert_eq(evbus_event_text_complete(c, line, strlen(line), &ev, err, sizeof err), 0);
+    char ids[1][EVBUS_STREAM_ID_LEN];
+    int rc;
+    cr_assert_eq(evbus_publish_batch_text(c, &ev, 1, ids, &rc, err, sizeof err), -1);
+    cr_assert_eq(rc, EVBUS_CLIENT_EREDIS);
+    cr_assert(strstr(err, "redis") != NULL, "err: %s", err);
+    evbus_text_event_clear(&ev);
+    evbus_client_free(c);
+}
+
+/* Random bytes are pooled per thread: a forked child must not replay the
+ * parent's pool. */
+Test(text, ids_differ_between_parent_and_forked_child)
+{
+    char warm[37], parent[37], child[37];
+    evbus_uuid4(warm); /* fills the pool */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        evbus_uuid4(child);
+        ssize_t w = write(fds[1], child, sizeof child);
+        _exit(w == (ssize_t)sizeof child ? 0 : 1);
+    }
+    evbus_uuid4(parent);
+    cr_assert_eq(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    int st;
+    waitpid(pid, &st, 0);
+    close(fds[0]);
+    close(fds[1]);
+    cr_assert_str_neq(parent, child);
+}

@@ -592,8 +592,11 @@ static int pipe_pump(pipe_t *p, size_t keep, bool wait)
     }
 }
 
-/* Appends the body of item i (the event's JSON text); 0 or -1. */
-typedef int (*emit_fn)(const void *items, size_t i, evbus__buf_t *b);
+/* Appends the body of item i (the event's JSON text): 0, -1 when it
+ * cannot be serialized, or EVBUS_CLIENT_EINVAL with the reason in msg
+ * when the item turns out to be bad (nothing appended). */
+typedef int (*emit_fn)(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b,
+                       char *msg, size_t msglen);
 
 /* After the per-item checks (rc[i] EINVAL = skip): builds, sends and
  * answers every other item. */
@@ -654,7 +657,17 @@ static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn
         if (erc == 0) {
             memcpy(p.out.p + p.out.len, prefix.p, prefix.len);
             p.out.len += prefix.len + SLOT;
-            erc = emit(items, i, &p.out);
+            char msg[256];
+            erc = emit(c, items, i, &p.out, msg, sizeof msg);
+            if (erc == EVBUS_CLIENT_EINVAL) {
+                p.out.len = mark;
+                rc[i] = EVBUS_CLIENT_EINVAL;
+                if (!p.have_err) {
+                    evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: %s", i, msg);
+                    p.have_err = true;
+                }
+                continue;
+            }
         }
         if (erc == 0)
             erc = evbus__buf_reserve(&p.out, 2);
@@ -702,35 +715,57 @@ static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn
     return (ssize_t)p.published;
 }
 
-static int emit_json(const void *items, size_t i, evbus__buf_t *b)
+/* Completing an event right before serializing it touches its json_t
+ * once while it is in the cache, which matters for big batches. */
+static int emit_json(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b, char *msg,
+                     size_t msglen)
 {
-    return write_event(b, ((json_t *const *)items)[i]);
+    json_t *ev = ((json_t *const *)items)[i];
+    if (evbus_event_complete(c, ev, msg, msglen) != 0)
+        return EVBUS_CLIENT_EINVAL;
+    return write_event(b, ev);
+}
+
+/* When the batch cannot be sent, every event is still completed and bad
+ * ones are reported as EVBUS_CLIENT_EINVAL, as if it had been. */
+static void complete_rest(evbus_client_t *c, json_t *const *evs, size_t n, int *rc,
+                          char (*out_ids)[EVBUS_STREAM_ID_LEN])
+{
+    char msg[256];
+    for (size_t i = 0; i < n; i++)
+        if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0' &&
+            evbus_event_complete(c, evs[i], msg, sizeof msg) != 0)
+            rc[i] = EVBUS_CLIENT_EINVAL;
 }
 
 ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen)
 {
-    bool have_err = false;
     if (err && errlen)
         err[0] = '\0';
-    for (size_t i = 0; i < n; i++)
-        out_ids[i][0] = '\0';
-    /* Every event is completed up front so that bad ones are reported even
-     * when Redis is down. */
     for (size_t i = 0; i < n; i++) {
-        char msg[256];
-        rc[i] = evbus_event_complete(c, evs[i], msg, sizeof msg);
-        if (rc[i] != 0 && !have_err) {
-            evbus__fail(c, err, errlen, rc[i], "event %zu: %s", i, msg);
-            have_err = true;
-        }
+        out_ids[i][0] = '\0';
+        rc[i] = 0;
     }
-    return batch_run(c, evs, n, emit_json, out_ids, rc, have_err, err, errlen);
+    ssize_t r = batch_run(c, evs, n, emit_json, out_ids, rc, false, err, errlen);
+    if (r < 0) {
+        /* Bad events are reported even when Redis is down; the -1 return
+         * keeps the connection failure's message in err. */
+        complete_rest(c, evs, n, rc, out_ids);
+        for (size_t i = 0; i < n; i++)
+            if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
+                rc[i] = EVBUS_CLIENT_EREDIS;
+    }
+    return r;
 }
 
-static int emit_text(const void *items, size_t i, evbus__buf_t *b)
+static int emit_text(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b, char *msg,
+                     size_t msglen)
 {
+    (void)c;
+    (void)msg;
+    (void)msglen;
     const evbus_text_event_t *ev = &((const evbus_text_event_t *)items)[i];
     if (evbus__buf_reserve(b, ev->head_len + ev->tail_len) != 0)
         return -1;

@@ -3,8 +3,14 @@
  *
  * The consumer's hot path only copies an update into a bounded ring under a
  * short mutex; a single thread drains the ring in batches, coalesces the
- * updates of one event, and writes each batch with ONE upsert statement
- * (rows passed as a jsonb array expanded by jsonb_to_recordset).
+ * updates of one event, and writes each batch in one transaction: COPY
+ * (text format, built here with plain escaping: no JSON is built or parsed
+ * on either side for the row envelope) into a per-connection TEMP staging
+ * table, then ONE upsert from it.  The session runs with
+ * synchronous_commit = off: metadata already accepts loss under overload,
+ * and a commit that does not wait for the WAL flush lets the next batch
+ * start at once (a server crash can lose the last fraction of a second of
+ * acknowledged batches, never corrupt the table).
  *
  * Overflow policy: metadata is best-effort.  When PostgreSQL is slow or
  * down, the ring fills to metadata_queue_size and further updates are
@@ -50,12 +56,27 @@ struct store_writer {
     char *url;
     witem_t **batch; /* writer thread only: the batch being written */
     pthread_t thread;
-    PGconn *conn;        /* writer thread only */
+    PGconn *conn;        /* writer thread only; has the staging table */
+    char *copy_buf;      /* writer thread only: the batch's COPY text */
+    size_t copy_len, copy_cap;
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
     int64_t conn_warn_at;
     _Atomic int64_t drop_warn_at;
     _Atomic int64_t last_write_ms; /* monotonic ms of the last batch written */
 };
+
+/* Created once per connection; ON COMMIT DELETE ROWS empties it with each
+ * batch's transaction (also on rollback), so no TRUNCATE round trip. */
+static const char stage_sql[] =
+    "SET synchronous_commit = off;"
+    " CREATE TEMP TABLE evbus_writer_stage (id text, type text, tenant text,"
+    " correlation_id text, source text, stream_id text, schema_version int, status text,"
+    " attempts int, last_error text, handler_outcomes jsonb, ts bigint, first_ts bigint)"
+    " ON COMMIT DELETE ROWS";
+
+/* BEGIN rides in the same round trip: PQexec stops at the COPY. */
+static const char copy_sql[] = "BEGIN; COPY evbus_writer_stage FROM STDIN";
+enum { COPY_CHUNK = 1 << 20 };
 
 static const char upsert_sql[] =
     "INSERT INTO events AS e (id, type, tenant, correlation_id, source, stream_id,"
@@ -67,9 +88,7 @@ static const char upsert_sql[] =
     " to_timestamp(0) + u.first_ts * interval '1 millisecond', now(),"
     " CASE WHEN u.status IN ('COMPLETED', 'DEAD_LETTERED', 'IGNORED')"
     "      THEN to_timestamp(0) + u.ts * interval '1 millisecond' END"
-    " FROM jsonb_to_recordset($1::jsonb) AS u(id text, type text, tenant text,"
-    " correlation_id text, source text, stream_id text, schema_version int, status text,"
-    " attempts int, last_error text, handler_outcomes jsonb, ts bigint, first_ts bigint)"
+    " FROM evbus_writer_stage u"
     " ON CONFLICT (id) DO UPDATE SET"
     " type = COALESCE(EXCLUDED.type, e.type),"
     " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"
@@ -200,18 +219,271 @@ static int cmp_items(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static void set_str(json_t *o, const char *k, const char *v)
+/* ------------------------------------------------- validation and COPY */
+
+/*
+ * Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF):
+ * exactly what the server's input verification accepts, so one bad string
+ * can be left out here instead of failing the whole batch's COPY.
+ */
+static bool utf8_valid(const unsigned char *s)
 {
-    json_object_set_new(o, k, v ? json_string(v) : json_null());
+    while (*s) {
+        unsigned char c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        int n;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF)
+            n = 1;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else
+            return false;
+        if (s[1] < lo || s[1] > hi)
+            return false;
+        for (int k = 2; k <= n; k++)
+            if (s[k] < 0x80 || s[k] > 0xBF)
+                return false;
+        s += n + 1;
+    }
+    return true;
 }
 
-/* The newest non-NULL value of one string field (at byte offset off in
- * store_update_t) across items[a..b). */
+static bool str_valid(const char *s)
+{
+    return utf8_valid((const unsigned char *)s);
+}
+
+/*
+ * A validating scanner for RFC 8259 JSON that also refuses what jsonb
+ * refuses (\u0000, unpaired surrogates), so handler outcomes can go to the
+ * server as text without building a DOM.  *p advances past the value.
+ */
+enum { JSON_MAX_DEPTH = 64 };
+
+static void json_ws(const char **p)
+{
+    while (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r')
+        (*p)++;
+}
+
+static int json_hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (d < 0)
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+static bool json_string_scan(const char **p)
+{
+    const char *s = *p + 1; /* past the opening quote */
+    for (;;) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return false; /* also the terminating NUL */
+        if (c != '\\') {
+            s++;
+            continue;
+        }
+        s++;
+        if (strchr("\"\\/bfnrt", *s) && *s) {
+            s++;
+            continue;
+        }
+        if (*s != 'u')
+            return false;
+        int u = json_hex4(s + 1);
+        if (u <= 0 || (u >= 0xDC00 && u <= 0xDFFF))
+            return false;
+        s += 5;
+        if (u >= 0xD800 && u <= 0xDBFF) {
+            int l = s[0] == '\\' && s[1] == 'u' ? json_hex4(s + 2) : -1;
+            if (l < 0xDC00 || l > 0xDFFF)
+                return false;
+            s += 6;
+        }
+    }
+    *p = s + 1;
+    return true;
+}
+
+static bool json_digits(const char **p)
+{
+    if (**p < '0' || **p > '9')
+        return false;
+    while (**p >= '0' && **p <= '9')
+        (*p)++;
+    return true;
+}
+
+static bool json_value_scan(const char **p, int depth)
+{
+    json_ws(p);
+    const char *s = *p;
+    switch (*s) {
+    case '"':
+        return json_string_scan(p);
+    case '{':
+    case '[': {
+        if (depth >= JSON_MAX_DEPTH)
+            return false;
+        bool obj = *s == '{';
+        char close = obj ? '}' : ']';
+        (*p)++;
+        json_ws(p);
+        if (**p == close) {
+            (*p)++;
+            return true;
+        }
+        for (;;) {
+            if (obj) {
+                json_ws(p);
+                if (**p != '"' || !json_string_scan(p))
+                    return false;
+                json_ws(p);
+                if (**p != ':')
+                    return false;
+                (*p)++;
+            }
+            if (!json_value_scan(p, depth + 1))
+                return false;
+            json_ws(p);
+            if (**p == close) {
+                (*p)++;
+                return true;
+            }
+            if (**p != ',')
+                return false;
+            (*p)++;
+        }
+    }
+    case 't':
+        *p += 4;
+        return strncmp(s, "true", 4) == 0;
+    case 'f':
+        *p += 5;
+        return strncmp(s, "false", 5) == 0;
+    case 'n':
+        *p += 4;
+        return strncmp(s, "null", 4) == 0;
+    default:
+        if (**p == '-')
+            (*p)++;
+        if (**p == '0')
+            (*p)++;
+        else if (!json_digits(p))
+            return false;
+        if (**p == '.') {
+            (*p)++;
+            if (!json_digits(p))
+                return false;
+        }
+        if (**p == 'e' || **p == 'E') {
+            (*p)++;
+            if (**p == '+' || **p == '-')
+                (*p)++;
+            if (!json_digits(p))
+                return false;
+        }
+        return true;
+    }
+}
+
+/* A whole string holding exactly one JSON object that jsonb accepts. */
+static bool json_object_text_valid(const char *s)
+{
+    if (!str_valid(s))
+        return false;
+    const char *p = s;
+    json_ws(&p);
+    if (*p != '{' || !json_value_scan(&p, 0))
+        return false;
+    json_ws(&p);
+    return *p == '\0';
+}
+
+static bool buf_reserve(store_writer_t *w, size_t more)
+{
+    if (w->copy_len + more <= w->copy_cap)
+        return true;
+    size_t cap = w->copy_cap ? w->copy_cap : 65536;
+    while (cap < w->copy_len + more)
+        cap *= 2;
+    char *p = realloc(w->copy_buf, cap);
+    if (!p)
+        return false;
+    w->copy_buf = p;
+    w->copy_cap = cap;
+    return true;
+}
+
+/* One COPY text field (tab-separated, \N for NULL), escaped. */
+static bool buf_field(store_writer_t *w, const char *v, char sep)
+{
+    size_t len = v ? strlen(v) : 0;
+    if (!buf_reserve(w, v ? 2 * len + 1 : 3))
+        return false;
+    char *o = w->copy_buf + w->copy_len;
+    if (!v) {
+        memcpy(o, "\\N", 2);
+        o += 2;
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            char c = v[i];
+            switch (c) {
+            case '\\': *o++ = '\\'; *o++ = '\\'; break;
+            case '\t': *o++ = '\\'; *o++ = 't'; break;
+            case '\n': *o++ = '\\'; *o++ = 'n'; break;
+            case '\r': *o++ = '\\'; *o++ = 'r'; break;
+            default: *o++ = c;
+            }
+        }
+    }
+    *o++ = sep;
+    w->copy_len = (size_t)(o - w->copy_buf);
+    return true;
+}
+
+static bool buf_int(store_writer_t *w, long long v, bool null, char sep)
+{
+    if (null)
+        return buf_field(w, NULL, sep);
+    char num[24];
+    snprintf(num, sizeof num, "%lld", v);
+    return buf_field(w, num, sep);
+}
+
+/* The newest valid non-NULL value of one string field (at byte offset off
+ * in store_update_t) across items[a..b). */
 static const char *newest_str(witem_t *const *items, size_t a, size_t b, size_t off)
 {
     for (size_t k = b; k > a; k--) {
         const char *v = *(const char *const *)((const char *)&items[k - 1]->u + off);
-        if (v)
+        if (v && str_valid(v))
             return v;
     }
     return NULL;
@@ -220,63 +492,98 @@ static const char *newest_str(witem_t *const *items, size_t a, size_t b, size_t 
 #define NEWEST_STR(field) newest_str(items, run_start, run_end, offsetof(store_update_t, field))
 
 /*
- * Sort by (id, timestamp, submission order) and fold each id's run into
- * one row: the newest update's status wins, attempts is the maximum, other
- * fields take their newest known value and handler outcomes merge in
- * order.  Returns the jsonb rows array; *rows = distinct ids.
+ * The run's handler outcomes as one JSON object text, or NULL.  The common
+ * case (one update with outcomes) passes the caller's text through after
+ * validation; several are merged in order with jansson.  *owned receives
+ * what the caller must free.
  */
-static json_t *coalesce(witem_t **items, size_t n, size_t *rows)
+static const char *merged_outcomes(witem_t *const *items, size_t a, size_t b, char **owned)
+{
+    *owned = NULL;
+    const char *single = NULL;
+    json_t *merged = NULL;
+    for (size_t k = a; k < b; k++) {
+        const store_update_t *u = &items[k]->u;
+        if (!u->handler_outcomes_json)
+            continue;
+        if (!json_object_text_valid(u->handler_outcomes_json)) {
+            log_warn(COMP, "event %s: handler_outcomes is not a JSON object; ignored",
+                     str_valid(u->id) ? u->id : "(invalid UTF-8 id)");
+            continue;
+        }
+        if (!single && !merged) {
+            single = u->handler_outcomes_json;
+            continue;
+        }
+        if (!merged) {
+            merged = json_loads(single, 0, NULL);
+            single = NULL;
+        }
+        json_t *o = json_loads(u->handler_outcomes_json, 0, NULL);
+        if (json_is_object(merged) && json_is_object(o))
+            json_object_update(merged, o);
+        json_decref(o);
+    }
+    if (!merged)
+        return single;
+    *owned = json_is_object(merged) ? json_dumps(merged, JSON_COMPACT) : NULL;
+    json_decref(merged);
+    return *owned;
+}
+
+/*
+ * Sort by (id, timestamp, submission order) and fold each id's run into
+ * one COPY line in w->copy_buf: the newest update's status wins, attempts
+ * is the maximum, other fields take their newest known value and handler
+ * outcomes merge in order.  An id that is not valid UTF-8 cannot be stored:
+ * its updates are dropped and counted in *bad.  Returns the number of rows,
+ * or -1 when out of memory.
+ */
+static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
 {
     qsort(items, n, sizeof *items, cmp_items);
-    json_t *arr = json_array();
-    *rows = 0;
+    w->copy_len = 0;
+    *bad = 0;
+    long rows = 0;
     for (size_t run_start = 0; run_start < n;) {
         size_t run_end = run_start + 1;
         while (run_end < n && strcmp(items[run_end]->u.id, items[run_start]->u.id) == 0)
             run_end++;
         const store_update_t *last = &items[run_end - 1]->u;
+        if (!str_valid(last->id)) {
+            *bad += run_end - run_start;
+            run_start = run_end;
+            continue;
+        }
         int attempts = 0, schema_version = 0;
-        json_t *outcomes = NULL;
         for (size_t k = run_start; k < run_end; k++) {
             const store_update_t *u = &items[k]->u;
             if (u->attempts > attempts)
                 attempts = u->attempts;
             if (u->schema_version > 0)
                 schema_version = u->schema_version;
-            if (u->handler_outcomes_json) {
-                json_t *o = json_loads(u->handler_outcomes_json, 0, NULL);
-                if (json_is_object(o)) {
-                    if (!outcomes)
-                        outcomes = json_object();
-                    json_object_update(outcomes, o);
-                } else {
-                    log_warn(COMP, "event %s: handler_outcomes is not a JSON object; ignored",
-                             u->id);
-                }
-                json_decref(o);
-            }
         }
-        json_t *row = json_object();
-        set_str(row, "id", last->id);
-        set_str(row, "type", NEWEST_STR(type));
-        set_str(row, "tenant", NEWEST_STR(tenant));
-        set_str(row, "correlation_id", NEWEST_STR(correlation_id));
-        set_str(row, "source", NEWEST_STR(source));
-        set_str(row, "stream_id", NEWEST_STR(stream_id));
-        set_str(row, "last_error", NEWEST_STR(last_error));
-        json_object_set_new(row, "schema_version",
-                            schema_version ? json_integer(schema_version) : json_null());
+        char *owned;
+        const char *outcomes = merged_outcomes(items, run_start, run_end, &owned);
         const char *status = store_status_name(last->status);
-        set_str(row, "status", status ? status : "PROCESSING");
-        json_object_set_new(row, "attempts", json_integer(attempts));
-        json_object_set_new(row, "handler_outcomes", outcomes ? outcomes : json_null());
-        json_object_set_new(row, "ts", json_integer(last->timestamp_ms));
-        json_object_set_new(row, "first_ts", json_integer(items[run_start]->u.timestamp_ms));
-        json_array_append_new(arr, row);
-        (*rows)++;
+        bool ok = buf_field(w, last->id, '\t') && buf_field(w, NEWEST_STR(type), '\t') &&
+                  buf_field(w, NEWEST_STR(tenant), '\t') &&
+                  buf_field(w, NEWEST_STR(correlation_id), '\t') &&
+                  buf_field(w, NEWEST_STR(source), '\t') &&
+                  buf_field(w, NEWEST_STR(stream_id), '\t') &&
+                  buf_int(w, schema_version, schema_version == 0, '\t') &&
+                  buf_field(w, status ? status : "PROCESSING", '\t') &&
+                  buf_int(w, attempts, false, '\t') &&
+                  buf_field(w, NEWEST_STR(last_error), '\t') && buf_field(w, outcomes, '\t') &&
+                  buf_int(w, last->timestamp_ms, false, '\t') &&
+                  buf_int(w, items[run_start]->u.timestamp_ms, false, '\n');
+        free(owned);
+        if (!ok)
+            return -1;
+        rows++;
         run_start = run_end;
     }
-    return arr;
+    return rows;
 }
 
 /* ---------------------------------------------------------- connection */
@@ -312,6 +619,25 @@ static void writer_wait(store_writer_t *w, int64_t ms)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* The per-connection setup: session settings, the staging table and the
+ * prepared upsert (planned once, not once per batch). */
+static int writer_session(PGconn *c, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, stage_sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        store__pg_err(err, errlen, "metadata writer setup", c, r);
+    PQclear(r);
+    if (!ok)
+        return -1;
+    r = PQprepare(c, "evbus_upsert", upsert_sql, 0, NULL);
+    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        store__pg_err(err, errlen, "metadata writer setup", c, r);
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
 /* Connected, or waits with backoff until connected or the stop deadline. */
 static bool writer_connect(store_writer_t *w)
 {
@@ -325,6 +651,10 @@ static bool writer_connect(store_writer_t *w)
         }
         char err[512];
         w->conn = store_connect(w->url, err, sizeof err);
+        if (w->conn && writer_session(w->conn, err, sizeof err) != 0) {
+            PQfinish(w->conn);
+            w->conn = NULL;
+        }
         if (w->conn) {
             if (w->conn_warned)
                 log_info(COMP, "metadata writer reconnected to PostgreSQL");
@@ -346,18 +676,79 @@ static bool writer_connect(store_writer_t *w)
     }
 }
 
+/* Every result of the command in progress; the first failure goes to err. */
+static bool drain_results(PGconn *c, const char *where, char *err, size_t errlen)
+{
+    bool ok = true;
+    PGresult *r;
+    while ((r = PQgetResult(c))) {
+        if (ok && PQresultStatus(r) != PGRES_COMMAND_OK) {
+            store__pg_err(err, errlen, where, c, r);
+            ok = false;
+        }
+        PQclear(r);
+    }
+    return ok;
+}
+
+/*
+ * One attempt at the batch in w->copy_buf: BEGIN + COPY into the staging
+ * table, the prepared upsert, COMMIT.  0 with *affected = rows the server
+ * changed, or -1 with err after rolling back (the staging rows go with it).
+ */
+static int write_once(store_writer_t *w, long *affected, char *err, size_t errlen)
+{
+    PGconn *c = w->conn;
+    PGresult *r = PQexec(c, copy_sql);
+    bool ok = PQresultStatus(r) == PGRES_COPY_IN;
+    if (!ok)
+        store__pg_err(err, errlen, "metadata copy", c, r);
+    PQclear(r);
+    if (ok) {
+        for (size_t off = 0; ok && off < w->copy_len; off += COPY_CHUNK) {
+            size_t len = w->copy_len - off < COPY_CHUNK ? w->copy_len - off : COPY_CHUNK;
+            ok = PQputCopyData(c, w->copy_buf + off, (int)len) == 1;
+        }
+        if (PQputCopyEnd(c, ok ? NULL : "metadata writer: send failed") != 1)
+            ok = false;
+        if (!ok)
+            store__pg_err(err, errlen, "metadata copy", c, NULL);
+        if (!drain_results(c, "metadata copy", err, errlen))
+            ok = false;
+    }
+    if (ok) {
+        r = PQexecPrepared(c, "evbus_upsert", 0, NULL, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (ok)
+            *affected = strtol(PQcmdTuples(r), NULL, 10);
+        else
+            store__pg_err(err, errlen, "metadata upsert", c, r);
+        PQclear(r);
+    }
+    if (ok)
+        ok = store__exec(c, "metadata commit", "COMMIT", 0, NULL, NULL, err, errlen) == 0;
+    if (!ok && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return ok ? 0 : -1;
+}
+
 static void write_batch(store_writer_t *w, witem_t **items, size_t n)
 {
-    size_t rows = 0;
-    json_t *arr = coalesce(items, n, &rows);
-    char *payload = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    if (!payload) {
+    size_t bad = 0;
+    long rows = coalesce(w, items, n, &bad);
+    if (bad) {
+        log_warn(COMP, "%zu metadata updates dropped: event id is not valid UTF-8", bad);
+        METRIC_ADD(metadata_dropped, bad);
+    }
+    if (rows < 0) {
         log_error(COMP, "metadata batch of %zu updates dropped: out of memory", n);
         METRIC_INC(metadata_giveups);
-        METRIC_ADD(metadata_dropped, n);
+        METRIC_ADD(metadata_dropped, n - bad);
         return;
     }
+    if (rows == 0)
+        return;
+    n -= bad;
     for (int attempt = 1;; attempt++) {
         if (!writer_connect(w)) {
             log_error(COMP, "metadata batch of %zu updates dropped: stopping while "
@@ -368,15 +759,13 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
         }
         char err[512];
         long affected = 0;
-        const char *params[] = {payload};
         METRIC_INC(metadata_batches);
-        if (store__exec(w->conn, "metadata upsert", upsert_sql, 1, params, &affected, err,
-                        sizeof err) == 0) {
+        if (write_once(w, &affected, err, sizeof err) == 0) {
             METRIC_ADD(metadata_written, (uint64_t)affected);
             atomic_store(&w->last_write_ms, store__mono_ms());
             break;
         }
-        log_warn(COMP, "metadata batch of %zu rows failed (attempt %d of %d): %s", rows,
+        log_warn(COMP, "metadata batch of %ld rows failed (attempt %d of %d): %s", rows,
                  attempt, WRITER_RETRIES + 1, err);
         if (attempt > WRITER_RETRIES) {
             log_error(COMP, "metadata batch of %zu updates given up after %d attempts: %s", n,
@@ -387,7 +776,6 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
         }
         writer_wait(w, 100 << (attempt - 1));
     }
-    free(payload);
 }
 
 /* ------------------------------------------------------------- thread */
@@ -498,12 +886,18 @@ void store_writer_stop(store_writer_t *w, int flush_timeout_ms)
     pthread_join(w->thread, NULL);
     if (w->conn)
         PQfinish(w->conn);
+    free(w->copy_buf);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);
     free(w->batch);
     free(w->url);
     free(w);
+}
+
+static void set_str(json_t *o, const char *k, const char *v)
+{
+    json_object_set_new(o, k, v ? json_string(v) : json_null());
 }
 
 int store_record_published(PGconn *c, const store_update_t *events, size_t n, char *err,

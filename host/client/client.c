@@ -321,9 +321,9 @@ static int xadd_reply(evbus_client_t *c, redisReply *r, char *out_id, size_t out
                        "redis: XADD %s: unexpected reply type %d", c->stream, r->type);
 }
 
-/* Appends (pipelined) or runs one XADD; fields are key/value pairs. */
+/* Runs one XADD; fields are key/value pairs. */
 static int xadd_argv(evbus_client_t *c, const char *stream, const char *const *fields,
-                     const size_t *flens, int nfields, bool append, redisReply **reply)
+                     const size_t *flens, int nfields, redisReply **reply)
 {
     const char *argv[24];
     size_t lens[24];
@@ -340,8 +340,6 @@ static int xadd_argv(evbus_client_t *c, const char *stream, const char *const *f
         argv[argc] = fields[i];
         lens[argc++] = flens[i];
     }
-    if (append)
-        return redisAppendCommandArgv(c->ctx, argc, argv, lens) == REDIS_OK ? 0 : -1;
     *reply = redisCommandArgv(c->ctx, argc, argv, lens);
     return *reply ? 0 : -1;
 }
@@ -355,7 +353,7 @@ int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields
     if (!evbus__conn(c, err, errlen))
         return EVBUS_CLIENT_EREDIS;
     redisReply *r = NULL;
-    if (xadd_argv(c, stream, fields, flens, nfields, false, &r) != 0)
+    if (xadd_argv(c, stream, fields, flens, nfields, &r) != 0)
         return evbus__io_fail(c, err, errlen, "XADD");
     int rc = xadd_reply(c, r, out_id, out_len, err, errlen);
     freeReplyObject(r);

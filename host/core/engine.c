@@ -27,6 +27,7 @@
 
 #include "core/dispatch.h"
 #include "core/redis_util.h"
+#include "core/reply_arena.h"
 #include "store/store.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -51,7 +52,7 @@ typedef struct chunk {
 static void batch_unref(batch_t *b)
 {
     if (atomic_fetch_sub(&b->refs, 1) == 1) {
-        freeReplyObject(b->reply);
+        rarena_free(b->reply);
         free(b);
     }
 }
@@ -457,8 +458,13 @@ static void *reader_main(void *arg)
                              !atomic_load(&e->stop);
              waited++)
             sleep_ms(1);
-        redisReply *r = redisCommand(c, "XREADGROUP GROUP %s %s COUNT %u BLOCK %u STREAMS %s >",
-                                     e->group, e->consumer, e->batch_size, block, e->stream);
+        char count[16], blockms[16];
+        snprintf(count, sizeof count, "%u", e->batch_size);
+        snprintf(blockms, sizeof blockms, "%u", block);
+        const char *argv[] = {"XREADGROUP", "GROUP", e->group, e->consumer, "COUNT", count,
+                              "BLOCK", blockms, "STREAMS", e->stream, ">"};
+        /* built in one arena, freed with rarena_free() (by the last chunk) */
+        redisReply *r = rarena_command(c, 11, argv);
         if (!r) {
             char what[300];
             snprintf(what, sizeof what, "XREADGROUP: %s", c->errstr);
@@ -479,7 +485,7 @@ static void *reader_main(void *arg)
                              e->stream, r->str);
                 group_logged = true;
                 METRIC_INC(nogroup);
-                freeReplyObject(r);
+                rarena_free(r);
                 if (ensure_group(e, c) != 0) {
                     note_redis_error(e, "XGROUP CREATE failed");
                     sleep_unless_stopped(e, backoff_ms(e));
@@ -490,7 +496,7 @@ static void *reader_main(void *arg)
             snprintf(what, sizeof what, "XREADGROUP: %s", r->str);
             log_warn("consumer", "%s", what);
             note_redis_error(e, what);
-            freeReplyObject(r);
+            rarena_free(r);
             sleep_unless_stopped(e, backoff_ms(e));
             continue;
         }
@@ -502,7 +508,7 @@ static void *reader_main(void *arg)
             enqueue_batch(e, r);
             continue;
         }
-        freeReplyObject(r);
+        rarena_free(r);
         if (e->opts.exit_idle_ms > 0 && atomic_load(&e->inflight_n) == 0 &&
             mono_ms() - last_activity >= e->opts.exit_idle_ms) {
             if (!retries_scheduled(e, c)) {

@@ -59,36 +59,44 @@ struct store_writer {
     PGconn *conn;        /* writer thread only; has the staging table */
     char *copy_buf;      /* writer thread only: the batch's COPY text */
     size_t copy_len, copy_cap;
+    int direct_skip;     /* writer thread only: see write_once() */
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
     int64_t conn_warn_at;
     _Atomic int64_t drop_warn_at;
     _Atomic int64_t last_write_ms; /* monotonic ms of the last batch written */
 };
 
-/* Created once per connection; ON COMMIT DELETE ROWS empties it with each
- * batch's transaction (also on rollback), so no TRUNCATE round trip. */
+/*
+ * Both COPY targets take the same binary rows (ROW_COLUMNS), so one buffer
+ * serves either path.  The staging table is created once per connection;
+ * ON COMMIT DELETE ROWS empties it with each batch's transaction (also on
+ * rollback), so there is no TRUNCATE round trip.
+ */
+#define ROW_COLUMNS                                                                          \
+    "id, type, tenant, correlation_id, source, stream_id, schema_version, status, attempts," \
+    " last_error, handler_outcomes, status_at, created_at, completed_at"
+enum { ROW_NCOLUMNS = 14 };
+
 static const char stage_sql[] =
     "SET synchronous_commit = off;"
     " CREATE TEMP TABLE evbus_writer_stage (id text, type text, tenant text,"
     " correlation_id text, source text, stream_id text, schema_version int, status text,"
-    " attempts int, last_error text, handler_outcomes jsonb, ts bigint, first_ts bigint)"
-    " ON COMMIT DELETE ROWS";
+    " attempts int, last_error text, handler_outcomes jsonb, status_at timestamptz,"
+    " created_at timestamptz, completed_at timestamptz) ON COMMIT DELETE ROWS";
 
 /* BEGIN rides in the same round trip: PQexec stops at the COPY. */
-static const char copy_sql[] = "BEGIN; COPY evbus_writer_stage FROM STDIN";
+static const char copy_direct_sql[] =
+    "BEGIN; COPY events (" ROW_COLUMNS ") FROM STDIN (FORMAT binary)";
+static const char copy_stage_sql[] =
+    "BEGIN; COPY evbus_writer_stage FROM STDIN (FORMAT binary)";
 enum { COPY_CHUNK = 1 << 20 };
+/* After a batch met existing rows, this many batches go straight to the
+ * staging path before the direct COPY is tried again. */
+enum { DIRECT_BACKOFF_BATCHES = 16 };
 
 static const char upsert_sql[] =
-    "INSERT INTO events AS e (id, type, tenant, correlation_id, source, stream_id,"
-    " schema_version, status, attempts, last_error, handler_outcomes, status_at, created_at,"
-    " updated_at, completed_at)"
-    " SELECT u.id, u.type, u.tenant, u.correlation_id, u.source, u.stream_id, u.schema_version,"
-    " u.status, u.attempts, u.last_error, u.handler_outcomes,"
-    " to_timestamp(0) + u.ts * interval '1 millisecond',"
-    " to_timestamp(0) + u.first_ts * interval '1 millisecond', now(),"
-    " CASE WHEN u.status IN ('COMPLETED', 'DEAD_LETTERED', 'IGNORED')"
-    "      THEN to_timestamp(0) + u.ts * interval '1 millisecond' END"
-    " FROM evbus_writer_stage u"
+    "INSERT INTO events AS e (" ROW_COLUMNS ", updated_at)"
+    " SELECT " ROW_COLUMNS ", now() FROM evbus_writer_stage"
     " ON CONFLICT (id) DO UPDATE SET"
     " type = COALESCE(EXCLUDED.type, e.type),"
     " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"
@@ -441,40 +449,69 @@ static bool buf_reserve(store_writer_t *w, size_t more)
     return true;
 }
 
-/* One COPY text field (tab-separated, \N for NULL), escaped. */
-static bool buf_field(store_writer_t *w, const char *v, char sep)
+/* Binary COPY: big-endian integers, each field as length + bytes. */
+static void put_be(char *o, uint64_t v, int bytes)
 {
-    size_t len = v ? strlen(v) : 0;
-    if (!buf_reserve(w, v ? 2 * len + 1 : 3))
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        o[i] = (char)(v & 0xff);
+}
+
+static bool buf_raw(store_writer_t *w, const void *p, size_t len)
+{
+    if (!buf_reserve(w, len))
         return false;
-    char *o = w->copy_buf + w->copy_len;
-    if (!v) {
-        memcpy(o, "\\N", 2);
-        o += 2;
-    } else {
-        for (size_t i = 0; i < len; i++) {
-            char c = v[i];
-            switch (c) {
-            case '\\': *o++ = '\\'; *o++ = '\\'; break;
-            case '\t': *o++ = '\\'; *o++ = 't'; break;
-            case '\n': *o++ = '\\'; *o++ = 'n'; break;
-            case '\r': *o++ = '\\'; *o++ = 'r'; break;
-            default: *o++ = c;
-            }
-        }
-    }
-    *o++ = sep;
-    w->copy_len = (size_t)(o - w->copy_buf);
+    memcpy(w->copy_buf + w->copy_len, p, len);
+    w->copy_len += len;
     return true;
 }
 
-static bool buf_int(store_writer_t *w, long long v, bool null, char sep)
+static bool buf_be(store_writer_t *w, uint64_t v, int bytes)
+{
+    if (!buf_reserve(w, (size_t)bytes))
+        return false;
+    put_be(w->copy_buf + w->copy_len, v, bytes);
+    w->copy_len += (size_t)bytes;
+    return true;
+}
+
+static bool buf_null(store_writer_t *w)
+{
+    return buf_be(w, UINT32_MAX, 4); /* length -1 */
+}
+
+/* text, or jsonb when version is 1 (its binary form is a version byte and
+ * the JSON text); NULL for v == NULL. */
+static bool buf_text(store_writer_t *w, const char *v, int version)
+{
+    if (!v)
+        return buf_null(w);
+    size_t len = strlen(v);
+    if (len > INT32_MAX - 1)
+        return false;
+    if (!buf_be(w, len + (version ? 1 : 0), 4))
+        return false;
+    if (version) {
+        char b = (char)version;
+        if (!buf_raw(w, &b, 1))
+            return false;
+    }
+    return buf_raw(w, v, len);
+}
+
+static bool buf_int4(store_writer_t *w, int v, bool null)
 {
     if (null)
-        return buf_field(w, NULL, sep);
-    char num[24];
-    snprintf(num, sizeof num, "%lld", v);
-    return buf_field(w, num, sep);
+        return buf_null(w);
+    return buf_be(w, 4, 4) && buf_be(w, (uint32_t)v, 4);
+}
+
+/* Unix epoch ms as a timestamptz: microseconds since 2000-01-01 UTC. */
+static bool buf_time(store_writer_t *w, int64_t ms, bool null)
+{
+    if (null)
+        return buf_null(w);
+    int64_t us = (ms - INT64_C(946684800000)) * 1000;
+    return buf_be(w, 8, 4) && buf_be(w, (uint64_t)us, 8);
 }
 
 /* The newest valid non-NULL value of one string field (at byte offset off
@@ -533,7 +570,7 @@ static const char *merged_outcomes(witem_t *const *items, size_t a, size_t b, ch
 
 /*
  * Sort by (id, timestamp, submission order) and fold each id's run into
- * one COPY line in w->copy_buf: the newest update's status wins, attempts
+ * one binary COPY row in w->copy_buf: the newest update's status wins, attempts
  * is the maximum, other fields take their newest known value and handler
  * outcomes merge in order.  An id that is not valid UTF-8 cannot be stored:
  * its updates are dropped and counted in *bad.  Returns the number of rows,
@@ -541,10 +578,13 @@ static const char *merged_outcomes(witem_t *const *items, size_t a, size_t b, ch
  */
 static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
 {
+    static const char header[19] = "PGCOPY\n\377\r\n"; /* + zero flags and extension */
     qsort(items, n, sizeof *items, cmp_items);
     w->copy_len = 0;
     *bad = 0;
     long rows = 0;
+    if (!buf_raw(w, header, sizeof header))
+        return -1;
     for (size_t run_start = 0; run_start < n;) {
         size_t run_end = run_start + 1;
         while (run_end < n && strcmp(items[run_end]->u.id, items[run_start]->u.id) == 0)
@@ -566,24 +606,23 @@ static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
         char *owned;
         const char *outcomes = merged_outcomes(items, run_start, run_end, &owned);
         const char *status = store_status_name(last->status);
-        bool ok = buf_field(w, last->id, '\t') && buf_field(w, NEWEST_STR(type), '\t') &&
-                  buf_field(w, NEWEST_STR(tenant), '\t') &&
-                  buf_field(w, NEWEST_STR(correlation_id), '\t') &&
-                  buf_field(w, NEWEST_STR(source), '\t') &&
-                  buf_field(w, NEWEST_STR(stream_id), '\t') &&
-                  buf_int(w, schema_version, schema_version == 0, '\t') &&
-                  buf_field(w, status ? status : "PROCESSING", '\t') &&
-                  buf_int(w, attempts, false, '\t') &&
-                  buf_field(w, NEWEST_STR(last_error), '\t') && buf_field(w, outcomes, '\t') &&
-                  buf_int(w, last->timestamp_ms, false, '\t') &&
-                  buf_int(w, items[run_start]->u.timestamp_ms, false, '\n');
+        bool ok = buf_be(w, ROW_NCOLUMNS, 2) && buf_text(w, last->id, 0) &&
+                  buf_text(w, NEWEST_STR(type), 0) && buf_text(w, NEWEST_STR(tenant), 0) &&
+                  buf_text(w, NEWEST_STR(correlation_id), 0) &&
+                  buf_text(w, NEWEST_STR(source), 0) && buf_text(w, NEWEST_STR(stream_id), 0) &&
+                  buf_int4(w, schema_version, schema_version == 0) &&
+                  buf_text(w, status ? status : "PROCESSING", 0) &&
+                  buf_int4(w, attempts, false) && buf_text(w, NEWEST_STR(last_error), 0) &&
+                  buf_text(w, outcomes, 1) && buf_time(w, last->timestamp_ms, false) &&
+                  buf_time(w, items[run_start]->u.timestamp_ms, false) &&
+                  buf_time(w, last->timestamp_ms, !store_status_terminal(last->status));
         free(owned);
         if (!ok)
             return -1;
         rows++;
         run_start = run_end;
     }
-    return rows;
+    return buf_be(w, UINT16_MAX, 2) ? rows : -1; /* trailer: field count -1 */
 }
 
 /* ---------------------------------------------------------- connection */
@@ -676,48 +715,79 @@ static bool writer_connect(store_writer_t *w)
     }
 }
 
-/* Every result of the command in progress; the first failure goes to err. */
-static bool drain_results(PGconn *c, const char *where, char *err, size_t errlen)
-{
-    bool ok = true;
-    PGresult *r;
-    while ((r = PQgetResult(c))) {
-        if (ok && PQresultStatus(r) != PGRES_COMMAND_OK) {
-            store__pg_err(err, errlen, where, c, r);
-            ok = false;
-        }
-        PQclear(r);
-    }
-    return ok;
-}
-
-/*
- * One attempt at the batch in w->copy_buf: BEGIN + COPY into the staging
- * table, the prepared upsert, COMMIT.  0 with *affected = rows the server
- * changed, or -1 with err after rolling back (the staging rows go with it).
- */
-static int write_once(store_writer_t *w, long *affected, char *err, size_t errlen)
+/* Send w->copy_buf as the data of the COPY `sql` (which opens the
+ * transaction).  0, or -1 with err; *sqlstate gets the error's code. */
+static int copy_batch(store_writer_t *w, const char *sql, char *sqlstate, char *err,
+                      size_t errlen)
 {
     PGconn *c = w->conn;
-    PGresult *r = PQexec(c, copy_sql);
+    sqlstate[0] = '\0';
+    PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COPY_IN;
     if (!ok)
         store__pg_err(err, errlen, "metadata copy", c, r);
     PQclear(r);
-    if (ok) {
-        for (size_t off = 0; ok && off < w->copy_len; off += COPY_CHUNK) {
-            size_t len = w->copy_len - off < COPY_CHUNK ? w->copy_len - off : COPY_CHUNK;
-            ok = PQputCopyData(c, w->copy_buf + off, (int)len) == 1;
-        }
-        if (PQputCopyEnd(c, ok ? NULL : "metadata writer: send failed") != 1)
-            ok = false;
-        if (!ok)
-            store__pg_err(err, errlen, "metadata copy", c, NULL);
-        if (!drain_results(c, "metadata copy", err, errlen))
-            ok = false;
+    if (!ok)
+        return -1;
+    for (size_t off = 0; ok && off < w->copy_len; off += COPY_CHUNK) {
+        size_t len = w->copy_len - off < COPY_CHUNK ? w->copy_len - off : COPY_CHUNK;
+        ok = PQputCopyData(c, w->copy_buf + off, (int)len) == 1;
     }
+    if (PQputCopyEnd(c, ok ? NULL : "metadata writer: send failed") != 1)
+        ok = false;
+    if (!ok)
+        store__pg_err(err, errlen, "metadata copy", c, NULL);
+    while ((r = PQgetResult(c))) {
+        if (ok && PQresultStatus(r) != PGRES_COMMAND_OK) {
+            store__pg_err(err, errlen, "metadata copy", c, r);
+            const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(sqlstate, 6, "%s", st ? st : "");
+            ok = false;
+        }
+        PQclear(r);
+    }
+    return ok ? 0 : -1;
+}
+
+static void rollback(PGconn *c)
+{
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+        PQclear(PQexec(c, "ROLLBACK"));
+}
+
+/*
+ * One attempt at the batch in w->copy_buf, in one transaction.  Usually
+ * every id is new (the consumer reports an event once), so the rows are
+ * first COPYed straight into events: no staging, no conflict checks.  When
+ * some id already exists (unique violation: a PENDING row, an earlier
+ * status, another host) that is rolled back and the batch goes through the
+ * staging table and the upsert instead, which also skips the direct try
+ * for the next DIRECT_BACKOFF_BATCHES batches.  0 with *affected = rows the
+ * server changed, or -1 with err (rolled back).
+ */
+static int write_once(store_writer_t *w, long rows, long *affected, char *err, size_t errlen)
+{
+    PGconn *c = w->conn;
+    char sqlstate[6];
+    if (w->direct_skip == 0) {
+        if (copy_batch(w, copy_direct_sql, sqlstate, err, errlen) == 0) {
+            if (store__exec(c, "metadata commit", "COMMIT", 0, NULL, NULL, err, errlen) != 0) {
+                rollback(c);
+                return -1;
+            }
+            *affected = rows;
+            return 0;
+        }
+        rollback(c);
+        if (strcmp(sqlstate, "23505") != 0)
+            return -1;
+        w->direct_skip = DIRECT_BACKOFF_BATCHES;
+    } else {
+        w->direct_skip--;
+    }
+    bool ok = copy_batch(w, copy_stage_sql, sqlstate, err, errlen) == 0;
     if (ok) {
-        r = PQexecPrepared(c, "evbus_upsert", 0, NULL, NULL, NULL, 0);
+        PGresult *r = PQexecPrepared(c, "evbus_upsert", 0, NULL, NULL, NULL, 0);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
         if (ok)
             *affected = strtol(PQcmdTuples(r), NULL, 10);
@@ -727,8 +797,8 @@ static int write_once(store_writer_t *w, long *affected, char *err, size_t errle
     }
     if (ok)
         ok = store__exec(c, "metadata commit", "COMMIT", 0, NULL, NULL, err, errlen) == 0;
-    if (!ok && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
-        PQclear(PQexec(c, "ROLLBACK"));
+    if (!ok)
+        rollback(c);
     return ok ? 0 : -1;
 }
 
@@ -760,7 +830,7 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
         char err[512];
         long affected = 0;
         METRIC_INC(metadata_batches);
-        if (write_once(w, &affected, err, sizeof err) == 0) {
+        if (write_once(w, rows, &affected, err, sizeof err) == 0) {
             METRIC_ADD(metadata_written, (uint64_t)affected);
             atomic_store(&w->last_write_ms, store__mono_ms());
             break;

@@ -252,3 +252,142 @@ Test(writer, list_filters_by_tenant_type_status_and_limit)
     cr_expect_null(out);
     PQfinish(c);
 }
+
+/* The rows travel as binary COPY: text with tabs, newlines, backslashes,
+ * quotes and non-ASCII must arrive byte for byte. */
+Test(writer, awkward_strings_are_stored_unchanged)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    static const char odd[] = "tab\there\nnew line\\N back\\slash \"quoted\" \xc3\xa9t\xc3\xa9 \xf0\x9f\x9a\x80";
+    store_update_t u = upd("ev-odd\t1", STORE_DEAD_LETTERED, 4, 1700000000000);
+    u.last_error = odd;
+    u.source = "\\N";
+    u.handler_outcomes_json = "{\"a\\tb\":\"x\\\"y\", \"\xc3\xa9\": [1, -2.5e3, true, null]}";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+    PGconn *c = fx_connect();
+    json_t *row = NULL;
+    char err[512];
+    cr_assert_eq(store_events_get(c, "ev-odd\t1", &row, err, sizeof err), 0, "%s", err);
+    cr_assert_not_null(row, "row missing");
+    cr_expect_str_eq(json_string_value(json_object_get(row, "last_error")), odd);
+    cr_expect_str_eq(json_string_value(json_object_get(row, "source")), "\\N");
+    cr_expect_eq(json_integer_value(json_object_get(row, "attempts")), 4);
+    json_t *oc = json_object_get(row, "handler_outcomes");
+    cr_expect_str_eq(json_string_value(json_object_get(oc, "a\tb")), "x\"y");
+    cr_expect_eq(json_array_size(json_object_get(oc, "\xc3\xa9")), 4);
+    cr_expect_str_eq(json_string_value(json_object_get(row, "completed_at")),
+                     "2023-11-14T22:13:20+00:00");
+    json_decref(row);
+    PQfinish(c);
+}
+
+/* Bad input costs only the bad part, never the batch it travels in. */
+Test(writer, invalid_outcomes_and_utf8_lose_only_the_bad_value)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    uint64_t dropped0 = METRIC_GET(metadata_dropped);
+    static const char *const bad_json[] = {
+        "[1]", "{\"a\":1,}", "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud800\"}", "{\"a\":01}",
+        "{\"a\":\"\xff\"}", "{\"a\":1} x", "{\"a\" 1}", "{\"a\":tru}", "{\"a\":\"raw\ttab\"}",
+    };
+    enum { NBAD = sizeof bad_json / sizeof *bad_json };
+    char id[32];
+    for (int i = 0; i < NBAD; i++) {
+        snprintf(id, sizeof id, "badjson-%d", i);
+        store_update_t u = upd(id, STORE_COMPLETED, 1, 1000 + i);
+        u.handler_outcomes_json = bad_json[i];
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+    }
+    store_update_t u = upd("bad-utf8-field", STORE_COMPLETED, 1, 2000);
+    u.last_error = "broken \xc3\x28 sequence";
+    u.correlation_id = "\xed\xa0\x80"; /* an encoded surrogate */
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("bad-id-\xc0\xaf", STORE_COMPLETED, 1, 2000);
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("good", STORE_COMPLETED, 1, 3000);
+    u.handler_outcomes_json = " {\"h\":\"ok\", \"n\": {\"deep\": [0.5, \"\\u00e9\\ud83d\\ude80\"]}} ";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+
+    PGconn *c = fx_connect();
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id LIKE 'badjson-%' AND "
+                             "status = 'COMPLETED' AND handler_outcomes IS NULL"),
+                 NBAD, "an invalid handler_outcomes was stored or lost its row");
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id = 'bad-utf8-field' AND "
+                             "last_error IS NULL AND correlation_id IS NULL AND tenant = 'acme'"),
+                 1);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE handler_outcomes->>'h' = 'ok' "
+                             "AND handler_outcomes->'n'->'deep'->>1 = '\u00e9\U0001F680'"),
+                 1);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events"), NBAD + 2);
+    cr_expect_eq(METRIC_GET(metadata_dropped) - dropped0, 1, "the bad id was not counted");
+    PQfinish(c);
+}
+
+/* Rows that already exist (PENDING from the publisher) make the direct
+ * COPY fail; the batch must still land through the upsert, with the
+ * consumer's status replacing PENDING. */
+Test(writer, batch_meeting_existing_rows_is_upserted)
+{
+    PGconn *c = fx_connect();
+    store_update_t pend[] = {upd("mix-1", STORE_PENDING, 0, 9000000000000),
+                             upd("mix-2", STORE_PENDING, 0, 9000000000000)};
+    char err[512];
+    cr_assert_eq(store_record_published(c, pend, 2, err, sizeof err), 2, "%s", err);
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    uint64_t giveups0 = METRIC_GET(metadata_giveups);
+    char id[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "mix-%d", i);
+        store_update_t u = upd(id, STORE_COMPLETED, 1, 1000 + i);
+        u.handler_outcomes_json = "{\"h\":\"ok\"}";
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+    }
+    store_writer_stop(w, 5000);
+    cr_expect_eq(METRIC_GET(metadata_giveups), giveups0);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE status = 'COMPLETED' AND "
+                             "completed_at IS NOT NULL AND handler_outcomes->>'h' = 'ok'"),
+                 5);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE status = 'PENDING'"), 0);
+
+    /* The next writer finds only new ids again and must not be stuck on
+     * the slow path: rows written by COPY have the same columns. */
+    w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t u = upd("fresh", STORE_PROCESSING, 1, 5000);
+    u.schema_version = 3;
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id = 'fresh' AND status = "
+                             "'PROCESSING' AND completed_at IS NULL AND schema_version = 3 AND "
+                             "status_at = to_timestamp(5) AND created_at = to_timestamp(5) AND "
+                             "updated_at > now() - interval '1 minute'"),
+                 1);
+    PQfinish(c);
+}
+
+/* Several updates of one id in one batch merge their outcomes in order. */
+Test(writer, outcomes_of_one_batch_merge_in_order)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t u = upd("merge", STORE_RETRYING, 1, 1000);
+    u.handler_outcomes_json = "{\"a\":\"retry\",\"b\":\"ok\"}";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("merge", STORE_COMPLETED, 2, 2000);
+    u.handler_outcomes_json = "{\"a\":\"ok\"}";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("merge", STORE_PROCESSING, 2, 1500); /* older: status ignored */
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+    PGconn *c = fx_connect();
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id = 'merge' AND "
+                             "status = 'COMPLETED' AND attempts = 2 AND "
+                             "handler_outcomes = '{\"a\":\"ok\",\"b\":\"ok\"}'::jsonb"),
+                 1);
+    PQfinish(c);
+}

@@ -792,6 +792,13 @@ static void *maint_main(void *arg)
     dctx_t ctx;
     dctx_init(&ctx, e, "reclaim");
     int64_t last_reclaim = 0, last_stale = mono_ms(), last_dlq = 0;
+    /* look for stale consumers at half their idle bound, between the
+     * reclaim interval and once a minute */
+    int64_t stale_every = e->stale_consumer_ms / 2;
+    if (stale_every < (int64_t)e->reclaim_interval_ms)
+        stale_every = e->reclaim_interval_ms;
+    if (stale_every > 60000)
+        stale_every = 60000;
     while (!atomic_load(&e->stop)) {
         if (ensure_conn(e, &c, true) != 0)
             break;
@@ -808,7 +815,7 @@ static void *maint_main(void *arg)
             rc = watch_dlq(e, c);
             last_dlq = now;
         }
-        if (rc == 0 && now - last_stale >= 60000) {
+        if (rc == 0 && now - last_stale >= stale_every) {
             rc = remove_stale_consumers(e, c);
             last_stale = now;
         }

@@ -1,0 +1,2 @@
+/* e2e fixture (in progress). */
+#include "e2e.h"

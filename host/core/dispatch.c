@@ -692,8 +692,6 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         ev->status = EV_STATUS_RETRYING;
     else
         ev->status = EV_STATUS_COMPLETED;
-    if (ev->status != EV_STATUS_DEAD_LETTERED && any_retry)
-        ev->status = EV_STATUS_RETRYING;
     metadata(d, ev);
     return (any_retry || any_reject || any_exhausted || any_upcast) ? 1 : 0;
 }

@@ -1,6 +1,9 @@
 /*
  * testkit — a plugin for host tests (never installed).
  *
+ * Config `init_sleep_ms` makes init() sleep that long (reload tests signal
+ * in the middle of a slow reload).
+ *
  * Subscriber "record" (pattern "**", priority 100) appends one line per
  * event to config `out`:
  *   <instance>\t<tag>\t<event id>\t<type>\t<is_replay>\t<schema_version>\t<data_json>\n
@@ -59,6 +62,10 @@ static int testkit_init(const evbus_host_api_t *api, const char *config_json, vo
     s->fd = -1;
     json_t *out = json_object_get(cfg, "out");
     json_t *tag = json_object_get(cfg, "tag");
+    /* init_sleep_ms: a slow init, so reload tests can signal mid-reload */
+    json_t *nap = json_object_get(cfg, "init_sleep_ms");
+    if (json_is_integer(nap) && json_integer_value(nap) > 0)
+        usleep((useconds_t)json_integer_value(nap) * 1000);
     const char *iname = api->instance_name ? api->instance_name() : NULL;
     int rc = -1;
     if (!json_is_string(out)) {

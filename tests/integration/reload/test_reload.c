@@ -291,3 +291,32 @@ Test(reload, evbusctl_reload_signals_the_pidfile_and_check_config_agrees)
     free(evbusd);
     cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
 }
+
+Test(reload, a_sighup_during_a_reload_schedules_exactly_one_more)
+{
+    char a[600], buf[2048];
+    fx_path(&F, "a.tsv", a, sizeof a);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: slow\n"
+             "    plugin: %s\n"
+             "    config: { out: %s, init_sleep_ms: 600 }\n"
+             "    subscriptions: [ { pattern: \"approval.**\", handler: record } ]\n",
+             fx_plugin("plugins/testkit/testkit.so"), a);
+    fx_conf(&F, "10-slow.yaml", buf);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    kill(F.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&F, "reloading ", 5000));
+    /* three more while the first reload sits in the plugin's slow init */
+    kill(F.d.pid, SIGHUP);
+    kill(F.d.pid, SIGHUP);
+    kill(F.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&F, "generation 3 live", 10000), "the coalesced SIGHUP was lost");
+    usleep(1500 * 1000); /* a third reload would have finished by now */
+    cr_assert_eq(count_in_log("reloading "), 2, "signals during a reload must coalesce into one");
+    cr_assert(!fx_log_has(&F, "generation 4 live"));
+    cr_assert_eq(kill(F.d.pid, 0), 0);
+    cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
+}

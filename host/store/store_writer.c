@@ -699,6 +699,9 @@ static bool writer_connect(store_writer_t *w)
             if (w->conn_warned)
                 log_info(COMP, "metadata writer reconnected to PostgreSQL");
             w->conn_warned = false;
+            /* a fresh connection counts as healthy for pacing, so the reader
+             * slows down before the first batch has even been written */
+            atomic_store(&w->last_write_ms, store__mono_ms());
             return true;
         }
         int64_t now = store__mono_ms();
@@ -855,6 +858,16 @@ static void *writer_main(void *arg)
 {
     store_writer_t *w = arg;
     witem_t **batch = w->batch;
+    /* Connect before the first update arrives: at start the consumer can
+     * fill the queue faster than a lazy connection would be made. */
+    char err[512];
+    w->conn = store_connect(w->url, err, sizeof err);
+    if (w->conn && writer_session(w->conn, err, sizeof err) != 0) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    if (w->conn)
+        atomic_store(&w->last_write_ms, store__mono_ms());
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (w->count == 0 && !w->stopping)

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,12 +83,83 @@ void e2e_evbusd(e2e_t *e, int exit_idle_ms)
     fx_evbusd(&e->fx, exit_idle_ms > 0 ? "--exit-idle" : NULL, idle);
 }
 
+typedef struct {
+    e2e_t *e;
+    int port;
+} health_t;
+
 static bool healthy(void *ud)
 {
-    return e2e_ctl(ud, NULL, NULL, "status", "--json", NULL) == 0;
+    health_t *h = ud;
+    char admin[64];
+    snprintf(admin, sizeof admin, "127.0.0.1:%d", h->port);
+    return e2e_ctl(h->e, NULL, NULL, "status", "--json", "--admin", admin, NULL) == 0;
 }
 
-bool e2e_wait_healthy(e2e_t *e, int timeout_ms) { return harness_wait_until(healthy, e, timeout_ms); }
+bool e2e_wait_healthy_at(e2e_t *e, int port, int timeout_ms)
+{
+    health_t h = {e, port};
+    return harness_wait_until(healthy, &h, timeout_ms);
+}
+
+bool e2e_wait_healthy(e2e_t *e, int timeout_ms)
+{
+    return e2e_wait_healthy_at(e, e->admin_port, timeout_ms);
+}
+
+/* s with every occurrence of from replaced by to; malloc'd. */
+static char *replace_all(const char *s, const char *from, const char *to)
+{
+    size_t fl = strlen(from), tl = strlen(to), n = 0;
+    for (const char *p = strstr(s, from); p; p = strstr(p + fl, from))
+        n++;
+    char *out = malloc(strlen(s) + n * tl + 1), *o = out;
+    for (const char *p; (p = strstr(s, from)); s = p + fl) {
+        memcpy(o, s, (size_t)(p - s));
+        o += p - s;
+        memcpy(o, to, tl);
+        o += tl;
+    }
+    strcpy(o, s);
+    return out;
+}
+
+void e2e_start_clone(e2e_t *e, const char *name, const char *consumer, int admin_port,
+                     harness_proc_t *proc)
+{
+    char conf[700], state[700], log[700], from_c[64], to_c[64], from_a[64], to_a[64];
+    snprintf(conf, sizeof conf, "%s/%s", e->fx.dir, name);
+    snprintf(state, sizeof state, "%s/%s-state", e->fx.dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", e->fx.dir, name);
+    snprintf(from_c, sizeof from_c, "consumer: c1\n");
+    snprintf(to_c, sizeof to_c, "consumer: %s\n", consumer);
+    snprintf(from_a, sizeof from_a, "127.0.0.1:%d\"", e->admin_port);
+    snprintf(to_a, sizeof to_a, "127.0.0.1:%d\"", admin_port);
+    mkdir(state, 0755);
+    DIR *d = opendir(e->fx.conf);
+    cr_assert_not_null(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[1000];
+        snprintf(path, sizeof path, "%s/%s", e->fx.conf, de->d_name);
+        char *y = harness_read_file(path);
+        cr_assert_not_null(y);
+        char *a = replace_all(y, from_c, to_c);
+        char *b = replace_all(a, from_a, to_a);
+        char *c = replace_all(b, e->fx.state, state);
+        cr_assert_eq(harness_write_file(conf, de->d_name, c), 0);
+        free(y);
+        free(a);
+        free(b);
+        free(c);
+    }
+    closedir(d);
+    char *bin = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {bin, "-c", conf, NULL};
+    cr_assert_eq(harness_spawn(proc, argv, NULL, log), 0);
+    free(bin);
+}
 
 void e2e_run_until_idle(e2e_t *e, int idle_ms)
 {

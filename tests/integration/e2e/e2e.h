@@ -57,6 +57,16 @@ void e2e_conf_file(e2e_t *e, const char *name, const char *yaml);
  */
 void e2e_plugins(e2e_t *e, const char *chaos_sub, const char *rec_sub);
 
+/*
+ * A second host in the same group: conf/ copied to dir/<name>/ with the
+ * consumer, the admin port and the state dir replaced (dir/<name>-state),
+ * then started with its log in dir/<name>.log.  Asserts.
+ */
+void e2e_start_clone(e2e_t *e, const char *name, const char *consumer, int admin_port,
+                     harness_proc_t *proc);
+/* Whether `evbusctl status --admin 127.0.0.1:port` exits 0 within timeout_ms. */
+bool e2e_wait_healthy_at(e2e_t *e, int port, int timeout_ms);
+
 /* Start evbusd on conf (exit_idle_ms > 0 adds --exit-idle).  Asserts. */
 void e2e_evbusd(e2e_t *e, int exit_idle_ms);
 /* Wait until `evbusctl status` answers 0 (ok or degraded).  True when it did. */

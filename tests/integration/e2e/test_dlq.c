@@ -1,0 +1,145 @@
+/*
+ * The dead-letter stream as an operator sees it after real failures: the
+ * daemon dead-letters rejected events of two tenants, then `evbusctl dlq`
+ * lists, shows and purges them, never letting one tenant see the other's.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "e2e.h"
+
+static e2e_t E;
+
+static void setup(void) { e2e_start(&E, false, false); }
+static void teardown(void) { e2e_stop(&E); }
+
+TestSuite(e2e_dlq, .init = setup, .fini = teardown, .timeout = 120);
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void publish(const char *id, const char *tenant, const char *fault)
+{
+    char data[128] = "{}";
+    if (fault)
+        snprintf(data, sizeof data, "{\"fault\":\"%s\"}", fault);
+    char *ev = e2e_event(id, "test.e2e.happened", tenant, data, NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+}
+
+/* The event ids of a `dlq list --json`, in list order, as "id,id,".  Malloc'd. */
+static char *event_ids(const json_t *list)
+{
+    json_t *items = json_object_get(list, "items"), *it;
+    size_t i;
+    char *s = calloc(1, 1024);
+    json_array_foreach(items, i, it)
+    {
+        strncat(s, jstr(it, "event_id") ? jstr(it, "event_id") : "?", 1000 - strlen(s));
+        strcat(s, ",");
+    }
+    return s;
+}
+
+/* Dead letters of tenants a (a-1, a-2) and b (b-1), from a real run. */
+static void dead_letter_two_tenants(void)
+{
+    e2e_host_conf(&E, NULL);
+    e2e_plugins(&E, "{ pattern: \"test.**\" }", NULL);
+    publish("a-1", "a", "reject");
+    publish("a-ok", "a", NULL);
+    publish("b-1", "b", "reject");
+    publish("a-2", "a", "retry:100");
+    e2e_run_until_idle(&E, 1000);
+    cr_assert_eq(fx_xlen(&E.fx, "t:events:dlq"), 3);
+}
+
+Test(e2e_dlq, list_and_show_never_cross_tenants)
+{
+    dead_letter_two_tenants();
+    json_t *list = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--tenant", "a", "--json", NULL), 0);
+    char *ids = event_ids(list);
+    cr_expect_eq(json_integer_value(json_object_get(list, "count")), 2, "tenant a: %s", ids);
+    cr_expect(strstr(ids, "a-1,") && strstr(ids, "a-2,") && !strstr(ids, "b-1"), "tenant a: %s",
+              ids);
+    json_t *items = json_object_get(list, "items"), *it;
+    size_t i;
+    char a_dlq_id[64] = "";
+    json_array_foreach(items, i, it)
+    {
+        cr_expect_str_eq(jstr(it, "tenant"), "a");
+        if (strcmp(jstr(it, "event_id"), "a-1") == 0) {
+            snprintf(a_dlq_id, sizeof a_dlq_id, "%s", jstr(it, "dlq_id"));
+            cr_expect_str_eq(jstr(it, "reason"), "reject");
+        } else {
+            cr_expect_str_eq(jstr(it, "reason"), "retries_exhausted");
+        }
+    }
+    free(ids);
+    json_decref(list);
+    cr_assert(a_dlq_id[0]);
+
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--tenant", "b", "--json", NULL), 0);
+    ids = event_ids(list);
+    cr_expect_str_eq(ids, "b-1,");
+    free(ids);
+    json_decref(list);
+
+    /* another tenant's entry reads as "not found" */
+    char *out = NULL, *err = NULL;
+    cr_expect_eq(e2e_ctl(&E, &out, &err, "dlq", "show", a_dlq_id, "--tenant", "b", NULL), 1,
+                 "stdout: %s", out);
+    cr_expect(err && strstr(err, "not found"), "stderr: %s", err);
+    cr_expect(!out || !strstr(out, "a-1"), "tenant b saw a's event: %s", out);
+    free(out);
+    free(err);
+    json_t *one = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &one, "dlq", "show", a_dlq_id, "--tenant", "a", "--json", NULL), 0);
+    cr_expect_str_eq(jstr(one, "event_id"), "a-1");
+    cr_expect_str_eq(jstr(json_object_get(one, "event"), "tenantid"), "a");
+    json_decref(one);
+    /* neither can b retry or delete it */
+    cr_expect_eq(e2e_ctl(&E, NULL, NULL, "dlq", "retry", a_dlq_id, "--tenant", "b", NULL), 1);
+    cr_expect_eq(e2e_ctl(&E, NULL, NULL, "dlq", "delete", a_dlq_id, "--tenant", "b", NULL), 1);
+    cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 3);
+}
+
+Test(e2e_dlq, purge_by_tenant_removes_only_that_tenants_entries)
+{
+    dead_letter_two_tenants();
+    /* without --yes and without a terminal nothing is removed */
+    cr_expect_eq(e2e_ctl(&E, NULL, NULL, "dlq", "purge", "--tenant", "a", NULL), 2);
+    cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 3);
+
+    json_t *res = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL), 0);
+    cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 2, "%s",
+                 json_dumps(res, JSON_COMPACT));
+    json_decref(res);
+
+    json_t *list = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--json", NULL), 0);
+    char *ids = event_ids(list);
+    cr_expect_str_eq(ids, "b-1,", "after purging tenant a");
+    free(ids);
+    json_decref(list);
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--tenant", "a", "--json", NULL), 0);
+    cr_expect_eq(json_integer_value(json_object_get(list, "count")), 0);
+    json_decref(list);
+    cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 1);
+
+    /* a purge matching nothing succeeds and says so */
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL), 0);
+    cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 0);
+    json_decref(res);
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--yes", "--json", NULL), 0);
+    cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 1);
+    json_decref(res);
+    cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 0);
+}

@@ -56,24 +56,6 @@ struct dlq_args {
     bool json, yes, has_limit, has_offset;
 };
 
-/* Matches "--name VALUE" and "--name=VALUE"; advances *i past VALUE.
- * Returns 1 matched (*val set), 0 not this option, -1 value missing. */
-static int dlq_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
-}
 
 static int dlq_parse_size(const char *opt, const char *s, size_t *out)
 {
@@ -94,19 +76,19 @@ static int dlq_parse(int argc, char **argv, struct dlq_args *a)
     for (int i = 2; i < argc; i++) {
         const char *v;
         int m;
-        if ((m = dlq_opt_value(argc, argv, &i, "--tenant", &v)) != 0) {
+        if ((m = ctl_opt_value(argc, argv, &i, "--tenant", &v)) != 0) {
             if (m < 0)
                 return ctl_usage_error("dlq", "--tenant needs a value");
             a->tenant = v;
-        } else if ((list || purge) && (m = dlq_opt_value(argc, argv, &i, "--type", &v)) != 0) {
+        } else if ((list || purge) && (m = ctl_opt_value(argc, argv, &i, "--type", &v)) != 0) {
             if (m < 0)
                 return ctl_usage_error("dlq", "--type needs a value");
             a->type = v;
-        } else if (list && (m = dlq_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
+        } else if (list && (m = ctl_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
             if (m < 0 || dlq_parse_size("--limit", v, &a->limit) != 0)
                 return m < 0 ? ctl_usage_error("dlq", "--limit needs a value") : CTL_USAGE;
             a->has_limit = true;
-        } else if (list && (m = dlq_opt_value(argc, argv, &i, "--offset", &v)) != 0) {
+        } else if (list && (m = ctl_opt_value(argc, argv, &i, "--offset", &v)) != 0) {
             if (m < 0 || dlq_parse_size("--offset", v, &a->offset) != 0)
                 return m < 0 ? ctl_usage_error("dlq", "--offset needs a value") : CTL_USAGE;
         } else if (strcmp(argv[i], "--json") == 0) {

@@ -56,24 +56,6 @@ static void pub_usage(FILE *out)
           out);
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; advances *i past VALUE.
- * Returns 1 matched (*val set), 0 not this option, -1 value missing. */
-static int pub_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
-}
 
 static void pub_print(const char *id, const char *stream_id, bool json)
 {
@@ -373,7 +355,7 @@ int cmd_publish(int argc, char **argv)
                                "--id", "--file", "--maxlen"};
         int m = 0;
         for (size_t k = 0; k < sizeof names / sizeof names[0] && m == 0; k++) {
-            m = pub_opt_value(argc, argv, &i, names[k], slots[k]);
+            m = ctl_opt_value(argc, argv, &i, names[k], slots[k]);
             if (m < 0)
                 return ctl_usage_error("publish", "%s needs a value", names[k]);
         }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "evbus_build_config.h"
+#include "ctl/ctl.h"
 #include "schema/schema.h"
 
 /* Larger than the stdio default: big inputs are read sequentially. */
@@ -43,24 +44,6 @@ static void validate_usage(FILE *out)
           out);
 }
 
-/* Matches "--name VALUE" and "--name=VALUE"; advances *i past VALUE.
- * Returns 1 matched (*val set), 0 not this option, -1 value missing. */
-static int validate_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0)
-        return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *val = argv[++*i];
-    return 1;
-}
 
 static void validate_print_errors(const char *what, cfg_errors_t *errs)
 {
@@ -102,8 +85,8 @@ int cmd_validate(int argc, char **argv)
             format_assert = 1;
         } else if (strcmp(a, "--no-format-assert") == 0) {
             format_assert = 0;
-        } else if ((r = validate_opt_value(argc, argv, &i, "--schemas", &schema_dir)) != 0 ||
-                   (r = validate_opt_value(argc, argv, &i, "--schema", &schema_file)) != 0) {
+        } else if ((r = ctl_opt_value(argc, argv, &i, "--schemas", &schema_dir)) != 0 ||
+                   (r = ctl_opt_value(argc, argv, &i, "--schema", &schema_file)) != 0) {
             if (r < 0) {
                 fprintf(stderr, "evbusctl validate: %s needs a value\n", a);
                 validate_usage(stderr);

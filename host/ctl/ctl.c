@@ -89,6 +89,23 @@ int ctl_fail(const char *cmd, const char *fmt, ...)
     return CTL_FAIL;
 }
 
+int ctl_opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
 bool ctl_stdout_tty(void) { return isatty(STDOUT_FILENO) == 1; }
 bool ctl_stderr_tty(void) { return isatty(STDERR_FILENO) == 1; }
 

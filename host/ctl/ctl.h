@@ -45,6 +45,11 @@ int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Print "evbusctl CMD: message" to stderr; returns CTL_FAIL. */
 int ctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Matches argv[*i] against "--name VALUE" or "--name=VALUE" and advances
+ * *i past VALUE.  Returns 1 when matched (*val set), 0 when argv[*i] is
+ * another option, -1 when the value is missing. */
+int ctl_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
 /* True when stdout/stderr is a terminal (progress bars only then). */
 bool ctl_stdout_tty(void);
 bool ctl_stderr_tty(void);

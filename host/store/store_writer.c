@@ -678,6 +678,21 @@ static int writer_session(PGconn *c, char *err, size_t errlen)
     return ok ? 0 : -1;
 }
 
+/* One connection attempt, session set up.  A fresh connection counts as
+ * healthy for pacing, so the reader slows down before the first batch has
+ * even been written. */
+static bool writer_try_connect(store_writer_t *w, char *err, size_t errlen)
+{
+    w->conn = store_connect(w->url, err, errlen);
+    if (w->conn && writer_session(w->conn, err, errlen) != 0) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    if (w->conn)
+        atomic_store(&w->last_write_ms, store__mono_ms());
+    return w->conn != NULL;
+}
+
 /* Connected, or waits with backoff until connected or the stop deadline. */
 static bool writer_connect(store_writer_t *w)
 {
@@ -690,18 +705,10 @@ static bool writer_connect(store_writer_t *w)
             w->conn = NULL;
         }
         char err[512];
-        w->conn = store_connect(w->url, err, sizeof err);
-        if (w->conn && writer_session(w->conn, err, sizeof err) != 0) {
-            PQfinish(w->conn);
-            w->conn = NULL;
-        }
-        if (w->conn) {
+        if (writer_try_connect(w, err, sizeof err)) {
             if (w->conn_warned)
                 log_info(COMP, "metadata writer reconnected to PostgreSQL");
             w->conn_warned = false;
-            /* a fresh connection counts as healthy for pacing, so the reader
-             * slows down before the first batch has even been written */
-            atomic_store(&w->last_write_ms, store__mono_ms());
             return true;
         }
         int64_t now = store__mono_ms();
@@ -861,13 +868,7 @@ static void *writer_main(void *arg)
     /* Connect before the first update arrives: at start the consumer can
      * fill the queue faster than a lazy connection would be made. */
     char err[512];
-    w->conn = store_connect(w->url, err, sizeof err);
-    if (w->conn && writer_session(w->conn, err, sizeof err) != 0) {
-        PQfinish(w->conn);
-        w->conn = NULL;
-    }
-    if (w->conn)
-        atomic_store(&w->last_write_ms, store__mono_ms());
+    writer_try_connect(w, err, sizeof err);
     for (;;) {
         pthread_mutex_lock(&w->mu);
         while (w->count == 0 && !w->stopping)

@@ -5,6 +5,8 @@
  *                                           1000): pre-fills a stream fast
  *   bench_pub ndjson N FILE                 N events as NDJSON, for
  *                                           `evbusctl publish --file`
+ *   bench_pub batch-text URL STREAM N       libevbus evbus_event_text_complete +
+ *                                           evbus_publish_batch_text (events as text)
  *   bench_pub batch URL STREAM N            libevbus evbus_publish_batch in
  *                                           chunks of 10000; only the publish
  *                                           calls are timed, not building
@@ -138,6 +140,48 @@ static int pub_batch(const char *url, const char *stream, long n)
     return rc ? 1 : 0;
 }
 
+/* The library's text batch path: complete (timed) + evbus_publish_batch_text
+ * (timed) of events the caller already holds as JSON text. */
+static int pub_batch_text(const char *url, const char *stream, long n)
+{
+    evbus_client_t *c = client_open(url, stream);
+    if (!c)
+        return 1;
+    static evbus_text_event_t evs[BENCH_PUB_CHUNK];
+    static char text[BENCH_PUB_CHUNK][BENCH_EVENT_MAX];
+    static char ids[BENCH_PUB_CHUNK][EVBUS_STREAM_ID_LEN];
+    static int rc[BENCH_PUB_CHUNK];
+    double busy = 0;
+    int ret = 0;
+    for (long done = 0; done < n && ret == 0;) {
+        size_t w = (size_t)(n - done < BENCH_PUB_CHUNK ? n - done : BENCH_PUB_CHUNK);
+        int lens[BENCH_PUB_CHUNK];
+        for (size_t i = 0; i < w; i++)
+            lens[i] = bench_event_format(text[i], sizeof text[i], (unsigned long)(done + (long)i), -1);
+        char err[256] = "";
+        double t0 = bench_now();
+        for (size_t i = 0; i < w && ret == 0; i++)
+            if (evbus_event_text_complete(c, text[i], (size_t)lens[i], &evs[i], err, sizeof err) != 0) {
+                fprintf(stderr, "bench_pub: text complete: %s\n", err);
+                ret = -1;
+            }
+        ssize_t ok = ret ? -1 : evbus_publish_batch_text(c, evs, w, ids, rc, err, sizeof err);
+        busy += bench_now() - t0;
+        if (ret == 0 && ok != (ssize_t)w) {
+            fprintf(stderr, "bench_pub: evbus_publish_batch_text published %zd of %zu: %s\n", ok, w,
+                    err);
+            ret = -1;
+        }
+        for (size_t i = 0; i < w; i++)
+            evbus_text_event_clear(&evs[i]);
+        done += (long)w;
+    }
+    if (ret == 0)
+        report(n, busy);
+    evbus_client_free(c);
+    return ret ? 1 : 0;
+}
+
 static int pub_rate(const char *url, const char *stream, long rate, double seconds)
 {
     evbus_client_t *c = client_open(url, stream);
@@ -190,11 +234,14 @@ int main(int argc, char **argv)
         return pub_ndjson(strtol(argv[2], NULL, 10), argv[3]);
     if (!strcmp(cmd, "batch") && argc == 5)
         return pub_batch(argv[2], argv[3], strtol(argv[4], NULL, 10));
+    if (!strcmp(cmd, "batch-text") && argc == 5)
+        return pub_batch_text(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "rate") && argc == 6)
         return pub_rate(argv[2], argv[3], strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
     fprintf(stderr, "usage: bench_pub fill HOST PORT STREAM N\n"
                     "       bench_pub ndjson N FILE\n"
                     "       bench_pub batch URL STREAM N\n"
+                    "       bench_pub batch-text URL STREAM N\n"
                     "       bench_pub rate URL STREAM RATE SECONDS\n");
     return 2;
 }

@@ -541,12 +541,16 @@ int js_registry_add_file(js_registry_t *r, const char *path, const char *uri, ch
 
 /* ---------- reference resolution --------------------------------------------- */
 
+/* An added document wins; then the resolve callback; then, for the 2020-12
+ * metaschema URI only, evbus's built-in equivalent (js_meta.c). */
 static res_info_t *find_resource(js_registry_t *r, const char *uri)
 {
     res_info_t *ri = map_get(&r->res_by_uri, uri);
-    if (ri || !r->opts.resolve)
+    if (ri)
         return ri;
-    json_t *doc = r->opts.resolve(uri, r->opts.resolve_ud);
+    json_t *doc = r->opts.resolve ? r->opts.resolve(uri, r->opts.resolve_ud) : NULL;
+    if (!doc && !strcmp(uri, META_2020))
+        doc = js_meta_2020_doc();
     if (!doc)
         return NULL;
     char *save = r->err;

@@ -4,9 +4,9 @@
  * time and duration (RFC 3339 and its appendix A), uuid (RFC 4122), email
  * (RFC 5321 Mailbox), hostname (RFC 1123 / 5890 LDH labels), ipv4, ipv6
  * (RFC 4291 text forms), uri and uri-reference (RFC 3986), json-pointer
- * (RFC 6901) and regex (ECMA-262 as evbus compiles it).  It does not decode
- * punycode A-labels (IDNA2008 contextual rules), nor check the idn-* and
- * iri* formats or uri-template: those formats stay annotations.
+ * (RFC 6901) and regex (ECMA-262 as evbus compiles it).  Hostname A-labels
+ * ("xn--") are decoded and checked by js_idna.c.  It does not check the idn-*
+ * and iri* formats or uri-template: those formats stay annotations.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -231,10 +231,13 @@ static int check_hostname(const char *s, size_t n)
         size_t len = i - st;
         if (len == 0 || len > 63 || s[st] == '-' || s[i - 1] == '-')
             return 0;
-        /* RFC 5891 4.2.3.1: "--" at positions 3-4 only for A-labels */
-        if (len >= 4 && s[st + 2] == '-' && s[st + 3] == '-' &&
-            !((s[st] == 'x' || s[st] == 'X') && (s[st + 1] == 'n' || s[st + 1] == 'N')))
-            return 0;
+        /* RFC 5891 4.2.3.1: "--" at positions 3-4 only for A-labels, which
+         * must then decode to a valid U-label */
+        if (len >= 4 && s[st + 2] == '-' && s[st + 3] == '-') {
+            if (!((s[st] == 'x' || s[st] == 'X') && (s[st + 1] == 'n' || s[st + 1] == 'N')) ||
+                !js_idna_alabel_ok(s + st, len))
+                return 0;
+        }
         st = i + 1;
     }
     return 1;

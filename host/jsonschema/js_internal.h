@@ -174,6 +174,15 @@ int js_num_cmp(js_num_t a, js_num_t b);
 /* the format checker for name, or NULL when evbus does not know it */
 js_format_fn js_format_lookup(const char *name);
 
+/* 1 when the LDH label s (n octets, starting with "xn--" in any case) is an
+ * IDNA2008 A-label: valid punycode whose U-label passes the RFC 5891/5892
+ * rules js_idna.c lists.  Thread-safe. */
+int js_idna_alabel_ok(const char *s, size_t n);
+
+/* A new reference to evbus's own equivalent of the draft 2020-12 metaschema
+ * (js_meta.c), or NULL when out of memory. */
+json_t *js_meta_2020_doc(void);
+
 /* ECMA-262 pattern -> PCRE2 pattern (malloc'd, NULL when out of memory) */
 char *js_regex_translate(const char *src, size_t len, size_t *out_len);
 

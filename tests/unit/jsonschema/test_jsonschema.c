@@ -1,6 +1,7 @@
 /* test_jsonschema.c - the jsonschema API contract: error locations, first
  * versus all errors, number equality, big numbers, compile errors, format
- * switch, cross-document references and concurrent validation. */
+ * switch, hostname A-labels, the built-in 2020-12 metaschema, cross-document
+ * references and concurrent validation. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -256,6 +257,85 @@ Test(formats, assert_only_when_configured)
     cr_expect_eq(check(b, "\"2026-11-26T10:00:00Z\"", NULL, 0), 1);
     js_registry_free(annot);
     js_registry_free(assert_);
+}
+
+static int hostname_ok(const js_schema_t *s, const char *host)
+{
+    json_t *v = json_string(host);
+    int rc = js_validate(s, v, NULL, 0);
+    json_decref(v);
+    return rc;
+}
+
+Test(formats, hostname_a_labels_decode_to_valid_u_labels)
+{
+    js_options_t opts = {1, NULL, NULL};
+    js_registry_t *reg = reg_with("urn:t:h", "{\"format\":\"hostname\"}", &opts);
+    const js_schema_t *s = compile_ok(reg, "urn:t:h");
+    cr_expect_eq(hostname_ok(s, "xn--mnchen-3ya.example"), 1, "münchen");
+    cr_expect_eq(hostname_ok(s, "XN--MNCHEN-3YA.example"), 1, "A-labels compare without case");
+    cr_expect_eq(hostname_ok(s, "xn--mnchen-psa.example"), 0, "decodes to upper-case U+00DC");
+    cr_expect_eq(hostname_ok(s, "xn--zzzzzzzzzzzzzzzzzzzzzzzzzzzz"), 0, "punycode overflow");
+    cr_expect_eq(hostname_ok(s, "xn--abc"), 0, "truncated delta");
+    cr_expect_eq(hostname_ok(s, "xn---abc"), 0, "delimiter with no basic code points");
+    cr_expect_eq(hostname_ok(s, "xn--ab-4tb"), 0, "U-label starts with U+0300");
+    cr_expect_eq(hostname_ok(s, "xn--ll-0ea"), 1, "l·l");
+    cr_expect_eq(hostname_ok(s, "xn--abcd-176a"), 0, "ZWNJ between Latin letters");
+    cr_expect_eq(hostname_ok(s, "xn--mgbb899q"), 1, "ZWNJ after dual-joining BEH, before ALEF");
+    cr_expect_eq(hostname_ok(s, "xn--mgbc799q"), 0, "ZWNJ after right-joining ALEF");
+    cr_expect_eq(hostname_ok(s, "ab--cd.example"), 0, "'--' at 3-4 only in A-labels");
+    js_registry_free(reg);
+}
+
+#define META_2020 "https://json-schema.org/draft/2020-12/schema"
+
+Test(metaschema, built_in_equivalent_checks_keyword_values)
+{
+    js_registry_t *reg = reg_with("urn:t:m", "{\"$ref\":\"" META_2020 "\"}", NULL);
+    const js_schema_t *s = compile_ok(reg, "urn:t:m");
+    cr_expect_eq(check(s, "{\"type\":[\"string\",\"null\"],\"properties\":{\"a\":"
+                          "{\"minLength\":1,\"items\":false}},\"$defs\":{\"b\":true}}",
+                       NULL, 0),
+                 1);
+    cr_expect_eq(check(s, "true", NULL, 0), 1);
+    cr_expect_eq(check(s, "3", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"type\":[\"string\",\"string\"]}", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"multipleOf\":0}", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"required\":[1]}", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"anyOf\":[]}", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"$anchor\":\"1x\"}", NULL, 0), 0);
+    cr_expect_eq(check(s, "{\"$id\":\"urn:a#frag\"}", NULL, 0), 0);
+    js_errors_t errs = {0};
+    cr_expect_eq(check(s, "{\"properties\":{\"a\":{\"maxItems\":-1}}}", &errs, 0), 0);
+    cr_assert_eq(errs.count, 1);
+    cr_expect_str_eq(errs.items[0].instance_path, "/properties/a/maxItems");
+    js_errors_clear(&errs);
+    js_registry_free(reg);
+}
+
+Test(metaschema, extension_by_dynamic_anchor_reaches_subschemas)
+{
+    js_registry_t *reg = reg_with("urn:t:ext",
+                                  "{\"$dynamicAnchor\":\"meta\",\"$ref\":\"" META_2020 "\","
+                                  "\"properties\":{\"x-team\":{\"type\":\"string\"}}}",
+                                  NULL);
+    const js_schema_t *s = compile_ok(reg, "urn:t:ext");
+    cr_expect_eq(check(s, "{\"items\":{\"x-team\":\"ops\"}}", NULL, 0), 1);
+    cr_expect_eq(check(s, "{\"items\":{\"x-team\":1}}", NULL, 0), 0);
+    js_registry_free(reg);
+}
+
+Test(metaschema, added_document_takes_precedence)
+{
+    js_registry_t *reg = reg_with(META_2020, "{\"type\":\"string\"}", NULL);
+    json_t *doc = json_loads("{\"$ref\":\"" META_2020 "\"}", 0, NULL);
+    char err[256];
+    cr_assert_eq(js_registry_add(reg, "urn:t:m", doc, err, sizeof err), 0, "%s", err);
+    json_decref(doc);
+    const js_schema_t *s = compile_ok(reg, "urn:t:m");
+    cr_expect_eq(check(s, "\"not a schema\"", NULL, 0), 1);
+    cr_expect_eq(check(s, "{}", NULL, 0), 0);
+    js_registry_free(reg);
 }
 
 typedef struct worker {

@@ -27,12 +27,12 @@
 #include "harness_pg.h"
 
 typedef struct e2e {
-    fx_t fx;          /* Redis, temp dir, conf dir (fx.conf), evbusd (fx.d), its log */
-    harness_pg_t pg;  /* running when pg_on */
+    fx_t fx;         /* Redis, temp dir, conf dir (fx.conf), evbusd (fx.d), its log */
+    harness_pg_t pg; /* running when pg_on */
     bool pg_on;
-    char rec[600];    /* testkit output */
-    char calls[600];  /* chaos count file */
-    int admin_port;   /* admin.listen of the main host */
+    char rec[600];   /* testkit output */
+    char calls[600]; /* chaos count file */
+    int admin_port;  /* admin.listen of the main host */
 } e2e_t;
 
 /* Start Redis (AOF as asked) and, when pg, PostgreSQL.  Asserts. */
@@ -119,9 +119,9 @@ void e2e_sleep_ms(int ms);
 /* A valid approval.item.approved v2 payload; %d is replaced by n. */
 char *e2e_approved_v2(int n);
 /* A valid approval.item.approved v1 payload. */
-#define E2E_APPROVED_V1                                                                        \
-    "{\"approvalId\":\"3f2b7c1e-8a4d-4c55-9e21-0b6f5d7a9c10\",\"spaceId\":"                    \
-    "\"9b1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f\",\"approverId\":"                                 \
+#define E2E_APPROVED_V1                                                                            \
+    "{\"approvalId\":\"3f2b7c1e-8a4d-4c55-9e21-0b6f5d7a9c10\",\"spaceId\":"                        \
+    "\"9b1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f\",\"approverId\":"                                     \
     "\"c0ffee00-1234-4abc-9def-0123456789ab\"}"
 
 #endif

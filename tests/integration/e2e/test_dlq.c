@@ -100,7 +100,8 @@ Test(e2e_dlq, list_and_show_never_cross_tenants)
     free(out);
     free(err);
     json_t *one = NULL;
-    cr_assert_eq(e2e_ctl_json(&E, &one, "dlq", "show", a_dlq_id, "--tenant", "a", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &one, "dlq", "show", a_dlq_id, "--tenant", "a", "--json", NULL),
+                 0);
     cr_expect_str_eq(jstr(one, "event_id"), "a-1");
     cr_expect_str_eq(jstr(json_object_get(one, "event"), "tenantid"), "a");
     json_decref(one);
@@ -118,7 +119,8 @@ Test(e2e_dlq, purge_by_tenant_removes_only_that_tenants_entries)
     cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 3);
 
     json_t *res = NULL;
-    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL),
+                 0);
     cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 2, "%s",
                  json_dumps(res, JSON_COMPACT));
     json_decref(res);
@@ -135,7 +137,8 @@ Test(e2e_dlq, purge_by_tenant_removes_only_that_tenants_entries)
     cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 1);
 
     /* a purge matching nothing succeeds and says so */
-    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--tenant", "a", "--yes", "--json", NULL),
+                 0);
     cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 0);
     json_decref(res);
     cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--yes", "--json", NULL), 0);

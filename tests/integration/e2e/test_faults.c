@@ -120,8 +120,8 @@ Test(e2e_circuit, redis_outage_opens_the_circuit_and_the_host_recovers_by_itself
     cr_assert_eq(harness_redis_restart(&E.fx.redis), 0, "redis did not restart");
     health_wait_t back = {.port = E.admin_port, .want_unhealthy = false};
     cr_assert(harness_wait_until(health_reached, &back, 10000),
-              "health did not recover after Redis came back (last: exit %d, status '%s')",
-              back.rc, back.st);
+              "health did not recover after Redis came back (last: exit %d, status '%s')", back.rc,
+              back.st);
     publish("after-1", NULL);
     cr_assert(wait_rec("after-1", 10000), "an event published after the outage was not handled");
     cr_expect_eq(e2e_metric(E.admin_port, "evbus_redis_circuit_open"), 0);
@@ -175,7 +175,8 @@ static void consumer_names(char *out, size_t len)
 Test(e2e_faults, idle_consumers_owning_nothing_are_removed_the_others_kept)
 {
     e2e_host_conf(&E, NULL);
-    e2e_conf_file(&E, "20-stale.yaml", "reclaim: { stale_consumer_ms: 1000, min_idle_ms: 60000 }\n");
+    e2e_conf_file(&E, "20-stale.yaml",
+                  "reclaim: { stale_consumer_ms: 1000, min_idle_ms: 60000 }\n");
     e2e_plugins(&E, NULL, "{ pattern: \"test.**\", handler: record }");
     redisContext *c = harness_redis_connect(&E.fx.redis);
     cr_assert_not_null(c);
@@ -203,7 +204,8 @@ Test(e2e_faults, idle_consumers_owning_nothing_are_removed_the_others_kept)
     cr_expect(strstr(names, "c1 "), "the host removed itself: %s", names);
     cr_expect_geq(e2e_metric(E.admin_port, "evbus_stale_consumers_removed_total"), 1);
     cr_expect(!fx_log_has(&E.fx, "removed stale consumer busy"));
-    cr_expect_eq(e2e_rec_calls(&E, "held-1", -1), 0, "busy's entry must stay busy's (min_idle 60 s)");
+    cr_expect_eq(e2e_rec_calls(&E, "held-1", -1), 0,
+                 "busy's entry must stay busy's (min_idle 60 s)");
 }
 
 /* ---- handler timeouts -------------------------------------------------------- */
@@ -264,6 +266,5 @@ Test(e2e_faults, slow_work_in_flight_is_never_claimed_by_the_other_host)
     cr_expect_eq(e2e_metric(port2, "evbus_pending_reclaimed_total"), 0);
     long long leases = e2e_metric(E.admin_port, "evbus_leases_renewed_total") +
                        e2e_metric(port2, "evbus_leases_renewed_total");
-    cr_expect_geq(leases, 4, "3 s handlers with a 1 s idle bound renewed only %lld leases",
-                  leases);
+    cr_expect_geq(leases, 4, "3 s handlers with a 1 s idle bound renewed only %lld leases", leases);
 }

@@ -53,7 +53,8 @@ static char *ids_of(const json_t *arr)
 Test(e2e_metadata, each_outcome_reaches_its_terminal_status_in_postgres)
 {
     e2e_host_conf(&E, NULL);
-    e2e_plugins(&E, "{ pattern: \"test.**\" }", "{ pattern: \"test.**\", handler: record, priority: 10 }");
+    e2e_plugins(&E, "{ pattern: \"test.**\" }",
+                "{ pattern: \"test.**\", handler: record, priority: 10 }");
     publish("ok-1", "test.e2e.happened", "acme", NULL);
     publish("flaky-1", "test.e2e.happened", "acme", "retry:2");
     publish("bad-1", "test.e2e.happened", "acme", "reject");
@@ -96,7 +97,8 @@ Test(e2e_metadata, each_outcome_reaches_its_terminal_status_in_postgres)
 
     /* the list filters by status */
     json_t *list = NULL;
-    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "COMPLETED", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "COMPLETED", "--json", NULL),
+                 0);
     cr_assert(json_is_array(list));
     char *ids = ids_of(list);
     cr_expect_eq(json_array_size(list), 2, "COMPLETED: %s", ids);
@@ -105,13 +107,15 @@ Test(e2e_metadata, each_outcome_reaches_its_terminal_status_in_postgres)
     json_decref(list);
     const char *st[][2] = {{"DEAD_LETTERED", "bad-1,"}, {"IGNORED", "nobody-1,"}};
     for (size_t i = 0; i < 2; i++) {
-        cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", st[i][0], "--json", NULL), 0);
+        cr_assert_eq(
+            e2e_ctl_json(&E, &list, "events", "list", "--status", st[i][0], "--json", NULL), 0);
         ids = ids_of(list);
         cr_expect_str_eq(ids, st[i][1], "%s", st[i][0]);
         free(ids);
         json_decref(list);
     }
-    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "PENDING", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "PENDING", "--json", NULL),
+                 0);
     cr_expect_eq(json_array_size(list), 0);
     json_decref(list);
 }
@@ -137,7 +141,8 @@ Test(e2e_metadata, published_while_the_daemon_is_down_is_pending_then_completed)
     cr_expect_str_eq(jstr(row, "tenant"), "acme");
     json_decref(row);
     json_t *list = NULL;
-    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "PENDING", "--json", NULL), 0);
+    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "PENDING", "--json", NULL),
+                 0);
     char *ids = ids_of(list);
     cr_expect_str_eq(ids, "pub-1,");
     free(ids);

@@ -210,9 +210,10 @@ Test(e2e_replay, replayed_failures_are_retried_and_dead_lettered_with_the_job)
     e2e_plugins(&E, "{ pattern: \"test.**\", retry: { max_attempts: 2 } }",
                 "{ pattern: \"**\", handler: record, priority: 10 }");
     int64_t base = base_ms();
-    char *flaky = e2e_event("flaky-r", "test.e2e.happened", "acme", "{\"fault\":\"retry:1\"}", NULL);
-    char *hopeless = e2e_event("hopeless-r", "test.e2e.happened", "acme",
-                               "{\"fault\":\"retry:100\"}", NULL);
+    char *flaky =
+        e2e_event("flaky-r", "test.e2e.happened", "acme", "{\"fault\":\"retry:1\"}", NULL);
+    char *hopeless =
+        e2e_event("hopeless-r", "test.e2e.happened", "acme", "{\"fault\":\"retry:100\"}", NULL);
     xadd_at(base + 1000, 0, flaky);
     xadd_at(base + 2000, 0, hopeless);
     free(flaky);

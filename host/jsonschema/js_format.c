@@ -2,11 +2,11 @@
  *
  * Each checker follows its RFC's grammar for the ASCII forms: date-time, date,
  * time and duration (RFC 3339 and its appendix A), uuid (RFC 4122), email
- * (RFC 5321 Mailbox), hostname (RFC 1123 / 5890 LDH labels), ipv4, ipv6
+ * (RFC 5321 Mailbox, its domain checked as a hostname), ipv4, ipv6
  * (RFC 4291 text forms), uri and uri-reference (RFC 3986), json-pointer
- * (RFC 6901) and regex (ECMA-262 as evbus compiles it).  Hostname A-labels
- * ("xn--") are decoded and checked by js_idna.c.  It does not check the idn-*
- * and iri* formats or uri-template: those formats stay annotations.
+ * (RFC 6901) and regex (ECMA-262 as evbus compiles it).  hostname and
+ * idn-hostname are js_idna.c's.  It does not check idn-email, the iri*
+ * formats or uri-template: those formats stay annotations.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -219,28 +219,12 @@ static int check_ipv6(const char *s, size_t n)
 
 static int check_hostname(const char *s, size_t n)
 {
-    if (n == 0 || n > 253)
-        return 0;
-    size_t st = 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i < n && s[i] != '.') {
-            if (!is_alpha(s[i]) && !is_digit(s[i]) && s[i] != '-')
-                return 0;
-            continue;
-        }
-        size_t len = i - st;
-        if (len == 0 || len > 63 || s[st] == '-' || s[i - 1] == '-')
-            return 0;
-        /* RFC 5891 4.2.3.1: "--" at positions 3-4 only for A-labels, which
-         * must then decode to a valid U-label */
-        if (len >= 4 && s[st + 2] == '-' && s[st + 3] == '-') {
-            if (!((s[st] == 'x' || s[st] == 'X') && (s[st + 1] == 'n' || s[st + 1] == 'N')) ||
-                !js_idna_alabel_ok(s + st, len))
-                return 0;
-        }
-        st = i + 1;
-    }
-    return 1;
+    return js_idna_hostname_ok(s, n, 0);
+}
+
+static int check_idn_hostname(const char *s, size_t n)
+{
+    return js_idna_hostname_ok(s, n, 1);
 }
 
 static int is_atext(char c)
@@ -441,7 +425,8 @@ static const struct {
     {"date-time", check_date_time}, {"date", check_date},
     {"time", check_time},           {"duration", check_duration},
     {"uuid", check_uuid},           {"email", check_email},
-    {"hostname", check_hostname},   {"ipv4", check_ipv4},
+    {"hostname", check_hostname},   {"idn-hostname", check_idn_hostname},
+    {"ipv4", check_ipv4},
     {"ipv6", check_ipv6},           {"uri", check_uri},
     {"uri-reference", check_uri_reference}, {"json-pointer", check_json_pointer},
     {"regex", check_regex},

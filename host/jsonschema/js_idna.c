@@ -1,19 +1,22 @@
-/* js_idna.c - IDNA2008 checks of A-labels ("xn--" labels) for the hostname
- * format.
+/* js_idna.c - host names for the "hostname" and "idn-hostname" formats, with
+ * the IDNA2008 checks of their internationalized labels.
  *
- * An A-label is valid when its punycode (RFC 3492) decodes to a U-label that
- * obeys the IDNA2008 rules evbus can check without the full Unicode tables:
- * the hyphen rules and the no-leading-combining-mark rule of RFC 5891
- * section 4.2.3, the exceptions of RFC 5892 section 2.6 (PVALID and
- * DISALLOWED), its CONTEXTO rules (appendix A.3 to A.9) and CONTEXTJ rules
- * (A.1, A.2), and otherwise the LetterDigits categories of section 2.1.
+ * A name is labels of at most 63 octets (253 in all, in ASCII form).  An ASCII
+ * label is LDH; one with "--" in positions 3-4 must be an A-label ("xn--")
+ * whose punycode (RFC 3492) decodes to a valid U-label.  "idn-hostname" also
+ * takes U-labels directly (their A-label form must fit in 63 octets) and the
+ * U+3002, U+FF0E, U+FF61 separators.  A U-label must obey the hyphen and
+ * leading-combining-mark rules of RFC 5891 section 4.2.3, the exceptions of
+ * RFC 5892 section 2.6, its CONTEXTO (A.3 to A.9) and CONTEXTJ (A.1, A.2)
+ * rules, and otherwise the LetterDigits categories of section 2.1; a name with
+ * a right-to-left label must obey the Bidi rule of RFC 5893 in every label.
  * Unicode properties come from PCRE2 (\p{..} on the UTF-8 of the label).
  *
- * It deliberately does not check NFC, the Bidi rule (RFC 5893), the
- * Unstable/IgnorableProperties exclusions or unassigned code points, and the
- * Joining_Type table behind the ZERO WIDTH NON-JOINER rule is approximated:
- * letters of the cursive-joining scripts join on both sides, except the
- * Arabic letters listed below as right-joining or non-joining.
+ * It deliberately does not check NFC, the Unstable/IgnorableProperties
+ * exclusions or unassigned code points, and the Joining_Type table behind the
+ * ZERO WIDTH NON-JOINER rule is approximated: letters of the cursive-joining
+ * scripts join on both sides, except the Arabic letters listed below as
+ * right-joining or non-joining.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -119,6 +122,18 @@ enum {
     UP_KANA_HAN,
     UP_TRANSPARENT, /* Joining_Type T, as Mn / Me / Cf */
     UP_JOINING,     /* a letter of a cursive-joining script */
+    /* Bidi_Class values RFC 5893 names, tried in this order */
+    UP_BIDI_L,
+    UP_BIDI_R,
+    UP_BIDI_AL,
+    UP_BIDI_AN,
+    UP_BIDI_EN,
+    UP_BIDI_ES,
+    UP_BIDI_CS,
+    UP_BIDI_ET,
+    UP_BIDI_ON,
+    UP_BIDI_BN,
+    UP_BIDI_NSM,
     UP_COUNT,
 };
 
@@ -133,6 +148,17 @@ static const char *const up_patterns[UP_COUNT] = {
     [UP_JOINING] = "(?=\\p{L})[\\p{sc:Arabic}\\p{sc:Syriac}\\p{sc:Nko}\\p{sc:Mongolian}"
                    "\\p{sc:Mandaic}\\p{sc:Manichaean}\\p{sc:Psalter_Pahlavi}\\p{sc:Adlam}"
                    "\\p{sc:Hanifi_Rohingya}\\p{sc:Sogdian}\\p{sc:Phags_Pa}]",
+    [UP_BIDI_L] = "\\p{bc:L}",
+    [UP_BIDI_R] = "\\p{bc:R}",
+    [UP_BIDI_AL] = "\\p{bc:AL}",
+    [UP_BIDI_AN] = "\\p{bc:AN}",
+    [UP_BIDI_EN] = "\\p{bc:EN}",
+    [UP_BIDI_ES] = "\\p{bc:ES}",
+    [UP_BIDI_CS] = "\\p{bc:CS}",
+    [UP_BIDI_ET] = "\\p{bc:ET}",
+    [UP_BIDI_ON] = "\\p{bc:ON}",
+    [UP_BIDI_BN] = "\\p{bc:BN}",
+    [UP_BIDI_NSM] = "\\p{bc:NSM}",
 };
 
 /* compiled once, immutable afterwards, shared by every thread */
@@ -300,38 +326,259 @@ static int cp_allowed(const ulabel_t *u, int i)
     return ul_has(u, i, UP_LETTER_DIGIT);
 }
 
-/* s (n octets, LDH, starting with "xn--" in any case) is one label */
-int js_idna_alabel_ok(const char *s, size_t n)
+/* RFC 3492 section 6.3, counting only: the length of the punycode form of
+ * cp[0..n) (without "xn--"), or -1 on overflow. */
+static int pc_encoded_len(const uint32_t *cp, int n)
+{
+    uint32_t h = 0, out = 0;
+    for (int j = 0; j < n; j++)
+        if (cp[j] < 0x80)
+            h++;
+    out = h + (h > 0);
+    uint32_t b = h, m, c = PC_INITIAL_N, delta = 0, bias = PC_INITIAL_BIAS;
+    while (h < (uint32_t)n) {
+        m = 0x10ffff + 1;
+        for (int j = 0; j < n; j++)
+            if (cp[j] >= c && cp[j] < m)
+                m = cp[j];
+        if ((m - c) > (PC_MAXINT - delta) / (h + 1))
+            return -1;
+        delta += (m - c) * (h + 1);
+        c = m;
+        for (int j = 0; j < n; j++) {
+            if (cp[j] < c && ++delta == 0)
+                return -1;
+            if (cp[j] != c)
+                continue;
+            uint32_t q = delta;
+            for (uint32_t k = PC_BASE;; k += PC_BASE) {
+                uint32_t t = k <= bias ? PC_TMIN : k >= bias + PC_TMAX ? PC_TMAX : k - bias;
+                if (q < t)
+                    break;
+                out++;
+                q = (q - t) / (PC_BASE - t);
+            }
+            out++;
+            bias = pc_adapt(delta, h + 1, h == b);
+            delta = 0;
+            h++;
+        }
+        delta++;
+        c++;
+    }
+    return out > IDNA_MAX_CPS ? -1 : (int)out;
+}
+
+/* ---------- RFC 5893 Bidi rule ---------------------------------------------------- */
+
+static int ul_bidi(const ulabel_t *u, int i)
+{
+    for (int b = UP_BIDI_L; b < UP_COUNT; b++)
+        if (ul_has(u, i, b))
+            return b;
+    return UP_COUNT; /* any other class (B, S, WS, LRE, ...) */
+}
+
+static int ul_is_rtl(const ulabel_t *u)
+{
+    for (int i = 0; i < u->n; i++) {
+        if (u->cp[i] < 0x80)
+            continue;
+        int b = ul_bidi(u, i);
+        if (b == UP_BIDI_R || b == UP_BIDI_AL || b == UP_BIDI_AN)
+            return 1;
+    }
+    return 0;
+}
+
+/* the six conditions of RFC 5893 section 2, for a label of a domain name
+ * that has a right-to-left label */
+static int ul_bidi_ok(const ulabel_t *u)
+{
+    int first = ul_bidi(u, 0);
+    int rtl = first == UP_BIDI_R || first == UP_BIDI_AL;
+    if (!rtl && first != UP_BIDI_L)
+        return 0;
+    int en = 0, an = 0, last = -1;
+    for (int i = 0; i < u->n; i++) {
+        int b = ul_bidi(u, i);
+        switch (b) {
+        case UP_BIDI_R:
+        case UP_BIDI_AL:
+        case UP_BIDI_AN:
+            if (!rtl)
+                return 0;
+            break;
+        case UP_BIDI_L:
+            if (rtl)
+                return 0;
+            break;
+        case UP_BIDI_EN:
+        case UP_BIDI_ES:
+        case UP_BIDI_CS:
+        case UP_BIDI_ET:
+        case UP_BIDI_ON:
+        case UP_BIDI_BN:
+        case UP_BIDI_NSM:
+            break;
+        default:
+            return 0;
+        }
+        en |= b == UP_BIDI_EN;
+        an |= b == UP_BIDI_AN;
+        if (b != UP_BIDI_NSM)
+            last = b;
+    }
+    if (rtl)
+        return !(en && an) && (last == UP_BIDI_R || last == UP_BIDI_AL || last == UP_BIDI_EN ||
+                               last == UP_BIDI_AN);
+    return last == UP_BIDI_L || last == UP_BIDI_EN;
+}
+
+/* ---------- labels and domain names ---------------------------------------------- */
+
+/* RFC 5891 4.2.3 and RFC 5892 on the code points of a U-label */
+static int ul_valid(ulabel_t *u)
+{
+    int non_ascii = 0;
+    for (int i = 0; i < u->n; i++) {
+        uint32_t c = u->cp[i];
+        /* DNS compares ASCII without case, so an upper-case letter is read as
+         * its lower-case form; other ASCII must be LDH */
+        if (c >= 'A' && c <= 'Z')
+            u->cp[i] = c + ('a' - 'A');
+        else if (c < 0x80 && !(c >= 'a' && c <= 'z') && !(c >= '0' && c <= '9') && c != '-')
+            return 0;
+        non_ascii |= c >= 0x80;
+    }
+    int n = u->n;
+    /* RFC 5890: a U-label has a non-ASCII character; RFC 5891 4.2.3.1: no
+     * hyphen first, last, or in both the 3rd and 4th position */
+    if (!non_ascii || u->cp[0] == '-' || u->cp[n - 1] == '-' ||
+        (n >= 4 && u->cp[2] == '-' && u->cp[3] == '-'))
+        return 0;
+    ul_encode(u);
+    /* RFC 5891 4.2.3.2: no combining mark first */
+    if (ul_has(u, 0, UP_MARK))
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (u->cp[i] >= 0x80 && !cp_allowed(u, i))
+            return 0;
+    return 1;
+}
+
+/* next code point of valid UTF-8 (jansson strings are) */
+static uint32_t utf8_next(const unsigned char *s, size_t n, size_t *i)
+{
+    uint32_t c = s[*i];
+    int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+    c &= extra ? 0x3fu >> extra : 0x7f;
+    (*i)++;
+    for (; extra && *i < n; extra--)
+        c = (c << 6) | (s[(*i)++] & 0x3f);
+    return c;
+}
+
+static int is_ldh(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
+/* Checks one label s[0..n); fills u with its U-label (ASCII labels too, for
+ * the Bidi rule) and *alen with the length of its ASCII form. */
+static int label_ok(const unsigned char *s, size_t n, int unicode, ulabel_t *u, size_t *alen)
+{
+    int ascii = 1;
+    for (size_t i = 0; i < n; i++)
+        ascii &= s[i] < 0x80;
+    if (n == 0)
+        return 0;
+    if (ascii) {
+        if (n > 63 || s[0] == '-' || s[n - 1] == '-')
+            return 0;
+        for (size_t i = 0; i < n; i++)
+            if (!is_ldh(s[i]))
+                return 0;
+        *alen = n;
+        if (n >= 4 && s[2] == '-' && s[3] == '-') {
+            /* RFC 5891 4.2.3.1: "--" at positions 3-4 only in A-labels */
+            if ((s[0] != 'x' && s[0] != 'X') || (s[1] != 'n' && s[1] != 'N'))
+                return 0;
+            u->n = pc_decode((const char *)s + 4, n - 4, u->cp);
+            return u->n > 0 && ul_valid(u);
+        }
+        for (size_t i = 0; i < n; i++)
+            u->cp[i] = s[i];
+        u->n = (int)n;
+        ul_encode(u);
+        return 1;
+    }
+    if (!unicode)
+        return 0;
+    u->n = 0;
+    for (size_t i = 0; i < n;) {
+        if (u->n == IDNA_MAX_CPS)
+            return 0;
+        u->cp[u->n++] = utf8_next(s, n, &i);
+    }
+    int plen = pc_encoded_len(u->cp, u->n);
+    if (plen < 0 || plen + 4 > 63)
+        return 0;
+    *alen = (size_t)plen + 4;
+    return ul_valid(u);
+}
+
+/* length of the label separator at s[i], 0 if none: '.', and with unicode
+ * also U+3002, U+FF0E, U+FF61 (RFC 3490 3.1, kept by IDNA2008 lookups) */
+static size_t separator_len(const unsigned char *s, size_t n, size_t i, int unicode)
+{
+    if (s[i] == '.')
+        return 1;
+    if (!unicode || i + 3 > n)
+        return 0;
+    if ((s[i] == 0xe3 && s[i + 1] == 0x80 && s[i + 2] == 0x82) ||
+        (s[i] == 0xef && s[i + 1] == 0xbc && s[i + 2] == 0x8e) ||
+        (s[i] == 0xef && s[i + 1] == 0xbd && s[i + 2] == 0xa1))
+        return 3;
+    return 0;
+}
+
+/* One walk over the labels.  bidi < 0: validate every label and report in
+ * *rtl whether one is right-to-left; bidi > 0: apply the Bidi rule. */
+static int domain_walk(const unsigned char *s, size_t n, int unicode, int bidi, int *rtl,
+                       pcre2_match_data *md)
+{
+    ulabel_t u;
+    u.md = md;
+    size_t total = 0, st = 0;
+    for (size_t i = 0; i <= n;) {
+        size_t sep = i < n ? separator_len(s, n, i, unicode) : 1;
+        if (!sep) {
+            i++;
+            continue;
+        }
+        size_t alen = 0;
+        if (!label_ok(s + st, i - st, unicode, &u, &alen))
+            return 0;
+        if (bidi > 0 && !ul_bidi_ok(&u))
+            return 0;
+        if (bidi < 0 && !*rtl)
+            *rtl = ul_is_rtl(&u);
+        total += alen + (i < n);
+        i += sep;
+        st = i;
+    }
+    return total <= 253;
+}
+
+int js_idna_hostname_ok(const char *s, size_t n, int unicode)
 {
     pthread_once(&up_once, up_init);
-    if (!up_ready || n <= 4)
+    pcre2_match_data *md = js_match_data();
+    if (!up_ready || !md || n == 0)
         return 0;
-    ulabel_t u;
-    int len = pc_decode(s + 4, n - 4, u.cp);
-    if (len <= 0)
-        return 0;
-    u.n = len;
-    int non_ascii = 0;
-    for (int i = 0; i < len; i++) {
-        /* DNS compares ASCII without case, so an upper-case basic letter is
-         * read as its lower-case form */
-        if (u.cp[i] >= 'A' && u.cp[i] <= 'Z')
-            u.cp[i] += 'a' - 'A';
-        non_ascii |= u.cp[i] >= 0x80;
-    }
-    /* RFC 5890: a U-label has at least one non-ASCII character; RFC 5891
-     * 4.2.3.1: no hyphen first, last, or in both the 3rd and 4th position */
-    if (!non_ascii || u.cp[0] == '-' || u.cp[len - 1] == '-' ||
-        (len >= 4 && u.cp[2] == '-' && u.cp[3] == '-'))
-        return 0;
-    ul_encode(&u);
-    u.md = pcre2_match_data_create(1, NULL);
-    if (!u.md)
-        return 0;
-    /* RFC 5891 4.2.3.2: no combining mark first */
-    int ok = !ul_has(&u, 0, UP_MARK);
-    for (int i = 0; ok && i < len; i++)
-        ok = u.cp[i] < 0x80 || cp_allowed(&u, i);
-    pcre2_match_data_free(u.md);
-    return ok;
+    const unsigned char *us = (const unsigned char *)s;
+    int rtl = 0;
+    return domain_walk(us, n, unicode, -1, &rtl, md) &&
+           (!rtl || domain_walk(us, n, unicode, 1, &rtl, md));
 }

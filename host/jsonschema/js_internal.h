@@ -174,10 +174,16 @@ int js_num_cmp(js_num_t a, js_num_t b);
 /* the format checker for name, or NULL when evbus does not know it */
 js_format_fn js_format_lookup(const char *name);
 
-/* 1 when the LDH label s (n octets, starting with "xn--" in any case) is an
- * IDNA2008 A-label: valid punycode whose U-label passes the RFC 5891/5892
- * rules js_idna.c lists.  Thread-safe. */
-int js_idna_alabel_ok(const char *s, size_t n);
+/* 1 when s (n octets of UTF-8) is a host name: LDH labels, where a label with
+ * "--" in positions 3-4 must be an IDNA2008 A-label whose U-label passes the
+ * RFC 5891/5892/5893 rules js_idna.c lists.  unicode != 0 ("idn-hostname")
+ * also accepts U-labels and the U+3002, U+FF0E, U+FF61 separators.
+ * Thread-safe. */
+int js_idna_hostname_ok(const char *s, size_t n, int unicode);
+
+/* This thread's PCRE2 match block (one capture pair), freed at thread exit;
+ * NULL when out of memory. */
+pcre2_match_data *js_match_data(void);
 
 /* A new reference to evbus's own equivalent of the draft 2020-12 metaschema
  * (js_meta.c), or NULL when out of memory. */

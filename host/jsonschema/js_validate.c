@@ -78,7 +78,7 @@ static void md_init(void)
     md_key_ok = pthread_key_create(&md_key, md_destroy) == 0;
 }
 
-static pcre2_match_data *md_get(void)
+pcre2_match_data *js_match_data(void)
 {
     pthread_once(&md_once, md_init);
     if (!md_key_ok)
@@ -96,7 +96,7 @@ static pcre2_match_data *md_get(void)
 
 static int re_match(vctx_t *c, const pcre2_code *re, const char *s, size_t len)
 {
-    if (!c->md && !(c->md = md_get())) {
+    if (!c->md && !(c->md = js_match_data())) {
         c->oom = 1;
         return 0;
     }

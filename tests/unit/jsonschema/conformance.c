@@ -17,7 +17,7 @@
 #include "jsonschema/jsonschema.h"
 
 static const char *const format_files[] = {
-    "date-time", "date", "time", "duration", "uuid", "email", "hostname",
+    "date-time", "date", "time", "duration", "uuid", "email", "hostname", "idn-hostname",
     "ipv4", "ipv6", "uri", "uri-reference", "json-pointer", "regex", NULL};
 
 static const char *g_jsts;

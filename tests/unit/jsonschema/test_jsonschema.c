@@ -287,6 +287,28 @@ Test(formats, hostname_a_labels_decode_to_valid_u_labels)
     js_registry_free(reg);
 }
 
+Test(formats, idn_hostname_accepts_u_labels_within_a_label_limits)
+{
+    js_options_t opts = {1, NULL, NULL};
+    js_registry_t *reg = reg_with("urn:t:i", "{\"format\":\"idn-hostname\"}", &opts);
+    const js_schema_t *s = compile_ok(reg, "urn:t:i");
+    char label[80];
+    /* 55 'a' + U+00FC encodes to 63 octets ("xn--" + 55 + "-8yf"), 56 'a' to 64 */
+    memset(label, 'a', 55);
+    strcpy(label + 55, "\xc3\xbc");
+    cr_expect_eq(hostname_ok(s, label), 1, "A-label form of 63 octets");
+    memset(label, 'a', 56);
+    strcpy(label + 56, "\xc3\xbc");
+    cr_expect_eq(hostname_ok(s, label), 0, "A-label form of 64 octets");
+    cr_expect_eq(hostname_ok(s, "m\xc3\xbcnchen\xe3\x80\x82" "example"), 1, "U+3002 separator");
+    cr_expect_eq(hostname_ok(s, "M\xc3\x9cnchen.example"), 0, "upper-case U+00DC");
+    cr_expect_eq(hostname_ok(s, "a b.example"), 0, "space in a label");
+    cr_expect_eq(hostname_ok(s, "\xd7\x90\xd7\x91.example"), 1, "Hebrew label, Latin label");
+    cr_expect_eq(hostname_ok(s, "\xd7\x90\xd7\x91.1example"), 0, "Bidi: label starts with a digit");
+    cr_expect_eq(hostname_ok(s, "xn--0ca24w"), 0, "Bidi: U+00E0 U+05D0 in one label");
+    js_registry_free(reg);
+}
+
 #define META_2020 "https://json-schema.org/draft/2020-12/schema"
 
 Test(metaschema, built_in_equivalent_checks_keyword_values)

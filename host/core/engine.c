@@ -47,6 +47,7 @@ typedef struct chunk {
     int64_t enq_ms;
     int64_t lease_ms;     /* last lease renewal */
     size_t slot;          /* index in the in-flight registry */
+    bool recovered;       /* claimed again: check the delivery count first */
 } chunk_t;
 
 static void batch_unref(batch_t *b)
@@ -95,6 +96,7 @@ struct engine {
     bool started;
     atomic_bool stop;
     atomic_bool wants_exit;
+    atomic_bool failed;    /* stopped by the circuit breaker (circuit.stop) */
     atomic_bool recovered; /* own pending entries re-read: reclaim may start */
     atomic_int threads_running;
 
@@ -167,18 +169,26 @@ static void note_redis_ok(engine_t *e)
     METRIC_SET(circuit_open, 0);
 }
 
+/* The reader is the circuit's probe: only its consecutive failures count
+ * toward circuit.failures, so N means N probes, not N failures spread over
+ * every thread that happened to touch Redis at the same moment. */
+static _Thread_local bool tls_is_reader;
+
 static void note_redis_error(engine_t *e, const char *what)
 {
     METRIC_INC(redis_errors);
-    int n = atomic_fetch_add(&e->redis_failures, 1) + 1;
     pthread_mutex_lock(&e->health_lock);
     snprintf(e->last_redis_error, sizeof e->last_redis_error, "%s", what);
     pthread_mutex_unlock(&e->health_lock);
+    if (!tls_is_reader)
+        return;
+    int n = atomic_fetch_add(&e->redis_failures, 1) + 1;
     if (n == (int)e->circuit_failures) {
         METRIC_SET(circuit_open, 1);
         log_error("redis", "%d consecutive Redis failures: circuit open, probing every %u ms%s",
                   n, e->reconnect_max_ms, e->circuit_stop ? "; stopping as configured" : "");
         if (e->circuit_stop) {
+            atomic_store(&e->failed, true);
             atomic_store(&e->wants_exit, true);
             engine_request_stop(e);
         }
@@ -270,16 +280,21 @@ static void inflight_remove(engine_t *e, chunk_t *ch)
     pthread_mutex_unlock(&e->inflight_lock);
 }
 
-/* Blocks while the queue is full: back-pressure on the reader. */
-static void queue_push(engine_t *e, chunk_t *ch)
+/* Blocks while the queue is full: back-pressure on the reader.  false
+ * once the queue is closed (stopping): the caller keeps the chunk. */
+static bool queue_push(engine_t *e, chunk_t *ch)
 {
     pthread_mutex_lock(&e->q_lock);
-    while (e->q_len == e->q_cap)
+    while (e->q_len == e->q_cap && !e->q_closed)
         pthread_cond_wait(&e->q_nonfull, &e->q_lock);
-    e->q[(e->q_head + e->q_len) % e->q_cap] = ch;
-    e->q_len++;
-    pthread_cond_signal(&e->q_nonempty);
+    bool ok = !e->q_closed;
+    if (ok) {
+        e->q[(e->q_head + e->q_len) % e->q_cap] = ch;
+        e->q_len++;
+        pthread_cond_signal(&e->q_nonempty);
+    }
     pthread_mutex_unlock(&e->q_lock);
+    return ok;
 }
 
 static chunk_t *queue_pop(engine_t *e)
@@ -303,6 +318,7 @@ static void queue_close(engine_t *e)
     pthread_mutex_lock(&e->q_lock);
     e->q_closed = true;
     pthread_cond_broadcast(&e->q_nonempty);
+    pthread_cond_broadcast(&e->q_nonfull);
     pthread_mutex_unlock(&e->q_lock);
 }
 
@@ -315,8 +331,12 @@ static void *worker_main(void *arg)
     chunk_t *ch;
     while ((ch = queue_pop(e))) {
         dctx_begin(&w->ctx, ch->gen);
-        for (size_t i = 0; i < ch->count; i++)
-            dctx_dispatch_entry(&w->ctx, ch->entries[i], 0);
+        for (size_t i = 0; i < ch->count; i++) {
+            if (ch->recovered)
+                dctx_dispatch_recovered(&w->ctx, ch->entries[i]);
+            else
+                dctx_dispatch_entry(&w->ctx, ch->entries[i], 0);
+        }
         dctx_flush(&w->ctx);
         inflight_remove(e, ch);
         generation_unref(ch->gen);
@@ -329,28 +349,34 @@ static void *worker_main(void *arg)
 
 /* ---- reader ------------------------------------------------------------- */
 
-/* Split a batch into chunks, one per worker at most, pin the generation
- * for each and queue them. */
-static void enqueue_batch(engine_t *e, redisReply *reply)
+/* Split entries (borrowed from `reply`, which the chunks then own) into
+ * chunks, one per worker at most, pin the generation for each and queue
+ * them.  `recovered`: claimed again, the worker checks delivery counts. */
+static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries, size_t n,
+                            bool recovered)
 {
-    redisReply *entries = reply->element[0]->element[1];
-    size_t n = entries->elements;
     batch_t *b = calloc(1, sizeof *b);
     b->reply = reply;
     size_t per = n < 64 ? n : (n + e->n_workers - 1) / e->n_workers;
     size_t nchunks = (n + per - 1) / per;
     atomic_init(&b->refs, (int)nchunks);
-    METRIC_ADD(events_read, n);
     for (size_t off = 0; off < n; off += per) {
         chunk_t *ch = calloc(1, sizeof *ch);
         ch->batch = b;
-        ch->entries = entries->element + off;
+        ch->entries = entries + off;
         ch->count = off + per > n ? n - off : per;
+        ch->recovered = recovered;
         ch->gen = engine_current(e);
         ch->enq_ms = ch->lease_ms = mono_ms();
         while (inflight_add(e, ch) != 0)
             sleep_ms(1);
-        queue_push(e, ch);
+        if (!queue_push(e, ch)) {
+            /* stopping: the entries stay pending and are redelivered */
+            inflight_remove(e, ch);
+            generation_unref(ch->gen);
+            batch_unref(ch->batch);
+            free(ch);
+        }
     }
 }
 
@@ -427,6 +453,7 @@ static bool retries_scheduled(engine_t *e, redisContext *c)
 static void *reader_main(void *arg)
 {
     engine_t *e = arg;
+    tls_is_reader = true;
     redisContext *c = NULL;
     dctx_t rctx;
     dctx_init(&rctx, e, "recovery");
@@ -505,7 +532,9 @@ static void *reader_main(void *arg)
         if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
             r->element[0]->element[1]->elements > 0) {
             last_activity = mono_ms();
-            enqueue_batch(e, r);
+            redisReply *entries = r->element[0]->element[1];
+            METRIC_ADD(events_read, entries->elements);
+            enqueue_entries(e, r, entries->element, entries->elements, false);
             continue;
         }
         rarena_free(r);
@@ -611,25 +640,32 @@ static int renew_leases(engine_t *e, redisContext *c)
     return rc;
 }
 
-/* Claim idle entries of other (dead) consumers one at a time with
- * XAUTOCLAIM COUNT 1, so a poison pill only bumps its own counter. */
-static int reclaim_idle(engine_t *e, redisContext *c, dctx_t *ctx)
+/*
+ * Claim idle entries of other (dead) consumers one at a time with
+ * XAUTOCLAIM COUNT 1, so a poison pill only bumps its own counter.  Each
+ * claimed entry goes to the workers as a chunk of one, flagged so the
+ * worker checks its delivery count first: a slow handler never holds up
+ * this thread's leases and retry moves.
+ */
+static int reclaim_idle(engine_t *e, redisContext *c)
 {
-    char cursor[64] = "0-0";
+    char cursor[64] = "0-0", idle[16];
+    snprintf(idle, sizeof idle, "%u", e->min_idle_ms);
     for (int rounds = 0; rounds < 1000 && !atomic_load(&e->stop); rounds++) {
-        redisReply *r = redisCommand(c, "XAUTOCLAIM %s %s %s %u %s COUNT 1", e->stream,
-                                     e->group, e->consumer, e->min_idle_ms, cursor);
+        const char *argv[] = {"XAUTOCLAIM", e->stream, e->group, e->consumer, idle, cursor,
+                              "COUNT", "1"};
+        redisReply *r = rarena_command(c, 8, argv);
         if (!r)
             return -1;
         if (r->type == REDIS_REPLY_ERROR) {
             bool nogroup = strncmp(r->str, "NOGROUP", 7) == 0;
             if (!nogroup)
                 log_warn("reclaim", "XAUTOCLAIM: %s", r->str);
-            freeReplyObject(r);
+            rarena_free(r);
             return nogroup ? 0 : -1;
         }
         if (r->type != REDIS_REPLY_ARRAY || r->elements < 2) {
-            freeReplyObject(r);
+            rarena_free(r);
             return 0;
         }
         snprintf(cursor, sizeof cursor, "%s", r->element[0]->str ? r->element[0]->str : "0-0");
@@ -642,19 +678,16 @@ static int reclaim_idle(engine_t *e, redisContext *c, dctx_t *ctx)
                      r->element[2]->elements, r->element[2]->elements == 1 ? "y was" : "ies were");
         }
         redisReply *claimed = r->element[1];
-        for (size_t i = 0; i < claimed->elements; i++) {
-            redisReply *entry = claimed->element[i];
-            if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2)
-                continue;
+        bool queued = false;
+        if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements == 1 &&
+            claimed->element[0]->type == REDIS_REPLY_ARRAY && claimed->element[0]->elements >= 2) {
             METRIC_INC(reclaimed);
-            generation_t *g = engine_current(e);
-            dctx_begin(ctx, g);
-            dctx_dispatch_recovered(ctx, entry);
-            dctx_flush(ctx);
-            generation_unref(g);
+            enqueue_entries(e, r, claimed->element, 1, true); /* takes r */
+            queued = true;
         }
         bool done = strcmp(cursor, "0-0") == 0;
-        freeReplyObject(r);
+        if (!queued)
+            rarena_free(r);
         if (done)
             break;
     }
@@ -789,8 +822,6 @@ static void *maint_main(void *arg)
 {
     engine_t *e = arg;
     redisContext *c = NULL;
-    dctx_t ctx;
-    dctx_init(&ctx, e, "reclaim");
     int64_t last_reclaim = 0, last_stale = mono_ms(), last_dlq = 0;
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
@@ -808,7 +839,7 @@ static void *maint_main(void *arg)
         int64_t now = mono_ms();
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= e->reclaim_interval_ms) {
-            rc = reclaim_idle(e, c, &ctx);
+            rc = reclaim_idle(e, c);
             last_reclaim = now;
         }
         if (rc == 0 && now - last_dlq >= 1000) {
@@ -828,7 +859,6 @@ static void *maint_main(void *arg)
         }
         sleep_unless_stopped(e, 50);
     }
-    dctx_release(&ctx);
     drop_conn(&c);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
@@ -996,6 +1026,8 @@ bool engine_wait_drained(generation_t *old, int timeout_ms)
 void engine_request_stop(engine_t *e) { atomic_store(&e->stop, true); }
 
 bool engine_wants_exit(engine_t *e) { return atomic_load(&e->wants_exit); }
+
+bool engine_failed(engine_t *e) { return atomic_load(&e->failed); }
 
 static int join_until(pthread_t t, int64_t deadline)
 {

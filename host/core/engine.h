@@ -65,6 +65,10 @@ void engine_request_stop(engine_t *e);
 /* True once the engine stopped by itself (--exit-idle or circuit stop). */
 bool engine_wants_exit(engine_t *e);
 
+/* True when it stopped because the Redis circuit opened with circuit.stop
+ * set: a failure, not a clean end. */
+bool engine_failed(engine_t *e);
+
 /* Join the threads, up to timeout_ms.  0 when everything in flight was
  * finished and acked, -1 when the timeout hit (entries stay pending). */
 int engine_stop(engine_t *e, int timeout_ms);

@@ -287,10 +287,15 @@ int main(int argc, char **argv)
         free(admin_listen);
         _exit(1);
     }
+    bool failed = engine_failed(e);
     engine_free(e);
     generation_reap();
     unlink(pidpath);
     free(admin_listen);
+    if (failed) {
+        log_error("evbusd", "stopped: the Redis circuit opened and circuit.stop is set");
+        return 1;
+    }
     log_info("evbusd", "stopped cleanly");
     return 0;
 }

@@ -65,6 +65,7 @@ enum {
     EVBUS__A_TIME,
     EVBUS__A_TENANTID,
     EVBUS__A_CORRELATIONID,
+    EVBUS__A_PARTITIONKEY, /* the CloudEvents partitioning extension */
     EVBUS__A_COUNT
 };
 

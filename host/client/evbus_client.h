@@ -151,6 +151,18 @@ int evbus_event_text_complete(evbus_client_t *c, const char *text, size_t len,
  * published). */
 int evbus_event_text_check(evbus_client_t *c, const char *text, size_t len, char *err,
                            size_t errlen);
+/*
+ * evbus_event_text_check(), and on success the hash of the event's
+ * partition key in *key_hash: its `partitionkey` attribute (the CloudEvents
+ * partitioning extension) when that is a string, else its tenantid.  The
+ * hash is 64-bit FNV-1a of the key's decoded UTF-8 bytes, so equal keys
+ * hash alike however the JSON spells them, in every run and build
+ * (*key_hash is unspecified on failure).  Callers that publish over
+ * several connections send all events of one hash through the same
+ * connection to keep their relative order.
+ */
+int evbus_event_text_check_key(evbus_client_t *c, const char *text, size_t len,
+                               uint64_t *key_hash, char *err, size_t errlen);
 /* Frees what ev owns and zeroes it (a zeroed ev is fine). */
 void evbus_text_event_clear(evbus_text_event_t *ev);
 

@@ -466,18 +466,38 @@ static const char *json_attr(const json_t *ev, const char *name)
     return json_string_value(json_object_get(ev, name));
 }
 
+/* FNV-1a, 64 bit: stable across runs and builds, so a key always lands
+ * in the same partition. */
+static uint64_t key_hash(const char *s, size_t n)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211u;
+    }
+    return h;
+}
+
 /* The slow path: jansson parses, evbus_event_complete decides, the event
- * is re-serialized. */
+ * is re-serialized (when ev) and its partition key hashed (when hash). */
 static int text_slow(evbus_client_t *c, const char *text, size_t len, evbus_text_event_t *ev,
-                     char *err, size_t errlen)
+                     uint64_t *hash, char *err, size_t errlen)
 {
     json_error_t jerr;
     json_t *j = json_loadb(text, len, 0, &jerr);
     if (!j)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "invalid JSON: %s (column %d)",
                            jerr.text, jerr.column);
+    /* Read before completing: the tenantid is never filled in. */
+    if (hash) {
+        json_t *k = json_object_get(j, "partitionkey");
+        if (!json_is_string(k))
+            k = json_object_get(j, "tenantid");
+        *hash = key_hash(json_string_value(k) ? json_string_value(k) : "",
+                         json_string_value(k) ? json_string_length(k) : 0);
+    }
     int rc = evbus_event_complete(c, j, err, errlen);
-    if (rc != 0) {
+    if (rc != 0 || !ev) {
         json_decref(j);
         return rc;
     }
@@ -515,19 +535,28 @@ int evbus_event_text_complete(evbus_client_t *c, const char *text, size_t len,
     if (evbus__scan_event(text, len, &sc) == 0 && text_attrs_ok(&sc) && text_fast(c, &sc, ev) == 0)
         return 0;
     memset(ev, 0, sizeof *ev);
-    return text_slow(c, text, len, ev, err, errlen);
+    return text_slow(c, text, len, ev, NULL, err, errlen);
 }
 
 int evbus_event_text_check(evbus_client_t *c, const char *text, size_t len, char *err,
                            size_t errlen)
 {
+    uint64_t hash;
+    return evbus_event_text_check_key(c, text, len, &hash, err, errlen);
+}
+
+int evbus_event_text_check_key(evbus_client_t *c, const char *text, size_t len,
+                               uint64_t *hash, char *err, size_t errlen)
+{
     evbus__scan_t sc;
-    if (evbus__scan_event(text, len, &sc) == 0 && text_attrs_ok(&sc))
+    if (evbus__scan_event(text, len, &sc) == 0 && text_attrs_ok(&sc)) {
+        /* The scanner only reports values without escapes: their raw
+         * bytes are the decoded string. */
+        int a = sc.val[EVBUS__A_PARTITIONKEY] ? EVBUS__A_PARTITIONKEY : EVBUS__A_TENANTID;
+        *hash = key_hash(sc.val[a], sc.len[a]);
         return 0;
-    evbus_text_event_t ev = {0};
-    int rc = text_slow(c, text, len, &ev, err, errlen);
-    evbus_text_event_clear(&ev);
-    return rc;
+    }
+    return text_slow(c, text, len, NULL, hash, err, errlen);
 }
 
 void evbus_text_event_clear(evbus_text_event_t *ev)

@@ -443,7 +443,7 @@ static int attr_index(const unsigned char *k, size_t n)
         [EVBUS__A_SPECVERSION] = "specversion", [EVBUS__A_ID] = "id",
         [EVBUS__A_SOURCE] = "source",           [EVBUS__A_TYPE] = "type",
         [EVBUS__A_TIME] = "time",               [EVBUS__A_TENANTID] = "tenantid",
-        [EVBUS__A_CORRELATIONID] = "correlationid",
+        [EVBUS__A_CORRELATIONID] = "correlationid", [EVBUS__A_PARTITIONKEY] = "partitionkey",
     };
     for (int i = 0; i < EVBUS__A_COUNT; i++)
         if (strlen(names[i]) == n && memcmp(names[i], k, n) == 0)

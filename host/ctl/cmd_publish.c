@@ -10,13 +10,26 @@
  * whatever the input size.  Lines go through libevbus' text events: a
  * complete line is published as the bytes it is, with no JSON tree built,
  * which keeps both passes cheap.  Event checks live in libevbus, not here.
+ *
+ * --parallel N (N > 1) publishes over N connections, one thread each.
+ * Events are partitioned by key (partitionkey, else tenantid; see
+ * evbus_event_text_check_key) and each partition goes through one
+ * connection, so events with the same key keep their relative order while
+ * events with different keys may interleave.  The first pass, still on the
+ * main thread, writes every line into its partition's temporary file, so
+ * the input is read once and the publishing threads never see an invalid
+ * line.  Stream ids are printed a chunk at a time as chunks complete:
+ * in input order within a partition, interleaved across partitions.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
@@ -26,13 +39,21 @@ int cmd_publish(int argc, char **argv);
 
 /* Invalid lines listed before "... and N more". */
 #define PUB_MAX_REPORTED 50
+/* Largest --parallel: more connections than this only add contention. */
+#define PUB_MAX_PARALLEL 64
+
+/* Everything a publishing thread prints or records (stdout, stderr, the
+ * metadata connection) happens under this lock, one chunk at a time, so
+ * lines never mix and the ctl helpers never run concurrently. */
+static pthread_mutex_t pub_out_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void pub_usage(FILE *out)
 {
     fputs("usage: evbusctl publish --type TYPE --tenant TENANT --data JSON\n"
           "                        [--source S] [--correlation C] [--id ID]\n"
           "                        [--maxlen N] [--json]\n"
-          "       evbusctl publish [--file FILE|-] [--source S] [--maxlen N] [--json]\n"
+          "       evbusctl publish [--file FILE|-] [--parallel N] [--source S] [--maxlen N]\n"
+          "                        [--json]\n"
           "\n"
           "Publishes CloudEvents to the bus stream and prints each new stream id on\n"
           "its own line.  Without --type, reads NDJSON (one full or partial event\n"
@@ -49,6 +70,12 @@ static void pub_usage(FILE *out)
           "  --id ID             event id (default: a new UUID)\n"
           "  --maxlen N          trim the stream to about N entries (0: no trimming;\n"
           "                      default: publish_maxlen from the configuration)\n"
+          "  --parallel N        publish NDJSON over N connections, one thread each\n"
+          "                      (default 1, at most 64).  Events are partitioned by\n"
+          "                      their partitionkey attribute, else their tenantid:\n"
+          "                      events with the same key keep their input order in\n"
+          "                      the stream, others may interleave.  Ids are printed\n"
+          "                      as chunks complete (input order within a key only)\n"
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -215,8 +242,9 @@ struct pub_chunk {
     size_t n;
 };
 
-/* Keeps one line in the chunk; -1 when memory runs out. */
-static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno)
+/* Room for one more line of len bytes at the end of the chunk's text,
+ * then recorded as the chunk's next line; NULL when memory runs out. */
+static char *pub_append(struct pub_chunk *ch, size_t len, size_t lineno)
 {
     if (ch->text_cap - ch->text_len < len) {
         size_t cap = ch->text_cap ? ch->text_cap : 1 << 20;
@@ -224,15 +252,25 @@ static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t l
             cap *= 2;
         char *t = realloc(ch->text, cap);
         if (!t)
-            return -1;
+            return NULL;
         ch->text = t;
         ch->text_cap = cap;
     }
-    memcpy(ch->text + ch->text_len, line, len);
+    char *at = ch->text + ch->text_len;
     ch->offs[ch->n] = ch->text_len;
     ch->lens[ch->n] = len;
     ch->lines[ch->n++] = lineno;
     ch->text_len += len;
+    return at;
+}
+
+/* Keeps one line in the chunk; -1 when memory runs out. */
+static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno)
+{
+    char *at = pub_append(ch, len, lineno);
+    if (!at)
+        return -1;
+    memcpy(at, line, len);
     return 0;
 }
 
@@ -247,7 +285,9 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
         char err[256];
         if (evbus_event_text_complete(c, ch->text + ch->offs[done_evs], ch->lens[done_evs],
                                       &ch->evs[done_evs], err, sizeof err) != 0) {
+            pthread_mutex_lock(&pub_out_lock);
             rc = ctl_usage_error("publish", "%s:%zu: %s", name, ch->lines[done_evs], err);
+            pthread_mutex_unlock(&pub_out_lock);
             break;
         }
     }
@@ -255,6 +295,7 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
         char err[256];
         ssize_t done =
             evbus_publish_batch_text(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
+        pthread_mutex_lock(&pub_out_lock);
         if (done > 0)
             pub_record(ch->evs, ch->ids, ch->rcs, ch->n);
         for (size_t i = 0; i < ch->n; i++) {
@@ -266,6 +307,7 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
         if (done < 0)
             rc = ctl_fail("publish", "%s", err);
         fflush(stdout);
+        pthread_mutex_unlock(&pub_out_lock);
     }
     for (size_t i = 0; i < done_evs; i++)
         evbus_text_event_clear(&ch->evs[i]);
@@ -310,13 +352,233 @@ static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total,
     return rc;
 }
 
-static int pub_stream(evbus_client_t *c, const char *file, bool json)
+/* ----------------------------------------------------------- --parallel */
+
+/* A line in a partition's temporary file: this header, then len bytes. */
+struct pub_rec {
+    size_t lineno, len;
+};
+
+/* One partition: its spooled lines, its connection and its thread. */
+struct pub_part {
+    FILE *spool;
+    evbus_client_t *c;
+    pthread_t tid;
+    bool started;
+    int rc;
+    struct pub_par *par;
+};
+
+/* What the publishing threads share. */
+struct pub_par {
+    struct pub_part *parts;
+    size_t n;
+    const char *name;
+    bool json;
+    atomic_size_t sent;     /* events handed to Redis, for the progress bar */
+    atomic_size_t finished; /* threads done */
+    atomic_bool stop;       /* a partition failed: the others stop after their chunk */
+};
+
+/* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
+ * alone spread short similar keys unevenly. */
+static size_t pub_partition(uint64_t hash, size_t n)
+{
+    return (size_t)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
+}
+
+/* First pass of --parallel: checks every line and appends the valid ones
+ * to their partition's file, counting them in *events.  CTL_OK, or
+ * CTL_USAGE / CTL_FAIL after printing the invalid lines or why a file could
+ * not be read or written. */
+static int pub_par_check(evbus_client_t *c, FILE *in, const char *name, struct pub_par *par,
+                         size_t *events_out)
+{
+    char *line = NULL;
+    size_t cap = 0, lineno = 0, events = 0, bad = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        if (pub_blank(line, (size_t)len))
+            continue;
+        char err[256];
+        uint64_t hash;
+        if (evbus_event_text_check_key(c, line, (size_t)len, &hash, err, sizeof err) != 0) {
+            if (++bad <= PUB_MAX_REPORTED)
+                fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
+            continue;
+        }
+        events++;
+        if (bad)
+            continue; /* nothing will be published: no need to keep it */
+        struct pub_rec r = {lineno, (size_t)len};
+        FILE *f = par->parts[pub_partition(hash, par->n)].spool;
+        fwrite(&r, sizeof r, 1, f);
+        fwrite(line, 1, (size_t)len, f);
+    }
+    free(line);
+    if (bad > PUB_MAX_REPORTED)
+        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
+                bad - PUB_MAX_REPORTED);
+    if (bad)
+        return ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
+                               bad == 1 ? "" : "s", name);
+    if (ferror(in))
+        return ctl_usage_error("publish", "cannot read %s: %s", name, strerror(errno));
+    for (size_t k = 0; k < par->n; k++) {
+        FILE *f = par->parts[k].spool;
+        if (fflush(f) != 0 || ferror(f) || fseek(f, 0, SEEK_SET) != 0)
+            return ctl_fail("publish", "cannot write a temporary file: %s", strerror(errno));
+    }
+    *events_out = events;
+    return CTL_OK;
+}
+
+/* Second pass of one partition, on its own thread and connection. */
+static void *pub_par_run(void *arg)
+{
+    struct pub_part *pt = arg;
+    struct pub_par *par = pt->par;
+    struct pub_chunk *ch = calloc(1, sizeof *ch);
+    int rc = CTL_OK;
+    if (!ch) {
+        pthread_mutex_lock(&pub_out_lock);
+        rc = ctl_fail("publish", "out of memory");
+        pthread_mutex_unlock(&pub_out_lock);
+    }
+    struct pub_rec r;
+    while (rc == CTL_OK && !atomic_load(&par->stop)) {
+        bool more = fread(&r, sizeof r, 1, pt->spool) == 1;
+        if (more) {
+            char *at = pub_append(ch, r.len, r.lineno);
+            if (!at || fread(at, 1, r.len, pt->spool) != r.len) {
+                pthread_mutex_lock(&pub_out_lock);
+                rc = ctl_fail("publish", at ? "cannot re-read a temporary file" : "out of memory");
+                pthread_mutex_unlock(&pub_out_lock);
+                break;
+            }
+        }
+        if (ch->n == EVBUS_PIPELINE_WINDOW || (!more && ch->n > 0)) {
+            size_t n = ch->n;
+            rc = pub_flush(pt->c, ch, par->name, par->json);
+            atomic_fetch_add(&par->sent, n);
+        }
+        if (!more)
+            break;
+    }
+    if (rc != CTL_OK)
+        atomic_store(&par->stop, true);
+    if (ch) {
+        for (size_t i = 0; i < ch->n; i++)
+            evbus_text_event_clear(&ch->evs[i]);
+        free(ch->text);
+        free(ch);
+    }
+    pt->rc = rc;
+    atomic_fetch_add(&par->finished, 1);
+    return NULL;
+}
+
+/* Starts one thread per partition and waits for them, drawing the
+ * progress bar meanwhile.  The first failing partition's status wins. */
+static int pub_par_send(struct pub_par *par, size_t total)
+{
+    int rc = CTL_OK;
+    for (size_t k = 0; k < par->n; k++) {
+        int e = pthread_create(&par->parts[k].tid, NULL, pub_par_run, &par->parts[k]);
+        if (e != 0) {
+            atomic_store(&par->stop, true);
+            pthread_mutex_lock(&pub_out_lock);
+            rc = ctl_fail("publish", "cannot start a thread: %s", strerror(e));
+            pthread_mutex_unlock(&pub_out_lock);
+            break;
+        }
+        par->parts[k].started = true;
+    }
+    size_t started = 0;
+    for (size_t k = 0; k < par->n; k++)
+        started += par->parts[k].started;
+    if (ctl_stderr_tty()) {
+        while (atomic_load(&par->finished) < started) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&pub_out_lock);
+            ctl_progress("publish", atomic_load(&par->sent), total);
+            pthread_mutex_unlock(&pub_out_lock);
+        }
+    }
+    for (size_t k = 0; k < par->n; k++) {
+        if (!par->parts[k].started)
+            continue;
+        pthread_join(par->parts[k].tid, NULL);
+        if (rc == CTL_OK)
+            rc = par->parts[k].rc;
+    }
+    ctl_progress("publish", atomic_load(&par->sent), total);
+    ctl_progress_end();
+    return rc;
+}
+
+/* --parallel n (n > 1): both passes over the input read once.  Each
+ * partition's client gets the settings of c: maxlen and source. */
+static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, size_t n,
+                               uint64_t maxlen, const char *source, bool json)
+{
+    const ctl_env_t *env = ctl_env();
+    struct pub_par par = {.n = n, .name = name, .json = json};
+    par.parts = calloc(n, sizeof *par.parts);
+    if (!par.parts)
+        return ctl_fail("publish", "out of memory");
+    int rc = CTL_OK;
+    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
+        struct pub_part *pt = &par.parts[k];
+        pt->par = &par;
+        char err[256];
+        if (!(pt->spool = tmpfile()))
+            rc = ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
+        else if (!(pt->c = evbus_client_new(env->redis_url, env->stream, err, sizeof err)))
+            rc = ctl_usage_error("publish", "%s", err);
+        else {
+            evbus_client_set_maxlen(pt->c, maxlen);
+            evbus_client_set_source(pt->c, source);
+        }
+    }
+    size_t total = 0;
+    if (rc == CTL_OK)
+        rc = pub_par_check(c, in, name, &par, &total);
+    if (rc == CTL_OK)
+        rc = pub_par_send(&par, total);
+    for (size_t k = 0; k < n; k++) {
+        if (par.parts[k].spool)
+            fclose(par.parts[k].spool);
+        evbus_client_free(par.parts[k].c);
+    }
+    free(par.parts);
+    return rc;
+}
+
+/* The per-connection settings of the parallel clients. */
+struct pub_opts {
+    size_t parallel;
+    uint64_t maxlen;
+    const char *source;
+    bool json;
+};
+
+static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts *o)
 {
     bool use_stdin = !file || strcmp(file, "-") == 0;
     const char *name = use_stdin ? "stdin" : file;
     FILE *in = use_stdin ? stdin : fopen(file, "r");
     if (!in)
         return ctl_usage_error("publish", "cannot open %s: %s", file, strerror(errno));
+    if (o->parallel > 1) {
+        int rc = pub_stream_parallel(c, in, name, o->parallel, o->maxlen, o->source, o->json);
+        if (!use_stdin)
+            fclose(in);
+        return rc;
+    }
+    bool json = o->json;
     struct stat st;
     FILE *spool = NULL;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -346,13 +608,13 @@ static int pub_stream(evbus_client_t *c, const char *file, bool json)
 int cmd_publish(int argc, char **argv)
 {
     const char *type = NULL, *tenant = NULL, *data = NULL, *source = NULL, *correlation = NULL,
-               *id = NULL, *file = NULL, *maxlen_s = NULL;
+               *id = NULL, *file = NULL, *maxlen_s = NULL, *parallel_s = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char **slots[] = {&type, &tenant, &data, &source, &correlation, &id, &file,
-                                &maxlen_s};
+                                &maxlen_s, &parallel_s};
         const char *names[] = {"--type", "--tenant", "--data", "--source", "--correlation",
-                               "--id", "--file", "--maxlen"};
+                               "--id", "--file", "--maxlen", "--parallel"};
         int m = 0;
         for (size_t k = 0; k < sizeof names / sizeof names[0] && m == 0; k++) {
             m = ctl_opt_value(argc, argv, &i, names[k], slots[k]);
@@ -378,6 +640,20 @@ int cmd_publish(int argc, char **argv)
         return ctl_usage_error("publish", "one event needs --type, --tenant and --data (missing "
                                           "%s)",
                                !type ? "--type" : !tenant ? "--tenant" : "--data");
+    if (single && parallel_s)
+        return ctl_usage_error("publish", "--parallel applies to NDJSON input, not to one "
+                                          "event from flags");
+    size_t parallel = 1;
+    if (parallel_s) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(parallel_s, &end, 10);
+        if (errno || end == parallel_s || *end || parallel_s[0] == '-' || v < 1 ||
+            v > PUB_MAX_PARALLEL)
+            return ctl_usage_error("publish", "--parallel \"%s\": not an integer from 1 to %d",
+                                   parallel_s, PUB_MAX_PARALLEL);
+        parallel = v;
+    }
     uint64_t maxlen = 0;
     if (maxlen_s) {
         char *end;
@@ -394,10 +670,12 @@ int cmd_publish(int argc, char **argv)
     evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
     if (!c)
         return ctl_usage_error("publish", "%s", err);
-    evbus_client_set_maxlen(c, maxlen_s ? maxlen : env->publish_maxlen);
-    evbus_client_set_source(c, source ? source : "evbusctl");
+    struct pub_opts o = {parallel, maxlen_s ? maxlen : env->publish_maxlen,
+                         source ? source : "evbusctl", json};
+    evbus_client_set_maxlen(c, o.maxlen);
+    evbus_client_set_source(c, o.source);
     int rc = single ? pub_single(c, type, tenant, data, correlation, id, json)
-                    : pub_stream(c, file, json);
+                    : pub_stream(c, file, &o);
     evbus_client_free(c);
     return rc;
 }

@@ -276,6 +276,171 @@ Test(cli, publish_with_redis_down_exits_1)
     run_free(&r);
 }
 
+/* NDJSON of n events "par.x" whose tenant is t<i % tenants>, with
+ * data.seq = i; with keys > 0 each also carries partitionkey k<i % keys>. */
+static char *par_input(int n, int tenants, int keys)
+{
+    char *in = malloc((size_t)n * 96), *p = in;
+    for (int i = 0; i < n; i++) {
+        p += sprintf(p, "{\"type\":\"par.x\",\"tenantid\":\"t%d\",", i % tenants);
+        if (keys)
+            p += sprintf(p, "\"partitionkey\":\"k%d\",", i % keys);
+        p += sprintf(p, "\"data\":{\"seq\":%d}}\n", i);
+    }
+    return in;
+}
+
+/* Walks the whole stream in order: per group (tenant, or partitionkey when
+ * by_key), seq must only grow; counts[g] gets the events of group g.
+ * Returns the number of entries. */
+static size_t par_check_order(bool by_key, int groups, size_t *counts)
+{
+    redisReply *r = redisCommand(rc_, "XRANGE %s - +", STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    long long *last = malloc((size_t)groups * sizeof *last);
+    for (int g = 0; g < groups; g++) {
+        last[g] = -1;
+        counts[g] = 0;
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        json_t *ev = json_loads(r->element[i]->element[1]->element[1]->str, 0, NULL);
+        cr_assert_not_null(ev);
+        const char *g_s = json_string_value(json_object_get(ev, by_key ? "partitionkey"
+                                                                        : "tenantid"));
+        cr_assert_not_null(g_s);
+        int g = atoi(g_s + 1);
+        cr_assert(g >= 0 && g < groups, "group %s", g_s);
+        long long seq = json_integer_value(json_object_get(json_object_get(ev, "data"), "seq"));
+        cr_assert_gt(seq, last[g], "%s: seq %lld after %lld (stream entry %zu)", g_s, seq,
+                     last[g], i);
+        last[g] = seq;
+        counts[g]++;
+        json_decref(ev);
+    }
+    size_t n = r->elements;
+    freeReplyObject(r);
+    free(last);
+    return n;
+}
+
+Test(cli, publish_parallel_keeps_each_tenants_order)
+{
+    enum { N = 5000, TENANTS = 10 };
+    char *in = par_input(N, TENANTS, 0);
+    cr_assert_eq(harness_write_file(tmp, "par.ndjson", in), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/par.ndjson", tmp);
+    struct run r = RUN(NULL, "publish", "--file", path, "--parallel", "4");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), N);
+    size_t counts[TENANTS];
+    cr_assert_eq(par_check_order(false, TENANTS, counts), N);
+    for (int g = 0; g < TENANTS; g++)
+        cr_assert_eq(counts[g], N / TENANTS, "tenant t%d: %zu events", g, counts[g]);
+    /* Every printed id is an entry of the stream, each once. */
+    size_t found = 0;
+    for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+        redisReply *x = redisCommand(rc_, "XRANGE %s %s %s", STREAM, line, line);
+        found += x && x->type == REDIS_REPLY_ARRAY && x->elements == 1;
+        freeReplyObject(x);
+    }
+    cr_assert_eq(found, N);
+    run_free(&r);
+    free(in);
+}
+
+Test(cli, publish_parallel_partitions_by_partitionkey_before_tenant)
+{
+    /* Tenants cycle over 50 values, keys over 3: order holds per key. */
+    enum { N = 3000, KEYS = 3 };
+    char *in = par_input(N, 50, KEYS);
+    struct run r = RUN(in, "publish", "--parallel", "3", "--json");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), N);
+    cr_assert(matches("^\\{\"id\":\"[0-9a-f-]{36}\",\"stream_id\":\"[0-9]+-[0-9]+\"\\}$", r.out));
+    size_t counts[KEYS];
+    cr_assert_eq(par_check_order(true, KEYS, counts), N);
+    for (int g = 0; g < KEYS; g++)
+        cr_assert_eq(counts[g], N / KEYS);
+    run_free(&r);
+    free(in);
+}
+
+Test(cli, publish_parallel_invalid_line_publishes_nothing)
+{
+    enum { N = 3000 };
+    char *in = par_input(N, 10, 0);
+    /* Line 2001 loses its tenantid: every partition is affected. */
+    char *line = in;
+    for (int i = 0; i < 2000; i++)
+        line = strchr(line, '\n') + 1;
+    memcpy(strstr(line, "tenantid"), "tenantXX", 8);
+    struct run r = RUN(in, "publish", "--parallel", "4");
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "stdin:2001: tenantid: missing") != NULL, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "nothing was published") != NULL, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "");
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+    run_free(&r);
+
+    cr_assert_eq(harness_write_file(tmp, "bad.ndjson", in), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/bad.ndjson", tmp);
+    r = RUN(NULL, "publish", "--parallel", "2", "--file", path);
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "bad.ndjson:2001:") != NULL, "stderr: %s", r.err);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+    run_free(&r);
+    free(in);
+}
+
+Test(cli, publish_parallel_counts_match_with_blank_lines_and_more_threads_than_keys)
+{
+    /* 2 tenants over 8 threads: some threads get nothing to do. */
+    const char *in = "{\"type\":\"a.b\",\"tenantid\":\"x\",\"data\":{\"seq\":0}}\n"
+                     "\n"
+                     "   \n"
+                     "{\"type\":\"a.b\",\"tenantid\":\"y\",\"data\":{\"seq\":1}}\n"
+                     "{\"type\":\"a.b\",\"tenantid\":\"x\",\"data\":{\"seq\":2}}\n";
+    struct run r = RUN(in, "publish", "--parallel=8");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), 3);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 3);
+    run_free(&r);
+}
+
+Test(cli, publish_parallel_bad_values_exit_2)
+{
+    const char *const cases[][9] = {
+        {"publish", "--parallel", "0", NULL},
+        {"publish", "--parallel", "65", NULL},
+        {"publish", "--parallel", "two", NULL},
+        {"publish", "--parallel", "-1", NULL},
+        {"publish", "--parallel", NULL},
+        {"publish", "--type", "a.b", "--tenant", "t", "--data", "1", "--parallel=2", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r = run_ctl_url(R.url, "{\"type\":\"a.b\",\"tenantid\":\"t\"}\n", cases[i]);
+        cr_assert_eq(r.status, 2, "case %zu exited %d: %s", i, r.status, r.err);
+        cr_assert(strstr(r.err, "--parallel") != NULL, "case %zu: %s", i, r.err);
+        run_free(&r);
+    }
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+}
+
+Test(cli, publish_parallel_with_redis_down_exits_1)
+{
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", harness_free_port());
+    char *in = par_input(100, 10, 0);
+    struct run r = run_ctl_url(url, in, (const char *const[]){"publish", "--parallel", "4", NULL});
+    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "redis") != NULL, "stderr: %s", r.err);
+    cr_assert_str_eq(r.out, "");
+    run_free(&r);
+    free(in);
+}
+
 static void add_dead(const char *type, const char *tenant, char out[32])
 {
     redisReply *r = redisCommand(

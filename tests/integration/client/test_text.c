@@ -356,3 +356,56 @@ Test(text, ids_differ_between_parent_and_forked_child)
     close(fds[1]);
     cr_assert_str_neq(parent, child);
 }
+
+/* The key hash of one line, asserting that the line is valid. */
+static uint64_t key_of(const char *line)
+{
+    uint64_t h = 0;
+    char err[256];
+    int rc = evbus_event_text_check_key(NULL, line, strlen(line), &h, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s: %s", line, err);
+    return h;
+}
+
+Test(text, check_key_hashes_partitionkey_else_tenantid)
+{
+    uint64_t acme = key_of("{\"type\":\"a.b\",\"tenantid\":\"acme\"}");
+    uint64_t other = key_of("{\"type\":\"a.b\",\"tenantid\":\"other\"}");
+    cr_assert_neq(acme, other);
+    /* FNV-1a 64 of "acme": stable across runs and builds. */
+    uint64_t fnv = 14695981039346656037u;
+    for (const char *p = "acme"; *p; p++)
+        fnv = (fnv ^ (unsigned char)*p) * 1099511628211u;
+    cr_assert_eq(acme, fnv);
+    /* partitionkey wins over tenantid, wherever it appears. */
+    cr_assert_eq(key_of("{\"partitionkey\":\"acme\",\"type\":\"a.b\",\"tenantid\":\"other\"}"),
+                 acme);
+    cr_assert_eq(key_of("{\"type\":\"a.b\",\"tenantid\":\"other\",\"data\":{},"
+                        "\"partitionkey\":\"acme\"}"),
+                 acme);
+    /* A nested partitionkey is data, not the attribute. */
+    cr_assert_eq(key_of("{\"type\":\"a.b\",\"tenantid\":\"other\",\"data\":{\"partitionkey\":"
+                        "\"acme\"}}"),
+                 other);
+    /* A partitionkey that is not a string does not count. */
+    cr_assert_eq(key_of("{\"type\":\"a.b\",\"tenantid\":\"other\",\"partitionkey\":7}"), other);
+    /* The decoded key counts, not its spelling (escapes take jansson's path). */
+    cr_assert_eq(key_of("{\"type\":\"a.b\",\"tenantid\":\"\\u0061cme\"}"), acme);
+    cr_assert_eq(key_of("{\"type\":\"a.b\",\"tenantid\":\"x\",\"partitionkey\":\"ac\\u006de\"}"),
+                 acme);
+}
+
+Test(text, check_key_gives_the_check_verdict)
+{
+    const char *bad[] = {"{\"type\":\"a.b\"}", "not json", "{\"type\":\"A\",\"tenantid\":\"t\"}",
+                         "{\"type\":\"a.b\",\"tenantid\":\"t\",\"partitionkey\":\"k\",\"time\":1}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char e1[256], e2[256];
+        uint64_t h;
+        int r1 = evbus_event_text_check(NULL, bad[i], strlen(bad[i]), e1, sizeof e1);
+        int r2 = evbus_event_text_check_key(NULL, bad[i], strlen(bad[i]), &h, e2, sizeof e2);
+        cr_assert_eq(r1, EVBUS_CLIENT_EINVAL, "%s", bad[i]);
+        cr_assert_eq(r2, EVBUS_CLIENT_EINVAL, "%s", bad[i]);
+        cr_assert_str_eq(e1, e2);
+    }
+}

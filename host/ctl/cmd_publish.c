@@ -16,10 +16,12 @@
  * evbus_event_text_check_key) and each partition goes through one
  * connection, so events with the same key keep their relative order while
  * events with different keys may interleave.  The first pass, still on the
- * main thread, writes every line into its partition's temporary file, so
- * the input is read once and the publishing threads never see an invalid
- * line.  Stream ids are printed a chunk at a time as chunks complete:
- * in input order within a partition, interleaved across partitions.
+ * main thread, keeps one byte per event: its partition.  Each thread then
+ * reads the checked input (the file, or the spool of a pipe) with pread
+ * and publishes its own events; a line that no longer passes stops the run
+ * as in the single-connection path.  Stream ids are printed a chunk at a
+ * time as chunks complete: in input order within a partition, interleaved
+ * across partitions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
@@ -196,9 +199,25 @@ static bool pub_blank(const char *s, size_t n)
     return true;
 }
 
-/* First pass: checks every line, spooling a pipe to *spool.  Returns the
- * number of events, or -1 after printing the invalid lines. */
-static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool)
+/* The partition of every event, in input order, for --parallel: one byte
+ * per event is all the first pass keeps. */
+struct pub_parts {
+    unsigned char *of;
+    size_t len, cap, n;
+};
+
+/* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
+ * alone spread short similar keys unevenly. */
+static unsigned char pub_partition(uint64_t hash, size_t n)
+{
+    return (unsigned char)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
+}
+
+/* First pass: checks every line, spooling a pipe to *spool, and with
+ * parts (--parallel) notes each event's partition.  Returns the number of
+ * events, or -1 after printing the invalid lines. */
+static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
+                         struct pub_parts *parts)
 {
     char *line = NULL;
     size_t cap = 0, lineno = 0, events = 0, bad = 0;
@@ -210,12 +229,29 @@ static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *sp
         if (pub_blank(line, (size_t)len))
             continue;
         char err[256];
-        if (evbus_event_text_check(c, line, (size_t)len, err, sizeof err) != 0) {
+        uint64_t hash;
+        int rc = parts ? evbus_event_text_check_key(c, line, (size_t)len, &hash, err, sizeof err)
+                       : evbus_event_text_check(c, line, (size_t)len, err, sizeof err);
+        if (rc != 0) {
             if (++bad <= PUB_MAX_REPORTED)
                 fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
             continue;
         }
         events++;
+        if (!parts || bad)
+            continue;
+        if (parts->len == parts->cap) {
+            size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
+            unsigned char *o = realloc(parts->of, ncap);
+            if (!o) {
+                free(line);
+                ctl_fail("publish", "out of memory");
+                return -1;
+            }
+            parts->of = o;
+            parts->cap = ncap;
+        }
+        parts->of[parts->len++] = pub_partition(hash, parts->n);
     }
     free(line);
     if (bad > PUB_MAX_REPORTED)
@@ -354,25 +390,58 @@ static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total,
 
 /* ----------------------------------------------------------- --parallel */
 
-/* A line in a partition's temporary file: this header, then len bytes. */
-struct pub_rec {
-    size_t lineno, len;
+/* Lines of a file read with pread, so every thread has its own position
+ * on the same descriptor. */
+struct pub_reader {
+    int fd;
+    off_t off;
+    char *buf;
+    size_t cap, pos, len;
 };
 
-/* One partition: its spooled lines, its connection and its thread. */
-struct pub_part {
-    FILE *spool;
-    evbus_client_t *c;
-    pthread_t tid;
-    bool started;
-    int rc;
-    struct pub_par *par;
-};
+/* The next line (with its '\n' when there is one) at *line: its length,
+ * 0 at the end, -1 on a read error or when memory runs out. */
+static ssize_t pub_read_line(struct pub_reader *r, const char **line)
+{
+    for (;;) {
+        char *nl = r->len > r->pos ? memchr(r->buf + r->pos, '\n', r->len - r->pos) : NULL;
+        if (nl) {
+            *line = r->buf + r->pos;
+            size_t n = (size_t)(nl + 1 - *line);
+            r->pos += n;
+            return (ssize_t)n;
+        }
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+        if (r->len == r->cap) {
+            size_t ncap = r->cap ? 2 * r->cap : 1 << 20;
+            char *b = realloc(r->buf, ncap);
+            if (!b)
+                return -1;
+            r->buf = b;
+            r->cap = ncap;
+        }
+        ssize_t k = pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0) {
+            *line = r->buf;
+            size_t n = r->len;
+            r->pos = r->len;
+            return (ssize_t)n;
+        }
+        r->off += k;
+        r->len += (size_t)k;
+    }
+}
 
-/* What the publishing threads share. */
+/* What the publishing threads share; each has a struct pub_part. */
 struct pub_par {
-    struct pub_part *parts;
-    size_t n;
+    int fd; /* the checked input: the file itself, or the spool of a pipe */
+    const struct pub_parts *parts;
     const char *name;
     bool json;
     atomic_size_t sent;     /* events handed to Redis, for the progress bar */
@@ -380,91 +449,68 @@ struct pub_par {
     atomic_bool stop;       /* a partition failed: the others stop after their chunk */
 };
 
-/* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
- * alone spread short similar keys unevenly. */
-static size_t pub_partition(uint64_t hash, size_t n)
+struct pub_part {
+    struct pub_par *par;
+    unsigned char index;
+    evbus_client_t *c;
+    pthread_t tid;
+    bool started;
+    int rc;
+};
+
+/* Under pub_out_lock: reports a failure unless another partition already
+ * stopped the run (one reason, not one per thread). */
+static int pub_par_fail(struct pub_par *par, int rc, const char *fmt, const char *arg)
 {
-    return (size_t)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
+    pthread_mutex_lock(&pub_out_lock);
+    if (!atomic_exchange(&par->stop, true)) {
+        if (rc == CTL_USAGE)
+            ctl_usage_error("publish", fmt, arg);
+        else
+            ctl_fail("publish", fmt, arg);
+    }
+    pthread_mutex_unlock(&pub_out_lock);
+    return rc;
 }
 
-/* First pass of --parallel: checks every line and appends the valid ones
- * to their partition's file, counting them in *events.  CTL_OK, or
- * CTL_USAGE / CTL_FAIL after printing the invalid lines or why a file could
- * not be read or written. */
-static int pub_par_check(evbus_client_t *c, FILE *in, const char *name, struct pub_par *par,
-                         size_t *events_out)
-{
-    char *line = NULL;
-    size_t cap = 0, lineno = 0, events = 0, bad = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        if (pub_blank(line, (size_t)len))
-            continue;
-        char err[256];
-        uint64_t hash;
-        if (evbus_event_text_check_key(c, line, (size_t)len, &hash, err, sizeof err) != 0) {
-            if (++bad <= PUB_MAX_REPORTED)
-                fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
-            continue;
-        }
-        events++;
-        if (bad)
-            continue; /* nothing will be published: no need to keep it */
-        struct pub_rec r = {lineno, (size_t)len};
-        FILE *f = par->parts[pub_partition(hash, par->n)].spool;
-        fwrite(&r, sizeof r, 1, f);
-        fwrite(line, 1, (size_t)len, f);
-    }
-    free(line);
-    if (bad > PUB_MAX_REPORTED)
-        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
-                bad - PUB_MAX_REPORTED);
-    if (bad)
-        return ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
-                               bad == 1 ? "" : "s", name);
-    if (ferror(in))
-        return ctl_usage_error("publish", "cannot read %s: %s", name, strerror(errno));
-    for (size_t k = 0; k < par->n; k++) {
-        FILE *f = par->parts[k].spool;
-        if (fflush(f) != 0 || ferror(f) || fseek(f, 0, SEEK_SET) != 0)
-            return ctl_fail("publish", "cannot write a temporary file: %s", strerror(errno));
-    }
-    *events_out = events;
-    return CTL_OK;
-}
-
-/* Second pass of one partition, on its own thread and connection. */
+/* Second pass of one partition, on its own thread and connection: reads
+ * the whole input and publishes the events the first pass gave it. */
 static void *pub_par_run(void *arg)
 {
     struct pub_part *pt = arg;
     struct pub_par *par = pt->par;
+    struct pub_reader rd = {.fd = par->fd};
     struct pub_chunk *ch = calloc(1, sizeof *ch);
-    int rc = CTL_OK;
-    if (!ch) {
-        pthread_mutex_lock(&pub_out_lock);
-        rc = ctl_fail("publish", "out of memory");
-        pthread_mutex_unlock(&pub_out_lock);
-    }
-    struct pub_rec r;
-    while (rc == CTL_OK && !atomic_load(&par->stop)) {
-        bool more = fread(&r, sizeof r, 1, pt->spool) == 1;
-        if (more) {
-            char *at = pub_append(ch, r.len, r.lineno);
-            if (!at || fread(at, 1, r.len, pt->spool) != r.len) {
-                pthread_mutex_lock(&pub_out_lock);
-                rc = ctl_fail("publish", at ? "cannot re-read a temporary file" : "out of memory");
-                pthread_mutex_unlock(&pub_out_lock);
-                break;
-            }
+    int rc = ch ? CTL_OK : pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
+    size_t lineno = 0, event = 0;
+    const char *line;
+    ssize_t len;
+    while (rc == CTL_OK && !atomic_load(&par->stop) && (len = pub_read_line(&rd, &line)) > 0) {
+        lineno++;
+        if (pub_blank(line, (size_t)len))
+            continue;
+        if (event >= par->parts->len) {
+            rc = pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
+            break;
         }
-        if (ch->n == EVBUS_PIPELINE_WINDOW || (!more && ch->n > 0)) {
+        if (par->parts->of[event++] != pt->index)
+            continue;
+        if (pub_keep(ch, line, (size_t)len, lineno) != 0) {
+            rc = pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
+            break;
+        }
+        if (ch->n == EVBUS_PIPELINE_WINDOW) {
             size_t n = ch->n;
             rc = pub_flush(pt->c, ch, par->name, par->json);
             atomic_fetch_add(&par->sent, n);
         }
-        if (!more)
-            break;
+    }
+    if (rc == CTL_OK && len < 0)
+        rc = pub_par_fail(par, CTL_FAIL, "cannot re-read %s", par->name);
+    if (rc == CTL_OK && !atomic_load(&par->stop) && ch->n > 0) {
+        size_t n = ch->n;
+        rc = pub_flush(pt->c, ch, par->name, par->json);
+        atomic_fetch_add(&par->sent, n);
     }
     if (rc != CTL_OK)
         atomic_store(&par->stop, true);
@@ -474,6 +520,7 @@ static void *pub_par_run(void *arg)
         free(ch->text);
         free(ch);
     }
+    free(rd.buf);
     pt->rc = rc;
     atomic_fetch_add(&par->finished, 1);
     return NULL;
@@ -481,23 +528,17 @@ static void *pub_par_run(void *arg)
 
 /* Starts one thread per partition and waits for them, drawing the
  * progress bar meanwhile.  The first failing partition's status wins. */
-static int pub_par_send(struct pub_par *par, size_t total)
+static int pub_par_send(struct pub_par *par, struct pub_part *pts, size_t n, size_t total)
 {
     int rc = CTL_OK;
-    for (size_t k = 0; k < par->n; k++) {
-        int e = pthread_create(&par->parts[k].tid, NULL, pub_par_run, &par->parts[k]);
+    size_t started = 0;
+    for (; started < n; started++) {
+        int e = pthread_create(&pts[started].tid, NULL, pub_par_run, &pts[started]);
         if (e != 0) {
-            atomic_store(&par->stop, true);
-            pthread_mutex_lock(&pub_out_lock);
-            rc = ctl_fail("publish", "cannot start a thread: %s", strerror(e));
-            pthread_mutex_unlock(&pub_out_lock);
+            rc = pub_par_fail(par, CTL_FAIL, "cannot start a thread: %s", strerror(e));
             break;
         }
-        par->parts[k].started = true;
     }
-    size_t started = 0;
-    for (size_t k = 0; k < par->n; k++)
-        started += par->parts[k].started;
     if (ctl_stderr_tty()) {
         while (atomic_load(&par->finished) < started) {
             struct timespec ts = {0, 100 * 1000 * 1000};
@@ -507,53 +548,54 @@ static int pub_par_send(struct pub_par *par, size_t total)
             pthread_mutex_unlock(&pub_out_lock);
         }
     }
-    for (size_t k = 0; k < par->n; k++) {
-        if (!par->parts[k].started)
-            continue;
-        pthread_join(par->parts[k].tid, NULL);
+    for (size_t k = 0; k < started; k++) {
+        pthread_join(pts[k].tid, NULL);
         if (rc == CTL_OK)
-            rc = par->parts[k].rc;
+            rc = pts[k].rc;
     }
     ctl_progress("publish", atomic_load(&par->sent), total);
     ctl_progress_end();
     return rc;
 }
 
-/* --parallel n (n > 1): both passes over the input read once.  Each
- * partition's client gets the settings of c: maxlen and source. */
-static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, size_t n,
-                               uint64_t maxlen, const char *source, bool json)
+/* --parallel n (n > 1).  The first pass is the usual one, noting each
+ * event's partition; then n threads each read the checked input (the file,
+ * or the spool of a pipe) and publish their partition over their own
+ * connection, which gets the settings of c: maxlen and source. */
+static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
+                               size_t n, uint64_t maxlen, const char *source, bool json)
 {
     const ctl_env_t *env = ctl_env();
-    struct pub_par par = {.n = n, .name = name, .json = json};
-    par.parts = calloc(n, sizeof *par.parts);
-    if (!par.parts)
+    struct pub_part *pts = calloc(n, sizeof *pts);
+    if (!pts)
         return ctl_fail("publish", "out of memory");
+    struct pub_parts parts = {.n = n};
+    struct pub_par par = {.parts = &parts, .name = name, .json = json};
     int rc = CTL_OK;
     for (size_t k = 0; k < n && rc == CTL_OK; k++) {
-        struct pub_part *pt = &par.parts[k];
-        pt->par = &par;
         char err[256];
-        if (!(pt->spool = tmpfile()))
-            rc = ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
-        else if (!(pt->c = evbus_client_new(env->redis_url, env->stream, err, sizeof err)))
+        pts[k].par = &par;
+        pts[k].index = (unsigned char)k;
+        if (!(pts[k].c = evbus_client_new(env->redis_url, env->stream, err, sizeof err))) {
             rc = ctl_usage_error("publish", "%s", err);
-        else {
-            evbus_client_set_maxlen(pt->c, maxlen);
-            evbus_client_set_source(pt->c, source);
+            break;
         }
+        evbus_client_set_maxlen(pts[k].c, maxlen);
+        evbus_client_set_source(pts[k].c, source);
     }
-    size_t total = 0;
-    if (rc == CTL_OK)
-        rc = pub_par_check(c, in, name, &par, &total);
-    if (rc == CTL_OK)
-        rc = pub_par_send(&par, total);
-    for (size_t k = 0; k < n; k++) {
-        if (par.parts[k].spool)
-            fclose(par.parts[k].spool);
-        evbus_client_free(par.parts[k].c);
+    ssize_t total = rc == CTL_OK ? pub_check(c, in, name, spool, &parts) : 0;
+    if (total < 0)
+        rc = CTL_USAGE;
+    else if (rc == CTL_OK && spool && fflush(spool) != 0)
+        rc = ctl_fail("publish", "%s: cannot spool the input: %s", name, strerror(errno));
+    if (rc == CTL_OK) {
+        par.fd = fileno(spool ? spool : in);
+        rc = pub_par_send(&par, pts, n, (size_t)total);
     }
-    free(par.parts);
+    for (size_t k = 0; k < n; k++)
+        evbus_client_free(pts[k].c);
+    free(pts);
+    free(parts.of);
     return rc;
 }
 
@@ -572,13 +614,6 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
     FILE *in = use_stdin ? stdin : fopen(file, "r");
     if (!in)
         return ctl_usage_error("publish", "cannot open %s: %s", file, strerror(errno));
-    if (o->parallel > 1) {
-        int rc = pub_stream_parallel(c, in, name, o->parallel, o->maxlen, o->source, o->json);
-        if (!use_stdin)
-            fclose(in);
-        return rc;
-    }
-    bool json = o->json;
     struct stat st;
     FILE *spool = NULL;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -589,14 +624,18 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
             return ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
         }
     }
-    ssize_t total = pub_check(c, in, name, spool);
     int rc = CTL_USAGE;
+    ssize_t total = -1;
+    if (o->parallel > 1)
+        rc = pub_stream_parallel(c, in, name, spool, o->parallel, o->maxlen, o->source, o->json);
+    else
+        total = pub_check(c, in, name, spool, NULL);
     if (total >= 0) {
         FILE *src = spool ? spool : in;
         if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)
             rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
         else
-            rc = pub_send(c, src, name, (size_t)total, json);
+            rc = pub_send(c, src, name, (size_t)total, o->json);
     }
     if (spool)
         fclose(spool);

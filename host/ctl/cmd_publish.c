@@ -411,9 +411,11 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
             r->pos += n;
             return (ssize_t)n;
         }
-        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-        r->len -= r->pos;
-        r->pos = 0;
+        if (r->pos > 0) {
+            memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+            r->len -= r->pos;
+            r->pos = 0;
+        }
         if (r->len == r->cap) {
             size_t ncap = r->cap ? 2 * r->cap : 1 << 20;
             char *b = realloc(r->buf, ncap);

@@ -396,12 +396,13 @@ Test(cli, publish_parallel_invalid_line_publishes_nothing)
 
 Test(cli, publish_parallel_counts_match_with_blank_lines_and_more_threads_than_keys)
 {
-    /* 2 tenants over 8 threads: some threads get nothing to do. */
+    /* 2 tenants over 8 threads: some threads get nothing to do; the last
+     * line has no newline. */
     const char *in = "{\"type\":\"a.b\",\"tenantid\":\"x\",\"data\":{\"seq\":0}}\n"
                      "\n"
                      "   \n"
                      "{\"type\":\"a.b\",\"tenantid\":\"y\",\"data\":{\"seq\":1}}\n"
-                     "{\"type\":\"a.b\",\"tenantid\":\"x\",\"data\":{\"seq\":2}}\n";
+                     "{\"type\":\"a.b\",\"tenantid\":\"x\",\"data\":{\"seq\":2}}";
     struct run r = RUN(in, "publish", "--parallel=8");
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     cr_assert_eq(count_lines(r.out), 3);

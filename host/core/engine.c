@@ -178,7 +178,7 @@ static void note_redis_error(engine_t *e, const char *what)
 {
     METRIC_INC(redis_errors);
     pthread_mutex_lock(&e->health_lock);
-    snprintf(e->last_redis_error, sizeof e->last_redis_error, "%s", what);
+    snprintf(e->last_redis_error, sizeof e->last_redis_error, "%.255s", what);
     pthread_mutex_unlock(&e->health_lock);
     if (!tls_is_reader)
         return;

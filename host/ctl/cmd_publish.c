@@ -486,7 +486,7 @@ static void *pub_par_run(void *arg)
     int rc = ch ? CTL_OK : pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
     size_t lineno = 0, event = 0;
     const char *line;
-    ssize_t len;
+    ssize_t len = 1; /* > 0 until the reader reports the end (0) or an error */
     while (rc == CTL_OK && !atomic_load(&par->stop) && (len = pub_read_line(&rd, &line)) > 0) {
         lineno++;
         if (pub_blank(line, (size_t)len))
@@ -509,6 +509,8 @@ static void *pub_par_run(void *arg)
     }
     if (rc == CTL_OK && len < 0)
         rc = pub_par_fail(par, CTL_FAIL, "cannot re-read %s", par->name);
+    else if (rc == CTL_OK && len == 0 && event != par->parts->len)
+        rc = pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
     if (rc == CTL_OK && !atomic_load(&par->stop) && ch->n > 0) {
         size_t n = ch->n;
         rc = pub_flush(pt->c, ch, par->name, par->json);

@@ -435,7 +435,7 @@ Test(cli, publish_parallel_with_redis_down_exits_1)
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", harness_free_port());
     char *in = par_input(100, 10, 0);
     struct run r = run_ctl_url(url, in, (const char *const[]){"publish", "--parallel", "4", NULL});
-    cr_assert_eq(r.status, 1, "stderr: %s", r.err);
+    cr_assert_eq(r.status, 1, "status %d, stderr: %s", r.status, r.err);
     cr_assert(strstr(r.err, "redis") != NULL, "stderr: %s", r.err);
     cr_assert_str_eq(r.out, "");
     run_free(&r);

@@ -11,7 +11,8 @@
  * but failed (Redis or PostgreSQL down, not found, `validate` found invalid
  * lines), 2 usage, configuration or input error (bad flags, an event that
  * cannot be published, a file that cannot be read).
- * Single-threaded: the CLI never calls these from more than one thread.
+ * Thread rules: not thread-safe; calls must be serialized (`publish --parallel`
+ * calls them from its threads under one lock).
  */
 #ifndef EVBUS_CTL_H
 #define EVBUS_CTL_H

@@ -473,9 +473,21 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
     atomic_store(&d->cur_start_ms, mono_ms());
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
-    if (h->kind == GEN_HANDLER_FOREIGN)
+    if (h->kind == GEN_HANDLER_FOREIGN) {
+        /* foreign parameters point into the envelope: show them the data at
+         * the version this subscription takes, then put the original back */
+        json_t *orig = json_object_get(ev->env, "data");
+        bool swap = orig && ev->data && ev->data != orig;
+        if (swap) {
+            json_incref(orig);
+            json_object_set(ev->env, "data", ev->data);
+        }
         r = ffih_call(h->ffi, ev->env, ev, reason, reason_len);
-    else
+        if (swap) {
+            json_object_set(ev->env, "data", orig);
+            json_decref(orig);
+        }
+    } else
         r = plugin_instance_call(h->inst, h->sub, ev);
     int64_t took = mono_ms() - atomic_load(&d->cur_start_ms);
     atomic_store(&d->cur_handler, NULL);

@@ -411,14 +411,14 @@ Test(core, foreign_function_handler_is_called_with_converted_parameters)
              "      - { type: string, from: /tenantid }\n"
              "      - { type: string, from: /data/approvalId }\n"
              "      - { type: int64, from: /data/amount }\n"
-             "    subscriptions: [ { pattern: \"payment.**\", schema_mode: off } ]\n",
+             "    subscriptions: [ { pattern: \"approval.**\", schema_mode: off } ]\n",
              fx_plugin("plugins/notify-example/libnotify-example.so"));
     fx_conf(&F, "10-notify.yaml", buf);
-    fx_publish(&F, "p", 3, "payment.item.requested", "acme",
+    fx_publish(&F, "p", 3, "approval.payment.requested", "acme",
                "{\"approvalId\":\"ap-%d\",\"amount\":1250}");
-    fx_publish(&F, "neg", 1, "payment.item.requested", "acme",
+    fx_publish(&F, "neg", 1, "approval.payment.requested", "acme",
                "{\"approvalId\":\"ap-n%d\",\"amount\":-5}");
-    fx_publish(&F, "miss", 1, "payment.item.requested", "acme", "{\"approvalId\":\"ap-m%d\"}");
+    fx_publish(&F, "miss", 1, "approval.payment.requested", "acme", "{\"approvalId\":\"ap-m%d\"}");
     fx_evbusd(&F, "--exit-idle", "1000");
     cr_assert_eq(fx_evbusd_wait(&F, 30000), 0);
     char *s = harness_read_file(out);
@@ -427,6 +427,47 @@ Test(core, foreign_function_handler_is_called_with_converted_parameters)
     free(s);
     /* negative return -> REJECT; missing field -> REJECT with the reason */
     cr_assert_eq(fx_xlen(&F, "t:events:dlq"), 2);
+    unsetenv("NOTIFY_EXAMPLE_OUT");
+}
+
+Test(core, foreign_handlers_see_data_upcast_to_the_version_they_accept)
+{
+    char out[600], buf[4096];
+    fx_path(&F, "notify.out", out, sizeof out);
+    setenv("NOTIFY_EXAMPLE_OUT", out, 1);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: up\n"
+             "    plugin: %s\n"
+             "    config: { out: %s/rec.tsv }\n"
+             "    subscriptions: [ { pattern: \"nobody.**\", handler: record } ]\n"
+             "foreign:\n"
+             "  - name: notify\n"
+             "    library: %s\n"
+             "    symbol: notify\n"
+             "    params:\n"
+             "      - { type: string, from: /tenantid }\n"
+             "      - { type: string, from: /data/decidedBy/id }\n"
+             "      - { type: int64, value: 7 }\n"
+             "    subscriptions: [ { pattern: \"approval.**\", versions: [2] } ]\n",
+             fx_plugin("plugins/testkit/testkit.so"), F.dir,
+             fx_plugin("plugins/notify-example/libnotify-example.so"));
+    fx_conf(&F, "10-up.yaml", buf);
+    /* a v1 event: decidedBy only exists after testkit's 1 -> 2 upcaster */
+    fx_publish_raw(&F, "{\"specversion\":\"1.0\",\"id\":\"old-1\",\"source\":\"/t\","
+                       "\"type\":\"approval.item.approved\",\"time\":\"2026-11-26T10:00:00Z\","
+                       "\"tenantid\":\"acme\",\"schemaversion\":1,\"data\":"
+                       "{\"approvalId\":\"3f2b7c1e-8a4d-4c55-9e21-0b6f5d7a9c10\",\"spaceId\":"
+                       "\"9b1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f\",\"approverId\":"
+                       "\"c0ffee00-1234-4abc-9def-0123456789ab\"}}");
+    fx_evbusd(&F, "--exit-idle", "1000");
+    cr_assert_eq(fx_evbusd_wait(&F, 30000), 0);
+    char *s = harness_read_file(out);
+    cr_assert_not_null(s, "notify was not called");
+    cr_assert_str_eq(s, "acme c0ffee00-1234-4abc-9def-0123456789ab 7\n");
+    free(s);
+    cr_assert_eq(fx_xlen(&F, "t:events:dlq"), 0);
     unsetenv("NOTIFY_EXAMPLE_OUT");
 }
 

@@ -478,13 +478,19 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
          * the version this subscription takes, then put the original back */
         json_t *orig = json_object_get(ev->env, "data");
         bool swap = orig && ev->data && ev->data != orig;
+        /* the envelope lives in the arena: so must anything jansson
+         * allocates while it is edited (a rehash of its buckets) */
         if (swap) {
             json_incref(orig);
+            jarena_enter(ev->arena);
             json_object_set(ev->env, "data", ev->data);
+            jarena_leave();
         }
         r = ffih_call(h->ffi, ev->env, ev, reason, reason_len);
         if (swap) {
+            jarena_enter(ev->arena);
             json_object_set(ev->env, "data", orig);
+            jarena_leave();
             json_decref(orig);
         }
     } else

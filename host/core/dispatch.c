@@ -540,9 +540,11 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
     const gen_handler_t *hs[EVENT_MAX_HANDLERS];
     size_t n = 0;
     router_list_t lst = router_match(g->router, d->cache, ev->type);
-    if (lst.count > EVENT_MAX_HANDLERS && !ev->retry_target)
+    if (lst.count > EVENT_MAX_HANDLERS && !d->warned_too_many) {
+        d->warned_too_many = true; /* once per thread, not per event */
         log_warn(d->name, "%zu handlers match %s; only the first %d (by priority) run",
                  lst.count, ev->type, EVENT_MAX_HANDLERS);
+    }
     for (size_t i = 0; i < lst.count && n < EVENT_MAX_HANDLERS; i++) {
         const gen_handler_t *h = lst.items[i].target;
         if (ev->retry_target && strcmp(h->name, ev->retry_target) != 0)

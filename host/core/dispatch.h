@@ -52,6 +52,7 @@ typedef struct dctx {
     atomic_uint cur_timeout_ms;
     atomic_bool cur_reported;
     unsigned rand_state;
+    bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
 } dctx_t;
 
 void dctx_init(dctx_t *d, engine_t *e, const char *name);

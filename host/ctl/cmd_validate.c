@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "evbus_build_config.h"
 #include "ctl/ctl.h"
@@ -18,6 +19,19 @@
 
 /* Larger than the stdio default: big inputs are read sequentially. */
 #define VALIDATE_INPUT_BUFSZ (1 << 20)
+
+/* Progress on a terminal: bytes of the current file (total unknown for
+ * stdin and pipes). */
+struct validate_progress {
+    const char *label;
+    uint64_t total;
+};
+
+static void validate_progress_cb(void *ud, uint64_t bytes)
+{
+    const struct validate_progress *p = ud;
+    ctl_progress(p->label, bytes, p->total);
+}
 
 int cmd_validate(int argc, char **argv);
 
@@ -130,6 +144,11 @@ int cmd_validate(int argc, char **argv)
 
     schema_stream_t st;
     schema_stream_init(&st, catalog, schema, json, stdout);
+    struct validate_progress prog = {0};
+    if (ctl_stderr_tty()) { /* a million lines take seconds: show it */
+        st.progress = validate_progress_cb;
+        st.progress_ud = &prog;
+    }
     int io_failed = 0;
     char err[512];
     if (nfiles == 0)
@@ -146,7 +165,14 @@ int cmd_validate(int argc, char **argv)
         }
         if (!is_stdin)
             setvbuf(in, NULL, _IOFBF, VALIDATE_INPUT_BUFSZ);
-        if (schema_stream_run(&st, in, name, err, sizeof err) != 0) {
+        struct stat sb;
+        prog.label = name;
+        prog.total = !is_stdin && fstat(fileno(in), &sb) == 0 && S_ISREG(sb.st_mode)
+                         ? (uint64_t)sb.st_size : 0;
+        int run = schema_stream_run(&st, in, name, err, sizeof err);
+        if (st.progress)
+            ctl_progress_end();
+        if (run != 0) {
             fflush(stdout);
             fprintf(stderr, "evbusctl validate: %s\n", err);
             io_failed = 1;

@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "config/config.h"
@@ -135,6 +136,10 @@ typedef struct schema_stream {
     /* public, read: running totals */
     size_t valid;
     size_t invalid;
+    /* public, optional: called every 65536 lines and at the end of a run
+     * with the bytes read so far in this run (progress bars) */
+    void (*progress)(void *ud, uint64_t bytes);
+    void *progress_ud;
     /* private */
     char *line;
     size_t line_cap;

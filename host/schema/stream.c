@@ -106,10 +106,14 @@ static int check(schema_stream_t *st, const json_t *v)
 int schema_stream_run(schema_stream_t *st, FILE *in, const char *name, char *err, size_t errlen)
 {
     size_t lineno = 0;
+    uint64_t bytes = 0;
     ssize_t len;
     errno = 0;
     while ((len = getline(&st->line, &st->line_cap, in)) >= 0) {
         lineno++;
+        bytes += (uint64_t)len;
+        if (st->progress && (lineno & 0xffff) == 0)
+            st->progress(st->progress_ud, bytes);
         while (len > 0 && (st->line[len - 1] == '\n' || st->line[len - 1] == '\r'))
             len--;
         size_t start = strspn(st->line, " \t");
@@ -137,6 +141,8 @@ int schema_stream_run(schema_stream_t *st, FILE *in, const char *name, char *err
             js_errors_clear(&st->errs);
         errno = 0;
     }
+    if (st->progress)
+        st->progress(st->progress_ud, bytes);
     if (ferror(in)) {
         snprintf(err, errlen, "%s: read error after line %zu: %s", name, lineno,
                  strerror(errno ? errno : EIO));

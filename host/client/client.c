@@ -257,15 +257,11 @@ static int setup_command(evbus_client_t *c, char *err, size_t errlen, int argc,
     return rc;
 }
 
-redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
+/* Connect c->ctx with the given timeouts, AUTH and SELECT as the URL says. */
+static redisContext *conn_open(evbus_client_t *c, int connect_ms, int command_ms, char *err,
+                               size_t errlen)
 {
-    if (c->ctx && c->ctx->err == 0)
-        return c->ctx;
-    if (c->ctx) {
-        redisFree(c->ctx);
-        c->ctx = NULL;
-    }
-    struct timeval ct = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    struct timeval ct = {connect_ms / 1000, (connect_ms % 1000) * 1000};
     c->ctx = c->unix_path ? redisConnectUnixWithTimeout(c->unix_path, ct)
                           : redisConnectWithTimeout(c->host, c->port, ct);
     if (!c->ctx) {
@@ -283,7 +279,7 @@ redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
         c->ctx = NULL;
         return NULL;
     }
-    struct timeval tt = {COMMAND_TIMEOUT_MS / 1000, (COMMAND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval tt = {command_ms / 1000, (command_ms % 1000) * 1000};
     redisSetTimeout(c->ctx, tt);
     if (c->password) {
         const char *argv[3] = {"AUTH", c->user ? c->user : c->password, c->password};
@@ -298,6 +294,35 @@ redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
             return NULL;
     }
     return c->ctx;
+}
+
+redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
+{
+    if (c->ctx && c->ctx->err == 0)
+        return c->ctx;
+    if (c->ctx) {
+        redisFree(c->ctx);
+        c->ctx = NULL;
+    }
+    return conn_open(c, CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, err, errlen);
+}
+
+redisContext *evbus_redis_connect(const char *url, int connect_timeout_ms,
+                                  int command_timeout_ms, char *err, size_t errlen)
+{
+    evbus_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        evbus__fail(NULL, err, errlen, -1, "out of memory");
+        return NULL;
+    }
+    redisContext *ctx = NULL;
+    if (parse_url(c, url ? url : "", err, errlen) == 0)
+        ctx = conn_open(c, connect_timeout_ms > 0 ? connect_timeout_ms : CONNECT_TIMEOUT_MS,
+                        command_timeout_ms > 0 ? command_timeout_ms : COMMAND_TIMEOUT_MS, err,
+                        errlen);
+    c->ctx = NULL; /* the caller owns it now */
+    evbus_client_free(c);
+    return ctx;
 }
 
 redisContext *evbus_client_redis(evbus_client_t *c)

@@ -74,6 +74,16 @@ const char *evbus_client_stream(const evbus_client_t *c);
 redisContext *evbus_client_redis(evbus_client_t *c);
 
 /*
+ * A new connection to a redis://[[user]:password@]host[:port][/db] (IPv6 in
+ * brackets, %XX escapes in the password) or unix:///path[?db=N] URL, with
+ * AUTH and SELECT done, the connect bounded by connect_timeout_ms and every
+ * later command by command_timeout_ms (<= 0: 2000 / 5000).  The caller owns
+ * it (redisFree).  NULL with a message in err.  Any thread.
+ */
+redisContext *evbus_redis_connect(const char *url, int connect_timeout_ms,
+                                  int command_timeout_ms, char *err, size_t errlen);
+
+/*
  * Completes the CloudEvent object `ev` in place, then checks it.
  * Filled when absent: specversion "1.0"; id (UUIDv4 or ULID per the
  * client); time (now, "2026-11-26T22:06:42.123Z"); source (the client's);

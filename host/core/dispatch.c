@@ -19,7 +19,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/redis_util.h"
+#include "client/evbus_client.h"
 #include "plugin/plugin.h"
 #include "schema/schema.h"
 #include "util/log.h"
@@ -105,8 +105,8 @@ static bool ensure_wc(dctx_t *d)
 {
     while (!d->wc) {
         char err[256];
-        d->wc = rutil_connect(engine_redis_url(d->eng), engine_connect_ms(d->eng),
-                              engine_command_ms(d->eng), err, sizeof err);
+        d->wc = evbus_redis_connect(engine_redis_url(d->eng), engine_connect_ms(d->eng),
+                                    engine_command_ms(d->eng), err, sizeof err);
         if (d->wc)
             break;
         engine_redis_failed(d->eng, err);

@@ -25,8 +25,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "client/evbus_client.h"
 #include "core/dispatch.h"
-#include "core/redis_util.h"
 #include "core/reply_arena.h"
 #include "store/store.h"
 #include "util/log.h"
@@ -214,8 +214,8 @@ static int ensure_conn(engine_t *e, redisContext **c, bool stop_aware)
 {
     while (!*c) {
         char err[256];
-        *c = rutil_connect(e->redis_url, (int)e->connect_ms, (int)(e->command_ms + e->block_ms), err,
-                           sizeof err);
+        *c = evbus_redis_connect(e->redis_url, (int)e->connect_ms,
+                                 (int)(e->command_ms + e->block_ms), err, sizeof err);
         if (*c) {
             return 0;
         }

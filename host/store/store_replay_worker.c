@@ -16,6 +16,7 @@
  * entries trimmed or added between the passes make the final sum differ
  * slightly from total.
  */
+#include "client/evbus_client.h"
 #include "store/store_internal.h"
 
 #include "router/router.h"
@@ -58,64 +59,6 @@ typedef struct job {
 } job_t;
 
 /* ---------------------------------------------------------------- redis */
-
-/* redis://[[user]:password@]host[:port][/db] -> a connected context, or NULL + err. */
-static redisContext *redis_open(const char *url, uint32_t timeout_ms, char *err, size_t errlen)
-{
-    const char *p = url;
-    if (strncmp(p, "redis://", 8) == 0)
-        p += 8;
-    char host[256] = "127.0.0.1", pass[256] = "";
-    int port = 6379, db = 0;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon)
-            snprintf(pass, sizeof pass, "%.*s", (int)(at - colon - 1), colon + 1);
-        p = at + 1;
-    }
-    size_t hl = strcspn(p, ":/");
-    if (hl > 0)
-        snprintf(host, sizeof host, "%.*s", (int)hl, p);
-    p += hl;
-    if (*p == ':') {
-        port = atoi(p + 1);
-        p += 1 + strcspn(p + 1, "/");
-    }
-    if (*p == '/' && p[1])
-        db = atoi(p + 1);
-    struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(host, port, tv);
-    if (!c || c->err) {
-        store__err(err, errlen, "redis %s:%d: %s", host, port, c ? c->errstr : "out of memory");
-        if (c)
-            redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    if (*pass)
-        r = redisCommand(c, "AUTH %s", pass);
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        store__err(err, errlen, "redis AUTH: %s", r->str);
-        freeReplyObject(r);
-        redisFree(c);
-        return NULL;
-    }
-    if (r)
-        freeReplyObject(r);
-    r = db ? redisCommand(c, "SELECT %d", db) : NULL;
-    if (db && (!r || r->type == REDIS_REPLY_ERROR)) {
-        store__err(err, errlen, "redis SELECT %d: %s", db, r ? r->str : c->errstr);
-        if (r)
-            freeReplyObject(r);
-        redisFree(c);
-        return NULL;
-    }
-    if (r)
-        freeReplyObject(r);
-    return c;
-}
 
 /* XRANGE stream start end COUNT n; NULL + err on failure. */
 static redisReply *xrange(redisContext *rc, const char *stream, const char *start,
@@ -311,7 +254,8 @@ static int64_t count_window(redisContext *rc, const char *stream, const char *st
 static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
 {
     char err[512];
-    redisContext *rc = redis_open(w->redis_url, w->timeout_ms, err, sizeof err);
+    redisContext *rc = evbus_redis_connect(w->redis_url, (int)w->timeout_ms, (int)w->timeout_ms, err,
+                                           sizeof err);
     if (!rc) {
         job_finish(pg, j, err);
         log_error(COMP, "job %s failed: %s", j->id, err);

@@ -368,3 +368,26 @@ Test(publish, time_check_follows_rfc3339)
     evbus_time_now_rfc3339(t);
     cr_assert_eq(evbus_time_check(t), 0, "%s", t);
 }
+
+Test(publish, evbus_redis_connect_selects_the_url_database_and_reports_bad_urls)
+{
+    char url[160], err[256];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", R.port);
+    redisContext *c = evbus_redis_connect(url, 1000, 1000, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    redisReply *r = redisCommand(c, "SET evbus-connect-probe 1");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+    /* the key landed in database 3, not 0 */
+    redisContext *raw = harness_redis_connect(&R);
+    cr_assert_eq(harness_redis_int(raw, "EXISTS evbus-connect-probe"), 0);
+    freeReplyObject(redisCommand(raw, "SELECT 3"));
+    cr_assert_eq(harness_redis_int(raw, "EXISTS evbus-connect-probe"), 1);
+    redisFree(raw);
+    cr_assert_null(evbus_redis_connect("http://x", 100, 100, err, sizeof err));
+    cr_assert(strstr(err, "must start with redis:// or unix://"), "got: %s", err);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", harness_free_port());
+    cr_assert_null(evbus_redis_connect(url, 500, 500, err, sizeof err));
+    cr_assert(strstr(err, "127.0.0.1"), "the failure names the server: %s", err);
+}

@@ -40,8 +40,8 @@
     X(redis_errors, "evbus_redis_errors_total", "Redis command or connection errors")     \
     X(reconnects, "evbus_redis_reconnects_total", "Redis reconnections")                 \
     X(nogroup, "evbus_group_recreated_total", "Consumer group recreated after NOGROUP")  \
-    X(reloads_ok, "evbus_reloads_ok_total", "Successful reloads")                        \
-    X(reloads_failed, "evbus_reloads_failed_total", "Failed reloads")                    \
+    X(reloads_ok, "evbus_reloads_total{result=\"ok\"}", "Reloads by result")            \
+    X(reloads_failed, "evbus_reloads_total{result=\"failed\"}", "Reloads by result")     \
     X(metadata_written, "evbus_metadata_rows_written_total", "Metadata rows written")     \
     X(metadata_batches, "evbus_metadata_batches_total", "Metadata batch round trips")    \
     X(metadata_dropped, "evbus_metadata_dropped_total", "Metadata updates dropped on a full queue") \

@@ -173,6 +173,39 @@ int evbus_event_text_check(evbus_client_t *c, const char *text, size_t len, char
  */
 int evbus_event_text_check_key(evbus_client_t *c, const char *text, size_t len,
                                uint64_t *key_hash, char *err, size_t errlen);
+/*
+ * Two passes over text that must be all valid before any of it is
+ * published, without checking each text twice.
+ * evbus_event_text_check_keep() is evbus_event_text_check_key() (key_hash
+ * may be NULL) that also fills *chk with what the check learned: where the
+ * object and its attributes are, and a 64-bit fingerprint of the bytes.
+ * evbus_event_text_complete_checked() then gives exactly what
+ * evbus_event_text_complete() gives for the same text (same bytes, fields,
+ * messages and codes) but, when text[0..len) still has the fingerprint
+ * of the checked text, only splices the missing attributes in instead of
+ * scanning it again.  Text that changed in between, or that the check
+ * sent to jansson, is simply completed by evbus_event_text_complete().
+ * The fingerprint is not cryptographic: it catches a file edited between
+ * the passes, not a forged collision.  chk holds offsets, no pointers, so
+ * the text may be copied elsewhere (a chunk buffer) between the passes.
+ * Thread rules as evbus_event_text_complete; a chk may be read by several
+ * threads at once.
+ */
+typedef struct evbus_text_checked {
+    /* Private. */
+    uint64_t sum;
+    uint32_t len, open, close;
+    uint32_t off[8];
+    uint8_t alen[8];
+    uint8_t present, fast;
+} evbus_text_checked_t;
+
+int evbus_event_text_check_keep(evbus_client_t *c, const char *text, size_t len,
+                                uint64_t *key_hash, evbus_text_checked_t *chk, char *err,
+                                size_t errlen);
+int evbus_event_text_complete_checked(evbus_client_t *c, const char *text, size_t len,
+                                      const evbus_text_checked_t *chk, evbus_text_event_t *ev,
+                                      char *err, size_t errlen);
 /* Frees what ev owns and zeroes it (a zeroed ev is fine). */
 void evbus_text_event_clear(evbus_text_event_t *ev);
 

@@ -9,7 +9,12 @@
  * anonymous temporary file during the first pass, so memory stays bounded
  * whatever the input size.  Lines go through libevbus' text events: a
  * complete line is published as the bytes it is, with no JSON tree built,
- * which keeps both passes cheap.  Event checks live in libevbus, not here.
+ * which keeps both passes cheap.  The first pass also keeps what libevbus
+ * learned about each line (evbus_text_checked_t, for the first
+ * PUB_MAX_CHECKED events, so memory stays bounded), and the second pass
+ * completes a line that is still what was checked without scanning it
+ * again; a line that changed is checked again, as are lines past the cap.
+ * Event checks live in libevbus, not here.
  *
  * --parallel N (N > 1) publishes over N connections, one thread each.
  * Events are partitioned by key (partitionkey, else tenantid; see
@@ -44,6 +49,9 @@ int cmd_publish(int argc, char **argv);
 #define PUB_MAX_REPORTED 50
 /* Largest --parallel: more connections than this only add contention. */
 #define PUB_MAX_PARALLEL 64
+/* Events whose first-pass findings are kept (64 bytes each, so at most
+ * 64 MiB); later events are scanned again in the second pass. */
+#define PUB_MAX_CHECKED (1u << 20)
 
 /* Everything a publishing thread prints or records (stdout, stderr, the
  * metadata connection) happens under this lock, one chunk at a time, so
@@ -206,6 +214,36 @@ struct pub_parts {
     size_t len, cap, n;
 };
 
+/* What the first pass learned about the first events, in input order. */
+struct pub_checks {
+    evbus_text_checked_t *of;
+    size_t len, cap;
+};
+
+/* Keeps one event's findings unless the cap is reached; -1 when memory
+ * runs out. */
+static int pub_note(struct pub_checks *chks, const evbus_text_checked_t *chk)
+{
+    if (chks->len == PUB_MAX_CHECKED)
+        return 0;
+    if (chks->len == chks->cap) {
+        size_t ncap = chks->cap ? 2 * chks->cap : 1 << 12;
+        evbus_text_checked_t *o = realloc(chks->of, ncap * sizeof *o);
+        if (!o)
+            return -1;
+        chks->of = o;
+        chks->cap = ncap;
+    }
+    chks->of[chks->len++] = *chk;
+    return 0;
+}
+
+/* The first pass's findings about event number i, or NULL. */
+static const evbus_text_checked_t *pub_checked(const struct pub_checks *chks, size_t i)
+{
+    return i < chks->len ? &chks->of[i] : NULL;
+}
+
 /* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
  * alone spread short similar keys unevenly. */
 static unsigned char pub_partition(uint64_t hash, size_t n)
@@ -213,11 +251,12 @@ static unsigned char pub_partition(uint64_t hash, size_t n)
     return (unsigned char)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
 }
 
-/* First pass: checks every line, spooling a pipe to *spool, and with
- * parts (--parallel) notes each event's partition.  Returns the number of
- * events, or -1 after printing the invalid lines. */
+/* First pass: checks every line, spooling a pipe to *spool, keeps the
+ * findings in chks and with parts (--parallel) notes each event's
+ * partition.  Returns the number of events, or -1 after printing the
+ * invalid lines. */
 static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
-                         struct pub_parts *parts)
+                         struct pub_checks *chks, struct pub_parts *parts)
 {
     char *line = NULL;
     size_t cap = 0, lineno = 0, events = 0, bad = 0;
@@ -230,15 +269,22 @@ static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *sp
             continue;
         char err[256];
         uint64_t hash;
-        int rc = parts ? evbus_event_text_check_key(c, line, (size_t)len, &hash, err, sizeof err)
-                       : evbus_event_text_check(c, line, (size_t)len, err, sizeof err);
-        if (rc != 0) {
+        evbus_text_checked_t chk;
+        if (evbus_event_text_check_keep(c, line, (size_t)len, parts ? &hash : NULL, &chk, err,
+                                        sizeof err) != 0) {
             if (++bad <= PUB_MAX_REPORTED)
                 fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
             continue;
         }
         events++;
-        if (!parts || bad)
+        if (bad)
+            continue;
+        if (pub_note(chks, &chk) != 0) {
+            free(line);
+            ctl_fail("publish", "out of memory");
+            return -1;
+        }
+        if (!parts)
             continue;
         if (parts->len == parts->cap) {
             size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
@@ -272,6 +318,7 @@ struct pub_chunk {
     size_t text_len, text_cap;
     size_t offs[EVBUS_PIPELINE_WINDOW], lens[EVBUS_PIPELINE_WINDOW];
     size_t lines[EVBUS_PIPELINE_WINDOW];
+    const evbus_text_checked_t *chks[EVBUS_PIPELINE_WINDOW]; /* NULL: scan again */
     evbus_text_event_t evs[EVBUS_PIPELINE_WINDOW];
     char ids[EVBUS_PIPELINE_WINDOW][EVBUS_STREAM_ID_LEN];
     int rcs[EVBUS_PIPELINE_WINDOW];
@@ -280,7 +327,8 @@ struct pub_chunk {
 
 /* Room for one more line of len bytes at the end of the chunk's text,
  * then recorded as the chunk's next line; NULL when memory runs out. */
-static char *pub_append(struct pub_chunk *ch, size_t len, size_t lineno)
+static char *pub_append(struct pub_chunk *ch, size_t len, size_t lineno,
+                        const evbus_text_checked_t *chk)
 {
     if (ch->text_cap - ch->text_len < len) {
         size_t cap = ch->text_cap ? ch->text_cap : 1 << 20;
@@ -295,15 +343,18 @@ static char *pub_append(struct pub_chunk *ch, size_t len, size_t lineno)
     char *at = ch->text + ch->text_len;
     ch->offs[ch->n] = ch->text_len;
     ch->lens[ch->n] = len;
+    ch->chks[ch->n] = chk;
     ch->lines[ch->n++] = lineno;
     ch->text_len += len;
     return at;
 }
 
-/* Keeps one line in the chunk; -1 when memory runs out. */
-static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno)
+/* Keeps one line and what the first pass learned about it (NULL when
+ * nothing) in the chunk; -1 when memory runs out. */
+static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno,
+                    const evbus_text_checked_t *chk)
 {
-    char *at = pub_append(ch, len, lineno);
+    char *at = pub_append(ch, len, lineno, chk);
     if (!at)
         return -1;
     memcpy(at, line, len);
@@ -319,8 +370,14 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
     size_t done_evs = 0;
     for (; done_evs < ch->n; done_evs++) {
         char err[256];
-        if (evbus_event_text_complete(c, ch->text + ch->offs[done_evs], ch->lens[done_evs],
-                                      &ch->evs[done_evs], err, sizeof err) != 0) {
+        const char *text = ch->text + ch->offs[done_evs];
+        evbus_text_event_t *ev = &ch->evs[done_evs];
+        int erc = ch->chks[done_evs]
+                      ? evbus_event_text_complete_checked(c, text, ch->lens[done_evs],
+                                                          ch->chks[done_evs], ev, err, sizeof err)
+                      : evbus_event_text_complete(c, text, ch->lens[done_evs], ev, err,
+                                                  sizeof err);
+        if (erc != 0) {
             pthread_mutex_lock(&pub_out_lock);
             rc = ctl_usage_error("publish", "%s:%zu: %s", name, ch->lines[done_evs], err);
             pthread_mutex_unlock(&pub_out_lock);
@@ -353,7 +410,8 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
 }
 
 /* Second pass: publishes every event of the (checked) input. */
-static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total, bool json)
+static int pub_send(evbus_client_t *c, FILE *in, const char *name, const struct pub_checks *chks,
+                    size_t total, bool json)
 {
     struct pub_chunk *ch = calloc(1, sizeof *ch);
     if (!ch)
@@ -366,7 +424,7 @@ static int pub_send(evbus_client_t *c, FILE *in, const char *name, size_t total,
         lineno++;
         if (pub_blank(line, (size_t)len))
             continue;
-        if (pub_keep(ch, line, (size_t)len, lineno) != 0) {
+        if (pub_keep(ch, line, (size_t)len, lineno, pub_checked(chks, sent + ch->n)) != 0) {
             rc = ctl_fail("publish", "out of memory");
             break;
         }
@@ -444,6 +502,7 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
 struct pub_par {
     int fd; /* the checked input: the file itself, or the spool of a pipe */
     const struct pub_parts *parts;
+    const struct pub_checks *chks; /* the first pass's findings, by event */
     const char *name;
     bool json;
     atomic_size_t sent;     /* events handed to Redis, for the progress bar */
@@ -495,9 +554,10 @@ static void *pub_par_run(void *arg)
             rc = pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
             break;
         }
-        if (par->parts->of[event++] != pt->index)
+        size_t i = event++;
+        if (par->parts->of[i] != pt->index)
             continue;
-        if (pub_keep(ch, line, (size_t)len, lineno) != 0) {
+        if (pub_keep(ch, line, (size_t)len, lineno, pub_checked(par->chks, i)) != 0) {
             rc = pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
             break;
         }
@@ -567,14 +627,15 @@ static int pub_par_send(struct pub_par *par, struct pub_part *pts, size_t n, siz
  * or the spool of a pipe) and publish their partition over their own
  * connection, which gets the settings of c: maxlen and source. */
 static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
-                               size_t n, uint64_t maxlen, const char *source, bool json)
+                               struct pub_checks *chks, size_t n, uint64_t maxlen,
+                               const char *source, bool json)
 {
     const ctl_env_t *env = ctl_env();
     struct pub_part *pts = calloc(n, sizeof *pts);
     if (!pts)
         return ctl_fail("publish", "out of memory");
     struct pub_parts parts = {.n = n};
-    struct pub_par par = {.parts = &parts, .name = name, .json = json};
+    struct pub_par par = {.parts = &parts, .chks = chks, .name = name, .json = json};
     int rc = CTL_OK;
     for (size_t k = 0; k < n && rc == CTL_OK; k++) {
         char err[256];
@@ -587,7 +648,7 @@ static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, FI
         evbus_client_set_maxlen(pts[k].c, maxlen);
         evbus_client_set_source(pts[k].c, source);
     }
-    ssize_t total = rc == CTL_OK ? pub_check(c, in, name, spool, &parts) : 0;
+    ssize_t total = rc == CTL_OK ? pub_check(c, in, name, spool, chks, &parts) : 0;
     if (total < 0)
         rc = CTL_USAGE;
     else if (rc == CTL_OK && spool && fflush(spool) != 0)
@@ -630,17 +691,20 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
     }
     int rc = CTL_USAGE;
     ssize_t total = -1;
+    struct pub_checks chks = {0};
     if (o->parallel > 1)
-        rc = pub_stream_parallel(c, in, name, spool, o->parallel, o->maxlen, o->source, o->json);
+        rc = pub_stream_parallel(c, in, name, spool, &chks, o->parallel, o->maxlen, o->source,
+                                 o->json);
     else
-        total = pub_check(c, in, name, spool, NULL);
+        total = pub_check(c, in, name, spool, &chks, NULL);
     if (total >= 0) {
         FILE *src = spool ? spool : in;
         if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)
             rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
         else
-            rc = pub_send(c, src, name, (size_t)total, o->json);
+            rc = pub_send(c, src, name, &chks, (size_t)total, o->json);
     }
+    free(chks.of);
     if (spool)
         fclose(spool);
     if (!use_stdin)

@@ -142,9 +142,9 @@ Test(text, missing_attributes_are_inserted_and_the_rest_kept)
 
 /* Every line gets the verdict and message evbus_event_complete gives the
  * parsed object ("invalid JSON: ..." when jansson refuses the text). */
-Test(text, verdicts_and_messages_match_the_json_rules)
-{
-    static const char *const lines[] = {
+/* Tricky inputs: every rule of evbus_event_complete, the slow path's
+ * triggers (escapes, duplicates, huge numbers) and JSON jansson refuses. */
+static const char *const tricky[] = {
         "{\"type\":\"a.b\",\"tenantid\":\"t\"}",
         "{\"type\":\"A.B\",\"tenantid\":\"t\"}",
         "{\"type\":\"a..b\",\"tenantid\":\"t\"}",
@@ -178,9 +178,13 @@ Test(text, verdicts_and_messages_match_the_json_rules)
         "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":{\"a\":tru}}",
         "{\"type\":\"a.b\",\"tenantid\":\"t\",\"data\":-}",
         "{\"type\":\"a.b\",\"tenantid\":\"t\",\"\\u0074ype\":\"b.c\"}",
-    };
+};
+
+Test(text, verdicts_and_messages_match_the_json_rules)
+{
+    const char *const *lines = tricky;
     evbus_client_t *c = client();
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+    for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++) {
         const char *line = lines[i];
         char want[256] = "", got[256] = "", chk[256] = "";
         json_error_t jerr;
@@ -408,4 +412,130 @@ Test(text, check_key_gives_the_check_verdict)
         cr_assert_eq(r2, EVBUS_CLIENT_EINVAL, "%s", bad[i]);
         cr_assert_str_eq(e1, e2);
     }
+}
+
+/* s with its first `from` replaced by `to` (caller frees). */
+static char *replace_once(const char *s, const char *from, const char *to)
+{
+    const char *at = strstr(s, from);
+    cr_assert_not_null(at, "%s not in %s", from, s);
+    size_t a = (size_t)(at - s), fl = strlen(from), tl = strlen(to);
+    char *r = malloc(strlen(s) - fl + tl + 1);
+    memcpy(r, s, a);
+    memcpy(r + a, to, tl);
+    strcpy(r + a + tl, at + fl);
+    return r;
+}
+
+/* The bytes the stream got for ev, with the attributes generated for it
+ * replaced by those generated for ref (ids and times differ per call). */
+static char *published_as(evbus_client_t *c, evbus_text_event_t *ev, const evbus_text_event_t *ref,
+                          const char *line)
+{
+    char sid[EVBUS_STREAM_ID_LEN];
+    publish_text(c, ev, sid);
+    size_t n;
+    char *raw = stored_raw(sid, &n);
+    cr_assert_eq(n, ev->head_len + ev->tail_len);
+    cr_assert_eq(memcmp(raw, ev->head, ev->head_len), 0);
+    /* a re-serialized (slow path) event has no tail */
+    cr_assert(ev->tail_len == 0 || memcmp(raw + ev->head_len, ev->tail, ev->tail_len) == 0);
+    const char *gen[][2] = {{ev->id, ref->id},
+                            {ev->time, ref->time},
+                            {ev->correlationid, ref->correlationid}};
+    for (size_t k = 0; k < 3; k++) {
+        if (strstr(line, gen[k][1]))
+            continue; /* given by the line, not generated */
+        char *r = replace_once(raw, gen[k][0], gen[k][1]);
+        free(raw);
+        raw = r;
+    }
+    return raw;
+}
+
+/* evbus_event_text_complete_checked gives what evbus_event_text_complete
+ * gives: codes, messages, fields and the bytes that reach the stream, for
+ * the tricky corpus and for lines that carry every attribute, surrounding
+ * whitespace or attributes after nested data. */
+Test(text, complete_checked_publishes_what_complete_publishes)
+{
+    static const char *const more[] = {
+        "  {\"data\":{\"type\":\"no\",\"id\":[1,{\"x\":\"}\"}]},\"type\":\"a.b\",\"tenantid\":\"t\"} \r\n",
+        "{\"specversion\":\"1.0\",\"id\":\"i-1\",\"source\":\"s\",\"type\":\"a.b\","
+        "\"time\":\"2025-01-02T03:04:05.678Z\",\"tenantid\":\"t\",\"correlationid\":\"k\","
+        "\"partitionkey\":\"p\",\"data\":{\"n\":-1.5e+10,\"u\":\"\xc3\xa9\\n\"}}\n",
+        "{\"type\":\"a.b\",\"tenantid\":\"t\",\"source\":\"\\/s\"}",
+        "\t{ \"tenantid\" : \"t\" , \"type\" : \"a.b\" , \"data\" : [ ] }\n",
+    };
+    size_t nt = sizeof tricky / sizeof tricky[0], nm = sizeof more / sizeof more[0];
+    evbus_client_t *c = client();
+    for (size_t i = 0; i < nt + nm; i++) {
+        const char *line = i < nt ? tricky[i] : more[i - nt];
+        size_t len = strlen(line);
+        char cerr[256] = "", oerr[256] = "", nerr[256] = "";
+        evbus_text_checked_t chk;
+        uint64_t h1, h2;
+        int crc = evbus_event_text_check_keep(c, line, len, &h1, &chk, cerr, sizeof cerr);
+        int krc = evbus_event_text_check_key(c, line, len, &h2, oerr, sizeof oerr);
+        cr_assert_eq(crc, krc, "line %zu", i);
+        cr_assert_str_eq(cerr, oerr, "line %zu", i);
+        if (crc != 0)
+            continue;
+        cr_assert_eq(h1, h2, "line %zu", i);
+        /* The checked text copied elsewhere, as evbusctl's chunks do. */
+        char *copy = strdup(line);
+        evbus_text_event_t old_ev, new_ev;
+        int orc = evbus_event_text_complete(c, line, len, &old_ev, oerr, sizeof oerr);
+        int nrc = evbus_event_text_complete_checked(c, copy, len, &chk, &new_ev, nerr, sizeof nerr);
+        cr_assert_eq(nrc, orc, "line %zu: %s / %s", i, nerr, oerr);
+        cr_assert_eq(orc, 0, "line %zu: %s", i, oerr);
+        cr_assert_str_eq(new_ev.type, old_ev.type);
+        cr_assert_str_eq(new_ev.tenantid, old_ev.tenantid);
+        cr_assert_str_eq(new_ev.source, old_ev.source);
+        char *ob = published_as(c, &old_ev, &new_ev, line);
+        char *nb = published_as(c, &new_ev, &new_ev, line);
+        cr_assert_str_eq(nb, ob, "line %zu", i);
+        free(ob);
+        free(nb);
+        evbus_text_event_clear(&old_ev);
+        evbus_text_event_clear(&new_ev);
+        free(copy);
+    }
+    evbus_client_free(c);
+}
+
+/* Text that changed after the check is judged afresh, as
+ * evbus_event_text_complete judges it. */
+Test(text, complete_checked_rechecks_changed_text)
+{
+    const char *checked = "{\"type\":\"a.b\",\"tenantid\":\"t\",\"id\":\"x\"}";
+    const char *bad = "{\"type\":\"a.b\",\"tenantid\":\"t\",\"id\":\"\"}X";
+    const char *same_len_bad = "{\"type\":\"a.b\",\"tenantid\":\"\",\"id\":\"x\"}";
+    const char *moved = "{\"tenantid\":\"u\",\"type\":\"c.d\",\"id\":\"y\"}";
+    evbus_client_t *c = client();
+    evbus_text_checked_t chk;
+    char err[256], want[256];
+    cr_assert_eq(evbus_event_text_check_keep(c, checked, strlen(checked), NULL, &chk, err,
+                                             sizeof err), 0, "%s", err);
+    const char *changed[] = {bad, same_len_bad};
+    for (size_t k = 0; k < 2; k++) {
+        evbus_text_event_t ev, old_ev;
+        int rc = evbus_event_text_complete_checked(c, changed[k], strlen(changed[k]), &chk, &ev,
+                                                   err, sizeof err);
+        int orc = evbus_event_text_complete(c, changed[k], strlen(changed[k]), &old_ev, want,
+                                            sizeof want);
+        cr_assert_eq(rc, EVBUS_CLIENT_EINVAL, "%s", changed[k]);
+        cr_assert_eq(orc, rc);
+        cr_assert_str_eq(err, want);
+        cr_assert_null(ev.mem);
+    }
+    evbus_text_event_t ev;
+    cr_assert_eq(strlen(moved), strlen(checked));
+    cr_assert_eq(evbus_event_text_complete_checked(c, moved, strlen(moved), &chk, &ev, err,
+                                                   sizeof err), 0, "%s", err);
+    cr_assert_str_eq(ev.type, "c.d");
+    cr_assert_str_eq(ev.tenantid, "u");
+    cr_assert_str_eq(ev.id, "y");
+    evbus_text_event_clear(&ev);
+    evbus_client_free(c);
 }

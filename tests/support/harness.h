@@ -74,6 +74,11 @@ int harness_kill(harness_proc_t *p, int sig, int timeout_ms);
 int harness_run(char *const argv[], char *const envp[], const char *input, char **out,
                 char **err, int timeout_ms);
 
+/* GET path from 127.0.0.1:port over HTTP/1.0 (5 s timeout).  Returns the
+ * body (malloc'd) and sets *status (may be NULL) to the HTTP status, or
+ * returns NULL with *status -1 when nothing answered. */
+char *harness_http_get(int port, const char *path, int *status);
+
 /* Poll `cond(ud)` every 20 ms until true or timeout; returns true if met. */
 bool harness_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
 

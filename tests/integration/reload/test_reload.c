@@ -11,9 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "fixture.h"
 
@@ -74,32 +71,6 @@ static void install_so(const char *from, const char *to)
 }
 
 
-/* GET path from 127.0.0.1:port; the whole response (malloc'd) or NULL. */
-static char *http_get(int port, const char *path)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return NULL;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    ssize_t r;
-    while ((r = read(fd, buf + len, cap - len - 1)) > 0)
-        if ((len += (size_t)r) + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-    buf[len] = '\0';
-    close(fd);
-    return buf;
-}
 
 typedef struct publisher {
     fx_t *f;
@@ -261,7 +232,7 @@ Test(reload, a_broken_manifest_keeps_the_old_routes_and_shows_in_health)
     cr_assert(strstr(o, "\"status\":\"degraded\""), "got %s", o);
     free(o);
     free(e);
-    char *m = http_get(port, "/metrics");
+    char *m = harness_http_get(port, "/metrics", NULL);
     cr_assert_not_null(m);
     cr_assert(strstr(m, "evbus_reloads_total{result=\"failed\"} 1\n"), "metrics: %s", m);
     cr_assert(strstr(m, "evbus_reloads_total{result=\"ok\"} 0\n"));

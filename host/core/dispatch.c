@@ -22,15 +22,9 @@
 #include "client/evbus_client.h"
 #include "plugin/plugin.h"
 #include "schema/schema.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void fmt_time(int64_t ms, char out[48])
 {
@@ -112,8 +106,8 @@ static bool ensure_wc(dctx_t *d)
         engine_redis_failed(d->eng, err);
         if (engine_stopping(d->eng))
             return false;
-        int64_t end = mono_ms() + engine_backoff_ms(d->eng);
-        while (mono_ms() < end && !engine_stopping(d->eng)) {
+        int64_t end = clock_mono_ms() + engine_backoff_ms(d->eng);
+        while (clock_mono_ms() < end && !engine_stopping(d->eng)) {
             struct timespec ts = {0, 20 * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -271,7 +265,7 @@ static void metadata(dctx_t *d, const struct evbus_event *ev)
         .attempts = ev->attempt,
         .last_error = ev->error[0] ? ev->error : NULL,
         .handler_outcomes_json = outcomes,
-        .timestamp_ms = engine_now_ms(),
+        .timestamp_ms = clock_wall_ms(),
     };
     store_writer_submit(w, &u);
 }
@@ -289,7 +283,7 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, const char *reason)
     }
     snprintf(handlers + (hl < sizeof handlers - 2 ? hl : sizeof handlers - 2), 2, "]");
     char attempts[16], first[48], last[48];
-    int64_t now = engine_now_ms();
+    int64_t now = clock_wall_ms();
     snprintf(attempts, sizeof attempts, "%d", ev->attempt > 0 ? ev->attempt : 1);
     fmt_time(ev->first_failure_ms ? ev->first_failure_ms : now, first);
     fmt_time(now, last);
@@ -349,7 +343,7 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, const char *reason)
 static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
                            const char *error)
 {
-    int64_t now = engine_now_ms();
+    int64_t now = clock_wall_ms();
     json_t *meta = json_pack("{s:s, s:i, s:I, s:s, s:s}", "h", h->name, "a", ev->attempt + 1,
                              "ff", (json_int_t)(ev->first_failure_ms ? ev->first_failure_ms : now),
                              "sid", ev->orig_sid[0] ? ev->orig_sid : ev->stream_id, "err",
@@ -470,7 +464,7 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
 {
     atomic_store(&d->cur_timeout_ms, h->timeout_ms);
     atomic_store(&d->cur_reported, false);
-    atomic_store(&d->cur_start_ms, mono_ms());
+    atomic_store(&d->cur_start_ms, clock_mono_ms());
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
     if (h->kind == GEN_HANDLER_FOREIGN) {
@@ -495,7 +489,7 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
         }
     } else
         r = plugin_instance_call(h->inst, h->sub, ev);
-    int64_t took = mono_ms() - atomic_load(&d->cur_start_ms);
+    int64_t took = clock_mono_ms() - atomic_load(&d->cur_start_ms);
     atomic_store(&d->cur_handler, NULL);
     if (h->timeout_ms && took > (int64_t)h->timeout_ms) {
         METRIC_INC(handler_timeout);
@@ -639,10 +633,10 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         const gen_handler_t *h = hs[i];
         char reason[512] = "";
         int want = target_version(h, own_version, reason, sizeof reason);
-        json_t *data = want ? data_at_version(d, ev, want, reason, sizeof reason) : own_data;
-        if (want == 0 && own_version != 0 && h->n_versions)
-            data = NULL;
-        if (!data && reason[0]) {
+        json_t *data = own_data;
+        if (!reason[0] && want != own_version)
+            data = data_at_version(d, ev, want, reason, sizeof reason);
+        if (reason[0]) {
             any_upcast = true;
             snprintf(ev->error, sizeof ev->error, "%s", reason);
             ev->failed[ev->n_failed++] = h->name;
@@ -682,7 +676,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         default:
             METRIC_INC(handler_retry);
             if (!ev->first_failure_ms)
-                ev->first_failure_ms = engine_now_ms();
+                ev->first_failure_ms = clock_wall_ms();
             if ((uint32_t)ev->attempt >= h->retry.max_attempts) {
                 any_exhausted = true;
                 snprintf(ev->error, sizeof ev->error, "%.160s: %.300s (attempt %d of %u)", h->name,
@@ -729,7 +723,7 @@ static void load_entry(struct evbus_event *ev, redisReply *entry)
     ev->retried_from = field(fv, "retried_from", NULL);
 }
 
-void dctx_dispatch_entry(dctx_t *d, redisReply *entry, uint32_t deliveries)
+void dctx_dispatch_entry(dctx_t *d, redisReply *entry)
 {
     const char *id = entry->element[0]->str;
     add_ack(d, id);
@@ -741,7 +735,6 @@ void dctx_dispatch_entry(dctx_t *d, redisReply *entry, uint32_t deliveries)
     }
     struct evbus_event *ev = &d->ev;
     load_entry(ev, entry);
-    ev->deliveries = deliveries ? deliveries : 1;
     process_event(d, ev);
 }
 
@@ -749,7 +742,7 @@ void dctx_dispatch_recovered(dctx_t *d, redisReply *entry)
 {
     const char *id = entry->element[0]->str;
     if (entry->element[1]->type != REDIS_REPLY_ARRAY) {
-        dctx_dispatch_entry(d, entry, 0); /* ghost */
+        dctx_dispatch_entry(d, entry); /* ghost */
         return;
     }
     long long count = 1;
@@ -772,9 +765,8 @@ void dctx_dispatch_recovered(dctx_t *d, redisReply *entry)
         load_entry(ev, entry);
         if (event_parse(ev) != 0 && !ev->orig_sid[0])
             snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", id);
-        ev->deliveries = (uint32_t)count;
         if (!ev->first_failure_ms)
-            ev->first_failure_ms = engine_now_ms();
+            ev->first_failure_ms = clock_wall_ms();
         event_set_error(ev, "delivered %lld times (max_deliveries %u): the host crashed, was "
                         "killed or hung while handling it", count, max);
         METRIC_INC(poison);
@@ -782,7 +774,7 @@ void dctx_dispatch_recovered(dctx_t *d, redisReply *entry)
         metadata(d, ev);
         return;
     }
-    dctx_dispatch_entry(d, entry, (uint32_t)count);
+    dctx_dispatch_entry(d, entry);
 }
 
 int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, const char *raw,

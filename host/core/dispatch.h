@@ -62,7 +62,7 @@ void dctx_release(dctx_t *d);
 void dctx_begin(dctx_t *d, generation_t *g);
 
 /* Dispatch one stream entry ([id, [field, value, ...]] or [id, nil]). */
-void dctx_dispatch_entry(dctx_t *d, redisReply *entry, uint32_t deliveries);
+void dctx_dispatch_entry(dctx_t *d, redisReply *entry);
 
 /* Dispatch an entry claimed again (own pending at start, or reclaimed):
  * reads its delivery count first and dead-letters it as `poison` when the
@@ -82,7 +82,6 @@ void dctx_flush(dctx_t *d);
 void dctx_check_overrun(dctx_t *d, int64_t now_mono_ms);
 
 /* Engine internals dispatch needs (implemented in engine.c). */
-int64_t engine_now_ms(void);
 const char *engine_stream(const engine_t *e);
 const char *engine_group(const engine_t *e);
 const char *engine_consumer(const engine_t *e);

@@ -14,12 +14,10 @@
 #include "core/engine.h"
 
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +27,7 @@
 #include "core/dispatch.h"
 #include "core/reply_arena.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -117,20 +116,6 @@ struct engine {
     int64_t started_ms;
 };
 
-int64_t engine_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -142,9 +127,9 @@ static void sleep_ms(int64_t ms)
 /* Sleep in small steps so a stop request is noticed quickly. */
 static void sleep_unless_stopped(engine_t *e, int64_t ms)
 {
-    int64_t end = mono_ms() + ms;
+    int64_t end = clock_mono_ms() + ms;
     while (!atomic_load(&e->stop)) {
-        int64_t left = end - mono_ms();
+        int64_t left = end - clock_mono_ms();
         if (left <= 0)
             break;
         sleep_ms(left < 50 ? left : 50);
@@ -210,21 +195,18 @@ static int64_t backoff_ms(engine_t *e)
 
 /* Connect (or reconnect) *c, retrying with backoff until connected or
  * stop.  Returns 0 when connected. */
-static int ensure_conn(engine_t *e, redisContext **c, bool stop_aware)
+static int ensure_conn(engine_t *e, redisContext **c)
 {
     while (!*c) {
         char err[256];
         *c = evbus_redis_connect(e->redis_url, (int)e->connect_ms,
                                  (int)(e->command_ms + e->block_ms), err, sizeof err);
-        if (*c) {
+        if (*c)
             return 0;
-        }
         note_redis_error(e, err);
         log_warn("redis", "connect to %s failed: %s", e->redis_url, err);
-        if (stop_aware && atomic_load(&e->stop))
-            return -1;
         sleep_unless_stopped(e, backoff_ms(e));
-        if (stop_aware && atomic_load(&e->stop))
+        if (atomic_load(&e->stop))
             return -1;
     }
     return 0;
@@ -335,7 +317,7 @@ static void *worker_main(void *arg)
             if (ch->recovered)
                 dctx_dispatch_recovered(&w->ctx, ch->entries[i]);
             else
-                dctx_dispatch_entry(&w->ctx, ch->entries[i], 0);
+                dctx_dispatch_entry(&w->ctx, ch->entries[i]);
         }
         dctx_flush(&w->ctx);
         inflight_remove(e, ch);
@@ -367,7 +349,7 @@ static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries
         ch->count = off + per > n ? n - off : per;
         ch->recovered = recovered;
         ch->gen = engine_current(e);
-        ch->enq_ms = ch->lease_ms = mono_ms();
+        ch->enq_ms = ch->lease_ms = clock_mono_ms();
         while (inflight_add(e, ch) != 0)
             sleep_ms(1);
         if (!queue_push(e, ch)) {
@@ -458,14 +440,14 @@ static void *reader_main(void *arg)
     dctx_t rctx;
     dctx_init(&rctx, e, "recovery");
     bool grouped = false, group_logged = false;
-    int64_t last_activity = mono_ms();
+    int64_t last_activity = clock_mono_ms();
     uint32_t block = e->block_ms;
     if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
         block = (uint32_t)e->opts.exit_idle_ms;
     if (block == 0)
         block = 1;
     while (!atomic_load(&e->stop)) {
-        if (ensure_conn(e, &c, true) != 0)
+        if (ensure_conn(e, &c) != 0)
             break;
         if (!grouped) {
             if (ensure_group(e, c) != 0 ||
@@ -531,7 +513,7 @@ static void *reader_main(void *arg)
         note_redis_ok(e);
         if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
             r->element[0]->element[1]->elements > 0) {
-            last_activity = mono_ms();
+            last_activity = clock_mono_ms();
             redisReply *entries = r->element[0]->element[1];
             METRIC_ADD(events_read, entries->elements);
             enqueue_entries(e, r, entries->element, entries->elements, false);
@@ -539,14 +521,14 @@ static void *reader_main(void *arg)
         }
         rarena_free(r);
         if (e->opts.exit_idle_ms > 0 && atomic_load(&e->inflight_n) == 0 &&
-            mono_ms() - last_activity >= e->opts.exit_idle_ms) {
+            clock_mono_ms() - last_activity >= e->opts.exit_idle_ms) {
             if (!retries_scheduled(e, c)) {
                 log_info("consumer", "idle for %d ms; exiting as asked (--exit-idle)",
                          e->opts.exit_idle_ms);
                 atomic_store(&e->wants_exit, true);
                 break;
             }
-            last_activity = mono_ms() - e->opts.exit_idle_ms / 2;
+            last_activity = clock_mono_ms() - e->opts.exit_idle_ms / 2;
         }
     }
     queue_close(e);
@@ -582,7 +564,7 @@ static const char *MOVE_RETRIES_LUA =
 static int move_due_retries(engine_t *e, redisContext *c)
 {
     char now[32];
-    snprintf(now, sizeof now, "%lld", (long long)engine_now_ms());
+    snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     for (;;) {
         redisReply *r = redisCommand(c, "EVAL %s 3 %s %s %s %s 500", MOVE_RETRIES_LUA,
                                      e->retry_key, e->stream, e->dlq_stream, now);
@@ -607,7 +589,7 @@ static int move_due_retries(engine_t *e, redisContext *c)
 static int renew_leases(engine_t *e, redisContext *c)
 {
     int64_t lease_every = e->min_idle_ms / 3 ? e->min_idle_ms / 3 : 1;
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     pthread_mutex_lock(&e->inflight_lock);
     int rc = 0;
     for (size_t i = 0; i < e->inflight_cap && rc == 0; i++) {
@@ -813,7 +795,7 @@ static int watch_dlq(engine_t *e, redisContext *c)
 
 static void watch_overruns(engine_t *e)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     for (uint32_t i = 0; i < e->n_workers; i++)
         dctx_check_overrun(&e->workers[i].ctx, now);
 }
@@ -822,7 +804,7 @@ static void *maint_main(void *arg)
 {
     engine_t *e = arg;
     redisContext *c = NULL;
-    int64_t last_reclaim = 0, last_stale = mono_ms(), last_dlq = 0;
+    int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0;
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
     int64_t stale_every = e->stale_consumer_ms / 2;
@@ -831,12 +813,12 @@ static void *maint_main(void *arg)
     if (stale_every > 60000)
         stale_every = 60000;
     while (!atomic_load(&e->stop)) {
-        if (ensure_conn(e, &c, true) != 0)
+        if (ensure_conn(e, &c) != 0)
             break;
         int rc = move_due_retries(e, c);
         if (rc == 0)
             rc = renew_leases(e, c);
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= e->reclaim_interval_ms) {
             rc = reclaim_idle(e, c);
@@ -933,7 +915,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->inflight = calloc(e->inflight_cap, sizeof *e->inflight);
     e->workers = calloc(e->n_workers, sizeof *e->workers);
     e->last_reload_ok = true;
-    e->started_ms = engine_now_ms();
+    e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
     if (!e->q || !e->inflight || !e->workers || !e->retry_key) {
         snprintf(err, errlen, "out of memory");
@@ -1014,9 +996,9 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
 
 bool engine_wait_drained(generation_t *old, int timeout_ms)
 {
-    int64_t end = mono_ms() + timeout_ms;
+    int64_t end = clock_mono_ms() + timeout_ms;
     while (atomic_load(&old->refs) > 1) {
-        if (mono_ms() >= end)
+        if (clock_mono_ms() >= end)
             return false;
         sleep_ms(2);
     }
@@ -1032,7 +1014,7 @@ bool engine_failed(engine_t *e) { return atomic_load(&e->failed); }
 static int join_until(pthread_t t, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - mono_ms();
+        int64_t left = deadline - clock_mono_ms();
         if (left < 0)
             left = 0;
         struct timespec ts;
@@ -1058,7 +1040,7 @@ int engine_stop(engine_t *e, int timeout_ms)
     engine_request_stop(e);
     if (!e->started)
         return 0;
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = clock_mono_ms() + timeout_ms;
     int rc = 0;
     if (join_until(e->reader_tid, deadline) != 0)
         rc = -1;
@@ -1108,7 +1090,7 @@ void engine_note_reload(engine_t *e, bool ok, const char *error)
     pthread_mutex_lock(&e->health_lock);
     e->last_reload_ok = ok;
     snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", ok ? "" : error);
-    e->last_reload_ms = engine_now_ms();
+    e->last_reload_ms = clock_wall_ms();
     pthread_mutex_unlock(&e->health_lock);
 }
 
@@ -1161,7 +1143,7 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));
     json_object_set_new(md, "queue", json_integer((json_int_t)METRIC_GET(metadata_queue)));
     json_object_set_new(h, "metadata", md);
-    json_object_set_new(h, "uptime_ms", json_integer(engine_now_ms() - e->started_ms));
+    json_object_set_new(h, "uptime_ms", json_integer(clock_wall_ms() - e->started_ms));
     return h;
 }
 

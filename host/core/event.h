@@ -46,7 +46,6 @@ struct evbus_event {
     size_t raw_len;
     const char *retry_meta;    /* the `retry` field (JSON) or NULL */
     const char *retried_from;  /* the `retried_from` field or NULL */
-    uint32_t deliveries;       /* delivery count when known (recovery), else 1 */
 
     /* parsed envelope and borrowed attributes */
     json_t *env;

@@ -26,6 +26,7 @@
 #include "core/jarena.h"
 #include "evbus_build_config.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -67,13 +68,6 @@ static char *join_errors(const cfg_errors_t *errs)
     return s;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Build to the side, swap whole, drain the old generation with a bound. */
 static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
 {
@@ -111,7 +105,7 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
     METRIC_INC(reloads_ok);
     engine_note_reload(e, true, NULL);
     log_info("reload", "generation %llu live %lld ms after the request",
-             (unsigned long long)number, (long long)(mono_ms() - signalled_ms));
+             (unsigned long long)number, (long long)(clock_mono_ms() - signalled_ms));
     if (!engine_wait_drained(cur, (int)drain_ms))
         log_warn("reload", "generation %llu still has events in flight after %u ms; its "
                  "unacked entries stay pending and it is finalised when they finish",
@@ -266,14 +260,14 @@ int main(int argc, char **argv)
         struct timespec tick = {0, 100 * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGHUP) {
-            reload(e, conf_dir, mono_ms());
+            reload(e, conf_dir, clock_mono_ms());
         } else if (sig == SIGTERM || sig == SIGINT) {
             stop_signal = sig;
             log_info("evbusd", "%s received: stopping (finishing in-flight work, up to %u ms)",
                      sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
         }
         if (atomic_exchange(&reload_requests, 0) > 0)
-            reload(e, conf_dir, mono_ms());
+            reload(e, conf_dir, clock_mono_ms());
         if (engine_wants_exit(e))
             break;
         generation_reap();

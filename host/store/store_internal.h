@@ -6,6 +6,7 @@
 #define EVBUS_STORE_INTERNAL_H
 
 #include "store/store.h"
+#include "util/clock.h"
 
 #include <stdarg.h>
 
@@ -29,9 +30,9 @@ int store__query_json(PGconn *c, const char *where, const char *sql, int nparams
 int store__exec(PGconn *c, const char *where, const char *sql, int nparams,
                 const char *const *params, long *affected, char *err, size_t errlen);
 
-/* Monotonic and wall clocks in ms, and an interruptible-free sleep. */
-int64_t store__mono_ms(void);
-int64_t store__wall_ms(void);
+/* Monotonic and wall clocks in ms (the host's, util/clock.h), and a sleep. */
+#define store__mono_ms clock_mono_ms
+#define store__wall_ms clock_wall_ms
 void store__sleep_ms(int64_t ms);
 
 #endif

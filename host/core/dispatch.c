@@ -55,6 +55,7 @@ void dctx_release(dctx_t *d)
     free(d->cmds);
     free(d->cmd_lens);
     free(d->acks);
+    store_pending_free(&d->meta);
     router_cache_free(d->cache);
     if (d->wc)
         redisFree(d->wc);
@@ -188,6 +189,8 @@ static int flush_once(dctx_t *d)
 
 void dctx_flush(dctx_t *d)
 {
+    /* One lock on the writer's queue per chunk instead of one per event. */
+    store_writer_submit_pending(engine_metadata(d->eng), &d->meta);
     if (!d->n_cmds && !d->n_acks)
         return;
     for (;;) {
@@ -267,7 +270,7 @@ static void metadata(dctx_t *d, const struct evbus_event *ev)
         .handler_outcomes_json = outcomes,
         .timestamp_ms = clock_wall_ms(),
     };
-    store_writer_submit(w, &u);
+    store_pending_add(&d->meta, &u);
 }
 
 /* Queue the dead letter for ev: original bytes unchanged plus provenance. */

@@ -45,6 +45,7 @@ typedef struct dctx {
     size_t n_cmds, cap_cmds;
     const char **acks;
     size_t n_acks, cap_acks;
+    store_pending_t meta;     /* metadata updates, queued once per flush */
 
     /* what the thread is running now, for the overrun watchdog */
     _Atomic(const char *) cur_handler;

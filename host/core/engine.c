@@ -311,6 +311,9 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     engine_t *e = w->eng;
     chunk_t *ch;
+    char name[16];
+    snprintf(name, sizeof name, "evbus-work%d", (int)(w - e->workers));
+    pthread_setname_np(pthread_self(), name);
     while ((ch = queue_pop(e))) {
         dctx_begin(&w->ctx, ch->gen);
         for (size_t i = 0; i < ch->count; i++) {
@@ -436,6 +439,7 @@ static void *reader_main(void *arg)
 {
     engine_t *e = arg;
     tls_is_reader = true;
+    pthread_setname_np(pthread_self(), "evbus-reader");
     redisContext *c = NULL;
     dctx_t rctx;
     dctx_init(&rctx, e, "recovery");
@@ -803,6 +807,7 @@ static void watch_overruns(engine_t *e)
 static void *maint_main(void *arg)
 {
     engine_t *e = arg;
+    pthread_setname_np(pthread_self(), "evbus-maint");
     redisContext *c = NULL;
     int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0;
     /* look for stale consumers at half their idle bound, between the

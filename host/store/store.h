@@ -140,6 +140,30 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg);
 int store_writer_submit(store_writer_t *w, const store_update_t *u);
 
 /*
+ * Updates copied now and queued later, all under one lock: a consumer
+ * thread collects a chunk's updates while it dispatches and submits them
+ * once the chunk's acknowledgements are written, instead of taking the
+ * queue's lock once per event.  Owned by one thread; zero-initialize it.
+ */
+typedef struct store_pending {
+    void **items;
+    size_t n, cap;
+} store_pending_t;
+
+/* Copy u into p.  -1 when memory runs out: the update is dropped and
+ * counted as store_writer_submit() would. */
+int store_pending_add(store_pending_t *p, const store_update_t *u);
+
+/* Queue everything in p (which is emptied) with one lock; what does not
+ * fit is dropped and counted.  Returns how many were dropped.  w may be
+ * NULL: then everything is discarded without being counted (metadata
+ * switched off by a reload in between). */
+size_t store_writer_submit_pending(store_writer_t *w, store_pending_t *p);
+
+/* Free p's memory (dropping, uncounted, anything still in it). */
+void store_pending_free(store_pending_t *p);
+
+/*
  * True when the queue is at least 3/4 full while the writer is healthy
  * (it wrote a batch within the last second).  The consumer then paces its
  * reads so a merely slower PostgreSQL loses no metadata; a PostgreSQL that

@@ -357,6 +357,7 @@ fail:
 static void *worker_main(void *arg)
 {
     store_replay_worker_t *w = arg;
+    pthread_setname_np(pthread_self(), "evbus-replay");
     PGconn *pg = NULL;
     bool warned = false;
     while (!atomic_load(&w->stop)) {

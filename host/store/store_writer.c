@@ -203,6 +203,72 @@ int store_writer_submit(store_writer_t *w, const store_update_t *u)
     return 0;
 }
 
+int store_pending_add(store_pending_t *p, const store_update_t *u)
+{
+    if (!u || !u->id)
+        return -1;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? 2 * p->cap : 256;
+        void **items = realloc(p->items, cap * sizeof *items);
+        if (!items) {
+            METRIC_INC(metadata_dropped);
+            return -1;
+        }
+        p->items = items;
+        p->cap = cap;
+    }
+    witem_t *it = item_copy(u);
+    if (!it) {
+        METRIC_INC(metadata_dropped);
+        return -1;
+    }
+    p->items[p->n++] = it;
+    return 0;
+}
+
+size_t store_writer_submit_pending(store_writer_t *w, store_pending_t *p)
+{
+    size_t n = p->n, queued = 0;
+    p->n = 0;
+    if (!n)
+        return 0;
+    if (!w) {
+        for (size_t i = 0; i < n; i++)
+            free(p->items[i]);
+        return 0;
+    }
+    pthread_mutex_lock(&w->mu);
+    bool stopping = w->stopping;
+    size_t was = w->count;
+    while (!stopping && queued < n && w->count < w->cap) {
+        w->ring[(w->head + w->count) % w->cap] = p->items[queued++];
+        w->count++;
+    }
+    size_t count = w->count;
+    /* the writer sleeps until an empty queue gets its first update or a
+     * batch is complete: the same two moments store_writer_submit wakes it */
+    if (queued && (was == 0 || (was < w->batch_size && count >= w->batch_size)))
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    METRIC_SET(metadata_queue, count);
+    for (size_t i = queued; i < n; i++)
+        free(p->items[i]);
+    if (queued < n) {
+        METRIC_ADD(metadata_dropped, n - queued);
+        drop_warn(w, stopping ? "writer stopping" : "queue full");
+    }
+    return n - queued;
+}
+
+void store_pending_free(store_pending_t *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->items[i]);
+    free(p->items);
+    p->items = NULL;
+    p->n = p->cap = 0;
+}
+
 bool store_writer_congested(store_writer_t *w)
 {
     if (!w)
@@ -864,6 +930,7 @@ static void write_batch(store_writer_t *w, witem_t **items, size_t n)
 static void *writer_main(void *arg)
 {
     store_writer_t *w = arg;
+    pthread_setname_np(pthread_self(), "evbus-metadata");
     witem_t **batch = w->batch;
     /* Connect before the first update arrives: at start the consumer can
      * fill the queue faster than a lazy connection would be made. */

@@ -447,75 +447,50 @@ int evbus_publish_raw(evbus_client_t *c, const char *json, size_t len,
     return evbus__xadd(c, c->stream, fields, flens, n, out_id, out_len, err, errlen);
 }
 
-/* After a connection failure: every item not confirmed by a reply failed. */
-static ssize_t batch_abort(int *rc, char (*out_ids)[EVBUS_STREAM_ID_LEN], size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
-            rc[i] = EVBUS_CLIENT_EREDIS;
-    return -1;
-}
+/* ------------------------------------------------------------ pipelines */
 
 enum {
-    PIPE_MAX_INFLIGHT = 4 * EVBUS_PIPELINE_WINDOW, /* commands without a reply */
-    PIPE_SEND_AT = 64 * 1024,                      /* unsent bytes that trigger a send */
-    PIPE_READ_MIN = 16 * 1024                      /* free space wanted for one recv */
+    PIPE_MAX_INFLIGHT = EVBUS_PIPELINE_MAX_INFLIGHT, /* commands without a reply */
+    PIPE_SEND_AT = 64 * 1024,                        /* unsent bytes that trigger a send */
+    PIPE_READ_MIN = 16 * 1024,                       /* free space wanted for one recv */
+    PIPE_REPLY_MIN = 3,                              /* shortest RESP reply: "+\r\n" */
+    PIPE_LOWAT_MAX = 16 * 1024                       /* see pipe_lowat() */
 };
 
-/* One batch in flight: the protocol buffer, the reply buffer, and which
- * item the next reply belongs to. */
-typedef struct pipe {
-    evbus_client_t *c;
-    evbus__buf_t out, in;
-    size_t sent, parsed; /* bytes of out sent, bytes of in consumed */
-    size_t queued;       /* commands built and not yet answered */
-    size_t next;         /* item the next reply answers (EINVAL items were not sent) */
-    int *rc;
-    char (*ids)[EVBUS_STREAM_ID_LEN];
-    size_t published;
-    bool have_err;
-    char *err;
-    size_t errlen;
-} pipe_t;
+typedef struct pipe pipe_t;
+/* kind: '$' bulk (an id), '-' error, '+' status, ':' integer, 'n' nil. */
+typedef void (*pipe_reply_fn)(pipe_t *p, char kind, const char *s, size_t len);
 
-/* Records the reason, drops the connection; -1. */
+/*
+ * XADD commands in flight on one connection: the protocol buffer, the reply
+ * buffer and who hears about each reply.  Replies come back in the order
+ * the commands were added, so `reply` only needs to count.  Owned by one
+ * thread; the connection (c->ctx) is the client's.
+ */
+struct pipe {
+    evbus_client_t *c;
+    evbus__buf_t prefix;  /* "*N\r\n$4\r\nXADD\r\n..." up to the event's length */
+    evbus__buf_t out, in;
+    size_t sent, parsed;  /* bytes of out sent, bytes of in consumed */
+    size_t queued;        /* commands added and not yet answered */
+    int lowat;            /* the socket's SO_RCVLOWAT as last set (1: the default) */
+    bool failed;          /* the connection failed; nothing more is sent */
+    pipe_reply_fn reply;
+    void *ud;
+    char *err;            /* where the first failure's message goes */
+    size_t errlen;
+};
+
+/* Records the reason, drops the connection; -1.  The caller reports the
+ * unanswered commands. */
 static int pipe_fail(pipe_t *p, const char *why)
 {
     evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS, "redis: XADD %s: %s", p->c->stream,
                 why);
     redisFree(p->c->ctx);
     p->c->ctx = NULL;
+    p->failed = true;
     return -1;
-}
-
-/* kind: '$' bulk (an id), '-' error, '+' status, ':' integer, 'n' nil. */
-static void pipe_reply(pipe_t *p, char kind, const char *s, size_t len)
-{
-    while (p->rc[p->next] == EVBUS_CLIENT_EINVAL)
-        p->next++;
-    size_t i = p->next++;
-    p->queued--;
-    if (kind == '$') {
-        size_t n = len < EVBUS_STREAM_ID_LEN ? len : EVBUS_STREAM_ID_LEN - 1;
-        memcpy(p->ids[i], s, n);
-        p->ids[i][n] = '\0';
-        p->rc[i] = 0;
-        p->published++;
-        return;
-    }
-    p->rc[i] = EVBUS_CLIENT_EREDIS;
-    if (p->have_err)
-        return;
-    p->have_err = true;
-    if (kind == '-')
-        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
-                    "event %zu: redis: XADD %s: %.*s", i, p->c->stream, (int)(len > 200 ? 200 : len),
-                    s);
-    else
-        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
-                    "event %zu: redis: XADD %s: unexpected reply type %d", i, p->c->stream,
-                    kind == '+' ? REDIS_REPLY_STATUS : kind == ':' ? REDIS_REPLY_INTEGER
-                                                                   : REDIS_REPLY_NIL);
 }
 
 /* Consumes every complete reply in p->in; -1 on a protocol error. */
@@ -532,8 +507,9 @@ static int pipe_parse(pipe_t *p)
         size_t line = (size_t)(cr - b);
         if (b[0] == '$') {
             if (line == 3 && b[1] == '-' && b[2] == '1') {
-                pipe_reply(p, 'n', NULL, 0);
                 p->parsed += line + 2;
+                p->queued--;
+                p->reply(p, 'n', NULL, 0);
                 continue;
             }
             size_t blen = 0;
@@ -546,11 +522,13 @@ static int pipe_parse(pipe_t *p)
                 return -1;
             if (avail < line + 2 + blen + 2)
                 break;
-            pipe_reply(p, '$', cr + 2, blen);
             p->parsed += line + 2 + blen + 2;
+            p->queued--;
+            p->reply(p, '$', cr + 2, blen);
         } else if (b[0] == '-' || b[0] == '+' || b[0] == ':') {
-            pipe_reply(p, b[0], b + 1, line - 1);
             p->parsed += line + 2;
+            p->queued--;
+            p->reply(p, b[0], b + 1, line - 1);
         } else {
             return -1;
         }
@@ -560,11 +538,35 @@ static int pipe_parse(pipe_t *p)
     return 0;
 }
 
+/*
+ * Before sleeping for replies: asks the kernel not to wake this thread
+ * until enough reply bytes are queued to bring the in-flight count down to
+ * `keep` (every reply is at least PIPE_REPLY_MIN bytes, so the threshold
+ * is always reached by the replies we wait for: it can delay a wakeup,
+ * never miss one).  Without it Redis pays a wakeup of this thread for
+ * every few dozen replies it writes; measured on loopback that was about a
+ * sixth of redis-server's CPU per XADD.
+ */
+static void pipe_lowat(pipe_t *p, int fd, size_t keep)
+{
+    size_t need = p->queued > keep ? p->queued - keep : 1;
+    size_t have = p->in.len - p->parsed;
+    size_t bytes = need * PIPE_REPLY_MIN;
+    bytes = bytes > have ? bytes - have : 1;
+    if (bytes > PIPE_LOWAT_MAX)
+        bytes = PIPE_LOWAT_MAX;
+    int v = (int)bytes;
+    if (v != p->lowat && setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0)
+        p->lowat = v;
+}
+
 /* Moves bytes both ways until at most `keep` commands await a reply (and
  * for keep 0, everything is sent).  Without `wait`, does one round that
  * never blocks.  0, or -1 after the connection failed. */
 static int pipe_pump(pipe_t *p, size_t keep, bool wait)
 {
+    if (p->failed)
+        return -1;
     int fd = p->c->ctx->fd;
     for (;;) {
         bool moved = false;
@@ -605,6 +607,7 @@ static int pipe_pump(pipe_t *p, size_t keep, bool wait)
         if (!wait)
             return 0;
         if (!moved) {
+            pipe_lowat(p, fd, keep);
             struct pollfd pfd = {fd, (short)(POLLIN | (p->sent < p->out.len ? POLLOUT : 0)), 0};
             int r = poll(&pfd, 1, COMMAND_TIMEOUT_MS);
             if (r == 0)
@@ -615,24 +618,13 @@ static int pipe_pump(pipe_t *p, size_t keep, bool wait)
     }
 }
 
-/* Appends the body of item i (the event's JSON text): 0, -1 when it
- * cannot be serialized, or EVBUS_CLIENT_EINVAL with the reason in msg
- * when the item turns out to be bad (nothing appended). */
-typedef int (*emit_fn)(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b,
-                       char *msg, size_t msglen);
-
-/* After the per-item checks (rc[i] EINVAL = skip): builds, sends and
- * answers every other item. */
-static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn emit,
-                         char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, bool have_err, char *err,
-                         size_t errlen)
+/* Connects and builds the command prefix; 0 or -1 (message in p->err). */
+static int pipe_open(pipe_t *p, evbus_client_t *c, pipe_reply_fn reply, void *ud, char *err,
+                     size_t errlen)
 {
-    /* A connection failure replaces any earlier message: it is what the
-     * -1 return reports. */
+    *p = (pipe_t){.c = c, .lowat = 1, .reply = reply, .ud = ud, .err = err, .errlen = errlen};
     if (!evbus__conn(c, err, errlen))
-        return batch_abort(rc, out_ids, n);
-    pipe_t p = {.c = c, .rc = rc, .ids = out_ids, .have_err = have_err, .err = err,
-                .errlen = errlen};
+        return -1;
     /* Everything before the event's length is the same for every command. */
     char mbuf[24], head[512];
     int argc = 0;
@@ -648,94 +640,189 @@ static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn
     argv[argc] = "event";
     lens[argc++] = 5;
     int hl = snprintf(head, sizeof head, "*%d\r\n", argc + 1);
-    evbus__buf_t prefix = {0};
-    int ok = evbus__buf_reserve(&prefix, (size_t)hl);
+    int ok = evbus__buf_reserve(&p->prefix, (size_t)hl);
     if (ok == 0) {
-        memcpy(prefix.p, head, (size_t)hl);
-        prefix.len = (size_t)hl;
+        memcpy(p->prefix.p, head, (size_t)hl);
+        p->prefix.len = (size_t)hl;
     }
     for (int a = 0; a < argc && ok == 0; a++) {
         hl = snprintf(head, sizeof head, "$%zu\r\n", lens[a]);
-        ok = evbus__buf_reserve(&prefix, (size_t)hl + lens[a] + 2);
+        ok = evbus__buf_reserve(&p->prefix, (size_t)hl + lens[a] + 2);
         if (ok == 0) {
-            memcpy(prefix.p + prefix.len, head, (size_t)hl);
-            memcpy(prefix.p + prefix.len + hl, argv[a], lens[a]);
-            memcpy(prefix.p + prefix.len + hl + lens[a], "\r\n", 2);
-            prefix.len += (size_t)hl + lens[a] + 2;
+            memcpy(p->prefix.p + p->prefix.len, head, (size_t)hl);
+            memcpy(p->prefix.p + p->prefix.len + hl, argv[a], lens[a]);
+            memcpy(p->prefix.p + p->prefix.len + hl + lens[a], "\r\n", 2);
+            p->prefix.len += (size_t)hl + lens[a] + 2;
         }
     }
     if (ok != 0) {
-        free(prefix.p);
         evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* After a successful drain: hiredis' blocking reads on this connection
+ * must not wait for more than one byte.  Frees the buffers. */
+static void pipe_close(pipe_t *p)
+{
+    int one = 1;
+    if (!p->failed && p->c->ctx && p->lowat != 1)
+        setsockopt(p->c->ctx->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    free(p->prefix.p);
+    free(p->out.p);
+    free(p->in.p);
+    p->prefix.p = p->out.p = p->in.p = NULL;
+}
+
+/* Appends the body of item i (the event's JSON text): 0, -1 when it
+ * cannot be serialized, or EVBUS_CLIENT_EINVAL with the reason in msg
+ * when the item turns out to be bad (nothing appended). */
+typedef int (*emit_fn)(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b,
+                       char *msg, size_t msglen);
+
+/*
+ * Adds one XADD whose event body `emit` appends, then moves bytes without
+ * blocking (or, with PIPE_MAX_INFLIGHT commands unanswered, until half of
+ * them are).  Returns 0 when the command was queued, EVBUS_CLIENT_EINVAL
+ * (msg says why) or -2 (cannot serialize, out of memory) when the item was
+ * not, and -1 when the connection failed (the item may have been queued:
+ * p->queued says what is unanswered).
+ */
+static int pipe_add(pipe_t *p, emit_fn emit, const void *items, size_t i, char *msg,
+                    size_t msglen)
+{
+    enum { SLOT = 16 }; /* room kept for "$<length>\r\n" */
+    if (p->failed)
+        return -1;
+    size_t mark = p->out.len;
+    if (evbus__buf_reserve(&p->out, p->prefix.len + SLOT) != 0)
+        return -2;
+    memcpy(p->out.p + p->out.len, p->prefix.p, p->prefix.len);
+    p->out.len += p->prefix.len + SLOT;
+    int erc = emit(p->c, items, i, &p->out, msg, msglen);
+    if (erc == 0)
+        erc = evbus__buf_reserve(&p->out, 2);
+    if (erc != 0) {
+        p->out.len = mark;
+        return erc == EVBUS_CLIENT_EINVAL ? EVBUS_CLIENT_EINVAL : -2;
+    }
+    char *slot = p->out.p + mark + p->prefix.len;
+    size_t blen = p->out.len - (mark + p->prefix.len + SLOT);
+    char len_s[SLOT], *d = len_s + SLOT;
+    *--d = '\n';
+    *--d = '\r';
+    size_t v = blen;
+    do {
+        *--d = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    *--d = '$';
+    size_t ll = (size_t)(len_s + SLOT - d);
+    memmove(slot + ll, slot + SLOT, blen);
+    memcpy(slot, d, ll);
+    memcpy(slot + ll + blen, "\r\n", 2);
+    p->out.len = mark + p->prefix.len + ll + blen + 2;
+    p->queued++;
+    if (p->queued >= PIPE_MAX_INFLIGHT)
+        return pipe_pump(p, PIPE_MAX_INFLIGHT / 2, true);
+    if (p->out.len - p->sent >= PIPE_SEND_AT)
+        return pipe_pump(p, SIZE_MAX, false);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- batches */
+
+/* After a connection failure: every item not confirmed by a reply failed. */
+static ssize_t batch_abort(int *rc, char (*out_ids)[EVBUS_STREAM_ID_LEN], size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
+            rc[i] = EVBUS_CLIENT_EREDIS;
+    return -1;
+}
+
+/* A batch's answers: which item the next reply belongs to. */
+typedef struct batch {
+    int *rc;
+    char (*ids)[EVBUS_STREAM_ID_LEN];
+    size_t next; /* EINVAL items were not sent and get no reply */
+    size_t published;
+    bool have_err;
+} batch_t;
+
+static void batch_reply(pipe_t *p, char kind, const char *s, size_t len)
+{
+    batch_t *b = p->ud;
+    while (b->rc[b->next] == EVBUS_CLIENT_EINVAL)
+        b->next++;
+    size_t i = b->next++;
+    if (kind == '$') {
+        size_t n = len < EVBUS_STREAM_ID_LEN ? len : EVBUS_STREAM_ID_LEN - 1;
+        memcpy(b->ids[i], s, n);
+        b->ids[i][n] = '\0';
+        b->rc[i] = 0;
+        b->published++;
+        return;
+    }
+    b->rc[i] = EVBUS_CLIENT_EREDIS;
+    if (b->have_err)
+        return;
+    b->have_err = true;
+    if (kind == '-')
+        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
+                    "event %zu: redis: XADD %s: %.*s", i, p->c->stream, (int)(len > 200 ? 200 : len),
+                    s);
+    else
+        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
+                    "event %zu: redis: XADD %s: unexpected reply type %d", i, p->c->stream,
+                    kind == '+' ? REDIS_REPLY_STATUS : kind == ':' ? REDIS_REPLY_INTEGER
+                                                                   : REDIS_REPLY_NIL);
+}
+
+/* After the per-item checks (rc[i] EINVAL = skip): builds, sends and
+ * answers every other item. */
+static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn emit,
+                         char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, bool have_err, char *err,
+                         size_t errlen)
+{
+    batch_t b = {.rc = rc, .ids = out_ids, .have_err = have_err};
+    pipe_t p;
+    /* A connection failure replaces any earlier message: it is what the
+     * -1 return reports. */
+    if (pipe_open(&p, c, batch_reply, &b, err, errlen) != 0) {
+        pipe_close(&p);
         return batch_abort(rc, out_ids, n);
     }
-
-    enum { SLOT = 16 }; /* room kept for "$<length>\r\n" */
     int failed = 0;
     for (size_t i = 0; i < n && !failed; i++) {
         if (rc[i] == EVBUS_CLIENT_EINVAL)
             continue;
-        size_t mark = p.out.len;
-        int erc = evbus__buf_reserve(&p.out, prefix.len + SLOT);
-        if (erc == 0) {
-            memcpy(p.out.p + p.out.len, prefix.p, prefix.len);
-            p.out.len += prefix.len + SLOT;
-            char msg[256];
-            erc = emit(c, items, i, &p.out, msg, sizeof msg);
-            if (erc == EVBUS_CLIENT_EINVAL) {
-                p.out.len = mark;
-                rc[i] = EVBUS_CLIENT_EINVAL;
-                if (!p.have_err) {
-                    evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: %s", i, msg);
-                    p.have_err = true;
-                }
-                continue;
-            }
-        }
-        if (erc == 0)
-            erc = evbus__buf_reserve(&p.out, 2);
-        if (erc != 0) {
-            /* Out of memory or not serializable: this one is simply not
-             * sent; the others go on. */
-            p.out.len = mark;
-            rc[i] = EVBUS_CLIENT_EINVAL;
-            if (!p.have_err) {
-                evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: cannot serialize", i);
-                p.have_err = true;
-            }
-            continue;
-        }
-        char *slot = p.out.p + mark + prefix.len;
-        size_t blen = p.out.len - (mark + prefix.len + SLOT);
-        char len_s[SLOT], *d = len_s + SLOT;
-        *--d = '\n';
-        *--d = '\r';
-        size_t v = blen;
-        do {
-            *--d = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        *--d = '$';
-        size_t ll = (size_t)(len_s + SLOT - d);
-        memmove(slot + ll, slot + SLOT, blen);
-        memcpy(slot, d, ll);
-        memcpy(slot + ll + blen, "\r\n", 2);
-        p.out.len = mark + prefix.len + ll + blen + 2;
+        char msg[256];
         rc[i] = EVBUS_CLIENT_EREDIS; /* until its reply says otherwise */
-        p.queued++;
-        if (p.queued >= PIPE_MAX_INFLIGHT)
-            failed = pipe_pump(&p, PIPE_MAX_INFLIGHT / 2, true);
-        else if (p.out.len - p.sent >= PIPE_SEND_AT)
-            failed = pipe_pump(&p, SIZE_MAX, false);
+        int erc = pipe_add(&p, emit, items, i, msg, sizeof msg);
+        if (erc == -1) {
+            failed = 1;
+        } else if (erc != 0) {
+            /* Bad, not serializable or out of memory: this one is simply
+             * not sent; the others go on. */
+            rc[i] = EVBUS_CLIENT_EINVAL;
+            if (!b.have_err) {
+                if (erc == EVBUS_CLIENT_EINVAL)
+                    evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: %s", i, msg);
+                else
+                    evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: cannot serialize",
+                                i);
+                b.have_err = true;
+            }
+        }
     }
     if (!failed)
         failed = pipe_pump(&p, 0, true);
-    free(prefix.p);
-    free(p.out.p);
-    free(p.in.p);
+    pipe_close(&p);
     if (failed)
         return batch_abort(rc, out_ids, n);
-    return (ssize_t)p.published;
+    return (ssize_t)b.published;
 }
 
 /* Completing an event right before serializing it touches its json_t
@@ -815,4 +902,125 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
         }
     }
     return batch_run(c, evs, n, emit_text, out_ids, rc, have_err, err, errlen);
+}
+
+/* -------------------------------------------------------------- streaming */
+
+struct evbus_pipeline {
+    pipe_t p;
+    evbus_pipeline_fn fn;
+    void *ud;
+    uint64_t next_seq;   /* of the next event added */
+    uint64_t answer_seq; /* of the next reply */
+    char err[256];
+};
+
+static void stream_reply(pipe_t *p, char kind, const char *s, size_t len)
+{
+    evbus_pipeline_t *pl = p->ud;
+    uint64_t seq = pl->answer_seq++;
+    if (kind == '$') {
+        char id[EVBUS_STREAM_ID_LEN];
+        size_t n = len < sizeof id ? len : sizeof id - 1;
+        memcpy(id, s, n);
+        id[n] = '\0';
+        pl->fn(pl->ud, seq, 0, id);
+        return;
+    }
+    char why[256];
+    if (kind == '-')
+        snprintf(why, sizeof why, "redis: XADD %s: %.*s", p->c->stream,
+                 (int)(len > 200 ? 200 : len), s);
+    else
+        snprintf(why, sizeof why, "redis: XADD %s: unexpected reply", p->c->stream);
+    pl->fn(pl->ud, seq, EVBUS_CLIENT_EREDIS, why);
+}
+
+/* The connection failed: every unanswered event is reported, in order. */
+static void stream_fail_rest(evbus_pipeline_t *pl)
+{
+    while (pl->answer_seq < pl->next_seq)
+        pl->fn(pl->ud, pl->answer_seq++, EVBUS_CLIENT_EREDIS, pl->err);
+    pl->p.queued = 0;
+}
+
+evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, void *ud,
+                                     char *err, size_t errlen)
+{
+    evbus_pipeline_t *pl = calloc(1, sizeof *pl);
+    if (!pl) {
+        evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+        return NULL;
+    }
+    pl->fn = fn;
+    pl->ud = ud;
+    if (pipe_open(&pl->p, c, stream_reply, pl, pl->err, sizeof pl->err) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        pipe_close(&pl->p);
+        free(pl);
+        return NULL;
+    }
+    return pl;
+}
+
+int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, char *err,
+                            size_t errlen)
+{
+    if (!ev->mem) {
+        if (err && errlen)
+            snprintf(err, errlen, "event not completed");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    if (pl->p.failed) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    pl->next_seq++;
+    char msg[256];
+    int rc = pipe_add(&pl->p, emit_text, ev, 0, msg, sizeof msg);
+    if (rc == -1) {
+        stream_fail_rest(pl);
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    if (rc != 0) {
+        pl->next_seq--; /* not queued: it gets no sequence number */
+        if (err && errlen)
+            snprintf(err, errlen, "out of memory");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    return 0;
+}
+
+int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen)
+{
+    if (!pl->p.failed && pipe_pump(&pl->p, 0, true) == 0)
+        return 0;
+    stream_fail_rest(pl);
+    if (err && errlen)
+        snprintf(err, errlen, "%s", pl->err);
+    return EVBUS_CLIENT_EREDIS;
+}
+
+uint64_t evbus_pipeline_unanswered(const evbus_pipeline_t *pl)
+{
+    return pl->next_seq - pl->answer_seq;
+}
+
+void evbus_pipeline_free(evbus_pipeline_t *pl)
+{
+    if (!pl)
+        return;
+    if (pl->answer_seq < pl->next_seq) {
+        /* freed with commands in flight: their replies will never be read,
+         * so the connection is out of step and must not be reused */
+        if (!pl->p.failed)
+            pipe_fail(&pl->p, "pipeline freed before its replies were read");
+        stream_fail_rest(pl);
+    }
+    pipe_close(&pl->p);
+    free(pl);
 }

@@ -121,6 +121,9 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
  * json_dumps(ev, JSON_COMPACT) gives.
  */
 #define EVBUS_PIPELINE_WINDOW 1000
+/* Most commands a pipeline (and a batch) leaves unanswered before it
+ * waits for replies. */
+#define EVBUS_PIPELINE_MAX_INFLIGHT (4 * EVBUS_PIPELINE_WINDOW)
 ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen);
@@ -217,6 +220,48 @@ void evbus_text_event_clear(evbus_text_event_t *ev);
 ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *evs, size_t n,
                                  char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                                  size_t errlen);
+
+/*
+ * A publishing pipeline: a stream of completed text events over one
+ * connection, sent as they are added and answered while later ones are
+ * added.  A batch call returns only when its last reply is in, so a
+ * caller that prepares the next batch leaves Redis idle meanwhile; with a
+ * pipeline the caller's work on the next event overlaps Redis' work on the
+ * previous ones (evbusctl publish streams files this way).
+ *
+ * fn hears about every added event exactly once, in the order added, with
+ * seq counting from 0: rc 0 and the new stream id in text, or
+ * EVBUS_CLIENT_EREDIS and the reason in text (a reply error such as
+ * WRONGTYPE, or the connection failing).  It runs inside
+ * evbus_pipeline_add_text / _wait / _free on the calling thread, and text
+ * is valid only during the call.  Events land in the stream in the order
+ * added.  A pipeline, like its client, belongs to one thread; the client
+ * must not be used for anything else until the pipeline is freed.
+ *
+ * evbus_pipeline_new: connects; NULL with the reason in err.
+ * evbus_pipeline_add_text: copies ev's bytes (ev may be cleared right
+ *   after) and moves bytes without blocking, unless
+ *   EVBUS_PIPELINE_MAX_INFLIGHT events are unanswered: then it waits until
+ *   half of them are.  0 when queued; EVBUS_CLIENT_EINVAL when ev is not
+ *   completed or memory ran out (not queued, fn not told); or
+ *   EVBUS_CLIENT_EREDIS when the connection failed: every unanswered event,
+ *   this one included, has then been reported to fn, and further adds fail.
+ * evbus_pipeline_wait: until every added event is answered; 0, or
+ *   EVBUS_CLIENT_EREDIS as above.
+ * evbus_pipeline_unanswered: events added and not yet reported to fn.
+ * evbus_pipeline_free: events still unanswered are reported as
+ *   EVBUS_CLIENT_EREDIS (their fate is unknown; call _wait first) and the
+ *   connection is dropped; NULL is fine.
+ */
+typedef struct evbus_pipeline evbus_pipeline_t;
+typedef void (*evbus_pipeline_fn)(void *ud, uint64_t seq, int rc, const char *text);
+evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, void *ud,
+                                     char *err, size_t errlen);
+int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, char *err,
+                            size_t errlen);
+int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen);
+uint64_t evbus_pipeline_unanswered(const evbus_pipeline_t *pl);
+void evbus_pipeline_free(evbus_pipeline_t *pl);
 
 /*
  * Publishes `len` raw bytes as the event field, unchecked (tests, DLQ

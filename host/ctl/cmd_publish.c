@@ -251,65 +251,8 @@ static unsigned char pub_partition(uint64_t hash, size_t n)
     return (unsigned char)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
 }
 
-/* First pass: checks every line, spooling a pipe to *spool, keeps the
- * findings in chks and with parts (--parallel) notes each event's
- * partition.  Returns the number of events, or -1 after printing the
- * invalid lines. */
-static ssize_t pub_check(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
-                         struct pub_checks *chks, struct pub_parts *parts)
-{
-    char *line = NULL;
-    size_t cap = 0, lineno = 0, events = 0, bad = 0;
-    ssize_t len;
-    while ((len = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        if (spool)
-            fwrite(line, 1, (size_t)len, spool);
-        if (pub_blank(line, (size_t)len))
-            continue;
-        char err[256];
-        uint64_t hash;
-        evbus_text_checked_t chk;
-        if (evbus_event_text_check_keep(c, line, (size_t)len, parts ? &hash : NULL, &chk, err,
-                                        sizeof err) != 0) {
-            if (++bad <= PUB_MAX_REPORTED)
-                fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lineno, err);
-            continue;
-        }
-        events++;
-        if (bad)
-            continue;
-        if (pub_note(chks, &chk) != 0) {
-            free(line);
-            ctl_fail("publish", "out of memory");
-            return -1;
-        }
-        if (!parts)
-            continue;
-        if (parts->len == parts->cap) {
-            size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
-            unsigned char *o = realloc(parts->of, ncap);
-            if (!o) {
-                free(line);
-                ctl_fail("publish", "out of memory");
-                return -1;
-            }
-            parts->of = o;
-            parts->cap = ncap;
-        }
-        parts->of[parts->len++] = pub_partition(hash, parts->n);
-    }
-    free(line);
-    if (bad > PUB_MAX_REPORTED)
-        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
-                bad - PUB_MAX_REPORTED);
-    if (bad) {
-        ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
-                        bad == 1 ? "" : "s", name);
-        return -1;
-    }
-    return (ssize_t)events;
-}
+static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_checks *chks,
+                         struct pub_parts *parts);
 
 /* Up to EVBUS_PIPELINE_WINDOW lines: their bytes (the events' tails point
  * into `text`, so it only grows while the chunk fills) and their events. */
@@ -409,40 +352,119 @@ static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, 
     return rc;
 }
 
-/* Second pass: publishes every event of the (checked) input. */
+/*
+ * Second pass on one connection: a libevbus pipeline, so completing line
+ * n+1 overlaps Redis appending line n (with whole batches Redis waited for
+ * each batch to be completed, and the CLI for each batch's last reply).
+ * A completed event is kept, by sequence number, until its reply is in:
+ * its id is printed then, and it is recorded as PENDING in batches.
+ */
+enum { PUB_RING = 8192, PUB_RECORD_BATCH = 1000 };
+_Static_assert(PUB_RING >= EVBUS_PIPELINE_MAX_INFLIGHT + PUB_RECORD_BATCH,
+               "events awaiting a reply or a PENDING row must fit the ring");
+
+struct pub_seq {
+    evbus_text_event_t evs[PUB_RING];
+    size_t lines[PUB_RING];
+    const char *name;
+    bool json;
+    int rc;                 /* the first failure's exit code, else CTL_OK */
+    size_t answered, total;
+    /* replies not yet recorded as PENDING rows: seqs rec_from.. answered-1 */
+    size_t rec_from;
+    evbus_text_event_t rec_evs[PUB_RECORD_BATCH];
+    char rec_ids[PUB_RECORD_BATCH][EVBUS_STREAM_ID_LEN];
+    int rec_rcs[PUB_RECORD_BATCH];
+    size_t rec_n;
+};
+
+static void pub_seq_record(struct pub_seq *q)
+{
+    if (q->rec_n)
+        pub_record(q->rec_evs, q->rec_ids, q->rec_rcs, q->rec_n);
+    for (size_t i = 0; i < q->rec_n; i++)
+        evbus_text_event_clear(&q->rec_evs[i]);
+    q->rec_n = 0;
+}
+
+static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
+{
+    struct pub_seq *q = ud;
+    evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
+    if (rc == 0) {
+        pub_print(ev->id, text, q->json);
+    } else if (q->rc == CTL_OK) {
+        q->rc = ctl_fail("publish", "%s:%zu: %s", q->name, q->lines[seq % PUB_RING], text);
+    }
+    size_t k = q->rec_n++;
+    q->rec_evs[k] = *ev; /* moves what ev owns */
+    memset(ev, 0, sizeof *ev);
+    snprintf(q->rec_ids[k], sizeof q->rec_ids[k], "%s", rc == 0 ? text : "");
+    q->rec_rcs[k] = rc;
+    if (q->rec_n == PUB_RECORD_BATCH)
+        pub_seq_record(q);
+    if (++q->answered % EVBUS_PIPELINE_WINDOW == 0)
+        ctl_progress("publish", q->answered, q->total);
+}
+
 static int pub_send(evbus_client_t *c, FILE *in, const char *name, const struct pub_checks *chks,
                     size_t total, bool json)
 {
-    struct pub_chunk *ch = calloc(1, sizeof *ch);
-    if (!ch)
+    struct pub_seq *q = calloc(1, sizeof *q);
+    if (!q)
         return ctl_fail("publish", "out of memory");
+    q->name = name;
+    q->json = json;
+    q->total = total;
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, pub_seq_reply, q, err, sizeof err);
+    if (!pl) {
+        free(q);
+        return ctl_fail("publish", "%s", err);
+    }
     char *line = NULL;
-    size_t cap = 0, lineno = 0, sent = 0;
+    size_t cap = 0, lineno = 0, seq = 0;
     ssize_t len;
     int rc = CTL_OK;
-    while (rc == CTL_OK && (len = getline(&line, &cap, in)) >= 0) {
+    while (q->rc == CTL_OK && rc == CTL_OK && (len = getline(&line, &cap, in)) >= 0) {
         lineno++;
         if (pub_blank(line, (size_t)len))
             continue;
-        if (pub_keep(ch, line, (size_t)len, lineno, pub_checked(chks, sent + ch->n)) != 0) {
-            rc = ctl_fail("publish", "out of memory");
+        evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
+        const evbus_text_checked_t *chk = pub_checked(chks, seq);
+        int erc = chk ? evbus_event_text_complete_checked(c, line, (size_t)len, chk, ev, err,
+                                                          sizeof err)
+                      : evbus_event_text_complete(c, line, (size_t)len, ev, err, sizeof err);
+        if (erc != 0) {
+            rc = ctl_usage_error("publish", "%s:%zu: %s", name, lineno, err);
             break;
         }
-        if (ch->n == EVBUS_PIPELINE_WINDOW) {
-            sent += ch->n;
-            rc = pub_flush(c, ch, name, json);
-            ctl_progress("publish", sent, total);
+        q->lines[seq % PUB_RING] = lineno;
+        erc = evbus_pipeline_add_text(pl, ev, err, sizeof err);
+        if (erc == EVBUS_CLIENT_EREDIS) {
+            if (q->rc == CTL_OK)
+                rc = ctl_fail("publish", "%s", err);
+            break;
         }
+        if (erc != 0) {
+            evbus_text_event_clear(ev);
+            rc = ctl_fail("publish", "%s:%zu: %s", name, lineno, err);
+            break;
+        }
+        seq++;
     }
-    if (rc == CTL_OK) {
-        sent += ch->n;
-        rc = pub_flush(c, ch, name, json);
-        ctl_progress("publish", sent, total);
-    }
+    /* Whatever was queued is answered (and printed) before the exit. */
+    if (evbus_pipeline_wait(pl, err, sizeof err) != 0 && rc == CTL_OK && q->rc == CTL_OK)
+        rc = ctl_fail("publish", "%s", err);
+    evbus_pipeline_free(pl);
+    pub_seq_record(q);
+    fflush(stdout);
+    ctl_progress("publish", q->answered, total);
     ctl_progress_end();
+    if (rc == CTL_OK)
+        rc = q->rc;
     free(line);
-    free(ch->text);
-    free(ch);
+    free(q);
     return rc;
 }
 
@@ -496,6 +518,237 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
         r->off += k;
         r->len += (size_t)k;
     }
+}
+
+/* ------------------------------------------------------------ first pass */
+
+/* What checking a run of lines found (local line numbers), merged in
+ * input order once every run is checked. */
+struct pub_found {
+    struct pub_checks chks;
+    struct pub_parts parts; /* parts.n == 0: no partitions wanted */
+    size_t lines, events, bad;
+    struct {
+        size_t line;
+        char msg[256];
+    } rep[PUB_MAX_REPORTED];
+    size_t n_rep;
+    bool oom;
+    int read_errno; /* reading the file failed (0: it did not) */
+};
+
+/* Checks one line.  The checks need no client (c only records the last
+ * error), so runs can be checked on several threads at once. */
+static void pub_found_line(struct pub_found *f, const char *line, size_t len)
+{
+    size_t lineno = ++f->lines;
+    if (pub_blank(line, len))
+        return;
+    char err[256];
+    uint64_t hash;
+    evbus_text_checked_t chk;
+    if (evbus_event_text_check_keep(NULL, line, len, f->parts.n ? &hash : NULL, &chk, err,
+                                    sizeof err) != 0) {
+        if (f->n_rep < PUB_MAX_REPORTED) {
+            f->rep[f->n_rep].line = lineno;
+            snprintf(f->rep[f->n_rep++].msg, sizeof f->rep[0].msg, "%s", err);
+        }
+        f->bad++;
+        return;
+    }
+    f->events++;
+    if (f->bad || f->oom)
+        return; /* nothing will be published: keep nothing more */
+    if (pub_note(&f->chks, &chk) != 0) {
+        f->oom = true;
+        return;
+    }
+    if (!f->parts.n)
+        return;
+    struct pub_parts *parts = &f->parts;
+    if (parts->len == parts->cap) {
+        size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
+        unsigned char *o = realloc(parts->of, ncap);
+        if (!o) {
+            f->oom = true;
+            return;
+        }
+        parts->of = o;
+        parts->cap = ncap;
+    }
+    parts->of[parts->len++] = pub_partition(hash, parts->n);
+}
+
+static void pub_found_free(struct pub_found *f)
+{
+    free(f->chks.of);
+    free(f->parts.of);
+}
+
+/* One thread's share of a regular file: the lines that start in
+ * [from, to), where both are line starts (or the end). */
+struct pub_run {
+    int fd;
+    off_t from, to;
+    struct pub_found found;
+};
+
+static void *pub_run_check(void *arg)
+{
+    struct pub_run *r = arg;
+    struct pub_reader rd = {.fd = r->fd, .off = r->from};
+    off_t at = r->from;
+    const char *line;
+    ssize_t len;
+    while (at < r->to && (len = pub_read_line(&rd, &line)) > 0) {
+        /* a run ends at a line start, so no line crosses it */
+        size_t keep = (size_t)len;
+        if (at + len > r->to)
+            keep = (size_t)(r->to - at);
+        pub_found_line(&r->found, line, keep);
+        at += len;
+    }
+    if (len < 0 && at < r->to)
+        r->found.read_errno = errno ? errno : EIO;
+    free(rd.buf);
+    return NULL;
+}
+
+/* The start of the line after offset `at` (the end when there is none). */
+static off_t pub_line_after(int fd, off_t at, off_t size)
+{
+    char buf[4096];
+    while (at < size) {
+        ssize_t k = pread(fd, buf, sizeof buf, at);
+        if (k <= 0)
+            return size;
+        char *nl = memchr(buf, '\n', (size_t)k);
+        if (nl)
+            return at + (nl - buf) + 1;
+        at += k;
+    }
+    return size;
+}
+
+/* Files at least this big are checked by several threads: Redis has
+ * nothing to do until the first pass ends, so its core checks too. */
+#define PUB_SPLIT_MIN (4u << 20)
+#define PUB_SPLIT_MAX 4
+
+/*
+ * First pass: checks every line, spooling a pipe to *spool, keeps the
+ * findings in chks and with parts (--parallel) notes each event's
+ * partition.  A big regular file is split at line starts and checked by
+ * up to PUB_SPLIT_MAX threads; their findings are merged in input order.
+ * Returns the number of events, or -1 after printing the invalid lines
+ * (the first PUB_MAX_REPORTED, in input order, with their line numbers).
+ */
+static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_checks *chks,
+                         struct pub_parts *parts)
+{
+    struct pub_run runs[PUB_SPLIT_MAX];
+    memset(runs, 0, sizeof runs);
+    size_t nruns = 1;
+    struct stat st;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!spool && fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) &&
+        (size_t)st.st_size >= PUB_SPLIT_MIN && ncpu > 1)
+        nruns = ncpu < PUB_SPLIT_MAX ? (size_t)ncpu : PUB_SPLIT_MAX;
+    for (size_t k = 0; k < nruns; k++)
+        runs[k].found.parts.n = parts ? parts->n : 0;
+    if (nruns == 1) {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        while ((len = getline(&line, &cap, in)) >= 0) {
+            if (spool)
+                fwrite(line, 1, (size_t)len, spool);
+            pub_found_line(&runs[0].found, line, (size_t)len);
+        }
+        free(line);
+    } else {
+        int fd = fileno(in);
+        off_t start = ftello(in);
+        if (start < 0)
+            start = 0;
+        pthread_t tids[PUB_SPLIT_MAX];
+        bool started[PUB_SPLIT_MAX] = {false};
+        for (size_t k = 0; k < nruns; k++) {
+            runs[k].fd = fd;
+            runs[k].from = k == 0 ? start : runs[k - 1].to;
+            runs[k].to = k + 1 == nruns
+                             ? st.st_size
+                             : pub_line_after(fd, start + (st.st_size - start) * (off_t)(k + 1) /
+                                                          (off_t)nruns - 1,
+                                              st.st_size);
+            if (runs[k].to < runs[k].from)
+                runs[k].to = runs[k].from;
+        }
+        for (size_t k = 1; k < nruns; k++)
+            started[k] = pthread_create(&tids[k], NULL, pub_run_check, &runs[k]) == 0;
+        for (size_t k = 0; k < nruns; k++)
+            if (k == 0 || !started[k])
+                pub_run_check(&runs[k]); /* here when a thread would not start */
+        for (size_t k = 1; k < nruns; k++)
+            if (started[k])
+                pthread_join(tids[k], NULL);
+    }
+
+    /* Merge in input order. */
+    size_t lines = 0, events = 0, bad = 0, reported = 0;
+    bool oom = false, capped = false;
+    int read_errno = 0;
+    for (size_t k = 0; k < nruns; k++) {
+        struct pub_found *f = &runs[k].found;
+        for (size_t i = 0; i < f->n_rep && reported < PUB_MAX_REPORTED; i++, reported++)
+            fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lines + f->rep[i].line,
+                    f->rep[i].msg);
+        bad += f->bad;
+        oom = oom || f->oom;
+        if (!read_errno)
+            read_errno = f->read_errno;
+        if (!bad && !oom) {
+            /* findings are kept for the first PUB_MAX_CHECKED events only:
+             * once a run stopped keeping them, later runs' cannot follow */
+            for (size_t i = 0; i < f->chks.len && !capped; i++)
+                if (pub_note(chks, &f->chks.of[i]) != 0)
+                    oom = true;
+            capped = capped || f->chks.len < f->events;
+            for (size_t i = 0; parts && i < f->parts.len && !oom; i++) {
+                if (parts->len == parts->cap) {
+                    size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
+                    unsigned char *o = realloc(parts->of, ncap);
+                    if (!o) {
+                        oom = true;
+                        break;
+                    }
+                    parts->of = o;
+                    parts->cap = ncap;
+                }
+                parts->of[parts->len++] = f->parts.of[i];
+            }
+        }
+        lines += f->lines;
+        events += f->events;
+        pub_found_free(f);
+    }
+    if (bad > PUB_MAX_REPORTED)
+        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
+                bad - PUB_MAX_REPORTED);
+    if (bad) {
+        ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
+                        bad == 1 ? "" : "s", name);
+        return -1;
+    }
+    if (read_errno) {
+        ctl_fail("publish", "%s: cannot read: %s", name, strerror(read_errno));
+        return -1;
+    }
+    if (oom) {
+        ctl_fail("publish", "out of memory");
+        return -1;
+    }
+    return (ssize_t)events;
 }
 
 /* What the publishing threads share; each has a struct pub_part. */
@@ -626,7 +879,7 @@ static int pub_par_send(struct pub_par *par, struct pub_part *pts, size_t n, siz
  * event's partition; then n threads each read the checked input (the file,
  * or the spool of a pipe) and publish their partition over their own
  * connection, which gets the settings of c: maxlen and source. */
-static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, FILE *spool,
+static int pub_stream_parallel(FILE *in, const char *name, FILE *spool,
                                struct pub_checks *chks, size_t n, uint64_t maxlen,
                                const char *source, bool json)
 {
@@ -648,7 +901,7 @@ static int pub_stream_parallel(evbus_client_t *c, FILE *in, const char *name, FI
         evbus_client_set_maxlen(pts[k].c, maxlen);
         evbus_client_set_source(pts[k].c, source);
     }
-    ssize_t total = rc == CTL_OK ? pub_check(c, in, name, spool, chks, &parts) : 0;
+    ssize_t total = rc == CTL_OK ? pub_check(in, name, spool, chks, &parts) : 0;
     if (total < 0)
         rc = CTL_USAGE;
     else if (rc == CTL_OK && spool && fflush(spool) != 0)
@@ -693,10 +946,10 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
     ssize_t total = -1;
     struct pub_checks chks = {0};
     if (o->parallel > 1)
-        rc = pub_stream_parallel(c, in, name, spool, &chks, o->parallel, o->maxlen, o->source,
+        rc = pub_stream_parallel(in, name, spool, &chks, o->parallel, o->maxlen, o->source,
                                  o->json);
     else
-        total = pub_check(c, in, name, spool, &chks, NULL);
+        total = pub_check(in, name, spool, &chks, NULL);
     if (total >= 0) {
         FILE *src = spool ? spool : in;
         if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)

@@ -1,5 +1,5 @@
 /*
- * bench_pub — writes the benchmark's events (bench_event.h) four ways:
+ * bench_pub — writes the benchmark's events (bench_event.h) five ways:
  *
  *   bench_pub fill HOST PORT STREAM N       raw pipelined XADD (windows of
  *                                           1000): pre-fills a stream fast
@@ -7,6 +7,9 @@
  *                                           `evbusctl publish --file`
  *   bench_pub batch-text URL STREAM N       libevbus evbus_event_text_complete +
  *                                           evbus_publish_batch_text (events as text)
+ *   bench_pub pipeline URL STREAM N         libevbus evbus_event_text_complete +
+ *                                           evbus_pipeline_add_text per event
+ *                                           (streaming: no batch boundaries)
  *   bench_pub batch URL STREAM N            libevbus evbus_publish_batch in
  *                                           chunks of 10000; only the publish
  *                                           calls are timed, not building
@@ -15,7 +18,7 @@
  *                                           every millisecond as a small batch,
  *                                           each stamped with benchsentus
  *
- * fill, batch and rate print one JSON object: events, seconds, events_per_s
+ * fill, batch, batch-text, pipeline and rate print one JSON object: events, seconds, events_per_s
  * and event_bytes.  Exit status 1 on any Redis failure; nothing is retried,
  * because a benchmark that hides failures measures the wrong thing.
  */
@@ -182,6 +185,76 @@ static int pub_batch_text(const char *url, const char *stream, long n)
     return ret ? 1 : 0;
 }
 
+/* The library's streaming path: each event is completed and added to an
+ * evbus_pipeline_t right away, so completing overlaps Redis appending
+ * (timed end to end, formatting the text excluded). */
+struct pipe_count {
+    long ok, failed;
+};
+
+static void pipe_answer(void *ud, uint64_t seq, int rc, const char *text)
+{
+    struct pipe_count *n = ud;
+    (void)seq;
+    if (rc == 0)
+        n->ok++;
+    else if (n->failed++ == 0)
+        fprintf(stderr, "bench_pub: pipeline: %s\n", text);
+}
+
+static int pub_pipeline(const char *url, const char *stream, long n)
+{
+    evbus_client_t *c = client_open(url, stream);
+    if (!c)
+        return 1;
+    static char text[BENCH_PUB_CHUNK][BENCH_EVENT_MAX];
+    int lens[BENCH_PUB_CHUNK];
+    struct pipe_count count = {0};
+    char err[256];
+    double busy = 0;
+    int ret = 0;
+    double t0 = bench_now();
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, pipe_answer, &count, err, sizeof err);
+    busy += bench_now() - t0;
+    if (!pl) {
+        fprintf(stderr, "bench_pub: %s\n", err);
+        evbus_client_free(c);
+        return 1;
+    }
+    for (long done = 0; done < n && ret == 0;) {
+        size_t w = (size_t)(n - done < BENCH_PUB_CHUNK ? n - done : BENCH_PUB_CHUNK);
+        for (size_t i = 0; i < w; i++)
+            lens[i] = bench_event_format(text[i], sizeof text[i], (unsigned long)(done + (long)i), -1);
+        t0 = bench_now();
+        for (size_t i = 0; i < w && ret == 0; i++) {
+            evbus_text_event_t ev;
+            if (evbus_event_text_complete(c, text[i], (size_t)lens[i], &ev, err, sizeof err) != 0 ||
+                evbus_pipeline_add_text(pl, &ev, err, sizeof err) != 0) {
+                fprintf(stderr, "bench_pub: pipeline: %s\n", err);
+                ret = -1;
+            }
+            evbus_text_event_clear(&ev);
+        }
+        busy += bench_now() - t0;
+        done += (long)w;
+    }
+    t0 = bench_now();
+    if (evbus_pipeline_wait(pl, err, sizeof err) != 0 && ret == 0) {
+        fprintf(stderr, "bench_pub: pipeline: %s\n", err);
+        ret = -1;
+    }
+    busy += bench_now() - t0;
+    evbus_pipeline_free(pl);
+    if (ret == 0 && count.ok != n) {
+        fprintf(stderr, "bench_pub: pipeline published %ld of %ld\n", count.ok, n);
+        ret = -1;
+    }
+    if (ret == 0)
+        report(n, busy);
+    evbus_client_free(c);
+    return ret ? 1 : 0;
+}
+
 static int pub_rate(const char *url, const char *stream, long rate, double seconds)
 {
     evbus_client_t *c = client_open(url, stream);
@@ -236,12 +309,15 @@ int main(int argc, char **argv)
         return pub_batch(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "batch-text") && argc == 5)
         return pub_batch_text(argv[2], argv[3], strtol(argv[4], NULL, 10));
+    if (!strcmp(cmd, "pipeline") && argc == 5)
+        return pub_pipeline(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "rate") && argc == 6)
         return pub_rate(argv[2], argv[3], strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
     fprintf(stderr, "usage: bench_pub fill HOST PORT STREAM N\n"
                     "       bench_pub ndjson N FILE\n"
                     "       bench_pub batch URL STREAM N\n"
                     "       bench_pub batch-text URL STREAM N\n"
+                    "       bench_pub pipeline URL STREAM N\n"
                     "       bench_pub rate URL STREAM RATE SECONDS\n");
     return 2;
 }

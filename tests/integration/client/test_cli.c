@@ -552,3 +552,72 @@ Test(cli, dlq_purge_needs_yes_without_a_terminal)
     run_free(&r);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
 }
+
+/* Writes n NDJSON events of about 130 bytes (data.i = line number - 1)
+ * to path; lines listed in bad (1-based, 0-terminated) get a bad type. */
+static void write_events(const char *path, int n, const int *bad)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    for (int i = 0; i < n; i++) {
+        bool b = false;
+        for (const int *k = bad; *k; k++)
+            b = b || *k == i + 1;
+        fprintf(f, "{\"type\":\"%s\",\"tenantid\":\"t%d\",\"data\":{\"i\":%d,\"pad\":"
+                   "\"0123456789012345678901234567890123456789012345678901234567\"}}\n",
+                b ? "Bad Type" : "bulk.x", i % 7, i);
+    }
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* A file past the size that is checked by several threads: line numbers
+ * in the messages are the file's, whichever thread saw the line, and
+ * a valid file lands whole and in order. */
+Test(cli, publish_big_file_checked_in_parallel_reports_file_line_numbers_and_keeps_order)
+{
+    enum { N = 40000 }; /* about 5 MiB */
+    char path[512];
+    snprintf(path, sizeof path, "%s/big.ndjson", tmp);
+    const int bad[] = {3, 20001, 39999, 0};
+    write_events(path, N, bad);
+    struct run r = RUN(NULL, "publish", "--file", path);
+    cr_assert_eq(r.status, 2, "stderr: %s", r.err);
+    char want[600];
+    for (const int *k = bad; *k; k++) {
+        snprintf(want, sizeof want, "%s:%d: type:", path, *k);
+        cr_assert(strstr(r.err, want) != NULL, "no '%s' in: %s", want, r.err);
+    }
+    cr_assert(strstr(r.err, "3 invalid lines") != NULL, "stderr: %s", r.err);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+    run_free(&r);
+
+    const int none[] = {0};
+    write_events(path, N, none);
+    r = RUN(NULL, "publish", "--file", path);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_assert_eq(count_lines(r.out), N);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), N);
+    /* the stream holds the file in input order ... */
+    redisReply *x = redisCommand(rc_, "XRANGE %s - +", STREAM);
+    cr_assert(x && x->type == REDIS_REPLY_ARRAY && x->elements == N);
+    for (size_t i = 0; i < x->elements; i++) {
+        json_t *ev = json_loads(x->element[i]->element[1]->element[1]->str, 0, NULL);
+        cr_assert_not_null(ev);
+        cr_assert_eq(json_integer_value(json_object_get(json_object_get(ev, "data"), "i")),
+                     (json_int_t)i, "entry %zu is out of order", i);
+        json_decref(ev);
+    }
+    /* ... and the printed ids are its entries, in the same order */
+    size_t k = 0;
+    for (const char *p = r.out; *p; k++) {
+        const char *nl = strchr(p, '\n');
+        cr_assert_not_null(nl);
+        cr_assert_eq((size_t)(nl - p), strlen(x->element[k]->element[0]->str));
+        cr_assert(strncmp(p, x->element[k]->element[0]->str, (size_t)(nl - p)) == 0,
+                  "printed id %zu is not the stream's", k);
+        p = nl + 1;
+    }
+    cr_assert_eq(k, (size_t)N);
+    freeReplyObject(x);
+    run_free(&r);
+}

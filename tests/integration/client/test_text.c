@@ -539,3 +539,185 @@ Test(text, complete_checked_rechecks_changed_text)
     evbus_text_event_clear(&ev);
     evbus_client_free(c);
 }
+
+/* ------------------------------------------------------------ pipelines */
+
+static void redis_ok(const char *cmd)
+{
+    redisReply *r = redisCommand(rc_, cmd);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s: %s", cmd, r ? r->str : rc_->errstr);
+    freeReplyObject(r);
+}
+
+struct answers {
+    size_t n, ok, failed;
+    uint64_t next_seq; /* the seq the next answer must have */
+    bool out_of_order;
+    char last_id[EVBUS_STREAM_ID_LEN];
+    bool ids_not_increasing;
+    char first_error[256];
+};
+
+static void on_answer(void *ud, uint64_t seq, int rc, const char *text)
+{
+    struct answers *a = ud;
+    if (seq != a->next_seq)
+        a->out_of_order = true;
+    a->next_seq = seq + 1;
+    a->n++;
+    if (rc == 0) {
+        a->ok++;
+        /* "ms-seq" ids of one stream only grow */
+        unsigned long long ms1 = 0, s1 = 0, ms2, s2;
+        if (a->last_id[0])
+            sscanf(a->last_id, "%llu-%llu", &ms1, &s1);
+        cr_assert_eq(sscanf(text, "%llu-%llu", &ms2, &s2), 2, "not a stream id: %s", text);
+        if (a->last_id[0] && (ms2 < ms1 || (ms2 == ms1 && s2 <= s1)))
+            a->ids_not_increasing = true;
+        snprintf(a->last_id, sizeof a->last_id, "%s", text);
+    } else {
+        cr_assert_eq(rc, EVBUS_CLIENT_EREDIS);
+        if (!a->failed++)
+            snprintf(a->first_error, sizeof a->first_error, "%s", text);
+    }
+}
+
+/* The completed event's tail points into text, which must outlive it. */
+static void complete_n(evbus_client_t *c, int i, evbus_text_event_t *ev, char text[128])
+{
+    char err[256];
+    int len = snprintf(text, 128, "{\"type\":\"p.q\",\"tenantid\":\"t\",\"data\":{\"i\":%d}}",
+                       i);
+    cr_assert_eq(evbus_event_text_complete(c, text, (size_t)len, ev, err, sizeof err), 0, "%s",
+                 err);
+}
+
+Test(text, pipeline_streams_in_order_and_answers_each_event_once)
+{
+    enum { N = 12000 }; /* three times the in-flight bound */
+    char text[128];
+    evbus_client_t *c = client();
+    struct answers a = {0};
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    for (int i = 0; i < N; i++) {
+        evbus_text_event_t ev;
+        complete_n(c, i, &ev, text);
+        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
+        evbus_text_event_clear(&ev); /* the pipeline copied the bytes */
+        cr_assert_leq(evbus_pipeline_unanswered(pl), EVBUS_PIPELINE_MAX_INFLIGHT);
+    }
+    cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(evbus_pipeline_unanswered(pl), 0);
+    evbus_pipeline_free(pl);
+    cr_assert_eq(a.n, N);
+    cr_assert_eq(a.ok, N);
+    cr_assert(!a.out_of_order && !a.ids_not_increasing);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), N);
+    /* the last answer is the stream's last entry, whose data is the last added */
+    redisReply *r = redisCommand(rc_, "XREVRANGE %s + - COUNT 1", STREAM);
+    cr_assert(r && r->elements == 1);
+    cr_assert_str_eq(r->element[0]->element[0]->str, a.last_id);
+    cr_assert(strstr(r->element[0]->element[1]->element[1]->str, "\"i\":11999") != NULL);
+    freeReplyObject(r);
+    /* the connection is usable for ordinary commands afterwards */
+    evbus_text_event_t ev;
+    complete_n(c, N, &ev, text);
+    char sid[EVBUS_STREAM_ID_LEN];
+    publish_text(c, &ev, sid);
+    evbus_text_event_clear(&ev);
+    evbus_client_free(c);
+}
+
+Test(text, pipeline_reply_errors_are_reported_per_event)
+{
+    redis_ok("SET " STREAM " not-a-stream");
+    char text[128];
+    evbus_client_t *c = client();
+    struct answers a = {0};
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    for (int i = 0; i < 100; i++) {
+        evbus_text_event_t ev;
+        complete_n(c, i, &ev, text);
+        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
+        evbus_text_event_clear(&ev);
+    }
+    cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "a reply error is not a failure");
+    evbus_pipeline_free(pl);
+    cr_assert_eq(a.n, 100);
+    cr_assert_eq(a.failed, 100);
+    cr_assert(!a.out_of_order);
+    cr_assert(strstr(a.first_error, "WRONGTYPE") != NULL, "error: %s", a.first_error);
+    evbus_client_free(c);
+}
+
+Test(text, pipeline_connection_loss_reports_every_unanswered_event_once)
+{
+    char text[128];
+    evbus_client_t *c = client();
+    struct answers a = {0};
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    size_t added = 0;
+    int rc = 0;
+    for (int i = 0; i < 200000 && rc == 0; i++) {
+        if (i == 1000)
+            redis_ok("CLIENT KILL TYPE normal SKIPME yes");
+        evbus_text_event_t ev;
+        complete_n(c, i, &ev, text);
+        rc = evbus_pipeline_add_text(pl, &ev, err, sizeof err);
+        evbus_text_event_clear(&ev);
+        if (rc == 0 || rc == EVBUS_CLIENT_EREDIS)
+            added++;
+    }
+    if (rc == 0)
+        rc = evbus_pipeline_wait(pl, err, sizeof err);
+    cr_assert_eq(rc, EVBUS_CLIENT_EREDIS, "the killed connection went unnoticed");
+    cr_assert(strstr(err, "redis: XADD") != NULL, "err: %s", err);
+    cr_assert_eq(evbus_pipeline_unanswered(pl), 0);
+    /* after the failure nothing more is taken */
+    evbus_text_event_t ev;
+    complete_n(c, 0, &ev, text);
+    cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), EVBUS_CLIENT_EREDIS);
+    evbus_text_event_clear(&ev);
+    evbus_pipeline_free(pl);
+    cr_assert_eq(a.n, added, "%zu answers for %zu events", a.n, added);
+    cr_assert(!a.out_of_order);
+    cr_assert_gt(a.failed, 0);
+    /* what was answered OK is in the stream; Redis may also have appended
+     * some whose replies the kill cut off */
+    long long len = harness_redis_int(rc_, "XLEN %s", STREAM);
+    cr_assert(len >= (long long)a.ok && len <= (long long)added, "XLEN %lld, %zu ok of %zu", len,
+              a.ok, added);
+    evbus_client_free(c);
+}
+
+Test(text, pipeline_freed_early_reports_what_it_never_read)
+{
+    char text[128];
+    evbus_client_t *c = client();
+    struct answers a = {0};
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    for (int i = 0; i < 50; i++) {
+        evbus_text_event_t ev;
+        complete_n(c, i, &ev, text);
+        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
+        evbus_text_event_clear(&ev);
+    }
+    evbus_pipeline_free(pl);
+    cr_assert_eq(a.n, 50);
+    cr_assert(!a.out_of_order);
+    /* the client reconnects for the next call */
+    evbus_text_event_t ev;
+    complete_n(c, 50, &ev, text);
+    char sid[EVBUS_STREAM_ID_LEN];
+    publish_text(c, &ev, sid);
+    evbus_text_event_clear(&ev);
+    evbus_client_free(c);
+}

@@ -4,29 +4,33 @@
  *
  * NDJSON input is read twice: a first pass checks every line and
  * publishes nothing if any is bad (so a typo on line 9000 does not leave
- * 8999 events half-sent); a second pass publishes in pipelined batches of
- * EVBUS_PIPELINE_WINDOW.  Non-seekable input (a pipe) is spooled to an
- * anonymous temporary file during the first pass, so memory stays bounded
- * whatever the input size.  Lines go through libevbus' text events: a
- * complete line is published as the bytes it is, with no JSON tree built,
- * which keeps both passes cheap.  The first pass also keeps what libevbus
- * learned about each line (evbus_text_checked_t, for the first
- * PUB_MAX_CHECKED events, so memory stays bounded), and the second pass
- * completes a line that is still what was checked without scanning it
- * again; a line that changed is checked again, as are lines past the cap.
- * Event checks live in libevbus, not here.
+ * 8999 events half-sent); a second pass streams the events through a
+ * libevbus pipeline (evbus_pipeline_t), so completing the next line
+ * overlaps Redis appending the previous ones.  Non-seekable input (a
+ * pipe) is spooled to an anonymous temporary file during the first pass,
+ * so memory stays bounded whatever the input size; a regular file of
+ * PUB_SPLIT_MIN bytes or more is checked by several threads, since Redis
+ * has nothing to do until the first pass ends.  Lines go through
+ * libevbus' text events: a complete line is published as the bytes it
+ * is, with no JSON tree built, which keeps both passes cheap.  The first
+ * pass also keeps what libevbus learned about each line
+ * (evbus_text_checked_t, for the first PUB_MAX_CHECKED events, so memory
+ * stays bounded), and the second pass completes a line that is still what
+ * was checked without scanning it again; a line that changed is checked
+ * again, as are lines past the cap.  Event checks live in libevbus, not
+ * here.  Stream ids are printed as replies arrive, in input order.
  *
- * --parallel N (N > 1) publishes over N connections, one thread each.
- * Events are partitioned by key (partitionkey, else tenantid; see
- * evbus_event_text_check_key) and each partition goes through one
- * connection, so events with the same key keep their relative order while
- * events with different keys may interleave.  The first pass, still on the
- * main thread, keeps one byte per event: its partition.  Each thread then
- * reads the checked input (the file, or the spool of a pipe) with pread
- * and publishes its own events; a line that no longer passes stops the run
- * as in the single-connection path.  Stream ids are printed a chunk at a
- * time as chunks complete: in input order within a partition, interleaved
- * across partitions.
+ * --parallel N (N > 1) publishes over N connections, one thread and one
+ * pipeline each.  Events are partitioned by key (partitionkey, else
+ * tenantid; see evbus_event_text_check_key) and each partition goes
+ * through one connection, so events with the same key keep their relative
+ * order while events with different keys may interleave.  The first pass
+ * keeps one byte per event: its partition.  Each thread then reads the
+ * checked input (the file, or the spool of a pipe) with pread and
+ * publishes its own events; a line that no longer passes stops the run as
+ * in the single-connection path.  Each thread prints its ids a thousand
+ * at a time: in input order within a partition, interleaved across
+ * partitions.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -95,17 +99,17 @@ static void pub_usage(FILE *out)
 }
 
 
-static void pub_print(const char *id, const char *stream_id, bool json)
+static void pub_print(FILE *out, const char *id, const char *stream_id, bool json)
 {
     if (!json) {
-        fputs(stream_id, stdout);
-        putchar('\n');
+        fputs(stream_id, out);
+        putc('\n', out);
         return;
     }
     json_t *o = json_pack("{s:s?, s:s}", "id", id, "stream_id", stream_id);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (s)
-        printf("%s\n", s);
+        fprintf(out, "%s\n", s);
     free(s);
     json_decref(o);
 }
@@ -188,7 +192,7 @@ static int pub_single(evbus_client_t *c, const char *type, const char *tenant, c
             .correlationid = json_string_value(json_object_get(ev, "correlationid")),
             .source = json_string_value(json_object_get(ev, "source")),
         };
-        pub_print(t.id, sid, json);
+        pub_print(stdout, t.id, sid, json);
         pub_record(&t, &sid, NULL, 1);
     }
     json_decref(ev);
@@ -254,107 +258,9 @@ static unsigned char pub_partition(uint64_t hash, size_t n)
 static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_checks *chks,
                          struct pub_parts *parts);
 
-/* Up to EVBUS_PIPELINE_WINDOW lines: their bytes (the events' tails point
- * into `text`, so it only grows while the chunk fills) and their events. */
-struct pub_chunk {
-    char *text;
-    size_t text_len, text_cap;
-    size_t offs[EVBUS_PIPELINE_WINDOW], lens[EVBUS_PIPELINE_WINDOW];
-    size_t lines[EVBUS_PIPELINE_WINDOW];
-    const evbus_text_checked_t *chks[EVBUS_PIPELINE_WINDOW]; /* NULL: scan again */
-    evbus_text_event_t evs[EVBUS_PIPELINE_WINDOW];
-    char ids[EVBUS_PIPELINE_WINDOW][EVBUS_STREAM_ID_LEN];
-    int rcs[EVBUS_PIPELINE_WINDOW];
-    size_t n;
-};
-
-/* Room for one more line of len bytes at the end of the chunk's text,
- * then recorded as the chunk's next line; NULL when memory runs out. */
-static char *pub_append(struct pub_chunk *ch, size_t len, size_t lineno,
-                        const evbus_text_checked_t *chk)
-{
-    if (ch->text_cap - ch->text_len < len) {
-        size_t cap = ch->text_cap ? ch->text_cap : 1 << 20;
-        while (cap - ch->text_len < len)
-            cap *= 2;
-        char *t = realloc(ch->text, cap);
-        if (!t)
-            return NULL;
-        ch->text = t;
-        ch->text_cap = cap;
-    }
-    char *at = ch->text + ch->text_len;
-    ch->offs[ch->n] = ch->text_len;
-    ch->lens[ch->n] = len;
-    ch->chks[ch->n] = chk;
-    ch->lines[ch->n++] = lineno;
-    ch->text_len += len;
-    return at;
-}
-
-/* Keeps one line and what the first pass learned about it (NULL when
- * nothing) in the chunk; -1 when memory runs out. */
-static int pub_keep(struct pub_chunk *ch, const char *line, size_t len, size_t lineno,
-                    const evbus_text_checked_t *chk)
-{
-    char *at = pub_append(ch, len, lineno, chk);
-    if (!at)
-        return -1;
-    memcpy(at, line, len);
-    return 0;
-}
-
-/* Completes, publishes and empties the chunk; CTL_OK, CTL_USAGE or
- * CTL_FAIL (message printed).  Nothing of the chunk is published when one
- * of its lines no longer passes: the input changed since the first pass. */
-static int pub_flush(evbus_client_t *c, struct pub_chunk *ch, const char *name, bool json)
-{
-    int rc = CTL_OK;
-    size_t done_evs = 0;
-    for (; done_evs < ch->n; done_evs++) {
-        char err[256];
-        const char *text = ch->text + ch->offs[done_evs];
-        evbus_text_event_t *ev = &ch->evs[done_evs];
-        int erc = ch->chks[done_evs]
-                      ? evbus_event_text_complete_checked(c, text, ch->lens[done_evs],
-                                                          ch->chks[done_evs], ev, err, sizeof err)
-                      : evbus_event_text_complete(c, text, ch->lens[done_evs], ev, err,
-                                                  sizeof err);
-        if (erc != 0) {
-            pthread_mutex_lock(&pub_out_lock);
-            rc = ctl_usage_error("publish", "%s:%zu: %s", name, ch->lines[done_evs], err);
-            pthread_mutex_unlock(&pub_out_lock);
-            break;
-        }
-    }
-    if (rc == CTL_OK && ch->n > 0) {
-        char err[256];
-        ssize_t done =
-            evbus_publish_batch_text(c, ch->evs, ch->n, ch->ids, ch->rcs, err, sizeof err);
-        pthread_mutex_lock(&pub_out_lock);
-        if (done > 0)
-            pub_record(ch->evs, ch->ids, ch->rcs, ch->n);
-        for (size_t i = 0; i < ch->n; i++) {
-            if (ch->rcs[i] == 0)
-                pub_print(ch->evs[i].id, ch->ids[i], json);
-            else if (done >= 0 && rc == CTL_OK)
-                rc = ctl_fail("publish", "%s:%zu: %s", name, ch->lines[i], err);
-        }
-        if (done < 0)
-            rc = ctl_fail("publish", "%s", err);
-        fflush(stdout);
-        pthread_mutex_unlock(&pub_out_lock);
-    }
-    for (size_t i = 0; i < done_evs; i++)
-        evbus_text_event_clear(&ch->evs[i]);
-    ch->n = 0;
-    ch->text_len = 0;
-    return rc;
-}
-
 /*
- * Second pass on one connection: a libevbus pipeline, so completing line
- * n+1 overlaps Redis appending line n (with whole batches Redis waited for
+ * Second pass: a libevbus pipeline per connection, so completing line n+1
+ * overlaps Redis appending line n (with whole batches Redis waited for
  * each batch to be completed, and the CLI for each batch's last reply).
  * A completed event is kept, by sequence number, until its reply is in:
  * its id is printed then, and it is recorded as PENDING in batches.
@@ -363,25 +269,45 @@ enum { PUB_RING = 8192, PUB_RECORD_BATCH = 1000 };
 _Static_assert(PUB_RING >= EVBUS_PIPELINE_MAX_INFLIGHT + PUB_RECORD_BATCH,
                "events awaiting a reply or a PENDING row must fit the ring");
 
+struct pub_par;
+
 struct pub_seq {
     evbus_text_event_t evs[PUB_RING];
     size_t lines[PUB_RING];
     const char *name;
     bool json;
+    /* --parallel: printed lines collect in `out` and go to stdout under
+     * pub_out_lock with each batch of PENDING rows; NULL: straight to
+     * stdout (one thread) */
+    struct pub_par *par;
+    FILE *out;
+    char *out_buf;
+    size_t out_len;
     int rc;                 /* the first failure's exit code, else CTL_OK */
     size_t answered, total;
-    /* replies not yet recorded as PENDING rows: seqs rec_from.. answered-1 */
-    size_t rec_from;
     evbus_text_event_t rec_evs[PUB_RECORD_BATCH];
     char rec_ids[PUB_RECORD_BATCH][EVBUS_STREAM_ID_LEN];
     int rec_rcs[PUB_RECORD_BATCH];
     size_t rec_n;
 };
 
+static int pub_par_fail(struct pub_par *par, int rc, const char *fmt, const char *arg);
+static void pub_par_sent(struct pub_par *par, size_t n);
+
+/* Prints what is buffered and records the replies so far as PENDING rows. */
 static void pub_seq_record(struct pub_seq *q)
 {
-    if (q->rec_n)
+    if (q->par) {
+        fflush(q->out);
+        pthread_mutex_lock(&pub_out_lock);
+        fwrite(q->out_buf, 1, q->out_len, stdout);
+        if (q->rec_n)
+            pub_record(q->rec_evs, q->rec_ids, q->rec_rcs, q->rec_n);
+        pthread_mutex_unlock(&pub_out_lock);
+        rewind(q->out);
+    } else if (q->rec_n) {
         pub_record(q->rec_evs, q->rec_ids, q->rec_rcs, q->rec_n);
+    }
     for (size_t i = 0; i < q->rec_n; i++)
         evbus_text_event_clear(&q->rec_evs[i]);
     q->rec_n = 0;
@@ -392,9 +318,11 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     struct pub_seq *q = ud;
     evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
     if (rc == 0) {
-        pub_print(ev->id, text, q->json);
+        pub_print(q->out, ev->id, text, q->json);
     } else if (q->rc == CTL_OK) {
-        q->rc = ctl_fail("publish", "%s:%zu: %s", q->name, q->lines[seq % PUB_RING], text);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, q->lines[seq % PUB_RING], text);
+        q->rc = q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", msg) : ctl_fail("publish", "%s", msg);
     }
     size_t k = q->rec_n++;
     q->rec_evs[k] = *ev; /* moves what ev owns */
@@ -403,68 +331,138 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     q->rec_rcs[k] = rc;
     if (q->rec_n == PUB_RECORD_BATCH)
         pub_seq_record(q);
-    if (++q->answered % EVBUS_PIPELINE_WINDOW == 0)
-        ctl_progress("publish", q->answered, q->total);
+    if (++q->answered % EVBUS_PIPELINE_WINDOW == 0) {
+        if (q->par)
+            pub_par_sent(q->par, EVBUS_PIPELINE_WINDOW);
+        else
+            ctl_progress("publish", q->answered, q->total);
+    }
 }
 
-static int pub_send(evbus_client_t *c, FILE *in, const char *name, const struct pub_checks *chks,
-                    size_t total, bool json)
+static struct pub_seq *pub_seq_new(const char *name, bool json, size_t total, struct pub_par *par)
 {
     struct pub_seq *q = calloc(1, sizeof *q);
     if (!q)
-        return ctl_fail("publish", "out of memory");
+        return NULL;
     q->name = name;
     q->json = json;
     q->total = total;
+    q->par = par;
+    q->out = stdout;
+    if (par && !(q->out = open_memstream(&q->out_buf, &q->out_len))) {
+        free(q);
+        return NULL;
+    }
+    return q;
+}
+
+static void pub_seq_free(struct pub_seq *q)
+{
+    if (q->par) {
+        fclose(q->out);
+        free(q->out_buf);
+    }
+    free(q);
+}
+
+/* The next line to publish: 1 (with *line, *len, *lineno and *chk, the
+ * first pass's findings or NULL), 0 at the end, or -1 after the source
+ * reported why it stopped. */
+typedef int (*pub_next_fn)(void *src, const char **line, size_t *len, size_t *lineno,
+                           const evbus_text_checked_t **chk);
+
+/* Completes and publishes every line src yields through one pipeline on
+ * c; CTL_OK or the first failure's code (its message printed). */
+static int pub_pipe_run(evbus_client_t *c, struct pub_seq *q, pub_next_fn next, void *src)
+{
     char err[256];
     evbus_pipeline_t *pl = evbus_pipeline_new(c, pub_seq_reply, q, err, sizeof err);
-    if (!pl) {
-        free(q);
-        return ctl_fail("publish", "%s", err);
-    }
-    char *line = NULL;
-    size_t cap = 0, lineno = 0, seq = 0;
-    ssize_t len;
-    int rc = CTL_OK;
-    while (q->rc == CTL_OK && rc == CTL_OK && (len = getline(&line, &cap, in)) >= 0) {
-        lineno++;
-        if (pub_blank(line, (size_t)len))
-            continue;
+    if (!pl)
+        return q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", err) : ctl_fail("publish", "%s", err);
+    size_t seq = 0;
+    int rc = CTL_OK, more;
+    const char *line;
+    size_t len, lineno;
+    const evbus_text_checked_t *chk;
+    while (q->rc == CTL_OK && rc == CTL_OK && (more = next(src, &line, &len, &lineno, &chk)) != 0) {
+        if (more < 0) {
+            rc = CTL_FAIL; /* the source said why */
+            break;
+        }
         evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
-        const evbus_text_checked_t *chk = pub_checked(chks, seq);
-        int erc = chk ? evbus_event_text_complete_checked(c, line, (size_t)len, chk, ev, err,
-                                                          sizeof err)
-                      : evbus_event_text_complete(c, line, (size_t)len, ev, err, sizeof err);
+        int erc = chk ? evbus_event_text_complete_checked(c, line, len, chk, ev, err, sizeof err)
+                      : evbus_event_text_complete(c, line, len, ev, err, sizeof err);
         if (erc != 0) {
-            rc = ctl_usage_error("publish", "%s:%zu: %s", name, lineno, err);
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, lineno, err);
+            rc = q->par ? pub_par_fail(q->par, CTL_USAGE, "%s", msg)
+                        : ctl_usage_error("publish", "%s", msg);
             break;
         }
         q->lines[seq % PUB_RING] = lineno;
         erc = evbus_pipeline_add_text(pl, ev, err, sizeof err);
         if (erc == EVBUS_CLIENT_EREDIS) {
-            if (q->rc == CTL_OK)
-                rc = ctl_fail("publish", "%s", err);
+            rc = CTL_FAIL; /* reported through pub_seq_reply */
             break;
         }
         if (erc != 0) {
             evbus_text_event_clear(ev);
-            rc = ctl_fail("publish", "%s:%zu: %s", name, lineno, err);
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, lineno, err);
+            rc = q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", msg) : ctl_fail("publish", "%s", msg);
             break;
         }
         seq++;
     }
-    /* Whatever was queued is answered (and printed) before the exit. */
-    if (evbus_pipeline_wait(pl, err, sizeof err) != 0 && rc == CTL_OK && q->rc == CTL_OK)
-        rc = ctl_fail("publish", "%s", err);
+    /* Whatever was queued is answered (and printed) before the exit; a
+     * connection failure is reported through pub_seq_reply. */
+    evbus_pipeline_wait(pl, err, sizeof err);
     evbus_pipeline_free(pl);
     pub_seq_record(q);
+    if (q->par)
+        pub_par_sent(q->par, q->answered % EVBUS_PIPELINE_WINDOW);
+    return q->rc != CTL_OK ? q->rc : rc;
+}
+
+/* One connection: the lines of the checked input, in order. */
+struct pub_lines {
+    FILE *in;
+    char *line;
+    size_t cap, lineno, event;
+    const struct pub_checks *chks;
+};
+
+static int pub_lines_next(void *src, const char **line, size_t *len, size_t *lineno,
+                          const evbus_text_checked_t **chk)
+{
+    struct pub_lines *l = src;
+    ssize_t n;
+    while ((n = getline(&l->line, &l->cap, l->in)) >= 0) {
+        l->lineno++;
+        if (pub_blank(l->line, (size_t)n))
+            continue;
+        *line = l->line;
+        *len = (size_t)n;
+        *lineno = l->lineno;
+        *chk = pub_checked(l->chks, l->event++);
+        return 1;
+    }
+    return 0;
+}
+
+static int pub_send(evbus_client_t *c, FILE *in, const char *name, const struct pub_checks *chks,
+                    size_t total, bool json)
+{
+    struct pub_seq *q = pub_seq_new(name, json, total, NULL);
+    if (!q)
+        return ctl_fail("publish", "out of memory");
+    struct pub_lines src = {.in = in, .chks = chks};
+    int rc = pub_pipe_run(c, q, pub_lines_next, &src);
     fflush(stdout);
     ctl_progress("publish", q->answered, total);
     ctl_progress_end();
-    if (rc == CTL_OK)
-        rc = q->rc;
-    free(line);
-    free(q);
+    free(src.line);
+    pub_seq_free(q);
     return rc;
 }
 
@@ -787,57 +785,69 @@ static int pub_par_fail(struct pub_par *par, int rc, const char *fmt, const char
     return rc;
 }
 
+static void pub_par_sent(struct pub_par *par, size_t n)
+{
+    atomic_fetch_add(&par->sent, n);
+}
+
+/* One partition: the lines of the checked input whose event the first
+ * pass gave it, read with pread so every thread has its own position. */
+struct pub_part_lines {
+    struct pub_part *pt;
+    struct pub_reader rd;
+    size_t lineno, event;
+};
+
+static int pub_part_next(void *src, const char **line, size_t *len, size_t *lineno,
+                         const evbus_text_checked_t **chk)
+{
+    struct pub_part_lines *l = src;
+    struct pub_par *par = l->pt->par;
+    ssize_t n;
+    while (!atomic_load(&par->stop) && (n = pub_read_line(&l->rd, line)) > 0) {
+        l->lineno++;
+        if (pub_blank(*line, (size_t)n))
+            continue;
+        if (l->event >= par->parts->len) {
+            pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
+            return -1;
+        }
+        size_t i = l->event++;
+        if (par->parts->of[i] != l->pt->index)
+            continue;
+        *len = (size_t)n;
+        *lineno = l->lineno;
+        *chk = pub_checked(par->chks, i);
+        return 1;
+    }
+    if (atomic_load(&par->stop))
+        return 0; /* another partition failed and said why */
+    if (n < 0) {
+        pub_par_fail(par, CTL_FAIL, "cannot re-read %s", par->name);
+        return -1;
+    }
+    if (l->event != par->parts->len) {
+        pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
+        return -1;
+    }
+    return 0;
+}
+
 /* Second pass of one partition, on its own thread and connection: reads
  * the whole input and publishes the events the first pass gave it. */
 static void *pub_par_run(void *arg)
 {
     struct pub_part *pt = arg;
     struct pub_par *par = pt->par;
-    struct pub_reader rd = {.fd = par->fd};
-    struct pub_chunk *ch = calloc(1, sizeof *ch);
-    int rc = ch ? CTL_OK : pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
-    size_t lineno = 0, event = 0;
-    const char *line;
-    ssize_t len = 1; /* > 0 until the reader reports the end (0) or an error */
-    while (rc == CTL_OK && !atomic_load(&par->stop) && (len = pub_read_line(&rd, &line)) > 0) {
-        lineno++;
-        if (pub_blank(line, (size_t)len))
-            continue;
-        if (event >= par->parts->len) {
-            rc = pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
-            break;
-        }
-        size_t i = event++;
-        if (par->parts->of[i] != pt->index)
-            continue;
-        if (pub_keep(ch, line, (size_t)len, lineno, pub_checked(par->chks, i)) != 0) {
-            rc = pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
-            break;
-        }
-        if (ch->n == EVBUS_PIPELINE_WINDOW) {
-            size_t n = ch->n;
-            rc = pub_flush(pt->c, ch, par->name, par->json);
-            atomic_fetch_add(&par->sent, n);
-        }
-    }
-    if (rc == CTL_OK && len < 0)
-        rc = pub_par_fail(par, CTL_FAIL, "cannot re-read %s", par->name);
-    else if (rc == CTL_OK && len == 0 && event != par->parts->len)
-        rc = pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
-    if (rc == CTL_OK && !atomic_load(&par->stop) && ch->n > 0) {
-        size_t n = ch->n;
-        rc = pub_flush(pt->c, ch, par->name, par->json);
-        atomic_fetch_add(&par->sent, n);
-    }
+    struct pub_part_lines src = {.pt = pt, .rd = {.fd = par->fd}};
+    struct pub_seq *q = pub_seq_new(par->name, par->json, 0, par);
+    int rc = q ? pub_pipe_run(pt->c, q, pub_part_next, &src)
+               : pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
     if (rc != CTL_OK)
         atomic_store(&par->stop, true);
-    if (ch) {
-        for (size_t i = 0; i < ch->n; i++)
-            evbus_text_event_clear(&ch->evs[i]);
-        free(ch->text);
-        free(ch);
-    }
-    free(rd.buf);
+    if (q)
+        pub_seq_free(q);
+    free(src.rd.buf);
     pt->rc = rc;
     atomic_fetch_add(&par->finished, 1);
     return NULL;

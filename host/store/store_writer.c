@@ -2,11 +2,13 @@
  * store_writer — the metadata writer thread.
  *
  * The consumer's hot path only copies an update into a bounded ring under a
- * short mutex; a single thread drains the ring in batches, coalesces the
- * updates of one event, and writes each batch in one transaction: COPY
- * (text format, built here with plain escaping: no JSON is built or parsed
- * on either side for the row envelope) into a per-connection TEMP staging
- * table, then ONE upsert from it.  The session runs with
+ * short mutex (consumer threads queue a whole chunk's updates at once,
+ * see store_pending_t); a single thread drains the ring in batches,
+ * coalesces the updates of one event, and writes each batch in one
+ * transaction as binary COPY rows built here (no JSON is built or parsed
+ * on either side for the row envelope): straight into events while the
+ * rows are new, else into a per-connection TEMP staging table and then ONE
+ * upsert from it (see write_once()).  The session runs with
  * synchronous_commit = off: metadata already accepts loss under overload,
  * and a commit that does not wait for the WAL flush lets the next batch
  * start at once (a server crash can lose the last fraction of a second of
@@ -82,7 +84,7 @@ static const char stage_sql[] =
     "SET synchronous_commit = off;"
     " CREATE TEMP TABLE evbus_writer_stage (id text, type text, tenant text,"
     " correlation_id text, source text, stream_id text, schema_version int, status text,"
-    " attempts int, last_error text, handler_outcomes jsonb, status_at timestamptz,"
+    " attempts int, last_error text, handler_outcomes json, status_at timestamptz,"
     " created_at timestamptz, completed_at timestamptz) ON COMMIT DELETE ROWS";
 
 /* BEGIN rides in the same round trip: PQexec stops at the COPY. */
@@ -108,8 +110,10 @@ static const char upsert_sql[] =
     " status = EXCLUDED.status,"
     " attempts = GREATEST(e.attempts, EXCLUDED.attempts),"
     " last_error = COALESCE(EXCLUDED.last_error, e.last_error),"
+    /* json has no ||: merge as jsonb, store as json (migration 0004) */
     " handler_outcomes = CASE WHEN EXCLUDED.handler_outcomes IS NULL THEN e.handler_outcomes"
-    "   ELSE COALESCE(e.handler_outcomes, '{}'::jsonb) || EXCLUDED.handler_outcomes END,"
+    "   ELSE (COALESCE(e.handler_outcomes::jsonb, '{}'::jsonb)"
+    "         || EXCLUDED.handler_outcomes::jsonb)::json END,"
     " status_at = EXCLUDED.status_at,"
     " created_at = LEAST(e.created_at, EXCLUDED.created_at),"
     " updated_at = now(),"
@@ -546,23 +550,15 @@ static bool buf_null(store_writer_t *w)
     return buf_be(w, UINT32_MAX, 4); /* length -1 */
 }
 
-/* text, or jsonb when version is 1 (its binary form is a version byte and
- * the JSON text); NULL for v == NULL. */
-static bool buf_text(store_writer_t *w, const char *v, int version)
+/* text and json share their binary form: the bytes; NULL for v == NULL. */
+static bool buf_text(store_writer_t *w, const char *v)
 {
     if (!v)
         return buf_null(w);
     size_t len = strlen(v);
-    if (len > INT32_MAX - 1)
+    if (len > INT32_MAX)
         return false;
-    if (!buf_be(w, len + (version ? 1 : 0), 4))
-        return false;
-    if (version) {
-        char b = (char)version;
-        if (!buf_raw(w, &b, 1))
-            return false;
-    }
-    return buf_raw(w, v, len);
+    return buf_be(w, len, 4) && buf_raw(w, v, len);
 }
 
 static bool buf_int4(store_writer_t *w, int v, bool null)
@@ -673,14 +669,14 @@ static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
         char *owned;
         const char *outcomes = merged_outcomes(items, run_start, run_end, &owned);
         const char *status = store_status_name(last->status);
-        bool ok = buf_be(w, ROW_NCOLUMNS, 2) && buf_text(w, last->id, 0) &&
-                  buf_text(w, NEWEST_STR(type), 0) && buf_text(w, NEWEST_STR(tenant), 0) &&
-                  buf_text(w, NEWEST_STR(correlation_id), 0) &&
-                  buf_text(w, NEWEST_STR(source), 0) && buf_text(w, NEWEST_STR(stream_id), 0) &&
+        bool ok = buf_be(w, ROW_NCOLUMNS, 2) && buf_text(w, last->id) &&
+                  buf_text(w, NEWEST_STR(type)) && buf_text(w, NEWEST_STR(tenant)) &&
+                  buf_text(w, NEWEST_STR(correlation_id)) &&
+                  buf_text(w, NEWEST_STR(source)) && buf_text(w, NEWEST_STR(stream_id)) &&
                   buf_int4(w, schema_version, schema_version == 0) &&
-                  buf_text(w, status ? status : "PROCESSING", 0) &&
-                  buf_int4(w, attempts, false) && buf_text(w, NEWEST_STR(last_error), 0) &&
-                  buf_text(w, outcomes, 1) && buf_time(w, last->timestamp_ms, false) &&
+                  buf_text(w, status ? status : "PROCESSING") &&
+                  buf_int4(w, attempts, false) && buf_text(w, NEWEST_STR(last_error)) &&
+                  buf_text(w, outcomes) && buf_time(w, last->timestamp_ms, false) &&
                   buf_time(w, items[run_start]->u.timestamp_ms, false) &&
                   buf_time(w, last->timestamp_ms, !store_status_terminal(last->status));
         free(owned);

@@ -387,7 +387,7 @@ Test(writer, outcomes_of_one_batch_merge_in_order)
     PGconn *c = fx_connect();
     cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id = 'merge' AND "
                              "status = 'COMPLETED' AND attempts = 2 AND "
-                             "handler_outcomes = '{\"a\":\"ok\",\"b\":\"ok\"}'::jsonb"),
+                             "handler_outcomes::jsonb = '{\"a\":\"ok\",\"b\":\"ok\"}'::jsonb"),
                  1);
     PQfinish(c);
 }

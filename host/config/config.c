@@ -1466,7 +1466,8 @@ static void apply_small_sections(loader_t *L, const char *section, const ynode_t
 {
     static const char *const reload_keys[] = {"drain_timeout_ms", NULL};
     static const char *const admin_keys[] = {"listen", NULL};
-    static const char *const replay_keys[] = {"max_range_s", "keep_completed", "keep_failed", NULL};
+    static const char *const replay_keys[] = {"max_range_s", "keep_completed", "keep_failed",
+                                              "lease_ms",    "chunk",          NULL};
     evbus_config_t *c = L->cfg;
     if (!want_map(L, m, section))
         return;
@@ -1500,6 +1501,12 @@ static void apply_small_sections(loader_t *L, const char *section, const ynode_t
                 break;
             case 2:
                 get_u32(L, v, "replay.keep_failed", 0, UINT32_MAX, &c->replay_keep_failed);
+                break;
+            case 3:
+                get_u32(L, v, "replay.lease_ms", 1000, 86400000, &c->replay_lease_ms);
+                break;
+            case 4:
+                get_u32(L, v, "replay.chunk", 1, 10000, &c->replay_chunk);
                 break;
             default:
                 break;
@@ -1619,6 +1626,8 @@ static void set_defaults(evbus_config_t *c)
     c->replay_max_range_s = 31u * 24 * 3600;
     c->replay_keep_completed = 100;
     c->replay_keep_failed = 100;
+    c->replay_lease_ms = 120000;
+    c->replay_chunk = 500;
 }
 
 static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, const char *as_written,

@@ -195,10 +195,13 @@ typedef struct evbus_config {
     /* admin: { listen } e.g. "127.0.0.1:8089"; NULL = no HTTP endpoint */
     char *admin_listen;
 
-    /* replay: { max_range_s, keep_completed, keep_failed, chunk } */
+    /* replay: { max_range_s, keep_completed, keep_failed, lease_ms, chunk } */
     uint32_t replay_max_range_s;      /* 31 days */
     uint32_t replay_keep_completed;   /* 100 */
     uint32_t replay_keep_failed;      /* 100 */
+    uint32_t replay_lease_ms;         /* 120000: a running job without a heartbeat this long is
+                                         claimed again (1000..86400000) */
+    uint32_t replay_chunk;            /* 500: entries per XRANGE (1..10000) */
 
     cfg_instance_t *instances;
     size_t n_instances;

@@ -245,11 +245,15 @@ int store_replay_prune(PGconn *c, uint32_t keep_completed, uint32_t keep_failed,
                        size_t errlen);
 
 /*
- * Atomically take the oldest pending job (FOR UPDATE SKIP LOCKED, so
- * several hosts never claim the same job) and mark it running.  *out is the
- * job's JSON object, or NULL when none is pending.  0/-1.
+ * Atomically take the oldest claimable job (FOR UPDATE SKIP LOCKED, so
+ * several hosts never claim the same job) and mark it running with a fresh
+ * heartbeat, counting the claim: a pending job, or a running one whose
+ * heartbeat is older than lease_ms (its host died; migration 0005).  *out
+ * is the job's JSON object (with position and claims), or NULL when none
+ * is claimable.  0/-1.
  */
-int store_replay_claim_next(PGconn *c, json_t **out, char *err, size_t errlen);
+int store_replay_claim_next(PGconn *c, uint32_t lease_ms, json_t **out, char *err,
+                            size_t errlen);
 
 /* ---------------------------------------------------------- replay worker */
 
@@ -275,8 +279,10 @@ typedef struct store_replay_worker store_replay_worker_t;
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
                                                  store_replay_dispatch_fn fn, void *ud);
 
-/* Stop the thread (a running job ends as failed: "interrupted: host
- * stopping") and free w.  NULL is fine. */
+/* Stop the thread and free w.  A running job is handed back: pending
+ * again, with its counts and position, so the next host (or this one after
+ * a restart) resumes it; handing back does not use up a claim.  NULL is
+ * fine. */
 void store_replay_worker_stop(store_replay_worker_t *w);
 
 /* ---------------------------------------------------------------- times */

@@ -15,6 +15,7 @@
 #define JOB_COLUMNS                                                                            \
     "id, status, from_ts, to_ts, types, tenant, rate, total, processed, skipped, failed,"       \
     " created_at, started_at, finished_at, error, warning, requested_by,"                      \
+    " heartbeat_at, position, claims,"                                                         \
     " (extract(epoch FROM from_ts) * 1000)::bigint AS from_ms,"                                 \
     " (extract(epoch FROM to_ts) * 1000)::bigint AS to_ms"
 
@@ -148,14 +149,24 @@ int store_replay_prune(PGconn *c, uint32_t keep_completed, uint32_t keep_failed,
     return (int)n;
 }
 
-int store_replay_claim_next(PGconn *c, json_t **out, char *err, size_t errlen)
+int store_replay_claim_next(PGconn *c, uint32_t lease_ms, json_t **out, char *err,
+                            size_t errlen)
 {
+    char lease[16];
+    snprintf(lease, sizeof lease, "%u", lease_ms);
+    const char *params[] = {lease};
+    /* A running job whose heartbeat is older than the lease lost its host;
+     * a running job from before migration 0005 has no heartbeat and is
+     * judged by when it started. */
     return store__query_json(
         c, "replay claim",
-        "WITH j AS (UPDATE replay_jobs SET status = 'running', started_at = now()"
+        "WITH j AS (UPDATE replay_jobs SET status = 'running',"
+        " started_at = COALESCE(started_at, now()), heartbeat_at = now(), claims = claims + 1"
         " WHERE id = (SELECT id FROM replay_jobs WHERE status = 'pending'"
+        "   OR (status = 'running' AND COALESCE(heartbeat_at, started_at)"
+        "       < now() - $1::bigint * interval '1 millisecond')"
         "   ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
         " RETURNING *)"
         " SELECT row_to_json(x) FROM (SELECT " JOB_COLUMNS " FROM j) x",
-        0, NULL, out, err, errlen);
+        1, params, out, err, errlen);
 }

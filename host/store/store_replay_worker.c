@@ -10,6 +10,16 @@
  * trimmed by MAXLEN are gone, and the job records a warning when its window
  * starts before the oldest entry left.
  *
+ * A running job is leased: the worker refreshes heartbeat_at at least every
+ * lease/6 (between events) and records in position the id of the last
+ * entry it handled, with the counts.  When a host dies, any host claims
+ * the job once the lease ran out and resumes after position (the events
+ * handled since the last saved position are dispatched again: replay is
+ * at-least-once like everything else).  A host that stops hands its job
+ * back (pending, position kept) without using up a claim; a job claimed
+ * REPLAY_MAX_CLAIMS times without finishing fails, so a job whose events
+ * kill every host that runs them cannot go round the cluster forever.
+ *
  * total is counted by a first XRANGE pass over the window that only counts
  * entries (no parsing, no dispatch).  That doubles the Redis reads of a job
  * but is cheap next to dispatching, and gives progress a real denominator;
@@ -31,8 +41,8 @@
 #include <string.h>
 
 #define COMP "replay"
-#define REPLAY_CHUNK 500
 #define REPLAY_POLL_MS 500
+#define REPLAY_MAX_CLAIMS 3
 #define REPLAY_CHECK_MS 1000 /* cancellation/progress check while rate-limited */
 
 struct store_replay_worker {
@@ -41,6 +51,7 @@ struct store_replay_worker {
     char *stream;
     uint32_t keep_completed, keep_failed;
     uint32_t timeout_ms;
+    uint32_t lease_ms, chunk;
     store_replay_dispatch_fn fn;
     void *ud;
     atomic_bool stop;
@@ -56,6 +67,9 @@ typedef struct job {
     char *tenant;
     int rate;
     int64_t total, processed, skipped, failed;
+    char position[48]; /* last entry handled ("" = none yet) */
+    int claims;        /* this claim included */
+    int64_t beat_ms;   /* monotonic time of the last heartbeat */
 } job_t;
 
 /* ---------------------------------------------------------------- redis */
@@ -92,6 +106,15 @@ static int job_from_json(job_t *j, const json_t *o)
     j->from_ms = (int64_t)json_integer_value(json_object_get(o, "from_ms"));
     j->to_ms = (int64_t)json_integer_value(json_object_get(o, "to_ms"));
     j->rate = (int)json_integer_value(json_object_get(o, "rate"));
+    /* a job claimed again resumes with what its last host saved */
+    j->total = (int64_t)json_integer_value(json_object_get(o, "total"));
+    j->processed = (int64_t)json_integer_value(json_object_get(o, "processed"));
+    j->skipped = (int64_t)json_integer_value(json_object_get(o, "skipped"));
+    j->failed = (int64_t)json_integer_value(json_object_get(o, "failed"));
+    j->claims = (int)json_integer_value(json_object_get(o, "claims"));
+    const char *pos = json_string_value(json_object_get(o, "position"));
+    snprintf(j->position, sizeof j->position, "%s", pos ? pos : "");
+    j->beat_ms = store__mono_ms();
     const char *tenant = json_string_value(json_object_get(o, "tenant"));
     j->tenant = tenant ? strdup(tenant) : NULL;
     const json_t *types = json_object_get(o, "types");
@@ -145,19 +168,30 @@ static bool job_matches(const job_t *j, const char *raw)
 
 /* ------------------------------------------------------- job row updates */
 
-static void job_progress(PGconn *pg, const job_t *j)
+/* Saves the counts and the position, and renews the lease. */
+static void job_progress(PGconn *pg, job_t *j)
 {
     char t[24], p[24], s[24], f[24], err[256];
     snprintf(t, sizeof t, "%lld", (long long)j->total);
     snprintf(p, sizeof p, "%lld", (long long)j->processed);
     snprintf(s, sizeof s, "%lld", (long long)j->skipped);
     snprintf(f, sizeof f, "%lld", (long long)j->failed);
-    const char *params[] = {j->id, t, p, s, f};
+    const char *params[] = {j->id, t, p, s, f, j->position[0] ? j->position : NULL};
+    j->beat_ms = store__mono_ms();
     if (store__exec(pg, "replay progress",
                     "UPDATE replay_jobs SET total = $2::bigint, processed = $3::bigint,"
-                    " skipped = $4::bigint, failed = $5::bigint WHERE id = $1",
-                    5, params, NULL, err, sizeof err) != 0)
+                    " skipped = $4::bigint, failed = $5::bigint, position = $6,"
+                    " heartbeat_at = now() WHERE id = $1",
+                    6, params, NULL, err, sizeof err) != 0)
         log_warn(COMP, "job %s: %s", j->id, err);
+}
+
+/* A heartbeat when lease/6 passed since the last one (between events, so
+ * a slow handler delays it: the lease must exceed handler timeouts). */
+static void job_beat(store_replay_worker_t *w, PGconn *pg, job_t *j)
+{
+    if (store__mono_ms() - j->beat_ms >= (int64_t)(w->lease_ms / 6))
+        job_progress(pg, j);
 }
 
 /* True when someone cancelled the job (or it vanished). */
@@ -182,8 +216,22 @@ static void job_warn(PGconn *pg, const job_t *j, const char *warning)
         log_warn(COMP, "job %s: %s", j->id, err);
 }
 
+/* running -> pending again, keeping position and counts, for the next
+ * host (or this one after its restart); the claim is given back. */
+static void job_release(PGconn *pg, job_t *j)
+{
+    char err[256];
+    job_progress(pg, j);
+    const char *params[] = {j->id};
+    if (store__exec(pg, "replay release",
+                    "UPDATE replay_jobs SET status = 'pending', heartbeat_at = NULL,"
+                    " claims = GREATEST(claims - 1, 0) WHERE id = $1 AND status = 'running'",
+                    1, params, NULL, err, sizeof err) != 0)
+        log_warn(COMP, "job %s: %s", j->id, err);
+}
+
 /* running -> completed/failed; a job cancelled meanwhile stays cancelled. */
-static void job_finish(PGconn *pg, const job_t *j, const char *error)
+static void job_finish(PGconn *pg, job_t *j, const char *error)
 {
     char err[256];
     job_progress(pg, j);
@@ -204,7 +252,7 @@ typedef struct pacer {
 
 /* Waits for the next token; returns false when the worker or job must stop.
  * *last_check tracks the periodic cancellation check during long waits. */
-static bool pace(store_replay_worker_t *w, PGconn *pg, const job_t *j, pacer_t *pc,
+static bool pace(store_replay_worker_t *w, PGconn *pg, job_t *j, pacer_t *pc,
                  int64_t *last_check, bool *cancelled)
 {
     if (pc->rate <= 0)
@@ -264,8 +312,11 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     char start[48], end[48];
     snprintf(start, sizeof start, "%lld-0", (long long)j->from_ms);
     snprintf(end, sizeof end, "%lld-18446744073709551615", (long long)j->to_ms);
+    bool resumed = j->position[0] != '\0';
 
-    redisReply *first = xrange(rc, w->stream, "-", "+", 1, err, sizeof err);
+    redisReply *first = resumed ? NULL : xrange(rc, w->stream, "-", "+", 1, err, sizeof err);
+    if (resumed)
+        goto counted; /* warned and counted by the host that started it */
     if (!first)
         goto fail;
     if (first->elements == 0) {
@@ -288,14 +339,22 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         goto fail;
     job_progress(pg, j);
     log_info(COMP, "job %s started: %lld entries in the window", j->id, (long long)j->total);
+counted:
+    if (resumed)
+        log_warn(COMP, "job %s resumed after %s (claim %d): %lld of %lld entries were handled "
+                 "by its previous host", j->id, j->position, j->claims,
+                 (long long)(j->processed + j->skipped + j->failed), (long long)j->total);
 
     pacer_t pc = {.rate = j->rate, .next_ms = (double)store__mono_ms()};
     int64_t last_check = store__mono_ms();
     bool cancelled = false;
     char from[64];
-    snprintf(from, sizeof from, "%s", start);
+    if (resumed)
+        snprintf(from, sizeof from, "(%s", j->position);
+    else
+        snprintf(from, sizeof from, "%s", start);
     for (;;) {
-        redisReply *r = xrange(rc, w->stream, from, end, REPLAY_CHUNK, err, sizeof err);
+        redisReply *r = xrange(rc, w->stream, from, end, (int)w->chunk, err, sizeof err);
         if (!r)
             goto fail;
         bool stopped = false;
@@ -308,6 +367,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
             /* Retry entries are re-publications of events already counted. */
             if (field(e, "retry", NULL) || !raw || !job_matches(j, raw)) {
                 j->skipped++;
+                snprintf(j->position, sizeof j->position, "%s", e->element[0]->str);
                 continue;
             }
             if (!pace(w, pg, j, &pc, &last_check, &cancelled)) {
@@ -319,8 +379,10 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
                 j->processed++;
             else
                 j->failed++;
+            snprintf(j->position, sizeof j->position, "%s", e->element[0]->str);
+            job_beat(w, pg, j);
         }
-        bool done = r->elements < REPLAY_CHUNK;
+        bool done = r->elements < w->chunk;
         if (r->elements > 0)
             snprintf(from, sizeof from, "(%s", r->element[r->elements - 1]->element[0]->str);
         freeReplyObject(r);
@@ -340,8 +402,9 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         job_progress(pg, j);
         log_info(COMP, "job %s cancelled after %lld events", j->id, (long long)j->processed);
     } else if (atomic_load(&w->stop)) {
-        job_finish(pg, j, "interrupted: host stopping");
-        log_warn(COMP, "job %s interrupted by shutdown", j->id);
+        job_release(pg, j);
+        log_warn(COMP, "job %s handed back (host stopping): it resumes after %s", j->id,
+                 j->position[0] ? j->position : "its start");
     } else {
         job_finish(pg, j, NULL);
         log_info(COMP, "job %s completed: %lld processed, %lld skipped, %lld failed", j->id,
@@ -376,7 +439,7 @@ static void *worker_main(void *arg)
             warned = false;
         }
         json_t *row = NULL;
-        if (store_replay_claim_next(pg, &row, err, sizeof err) != 0) {
+        if (store_replay_claim_next(pg, w->lease_ms, &row, err, sizeof err) != 0) {
             log_warn(COMP, "replay worker: %s", err);
             store__sleep_ms(REPLAY_POLL_MS);
             continue;
@@ -386,7 +449,15 @@ static void *worker_main(void *arg)
             continue;
         }
         job_t j;
-        if (job_from_json(&j, row) == 0) {
+        int jrc = job_from_json(&j, row);
+        if (jrc == 0 && j.claims > REPLAY_MAX_CLAIMS) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "abandoned: claimed %d times without finishing (its hosts died while "
+                     "running it)", j.claims);
+            job_finish(pg, &j, why);
+            log_error(COMP, "job %s failed: %s", j.id, why);
+        } else if (jrc == 0) {
             run_job(w, pg, &j);
             int n = store_replay_prune(pg, w->keep_completed, w->keep_failed, err, sizeof err);
             if (n < 0)
@@ -419,6 +490,8 @@ store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
     w->keep_completed = cfg->replay_keep_completed;
     w->keep_failed = cfg->replay_keep_failed;
     w->timeout_ms = cfg->redis_command_timeout_ms ? cfg->redis_command_timeout_ms : 5000;
+    w->lease_ms = cfg->replay_lease_ms ? cfg->replay_lease_ms : 120000;
+    w->chunk = cfg->replay_chunk ? cfg->replay_chunk : 500;
     w->fn = fn;
     w->ud = ud;
     atomic_init(&w->stop, false);

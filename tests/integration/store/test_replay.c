@@ -315,3 +315,155 @@ Test(replay, invalid_requests_name_the_field)
     cr_expect_eq(fx_count(c, "SELECT count(*) FROM replay_jobs"), 0);
     PQfinish(c);
 }
+
+/* ---------------------------------------------------------- leases */
+
+static void sql_ok(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    cr_assert(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+}
+
+/* Makes job `id` look like a job whose host died while running it: running,
+ * last heartbeat an hour ago, `handled` entries of `total` done up to
+ * position `pos`, claimed `claims` times. */
+static void orphan(PGconn *c, const char *id, const char *pos, long long handled, long long total,
+                   int claims)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE replay_jobs SET status = 'running', started_at = now() - interval '1 hour',"
+             " heartbeat_at = now() - interval '1 hour', position = %s%s%s, processed = %lld,"
+             " total = %lld, claims = %d WHERE id = '%s'",
+             pos ? "'" : "", pos ? pos : "NULL", pos ? "'" : "", handled, total, claims, id);
+    sql_ok(c, sql);
+}
+
+Test(replay, a_job_whose_host_died_is_claimed_again_and_resumes_after_its_position)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 300; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000};
+    create(c, &req, id);
+    orphan(c, id, "1700000000099-0", 100, 300, 1); /* entries 0..99 were handled */
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_assert_eq(rec.n, 200, "dispatched %zu events, want the 200 after the position", rec.n);
+    cr_expect_str_eq(rec.ids[0], "1700000000100-0");
+    cr_expect_str_eq(rec.ids[199], "1700000000299-0");
+    cr_expect_eq(jint(job, "processed"), 300);
+    cr_expect_eq(jint(job, "total"), 300);
+    cr_expect_eq(jint(job, "claims"), 2);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "position")), "1700000000299-0");
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, a_running_job_with_a_live_heartbeat_is_left_to_its_host)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 20; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    PGconn *c = fx_connect();
+    char id[64], sql[256];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000};
+    create(c, &req, id);
+    snprintf(sql, sizeof sql,
+             "UPDATE replay_jobs SET status = 'running', started_at = now(), heartbeat_at = now(),"
+             " claims = 1 WHERE id = '%s'", id);
+    sql_ok(c, sql);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    usleep(1500 * 1000); /* three polls */
+    cr_expect_eq(rec_count(), 0, "a job with a live heartbeat was taken over");
+    json_t *job = NULL;
+    char err[512];
+    cr_assert_eq(store_replay_get(c, id, &job, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "running");
+    cr_expect_eq(jint(job, "claims"), 1);
+    json_decref(job);
+    /* once its heartbeat is older than the lease, it is taken */
+    orphan(c, id, NULL, 0, 0, 1);
+    job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(rec_count(), 20);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, a_job_claimed_too_often_fails_instead_of_going_round)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    add(r, T0, 0, "order.created", "acme", false);
+    PGconn *c = fx_connect();
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000};
+    create(c, &req, id);
+    orphan(c, id, NULL, 0, 1, 3);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "failed");
+    const char *e = json_string_value(json_object_get(job, "error"));
+    cr_expect(e && strstr(e, "claimed 4 times") != NULL, "error: %s", e ? e : "(null)");
+    cr_expect_eq(rec_count(), 0);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}
+
+Test(replay, a_stopping_host_hands_its_job_back_and_the_next_one_finishes_it)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 200; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    PGconn *c = fx_connect();
+    char id[64], err[512], sql[256];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000, .rate = 50};
+    create(c, &req, id);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    long long deadline = harness_now_ms() + 20000;
+    while (rec_count() < 10 && harness_now_ms() < deadline)
+        usleep(20 * 1000);
+    cr_assert_geq(rec_count(), 10);
+    store_replay_worker_stop(w);
+    size_t first = rec_count();
+    cr_assert_lt(first, 200);
+    json_t *job = NULL;
+    cr_assert_eq(store_replay_get(c, id, &job, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "pending");
+    cr_expect_eq(jint(job, "claims"), 0, "a handed-back job must not use up a claim");
+    cr_expect_str_eq(json_string_value(json_object_get(job, "position")), rec.ids[first - 1]);
+    json_decref(job);
+    /* the next host (no rate limit now, to finish fast) takes over */
+    snprintf(sql, sizeof sql, "UPDATE replay_jobs SET rate = NULL WHERE id = '%s'", id);
+    sql_ok(c, sql);
+    w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(jint(job, "processed"), 200);
+    /* every entry exactly once, in order, across the two hosts */
+    cr_assert_eq(rec.n, 200);
+    for (int i = 0; i < 200; i++) {
+        char want[48];
+        snprintf(want, sizeof want, "%lld-0", T0 + i);
+        cr_expect_str_eq(rec.ids[i], want);
+    }
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}

@@ -172,6 +172,8 @@ Test(config, defaults_for_a_minimal_manifest)
     cr_expect_eq(cfg->replay_max_range_s, 31u * 86400);
     cr_expect_eq(cfg->replay_keep_completed, 100);
     cr_expect_eq(cfg->replay_keep_failed, 100);
+    cr_expect_eq(cfg->replay_lease_ms, 120000);
+    cr_expect_eq(cfg->replay_chunk, 500);
     cr_expect_eq(cfg->n_instances, 0);
     cr_expect_eq(cfg->n_foreign, 0);
     cr_assert_eq(cfg->n_files, 1);
@@ -230,7 +232,8 @@ Test(config, every_key_maps_to_its_field)
              "circuit: { failures: 29, max_backoff_ms: 30, stop: true }\n"
              "reload: { drain_timeout_ms: 31 }\n"
              "admin: { listen: \"127.0.0.1:8089\" }\n"
-             "replay: { max_range_s: 32, keep_completed: 33, keep_failed: 34 }\n");
+             "replay: { max_range_s: 32, keep_completed: 33, keep_failed: 34, lease_ms: 35000,"
+             " chunk: 36 }\n");
     manifest("00.yaml", text);
     load_ok();
     cr_expect_str_eq(cfg->redis_url, "redis://r:1/2");
@@ -278,6 +281,19 @@ Test(config, every_key_maps_to_its_field)
     cr_expect_eq(cfg->replay_max_range_s, 32);
     cr_expect_eq(cfg->replay_keep_completed, 33);
     cr_expect_eq(cfg->replay_keep_failed, 34);
+    cr_expect_eq(cfg->replay_lease_ms, 35000);
+    cr_expect_eq(cfg->replay_chunk, 36);
+}
+
+Test(config, replay_lease_and_chunk_bounds_name_the_key)
+{
+    manifest("00.yaml", "stream: s\n"
+                        "replay: { lease_ms: 999, chunk: 0 }\n");
+    manifest("01.yaml", "replay: { chunk: 10001 }\n");
+    load_fails();
+    expect_errors(3, "%s/00.yaml:2:21: replay.lease_ms: must be between 1000 and 86400000, got 999",
+                  "%s/00.yaml:2:33: replay.chunk: must be between 1 and 10000, got 0",
+                  "%s/01.yaml:1:18: replay.chunk: must be between 1 and 10000, got 10001");
 }
 
 Test(config, relative_paths_resolve_against_the_manifest_directory)

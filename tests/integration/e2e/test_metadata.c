@@ -156,3 +156,66 @@ Test(e2e_metadata, published_while_the_daemon_is_down_is_pending_then_completed)
     json_decref(row);
     cr_expect_eq(e2e_rec_calls(&E, "pub-1", 0), 1);
 }
+
+/* evbusctl publish --file records every published event as PENDING, a
+ * thousand rows at a time as replies arrive, on one connection and with
+ * --parallel (where the threads share the recording connection). */
+Test(e2e_metadata, publish_file_records_every_event_as_pending)
+{
+    e2e_host_conf(&E, NULL);
+    e2e_plugins(&E, NULL, "{ pattern: \"test.**\", handler: record }");
+    char *err = NULL, *out = NULL;
+    cr_assert_eq(e2e_ctl(&E, NULL, &err, "migrate", "up", NULL), 0, "migrate: %s", err);
+    free(err);
+    enum { N = 2500 };
+    char path[700];
+    snprintf(path, sizeof path, "%s/events.ndjson", E.fx.dir);
+    for (int pass = 0; pass < 2; pass++) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        for (int i = 0; i < N; i++)
+            fprintf(f, "{\"id\":\"file-%d-%d\",\"type\":\"test.file\",\"tenantid\":\"t%d\","
+                       "\"data\":{\"i\":%d}}\n", pass, i, i % 5, i);
+        cr_assert_eq(fclose(f), 0);
+        if (pass == 0)
+            cr_assert_eq(e2e_ctl(&E, &out, &err, "publish", "--file", path, NULL), 0,
+                         "publish: %s", err);
+        else
+            cr_assert_eq(e2e_ctl(&E, &out, &err, "publish", "--file", path, "--parallel", "3",
+                                 NULL),
+                         0, "publish --parallel 3: %s", err);
+        free(out);
+        free(err);
+        out = err = NULL;
+    }
+    json_t *row = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i += 1249) {
+            char id[32];
+            snprintf(id, sizeof id, "file-%d-%d", pass, i);
+            cr_assert(e2e_wait_event_status(&E, id, "PENDING", 5000, &row), "%s: no PENDING row",
+                      id);
+            char tenant[8];
+            snprintf(tenant, sizeof tenant, "t%d", i % 5);
+            cr_expect_str_eq(jstr(row, "tenant"), tenant);
+            cr_expect_str_eq(jstr(row, "type"), "test.file");
+            cr_expect(jstr(row, "stream_id") != NULL, "%s: no stream id", id);
+            json_decref(row);
+            row = NULL;
+        }
+    }
+    /* every one of them, not just the samples */
+    size_t pending = 0;
+    for (int off = 0; off <= 2 * N; off += 1000) {
+        char offs[16];
+        snprintf(offs, sizeof offs, "%d", off);
+        json_t *list = NULL;
+        cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--status", "PENDING", "--limit",
+                                  "1000", "--offset", offs, "--json", NULL),
+                     0);
+        pending += json_array_size(list);
+        json_decref(list);
+    }
+    cr_expect_eq(pending, 2 * N);
+    cr_expect_eq(e2e_redis_int(&E, "XLEN %s", "t:events"), 2 * N);
+}

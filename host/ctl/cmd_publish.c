@@ -90,7 +90,7 @@ static void pub_usage(FILE *out)
           "                      their partitionkey attribute, else their tenantid:\n"
           "                      events with the same key keep their input order in\n"
           "                      the stream, others may interleave.  Ids are printed\n"
-          "                      as chunks complete (input order within a key only)\n"
+          "                      as replies arrive (input order within a key only)\n"
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"

@@ -995,6 +995,32 @@ int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, 
     return 0;
 }
 
+int evbus_pipeline_add(evbus_pipeline_t *pl, json_t *ev, char *err, size_t errlen)
+{
+    if (pl->p.failed) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    json_t *items[1] = {ev};
+    char msg[256];
+    pl->next_seq++;
+    int rc = pipe_add(&pl->p, emit_json, items, 0, msg, sizeof msg);
+    if (rc == -1) {
+        stream_fail_rest(pl);
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    if (rc != 0) {
+        pl->next_seq--; /* not queued: it gets no sequence number */
+        if (err && errlen)
+            snprintf(err, errlen, "%s", rc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    return 0;
+}
+
 int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen)
 {
     if (!pl->p.failed && pipe_pump(&pl->p, 0, true) == 0)

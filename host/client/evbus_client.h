@@ -222,9 +222,9 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
                                  size_t errlen);
 
 /*
- * A publishing pipeline: a stream of completed text events over one
- * connection, sent as they are added and answered while later ones are
- * added.  A batch call returns only when its last reply is in, so a
+ * A publishing pipeline: a stream of events (completed text, or json_t
+ * completed on the way in) over one connection, sent as they are added
+ * and answered while later ones are added.  A batch call returns only when its last reply is in, so a
  * caller that prepares the next batch leaves Redis idle meanwhile; with a
  * pipeline the caller's work on the next event overlaps Redis' work on the
  * previous ones (evbusctl publish streams files this way).
@@ -246,6 +246,10 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
  *   completed or memory ran out (not queued, fn not told); or
  *   EVBUS_CLIENT_EREDIS when the connection failed: every unanswered event,
  *   this one included, has then been reported to fn, and further adds fail.
+ * evbus_pipeline_add: the same for a json_t event, which is first
+ *   completed in place as evbus_publish does (so a retry after a failure
+ *   publishes the same id); a bad event is EVBUS_CLIENT_EINVAL with the
+ *   attribute named in err (not queued, fn not told).  ev is not kept.
  * evbus_pipeline_wait: until every added event is answered; 0, or
  *   EVBUS_CLIENT_EREDIS as above.
  * evbus_pipeline_unanswered: events added and not yet reported to fn.
@@ -259,6 +263,7 @@ evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, vo
                                      char *err, size_t errlen);
 int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, char *err,
                             size_t errlen);
+int evbus_pipeline_add(evbus_pipeline_t *pl, json_t *ev, char *err, size_t errlen);
 int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen);
 uint64_t evbus_pipeline_unanswered(const evbus_pipeline_t *pl);
 void evbus_pipeline_free(evbus_pipeline_t *pl);

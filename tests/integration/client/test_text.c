@@ -721,3 +721,43 @@ Test(text, pipeline_freed_early_reports_what_it_never_read)
     evbus_text_event_clear(&ev);
     evbus_client_free(c);
 }
+
+Test(text, pipeline_takes_json_events_completing_them_in_place)
+{
+    evbus_client_t *c = client();
+    struct answers a = {0};
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    enum { N = 5000 };
+    char first_id[64] = "";
+    for (int i = 0; i < N; i++) {
+        json_t *ev = i == 77 ? json_pack("{s:s, s:{}}", "type", "p.q", "data")
+                             : json_pack("{s:s, s:s, s:{s:i}}", "type", "p.q", "tenantid", "t",
+                                         "data", "i", i);
+        int rc = evbus_pipeline_add(pl, ev, err, sizeof err);
+        if (i == 77) {
+            cr_expect_eq(rc, EVBUS_CLIENT_EINVAL);
+            cr_expect(strstr(err, "tenantid") != NULL, "err: %s", err);
+        } else {
+            cr_assert_eq(rc, 0, "%s", err);
+            /* completed in place: a retry would publish the same id */
+            const char *id = json_string_value(json_object_get(ev, "id"));
+            cr_assert(id && matches(UUID4_RE, id), "id: %s", id ? id : "(none)");
+            if (i == 0)
+                snprintf(first_id, sizeof first_id, "%s", id);
+        }
+        json_decref(ev); /* the pipeline keeps no reference */
+    }
+    cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "%s", err);
+    evbus_pipeline_free(pl);
+    cr_expect_eq(a.n, N - 1, "the bad event gets no answer");
+    cr_expect_eq(a.ok, N - 1);
+    cr_expect(!a.out_of_order && !a.ids_not_increasing);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), N - 1);
+    redisReply *r = redisCommand(rc_, "XRANGE %s - + COUNT 1", STREAM);
+    cr_assert(r && r->elements == 1);
+    cr_expect(strstr(r->element[0]->element[1]->element[1]->str, first_id) != NULL);
+    freeReplyObject(r);
+    evbus_client_free(c);
+}

@@ -964,6 +964,34 @@ evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, vo
     return pl;
 }
 
+/* Queues the item emit appends, with the add functions' return codes. */
+static int stream_add(evbus_pipeline_t *pl, emit_fn emit, const void *items, char *err,
+                      size_t errlen)
+{
+    if (pl->p.failed) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    char msg[256];
+    pl->next_seq++;
+    int rc = pipe_add(&pl->p, emit, items, 0, msg, sizeof msg);
+    if (rc == -1) {
+        stream_fail_rest(pl);
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    if (rc != 0) {
+        pl->next_seq--; /* not queued: it gets no sequence number */
+        if (err && errlen)
+            snprintf(err, errlen, "%s",
+                     rc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize (out of memory?)");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    return 0;
+}
+
 int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, char *err,
                             size_t errlen)
 {
@@ -972,53 +1000,13 @@ int evbus_pipeline_add_text(evbus_pipeline_t *pl, const evbus_text_event_t *ev, 
             snprintf(err, errlen, "event not completed");
         return EVBUS_CLIENT_EINVAL;
     }
-    if (pl->p.failed) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s", pl->err);
-        return EVBUS_CLIENT_EREDIS;
-    }
-    pl->next_seq++;
-    char msg[256];
-    int rc = pipe_add(&pl->p, emit_text, ev, 0, msg, sizeof msg);
-    if (rc == -1) {
-        stream_fail_rest(pl);
-        if (err && errlen)
-            snprintf(err, errlen, "%s", pl->err);
-        return EVBUS_CLIENT_EREDIS;
-    }
-    if (rc != 0) {
-        pl->next_seq--; /* not queued: it gets no sequence number */
-        if (err && errlen)
-            snprintf(err, errlen, "out of memory");
-        return EVBUS_CLIENT_EINVAL;
-    }
-    return 0;
+    return stream_add(pl, emit_text, ev, err, errlen);
 }
 
 int evbus_pipeline_add(evbus_pipeline_t *pl, json_t *ev, char *err, size_t errlen)
 {
-    if (pl->p.failed) {
-        if (err && errlen)
-            snprintf(err, errlen, "%s", pl->err);
-        return EVBUS_CLIENT_EREDIS;
-    }
     json_t *items[1] = {ev};
-    char msg[256];
-    pl->next_seq++;
-    int rc = pipe_add(&pl->p, emit_json, items, 0, msg, sizeof msg);
-    if (rc == -1) {
-        stream_fail_rest(pl);
-        if (err && errlen)
-            snprintf(err, errlen, "%s", pl->err);
-        return EVBUS_CLIENT_EREDIS;
-    }
-    if (rc != 0) {
-        pl->next_seq--; /* not queued: it gets no sequence number */
-        if (err && errlen)
-            snprintf(err, errlen, "%s", rc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize");
-        return EVBUS_CLIENT_EINVAL;
-    }
-    return 0;
+    return stream_add(pl, emit_json, items, err, errlen);
 }
 
 int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen)

@@ -1,0 +1,79 @@
+/*
+ * event_outcomes_json: the handler outcomes written to PostgreSQL with
+ * every event's metadata.  It must always be one valid JSON object whatever
+ * the handler names hold, and when the buffer is too small it keeps the
+ * outcomes that fit whole rather than cutting one in half.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "core/event.h"
+
+static struct evbus_event ev;
+
+static void note(const char *handler, const char *outcome)
+{
+    event_note_outcome(&ev, handler, outcome);
+}
+
+/* Parses buf (asserting it is a JSON object) and returns it. */
+static json_t *parsed(const char *buf)
+{
+    json_error_t e;
+    json_t *o = json_loads(buf, 0, &e);
+    cr_assert(json_is_object(o), "not a JSON object: '%s' (%s)", buf, e.text);
+    return o;
+}
+
+Test(event_outcomes, none_is_an_empty_object)
+{
+    memset(&ev, 0, sizeof ev);
+    char buf[64];
+    event_outcomes_json(&ev, buf, sizeof buf);
+    cr_expect_str_eq(buf, "{}");
+}
+
+Test(event_outcomes, in_order_as_compact_json)
+{
+    memset(&ev, 0, sizeof ev);
+    note("audit/main", "ok");
+    note("chaos/main", "retry");
+    char buf[256];
+    event_outcomes_json(&ev, buf, sizeof buf);
+    cr_expect_str_eq(buf, "{\"audit/main\":\"ok\",\"chaos/main\":\"retry\"}");
+}
+
+Test(event_outcomes, quotes_backslashes_and_controls_are_escaped)
+{
+    memset(&ev, 0, sizeof ev);
+    note("we\"ird\\name\n\x01", "ok");
+    char buf[256];
+    event_outcomes_json(&ev, buf, sizeof buf);
+    cr_expect_str_eq(buf, "{\"we\\\"ird\\\\name\\u000a\\u0001\":\"ok\"}");
+    json_t *o = parsed(buf);
+    cr_expect_str_eq(json_string_value(json_object_get(o, "we\"ird\\name\n\x01")), "ok");
+    json_decref(o);
+}
+
+Test(event_outcomes, a_small_buffer_keeps_whole_outcomes_only)
+{
+    memset(&ev, 0, sizeof ev);
+    note("a", "ok");         /* {"a":"ok"} is 10 characters, 11 bytes with the NUL */
+    note("bbbb", "reject");  /* {"a":"ok","bbbb":"reject"}: 26, 27 bytes */
+    note("c", "ok");         /* all three: 35, 36 bytes */
+    for (size_t len = 1; len <= 40; len++) {
+        char buf[64];
+        memset(buf, 'X', sizeof buf);
+        event_outcomes_json(&ev, buf, len);
+        cr_assert_lt(strlen(buf), len, "len %zu: wrote past the buffer", len);
+        if (len < 3) {
+            cr_expect_str_eq(buf, "", "len %zu", len);
+            continue;
+        }
+        json_t *o = parsed(buf);
+        size_t want = len >= 36 ? 3 : len >= 27 ? 2 : len >= 11 ? 1 : 0;
+        cr_expect_eq(json_object_size(o), want, "len %zu: '%s'", len, buf);
+        json_decref(o);
+    }
+}

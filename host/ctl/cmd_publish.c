@@ -20,21 +20,20 @@
  * again, as are lines past the cap.  Event checks live in libevbus, not
  * here.  Stream ids are printed as replies arrive, in input order.
  *
- * --parallel N (N > 1) publishes over N connections, one thread and one
- * pipeline each.  Events are partitioned by key (partitionkey, else
- * tenantid; see evbus_event_text_check_key) and each partition goes
- * through one connection, so events with the same key keep their relative
- * order while events with different keys may interleave.  The first pass
- * keeps one byte per event: its partition.  Each thread then reads the
- * checked input (the file, or the spool of a pipe) with pread and
- * publishes its own events; a line that no longer passes stops the run as
- * in the single-connection path.  Each thread prints its ids a thousand
- * at a time: in input order within a partition, interleaved across
- * partitions.
+ * --parallel N (N > 1) publishes over N connections, one pipeline each,
+ * all driven by the one thread that reads the input.  Events are
+ * partitioned by key (partitionkey, else tenantid; see
+ * evbus_event_text_check_key) and each partition goes through one
+ * connection, so events with the same key keep their relative order while
+ * events with different keys may interleave.  The first pass keeps one
+ * byte per event: its partition.  Ids are printed as replies arrive: in
+ * input order within a partition, interleaved across partitions.  (One
+ * thread is enough: Redis, not the client, bounds the rate, and several
+ * connections help Redis because each event-loop turn then carries more
+ * commands.)
  */
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +56,6 @@ int cmd_publish(int argc, char **argv);
  * 64 MiB); later events are scanned again in the second pass. */
 #define PUB_MAX_CHECKED (1u << 20)
 
-/* Everything a publishing thread prints or records (stdout, stderr, the
- * metadata connection) happens under this lock, one chunk at a time, so
- * lines never mix and the ctl helpers never run concurrently. */
-static pthread_mutex_t pub_out_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void pub_usage(FILE *out)
 {
@@ -85,7 +80,7 @@ static void pub_usage(FILE *out)
           "  --id ID             event id (default: a new UUID)\n"
           "  --maxlen N          trim the stream to about N entries (0: no trimming;\n"
           "                      default: publish_maxlen from the configuration)\n"
-          "  --parallel N        publish NDJSON over N connections, one thread each\n"
+          "  --parallel N        publish NDJSON over N connections\n"
           "                      (default 1, at most 64).  Events are partitioned by\n"
           "                      their partitionkey attribute, else their tenantid:\n"
           "                      events with the same key keep their input order in\n"
@@ -259,55 +254,38 @@ static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_che
                          struct pub_parts *parts);
 
 /*
- * Second pass: a libevbus pipeline per connection, so completing line n+1
- * overlaps Redis appending line n (with whole batches Redis waited for
- * each batch to be completed, and the CLI for each batch's last reply).
- * A completed event is kept, by sequence number, until its reply is in:
- * its id is printed then, and it is recorded as PENDING in batches.
+ * Second pass: one thread reads the checked input once and streams each
+ * event through a libevbus pipeline, so completing line n+1 overlaps Redis
+ * appending line n (a batch call would leave Redis idle while the next
+ * batch is completed, and the CLI idle while the batch's last reply comes).
+ * With --parallel N there are N pipelines, one per connection, and each
+ * event goes to the one its partition names.  A completed event is kept,
+ * by its pipeline's sequence number, until its reply is in: its id is
+ * printed then, and it is recorded as PENDING in batches.
  */
 enum { PUB_RING = 8192, PUB_RECORD_BATCH = 1000 };
 _Static_assert(PUB_RING >= EVBUS_PIPELINE_MAX_INFLIGHT + PUB_RECORD_BATCH,
                "events awaiting a reply or a PENDING row must fit the ring");
 
-struct pub_par;
-
+/* One pipeline's events in flight and its replies not yet recorded. */
 struct pub_seq {
     evbus_text_event_t evs[PUB_RING];
     size_t lines[PUB_RING];
     const char *name;
     bool json;
-    /* --parallel: printed lines collect in `out` and go to stdout under
-     * pub_out_lock with each batch of PENDING rows; NULL: straight to
-     * stdout (one thread) */
-    struct pub_par *par;
-    FILE *out;
-    char *out_buf;
-    size_t out_len;
-    int rc;                 /* the first failure's exit code, else CTL_OK */
-    size_t answered, total;
+    int *rc; /* shared by every pipeline: the first failure's exit code */
+    size_t *answered;
     evbus_text_event_t rec_evs[PUB_RECORD_BATCH];
     char rec_ids[PUB_RECORD_BATCH][EVBUS_STREAM_ID_LEN];
     int rec_rcs[PUB_RECORD_BATCH];
     size_t rec_n;
 };
 
-static int pub_par_fail(struct pub_par *par, int rc, const char *fmt, const char *arg);
-static void pub_par_sent(struct pub_par *par, size_t n);
-
-/* Prints what is buffered and records the replies so far as PENDING rows. */
+/* Records the replies so far as PENDING rows. */
 static void pub_seq_record(struct pub_seq *q)
 {
-    if (q->par) {
-        fflush(q->out);
-        pthread_mutex_lock(&pub_out_lock);
-        fwrite(q->out_buf, 1, q->out_len, stdout);
-        if (q->rec_n)
-            pub_record(q->rec_evs, q->rec_ids, q->rec_rcs, q->rec_n);
-        pthread_mutex_unlock(&pub_out_lock);
-        rewind(q->out);
-    } else if (q->rec_n) {
+    if (q->rec_n)
         pub_record(q->rec_evs, q->rec_ids, q->rec_rcs, q->rec_n);
-    }
     for (size_t i = 0; i < q->rec_n; i++)
         evbus_text_event_clear(&q->rec_evs[i]);
     q->rec_n = 0;
@@ -317,13 +295,10 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
 {
     struct pub_seq *q = ud;
     evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
-    if (rc == 0) {
-        pub_print(q->out, ev->id, text, q->json);
-    } else if (q->rc == CTL_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, q->lines[seq % PUB_RING], text);
-        q->rc = q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", msg) : ctl_fail("publish", "%s", msg);
-    }
+    if (rc == 0)
+        pub_print(stdout, ev->id, text, q->json);
+    else if (*q->rc == CTL_OK)
+        *q->rc = ctl_fail("publish", "%s:%zu: %s", q->name, q->lines[seq % PUB_RING], text);
     size_t k = q->rec_n++;
     q->rec_evs[k] = *ev; /* moves what ev owns */
     memset(ev, 0, sizeof *ev);
@@ -331,145 +306,117 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     q->rec_rcs[k] = rc;
     if (q->rec_n == PUB_RECORD_BATCH)
         pub_seq_record(q);
-    if (++q->answered % EVBUS_PIPELINE_WINDOW == 0) {
-        if (q->par)
-            pub_par_sent(q->par, EVBUS_PIPELINE_WINDOW);
-        else
-            ctl_progress("publish", q->answered, q->total);
-    }
+    ++*q->answered;
 }
 
-static struct pub_seq *pub_seq_new(const char *name, bool json, size_t total, struct pub_par *par)
-{
-    struct pub_seq *q = calloc(1, sizeof *q);
-    if (!q)
-        return NULL;
-    q->name = name;
-    q->json = json;
-    q->total = total;
-    q->par = par;
-    q->out = stdout;
-    if (par && !(q->out = open_memstream(&q->out_buf, &q->out_len))) {
-        free(q);
-        return NULL;
-    }
-    return q;
-}
-
-static void pub_seq_free(struct pub_seq *q)
-{
-    if (q->par) {
-        fclose(q->out);
-        free(q->out_buf);
-    }
-    free(q);
-}
-
-/* The next line to publish: 1 (with *line, *len, *lineno and *chk, the
- * first pass's findings or NULL), 0 at the end, or -1 after the source
- * reported why it stopped. */
-typedef int (*pub_next_fn)(void *src, const char **line, size_t *len, size_t *lineno,
-                           const evbus_text_checked_t **chk);
-
-/* Completes and publishes every line src yields through one pipeline on
- * c; CTL_OK or the first failure's code (its message printed). */
-static int pub_pipe_run(evbus_client_t *c, struct pub_seq *q, pub_next_fn next, void *src)
-{
-    char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, pub_seq_reply, q, err, sizeof err);
-    if (!pl)
-        return q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", err) : ctl_fail("publish", "%s", err);
-    size_t seq = 0;
-    int rc = CTL_OK, more;
-    const char *line;
-    size_t len, lineno;
-    const evbus_text_checked_t *chk;
-    while (q->rc == CTL_OK && rc == CTL_OK && (more = next(src, &line, &len, &lineno, &chk)) != 0) {
-        if (more < 0) {
-            rc = CTL_FAIL; /* the source said why */
-            break;
-        }
-        evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
-        int erc = chk ? evbus_event_text_complete_checked(c, line, len, chk, ev, err, sizeof err)
-                      : evbus_event_text_complete(c, line, len, ev, err, sizeof err);
-        if (erc != 0) {
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, lineno, err);
-            rc = q->par ? pub_par_fail(q->par, CTL_USAGE, "%s", msg)
-                        : ctl_usage_error("publish", "%s", msg);
-            break;
-        }
-        q->lines[seq % PUB_RING] = lineno;
-        erc = evbus_pipeline_add_text(pl, ev, err, sizeof err);
-        if (erc == EVBUS_CLIENT_EREDIS) {
-            rc = CTL_FAIL; /* reported through pub_seq_reply */
-            break;
-        }
-        if (erc != 0) {
-            evbus_text_event_clear(ev);
-            char msg[512];
-            snprintf(msg, sizeof msg, "%s:%zu: %s", q->name, lineno, err);
-            rc = q->par ? pub_par_fail(q->par, CTL_FAIL, "%s", msg) : ctl_fail("publish", "%s", msg);
-            break;
-        }
-        seq++;
-    }
-    /* Whatever was queued is answered (and printed) before the exit; a
-     * connection failure is reported through pub_seq_reply. */
-    evbus_pipeline_wait(pl, err, sizeof err);
-    evbus_pipeline_free(pl);
-    pub_seq_record(q);
-    if (q->par)
-        pub_par_sent(q->par, q->answered % EVBUS_PIPELINE_WINDOW);
-    return q->rc != CTL_OK ? q->rc : rc;
-}
-
-/* One connection: the lines of the checked input, in order. */
+/* The lines of the checked input, in order, with their event's index. */
 struct pub_lines {
     FILE *in;
     char *line;
     size_t cap, lineno, event;
-    const struct pub_checks *chks;
 };
 
-static int pub_lines_next(void *src, const char **line, size_t *len, size_t *lineno,
-                          const evbus_text_checked_t **chk)
+/* 1 with the next non-blank line, 0 at the end. */
+static int pub_lines_next(struct pub_lines *l, size_t *len)
 {
-    struct pub_lines *l = src;
     ssize_t n;
     while ((n = getline(&l->line, &l->cap, l->in)) >= 0) {
         l->lineno++;
         if (pub_blank(l->line, (size_t)n))
             continue;
-        *line = l->line;
         *len = (size_t)n;
-        *lineno = l->lineno;
-        *chk = pub_checked(l->chks, l->event++);
         return 1;
     }
     return 0;
 }
 
-static int pub_send(evbus_client_t *c, FILE *in, const char *name, const struct pub_checks *chks,
-                    size_t total, bool json)
+/*
+ * Publishes every event of the checked input `in` over the n clients:
+ * event i goes to clients[parts->of[i]] (parts NULL: n is 1).  CTL_OK or
+ * the first failure's code, its message printed; whatever was queued is
+ * answered and printed before the return.
+ */
+static int pub_send(evbus_client_t *const *clients, size_t n, FILE *in, const char *name,
+                    const struct pub_checks *chks, const struct pub_parts *parts, size_t total,
+                    bool json)
 {
-    struct pub_seq *q = pub_seq_new(name, json, total, NULL);
-    if (!q)
-        return ctl_fail("publish", "out of memory");
-    struct pub_lines src = {.in = in, .chks = chks};
-    int rc = pub_pipe_run(c, q, pub_lines_next, &src);
+    int rc = CTL_OK, fail = CTL_OK;
+    size_t answered = 0;
+    struct pub_seq **qs = calloc(n, sizeof *qs);
+    evbus_pipeline_t **pls = calloc(n, sizeof *pls);
+    size_t *seqs = calloc(n, sizeof *seqs);
+    if (!qs || !pls || !seqs)
+        rc = ctl_fail("publish", "out of memory");
+    char err[256];
+    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
+        if (!(qs[k] = calloc(1, sizeof *qs[k]))) {
+            rc = ctl_fail("publish", "out of memory");
+            break;
+        }
+        *qs[k] = (struct pub_seq){.name = name, .json = json, .rc = &fail, .answered = &answered};
+        if (!(pls[k] = evbus_pipeline_new(clients[k], pub_seq_reply, qs[k], err, sizeof err)))
+            rc = ctl_fail("publish", "%s", err);
+    }
+    struct pub_lines src = {.in = in};
+    size_t len;
+    while (rc == CTL_OK && fail == CTL_OK && pub_lines_next(&src, &len)) {
+        size_t i = src.event++;
+        if (parts && i >= parts->len) {
+            rc = ctl_usage_error("publish", "%s changed since it was checked", name);
+            break;
+        }
+        size_t k = parts ? parts->of[i] : 0;
+        struct pub_seq *q = qs[k];
+        evbus_text_event_t *ev = &q->evs[seqs[k] % PUB_RING];
+        const evbus_text_checked_t *chk = pub_checked(chks, i);
+        int erc = chk ? evbus_event_text_complete_checked(clients[k], src.line, len, chk, ev, err,
+                                                          sizeof err)
+                      : evbus_event_text_complete(clients[k], src.line, len, ev, err, sizeof err);
+        if (erc != 0) {
+            rc = ctl_usage_error("publish", "%s:%zu: %s", name, src.lineno, err);
+            break;
+        }
+        q->lines[seqs[k] % PUB_RING] = src.lineno;
+        erc = evbus_pipeline_add_text(pls[k], ev, err, sizeof err);
+        if (erc == EVBUS_CLIENT_EREDIS)
+            break; /* every unanswered event was reported through pub_seq_reply */
+        if (erc != 0) {
+            evbus_text_event_clear(ev);
+            rc = ctl_fail("publish", "%s:%zu: %s", name, src.lineno, err);
+            break;
+        }
+        seqs[k]++;
+        if (src.event % EVBUS_PIPELINE_WINDOW == 0)
+            ctl_progress("publish", answered, total);
+    }
+    if (rc == CTL_OK && fail == CTL_OK && parts && src.event != parts->len && !ferror(in))
+        rc = ctl_usage_error("publish", "%s changed since it was checked", name);
+    if (rc == CTL_OK && ferror(in))
+        rc = ctl_fail("publish", "cannot re-read %s", name);
+    /* A connection failure is reported through pub_seq_reply. */
+    for (size_t k = 0; k < n && pls; k++) {
+        if (pls[k])
+            evbus_pipeline_wait(pls[k], err, sizeof err);
+        evbus_pipeline_free(pls[k]);
+        if (qs[k])
+            pub_seq_record(qs[k]);
+    }
     fflush(stdout);
-    ctl_progress("publish", q->answered, total);
+    ctl_progress("publish", answered, total);
     ctl_progress_end();
+    for (size_t k = 0; k < n && qs; k++)
+        free(qs[k]);
+    free(qs);
+    free(pls);
+    free(seqs);
     free(src.line);
-    pub_seq_free(q);
-    return rc;
+    return fail != CTL_OK ? fail : rc;
 }
 
-/* ----------------------------------------------------------- --parallel */
+/* ------------------------------------------------------------ first pass */
 
-/* Lines of a file read with pread, so every thread has its own position
- * on the same descriptor. */
+/* Lines of a file read with pread, so every checking thread has its own
+ * position on the same descriptor. */
 struct pub_reader {
     int fd;
     off_t off;
@@ -517,8 +464,6 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
         r->len += (size_t)k;
     }
 }
-
-/* ------------------------------------------------------------ first pass */
 
 /* What checking a run of lines found (local line numbers), merged in
  * input order once every run is checked. */
@@ -749,184 +694,6 @@ static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_che
     return (ssize_t)events;
 }
 
-/* What the publishing threads share; each has a struct pub_part. */
-struct pub_par {
-    int fd; /* the checked input: the file itself, or the spool of a pipe */
-    const struct pub_parts *parts;
-    const struct pub_checks *chks; /* the first pass's findings, by event */
-    const char *name;
-    bool json;
-    atomic_size_t sent;     /* events handed to Redis, for the progress bar */
-    atomic_size_t finished; /* threads done */
-    atomic_bool stop;       /* a partition failed: the others stop after their chunk */
-};
-
-struct pub_part {
-    struct pub_par *par;
-    unsigned char index;
-    evbus_client_t *c;
-    pthread_t tid;
-    bool started;
-    int rc;
-};
-
-/* Under pub_out_lock: reports a failure unless another partition already
- * stopped the run (one reason, not one per thread). */
-static int pub_par_fail(struct pub_par *par, int rc, const char *fmt, const char *arg)
-{
-    pthread_mutex_lock(&pub_out_lock);
-    if (!atomic_exchange(&par->stop, true)) {
-        if (rc == CTL_USAGE)
-            ctl_usage_error("publish", fmt, arg);
-        else
-            ctl_fail("publish", fmt, arg);
-    }
-    pthread_mutex_unlock(&pub_out_lock);
-    return rc;
-}
-
-static void pub_par_sent(struct pub_par *par, size_t n)
-{
-    atomic_fetch_add(&par->sent, n);
-}
-
-/* One partition: the lines of the checked input whose event the first
- * pass gave it, read with pread so every thread has its own position. */
-struct pub_part_lines {
-    struct pub_part *pt;
-    struct pub_reader rd;
-    size_t lineno, event;
-};
-
-static int pub_part_next(void *src, const char **line, size_t *len, size_t *lineno,
-                         const evbus_text_checked_t **chk)
-{
-    struct pub_part_lines *l = src;
-    struct pub_par *par = l->pt->par;
-    ssize_t n;
-    while (!atomic_load(&par->stop) && (n = pub_read_line(&l->rd, line)) > 0) {
-        l->lineno++;
-        if (pub_blank(*line, (size_t)n))
-            continue;
-        if (l->event >= par->parts->len) {
-            pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
-            return -1;
-        }
-        size_t i = l->event++;
-        if (par->parts->of[i] != l->pt->index)
-            continue;
-        *len = (size_t)n;
-        *lineno = l->lineno;
-        *chk = pub_checked(par->chks, i);
-        return 1;
-    }
-    if (atomic_load(&par->stop))
-        return 0; /* another partition failed and said why */
-    if (n < 0) {
-        pub_par_fail(par, CTL_FAIL, "cannot re-read %s", par->name);
-        return -1;
-    }
-    if (l->event != par->parts->len) {
-        pub_par_fail(par, CTL_USAGE, "%s changed since it was checked", par->name);
-        return -1;
-    }
-    return 0;
-}
-
-/* Second pass of one partition, on its own thread and connection: reads
- * the whole input and publishes the events the first pass gave it. */
-static void *pub_par_run(void *arg)
-{
-    struct pub_part *pt = arg;
-    struct pub_par *par = pt->par;
-    struct pub_part_lines src = {.pt = pt, .rd = {.fd = par->fd}};
-    struct pub_seq *q = pub_seq_new(par->name, par->json, 0, par);
-    int rc = q ? pub_pipe_run(pt->c, q, pub_part_next, &src)
-               : pub_par_fail(par, CTL_FAIL, "%s", "out of memory");
-    if (rc != CTL_OK)
-        atomic_store(&par->stop, true);
-    if (q)
-        pub_seq_free(q);
-    free(src.rd.buf);
-    pt->rc = rc;
-    atomic_fetch_add(&par->finished, 1);
-    return NULL;
-}
-
-/* Starts one thread per partition and waits for them, drawing the
- * progress bar meanwhile.  The first failing partition's status wins. */
-static int pub_par_send(struct pub_par *par, struct pub_part *pts, size_t n, size_t total)
-{
-    int rc = CTL_OK;
-    size_t started = 0;
-    for (; started < n; started++) {
-        int e = pthread_create(&pts[started].tid, NULL, pub_par_run, &pts[started]);
-        if (e != 0) {
-            rc = pub_par_fail(par, CTL_FAIL, "cannot start a thread: %s", strerror(e));
-            break;
-        }
-    }
-    if (ctl_stderr_tty()) {
-        while (atomic_load(&par->finished) < started) {
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-            pthread_mutex_lock(&pub_out_lock);
-            ctl_progress("publish", atomic_load(&par->sent), total);
-            pthread_mutex_unlock(&pub_out_lock);
-        }
-    }
-    for (size_t k = 0; k < started; k++) {
-        pthread_join(pts[k].tid, NULL);
-        if (rc == CTL_OK)
-            rc = pts[k].rc;
-    }
-    ctl_progress("publish", atomic_load(&par->sent), total);
-    ctl_progress_end();
-    return rc;
-}
-
-/* --parallel n (n > 1).  The first pass is the usual one, noting each
- * event's partition; then n threads each read the checked input (the file,
- * or the spool of a pipe) and publish their partition over their own
- * connection, which gets the settings of c: maxlen and source. */
-static int pub_stream_parallel(FILE *in, const char *name, FILE *spool,
-                               struct pub_checks *chks, size_t n, uint64_t maxlen,
-                               const char *source, bool json)
-{
-    const ctl_env_t *env = ctl_env();
-    struct pub_part *pts = calloc(n, sizeof *pts);
-    if (!pts)
-        return ctl_fail("publish", "out of memory");
-    struct pub_parts parts = {.n = n};
-    struct pub_par par = {.parts = &parts, .chks = chks, .name = name, .json = json};
-    int rc = CTL_OK;
-    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
-        char err[256];
-        pts[k].par = &par;
-        pts[k].index = (unsigned char)k;
-        if (!(pts[k].c = evbus_client_new(env->redis_url, env->stream, err, sizeof err))) {
-            rc = ctl_usage_error("publish", "%s", err);
-            break;
-        }
-        evbus_client_set_maxlen(pts[k].c, maxlen);
-        evbus_client_set_source(pts[k].c, source);
-    }
-    ssize_t total = rc == CTL_OK ? pub_check(in, name, spool, chks, &parts) : 0;
-    if (total < 0)
-        rc = CTL_USAGE;
-    else if (rc == CTL_OK && spool && fflush(spool) != 0)
-        rc = ctl_fail("publish", "%s: cannot spool the input: %s", name, strerror(errno));
-    if (rc == CTL_OK) {
-        par.fd = fileno(spool ? spool : in);
-        rc = pub_par_send(&par, pts, n, (size_t)total);
-    }
-    for (size_t k = 0; k < n; k++)
-        evbus_client_free(pts[k].c);
-    free(pts);
-    free(parts.of);
-    return rc;
-}
-
 /* The per-connection settings of the parallel clients. */
 struct pub_opts {
     size_t parallel;
@@ -952,21 +719,43 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
             return ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
         }
     }
-    int rc = CTL_USAGE;
-    ssize_t total = -1;
+    /* --parallel n: n connections with the settings of c (maxlen, source),
+     * the first being c itself; the first pass notes each event's
+     * partition. */
+    size_t n = o->parallel > 1 ? o->parallel : 1;
+    const ctl_env_t *env = ctl_env();
+    evbus_client_t **clients = calloc(n, sizeof *clients);
+    struct pub_parts parts = {.n = n};
     struct pub_checks chks = {0};
-    if (o->parallel > 1)
-        rc = pub_stream_parallel(in, name, spool, &chks, o->parallel, o->maxlen, o->source,
-                                 o->json);
-    else
-        total = pub_check(in, name, spool, &chks, NULL);
-    if (total >= 0) {
+    int rc = clients ? CTL_OK : ctl_fail("publish", "out of memory");
+    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
+        char err[256];
+        if (k == 0) {
+            clients[0] = c;
+            continue;
+        }
+        if (!(clients[k] = evbus_client_new(env->redis_url, env->stream, err, sizeof err))) {
+            rc = ctl_usage_error("publish", "%s", err);
+            break;
+        }
+        evbus_client_set_maxlen(clients[k], o->maxlen);
+        evbus_client_set_source(clients[k], o->source);
+    }
+    ssize_t total = rc == CTL_OK ? pub_check(in, name, spool, &chks, n > 1 ? &parts : NULL) : -1;
+    if (rc == CTL_OK && total < 0)
+        rc = CTL_USAGE;
+    if (rc == CTL_OK) {
         FILE *src = spool ? spool : in;
         if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)
             rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
         else
-            rc = pub_send(c, src, name, &chks, (size_t)total, o->json);
+            rc = pub_send(clients, n, src, name, &chks, n > 1 ? &parts : NULL, (size_t)total,
+                          o->json);
     }
+    for (size_t k = 1; k < n && clients; k++)
+        evbus_client_free(clients[k]);
+    free(clients);
+    free(parts.of);
     free(chks.of);
     if (spool)
         fclose(spool);

@@ -233,10 +233,11 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
  * seq counting from 0: rc 0 and the new stream id in text, or
  * EVBUS_CLIENT_EREDIS and the reason in text (a reply error such as
  * WRONGTYPE, or the connection failing).  It runs inside
- * evbus_pipeline_add_text / _wait / _free on the calling thread, and text
- * is valid only during the call.  Events land in the stream in the order
- * added.  A pipeline, like its client, belongs to one thread; the client
- * must not be used for anything else until the pipeline is freed.
+ * evbus_pipeline_add / _add_text / _wait / _free on the calling thread,
+ * must not call any evbus_pipeline_* function itself, and text is valid
+ * only during the call.  Events land in the stream in the order added.  A
+ * pipeline, like its client, belongs to one thread; the client must not be
+ * used for anything else until the pipeline is freed.
  *
  * evbus_pipeline_new: connects; NULL with the reason in err.
  * evbus_pipeline_add_text: copies ev's bytes (ev may be cleared right
@@ -253,9 +254,10 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
  * evbus_pipeline_wait: until every added event is answered; 0, or
  *   EVBUS_CLIENT_EREDIS as above.
  * evbus_pipeline_unanswered: events added and not yet reported to fn.
- * evbus_pipeline_free: events still unanswered are reported as
- *   EVBUS_CLIENT_EREDIS (their fate is unknown; call _wait first) and the
- *   connection is dropped; NULL is fine.
+ * evbus_pipeline_free: when events are still unanswered they are reported
+ *   as EVBUS_CLIENT_EREDIS (their fate is unknown; call _wait first) and
+ *   the connection is dropped (the client reconnects at its next call);
+ *   else the client keeps its connection.  NULL is fine.
  */
 typedef struct evbus_pipeline evbus_pipeline_t;
 typedef void (*evbus_pipeline_fn)(void *ud, uint64_t seq, int rc, const char *text);

@@ -353,7 +353,11 @@ static int pub_send(evbus_client_t *const *clients, size_t n, FILE *in, const ch
             rc = ctl_fail("publish", "out of memory");
             break;
         }
-        *qs[k] = (struct pub_seq){.name = name, .json = json, .rc = &fail, .answered = &answered};
+        /* (fields one by one: the struct is ~1 MB, no compound literal) */
+        qs[k]->name = name;
+        qs[k]->json = json;
+        qs[k]->rc = &fail;
+        qs[k]->answered = &answered;
         if (!(pls[k] = evbus_pipeline_new(clients[k], pub_seq_reply, qs[k], err, sizeof err)))
             rc = ctl_fail("publish", "%s", err);
     }

@@ -4,9 +4,19 @@
  *
  * Config: path (required); buffer: "line" (default: one write per event),
  * "none" (the same: an event is always one line) or a byte count (lines
- * are gathered and written when the buffer would overflow, and at fini);
- * fsync: "never" (default), "always" (after every write) or "interval"
- * (at most every fsync_interval_ms, default 1000).
+ * are gathered and written when the buffer would overflow, at least every
+ * flush_interval_ms (default 1000), and at fini); fsync: "never"
+ * (default), "always" (after every write) or "interval" (every
+ * fsync_interval_ms, default 1000, whenever something was written since
+ * the last sync).
+ *
+ * The intervals are kept by a thread of the instance, not by the next
+ * event: a handler returns OK (and the event is acknowledged) once its
+ * line is buffered or written, so a quiet stream must not leave the last
+ * lines unwritten or unsynced for longer than the configured interval.
+ * The thread only runs when a byte buffer or fsync "interval" asks for it,
+ * and fini stops it before the last flush (before the host unloads the
+ * library).
  *
  * Two instances must never interleave their buffered writes in one file,
  * so a registry of open files keyed by (st_dev, st_ino) refuses a second
@@ -19,6 +29,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +54,13 @@ typedef struct fsink {
     size_t buf_len, buf_cap;
     fsink_fsync_t fsync_mode;
     int64_t fsync_interval_ms;
+    int64_t flush_interval_ms;
     int64_t last_sync_ms;
+    bool dirty;          /* written since the last fdatasync */
+    /* the interval thread (see the top of the file) */
+    pthread_t timer;
+    bool timer_running, timer_stop;
+    pthread_cond_t timer_cv;
     struct fsink *next; /* registry link */
 } fsink_t;
 
@@ -79,22 +96,68 @@ static int fsink_flush_locked(fsink_t *s)
         if (fsink_write_all(s->fd, s->buf, s->buf_len) != 0)
             return -1;
         s->buf_len = 0;
+        s->dirty = true;
     }
     return 0;
 }
 
+/* After a write: fsync "always" syncs now; "interval" syncs when the
+ * interval has passed (else the timer thread will).  Caller holds s->mu. */
 static int fsink_sync_locked(fsink_t *s)
 {
-    if (s->fsync_mode == FSYNC_ALWAYS)
+    s->dirty = true;
+    if (s->fsync_mode == FSYNC_ALWAYS) {
+        s->dirty = false;
         return fdatasync(s->fd);
+    }
     if (s->fsync_mode == FSYNC_INTERVAL) {
         int64_t now = fsink_now_ms();
         if (now - s->last_sync_ms >= s->fsync_interval_ms) {
             s->last_sync_ms = now;
+            s->dirty = false;
             return fdatasync(s->fd);
         }
     }
     return 0;
+}
+
+/* The interval thread: every tick writes out a buffer older than
+ * flush_interval_ms and syncs what was written fsync_interval_ms ago. */
+static void *fsink_timer_main(void *arg)
+{
+    fsink_t *s = arg;
+    int64_t tick = s->fsync_mode == FSYNC_INTERVAL ? s->fsync_interval_ms : s->flush_interval_ms;
+    if (s->buf && s->flush_interval_ms < tick)
+        tick = s->flush_interval_ms;
+    int64_t last_flush = fsink_now_ms();
+    pthread_mutex_lock(&s->mu);
+    while (!s->timer_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + (tick % 1000) * 1000000;
+        ts.tv_sec += (time_t)(tick / 1000 + ns / 1000000000);
+        ts.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&s->timer_cv, &s->mu, &ts);
+        if (s->timer_stop)
+            break;
+        int64_t now = fsink_now_ms();
+        if (s->buf && now - last_flush >= s->flush_interval_ms) {
+            last_flush = now;
+            if (fsink_flush_locked(s) != 0 && s->api->log)
+                s->api->log(EVBUS_LOG_ERROR, "file-sink: writing %s: %s", s->path,
+                            strerror(errno));
+        }
+        if (s->fsync_mode == FSYNC_INTERVAL && s->dirty &&
+            now - s->last_sync_ms >= s->fsync_interval_ms) {
+            s->last_sync_ms = now;
+            s->dirty = false;
+            if (fdatasync(s->fd) != 0 && s->api->log)
+                s->api->log(EVBUS_LOG_ERROR, "file-sink: fdatasync %s: %s", s->path,
+                            strerror(errno));
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
 }
 
 static int fsink_parse_config(fsink_t *s, const char *config_json, char *err, size_t errlen)
@@ -138,14 +201,19 @@ static int fsink_parse_config(fsink_t *s, const char *config_json, char *err, si
         snprintf(err, errlen, "'fsync' must be \"never\", \"always\" or \"interval\"");
         goto out;
     }
-    json_t *iv = json_object_get(cfg, "fsync_interval_ms");
-    s->fsync_interval_ms = 1000;
-    if (iv) {
-        if (!json_is_integer(iv) || json_integer_value(iv) < 1) {
-            snprintf(err, errlen, "'fsync_interval_ms' must be a positive integer");
+    const char *const ivs[] = {"fsync_interval_ms", "flush_interval_ms"};
+    int64_t *const ivp[] = {&s->fsync_interval_ms, &s->flush_interval_ms};
+    for (int k = 0; k < 2; k++) {
+        json_t *iv = json_object_get(cfg, ivs[k]);
+        *ivp[k] = 1000;
+        if (!iv)
+            continue;
+        if (!json_is_integer(iv) || json_integer_value(iv) < 1 ||
+            json_integer_value(iv) > 86400000) {
+            snprintf(err, errlen, "'%s' must be an integer from 1 to 86400000 (ms)", ivs[k]);
             goto out;
         }
-        s->fsync_interval_ms = json_integer_value(iv);
+        *ivp[k] = json_integer_value(iv);
     }
     rc = s->path ? 0 : -1;
     if (rc != 0)
@@ -159,6 +227,7 @@ static void fsink_destroy(fsink_t *s)
 {
     if (s->fd >= 0)
         close(s->fd);
+    pthread_cond_destroy(&s->timer_cv);
     pthread_mutex_destroy(&s->mu);
     free(s->buf);
     free(s->path);
@@ -211,6 +280,11 @@ static int fsink_init(const evbus_host_api_t *api, const char *config_json, void
     s->api = api;
     s->fd = -1;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->timer_cv, &ca);
+    pthread_condattr_destroy(&ca);
     const char *iname = api->instance_name ? api->instance_name() : NULL;
     s->instance = strdup(iname ? iname : "?");
     if (!s->instance || fsink_parse_config(s, config_json, err, errlen) != 0)
@@ -230,6 +304,15 @@ static int fsink_init(const evbus_host_api_t *api, const char *config_json, void
     s->last_sync_ms = fsink_now_ms();
     if (fsink_register(s, err, errlen) != 0)
         goto fail;
+    if (s->buf || s->fsync_mode == FSYNC_INTERVAL) {
+        int e = pthread_create(&s->timer, NULL, fsink_timer_main, s);
+        if (e != 0) {
+            fsink_unregister(s);
+            snprintf(err, errlen, "cannot start the flush thread: %s", strerror(e));
+            goto fail;
+        }
+        s->timer_running = true;
+    }
     *state = s;
     return 0;
 fail:
@@ -241,6 +324,13 @@ static void fsink_fini(void *state)
 {
     fsink_t *s = state;
     fsink_unregister(s);
+    if (s->timer_running) {
+        pthread_mutex_lock(&s->mu);
+        s->timer_stop = true;
+        pthread_cond_signal(&s->timer_cv);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->timer, NULL);
+    }
     pthread_mutex_lock(&s->mu);
     if (fsink_flush_locked(s) != 0 && s->api->log)
         s->api->log(EVBUS_LOG_ERROR, "file-sink: flushing %s at shutdown: %s", s->path,

@@ -367,6 +367,32 @@ Test(file_sink, byte_buffer_holds_lines_until_full_or_fini)
     plugin_lib_close(lib);
 }
 
+/* A handler returns OK once its line is buffered, so a quiet stream must
+ * not leave the last lines in memory: the instance's thread writes them
+ * out after flush_interval_ms without waiting for another event. */
+Test(file_sink, a_buffered_line_is_written_after_the_flush_interval_without_more_events)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/quiet.jsonl", tmp);
+    snprintf(cfg, sizeof cfg,
+             "{\"path\":\"%s\",\"buffer\":65536,\"flush_interval_ms\":100,"
+             "\"fsync\":\"interval\",\"fsync_interval_ms\":100}",
+             out);
+    plugin_instance_t *inst = new_ok(lib, "sink", cfg);
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    evbus_event_t ev = {.id = "1", .type = "a.b", .raw = "{\"id\":\"1\"}"};
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    cr_assert_eq(harness_count_lines(out), 0, "the line is buffered at first");
+    long long deadline = harness_now_ms() + 5000;
+    while (harness_count_lines(out) == 0 && harness_now_ms() < deadline)
+        usleep(20 * 1000);
+    cr_assert_eq(harness_count_lines(out), 1, "the buffered line was not written within 5 s");
+    plugin_instance_free(inst); /* stops the thread, then flushes nothing more */
+    cr_assert_eq(harness_count_lines(out), 1);
+    plugin_lib_close(lib);
+}
+
 Test(file_sink, refuses_a_second_instance_on_the_same_file)
 {
     plugin_lib_t *lib = open_ok(FILE_SINK_SO);
@@ -401,6 +427,11 @@ Test(file_sink, requires_a_path)
                                      &fake_host_api, &inst, err, sizeof err),
                  -1);
     cr_assert_not_null(strstr(err, "'fsync' must be"), "got: %s", err);
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"flush_interval_ms\":0}",
+                                     &fake_host_api, &inst, err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "'flush_interval_ms' must be an integer from 1 to 86400000"),
+                       "got: %s", err);
     plugin_lib_close(lib);
 }
 

@@ -47,6 +47,7 @@ static void validate_usage(FILE *out)
           "                       then data against its type's schema at its version\n"
           "                       (default DIR: " EVBUS_SCHEMA_DIR ")\n"
           "  --schema FILE        check each line against this one JSON Schema\n"
+          "                       ($refs to other files are read from disk)\n"
           "  --json               one JSON object per line, then a summary object\n"
           "  --format-assert      \"format\" is an assertion (default)\n"
           "  --no-format-assert   \"format\" is an annotation only\n"

@@ -627,10 +627,54 @@ schema_catalog_t *schema_catalog_load(const char *dir, int format_assert, cfg_er
     return c;
 }
 
+/* Where a standalone schema's $refs to other documents are looked for. */
+typedef struct file_refs {
+    char root[PATH_MAX]; /* the tree the file would sit in as <root>/<type>/<N>.json */
+} file_refs_t;
+
+/*
+ * A document a standalone schema refers to: file://<path> is that file
+ * (relative $refs of a schema without $id resolve to those), and
+ * SCHEMA_URI_BASE/<type>/<N>.json is <root>/<type>/<N>.json, as the
+ * daemon's catalog would have it.  NULL for anything else.
+ */
+static json_t *file_refs_resolve(const char *uri, void *ud)
+{
+    const file_refs_t *fr = ud;
+    char path[PATH_MAX + 64];
+    static const char base[] = SCHEMA_URI_BASE "/";
+    if (strncmp(uri, "file://", 7) == 0)
+        snprintf(path, sizeof path, "%s", uri + 7);
+    else if (strncmp(uri, base, sizeof base - 1) == 0 && fr->root[0] &&
+             !strstr(uri + sizeof base - 1, ".."))
+        snprintf(path, sizeof path, "%s/%s", fr->root, uri + sizeof base - 1);
+    else
+        return NULL;
+    return json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+}
+
 js_registry_t *schema_load_file(const char *path, int format_assert, const js_schema_t **out,
                                 cfg_errors_t *errs)
 {
-    js_options_t opts = {.format_assert = format_assert};
+    /* <root>/<type>/<N>.json: the grandparent of the file */
+    file_refs_t fr = {{0}};
+    char *real = realpath(path, NULL);
+    if (real) {
+        char *slash = strrchr(real, '/');
+        if (slash) {
+            *slash = '\0';
+            slash = strrchr(real, '/');
+            if (slash && slash != real) {
+                *slash = '\0';
+                snprintf(fr.root, sizeof fr.root, "%s", real);
+            }
+        }
+        free(real);
+    }
+    /* fr lives until the return: the registry resolves only while this
+     * function compiles the schema */
+    js_options_t opts = {.format_assert = format_assert, .resolve = file_refs_resolve,
+                         .resolve_ud = &fr};
     js_registry_t *reg = js_registry_new(&opts);
     if (!reg) {
         cat_err(errs, "%s: out of memory", path);

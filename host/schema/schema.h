@@ -105,9 +105,14 @@ int schema_catalog_validate_event(const schema_catalog_t *c, const json_t *envel
 
 /*
  * Loads one standalone schema file (for `evbusctl validate --schema`).  It is
- * registered under its $id, or file://<absolute path> without one; $refs to
- * other files are not followed.  Returns the registry that owns *out (free it
- * with js_registry_free()), or NULL after appending messages to errs.
+ * registered under its $id, or file://<absolute path> without one.  $refs to
+ * other documents are followed to files: a file:// URI (what a relative $ref
+ * of a schema without $id becomes) is that file, and
+ * SCHEMA_URI_BASE/<type>/<N>.json is <type>/<N>.json in the tree the file
+ * itself sits in (<root>/<type>/<N>.json), as the daemon's catalog resolves
+ * it.  The registry resolves only during this call.  Returns the registry
+ * that owns *out (free it with js_registry_free()), or NULL after appending
+ * messages to errs.
  */
 js_registry_t *schema_load_file(const char *path, int format_assert, const js_schema_t **out,
                                 cfg_errors_t *errs);

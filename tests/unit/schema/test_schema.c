@@ -845,6 +845,66 @@ Test(stream, schema_mode_checks_each_line_against_one_file)
     free(dir);
 }
 
+/* Counts the lines of `input` that pass s. */
+static size_t valid_lines(const js_schema_t *s, const char *input)
+{
+    FILE *in = input_file(input), *out = tmpfile();
+    schema_stream_t st;
+    schema_stream_init(&st, NULL, s, 0, out);
+    char err[256];
+    cr_assert_eq(schema_stream_run(&st, in, "n", err, sizeof err), 0, "%s", err);
+    size_t valid = st.valid;
+    schema_stream_release(&st);
+    fclose(in);
+    fclose(out);
+    return valid;
+}
+
+/* A standalone schema follows its $refs to files: relative ones (no $id:
+ * file://) and the catalog's own URIs, looked up in the tree the file sits
+ * in, as the daemon would; an unknown document still fails by name. */
+Test(stream, schema_mode_follows_refs_to_other_files)
+{
+    char *dir = strdup("/tmp/evbus-schema-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char *sub_dir = xasprintf("%s/defs", dir);
+    cr_assert_eq(mkdir(sub_dir, 0755), 0);
+    char *defs = xasprintf("%s/defs/positive.json", dir);
+    write_file(defs, "{\"$defs\": {\"pos\": {\"type\": \"integer\", \"minimum\": 1}}}");
+    char *rel = xasprintf("%s/rel.json", dir);
+    write_file(rel, "{\"type\": \"object\", \"properties\": {\"n\": "
+                    "{\"$ref\": \"defs/positive.json#/$defs/pos\"}}}");
+    cfg_errors_t errs = {0};
+    const js_schema_t *s = NULL;
+    js_registry_t *reg = schema_load_file(rel, 1, &s, &errs);
+    cr_assert_not_null(reg, "%s", errs.count ? errs.msgs[0] : "");
+    cr_expect_eq(valid_lines(s, "{\"n\": 3}\n{\"n\": 0}\n{\"n\": \"x\"}\n"), 1);
+    js_registry_free(reg);
+
+    /* <root>/a.type/1.json refers to /b.type/1.json by the catalog's URIs */
+    char *a_dir = xasprintf("%s/a.type", dir), *b_dir = xasprintf("%s/b.type", dir);
+    cr_assert_eq(mkdir(a_dir, 0755), 0);
+    cr_assert_eq(mkdir(b_dir, 0755), 0);
+    char *a = xasprintf("%s/1.json", a_dir), *b = xasprintf("%s/1.json", b_dir);
+    write_file(b, "{\"$id\": \"" SCHEMA_URI_BASE "/b.type/1.json\", "
+                  "\"$defs\": {\"kind\": {\"enum\": [\"user\", \"bot\"]}}}");
+    write_file(a, "{\"$id\": \"" SCHEMA_URI_BASE "/a.type/1.json\", \"type\": \"object\", "
+                  "\"properties\": {\"k\": {\"$ref\": \"/b.type/1.json#/$defs/kind\"}}}");
+    reg = schema_load_file(a, 1, &s, &errs);
+    cr_assert_not_null(reg, "%s", errs.count ? errs.msgs[0] : "");
+    cr_expect_eq(valid_lines(s, "{\"k\": \"user\"}\n{\"k\": \"cat\"}\n"), 1);
+    js_registry_free(reg);
+
+    write_file(a, "{\"$id\": \"" SCHEMA_URI_BASE "/a.type/1.json\", "
+                  "\"$ref\": \"/c.type/1.json\"}");
+    cr_expect_null(schema_load_file(a, 1, &s, &errs));
+    cr_expect(errs.count == 1 && strstr(errs.msgs[0], "c.type/1.json"), "%s",
+              errs.count ? errs.msgs[0] : "(no error)");
+    errs_free(&errs);
+    rm_tree(dir);
+    free(a), free(b), free(a_dir), free(b_dir), free(defs), free(rel), free(sub_dir), free(dir);
+}
+
 /* ---- the real evbusctl ------------------------------------------------------ */
 
 static char *evbusctl_path(void)

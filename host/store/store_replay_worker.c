@@ -18,7 +18,10 @@
  * at-least-once like everything else).  A host that stops hands its job
  * back (pending, position kept) without using up a claim; a job claimed
  * REPLAY_MAX_CLAIMS times without finishing fails, so a job whose events
- * kill every host that runs them cannot go round the cluster forever.
+ * kill every host that runs them cannot go round the cluster forever.  The
+ * claim number fences every write of a running job: a host that stalled
+ * past its lease and lost the job stops at its next write and changes
+ * nothing the new owner wrote.
  *
  * total is counted by a first XRANGE pass over the window that only counts
  * entries (no parsing, no dispatch).  That doubles the Redis reads of a job
@@ -68,7 +71,9 @@ typedef struct job {
     int rate;
     int64_t total, processed, skipped, failed;
     char position[48]; /* last entry handled ("" = none yet) */
-    int claims;        /* this claim included */
+    int claims;        /* this claim included: also the fencing token */
+    char claims_s[16];
+    bool lost;         /* another host took the job over: stop, write nothing */
     int64_t beat_ms;   /* monotonic time of the last heartbeat */
 } job_t;
 
@@ -112,6 +117,7 @@ static int job_from_json(job_t *j, const json_t *o)
     j->skipped = (int64_t)json_integer_value(json_object_get(o, "skipped"));
     j->failed = (int64_t)json_integer_value(json_object_get(o, "failed"));
     j->claims = (int)json_integer_value(json_object_get(o, "claims"));
+    snprintf(j->claims_s, sizeof j->claims_s, "%d", j->claims);
     const char *pos = json_string_value(json_object_get(o, "position"));
     snprintf(j->position, sizeof j->position, "%s", pos ? pos : "");
     j->beat_ms = store__mono_ms();
@@ -168,22 +174,40 @@ static bool job_matches(const job_t *j, const char *raw)
 
 /* ------------------------------------------------------- job row updates */
 
-/* Saves the counts and the position, and renews the lease. */
+/*
+ * Saves the counts and the position, and renews the lease.  Every write of
+ * a running job is fenced by its claim number: if this host stalled past
+ * the lease (a pause, a partition) and another host claimed the job, the
+ * update matches nothing and this host stops the job without touching
+ * what the new owner writes.
+ */
 static void job_progress(PGconn *pg, job_t *j)
 {
+    if (j->lost)
+        return;
     char t[24], p[24], s[24], f[24], err[256];
     snprintf(t, sizeof t, "%lld", (long long)j->total);
     snprintf(p, sizeof p, "%lld", (long long)j->processed);
     snprintf(s, sizeof s, "%lld", (long long)j->skipped);
     snprintf(f, sizeof f, "%lld", (long long)j->failed);
-    const char *params[] = {j->id, t, p, s, f, j->position[0] ? j->position : NULL};
+    const char *params[] = {j->id, t, p, s, f, j->position[0] ? j->position : NULL,
+                            j->claims_s};
     j->beat_ms = store__mono_ms();
+    long n = 0;
     if (store__exec(pg, "replay progress",
                     "UPDATE replay_jobs SET total = $2::bigint, processed = $3::bigint,"
                     " skipped = $4::bigint, failed = $5::bigint, position = $6,"
-                    " heartbeat_at = now() WHERE id = $1",
-                    6, params, NULL, err, sizeof err) != 0)
+                    " heartbeat_at = now() WHERE id = $1 AND claims = $7::int"
+                    " AND status IN ('running', 'cancelled')",
+                    7, params, &n, err, sizeof err) != 0) {
         log_warn(COMP, "job %s: %s", j->id, err);
+        return;
+    }
+    if (n == 0) {
+        j->lost = true;
+        log_warn(COMP, "job %s was taken over by another host (its lease ran out here); "
+                 "this host stops it", j->id);
+    }
 }
 
 /* A heartbeat when lease/6 passed since the last one (between events, so
@@ -222,11 +246,14 @@ static void job_release(PGconn *pg, job_t *j)
 {
     char err[256];
     job_progress(pg, j);
-    const char *params[] = {j->id};
+    if (j->lost)
+        return;
+    const char *params[] = {j->id, j->claims_s};
     if (store__exec(pg, "replay release",
                     "UPDATE replay_jobs SET status = 'pending', heartbeat_at = NULL,"
-                    " claims = GREATEST(claims - 1, 0) WHERE id = $1 AND status = 'running'",
-                    1, params, NULL, err, sizeof err) != 0)
+                    " claims = GREATEST(claims - 1, 0)"
+                    " WHERE id = $1 AND status = 'running' AND claims = $2::int",
+                    2, params, NULL, err, sizeof err) != 0)
         log_warn(COMP, "job %s: %s", j->id, err);
 }
 
@@ -235,11 +262,13 @@ static void job_finish(PGconn *pg, job_t *j, const char *error)
 {
     char err[256];
     job_progress(pg, j);
-    const char *params[] = {j->id, error ? "failed" : "completed", error};
+    if (j->lost)
+        return;
+    const char *params[] = {j->id, error ? "failed" : "completed", error, j->claims_s};
     if (store__exec(pg, "replay finish",
                     "UPDATE replay_jobs SET status = $2, error = $3, finished_at = now()"
-                    " WHERE id = $1 AND status = 'running'",
-                    3, params, NULL, err, sizeof err) != 0)
+                    " WHERE id = $1 AND status = 'running' AND claims = $4::int",
+                    4, params, NULL, err, sizeof err) != 0)
         log_warn(COMP, "job %s: %s", j->id, err);
 }
 
@@ -266,6 +295,8 @@ static bool pace(store_replay_worker_t *w, PGconn *pg, job_t *j, pacer_t *pc,
         if (store__mono_ms() - *last_check >= REPLAY_CHECK_MS) {
             *last_check = store__mono_ms();
             job_progress(pg, j);
+            if (j->lost)
+                return false;
             if (job_cancelled(pg, j)) {
                 *cancelled = true;
                 return false;
@@ -381,6 +412,10 @@ counted:
                 j->failed++;
             snprintf(j->position, sizeof j->position, "%s", e->element[0]->str);
             job_beat(w, pg, j);
+            if (j->lost) {
+                stopped = true;
+                break;
+            }
         }
         bool done = r->elements < w->chunk;
         if (r->elements > 0)
@@ -389,6 +424,8 @@ counted:
         if (stopped)
             break;
         job_progress(pg, j);
+        if (j->lost)
+            break;
         last_check = store__mono_ms();
         if (job_cancelled(pg, j)) {
             cancelled = true;
@@ -398,7 +435,10 @@ counted:
             break;
     }
     redisFree(rc);
-    if (cancelled) {
+    if (j->lost) {
+        log_warn(COMP, "job %s stopped here after %s: another host runs it now", j->id,
+                 j->position[0] ? j->position : "its start");
+    } else if (cancelled) {
         job_progress(pg, j);
         log_info(COMP, "job %s cancelled after %lld events", j->id, (long long)j->processed);
     } else if (atomic_load(&w->stop)) {

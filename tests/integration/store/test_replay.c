@@ -467,3 +467,44 @@ Test(replay, a_stopping_host_hands_its_job_back_and_the_next_one_finishes_it)
     PQfinish(c);
     redisFree(r);
 }
+
+/* A host that stalled past its lease and finds the job claimed by another
+ * (claims moved on) stops at once and writes nothing more to the row: the
+ * claim number fences every write. */
+Test(replay, a_host_that_lost_its_lease_stops_and_writes_nothing)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    for (int i = 0; i < 200; i++)
+        add(r, T0 + i, 0, "order.created", "acme", false);
+    PGconn *c = fx_connect();
+    char id[64], sql[256];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 1000, .rate = 20};
+    create(c, &req, id);
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    long long deadline = harness_now_ms() + 20000;
+    while (rec_count() < 5 && harness_now_ms() < deadline)
+        usleep(20 * 1000);
+    cr_assert_geq(rec_count(), 5);
+    /* another host claims it (as after a lease expiry) and parks a position */
+    snprintf(sql, sizeof sql,
+             "UPDATE replay_jobs SET claims = claims + 1, position = 'other-host'"
+             " WHERE id = '%s'", id);
+    sql_ok(c, sql);
+    usleep(2500 * 1000); /* > one progress write while rate-limited */
+    size_t n = rec_count();
+    usleep(1000 * 1000);
+    cr_expect_eq(rec_count(), n, "dispatch went on after the job was taken over");
+    cr_expect_lt(n, 200);
+    store_replay_worker_stop(w);
+    json_t *job = NULL;
+    char err[512];
+    cr_assert_eq(store_replay_get(c, id, &job, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "running",
+                     "the old host changed the new owner's job");
+    cr_expect_str_eq(json_string_value(json_object_get(job, "position")), "other-host");
+    cr_expect_eq(jint(job, "claims"), 2);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}

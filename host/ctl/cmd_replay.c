@@ -166,6 +166,14 @@ static void print_job(const json_t *job)
            jint(job, "processed"), jint(job, "skipped"), jint(job, "failed"), jint(job, "total"));
     printf("created:   %s\nstarted:   %s\nfinished:  %s\n", jstr(job, "created_at"),
            jstr(job, "started_at"), jstr(job, "finished_at"));
+    /* the lease (migration 0005): where a new host would resume, and how
+     * often hosts took the job */
+    if (json_is_string(json_object_get(job, "position")))
+        printf("position:  %s (last entry handled)\n", jstr(job, "position"));
+    if (json_is_string(json_object_get(job, "heartbeat_at")))
+        printf("heartbeat: %s\n", jstr(job, "heartbeat_at"));
+    if (jint(job, "claims") > 1)
+        printf("claims:    %lld (taken over after a host went away)\n", jint(job, "claims"));
     if (json_is_string(json_object_get(job, "warning")))
         printf("warning:   %s\n", jstr(job, "warning"));
     if (json_is_string(json_object_get(job, "error")))

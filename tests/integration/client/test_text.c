@@ -592,6 +592,19 @@ static void complete_n(evbus_client_t *c, int i, evbus_text_event_t *ev, char te
                  err);
 }
 
+/* Adds events first..first+n-1 (each completed, copied, cleared); every
+ * add must succeed. */
+static void add_n(evbus_client_t *c, evbus_pipeline_t *pl, int first, int n)
+{
+    char text[128], err[256];
+    for (int i = first; i < first + n; i++) {
+        evbus_text_event_t ev;
+        complete_n(c, i, &ev, text);
+        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
+        evbus_text_event_clear(&ev); /* the pipeline copied the bytes */
+    }
+}
+
 Test(text, pipeline_streams_in_order_and_answers_each_event_once)
 {
     enum { N = 12000 }; /* three times the in-flight bound */
@@ -633,18 +646,12 @@ Test(text, pipeline_streams_in_order_and_answers_each_event_once)
 Test(text, pipeline_reply_errors_are_reported_per_event)
 {
     redis_ok("SET " STREAM " not-a-stream");
-    char text[128];
     evbus_client_t *c = client();
     struct answers a = {0};
     char err[256];
     evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
     cr_assert_not_null(pl, "%s", err);
-    for (int i = 0; i < 100; i++) {
-        evbus_text_event_t ev;
-        complete_n(c, i, &ev, text);
-        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
-        evbus_text_event_clear(&ev);
-    }
+    add_n(c, pl, 0, 100);
     cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "a reply error is not a failure");
     evbus_pipeline_free(pl);
     cr_assert_eq(a.n, 100);
@@ -704,12 +711,7 @@ Test(text, pipeline_freed_early_reports_what_it_never_read)
     char err[256];
     evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
     cr_assert_not_null(pl, "%s", err);
-    for (int i = 0; i < 50; i++) {
-        evbus_text_event_t ev;
-        complete_n(c, i, &ev, text);
-        cr_assert_eq(evbus_pipeline_add_text(pl, &ev, err, sizeof err), 0, "%s", err);
-        evbus_text_event_clear(&ev);
-    }
+    add_n(c, pl, 0, 50);
     evbus_pipeline_free(pl);
     cr_assert_eq(a.n, 50);
     cr_assert(!a.out_of_order);

@@ -592,6 +592,15 @@ static void complete_n(evbus_client_t *c, int i, evbus_text_event_t *ev, char te
                  err);
 }
 
+/* A pipeline on c whose answers go to a (asserts). */
+static evbus_pipeline_t *open_pipeline(evbus_client_t *c, struct answers *a)
+{
+    char err[256];
+    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, a, err, sizeof err);
+    cr_assert_not_null(pl, "%s", err);
+    return pl;
+}
+
 /* Adds events first..first+n-1 (each completed, copied, cleared); every
  * add must succeed. */
 static void add_n(evbus_client_t *c, evbus_pipeline_t *pl, int first, int n)
@@ -612,8 +621,7 @@ Test(text, pipeline_streams_in_order_and_answers_each_event_once)
     evbus_client_t *c = client();
     struct answers a = {0};
     char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    evbus_pipeline_t *pl = open_pipeline(c, &a);
     for (int i = 0; i < N; i++) {
         evbus_text_event_t ev;
         complete_n(c, i, &ev, text);
@@ -649,8 +657,7 @@ Test(text, pipeline_reply_errors_are_reported_per_event)
     evbus_client_t *c = client();
     struct answers a = {0};
     char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    evbus_pipeline_t *pl = open_pipeline(c, &a);
     add_n(c, pl, 0, 100);
     cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "a reply error is not a failure");
     evbus_pipeline_free(pl);
@@ -667,8 +674,7 @@ Test(text, pipeline_connection_loss_reports_every_unanswered_event_once)
     evbus_client_t *c = client();
     struct answers a = {0};
     char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    evbus_pipeline_t *pl = open_pipeline(c, &a);
     size_t added = 0;
     int rc = 0;
     for (int i = 0; i < 200000 && rc == 0; i++) {
@@ -708,9 +714,7 @@ Test(text, pipeline_freed_early_reports_what_it_never_read)
     char text[128];
     evbus_client_t *c = client();
     struct answers a = {0};
-    char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    evbus_pipeline_t *pl = open_pipeline(c, &a);
     add_n(c, pl, 0, 50);
     evbus_pipeline_free(pl);
     cr_assert_eq(a.n, 50);
@@ -729,8 +733,7 @@ Test(text, pipeline_takes_json_events_completing_them_in_place)
     evbus_client_t *c = client();
     struct answers a = {0};
     char err[256];
-    evbus_pipeline_t *pl = evbus_pipeline_new(c, on_answer, &a, err, sizeof err);
-    cr_assert_not_null(pl, "%s", err);
+    evbus_pipeline_t *pl = open_pipeline(c, &a);
     enum { N = 5000 };
     char first_id[64] = "";
     for (int i = 0; i < N; i++) {

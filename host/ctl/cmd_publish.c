@@ -213,6 +213,26 @@ struct pub_parts {
     size_t len, cap, n;
 };
 
+/* Appends n partition bytes; -1 when memory runs out (nothing appended). */
+static int pub_parts_append(struct pub_parts *parts, const unsigned char *of, size_t n)
+{
+    if (n == 0)
+        return 0; /* of may be NULL then */
+    if (parts->cap - parts->len < n) {
+        size_t ncap = parts->cap ? parts->cap : 1 << 16;
+        while (ncap - parts->len < n)
+            ncap *= 2;
+        unsigned char *o = realloc(parts->of, ncap);
+        if (!o)
+            return -1;
+        parts->of = o;
+        parts->cap = ncap;
+    }
+    memcpy(parts->of + parts->len, of, n);
+    parts->len += n;
+    return 0;
+}
+
 /* What the first pass learned about the first events, in input order. */
 struct pub_checks {
     evbus_text_checked_t *of;
@@ -512,18 +532,9 @@ static void pub_found_line(struct pub_found *f, const char *line, size_t len)
     }
     if (!f->parts.n)
         return;
-    struct pub_parts *parts = &f->parts;
-    if (parts->len == parts->cap) {
-        size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
-        unsigned char *o = realloc(parts->of, ncap);
-        if (!o) {
-            f->oom = true;
-            return;
-        }
-        parts->of = o;
-        parts->cap = ncap;
-    }
-    parts->of[parts->len++] = pub_partition(hash, parts->n);
+    unsigned char part = pub_partition(hash, f->parts.n);
+    if (pub_parts_append(&f->parts, &part, 1) != 0)
+        f->oom = true;
 }
 
 static void pub_found_free(struct pub_found *f)
@@ -661,19 +672,8 @@ static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_che
                 if (pub_note(chks, &f->chks.of[i]) != 0)
                     oom = true;
             capped = capped || f->chks.len < f->events;
-            for (size_t i = 0; parts && i < f->parts.len && !oom; i++) {
-                if (parts->len == parts->cap) {
-                    size_t ncap = parts->cap ? 2 * parts->cap : 1 << 16;
-                    unsigned char *o = realloc(parts->of, ncap);
-                    if (!o) {
-                        oom = true;
-                        break;
-                    }
-                    parts->of = o;
-                    parts->cap = ncap;
-                }
-                parts->of[parts->len++] = f->parts.of[i];
-            }
+            if (parts && !oom && pub_parts_append(parts, f->parts.of, f->parts.len) != 0)
+                oom = true;
         }
         lines += f->lines;
         events += f->events;

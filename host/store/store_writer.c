@@ -178,6 +178,36 @@ static void drop_warn(store_writer_t *w, const char *why)
              (unsigned long long)METRIC_GET(metadata_dropped));
 }
 
+/* Queues items (the ring takes them) under one lock; what does not fit is
+ * freed, counted and warned about.  Returns how many were dropped. */
+static size_t ring_push(store_writer_t *w, witem_t *const *items, size_t n)
+{
+    size_t queued = 0;
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&w->mu);
+    bool stopping = w->stopping;
+    size_t was = w->count;
+    while (!stopping && queued < n && w->count < w->cap) {
+        w->ring[(w->head + w->count) % w->cap] = items[queued++];
+        w->count++;
+    }
+    size_t count = w->count;
+    /* the writer sleeps until an empty queue gets its first update, or
+     * until a batch is complete (see writer_main) */
+    if (queued && (was == 0 || (was < w->batch_size && count >= w->batch_size)))
+        pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    METRIC_SET(metadata_queue, count);
+    for (size_t i = queued; i < n; i++)
+        free(items[i]);
+    if (queued < n) {
+        METRIC_ADD(metadata_dropped, n - queued);
+        drop_warn(w, stopping ? "writer stopping" : "queue full");
+    }
+    return n - queued;
+}
+
 int store_writer_submit(store_writer_t *w, const store_update_t *u)
 {
     if (!u || !u->id)
@@ -188,23 +218,7 @@ int store_writer_submit(store_writer_t *w, const store_update_t *u)
         drop_warn(w, "out of memory");
         return -1;
     }
-    pthread_mutex_lock(&w->mu);
-    if (w->stopping || w->count == w->cap) {
-        bool stopping = w->stopping;
-        pthread_mutex_unlock(&w->mu);
-        free(it);
-        METRIC_INC(metadata_dropped);
-        drop_warn(w, stopping ? "writer stopping" : "queue full");
-        return -1;
-    }
-    w->ring[(w->head + w->count) % w->cap] = it;
-    w->count++;
-    size_t count = w->count;
-    if (count == 1 || count == w->batch_size)
-        pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    METRIC_SET(metadata_queue, count);
-    return 0;
+    return ring_push(w, &it, 1) == 0 ? 0 : -1;
 }
 
 int store_pending_add(store_pending_t *p, const store_update_t *u)
@@ -232,36 +246,14 @@ int store_pending_add(store_pending_t *p, const store_update_t *u)
 
 size_t store_writer_submit_pending(store_writer_t *w, store_pending_t *p)
 {
-    size_t n = p->n, queued = 0;
+    size_t n = p->n;
     p->n = 0;
-    if (!n)
-        return 0;
     if (!w) {
         for (size_t i = 0; i < n; i++)
             free(p->items[i]);
         return 0;
     }
-    pthread_mutex_lock(&w->mu);
-    bool stopping = w->stopping;
-    size_t was = w->count;
-    while (!stopping && queued < n && w->count < w->cap) {
-        w->ring[(w->head + w->count) % w->cap] = p->items[queued++];
-        w->count++;
-    }
-    size_t count = w->count;
-    /* the writer sleeps until an empty queue gets its first update or a
-     * batch is complete: the same two moments store_writer_submit wakes it */
-    if (queued && (was == 0 || (was < w->batch_size && count >= w->batch_size)))
-        pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    METRIC_SET(metadata_queue, count);
-    for (size_t i = queued; i < n; i++)
-        free(p->items[i]);
-    if (queued < n) {
-        METRIC_ADD(metadata_dropped, n - queued);
-        drop_warn(w, stopping ? "writer stopping" : "queue full");
-    }
-    return n - queued;
+    return ring_push(w, (witem_t *const *)p->items, n);
 }
 
 void store_pending_free(store_pending_t *p)

@@ -110,7 +110,7 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
 /*
  * Completes and publishes n events with pipelining on one connection:
  * commands are written while replies are read, with at most
- * 4 * EVBUS_PIPELINE_WINDOW commands awaiting a reply, so memory stays
+ * EVBUS_PIPELINE_MAX_INFLIGHT commands awaiting a reply, so memory stays
  * bounded whatever n is; events land in the stream in index order.  For
  * each i, rc[i] is 0 with the stream id in out_ids[i], or
  * EVBUS_CLIENT_EINVAL / EVBUS_CLIENT_EREDIS (reply error, e.g. WRONGTYPE)
@@ -123,7 +123,7 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
 #define EVBUS_PIPELINE_WINDOW 1000
 /* Most commands a pipeline (and a batch) leaves unanswered before it
  * waits for replies. */
-#define EVBUS_PIPELINE_MAX_INFLIGHT (4 * EVBUS_PIPELINE_WINDOW)
+#define EVBUS_PIPELINE_MAX_INFLIGHT (16 * EVBUS_PIPELINE_WINDOW)
 ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen);

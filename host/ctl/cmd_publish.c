@@ -283,7 +283,7 @@ static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_che
  * by its pipeline's sequence number, until its reply is in: its id is
  * printed then, and it is recorded as PENDING in batches.
  */
-enum { PUB_RING = 8192, PUB_RECORD_BATCH = 1000 };
+enum { PUB_RING = 32768, PUB_RECORD_BATCH = 1000 };
 _Static_assert(PUB_RING >= EVBUS_PIPELINE_MAX_INFLIGHT + PUB_RECORD_BATCH,
                "events awaiting a reply or a PENDING row must fit the ring");
 

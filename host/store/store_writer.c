@@ -87,9 +87,11 @@ static const char stage_sql[] =
     " attempts int, last_error text, handler_outcomes json, status_at timestamptz,"
     " created_at timestamptz, completed_at timestamptz) ON COMMIT DELETE ROWS";
 
-/* BEGIN rides in the same round trip: PQexec stops at the COPY. */
+/* The direct COPY is its own transaction (no BEGIN/COMMIT round trip);
+ * the staging path needs one: BEGIN rides in the same round trip, as
+ * PQexec stops at the COPY. */
 static const char copy_direct_sql[] =
-    "BEGIN; COPY events (" ROW_COLUMNS ") FROM STDIN (FORMAT binary)";
+    "COPY events (" ROW_COLUMNS ") FROM STDIN (FORMAT binary)";
 static const char copy_stage_sql[] =
     "BEGIN; COPY evbus_writer_stage FROM STDIN (FORMAT binary)";
 enum { COPY_CHUNK = 1 << 20 };
@@ -836,10 +838,6 @@ static int write_once(store_writer_t *w, long rows, long *affected, char *err, s
     char sqlstate[6];
     if (w->direct_skip == 0) {
         if (copy_batch(w, copy_direct_sql, sqlstate, err, errlen) == 0) {
-            if (store__exec(c, "metadata commit", "COMMIT", 0, NULL, NULL, err, errlen) != 0) {
-                rollback(c);
-                return -1;
-            }
             *affected = rows;
             return 0;
         }

@@ -1604,7 +1604,7 @@ static void set_defaults(evbus_config_t *c)
     c->redis_connect_timeout_ms = 2000;
     c->redis_command_timeout_ms = 5000;
     c->metadata_queue_size = 65536;
-    c->metadata_batch_size = 1000;
+    c->metadata_batch_size = 5000;
     c->metadata_flush_ms = 50;
     c->batch_size = 1000;
     c->block_ms = 1000;

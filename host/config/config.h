@@ -150,7 +150,7 @@ typedef struct evbus_config {
     bool migrate_on_start;      /* false */
     bool metadata_enabled;      /* true when postgres_url is set */
     uint32_t metadata_queue_size;  /* 65536 */
-    uint32_t metadata_batch_size;  /* 1000 */
+    uint32_t metadata_batch_size;  /* 5000 */
     uint32_t metadata_flush_ms;    /* 50 */
 
     char *stream;               /* evbus:events */

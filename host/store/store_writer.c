@@ -976,7 +976,7 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
     if (!w)
         goto oom;
     w->cap = cfg->metadata_queue_size ? cfg->metadata_queue_size : 65536;
-    w->batch_size = cfg->metadata_batch_size ? cfg->metadata_batch_size : 1000;
+    w->batch_size = cfg->metadata_batch_size ? cfg->metadata_batch_size : 5000;
     w->flush_ms = cfg->metadata_flush_ms ? (int)cfg->metadata_flush_ms : 50;
     w->ring = calloc(w->cap, sizeof *w->ring);
     w->batch = calloc(w->batch_size, sizeof *w->batch);

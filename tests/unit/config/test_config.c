@@ -134,7 +134,7 @@ Test(config, defaults_for_a_minimal_manifest)
     cr_expect_eq(cfg->migrate_on_start, false);
     cr_expect_eq(cfg->metadata_enabled, false);
     cr_expect_eq(cfg->metadata_queue_size, 65536);
-    cr_expect_eq(cfg->metadata_batch_size, 1000);
+    cr_expect_eq(cfg->metadata_batch_size, 5000);
     cr_expect_eq(cfg->metadata_flush_ms, 50);
     cr_expect_str_eq(cfg->stream, "evbus:events");
     cr_expect_str_eq(cfg->group, "evbus");

@@ -33,6 +33,7 @@
  * commands.)
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -62,15 +63,16 @@ static void pub_usage(FILE *out)
     fputs("usage: evbusctl publish --type TYPE --tenant TENANT --data JSON\n"
           "                        [--source S] [--correlation C] [--id ID]\n"
           "                        [--maxlen N] [--json]\n"
-          "       evbusctl publish [--file FILE|-] [--parallel N] [--source S] [--maxlen N]\n"
-          "                        [--json]\n"
+          "       evbusctl publish [--file FILE|-] [--parallel N | --live] [--source S]\n"
+          "                        [--maxlen N] [--json]\n"
           "\n"
           "Publishes CloudEvents to the bus stream and prints each new stream id on\n"
           "its own line.  Without --type, reads NDJSON (one full or partial event\n"
           "object per line) from FILE, or from stdin when no --file is given or\n"
           "FILE is '-'.  Blank lines are skipped.  Missing specversion, id, time,\n"
           "source and correlationid are filled in; type and tenantid are required.\n"
-          "If any line is invalid, nothing is published.\n"
+          "If any line is invalid, nothing is published (all lines are checked first;\n"
+          "stdin is kept in a temporary file meanwhile), unless --live is given.\n"
           "\n"
           "  --type TYPE         event type, e.g. order.created\n"
           "  --tenant TENANT     tenantid\n"
@@ -86,6 +88,12 @@ static void pub_usage(FILE *out)
           "                      events with the same key keep their input order in\n"
           "                      the stream, others may interleave.  Ids are printed\n"
           "                      as replies arrive (input order within a key only)\n"
+          "  --live              publish each line as it is read, without checking the\n"
+          "                      whole input first: for feeds that do not end\n"
+          "                      (tail -f ... | evbusctl publish --live).  When the\n"
+          "                      input pauses, what was read is published and its ids\n"
+          "                      printed.  An invalid line stops it: the events before\n"
+          "                      it stay published (exit status 2)\n"
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -260,7 +268,7 @@ static int pub_note(struct pub_checks *chks, const evbus_text_checked_t *chk)
 /* The first pass's findings about event number i, or NULL. */
 static const evbus_text_checked_t *pub_checked(const struct pub_checks *chks, size_t i)
 {
-    return i < chks->len ? &chks->of[i] : NULL;
+    return chks && i < chks->len ? &chks->of[i] : NULL;
 }
 
 /* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
@@ -329,123 +337,21 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     ++*q->answered;
 }
 
-/* The lines of the checked input, in order, with their event's index. */
-struct pub_lines {
-    FILE *in;
-    char *line;
-    size_t cap, lineno, event;
-};
-
-/* 1 with the next non-blank line, 0 at the end. */
-static int pub_lines_next(struct pub_lines *l, size_t *len)
-{
-    ssize_t n;
-    while ((n = getline(&l->line, &l->cap, l->in)) >= 0) {
-        l->lineno++;
-        if (pub_blank(l->line, (size_t)n))
-            continue;
-        *len = (size_t)n;
-        return 1;
-    }
-    return 0;
-}
-
 /*
- * Publishes every event of the checked input `in` over the n clients:
- * event i goes to clients[parts->of[i]] (parts NULL: n is 1).  CTL_OK or
- * the first failure's code, its message printed; whatever was queued is
- * answered and printed before the return.
+ * Lines read from a descriptor into one buffer: with pread from `off`
+ * (every checking thread has its own position on the same file), or, for
+ * --live, with read.  Before a read that would block, `idle` (if set)
+ * runs: a live feed gets what it sent so far published and answered
+ * before evbusctl waits for more.
  */
-static int pub_send(evbus_client_t *const *clients, size_t n, FILE *in, const char *name,
-                    const struct pub_checks *chks, const struct pub_parts *parts, size_t total,
-                    bool json)
-{
-    int rc = CTL_OK, fail = CTL_OK;
-    size_t answered = 0;
-    struct pub_seq **qs = calloc(n, sizeof *qs);
-    evbus_pipeline_t **pls = calloc(n, sizeof *pls);
-    size_t *seqs = calloc(n, sizeof *seqs);
-    if (!qs || !pls || !seqs)
-        rc = ctl_fail("publish", "out of memory");
-    char err[256];
-    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
-        if (!(qs[k] = calloc(1, sizeof *qs[k]))) {
-            rc = ctl_fail("publish", "out of memory");
-            break;
-        }
-        /* (fields one by one: the struct is ~1 MB, no compound literal) */
-        qs[k]->name = name;
-        qs[k]->json = json;
-        qs[k]->rc = &fail;
-        qs[k]->answered = &answered;
-        if (!(pls[k] = evbus_pipeline_new(clients[k], pub_seq_reply, qs[k], err, sizeof err)))
-            rc = ctl_fail("publish", "%s", err);
-    }
-    struct pub_lines src = {.in = in};
-    size_t len;
-    while (rc == CTL_OK && fail == CTL_OK && pub_lines_next(&src, &len)) {
-        size_t i = src.event++;
-        if (parts && i >= parts->len) {
-            rc = ctl_usage_error("publish", "%s changed since it was checked", name);
-            break;
-        }
-        size_t k = parts ? parts->of[i] : 0;
-        struct pub_seq *q = qs[k];
-        evbus_text_event_t *ev = &q->evs[seqs[k] % PUB_RING];
-        const evbus_text_checked_t *chk = pub_checked(chks, i);
-        int erc = chk ? evbus_event_text_complete_checked(clients[k], src.line, len, chk, ev, err,
-                                                          sizeof err)
-                      : evbus_event_text_complete(clients[k], src.line, len, ev, err, sizeof err);
-        if (erc != 0) {
-            rc = ctl_usage_error("publish", "%s:%zu: %s", name, src.lineno, err);
-            break;
-        }
-        q->lines[seqs[k] % PUB_RING] = src.lineno;
-        erc = evbus_pipeline_add_text(pls[k], ev, err, sizeof err);
-        if (erc == EVBUS_CLIENT_EREDIS)
-            break; /* every unanswered event was reported through pub_seq_reply */
-        if (erc != 0) {
-            evbus_text_event_clear(ev);
-            rc = ctl_fail("publish", "%s:%zu: %s", name, src.lineno, err);
-            break;
-        }
-        seqs[k]++;
-        if (src.event % EVBUS_PIPELINE_WINDOW == 0)
-            ctl_progress("publish", answered, total);
-    }
-    if (rc == CTL_OK && fail == CTL_OK && parts && src.event != parts->len && !ferror(in))
-        rc = ctl_usage_error("publish", "%s changed since it was checked", name);
-    if (rc == CTL_OK && ferror(in))
-        rc = ctl_fail("publish", "cannot re-read %s", name);
-    /* A connection failure is reported through pub_seq_reply. */
-    for (size_t k = 0; k < n && pls; k++) {
-        if (pls[k])
-            evbus_pipeline_wait(pls[k], err, sizeof err);
-        evbus_pipeline_free(pls[k]);
-        if (qs[k])
-            pub_seq_record(qs[k]);
-    }
-    fflush(stdout);
-    ctl_progress("publish", answered, total);
-    ctl_progress_end();
-    for (size_t k = 0; k < n && qs; k++)
-        free(qs[k]);
-    free(qs);
-    free(pls);
-    free(seqs);
-    free(src.line);
-    return fail != CTL_OK ? fail : rc;
-}
-
-/* ------------------------------------------------------------ first pass */
-
-/* Lines of a file read with pread, so every checking thread has its own
- * position on the same descriptor. */
 struct pub_reader {
     int fd;
+    bool seq; /* read(2) from the current position instead of pread */
     off_t off;
     char *buf;
     size_t cap, pos, len;
+    void (*idle)(void *ud);
+    void *idle_ud;
 };
 
 /* The next line (with its '\n' when there is one) at *line: its length,
@@ -473,7 +379,13 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
             r->buf = b;
             r->cap = ncap;
         }
-        ssize_t k = pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
+        if (r->idle) {
+            struct pollfd pfd = {r->fd, POLLIN, 0};
+            if (poll(&pfd, 1, 0) == 0)
+                r->idle(r->idle_ud);
+        }
+        ssize_t k = r->seq ? read(r->fd, r->buf + r->len, r->cap - r->len)
+                           : pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
@@ -488,6 +400,174 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
         r->len += (size_t)k;
     }
 }
+
+/* The lines of the input, in order, with their event's index: from the
+ * checked input `in`, or (--live) from `rd` as they arrive. */
+struct pub_lines {
+    FILE *in;
+    struct pub_reader *rd;
+    char *line;      /* getline's buffer */
+    const char *cur; /* the current line */
+    size_t cap, lineno, event;
+    bool read_error;
+};
+
+/* 1 with the next non-blank line, 0 at the end (or a read error). */
+static int pub_lines_next(struct pub_lines *l, size_t *len)
+{
+    ssize_t n;
+    for (;;) {
+        if (l->rd) {
+            n = pub_read_line(l->rd, &l->cur);
+            if (n < 0)
+                l->read_error = true;
+            if (n <= 0)
+                return 0;
+        } else {
+            if ((n = getline(&l->line, &l->cap, l->in)) < 0) {
+                l->read_error = ferror(l->in) != 0;
+                return 0;
+            }
+            l->cur = l->line;
+        }
+        l->lineno++;
+        if (pub_blank(l->cur, (size_t)n))
+            continue;
+        *len = (size_t)n;
+        return 1;
+    }
+}
+
+/* What a --live idle moment flushes: every pipeline's events are
+ * answered, printed and recorded. */
+struct pub_flush {
+    evbus_pipeline_t **pls;
+    struct pub_seq **qs;
+    size_t n;
+};
+
+static void pub_flush_idle(void *ud)
+{
+    struct pub_flush *f = ud;
+    char err[256];
+    for (size_t k = 0; k < f->n; k++) {
+        if (f->pls[k])
+            evbus_pipeline_wait(f->pls[k], err, sizeof err); /* failures: pub_seq_reply */
+        if (f->qs[k])
+            pub_seq_record(f->qs[k]);
+    }
+    fflush(stdout);
+}
+
+/*
+ * Publishes every event of the checked input `in` over the n clients:
+ * event i goes to clients[parts->of[i]] (parts NULL: n is 1).  With `rd`
+ * (--live; n is 1) the input is read from it instead, unchecked: each
+ * line is checked as it is completed, and a bad one stops the publish
+ * after the events before it.  CTL_OK or the first failure's code, its
+ * message printed; whatever was queued is answered and printed before the
+ * return.
+ */
+static int pub_send(evbus_client_t *const *clients, size_t n, FILE *in, struct pub_reader *rd,
+                    const char *name, const struct pub_checks *chks,
+                    const struct pub_parts *parts, size_t total, bool json)
+{
+    int rc = CTL_OK, fail = CTL_OK;
+    size_t answered = 0;
+    struct pub_seq **qs = calloc(n, sizeof *qs);
+    evbus_pipeline_t **pls = calloc(n, sizeof *pls);
+    size_t *seqs = calloc(n, sizeof *seqs);
+    if (!qs || !pls || !seqs)
+        rc = ctl_fail("publish", "out of memory");
+    char err[256];
+    for (size_t k = 0; k < n && rc == CTL_OK; k++) {
+        if (!(qs[k] = calloc(1, sizeof *qs[k]))) {
+            rc = ctl_fail("publish", "out of memory");
+            break;
+        }
+        /* (fields one by one: the struct is ~1 MB, no compound literal) */
+        qs[k]->name = name;
+        qs[k]->json = json;
+        qs[k]->rc = &fail;
+        qs[k]->answered = &answered;
+        if (!(pls[k] = evbus_pipeline_new(clients[k], pub_seq_reply, qs[k], err, sizeof err)))
+            rc = ctl_fail("publish", "%s", err);
+    }
+    struct pub_lines src = {.in = in, .rd = rd};
+    struct pub_flush flush = {pls, qs, n};
+    if (rd) {
+        rd->idle = pub_flush_idle;
+        rd->idle_ud = &flush;
+    }
+    char bad[512] = ""; /* --live: the line that stopped it */
+    size_t len;
+    while (rc == CTL_OK && fail == CTL_OK && pub_lines_next(&src, &len)) {
+        size_t i = src.event++;
+        if (parts && i >= parts->len) {
+            rc = ctl_usage_error("publish", "%s changed since it was checked", name);
+            break;
+        }
+        size_t k = parts ? parts->of[i] : 0;
+        struct pub_seq *q = qs[k];
+        evbus_text_event_t *ev = &q->evs[seqs[k] % PUB_RING];
+        const evbus_text_checked_t *chk = pub_checked(chks, i);
+        int erc = chk ? evbus_event_text_complete_checked(clients[k], src.cur, len, chk, ev, err,
+                                                          sizeof err)
+                      : evbus_event_text_complete(clients[k], src.cur, len, ev, err, sizeof err);
+        if (erc != 0 && rd) {
+            snprintf(bad, sizeof bad, "%s:%zu: %s", name, src.lineno, err);
+            rc = CTL_USAGE;
+            break;
+        }
+        if (erc != 0) {
+            rc = ctl_usage_error("publish", "%s:%zu: %s", name, src.lineno, err);
+            break;
+        }
+        q->lines[seqs[k] % PUB_RING] = src.lineno;
+        erc = evbus_pipeline_add_text(pls[k], ev, err, sizeof err);
+        if (erc == EVBUS_CLIENT_EREDIS)
+            break; /* every unanswered event was reported through pub_seq_reply */
+        if (erc != 0) {
+            evbus_text_event_clear(ev);
+            rc = ctl_fail("publish", "%s:%zu: %s", name, src.lineno, err);
+            break;
+        }
+        seqs[k]++;
+        if (src.event % EVBUS_PIPELINE_WINDOW == 0)
+            ctl_progress("publish", answered, total);
+    }
+    if (rc == CTL_OK && fail == CTL_OK && parts && src.event != parts->len && !src.read_error)
+        rc = ctl_usage_error("publish", "%s changed since it was checked", name);
+    if (rc == CTL_OK && src.read_error)
+        rc = rd ? ctl_fail("publish", "cannot read %s: %s", name, strerror(errno))
+                : ctl_fail("publish", "cannot re-read %s", name);
+    /* A connection failure is reported through pub_seq_reply. */
+    for (size_t k = 0; k < n && pls; k++) {
+        if (pls[k])
+            evbus_pipeline_wait(pls[k], err, sizeof err);
+        evbus_pipeline_free(pls[k]);
+        if (qs[k])
+            pub_seq_record(qs[k]);
+    }
+    fflush(stdout);
+    ctl_progress("publish", answered, total);
+    ctl_progress_end();
+    if (bad[0] && fail == CTL_OK)
+        ctl_usage_error("publish", "%s; stopped there: the %zu event%s before it %s published",
+                        bad, answered, answered == 1 ? "" : "s",
+                        answered == 1 ? "was" : "were");
+    else if (bad[0])
+        ctl_usage_error("publish", "%s", bad);
+    for (size_t k = 0; k < n && qs; k++)
+        free(qs[k]);
+    free(qs);
+    free(pls);
+    free(seqs);
+    free(src.line);
+    return fail != CTL_OK ? fail : rc;
+}
+
+/* ------------------------------------------------------------ first pass */
 
 /* What checking a run of lines found (local line numbers), merged in
  * input order once every run is checked. */
@@ -704,7 +784,19 @@ struct pub_opts {
     uint64_t maxlen;
     const char *source;
     bool json;
+    bool stream; /* --live: publish as read, no first pass */
 };
+
+/* --live: one pass over the input as it arrives (a file, or a feed
+ * such as `tail -f ... |` that never ends). */
+static int pub_stream_live(evbus_client_t *c, int fd, const char *name, bool json)
+{
+    struct pub_reader rd = {.fd = fd, .seq = true};
+    evbus_client_t *clients[1] = {c};
+    int rc = pub_send(clients, 1, NULL, &rd, name, NULL, NULL, 0, json);
+    free(rd.buf);
+    return rc;
+}
 
 static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts *o)
 {
@@ -713,6 +805,12 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
     FILE *in = use_stdin ? stdin : fopen(file, "r");
     if (!in)
         return ctl_usage_error("publish", "cannot open %s: %s", file, strerror(errno));
+    if (o->stream) {
+        int rc = pub_stream_live(c, fileno(in), name, o->json);
+        if (!use_stdin)
+            fclose(in);
+        return rc;
+    }
     struct stat st;
     FILE *spool = NULL;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -753,8 +851,8 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
         if (fflush(src) != 0 || fseek(src, 0, SEEK_SET) != 0)
             rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
         else
-            rc = pub_send(clients, n, src, name, &chks, n > 1 ? &parts : NULL, (size_t)total,
-                          o->json);
+            rc = pub_send(clients, n, src, NULL, name, &chks, n > 1 ? &parts : NULL,
+                          (size_t)total, o->json);
     }
     for (size_t k = 1; k < n && clients; k++)
         evbus_client_free(clients[k]);
@@ -772,7 +870,7 @@ int cmd_publish(int argc, char **argv)
 {
     const char *type = NULL, *tenant = NULL, *data = NULL, *source = NULL, *correlation = NULL,
                *id = NULL, *file = NULL, *maxlen_s = NULL, *parallel_s = NULL;
-    bool json = false;
+    bool json = false, stream = false;
     for (int i = 1; i < argc; i++) {
         const char **slots[] = {&type, &tenant, &data, &source, &correlation, &id, &file,
                                 &maxlen_s, &parallel_s};
@@ -788,6 +886,8 @@ int cmd_publish(int argc, char **argv)
             continue;
         if (strcmp(argv[i], "--json") == 0)
             json = true;
+        else if (strcmp(argv[i], "--live") == 0)
+            stream = true;
         else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             pub_usage(stdout);
             return CTL_OK;
@@ -806,6 +906,13 @@ int cmd_publish(int argc, char **argv)
     if (single && parallel_s)
         return ctl_usage_error("publish", "--parallel applies to NDJSON input, not to one "
                                           "event from flags");
+    if (single && stream)
+        return ctl_usage_error("publish", "--live applies to NDJSON input, not to one "
+                                          "event from flags");
+    if (stream && parallel_s)
+        return ctl_usage_error("publish", "--live cannot be combined with --parallel "
+                                          "(a stream is published in input order on one "
+                                          "connection)");
     size_t parallel = 1;
     if (parallel_s) {
         char *end;
@@ -834,7 +941,7 @@ int cmd_publish(int argc, char **argv)
     if (!c)
         return ctl_usage_error("publish", "%s", err);
     struct pub_opts o = {parallel, maxlen_s ? maxlen : env->publish_maxlen,
-                         source ? source : "evbusctl", json};
+                         source ? source : "evbusctl", json, stream};
     evbus_client_set_maxlen(c, o.maxlen);
     evbus_client_set_source(c, o.source);
     int rc = single ? pub_single(c, type, tenant, data, correlation, id, json)

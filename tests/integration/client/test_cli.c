@@ -4,7 +4,10 @@
  * 1 Redis/not found, 2 usage) and what landed in Redis.
  */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <regex.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +240,98 @@ Test(cli, publish_invalid_line_names_it_exits_2_and_publishes_nothing)
     run_free(&r);
 }
 
+Test(cli, publish_live_from_stdin_and_a_file)
+{
+    struct run r = RUN(three, "publish", "--live");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    check_three(r.out);
+    run_free(&r);
+
+    redisReply *d = redisCommand(rc_, "DEL %s", STREAM);
+    freeReplyObject(d);
+    cr_assert_eq(harness_write_file(tmp, "live.ndjson", three), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/live.ndjson", tmp);
+    r = RUN(NULL, "publish", "--live", "--file", path);
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    check_three(r.out);
+    run_free(&r);
+}
+
+Test(cli, publish_live_stops_at_an_invalid_line_keeping_the_ones_before)
+{
+    const char *in = "{\"type\":\"a.one\",\"tenantid\":\"t\"}\n"
+                     "{\"type\":\"a.two\",\"tenantid\":\"t\"}\n"
+                     "\n"
+                     "{\"type\":\"a.bad\"}\n"
+                     "{\"type\":\"a.four\",\"tenantid\":\"t\"}\n";
+    struct run r = RUN(in, "publish", "--live");
+    cr_assert_eq(r.status, 2, "exit %d, stderr: %s", r.status, r.err);
+    cr_assert(strstr(r.err, "stdin:4: tenantid:") != NULL, "stderr: %s", r.err);
+    cr_assert(strstr(r.err, "the 2 events before it were published") != NULL, "stderr: %s",
+              r.err);
+    cr_assert_eq(count_lines(r.out), 2, "stdout: %s", r.out);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 2);
+    run_free(&r);
+}
+
+/* Reads one line from fd within ms; its length, or -1. */
+static int read_line_within(int fd, char *buf, size_t cap, int ms)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, ms) <= 0)
+            return -1;
+        if (read(fd, buf + n, 1) != 1)
+            return -1;
+        if (buf[n++] == '\n') {
+            buf[n] = '\0';
+            return (int)n;
+        }
+    }
+    return -1;
+}
+
+Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
+{
+    int in[2], out[2];
+    cr_assert_eq(pipe(in), 0);
+    cr_assert_eq(pipe(out), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl(ctl, ctl, "--redis", R.url, "publish", "--live", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    /* The feed sends one event and stays open: the event must be published
+     * and its id printed without waiting for more input or for EOF. */
+    const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
+    cr_assert_eq(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
+    char line[128];
+    int n = read_line_within(out[0], line, sizeof line, 10000);
+    cr_assert_gt(n, 0, "no id printed while the feed stayed open");
+    cr_assert(matches("^[0-9]+-[0-9]+\n$", line), "stdout: %s", line);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
+
+    const char *two = "{\"type\":\"feed.two\",\"tenantid\":\"t\"}\n";
+    cr_assert_eq(write(in[1], two, strlen(two)), (ssize_t)strlen(two));
+    n = read_line_within(out[0], line, sizeof line, 10000);
+    cr_assert_gt(n, 0, "no id printed for the second event");
+    close(in[1]);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    close(out[0]);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 2);
+}
+
 Test(cli, publish_bad_flags_exit_2)
 {
     const char *const cases[][9] = {
@@ -247,6 +342,8 @@ Test(cli, publish_bad_flags_exit_2)
         {"publish", "--maxlen", "-3", NULL},
         {"publish", "--type", "a.b", "--file", "x", NULL},
         {"publish", "--file", "/nonexistent/evbus.ndjson", NULL},
+        {"publish", "--live", "--parallel", "2", NULL},
+        {"publish", "--live", "--type", "a.b", "--tenant", "t", "--data", "1", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct run r = run_ctl_url(R.url, NULL, cases[i]);

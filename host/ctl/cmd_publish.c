@@ -34,6 +34,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -93,7 +94,9 @@ static void pub_usage(FILE *out)
           "                      (tail -f ... | evbusctl publish --live).  When the\n"
           "                      input pauses, what was read is published and its ids\n"
           "                      printed.  An invalid line stops it: the events before\n"
-          "                      it stay published (exit status 2)\n"
+          "                      it stay published (exit status 2).  SIGINT or\n"
+          "                      SIGTERM stop the reading; what was read is still\n"
+          "                      published\n"
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -352,6 +355,7 @@ struct pub_reader {
     size_t cap, pos, len;
     void (*idle)(void *ud);
     void *idle_ud;
+    volatile sig_atomic_t *stop; /* set by a signal: read no further */
 };
 
 /* The next line (with its '\n' when there is one) at *line: its length,
@@ -381,9 +385,16 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
         }
         if (r->idle) {
             struct pollfd pfd = {r->fd, POLLIN, 0};
-            if (poll(&pfd, 1, 0) == 0)
+            if (poll(&pfd, 1, 0) == 0) {
                 r->idle(r->idle_ud);
+                /* wait here rather than in read(): poll is never restarted
+                 * after a signal, so a stop request is seen at once */
+                while (!(r->stop && *r->stop) && poll(&pfd, 1, -1) < 0 && errno == EINTR)
+                    ;
+            }
         }
+        if (r->stop && *r->stop)
+            return 0; /* an unfinished last line is dropped */
         ssize_t k = r->seq ? read(r->fd, r->buf + r->len, r->cap - r->len)
                            : pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
         if (k < 0 && errno == EINTR)
@@ -787,14 +798,39 @@ struct pub_opts {
     bool stream; /* --live: publish as read, no first pass */
 };
 
-/* --live: one pass over the input as it arrives (a file, or a feed
- * such as `tail -f ... |` that never ends). */
+static volatile sig_atomic_t pub_live_signal;
+
+static void pub_live_on_signal(int sig)
+{
+    pub_live_signal = sig;
+}
+
+/*
+ * --live: one pass over the input as it arrives (a file, or a feed such as
+ * `tail -F ... |` that never ends).  SIGINT and SIGTERM stop the reading
+ * (the reader waits in poll, which a signal interrupts; everything else
+ * restarts): every complete line read until then is still published and
+ * answered, and the exit status is 0.
+ */
 static int pub_stream_live(evbus_client_t *c, int fd, const char *name, bool json)
 {
-    struct pub_reader rd = {.fd = fd, .seq = true};
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = pub_live_on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    struct pub_reader rd = {.fd = fd, .seq = true, .stop = &pub_live_signal};
     evbus_client_t *clients[1] = {c};
     int rc = pub_send(clients, 1, NULL, &rd, name, NULL, NULL, 0, json);
     free(rd.buf);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (pub_live_signal)
+        fprintf(stderr, "evbusctl publish: stopped by %s; every complete line read from %s "
+                        "until then was published\n",
+                pub_live_signal == SIGINT ? "SIGINT" : "SIGTERM", name);
     return rc;
 }
 

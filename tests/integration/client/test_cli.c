@@ -332,6 +332,37 @@ Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 2);
 }
 
+Test(cli, publish_live_stops_cleanly_on_sigterm)
+{
+    int in[2], out[2];
+    cr_assert_eq(pipe(in), 0);
+    cr_assert_eq(pipe(out), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execl(ctl, ctl, "--redis", R.url, "publish", "--live", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
+    cr_assert_eq(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
+    char line[128];
+    cr_assert_gt(read_line_within(out[0], line, sizeof line, 10000), 0);
+    /* The feed stays open; SIGTERM ends the publish, not the process. */
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    close(in[1]);
+    close(out[0]);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
+}
+
 Test(cli, publish_bad_flags_exit_2)
 {
     const char *const cases[][9] = {

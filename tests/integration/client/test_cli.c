@@ -293,7 +293,9 @@ static int read_line_within(int fd, char *buf, size_t cap, int ms)
     return -1;
 }
 
-Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
+/* Starts `evbusctl publish --live` with its stdin and stdout on pipes:
+ * *feed writes to it, *ids reads what it prints. */
+static pid_t spawn_live(int *feed, int *ids)
 {
     int in[2], out[2];
     cr_assert_eq(pipe(in), 0);
@@ -310,56 +312,52 @@ Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
     }
     close(in[0]);
     close(out[1]);
+    *feed = in[1];
+    *ids = out[0];
+    return pid;
+}
+
+Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
+{
+    int feed, ids;
+    pid_t pid = spawn_live(&feed, &ids);
     /* The feed sends one event and stays open: the event must be published
      * and its id printed without waiting for more input or for EOF. */
     const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
+    cr_assert_eq(write(feed, one, strlen(one)), (ssize_t)strlen(one));
     char line[128];
-    int n = read_line_within(out[0], line, sizeof line, 10000);
+    int n = read_line_within(ids, line, sizeof line, 10000);
     cr_assert_gt(n, 0, "no id printed while the feed stayed open");
     cr_assert(matches("^[0-9]+-[0-9]+\n$", line), "stdout: %s", line);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
 
     const char *two = "{\"type\":\"feed.two\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(in[1], two, strlen(two)), (ssize_t)strlen(two));
-    n = read_line_within(out[0], line, sizeof line, 10000);
+    cr_assert_eq(write(feed, two, strlen(two)), (ssize_t)strlen(two));
+    n = read_line_within(ids, line, sizeof line, 10000);
     cr_assert_gt(n, 0, "no id printed for the second event");
-    close(in[1]);
+    close(feed);
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-    close(out[0]);
+    close(ids);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 2);
 }
 
 Test(cli, publish_live_stops_cleanly_on_sigterm)
 {
-    int in[2], out[2];
-    cr_assert_eq(pipe(in), 0);
-    cr_assert_eq(pipe(out), 0);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execl(ctl, ctl, "--redis", R.url, "publish", "--live", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
+    int feed, ids;
+    pid_t pid = spawn_live(&feed, &ids);
     const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(in[1], one, strlen(one)), (ssize_t)strlen(one));
+    cr_assert_eq(write(feed, one, strlen(one)), (ssize_t)strlen(one));
     char line[128];
-    cr_assert_gt(read_line_within(out[0], line, sizeof line, 10000), 0);
+    cr_assert_gt(read_line_within(ids, line, sizeof line, 10000), 0);
     /* The feed stays open; SIGTERM ends the publish, not the process. */
     cr_assert_eq(kill(pid, SIGTERM), 0);
     int status = 0;
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
-    close(in[1]);
-    close(out[0]);
+    close(feed);
+    close(ids);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
 }
 

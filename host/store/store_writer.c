@@ -8,7 +8,9 @@
  * transaction as binary COPY rows built here (no JSON is built or parsed
  * on either side for the row envelope): straight into events while the
  * rows are new, else into a per-connection TEMP staging table and then ONE
- * upsert from it (see write_once()).  The session runs with
+ * upsert from it (see write_once()).  While the server works on a batch's
+ * COPY, the thread takes and builds the next full batch (prepare_next()),
+ * which it sends once the current one is answered.  The session runs with
  * synchronous_commit = off: metadata already accepts loss under overload,
  * and a commit that does not wait for the WAL flush lets the next batch
  * start at once (a server crash can lose the last fraction of a second of
@@ -62,6 +64,15 @@ struct store_writer {
     PGconn *conn;        /* writer thread only; has the staging table */
     char *copy_buf;      /* writer thread only: the batch's COPY text */
     size_t copy_len, copy_cap;
+    /* writer thread only: the next batch, taken and built while the
+     * server works on the current one (see prepare_next()) */
+    witem_t **next;
+    size_t next_total;   /* updates taken (to free) */
+    size_t next_n;       /* of which storable */
+    long next_rows;      /* < 0: none prepared */
+    char *next_buf;
+    size_t next_len, next_cap;
+    bool prepare;        /* the current batch's first COPY may prepare the next */
     int direct_skip;     /* writer thread only: see write_once() */
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
     int64_t conn_warn_at;
@@ -782,6 +793,8 @@ static bool writer_connect(store_writer_t *w)
     }
 }
 
+static void prepare_next(store_writer_t *w);
+
 /* Send w->copy_buf as the data of the COPY `sql` (which opens the
  * transaction).  0, or -1 with err; *sqlstate gets the error's code. */
 static int copy_batch(store_writer_t *w, const char *sql, char *sqlstate, char *err,
@@ -804,6 +817,11 @@ static int copy_batch(store_writer_t *w, const char *sql, char *sqlstate, char *
         ok = false;
     if (!ok)
         store__pg_err(err, errlen, "metadata copy", c, NULL);
+    if (ok && w->prepare) {
+        /* the rows are on their way: build the next batch meanwhile */
+        w->prepare = false;
+        prepare_next(w);
+    }
     while ((r = PQgetResult(c))) {
         if (ok && PQresultStatus(r) != PGRES_COMMAND_OK) {
             store__pg_err(err, errlen, "metadata copy", c, r);
@@ -865,23 +883,74 @@ static int write_once(store_writer_t *w, long rows, long *affected, char *err, s
     return ok ? 0 : -1;
 }
 
-static void write_batch(store_writer_t *w, witem_t **items, size_t n)
+/* Coalesces items into w->copy_buf: the number of rows (0: nothing to
+ * write), or -1 when the batch was dropped (counted); *n loses the
+ * updates that cannot be stored. */
+static long build_batch(store_writer_t *w, witem_t **items, size_t *n)
 {
     size_t bad = 0;
-    long rows = coalesce(w, items, n, &bad);
+    long rows = coalesce(w, items, *n, &bad);
     if (bad) {
         log_warn(COMP, "%zu metadata updates dropped: event id is not valid UTF-8", bad);
         METRIC_ADD(metadata_dropped, bad);
     }
     if (rows < 0) {
-        log_error(COMP, "metadata batch of %zu updates dropped: out of memory", n);
+        log_error(COMP, "metadata batch of %zu updates dropped: out of memory", *n);
         METRIC_INC(metadata_giveups);
-        METRIC_ADD(metadata_dropped, n - bad);
-        return;
+        METRIC_ADD(metadata_dropped, *n - bad);
+        return -1;
     }
-    if (rows == 0)
+    *n -= bad;
+    return rows;
+}
+
+static void swap_bufs(store_writer_t *w)
+{
+    char *p = w->copy_buf;
+    size_t len = w->copy_len, cap = w->copy_cap;
+    w->copy_buf = w->next_buf;
+    w->copy_len = w->next_len;
+    w->copy_cap = w->next_cap;
+    w->next_buf = p;
+    w->next_len = len;
+    w->next_cap = cap;
+}
+
+/* Takes the next batch when a whole one is queued, into w->next, and
+ * builds it in the spare buffer: the thread would otherwise only wait for
+ * the server's reply, and the server would wait for the next COPY while
+ * the thread builds it.  Batches still reach the server one after the
+ * other, in queue order, so one event's updates stay in order. */
+static void prepare_next(store_writer_t *w)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&w->mu);
+    if (w->count >= w->batch_size && !w->stopping) {
+        n = w->batch_size;
+        for (size_t i = 0; i < n; i++) {
+            w->next[i] = w->ring[w->head];
+            w->next[i]->seq = i;
+            w->head = (w->head + 1) % w->cap;
+        }
+        w->count -= n;
+        METRIC_SET(metadata_queue, w->count);
+    }
+    pthread_mutex_unlock(&w->mu);
+    if (n == 0)
         return;
-    n -= bad;
+    w->next_total = w->next_n = n;
+    swap_bufs(w);
+    w->next_rows = build_batch(w, w->next, &w->next_n);
+    swap_bufs(w);
+    if (w->next_rows < 0)
+        w->next_rows = 0; /* dropped and counted: only its items to free */
+}
+
+static void write_batch(store_writer_t *w, long rows, size_t n)
+{
+    if (rows <= 0)
+        return;
+    w->prepare = w->next_rows < 0;
     for (int attempt = 1;; attempt++) {
         if (!writer_connect(w)) {
             log_error(COMP, "metadata batch of %zu updates dropped: stopping while "
@@ -917,12 +986,12 @@ static void *writer_main(void *arg)
 {
     store_writer_t *w = arg;
     pthread_setname_np(pthread_self(), "evbus-metadata");
-    witem_t **batch = w->batch;
     /* Connect before the first update arrives: at start the consumer can
      * fill the queue faster than a lazy connection would be made. */
     char err[512];
     writer_try_connect(w, err, sizeof err);
     for (;;) {
+        witem_t **batch = w->batch;
         pthread_mutex_lock(&w->mu);
         while (w->count == 0 && !w->stopping)
             pthread_cond_wait(&w->cv, &w->mu);
@@ -946,9 +1015,22 @@ static void *writer_main(void *arg)
         w->count -= n;
         METRIC_SET(metadata_queue, w->count);
         pthread_mutex_unlock(&w->mu);
-        write_batch(w, batch, n);
+        size_t kept = n;
+        write_batch(w, build_batch(w, batch, &kept), kept);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
+        /* Batches prepared while the previous one was being written. */
+        while (w->next_rows >= 0) {
+            witem_t **t = w->batch;
+            batch = w->batch = w->next;
+            w->next = t;
+            long rows = w->next_rows;
+            w->next_rows = -1;
+            swap_bufs(w);
+            write_batch(w, rows, w->next_n);
+            for (size_t i = 0; i < w->next_total; i++)
+                free(batch[i]);
+        }
     }
     /* Whatever is left after the flush deadline is dropped and counted. */
     pthread_mutex_lock(&w->mu);
@@ -980,8 +1062,10 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
     w->flush_ms = cfg->metadata_flush_ms ? (int)cfg->metadata_flush_ms : 50;
     w->ring = calloc(w->cap, sizeof *w->ring);
     w->batch = calloc(w->batch_size, sizeof *w->batch);
+    w->next = calloc(w->batch_size, sizeof *w->next);
+    w->next_rows = -1;
     w->url = strdup(cfg->postgres_url);
-    if (!w->ring || !w->batch || !w->url)
+    if (!w->ring || !w->batch || !w->next || !w->url)
         goto oom;
     pthread_mutex_init(&w->mu, NULL);
     pthread_condattr_t ca;
@@ -996,6 +1080,7 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
         pthread_mutex_destroy(&w->mu);
         free(w->ring);
         free(w->batch);
+        free(w->next);
         free(w->url);
         free(w);
         return NULL;
@@ -1006,6 +1091,7 @@ oom:
     if (w) {
         free(w->ring);
         free(w->batch);
+        free(w->next);
         free(w->url);
     }
     free(w);
@@ -1025,10 +1111,12 @@ void store_writer_stop(store_writer_t *w, int flush_timeout_ms)
     if (w->conn)
         PQfinish(w->conn);
     free(w->copy_buf);
+    free(w->next_buf);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);
     free(w->batch);
+    free(w->next);
     free(w->url);
     free(w);
 }

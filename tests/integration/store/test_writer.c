@@ -136,6 +136,37 @@ Test(writer, ten_thousand_updates_go_in_few_batches)
     PQfinish(c);
 }
 
+Test(writer, updates_split_over_consecutive_batches_stay_in_order)
+{
+    /* Small batches and a full queue: the writer builds batch k+1 while
+     * batch k is in flight.  Each event's PROCESSING and COMPLETED carry the
+     * same timestamp, so only the order in which they reach the server
+     * decides which stays; the filler puts every 50th pair across a batch
+     * boundary.  A batch written before the one queued ahead of it would
+     * leave PROCESSING rows. */
+    fx_cfg.metadata_batch_size = 100;
+    fx_cfg.metadata_queue_size = 100000;
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t filler = upd("filler", STORE_COMPLETED, 1, 1000);
+    cr_assert_eq(store_writer_submit(w, &filler), 0);
+    char id[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof id, "pair-%05d", i);
+        store_update_t u = upd(id, STORE_PROCESSING, 1, 5000 + i);
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+        u = upd(id, STORE_COMPLETED, 1, 5000 + i);
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+    }
+    store_writer_stop(w, 60000);
+    PGconn *c = fx_connect();
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE id LIKE 'pair-%'"), 5000);
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events WHERE status <> 'COMPLETED'"), 0,
+                 "rows left behind: %lld",
+                 fx_count(c, "SELECT count(*) FROM events WHERE status <> 'COMPLETED'"));
+    PQfinish(c);
+}
+
 Test(writer, postgres_down_submit_never_blocks_and_drops_are_counted)
 {
     fx_cfg.metadata_queue_size = 2000;

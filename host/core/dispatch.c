@@ -467,7 +467,7 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
 {
     atomic_store(&d->cur_timeout_ms, h->timeout_ms);
     atomic_store(&d->cur_reported, false);
-    atomic_store(&d->cur_start_ms, clock_mono_ms());
+    atomic_store(&d->cur_start_ms, clock_coarse_ms());
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
     if (h->kind == GEN_HANDLER_FOREIGN) {
@@ -492,7 +492,7 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
         }
     } else
         r = plugin_instance_call(h->inst, h->sub, ev);
-    int64_t took = clock_mono_ms() - atomic_load(&d->cur_start_ms);
+    int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
     atomic_store(&d->cur_handler, NULL);
     if (h->timeout_ms && took > (int64_t)h->timeout_ms) {
         METRIC_INC(handler_timeout);

@@ -79,8 +79,9 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
  * engine stops (then the entries simply stay pending). */
 void dctx_flush(dctx_t *d);
 
-/* Log (once per call) a handler running past its timeout. */
-void dctx_check_overrun(dctx_t *d, int64_t now_mono_ms);
+/* Log (once per call) a handler running past its timeout; now is
+ * clock_coarse_ms(), the clock handler starts are taken with. */
+void dctx_check_overrun(dctx_t *d, int64_t now_coarse_ms);
 
 /* Engine internals dispatch needs (implemented in engine.c). */
 const char *engine_stream(const engine_t *e);

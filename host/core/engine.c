@@ -799,7 +799,7 @@ static int watch_dlq(engine_t *e, redisContext *c)
 
 static void watch_overruns(engine_t *e)
 {
-    int64_t now = clock_mono_ms();
+    int64_t now = clock_coarse_ms();
     for (uint32_t i = 0; i < e->n_workers; i++)
         dctx_check_overrun(&e->workers[i].ctx, now);
 }

@@ -317,28 +317,36 @@ static pid_t spawn_live(int *feed, int *ids)
     return pid;
 }
 
+/* Writes one event line to the feed; the id --live prints for it (within
+ * 10 s, while the feed stays open) must arrive. */
+static void feed_expect_id(int feed, int ids, const char *type)
+{
+    char ev[128], line[128];
+    int len = snprintf(ev, sizeof ev, "{\"type\":\"%s\",\"tenantid\":\"t\"}\n", type);
+    cr_assert_eq(write(feed, ev, (size_t)len), (ssize_t)len);
+    cr_assert_gt(read_line_within(ids, line, sizeof line, 10000), 0,
+                 "no id printed for %s while the feed stayed open", type);
+    cr_assert(matches("^[0-9]+-[0-9]+\n$", line), "stdout: %s", line);
+}
+
+static void expect_exit_0(pid_t pid)
+{
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+}
+
 Test(cli, publish_live_publishes_what_arrived_while_the_feed_waits)
 {
     int feed, ids;
     pid_t pid = spawn_live(&feed, &ids);
     /* The feed sends one event and stays open: the event must be published
      * and its id printed without waiting for more input or for EOF. */
-    const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(feed, one, strlen(one)), (ssize_t)strlen(one));
-    char line[128];
-    int n = read_line_within(ids, line, sizeof line, 10000);
-    cr_assert_gt(n, 0, "no id printed while the feed stayed open");
-    cr_assert(matches("^[0-9]+-[0-9]+\n$", line), "stdout: %s", line);
+    feed_expect_id(feed, ids, "feed.one");
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
-
-    const char *two = "{\"type\":\"feed.two\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(feed, two, strlen(two)), (ssize_t)strlen(two));
-    n = read_line_within(ids, line, sizeof line, 10000);
-    cr_assert_gt(n, 0, "no id printed for the second event");
+    feed_expect_id(feed, ids, "feed.two");
     close(feed);
-    int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    expect_exit_0(pid);
     close(ids);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 2);
 }
@@ -347,15 +355,10 @@ Test(cli, publish_live_stops_cleanly_on_sigterm)
 {
     int feed, ids;
     pid_t pid = spawn_live(&feed, &ids);
-    const char *one = "{\"type\":\"feed.one\",\"tenantid\":\"t\"}\n";
-    cr_assert_eq(write(feed, one, strlen(one)), (ssize_t)strlen(one));
-    char line[128];
-    cr_assert_gt(read_line_within(ids, line, sizeof line, 10000), 0);
+    feed_expect_id(feed, ids, "feed.one");
     /* The feed stays open; SIGTERM ends the publish, not the process. */
     cr_assert_eq(kill(pid, SIGTERM), 0);
-    int status = 0;
-    cr_assert_eq(waitpid(pid, &status, 0), pid);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    expect_exit_0(pid);
     close(feed);
     close(ids);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);

@@ -904,6 +904,39 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
     return batch_run(c, evs, n, emit_text, out_ids, rc, have_err, err, errlen);
 }
 
+/* Completes text i right into the protocol buffer: completing overlaps
+ * Redis' work on the commands already sent. */
+static int emit_raw(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b, char *msg,
+                    size_t msglen)
+{
+    const evbus_text_t *t = &((const evbus_text_t *)items)[i];
+    return evbus__text_emit(c, t->text, t->len, b, msg, msglen);
+}
+
+ssize_t evbus_publish_texts(evbus_client_t *c, const evbus_text_t *texts, size_t n,
+                            char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                            size_t errlen)
+{
+    if (err && errlen)
+        err[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        out_ids[i][0] = '\0';
+        rc[i] = 0;
+    }
+    ssize_t r = batch_run(c, texts, n, emit_raw, out_ids, rc, false, err, errlen);
+    if (r < 0) {
+        /* As evbus_publish_batch: bad texts are named even when Redis is
+         * down, and err keeps the connection failure. */
+        char msg[256];
+        for (size_t i = 0; i < n; i++)
+            if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
+                rc[i] = evbus_event_text_check(NULL, texts[i].text, texts[i].len, msg, sizeof msg) != 0
+                            ? EVBUS_CLIENT_EINVAL
+                            : EVBUS_CLIENT_EREDIS;
+    }
+    return r;
+}
+
 /* -------------------------------------------------------------- streaming */
 
 struct evbus_pipeline {

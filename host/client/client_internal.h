@@ -89,6 +89,13 @@ typedef struct evbus__scan {
  */
 int evbus__scan_event(const char *text, size_t len, evbus__scan_t *out);
 
+/* Appends the completed text of text[0..len): the bytes
+ * evbus_event_text_complete() would publish, written straight into b
+ * (nothing kept).  0; EVBUS_CLIENT_EINVAL with its message in msg; -1 when
+ * memory runs out.  b->len is unchanged on failure. */
+int evbus__text_emit(evbus_client_t *c, const char *text, size_t len, evbus__buf_t *b, char *msg,
+                     size_t msglen);
+
 /* Records a message in the client (when c) and in err (when err); returns code. */
 int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

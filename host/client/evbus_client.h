@@ -222,6 +222,28 @@ ssize_t evbus_publish_batch_text(evbus_client_t *c, const evbus_text_event_t *ev
                                  size_t errlen);
 
 /*
+ * Completes and publishes n events given as JSON text, in one call: what
+ * evbus_event_text_complete() on each and then evbus_publish_batch_text()
+ * would publish (same bytes, checks and messages), but each text is
+ * completed as it is written to the connection, so completing the next
+ * ones overlaps Redis appending those before them, and no completed copy
+ * is kept.  Use the two calls when you need the generated attributes (id,
+ * correlationid) before publishing; this one when the stream id is enough.
+ * A text that evbus_event_text_complete() refuses gets rc
+ * EVBUS_CLIENT_EINVAL and is not sent (err: "event I: <its message>" for
+ * the first); the others are published.  rc, out_ids, return value and
+ * err otherwise as evbus_publish_batch; texts are not modified and need
+ * not be NUL-terminated.
+ */
+typedef struct evbus_text {
+    const char *text;
+    size_t len;
+} evbus_text_t;
+ssize_t evbus_publish_texts(evbus_client_t *c, const evbus_text_t *texts, size_t n,
+                            char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                            size_t errlen);
+
+/*
  * A publishing pipeline: a stream of events (completed text, or json_t
  * completed on the way in) over one connection, sent as they are added
  * and answered while later ones are added.  A batch call returns only when its last reply is in, so a

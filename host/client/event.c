@@ -381,77 +381,129 @@ static bool text_attrs_ok(const evbus__scan_t *sc)
     return true;
 }
 
-/* Appends "\"name\":<JSON string value>," to the head being built. */
-static int head_attr(evbus__buf_t *h, const char *name, const char *v, size_t n)
+/* Appends "\"name\":" to the head being built (room reserved by the
+ * caller). */
+static void head_name(evbus__buf_t *h, const char *name)
 {
     size_t nl = strlen(name);
-    memcpy(h->p + h->len, "\"", 1);
+    h->p[h->len] = '"';
     memcpy(h->p + h->len + 1, name, nl);
     memcpy(h->p + h->len + 1 + nl, "\":", 2);
     h->len += nl + 3;
-    if (evbus__json_write_string(h, v, n) != 0)
+}
+
+/* Appends "\"name\":\"v\"," for a value that needs no escapes (generated
+ * ids and times; room reserved by the caller). */
+static void head_plain(evbus__buf_t *h, const char *name, const char *v)
+{
+    size_t n = strlen(v);
+    head_name(h, name);
+    h->p[h->len] = '"';
+    memcpy(h->p + h->len + 1, v, n);
+    memcpy(h->p + h->len + 1 + n, "\",", 2);
+    h->len += n + 3;
+}
+
+/* The attributes a scanned event lacks, generated ("" / NULL: present). */
+typedef struct text_gen {
+    char id[37], t[32], corr[37];
+    const char *src;
+    size_t srclen;
+    char def[300];
+} text_gen_t;
+
+static void text_generate(evbus_client_t *c, const evbus__scan_t *sc, text_gen_t *g)
+{
+    g->id[0] = g->t[0] = g->corr[0] = '\0';
+    g->src = NULL;
+    g->srclen = 0;
+    if (!sc->val[EVBUS__A_ID]) {
+        if (c && c->id_kind == EVBUS_ID_ULID)
+            evbus_ulid(g->id);
+        else
+            evbus_uuid4(g->id);
+    }
+    if (!sc->val[EVBUS__A_TIME])
+        evbus_time_now_rfc3339(g->t);
+    if (!sc->val[EVBUS__A_CORRELATIONID])
+        evbus_uuid4(g->corr);
+    if (!sc->val[EVBUS__A_SOURCE]) {
+        g->src = evbus__source(c, g->def);
+        g->srclen = strlen(g->src);
+    }
+}
+
+/* Most bytes text_head() appends: '{' and at most five attributes, each
+ * name, quotes and punctuation plus its value; only the source can need
+ * escapes, and evbus__json_write_string wants room for 6 bytes a byte. */
+static size_t text_head_max(const text_gen_t *g)
+{
+    return 1 + 5 * 20 + 3 + strlen(g->id) + strlen(g->t) + strlen(g->corr) + 6 * g->srclen + 2;
+}
+
+/* Appends the head of a completed text event to h: '{' and the missing
+ * attributes, each followed by ',' (the caller's text follows, without its
+ * '{').  0, or -1 (h->len unchanged) when the source is not UTF-8 or
+ * memory runs out. */
+static int text_head(const evbus__scan_t *sc, const text_gen_t *g, evbus__buf_t *h)
+{
+    size_t mark = h->len;
+    if (evbus__buf_reserve(h, text_head_max(g)) != 0)
         return -1;
-    h->p[h->len++] = ',';
+    h->p[h->len++] = '{';
+    if (!sc->val[EVBUS__A_SPECVERSION])
+        head_plain(h, "specversion", "1.0");
+    if (g->id[0])
+        head_plain(h, "id", g->id);
+    if (g->src) {
+        /* The reservation also covers the worst-case escaping that
+         * evbus__json_write_string wants room for. */
+        head_name(h, "source");
+        if (evbus__json_write_string(h, g->src, g->srclen) != 0) {
+            h->len = mark;
+            return -1;
+        }
+        h->p[h->len++] = ',';
+    }
+    if (g->t[0])
+        head_plain(h, "time", g->t);
+    if (g->corr[0])
+        head_plain(h, "correlationid", g->corr);
     return 0;
 }
 
 /* The fast path: keeps the caller's bytes, inserts what is missing.
- * -1 (nothing owned) when it cannot, e.g. a source that is not UTF-8. */
+ * -1 (nothing owned) when it cannot, e.g. a source that is not UTF-8.
+ * One allocation of about the head plus the attribute strings: sizing it
+ * for the worst case (kilobytes) made completing a batch walk megabytes. */
 static int text_fast(evbus_client_t *c, const evbus__scan_t *sc, evbus_text_event_t *ev)
 {
-    char id[37] = "", t[32] = "", corr[37] = "", def[300];
-    const char *src = NULL;
-    size_t srclen = 0;
-    if (!sc->val[EVBUS__A_ID]) {
-        if (c && c->id_kind == EVBUS_ID_ULID)
-            evbus_ulid(id);
-        else
-            evbus_uuid4(id);
-    }
-    if (!sc->val[EVBUS__A_TIME])
-        evbus_time_now_rfc3339(t);
-    if (!sc->val[EVBUS__A_CORRELATIONID])
-        evbus_uuid4(corr);
-    if (!sc->val[EVBUS__A_SOURCE]) {
-        src = evbus__source(c, def);
-        srclen = strlen(src);
-    }
-    /* Head: '{', at most five attributes of bounded size (the source
-     * escaped at worst 6 bytes a byte); then the attribute strings. */
-    size_t head_cap = 1024 + 7 * srclen;
-    size_t attr_cap = 2 * (37 + 32) + srclen + 1 + 6 * 256;
+    text_gen_t g;
+    text_generate(c, sc, &g);
+    size_t head_cap = text_head_max(&g);
+    size_t attr_cap = strlen(g.id) + strlen(g.t) + strlen(g.corr) + g.srclen + 6;
+    for (int a = 0; a < EVBUS__A_COUNT; a++)
+        if (a != EVBUS__A_SPECVERSION && a != EVBUS__A_PARTITIONKEY && sc->val[a])
+            attr_cap += sc->len[a];
     char *mem = malloc(head_cap + attr_cap);
     if (!mem)
         return -1;
     evbus__buf_t h = {mem, 0, head_cap};
-    h.p[h.len++] = '{';
-    int rc = 0;
-    if (!sc->val[EVBUS__A_SPECVERSION])
-        rc |= head_attr(&h, "specversion", "1.0", 3);
-    if (id[0])
-        rc |= head_attr(&h, "id", id, strlen(id));
-    if (src)
-        rc |= head_attr(&h, "source", src, srclen);
-    if (t[0])
-        rc |= head_attr(&h, "time", t, strlen(t));
-    if (corr[0])
-        rc |= head_attr(&h, "correlationid", corr, strlen(corr));
-    if (rc != 0 || h.p != mem) {
-        if (h.p != mem)
-            free(h.p);
-        else
-            free(mem);
+    if (text_head(sc, &g, &h) != 0 || h.p != mem) {
+        /* (h.p != mem cannot happen: text_head_max is the bound; if it
+         * did, mem was handed to realloc.) */
+        free(h.p);
         return -1;
     }
     char *o = mem + head_cap;
 #define ATTR(a, gen, genlen)                                                                   \
     (sc->val[a] ? text_put(&o, sc->val[a], sc->len[a]) : text_put(&o, gen, genlen))
-    ev->id = ATTR(EVBUS__A_ID, id, strlen(id));
+    ev->id = ATTR(EVBUS__A_ID, g.id, strlen(g.id));
     ev->type = text_put(&o, sc->val[EVBUS__A_TYPE], sc->len[EVBUS__A_TYPE]);
     ev->tenantid = text_put(&o, sc->val[EVBUS__A_TENANTID], sc->len[EVBUS__A_TENANTID]);
-    ev->source = ATTR(EVBUS__A_SOURCE, src, srclen);
-    ev->correlationid = ATTR(EVBUS__A_CORRELATIONID, corr, strlen(corr));
-    ev->time = ATTR(EVBUS__A_TIME, t, strlen(t));
+    ev->source = ATTR(EVBUS__A_SOURCE, g.src, g.srclen);
+    ev->correlationid = ATTR(EVBUS__A_CORRELATIONID, g.corr, strlen(g.corr));
+    ev->time = ATTR(EVBUS__A_TIME, g.t, strlen(g.t));
 #undef ATTR
     ev->mem = mem;
     ev->head = mem;
@@ -459,6 +511,39 @@ static int text_fast(evbus_client_t *c, const evbus__scan_t *sc, evbus_text_even
     ev->tail = sc->open + 1;
     ev->tail_len = (size_t)(sc->close - sc->open - 1);
     return 0;
+}
+
+int evbus__text_emit(evbus_client_t *c, const char *text, size_t len, evbus__buf_t *b, char *msg,
+                     size_t msglen)
+{
+    evbus__scan_t sc;
+    if (evbus__scan_event(text, len, &sc) == 0 && text_attrs_ok(&sc)) {
+        text_gen_t g;
+        text_generate(c, &sc, &g);
+        size_t mark = b->len, tail = (size_t)(sc.close - sc.open - 1);
+        if (text_head(&sc, &g, b) == 0) {
+            if (evbus__buf_reserve(b, tail) != 0) {
+                b->len = mark;
+                return -1;
+            }
+            memcpy(b->p + b->len, sc.open + 1, tail);
+            b->len += tail;
+            return 0;
+        }
+    }
+    /* What the fast path leaves (jansson decides): complete, copy, drop. */
+    evbus_text_event_t ev;
+    if (evbus_event_text_complete(c, text, len, &ev, msg, msglen) != 0)
+        return EVBUS_CLIENT_EINVAL;
+    int rc = evbus__buf_reserve(b, ev.head_len + ev.tail_len);
+    if (rc == 0) {
+        memcpy(b->p + b->len, ev.head, ev.head_len);
+        if (ev.tail_len)
+            memcpy(b->p + b->len + ev.head_len, ev.tail, ev.tail_len);
+        b->len += ev.head_len + ev.tail_len;
+    }
+    evbus_text_event_clear(&ev);
+    return rc;
 }
 
 static const char *json_attr(const json_t *ev, const char *name)

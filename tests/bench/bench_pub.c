@@ -1,5 +1,5 @@
 /*
- * bench_pub — writes the benchmark's events (bench_event.h) five ways:
+ * bench_pub — writes the benchmark's events (bench_event.h) six ways:
  *
  *   bench_pub fill HOST PORT STREAM N       raw pipelined XADD (windows of
  *                                           1000): pre-fills a stream fast
@@ -7,6 +7,8 @@
  *                                           `evbusctl publish --file`
  *   bench_pub batch-text URL STREAM N       libevbus evbus_event_text_complete +
  *                                           evbus_publish_batch_text (events as text)
+ *   bench_pub texts URL STREAM N            libevbus evbus_publish_texts (events as
+ *                                           text, completed inside the call)
  *   bench_pub pipeline URL STREAM N         libevbus evbus_event_text_complete +
  *                                           evbus_pipeline_add_text per event
  *                                           (streaming: no batch boundaries)
@@ -19,7 +21,7 @@
  *                                           every millisecond as a small batch,
  *                                           each stamped with benchsentus
  *
- * fill, batch, batch-text, pipeline and rate print one JSON object: events, seconds, events_per_s
+ * fill, batch, batch-text, texts, pipeline and rate print one JSON object: events, seconds, events_per_s
  * and event_bytes.  Exit status 1 on any Redis failure; nothing is retried,
  * because a benchmark that hides failures measures the wrong thing.
  */
@@ -191,6 +193,41 @@ static int pub_batch_text(const char *url, const char *stream, long n)
     return ret ? 1 : 0;
 }
 
+/* The library's one-call text batch: evbus_publish_texts (timed)
+ * completes each text as it writes it. */
+static int pub_texts(const char *url, const char *stream, long n)
+{
+    evbus_client_t *c = client_open(url, stream);
+    if (!c)
+        return 1;
+    static evbus_text_t evs[BENCH_PUB_CHUNK];
+    static char text[BENCH_PUB_CHUNK][BENCH_EVENT_MAX];
+    static char ids[BENCH_PUB_CHUNK][EVBUS_STREAM_ID_LEN];
+    static int rc[BENCH_PUB_CHUNK];
+    double busy = 0;
+    int ret = 0;
+    for (long done = 0; done < n && ret == 0;) {
+        size_t w = (size_t)(n - done < BENCH_PUB_BATCH ? n - done : BENCH_PUB_BATCH);
+        for (size_t i = 0; i < w; i++) {
+            int len = bench_event_format(text[i], sizeof text[i], (unsigned long)(done + (long)i), -1);
+            evs[i] = (evbus_text_t){text[i], (size_t)len};
+        }
+        char err[256] = "";
+        double t0 = bench_now();
+        ssize_t ok = evbus_publish_texts(c, evs, w, ids, rc, err, sizeof err);
+        busy += bench_now() - t0;
+        if (ok != (ssize_t)w) {
+            fprintf(stderr, "bench_pub: evbus_publish_texts published %zd of %zu: %s\n", ok, w, err);
+            ret = -1;
+        }
+        done += (long)w;
+    }
+    if (ret == 0)
+        report(n, busy);
+    evbus_client_free(c);
+    return ret ? 1 : 0;
+}
+
 /* The library's streaming path: each event is completed and added to an
  * evbus_pipeline_t right away, so completing overlaps Redis appending
  * (timed end to end, formatting the text excluded). */
@@ -315,6 +352,8 @@ int main(int argc, char **argv)
         return pub_batch(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "batch-text") && argc == 5)
         return pub_batch_text(argv[2], argv[3], strtol(argv[4], NULL, 10));
+    if (!strcmp(cmd, "texts") && argc == 5)
+        return pub_texts(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "pipeline") && argc == 5)
         return pub_pipeline(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "rate") && argc == 6)
@@ -323,6 +362,7 @@ int main(int argc, char **argv)
                     "       bench_pub ndjson N FILE\n"
                     "       bench_pub batch URL STREAM N\n"
                     "       bench_pub batch-text URL STREAM N\n"
+                    "       bench_pub texts URL STREAM N\n"
                     "       bench_pub pipeline URL STREAM N\n"
                     "       bench_pub rate URL STREAM RATE SECONDS\n");
     return 2;

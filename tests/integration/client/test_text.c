@@ -321,6 +321,105 @@ Test(text, batch_text_skips_uncompleted_items_and_reports_reply_errors)
     evbus_client_free(c);
 }
 
+/* evbus_publish_texts publishes what complete + batch_text would: the same
+ * verdicts (first refusal named in err), the caller's bytes after the same
+ * head, and stream order = index order. */
+Test(text, publish_texts_matches_complete_then_batch_text)
+{
+    evbus_client_t *c = client();
+    enum { K = sizeof tricky / sizeof tricky[0] };
+    evbus_text_t texts[K + 1];
+    for (size_t i = 0; i < K; i++)
+        texts[i] = (evbus_text_t){tricky[i], strlen(tricky[i])};
+    /* Not NUL-terminated: the length is what counts. */
+    const char *full = FULL "garbage";
+    texts[K] = (evbus_text_t){full, strlen(FULL)};
+    char ids[K + 1][EVBUS_STREAM_ID_LEN], err[256], first[300] = "";
+    int rcs[K + 1];
+    ssize_t want_n = 0;
+    for (size_t i = 0; i <= K; i++) {
+        evbus_text_event_t ev;
+        char msg[256];
+        if (evbus_event_text_complete(c, texts[i].text, texts[i].len, &ev, msg, sizeof msg) == 0)
+            want_n++;
+        else if (!first[0])
+            snprintf(first, sizeof first, "event %zu: %s", i, msg);
+        evbus_text_event_clear(&ev);
+    }
+    cr_assert(want_n > 5 && first[0]);
+    ssize_t n = evbus_publish_texts(c, texts, K + 1, ids, rcs, err, sizeof err);
+    cr_assert_eq(n, want_n, "%zd: %s", n, err);
+    cr_assert_eq(strncmp(err, first, sizeof err - 1), 0, "err %s, want %s", err, first);
+    char prev[EVBUS_STREAM_ID_LEN] = "0-0";
+    for (size_t i = 0; i <= K; i++) {
+        evbus_text_event_t ev;
+        char msg[256];
+        int want = evbus_event_text_complete(c, texts[i].text, texts[i].len, &ev, msg, sizeof msg);
+        cr_assert_eq(rcs[i], want, "text %zu: rc %d, want %d", i, rcs[i], want);
+        if (want != 0) {
+            cr_assert_str_eq(ids[i], "", "text %zu", i);
+            continue;
+        }
+        unsigned long long pm, ps, im, is;
+        cr_assert_eq(sscanf(prev, "%llu-%llu", &pm, &ps), 2);
+        cr_assert_eq(sscanf(ids[i], "%llu-%llu", &im, &is), 2, "text %zu: id %s", i, ids[i]);
+        cr_assert(im > pm || (im == pm && is > ps), "text %zu: %s after %s", i, ids[i], prev);
+        memcpy(prev, ids[i], sizeof prev);
+        size_t len;
+        char *raw = stored_raw(ids[i], &len);
+        /* Same length (generated values have fixed lengths), same tail,
+         * same meaning apart from the generated values. */
+        cr_assert_eq(len, ev.head_len + ev.tail_len, "text %zu: %s", i, raw);
+        cr_assert_eq(memcmp(raw + len - ev.tail_len, ev.tail, ev.tail_len), 0, "text %zu", i);
+        char *joined = malloc(ev.head_len + ev.tail_len);
+        memcpy(joined, ev.head, ev.head_len);
+        if (ev.tail_len)
+            memcpy(joined + ev.head_len, ev.tail, ev.tail_len);
+        json_t *got = json_loadb(raw, len, 0, NULL);
+        json_t *exp = json_loadb(joined, ev.head_len + ev.tail_len, 0, NULL);
+        free(joined);
+        cr_assert(got && exp, "text %zu: %s", i, raw);
+        json_t *in = json_loadb(texts[i].text, texts[i].len, 0, NULL);
+        cr_assert_not_null(in, "text %zu", i);
+        const char *gen[] = {"id", "time", "correlationid"};
+        for (size_t k = 0; k < 3; k++) {
+            if (!json_object_get(in, gen[k])) { /* generated: differs per call */
+                json_object_del(got, gen[k]);
+                json_object_del(exp, gen[k]);
+            }
+        }
+        json_decref(in);
+        cr_assert(json_equal(got, exp), "text %zu: stored %s", i, raw);
+        if (i == K)
+            cr_assert_str_eq(raw, FULL);
+        json_decref(got);
+        json_decref(exp);
+        free(raw);
+        evbus_text_event_clear(&ev);
+    }
+    evbus_client_free(c);
+}
+
+/* With Redis down: -1, the connection failure in err, refused texts still
+ * EVBUS_CLIENT_EINVAL and the rest EVBUS_CLIENT_EREDIS. */
+Test(text, publish_texts_with_redis_down_is_minus_one)
+{
+    char err[256];
+    evbus_client_t *c = evbus_client_new("redis://127.0.0.1:1/0", STREAM, err, sizeof err);
+    cr_assert_not_null(c);
+    evbus_text_t texts[3] = {{tricky[0], strlen(tricky[0])},
+                             {tricky[3], strlen(tricky[3])}, /* no type */
+                             {tricky[0], strlen(tricky[0])}};
+    char ids[3][EVBUS_STREAM_ID_LEN];
+    int rcs[3];
+    cr_assert_eq(evbus_publish_texts(c, texts, 3, ids, rcs, err, sizeof err), -1);
+    cr_assert(strstr(err, "redis") != NULL, "err: %s", err);
+    cr_assert_eq(rcs[0], EVBUS_CLIENT_EREDIS);
+    cr_assert_eq(rcs[1], EVBUS_CLIENT_EINVAL);
+    cr_assert_eq(rcs[2], EVBUS_CLIENT_EREDIS);
+    evbus_client_free(c);
+}
+
 Test(text, batch_text_with_redis_down_is_minus_one)
 {
     char err[256];

@@ -242,14 +242,53 @@ int evbus_time_check(const char *s)
 }
 
 /* An optional attribute: absent is fine, present must be a non-empty string. */
-static int check_optional_string(evbus_client_t *c, json_t *ev, const char *name, char *err,
+static int check_optional_string(evbus_client_t *c, const json_t *v, const char *name, char *err,
                                  size_t errlen)
 {
-    json_t *v = json_object_get(ev, name);
     if (v && (!json_is_string(v) || json_string_length(v) == 0))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%s: must be a non-empty string",
                            name);
     return 0;
+}
+
+/* The event's CloudEvent attributes, found in one walk over its members:
+ * a dozen json_object_get calls (each hashing its key) were half of
+ * evbus_event_complete. */
+typedef struct json_attrs {
+    json_t *specversion, *id, *source, *type, *time, *tenantid, *correlationid;
+} json_attrs_t;
+
+static void json_attrs_find(json_t *ev, json_attrs_t *a)
+{
+    memset(a, 0, sizeof *a);
+    const char *key;
+    json_t *v;
+    json_object_foreach(ev, key, v) {
+        switch (key[0]) {
+        case 's':
+            if (!strcmp(key, "specversion"))
+                a->specversion = v;
+            else if (!strcmp(key, "source"))
+                a->source = v;
+            break;
+        case 'i':
+            if (!strcmp(key, "id"))
+                a->id = v;
+            break;
+        case 't':
+            if (!strcmp(key, "type"))
+                a->type = v;
+            else if (!strcmp(key, "time"))
+                a->time = v;
+            else if (!strcmp(key, "tenantid"))
+                a->tenantid = v;
+            break;
+        case 'c':
+            if (!strcmp(key, "correlationid"))
+                a->correlationid = v;
+            break;
+        }
+    }
 }
 
 const char *evbus__source(evbus_client_t *c, char buf[300])
@@ -279,11 +318,13 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
     if (!json_is_object(ev))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event: not a JSON object");
 
-    json_t *v = json_object_get(ev, "specversion");
+    json_attrs_t a;
+    json_attrs_find(ev, &a);
+    json_t *v = a.specversion;
     if (v && !(json_is_string(v) && strcmp(json_string_value(v), "1.0") == 0))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "specversion: must be \"1.0\"");
 
-    v = json_object_get(ev, "type");
+    v = a.type;
     if (!v)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "type: missing");
     if (!json_is_string(v))
@@ -294,19 +335,19 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
                            "[a-z0-9_-]",
                            json_string_value(v));
 
-    v = json_object_get(ev, "tenantid");
+    v = a.tenantid;
     if (!v)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "tenantid: missing");
     if (!json_is_string(v) || json_string_length(v) == 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "tenantid: must be a non-empty string");
 
-    if (check_optional_string(c, ev, "id", err, errlen) ||
-        check_optional_string(c, ev, "source", err, errlen) ||
-        check_optional_string(c, ev, "correlationid", err, errlen))
+    if (check_optional_string(c, a.id, "id", err, errlen) ||
+        check_optional_string(c, a.source, "source", err, errlen) ||
+        check_optional_string(c, a.correlationid, "correlationid", err, errlen))
         return EVBUS_CLIENT_EINVAL;
 
-    v = json_object_get(ev, "time");
+    v = a.time;
     if (v && !json_is_string(v))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "time: not a string");
     if (v && evbus_time_check(json_string_value(v)) != 0)
@@ -314,9 +355,9 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
                            "time: \"%.64s\" is not an RFC 3339 date-time", json_string_value(v));
 
     int rc = 0;
-    if (!json_object_get(ev, "specversion"))
+    if (!a.specversion)
         rc |= set_string(ev, "specversion", "1.0");
-    if (!json_object_get(ev, "id")) {
+    if (!a.id) {
         char id[37];
         if (c && c->id_kind == EVBUS_ID_ULID)
             evbus_ulid(id);
@@ -324,16 +365,16 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
             evbus_uuid4(id);
         rc |= set_string(ev, "id", id);
     }
-    if (!json_object_get(ev, "source")) {
+    if (!a.source) {
         char def[300];
         rc |= set_string(ev, "source", evbus__source(c, def));
     }
-    if (!json_object_get(ev, "time")) {
+    if (!a.time) {
         char t[32];
         evbus_time_now_rfc3339(t);
         rc |= set_string(ev, "time", t);
     }
-    if (!json_object_get(ev, "correlationid")) {
+    if (!a.correlationid) {
         char id[37];
         evbus_uuid4(id);
         rc |= set_string(ev, "correlationid", id);

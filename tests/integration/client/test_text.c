@@ -370,7 +370,8 @@ Test(text, publish_texts_matches_complete_then_batch_text)
         /* Same length (generated values have fixed lengths), same tail,
          * same meaning apart from the generated values. */
         cr_assert_eq(len, ev.head_len + ev.tail_len, "text %zu: %s", i, raw);
-        cr_assert_eq(memcmp(raw + len - ev.tail_len, ev.tail, ev.tail_len), 0, "text %zu", i);
+        cr_assert(ev.tail_len == 0 || memcmp(raw + len - ev.tail_len, ev.tail, ev.tail_len) == 0,
+                  "text %zu", i);
         char *joined = malloc(ev.head_len + ev.tail_len);
         memcpy(joined, ev.head, ev.head_len);
         if (ev.tail_len)

@@ -95,8 +95,9 @@ static void pub_usage(FILE *out)
           "                      input pauses, what was read is published and its ids\n"
           "                      printed.  An invalid line stops it: the events before\n"
           "                      it stay published (exit status 2).  SIGINT or\n"
-          "                      SIGTERM stop the reading; what was read is still\n"
-          "                      published\n"
+          "                      SIGTERM stop the reading; every complete line read\n"
+          "                      is still published (exit status 0; an unfinished\n"
+          "                      last line is not, and stderr says so)\n"
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"
@@ -394,7 +395,7 @@ static ssize_t pub_read_line(struct pub_reader *r, const char **line)
             }
         }
         if (r->stop && *r->stop)
-            return 0; /* an unfinished last line is dropped */
+            return 0; /* an unfinished last line is left in the buffer */
         ssize_t k = r->seq ? read(r->fd, r->buf + r->len, r->cap - r->len)
                            : pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
         if (k < 0 && errno == EINTR)
@@ -817,10 +818,18 @@ static int pub_stream_live(evbus_client_t *c, int fd, const char *name, bool jso
     free(rd.buf);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
-    if (pub_live_signal)
+    if (pub_live_signal) {
+        /* what the reader holds after its last newline: a line the feed
+         * had not finished when the signal came */
+        size_t left = rd.len - rd.pos;
         fprintf(stderr, "evbusctl publish: stopped by %s; every complete line read from %s "
                         "until then was published\n",
                 pub_live_signal == SIGINT ? "SIGINT" : "SIGTERM", name);
+        if (left)
+            fprintf(stderr, "evbusctl publish: %s: the unfinished last line (%zu bytes, no "
+                            "newline yet) was not published\n",
+                    name, left);
+    }
     return rc;
 }
 

@@ -294,8 +294,9 @@ static int read_line_within(int fd, char *buf, size_t cap, int ms)
 }
 
 /* Starts `evbusctl publish --live` with its stdin and stdout on pipes:
- * *feed writes to it, *ids reads what it prints. */
-static pid_t spawn_live(int *feed, int *ids)
+ * *feed writes to it, *ids reads what it prints; stderr goes to errfd
+ * (-1: inherited). */
+static pid_t spawn_live_err(int *feed, int *ids, int errfd)
 {
     int in[2], out[2];
     cr_assert_eq(pipe(in), 0);
@@ -305,6 +306,8 @@ static pid_t spawn_live(int *feed, int *ids)
     if (pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
+        if (errfd >= 0)
+            dup2(errfd, 2);
         close(in[1]);
         close(out[0]);
         execl(ctl, ctl, "--redis", R.url, "publish", "--live", (char *)NULL);
@@ -315,6 +318,11 @@ static pid_t spawn_live(int *feed, int *ids)
     *feed = in[1];
     *ids = out[0];
     return pid;
+}
+
+static pid_t spawn_live(int *feed, int *ids)
+{
+    return spawn_live_err(feed, ids, -1);
 }
 
 /* Writes one event line to the feed; the id --live prints for it (within
@@ -362,6 +370,35 @@ Test(cli, publish_live_stops_cleanly_on_sigterm)
     close(feed);
     close(ids);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
+}
+
+/* A line the feed had not finished when the signal came is not published,
+ * and stderr says so. */
+Test(cli, publish_live_reports_an_unfinished_line_on_sigterm)
+{
+    char errpath[] = "/tmp/evbus-live-err.XXXXXX";
+    int errfd = mkstemp(errpath);
+    cr_assert_geq(errfd, 0);
+    int feed, ids;
+    pid_t pid = spawn_live_err(&feed, &ids, errfd);
+    feed_expect_id(feed, ids, "feed.one");
+    const char partial[] = "{\"type\":\"feed.two\",\"ten";
+    cr_assert_eq(write(feed, partial, sizeof partial - 1), (ssize_t)(sizeof partial - 1));
+    usleep(300 * 1000); /* read by the publisher, which waits for the rest */
+    cr_assert_eq(kill(pid, SIGTERM), 0);
+    expect_exit_0(pid);
+    close(feed);
+    close(ids);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 1);
+    char err[1024] = "";
+    ssize_t n = pread(errfd, err, sizeof err - 1, 0);
+    cr_assert_gt(n, 0);
+    err[n] = '\0';
+    cr_assert(strstr(err, "the unfinished last line (23 bytes, no newline yet) was not published") !=
+                  NULL,
+              "stderr: %s", err);
+    close(errfd);
+    unlink(errpath);
 }
 
 Test(cli, publish_bad_flags_exit_2)

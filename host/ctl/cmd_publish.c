@@ -109,8 +109,10 @@ static void pub_usage(FILE *out)
 static void pub_print(FILE *out, const char *id, const char *stream_id, bool json)
 {
     if (!json) {
-        fputs(stream_id, out);
-        putc('\n', out);
+        /* once per event: the unlocked calls skip stdio's lock (one thread
+         * prints) */
+        fputs_unlocked(stream_id, out);
+        putc_unlocked('\n', out);
         return;
     }
     json_t *o = json_pack("{s:s?, s:s}", "id", id, "stream_id", stream_id);
@@ -334,7 +336,9 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     size_t k = q->rec_n++;
     q->rec_evs[k] = *ev; /* moves what ev owns */
     memset(ev, 0, sizeof *ev);
-    snprintf(q->rec_ids[k], sizeof q->rec_ids[k], "%s", rc == 0 ? text : "");
+    size_t idlen = rc == 0 ? strnlen(text, sizeof q->rec_ids[k] - 1) : 0;
+    memcpy(q->rec_ids[k], text, idlen);
+    q->rec_ids[k][idlen] = '\0';
     q->rec_rcs[k] = rc;
     if (q->rec_n == PUB_RECORD_BATCH)
         pub_seq_record(q);

@@ -263,33 +263,28 @@ typedef struct json_attrs {
 static void json_attrs_find(json_t *ev, json_attrs_t *a)
 {
     memset(a, 0, sizeof *a);
-    const char *key;
-    json_t *v;
-    json_object_foreach(ev, key, v) {
-        switch (key[0]) {
-        case 's':
-            if (!strcmp(key, "specversion"))
-                a->specversion = v;
-            else if (!strcmp(key, "source"))
-                a->source = v;
-            break;
-        case 'i':
-            if (!strcmp(key, "id"))
-                a->id = v;
-            break;
-        case 't':
-            if (!strcmp(key, "type"))
-                a->type = v;
-            else if (!strcmp(key, "time"))
-                a->time = v;
-            else if (!strcmp(key, "tenantid"))
-                a->tenantid = v;
-            break;
-        case 'c':
-            if (!strcmp(key, "correlationid"))
-                a->correlationid = v;
-            break;
-        }
+    for (void *it = json_object_iter(ev); it; it = json_object_iter_next(ev, it)) {
+        /* by length and bytes: a key may hold a NUL ("type\0x" is not
+         * "type", as for json_object_get) */
+        const char *k = json_object_iter_key(it);
+        size_t n = json_object_iter_key_len(it);
+        json_t *v = json_object_iter_value(it);
+#define KEY_IS(name) (n == sizeof name - 1 && memcmp(k, name, n) == 0)
+        if (KEY_IS("specversion"))
+            a->specversion = v;
+        else if (KEY_IS("id"))
+            a->id = v;
+        else if (KEY_IS("source"))
+            a->source = v;
+        else if (KEY_IS("type"))
+            a->type = v;
+        else if (KEY_IS("time"))
+            a->time = v;
+        else if (KEY_IS("tenantid"))
+            a->tenantid = v;
+        else if (KEY_IS("correlationid"))
+            a->correlationid = v;
+#undef KEY_IS
     }
 }
 

@@ -177,6 +177,10 @@ Test(publish, rejects_bad_events_naming_the_attribute)
     json_object_set_new(ev, "source", json_integer(1));
     expect_invalid(c, ev, "source:");
     expect_invalid(c, json_pack("[i]", 1), "event:");
+    /* Keys are matched whole: "type\0x" (a key holding a NUL) is not "type". */
+    ev = json_pack("{s:s}", "tenantid", "t");
+    json_object_setn_new(ev, "type\0x", 6, json_string("a.b"));
+    expect_invalid(c, ev, "type: missing");
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0, "a rejected event was written");
     evbus_client_free(c);
 }

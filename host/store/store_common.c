@@ -55,6 +55,8 @@ PGconn *store_connect(const char *url, char *err, size_t errlen)
         store__err(err, errlen, "postgres: no URL configured");
         return NULL;
     }
+    if (store__pq_load(err, errlen) != 0)
+        return NULL;
     PGconn *c = PQconnectdb(url);
     if (!c) {
         store__err(err, errlen, "postgres: out of memory");

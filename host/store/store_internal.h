@@ -30,6 +30,11 @@ int store__query_json(PGconn *c, const char *where, const char *sql, int nparams
 int store__exec(PGconn *c, const char *where, const char *sql, int nparams,
                 const char *const *params, long *affected, char *err, size_t errlen);
 
+/* Makes libpq usable: 0, or -1 with the reason in err.  Linked programs
+ * get pq_linked.c (always 0); evbusctl gets pq_lazy.c, which loads libpq
+ * here on first use. */
+int store__pq_load(char *err, size_t errlen);
+
 /* Monotonic and wall clocks in ms (the host's, util/clock.h), and a sleep. */
 #define store__mono_ms clock_mono_ms
 #define store__wall_ms clock_wall_ms

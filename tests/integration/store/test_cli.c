@@ -145,3 +145,27 @@ Test(cli, unreachable_database_exits_1_with_the_libpq_message)
     free(out);
     free(err);
 }
+
+/* evbusctl loads libpq when a command first needs it (host/store/pq_lazy.c):
+ * one that cannot be loaded is a clear failure, exit 1, and commands that
+ * need no database do not care. */
+Test(cli, libpq_that_cannot_be_loaded_is_reported)
+{
+    char *bin = harness_build_path("host/ctl/evbusctl");
+    char env[] = "EVBUS_LIBPQ=/nonexistent/libpq.so.5";
+    char *envp[] = {env, NULL};
+    const char *argv[] = {bin, "--postgres", fx_pg.url, "events", "list", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = harness_run((char *const *)argv, envp, NULL, &out, &err, 60000);
+    cr_expect_eq(rc, 1, "stderr: %s", err);
+    cr_expect(strstr(err, "cannot load libpq: /nonexistent/libpq.so.5") != NULL, "stderr: %s",
+              err);
+    free(out);
+    free(err);
+    const char *help[] = {bin, "events", "--help", NULL};
+    rc = harness_run((char *const *)help, envp, NULL, &out, &err, 60000);
+    cr_expect_eq(rc, 0, "stderr: %s", err);
+    free(out);
+    free(err);
+    free(bin);
+}

@@ -971,11 +971,13 @@ ssize_t evbus_publish_texts(evbus_client_t *c, const evbus_text_t *texts, size_t
         /* As evbus_publish_batch: bad texts are named even when Redis is
          * down, and err keeps the connection failure. */
         char msg[256];
-        for (size_t i = 0; i < n; i++)
-            if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
-                rc[i] = evbus_event_text_check(NULL, texts[i].text, texts[i].len, msg, sizeof msg) != 0
-                            ? EVBUS_CLIENT_EINVAL
-                            : EVBUS_CLIENT_EREDIS;
+        for (size_t i = 0; i < n; i++) {
+            if (rc[i] == EVBUS_CLIENT_EINVAL || out_ids[i][0] != '\0')
+                continue;
+            bool bad = evbus_event_text_check(NULL, texts[i].text, texts[i].len, msg,
+                                              sizeof msg) != 0;
+            rc[i] = bad ? EVBUS_CLIENT_EINVAL : EVBUS_CLIENT_EREDIS;
+        }
     }
     return r;
 }

@@ -209,7 +209,8 @@ static int pub_texts(const char *url, const char *stream, long n)
     for (long done = 0; done < n && ret == 0;) {
         size_t w = (size_t)(n - done < BENCH_PUB_BATCH ? n - done : BENCH_PUB_BATCH);
         for (size_t i = 0; i < w; i++) {
-            int len = bench_event_format(text[i], sizeof text[i], (unsigned long)(done + (long)i), -1);
+            unsigned long k = (unsigned long)(done + (long)i);
+            int len = bench_event_format(text[i], sizeof text[i], k, -1);
             evs[i] = (evbus_text_t){text[i], (size_t)len};
         }
         char err[256] = "";
@@ -217,7 +218,8 @@ static int pub_texts(const char *url, const char *stream, long n)
         ssize_t ok = evbus_publish_texts(c, evs, w, ids, rc, err, sizeof err);
         busy += bench_now() - t0;
         if (ok != (ssize_t)w) {
-            fprintf(stderr, "bench_pub: evbus_publish_texts published %zd of %zu: %s\n", ok, w, err);
+            fprintf(stderr, "bench_pub: evbus_publish_texts published %zd of %zu: %s\n", ok, w,
+                    err);
             ret = -1;
         }
         done += (long)w;

@@ -394,9 +394,8 @@ Test(cli, publish_live_reports_an_unfinished_line_on_sigterm)
     ssize_t n = pread(errfd, err, sizeof err - 1, 0);
     cr_assert_gt(n, 0);
     err[n] = '\0';
-    cr_assert(strstr(err, "the unfinished last line (23 bytes, no newline yet) was not published") !=
-                  NULL,
-              "stderr: %s", err);
+    const char *want = "the unfinished last line (23 bytes, no newline yet) was not published";
+    cr_assert(strstr(err, want) != NULL, "stderr: %s", err);
     close(errfd);
     unlink(errpath);
 }

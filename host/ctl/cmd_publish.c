@@ -247,8 +247,7 @@ static int pub_parts_append(struct pub_parts *parts, const unsigned char *of, si
     return 0;
 }
 
-/* What the first pass learned about the first events, in input order. */
-/* One run's findings, in input order: event i of the run at of[i]. */
+/* One checking run's findings, in input order: event i of the run at of[i]. */
 struct pub_chkarr {
     evbus_text_checked_t *of;
     size_t len, cap;
@@ -257,7 +256,7 @@ struct pub_chkarr {
 /* The first pass's findings for the first events of the input: the runs'
  * arrays one after the other (taken over, not copied: for 200,000 events
  * that copy was 12.8 MB written while Redis waited). */
-#define PUB_SPLIT_MAX 4
+#define PUB_SPLIT_MAX 4 /* checking threads at most (see pub_check) */
 struct pub_checks {
     struct pub_chkarr seg[PUB_SPLIT_MAX];
     size_t nseg, len;

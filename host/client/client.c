@@ -879,21 +879,20 @@ static int emit_json(evbus_client_t *c, const void *items, size_t i, evbus__buf_
     return write_event(b, ev);
 }
 
-/* When the batch cannot be sent, every event is still completed and bad
- * ones are reported as EVBUS_CLIENT_EINVAL, as if it had been. */
-static void complete_rest(evbus_client_t *c, json_t *const *evs, size_t n, int *rc,
-                          char (*out_ids)[EVBUS_STREAM_ID_LEN])
-{
-    char msg[256];
-    for (size_t i = 0; i < n; i++)
-        if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0' &&
-            evbus_event_complete(c, evs[i], msg, sizeof msg) != 0)
-            rc[i] = EVBUS_CLIENT_EINVAL;
-}
+/* Whether item i is bad (EVBUS_CLIENT_EINVAL), asked of the items a batch
+ * could not send. */
+typedef bool (*item_bad_fn)(evbus_client_t *c, const void *items, size_t i);
 
-ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
-                            char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
-                            size_t errlen)
+/*
+ * A batch whose items are completed as they are written (json_t events,
+ * raw texts): rc and out_ids reset, then batch_run.  When the connection
+ * fails (-1), the items not answered are still judged: bad ones are
+ * EVBUS_CLIENT_EINVAL, the rest EVBUS_CLIENT_EREDIS, and err keeps the
+ * connection failure's message.
+ */
+static ssize_t batch_publish(evbus_client_t *c, const void *items, size_t n, emit_fn emit,
+                             item_bad_fn bad, char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc,
+                             char *err, size_t errlen)
 {
     if (err && errlen)
         err[0] = '\0';
@@ -901,16 +900,27 @@ ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
         out_ids[i][0] = '\0';
         rc[i] = 0;
     }
-    ssize_t r = batch_run(c, evs, n, emit_json, out_ids, rc, false, err, errlen);
-    if (r < 0) {
-        /* Bad events are reported even when Redis is down; the -1 return
-         * keeps the connection failure's message in err. */
-        complete_rest(c, evs, n, rc, out_ids);
+    ssize_t r = batch_run(c, items, n, emit, out_ids, rc, false, err, errlen);
+    if (r < 0)
         for (size_t i = 0; i < n; i++)
             if (rc[i] != EVBUS_CLIENT_EINVAL && out_ids[i][0] == '\0')
-                rc[i] = EVBUS_CLIENT_EREDIS;
-    }
+                rc[i] = bad(c, items, i) ? EVBUS_CLIENT_EINVAL : EVBUS_CLIENT_EREDIS;
     return r;
+}
+
+/* Completes the event as sending would have (so a retry publishes the
+ * same id). */
+static bool json_bad(evbus_client_t *c, const void *items, size_t i)
+{
+    char msg[256];
+    return evbus_event_complete(c, ((json_t *const *)items)[i], msg, sizeof msg) != 0;
+}
+
+ssize_t evbus_publish_batch(evbus_client_t *c, json_t *const *evs, size_t n,
+                            char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
+                            size_t errlen)
+{
+    return batch_publish(c, evs, n, emit_json, json_bad, out_ids, rc, err, errlen);
 }
 
 static int emit_text(evbus_client_t *c, const void *items, size_t i, evbus__buf_t *b, char *msg,
@@ -956,30 +966,21 @@ static int emit_raw(evbus_client_t *c, const void *items, size_t i, evbus__buf_t
     return evbus__text_emit(c, t->text, t->len, b, msg, msglen);
 }
 
+/* (c not passed: it would record the message, and err keeps the
+ * connection failure's) */
+static bool raw_bad(evbus_client_t *c, const void *items, size_t i)
+{
+    (void)c;
+    const evbus_text_t *t = &((const evbus_text_t *)items)[i];
+    char msg[256];
+    return evbus_event_text_check(NULL, t->text, t->len, msg, sizeof msg) != 0;
+}
+
 ssize_t evbus_publish_texts(evbus_client_t *c, const evbus_text_t *texts, size_t n,
                             char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, char *err,
                             size_t errlen)
 {
-    if (err && errlen)
-        err[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        out_ids[i][0] = '\0';
-        rc[i] = 0;
-    }
-    ssize_t r = batch_run(c, texts, n, emit_raw, out_ids, rc, false, err, errlen);
-    if (r < 0) {
-        /* As evbus_publish_batch: bad texts are named even when Redis is
-         * down, and err keeps the connection failure. */
-        char msg[256];
-        for (size_t i = 0; i < n; i++) {
-            if (rc[i] == EVBUS_CLIENT_EINVAL || out_ids[i][0] != '\0')
-                continue;
-            bool bad = evbus_event_text_check(NULL, texts[i].text, texts[i].len, msg,
-                                              sizeof msg) != 0;
-            rc[i] = bad ? EVBUS_CLIENT_EINVAL : EVBUS_CLIENT_EREDIS;
-        }
-    }
-    return r;
+    return batch_publish(c, texts, n, emit_raw, raw_bad, out_ids, rc, err, errlen);
 }
 
 /* -------------------------------------------------------------- streaming */

@@ -27,6 +27,7 @@
  */
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,59 +152,21 @@ static int pub_batch(const char *url, const char *stream, long n)
     return rc ? 1 : 0;
 }
 
-/* The library's text batch path: complete (timed) + evbus_publish_batch_text
- * (timed) of events the caller already holds as JSON text. */
-static int pub_batch_text(const char *url, const char *stream, long n)
+/* The library's text batches, calls of BENCH_PUB_BATCH events the caller
+ * holds as JSON text (formatting them is not timed).  two_step: complete
+ * each (timed) and then evbus_publish_batch_text (timed); else one
+ * evbus_publish_texts, which completes each text as it writes it. */
+static int pub_text_batches(const char *url, const char *stream, long n, bool two_step)
 {
     evbus_client_t *c = client_open(url, stream);
     if (!c)
         return 1;
+    static evbus_text_t texts[BENCH_PUB_CHUNK];
     static evbus_text_event_t evs[BENCH_PUB_CHUNK];
     static char text[BENCH_PUB_CHUNK][BENCH_EVENT_MAX];
     static char ids[BENCH_PUB_CHUNK][EVBUS_STREAM_ID_LEN];
     static int rc[BENCH_PUB_CHUNK];
-    double busy = 0;
-    int ret = 0;
-    for (long done = 0; done < n && ret == 0;) {
-        size_t w = (size_t)(n - done < BENCH_PUB_BATCH ? n - done : BENCH_PUB_BATCH);
-        int lens[BENCH_PUB_CHUNK];
-        for (size_t i = 0; i < w; i++)
-            lens[i] = bench_event_format(text[i], sizeof text[i], (unsigned long)(done + (long)i), -1);
-        char err[256] = "";
-        double t0 = bench_now();
-        for (size_t i = 0; i < w && ret == 0; i++)
-            if (evbus_event_text_complete(c, text[i], (size_t)lens[i], &evs[i], err, sizeof err) != 0) {
-                fprintf(stderr, "bench_pub: text complete: %s\n", err);
-                ret = -1;
-            }
-        ssize_t ok = ret ? -1 : evbus_publish_batch_text(c, evs, w, ids, rc, err, sizeof err);
-        busy += bench_now() - t0;
-        if (ret == 0 && ok != (ssize_t)w) {
-            fprintf(stderr, "bench_pub: evbus_publish_batch_text published %zd of %zu: %s\n", ok, w,
-                    err);
-            ret = -1;
-        }
-        for (size_t i = 0; i < w; i++)
-            evbus_text_event_clear(&evs[i]);
-        done += (long)w;
-    }
-    if (ret == 0)
-        report(n, busy);
-    evbus_client_free(c);
-    return ret ? 1 : 0;
-}
-
-/* The library's one-call text batch: evbus_publish_texts (timed)
- * completes each text as it writes it. */
-static int pub_texts(const char *url, const char *stream, long n)
-{
-    evbus_client_t *c = client_open(url, stream);
-    if (!c)
-        return 1;
-    static evbus_text_t evs[BENCH_PUB_CHUNK];
-    static char text[BENCH_PUB_CHUNK][BENCH_EVENT_MAX];
-    static char ids[BENCH_PUB_CHUNK][EVBUS_STREAM_ID_LEN];
-    static int rc[BENCH_PUB_CHUNK];
+    const char *call = two_step ? "evbus_publish_batch_text" : "evbus_publish_texts";
     double busy = 0;
     int ret = 0;
     for (long done = 0; done < n && ret == 0;) {
@@ -211,17 +174,30 @@ static int pub_texts(const char *url, const char *stream, long n)
         for (size_t i = 0; i < w; i++) {
             unsigned long k = (unsigned long)(done + (long)i);
             int len = bench_event_format(text[i], sizeof text[i], k, -1);
-            evs[i] = (evbus_text_t){text[i], (size_t)len};
+            texts[i] = (evbus_text_t){text[i], (size_t)len};
         }
         char err[256] = "";
+        ssize_t ok = -1;
         double t0 = bench_now();
-        ssize_t ok = evbus_publish_texts(c, evs, w, ids, rc, err, sizeof err);
+        if (!two_step) {
+            ok = evbus_publish_texts(c, texts, w, ids, rc, err, sizeof err);
+        } else {
+            for (size_t i = 0; i < w && ret == 0; i++)
+                if (evbus_event_text_complete(c, texts[i].text, texts[i].len, &evs[i], err,
+                                              sizeof err) != 0) {
+                    fprintf(stderr, "bench_pub: text complete: %s\n", err);
+                    ret = -1;
+                }
+            if (ret == 0)
+                ok = evbus_publish_batch_text(c, evs, w, ids, rc, err, sizeof err);
+        }
         busy += bench_now() - t0;
-        if (ok != (ssize_t)w) {
-            fprintf(stderr, "bench_pub: evbus_publish_texts published %zd of %zu: %s\n", ok, w,
-                    err);
+        if (ret == 0 && ok != (ssize_t)w) {
+            fprintf(stderr, "bench_pub: %s published %zd of %zu: %s\n", call, ok, w, err);
             ret = -1;
         }
+        for (size_t i = 0; two_step && i < w; i++)
+            evbus_text_event_clear(&evs[i]);
         done += (long)w;
     }
     if (ret == 0)
@@ -353,9 +329,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "batch") && argc == 5)
         return pub_batch(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "batch-text") && argc == 5)
-        return pub_batch_text(argv[2], argv[3], strtol(argv[4], NULL, 10));
+        return pub_text_batches(argv[2], argv[3], strtol(argv[4], NULL, 10), true);
     if (!strcmp(cmd, "texts") && argc == 5)
-        return pub_texts(argv[2], argv[3], strtol(argv[4], NULL, 10));
+        return pub_text_batches(argv[2], argv[3], strtol(argv[4], NULL, 10), false);
     if (!strcmp(cmd, "pipeline") && argc == 5)
         return pub_pipeline(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "rate") && argc == 6)

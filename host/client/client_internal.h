@@ -69,6 +69,11 @@ enum {
     EVBUS__A_COUNT
 };
 
+/* Which EVBUS__A_* attribute the key k[0..n) names (bytes and length, so
+ * a key holding a NUL names none), -1 for none: one comparison picked by
+ * length, since every key of every event comes here. */
+int evbus__attr_index(const char *k, size_t n);
+
 /* What evbus__scan_event found in one JSON text. */
 typedef struct evbus__scan {
     const char *open;  /* the object's '{' */

@@ -253,38 +253,18 @@ static int check_optional_string(evbus_client_t *c, const json_t *v, const char 
     return 0;
 }
 
-/* The event's CloudEvent attributes, found in one walk over its members:
- * a dozen json_object_get calls (each hashing its key) were half of
- * evbus_event_complete. */
-typedef struct json_attrs {
-    json_t *specversion, *id, *source, *type, *time, *tenantid, *correlationid;
-} json_attrs_t;
-
-static void json_attrs_find(json_t *ev, json_attrs_t *a)
+/* The event's CloudEvent attributes (indexed by EVBUS__A_*), found in one
+ * walk over its members: a dozen json_object_get calls (each hashing its
+ * key) were half of evbus_event_complete.  Keys are matched as the text
+ * scanner matches them (evbus__attr_index): "type\0x" is not "type", as
+ * for json_object_get. */
+static void json_attrs_find(json_t *ev, json_t *a[EVBUS__A_COUNT])
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, EVBUS__A_COUNT * sizeof *a);
     for (void *it = json_object_iter(ev); it; it = json_object_iter_next(ev, it)) {
-        /* by length and bytes: a key may hold a NUL ("type\0x" is not
-         * "type", as for json_object_get) */
-        const char *k = json_object_iter_key(it);
-        size_t n = json_object_iter_key_len(it);
-        json_t *v = json_object_iter_value(it);
-#define KEY_IS(name) (n == sizeof name - 1 && memcmp(k, name, n) == 0)
-        if (KEY_IS("specversion"))
-            a->specversion = v;
-        else if (KEY_IS("id"))
-            a->id = v;
-        else if (KEY_IS("source"))
-            a->source = v;
-        else if (KEY_IS("type"))
-            a->type = v;
-        else if (KEY_IS("time"))
-            a->time = v;
-        else if (KEY_IS("tenantid"))
-            a->tenantid = v;
-        else if (KEY_IS("correlationid"))
-            a->correlationid = v;
-#undef KEY_IS
+        int k = evbus__attr_index(json_object_iter_key(it), json_object_iter_key_len(it));
+        if (k >= 0)
+            a[k] = json_object_iter_value(it);
     }
 }
 
@@ -315,13 +295,13 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
     if (!json_is_object(ev))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event: not a JSON object");
 
-    json_attrs_t a;
-    json_attrs_find(ev, &a);
-    json_t *v = a.specversion;
+    json_t *a[EVBUS__A_COUNT];
+    json_attrs_find(ev, a);
+    json_t *v = a[EVBUS__A_SPECVERSION];
     if (v && !(json_is_string(v) && strcmp(json_string_value(v), "1.0") == 0))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "specversion: must be \"1.0\"");
 
-    v = a.type;
+    v = a[EVBUS__A_TYPE];
     if (!v)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "type: missing");
     if (!json_is_string(v))
@@ -332,19 +312,19 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
                            "[a-z0-9_-]",
                            json_string_value(v));
 
-    v = a.tenantid;
+    v = a[EVBUS__A_TENANTID];
     if (!v)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "tenantid: missing");
     if (!json_is_string(v) || json_string_length(v) == 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "tenantid: must be a non-empty string");
 
-    if (check_optional_string(c, a.id, "id", err, errlen) ||
-        check_optional_string(c, a.source, "source", err, errlen) ||
-        check_optional_string(c, a.correlationid, "correlationid", err, errlen))
+    if (check_optional_string(c, a[EVBUS__A_ID], "id", err, errlen) ||
+        check_optional_string(c, a[EVBUS__A_SOURCE], "source", err, errlen) ||
+        check_optional_string(c, a[EVBUS__A_CORRELATIONID], "correlationid", err, errlen))
         return EVBUS_CLIENT_EINVAL;
 
-    v = a.time;
+    v = a[EVBUS__A_TIME];
     if (v && !json_is_string(v))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "time: not a string");
     if (v && evbus_time_check(json_string_value(v)) != 0)
@@ -352,9 +332,9 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
                            "time: \"%.64s\" is not an RFC 3339 date-time", json_string_value(v));
 
     int rc = 0;
-    if (!a.specversion)
+    if (!a[EVBUS__A_SPECVERSION])
         rc |= set_string(ev, "specversion", "1.0");
-    if (!a.id) {
+    if (!a[EVBUS__A_ID]) {
         char id[37];
         if (c && c->id_kind == EVBUS_ID_ULID)
             evbus_ulid(id);
@@ -362,16 +342,16 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
             evbus_uuid4(id);
         rc |= set_string(ev, "id", id);
     }
-    if (!a.source) {
+    if (!a[EVBUS__A_SOURCE]) {
         char def[300];
         rc |= set_string(ev, "source", evbus__source(c, def));
     }
-    if (!a.time) {
+    if (!a[EVBUS__A_TIME]) {
         char t[32];
         evbus_time_now_rfc3339(t);
         rc |= set_string(ev, "time", t);
     }
-    if (!a.correlationid) {
+    if (!a[EVBUS__A_CORRELATIONID]) {
         char id[37];
         evbus_uuid4(id);
         rc |= set_string(ev, "correlationid", id);

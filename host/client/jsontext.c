@@ -439,9 +439,7 @@ static int scan_value(scan_t *s, int depth)
     }
 }
 
-/* Which attribute the key k[0..n) names, -1 for none: one comparison
- * picked by length (every key of every event comes here). */
-static int attr_index(const unsigned char *k, size_t n)
+int evbus__attr_index(const char *k, size_t n)
 {
 #define ATTR_IS(name) (memcmp(k, name, sizeof name - 1) == 0)
     switch (n) {
@@ -482,7 +480,7 @@ int evbus__scan_event(const char *text, size_t len, evbus__scan_t *out)
             return -1;
         s.p++;
         skip_ws(&s);
-        int a = attr_index(key, klen);
+        int a = evbus__attr_index((const char *)key, klen);
         if (a >= 0) {
             const unsigned char *v = s.p + 1;
             if (out->val[a] || s.p >= s.end || *s.p != '"' || scan_string(&s, &esc) != 0 ||

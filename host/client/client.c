@@ -519,6 +519,8 @@ static size_t reply_guess(const char *id, size_t len)
 /* Consumes every complete reply in p->in; -1 on a protocol error. */
 static int pipe_parse(pipe_t *p)
 {
+    const char *last_id = NULL; /* the last id of this read: it sets the guess */
+    size_t last_len = 0;
     for (;;) {
         const char *b = p->in.p + p->parsed;
         size_t avail = p->in.len - p->parsed;
@@ -547,7 +549,8 @@ static int pipe_parse(pipe_t *p)
                 break;
             p->parsed += line + 2 + blen + 2;
             p->queued--;
-            p->reply_min = reply_guess(cr + 2, blen);
+            last_id = cr + 2;
+            last_len = blen;
             p->reply(p, '$', cr + 2, blen);
         } else if (b[0] == '-' || b[0] == '+' || b[0] == ':') {
             p->parsed += line + 2;
@@ -557,6 +560,8 @@ static int pipe_parse(pipe_t *p)
             return -1;
         }
     }
+    if (last_id)
+        p->reply_min = reply_guess(last_id, last_len);
     if (p->parsed == p->in.len)
         p->parsed = p->in.len = 0;
     return 0;

@@ -638,8 +638,6 @@ typedef struct loader {
     evbus_config_t *cfg;
     cfg_errors_t *errs;
     const char *mdir; /* absolute directory of the manifest being applied */
-    bool metadata_set;
-    cfg_pos_t metadata_pos;
     pending_retry_t *pend;
     size_t n_pend, cap_pend;
 } loader_t;
@@ -762,20 +760,6 @@ static bool get_double(loader_t *L, const ynode_t *n, const char *key, double mi
     return true;
 }
 
-static bool get_bool(loader_t *L, const ynode_t *n, const char *key, bool *dst)
-{
-    const char *s = scalar_of(L, n, key, "true or false");
-    if (!s)
-        return false;
-    int b = parse_bool(s);
-    if (b < 0) {
-        ERR(L, n, "%s: expected true or false, got '%s'", key, s);
-        return false;
-    }
-    *dst = b;
-    return true;
-}
-
 /* One of names[] (NULL-terminated), stored as values[i]. */
 static bool get_enum(loader_t *L, const ynode_t *n, const char *key, const char *const *names,
                      const int *values, int *dst)
@@ -806,20 +790,6 @@ static char *resolve_path(loader_t *L, const char *p)
     while (p[0] == '.' && p[1] == '/')
         p += 2;
     return xasprintf("%s/%s", L->mdir, p);
-}
-
-/* An empty path means "the default": conf.d files say
- * `plugin_dir: "${EVBUS_PLUGIN_DIR:-}"` so one file serves both the
- * installed layout and a development tree. */
-static bool get_path(loader_t *L, const ynode_t *n, const char *key, char **dst)
-{
-    char *s = NULL;
-    if (!get_str(L, n, key, &s))
-        return false;
-    free(*dst);
-    *dst = s[0] ? resolve_path(L, s) : NULL;
-    free(s);
-    return true;
 }
 
 /* Iterate over a mapping's pairs. */
@@ -867,8 +837,6 @@ static void apply_retry(loader_t *L, const ynode_t *m, const char *where, retry_
     }
 }
 
-static const char *const mode_names[] = {"off", "advisory", "enforce", NULL};
-static const int mode_values[] = {SCHEMA_MODE_OFF, SCHEMA_MODE_ADVISORY, SCHEMA_MODE_ENFORCE};
 
 static void apply_subscription(loader_t *L, const ynode_t *n, bool foreign, cfg_subscription_t *sub)
 {
@@ -905,7 +873,7 @@ static void apply_subscription(loader_t *L, const ynode_t *n, bool foreign, cfg_
                 }
             } else if (!strcmp(name, "schema_mode")) {
                 int mode;
-                if (get_enum(L, v, "schema_mode", mode_names, mode_values, &mode)) {
+                if (get_enum(L, v, "schema_mode", schema_mode_names, schema_mode_values, &mode)) {
                     sub->schema_mode = (schema_mode_t)mode;
                     sub->has_schema_mode = true;
                 }
@@ -1279,252 +1247,141 @@ static void apply_foreign(loader_t *L, const ynode_t *n)
     f->on_negative = rule[2];
 }
 
-static void apply_redis(loader_t *L, const ynode_t *m)
+/* ---- settings: one generic applier over the modules' tables ---------- */
+
+/* How row s is described in "expected X, got Y". */
+static const char *setting_expects(const cfg_setting_t *s, char *buf, size_t len)
 {
-    static const char *const keys[] = {"url", "connect_timeout_ms", "command_timeout_ms", NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "redis"))
-        return;
-    FOR_PAIRS(m, k, v)
-    {
-        switch (key_index(L, k, keys, "redis")) {
-        case 0:
-            get_str(L, v, "redis.url", &c->redis_url);
-            break;
-        case 1:
-            get_u32(L, v, "redis.connect_timeout_ms", 1, UINT32_MAX, &c->redis_connect_timeout_ms);
-            break;
-        case 2:
-            get_u32(L, v, "redis.command_timeout_ms", 1, UINT32_MAX, &c->redis_command_timeout_ms);
-            break;
-        default:
-            break;
-        }
+    switch (s->type) {
+    case CFG_U32:
+        return "an integer";
+    case CFG_DOUBLE:
+        return "a number";
+    case CFG_BOOL:
+        return "true or false";
+    case CFG_ENUM:
+        return cfg_type_text(s, buf, len);
+    default:
+        return s->names ? cfg_type_text(s, buf, len) : "a string";
     }
 }
 
-static void apply_postgres(loader_t *L, const ynode_t *m)
+/* Set row idx from a computed or built-in default. */
+static void set_default(loader_t *L, size_t idx, const char *text)
 {
-    static const char *const keys[] = {"url", "migrate_on_start", "metadata", NULL};
-    static const char *const meta_keys[] = {"enabled", "queue_size", "batch_size", "flush_ms", NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "postgres"))
-        return;
-    FOR_PAIRS(m, k, v)
-    {
-        switch (key_index(L, k, keys, "postgres")) {
-        case 0: {
-            /* empty (e.g. "${EVBUS_PG:-}") means: no PostgreSQL */
-            const char *s = scalar_of(L, v, "postgres.url", "a string");
-            if (s)
-                set_str(&c->postgres_url, *s ? s : NULL);
-            break;
-        }
-        case 1:
-            get_bool(L, v, "postgres.migrate_on_start", &c->migrate_on_start);
-            break;
-        case 2:
-            if (!want_map(L, v, "postgres.metadata"))
-                break;
-            FOR_PAIRS(v, mk, mv)
-            {
-                switch (key_index(L, mk, meta_keys, "postgres.metadata")) {
-                case 0:
-                    if (get_bool(L, mv, "postgres.metadata.enabled", &c->metadata_enabled)) {
-                        L->metadata_set = true;
-                        L->metadata_pos = mv->pos;
-                    }
-                    break;
-                case 1:
-                    get_u32(L, mv, "postgres.metadata.queue_size", 1, UINT32_MAX, &c->metadata_queue_size);
-                    break;
-                case 2:
-                    get_u32(L, mv, "postgres.metadata.batch_size", 1, UINT32_MAX, &c->metadata_batch_size);
-                    break;
-                case 3:
-                    get_u32(L, mv, "postgres.metadata.flush_ms", 1, UINT32_MAX, &c->metadata_flush_ms);
-                    break;
-                default:
-                    break;
-                }
-            }
-            break;
-        default:
-            break;
-        }
+    char err[300];
+    if (cfg_value_set(L->cfg, idx, text, err, sizeof err) != 0)
+        cfg_errors_add(L->errs, NULL, "%s: default '%s' is invalid: %s", cfg_setting_at(idx)->key,
+                       text, err);
+    L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_DEFAULT};
+}
+
+static void reset_to_default(loader_t *L, size_t idx)
+{
+    const cfg_setting_t *s = cfg_setting_at(idx);
+    if (s->def) {
+        set_default(L, idx, s->def);
+    } else if (s->compute) {
+        char *v = s->compute(L->cfg);
+        set_default(L, idx, v ? v : "");
+        free(v);
+    } else {
+        set_default(L, idx, "");
     }
 }
 
-static void apply_schemas(loader_t *L, const ynode_t *m)
+static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const ynode_t *v)
 {
-    static const char *const keys[] = {"dir", "mode", "unknown_type", "format_assert", NULL};
-    static const char *const unknown_names[] = {"allow", "reject", NULL};
-    static const int unknown_values[] = {SCHEMA_UNKNOWN_ALLOW, SCHEMA_UNKNOWN_REJECT};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "schemas"))
+    char buf[256], err[512];
+    if (v->kind == YN_SCALAR && v->bad)
         return;
-    FOR_PAIRS(m, k, v)
-    {
-        int e;
-        switch (key_index(L, k, keys, "schemas")) {
-        case 0:
-            get_path(L, v, "schemas.dir", &c->schema_dir);
-            break;
-        case 1:
-            if (get_enum(L, v, "schemas.mode", mode_names, mode_values, &e))
-                c->schema_mode = (schema_mode_t)e;
-            break;
-        case 2:
-            if (get_enum(L, v, "schemas.unknown_type", unknown_names, unknown_values, &e))
-                c->schema_unknown = (schema_unknown_t)e;
-            break;
-        case 3:
-            get_bool(L, v, "schemas.format_assert", &c->schema_format_assert);
-            break;
-        default:
-            break;
-        }
+    if (v->kind != YN_SCALAR || ynode_is_null(v)) {
+        char got[256];
+        ERR(L, v, "%s: expected %s, got %s", s->key, setting_expects(s, buf, sizeof buf),
+            ynode_describe(v, got, sizeof got));
+        return;
     }
+    const char *text = v->text;
+    if (!*text && (s->flags & CFG_F_EMPTY_DEFAULT)) {
+        reset_to_default(L, idx);
+        L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_FILE, .pos = v->pos};
+        return;
+    }
+    char *path = NULL;
+    if (s->type == CFG_PATH && *text)
+        text = path = resolve_path(L, text);
+    if (cfg_value_set(L->cfg, idx, text, err, sizeof err) != 0)
+        ERR(L, v, "%s: %s", s->key, err);
+    else
+        L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_FILE, .pos = v->pos};
+    free(path);
 }
 
-static void apply_dlq(loader_t *L, const ynode_t *m)
+/* Is `key` (dotted) a row, a section holding rows, or neither?  A row
+ * returns its index; a section returns -2; neither returns -1. */
+static long classify(const char *key)
 {
-    static const char *const keys[] = {"stream", "capacity", "archive", NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "dlq"))
-        return;
-    FOR_PAIRS(m, k, v)
-    {
-        switch (key_index(L, k, keys, "dlq")) {
-        case 0:
-            get_str(L, v, "dlq.stream", &c->dlq_stream);
-            break;
-        case 1:
-            get_u32(L, v, "dlq.capacity", 1, UINT32_MAX, &c->dlq_capacity);
-            break;
-        case 2:
-            get_path(L, v, "dlq.archive", &c->dlq_archive);
-            break;
-        default:
-            break;
-        }
+    size_t idx, klen = strlen(key);
+    if (cfg_setting_find(key, &idx))
+        return (long)idx;
+    for (size_t i = 0, n = cfg_settings_count(); i < n; i++) {
+        const char *rk = cfg_setting_at(i)->key;
+        if (!strncmp(rk, key, klen) && rk[klen] == '.')
+            return -2;
     }
+    return -1;
 }
 
-static void apply_reclaim(loader_t *L, const ynode_t *m)
+/* The keys valid directly under `prefix` ("" = the top level), in table
+ * order, comma-separated. */
+static void valid_keys(const char *prefix, char *out, size_t len)
 {
-    static const char *const keys[] = {"min_idle_ms", "interval_ms", "max_deliveries", "stale_consumer_ms", NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "reclaim"))
-        return;
-    FOR_PAIRS(m, k, v)
-    {
-        switch (key_index(L, k, keys, "reclaim")) {
-        case 0:
-            get_u32(L, v, "reclaim.min_idle_ms", 1, UINT32_MAX, &c->reclaim_min_idle_ms);
-            break;
-        case 1:
-            get_u32(L, v, "reclaim.interval_ms", 1, UINT32_MAX, &c->reclaim_interval_ms);
-            break;
-        case 2:
-            get_u32(L, v, "reclaim.max_deliveries", 1, UINT32_MAX, &c->max_deliveries);
-            break;
-        case 3:
-            get_u32(L, v, "reclaim.stale_consumer_ms", 1, UINT32_MAX, &c->stale_consumer_ms);
-            break;
-        default:
-            break;
-        }
+    size_t plen = strlen(prefix);
+    out[0] = '\0';
+    for (size_t i = 0, n = cfg_settings_count(); i < n; i++) {
+        const char *rk = cfg_setting_at(i)->key;
+        if (plen && (strncmp(rk, prefix, plen) != 0 || rk[plen] != '.'))
+            continue;
+        const char *seg = plen ? rk + plen + 1 : rk;
+        size_t sl = strcspn(seg, ".");
+        /* already listed? */
+        bool seen = false;
+        for (const char *p = out; *p && !seen; p += strcspn(p, ",") + (p[strcspn(p, ",")] ? 2 : 0))
+            seen = strncmp(p, seg, sl) == 0 && (p[sl] == ',' || p[sl] == '\0');
+        if (seen)
+            continue;
+        if (out[0])
+            strncat(out, ", ", len - strlen(out) - 1);
+        size_t room = len - strlen(out) - 1;
+        strncat(out, seg, sl < room ? sl : room);
     }
+    if (!plen)
+        strncat(out, ", plugins, foreign", len - strlen(out) - 1);
 }
 
-static void apply_circuit(loader_t *L, const ynode_t *m)
+static void apply_section(loader_t *L, const ynode_t *m, const char *prefix)
 {
-    static const char *const keys[] = {"failures", "max_backoff_ms", "stop", NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, "circuit"))
+    if (!want_map(L, m, prefix))
         return;
     FOR_PAIRS(m, k, v)
     {
-        switch (key_index(L, k, keys, "circuit")) {
-        case 0:
-            get_u32(L, v, "circuit.failures", 1, UINT32_MAX, &c->circuit_failures);
-            break;
-        case 1:
-            get_u32(L, v, "circuit.max_backoff_ms", 1, UINT32_MAX, &c->reconnect_max_ms);
-            break;
-        case 2:
-            get_bool(L, v, "circuit.stop", &c->circuit_stop);
-            break;
-        default:
-            break;
-        }
-    }
-}
-
-static void apply_small_sections(loader_t *L, const char *section, const ynode_t *m)
-{
-    static const char *const reload_keys[] = {"drain_timeout_ms", NULL};
-    static const char *const admin_keys[] = {"listen", NULL};
-    static const char *const replay_keys[] = {"max_range_s", "keep_completed", "keep_failed",
-                                              "lease_ms",    "chunk",          NULL};
-    evbus_config_t *c = L->cfg;
-    if (!want_map(L, m, section))
-        return;
-    FOR_PAIRS(m, k, v)
-    {
-        if (!strcmp(section, "reload")) {
-            if (key_index(L, k, reload_keys, "reload") == 0)
-                get_u32(L, v, "reload.drain_timeout_ms", 0, UINT32_MAX, &c->reload_drain_timeout_ms);
-        } else if (!strcmp(section, "admin")) {
-            if (key_index(L, k, admin_keys, "admin") != 0)
-                continue;
-            char *listen = NULL;
-            if (!get_str(L, v, "admin.listen", &listen))
-                continue;
-            const char *colon = strrchr(listen, ':');
-            long long port;
-            if (!colon || !parse_i64(colon + 1, &port) || port < 1 || port > 65535) {
-                ERR(L, v, "admin.listen: expected host:port such as 127.0.0.1:8089, got '%s'", listen);
-                free(listen);
-                continue;
-            }
-            free(c->admin_listen);
-            c->admin_listen = listen;
+        char key[256];
+        snprintf(key, sizeof key, "%s.%s", prefix, k->text);
+        long idx = classify(key);
+        if (idx >= 0) {
+            apply_setting(L, (size_t)idx, cfg_setting_at((size_t)idx), v);
+        } else if (idx == -2) {
+            apply_section(L, v, key);
         } else {
-            switch (key_index(L, k, replay_keys, "replay")) {
-            case 0:
-                get_u32(L, v, "replay.max_range_s", 1, UINT32_MAX, &c->replay_max_range_s);
-                break;
-            case 1:
-                get_u32(L, v, "replay.keep_completed", 0, UINT32_MAX, &c->replay_keep_completed);
-                break;
-            case 2:
-                get_u32(L, v, "replay.keep_failed", 0, UINT32_MAX, &c->replay_keep_failed);
-                break;
-            case 3:
-                get_u32(L, v, "replay.lease_ms", 1000, 86400000, &c->replay_lease_ms);
-                break;
-            case 4:
-                get_u32(L, v, "replay.chunk", 1, 10000, &c->replay_chunk);
-                break;
-            default:
-                break;
-            }
+            char valid[1024];
+            valid_keys(prefix, valid, sizeof valid);
+            ERR(L, k, "unknown key '%s' in %s (valid: %s)", k->text, prefix, valid);
         }
     }
 }
-
-static const char *const top_keys[] = {
-    "redis",     "postgres",      "stream",       "group",       "consumer",     "batch_size",
-    "block_ms",  "worker_threads", "plugin_dir",  "log_level",   "shutdown_timeout_ms",
-    "handler_timeout_ms", "state_dir", "publish_maxlen", "schemas", "retry", "dlq", "reclaim",
-    "circuit",   "reload",        "admin",        "replay",      "plugins",      "foreign",
-    NULL};
 
 static void apply_root(loader_t *L, const ynode_t *root)
 {
-    evbus_config_t *c = L->cfg;
     if (ynode_is_null(root)) /* "---" and nothing else */
         return;
     if (root->kind != YN_MAP) {
@@ -1535,99 +1392,38 @@ static void apply_root(loader_t *L, const ynode_t *root)
     }
     FOR_PAIRS(root, k, v)
     {
-        int idx = key_index(L, k, top_keys, NULL);
-        if (idx < 0)
-            continue;
-        const char *key = top_keys[idx];
-        if (!strcmp(key, "redis")) {
-            apply_redis(L, v);
-        } else if (!strcmp(key, "postgres")) {
-            apply_postgres(L, v);
-        } else if (!strcmp(key, "stream")) {
-            get_str(L, v, key, &c->stream);
-        } else if (!strcmp(key, "group")) {
-            get_str(L, v, key, &c->group);
-        } else if (!strcmp(key, "consumer")) {
-            get_str(L, v, key, &c->consumer);
-        } else if (!strcmp(key, "batch_size")) {
-            get_u32(L, v, key, 1, UINT32_MAX, &c->batch_size);
-        } else if (!strcmp(key, "block_ms")) {
-            get_u32(L, v, key, 1, UINT32_MAX, &c->block_ms);
-        } else if (!strcmp(key, "worker_threads")) {
-            get_u32(L, v, key, 1, 64, &c->worker_threads);
-        } else if (!strcmp(key, "plugin_dir")) {
-            get_path(L, v, key, &c->plugin_dir);
-        } else if (!strcmp(key, "log_level")) {
-            const char *s = scalar_of(L, v, key, "debug|info|warn|error");
-            if (s && config_log_level(s) < 0)
-                ERR(L, v, "log_level: expected one of debug|info|warn|error, got '%s'", s);
-            else if (s)
-                set_str(&c->log_level, s);
-        } else if (!strcmp(key, "shutdown_timeout_ms")) {
-            get_u32(L, v, key, 1, UINT32_MAX, &c->shutdown_timeout_ms);
-        } else if (!strcmp(key, "handler_timeout_ms")) {
-            get_u32(L, v, key, 1, UINT32_MAX, &c->handler_timeout_ms);
-        } else if (!strcmp(key, "state_dir")) {
-            get_path(L, v, key, &c->state_dir);
-        } else if (!strcmp(key, "publish_maxlen")) {
-            get_u32(L, v, key, 0, UINT32_MAX, &c->publish_maxlen);
-        } else if (!strcmp(key, "schemas")) {
-            apply_schemas(L, v);
-        } else if (!strcmp(key, "retry")) {
-            unsigned set = 0;
-            apply_retry(L, v, "retry", &c->retry, &set);
-        } else if (!strcmp(key, "dlq")) {
-            apply_dlq(L, v);
-        } else if (!strcmp(key, "reclaim")) {
-            apply_reclaim(L, v);
-        } else if (!strcmp(key, "circuit")) {
-            apply_circuit(L, v);
-        } else if (!strcmp(key, "reload") || !strcmp(key, "admin") || !strcmp(key, "replay")) {
-            apply_small_sections(L, key, v);
-        } else if (!strcmp(key, "plugins") || !strcmp(key, "foreign")) {
-            if (!want_seq(L, v, key) || v->kind != YN_SEQ)
+        if (!strcmp(k->text, "plugins") || !strcmp(k->text, "foreign")) {
+            if (!want_seq(L, v, k->text) || v->kind != YN_SEQ)
                 continue;
             for (size_t i = 0; i < v->n; i++) {
-                if (key[0] == 'p')
+                if (k->text[0] == 'p')
                     apply_instance(L, v->kids[i]);
                 else
                     apply_foreign(L, v->kids[i]);
             }
+            continue;
+        }
+        long idx = classify(k->text);
+        if (idx >= 0) {
+            apply_setting(L, (size_t)idx, cfg_setting_at((size_t)idx), v);
+        } else if (idx == -2) {
+            apply_section(L, v, k->text);
+        } else {
+            char valid[1024];
+            valid_keys("", valid, sizeof valid);
+            ERR(L, k, "unknown top-level key '%s' (valid: %s)", k->text, valid);
         }
     }
 }
 
 /* ---- after the last file --------------------------------------------- */
 
-static void set_defaults(evbus_config_t *c)
+/* Every row's built-in default, before the first file. */
+static void set_defaults(loader_t *L)
 {
-    c->redis_connect_timeout_ms = 2000;
-    c->redis_command_timeout_ms = 5000;
-    c->metadata_queue_size = 65536;
-    c->metadata_batch_size = 5000;
-    c->metadata_flush_ms = 50;
-    c->batch_size = 1000;
-    c->block_ms = 1000;
-    c->worker_threads = 2;
-    c->shutdown_timeout_ms = 10000;
-    c->handler_timeout_ms = 30000;
-    c->schema_mode = SCHEMA_MODE_ENFORCE;
-    c->schema_unknown = SCHEMA_UNKNOWN_ALLOW;
-    c->schema_format_assert = true;
-    c->retry = (retry_policy_t){.base_ms = 1000, .factor = 2.0, .max_ms = 60000, .max_attempts = 5, .jitter = 0.2};
-    c->dlq_capacity = 10000;
-    c->reclaim_min_idle_ms = 60000;
-    c->reclaim_interval_ms = 5000;
-    c->max_deliveries = 5;
-    c->stale_consumer_ms = 86400000;
-    c->circuit_failures = 10;
-    c->reconnect_max_ms = 30000;
-    c->reload_drain_timeout_ms = 5000;
-    c->replay_max_range_s = 31u * 24 * 3600;
-    c->replay_keep_completed = 100;
-    c->replay_keep_failed = 100;
-    c->replay_lease_ms = 120000;
-    c->replay_chunk = 500;
+    for (size_t i = 0, n = cfg_settings_count(); i < n; i++)
+        if (cfg_setting_at(i)->def)
+            set_default(L, i, cfg_setting_at(i)->def);
 }
 
 static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, const char *as_written,
@@ -1657,55 +1453,40 @@ static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, cons
 static void finish(loader_t *L)
 {
     evbus_config_t *c = L->cfg;
-    const char *env;
-    if ((env = getenv("EVBUS_REDIS_URL")) && *env)
-        set_str(&c->redis_url, env);
-    if (!c->redis_url)
-        c->redis_url = xstrdup("redis://127.0.0.1:6379/0");
-    if ((env = getenv("EVBUS_POSTGRES_URL")) && *env)
-        set_str(&c->postgres_url, env);
-    if (!L->metadata_set)
-        c->metadata_enabled = c->postgres_url != NULL;
-    else if (c->metadata_enabled && !c->postgres_url)
-        cfg_errors_add(L->errs, &L->metadata_pos,
-                       "postgres.metadata.enabled: true needs postgres.url (or EVBUS_POSTGRES_URL)");
-    if (!c->stream)
-        c->stream = xstrdup("evbus:events");
-    if (!c->group)
-        c->group = xstrdup("evbus");
-    if (!c->consumer) {
-        char host[256];
-        if (gethostname(host, sizeof host) != 0 || !host[0])
-            snprintf(host, sizeof host, "evbus-%ld", (long)getpid());
-        host[sizeof host - 1] = '\0';
-        c->consumer = xstrdup(host);
+    size_t n_rows = cfg_settings_count();
+    /* the environment overrides the files */
+    for (size_t i = 0; i < n_rows; i++) {
+        const cfg_setting_t *s = cfg_setting_at(i);
+        const char *env = s->env ? getenv(s->env) : NULL;
+        char err[300];
+        if (!env || !*env)
+            continue;
+        if (cfg_value_set(c, i, env, err, sizeof err) != 0)
+            cfg_errors_add(L->errs, NULL, "%s (from %s): %s", s->key, s->env, err);
+        else
+            c->sources[i] = (cfg_source_t){.kind = CFG_SRC_ENV, .env = s->env};
     }
-    if (!c->plugin_dir)
-        c->plugin_dir = xstrdup(EVBUS_PLUGIN_DIR);
-    if (!c->log_level)
-        c->log_level = xstrdup("info");
-    if (!c->state_dir)
-        c->state_dir = xstrdup("/var/lib/evbus");
-    if (!c->schema_dir)
-        c->schema_dir = xstrdup(EVBUS_SCHEMA_DIR);
-    if (!c->dlq_stream)
-        c->dlq_stream = xasprintf("%s:dlq", c->stream);
-    if (!c->dlq_archive)
-        c->dlq_archive = xasprintf("%s/dlq-archive.jsonl", c->state_dir);
+    /* defaults that depend on other settings, once every file has spoken */
+    for (size_t i = 0; i < n_rows; i++)
+        if (cfg_setting_at(i)->compute && c->sources[i].kind == CFG_SRC_DEFAULT)
+            reset_to_default(L, i);
+    for (size_t t = 0; cfg_tables[t]; t++)
+        if (cfg_tables[t]->check)
+            cfg_tables[t]->check(c, L->errs);
 
     for (size_t i = 0; i < L->n_pend; i++) {
         retry_policy_t *r = L->pend[i].dst;
         unsigned set = L->pend[i].set;
         if (!(set & RETRY_SET_BASE))
-            r->base_ms = c->retry.base_ms;
+            r->base_ms = c->core.retry.base_ms;
         if (!(set & RETRY_SET_FACTOR))
-            r->factor = c->retry.factor;
+            r->factor = c->core.retry.factor;
         if (!(set & RETRY_SET_MAX))
-            r->max_ms = c->retry.max_ms;
+            r->max_ms = c->core.retry.max_ms;
         if (!(set & RETRY_SET_ATTEMPTS))
-            r->max_attempts = c->retry.max_attempts;
+            r->max_attempts = c->core.retry.max_attempts;
         if (!(set & RETRY_SET_JITTER))
-            r->jitter = c->retry.jitter;
+            r->jitter = c->core.retry.jitter;
     }
 
     for (size_t i = 0; i < c->n_instances; i++) {
@@ -1715,7 +1496,7 @@ static void finish(loader_t *L)
         if (!in->plugin_path) {
             size_t len = strlen(in->plugin);
             bool has_so = len > 3 && strcmp(in->plugin + len - 3, ".so") == 0;
-            in->plugin_path = xasprintf("%s/%s%s", c->plugin_dir, in->plugin, has_so ? "" : ".so");
+            in->plugin_path = xasprintf("%s/%s%s", c->daemon.plugin_dir, in->plugin, has_so ? "" : ".so");
         }
         check_file(L, &in->plugin_pos, "plugin", in->plugin, &in->plugin_path);
     }
@@ -1775,7 +1556,9 @@ evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
     if (!cfg)
         oom();
     cfg->dir = absdir;
-    set_defaults(cfg);
+    cfg->sources = calloc(cfg_settings_count(), sizeof *cfg->sources);
+    if (!cfg->sources)
+        oom();
 
     char **names = NULL;
     size_t n_names = 0;
@@ -1808,6 +1591,7 @@ evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
         cfg->files[i] = xasprintf("%s%s%s", dir, slash ? "" : "/", names[i]);
 
     loader_t L = {.cfg = cfg, .errs = errs, .mdir = absdir};
+    set_defaults(&L);
     for (size_t i = 0; i < n_names; i++) {
         char *path = xasprintf("%s/%s", absdir, names[i]);
         ynode_t *root;
@@ -1847,18 +1631,13 @@ void config_free(evbus_config_t *cfg)
         free(cfg->files[i]);
     free(cfg->files);
     free(cfg->dir);
-    free(cfg->redis_url);
-    free(cfg->postgres_url);
-    free(cfg->stream);
-    free(cfg->group);
-    free(cfg->consumer);
-    free(cfg->plugin_dir);
-    free(cfg->log_level);
-    free(cfg->state_dir);
-    free(cfg->schema_dir);
-    free(cfg->dlq_stream);
-    free(cfg->dlq_archive);
-    free(cfg->admin_listen);
+    /* every string-valued setting, found through the tables */
+    for (size_t i = 0, n = cfg_settings_count(); i < n; i++) {
+        const cfg_setting_t *s = cfg_setting_at(i);
+        if (s->type == CFG_STRING || s->type == CFG_PATH || s->type == CFG_LISTEN)
+            free(*(char **)((char *)cfg + s->offset));
+    }
+    free(cfg->sources);
     for (size_t i = 0; i < cfg->n_instances; i++) {
         cfg_instance_t *in = &cfg->instances[i];
         free(in->name);

@@ -20,6 +20,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "admin/admin_settings.h"
+#include "config/settings.h"
+#include "core/core_settings.h"
+#include "daemon/daemon_settings.h"
+#include "schema/schema_settings.h"
+#include "store/store_settings.h"
+
 /* A position in a manifest.  `file` points into the config's string pool. */
 typedef struct cfg_pos {
     const char *file;
@@ -38,26 +45,6 @@ typedef struct cfg_errors {
 void cfg_errors_add(cfg_errors_t *errs, const cfg_pos_t *pos, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void cfg_errors_free(cfg_errors_t *errs);
-
-typedef enum schema_mode {
-    SCHEMA_MODE_OFF = 0,
-    SCHEMA_MODE_ADVISORY = 1,
-    SCHEMA_MODE_ENFORCE = 2,
-} schema_mode_t;
-
-/* What happens to an event whose type has no schema file. */
-typedef enum schema_unknown {
-    SCHEMA_UNKNOWN_ALLOW = 0, /* deliver (default) */
-    SCHEMA_UNKNOWN_REJECT = 1 /* dead-letter with reason "no_schema" */
-} schema_unknown_t;
-
-typedef struct retry_policy {
-    uint32_t base_ms;      /* first delay; default 1000             */
-    double factor;         /* growth per attempt; default 2.0       */
-    uint32_t max_ms;       /* cap of one delay; default 60000        */
-    uint32_t max_attempts; /* total attempts incl. first; default 5 */
-    double jitter;         /* 0..1 fraction of random spread; 0.2  */
-} retry_policy_t;
 
 typedef enum sub_source {
     SUB_FROM_DESCRIPTOR = 0, /* plugin's own default subscriber */
@@ -134,74 +121,25 @@ typedef struct cfg_foreign {
     cfg_pos_t symbol_pos;
 } cfg_foreign_t;
 
+typedef struct cfg_source {
+    cfg_source_kind_t kind;
+    cfg_pos_t pos;          /* CFG_SRC_FILE */
+    const char *env;        /* CFG_SRC_ENV: the variable's name (static) */
+} cfg_source_t;
+
 typedef struct evbus_config {
     /* files read, in order (owned) */
     char **files;
     size_t n_files;
     char *dir;                  /* the conf.d directory, absolute */
 
-    /* redis: { url, connect_timeout_ms, command_timeout_ms } */
-    char *redis_url;            /* default redis://127.0.0.1:6379/0 */
-    uint32_t redis_connect_timeout_ms; /* 2000 */
-    uint32_t redis_command_timeout_ms; /* 5000 */
-
-    /* postgres: { url, migrate_on_start, metadata: {...} } */
-    char *postgres_url;         /* NULL = no PostgreSQL */
-    bool migrate_on_start;      /* false */
-    bool metadata_enabled;      /* true when postgres_url is set */
-    uint32_t metadata_queue_size;  /* 65536 */
-    uint32_t metadata_batch_size;  /* 5000 */
-    uint32_t metadata_flush_ms;    /* 50 */
-
-    char *stream;               /* evbus:events */
-    char *group;                /* evbus */
-    char *consumer;             /* default: hostname */
-    uint32_t batch_size;        /* XREADGROUP COUNT; 1000 */
-    uint32_t block_ms;          /* XREADGROUP BLOCK; 1000 */
-    uint32_t worker_threads;    /* 2 */
-    char *plugin_dir;           /* default: EVBUS_PLUGIN_DIR */
-    char *log_level;            /* debug|info|warn|error; info */
-    uint32_t shutdown_timeout_ms;  /* 10000 */
-    uint32_t handler_timeout_ms;   /* 30000 */
-    char *state_dir;            /* pidfile, private plugin copies, archives; /var/lib/evbus */
-    uint32_t publish_maxlen;    /* 0 = no trimming by publishers */
-
-    /* schemas: { dir, mode, unknown_type, format_assert } */
-    char *schema_dir;           /* default: EVBUS_SCHEMA_DIR */
-    schema_mode_t schema_mode;  /* enforce */
-    schema_unknown_t schema_unknown; /* allow */
-    bool schema_format_assert;  /* true */
-
-    retry_policy_t retry;       /* retry: {...} global policy */
-
-    /* dlq: { stream, capacity, archive } */
-    char *dlq_stream;           /* default <stream>:dlq */
-    uint32_t dlq_capacity;      /* 10000 */
-    char *dlq_archive;          /* default <state_dir>/dlq-archive.jsonl */
-
-    /* reclaim: { min_idle_ms, interval_ms, max_deliveries, stale_consumer_ms } */
-    uint32_t reclaim_min_idle_ms;     /* 60000 */
-    uint32_t reclaim_interval_ms;     /* 5000 */
-    uint32_t max_deliveries;          /* 5 */
-    uint32_t stale_consumer_ms;       /* 86400000 */
-
-    /* circuit: { failures, max_backoff_ms, stop } */
-    uint32_t circuit_failures;        /* 10 */
-    uint32_t reconnect_max_ms;        /* 30000 */
-    bool circuit_stop;                /* false: keep probing forever */
-
-    uint32_t reload_drain_timeout_ms; /* reload: { drain_timeout_ms: 5000 } */
-
-    /* admin: { listen } e.g. "127.0.0.1:8089"; NULL = no HTTP endpoint */
-    char *admin_listen;
-
-    /* replay: { max_range_s, keep_completed, keep_failed, lease_ms, chunk } */
-    uint32_t replay_max_range_s;      /* 31 days */
-    uint32_t replay_keep_completed;   /* 100 */
-    uint32_t replay_keep_failed;      /* 100 */
-    uint32_t replay_lease_ms;         /* 120000: a running job without a heartbeat this long is
-                                         claimed again (1000..86400000) */
-    uint32_t replay_chunk;            /* 500: entries per XRANGE (1..10000) */
+    /* every module's settings, declared as tables next to the module */
+    core_settings_t core;       /* host/core/core_settings.c */
+    schema_settings_t schema;   /* host/schema/schema_settings.c */
+    store_settings_t store;     /* host/store/store_settings.c */
+    admin_settings_t admin;     /* host/admin/admin_settings.c */
+    daemon_settings_t daemon;   /* host/daemon/daemon_settings.c */
+    cfg_source_t *sources;      /* one per settings row (cfg_setting_at order) */
 
     cfg_instance_t *instances;
     size_t n_instances;

@@ -582,7 +582,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
     const js_schema_t *schema = NULL;
     if (latest == 0) {
         ev->schema_version = claimed;
-        if (any_check && g->cfg->schema_unknown == SCHEMA_UNKNOWN_REJECT) {
+        if (any_check && g->cfg->schema.unknown == SCHEMA_UNKNOWN_REJECT) {
             event_set_error(ev, "no schema for type %s", ev->type);
             dead_letter(d, ev, "no_schema");
             metadata(d, ev);

@@ -67,12 +67,20 @@ typedef struct worker {
 
 struct engine {
     engine_opts_t opts;
-    /* settings fixed for the engine's life (copied from the first config) */
-    char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream, *dlq_archive;
-    uint32_t batch_size, block_ms, n_workers, min_idle_ms, reclaim_interval_ms;
-    uint32_t max_deliveries, stale_consumer_ms, circuit_failures, reconnect_max_ms;
-    uint32_t dlq_capacity, connect_ms, command_ms;
-    bool circuit_stop;
+    /* CFG_RESTART settings: fixed for the engine's life (from the first
+     * generation; a reload keeps them, see config_reload_merge) */
+    char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream;
+    uint32_t n_workers, command_ms;
+
+    /* CFG_LIVE settings: the serving generation's values, stored by
+     * engine_new and engine_swap (apply_live), read lock-free by every
+     * thread.  Strings (dlq.archive) are read from a pinned generation. */
+    struct {
+        atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms, max_deliveries;
+        atomic_uint stale_consumer_ms, circuit_failures, reconnect_max_ms, dlq_capacity;
+        atomic_uint connect_ms;
+        atomic_bool circuit_stop;
+    } live;
 
     pthread_mutex_t gen_lock;
     generation_t *current;
@@ -116,6 +124,26 @@ struct engine {
     int64_t started_ms;
 };
 
+#define LIVE(e, f) atomic_load(&(e)->live.f)
+
+/* Store gen's live settings (engine_new, engine_swap). */
+static void apply_live(engine_t *e, const generation_t *gen)
+{
+    const core_settings_t *c = &gen->cfg->core;
+    atomic_store(&e->live.batch_size, c->batch_size);
+    atomic_store(&e->live.block_ms, c->block_ms);
+    atomic_store(&e->live.min_idle_ms, c->reclaim_min_idle_ms);
+    atomic_store(&e->live.reclaim_interval_ms, c->reclaim_interval_ms);
+    atomic_store(&e->live.max_deliveries, c->max_deliveries);
+    atomic_store(&e->live.stale_consumer_ms, c->stale_consumer_ms);
+    atomic_store(&e->live.circuit_failures, c->circuit_failures);
+    atomic_store(&e->live.reconnect_max_ms, c->reconnect_max_ms);
+    atomic_store(&e->live.dlq_capacity, c->dlq_capacity);
+    METRIC_SET(dlq_capacity, c->dlq_capacity);
+    atomic_store(&e->live.connect_ms, c->redis_connect_timeout_ms);
+    atomic_store(&e->live.circuit_stop, c->circuit_stop);
+}
+
 static void sleep_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -148,7 +176,7 @@ generation_t *engine_current(engine_t *e)
 
 static void note_redis_ok(engine_t *e)
 {
-    if (atomic_exchange(&e->redis_failures, 0) >= (int)e->circuit_failures) {
+    if (atomic_exchange(&e->redis_failures, 0) >= (int)LIVE(e, circuit_failures)) {
         log_info("redis", "Redis is back; circuit closed");
     }
     METRIC_SET(circuit_open, 0);
@@ -168,11 +196,11 @@ static void note_redis_error(engine_t *e, const char *what)
     if (!tls_is_reader)
         return;
     int n = atomic_fetch_add(&e->redis_failures, 1) + 1;
-    if (n == (int)e->circuit_failures) {
+    if (n == (int)LIVE(e, circuit_failures)) {
         METRIC_SET(circuit_open, 1);
         log_error("redis", "%d consecutive Redis failures: circuit open, probing every %u ms%s",
-                  n, e->reconnect_max_ms, e->circuit_stop ? "; stopping as configured" : "");
-        if (e->circuit_stop) {
+                  n, LIVE(e, reconnect_max_ms), LIVE(e, circuit_stop) ? "; stopping as configured" : "");
+        if (LIVE(e, circuit_stop)) {
             atomic_store(&e->failed, true);
             atomic_store(&e->wants_exit, true);
             engine_request_stop(e);
@@ -185,12 +213,12 @@ static void note_redis_error(engine_t *e, const char *what)
 static int64_t backoff_ms(engine_t *e)
 {
     int n = atomic_load(&e->redis_failures);
-    if (n >= (int)e->circuit_failures)
-        return e->reconnect_max_ms;
+    if (n >= (int)LIVE(e, circuit_failures))
+        return LIVE(e, reconnect_max_ms);
     int64_t d = 100;
-    for (int i = 1; i < n && d < e->reconnect_max_ms; i++)
+    for (int i = 1; i < n && d < LIVE(e, reconnect_max_ms); i++)
         d *= 2;
-    return d > e->reconnect_max_ms ? e->reconnect_max_ms : d;
+    return d > LIVE(e, reconnect_max_ms) ? LIVE(e, reconnect_max_ms) : d;
 }
 
 /* Connect (or reconnect) *c, retrying with backoff until connected or
@@ -199,8 +227,8 @@ static int ensure_conn(engine_t *e, redisContext **c)
 {
     while (!*c) {
         char err[256];
-        *c = evbus_redis_connect(e->redis_url, (int)e->connect_ms,
-                                 (int)(e->command_ms + e->block_ms), err, sizeof err);
+        *c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
+                                 (int)(e->command_ms + LIVE(e, block_ms)), err, sizeof err);
         if (*c)
             return 0;
         note_redis_error(e, err);
@@ -445,14 +473,25 @@ static void *reader_main(void *arg)
     dctx_init(&rctx, e, "recovery");
     bool grouped = false, group_logged = false;
     int64_t last_activity = clock_mono_ms();
-    uint32_t block = e->block_ms;
-    if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
-        block = (uint32_t)e->opts.exit_idle_ms;
-    if (block == 0)
-        block = 1;
+    uint32_t conn_block = 0; /* the BLOCK the read timeout was set for */
     while (!atomic_load(&e->stop)) {
         if (ensure_conn(e, &c) != 0)
             break;
+        /* block_ms is live: read it each round */
+        uint32_t block = LIVE(e, block_ms);
+        if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
+            block = (uint32_t)e->opts.exit_idle_ms;
+        if (block == 0)
+            block = 1;
+        if (block > conn_block) {
+            /* the read timeout must outlast the BLOCK, or a quiet stream
+             * would look like a dead server; a new connection starts with
+             * command_ms + block_ms (ensure_conn), never less */
+            int64_t to = (int64_t)e->command_ms + block;
+            struct timeval tv = {(time_t)(to / 1000), (suseconds_t)(to % 1000) * 1000};
+            redisSetTimeout(c, tv);
+            conn_block = block;
+        }
         if (!grouped) {
             if (ensure_group(e, c) != 0 ||
                 (!atomic_load(&e->recovered) && recover_own_pending(e, c, &rctx) != 0)) {
@@ -472,7 +511,7 @@ static void *reader_main(void *arg)
              waited++)
             sleep_ms(1);
         char count[16], blockms[16];
-        snprintf(count, sizeof count, "%u", e->batch_size);
+        snprintf(count, sizeof count, "%u", LIVE(e, batch_size));
         snprintf(blockms, sizeof blockms, "%u", block);
         const char *argv[] = {"XREADGROUP", "GROUP", e->group, e->consumer, "COUNT", count,
                               "BLOCK", blockms, "STREAMS", e->stream, ">"};
@@ -592,7 +631,7 @@ static int move_due_retries(engine_t *e, redisContext *c)
  * in-flight work is never claimed by another consumer and run twice. */
 static int renew_leases(engine_t *e, redisContext *c)
 {
-    int64_t lease_every = e->min_idle_ms / 3 ? e->min_idle_ms / 3 : 1;
+    int64_t lease_every = LIVE(e, min_idle_ms) / 3 ? LIVE(e, min_idle_ms) / 3 : 1;
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&e->inflight_lock);
     int rc = 0;
@@ -636,7 +675,7 @@ static int renew_leases(engine_t *e, redisContext *c)
 static int reclaim_idle(engine_t *e, redisContext *c)
 {
     char cursor[64] = "0-0", idle[16];
-    snprintf(idle, sizeof idle, "%u", e->min_idle_ms);
+    snprintf(idle, sizeof idle, "%u", LIVE(e, min_idle_ms));
     for (int rounds = 0; rounds < 1000 && !atomic_load(&e->stop); rounds++) {
         const char *argv[] = {"XAUTOCLAIM", e->stream, e->group, e->consumer, idle, cursor,
                               "COUNT", "1"};
@@ -702,7 +741,7 @@ static int remove_stale_consumers(engine_t *e, redisContext *c)
                     idle = v->integer;
             }
             if (name && strcmp(name, e->consumer) != 0 && pending == 0 &&
-                idle >= (long long)e->stale_consumer_ms) {
+                idle >= (long long)LIVE(e, stale_consumer_ms)) {
                 redisReply *d = redisCommand(c, "XGROUP DELCONSUMER %s %s %s", e->stream,
                                              e->group, name);
                 if (d) {
@@ -724,7 +763,7 @@ static int remove_stale_consumers(engine_t *e, redisContext *c)
  * beyond capacity are appended to the archive file (fsync'd) and only then
  * deleted from the stream, so a dead letter is never dropped silently.
  */
-static int watch_dlq(engine_t *e, redisContext *c)
+static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char *archive)
 {
     redisReply *r = redisCommand(c, "XLEN %s", e->dlq_stream);
     if (!r)
@@ -733,35 +772,35 @@ static int watch_dlq(engine_t *e, redisContext *c)
     freeReplyObject(r);
     METRIC_SET(dlq_length, (uint64_t)len);
     int level = 0;
-    if (e->dlq_capacity && len * 100 >= (long long)e->dlq_capacity * 95)
+    if (cap && len * 100 >= (long long)cap * 95)
         level = 2;
-    else if (e->dlq_capacity && len * 100 >= (long long)e->dlq_capacity * 80)
+    else if (cap && len * 100 >= (long long)cap * 80)
         level = 1;
     int prev = atomic_exchange(&e->dlq_level, level);
     if (level > prev) {
         if (level == 2) {
             METRIC_INC(dlq_error);
             log_error("dlq", "dead-letter stream %s holds %lld entries: at or above 95%% of its "
-                      "capacity %u", e->dlq_stream, len, e->dlq_capacity);
+                      "capacity %u", e->dlq_stream, len, cap);
         } else {
             METRIC_INC(dlq_warn);
             log_warn("dlq", "dead-letter stream %s holds %lld entries: at or above 80%% of its "
-                     "capacity %u", e->dlq_stream, len, e->dlq_capacity);
+                     "capacity %u", e->dlq_stream, len, cap);
         }
     }
-    if (!e->dlq_capacity || len <= (long long)e->dlq_capacity)
+    if (!cap || len <= (long long)cap)
         return 0;
-    long long excess = len - e->dlq_capacity;
+    long long excess = len - cap;
     r = redisCommand(c, "XRANGE %s - + COUNT %lld", e->dlq_stream, excess);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
         return r ? 0 : -1;
     }
-    FILE *f = fopen(e->dlq_archive, "a");
+    FILE *f = fopen(archive, "a");
     if (!f) {
         log_error("dlq", "DLQ over capacity but archive %s cannot be opened (%s): keeping all "
-                  "entries", e->dlq_archive, strerror(errno));
+                  "entries", archive, strerror(errno));
         freeReplyObject(r);
         return 0;
     }
@@ -781,7 +820,7 @@ static int watch_dlq(engine_t *e, redisContext *c)
     bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok) {
-        log_error("dlq", "writing archive %s failed: keeping all entries", e->dlq_archive);
+        log_error("dlq", "writing archive %s failed: keeping all entries", archive);
         freeReplyObject(r);
         return 0;
     }
@@ -792,9 +831,19 @@ static int watch_dlq(engine_t *e, redisContext *c)
     }
     METRIC_ADD(dlq_archived, r->elements);
     log_warn("dlq", "archived %zu oldest dead letters to %s before removing them (capacity %u)",
-             r->elements, e->dlq_archive, e->dlq_capacity);
+             r->elements, archive, cap);
     freeReplyObject(r);
     return 0;
+}
+
+/* Capacity and archive path come from the serving generation: both are
+ * live settings, and the path is a string only a pinned generation keeps. */
+static int watch_dlq(engine_t *e, redisContext *c)
+{
+    generation_t *g = engine_current(e);
+    int rc = watch_dlq_with(e, c, g->cfg->core.dlq_capacity, g->cfg->core.dlq_archive);
+    generation_unref(g);
+    return rc;
 }
 
 static void watch_overruns(engine_t *e)
@@ -812,9 +861,9 @@ static void *maint_main(void *arg)
     int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0;
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
-    int64_t stale_every = e->stale_consumer_ms / 2;
-    if (stale_every < (int64_t)e->reclaim_interval_ms)
-        stale_every = e->reclaim_interval_ms;
+    int64_t stale_every = LIVE(e, stale_consumer_ms) / 2;
+    if (stale_every < (int64_t)LIVE(e, reclaim_interval_ms))
+        stale_every = LIVE(e, reclaim_interval_ms);
     if (stale_every > 60000)
         stale_every = 60000;
     while (!atomic_load(&e->stop)) {
@@ -825,7 +874,7 @@ static void *maint_main(void *arg)
             rc = renew_leases(e, c);
         int64_t now = clock_mono_ms();
         if (rc == 0 && atomic_load(&e->recovered) &&
-            now - last_reclaim >= e->reclaim_interval_ms) {
+            now - last_reclaim >= LIVE(e, reclaim_interval_ms)) {
             rc = reclaim_idle(e, c);
             last_reclaim = now;
         }
@@ -884,27 +933,16 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     }
     if (opts)
         e->opts = *opts;
-    e->redis_url = strdup(cfg->redis_url);
-    e->stream = strdup(cfg->stream);
-    e->group = strdup(cfg->group);
-    e->consumer = strdup(cfg->consumer);
-    e->dlq_stream = strdup(cfg->dlq_stream);
-    e->dlq_archive = strdup(cfg->dlq_archive);
-    if (asprintf(&e->retry_key, "%s:retry", cfg->stream) < 0)
+    e->redis_url = strdup(cfg->core.redis_url);
+    e->stream = strdup(cfg->core.stream);
+    e->group = strdup(cfg->core.group);
+    e->consumer = strdup(cfg->core.consumer);
+    e->dlq_stream = strdup(cfg->core.dlq_stream);
+    if (asprintf(&e->retry_key, "%s:retry", cfg->core.stream) < 0)
         e->retry_key = NULL;
-    e->batch_size = cfg->batch_size;
-    e->block_ms = cfg->block_ms;
-    e->n_workers = cfg->worker_threads;
-    e->min_idle_ms = cfg->reclaim_min_idle_ms;
-    e->reclaim_interval_ms = cfg->reclaim_interval_ms;
-    e->max_deliveries = cfg->max_deliveries;
-    e->stale_consumer_ms = cfg->stale_consumer_ms;
-    e->circuit_failures = cfg->circuit_failures ? cfg->circuit_failures : 10;
-    e->reconnect_max_ms = cfg->reconnect_max_ms ? cfg->reconnect_max_ms : 30000;
-    e->circuit_stop = cfg->circuit_stop;
-    e->dlq_capacity = cfg->dlq_capacity;
-    e->connect_ms = cfg->redis_connect_timeout_ms ? cfg->redis_connect_timeout_ms : 2000;
-    e->command_ms = cfg->redis_command_timeout_ms ? cfg->redis_command_timeout_ms : 5000;
+    e->n_workers = cfg->core.worker_threads;
+    e->command_ms = cfg->core.redis_command_timeout_ms;
+    apply_live(e, gen);
     e->current = gen;
     pthread_mutex_init(&e->gen_lock, NULL);
     pthread_mutex_init(&e->q_lock, NULL);
@@ -934,13 +972,13 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
 int engine_start(engine_t *e, char *err, size_t errlen)
 {
     const evbus_config_t *cfg = e->current->cfg;
-    if (cfg->postgres_url && cfg->metadata_enabled) {
+    if (cfg->store.postgres_url && cfg->store.metadata_enabled) {
         e->meta = store_writer_start(cfg);
         if (!e->meta)
             log_warn("metadata", "metadata writer did not start; continuing without metadata");
         else
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
-                     cfg->metadata_queue_size, cfg->metadata_batch_size);
+                     cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
     atomic_store(&e->threads_running, (int)e->n_workers + 2);
     for (uint32_t i = 0; i < e->n_workers; i++) {
@@ -959,7 +997,7 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         return -1;
     }
     e->started = true;
-    if (cfg->postgres_url) {
+    if (cfg->store.postgres_url) {
         e->replay = store_replay_worker_start(cfg, engine_dispatch_replay, e);
         if (!e->replay)
             log_warn("replay", "replay worker did not start; replay jobs will wait");
@@ -975,15 +1013,15 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
 {
     const evbus_config_t *n = gen->cfg;
     const char *what = NULL;
-    if (!same(n->redis_url, e->redis_url))
+    if (!same(n->core.redis_url, e->redis_url))
         what = "redis.url";
-    else if (!same(n->stream, e->stream))
+    else if (!same(n->core.stream, e->stream))
         what = "stream";
-    else if (!same(n->group, e->group))
+    else if (!same(n->core.group, e->group))
         what = "group";
-    else if (!same(n->consumer, e->consumer))
+    else if (!same(n->core.consumer, e->consumer))
         what = "consumer";
-    else if (n->worker_threads != e->n_workers)
+    else if (n->core.worker_threads != e->n_workers)
         what = "worker_threads";
     if (what) {
         snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
@@ -993,8 +1031,12 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
     generation_t *old = e->current;
     e->current = gen;
     pthread_mutex_unlock(&e->gen_lock);
+    apply_live(e, gen);
+    store_writer_configure(e->meta, gen->cfg);
+    store_replay_worker_configure(e->replay, gen->cfg);
     METRIC_SET(generation, gen->number);
-    log_set_level(config_log_level(n->log_level) >= 0 ? config_log_level(n->log_level) : LOG_INFO);
+    METRIC_SET(reload_pending_restart, gen->pending_restart.count);
+    log_set_level(config_log_level(n->daemon.log_level) >= 0 ? config_log_level(n->daemon.log_level) : LOG_INFO);
     generation_unref(old);
     return 0;
 }
@@ -1086,7 +1128,6 @@ void engine_free(engine_t *e)
     free(e->consumer);
     free(e->retry_key);
     free(e->dlq_stream);
-    free(e->dlq_archive);
     free(e);
 }
 
@@ -1102,7 +1143,7 @@ void engine_note_reload(engine_t *e, bool ok, const char *error)
 json_t *engine_health(engine_t *e)
 {
     int failures = atomic_load(&e->redis_failures);
-    bool circuit = failures >= (int)e->circuit_failures;
+    bool circuit = failures >= (int)LIVE(e, circuit_failures);
     int dlq_level = atomic_load(&e->dlq_level);
     json_t *h = json_object();
     pthread_mutex_lock(&e->health_lock);
@@ -1122,17 +1163,33 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(h, "redis", redis);
     json_t *reload = json_object();
     json_object_set_new(reload, "last_ok", json_boolean(e->last_reload_ok));
+    generation_t *g = engine_current(e);
+    /* "partial": the serving generation left settings for a restart */
+    json_object_set_new(reload, "status",
+                        json_string(!e->last_reload_ok              ? "failed"
+                                    : g->pending_restart.count > 0 ? "partial"
+                                                                   : "ok"));
+    json_t *pend = json_array();
+    for (size_t i = 0; i < g->pending_restart.count; i++) {
+        const cfg_pending_t *p = &g->pending_restart.items[i];
+        json_array_append_new(pend, json_pack("{s:s, s:s, s:s, s:s}", "key", p->key, "at", p->pos,
+                                              "running", p->old, "configured", p->now));
+    }
+    json_object_set_new(reload, "pending_restart", pend);
+    generation_unref(g);
     json_object_set_new(reload, "last_error",
                         e->last_reload_error[0] ? json_string(e->last_reload_error) : json_null());
     json_object_set_new(reload, "ok_total", json_integer((json_int_t)METRIC_GET(reloads_ok)));
     json_object_set_new(reload, "failed_total",
                         json_integer((json_int_t)METRIC_GET(reloads_failed)));
+    json_object_set_new(reload, "partial_total",
+                        json_integer((json_int_t)METRIC_GET(reloads_partial)));
     json_object_set_new(h, "reload", reload);
     pthread_mutex_unlock(&e->health_lock);
     json_t *dlq = json_object();
     json_object_set_new(dlq, "stream", json_string(e->dlq_stream));
     json_object_set_new(dlq, "length", json_integer((json_int_t)METRIC_GET(dlq_length)));
-    json_object_set_new(dlq, "capacity", json_integer(e->dlq_capacity));
+    json_object_set_new(dlq, "capacity", json_integer(LIVE(e, dlq_capacity)));
     json_object_set_new(dlq, "level",
                         json_string(dlq_level == 2 ? "error" : dlq_level == 1 ? "warning" : "ok"));
     json_object_set_new(dlq, "warnings_total", json_integer((json_int_t)METRIC_GET(dlq_warn)));
@@ -1160,9 +1217,9 @@ const char *engine_consumer(const engine_t *e) { return e->consumer; }
 const char *engine_retry_key(const engine_t *e) { return e->retry_key; }
 const char *engine_dlq_stream(const engine_t *e) { return e->dlq_stream; }
 const char *engine_redis_url(const engine_t *e) { return e->redis_url; }
-int engine_connect_ms(const engine_t *e) { return (int)e->connect_ms; }
+int engine_connect_ms(const engine_t *e) { return (int)LIVE(e, connect_ms); }
 int engine_command_ms(const engine_t *e) { return (int)e->command_ms; }
-uint32_t engine_max_deliveries(const engine_t *e) { return e->max_deliveries; }
+uint32_t engine_max_deliveries(const engine_t *e) { return LIVE(e, max_deliveries); }
 store_writer_t *engine_metadata(const engine_t *e) { return e->meta; }
 bool engine_stopping(const engine_t *e) { return atomic_load(&((engine_t *)e)->stop); }
 void engine_redis_failed(engine_t *e, const char *what) { note_redis_error(e, what); }

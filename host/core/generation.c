@@ -69,6 +69,7 @@ void generation_destroy(generation_t *g)
         plugin_lib_close(g->libs[i]);
     schema_catalog_free(g->schemas);
     config_free(g->cfg);
+    cfg_pending_free(&g->pending_restart);
     free(g->insts);
     free(g->ffis);
     free(g->libs);
@@ -107,11 +108,11 @@ static const plugin_instance_t *prev_instance(const generation_t *prev, const ch
 static void handler_policy(gen_handler_t *h, const evbus_config_t *cfg,
                            const cfg_subscription_t *s)
 {
-    h->schema_mode = s && s->has_schema_mode ? s->schema_mode : cfg->schema_mode;
+    h->schema_mode = s && s->has_schema_mode ? s->schema_mode : (schema_mode_t)cfg->schema.mode;
     h->versions = s ? s->versions : NULL;
     h->n_versions = s ? s->n_versions : 0;
-    h->retry = s && s->has_retry ? s->retry : cfg->retry;
-    h->timeout_ms = s && s->timeout_ms ? s->timeout_ms : cfg->handler_timeout_ms;
+    h->retry = s && s->has_retry ? s->retry : cfg->core.retry;
+    h->timeout_ms = s && s->timeout_ms ? s->timeout_ms : cfg->core.handler_timeout_ms;
     h->dedup_ttl_s = s ? s->dedup_ttl_s : 0;
 }
 
@@ -162,7 +163,7 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
 {
     const evbus_config_t *cfg = g->cfg;
     char private_dir[1024];
-    snprintf(private_dir, sizeof private_dir, "%s/plugins", cfg->state_dir);
+    snprintf(private_dir, sizeof private_dir, "%s/plugins", cfg->daemon.state_dir);
     size_t ups_cap = 0, n_handlers = 0;
     for (size_t i = 0; i < cfg->n_instances; i++)
         n_handlers += cfg->instances[i].n_subs ? cfg->instances[i].n_subs : EVENT_MAX_HANDLERS;
@@ -285,7 +286,10 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
     g->cfg = config_load(conf_dir, errs);
     if (!g->cfg)
         goto fail;
-    g->schemas = schema_catalog_load(g->cfg->schema_dir, g->cfg->schema_format_assert, errs);
+    /* before anything uses the settings: restart-class ones stay as they run */
+    if (prev)
+        g->live_changes = config_reload_merge(prev->cfg, g->cfg, &g->pending_restart);
+    g->schemas = schema_catalog_load(g->cfg->schema.dir, g->cfg->schema.format_assert, errs);
     if (!g->schemas)
         goto fail;
     if (build_instances(g, prev, errs) != 0)

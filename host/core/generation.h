@@ -74,12 +74,20 @@ typedef struct generation {
     size_t n_handlers;
     gen_upcaster_t *upcasters;
     size_t n_upcasters;
+    /* against the generation it replaced (none for the first): settings
+     * that need a restart (kept at their running value in cfg) and how
+     * many live settings changed */
+    cfg_pending_list_t pending_restart;
+    size_t live_changes;
 } generation_t;
 
 /*
  * Build a generation from conf_dir.  `prev` (may be NULL) is the serving
  * generation: instances whose plugin file and config are unchanged and
- * whose plugin sets EVBUS_PLUGIN_F_KEEP_STATE adopt its state.
+ * whose plugin sets EVBUS_PLUGIN_F_KEEP_STATE adopt its state, and every
+ * setting is compared with prev's (config_reload_merge): a changed
+ * CFG_RESTART setting keeps prev's value and is listed in
+ * pending_restart, so the new generation's cfg is what is in force.
  * Returns 0 with *out holding one reference, or -1 with every error in errs
  * ("file:line:col: message") and nothing left behind.
  */

@@ -138,7 +138,7 @@ static void pub_record(const evbus_text_event_t *evs, char (*ids)[EVBUS_STREAM_I
                        const int *rcs, size_t n)
 {
     const ctl_env_t *env = ctl_env();
-    if (pub_pg_off || !env->postgres_url || (env->cfg && !env->cfg->metadata_enabled))
+    if (pub_pg_off || !env->postgres_url || (env->cfg && !env->cfg->store.metadata_enabled))
         return;
     char err[512];
     if (!pub_pg && !(pub_pg = store_connect(env->postgres_url, err, sizeof err))) {

@@ -262,7 +262,7 @@ static int replay_start(PGconn *c, const struct replay_args *a)
     snprintf(who, sizeof who, "evbusctl %s@%s", user ? user : "?", host);
     req.requested_by = who;
     const ctl_env_t *env = ctl_env();
-    uint32_t max_range = env->cfg ? env->cfg->replay_max_range_s : 31u * 86400u;
+    uint32_t max_range = env->cfg ? env->cfg->store.replay_max_range_s : 31u * 86400u;
     char id[64], err[512];
     rc = store_replay_create(c, &req, max_range, id, sizeof id, err, sizeof err);
     if (rc == STORE_EINVAL) {

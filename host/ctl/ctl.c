@@ -47,19 +47,19 @@ const ctl_env_t *ctl_env(void)
     }
     const evbus_config_t *c = env.cfg;
     /* config_load already applied EVBUS_REDIS_URL / EVBUS_POSTGRES_URL */
-    env.redis_url = dup_or(ctl_opt_redis, c ? c->redis_url : getenv("EVBUS_REDIS_URL"));
+    env.redis_url = dup_or(ctl_opt_redis, c ? c->core.redis_url : getenv("EVBUS_REDIS_URL"));
     if (!env.redis_url)
         env.redis_url = strdup("redis://127.0.0.1:6379/0");
-    env.postgres_url = dup_or(ctl_opt_postgres, c ? c->postgres_url : getenv("EVBUS_POSTGRES_URL"));
-    env.stream = dup_or(ctl_opt_stream, c ? c->stream : "evbus:events");
-    env.group = strdup(c ? c->group : "evbus");
-    if (c && c->dlq_stream && !ctl_opt_stream)
-        env.dlq_stream = strdup(c->dlq_stream);
+    env.postgres_url = dup_or(ctl_opt_postgres, c ? c->store.postgres_url : getenv("EVBUS_POSTGRES_URL"));
+    env.stream = dup_or(ctl_opt_stream, c ? c->core.stream : "evbus:events");
+    env.group = strdup(c ? c->core.group : "evbus");
+    if (c && c->core.dlq_stream && !ctl_opt_stream)
+        env.dlq_stream = strdup(c->core.dlq_stream);
     else if (asprintf(&env.dlq_stream, "%s:dlq", env.stream) < 0)
         env.dlq_stream = NULL;
-    env.state_dir = strdup(c ? c->state_dir : "/var/lib/evbus");
-    env.admin_listen = c && c->admin_listen ? strdup(c->admin_listen) : NULL;
-    env.publish_maxlen = c ? c->publish_maxlen : 0;
+    env.state_dir = strdup(c ? c->daemon.state_dir : "/var/lib/evbus");
+    env.admin_listen = c && c->admin.listen ? strdup(c->admin.listen) : NULL;
+    env.publish_maxlen = c ? c->daemon.publish_maxlen : 0;
     return &env;
 }
 

@@ -41,6 +41,9 @@ static void usage(FILE *f)
             "                       (default %s)\n"
             "      --check-config   validate everything (plugins loaded and initialised,\n"
             "                       schemas compiled) and print OK or the errors; exit 0 or 2\n"
+            "      --diff-running   with --check-config: also compare every setting with\n"
+            "                       what the running evbusd has in force (STATE_DIR/%s)\n"
+            "                       and list the changes a reload would leave for a restart\n"
             "      --exit-idle MS   exit cleanly once nothing arrived for MS milliseconds\n"
             "                       and nothing is in flight or scheduled for retry\n"
             "      --pidfile PATH   write the pid there (default STATE_DIR/evbusd.pid)\n"
@@ -51,7 +54,7 @@ static void usage(FILE *f)
             "SIGTERM/SIGINT stop reading, finish and ack the work in flight, then exit.\n"
             "Exit status: 0 clean stop, 1 runtime failure or shutdown timeout,\n"
             "2 configuration or usage error.\n",
-            EVBUS_CONF_DIR);
+            EVBUS_CONF_DIR, EVBUS_RUNNING_FILE);
 }
 
 static char *join_errors(const cfg_errors_t *errs)
@@ -68,13 +71,36 @@ static char *join_errors(const cfg_errors_t *errs)
     return s;
 }
 
+/*
+ * What this daemon runs, for tools on the same machine: the effective value
+ * of every setting and the last reload's outcome, rewritten (temp file +
+ * rename) at start and after every reload attempt.  `evbusd --check-config
+ * --diff-running` and `evbusctl reload` read it.
+ */
+static void write_running(engine_t *e, const char *conf_dir)
+{
+    generation_t *g = engine_current(e);
+    char path[1100], tmp[1200];
+    snprintf(path, sizeof path, "%s/" EVBUS_RUNNING_FILE, g->cfg->daemon.state_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    json_t *h = engine_health(e);
+    json_t *doc = json_pack("{s:I, s:I, s:s, s:O, s:o}", "pid", (json_int_t)getpid(),
+                            "generation", (json_int_t)g->number, "conf_dir", conf_dir, "reload",
+                            json_object_get(h, "reload"), "settings",
+                            config_settings_json(g->cfg, &g->pending_restart));
+    json_decref(h);
+    generation_unref(g);
+    if (!doc || json_dump_file(doc, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)
+        log_warn("evbusd", "cannot write %s: %s", path, strerror(errno));
+    json_decref(doc);
+}
+
 /* Build to the side, swap whole, drain the old generation with a bound. */
 static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
 {
     generation_t *cur = engine_current(e);
     cfg_errors_t errs = {0};
     generation_t *next = NULL;
-    uint32_t drain_ms = cur->cfg->reload_drain_timeout_ms;
     log_info("reload", "reloading %s (generation %llu serving)", conf_dir,
              (unsigned long long)cur->number);
     if (generation_build(conf_dir, cur, cur->number + 1, &next, &errs) != 0) {
@@ -93,6 +119,9 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
     cfg_errors_free(&errs);
     char err[512];
     uint64_t number = next->number;
+    /* the new generation's bound: reload.drain_timeout_ms is live */
+    uint32_t drain_ms = next->cfg->daemon.reload_drain_timeout_ms;
+    size_t pending = next->pending_restart.count, live = next->live_changes;
     if (engine_swap(e, next, err, sizeof err) != 0) {
         log_error("reload", "%s; generation %llu keeps serving", err,
                   (unsigned long long)cur->number);
@@ -102,16 +131,71 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
         generation_unref(cur);
         return;
     }
-    METRIC_INC(reloads_ok);
     engine_note_reload(e, true, NULL);
-    log_info("reload", "generation %llu live %lld ms after the request",
-             (unsigned long long)number, (long long)(clock_mono_ms() - signalled_ms));
+    if (pending) {
+        METRIC_INC(reloads_partial);
+        log_warn("reload", "generation %llu live %lld ms after the request, partial: %zu "
+                 "setting%s changed, %zu wait%s for a restart (listed above)",
+                 (unsigned long long)number, (long long)(clock_mono_ms() - signalled_ms), live,
+                 live == 1 ? "" : "s", pending, pending == 1 ? "s" : "");
+    } else {
+        METRIC_INC(reloads_ok);
+        log_info("reload", "generation %llu live %lld ms after the request (%zu setting%s "
+                 "changed)", (unsigned long long)number,
+                 (long long)(clock_mono_ms() - signalled_ms), live, live == 1 ? "" : "s");
+    }
     if (!engine_wait_drained(cur, (int)drain_ms))
         log_warn("reload", "generation %llu still has events in flight after %u ms; its "
                  "unacked entries stay pending and it is finalised when they finish",
                  (unsigned long long)cur->number, drain_ms);
     generation_unref(cur);
     generation_reap();
+}
+
+static const char *running_value(void *arg, const char *key)
+{
+    json_t *settings = arg;
+    size_t i;
+    json_t *row;
+    json_array_foreach(settings, i, row)
+    {
+        if (!strcmp(json_string_value(json_object_get(row, "key")) ?: "", key))
+            return json_string_value(json_object_get(row, "value"));
+    }
+    return NULL;
+}
+
+/*
+ * --check-config --diff-running: which changed settings a reload would
+ * keep at their running value.  0 (the lines, if any, on stdout), or 1
+ * when the running daemon's record cannot be read.
+ */
+static int print_diff_running(const evbus_config_t *cfg)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/" EVBUS_RUNNING_FILE, cfg->daemon.state_dir);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    json_t *settings = doc ? json_object_get(doc, "settings") : NULL;
+    if (!json_is_array(settings)) {
+        fprintf(stderr, "evbusd: --diff-running: cannot read %s: %s (is evbusd running with "
+                "this state_dir?)\n", path, doc ? "no settings in it" : jerr.text);
+        json_decref(doc);
+        return 1;
+    }
+    cfg_pending_list_t pend = {0};
+    size_t live = config_diff_text(cfg, running_value, settings, &pend);
+    for (size_t i = 0; i < pend.count; i++)
+        printf("%s: %s: needs a restart: running %s, files say %s\n", pend.items[i].pos,
+               pend.items[i].key, pend.items[i].old, pend.items[i].now);
+    printf("%zu live change%s would apply on reload; %zu change%s would wait for a restart "
+           "(evbusd pid %lld, generation %lld)\n",
+           live, live == 1 ? "" : "s", pend.count, pend.count == 1 ? "" : "s",
+           (long long)json_integer_value(json_object_get(doc, "pid")),
+           (long long)json_integer_value(json_object_get(doc, "generation")));
+    cfg_pending_free(&pend);
+    json_decref(doc);
+    return 0;
 }
 
 static void write_pidfile(const char *path)
@@ -142,10 +226,11 @@ int main(int argc, char **argv)
 {
     const char *conf_dir = getenv("EVBUS_CONF_DIR") ? getenv("EVBUS_CONF_DIR") : EVBUS_CONF_DIR;
     const char *pidfile = NULL;
-    bool check = false;
+    bool check = false, diff_running = false;
     long exit_idle = 0;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check-config", no_argument, NULL, 'k'},
+        {"diff-running", no_argument, NULL, 'd'},
         {"exit-idle", required_argument, NULL, 'x'}, {"pidfile", required_argument, NULL, 'p'},
         {"version", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
@@ -154,6 +239,7 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'c': conf_dir = optarg; break;
         case 'k': check = true; break;
+        case 'd': diff_running = true; break;
         case 'p': pidfile = optarg; break;
         case 'x': {
             char *end;
@@ -169,6 +255,10 @@ int main(int argc, char **argv)
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (diff_running && !check) {
+        fprintf(stderr, "evbusd: --diff-running needs --check-config\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "evbusd: unexpected argument '%s'\n", argv[optind]);
@@ -201,19 +291,23 @@ int main(int argc, char **argv)
     }
     cfg_errors_free(&errs);
     if (check) {
-        printf("OK\n");
+        int rc = diff_running ? print_diff_running(gen->cfg) : 0;
+        if (rc == 0)
+            printf("OK\n");
         generation_destroy(gen);
-        return 0;
+        return rc;
     }
     const evbus_config_t *cfg = gen->cfg;
-    int lvl = config_log_level(cfg->log_level);
+    int lvl = config_log_level(cfg->daemon.log_level);
     log_set_level(lvl >= 0 ? lvl : LOG_INFO);
-    event_host_api_configure(cfg->redis_url, cfg->stream, cfg->publish_maxlen);
-    mkdir_p(cfg->state_dir);
+    event_host_api_configure(cfg->core.redis_url, cfg->core.stream, cfg->daemon.publish_maxlen);
+    /* only restart-class settings may be taken from the first generation
+     * here; everything live is read from the serving generation */
+    mkdir_p(cfg->daemon.state_dir);
 
-    if (cfg->postgres_url && cfg->migrate_on_start) {
+    if (cfg->store.postgres_url && cfg->store.migrate_on_start) {
         char err[1024];
-        PGconn *pg = store_connect(cfg->postgres_url, err, sizeof err);
+        PGconn *pg = store_connect(cfg->store.postgres_url, err, sizeof err);
         int mrc = pg ? store_migrate(pg, 0, NULL, NULL, err, sizeof err) : -1;
         if (pg)
             PQfinish(pg);
@@ -227,12 +321,13 @@ int main(int argc, char **argv)
 
     char err[512];
     engine_opts_t eo = {.exit_idle_ms = (int)exit_idle};
-    uint32_t shutdown_ms = cfg->shutdown_timeout_ms;
-    char *admin_listen = cfg->admin_listen ? strdup(cfg->admin_listen) : NULL;
+    char *admin_listen = cfg->admin.listen ? strdup(cfg->admin.listen) : NULL;
     char pidpath[1024];
+    char runpath[1100];
+    snprintf(runpath, sizeof runpath, "%s/" EVBUS_RUNNING_FILE, cfg->daemon.state_dir);
     snprintf(pidpath, sizeof pidpath, "%s", pidfile ? pidfile : "");
     if (!pidfile)
-        snprintf(pidpath, sizeof pidpath, "%s/evbusd.pid", cfg->state_dir);
+        snprintf(pidpath, sizeof pidpath, "%s/evbusd.pid", cfg->daemon.state_dir);
     engine_t *e = engine_new(gen, &eo, err, sizeof err);
     if (!e) {
         log_error("evbusd", "%s", err);
@@ -252,6 +347,7 @@ int main(int argc, char **argv)
             log_info("admin", "listening on %s (port %d)", admin_listen, admin_port(admin));
     }
     write_pidfile(pidpath);
+    write_running(e, conf_dir);
     log_info("evbusd", "evbusd %s started (pid %ld, config %s)", EVBUS_VERSION, (long)getpid(),
              conf_dir);
 
@@ -261,23 +357,31 @@ int main(int argc, char **argv)
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGHUP) {
             reload(e, conf_dir, clock_mono_ms());
+            write_running(e, conf_dir);
         } else if (sig == SIGTERM || sig == SIGINT) {
             stop_signal = sig;
-            log_info("evbusd", "%s received: stopping (finishing in-flight work, up to %u ms)",
-                     sig == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
         }
-        if (atomic_exchange(&reload_requests, 0) > 0)
+        if (atomic_exchange(&reload_requests, 0) > 0) {
             reload(e, conf_dir, clock_mono_ms());
+            write_running(e, conf_dir);
+        }
         if (engine_wants_exit(e))
             break;
         generation_reap();
     }
+    generation_t *last = engine_current(e);
+    uint32_t shutdown_ms = last->cfg->daemon.shutdown_timeout_ms; /* live */
+    generation_unref(last);
+    if (stop_signal)
+        log_info("evbusd", "%s received: stopping (finishing in-flight work, up to %u ms)",
+                 stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
     admin_stop(admin);
     int rc = engine_stop(e, (int)shutdown_ms);
     if (rc != 0) {
         log_error("evbusd", "shutdown timeout (%u ms) hit: unfinished entries stay pending and "
                   "are redelivered on restart", shutdown_ms);
         unlink(pidpath);
+        unlink(runpath);
         free(admin_listen);
         _exit(1);
     }
@@ -285,6 +389,7 @@ int main(int argc, char **argv)
     engine_free(e);
     generation_reap();
     unlink(pidpath);
+    unlink(runpath);
     free(admin_listen);
     if (failed) {
         log_error("evbusd", "stopped: the Redis circuit opened and circuit.stop is set");

@@ -132,6 +132,10 @@ typedef struct store_writer store_writer_t;
  */
 store_writer_t *store_writer_start(const evbus_config_t *cfg);
 
+/* Apply cfg's live writer settings (postgres.metadata.flush_ms) from the
+ * next batch on.  NULL w is fine.  Any thread. */
+void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg);
+
 /*
  * Queue one update; never waits for PostgreSQL.  Returns 0, or -1 when the
  * queue is full (or the writer is stopping): the update is dropped and
@@ -278,6 +282,10 @@ typedef struct store_replay_worker store_replay_worker_t;
  */
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
                                                  store_replay_dispatch_fn fn, void *ud);
+
+/* Apply cfg's live replay settings (replay.keep_completed, keep_failed,
+ * lease_ms, chunk) from the worker's next round.  NULL w is fine. */
+void store_replay_worker_configure(store_replay_worker_t *w, const evbus_config_t *cfg);
 
 /* Stop the thread and free w.  A running job is handed back: pending
  * again, with its counts and position, so the next host (or this one after

@@ -52,9 +52,9 @@ struct store_replay_worker {
     char *pg_url;
     char *redis_url;
     char *stream;
-    uint32_t keep_completed, keep_failed;
     uint32_t timeout_ms;
-    uint32_t lease_ms, chunk;
+    /* live: store_replay_worker_configure (read once per use) */
+    atomic_uint keep_completed, keep_failed, lease_ms, chunk;
     store_replay_dispatch_fn fn;
     void *ud;
     atomic_bool stop;
@@ -214,7 +214,7 @@ static void job_progress(PGconn *pg, job_t *j)
  * a slow handler delays it: the lease must exceed handler timeouts). */
 static void job_beat(store_replay_worker_t *w, PGconn *pg, job_t *j)
 {
-    if (store__mono_ms() - j->beat_ms >= (int64_t)(w->lease_ms / 6))
+    if (store__mono_ms() - j->beat_ms >= (int64_t)(atomic_load(&w->lease_ms) / 6))
         job_progress(pg, j);
 }
 
@@ -385,7 +385,9 @@ counted:
     else
         snprintf(from, sizeof from, "%s", start);
     for (;;) {
-        redisReply *r = xrange(rc, w->stream, from, end, (int)w->chunk, err, sizeof err);
+        /* read once: `done` must compare with the count this read asked for */
+        uint32_t chunk = atomic_load(&w->chunk);
+        redisReply *r = xrange(rc, w->stream, from, end, (int)chunk, err, sizeof err);
         if (!r)
             goto fail;
         bool stopped = false;
@@ -417,7 +419,7 @@ counted:
                 break;
             }
         }
-        bool done = r->elements < w->chunk;
+        bool done = r->elements < chunk;
         if (r->elements > 0)
             snprintf(from, sizeof from, "(%s", r->element[r->elements - 1]->element[0]->str);
         freeReplyObject(r);
@@ -479,7 +481,7 @@ static void *worker_main(void *arg)
             warned = false;
         }
         json_t *row = NULL;
-        if (store_replay_claim_next(pg, w->lease_ms, &row, err, sizeof err) != 0) {
+        if (store_replay_claim_next(pg, atomic_load(&w->lease_ms), &row, err, sizeof err) != 0) {
             log_warn(COMP, "replay worker: %s", err);
             store__sleep_ms(REPLAY_POLL_MS);
             continue;
@@ -499,7 +501,8 @@ static void *worker_main(void *arg)
             log_error(COMP, "job %s failed: %s", j.id, why);
         } else if (jrc == 0) {
             run_job(w, pg, &j);
-            int n = store_replay_prune(pg, w->keep_completed, w->keep_failed, err, sizeof err);
+            int n = store_replay_prune(pg, atomic_load(&w->keep_completed),
+                                       atomic_load(&w->keep_failed), err, sizeof err);
             if (n < 0)
                 log_warn(COMP, "replay worker: %s", err);
         }
@@ -511,10 +514,20 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+void store_replay_worker_configure(store_replay_worker_t *w, const evbus_config_t *cfg)
+{
+    if (!w)
+        return;
+    atomic_store(&w->keep_completed, cfg->store.replay_keep_completed);
+    atomic_store(&w->keep_failed, cfg->store.replay_keep_failed);
+    atomic_store(&w->lease_ms, cfg->store.replay_lease_ms);
+    atomic_store(&w->chunk, cfg->store.replay_chunk);
+}
+
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
                                                  store_replay_dispatch_fn fn, void *ud)
 {
-    if (!cfg || !cfg->postgres_url || !fn) {
+    if (!cfg || !cfg->store.postgres_url || !fn) {
         log_error(COMP, "replay worker: %s", !fn ? "no dispatch function"
                                                  : "no postgres.url configured");
         return NULL;
@@ -522,16 +535,17 @@ store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
     store_replay_worker_t *w = calloc(1, sizeof *w);
     if (!w)
         goto oom;
-    w->pg_url = strdup(cfg->postgres_url);
-    w->redis_url = strdup(cfg->redis_url ? cfg->redis_url : "redis://127.0.0.1:6379/0");
-    w->stream = strdup(cfg->stream ? cfg->stream : "evbus:events");
+    w->pg_url = strdup(cfg->store.postgres_url);
+    w->redis_url = strdup(cfg->core.redis_url ? cfg->core.redis_url : "redis://127.0.0.1:6379/0");
+    w->stream = strdup(cfg->core.stream ? cfg->core.stream : "evbus:events");
     if (!w->pg_url || !w->redis_url || !w->stream)
         goto oom;
-    w->keep_completed = cfg->replay_keep_completed;
-    w->keep_failed = cfg->replay_keep_failed;
-    w->timeout_ms = cfg->redis_command_timeout_ms ? cfg->redis_command_timeout_ms : 5000;
-    w->lease_ms = cfg->replay_lease_ms ? cfg->replay_lease_ms : 120000;
-    w->chunk = cfg->replay_chunk ? cfg->replay_chunk : 500;
+    w->timeout_ms = cfg->core.redis_command_timeout_ms ? cfg->core.redis_command_timeout_ms : 5000;
+    store_replay_worker_configure(w, cfg);
+    if (!atomic_load(&w->lease_ms)) /* a zeroed test config: the documented defaults */
+        atomic_store(&w->lease_ms, 120000);
+    if (!atomic_load(&w->chunk))
+        atomic_store(&w->chunk, 500);
     w->fn = fn;
     w->ud = ud;
     atomic_init(&w->stop, false);

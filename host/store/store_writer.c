@@ -57,7 +57,7 @@ struct store_writer {
     int64_t stop_deadline; /* monotonic ms; valid once stopping */
 
     size_t batch_size;
-    int flush_ms;
+    atomic_int flush_ms;  /* live: store_writer_configure */
     char *url;
     witem_t **batch; /* writer thread only: the batch being written */
     pthread_t thread;
@@ -1001,7 +1001,7 @@ static void *writer_main(void *arg)
         }
         if (w->count < w->batch_size && !w->stopping) {
             /* Let a batch build up for at most flush_ms after its first update. */
-            struct timespec ts = mono_abs(store__mono_ms() + w->flush_ms);
+            struct timespec ts = mono_abs(store__mono_ms() + atomic_load(&w->flush_ms));
             while (w->count < w->batch_size && !w->stopping)
                 if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
                     break;
@@ -1048,23 +1048,29 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg)
+{
+    if (w)
+        atomic_store(&w->flush_ms, (int)cfg->store.metadata_flush_ms);
+}
+
 store_writer_t *store_writer_start(const evbus_config_t *cfg)
 {
-    if (!cfg || !cfg->postgres_url) {
+    if (!cfg || !cfg->store.postgres_url) {
         log_error(COMP, "metadata writer: no postgres.url configured");
         return NULL;
     }
     store_writer_t *w = calloc(1, sizeof *w);
     if (!w)
         goto oom;
-    w->cap = cfg->metadata_queue_size ? cfg->metadata_queue_size : 65536;
-    w->batch_size = cfg->metadata_batch_size ? cfg->metadata_batch_size : 5000;
-    w->flush_ms = cfg->metadata_flush_ms ? (int)cfg->metadata_flush_ms : 50;
+    w->cap = cfg->store.metadata_queue_size ? cfg->store.metadata_queue_size : 65536;
+    w->batch_size = cfg->store.metadata_batch_size ? cfg->store.metadata_batch_size : 5000;
+    atomic_init(&w->flush_ms, cfg->store.metadata_flush_ms ? (int)cfg->store.metadata_flush_ms : 50);
     w->ring = calloc(w->cap, sizeof *w->ring);
     w->batch = calloc(w->batch_size, sizeof *w->batch);
     w->next = calloc(w->batch_size, sizeof *w->next);
     w->next_rows = -1;
-    w->url = strdup(cfg->postgres_url);
+    w->url = strdup(cfg->store.postgres_url);
     if (!w->ring || !w->batch || !w->next || !w->url)
         goto oom;
     pthread_mutex_init(&w->mu, NULL);

@@ -42,6 +42,7 @@
     X(nogroup, "evbus_group_recreated_total", "Consumer group recreated after NOGROUP")  \
     X(reloads_ok, "evbus_reloads_total{result=\"ok\"}", "Reloads by result")            \
     X(reloads_failed, "evbus_reloads_total{result=\"failed\"}", "Reloads by result")     \
+    X(reloads_partial, "evbus_reloads_total{result=\"partial\"}", "Reloads by result")   \
     X(metadata_written, "evbus_metadata_rows_written_total", "Metadata rows written")     \
     X(metadata_batches, "evbus_metadata_batches_total", "Metadata batch round trips")    \
     X(metadata_dropped, "evbus_metadata_dropped_total", "Metadata updates dropped on a full queue") \
@@ -54,6 +55,9 @@
     X(dlq_length, "evbus_dlq_length", "Entries in the dead-letter stream")                  \
     X(circuit_open, "evbus_redis_circuit_open", "1 when the Redis circuit breaker is open") \
     X(generation, "evbus_generation", "Current configuration generation number")          \
+    X(reload_pending_restart, "evbus_reload_pending_restart_settings",                     \
+      "Settings changed in the files that keep their running value until a restart")      \
+    X(dlq_capacity, "evbus_dlq_capacity", "dlq.capacity in force")                        \
     X(metadata_queue, "evbus_metadata_queue_length", "Metadata updates waiting")
 
 typedef struct evbus_metrics {

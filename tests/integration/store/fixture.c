@@ -17,15 +17,15 @@ void fx_pg_only(void)
     cr_assert_eq(harness_pg_start(&fx_pg), 0, "PostgreSQL did not start (see %s/pg.log)",
                  fx_pg.dir);
     memset(&fx_cfg, 0, sizeof fx_cfg);
-    fx_cfg.postgres_url = fx_pg.url;
-    fx_cfg.metadata_enabled = true;
-    fx_cfg.metadata_queue_size = 65536;
-    fx_cfg.metadata_batch_size = 1000;
-    fx_cfg.metadata_flush_ms = 50;
-    fx_cfg.replay_max_range_s = 31 * 86400;
-    fx_cfg.replay_keep_completed = 100;
-    fx_cfg.replay_keep_failed = 100;
-    fx_cfg.redis_command_timeout_ms = 5000;
+    fx_cfg.store.postgres_url = fx_pg.url;
+    fx_cfg.store.metadata_enabled = true;
+    fx_cfg.store.metadata_queue_size = 65536;
+    fx_cfg.store.metadata_batch_size = 1000;
+    fx_cfg.store.metadata_flush_ms = 50;
+    fx_cfg.store.replay_max_range_s = 31 * 86400;
+    fx_cfg.store.replay_keep_completed = 100;
+    fx_cfg.store.replay_keep_failed = 100;
+    fx_cfg.core.redis_command_timeout_ms = 5000;
 }
 
 void fx_pg_migrated(void)
@@ -42,8 +42,8 @@ void fx_pg_redis(void)
     fx_pg_migrated();
     cr_assert_eq(harness_redis_start(&fx_redis, false), 0, "redis-server did not start");
     redis_started = true;
-    fx_cfg.redis_url = fx_redis.url;
-    fx_cfg.stream = "evbus:events";
+    fx_cfg.core.redis_url = fx_redis.url;
+    fx_cfg.core.stream = "evbus:events";
 }
 
 void fx_teardown(void)

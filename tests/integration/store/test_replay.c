@@ -80,7 +80,7 @@ static json_t *wait_job(PGconn *c, const char *id, int timeout_ms)
 static void create(PGconn *c, store_replay_request_t *req, char *id)
 {
     char err[512];
-    cr_assert_eq(store_replay_create(c, req, fx_cfg.replay_max_range_s, id, 64, err, sizeof err),
+    cr_assert_eq(store_replay_create(c, req, fx_cfg.store.replay_max_range_s, id, 64, err, sizeof err),
                  0, "%s", err);
 }
 
@@ -191,7 +191,7 @@ Test(replay, finished_jobs_are_pruned_to_the_configured_count)
 {
     redisContext *r = harness_redis_connect(&fx_redis);
     add(r, T0, 0, "order.created", "acme", false);
-    fx_cfg.replay_keep_completed = 2;
+    fx_cfg.store.replay_keep_completed = 2;
     store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
     cr_assert_not_null(w);
     PGconn *c = fx_connect();
@@ -306,7 +306,7 @@ Test(replay, invalid_requests_name_the_field)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         err[0] = '\0';
-        cr_expect_eq(store_replay_create(c, &cases[i].req, fx_cfg.replay_max_range_s, id,
+        cr_expect_eq(store_replay_create(c, &cases[i].req, fx_cfg.store.replay_max_range_s, id,
                                          sizeof id, err, sizeof err),
                      STORE_EINVAL, "case %zu accepted", i);
         cr_expect(strncmp(err, cases[i].prefix, strlen(cases[i].prefix)) == 0,

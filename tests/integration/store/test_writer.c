@@ -144,8 +144,8 @@ Test(writer, updates_split_over_consecutive_batches_stay_in_order)
      * decides which stays; the filler puts every 50th pair across a batch
      * boundary.  A batch written before the one queued ahead of it would
      * leave PROCESSING rows. */
-    fx_cfg.metadata_batch_size = 100;
-    fx_cfg.metadata_queue_size = 100000;
+    fx_cfg.store.metadata_batch_size = 100;
+    fx_cfg.store.metadata_queue_size = 100000;
     store_writer_t *w = store_writer_start(&fx_cfg);
     cr_assert_not_null(w);
     store_update_t filler = upd("filler", STORE_COMPLETED, 1, 1000);
@@ -169,8 +169,8 @@ Test(writer, updates_split_over_consecutive_batches_stay_in_order)
 
 Test(writer, postgres_down_submit_never_blocks_and_drops_are_counted)
 {
-    fx_cfg.metadata_queue_size = 2000;
-    fx_cfg.metadata_batch_size = 500;
+    fx_cfg.store.metadata_queue_size = 2000;
+    fx_cfg.store.metadata_batch_size = 500;
     store_writer_t *w = store_writer_start(&fx_cfg);
     cr_assert_not_null(w);
     PGconn *c = fx_connect();

@@ -127,53 +127,53 @@ Test(config, defaults_for_a_minimal_manifest)
     load_ok();
     char host[256] = "";
     gethostname(host, sizeof host);
-    cr_expect_str_eq(cfg->redis_url, "redis://127.0.0.1:6379/0");
-    cr_expect_eq(cfg->redis_connect_timeout_ms, 2000);
-    cr_expect_eq(cfg->redis_command_timeout_ms, 5000);
-    cr_expect_null(cfg->postgres_url);
-    cr_expect_eq(cfg->migrate_on_start, false);
-    cr_expect_eq(cfg->metadata_enabled, false);
-    cr_expect_eq(cfg->metadata_queue_size, 65536);
-    cr_expect_eq(cfg->metadata_batch_size, 5000);
-    cr_expect_eq(cfg->metadata_flush_ms, 50);
-    cr_expect_str_eq(cfg->stream, "evbus:events");
-    cr_expect_str_eq(cfg->group, "evbus");
-    cr_expect_str_eq(cfg->consumer, host);
-    cr_expect_eq(cfg->batch_size, 1000);
-    cr_expect_eq(cfg->block_ms, 1000);
-    cr_expect_eq(cfg->worker_threads, 2);
-    cr_expect_str_eq(cfg->plugin_dir, EVBUS_PLUGIN_DIR);
-    cr_expect_str_eq(cfg->log_level, "info");
-    cr_expect_eq(cfg->shutdown_timeout_ms, 10000);
-    cr_expect_eq(cfg->handler_timeout_ms, 30000);
-    cr_expect_str_eq(cfg->state_dir, "/var/lib/evbus");
-    cr_expect_eq(cfg->publish_maxlen, 0);
-    cr_expect_str_eq(cfg->schema_dir, EVBUS_SCHEMA_DIR);
-    cr_expect_eq(cfg->schema_mode, SCHEMA_MODE_ENFORCE);
-    cr_expect_eq(cfg->schema_unknown, SCHEMA_UNKNOWN_ALLOW);
-    cr_expect_eq(cfg->schema_format_assert, true);
-    cr_expect_eq(cfg->retry.base_ms, 1000);
-    cr_expect_float_eq(cfg->retry.factor, 2.0, 1e-9);
-    cr_expect_eq(cfg->retry.max_ms, 60000);
-    cr_expect_eq(cfg->retry.max_attempts, 5);
-    cr_expect_float_eq(cfg->retry.jitter, 0.2, 1e-9);
-    cr_expect_str_eq(cfg->dlq_stream, "evbus:events:dlq");
-    cr_expect_eq(cfg->dlq_capacity, 10000);
-    cr_expect_str_eq(cfg->dlq_archive, "/var/lib/evbus/dlq-archive.jsonl");
-    cr_expect_eq(cfg->reclaim_min_idle_ms, 60000);
-    cr_expect_eq(cfg->reclaim_interval_ms, 5000);
-    cr_expect_eq(cfg->max_deliveries, 5);
-    cr_expect_eq(cfg->stale_consumer_ms, 86400000);
-    cr_expect_eq(cfg->circuit_failures, 10);
-    cr_expect_eq(cfg->reconnect_max_ms, 30000);
-    cr_expect_eq(cfg->circuit_stop, false);
-    cr_expect_eq(cfg->reload_drain_timeout_ms, 5000);
-    cr_expect_null(cfg->admin_listen);
-    cr_expect_eq(cfg->replay_max_range_s, 31u * 86400);
-    cr_expect_eq(cfg->replay_keep_completed, 100);
-    cr_expect_eq(cfg->replay_keep_failed, 100);
-    cr_expect_eq(cfg->replay_lease_ms, 120000);
-    cr_expect_eq(cfg->replay_chunk, 500);
+    cr_expect_str_eq(cfg->core.redis_url, "redis://127.0.0.1:6379/0");
+    cr_expect_eq(cfg->core.redis_connect_timeout_ms, 2000);
+    cr_expect_eq(cfg->core.redis_command_timeout_ms, 5000);
+    cr_expect_null(cfg->store.postgres_url);
+    cr_expect_eq(cfg->store.migrate_on_start, false);
+    cr_expect_eq(cfg->store.metadata_enabled, false);
+    cr_expect_eq(cfg->store.metadata_queue_size, 65536);
+    cr_expect_eq(cfg->store.metadata_batch_size, 5000);
+    cr_expect_eq(cfg->store.metadata_flush_ms, 50);
+    cr_expect_str_eq(cfg->core.stream, "evbus:events");
+    cr_expect_str_eq(cfg->core.group, "evbus");
+    cr_expect_str_eq(cfg->core.consumer, host);
+    cr_expect_eq(cfg->core.batch_size, 1000);
+    cr_expect_eq(cfg->core.block_ms, 1000);
+    cr_expect_eq(cfg->core.worker_threads, 2);
+    cr_expect_str_eq(cfg->daemon.plugin_dir, EVBUS_PLUGIN_DIR);
+    cr_expect_str_eq(cfg->daemon.log_level, "info");
+    cr_expect_eq(cfg->daemon.shutdown_timeout_ms, 10000);
+    cr_expect_eq(cfg->core.handler_timeout_ms, 30000);
+    cr_expect_str_eq(cfg->daemon.state_dir, "/var/lib/evbus");
+    cr_expect_eq(cfg->daemon.publish_maxlen, 0);
+    cr_expect_str_eq(cfg->schema.dir, EVBUS_SCHEMA_DIR);
+    cr_expect_eq(cfg->schema.mode, SCHEMA_MODE_ENFORCE);
+    cr_expect_eq(cfg->schema.unknown, SCHEMA_UNKNOWN_ALLOW);
+    cr_expect_eq(cfg->schema.format_assert, true);
+    cr_expect_eq(cfg->core.retry.base_ms, 1000);
+    cr_expect_float_eq(cfg->core.retry.factor, 2.0, 1e-9);
+    cr_expect_eq(cfg->core.retry.max_ms, 60000);
+    cr_expect_eq(cfg->core.retry.max_attempts, 5);
+    cr_expect_float_eq(cfg->core.retry.jitter, 0.2, 1e-9);
+    cr_expect_str_eq(cfg->core.dlq_stream, "evbus:events:dlq");
+    cr_expect_eq(cfg->core.dlq_capacity, 10000);
+    cr_expect_str_eq(cfg->core.dlq_archive, "/var/lib/evbus/dlq-archive.jsonl");
+    cr_expect_eq(cfg->core.reclaim_min_idle_ms, 60000);
+    cr_expect_eq(cfg->core.reclaim_interval_ms, 5000);
+    cr_expect_eq(cfg->core.max_deliveries, 5);
+    cr_expect_eq(cfg->core.stale_consumer_ms, 86400000);
+    cr_expect_eq(cfg->core.circuit_failures, 10);
+    cr_expect_eq(cfg->core.reconnect_max_ms, 30000);
+    cr_expect_eq(cfg->core.circuit_stop, false);
+    cr_expect_eq(cfg->daemon.reload_drain_timeout_ms, 5000);
+    cr_expect_null(cfg->admin.listen);
+    cr_expect_eq(cfg->store.replay_max_range_s, 31u * 86400);
+    cr_expect_eq(cfg->store.replay_keep_completed, 100);
+    cr_expect_eq(cfg->store.replay_keep_failed, 100);
+    cr_expect_eq(cfg->store.replay_lease_ms, 120000);
+    cr_expect_eq(cfg->store.replay_chunk, 500);
     cr_expect_eq(cfg->n_instances, 0);
     cr_expect_eq(cfg->n_foreign, 0);
     cr_assert_eq(cfg->n_files, 1);
@@ -186,31 +186,31 @@ Test(config, dlq_defaults_follow_stream_and_state_dir)
 {
     manifest("00.yaml", "stream: orders\nstate_dir: /srv/evbus\n");
     load_ok();
-    cr_expect_str_eq(cfg->dlq_stream, "orders:dlq");
-    cr_expect_str_eq(cfg->dlq_archive, "/srv/evbus/dlq-archive.jsonl");
+    cr_expect_str_eq(cfg->core.dlq_stream, "orders:dlq");
+    cr_expect_str_eq(cfg->core.dlq_archive, "/srv/evbus/dlq-archive.jsonl");
 }
 
 Test(config, metadata_defaults_to_enabled_when_postgres_is_configured)
 {
     manifest("00.yaml", "postgres: { url: postgresql://localhost/evbus }\n");
     load_ok();
-    cr_expect_str_eq(cfg->postgres_url, "postgresql://localhost/evbus");
-    cr_expect(cfg->metadata_enabled);
+    cr_expect_str_eq(cfg->store.postgres_url, "postgresql://localhost/evbus");
+    cr_expect(cfg->store.metadata_enabled);
 }
 
 Test(config, metadata_can_be_disabled_with_postgres)
 {
     manifest("00.yaml", "postgres: { url: postgresql://x/y, metadata: { enabled: false } }\n");
     load_ok();
-    cr_expect_not(cfg->metadata_enabled);
+    cr_expect_not(cfg->store.metadata_enabled);
 }
 
 Test(config, empty_postgres_url_means_no_postgres)
 {
     manifest("00.yaml", "postgres: { url: \"${EVBUS_TEST_PG:-}\" }\n");
     load_ok();
-    cr_expect_null(cfg->postgres_url);
-    cr_expect_not(cfg->metadata_enabled);
+    cr_expect_null(cfg->store.postgres_url);
+    cr_expect_not(cfg->store.metadata_enabled);
 }
 
 Test(config, every_key_maps_to_its_field)
@@ -236,53 +236,53 @@ Test(config, every_key_maps_to_its_field)
              " chunk: 36 }\n");
     manifest("00.yaml", text);
     load_ok();
-    cr_expect_str_eq(cfg->redis_url, "redis://r:1/2");
-    cr_expect_eq(cfg->redis_connect_timeout_ms, 11);
-    cr_expect_eq(cfg->redis_command_timeout_ms, 12);
-    cr_expect_str_eq(cfg->postgres_url, "postgresql://p/db");
-    cr_expect(cfg->migrate_on_start);
-    cr_expect(cfg->metadata_enabled);
-    cr_expect_eq(cfg->metadata_queue_size, 13);
-    cr_expect_eq(cfg->metadata_batch_size, 14);
-    cr_expect_eq(cfg->metadata_flush_ms, 15);
-    cr_expect_str_eq(cfg->stream, "s");
-    cr_expect_str_eq(cfg->group, "g");
-    cr_expect_str_eq(cfg->consumer, "c1");
-    cr_expect_eq(cfg->batch_size, 16);
-    cr_expect_eq(cfg->block_ms, 17);
-    cr_expect_eq(cfg->worker_threads, 64);
-    cr_expect_str_eq(cfg->plugin_dir, "/opt/p");
-    cr_expect_str_eq(cfg->log_level, "debug");
-    cr_expect_eq(cfg->shutdown_timeout_ms, 18);
-    cr_expect_eq(cfg->handler_timeout_ms, 19);
-    cr_expect_str_eq(cfg->state_dir, "/st");
-    cr_expect_eq(cfg->publish_maxlen, 20);
-    cr_expect_str_eq(cfg->schema_dir, "/sch");
-    cr_expect_eq(cfg->schema_mode, SCHEMA_MODE_ADVISORY);
-    cr_expect_eq(cfg->schema_unknown, SCHEMA_UNKNOWN_REJECT);
-    cr_expect_not(cfg->schema_format_assert);
-    cr_expect_eq(cfg->retry.base_ms, 21);
-    cr_expect_float_eq(cfg->retry.factor, 1.5, 1e-9);
-    cr_expect_eq(cfg->retry.max_ms, 22);
-    cr_expect_eq(cfg->retry.max_attempts, 23);
-    cr_expect_float_eq(cfg->retry.jitter, 0.0, 1e-9);
-    cr_expect_str_eq(cfg->dlq_stream, "dead");
-    cr_expect_eq(cfg->dlq_capacity, 24);
-    cr_expect_str_eq(cfg->dlq_archive, "/arch.jsonl");
-    cr_expect_eq(cfg->reclaim_min_idle_ms, 25);
-    cr_expect_eq(cfg->reclaim_interval_ms, 26);
-    cr_expect_eq(cfg->max_deliveries, 27);
-    cr_expect_eq(cfg->stale_consumer_ms, 28);
-    cr_expect_eq(cfg->circuit_failures, 29);
-    cr_expect_eq(cfg->reconnect_max_ms, 30);
-    cr_expect(cfg->circuit_stop);
-    cr_expect_eq(cfg->reload_drain_timeout_ms, 31);
-    cr_expect_str_eq(cfg->admin_listen, "127.0.0.1:8089");
-    cr_expect_eq(cfg->replay_max_range_s, 32);
-    cr_expect_eq(cfg->replay_keep_completed, 33);
-    cr_expect_eq(cfg->replay_keep_failed, 34);
-    cr_expect_eq(cfg->replay_lease_ms, 35000);
-    cr_expect_eq(cfg->replay_chunk, 36);
+    cr_expect_str_eq(cfg->core.redis_url, "redis://r:1/2");
+    cr_expect_eq(cfg->core.redis_connect_timeout_ms, 11);
+    cr_expect_eq(cfg->core.redis_command_timeout_ms, 12);
+    cr_expect_str_eq(cfg->store.postgres_url, "postgresql://p/db");
+    cr_expect(cfg->store.migrate_on_start);
+    cr_expect(cfg->store.metadata_enabled);
+    cr_expect_eq(cfg->store.metadata_queue_size, 13);
+    cr_expect_eq(cfg->store.metadata_batch_size, 14);
+    cr_expect_eq(cfg->store.metadata_flush_ms, 15);
+    cr_expect_str_eq(cfg->core.stream, "s");
+    cr_expect_str_eq(cfg->core.group, "g");
+    cr_expect_str_eq(cfg->core.consumer, "c1");
+    cr_expect_eq(cfg->core.batch_size, 16);
+    cr_expect_eq(cfg->core.block_ms, 17);
+    cr_expect_eq(cfg->core.worker_threads, 64);
+    cr_expect_str_eq(cfg->daemon.plugin_dir, "/opt/p");
+    cr_expect_str_eq(cfg->daemon.log_level, "debug");
+    cr_expect_eq(cfg->daemon.shutdown_timeout_ms, 18);
+    cr_expect_eq(cfg->core.handler_timeout_ms, 19);
+    cr_expect_str_eq(cfg->daemon.state_dir, "/st");
+    cr_expect_eq(cfg->daemon.publish_maxlen, 20);
+    cr_expect_str_eq(cfg->schema.dir, "/sch");
+    cr_expect_eq(cfg->schema.mode, SCHEMA_MODE_ADVISORY);
+    cr_expect_eq(cfg->schema.unknown, SCHEMA_UNKNOWN_REJECT);
+    cr_expect_not(cfg->schema.format_assert);
+    cr_expect_eq(cfg->core.retry.base_ms, 21);
+    cr_expect_float_eq(cfg->core.retry.factor, 1.5, 1e-9);
+    cr_expect_eq(cfg->core.retry.max_ms, 22);
+    cr_expect_eq(cfg->core.retry.max_attempts, 23);
+    cr_expect_float_eq(cfg->core.retry.jitter, 0.0, 1e-9);
+    cr_expect_str_eq(cfg->core.dlq_stream, "dead");
+    cr_expect_eq(cfg->core.dlq_capacity, 24);
+    cr_expect_str_eq(cfg->core.dlq_archive, "/arch.jsonl");
+    cr_expect_eq(cfg->core.reclaim_min_idle_ms, 25);
+    cr_expect_eq(cfg->core.reclaim_interval_ms, 26);
+    cr_expect_eq(cfg->core.max_deliveries, 27);
+    cr_expect_eq(cfg->core.stale_consumer_ms, 28);
+    cr_expect_eq(cfg->core.circuit_failures, 29);
+    cr_expect_eq(cfg->core.reconnect_max_ms, 30);
+    cr_expect(cfg->core.circuit_stop);
+    cr_expect_eq(cfg->daemon.reload_drain_timeout_ms, 31);
+    cr_expect_str_eq(cfg->admin.listen, "127.0.0.1:8089");
+    cr_expect_eq(cfg->store.replay_max_range_s, 32);
+    cr_expect_eq(cfg->store.replay_keep_completed, 33);
+    cr_expect_eq(cfg->store.replay_keep_failed, 34);
+    cr_expect_eq(cfg->store.replay_lease_ms, 35000);
+    cr_expect_eq(cfg->store.replay_chunk, 36);
 }
 
 Test(config, replay_lease_and_chunk_bounds_name_the_key)
@@ -304,13 +304,13 @@ Test(config, relative_paths_resolve_against_the_manifest_directory)
     char want[512];
     char *abs = realpath(confd, NULL);
     snprintf(want, sizeof want, "%s/state", abs);
-    cr_expect_str_eq(cfg->state_dir, want);
+    cr_expect_str_eq(cfg->daemon.state_dir, want);
     snprintf(want, sizeof want, "%s/../schemas", abs);
-    cr_expect_str_eq(cfg->schema_dir, want);
+    cr_expect_str_eq(cfg->schema.dir, want);
     snprintf(want, sizeof want, "%s/plugins", abs);
-    cr_expect_str_eq(cfg->plugin_dir, want);
+    cr_expect_str_eq(cfg->daemon.plugin_dir, want);
     snprintf(want, sizeof want, "%s/arch/dlq.jsonl", abs);
-    cr_expect_str_eq(cfg->dlq_archive, want);
+    cr_expect_str_eq(cfg->core.dlq_archive, want);
     cr_expect_str_eq(cfg->dir, abs);
     free(abs);
 }
@@ -328,11 +328,11 @@ Test(config, expands_variables_and_defaults_before_typing)
                         "consumer: c-${EVBUS_TEST_EMPTY:-empty-uses-default}-x\n"
                         "log_level: ${EVBUS_TEST_UNSET:-${EVBUS_TEST_UNSET2:-warn}}\n");
     load_ok();
-    cr_expect_str_eq(cfg->stream, "from-env");
-    cr_expect_eq(cfg->batch_size, 77);
-    cr_expect_str_eq(cfg->group, "fallback");
-    cr_expect_str_eq(cfg->consumer, "c-empty-uses-default-x");
-    cr_expect_str_eq(cfg->log_level, "warn");
+    cr_expect_str_eq(cfg->core.stream, "from-env");
+    cr_expect_eq(cfg->core.batch_size, 77);
+    cr_expect_str_eq(cfg->core.group, "fallback");
+    cr_expect_str_eq(cfg->core.consumer, "c-empty-uses-default-x");
+    cr_expect_str_eq(cfg->daemon.log_level, "warn");
 }
 
 Test(config, redis_and_postgres_env_override_the_files)
@@ -341,16 +341,16 @@ Test(config, redis_and_postgres_env_override_the_files)
     setenv("EVBUS_POSTGRES_URL", "postgresql://override/db", 1);
     manifest("00.yaml", "redis: { url: redis://file:1/0 }\npostgres: { url: postgresql://file/db }\n");
     load_ok();
-    cr_expect_str_eq(cfg->redis_url, "redis://override:7/1");
-    cr_expect_str_eq(cfg->postgres_url, "postgresql://override/db");
-    cr_expect(cfg->metadata_enabled);
+    cr_expect_str_eq(cfg->core.redis_url, "redis://override:7/1");
+    cr_expect_str_eq(cfg->store.postgres_url, "postgresql://override/db");
+    cr_expect(cfg->store.metadata_enabled);
 }
 
 Test(config, redis_url_default_with_env_reference)
 {
     manifest("00-host.yaml", "redis: { url: \"${EVBUS_REDIS_URL:-redis://127.0.0.1:6379/0}\" }\n");
     load_ok();
-    cr_expect_str_eq(cfg->redis_url, "redis://127.0.0.1:6379/0");
+    cr_expect_str_eq(cfg->core.redis_url, "redis://127.0.0.1:6379/0");
 }
 
 Test(config, unset_variable_without_default_is_an_error_at_the_scalar)
@@ -410,12 +410,12 @@ Test(config, later_files_override_scalars_and_merge_sections)
     manifest("00-a.yaml", "stream: first\nredis: { url: redis://a:1/0 }\nretry: { base_ms: 5 }\n");
     manifest("10-b.yml", "stream: second\nredis: { connect_timeout_ms: 99 }\nretry: { jitter: 0.5 }\n");
     load_ok();
-    cr_expect_str_eq(cfg->stream, "second");
-    cr_expect_str_eq(cfg->redis_url, "redis://a:1/0");
-    cr_expect_eq(cfg->redis_connect_timeout_ms, 99);
-    cr_expect_eq(cfg->retry.base_ms, 5);
-    cr_expect_float_eq(cfg->retry.jitter, 0.5, 1e-9);
-    cr_expect_str_eq(cfg->dlq_stream, "second:dlq");
+    cr_expect_str_eq(cfg->core.stream, "second");
+    cr_expect_str_eq(cfg->core.redis_url, "redis://a:1/0");
+    cr_expect_eq(cfg->core.redis_connect_timeout_ms, 99);
+    cr_expect_eq(cfg->core.retry.base_ms, 5);
+    cr_expect_float_eq(cfg->core.retry.jitter, 0.5, 1e-9);
+    cr_expect_str_eq(cfg->core.dlq_stream, "second:dlq");
     cr_expect_eq(cfg->n_files, 2);
 }
 
@@ -502,7 +502,7 @@ Test(config, empty_and_document_only_files_are_fine)
     manifest("01.yaml", "---\n");
     manifest("02.yaml", "stream: x\n");
     load_ok();
-    cr_expect_str_eq(cfg->stream, "x");
+    cr_expect_str_eq(cfg->core.stream, "x");
 }
 
 /* ---- plugin config as JSON ------------------------------------------- */
@@ -743,10 +743,10 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     manifest("00.yaml", "stream: s\nredis_url: x\nredis: { uri: x }\nretry: { tries: 3 }\n");
     load_fails();
     expect_errors(3,
-                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, postgres, stream, group, "
-                  "consumer, batch_size, block_ms, worker_threads, plugin_dir, log_level, shutdown_timeout_ms, "
-                  "handler_timeout_ms, state_dir, publish_maxlen, schemas, retry, dlq, reclaim, circuit, "
-                  "reload, admin, replay, plugins, foreign)",
+                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, group, consumer, "
+                  "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
+                  "schemas, postgres, replay, admin, plugin_dir, log_level, state_dir, shutdown_timeout_ms, "
+                  "reload, publish_maxlen, plugins, foreign)",
                   "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, connect_timeout_ms, command_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
 }

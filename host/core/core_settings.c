@@ -1,0 +1,133 @@
+/*
+ * core_settings — the rows of the engine's and dispatch's settings.
+ *
+ * Live rows are read by the engine from the generation it serves
+ * (engine_swap applies them); restart rows identify the consumer or size
+ * what the engine allocates once, so a reload keeps their running value.
+ */
+#include "core/core_settings.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+
+#define OFF(f) offsetof(evbus_config_t, core.f)
+#define U32MAX 4294967295.0
+
+static char *consumer_default(const evbus_config_t *cfg)
+{
+    (void)cfg;
+    char host[256];
+    if (gethostname(host, sizeof host) != 0 || !host[0])
+        snprintf(host, sizeof host, "evbus-%ld", (long)getpid());
+    host[sizeof host - 1] = '\0';
+    return strdup(host);
+}
+
+static char *dlq_stream_default(const evbus_config_t *cfg)
+{
+    char *s = NULL;
+    return asprintf(&s, "%s:dlq", cfg->core.stream) < 0 ? NULL : s;
+}
+
+static char *dlq_archive_default(const evbus_config_t *cfg)
+{
+    char *s = NULL;
+    return asprintf(&s, "%s/dlq-archive.jsonl", cfg->daemon.state_dir) < 0 ? NULL : s;
+}
+
+static const char IDENTITY[] =
+    "names what this host consumes; changing it live would leave entries pending under the old name";
+static const char CONN[] = "applies to connections opened after the reload (reconnects)";
+
+static const cfg_setting_t rows[] = {
+    {.key = "redis.url", .type = CFG_STRING, .offset = OFF(redis_url),
+     .def = "redis://127.0.0.1:6379/0", .env = "EVBUS_REDIS_URL", .reload = CFG_RESTART,
+     .why = "every thread's connection and the consumer's pending entries belong to one server",
+     .desc = "Redis server"},
+    {.key = "redis.connect_timeout_ms", .type = CFG_U32, .offset = OFF(redis_connect_timeout_ms),
+     .min = 1, .max = U32MAX, .def = "2000", .reload = CFG_LIVE, .why = CONN,
+     .desc = "connect timeout"},
+    {.key = "redis.command_timeout_ms", .type = CFG_U32, .offset = OFF(redis_command_timeout_ms),
+     .min = 1, .max = U32MAX, .def = "5000", .reload = CFG_RESTART,
+     .why = "set on each connection when it opens; the open connections keep theirs",
+     .desc = "timeout of one command"},
+    {.key = "stream", .type = CFG_STRING, .offset = OFF(stream), .def = "evbus:events",
+     .reload = CFG_RESTART, .why = IDENTITY, .desc = "the event stream"},
+    {.key = "group", .type = CFG_STRING, .offset = OFF(group), .def = "evbus",
+     .reload = CFG_RESTART, .why = IDENTITY, .desc = "consumer group"},
+    {.key = "consumer", .type = CFG_STRING, .offset = OFF(consumer), .compute = consumer_default,
+     .def_doc = "the host name", .reload = CFG_RESTART, .why = IDENTITY,
+     .desc = "consumer name within the group"},
+    {.key = "batch_size", .type = CFG_U32, .offset = OFF(batch_size), .min = 1, .max = U32MAX,
+     .def = "1000", .reload = CFG_LIVE, .why = "from the next read", .desc = "XREADGROUP COUNT"},
+    {.key = "block_ms", .type = CFG_U32, .offset = OFF(block_ms), .min = 1, .max = U32MAX,
+     .def = "1000", .reload = CFG_LIVE, .why = "from the next read", .desc = "XREADGROUP BLOCK"},
+    {.key = "worker_threads", .type = CFG_U32, .offset = OFF(worker_threads), .min = 1, .max = 64,
+     .def = "2", .reload = CFG_RESTART,
+     .why = "the threads, their connections and the chunk queue are sized once at start",
+     .desc = "handler threads"},
+    {.key = "handler_timeout_ms", .type = CFG_U32, .offset = OFF(handler_timeout_ms), .min = 1,
+     .max = U32MAX, .def = "30000", .reload = CFG_LIVE,
+     .why = "for events dispatched with the new generation",
+     .desc = "default bound on one handler call (coarse monotonic clock: to within a few ms)"},
+    {.key = "retry.base_ms", .type = CFG_U32, .offset = OFF(retry.base_ms), .min = 0,
+     .max = U32MAX, .def = "1000", .reload = CFG_LIVE,
+     .why = "for retries scheduled by the new generation", .desc = "first retry delay"},
+    {.key = "retry.factor", .type = CFG_DOUBLE, .offset = OFF(retry.factor), .min = 1,
+     .max = 1e300, .def = "2.0", .reload = CFG_LIVE,
+     .why = "for retries scheduled by the new generation", .desc = "growth per attempt"},
+    {.key = "retry.max_ms", .type = CFG_U32, .offset = OFF(retry.max_ms), .min = 0,
+     .max = U32MAX, .def = "60000", .reload = CFG_LIVE,
+     .why = "for retries scheduled by the new generation", .desc = "cap on one delay"},
+    {.key = "retry.max_attempts", .type = CFG_U32, .offset = OFF(retry.max_attempts), .min = 1,
+     .max = U32MAX, .def = "5", .reload = CFG_LIVE,
+     .why = "for events dispatched with the new generation",
+     .desc = "attempts including the first"},
+    {.key = "retry.jitter", .type = CFG_DOUBLE, .offset = OFF(retry.jitter), .min = 0, .max = 1,
+     .def = "0.2", .reload = CFG_LIVE, .why = "for retries scheduled by the new generation",
+     .desc = "random spread, as a fraction of the delay"},
+    {.key = "dlq.stream", .type = CFG_STRING, .offset = OFF(dlq_stream),
+     .compute = dlq_stream_default, .def_doc = "`<stream>:dlq`", .reload = CFG_RESTART,
+     .why = "moving it live would split the dead letters between two streams",
+     .desc = "dead-letter stream"},
+    {.key = "dlq.capacity", .type = CFG_U32, .offset = OFF(dlq_capacity), .min = 1,
+     .max = U32MAX, .def = "10000", .reload = CFG_LIVE,
+     .why = "at the next capacity check (every second)",
+     .desc = "entries kept in the dead-letter stream (80 %/95 % warnings, overflow archived)"},
+    {.key = "dlq.archive", .type = CFG_PATH, .offset = OFF(dlq_archive),
+     .compute = dlq_archive_default, .def_doc = "`<state_dir>/dlq-archive.jsonl`",
+     .reload = CFG_LIVE, .why = "at the next capacity check",
+     .desc = "where dead letters over capacity are archived before removal"},
+    {.key = "reclaim.min_idle_ms", .type = CFG_U32, .offset = OFF(reclaim_min_idle_ms),
+     .min = 1, .max = U32MAX, .def = "60000", .reload = CFG_LIVE,
+     .why = "at the next reclaim and lease renewal",
+     .desc = "idle time before a pending entry is reclaimed"},
+    {.key = "reclaim.interval_ms", .type = CFG_U32, .offset = OFF(reclaim_interval_ms),
+     .min = 1, .max = U32MAX, .def = "5000", .reload = CFG_LIVE,
+     .why = "from the next maintenance round", .desc = "how often to reclaim"},
+    {.key = "reclaim.max_deliveries", .type = CFG_U32, .offset = OFF(max_deliveries), .min = 1,
+     .max = U32MAX, .def = "5", .reload = CFG_LIVE,
+     .why = "for entries claimed again after the reload",
+     .desc = "deliveries before an entry is dead-lettered as poison"},
+    {.key = "reclaim.stale_consumer_ms", .type = CFG_U32, .offset = OFF(stale_consumer_ms),
+     .min = 1, .max = U32MAX, .def = "86400000", .reload = CFG_LIVE,
+     .why = "from the next maintenance round",
+     .desc = "consumers idle longer than this that own no pending entry are removed (checked "
+             "every half of this, at least every reclaim.interval_ms, at most once a minute)"},
+    {.key = "circuit.failures", .type = CFG_U32, .offset = OFF(circuit_failures), .min = 1,
+     .max = U32MAX, .def = "10", .reload = CFG_LIVE, .why = "from the next Redis failure",
+     .desc = "consecutive Redis failures that open the circuit"},
+    {.key = "circuit.max_backoff_ms", .type = CFG_U32, .offset = OFF(reconnect_max_ms),
+     .min = 1, .max = U32MAX, .def = "30000", .reload = CFG_LIVE,
+     .why = "from the next backoff", .desc = "cap on reconnect backoff"},
+    {.key = "circuit.stop", .type = CFG_BOOL, .offset = OFF(circuit_stop), .def = "false",
+     .reload = CFG_LIVE, .why = "when the circuit next opens",
+     .desc = "stop the daemon when the circuit opens instead of probing forever"},
+};
+
+const cfg_table_t core_settings_table = {
+    .module = "core", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = NULL};

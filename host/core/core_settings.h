@@ -1,0 +1,55 @@
+/*
+ * core_settings — the settings of the consumer engine and dispatch: the
+ * Redis connection, the stream and group, reading, workers, handler
+ * timeouts, retries, the dead-letter stream, reclaim and the circuit
+ * breaker.  The rows (key, type, default, reload class) are in
+ * core_settings.c; docs/configuration.md is generated from them.
+ *
+ * The struct lives in evbus_config_t, which lives in a generation: the
+ * engine reads the live rows from the generation it serves (engine_swap
+ * applies them) and keeps the CFG_RESTART rows it started with.
+ */
+#ifndef EVBUS_CORE_SETTINGS_H
+#define EVBUS_CORE_SETTINGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config/settings.h"
+
+/* A retry policy (retry: and a subscription's retry:). */
+typedef struct retry_policy {
+    uint32_t base_ms;      /* first delay */
+    double factor;         /* growth per attempt */
+    uint32_t max_ms;       /* cap of one delay */
+    uint32_t max_attempts; /* total attempts including the first */
+    double jitter;         /* 0..1 fraction of random spread */
+} retry_policy_t;
+
+typedef struct core_settings {
+    char *redis_url;
+    uint32_t redis_connect_timeout_ms;
+    uint32_t redis_command_timeout_ms;
+    char *stream;
+    char *group;
+    char *consumer;
+    uint32_t batch_size;        /* XREADGROUP COUNT */
+    uint32_t block_ms;          /* XREADGROUP BLOCK */
+    uint32_t worker_threads;
+    uint32_t handler_timeout_ms;
+    retry_policy_t retry;       /* the global policy */
+    char *dlq_stream;
+    uint32_t dlq_capacity;
+    char *dlq_archive;
+    uint32_t reclaim_min_idle_ms;
+    uint32_t reclaim_interval_ms;
+    uint32_t max_deliveries;
+    uint32_t stale_consumer_ms;
+    uint32_t circuit_failures;
+    uint32_t reconnect_max_ms;
+    bool circuit_stop;
+} core_settings_t;
+
+extern const cfg_table_t core_settings_table;
+
+#endif

@@ -69,6 +69,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         char *body = metrics_render();
         return reply(c, 200, "text/plain; version=0.0.4", body ? body : strdup(""));
     }
+    if (strcmp(url, "/config") == 0) {
+        /* what is in force: the serving generation's settings, with the
+         * value the files ask for on each setting that waits for a restart */
+        if (!get)
+            return reply_error(c, 405, "method not allowed: use GET", "method");
+        generation_t *g = engine_current(a->eng);
+        json_t *h = engine_health(a->eng);
+        json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
+                              json_object_get(h, "reload"), "settings",
+                              config_settings_json(g->cfg, &g->pending_restart));
+        json_decref(h);
+        generation_unref(g);
+        char *body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        return reply(c, 200, "application/json", body);
+    }
     if (strcmp(url, "/reload") == 0) {
         if (!post)
             return reply_error(c, 405, "method not allowed: use POST", "method");

@@ -3,6 +3,9 @@
  *
  *   GET  /health   the engine's health document (200, or 503 when unhealthy)
  *   GET  /metrics  Prometheus text exposition
+ *   GET  /config   every setting in force: {generation, reload, settings:
+ *                  [{key, value, source, reload, type, description,
+ *                  pending_restart?}]} (what `evbusctl config show` prints)
  *   POST /reload   schedules a reload (202); the control thread runs it
  *
  * Errors are JSON bodies naming the offending field, e.g.

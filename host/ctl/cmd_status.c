@@ -17,9 +17,7 @@
 
 #include "ctl/ctl.h"
 
-/* One HTTP/1.0 request to host:port; returns the status code and the body
- * (malloc'd) or -1 with err. */
-static int http_request(const char *addr, const char *method, const char *path, char **body,
+int ctl_http_request(const char *addr, const char *method, const char *path, char **body,
                         char *err, size_t errlen)
 {
     char host[128];
@@ -104,7 +102,7 @@ int cmd_status(int argc, char **argv)
         return ctl_usage_error("status", "no admin endpoint: set admin.listen in the "
                                          "configuration or pass --admin HOST:PORT");
     char *body = NULL, err[256];
-    int code = http_request(admin, "GET", "/health", &body, err, sizeof err);
+    int code = ctl_http_request(admin, "GET", "/health", &body, err, sizeof err);
     if (code < 0)
         return ctl_fail("status", "%s", err);
     json_error_t jerr;
@@ -135,7 +133,20 @@ int cmd_status(int argc, char **argv)
                (long long)json_integer_value(json_object_get(dlq, "capacity")),
                json_string_value(json_object_get(dlq, "level")));
         const char *le = json_string_value(json_object_get(rl, "last_error"));
-        printf("last reload:  %s\n", json_is_true(json_object_get(rl, "last_ok")) ? "ok" : "FAILED");
+        const json_t *pend = json_object_get(rl, "pending_restart");
+        printf("last reload:  %s\n", !json_is_true(json_object_get(rl, "last_ok")) ? "FAILED"
+                                      : json_array_size(pend)                  ? "partial"
+                                                                               : "ok");
+        size_t i;
+        const json_t *p;
+        json_array_foreach(pend, i, p)
+        {
+            printf("  pending restart: %s at %s (running %s, files say %s)\n",
+                   json_string_value(json_object_get(p, "key")),
+                   json_string_value(json_object_get(p, "at")),
+                   json_string_value(json_object_get(p, "running")),
+                   json_string_value(json_object_get(p, "configured")));
+        }
         if (le)
             printf("reload error:\n%s\n", le);
     }
@@ -145,27 +156,127 @@ int cmd_status(int argc, char **argv)
     return rc;
 }
 
+/* ---- reload ---------------------------------------------------------- */
+
+/* The running daemon's {generation, reload} now: from GET /health on the
+ * admin endpoint, or from the file evbusd keeps in its state dir.  NULL
+ * when neither answers (err says why). */
+static json_t *reload_state(const char *admin, const char *running_file, char *err,
+                            size_t errlen)
+{
+    json_t *doc = NULL;
+    if (admin) {
+        char *body = NULL;
+        int code = ctl_http_request(admin, "GET", "/health", &body, err, errlen);
+        if (code < 0)
+            return NULL;
+        doc = json_loads(body, 0, NULL);
+        free(body);
+    } else {
+        json_error_t jerr;
+        doc = json_load_file(running_file, 0, &jerr);
+        if (!doc)
+            snprintf(err, errlen, "%s", jerr.text);
+    }
+    if (doc && !json_is_object(json_object_get(doc, "reload"))) {
+        snprintf(err, errlen, "no reload section in evbusd's answer");
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+static long long reload_count(const json_t *doc)
+{
+    const json_t *r = json_object_get(doc, "reload");
+    return json_integer_value(json_object_get(r, "ok_total")) +
+           json_integer_value(json_object_get(r, "failed_total")) +
+           json_integer_value(json_object_get(r, "partial_total"));
+}
+
+/* Print the outcome; the exit status: 0 ok, 3 partial, 1 failed. */
+static int reload_report(const json_t *doc, bool json)
+{
+    const json_t *r = json_object_get(doc, "reload");
+    const char *status = json_string_value(json_object_get(r, "status"));
+    const json_t *pend = json_object_get(r, "pending_restart");
+    bool failed = !json_is_true(json_object_get(r, "last_ok"));
+    int rc = failed ? CTL_FAIL : json_array_size(pend) > 0 ? CTL_PARTIAL : CTL_OK;
+    if (json) {
+        json_t *out = json_pack("{s:s, s:I, s:O}", "reload",
+                                failed ? "failed" : status ? status : "ok", "generation",
+                                json_integer_value(json_object_get(doc, "generation")),
+                                "pending_restart", pend ? (json_t *)pend : json_array());
+        if (failed)
+            json_object_set(out, "error", json_object_get(r, "last_error"));
+        char *s = json_dumps(out, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+        json_decref(out);
+        return rc;
+    }
+    if (failed) {
+        const char *le = json_string_value(json_object_get(r, "last_error"));
+        fprintf(stderr, "%s\n", le ? le : "(no message)");
+        fprintf(stderr, "evbusctl reload: the reload failed; generation %lld keeps serving\n",
+                (long long)json_integer_value(json_object_get(doc, "generation")));
+        return rc;
+    }
+    size_t i;
+    const json_t *p;
+    json_array_foreach(pend, i, p)
+    {
+        printf("%s: %s: needs a restart: running %s, files say %s\n",
+               json_string_value(json_object_get(p, "at")),
+               json_string_value(json_object_get(p, "key")),
+               json_string_value(json_object_get(p, "running")),
+               json_string_value(json_object_get(p, "configured")));
+    }
+    printf("reload %s: generation %lld live%s\n", rc == CTL_PARTIAL ? "partial" : "ok",
+           (long long)json_integer_value(json_object_get(doc, "generation")),
+           rc == CTL_PARTIAL ? "; the settings above keep their running value until a restart"
+                             : "");
+    return rc;
+}
+
 int cmd_reload(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
                                          {"admin", required_argument, NULL, 'a'},
                                          {"pidfile", required_argument, NULL, 'p'},
+                                         {"no-wait", no_argument, NULL, 'n'},
+                                         {"timeout", required_argument, NULL, 't'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
-    bool json = false;
+    bool json = false, wait = true;
     const char *admin = NULL, *pidfile = NULL;
+    long timeout_s = 60;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (ch) {
         case 'j': json = true; break;
         case 'a': admin = optarg; break;
         case 'p': pidfile = optarg; break;
+        case 'n': wait = false; break;
+        case 't': {
+            char *end;
+            timeout_s = strtol(optarg, &end, 10);
+            if (*end || timeout_s < 1 || timeout_s > 3600)
+                return ctl_usage_error("reload", "--timeout: expected seconds (1..3600), got "
+                                                 "'%s'", optarg);
+            break;
+        }
         case 'h':
-            printf("Usage: evbusctl reload [--pidfile PATH | --admin HOST:PORT] [--json]\n\n"
-                   "Asks the running evbusd to reload conf.d and its plugins: SIGHUP to the\n"
-                   "pid in PATH (default STATE_DIR/evbusd.pid), or POST /reload on the admin\n"
-                   "endpoint when --admin is given or admin.listen is configured.  The reload\n"
-                   "itself runs in evbusd; see `evbusctl status` for its outcome.\n");
+            printf("Usage: evbusctl reload [--pidfile PATH | --admin HOST:PORT] [--no-wait]\n"
+                   "                       [--timeout S] [--json]\n\n"
+                   "Asks the running evbusd to reload conf.d and its plugins: POST /reload on\n"
+                   "the admin endpoint when --admin is given or admin.listen is configured,\n"
+                   "else SIGHUP to the pid in PATH (default STATE_DIR/evbusd.pid).  Then waits\n"
+                   "(up to --timeout, default 60 s) for the outcome and prints it: every\n"
+                   "changed setting that needs a restart with its file:line:column, or the\n"
+                   "errors of a failed reload.  --no-wait only asks.\n"
+                   "Exit status: 0 reloaded, 3 reloaded but some changed settings wait for a\n"
+                   "restart (partial), 1 the reload failed or evbusd is unreachable, 2 usage.\n");
             return CTL_OK;
         default: return ctl_usage_error("reload", "unknown option");
         }
@@ -174,9 +285,20 @@ int cmd_reload(int argc, char **argv)
         return ctl_usage_error("reload", "unexpected argument '%s'", argv[optind]);
     if (!admin && !pidfile)
         admin = ctl_env()->admin_listen;
-    if (admin && !pidfile) {
-        char *body = NULL, err[256];
-        int code = http_request(admin, "POST", "/reload", &body, err, sizeof err);
+    char running[1100] = "", err[256] = "";
+    const char *via_admin = admin && !pidfile ? admin : NULL;
+    /* --admin needs no configuration at all: a broken conf.d must not stop
+     * the reload that reports what is broken */
+    if (!via_admin)
+        snprintf(running, sizeof running, "%s/%s", ctl_env()->state_dir, EVBUS_RUNNING_FILE);
+    /* the count of finished reloads before asking: the outcome is the next one */
+    json_t *before = wait ? reload_state(via_admin, running, err, sizeof err) : NULL;
+    long long seen = before ? reload_count(before) : -1;
+    json_decref(before);
+    long pid = 0;
+    if (via_admin) {
+        char *body = NULL;
+        int code = ctl_http_request(admin, "POST", "/reload", &body, err, sizeof err);
         if (code < 0)
             return ctl_fail("reload", "%s", err);
         if (code != 202) {
@@ -184,27 +306,59 @@ int cmd_reload(int argc, char **argv)
             free(body);
             return ctl_fail("reload", "evbusd answered HTTP %d", code);
         }
-        printf(json ? "{\"reload\":\"scheduled\",\"via\":\"admin\"}\n" : "reload scheduled\n");
         free(body);
+    } else {
+        char path[1024];
+        snprintf(path, sizeof path, "%s", pidfile ? pidfile : "");
+        if (!pidfile)
+            snprintf(path, sizeof path, "%s/evbusd.pid", ctl_env()->state_dir);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return ctl_fail("reload", "cannot read pidfile %s: %s", path, strerror(errno));
+        int ok = fscanf(f, "%ld", &pid);
+        fclose(f);
+        if (ok != 1 || pid <= 1)
+            return ctl_fail("reload", "pidfile %s holds no valid pid", path);
+        if (pidfile) {
+            /* the running file sits next to the pidfile evbusd wrote */
+            char *slash = strrchr(path, '/');
+            if (slash)
+                snprintf(running, sizeof running, "%.*s/%s", (int)(slash - path), path,
+                         EVBUS_RUNNING_FILE);
+            else
+                snprintf(running, sizeof running, "%s", EVBUS_RUNNING_FILE);
+            if (wait) {
+                json_t *b = reload_state(NULL, running, err, sizeof err);
+                seen = b ? reload_count(b) : -1;
+                json_decref(b);
+            }
+        }
+        if (kill((pid_t)pid, SIGHUP) != 0)
+            return ctl_fail("reload", "cannot signal pid %ld: %s", pid, strerror(errno));
+    }
+    if (!wait || seen < 0) {
+        if (wait)
+            fprintf(stderr, "evbusctl reload: cannot follow the outcome (%s); see `evbusctl "
+                    "status`\n", err);
+        if (json)
+            printf(via_admin ? "{\"reload\":\"scheduled\",\"via\":\"admin\"}\n"
+                             : "{\"reload\":\"signalled\",\"pid\":%ld}\n", pid);
+        else if (via_admin)
+            printf("reload scheduled\n");
+        else
+            printf("SIGHUP sent to evbusd (pid %ld)\n", pid);
         return CTL_OK;
     }
-    char path[1024];
-    snprintf(path, sizeof path, "%s", pidfile ? pidfile : "");
-    if (!pidfile)
-        snprintf(path, sizeof path, "%s/evbusd.pid", ctl_env()->state_dir);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return ctl_fail("reload", "cannot read pidfile %s: %s", path, strerror(errno));
-    long pid = 0;
-    int ok = fscanf(f, "%ld", &pid);
-    fclose(f);
-    if (ok != 1 || pid <= 1)
-        return ctl_fail("reload", "pidfile %s holds no valid pid", path);
-    if (kill((pid_t)pid, SIGHUP) != 0)
-        return ctl_fail("reload", "cannot signal pid %ld: %s", pid, strerror(errno));
-    if (json)
-        printf("{\"reload\":\"signalled\",\"pid\":%ld}\n", pid);
-    else
-        printf("SIGHUP sent to evbusd (pid %ld)\n", pid);
-    return CTL_OK;
+    for (long waited = 0; waited < timeout_s * 20; waited++) {
+        json_t *now = reload_state(via_admin, running, err, sizeof err);
+        if (now && reload_count(now) > seen) {
+            int rc = reload_report(now, json);
+            json_decref(now);
+            return rc;
+        }
+        json_decref(now);
+        usleep(50 * 1000);
+    }
+    return ctl_fail("reload", "asked, but no outcome within %ld s; see `evbusctl status`",
+                    timeout_s);
 }

@@ -18,11 +18,14 @@
 #define EVBUS_CTL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/config.h"
 
-enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2 };
+/* CTL_PARTIAL: `reload` only: applied, but changed settings wait for a
+ * restart. */
+enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2, CTL_PARTIAL = 3 };
 
 typedef struct ctl_env {
     const char *conf_dir;      /* NULL when none was found            */
@@ -50,6 +53,12 @@ int ctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf
  * *i past VALUE.  Returns 1 when matched (*val set), 0 when argv[*i] is
  * another option, -1 when the value is missing. */
 int ctl_opt_value(int argc, char **argv, int *i, const char *name, const char **val);
+
+/* One HTTP/1.0 request to an IPv4 host:port (5 s timeouts); returns the
+ * status code with the body (malloc'd, the caller frees it) in *body, or
+ * -1 with err. */
+int ctl_http_request(const char *addr, const char *method, const char *path, char **body,
+                     char *err, size_t errlen);
 
 /* True when stdout/stderr is a terminal (progress bars only then). */
 bool ctl_stdout_tty(void);

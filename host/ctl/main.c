@@ -18,6 +18,7 @@ int cmd_events(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_reload(int argc, char **argv);
+int cmd_config(int argc, char **argv);
 
 /* set by the global options, read by ctl_env() */
 const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
@@ -35,6 +36,7 @@ static const struct {
     {"replay", cmd_replay, "replay events by time range (start | status | list | cancel)"},
     {"status", cmd_status, "show the running evbusd's health"},
     {"reload", cmd_reload, "ask the running evbusd to reload its configuration"},
+    {"config", cmd_config, "show every setting in force, its source and reload class"},
 };
 
 static void usage(FILE *f)

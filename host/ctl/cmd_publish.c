@@ -48,8 +48,6 @@
 #include "ctl/ctl.h"
 #include "store/store.h"
 
-int cmd_publish(int argc, char **argv);
-
 /* Invalid lines listed before "... and N more". */
 #define PUB_MAX_REPORTED 50
 /* Largest --parallel: more connections than this only add contention. */

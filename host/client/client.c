@@ -24,20 +24,6 @@
 
 enum { CONNECT_TIMEOUT_MS = 2000, COMMAND_TIMEOUT_MS = 5000 };
 
-int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (c)
-        snprintf(c->errbuf, sizeof c->errbuf, "%s", msg);
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-    return code;
-}
-
 int evbus__io_fail(evbus_client_t *c, char *err, size_t errlen, const char *what)
 {
     const char *why = c->ctx && c->ctx->errstr[0] ? c->ctx->errstr : "connection lost";
@@ -228,11 +214,6 @@ void evbus_client_set_source(evbus_client_t *c, const char *source)
 {
     free(c->source);
     c->source = source && *source ? strdup(source) : NULL;
-}
-
-const char *evbus_client_error(const evbus_client_t *c)
-{
-    return c->errbuf;
 }
 
 const char *evbus_client_stream(const evbus_client_t *c)

@@ -1,7 +1,15 @@
 /*
- * client_internal — what client.c, event.c and dlq.c share.  Private to
+ * client_internal — what the files of host/client share.  Private to
  * host/client: not installed, not part of the contract (evbus_client.h is).
  * Internal non-static names use the evbus__ prefix.
+ *
+ * Who defines what; each file uses only the ones listed before it, so no
+ * two files call each other:
+ *   error.c     the client's last error (evbus__fail);
+ *   jsontext.c  the buffer, the JSON writer and the text scanner;
+ *   event.c     completion and checks (evbus__source, evbus__text_emit);
+ *   client.c    the connection, XADD and the publish paths;
+ *   dlq.c       the dead-letter queue.
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H
@@ -101,7 +109,9 @@ int evbus__scan_event(const char *text, size_t len, evbus__scan_t *out);
 int evbus__text_emit(evbus_client_t *c, const char *text, size_t len, evbus__buf_t *b, char *msg,
                      size_t msglen);
 
-/* Records a message in the client (when c) and in err (when err); returns code. */
+/* Records a message in the client (when c, for evbus_client_error) and in
+ * err (when err); returns code.  In error.c, which depends on nothing else
+ * here, so event.c reports errors without depending on client.c. */
 int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 

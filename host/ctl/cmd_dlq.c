@@ -16,8 +16,6 @@
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
 
-int cmd_dlq(int argc, char **argv);
-
 #define DLQ_DEFAULT_LIMIT 20
 /* Widest error text shown in the list table. */
 #define DLQ_ERROR_COLS 60

@@ -13,8 +13,6 @@
 #include "ctl/ctl.h"
 #include "store/store.h"
 
-int cmd_events(int argc, char **argv);
-
 static void events_usage(FILE *out)
 {
     fputs("usage: evbusctl events show ID [--json]\n"

@@ -13,8 +13,6 @@
 #include "ctl/ctl.h"
 #include "store/store.h"
 
-int cmd_migrate(int argc, char **argv);
-
 static void migrate_usage(FILE *out)
 {
     fputs("usage: evbusctl migrate status [--json]\n"

@@ -2,22 +2,18 @@
  * cmd_publish.c — `evbusctl publish`: one event from flags, or NDJSON
  * events from a file or stdin, through libevbus.
  *
- * NDJSON input is read twice: a first pass checks every line and
- * publishes nothing if any is bad (so a typo on line 9000 does not leave
- * 8999 events half-sent); a second pass streams the events through a
- * libevbus pipeline (evbus_pipeline_t), so completing the next line
- * overlaps Redis appending the previous ones.  Non-seekable input (a
- * pipe) is spooled to an anonymous temporary file during the first pass,
- * so memory stays bounded whatever the input size; a regular file of
- * PUB_SPLIT_MIN bytes or more is checked by several threads, since Redis
- * has nothing to do until the first pass ends.  Lines go through
- * libevbus' text events: a complete line is published as the bytes it
- * is, with no JSON tree built, which keeps both passes cheap.  The first
- * pass also keeps what libevbus learned about each line
- * (evbus_text_checked_t, for the first PUB_MAX_CHECKED events, so memory
- * stays bounded), and the second pass completes a line that is still what
- * was checked without scanning it again; a line that changed is checked
- * again, as are lines past the cap.  Event checks live in libevbus, not
+ * This file parses the arguments and runs the command.  The NDJSON input
+ * is ndjson.h's: reading it, keeping a pipe in a temporary file, and the
+ * first pass, which checks every line and publishes nothing if any is bad
+ * (so a typo on line 9000 does not leave 8999 events half-sent).
+ *
+ * The second pass, here, streams the events through a libevbus pipeline
+ * (evbus_pipeline_t), so completing the next line overlaps Redis
+ * appending the previous ones.  Lines go through libevbus' text events: a
+ * complete line is published as the bytes it is, with no JSON tree built,
+ * and a line that is still what the first pass checked is completed
+ * without scanning it again (a line that changed is checked again, as are
+ * lines past the first pass's cap).  Event checks live in libevbus, not
  * here.  Stream ids are printed as replies arrive, in input order.
  *
  * --parallel N (N > 1) publishes over N connections, one pipeline each,
@@ -31,33 +27,25 @@
  * thread is enough: Redis, not the client, bounds the rate, and several
  * connections help Redis because each event-loop turn then carries more
  * commands.)
+ *
+ * --live has no first pass: each line is checked as it is completed, for
+ * feeds that never end.
  */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
+#include "ctl/ndjson.h"
 #include "store/store.h"
 
-int cmd_publish(int argc, char **argv);
-
-/* Invalid lines listed before "... and N more". */
-#define PUB_MAX_REPORTED 50
 /* Largest --parallel: more connections than this only add contention. */
 #define PUB_MAX_PARALLEL 64
-/* Events whose first-pass findings are kept (64 bytes each, so at most
- * 64 MiB); later events are scanned again in the second pass. */
-#define PUB_MAX_CHECKED (1u << 20)
-
+_Static_assert(PUB_MAX_PARALLEL <= NDJSON_MAX_PARTS, "a connection per partition");
 
 static void pub_usage(FILE *out)
 {
@@ -212,100 +200,6 @@ static int pub_single(evbus_client_t *c, const char *type, const char *tenant, c
     return CTL_OK;
 }
 
-static bool pub_blank(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-            return false;
-    return true;
-}
-
-/* The partition of every event, in input order, for --parallel: one byte
- * per event is all the first pass keeps. */
-struct pub_parts {
-    unsigned char *of;
-    size_t len, cap, n;
-};
-
-/* Appends n partition bytes; -1 when memory runs out (nothing appended). */
-static int pub_parts_append(struct pub_parts *parts, const unsigned char *of, size_t n)
-{
-    if (n == 0)
-        return 0; /* of may be NULL then */
-    if (parts->cap - parts->len < n) {
-        size_t ncap = parts->cap ? parts->cap : 1 << 16;
-        while (ncap - parts->len < n)
-            ncap *= 2;
-        unsigned char *o = realloc(parts->of, ncap);
-        if (!o)
-            return -1;
-        parts->of = o;
-        parts->cap = ncap;
-    }
-    memcpy(parts->of + parts->len, of, n);
-    parts->len += n;
-    return 0;
-}
-
-/* One checking run's findings, in input order: event i of the run at of[i]. */
-struct pub_chkarr {
-    evbus_text_checked_t *of;
-    size_t len, cap;
-};
-
-/* The first pass's findings for the first events of the input: the runs'
- * arrays one after the other (taken over, not copied: for 200,000 events
- * that copy was 12.8 MB written while Redis waited). */
-#define PUB_SPLIT_MAX 4 /* checking threads at most (see pub_check) */
-struct pub_checks {
-    struct pub_chkarr seg[PUB_SPLIT_MAX];
-    size_t nseg, len;
-};
-
-/* Keeps one event's findings unless the cap is reached; -1 when memory
- * runs out. */
-static int pub_note(struct pub_chkarr *chks, const evbus_text_checked_t *chk)
-{
-    if (chks->len == PUB_MAX_CHECKED)
-        return 0;
-    if (chks->len == chks->cap) {
-        size_t ncap = chks->cap ? 2 * chks->cap : 1 << 12;
-        evbus_text_checked_t *o = realloc(chks->of, ncap * sizeof *o);
-        if (!o)
-            return -1;
-        chks->of = o;
-        chks->cap = ncap;
-    }
-    chks->of[chks->len++] = *chk;
-    return 0;
-}
-
-/* The first pass's findings about event number i, or NULL. */
-static const evbus_text_checked_t *pub_checked(const struct pub_checks *chks, size_t i)
-{
-    for (size_t k = 0; chks && k < chks->nseg; i -= chks->seg[k++].len)
-        if (i < chks->seg[k].len)
-            return &chks->seg[k].of[i];
-    return NULL;
-}
-
-static void pub_checks_free(struct pub_checks *chks)
-{
-    for (size_t k = 0; k < chks->nseg; k++)
-        free(chks->seg[k].of);
-    memset(chks, 0, sizeof *chks);
-}
-
-/* Partition of a key hash: the high bits mixed in, since FNV-1a's low bits
- * alone spread short similar keys unevenly. */
-static unsigned char pub_partition(uint64_t hash, size_t n)
-{
-    return (unsigned char)((hash ^ (hash >> 29) ^ (hash >> 47)) % n);
-}
-
-static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_checks *chks,
-                         struct pub_parts *parts);
-
 /*
  * Second pass: one thread reads the checked input once and streams each
  * event through a libevbus pipeline, so completing line n+1 overlaps Redis
@@ -364,105 +258,6 @@ static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
     ++*q->answered;
 }
 
-/*
- * Lines read from a descriptor into one buffer: with pread from `off`
- * (every checking thread has its own position on the same file), or, for
- * --live, with read.  Before a read that would block, `idle` (if set)
- * runs: a live feed gets what it sent so far published and answered
- * before evbusctl waits for more.
- */
-struct pub_reader {
-    int fd;
-    bool seq; /* read(2) from the current position instead of pread */
-    off_t off;
-    char *buf;
-    size_t cap, pos, len;
-    void (*idle)(void *ud);
-    void *idle_ud;
-    volatile sig_atomic_t *stop; /* set by a signal: read no further */
-};
-
-/* The next line (with its '\n' when there is one) at *line: its length,
- * 0 at the end, -1 on a read error or when memory runs out. */
-static ssize_t pub_read_line(struct pub_reader *r, const char **line)
-{
-    for (;;) {
-        char *nl = r->len > r->pos ? memchr(r->buf + r->pos, '\n', r->len - r->pos) : NULL;
-        if (nl) {
-            *line = r->buf + r->pos;
-            size_t n = (size_t)(nl + 1 - *line);
-            r->pos += n;
-            return (ssize_t)n;
-        }
-        if (r->pos > 0) {
-            memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-            r->len -= r->pos;
-            r->pos = 0;
-        }
-        if (r->len == r->cap) {
-            size_t ncap = r->cap ? 2 * r->cap : 1 << 20;
-            char *b = realloc(r->buf, ncap);
-            if (!b)
-                return -1;
-            r->buf = b;
-            r->cap = ncap;
-        }
-        if (r->idle) {
-            struct pollfd pfd = {r->fd, POLLIN, 0};
-            if (poll(&pfd, 1, 0) == 0) {
-                r->idle(r->idle_ud);
-                /* wait here rather than in read(): poll is never restarted
-                 * after a signal, so a stop request is seen at once */
-                while (!(r->stop && *r->stop) && poll(&pfd, 1, -1) < 0 && errno == EINTR)
-                    ;
-            }
-        }
-        if (r->stop && *r->stop)
-            return 0; /* an unfinished last line is left in the buffer */
-        ssize_t k = r->seq ? read(r->fd, r->buf + r->len, r->cap - r->len)
-                           : pread(r->fd, r->buf + r->len, r->cap - r->len, r->off);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -1;
-        if (k == 0) {
-            *line = r->buf;
-            size_t n = r->len;
-            r->pos = r->len;
-            return (ssize_t)n;
-        }
-        r->off += k;
-        r->len += (size_t)k;
-    }
-}
-
-/* The lines of the input, in order, with their event's index, read
- * through `rd` (1 MiB reads: stdio's 4 KiB ones cost the publisher a
- * system call per ten events, CPU that Redis wants on a small machine). */
-struct pub_lines {
-    struct pub_reader *rd;
-    const char *cur; /* the current line */
-    size_t lineno, event;
-    bool read_error;
-};
-
-/* 1 with the next non-blank line, 0 at the end (or a read error). */
-static int pub_lines_next(struct pub_lines *l, size_t *len)
-{
-    for (;;) {
-        ssize_t n = pub_read_line(l->rd, &l->cur);
-        if (n < 0)
-            l->read_error = true;
-        if (n <= 0)
-            return 0;
-        l->lineno++;
-        if (pub_blank(l->cur, (size_t)n))
-            continue;
-        *len = (size_t)n;
-        return 1;
-    }
-}
-
 /* What a --live idle moment flushes: every pipeline's events are
  * answered, printed and recorded. */
 struct pub_flush {
@@ -494,9 +289,9 @@ static void pub_flush_idle(void *ud)
  * message printed; whatever was queued is answered and printed before the
  * return.
  */
-static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader *rd, bool live,
-                    const char *name, const struct pub_checks *chks,
-                    const struct pub_parts *parts, size_t total, bool json)
+static int pub_send(evbus_client_t *const *clients, size_t n, ndjson_reader_t *rd, bool live,
+                    const char *name, const ndjson_checks_t *chks, const ndjson_parts_t *parts,
+                    size_t total, bool json)
 {
     int rc = CTL_OK, fail = CTL_OK;
     size_t answered = 0;
@@ -519,7 +314,7 @@ static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader 
         if (!(pls[k] = evbus_pipeline_new(clients[k], pub_seq_reply, qs[k], err, sizeof err)))
             rc = ctl_fail("publish", "%s", err);
     }
-    struct pub_lines src = {.rd = rd};
+    ndjson_lines_t src = {.rd = rd};
     struct pub_flush flush = {pls, qs, n};
     if (live) {
         rd->idle = pub_flush_idle;
@@ -527,8 +322,8 @@ static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader 
     }
     char bad[512] = ""; /* --live: the line that stopped it */
     size_t len;
-    while (rc == CTL_OK && fail == CTL_OK && pub_lines_next(&src, &len)) {
-        size_t i = src.event++;
+    while (rc == CTL_OK && fail == CTL_OK && ndjson_lines_next(&src, &len)) {
+        size_t i = src.event - 1;
         if (parts && i >= parts->len) {
             rc = ctl_usage_error("publish", "%s changed since it was checked", name);
             break;
@@ -536,7 +331,7 @@ static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader 
         size_t k = parts ? parts->of[i] : 0;
         struct pub_seq *q = qs[k];
         evbus_text_event_t *ev = &q->evs[seqs[k] % PUB_RING];
-        const evbus_text_checked_t *chk = pub_checked(chks, i);
+        const evbus_text_checked_t *chk = ndjson_checked(chks, i);
         int erc = chk ? evbus_event_text_complete_checked(clients[k], src.cur, len, chk, ev, err,
                                                           sizeof err)
                       : evbus_event_text_complete(clients[k], src.cur, len, ev, err, sizeof err);
@@ -562,10 +357,10 @@ static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader 
         if (src.event % EVBUS_PIPELINE_WINDOW == 0)
             ctl_progress("publish", answered, total);
     }
-    if (rc == CTL_OK && fail == CTL_OK && parts && src.event != parts->len && !src.read_error)
+    if (rc == CTL_OK && fail == CTL_OK && parts && src.event != parts->len && !src.read_errno)
         rc = ctl_usage_error("publish", "%s changed since it was checked", name);
-    if (rc == CTL_OK && src.read_error)
-        rc = live ? ctl_fail("publish", "cannot read %s: %s", name, strerror(errno))
+    if (rc == CTL_OK && src.read_errno)
+        rc = live ? ctl_fail("publish", "cannot read %s: %s", name, strerror(src.read_errno))
                   : ctl_fail("publish", "cannot re-read %s", name);
     /* A connection failure is reported through pub_seq_reply. */
     for (size_t k = 0; k < n && pls; k++) {
@@ -590,223 +385,6 @@ static int pub_send(evbus_client_t *const *clients, size_t n, struct pub_reader 
     free(pls);
     free(seqs);
     return fail != CTL_OK ? fail : rc;
-}
-
-/* ------------------------------------------------------------ first pass */
-
-/* What checking a run of lines found (local line numbers), merged in
- * input order once every run is checked. */
-struct pub_found {
-    struct pub_chkarr chks;
-    struct pub_parts parts; /* parts.n == 0: no partitions wanted */
-    size_t lines, events, bad;
-    struct {
-        size_t line;
-        char msg[256];
-    } rep[PUB_MAX_REPORTED];
-    size_t n_rep;
-    bool oom;
-    int read_errno; /* reading the file failed (0: it did not) */
-};
-
-/* Checks one line.  The checks need no client (c only records the last
- * error), so runs can be checked on several threads at once. */
-static void pub_found_line(struct pub_found *f, const char *line, size_t len)
-{
-    size_t lineno = ++f->lines;
-    if (pub_blank(line, len))
-        return;
-    char err[256];
-    uint64_t hash;
-    evbus_text_checked_t chk;
-    if (evbus_event_text_check_keep(NULL, line, len, f->parts.n ? &hash : NULL, &chk, err,
-                                    sizeof err) != 0) {
-        if (f->n_rep < PUB_MAX_REPORTED) {
-            f->rep[f->n_rep].line = lineno;
-            snprintf(f->rep[f->n_rep++].msg, sizeof f->rep[0].msg, "%s", err);
-        }
-        f->bad++;
-        return;
-    }
-    f->events++;
-    if (f->bad || f->oom)
-        return; /* nothing will be published: keep nothing more */
-    if (pub_note(&f->chks, &chk) != 0) {
-        f->oom = true;
-        return;
-    }
-    if (!f->parts.n)
-        return;
-    unsigned char part = pub_partition(hash, f->parts.n);
-    if (pub_parts_append(&f->parts, &part, 1) != 0)
-        f->oom = true;
-}
-
-static void pub_found_free(struct pub_found *f)
-{
-    free(f->chks.of);
-    free(f->parts.of);
-}
-
-/* One thread's share of a regular file: the lines that start in
- * [from, to), where both are line starts (or the end). */
-struct pub_run {
-    int fd;
-    off_t from, to;
-    struct pub_found found;
-};
-
-static void *pub_run_check(void *arg)
-{
-    struct pub_run *r = arg;
-    struct pub_reader rd = {.fd = r->fd, .off = r->from};
-    off_t at = r->from;
-    const char *line;
-    ssize_t len;
-    while (at < r->to && (len = pub_read_line(&rd, &line)) > 0) {
-        /* a run ends at a line start, so no line crosses it */
-        size_t keep = (size_t)len;
-        if (at + len > r->to)
-            keep = (size_t)(r->to - at);
-        pub_found_line(&r->found, line, keep);
-        at += len;
-    }
-    if (len < 0 && at < r->to)
-        r->found.read_errno = errno ? errno : EIO;
-    free(rd.buf);
-    return NULL;
-}
-
-/* The start of the line after offset `at` (the end when there is none). */
-static off_t pub_line_after(int fd, off_t at, off_t size)
-{
-    char buf[4096];
-    while (at < size) {
-        ssize_t k = pread(fd, buf, sizeof buf, at);
-        if (k <= 0)
-            return size;
-        char *nl = memchr(buf, '\n', (size_t)k);
-        if (nl)
-            return at + (nl - buf) + 1;
-        at += k;
-    }
-    return size;
-}
-
-/* Files at least this big are checked by several threads: Redis has
- * nothing to do until the first pass ends, so its core checks too. */
-#define PUB_SPLIT_MIN (4u << 20)
-
-/*
- * First pass: checks every line, spooling a pipe to *spool, keeps the
- * findings in chks and with parts (--parallel) notes each event's
- * partition.  A big regular file is split at line starts and checked by
- * up to PUB_SPLIT_MAX threads; their findings are merged in input order.
- * Returns the number of events, or -1 after printing the invalid lines
- * (the first PUB_MAX_REPORTED, in input order, with their line numbers).
- */
-static ssize_t pub_check(FILE *in, const char *name, FILE *spool, struct pub_checks *chks,
-                         struct pub_parts *parts)
-{
-    struct pub_run runs[PUB_SPLIT_MAX];
-    memset(runs, 0, sizeof runs);
-    size_t nruns = 1;
-    struct stat st;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (!spool && fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode) &&
-        (size_t)st.st_size >= PUB_SPLIT_MIN && ncpu > 1)
-        nruns = ncpu < PUB_SPLIT_MAX ? (size_t)ncpu : PUB_SPLIT_MAX;
-    for (size_t k = 0; k < nruns; k++)
-        runs[k].found.parts.n = parts ? parts->n : 0;
-    if (nruns == 1) {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t len;
-        while ((len = getline(&line, &cap, in)) >= 0) {
-            if (spool)
-                fwrite(line, 1, (size_t)len, spool);
-            pub_found_line(&runs[0].found, line, (size_t)len);
-        }
-        free(line);
-    } else {
-        int fd = fileno(in);
-        off_t start = ftello(in);
-        if (start < 0)
-            start = 0;
-        pthread_t tids[PUB_SPLIT_MAX];
-        bool started[PUB_SPLIT_MAX] = {false};
-        for (size_t k = 0; k < nruns; k++) {
-            runs[k].fd = fd;
-            runs[k].from = k == 0 ? start : runs[k - 1].to;
-            runs[k].to = k + 1 == nruns
-                             ? st.st_size
-                             : pub_line_after(fd, start + (st.st_size - start) * (off_t)(k + 1) /
-                                                          (off_t)nruns - 1,
-                                              st.st_size);
-            if (runs[k].to < runs[k].from)
-                runs[k].to = runs[k].from;
-        }
-        for (size_t k = 1; k < nruns; k++)
-            started[k] = pthread_create(&tids[k], NULL, pub_run_check, &runs[k]) == 0;
-        for (size_t k = 0; k < nruns; k++)
-            if (k == 0 || !started[k])
-                pub_run_check(&runs[k]); /* here when a thread would not start */
-        for (size_t k = 1; k < nruns; k++)
-            if (started[k])
-                pthread_join(tids[k], NULL);
-    }
-
-    /* Merge in input order. */
-    size_t lines = 0, events = 0, bad = 0, reported = 0;
-    bool oom = false, capped = false;
-    int read_errno = 0;
-    for (size_t k = 0; k < nruns; k++) {
-        struct pub_found *f = &runs[k].found;
-        for (size_t i = 0; i < f->n_rep && reported < PUB_MAX_REPORTED; i++, reported++)
-            fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", name, lines + f->rep[i].line,
-                    f->rep[i].msg);
-        bad += f->bad;
-        oom = oom || f->oom;
-        if (!read_errno)
-            read_errno = f->read_errno;
-        if (!bad && !oom) {
-            /* findings are kept for the first PUB_MAX_CHECKED events only:
-             * once a run stopped keeping them, later runs' cannot follow */
-            size_t kept = f->chks.len;
-            if (!capped && kept) {
-                size_t take = PUB_MAX_CHECKED - chks->len;
-                if (take > kept)
-                    take = kept;
-                chks->seg[chks->nseg] = f->chks;
-                chks->seg[chks->nseg++].len = take;
-                chks->len += take;
-                f->chks = (struct pub_chkarr){0};
-            }
-            capped = capped || kept < f->events || chks->len == PUB_MAX_CHECKED;
-            if (parts && !oom && pub_parts_append(parts, f->parts.of, f->parts.len) != 0)
-                oom = true;
-        }
-        lines += f->lines;
-        events += f->events;
-        pub_found_free(f);
-    }
-    if (bad > PUB_MAX_REPORTED)
-        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
-                bad - PUB_MAX_REPORTED);
-    if (bad) {
-        ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", bad,
-                        bad == 1 ? "" : "s", name);
-        return -1;
-    }
-    if (read_errno) {
-        ctl_fail("publish", "%s: cannot read: %s", name, strerror(read_errno));
-        return -1;
-    }
-    if (oom) {
-        ctl_fail("publish", "out of memory");
-        return -1;
-    }
-    return (ssize_t)events;
 }
 
 /* The per-connection settings of the parallel clients. */
@@ -841,16 +419,16 @@ static int pub_stream_live(evbus_client_t *c, int fd, const char *name, bool jso
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    struct pub_reader rd = {.fd = fd, .seq = true, .stop = &pub_live_signal};
+    ndjson_reader_t rd = {.fd = fd, .seq = true, .stop = &pub_live_signal};
     evbus_client_t *clients[1] = {c};
     int rc = pub_send(clients, 1, &rd, true, name, NULL, NULL, 0, json);
-    free(rd.buf);
+    /* what the reader holds after its last newline: a line the feed had
+     * not finished when the signal came */
+    size_t left = ndjson_reader_unread(&rd);
+    ndjson_reader_free(&rd);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (pub_live_signal) {
-        /* what the reader holds after its last newline: a line the feed
-         * had not finished when the signal came */
-        size_t left = rd.len - rd.pos;
         fprintf(stderr, "evbusctl publish: stopped by %s; every complete line read from %s "
                         "until then was published\n",
                 pub_live_signal == SIGINT ? "SIGINT" : "SIGTERM", name);
@@ -862,28 +440,49 @@ static int pub_stream_live(evbus_client_t *c, int fd, const char *name, bool jso
     return rc;
 }
 
+/*
+ * Prints why the first pass failed: the invalid lines (the first
+ * NDJSON_MAX_REPORTED, in input order, with their line numbers) and what
+ * it came to.  Every failure of the first pass exits with status 2 (an
+ * input error), whatever ctl_fail would return.
+ */
+static int pub_check_failed(const ndjson_input_t *in, int code)
+{
+    const ndjson_report_t *rep = &in->report;
+    for (size_t i = 0; i < rep->n_shown; i++)
+        fprintf(stderr, "evbusctl publish: %s:%zu: %s\n", in->name, rep->shown[i].line,
+                rep->shown[i].msg);
+    if (rep->bad > NDJSON_MAX_REPORTED)
+        fprintf(stderr, "evbusctl publish: ... and %zu more invalid lines\n",
+                rep->bad - NDJSON_MAX_REPORTED);
+    if (code == NDJSON_EINVAL)
+        ctl_usage_error("publish", "%zu invalid line%s in %s; nothing was published", rep->bad,
+                        rep->bad == 1 ? "" : "s", in->name);
+    else if (code == NDJSON_EREAD)
+        ctl_fail("publish", "%s: cannot read: %s", in->name, strerror(rep->read_errno));
+    else
+        ctl_fail("publish", "out of memory");
+    return CTL_USAGE;
+}
+
+/*
+ * NDJSON input: --live publishes it as it is read; otherwise the first
+ * pass checks all of it (ndjson.h) and the second publishes it.
+ */
 static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts *o)
 {
-    bool use_stdin = !file || strcmp(file, "-") == 0;
-    const char *name = use_stdin ? "stdin" : file;
-    FILE *in = use_stdin ? stdin : fopen(file, "r");
-    if (!in)
+    ndjson_input_t in;
+    if (ndjson_input_open(&in, file) != 0)
         return ctl_usage_error("publish", "cannot open %s: %s", file, strerror(errno));
     if (o->stream) {
-        int rc = pub_stream_live(c, fileno(in), name, o->json);
-        if (!use_stdin)
-            fclose(in);
+        int rc = pub_stream_live(c, ndjson_input_fd(&in), in.name, o->json);
+        ndjson_input_close(&in);
         return rc;
     }
-    struct stat st;
-    FILE *spool = NULL;
-    if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
-        spool = tmpfile();
-        if (!spool) {
-            if (!use_stdin)
-                fclose(in);
-            return ctl_fail("publish", "cannot create a temporary file: %s", strerror(errno));
-        }
+    if (ndjson_input_spool(&in) != 0) {
+        int e = errno;
+        ndjson_input_close(&in);
+        return ctl_fail("publish", "cannot create a temporary file: %s", strerror(e));
     }
     /* --parallel n: n connections with the settings of c (maxlen, source),
      * the first being c itself; the first pass notes each event's
@@ -891,8 +490,6 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
     size_t n = o->parallel > 1 ? o->parallel : 1;
     const ctl_env_t *env = ctl_env();
     evbus_client_t **clients = calloc(n, sizeof *clients);
-    struct pub_parts parts = {.n = n};
-    struct pub_checks chks = {0};
     int rc = clients ? CTL_OK : ctl_fail("publish", "out of memory");
     for (size_t k = 0; k < n && rc == CTL_OK; k++) {
         char err[256];
@@ -907,34 +504,25 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
         evbus_client_set_maxlen(clients[k], o->maxlen);
         evbus_client_set_source(clients[k], o->source);
     }
-    off_t first_byte = spool ? 0 : ftello(in);
-    if (first_byte < 0)
-        first_byte = 0;
-    ssize_t total = rc == CTL_OK ? pub_check(in, name, spool, &chks, n > 1 ? &parts : NULL) : -1;
-    if (rc == CTL_OK && total < 0)
-        rc = CTL_USAGE;
     if (rc == CTL_OK) {
-        /* From the start of the spool, or where the input began (a file
-         * given on stdin may start past its first byte). */
-        FILE *src = spool ? spool : in;
-        off_t start = spool ? 0 : first_byte;
-        struct pub_reader rd = {.fd = fileno(src), .off = start};
-        if (spool && fflush(spool) != 0)
-            rc = ctl_fail("publish", "%s: cannot re-read the input: %s", name, strerror(errno));
+        int crc = ndjson_input_check(&in, n);
+        if (crc != NDJSON_OK)
+            rc = pub_check_failed(&in, crc);
+    }
+    if (rc == CTL_OK) {
+        ndjson_reader_t rd;
+        if (ndjson_input_rewind(&in, &rd) != 0)
+            rc = ctl_fail("publish", "%s: cannot re-read the input: %s", in.name,
+                          strerror(errno));
         else
-            rc = pub_send(clients, n, &rd, false, name, &chks, n > 1 ? &parts : NULL,
-                          (size_t)total, o->json);
-        free(rd.buf);
+            rc = pub_send(clients, n, &rd, false, in.name, &in.checks, n > 1 ? &in.parts : NULL,
+                          in.events, o->json);
+        ndjson_reader_free(&rd);
     }
     for (size_t k = 1; k < n && clients; k++)
         evbus_client_free(clients[k]);
     free(clients);
-    free(parts.of);
-    pub_checks_free(&chks);
-    if (spool)
-        fclose(spool);
-    if (!use_stdin)
-        fclose(in);
+    ndjson_input_close(&in);
     return rc;
 }
 

@@ -15,8 +15,6 @@
 #include "ctl/ctl.h"
 #include "store/store.h"
 
-int cmd_replay(int argc, char **argv);
-
 #define REPLAY_MAX_TYPES 64
 #define REPLAY_WAIT_POLL_US (500 * 1000)
 

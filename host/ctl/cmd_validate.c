@@ -33,8 +33,6 @@ static void validate_progress_cb(void *ud, uint64_t bytes)
     ctl_progress(p->label, bytes, p->total);
 }
 
-int cmd_validate(int argc, char **argv);
-
 static void validate_usage(FILE *out)
 {
     fputs("usage: evbusctl validate [--schema FILE | --schemas DIR] [--json]\n"

@@ -10,8 +10,6 @@
 
 #include "evbus_build_config.h"
 
-extern const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
-
 static ctl_env_t env;
 static bool loaded;
 

@@ -1,5 +1,5 @@
 /*
- * ctl — shared plumbing of evbusctl's subcommands.
+ * ctl — evbusctl's commands and the plumbing they share.
  *
  * evbusctl [-c DIR] [--redis URL] [--postgres URL] [--stream NAME] COMMAND ...
  * Global options come before the command.  Connection settings resolve in
@@ -26,6 +26,27 @@
 /* CTL_PARTIAL: `reload` only: applied, but changed settings wait for a
  * restart. */
 enum { CTL_OK = 0, CTL_FAIL = 1, CTL_USAGE = 2, CTL_PARTIAL = 3 };
+
+/*
+ * The commands main.c dispatches to, one cmd_*.c per family.  argv[0] is
+ * the command's name and argv[1..] its own arguments (the global options
+ * are gone); each parses them itself and returns one of the exit codes
+ * above.  Declared here once so that main.c's table and the definitions
+ * cannot drift apart.
+ */
+int cmd_publish(int argc, char **argv);  /* cmd_publish.c */
+int cmd_dlq(int argc, char **argv);      /* cmd_dlq.c */
+int cmd_validate(int argc, char **argv); /* cmd_validate.c */
+int cmd_migrate(int argc, char **argv);  /* cmd_migrate.c */
+int cmd_events(int argc, char **argv);   /* cmd_events.c */
+int cmd_replay(int argc, char **argv);   /* cmd_replay.c */
+int cmd_status(int argc, char **argv);   /* cmd_status.c */
+int cmd_reload(int argc, char **argv);   /* cmd_status.c */
+int cmd_config(int argc, char **argv);   /* cmd_config.c */
+
+/* The global options as given (NULL when absent): set by main.c before
+ * the command runs, read by ctl_env(). */
+extern const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
 
 typedef struct ctl_env {
     const char *conf_dir;      /* NULL when none was found            */

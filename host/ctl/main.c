@@ -10,16 +10,6 @@
 #include "ctl/ctl.h"
 #include "evbus_build_config.h"
 
-int cmd_publish(int argc, char **argv);
-int cmd_dlq(int argc, char **argv);
-int cmd_validate(int argc, char **argv);
-int cmd_migrate(int argc, char **argv);
-int cmd_events(int argc, char **argv);
-int cmd_replay(int argc, char **argv);
-int cmd_status(int argc, char **argv);
-int cmd_reload(int argc, char **argv);
-int cmd_config(int argc, char **argv);
-
 /* set by the global options, read by ctl_env() */
 const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
 

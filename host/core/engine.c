@@ -1205,6 +1205,25 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));
     json_object_set_new(md, "queue", json_integer((json_int_t)METRIC_GET(metadata_queue)));
     json_object_set_new(h, "metadata", md);
+    /* the live settings as the engine's threads read them (not only what
+     * the generation says): what the reload test checks against */
+    json_t *use = json_object();
+    json_object_set_new(use, "batch_size", json_integer(LIVE(e, batch_size)));
+    json_object_set_new(use, "block_ms", json_integer(LIVE(e, block_ms)));
+    json_object_set_new(use, "redis.connect_timeout_ms", json_integer(LIVE(e, connect_ms)));
+    json_object_set_new(use, "reclaim.min_idle_ms", json_integer(LIVE(e, min_idle_ms)));
+    json_object_set_new(use, "reclaim.interval_ms", json_integer(LIVE(e, reclaim_interval_ms)));
+    json_object_set_new(use, "reclaim.max_deliveries", json_integer(LIVE(e, max_deliveries)));
+    json_object_set_new(use, "reclaim.stale_consumer_ms",
+                        json_integer(LIVE(e, stale_consumer_ms)));
+    json_object_set_new(use, "circuit.failures", json_integer(LIVE(e, circuit_failures)));
+    json_object_set_new(use, "circuit.max_backoff_ms", json_integer(LIVE(e, reconnect_max_ms)));
+    json_object_set_new(use, "circuit.stop", json_boolean(LIVE(e, circuit_stop)));
+    json_object_set_new(use, "dlq.capacity", json_integer(LIVE(e, dlq_capacity)));
+    if (e->meta)
+        json_object_set_new(use, "postgres.metadata.flush_ms",
+                            json_integer(store_writer_flush_ms(e->meta)));
+    json_object_set_new(h, "settings_in_use", use);
     json_object_set_new(h, "uptime_ms", json_integer(clock_wall_ms() - e->started_ms));
     return h;
 }

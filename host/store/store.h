@@ -135,6 +135,8 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg);
 /* Apply cfg's live writer settings (postgres.metadata.flush_ms) from the
  * next batch on.  NULL w is fine.  Any thread. */
 void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg);
+/* The flush interval in force (health). */
+int store_writer_flush_ms(const store_writer_t *w);
 
 /*
  * Queue one update; never waits for PostgreSQL.  Returns 0, or -1 when the

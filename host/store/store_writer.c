@@ -1048,6 +1048,11 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+int store_writer_flush_ms(const store_writer_t *w)
+{
+    return atomic_load(&((store_writer_t *)w)->flush_ms);
+}
+
 void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg)
 {
     if (w)

@@ -1,11 +1,14 @@
 /*
  * config — reads the conf.d directory (*.yaml, *.yml) into one immutable evbus_config_t.
  *
- * YAML is parsed with libyaml into typed structs; every value keeps the
- * file:line:column it came from so that any later stage (plugin loading,
- * schema compilation, routing) can report errors at the manifest position.
- * Values support ${VAR} and ${VAR:-default}.  EVBUS_REDIS_URL and
- * EVBUS_POSTGRES_URL override the configured URLs.
+ * YAML is parsed with libyaml into a tree that keeps every value's
+ * file:line:column, so that any later stage (plugin loading, schema
+ * compilation, routing) can report errors at the manifest position.
+ * Values support ${VAR} and ${VAR:-default}.  Settings are applied by one
+ * generic applier walking the modules' tables (config/settings.h): each
+ * module's struct (core, schema, store, admin, daemon) is a member below,
+ * and `sources` says where each value came from.  A row's `env` variable
+ * (EVBUS_REDIS_URL, EVBUS_POSTGRES_URL) overrides the files.
  *
  * This module does not load plugins, compile schemas or touch the network.
  *

@@ -45,7 +45,7 @@ static void usage(FILE *f)
                "  -h, --help         this help; `evbusctl COMMAND --help` for a command\n"
                "  -v, --version      print the version\n"
                "\nExit status: 0 success, 1 the operation failed, 2 usage or configuration "
-               "error.\n",
+               "error,\n3 `reload` applied but changed settings wait for a restart.\n",
             EVBUS_CONF_DIR);
 }
 

@@ -275,7 +275,10 @@ Test(reload, evbusctl_reload_signals_the_pidfile_and_check_config_agrees)
     free(e);
     char *rl[] = {ctl, "reload", "--pidfile", pidfile, NULL};
     int before = count_in_log("keeps serving");
-    cr_assert_eq(harness_run(rl, NULL, NULL, &o, &e, 10000), 0, "%s", e);
+    /* evbusctl reload waits for the outcome: failed, with the position */
+    cr_assert_eq(harness_run(rl, NULL, NULL, &o, &e, 10000), 1, "%s", e);
+    cr_assert(strstr(e, "20-bad.yaml:2:"), "got %s", e);
+    cr_assert(strstr(e, "the reload failed; generation 1 keeps serving"), "got %s", e);
     free(o);
     free(e);
     for (int i = 0; i < 300 && count_in_log("keeps serving") == before; i++)
@@ -288,7 +291,8 @@ Test(reload, evbusctl_reload_signals_the_pidfile_and_check_config_agrees)
     cr_assert_str_eq(o, "OK\n");
     free(o);
     free(e);
-    cr_assert_eq(harness_run(rl, NULL, NULL, &o, &e, 10000), 0);
+    cr_assert_eq(harness_run(rl, NULL, NULL, &o, &e, 10000), 0, "%s", e);
+    cr_assert_str_eq(o, "reload ok: generation 2 live\n");
     free(o);
     free(e);
     for (int i = 0; i < 300 && !fx_log_has(&F, "generation 2 live"); i++)

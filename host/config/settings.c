@@ -382,8 +382,14 @@ size_t config_reload_merge(const evbus_config_t *prev, evbus_config_t *next,
             log_info("reload", "%s: %s -> %s (%s)", s->key, a, b, where);
             continue;
         }
-        log_warn("reload", "%s: %s: changed from %s to %s but needs a restart (%s); the running "
-                 "value %s stays in force", where, s->key, a, b, s->why, a);
+        /* "FILE:LINE:COL: key" when a file set it, else "key (default)" */
+        char what[800];
+        if (next->sources[i].kind == CFG_SRC_FILE)
+            snprintf(what, sizeof what, "%s: %s", where, s->key);
+        else
+            snprintf(what, sizeof what, "%s (%s)", s->key, where);
+        log_warn("reload", "%s: changed from %s to %s but needs a restart (%s); the running "
+                 "value %s stays in force", what, a, b, s->why, a);
         pending_add(pending, s->key, where, a, b);
         cfg_value_copy(next, prev, i);
     }

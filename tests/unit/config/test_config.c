@@ -5,6 +5,7 @@
  * so setenv() in one test never leaks into another.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -951,4 +952,136 @@ Test(config, errors_append_to_what_the_caller_already_has)
     cr_assert_eq(errs.count, 2);
     cr_expect_str_eq(errs.msgs[0], "x.yaml:3:4: earlier 1");
     cr_expect_str_eq(errs.msgs[1], "no position");
+}
+
+/* ---- the settings tables (config/settings.h) --------------------------- */
+
+Test(config, every_row_reads_back_the_text_it_was_set_from)
+{
+    manifest("00.yaml", "stream: s\n");
+    load_ok();
+    size_t n = cfg_settings_count();
+    cr_assert_gt(n, 40);
+    for (size_t i = 0; i < n; i++) {
+        const cfg_setting_t *s = cfg_setting_at(i);
+        char text[1024], again[1024], err[256];
+        cr_assert(s->desc && *s->desc, "%s has no description", s->key);
+        cr_assert(s->why && *s->why, "%s does not say when/why it applies", s->key);
+        cr_assert(s->def || s->compute || (s->flags & CFG_F_OPTIONAL),
+                  "%s has no default and is not optional", s->key);
+        size_t idx;
+        cr_assert_eq(cfg_setting_find(s->key, &idx), s);
+        cr_assert_eq(idx, i);
+        cfg_value_text(cfg, i, text, sizeof text);
+        if (!text[0] && (s->flags & CFG_F_OPTIONAL))
+            continue;
+        cr_assert_eq(cfg_value_set(cfg, i, text, err, sizeof err), 0, "%s = '%s': %s", s->key,
+                     text, err);
+        cr_assert_str_eq(cfg_value_text(cfg, i, again, sizeof again), text, "%s", s->key);
+    }
+}
+
+Test(config, sources_say_default_file_position_or_environment)
+{
+    setenv("EVBUS_REDIS_URL", "redis://10.0.0.1:6379/2", 1);
+    manifest("00.yaml", "redis: { url: redis://x }\nreclaim:\n  max_deliveries: 9\n");
+    load_ok();
+    char src[600], want[600];
+    size_t i;
+    cr_assert(cfg_setting_find("redis.url", &i));
+    cr_assert_str_eq(cfg->core.redis_url, "redis://10.0.0.1:6379/2");
+    cr_assert_str_eq(cfg_source_text(cfg, i, src, sizeof src), "env EVBUS_REDIS_URL");
+    cr_assert(cfg_setting_find("reclaim.max_deliveries", &i));
+    snprintf(want, sizeof want, "%s/00.yaml:3:19", confd);
+    cr_assert_str_eq(cfg_source_text(cfg, i, src, sizeof src), want);
+    cr_assert(cfg_setting_find("batch_size", &i));
+    cr_assert_str_eq(cfg_source_text(cfg, i, src, sizeof src), "default");
+    /* a computed default follows what it depends on */
+    cr_assert(cfg_setting_find("dlq.stream", &i));
+    cr_assert_str_eq(cfg->core.dlq_stream, "evbus:events:dlq");
+    cr_assert_str_eq(cfg_source_text(cfg, i, src, sizeof src), "default");
+}
+
+Test(config, reload_merge_keeps_restart_settings_and_applies_live_ones)
+{
+    manifest("00.yaml", "worker_threads: 2\ndlq: { capacity: 100 }\n");
+    load_ok();
+    evbus_config_t *prev = cfg;
+    cfg = NULL;
+    manifest("00.yaml", "worker_threads: 4\ndlq: { capacity: 50 }\nstream: other\n");
+    load_ok();
+    cfg_pending_list_t pend = {0};
+    size_t live = config_reload_merge(prev, cfg, &pend);
+    cr_expect_eq(live, 1); /* dlq.capacity */
+    cr_expect_eq(cfg->core.dlq_capacity, 50);
+    cr_expect_eq(cfg->core.worker_threads, 2, "restart settings keep the running value");
+    cr_expect_str_eq(cfg->core.stream, "evbus:events");
+    cr_expect_str_eq(cfg->core.dlq_stream, "evbus:events:dlq");
+    cr_assert_eq(pend.count, 3); /* stream, worker_threads, dlq.stream (computed from stream) */
+    char want[600];
+    snprintf(want, sizeof want, "%s/00.yaml:1:17", confd);
+    bool seen = false;
+    for (size_t i = 0; i < pend.count; i++)
+        if (!strcmp(pend.items[i].key, "worker_threads")) {
+            seen = true;
+            cr_expect_str_eq(pend.items[i].pos, want);
+            cr_expect_str_eq(pend.items[i].old, "2");
+            cr_expect_str_eq(pend.items[i].now, "4");
+        }
+    cr_expect(seen);
+    /* the kept value's source is the running one's, not the new file's */
+    size_t i;
+    char src[600];
+    cr_assert(cfg_setting_find("stream", &i));
+    cr_expect_str_eq(cfg_source_text(cfg, i, src, sizeof src), "default");
+    cfg_pending_free(&pend);
+    config_free(prev);
+}
+
+static const char *running_of(void *arg, const char *key)
+{
+    (void)arg;
+    if (!strcmp(key, "worker_threads"))
+        return "3";
+    if (!strcmp(key, "batch_size"))
+        return "7";
+    return NULL;
+}
+
+Test(config, diff_against_the_running_record_lists_restart_changes)
+{
+    manifest("00.yaml", "worker_threads: 2\n");
+    load_ok();
+    cfg_pending_list_t pend = {0};
+    cr_expect_eq(config_diff_text(cfg, running_of, NULL, &pend), 1); /* batch_size 1000 vs 7 */
+    cr_assert_eq(pend.count, 1);
+    cr_expect_str_eq(pend.items[0].key, "worker_threads");
+    cr_expect_str_eq(pend.items[0].old, "3");
+    cr_expect_str_eq(pend.items[0].now, "2");
+    cfg_pending_free(&pend);
+}
+
+Test(config, settings_json_marks_pending_values)
+{
+    manifest("00.yaml", "batch_size: 5\n");
+    load_ok();
+    cfg_pending_t item = {.key = "batch_size", .pos = "x", .old = "5", .now = "6"};
+    cfg_pending_list_t pend = {.items = &item, .count = 1};
+    json_t *rows = config_settings_json(cfg, &pend);
+    cr_assert_eq(json_array_size(rows), cfg_settings_count());
+    size_t i;
+    json_t *row;
+    int found = 0;
+    json_array_foreach(rows, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "key")), "batch_size"))
+            continue;
+        found = 1;
+        cr_expect_str_eq(json_string_value(json_object_get(row, "value")), "5");
+        cr_expect_str_eq(json_string_value(json_object_get(row, "reload")), "live");
+        cr_expect_str_eq(json_string_value(json_object_get(row, "pending_restart")), "6");
+        cr_expect_str_eq(json_string_value(json_object_get(row, "type")), "int ≥ 1");
+    }
+    cr_expect(found);
+    json_decref(rows);
 }

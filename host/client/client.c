@@ -19,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "client_internal.h"
+#include "retention_lua.h"
 
 enum { CONNECT_TIMEOUT_MS = 2000, COMMAND_TIMEOUT_MS = 5000 };
 
@@ -35,19 +37,83 @@ int evbus__io_fail(evbus_client_t *c, char *err, size_t errlen, const char *what
     return EVBUS_CLIENT_EREDIS;
 }
 
-int evbus__maxlen_args(const evbus_client_t *c, const char **argv, size_t *lens, int argc,
-                       char buf[24])
+static const char GUARD_LUA[] = EVBUS_RETENTION_LUA_PUBLISH;
+
+int evbus__xadd_head(const evbus_client_t *c, const char *stream, const char **argv,
+                     size_t *lens, int argc, evbus__head_t *h)
 {
-    if (c->maxlen == 0)
+    if (c->guard != 1) {
+        argv[argc] = "XADD", lens[argc++] = 4;
+        argv[argc] = stream, lens[argc++] = strlen(stream);
+        argv[argc] = "*", lens[argc++] = 1;
         return argc;
-    snprintf(buf, 24, "%llu", (unsigned long long)c->maxlen);
-    argv[argc] = "MAXLEN";
-    lens[argc++] = 6;
-    argv[argc] = "~";
-    lens[argc++] = 1;
-    argv[argc] = buf;
-    lens[argc++] = strlen(buf);
+    }
+    snprintf(h->policy, sizeof h->policy, "%s:retention", stream);
+    snprintf(h->full, sizeof h->full, "%s:retention:full", stream);
+    snprintf(h->max, sizeof h->max, "%u", c->guard_max);
+    argv[argc] = "EVALSHA", lens[argc++] = 7;
+    argv[argc] = c->guard_sha, lens[argc++] = strlen(c->guard_sha);
+    argv[argc] = "3", lens[argc++] = 1;
+    argv[argc] = stream, lens[argc++] = strlen(stream);
+    argv[argc] = h->policy, lens[argc++] = strlen(h->policy);
+    argv[argc] = h->full, lens[argc++] = strlen(h->full);
+    argv[argc] = h->max, lens[argc++] = strlen(h->max);
     return argc;
+}
+
+bool evbus__is_full(const char *s, size_t len)
+{
+    return len >= 9 && memcmp(s, "EVBUSFULL", 9) == 0;
+}
+
+/* The stream's retention policy, as evbusd publishes it: decides whether
+ * this client's XADDs go through the guard.  Unless the caller decided
+ * (evbus_client_set_retention).  Called when a connection opens. */
+static void read_policy(evbus_client_t *c)
+{
+    if (!c->ctx)
+        return;
+    redisReply *r = NULL;
+    if (!c->guard_explicit) {
+        r = redisCommand(c->ctx, "HMGET %s:retention max_entries max_bytes on_full block_ms",
+                         c->stream);
+        if (!r)
+            return; /* the next command reports the connection */
+    }
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+        long long me = r->element[0]->str ? strtoll(r->element[0]->str, NULL, 10) : 0;
+        long long mb = r->element[1]->str ? strtoll(r->element[1]->str, NULL, 10) : 0;
+        c->guard = me > 0 || mb > 0;
+        c->guard_max = 0; /* the guard reads the hash itself */
+        c->block = r->element[2]->str && !strcmp(r->element[2]->str, "block");
+        c->block_ms = r->element[3]->str ? strtoull(r->element[3]->str, NULL, 10) : 0;
+    } else if (r) {
+        c->guard = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    if (c->guard != 1)
+        return;
+    /* the guard runs by its SHA: the script text (a few KB) is sent once
+     * per connection, not once per event */
+    const char *argv[3] = {"SCRIPT", "LOAD", GUARD_LUA};
+    r = redisCommandArgv(c->ctx, 3, argv, NULL);
+    if (r && r->type == REDIS_REPLY_STRING)
+        snprintf(c->guard_sha, sizeof c->guard_sha, "%s", r->str);
+    else
+        snprintf(c->guard_sha, sizeof c->guard_sha, "0"); /* fails visibly: NOSCRIPT */
+    if (r)
+        freeReplyObject(r);
+}
+
+void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_full_block,
+                                uint64_t block_ms)
+{
+    c->guard_explicit = true;
+    c->guard = 1;
+    c->guard_max = max_entries;
+    c->block = on_full_block != 0;
+    c->block_ms = block_ms;
 }
 
 /* Decodes %XX escapes (passwords may contain '@' or ':'); NULL on OOM. */
@@ -200,10 +266,7 @@ void evbus_client_free(evbus_client_t *c)
     free(c);
 }
 
-void evbus_client_set_maxlen(evbus_client_t *c, uint64_t maxlen)
-{
-    c->maxlen = maxlen;
-}
+
 
 void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k)
 {
@@ -285,7 +348,10 @@ redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
         redisFree(c->ctx);
         c->ctx = NULL;
     }
-    return conn_open(c, CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, err, errlen);
+    if (!conn_open(c, CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, err, errlen))
+        return NULL;
+    read_policy(c);
+    return c->ctx;
 }
 
 redisContext *evbus_redis_connect(const char *url, int connect_timeout_ms,
@@ -320,6 +386,8 @@ static int xadd_reply(evbus_client_t *c, redisReply *r, char *out_id, size_t out
             snprintf(out_id, out_len, "%s", r->str);
         return 0;
     }
+    if (r->type == REDIS_REPLY_ERROR && evbus__is_full(r->str, r->len))
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EFULL, "stream full: %s", r->str + 10);
     if (r->type == REDIS_REPLY_ERROR)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: XADD %s: %s", c->stream,
                            r->str);
@@ -331,17 +399,10 @@ static int xadd_reply(evbus_client_t *c, redisReply *r, char *out_id, size_t out
 static int xadd_argv(evbus_client_t *c, const char *stream, const char *const *fields,
                      const size_t *flens, int nfields, redisReply **reply)
 {
-    const char *argv[24];
-    size_t lens[24];
-    char mbuf[24];
-    int argc = 0;
-    argv[argc] = "XADD";
-    lens[argc++] = 4;
-    argv[argc] = stream;
-    lens[argc++] = strlen(stream);
-    argc = evbus__maxlen_args(c, argv, lens, argc, mbuf);
-    argv[argc] = "*";
-    lens[argc++] = 1;
+    const char *argv[32];
+    size_t lens[32];
+    evbus__head_t h;
+    int argc = evbus__xadd_head(c, stream, argv, lens, 0, &h);
     for (int i = 0; i < nfields; i++) {
         argv[argc] = fields[i];
         lens[argc++] = flens[i];
@@ -358,12 +419,21 @@ int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "too many extra fields");
     if (!evbus__conn(c, err, errlen))
         return EVBUS_CLIENT_EREDIS;
-    redisReply *r = NULL;
-    if (xadd_argv(c, stream, fields, flens, nfields, &r) != 0)
-        return evbus__io_fail(c, err, errlen, "XADD");
-    int rc = xadd_reply(c, r, out_id, out_len, err, errlen);
-    freeReplyObject(r);
-    return rc;
+    /* on_full: block waits here, in steps, for the trimmer or the
+     * consumers to make room, then reports the refusal */
+    int64_t waited = 0;
+    for (;;) {
+        redisReply *r = NULL;
+        if (xadd_argv(c, stream, fields, flens, nfields, &r) != 0)
+            return evbus__io_fail(c, err, errlen, "XADD");
+        int rc = xadd_reply(c, r, out_id, out_len, err, errlen);
+        freeReplyObject(r);
+        if (rc != EVBUS_CLIENT_EFULL || !c->block || waited >= (int64_t)c->block_ms)
+            return rc;
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+        waited += 100;
+    }
 }
 
 /* Appends the compact JSON text of ev; jansson writes what the fast
@@ -653,17 +723,11 @@ static int pipe_open(pipe_t *p, evbus_client_t *c, pipe_reply_fn reply, void *ud
     if (!evbus__conn(c, err, errlen))
         return -1;
     /* Everything before the event's length is the same for every command. */
-    char mbuf[24], head[512];
-    int argc = 0;
-    const char *argv[8];
-    size_t lens[8];
-    argv[argc] = "XADD";
-    lens[argc++] = 4;
-    argv[argc] = c->stream;
-    lens[argc++] = strlen(c->stream);
-    argc = evbus__maxlen_args(c, argv, lens, argc, mbuf);
-    argv[argc] = "*";
-    lens[argc++] = 1;
+    char head[512];
+    evbus__head_t h;
+    const char *argv[12];
+    size_t lens[12];
+    int argc = evbus__xadd_head(c, c->stream, argv, lens, 0, &h);
     argv[argc] = "event";
     lens[argc++] = 5;
     int hl = snprintf(head, sizeof head, "*%d\r\n", argc + 1);
@@ -794,11 +858,15 @@ static void batch_reply(pipe_t *p, char kind, const char *s, size_t len)
         b->published++;
         return;
     }
-    b->rc[i] = EVBUS_CLIENT_EREDIS;
+    bool full = kind == '-' && evbus__is_full(s, len);
+    b->rc[i] = full ? EVBUS_CLIENT_EFULL : EVBUS_CLIENT_EREDIS;
     if (b->have_err)
         return;
     b->have_err = true;
-    if (kind == '-')
+    if (full)
+        evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EFULL, "event %zu: stream full: %.*s",
+                    i, (int)(len - 10 > 300 ? 300 : len - 10), s + 10);
+    else if (kind == '-')
         evbus__fail(p->c, p->err, p->errlen, EVBUS_CLIENT_EREDIS,
                     "event %zu: redis: XADD %s: %.*s", i, p->c->stream, (int)(len > 200 ? 200 : len),
                     s);
@@ -992,13 +1060,17 @@ static void stream_reply(pipe_t *p, char kind, const char *s, size_t len)
         pl->fn(pl->ud, seq, 0, id);
         return;
     }
-    char why[256];
-    if (kind == '-')
+    char why[400];
+    bool full = kind == '-' && evbus__is_full(s, len);
+    if (full)
+        snprintf(why, sizeof why, "stream full: %.*s", (int)(len - 10 > 300 ? 300 : len - 10),
+                 s + 10);
+    else if (kind == '-')
         snprintf(why, sizeof why, "redis: XADD %s: %.*s", p->c->stream,
                  (int)(len > 200 ? 200 : len), s);
     else
         snprintf(why, sizeof why, "redis: XADD %s: unexpected reply", p->c->stream);
-    pl->fn(pl->ud, seq, EVBUS_CLIENT_EREDIS, why);
+    pl->fn(pl->ud, seq, full ? EVBUS_CLIENT_EFULL : EVBUS_CLIENT_EREDIS, why);
 }
 
 /* The connection failed: every unanswered event is reported, in order. */

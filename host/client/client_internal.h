@@ -29,7 +29,15 @@ struct evbus_client {
     int db;
     char *stream;
     redisContext *ctx; /* NULL until the first command; replaced after I/O errors */
-    uint64_t maxlen;
+    /* retention guard: 0 plain XADD, 1 every XADD through the guard
+     * (EVALSHA guard_sha); decided when a connection opens from the policy
+     * evbusd publishes in <stream>:retention, unless guard_explicit */
+    int guard;
+    char guard_sha[48];   /* SCRIPT LOAD's answer on this connection */
+    bool guard_explicit;  /* evbus_client_set_retention() decided */
+    uint32_t guard_max;   /* max_entries the guard enforces (0: the policy hash's) */
+    bool block;           /* on_full: block */
+    uint64_t block_ms;
     evbus_id_kind_t id_kind;
     char *source; /* NULL: the default "/evbus/<hostname>" */
     char *default_source; /* "/evbus/<hostname>", looked up at first use */
@@ -124,13 +132,22 @@ redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen);
  * call reconnects.  Returns EVBUS_CLIENT_EREDIS. */
 int evbus__io_fail(evbus_client_t *c, char *err, size_t errlen, const char *what);
 
-/* Appends "MAXLEN ~ n" to an argv being built when c has a maxlen.
- * buf must outlive the command; returns the new argc. */
-int evbus__maxlen_args(const evbus_client_t *c, const char **argv, size_t *lens, int argc,
-                       char buf[24]);
+/* The head of an XADD of c's to `stream`, appended to argv/lens at argc:
+ * "XADD stream *" or, when the retention guard is on, "EVAL <guard> 3
+ * stream <stream>:retention <stream>:retention:full max" (the fields then
+ * follow as ARGV).  h holds the strings; returns the new argc. */
+typedef struct evbus__head {
+    char policy[512], full[512], max[24];
+} evbus__head_t;
+int evbus__xadd_head(const evbus_client_t *c, const char *stream, const char **argv,
+                     size_t *lens, int argc, evbus__head_t *h);
 
-/* XADD <stream> [MAXLEN ~ n] * <fields...> (key/value pairs, at most 16
- * strings with their lengths); writes the new id.  0 or EVBUS_CLIENT_EREDIS. */
+/* An error reply of the guard ("EVBUSFULL ..."): the stream is full. */
+bool evbus__is_full(const char *s, size_t len);
+
+/* XADD <stream> * <fields...> (key/value pairs, at most 16 strings with
+ * their lengths; through the retention guard when it is on); writes the new
+ * id.  0, EVBUS_CLIENT_EFULL or EVBUS_CLIENT_EREDIS. */
 int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields,
                 const size_t *flens, int nfields, char *out_id, size_t out_len, char *err,
                 size_t errlen);

@@ -312,6 +312,41 @@ static int simple_command(evbus_client_t *c, char *err, size_t errlen, int argc,
     return rc;
 }
 
+/* 0 when `stream` is below its retention cap (the policy hash's
+ * max_entries, the trimmer's full flag), else EVBUS_CLIENT_EFULL; a Redis
+ * failure is EVBUS_CLIENT_EREDIS. */
+static int stream_has_room(evbus_client_t *c, const char *stream, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c->ctx, "GET %s:retention:full", stream);
+    if (!r)
+        return evbus__io_fail(c, err, errlen, "GET");
+    bool full = r->type == REDIS_REPLY_STRING;
+    freeReplyObject(r);
+    if (full)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EFULL,
+                           "stream full: %s is at its retention.max_bytes", stream);
+    long long max = c->guard_max;
+    if (!max) {
+        r = redisCommand(c->ctx, "HGET %s:retention max_entries", stream);
+        if (!r)
+            return evbus__io_fail(c, err, errlen, "HGET");
+        max = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        freeReplyObject(r);
+    }
+    if (max <= 0)
+        return 0;
+    r = redisCommand(c->ctx, "XLEN %s", stream);
+    if (!r)
+        return evbus__io_fail(c, err, errlen, "XLEN");
+    long long len = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    if (len < max)
+        return 0;
+    return evbus__fail(c, err, errlen, EVBUS_CLIENT_EFULL,
+                       "stream full: %s holds %lld entries (retention.max_entries %lld); retry "
+                       "the dead letter once the consumers caught up", stream, len, max);
+}
+
 /* One WATCH/MULTI/EXEC attempt; 2 when the DLQ changed under the WATCH. */
 static int retry_once(evbus_client_t *c, const char *dlq, const char *id, const char *tenant,
                       char *new_id, size_t len, char *err, size_t errlen)
@@ -330,13 +365,19 @@ static int retry_once(evbus_client_t *c, const char *dlq, const char *id, const 
         return rc;
     }
     const char *target = e.stream[0] ? e.stream : c->stream;
-    const char *argv[16];
-    size_t lens[16];
-    char mbuf[24];
+    const char *argv[24];
+    size_t lens[24];
+    /* The guard cannot run inside MULTI: a refusal there would not stop
+     * the XDEL, and the dead letter would be lost.  So a full stream is
+     * detected first, and the XADD itself is a plain one. */
+    if (c->guard == 1 && (rc = stream_has_room(c, target, err, errlen)) != 0) {
+        const char *unwatch[1] = {"UNWATCH"};
+        simple_command(c, NULL, 0, 1, unwatch, NULL);
+        return rc;
+    }
     int argc = 0;
     argv[argc] = "XADD", lens[argc++] = 4;
     argv[argc] = target, lens[argc++] = strlen(target);
-    argc = evbus__maxlen_args(c, argv, lens, argc, mbuf);
     argv[argc] = "*", lens[argc++] = 1;
     argv[argc] = "event", lens[argc++] = 5;
     argv[argc] = e.event, lens[argc++] = e.event_len;

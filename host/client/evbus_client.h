@@ -18,10 +18,27 @@
  *   EVBUS_CLIENT_EINVAL (-2)  the caller's input is wrong (bad event, bad
  *                             filter, malformed id); nothing was sent;
  *   EVBUS_CLIENT_EREDIS (-1)  Redis could not be reached or replied with an
- *                             error.
+ *                             error;
+ *   EVBUS_CLIENT_EFULL  (-3)  the stream is full: its retention cap is
+ *                             reached and every entry left is still owed to
+ *                             a consumer group (nothing was written; see
+ *                             "Retention" below).
  *
  * Stream entry layout written by the publish functions:
- *   XADD <stream> [MAXLEN ~ n] * event <compact JSON> [extra fields...]
+ *   XADD <stream> * event <compact JSON> [extra fields...]
+ * Publishers never trim the stream: evbusd's trimmer does, never past an
+ * entry a consumer group still owes (docs/operations.md, Retention).
+ *
+ * Retention: when the stream has a cap (evbusd publishes its policy in the
+ * hash <stream>:retention; the client reads it each time it connects), or
+ * one was set with evbus_client_set_retention(), every XADD runs through a
+ * guard script (EVALSHA) that first trims entries every protected group is
+ * done with and refuses the event with EVBUS_CLIENT_EFULL when that cannot
+ * make room.  With on_full: block, evbus_publish and evbus_publish_fields
+ * wait (up to the policy's block timeout) for room before they report
+ * EVBUS_CLIENT_EFULL; the batch and pipeline calls report it per event at
+ * once (events refused in the middle of a batch may be followed by
+ * accepted ones when room appeared meanwhile).
  */
 #ifndef EVBUS_CLIENT_H
 #define EVBUS_CLIENT_H
@@ -36,7 +53,12 @@
 extern "C" {
 #endif
 
-enum { EVBUS_CLIENT_OK = 0, EVBUS_CLIENT_EREDIS = -1, EVBUS_CLIENT_EINVAL = -2 };
+enum {
+    EVBUS_CLIENT_OK = 0,
+    EVBUS_CLIENT_EREDIS = -1,
+    EVBUS_CLIENT_EINVAL = -2,
+    EVBUS_CLIENT_EFULL = -3
+};
 
 /* Buffer size that fits any stream id this library writes ("ms-seq"). */
 #define EVBUS_STREAM_ID_LEN 32
@@ -56,8 +78,14 @@ evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char
                                  size_t errlen);
 void evbus_client_free(evbus_client_t *c);
 
-/* 0 = no trimming (the default); else every XADD carries MAXLEN ~ maxlen. */
-void evbus_client_set_maxlen(evbus_client_t *c, uint64_t maxlen);
+/*
+ * Enforce a retention cap from this side instead of reading the policy
+ * evbusd publishes: max_entries (0: the policy hash's), whether to wait for
+ * room (on_full_block, up to block_ms) or refuse at once.  Call before the
+ * first publish.  (evbusctl uses it with the configuration's retention:.)
+ */
+void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_full_block,
+                                uint64_t block_ms);
 /* Kind of id generated for events without one; UUIDv4 by default. */
 void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k);
 /* Source given to events without one; default "/evbus/<hostname>".  The
@@ -391,8 +419,9 @@ int evbus_dlq_get(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
  * stream (the client's stream when the entry names none), with extra
  * fields retried_from <dlq_id> and orig_id <original entry id>, and
  * deletes the DLQ entry, in one MULTI/EXEC under WATCH of the DLQ stream
- * (so two concurrent retries cannot both publish).  The client's maxlen
- * applies.  Writes the new stream id.  Returns as evbus_dlq_get.
+ * (so two concurrent retries cannot both publish).  When the stream has
+ * a retention cap and is full, nothing changes and EVBUS_CLIENT_EFULL is
+ * returned.  Writes the new stream id.  Returns as evbus_dlq_get.
  */
 int evbus_dlq_retry(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
                     const char *tenant, char *new_id, size_t len, char *err, size_t errlen);

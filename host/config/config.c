@@ -1261,6 +1261,12 @@ static const char *setting_expects(const cfg_setting_t *s, char *buf, size_t len
         return "true or false";
     case CFG_ENUM:
         return cfg_type_text(s, buf, len);
+    case CFG_DURATION:
+        return "a duration";
+    case CFG_SIZE:
+        return "a size";
+    case CFG_STRLIST:
+        return "a name or a list of names";
     default:
         return s->names ? cfg_type_text(s, buf, len) : "a string";
     }
@@ -1295,6 +1301,30 @@ static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const
     char buf[256], err[512];
     if (v->kind == YN_SCALAR && v->bad)
         return;
+    if (s->type == CFG_STRLIST && v->kind == YN_SEQ) {
+        /* [a, b] is "a,b": one text form for the value, its diff and docs */
+        sbuf_t joined = {0};
+        sbuf_add(&joined, "", 0);
+        for (size_t k = 0; k < v->n; k++) {
+            const ynode_t *it = v->kids[k];
+            if (it->kind != YN_SCALAR || it->bad || ynode_is_null(it) || strchr(it->text, ',')) {
+                char got[256];
+                ERR(L, it, "%s: expected a name, got %s", s->key,
+                    ynode_describe(it, got, sizeof got));
+                free(joined.p);
+                return;
+            }
+            if (k)
+                sbuf_add(&joined, ",", 1);
+            sbuf_add(&joined, it->text, strlen(it->text));
+        }
+        if (cfg_value_set(L->cfg, idx, joined.p, err, sizeof err) != 0)
+            ERR(L, v, "%s: %s", s->key, v->n ? err : "expected at least one name");
+        else
+            L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_FILE, .pos = v->pos};
+        free(joined.p);
+        return;
+    }
     if (v->kind != YN_SCALAR || ynode_is_null(v)) {
         char got[256];
         ERR(L, v, "%s: expected %s, got %s", s->key, setting_expects(s, buf, sizeof buf),
@@ -1401,6 +1431,14 @@ static void apply_root(loader_t *L, const ynode_t *root)
                 else
                     apply_foreign(L, v->kids[i]);
             }
+            continue;
+        }
+        if (!strcmp(k->text, "publish_maxlen")) {
+            /* publishers trimmed blindly and lost unread events */
+            ERR(L, k, "publish_maxlen was removed: publishers no longer trim the stream (that "
+                      "lost unread events); set retention: { max_entries: N } (or max_age, "
+                      "max_bytes) instead, which never trims an entry a consumer group still "
+                      "owes (docs/operations.md, Retention)");
             continue;
         }
         long idx = classify(k->text);
@@ -1634,7 +1672,8 @@ void config_free(evbus_config_t *cfg)
     /* every string-valued setting, found through the tables */
     for (size_t i = 0, n = cfg_settings_count(); i < n; i++) {
         const cfg_setting_t *s = cfg_setting_at(i);
-        if (s->type == CFG_STRING || s->type == CFG_PATH || s->type == CFG_LISTEN)
+        if (s->type == CFG_STRING || s->type == CFG_PATH || s->type == CFG_LISTEN ||
+            s->type == CFG_STRLIST)
             free(*(char **)((char *)cfg + s->offset));
     }
     free(cfg->sources);

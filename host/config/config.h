@@ -27,6 +27,7 @@
 #include "config/settings.h"
 #include "core/core_settings.h"
 #include "daemon/daemon_settings.h"
+#include "retention/retention_settings.h"
 #include "schema/schema_settings.h"
 #include "store/store_settings.h"
 
@@ -142,6 +143,7 @@ typedef struct evbus_config {
     store_settings_t store;     /* host/store/store_settings.c */
     admin_settings_t admin;     /* host/admin/admin_settings.c */
     daemon_settings_t daemon;   /* host/daemon/daemon_settings.c */
+    retention_settings_t retention; /* host/retention/retention_settings.c */
     cfg_source_t *sources;      /* one per settings row (cfg_setting_at order) */
 
     cfg_instance_t *instances;

@@ -19,8 +19,8 @@
 #include "util/log.h"
 
 const cfg_table_t *const cfg_tables[] = {&core_settings_table,  &schema_settings_table,
-                                         &store_settings_table, &admin_settings_table,
-                                         &daemon_settings_table, NULL};
+                                         &retention_settings_table, &store_settings_table,
+                                         &admin_settings_table,  &daemon_settings_table, NULL};
 
 size_t cfg_settings_count(void)
 {
@@ -56,6 +56,55 @@ const cfg_setting_t *cfg_setting_find(const char *key, size_t *index)
 /* The field of row s in cfg. */
 #define FIELD(cfg, s, T) ((T *)((char *)(cfg) + (s)->offset))
 
+/* The largest unit that divides v exactly: 7d, 90m, 1500ms; "0" for 0. */
+static void duration_text(uint64_t ms, char *out, size_t len)
+{
+    static const struct { const char *u; uint64_t ms; } units[] = {
+        {"w", 604800000ull}, {"d", 86400000ull}, {"h", 3600000ull}, {"m", 60000ull},
+        {"s", 1000ull}};
+    for (size_t k = 0; k < sizeof units / sizeof units[0] && ms; k++)
+        if (ms % units[k].ms == 0) {
+            snprintf(out, len, "%llu%s", (unsigned long long)(ms / units[k].ms), units[k].u);
+            return;
+        }
+    snprintf(out, len, ms ? "%llums" : "%llu", (unsigned long long)ms);
+}
+
+static void size_text(uint64_t b, char *out, size_t len)
+{
+    static const char *units[] = {"TiB", "GiB", "MiB", "KiB"};
+    for (int k = 0; k < 4 && b; k++) {
+        uint64_t unit = 1ull << (10 * (4 - k));
+        if (b % unit == 0) {
+            snprintf(out, len, "%llu%s", (unsigned long long)(b / unit), units[k]);
+            return;
+        }
+    }
+    snprintf(out, len, "%llu", (unsigned long long)b);
+}
+
+/* "<digits><unit>" with a unit from `units` (NULL-terminated, with its
+ * multiplier in mult); a bare number takes bare_mult.  false when malformed
+ * or overflowing. */
+static bool parse_scaled(const char *t, const char *const *units, const uint64_t *mult,
+                         uint64_t bare_mult, uint64_t *out)
+{
+    size_t nd = strspn(t, "0123456789");
+    if (!nd || nd > 15)
+        return false;
+    uint64_t v = strtoull(t, NULL, 10), m = 0;
+    const char *u = t + nd;
+    if (!*u)
+        m = bare_mult;
+    for (size_t k = 0; !m && units[k]; k++)
+        if (!strcmp(u, units[k]))
+            m = mult[k];
+    if (!m || (v && m > UINT64_MAX / v))
+        return false;
+    *out = v * m;
+    return true;
+}
+
 char *cfg_value_text(const evbus_config_t *cfg, size_t i, char *out, size_t len)
 {
     const cfg_setting_t *s = cfg_setting_at(i);
@@ -88,9 +137,16 @@ char *cfg_value_text(const evbus_config_t *cfg, size_t i, char *out, size_t len)
                 snprintf(out, len, "%s", s->names[k]);
         break;
     }
+    case CFG_DURATION:
+        duration_text(*FIELD(cfg, s, const uint64_t), out, len);
+        break;
+    case CFG_SIZE:
+        size_text(*FIELD(cfg, s, const uint64_t), out, len);
+        break;
     case CFG_STRING:
     case CFG_PATH:
-    case CFG_LISTEN: {
+    case CFG_LISTEN:
+    case CFG_STRLIST: {
         const char *v = *FIELD(cfg, s, char *const);
         snprintf(out, len, "%s", v ? v : "");
         break;
@@ -214,6 +270,53 @@ int cfg_value_set(evbus_config_t *cfg, size_t i, const char *t, char *err, size_
                 return 0;
             }
         break;
+    case CFG_DURATION:
+    case CFG_SIZE: {
+        static const char *const dunits[] = {"ms", "s", "m", "h", "d", "w", NULL};
+        static const uint64_t dmult[] = {1, 1000, 60000, 3600000, 86400000, 604800000};
+        static const char *const sunits[] = {"B",  "KB",  "MB",  "GB",  "TB", "KiB",
+                                             "MiB", "GiB", "TiB", NULL};
+        static const uint64_t smult[] = {1,        1000,      1000000,  1000000000,
+                                         1000000000000ull, 1024ull, 1048576ull,
+                                         1073741824ull,    1099511627776ull};
+        bool dur = s->type == CFG_DURATION;
+        uint64_t v;
+        if (!parse_scaled(t, dur ? dunits : sunits, dur ? dmult : smult, dur ? 1000 : 1, &v)) {
+            snprintf(err, errlen,
+                     dur ? "expected a duration such as 30s, 15m, 12h or 7d, got '%s'"
+                         : "expected a size such as 512MiB or 2GiB, got '%s'",
+                     t);
+            return -1;
+        }
+        if ((double)v < s->min || (double)v > s->max) {
+            char lo[64], hi[64];
+            if (dur) {
+                duration_text((uint64_t)s->min, lo, sizeof lo);
+                duration_text((uint64_t)s->max, hi, sizeof hi);
+            } else {
+                size_text((uint64_t)s->min, lo, sizeof lo);
+                size_text((uint64_t)s->max, hi, sizeof hi);
+            }
+            snprintf(err, errlen, "must be between %s and %s, got '%s'", lo, hi, t);
+            return -1;
+        }
+        *FIELD(cfg, s, uint64_t) = v;
+        return 0;
+    }
+    case CFG_STRLIST: {
+        /* names of [A-Za-z0-9_.:-] joined with "," */
+        if (!*t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                             "_.:-,") != strlen(t) || strstr(t, ",,") || t[0] == ',' ||
+            t[strlen(t) - 1] == ',') {
+            snprintf(err, errlen, "expected a name or a list of names, got '%s'", t);
+            return -1;
+        }
+        char **f = FIELD(cfg, s, char *);
+        char *v = strdup(t);
+        free(*f);
+        *f = v;
+        return 0;
+    }
     case CFG_STRING:
     case CFG_PATH:
     case CFG_LISTEN: {
@@ -266,9 +369,14 @@ void cfg_value_copy(evbus_config_t *to, const evbus_config_t *from, size_t i)
     case CFG_ENUM:
         *FIELD(to, s, int) = *FIELD(from, s, const int);
         break;
+    case CFG_DURATION:
+    case CFG_SIZE:
+        *FIELD(to, s, uint64_t) = *FIELD(from, s, const uint64_t);
+        break;
     case CFG_STRING:
     case CFG_PATH:
-    case CFG_LISTEN: {
+    case CFG_LISTEN:
+    case CFG_STRLIST: {
         const char *v = *FIELD(from, s, char *const);
         char **f = FIELD(to, s, char *);
         free(*f);
@@ -325,6 +433,21 @@ const char *cfg_type_text(const cfg_setting_t *s, char *out, size_t len)
         break;
     case CFG_LISTEN:
         snprintf(out, len, "host:port");
+        break;
+    case CFG_DURATION: {
+        char lo[64];
+        duration_text((uint64_t)s->min, lo, sizeof lo);
+        snprintf(out, len, "duration ≥ %s", lo);
+        break;
+    }
+    case CFG_SIZE: {
+        char lo[64];
+        size_text((uint64_t)s->min, lo, sizeof lo);
+        snprintf(out, len, "size ≥ %s", lo);
+        break;
+    }
+    case CFG_STRLIST:
+        snprintf(out, len, "name or list of names");
         break;
     }
     return out;

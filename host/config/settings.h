@@ -40,6 +40,12 @@ typedef enum cfg_type {
     CFG_PATH,    /* string; relative to the manifest that wrote it */
     CFG_ENUM,    /* one of names[], stored as the int values[i] */
     CFG_LISTEN,  /* "host:port" with a port 1..65535 */
+    CFG_DURATION, /* uint64_t ms: "250ms", "30s", "15m", "12h", "7d", "2w"; a bare
+                     number is seconds; within [min, max] ms */
+    CFG_SIZE,    /* uint64_t bytes: "512", "64KiB", "2GiB", "1GB" (KB/MB/GB/TB are
+                    powers of 1000, KiB/MiB/GiB/TiB of 1024); within [min, max] */
+    CFG_STRLIST, /* char *: names joined with ","; YAML gives a sequence of
+                    strings or one string ("all") */
 } cfg_type_t;
 
 typedef enum cfg_reload { CFG_LIVE = 0, CFG_RESTART = 1 } cfg_reload_t;

@@ -26,6 +26,7 @@
 #include "client/evbus_client.h"
 #include "core/dispatch.h"
 #include "core/reply_arena.h"
+#include "retention/retention.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -109,6 +110,7 @@ struct engine {
 
     store_writer_t *meta;
     store_replay_worker_t *replay;
+    retention_t *ret;      /* the stream's trimmer; maintenance thread */
     pthread_mutex_t replay_lock;
     dctx_t replay_ctx;
     bool replay_ctx_ready;
@@ -882,6 +884,12 @@ static void *maint_main(void *arg)
             rc = watch_dlq(e, c);
             last_dlq = now;
         }
+        if (rc == 0) {
+            /* retention is live: the serving generation's policy each round */
+            generation_t *g = engine_current(e);
+            rc = retention_tick(e->ret, c, &g->cfg->retention, now);
+            generation_unref(g);
+        }
         if (rc == 0 && now - last_stale >= stale_every) {
             rc = remove_stale_consumers(e, c);
             last_stale = now;
@@ -941,6 +949,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     if (asprintf(&e->retry_key, "%s:retry", cfg->core.stream) < 0)
         e->retry_key = NULL;
     e->n_workers = cfg->core.worker_threads;
+    e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     apply_live(e, gen);
     e->current = gen;
@@ -960,7 +969,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->last_reload_ok = true;
     e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
-    if (!e->q || !e->inflight || !e->workers || !e->retry_key) {
+    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -1127,6 +1136,7 @@ void engine_free(engine_t *e)
     free(e->group);
     free(e->consumer);
     free(e->retry_key);
+    retention_free(e->ret);
     free(e->dlq_stream);
     free(e);
 }
@@ -1147,8 +1157,10 @@ json_t *engine_health(engine_t *e)
     int dlq_level = atomic_load(&e->dlq_level);
     json_t *h = json_object();
     pthread_mutex_lock(&e->health_lock);
+    int ret_level = retention_level(e->ret);
     const char *status = circuit ? "unhealthy"
-                         : (failures > 0 || dlq_level > 0 || !e->last_reload_ok) ? "degraded"
+                         : (failures > 0 || dlq_level > 0 || ret_level > 0 || !e->last_reload_ok)
+                             ? "degraded"
                                                                                  : "ok";
     json_object_set_new(h, "status", json_string(status));
     json_object_set_new(h, "generation", json_integer((json_int_t)METRIC_GET(generation)));
@@ -1195,6 +1207,7 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(dlq, "warnings_total", json_integer((json_int_t)METRIC_GET(dlq_warn)));
     json_object_set_new(dlq, "errors_total", json_integer((json_int_t)METRIC_GET(dlq_error)));
     json_object_set_new(h, "dlq", dlq);
+    json_object_set_new(h, "retention", retention_health(e->ret));
     json_t *ev = json_object();
     json_object_set_new(ev, "read", json_integer((json_int_t)METRIC_GET(events_read)));
     json_object_set_new(ev, "acked", json_integer((json_int_t)METRIC_GET(events_acked)));

@@ -362,14 +362,13 @@ static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
 /* Publishing from handlers: one client per thread, made on first use. */
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *pub_url, *pub_stream;
-static uint64_t pub_maxlen;
 static pthread_key_t pub_key;
 static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
 
 static void pub_client_free(void *p) { evbus_client_free(p); }
 static void pub_key_make(void) { pthread_key_create(&pub_key, pub_client_free); }
 
-void event_host_api_configure(const char *redis_url, const char *stream, uint64_t maxlen)
+void event_host_api_configure(const char *redis_url, const char *stream)
 {
     pthread_once(&pub_once, pub_key_make);
     pthread_mutex_lock(&pub_lock);
@@ -377,7 +376,6 @@ void event_host_api_configure(const char *redis_url, const char *stream, uint64_
     free(pub_stream);
     pub_url = redis_url ? strdup(redis_url) : NULL;
     pub_stream = stream ? strdup(stream) : NULL;
-    pub_maxlen = maxlen;
     pthread_mutex_unlock(&pub_lock);
 }
 
@@ -393,8 +391,11 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
             c = evbus_client_new(pub_url, pub_stream, err, errlen);
         else
             snprintf(err, errlen, "publish: the host has no Redis configured");
+        /* A handler waiting for room would hold the very worker whose acks
+         * make room: the host API never blocks on a full stream, it is
+         * refused at once (the guard still reads the caps evbusd publishes). */
         if (c)
-            evbus_client_set_maxlen(c, pub_maxlen);
+            evbus_client_set_retention(c, 0, 0, 0);
         pthread_mutex_unlock(&pub_lock);
         if (!c)
             return -1;
@@ -418,6 +419,8 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
     json_decref(ev);
     if (rc == 0)
         METRIC_INC(published);
+    else if (rc == EVBUS_CLIENT_EFULL)
+        METRIC_INC(publish_refused_full);
     return rc == 0 ? 0 : -1;
 }
 

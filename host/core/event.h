@@ -121,6 +121,6 @@ const evbus_host_api_t *event_host_api(void);
  * own client connection to this Redis URL and stream.  Call before any
  * plugin is initialised; later calls replace the settings for new threads.
  */
-void event_host_api_configure(const char *redis_url, const char *stream, uint64_t maxlen);
+void event_host_api_configure(const char *redis_url, const char *stream);
 
 #endif

@@ -341,7 +341,7 @@ int cmd_dlq(int argc, char **argv)
     evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
     if (!c)
         return ctl_usage_error("dlq", "%s", err);
-    evbus_client_set_maxlen(c, env->publish_maxlen);
+    ctl_apply_retention(c);
     rc = subs[k].fn(c, env->dlq_stream, &a);
     evbus_client_free(c);
     return rc;

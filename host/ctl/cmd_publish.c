@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +52,9 @@ static void pub_usage(FILE *out)
 {
     fputs("usage: evbusctl publish --type TYPE --tenant TENANT --data JSON\n"
           "                        [--source S] [--correlation C] [--id ID]\n"
-          "                        [--maxlen N] [--json]\n"
+          "                        [--json]\n"
           "       evbusctl publish [--file FILE|-] [--parallel N | --live] [--source S]\n"
-          "                        [--maxlen N] [--json]\n"
+          "                        [--json]\n"
           "\n"
           "Publishes CloudEvents to the bus stream and prints each new stream id on\n"
           "its own line.  Without --type, reads NDJSON (one full or partial event\n"
@@ -69,8 +70,6 @@ static void pub_usage(FILE *out)
           "  --source S          source for events without one (default evbusctl)\n"
           "  --correlation C     correlationid (default: a new UUID)\n"
           "  --id ID             event id (default: a new UUID)\n"
-          "  --maxlen N          trim the stream to about N entries (0: no trimming;\n"
-          "                      default: publish_maxlen from the configuration)\n"
           "  --parallel N        publish NDJSON over N connections\n"
           "                      (default 1, at most 64).  Events are partitioned by\n"
           "                      their partitionkey attribute, else their tenantid:\n"
@@ -196,7 +195,7 @@ static int pub_single(evbus_client_t *c, const char *type, const char *tenant, c
     if (rc == EVBUS_CLIENT_EINVAL)
         return ctl_usage_error("publish", "invalid event: %s", err);
     if (rc != 0)
-        return ctl_fail("publish", "%s", err);
+        return ctl_fail("publish", "%s", err); /* EVBUS_CLIENT_EFULL: "stream full: ..." */
     return CTL_OK;
 }
 
@@ -238,10 +237,17 @@ static void pub_seq_record(struct pub_seq *q)
     q->rec_n = 0;
 }
 
+/* Outcomes over every connection, for the summary of a refused publish. */
+static atomic_size_t pub_n_ok, pub_n_full;
+
 static void pub_seq_reply(void *ud, uint64_t seq, int rc, const char *text)
 {
     struct pub_seq *q = ud;
     evbus_text_event_t *ev = &q->evs[seq % PUB_RING];
+    if (rc == 0)
+        atomic_fetch_add(&pub_n_ok, 1);
+    else if (rc == EVBUS_CLIENT_EFULL)
+        atomic_fetch_add(&pub_n_full, 1);
     if (rc == 0)
         pub_print(stdout, ev->id, text, q->json);
     else if (*q->rc == CTL_OK)
@@ -373,6 +379,17 @@ static int pub_send(evbus_client_t *const *clients, size_t n, ndjson_reader_t *r
     fflush(stdout);
     ctl_progress("publish", answered, total);
     ctl_progress_end();
+    if (atomic_load(&pub_n_full)) {
+        /* the stream is at its retention cap: say how far the input got */
+        size_t ok = atomic_load(&pub_n_ok);
+        if (total)
+            fprintf(stderr, "evbusctl publish: %zu of %zu events published, %zu refused or not "
+                    "sent: the stream is full (retention cap; its consumer groups still owe the "
+                    "entries); publish the rest once they caught up\n", ok, total, total - ok);
+        else
+            fprintf(stderr, "evbusctl publish: %zu events published, then the stream was full "
+                    "(retention cap); the rest was not published\n", ok);
+    }
     if (bad[0] && fail == CTL_OK)
         ctl_usage_error("publish", "%s; stopped there: the %zu event%s before it %s published",
                         bad, answered, answered == 1 ? "" : "s",
@@ -390,7 +407,6 @@ static int pub_send(evbus_client_t *const *clients, size_t n, ndjson_reader_t *r
 /* The per-connection settings of the parallel clients. */
 struct pub_opts {
     size_t parallel;
-    uint64_t maxlen;
     const char *source;
     bool json;
     bool stream; /* --live: publish as read, no first pass */
@@ -484,7 +500,7 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
         ndjson_input_close(&in);
         return ctl_fail("publish", "cannot create a temporary file: %s", strerror(e));
     }
-    /* --parallel n: n connections with the settings of c (maxlen, source),
+    /* --parallel n: n connections with the settings of c (retention, source),
      * the first being c itself; the first pass notes each event's
      * partition. */
     size_t n = o->parallel > 1 ? o->parallel : 1;
@@ -501,7 +517,7 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
             rc = ctl_usage_error("publish", "%s", err);
             break;
         }
-        evbus_client_set_maxlen(clients[k], o->maxlen);
+        ctl_apply_retention(clients[k]);
         evbus_client_set_source(clients[k], o->source);
     }
     if (rc == CTL_OK) {
@@ -529,13 +545,13 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
 int cmd_publish(int argc, char **argv)
 {
     const char *type = NULL, *tenant = NULL, *data = NULL, *source = NULL, *correlation = NULL,
-               *id = NULL, *file = NULL, *maxlen_s = NULL, *parallel_s = NULL;
+               *id = NULL, *file = NULL, *parallel_s = NULL;
     bool json = false, stream = false;
     for (int i = 1; i < argc; i++) {
         const char **slots[] = {&type, &tenant, &data, &source, &correlation, &id, &file,
-                                &maxlen_s, &parallel_s};
+                                &parallel_s};
         const char *names[] = {"--type", "--tenant", "--data", "--source", "--correlation",
-                               "--id", "--file", "--maxlen", "--parallel"};
+                               "--id", "--file", "--parallel"};
         int m = 0;
         for (size_t k = 0; k < sizeof names / sizeof names[0] && m == 0; k++) {
             m = ctl_opt_value(argc, argv, &i, names[k], slots[k]);
@@ -584,25 +600,13 @@ int cmd_publish(int argc, char **argv)
                                    parallel_s, PUB_MAX_PARALLEL);
         parallel = v;
     }
-    uint64_t maxlen = 0;
-    if (maxlen_s) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(maxlen_s, &end, 10);
-        if (errno || end == maxlen_s || *end || maxlen_s[0] == '-')
-            return ctl_usage_error("publish", "--maxlen \"%s\": not a non-negative integer",
-                                   maxlen_s);
-        maxlen = v;
-    }
-
     const ctl_env_t *env = ctl_env();
     char err[256];
     evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
     if (!c)
         return ctl_usage_error("publish", "%s", err);
-    struct pub_opts o = {parallel, maxlen_s ? maxlen : env->publish_maxlen,
-                         source ? source : "evbusctl", json, stream};
-    evbus_client_set_maxlen(c, o.maxlen);
+    struct pub_opts o = {parallel, source ? source : "evbusctl", json, stream};
+    ctl_apply_retention(c);
     evbus_client_set_source(c, o.source);
     int rc = single ? pub_single(c, type, tenant, data, correlation, id, json)
                     : pub_stream(c, file, &o);

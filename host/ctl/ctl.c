@@ -57,7 +57,6 @@ const ctl_env_t *ctl_env(void)
         env.dlq_stream = NULL;
     env.state_dir = strdup(c ? c->daemon.state_dir : "/var/lib/evbus");
     env.admin_listen = c && c->admin.listen ? strdup(c->admin.listen) : NULL;
-    env.publish_maxlen = c ? c->daemon.publish_maxlen : 0;
     return &env;
 }
 
@@ -135,4 +134,14 @@ void ctl_progress_end(void)
     if (progress_drawn && ctl_stderr_tty())
         fputc('\n', stderr);
     progress_drawn = false;
+}
+
+void ctl_apply_retention(evbus_client_t *c)
+{
+    const evbus_config_t *cfg = ctl_env()->cfg;
+    if (!cfg || (!cfg->retention.max_entries && !cfg->retention.max_bytes))
+        return; /* the client reads the policy evbusd publishes */
+    evbus_client_set_retention(c, cfg->retention.max_entries,
+                               cfg->retention.on_full == RETENTION_BLOCK,
+                               cfg->retention.block_timeout_ms);
 }

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/evbus_client.h"
 #include "config/config.h"
 
 /* CTL_PARTIAL: `reload` only: applied, but changed settings wait for a
@@ -58,12 +59,17 @@ typedef struct ctl_env {
     char *dlq_stream;
     char *state_dir;
     char *admin_listen;        /* NULL when not configured            */
-    uint32_t publish_maxlen;
 } ctl_env_t;
 
 /* The resolved settings; loads the configuration on first use and exits
  * with status 2 (after printing every error) if it is broken. */
 const ctl_env_t *ctl_env(void);
+
+/* Enforce the configuration's retention cap (retention.max_entries /
+ * max_bytes, on_full) on a client, so publishing refuses what does not fit
+ * even while evbusd is stopped; without a cap in the files the client
+ * follows the policy evbusd publishes in Redis. */
+void ctl_apply_retention(evbus_client_t *c);
 
 /* Print "evbusctl CMD: message" + a hint to stderr; returns CTL_USAGE. */
 int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -33,10 +33,6 @@ static const cfg_setting_t rows[] = {
      .min = 0, .max = U32MAX, .def = "5000", .reload = CFG_LIVE,
      .why = "bounds the drain of the generation this reload replaces",
      .desc = "bound on draining the old generation on reload"},
-    {.key = "publish_maxlen", .type = CFG_U32, .offset = OFF(publish_maxlen), .min = 0,
-     .max = U32MAX, .def = "0", .reload = CFG_RESTART,
-     .why = "each handler thread's host API client is created once, with it",
-     .desc = "`MAXLEN ~` for publishers (host API, evbusctl); 0 = no trimming"},
 };
 
 const cfg_table_t daemon_settings_table = {

@@ -1,6 +1,6 @@
 /*
  * daemon_settings — what evbusd itself uses: where plugins and state live,
- * logging, stop and reload bounds, the host API's publish trimming.  Rows
+ * logging, stop and reload bounds.  Rows
  * in daemon_settings.c.
  */
 #ifndef EVBUS_DAEMON_SETTINGS_H
@@ -21,7 +21,6 @@ typedef struct daemon_settings {
     char *state_dir;
     uint32_t shutdown_timeout_ms;
     uint32_t reload_drain_timeout_ms;
-    uint32_t publish_maxlen;       /* 0 = no trimming by publishers */
 } daemon_settings_t;
 
 extern const cfg_table_t daemon_settings_table;

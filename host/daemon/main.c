@@ -300,7 +300,7 @@ int main(int argc, char **argv)
     const evbus_config_t *cfg = gen->cfg;
     int lvl = config_log_level(cfg->daemon.log_level);
     log_set_level(lvl >= 0 ? lvl : LOG_INFO);
-    event_host_api_configure(cfg->core.redis_url, cfg->core.stream, cfg->daemon.publish_maxlen);
+    event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation */
     mkdir_p(cfg->daemon.state_dir);

@@ -48,7 +48,10 @@
     X(metadata_dropped, "evbus_metadata_dropped_total", "Metadata updates dropped on a full queue") \
     X(metadata_giveups, "evbus_metadata_giveups_total", "Metadata batches given up after retries") \
     X(replay_events, "evbus_replay_events_total", "Events dispatched by replay jobs")     \
-    X(published, "evbus_published_total", "Events published through the host API")
+    X(published, "evbus_published_total", "Events published through the host API")       \
+    X(stream_trimmed, "evbus_stream_trimmed_total", "Entries trimmed by the retention policy") \
+    X(publish_refused_full, "evbus_publish_refused_total{reason=\"stream_full\"}",          \
+      "Publishes refused by the host API")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
@@ -58,6 +61,12 @@
     X(reload_pending_restart, "evbus_reload_pending_restart_settings",                     \
       "Settings changed in the files that keep their running value until a restart")      \
     X(dlq_capacity, "evbus_dlq_capacity", "dlq.capacity in force")                        \
+    X(stream_entries, "evbus_stream_entries", "Entries in the event stream")              \
+    X(stream_bytes, "evbus_stream_bytes", "Memory of the event stream (sampled)")         \
+    X(stream_oldest_age_s, "evbus_stream_oldest_entry_age_seconds",                       \
+      "Age of the stream's first entry")                                                  \
+    X(stream_retention_blocked, "evbus_stream_retention_blocked",                         \
+      "1 while a consumer group's floor stops the retention policy")                      \
     X(metadata_queue, "evbus_metadata_queue_length", "Metadata updates waiting")
 
 typedef struct evbus_metrics {

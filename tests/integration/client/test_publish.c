@@ -1,6 +1,6 @@
 /*
  * libevbus publishing against a real redis-server: event completion and
- * checks, single/batch/raw publish, trimming, and the split between
+ * checks, single/batch/raw publish, the retention guard, and the split between
  * EVBUS_CLIENT_EINVAL (bad input) and EVBUS_CLIENT_EREDIS (Redis failure).
  */
 #include <criterion/criterion.h>
@@ -235,28 +235,101 @@ Test(publish, batch_reports_bad_items_and_publishes_the_rest)
     evbus_client_free(c);
 }
 
-Test(publish, maxlen_trims_approximately)
+static void publish_n(evbus_client_t *c, int n, int *accepted, int *full)
 {
-    enum { N = 5000 };
-    evbus_client_t *c = client();
-    evbus_client_set_maxlen(c, 100);
-    json_t **evs = calloc(N, sizeof *evs);
-    char (*ids)[EVBUS_STREAM_ID_LEN] = calloc(N, sizeof *ids);
-    int *rcs = calloc(N, sizeof *rcs);
-    for (int i = 0; i < N; i++)
+    json_t **evs = calloc((size_t)n, sizeof *evs);
+    char (*ids)[EVBUS_STREAM_ID_LEN] = calloc((size_t)n, sizeof *ids);
+    int *rcs = calloc((size_t)n, sizeof *rcs);
+    for (int i = 0; i < n; i++)
         evs[i] = partial("a.b", "t");
-    cr_assert_eq(evbus_publish_batch(c, evs, N, ids, rcs, NULL, 0), N);
-    long long len = harness_redis_int(rc_, "XLEN %s", STREAM);
-    cr_assert(len >= 100 && len < 1000, "XLEN %lld after MAXLEN ~ 100", len);
-    for (int i = 0; i < N; i++)
+    char err[512] = "";
+    ssize_t got = evbus_publish_batch(c, evs, (size_t)n, ids, rcs, err, sizeof err);
+    *accepted = *full = 0;
+    for (int i = 0; i < n; i++) {
+        *accepted += rcs[i] == 0;
+        *full += rcs[i] == EVBUS_CLIENT_EFULL;
         json_decref(evs[i]);
+    }
+    cr_assert_eq(got, *accepted);
+    if (*full)
+        cr_assert(strstr(err, "stream full: stream evbus:events holds ") &&
+                      strstr(err, " entries (retention.max_entries "),
+                  "err: %s", err);
     free(evs);
     free(ids);
     free(rcs);
+}
+
+/* Read and acknowledge everything as group g. */
+static void read_and_ack(const char *group)
+{
+    redisReply *r = redisCommand(rc_, "XREADGROUP GROUP %s c COUNT 100000 STREAMS %s >",
+                                      group, STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    redisReply *ents = r->element[0]->element[1];
+    for (size_t i = 0; i < ents->elements; i++)
+        harness_redis_int(rc_, "XACK %s %s %s", STREAM, group, ents->element[i]->element[0]->str);
+    freeReplyObject(r);
+}
+
+Test(publish, a_retention_cap_refuses_what_does_not_fit_and_never_trims_unread_entries)
+{
+    evbus_client_t *c = client();
+    evbus_client_set_retention(c, 100, 0, 0);
+    /* no consumer group has read anything: nothing may be trimmed */
+    int ok, full;
+    publish_n(c, 150, &ok, &full);
+    cr_assert_eq(ok, 100);
+    cr_assert_eq(full, 50);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 100);
+    /* a group that read and acknowledged everything: room is made from its entries */
+    harness_redis_int(rc_, "XGROUP CREATE %s g1 0", STREAM);
+    harness_redis_int(rc_, "XGROUP CREATE %s g2 0", STREAM);
+    read_and_ack("g1");
+    publish_n(c, 10, &ok, &full);
+    cr_assert_eq(full, 10, "g2 has read nothing: its entries are protected");
+    /* protect only g1: then g2's backlog may go (the policy hash says so) */
+    harness_redis_int(rc_, "HSET %s:retention protect g1", STREAM);
+    publish_n(c, 10, &ok, &full);
+    cr_assert_eq(ok, 10);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 100);
     evbus_client_free(c);
 }
 
-Test(publish, without_maxlen_nothing_is_trimmed)
+Test(publish, the_guard_keeps_every_pending_entry)
+{
+    evbus_client_t *c = client();
+    evbus_client_set_retention(c, 50, 0, 0);
+    harness_redis_int(rc_, "XGROUP CREATE %s g 0 MKSTREAM", STREAM);
+    int ok, full;
+    publish_n(c, 50, &ok, &full);
+    cr_assert_eq(ok, 50);
+    /* read everything, acknowledge none: all 50 are pending, none may go */
+    redisReply *r = redisCommand(rc_, "XREADGROUP GROUP g c COUNT 1000 STREAMS %s >", STREAM);
+    freeReplyObject(r);
+    publish_n(c, 5, &ok, &full);
+    cr_assert_eq(full, 5);
+    cr_assert_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 50);
+    /* acknowledge the first 20: exactly those may make room */
+    r = redisCommand(rc_, "XRANGE %s - + COUNT 20", STREAM);
+    for (size_t i = 0; i < r->elements; i++)
+        harness_redis_int(rc_, "XACK %s g %s", STREAM, r->element[i]->element[0]->str);
+    const char *twenty_first = NULL;
+    redisReply *all = redisCommand(rc_, "XRANGE %s - + COUNT 21", STREAM);
+    twenty_first = all->element[20]->element[0]->str;
+    publish_n(c, 30, &ok, &full);
+    cr_assert_eq(ok, 20);
+    cr_assert_eq(full, 10);
+    redisReply *first = redisCommand(rc_, "XRANGE %s - + COUNT 1", STREAM);
+    cr_assert_str_eq(first->element[0]->element[0]->str, twenty_first,
+                     "the oldest pending entry must be the first one left");
+    freeReplyObject(first);
+    freeReplyObject(all);
+    freeReplyObject(r);
+    evbus_client_free(c);
+}
+
+Test(publish, without_a_cap_nothing_is_trimmed)
 {
     evbus_client_t *c = client();
     for (int i = 0; i < 300; i++) {

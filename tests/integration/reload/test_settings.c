@@ -115,6 +115,26 @@ static void changed_value(const cfg_setting_t *s, const char *cur, char *out, si
         snprintf(out, len, "%.*s:%ld", (int)(colon - cur), cur, strtol(colon + 1, NULL, 10) + 1);
         return;
     }
+    case CFG_DURATION:
+    case CFG_SIZE: {
+        /* through the library's own parser and printer: canonical text */
+        evbus_config_t tmp;
+        memset(&tmp, 0, sizeof tmp);
+        tmp.sources = calloc(cfg_settings_count(), sizeof *tmp.sources);
+        size_t idx;
+        cfg_setting_find(s->key, &idx);
+        char err[256];
+        cr_assert_eq(cfg_value_set(&tmp, idx, cur, err, sizeof err), 0, "%s: %s", s->key, err);
+        uint64_t *v = (uint64_t *)((char *)&tmp + s->offset);
+        uint64_t step = s->type == CFG_DURATION ? 1000 : 1024;
+        *v = (double)(*v + step) <= s->max ? *v + step : *v - step;
+        cfg_value_text(&tmp, idx, out, len);
+        free(tmp.sources);
+        return;
+    }
+    case CFG_STRLIST:
+        snprintf(out, len, "%s", strcmp(cur, "all") ? "all" : "g");
+        return;
     case CFG_PATH:
         /* the same place spelled differently, so the daemon keeps working */
         snprintf(out, len, "%s%s", cur, stat(cur, &st) == 0 && S_ISDIR(st.st_mode) ? "/." : ".x");

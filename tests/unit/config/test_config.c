@@ -148,7 +148,10 @@ Test(config, defaults_for_a_minimal_manifest)
     cr_expect_eq(cfg->daemon.shutdown_timeout_ms, 10000);
     cr_expect_eq(cfg->core.handler_timeout_ms, 30000);
     cr_expect_str_eq(cfg->daemon.state_dir, "/var/lib/evbus");
-    cr_expect_eq(cfg->daemon.publish_maxlen, 0);
+    cr_expect_eq(cfg->retention.max_age_ms, 7ull * 86400000);
+    cr_expect_eq(cfg->retention.max_entries, 0);
+    cr_expect_eq(cfg->retention.max_bytes, 0);
+    cr_expect_str_eq(cfg->retention.protect_groups, "all");
     cr_expect_str_eq(cfg->schema.dir, EVBUS_SCHEMA_DIR);
     cr_expect_eq(cfg->schema.mode, SCHEMA_MODE_ENFORCE);
     cr_expect_eq(cfg->schema.unknown, SCHEMA_UNKNOWN_ALLOW);
@@ -225,7 +228,9 @@ Test(config, every_key_maps_to_its_field)
              "  metadata: { enabled: true, queue_size: 13, batch_size: 14, flush_ms: 15 }\n"
              "stream: s\ngroup: g\nconsumer: c1\nbatch_size: 16\nblock_ms: 17\nworker_threads: 64\n"
              "plugin_dir: /opt/p\nlog_level: debug\nshutdown_timeout_ms: 18\nhandler_timeout_ms: 19\n"
-             "state_dir: /st\npublish_maxlen: 20\n"
+             "state_dir: /st\n"
+             "retention: { max_age: 90m, max_entries: 20, max_bytes: 2GiB, on_full: block,"
+             " protect_groups: [g, audit], block_timeout: 1500ms, interval: 2s }\n"
              "schemas: { dir: /sch, mode: advisory, unknown_type: reject, format_assert: false }\n"
              "retry: { base_ms: 21, factor: 1.5, max_ms: 22, max_attempts: 23, jitter: 0 }\n"
              "dlq: { stream: dead, capacity: 24, archive: /arch.jsonl }\n"
@@ -257,7 +262,13 @@ Test(config, every_key_maps_to_its_field)
     cr_expect_eq(cfg->daemon.shutdown_timeout_ms, 18);
     cr_expect_eq(cfg->core.handler_timeout_ms, 19);
     cr_expect_str_eq(cfg->daemon.state_dir, "/st");
-    cr_expect_eq(cfg->daemon.publish_maxlen, 20);
+    cr_expect_eq(cfg->retention.max_age_ms, 90ull * 60000);
+    cr_expect_eq(cfg->retention.max_entries, 20);
+    cr_expect_eq(cfg->retention.max_bytes, 2ull << 30);
+    cr_expect_eq(cfg->retention.on_full, RETENTION_BLOCK);
+    cr_expect_str_eq(cfg->retention.protect_groups, "g,audit");
+    cr_expect_eq(cfg->retention.block_timeout_ms, 1500);
+    cr_expect_eq(cfg->retention.interval_ms, 2000);
     cr_expect_str_eq(cfg->schema.dir, "/sch");
     cr_expect_eq(cfg->schema.mode, SCHEMA_MODE_ADVISORY);
     cr_expect_eq(cfg->schema.unknown, SCHEMA_UNKNOWN_REJECT);
@@ -746,8 +757,8 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     expect_errors(3,
                   "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, group, consumer, "
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
-                  "schemas, postgres, replay, admin, plugin_dir, log_level, state_dir, shutdown_timeout_ms, "
-                  "reload, publish_maxlen, plugins, foreign)",
+                  "schemas, retention, postgres, replay, admin, plugin_dir, log_level, state_dir, "
+                  "shutdown_timeout_ms, reload, plugins, foreign)",
                   "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, connect_timeout_ms, command_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
 }
@@ -779,16 +790,20 @@ Test(config, out_of_range_values)
                         "worker_threads: 0\n"
                         "retry: { jitter: 1.5, factor: 0.5, max_attempts: 0 }\n"
                         "block_ms: 4294967296\n"
-                        "publish_maxlen: -1\n");
+                        "retention: { max_age: 7 days, max_bytes: 2GB2, protect_groups: [] }\n");
     manifest("01.yaml", "worker_threads: 65\nretry: { jitter: -0.1 }\n");
     load_fails();
-    expect_errors(9, "%s/00.yaml:1:13: batch_size: must be at least 1, got 0",
+    expect_errors(11, "%s/00.yaml:1:13: batch_size: must be at least 1, got 0",
                   "%s/00.yaml:2:17: worker_threads: must be between 1 and 64, got 0",
                   "%s/00.yaml:3:18: retry.jitter: must be between 0 and 1, got 1.5",
                   "%s/00.yaml:3:31: retry.factor: must be at least 1, got 0.5",
                   "%s/00.yaml:3:50: retry.max_attempts: must be at least 1, got 0",
                   "%s/00.yaml:4:11: block_ms: must be at least 1, got 4294967296",
-                  "%s/00.yaml:5:17: publish_maxlen: must be at least 0, got -1",
+                  "%s/00.yaml:5:23: retention.max_age: expected a duration such as 30s, 15m, "
+                  "12h or 7d, got '7 days'",
+                  "%s/00.yaml:5:42: retention.max_bytes: expected a size such as 512MiB or "
+                  "2GiB, got '2GB2'",
+                  "%s/00.yaml:5:64: retention.protect_groups: expected at least one name",
                   "%s/01.yaml:1:17: worker_threads: must be between 1 and 64, got 65",
                   "%s/01.yaml:2:18: retry.jitter: must be between 0 and 1, got -0.1");
 }
@@ -1084,4 +1099,30 @@ Test(config, settings_json_marks_pending_values)
     }
     cr_expect(found);
     json_decref(rows);
+}
+
+Test(config, publish_maxlen_is_refused_with_a_pointer_to_retention)
+{
+    manifest("00.yaml", "stream: s\npublish_maxlen: 100\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:2:1: publish_maxlen was removed: publishers no longer trim the "
+                     "stream (that lost unread events); set retention: { max_entries: N } (or "
+                     "max_age, max_bytes) instead, which never trims an entry a consumer group "
+                     "still owes (docs/operations.md, Retention)");
+}
+
+Test(config, durations_and_sizes_read_and_print_in_units)
+{
+    manifest("00.yaml", "retention: { max_age: 3600, max_bytes: 1536KiB, block_timeout: 90s }\n");
+    load_ok();
+    cr_expect_eq(cfg->retention.max_age_ms, 3600000);
+    cr_expect_eq(cfg->retention.max_bytes, 1536ull * 1024);
+    size_t i;
+    char t[64];
+    cr_assert(cfg_setting_find("retention.max_age", &i));
+    cr_expect_str_eq(cfg_value_text(cfg, i, t, sizeof t), "1h");
+    cr_assert(cfg_setting_find("retention.max_bytes", &i));
+    cr_expect_str_eq(cfg_value_text(cfg, i, t, sizeof t), "1536KiB");
+    cr_assert(cfg_setting_find("retention.block_timeout", &i));
+    cr_expect_str_eq(cfg_value_text(cfg, i, t, sizeof t), "90s");
 }

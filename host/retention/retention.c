@@ -1,0 +1,352 @@
+/*
+ * retention — see retention.h.  One Lua script does the floor and the trim
+ * atomically, so no group can read or acknowledge between the two: the
+ * floor it trims to is exactly the one it computed.
+ */
+#include "retention/retention.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/retention_lua.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
+
+static const char TRIM_LUA[] =
+    EVBUS_RETENTION_LUA_FUNCS
+    "local fl, who = floor(KEYS[1], ARGV[3])\n"
+    "local want = nil\n"
+    "if ARGV[1] ~= '0' then want = ARGV[1] end\n"
+    "local keep = tonumber(ARGV[2])\n"
+    "if keep > 0 then\n"
+    "  local c = cut_for(KEYS[1], keep)\n"
+    "  if c and (want == nil or idcmp(c, want) > 0) then want = c end\n"
+    "end\n"
+    "local trimmed, blocked = 0, 0\n"
+    "if want then\n"
+    "  local cut = want\n"
+    "  if idcmp(fl, cut) < 0 then cut = fl; blocked = 1 end\n"
+    "  trimmed = redis.call('XTRIM', KEYS[1], 'MINID', cut)\n"
+    "  if blocked == 1 then\n"
+    "    local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "    if #f == 0 or idcmp(f[1][1], want) >= 0 then blocked = 0 end\n"
+    "  end\n"
+    "end\n"
+    "local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "local fid = ''\n"
+    "if #f > 0 then fid = f[1][1] end\n"
+    "return {trimmed, fl, who, redis.call('XLEN', KEYS[1]), fid, blocked}\n";
+
+struct retention {
+    char *stream, *owner, *policy_key, *lease_key, *full_key;
+    int64_t last_ms;       /* monotonic, last round */
+    bool full_set;         /* we set the full flag */
+
+    pthread_mutex_t lock;  /* guards the view below (health reads it) */
+    bool leased;
+    char lease_holder[128];
+    long long entries, bytes;
+    int64_t oldest_ms;     /* wall ms of the first entry, 0 = empty */
+    char floor[48], floor_group[128];
+    bool blocked;          /* the floor stopped a trim the policy wanted */
+    bool at_cap;           /* blocked while a cap is reached */
+    long long trimmed_total;
+    int level;
+    int64_t last_round_wall_ms;
+    retention_settings_t s; /* the settings of the last round (strings not kept) */
+};
+
+static char *fmt(const char *f, const char *a, const char *b)
+{
+    char *s = NULL;
+    return asprintf(&s, f, a, b) < 0 ? NULL : s;
+}
+
+retention_t *retention_new(const char *stream, const char *owner)
+{
+    retention_t *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->stream = strdup(stream);
+    r->owner = strdup(owner);
+    r->policy_key = fmt("%s%s", stream, ":retention");
+    r->lease_key = fmt("%s%s", stream, ":retention:lease");
+    r->full_key = fmt("%s%s", stream, ":retention:full");
+    pthread_mutex_init(&r->lock, NULL);
+    if (!r->stream || !r->owner || !r->policy_key || !r->lease_key || !r->full_key) {
+        retention_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void retention_free(retention_t *r)
+{
+    if (!r)
+        return;
+    free(r->stream);
+    free(r->owner);
+    free(r->policy_key);
+    free(r->lease_key);
+    free(r->full_key);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}
+
+/* The lease: one trimmer per stream at a time.  1 held, 0 another host
+ * holds it, -1 Redis failed. */
+static int take_lease(retention_t *r, redisContext *c, uint64_t ttl_ms)
+{
+    char ttl[32];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)ttl_ms);
+    redisReply *x = redisCommand(c, "SET %s %s NX PX %s", r->lease_key, r->owner, ttl);
+    if (!x)
+        return -1;
+    bool got = x->type == REDIS_REPLY_STATUS;
+    freeReplyObject(x);
+    if (got)
+        return 1;
+    x = redisCommand(c, "GET %s", r->lease_key);
+    if (!x)
+        return -1;
+    bool mine = x->type == REDIS_REPLY_STRING && strcmp(x->str, r->owner) == 0;
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->lease_holder, sizeof r->lease_holder, "%s",
+             x->type == REDIS_REPLY_STRING ? x->str : "");
+    pthread_mutex_unlock(&r->lock);
+    freeReplyObject(x);
+    if (!mine)
+        return 0;
+    x = redisCommand(c, "PEXPIRE %s %s", r->lease_key, ttl);
+    if (!x)
+        return -1;
+    freeReplyObject(x);
+    return 1;
+}
+
+static long long int_of(const redisReply *x)
+{
+    if (!x)
+        return 0;
+    if (x->type == REDIS_REPLY_INTEGER)
+        return x->integer;
+    if (x->type == REDIS_REPLY_STRING)
+        return strtoll(x->str, NULL, 10);
+    return 0;
+}
+
+static const char *str_of(const redisReply *x)
+{
+    return x && x->type == REDIS_REPLY_STRING ? x->str : "";
+}
+
+/* Edge-triggered log lines at 80 % and 95 % of a cap, as the DLQ has. */
+static void note_level(retention_t *r, int level, const char *why)
+{
+    int prev = r->level;
+    r->level = level;
+    if (level <= prev)
+        return;
+    if (level == 2)
+        log_error("retention", "stream %s: %s", r->stream, why);
+    else
+        log_warn("retention", "stream %s: %s", r->stream, why);
+}
+
+int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *s,
+                   int64_t now_ms)
+{
+    uint64_t every = s->interval_ms ? s->interval_ms : 1000;
+    if (r->last_ms && now_ms - r->last_ms < (int64_t)every)
+        return 0;
+    r->last_ms = now_ms;
+
+    /* publish the policy for publishers (libevbus reads it when it connects) */
+    char me[24], mb[32], ob[8], bt[32];
+    snprintf(me, sizeof me, "%u", s->max_entries);
+    snprintf(mb, sizeof mb, "%llu", (unsigned long long)s->max_bytes);
+    snprintf(ob, sizeof ob, "%s", s->on_full == RETENTION_BLOCK ? "block" : "reject");
+    snprintf(bt, sizeof bt, "%llu", (unsigned long long)s->block_timeout_ms);
+    const char *hargv[] = {"HSET", r->policy_key, "max_entries", me, "max_bytes", mb,
+                           "on_full", ob, "block_ms", bt, "protect",
+                           s->protect_groups ? s->protect_groups : "all"};
+    redisReply *x = redisCommandArgv(c, 12, hargv, NULL);
+    if (!x)
+        return -1;
+    freeReplyObject(x);
+
+    int lease = take_lease(r, c, every * 3 + 2000);
+    if (lease < 0)
+        return -1;
+    pthread_mutex_lock(&r->lock);
+    r->leased = lease == 1;
+    r->s = *s;
+    r->s.protect_groups = NULL;
+    pthread_mutex_unlock(&r->lock);
+    if (lease == 0)
+        return 0;
+
+    /* bytes per entry, sampled: turns max_bytes into an entry count */
+    long long len = 0, bytes = 0;
+    x = redisCommand(c, "XLEN %s", r->stream);
+    if (!x)
+        return -1;
+    len = int_of(x);
+    freeReplyObject(x);
+    if (len > 0) {
+        x = redisCommand(c, "MEMORY USAGE %s SAMPLES 64", r->stream);
+        if (!x)
+            return -1;
+        bytes = int_of(x);
+        freeReplyObject(x);
+    }
+    long long keep = s->max_entries;
+    if (s->max_bytes && len > 0 && bytes > 0) {
+        double per = (double)bytes / (double)len;
+        long long fit = (long long)((double)s->max_bytes / per);
+        if (fit < 1)
+            fit = 1;
+        if (!keep || fit < keep)
+            keep = fit;
+    }
+    char age[48] = "0", keeps[24];
+    if (s->max_age_ms)
+        snprintf(age, sizeof age, "%lld-0", (long long)(clock_wall_ms() - (int64_t)s->max_age_ms));
+    snprintf(keeps, sizeof keeps, "%lld", keep);
+    const char *argv[] = {"EVAL", TRIM_LUA, "1", r->stream, age, keeps,
+                          s->protect_groups ? s->protect_groups : "all"};
+    x = redisCommandArgv(c, 7, argv, NULL);
+    if (!x)
+        return -1;
+    if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 6) {
+        log_error("retention", "trimming %s: %s", r->stream,
+                  x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
+        freeReplyObject(x);
+        return 0;
+    }
+    long long trimmed = int_of(x->element[0]);
+    long long after = int_of(x->element[3]);
+    bool blocked = int_of(x->element[5]) != 0;
+    const char *fid = str_of(x->element[4]);
+    int64_t oldest = fid[0] ? strtoll(fid, NULL, 10) : 0;
+    long long bytes_after = len > 0 ? (long long)((double)bytes * after / len) : 0;
+    bool at_cap = blocked && ((s->max_entries && after >= s->max_entries) ||
+                              (s->max_bytes && bytes_after >= (long long)s->max_bytes));
+    pthread_mutex_lock(&r->lock);
+    r->entries = after;
+    r->bytes = bytes_after;
+    r->oldest_ms = oldest;
+    snprintf(r->floor, sizeof r->floor, "%s", str_of(x->element[1]));
+    snprintf(r->floor_group, sizeof r->floor_group, "%s", str_of(x->element[2]));
+    r->blocked = blocked;
+    r->at_cap = at_cap;
+    r->trimmed_total += trimmed;
+    r->last_round_wall_ms = clock_wall_ms();
+    pthread_mutex_unlock(&r->lock);
+    METRIC_SET(stream_entries, (uint64_t)after);
+    METRIC_SET(stream_bytes, (uint64_t)bytes_after);
+    METRIC_SET(stream_oldest_age_s,
+               oldest ? (uint64_t)((clock_wall_ms() - oldest) / 1000) : 0);
+    METRIC_SET(stream_retention_blocked, blocked ? 1 : 0);
+    if (trimmed > 0)
+        METRIC_ADD(stream_trimmed, (uint64_t)trimmed);
+
+    /* max_bytes: the guard cannot measure memory, so the trimmer says when
+     * the stream is full; the flag expires if no trimmer renews it */
+    bool bytes_full = s->max_bytes && bytes_after >= (long long)s->max_bytes && blocked;
+    if (bytes_full) {
+        char why[512], px[32];
+        snprintf(why, sizeof why, "stream %s holds about %lld bytes (retention.max_bytes %llu) "
+                 "and consumer group %s still owes them", r->stream, bytes_after,
+                 (unsigned long long)s->max_bytes, r->floor_group[0] ? r->floor_group : "?");
+        snprintf(px, sizeof px, "%llu", (unsigned long long)(every * 3 + 2000));
+        const char *sargv[] = {"SET", r->full_key, why, "PX", px};
+        redisReply *y = redisCommandArgv(c, 5, sargv, NULL);
+        if (!y) {
+            freeReplyObject(x);
+            return -1;
+        }
+        freeReplyObject(y);
+        r->full_set = true;
+    } else if (r->full_set) {
+        redisReply *y = redisCommand(c, "DEL %s", r->full_key);
+        if (!y) {
+            freeReplyObject(x);
+            return -1;
+        }
+        freeReplyObject(y);
+        r->full_set = false;
+    }
+
+    /* warnings at 80 % / 95 % of each cap; blocked at a cap is an error */
+    int level = 0;
+    char why[512] = "";
+    double fill = 0;
+    if (s->max_entries)
+        fill = (double)after / s->max_entries;
+    if (s->max_bytes && (double)bytes_after / (double)s->max_bytes > fill)
+        fill = (double)bytes_after / (double)s->max_bytes;
+    if (at_cap || fill >= 0.95) {
+        level = 2;
+        snprintf(why, sizeof why, "%s (%lld entries, about %lld bytes); consumer group %s holds "
+                 "the trim floor at %s", at_cap ? "full: publishers are refused"
+                                                : "at 95%% of its retention cap",
+                 after, bytes_after, r->floor_group[0] ? r->floor_group : "(none)", r->floor);
+    } else if (fill >= 0.80) {
+        level = 1;
+        snprintf(why, sizeof why, "at 80%% of its retention cap (%lld entries, about %lld bytes)",
+                 after, bytes_after);
+    }
+    pthread_mutex_lock(&r->lock);
+    note_level(r, level, why);
+    pthread_mutex_unlock(&r->lock);
+    if (blocked && !at_cap)
+        log_debug("retention", "stream %s: entries past retention.max_age are kept: consumer "
+                  "group %s still owes %s", r->stream, r->floor_group, r->floor);
+    freeReplyObject(x);
+    return 0;
+}
+
+int retention_level(retention_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int l = r->level;
+    pthread_mutex_unlock(&r->lock);
+    return l;
+}
+
+json_t *retention_health(retention_t *r)
+{
+    json_t *o = json_object();
+    pthread_mutex_lock(&r->lock);
+    char age[64], bytes[64];
+    snprintf(age, sizeof age, "%llums", (unsigned long long)r->s.max_age_ms);
+    snprintf(bytes, sizeof bytes, "%llu", (unsigned long long)r->s.max_bytes);
+    json_t *pol = json_pack("{s:I, s:I, s:I, s:s}", "max_age_ms", (json_int_t)r->s.max_age_ms,
+                            "max_entries", (json_int_t)r->s.max_entries, "max_bytes",
+                            (json_int_t)r->s.max_bytes, "on_full",
+                            r->s.on_full == RETENTION_BLOCK ? "block" : "reject");
+    json_object_set_new(o, "policy", pol);
+    json_object_set_new(o, "trimmer", json_string(r->leased ? "this host" : "another host"));
+    if (!r->leased && r->lease_holder[0])
+        json_object_set_new(o, "trimmer_host", json_string(r->lease_holder));
+    json_object_set_new(o, "entries", json_integer(r->entries));
+    json_object_set_new(o, "bytes", json_integer(r->bytes));
+    json_object_set_new(o, "oldest_entry_age_s",
+                        json_integer(r->oldest_ms ? (clock_wall_ms() - r->oldest_ms) / 1000 : 0));
+    json_object_set_new(o, "floor", json_string(r->floor));
+    json_object_set_new(o, "floor_group",
+                        r->floor_group[0] ? json_string(r->floor_group) : json_null());
+    json_object_set_new(o, "blocked", json_boolean(r->blocked));
+    json_object_set_new(o, "full", json_boolean(r->at_cap));
+    json_object_set_new(o, "level", json_string(r->level == 2   ? "error"
+                                                : r->level == 1 ? "warning"
+                                                                : "ok"));
+    json_object_set_new(o, "trimmed_total", json_integer(r->trimmed_total));
+    pthread_mutex_unlock(&r->lock);
+    return o;
+}

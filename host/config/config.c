@@ -990,6 +990,13 @@ static void apply_instance(loader_t *L, const ynode_t *n)
                 break;
             if (!want_map(L, v, "config"))
                 break;
+            /* positions for the plugin's config map (checked when it loads) */
+            inst->config_keys = xrealloc(NULL, (v->n / 2 + 1) * sizeof *inst->config_keys);
+            FOR_PAIRS(v, ck, cv)
+            {
+                inst->config_keys[inst->n_config_keys++] = (cfg_config_key_t){
+                    .key = xstrdup(ck->text), .key_pos = ck->pos, .value_pos = cv->pos};
+            }
             json_t *j = ynode_to_json(v, L->errs);
             if (j) {
                 free(inst->config_json);
@@ -1683,6 +1690,9 @@ void config_free(evbus_config_t *cfg)
         free(in->plugin);
         free(in->plugin_path);
         free(in->config_json);
+        for (size_t k = 0; k < in->n_config_keys; k++)
+            free(in->config_keys[k].key);
+        free(in->config_keys);
         free_subs(in->subs, in->n_subs);
     }
     free(cfg->instances);

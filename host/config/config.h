@@ -73,12 +73,22 @@ typedef struct cfg_subscription {
     cfg_pos_t pattern_pos;  /* position of the pattern scalar */
 } cfg_subscription_t;
 
+/* A top-level key of an instance's `config:` and where it was written, so
+ * that a plugin's config map can be checked with positions. */
+typedef struct cfg_config_key {
+    char *key;
+    cfg_pos_t key_pos;
+    cfg_pos_t value_pos;
+} cfg_config_key_t;
+
 /* A plugin instance (`plugins:` entry). */
 typedef struct cfg_instance {
     char *name;          /* unique across plugins and foreign handlers */
     char *plugin;        /* as written: "file-sink" or a path */
     char *plugin_path;   /* resolved absolute path to the .so */
     char *config_json;   /* the `config:` mapping as a JSON object text */
+    cfg_config_key_t *config_keys; /* its top-level keys, in written order */
+    size_t n_config_keys;
     cfg_subscription_t *subs; /* NULL/0: use the descriptor's subscribers */
     size_t n_subs;
     cfg_pos_t pos;

@@ -2,8 +2,9 @@
  * generation — building, sharing and retiring configuration snapshots.
  *
  * Build order follows the cost of failure: config first (cheap, reports
- * positions), then schemas, then plugins (dlopen + init, which may have
- * side effects), then the router.  Any error undoes everything built so
+ * positions), then schemas, then plugins (every library opened and every
+ * instance's config checked against its plugin's config map before the
+ * first init, which may have side effects), then the router.  Any error undoes everything built so
  * far, in reverse order, so a failed reload leaves no trace.
  */
 #include "core/generation.h"
@@ -159,6 +160,39 @@ static int add_upcasters(generation_t *g, const plugin_lib_t *lib, const cfg_pos
     return 0;
 }
 
+/*
+ * First pass over the instances: open each library, or pick the previous
+ * generation's instance whose state it will adopt, and check each config
+ * against its plugin's config map.  No init() runs for a generation whose
+ * libraries or configs are wrong, and every such error is reported.
+ * libs[i] receives the library of instance i, adopt[i] the instance to
+ * adopt (NULL: call init).
+ */
+static int resolve_instances(generation_t *g, const generation_t *prev, const char *private_dir,
+                             plugin_lib_t **libs, plugin_instance_t **adopt, cfg_errors_t *errs)
+{
+    const evbus_config_t *cfg = g->cfg;
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_instances; i++) {
+        const cfg_instance_t *ci = &cfg->instances[i];
+        plugin_instance_t *old = (plugin_instance_t *)prev_instance(prev, ci->name);
+        plugin_file_id_t fid;
+        char err[1024];
+        if (old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
+            plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json)) {
+            adopt[i] = old;
+            libs[i] = plugin_instance_lib(old);
+        } else if (open_lib(g, ci->plugin_path, private_dir, &libs[i], &ci->plugin_pos,
+                            errs) != 0) {
+            failed = 1;
+            continue;
+        }
+        if (plugin_config_check(libs[i], ci, errs) != 0)
+            failed = 1;
+    }
+    return failed ? -1 : 0;
+}
+
 static int build_instances(generation_t *g, const generation_t *prev, cfg_errors_t *errs)
 {
     const evbus_config_t *cfg = g->cfg;
@@ -173,22 +207,26 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
     g->insts = calloc(cfg->n_instances + 1, sizeof *g->insts);
     g->ffis = calloc(cfg->n_foreign + 1, sizeof *g->ffis);
     g->handlers = calloc(n_handlers + 1, sizeof *g->handlers);
-    if (!g->libs || !g->insts || !g->ffis || !g->handlers) {
+    plugin_lib_t **libs = calloc(cfg->n_instances + 1, sizeof *libs);
+    plugin_instance_t **adopt = calloc(cfg->n_instances + 1, sizeof *adopt);
+    if (!g->libs || !g->insts || !g->ffis || !g->handlers || !libs || !adopt) {
         cfg_errors_add(errs, NULL, "out of memory building generation");
+        free(libs);
+        free(adopt);
         return -1;
     }
+    int failed = resolve_instances(g, prev, private_dir, libs, adopt, errs) != 0;
+    /* no init() when any library or config is wrong; foreign entries are
+     * still checked so that every error is reported at once */
+    size_t n_init = failed ? 0 : cfg->n_instances;
     uint32_t seq = 0;
-    int failed = 0;
-    for (size_t i = 0; i < cfg->n_instances; i++) {
+    for (size_t i = 0; i < n_init; i++) {
         const cfg_instance_t *ci = &cfg->instances[i];
-        plugin_lib_t *lib = NULL;
+        plugin_lib_t *lib = libs[i];
         plugin_instance_t *inst = NULL;
         char err[1024];
-        plugin_instance_t *old = (plugin_instance_t *)prev_instance(prev, ci->name);
-        plugin_file_id_t fid;
-        if (old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
-            plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json)) {
-            if (plugin_instance_adopt(old, &inst, err, sizeof err) != 0) {
+        if (adopt[i]) {
+            if (plugin_instance_adopt(adopt[i], &inst, err, sizeof err) != 0) {
                 cfg_errors_add(errs, &ci->pos, "%s", err);
                 failed = 1;
                 continue;
@@ -196,10 +234,6 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
             log_info("reload", "instance '%s' keeps its state (file and config unchanged)",
                      ci->name);
         } else {
-            if (open_lib(g, ci->plugin_path, private_dir, &lib, &ci->plugin_pos, errs) != 0) {
-                failed = 1;
-                continue;
-            }
             if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(), &inst,
                                     err, sizeof err) != 0) {
                 cfg_errors_add(errs, &ci->config_pos, "%s", err);
@@ -269,6 +303,8 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
             handler_policy(h, cfg, s);
         }
     }
+    free(libs);
+    free(adopt);
     return failed ? -1 : 0;
 }
 

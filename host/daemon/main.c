@@ -251,7 +251,10 @@ int main(int argc, char **argv)
             }
             break;
         }
-        case 'v': printf("evbusd %s (plugin ABI %u)\n", EVBUS_VERSION, EVBUS_ABI_VERSION); return 0;
+        case 'v':
+            printf("evbusd %s (plugin ABI %u.%u)\n", EVBUS_VERSION, EVBUS_ABI_VERSION,
+                   EVBUS_ABI_MINOR);
+            return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -3,8 +3,9 @@
  *
  * The loader trusts nothing in a descriptor until it has checked it: the
  * ABI version and struct size are read first, then every pointer and
- * string the host will later dereference.  It does not validate plugin
- * config (the plugin's init does) and does not route events.
+ * string the host will later dereference.  A plugin's config is checked
+ * against its config map (config_map.c) before init(); without a map the
+ * plugin's init alone judges it.  This module does not route events.
  */
 #include "plugin/plugin.h"
 
@@ -20,8 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "plugin/config_map.h"
 #include "router/router.h"
 #include "util/log.h"
+
+/* ABI minor 1 turned reserved[0] and reserved[1] into config_map and
+ * n_config_map: a descriptor built before them must keep its size and
+ * have them exactly where its reserved slots were. */
+_Static_assert(sizeof(size_t) == sizeof(void *), "n_config_map must fill a reserved slot");
+_Static_assert(sizeof(evbus_plugin_descriptor_t) ==
+                   offsetof(evbus_plugin_descriptor_t, config_map) + 8 * sizeof(void *),
+               "config_map, n_config_map and reserved[] must span the old reserved[8]");
 
 struct plugin_lib {
     char *path;
@@ -310,7 +320,8 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
             return -1;
         }
     }
-    const uint32_t known = EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE;
+    const uint32_t known =
+        EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP;
     if (d->flags & ~known) {
         snprintf(err, errlen, "%s: unknown descriptor flags 0x%x", path, d->flags & ~known);
         return -1;
@@ -328,7 +339,8 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
         return -1;
     }
     if (plugin_check_subscribers(path, d, err, errlen) != 0 ||
-        plugin_check_upcasters(path, d, err, errlen) != 0)
+        plugin_check_upcasters(path, d, err, errlen) != 0 ||
+        config_map_check_descriptor(path, d, err, errlen) != 0)
         return -1;
     if (d->n_subscribers == 0 && d->n_upcasters == 0) {
         snprintf(err, errlen, "%s: plugin '%s' offers neither subscribers nor upcasters", path,
@@ -447,10 +459,63 @@ static void plugin_instance_release(plugin_instance_t *inst)
     free(inst);
 }
 
+typedef struct plugin_first_problem {
+    char text[512];
+} plugin_first_problem_t;
+
+/* Keeps the first problem config_map_check() reports. */
+static void plugin_keep_first(void *arg, const char *key, config_map_at_t at, const char *msg)
+{
+    (void)key, (void)at;
+    plugin_first_problem_t *first = arg;
+    if (!first->text[0])
+        snprintf(first->text, sizeof first->text, "%s", msg);
+}
+
+/* Reports each problem at the position of the key, of its value or of the
+ * whole `config:` (the instance's entry when there is none). */
+typedef struct plugin_config_where {
+    const cfg_instance_t *ci;
+    cfg_errors_t *errs;
+} plugin_config_where_t;
+
+static void plugin_positioned_problem(void *arg, const char *key, config_map_at_t at,
+                                      const char *msg)
+{
+    const plugin_config_where_t *w = arg;
+    const cfg_pos_t *pos = w->ci->config_pos.file ? &w->ci->config_pos : &w->ci->pos;
+    for (size_t i = 0; key && i < w->ci->n_config_keys; i++) {
+        const cfg_config_key_t *k = &w->ci->config_keys[i];
+        if (strcmp(k->key, key) == 0) {
+            pos = at == CONFIG_MAP_AT_KEY ? &k->key_pos : &k->value_pos;
+            break;
+        }
+    }
+    cfg_errors_add(w->errs, pos, "%s", msg);
+}
+
+int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_errors_t *errs)
+{
+    plugin_config_where_t w = {.ci = ci, .errs = errs};
+    size_t problems =
+        config_map_check(lib->desc, ci->name, ci->config_json, plugin_positioned_problem, &w);
+    return problems == 0 ? 0 : -1;
+}
+
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
                         const evbus_host_api_t *api, plugin_instance_t **out, char *err,
                         size_t errlen)
 {
+    plugin_first_problem_t first = {.text = ""};
+    size_t problems = config_map_check(lib->desc, name, config_json, plugin_keep_first, &first);
+    if (problems > 0) {
+        if (problems == 1)
+            snprintf(err, errlen, "-: instance '%s' (%s): %s", name, lib->path, first.text);
+        else
+            snprintf(err, errlen, "-: instance '%s' (%s): %s (and %zu more)", name, lib->path,
+                     first.text, problems - 1);
+        return -1;
+    }
     plugin_instance_t *inst = plugin_instance_alloc(lib, name, config_json);
     plugin_state_box_t *box = calloc(1, sizeof *box);
     if (!inst || !box) {

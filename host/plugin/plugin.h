@@ -12,6 +12,11 @@
  * returned, and (for EVBUS_PLUGIN_F_SERIAL plugins) the mutex held around
  * each handler call.
  *
+ * Before init() an instance's config is checked against the plugin's
+ * config map, when the descriptor declares one (config_map.h); with the
+ * parsed manifest's positions, plugin_config_check() reports each problem
+ * at its file:line:column.
+ *
  * This module does not read manifests, route events or decide when to
  * reload; it only offers what the reload logic needs to decide (file
  * identity + SHA-256, the instance's config text, state adoption).
@@ -32,6 +37,7 @@
  *    plugin_instance_free() must only run after every in-flight
  *    plugin_instance_call() on that instance returned.
  *  - plugin_instance_call() may run on any number of threads at once.
+ *  - plugin_config_check() may run on any thread.
  *  - The accessors are read-only and may be called from any thread.
  *  - plugin_set_current()/plugin_current() act on the calling thread only.
  */
@@ -45,6 +51,8 @@
 #include <time.h>
 
 #include <evbus/plugin.h>
+
+#include "config/config.h"
 
 #define PLUGIN_DIGEST_LEN 32 /* SHA-256 */
 
@@ -82,6 +90,7 @@ typedef struct plugin_instance plugin_instance_t;
  *   - upcasters: type valid per router_type_check(), from_version >= 1,
  *     function set, no two for the same (type, from_version)
  *   - at least one subscriber or one upcaster
+ *   - the config map, per config_map_check_descriptor() (config_map.h)
  * Every message starts with `path` as given.  On failure nothing is left
  * behind (library closed, copy removed) and *out is untouched.
  * On success *out holds one reference; release it with plugin_lib_close().
@@ -103,12 +112,26 @@ const unsigned char *plugin_lib_digest(const plugin_lib_t *lib); /* PLUGIN_DIGES
 const plugin_file_id_t *plugin_lib_file_id(const plugin_lib_t *lib); /* of the bytes loaded */
 
 /*
- * Creates an instance: calls init(api, config_json, &state) with the
- * current-instance name set to `name` (so api->log/instance_name work in
- * init).  config_json NULL means "{}".  On init failure returns -1 with
- * "-: instance 'NAME' (PATH): init failed: <plugin's message>" in err and
- * creates nothing.  The instance holds a reference to lib and copies name
- * and config_json.
+ * Checks the config of instance `ci` against lib's config map (see
+ * config_map.h; a plugin without a map accepts any config) and appends
+ * every problem to errs at its manifest position: an unknown key at the
+ * key, a wrong type or range at the value, a missing required key at
+ * `config:` (or at the instance's entry when it has no `config:`).
+ * Returns 0, or -1 when it appended anything.
+ */
+int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_errors_t *errs);
+
+/*
+ * Creates an instance: checks config_json against lib's config map, then
+ * calls init(api, config_json, &state) with the current-instance name set
+ * to `name` (so api->log/instance_name work in init).  config_json NULL
+ * means "{}".  On a config problem returns -1 with
+ * "-: instance 'NAME' (PATH): <the first problem>" (use
+ * plugin_config_check() first for every problem with its position); on
+ * init failure returns -1 with
+ * "-: instance 'NAME' (PATH): init failed: <plugin's message>" in err.
+ * Either way it creates nothing.  The instance holds a reference to lib
+ * and copies name and config_json.
  */
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
                         const evbus_host_api_t *api, plugin_instance_t **out, char *err,

@@ -6,7 +6,8 @@
  * delivery attempt (1-based, from the host) is <= N, then OK; "reject"
  * returns REJECT; "crash" calls abort(); "sleep:MS" sleeps MS milliseconds,
  * then OK.  No fault → OK; an unknown fault → REJECT (a broken test should
- * be loud).  Optional config `count_file`: one line
+ * be loud).  Optional config `count_file` (the only key of
+ * chaos_config_map, which the host checks): one line
  * "<instance> <event id> <attempt> <result>\n" is appended per call with a
  * single O_APPEND write (result OK, RETRY, REJECT, or CRASH just before
  * abort()), so tests can count calls across processes.
@@ -29,36 +30,26 @@ typedef struct chaos {
     int count_fd; /* -1 without count_file */
 } chaos_t;
 
+/* The host checked config_json against chaos_config_map. */
 static int chaos_init(const evbus_host_api_t *api, const char *config_json, void **state,
                       char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *cfg = json_loads(config_json, 0, &jerr);
-    if (!json_is_object(cfg)) {
-        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
-        json_decref(cfg);
-        return -1;
-    }
     chaos_t *s = calloc(1, sizeof *s);
     const char *iname = api->instance_name ? api->instance_name() : NULL;
     if (!s || !(s->instance = strdup(iname ? iname : "?"))) {
         snprintf(err, errlen, "out of memory");
         free(s);
-        json_decref(cfg);
         return -1;
     }
     s->api = api;
     s->count_fd = -1;
-    json_t *cf = json_object_get(cfg, "count_file");
+    json_t *cfg = json_loads(config_json, 0, NULL);
+    const char *count_file = json_string_value(json_object_get(cfg, "count_file"));
     int rc = 0;
-    if (cf && !json_is_string(cf)) {
-        snprintf(err, errlen, "'count_file' must be a string");
-        rc = -1;
-    } else if (cf) {
-        s->count_fd = open(json_string_value(cf), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                           0644);
+    if (count_file) {
+        s->count_fd = open(count_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (s->count_fd < 0) {
-            snprintf(err, errlen, "count_file %s: %s", json_string_value(cf), strerror(errno));
+            snprintf(err, errlen, "count_file %s: %s", count_file, strerror(errno));
             rc = -1;
         }
     }
@@ -156,16 +147,23 @@ static const evbus_subscriber_t chaos_subscribers[] = {
     {.name = "main", .pattern = "**", .priority = 100, .handler = chaos_handle},
 };
 
+static const evbus_config_key_t chaos_config_map[] = {
+    {.key = "count_file", .type = EVBUS_CONFIG_STRING,
+     .description = "the file that gets one line per call"},
+};
+
 static const evbus_plugin_descriptor_t chaos_descriptor = {
     .abi_version = EVBUS_ABI_VERSION,
     .struct_size = sizeof(evbus_plugin_descriptor_t),
     .name = "chaos",
     .version = "1.0.0",
-    .flags = 0,
+    .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
     .init = chaos_init,
     .fini = chaos_fini,
     .subscribers = chaos_subscribers,
     .n_subscribers = 1,
+    .config_map = chaos_config_map,
+    .n_config_map = 1,
 };
 
 EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)

@@ -2,13 +2,14 @@
  * file-sink — appends every handled event, as its raw JSON on one line, to
  * a file.
  *
- * Config: path (required); buffer: "line" (default: one write per event),
- * "none" (the same: an event is always one line) or a byte count (lines
- * are gathered and written when the buffer would overflow, at least every
- * flush_interval_ms (default 1000), and at fini); fsync: "never"
- * (default), "always" (after every write) or "interval" (every
- * fsync_interval_ms, default 1000, whenever something was written since
- * the last sync).
+ * Config (declared in fsink_config_map, so the host refuses typos, wrong
+ * types and ranges with their manifest position): path (required); buffer:
+ * "line" (default: one write per event), "none" (the same: an event is
+ * always one line) or a byte count (lines are gathered and written when
+ * the buffer would overflow, at least every flush_interval_ms (default
+ * 1000), and at fini); fsync: "never" (default), "always" (after every
+ * write) or "interval" (every fsync_interval_ms, default 1000, whenever
+ * something was written since the last sync).
  *
  * The intervals are kept by a thread of the instance, not by the next
  * event: a handler returns OK (and the event is acknowledged) once its
@@ -160,67 +161,37 @@ static void *fsink_timer_main(void *arg)
     return NULL;
 }
 
+/* The host checked config_json against fsink_config_map (types, ranges,
+ * required path, no unknown key); what is left is reading it. */
 static int fsink_parse_config(fsink_t *s, const char *config_json, char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *cfg = json_loads(config_json, 0, &jerr);
-    if (!json_is_object(cfg)) {
-        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
+    json_t *cfg = json_loads(config_json, 0, NULL);
+    const char *path = json_string_value(json_object_get(cfg, "path"));
+    if (!path || !path[0]) {
+        snprintf(err, errlen, "'path' must not be empty");
         json_decref(cfg);
         return -1;
     }
-    int rc = -1;
-    json_t *path = json_object_get(cfg, "path");
-    if (!json_is_string(path) || json_string_length(path) == 0) {
-        snprintf(err, errlen, "missing 'path' (the file to append events to)");
-        goto out;
-    }
-    s->path = strdup(json_string_value(path));
+    s->path = strdup(path);
     json_t *buffer = json_object_get(cfg, "buffer");
-    if (json_is_integer(buffer)) {
-        if (json_integer_value(buffer) < 1 || json_integer_value(buffer) > (1 << 30)) {
-            snprintf(err, errlen, "'buffer' must be \"line\", \"none\" or 1..%d bytes", 1 << 30);
-            goto out;
-        }
+    if (json_is_integer(buffer))
         s->buf_cap = (size_t)json_integer_value(buffer);
-    } else if (buffer && !(json_is_string(buffer) &&
-                           (strcmp(json_string_value(buffer), "line") == 0 ||
-                            strcmp(json_string_value(buffer), "none") == 0))) {
-        snprintf(err, errlen, "'buffer' must be \"line\", \"none\" or a byte count");
-        goto out;
-    }
-    json_t *fs = json_object_get(cfg, "fsync");
-    const char *fsv = json_is_string(fs) ? json_string_value(fs) : NULL;
-    if (!fs || (fsv && strcmp(fsv, "never") == 0)) {
-        s->fsync_mode = FSYNC_NEVER;
-    } else if (fsv && strcmp(fsv, "always") == 0) {
+    const char *fsync_mode = json_string_value(json_object_get(cfg, "fsync"));
+    s->fsync_mode = FSYNC_NEVER;
+    if (fsync_mode && strcmp(fsync_mode, "always") == 0)
         s->fsync_mode = FSYNC_ALWAYS;
-    } else if (fsv && strcmp(fsv, "interval") == 0) {
+    else if (fsync_mode && strcmp(fsync_mode, "interval") == 0)
         s->fsync_mode = FSYNC_INTERVAL;
-    } else {
-        snprintf(err, errlen, "'fsync' must be \"never\", \"always\" or \"interval\"");
-        goto out;
-    }
-    const char *const ivs[] = {"fsync_interval_ms", "flush_interval_ms"};
-    int64_t *const ivp[] = {&s->fsync_interval_ms, &s->flush_interval_ms};
-    for (int k = 0; k < 2; k++) {
-        json_t *iv = json_object_get(cfg, ivs[k]);
-        *ivp[k] = 1000;
-        if (!iv)
-            continue;
-        if (!json_is_integer(iv) || json_integer_value(iv) < 1 ||
-            json_integer_value(iv) > 86400000) {
-            snprintf(err, errlen, "'%s' must be an integer from 1 to 86400000 (ms)", ivs[k]);
-            goto out;
-        }
-        *ivp[k] = json_integer_value(iv);
-    }
-    rc = s->path ? 0 : -1;
-    if (rc != 0)
-        snprintf(err, errlen, "out of memory");
-out:
+    json_t *iv = json_object_get(cfg, "fsync_interval_ms");
+    s->fsync_interval_ms = iv ? json_integer_value(iv) : 1000;
+    iv = json_object_get(cfg, "flush_interval_ms");
+    s->flush_interval_ms = iv ? json_integer_value(iv) : 1000;
     json_decref(cfg);
-    return rc;
+    if (!s->path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static void fsink_destroy(fsink_t *s)
@@ -379,16 +350,34 @@ static const evbus_subscriber_t fsink_subscribers[] = {
     {.name = "main", .pattern = "**", .priority = 100, .handler = fsink_handle},
 };
 
+static const char *const fsink_buffer_names[] = {"line", "none", NULL};
+static const char *const fsink_fsync_names[] = {"never", "always", "interval", NULL};
+
+static const evbus_config_key_t fsink_config_map[] = {
+    {.key = "path", .type = EVBUS_CONFIG_STRING, .required = 1,
+     .description = "the file to append events to"},
+    {.key = "buffer", .type = EVBUS_CONFIG_INT | EVBUS_CONFIG_ENUM, .min = 1, .max = 1 << 30,
+     .enum_values = fsink_buffer_names, .description = "line, none or a byte count"},
+    {.key = "flush_interval_ms", .type = EVBUS_CONFIG_INT, .min = 1, .max = 86400000,
+     .description = "write a byte buffer out at least this often"},
+    {.key = "fsync", .type = EVBUS_CONFIG_ENUM, .enum_values = fsink_fsync_names,
+     .description = "when to fdatasync the file"},
+    {.key = "fsync_interval_ms", .type = EVBUS_CONFIG_INT, .min = 1, .max = 86400000,
+     .description = "fsync: interval syncs this often"},
+};
+
 static const evbus_plugin_descriptor_t fsink_descriptor = {
     .abi_version = EVBUS_ABI_VERSION,
     .struct_size = sizeof(evbus_plugin_descriptor_t),
     .name = "file-sink",
     .version = "1.0.0",
-    .flags = 0,
+    .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
     .init = fsink_init,
     .fini = fsink_fini,
     .subscribers = fsink_subscribers,
     .n_subscribers = 1,
+    .config_map = fsink_config_map,
+    .n_config_map = sizeof fsink_config_map / sizeof fsink_config_map[0],
 };
 
 EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)

@@ -1,7 +1,8 @@
 /*
  * log — writes one log line per handled event through the host's logger.
  *
- * Config: level: debug|info|warn|error (default info); format: a template
+ * Config (logp_config_map, checked by the host): level:
+ * debug|info|warn|error (default info); format: a template
  * where {id} {type} {source} {tenant} {time} {correlation} {stream_id}
  * {attempt} {version} and {data} are replaced by the event's values (absent
  * ones by "-"); the default is "event {type} id={id} tenant={tenant}
@@ -23,54 +24,30 @@ typedef struct logp {
     char *format;
 } logp_t;
 
+static const char *const logp_levels[] = {"debug", "info", "warn", "error", NULL};
+
+/* The host checked config_json against logp_config_map. */
 static int logp_init(const evbus_host_api_t *api, const char *config_json, void **state,
                      char *err, size_t errlen)
 {
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
-    json_error_t jerr;
-    json_t *cfg = json_loads(config_json, 0, &jerr);
-    if (!json_is_object(cfg)) {
-        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
-        json_decref(cfg);
-        return -1;
-    }
+    json_t *cfg = json_loads(config_json, 0, NULL);
     logp_t *s = calloc(1, sizeof *s);
-    if (!s) {
+    const char *fmt = json_string_value(json_object_get(cfg, "format"));
+    if (!s || !(s->format = strdup(fmt ? fmt : LOGP_DEFAULT_FORMAT))) {
         snprintf(err, errlen, "out of memory");
+        free(s);
         json_decref(cfg);
         return -1;
     }
     s->api = api;
     s->level = EVBUS_LOG_INFO;
-    json_t *lv = json_object_get(cfg, "level");
-    if (lv) {
-        int found = -1;
-        for (int i = 0; i < 4 && json_is_string(lv); i++)
-            if (strcmp(json_string_value(lv), levels[i]) == 0)
-                found = i;
-        if (found < 0) {
-            snprintf(err, errlen, "'level' must be debug, info, warn or error");
-            goto fail;
-        }
-        s->level = (evbus_log_level_t)found;
-    }
-    json_t *fmt = json_object_get(cfg, "format");
-    if (fmt && !json_is_string(fmt)) {
-        snprintf(err, errlen, "'format' must be a string");
-        goto fail;
-    }
-    s->format = strdup(fmt ? json_string_value(fmt) : LOGP_DEFAULT_FORMAT);
-    if (!s->format) {
-        snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
+    const char *level = json_string_value(json_object_get(cfg, "level"));
+    for (int i = 0; level && logp_levels[i]; i++)
+        if (strcmp(level, logp_levels[i]) == 0)
+            s->level = (evbus_log_level_t)i;
     json_decref(cfg);
     *state = s;
     return 0;
-fail:
-    json_decref(cfg);
-    free(s);
-    return -1;
 }
 
 static void logp_fini(void *state)
@@ -150,16 +127,25 @@ static const evbus_subscriber_t logp_subscribers[] = {
     {.name = "main", .pattern = "**", .priority = 100, .handler = logp_handle},
 };
 
+static const evbus_config_key_t logp_config_map[] = {
+    {.key = "level", .type = EVBUS_CONFIG_ENUM, .enum_values = logp_levels,
+     .description = "the level of every line"},
+    {.key = "format", .type = EVBUS_CONFIG_STRING,
+     .description = "the line, with {placeholders} for the event's values"},
+};
+
 static const evbus_plugin_descriptor_t logp_descriptor = {
     .abi_version = EVBUS_ABI_VERSION,
     .struct_size = sizeof(evbus_plugin_descriptor_t),
     .name = "log",
     .version = "1.0.0",
-    .flags = EVBUS_PLUGIN_F_KEEP_STATE,
+    .flags = EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP,
     .init = logp_init,
     .fini = logp_fini,
     .subscribers = logp_subscribers,
     .n_subscribers = 1,
+    .config_map = logp_config_map,
+    .n_config_map = sizeof logp_config_map / sizeof logp_config_map[0],
 };
 
 EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)

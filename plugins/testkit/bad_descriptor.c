@@ -1,8 +1,9 @@
 /*
  * bad-descriptor — one source, built several times with BAD_CASE set, each
  * build breaking one descriptor rule the loader must catch:
- *   1 an invalid subscriber pattern     3 a non-zero reserved slot
- *   2 two subscribers with one name     4 a struct_size below ABI v1's
+ *   1 an invalid subscriber pattern     4 a struct_size below ABI v1's
+ *   2 two subscribers with one name     5 a config map row: ENUM without names
+ *   3 a non-zero reserved slot          6 a config map without its flag
  */
 #include <evbus/plugin.h>
 
@@ -26,6 +27,10 @@ static const evbus_subscriber_t bad_subscribers[] = {
      .handler = bad_handle},
 };
 
+static const evbus_config_key_t bad_config_map[] = {
+    {.key = "mode", .type = BAD_CASE == 5 ? EVBUS_CONFIG_ENUM : EVBUS_CONFIG_STRING},
+};
+
 static const evbus_plugin_descriptor_t bad_descriptor = {
     .abi_version = EVBUS_ABI_VERSION,
     .struct_size = BAD_CASE == 4 ? 24 : sizeof(evbus_plugin_descriptor_t),
@@ -34,6 +39,9 @@ static const evbus_plugin_descriptor_t bad_descriptor = {
     .init = bad_init,
     .subscribers = bad_subscribers,
     .n_subscribers = 2,
+    .flags = BAD_CASE == 5 ? EVBUS_PLUGIN_F_CONFIG_MAP : 0,
+    .config_map = BAD_CASE == 5 || BAD_CASE == 6 ? bad_config_map : 0,
+    .n_config_map = BAD_CASE == 5 || BAD_CASE == 6 ? 1 : 0,
     .reserved = {[5] = BAD_CASE == 3 ? (void *)bad_subscribers : 0},
 };
 

@@ -1,8 +1,9 @@
 /*
  * testkit — a plugin for host tests (never installed).
  *
- * Config `init_sleep_ms` makes init() sleep that long (reload tests signal
- * in the middle of a slow reload).
+ * Its config map (testkit_config_map, checked by the host) has `out`
+ * (required), `tag` and `init_sleep_ms`, which makes init() sleep that
+ * long (reload tests signal in the middle of a slow reload).
  *
  * Subscriber "record" (pattern "**", priority 100) appends one line per
  * event to config `out`:
@@ -42,42 +43,32 @@ static void testkit_free(testkit_t *s)
     free(s);
 }
 
+/* The host checked config_json against testkit_config_map. */
 static int testkit_init(const evbus_host_api_t *api, const char *config_json, void **state,
                         char *err, size_t errlen)
 {
-    json_error_t jerr;
-    json_t *cfg = json_loads(config_json, 0, &jerr);
-    if (!json_is_object(cfg)) {
-        snprintf(err, errlen, "config is not a JSON object: %s", cfg ? "" : jerr.text);
-        json_decref(cfg);
-        return -1;
-    }
     testkit_t *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
-        json_decref(cfg);
         return -1;
     }
     s->api = api;
     s->fd = -1;
-    json_t *out = json_object_get(cfg, "out");
-    json_t *tag = json_object_get(cfg, "tag");
+    json_t *cfg = json_loads(config_json, 0, NULL);
+    const char *out = json_string_value(json_object_get(cfg, "out"));
+    const char *tag = json_string_value(json_object_get(cfg, "tag"));
     /* init_sleep_ms: a slow init, so reload tests can signal mid-reload */
-    json_t *nap = json_object_get(cfg, "init_sleep_ms");
-    if (json_is_integer(nap) && json_integer_value(nap) > 0)
-        usleep((useconds_t)json_integer_value(nap) * 1000);
+    json_int_t nap = json_integer_value(json_object_get(cfg, "init_sleep_ms"));
+    if (nap > 0)
+        usleep((useconds_t)nap * 1000);
     const char *iname = api->instance_name ? api->instance_name() : NULL;
     int rc = -1;
-    if (!json_is_string(out)) {
-        snprintf(err, errlen, "missing 'out' (the file to record events in)");
-    } else if (tag && !json_is_string(tag)) {
-        snprintf(err, errlen, "'tag' must be a string");
-    } else if (!(s->instance = strdup(iname ? iname : "?")) ||
-               !(s->tag = strdup(tag ? json_string_value(tag) : "-"))) {
+    if (!(s->instance = strdup(iname ? iname : "?")) || !(s->tag = strdup(tag ? tag : "-"))) {
         snprintf(err, errlen, "out of memory");
-    } else if ((s->fd = open(json_string_value(out), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                             0644)) < 0) {
-        snprintf(err, errlen, "%s: %s", json_string_value(out), strerror(errno));
+    } else if (!out) {
+        snprintf(err, errlen, "missing 'out'");
+    } else if ((s->fd = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+        snprintf(err, errlen, "%s: %s", out, strerror(errno));
     } else {
         rc = 0;
     }
@@ -165,18 +156,28 @@ static const evbus_upcaster_t testkit_upcasters[] = {
     {.type = "approval.item.approved", .from_version = 1, .upcast = testkit_upcast_approved_v1},
 };
 
+static const evbus_config_key_t testkit_config_map[] = {
+    {.key = "out", .type = EVBUS_CONFIG_STRING, .required = 1,
+     .description = "the file to record events in"},
+    {.key = "tag", .type = EVBUS_CONFIG_STRING, .description = "the second column"},
+    {.key = "init_sleep_ms", .type = EVBUS_CONFIG_INT, .min = 0, .max = 60000,
+     .description = "how long init() sleeps"},
+};
+
 static const evbus_plugin_descriptor_t testkit_descriptor = {
     .abi_version = EVBUS_ABI_VERSION,
     .struct_size = sizeof(evbus_plugin_descriptor_t),
     .name = "testkit",
     .version = TESTKIT_VERSION,
-    .flags = 0,
+    .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
     .init = testkit_init,
     .fini = testkit_fini,
     .subscribers = testkit_subscribers,
     .n_subscribers = 1,
     .upcasters = testkit_upcasters,
     .n_upcasters = 1,
+    .config_map = testkit_config_map,
+    .n_config_map = sizeof testkit_config_map / sizeof testkit_config_map[0],
 };
 
 EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)

@@ -42,6 +42,14 @@ extern "C" {
 
 /* Bumped on any incompatible change of the descriptor or host API layout. */
 #define EVBUS_ABI_VERSION 1u
+/*
+ * Compatible additions within EVBUS_ABI_VERSION, for `#if` in plugins that
+ * must also build against older headers.  A host of any minor loads the
+ * plugins of every older minor; a plugin that uses a newer feature sets a
+ * flag that an older host refuses by name.
+ *   1: config maps (EVBUS_PLUGIN_F_CONFIG_MAP, evbus_config_key_t)
+ */
+#define EVBUS_ABI_MINOR 1u
 
 /* The name of the single symbol every plugin exports. */
 #define EVBUS_PLUGIN_DESCRIPTOR_SYMBOL "evbus_plugin_descriptor"
@@ -107,10 +115,50 @@ typedef struct evbus_upcaster {
     evbus_upcast_fn upcast;
 } evbus_upcaster_t;
 
+/*
+ * A config map: one row per key a plugin accepts at the top level of its
+ * instances' `config:` mapping.  When the descriptor sets
+ * EVBUS_PLUGIN_F_CONFIG_MAP, the host checks every instance's config
+ * against the map before init() (and at `evbusd --check-config`), and
+ * reports each problem with the manifest's file:line:column: a key that is
+ * not in the map (the valid ones listed), a value of another type, a
+ * number out of range, a required key left out.  init() then only ever
+ * sees a config that fits the map; it still reads the values itself.
+ * Keys inside nested objects and arrays are not checked.
+ */
+typedef enum evbus_config_type {
+    EVBUS_CONFIG_STRING = 0x01, /* a string                                   */
+    EVBUS_CONFIG_INT = 0x02,    /* an integer (written without . or e)        */
+    EVBUS_CONFIG_NUMBER = 0x04, /* any number, integers included              */
+    EVBUS_CONFIG_BOOL = 0x08,   /* true or false                              */
+    EVBUS_CONFIG_ENUM = 0x10,   /* a string among enum_values                 */
+    EVBUS_CONFIG_OBJECT = 0x20, /* a mapping (its keys are not checked)       */
+    EVBUS_CONFIG_ARRAY = 0x40,  /* a sequence                                 */
+    EVBUS_CONFIG_ANY = 0x80,    /* anything, null included; alone             */
+} evbus_config_type_t;
+
+typedef struct evbus_config_key {
+    const char *key;  /* a top-level key of `config:`, unique in the map     */
+    /* The types accepted: one EVBUS_CONFIG_* or several OR'ed together, e.g.
+     * EVBUS_CONFIG_INT | EVBUS_CONFIG_ENUM for "a byte count or 'line'". */
+    uint32_t type;
+    int required;     /* non-zero: the key must be present                  */
+    /* Bounds of an INT or NUMBER value, inclusive; both 0: unbounded.  Use
+     * INT64_MIN or INT64_MAX for a bound on one side only. */
+    int64_t min, max;
+    const char *const *enum_values; /* EVBUS_CONFIG_ENUM: NULL-terminated  */
+    const char *description; /* one line; the host quotes it when the key is
+                                required and missing                        */
+    void *reserved[2];       /* zero: room to grow                          */
+} evbus_config_key_t;
+
 /* Descriptor flags. */
 #define EVBUS_PLUGIN_F_SERIAL 0x1u       /* host serializes calls per instance   */
 #define EVBUS_PLUGIN_F_KEEP_STATE 0x2u   /* state may carry over a reload when the
                                             .so file and config are unchanged  */
+#define EVBUS_PLUGIN_F_CONFIG_MAP 0x4u   /* config_map is the whole set of keys
+                                            `config:` may hold (ABI minor 1);
+                                            n_config_map 0: it takes no config */
 
 typedef struct evbus_plugin_descriptor {
     uint32_t abi_version;   /* EVBUS_ABI_VERSION the plugin was built for    */
@@ -121,10 +169,11 @@ typedef struct evbus_plugin_descriptor {
 
     /*
      * init: called once per instance.  `config_json` is the instance's
-     * `config:` mapping serialized as a JSON object ("{}" when absent).
-     * Store per-instance state in *state.  Return 0, or non-zero with a
-     * message in errbuf; the host then reports the message with the
-     * manifest position and loads nothing of this generation.
+     * `config:` mapping serialized as a JSON object ("{}" when absent);
+     * with EVBUS_PLUGIN_F_CONFIG_MAP it fits config_map.  Store
+     * per-instance state in *state.  Return 0, or non-zero with a message
+     * in errbuf; the host then reports the message with the manifest
+     * position and loads nothing of this generation.
      */
     int (*init)(const evbus_host_api_t *api, const char *config_json, void **state,
                 char *errbuf, size_t errlen);
@@ -137,7 +186,16 @@ typedef struct evbus_plugin_descriptor {
     const evbus_upcaster_t *upcasters; /* may be NULL */
     size_t n_upcasters;
 
-    void *reserved[8]; /* zero: room to grow without changing struct_size */
+    /*
+     * ABI minor 1, set together with EVBUS_PLUGIN_F_CONFIG_MAP (zero
+     * without it): the keys `config:` may hold.  These two fields were reserved[0] and reserved[1]
+     * (a size_t is a pointer's size), so the struct size is unchanged and a
+     * plugin built before them has zeros here: no map, any config.
+     */
+    const evbus_config_key_t *config_map;
+    size_t n_config_map;
+
+    void *reserved[6]; /* zero: room to grow without changing struct_size */
 } evbus_plugin_descriptor_t;
 
 /* The host's function table.  Fields are only ever appended. */

@@ -262,6 +262,50 @@ Test(core, config_errors_name_file_line_column_and_exit_2)
     cr_assert_eq(fx_evbusd_wait(&F, 30000), 2);
 }
 
+/* A plugin's config map is checked before any init(): each problem at its
+ * position, every one of them, and exit status 2. */
+Test(core, check_config_reports_plugin_config_problems_at_their_positions)
+{
+    char out[600], ok[600], buf[2048];
+    fx_path(&F, "rec.tsv", out, sizeof out);
+    fx_path(&F, "ok.tsv", ok, sizeof ok);
+    fx_host_conf(&F, "c1", NULL);
+    const char *so = fx_plugin("plugins/testkit/testkit.so");
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    config:\n"
+             "      out: %s\n"
+             "      tga: x\n"
+             "      tag: 7\n"
+             "      init_sleep_ms: -1\n"
+             "  - name: bare\n"
+             "    plugin: %s\n",
+             so, out, so);
+    fx_conf(&F, "10-rec.yaml", buf);
+    record_instance("20-ok.yaml", "ok", "A", ok, "approval.**", 10);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stderr: %s", e);
+    const char *const want[] = {
+        "%s/10-rec.yaml:6:7: unknown key 'tga' in config of plugin instance 'rec' (valid: out, "
+        "tag, init_sleep_ms)\n",
+        "%s/10-rec.yaml:7:12: config.tag: expected a string, got 7\n",
+        "%s/10-rec.yaml:8:22: config.init_sleep_ms: must be between 0 and 60000, got -1\n",
+        "%s/10-rec.yaml:9:5: missing required key 'out' in config of plugin instance 'bare' (the "
+        "file to record events in)\n",
+        "evbusd: 4 configuration errors in %s\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, want[i], F.conf);
+        cr_expect_not_null(strstr(e, line), "missing: %sin: %s", line, e);
+    }
+    cr_expect_null(strstr(e, "ready"), "an init() ran although a config was wrong: %s", e);
+    free(o);
+    free(e);
+}
+
 Test(core, abi_mismatch_is_refused_with_a_precise_message)
 {
     char buf[1024];

@@ -251,6 +251,39 @@ Test(reload, a_broken_manifest_keeps_the_old_routes_and_shows_in_health)
     cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
 }
 
+Test(reload, a_plugin_config_typo_fails_the_reload_at_its_position_and_keeps_the_old_instance)
+{
+    char a[600], buf[2048], want[1200];
+    fx_path(&F, "a.tsv", a, sizeof a);
+    fx_host_conf(&F, "c1", NULL);
+    const char *so = fx_plugin("plugins/testkit/testkit.so");
+    instance("10-a.yaml", "a", so, "A", a, "approval.**");
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    /* the same instance with `tag` misspelt */
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: a\n"
+             "    plugin: %s\n"
+             "    config: { out: %s, tga: B }\n"
+             "    subscriptions: [ { pattern: \"approval.**\", priority: 10, handler: record } ]\n",
+             so, a);
+    fx_conf(&F, "10-a.yaml", buf);
+    cr_assert(reload_and_wait());
+    snprintf(want, sizeof want,
+             "%s/10-a.yaml:4:%zu: unknown key 'tga' in config of plugin instance 'a' (valid: out, "
+             "tag, init_sleep_ms)",
+             F.conf, 22 + strlen(a));
+    cr_assert(fx_log_has(&F, want), "no positioned error %s in the log", want);
+    cr_assert(fx_log_has(&F, "reload failed; generation 1 keeps serving"));
+    fx_publish(&F, "e", 3, "approval.item.approved", "t1", FX_APPROVED_V2);
+    cr_assert(fx_wait_lines(a, 3, 20000), "the old instance stopped handling");
+    char *s = harness_read_file(a);
+    cr_assert(strstr(s, "a\tA\te-0\t"), "not the old instance's tag: %s", s);
+    free(s);
+    cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
+}
+
 Test(reload, evbusctl_reload_signals_the_pidfile_and_check_config_agrees)
 {
     char a[600];

@@ -554,6 +554,41 @@ Test(config, plugin_config_converts_yaml_types_to_json)
                      "\"nested\":{\"a\":{\"b\":[{\"c\":1}]}},\"env\":8080,\"env_quoted\":\"8080\"}");
 }
 
+Test(config, plugin_config_keys_keep_the_positions_of_key_and_value)
+{
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%splugins:\n"
+             "  - name: p1\n"
+             "    plugin: p\n"
+             "    config:\n"
+             "      path: /tmp/x\n"
+             "      nested: { a: 1 }\n"
+             "  - { name: p2, plugin: p, config: { level: info } }\n"
+             "  - { name: p3, plugin: p, config: ~ }\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    const cfg_instance_t *in = &cfg->instances[0];
+    cr_assert_eq(in->n_config_keys, 2);
+    cr_expect_str_eq(in->config_keys[0].key, "path");
+    cr_expect_eq(in->config_keys[0].key_pos.line, 6);
+    cr_expect_eq(in->config_keys[0].key_pos.col, 7);
+    cr_expect_eq(in->config_keys[0].value_pos.line, 6);
+    cr_expect_eq(in->config_keys[0].value_pos.col, 13);
+    cr_expect_str_eq(in->config_keys[1].key, "nested");
+    cr_expect_eq(in->config_keys[1].value_pos.col, 15);
+    cr_expect(strstr(in->config_keys[1].key_pos.file, "/00.yaml") != NULL);
+    in = &cfg->instances[1];
+    cr_assert_eq(in->n_config_keys, 1);
+    cr_expect_str_eq(in->config_keys[0].key, "level");
+    cr_expect_eq(in->config_keys[0].key_pos.line, 8);
+    cr_expect_eq(in->config_keys[0].key_pos.col, 38);
+    cr_expect_eq(in->config_keys[0].value_pos.col, 45);
+    cr_expect_eq(cfg->instances[2].n_config_keys, 0);
+}
+
 Test(config, plugin_config_must_be_a_mapping)
 {
     fake_plugin("p.so");

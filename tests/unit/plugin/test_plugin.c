@@ -6,14 +6,18 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "fake_host.h"
 #include "harness.h"
+#include "plugin/config_map.h"
 #include "plugin/plugin.h"
 
 static char *tmp;
@@ -40,6 +44,21 @@ TestSuite(instance, .init = setup, .fini = teardown);
 TestSuite(file_sink, .init = setup, .fini = teardown);
 TestSuite(chaos, .init = setup, .fini = teardown);
 TestSuite(bundled, .init = setup, .fini = teardown);
+
+/* config maps: a conf.d written at run time, loaded with host/config */
+static char confd[600];
+static evbus_config_t *loaded;
+static cfg_errors_t cerrs;
+
+static void config_map_teardown(void)
+{
+    config_free(loaded);
+    loaded = NULL;
+    cfg_errors_free(&cerrs);
+    teardown();
+}
+
+TestSuite(config_map, .init = setup, .fini = config_map_teardown);
 
 static plugin_lib_t *open_ok(const char *path)
 {
@@ -155,6 +174,9 @@ Test(loader, refuses_descriptors_that_break_a_rule)
                                    "empty segment at offset 9");
     expect_refused(DUP_SUBSCRIBER_SO, "subscriber name 'main' is used twice (0 and 1)");
     expect_refused(BAD_RESERVED_SO, "descriptor reserved[5] is not zero");
+    expect_refused(BAD_CONFIG_MAP_SO, "config key 'mode': EVBUS_CONFIG_ENUM needs enum_values");
+    expect_refused(CONFIG_MAP_NO_FLAG_SO,
+                   "config_map is set but flags lack EVBUS_PLUGIN_F_CONFIG_MAP");
     snprintf(want, sizeof want,
              "descriptor struct_size is 24 bytes, ABI version 1 needs at least %zu",
              sizeof(evbus_plugin_descriptor_t));
@@ -415,23 +437,29 @@ Test(file_sink, refuses_a_second_instance_on_the_same_file)
     plugin_lib_close(lib);
 }
 
-Test(file_sink, requires_a_path)
+Test(file_sink, its_config_map_requires_a_path_and_checks_fsync_and_intervals)
 {
     plugin_lib_t *lib = open_ok(FILE_SINK_SO);
     plugin_instance_t *inst = NULL;
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, &inst,
                                      err, sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "init failed: missing 'path'"), "got: %s", err);
+    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
+                          "config of plugin instance 's' (the file to append events to)");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"fsync\":\"sometimes\"}",
                                      &fake_host_api, &inst, err, sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "'fsync' must be"), "got: %s", err);
+    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
+                          "never|always|interval, got 'sometimes'");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"flush_interval_ms\":0}",
                                      &fake_host_api, &inst, err, sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "'flush_interval_ms' must be an integer from 1 to 86400000"),
-                       "got: %s", err);
+    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
+                          "between 1 and 86400000, got 0");
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, &inst, err,
+                                     sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "init failed: 'path' must not be empty"), "got: %s", err);
     plugin_lib_close(lib);
 }
 
@@ -513,7 +541,8 @@ Test(bundled, log_plugin_formats_its_template_at_its_level)
     cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, &bad, err,
                                      sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "'level' must be"), "got: %s", err);
+    cr_assert_str_eq(err, "-: instance 'b' (" LOG_SO "): config.level: expected one of "
+                          "debug|info|warn|error, got 'loud'");
     plugin_instance_free(inst);
     plugin_lib_close(lib);
 }
@@ -575,6 +604,258 @@ Test(bundled, bench_counter_counts_all_three_subscribers_and_reports_at_fini)
     plugin_lib_close(lib);
 }
 
+/* ---- config maps ---------------------------------------------------------- */
+
+/*
+ * Writes `yaml` as conf.d/10-audit.yaml (each %s is the plugin path `so`),
+ * loads it and checks every instance's config against its plugin, as a
+ * generation build does.  The problems are in cerrs.
+ */
+static void load_and_check(const char *so, const char *yaml)
+{
+    char text[4096];
+    snprintf(text, sizeof text, yaml, so, so, so);
+    snprintf(confd, sizeof confd, "%s/conf.d", tmp);
+    cr_assert_eq(mkdir(confd, 0755), 0);
+    cr_assert_eq(harness_write_file(confd, "10-audit.yaml", text), 0);
+    loaded = config_load(confd, &cerrs);
+    cr_assert_not_null(loaded, "config: %s", cerrs.count ? cerrs.msgs[0] : "?");
+    plugin_lib_t *lib = open_ok(so);
+    for (size_t i = 0; i < loaded->n_instances; i++)
+        plugin_config_check(lib, &loaded->instances[i], &cerrs);
+    plugin_lib_close(lib);
+}
+
+/* Asserts that cerrs holds exactly these lines; %s in each is conf.d. */
+static void expect_problems(size_t n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++) {
+        char want[1024];
+        snprintf(want, sizeof want, va_arg(ap, const char *), confd);
+        if (i < cerrs.count)
+            cr_expect_str_eq(cerrs.msgs[i], want, "problem %zu", i);
+        else
+            cr_expect_fail("missing problem %zu: %s", i, want);
+    }
+    va_end(ap);
+    for (size_t i = n; i < cerrs.count; i++)
+        cr_expect_fail("unexpected problem: %s", cerrs.msgs[i]);
+}
+
+Test(config_map, an_unknown_key_is_reported_at_the_key_with_the_valid_ones)
+{
+    load_and_check(FILE_SINK_SO, "plugins:\n"
+                                 "  - name: audit\n"
+                                 "    plugin: %s\n"
+                                 "    config:\n"
+                                 "      path: /tmp/audit.jsonl\n"
+                                 "      fsnyc: always\n");
+    expect_problems(1, "%s/10-audit.yaml:6:7: unknown key 'fsnyc' in config of plugin instance "
+                       "'audit' (valid: path, buffer, flush_interval_ms, fsync, "
+                       "fsync_interval_ms)");
+}
+
+Test(config_map, a_value_of_the_wrong_type_is_reported_at_the_value)
+{
+    load_and_check(FILE_SINK_SO, "plugins:\n"
+                                 "  - name: audit\n"
+                                 "    plugin: %s\n"
+                                 "    config:\n"
+                                 "      path: 12\n"
+                                 "      buffer: true\n"
+                                 "      fsync: [always]\n");
+    expect_problems(3, "%s/10-audit.yaml:5:13: config.path: expected a string, got 12",
+                    "%s/10-audit.yaml:6:15: config.buffer: expected an integer or one of "
+                    "line|none, got true",
+                    "%s/10-audit.yaml:7:14: config.fsync: expected one of never|always|interval, "
+                    "got a sequence");
+}
+
+Test(config_map, a_number_out_of_range_is_reported_at_the_value)
+{
+    load_and_check(FILE_SINK_SO, "plugins:\n"
+                                 "  - name: audit\n"
+                                 "    plugin: %s\n"
+                                 "    config: { path: /tmp/a.jsonl, buffer: 0,\n"
+                                 "              fsync_interval_ms: 86400001 }\n");
+    expect_problems(2, "%s/10-audit.yaml:4:43: config.buffer: must be between 1 and 1073741824, "
+                       "got 0",
+                    "%s/10-audit.yaml:5:34: config.fsync_interval_ms: must be between 1 and "
+                    "86400000, got 86400001");
+}
+
+Test(config_map, a_missing_required_key_is_reported_at_config_or_else_at_the_instance)
+{
+    load_and_check(FILE_SINK_SO, "plugins:\n"
+                                 "  - name: audit\n"
+                                 "    plugin: %s\n"
+                                 "    config: { fsync: always }\n"
+                                 "  - name: bare\n"
+                                 "    plugin: %s\n");
+    expect_problems(2, "%s/10-audit.yaml:4:13: missing required key 'path' in config of plugin "
+                       "instance 'audit' (the file to append events to)",
+                    "%s/10-audit.yaml:5:5: missing required key 'path' in config of plugin "
+                    "instance 'bare' (the file to append events to)");
+}
+
+Test(config_map, a_valid_config_has_no_problem)
+{
+    load_and_check(TESTKIT_SO, "plugins:\n"
+                               "  - name: audit\n"
+                               "    plugin: %s\n"
+                               "    config: { out: /tmp/rec.tsv, tag: a, init_sleep_ms: 0 }\n");
+    expect_problems(0);
+}
+
+Test(config_map, a_plugin_built_before_config_maps_loads_and_takes_any_config)
+{
+    const char *yaml = "plugins:\n"
+                       "  - name: audit\n"
+                       "    plugin: %s\n"
+                       "    config: { pth: 1, anything: [1, { x: 2 }] }\n";
+    load_and_check(ABI_V1_0_SO, yaml);
+    expect_problems(0);
+    plugin_lib_t *lib = open_ok(ABI_V1_0_SO);
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    cr_assert_eq(d->flags, 0);
+    cr_assert_null(d->config_map);
+    cr_assert_eq(d->n_config_map, 0);
+    plugin_instance_t *inst = new_ok(lib, "audit", loaded->instances[0].config_json);
+    cr_assert_str_eq(plugin_instance_state(inst), "{\"pth\":1,\"anything\":[1,{\"x\":2}]}");
+    plugin_instance_free(inst);
+    /* a plugin of today's header that declares no map is the same */
+    plugin_lib_t *mini = open_ok(MINIMAL_SO);
+    plugin_instance_free(new_ok(mini, "mini", "{\"whatever\":true}"));
+    plugin_lib_close(mini);
+    plugin_lib_close(lib);
+}
+
+Test(config_map, instance_new_refuses_a_config_that_breaks_the_map_before_init)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "rec", "{\"tga\":\"x\"}", &fake_host_api, &inst, err,
+                                     sizeof err),
+                 -1);
+    cr_assert_null(inst);
+    cr_assert_str_eq(err, "-: instance 'rec' (" TESTKIT_SO "): unknown key 'tga' in config of "
+                          "plugin instance 'rec' (valid: out, tag, init_sleep_ms) (and 1 more)");
+    cr_assert_null(strstr(fake_host_log(), "ready"), "init ran: %s", fake_host_log());
+    plugin_lib_close(lib);
+}
+
+Test(config_map, bundled_plugins_declare_the_keys_they_read)
+{
+    static const struct {
+        const char *so, *keys;
+    } bundled[] = {
+        {FILE_SINK_SO, "path buffer flush_interval_ms fsync fsync_interval_ms"},
+        {LOG_SO, "level format"},
+        {CHAOS_SO, "count_file"},
+        {TESTKIT_SO, "out tag init_sleep_ms"},
+        {BENCH_COUNTER_SO, "report_file"},
+    };
+    for (size_t i = 0; i < sizeof bundled / sizeof bundled[0]; i++) {
+        plugin_lib_t *lib = open_ok(bundled[i].so);
+        const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+        cr_assert(d->flags & EVBUS_PLUGIN_F_CONFIG_MAP, "%s", bundled[i].so);
+        char keys[256] = "";
+        for (size_t k = 0; k < d->n_config_map; k++)
+            snprintf(keys + strlen(keys), sizeof keys - strlen(keys), "%s%s", k ? " " : "",
+                     d->config_map[k].key);
+        cr_assert_str_eq(keys, bundled[i].keys, "%s", bundled[i].so);
+        plugin_lib_close(lib);
+    }
+}
+
+/* The rules config_map_check() applies, on descriptors made here. */
+static char problems[2048];
+
+static void collect(void *arg, const char *key, config_map_at_t at, const char *msg)
+{
+    (void)arg;
+    static const char *const where[] = {"config", "key", "value"};
+    snprintf(problems + strlen(problems), sizeof problems - strlen(problems), "%s %s: %s\n",
+             where[at], key ? key : "-", msg);
+}
+
+static const char *check_with(const evbus_config_key_t *map, size_t n, const char *json)
+{
+    evbus_plugin_descriptor_t d = {.name = "made-here", .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
+                                   .config_map = map, .n_config_map = n};
+    char perr[256] = "";
+    cr_assert_eq(config_map_check_descriptor("made-here.so", &d, perr, sizeof perr), 0, "%s",
+                 perr);
+    problems[0] = '\0';
+    size_t count = config_map_check(&d, "x", json, collect, NULL);
+    size_t lines = 0;
+    for (const char *p = problems; (p = strchr(p, '\n')); p++)
+        lines++;
+    cr_assert_eq(count, lines, "%s", problems);
+    return problems;
+}
+
+Test(config_map, a_map_without_keys_takes_no_config)
+{
+    cr_assert_str_eq(check_with(NULL, 0, "{}"), "");
+    cr_assert_str_eq(check_with(NULL, 0, "{\"a\":1}"),
+                     "key a: unknown key 'a' in config of plugin instance 'x' (plugin "
+                     "'made-here' takes no config)\n");
+}
+
+Test(config_map, one_sided_bounds_say_at_least_or_at_most)
+{
+    static const evbus_config_key_t map[] = {
+        {.key = "lo", .type = EVBUS_CONFIG_INT, .min = 1, .max = INT64_MAX},
+        {.key = "hi", .type = EVBUS_CONFIG_INT, .min = INT64_MIN, .max = -1},
+    };
+    cr_assert_str_eq(check_with(map, 2, "{\"lo\":0,\"hi\":0}"),
+                     "value lo: config.lo: must be at least 1, got 0\n"
+                     "value hi: config.hi: must be at most -1, got 0\n");
+    cr_assert_str_eq(check_with(map, 2, "{\"lo\":9223372036854775807,\"hi\":-5}"), "");
+}
+
+Test(config_map, a_number_accepts_integers_and_reals_within_its_bounds)
+{
+    static const evbus_config_key_t map[] = {
+        {.key = "ratio", .type = EVBUS_CONFIG_NUMBER, .min = 0, .max = 1},
+        {.key = "count", .type = EVBUS_CONFIG_INT},
+    };
+    cr_assert_str_eq(check_with(map, 2, "{\"ratio\":0.5,\"count\":-3}"), "");
+    cr_assert_str_eq(check_with(map, 2, "{\"ratio\":1}"), "");
+    cr_assert_str_eq(check_with(map, 2, "{\"ratio\":1.5,\"count\":2.0}"),
+                     "value ratio: config.ratio: must be between 0 and 1, got 1.5\n"
+                     "value count: config.count: expected an integer, got 2.0\n");
+}
+
+Test(config_map, any_takes_every_value_and_required_keys_come_last_in_map_order)
+{
+    static const evbus_config_key_t map[] = {
+        {.key = "b", .type = EVBUS_CONFIG_BOOL, .required = 1},
+        {.key = "extra", .type = EVBUS_CONFIG_ANY},
+        {.key = "a", .type = EVBUS_CONFIG_OBJECT | EVBUS_CONFIG_ARRAY, .required = 1,
+         .description = "what to do"},
+    };
+    cr_assert_str_eq(check_with(map, 3, "{\"extra\":null,\"zz\":1}"),
+                     "key zz: unknown key 'zz' in config of plugin instance 'x' (valid: b, extra, "
+                     "a)\n"
+                     "config -: missing required key 'b' in config of plugin instance 'x'\n"
+                     "config -: missing required key 'a' in config of plugin instance 'x' (what "
+                     "to do)\n");
+    cr_assert_str_eq(check_with(map, 3, "{\"b\":false,\"a\":[],\"extra\":{}}"), "");
+    cr_assert_str_eq(check_with(map, 3, "{\"b\":\"yes\",\"a\":\"x\"}"),
+                     "value b: config.b: expected true or false, got 'yes'\n"
+                     "value a: config.a: expected a mapping or a sequence, got 'x'\n");
+}
+
+Test(config_map, text_that_is_not_an_object_is_one_problem)
+{
+    cr_assert_str_eq(check_with(NULL, 0, "[1]"),
+                     "config -: config of plugin instance 'x' is not a JSON object\n");
+}
+
 /* ---- docs ---------------------------------------------------------------- */
 
 Test(bundled, docs_quote_the_minimal_plugin_byte_for_byte)
@@ -591,6 +872,32 @@ Test(bundled, docs_quote_the_minimal_plugin_byte_for_byte)
     end[1] = '\0'; /* keep the block's last newline, like the file's */
     cr_assert_str_eq(start, src, "docs/plugins.md and plugins/testkit/minimal.c differ");
     cr_assert_leq(harness_count_lines(MINIMAL_C), 40, "the smallest plugin must stay short");
+    free(doc);
+    free(src);
+}
+
+Test(bundled, docs_quote_the_file_sink_config_map_from_its_source)
+{
+    char *doc = harness_read_file(DOCS_PLUGINS_MD), *src = harness_read_file(FILE_SINK_C);
+    cr_assert_not_null(doc);
+    cr_assert_not_null(src);
+    const char *marker = "<!-- excerpt: plugins/file-sink/file_sink.c -->\n```c\n";
+    char *start = strstr(doc, marker);
+    cr_assert_not_null(start, "docs/plugins.md lost its excerpt marker");
+    start += strlen(marker);
+    char *end = strstr(start, "\n```\n");
+    cr_assert_not_null(end);
+    *end = '\0';
+    size_t checked = 0;
+    for (char *line = strtok(start, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "/* descriptor:", 14) == 0)
+            break;
+        char needle[256];
+        snprintf(needle, sizeof needle, "\n%s\n", line);
+        cr_expect_not_null(strstr(src, needle), "not in file_sink.c: %s", line);
+        checked++;
+    }
+    cr_assert_geq(checked, 10);
     free(doc);
     free(src);
 }

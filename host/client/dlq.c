@@ -17,6 +17,17 @@
 
 enum { SCAN_PAGE = 500, XDEL_CHUNK = 500, RETRY_WATCH_ATTEMPTS = 10 };
 
+const char *evbus_dlq_reason_name(evbus_dlq_reason_t r)
+{
+    static const char *const names[] = {
+        NULL,
+#define NAME(id, name, meaning) name,
+        EVBUS_DLQ_REASONS(NAME)
+#undef NAME
+    };
+    return (unsigned)r < sizeof names / sizeof names[0] ? names[r] : NULL;
+}
+
 static bool valid_stream_id(const char *id)
 {
     if (!id || !*id || strlen(id) >= EVBUS_STREAM_ID_LEN)

@@ -352,9 +352,7 @@ int evbus_time_check(const char *s);
  *        stream <original stream> id <original entry id>
  *        event_id <CloudEvent id or ""> type <type or "">
  *        tenant <tenantid or "">
- *        reason <reject|retries_exhausted|unparseable|invalid_envelope|
- *                schema_invalid|no_schema|unknown_version|upcast_failed|
- *                poison|handler_gone>
+ *        reason <a name from EVBUS_DLQ_REASONS below>
  *        handlers <JSON array of failing handlers "instance/subscriber">
  *        attempts <int> error <last error text>
  *        first_failure <RFC 3339> last_failure <RFC 3339>
@@ -372,6 +370,45 @@ int evbus_time_check(const char *s);
  * everything.  Any other use of '*' is EVBUS_CLIENT_EINVAL.
  * ---------------------------------------------------------------------
  */
+/*
+ * DEAD-LETTER REASONS: X(ID, "name", "meaning").  The one list of them:
+ * the daemon writes these names in the `reason` field, and the reason
+ * table of docs/operations.md is these rows in this order (meanings are
+ * Markdown; tests/unit/verdict fails when the two differ).  A new reason
+ * goes at the end, so the enum values of the others never change.
+ */
+#define EVBUS_DLQ_REASONS(X)                                                                       \
+    X(REJECT, "reject", "a handler returned `EVBUS_REJECT` (permanent failure)")                   \
+    X(RETRIES_EXHAUSTED, "retries_exhausted",                                                      \
+      "a handler kept returning `RETRY` (or timing out) until `max_attempts`")                     \
+    X(UNPARSEABLE, "unparseable",                                                                  \
+      "no `event` field, not a JSON object, or malformed retry metadata")                          \
+    X(INVALID_ENVELOPE, "invalid_envelope",                                                        \
+      "a required CloudEvents attribute is missing or malformed")                                  \
+    X(SCHEMA_INVALID, "schema_invalid",                                                            \
+      "the payload fails its schema and a matching subscription enforces")                         \
+    X(NO_SCHEMA, "no_schema",                                                                      \
+      "no schema for the type, `schemas.unknown_type: reject`, and a subscription checks")         \
+    X(UNKNOWN_VERSION, "unknown_version",                                                          \
+      "the event claims a malformed schema version or one the catalog does not have")              \
+    X(UPCAST_FAILED, "upcast_failed",                                                              \
+      "an upcaster failed, or none reaches a version the subscription accepts")                    \
+    X(POISON, "poison",                                                                            \
+      "delivered more than `reclaim.max_deliveries` times (it crashed or hung the host)")          \
+    X(HANDLER_GONE, "handler_gone",                                                                \
+      "a retry's handler was removed by a reload or no longer subscribes to the type")
+
+typedef enum evbus_dlq_reason {
+    EVBUS_DLQ_NONE = 0, /* not a reason: not dead-lettered */
+#define EVBUS_DLQ_REASON_ENUM(id, name, meaning) EVBUS_DLQ_##id,
+    EVBUS_DLQ_REASONS(EVBUS_DLQ_REASON_ENUM)
+#undef EVBUS_DLQ_REASON_ENUM
+} evbus_dlq_reason_t;
+
+/* The reason's name as written in the `reason` field ("reject", ...), or
+ * NULL for EVBUS_DLQ_NONE and values out of range.  Static storage. */
+const char *evbus_dlq_reason_name(evbus_dlq_reason_t r);
+
 typedef struct evbus_dlq_entry {
     char dlq_id[EVBUS_STREAM_ID_LEN];
     /* Owned strings, never NULL except replay_job (NULL when absent). */

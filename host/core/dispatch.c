@@ -1,9 +1,11 @@
 /*
  * dispatch — see dispatch.h.
  *
- * The event's status is decided once per delivery, here, after every
- * handler returned: COMPLETED, RETRYING (some handler scheduled for
- * retry), DEAD_LETTERED or IGNORED.  Handlers never set it.
+ * The event's status is decided once per delivery, by the verdict, after
+ * every handler returned (or earlier, when the envelope, the route or the
+ * schema already settle it): COMPLETED, RETRYING (some handler scheduled
+ * for retry), DEAD_LETTERED or IGNORED.  Handlers never set it.  This file
+ * gathers the facts and performs the verdict; it decides nothing itself.
  *
  * Per-handler retries: a handler that returns RETRY gets its own entry in
  * the retry schedule, naming it as the only target; the handlers that
@@ -13,13 +15,13 @@
  */
 #include "core/dispatch.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "client/evbus_client.h"
+#include "core/verdict.h"
 #include "plugin/plugin.h"
 #include "schema/schema.h"
 #include "util/clock.h"
@@ -35,10 +37,10 @@ static void fmt_time(int64_t ms, char out[48])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-void dctx_init(dctx_t *d, engine_t *e, const char *name)
+void dctx_init(dctx_t *d, const dlink_t *link, const char *name)
 {
     memset(d, 0, sizeof *d);
-    d->eng = e;
+    d->link = link;
     snprintf(d->name, sizeof d->name, "%s", name);
     d->cache = router_cache_new();
     d->rand_state = (unsigned)(time(NULL) ^ (uintptr_t)d);
@@ -96,19 +98,22 @@ static void add_ack(dctx_t *d, const char *id)
     d->acks[d->n_acks++] = id;
 }
 
+static bool stopping(const dctx_t *d) { return d->link->stopping(d->link->owner); }
+
 static bool ensure_wc(dctx_t *d)
 {
+    const dlink_t *l = d->link;
     while (!d->wc) {
         char err[256];
-        d->wc = evbus_redis_connect(engine_redis_url(d->eng), engine_connect_ms(d->eng),
-                                    engine_command_ms(d->eng), err, sizeof err);
+        d->wc = evbus_redis_connect(l->redis_url, l->connect_ms(l->owner), l->command_ms, err,
+                                    sizeof err);
         if (d->wc)
             break;
-        engine_redis_failed(d->eng, err);
-        if (engine_stopping(d->eng))
+        l->redis_failed(l->owner, err);
+        if (stopping(d))
             return false;
-        int64_t end = clock_mono_ms() + engine_backoff_ms(d->eng);
-        while (clock_mono_ms() < end && !engine_stopping(d->eng)) {
+        int64_t end = clock_mono_ms() + l->backoff_ms(l->owner);
+        while (clock_mono_ms() < end && !stopping(d)) {
             struct timespec ts = {0, 20 * 1000000L};
             nanosleep(&ts, NULL);
         }
@@ -121,7 +126,7 @@ static void drop_wc(dctx_t *d, const char *what)
     char msg[300];
     snprintf(msg, sizeof msg, "%s: %s", what, d->wc ? d->wc->errstr : "not connected");
     log_warn(d->name, "%s; reconnecting", msg);
-    engine_redis_failed(d->eng, msg);
+    d->link->redis_failed(d->link->owner, msg);
     if (d->wc)
         redisFree(d->wc);
     d->wc = NULL;
@@ -141,7 +146,7 @@ static void clear_owed(dctx_t *d)
 static int flush_once(dctx_t *d)
 {
     redisContext *c = d->wc;
-    const char *stream = engine_stream(d->eng), *group = engine_group(d->eng);
+    const char *stream = d->link->stream, *group = d->link->group;
     size_t nargs = d->n_acks + 3;
     const char **argv = NULL;
     if (d->n_acks) {
@@ -190,7 +195,7 @@ static int flush_once(dctx_t *d)
 void dctx_flush(dctx_t *d)
 {
     /* One lock on the writer's queue per chunk instead of one per event. */
-    store_writer_submit_pending(engine_metadata(d->eng), &d->meta);
+    store_writer_submit_pending(d->link->metadata(d->link->owner), &d->meta);
     if (!d->n_cmds && !d->n_acks)
         return;
     for (;;) {
@@ -202,13 +207,13 @@ void dctx_flush(dctx_t *d)
         int rc = flush_once(d);
         if (rc == 1) {
             METRIC_ADD(events_acked, d->n_acks);
-            engine_redis_recovered(d->eng);
+            d->link->redis_recovered(d->link->owner);
             break;
         }
         if (rc == -1)
             break; /* entries stay pending; reclaim redelivers them */
         drop_wc(d, "writing acks");
-        if (engine_stopping(d->eng))
+        if (stopping(d))
             continue; /* one more attempt through ensure_wc, which gives up */
     }
     clear_owed(d);
@@ -234,19 +239,9 @@ static double rnd01(dctx_t *d)
     return (double)(rand_r(&d->rand_state) % 1000000) / 1000000.0;
 }
 
-int64_t dispatch_backoff_ms(const retry_policy_t *p, int attempt, double rnd)
-{
-    double delay = p->base_ms * pow(p->factor > 1.0 ? p->factor : 1.0, attempt > 1 ? attempt - 1 : 0);
-    if (delay > p->max_ms)
-        delay = p->max_ms;
-    /* spread +/- jitter/2 around the delay so hosts do not retry in step */
-    delay *= 1.0 + p->jitter * (rnd - 0.5);
-    return delay < 0 ? 0 : (int64_t)delay;
-}
-
 static void metadata(dctx_t *d, const struct evbus_event *ev)
 {
-    store_writer_t *w = engine_metadata(d->eng);
+    store_writer_t *w = d->link->metadata(d->link->owner);
     if (!w || ev->is_replay || !ev->id)
         return;
     store_status_t st = ev->status == EV_STATUS_COMPLETED       ? STORE_COMPLETED
@@ -274,8 +269,9 @@ static void metadata(dctx_t *d, const struct evbus_event *ev)
 }
 
 /* Queue the dead letter for ev: original bytes unchanged plus provenance. */
-static void dead_letter(dctx_t *d, struct evbus_event *ev, const char *reason)
+static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t why)
 {
+    const char *reason = evbus_dlq_reason_name(why);
     char handlers[2048] = "[";
     size_t hl = 1;
     for (size_t i = 0; i < ev->n_failed && hl < sizeof handlers - 4; i++) {
@@ -301,12 +297,12 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, const char *reason)
     } while (0)
 #define SARG(s) ARG((s), strlen(s))
     SARG("XADD");
-    SARG(engine_dlq_stream(d->eng));
+    SARG(d->link->dlq_stream);
     SARG("*");
     SARG("event");
     ARG(ev->raw ? ev->raw : "", ev->raw ? ev->raw_len : 0);
     SARG("stream");
-    SARG(engine_stream(d->eng));
+    SARG(d->link->stream);
     SARG("id");
     SARG(sid);
     SARG("event_id");
@@ -336,15 +332,15 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, const char *reason)
     add_cmd(d, argc, argv, lens);
     METRIC_INC(dlq_written);
     ev->status = EV_STATUS_DEAD_LETTERED;
-    ev->dlq_reason = reason;
+    ev->dlq_reason = why;
     log_warn(d->name, "event %s (%s, entry %s) dead-lettered: %s: %s", ev->id ? ev->id : "?",
              ev->type ? ev->type : "?", sid, reason, ev->error);
 }
 
-/* Queue a retry of one handler: the schedule member is
- * "<meta json>\n<raw event>", scored by its due time. */
+/* Queue a retry of one handler, due delay_ms from now: the schedule member
+ * is "<meta json>\n<raw event>", scored by its due time. */
 static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
-                           const char *error)
+                           const char *error, int64_t delay_ms)
 {
     int64_t now = clock_wall_ms();
     json_t *meta = json_pack("{s:s, s:i, s:I, s:s, s:s}", "h", h->name, "a", ev->attempt + 1,
@@ -362,9 +358,8 @@ static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_
     memcpy(member + ml + 1, ev->raw, ev->raw_len);
     free(m);
     char due[32];
-    snprintf(due, sizeof due, "%lld",
-             (long long)(now + dispatch_backoff_ms(&h->retry, ev->attempt, rnd01(d))));
-    const char *argv[4] = {"ZADD", engine_retry_key(d->eng), due, member};
+    snprintf(due, sizeof due, "%lld", (long long)(now + delay_ms));
+    const char *argv[4] = {"ZADD", d->link->retry_key, due, member};
     size_t lens[4] = {4, strlen(argv[1]), strlen(due), ml + 1 + ev->raw_len};
     add_cmd(d, 4, argv, lens);
     free(member);
@@ -439,8 +434,8 @@ static int dedup_claim(dctx_t *d, const struct evbus_event *ev, const gen_handle
 {
     if (!ensure_wc(d))
         return -1;
-    redisReply *r = redisCommand(d->wc, "SET evbus:dedup:%s:%s:%s 1 NX EX %u",
-                                 engine_group(d->eng), h->name, ev->id, h->dedup_ttl_s);
+    redisReply *r = redisCommand(d->wc, "SET evbus:dedup:%s:%s:%s 1 NX EX %u", d->link->group,
+                                 h->name, ev->id, h->dedup_ttl_s);
     if (!r) {
         drop_wc(d, "dedup SET");
         return -1;
@@ -455,15 +450,16 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
     if (!d->wc)
         return;
     redisReply *r =
-        redisCommand(d->wc, "DEL evbus:dedup:%s:%s:%s", engine_group(d->eng), h->name, ev->id);
+        redisCommand(d->wc, "DEL evbus:dedup:%s:%s:%s", d->link->group, h->name, ev->id);
     if (r)
         freeReplyObject(r);
     else
         drop_wc(d, "dedup DEL");
 }
 
-static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
-                                   char *reason, size_t reason_len)
+/* Call h; an overrun counts as a retry whatever the handler returned. */
+static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
+                                     char *reason, size_t reason_len)
 {
     atomic_store(&d->cur_timeout_ms, h->timeout_ms);
     atomic_store(&d->cur_reported, false);
@@ -500,9 +496,11 @@ static evbus_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_
                  h->name, (long long)took, ev->id, h->timeout_ms);
         snprintf(reason, reason_len, "timed out after %lld ms (limit %u ms)", (long long)took,
                  h->timeout_ms);
-        return EVBUS_RETRY;
+        return VERDICT_RESULT_TIMEOUT;
     }
-    return r;
+    return r == EVBUS_OK       ? VERDICT_RESULT_OK
+           : r == EVBUS_REJECT ? VERDICT_RESULT_REJECT
+                               : VERDICT_RESULT_RETRY;
 }
 
 void dctx_check_overrun(dctx_t *d, int64_t now)
@@ -519,24 +517,15 @@ void dctx_check_overrun(dctx_t *d, int64_t now)
     }
 }
 
-/* The whole pipeline for one parsed-or-not event.  0 = every handler
- * succeeded (or nothing matched), 1 = something failed. */
-static int process_event(dctx_t *d, struct evbus_event *ev)
-{
-    generation_t *g = d->gen;
-    if (event_parse(ev) != 0) {
-        METRIC_INC(events_invalid_envelope);
-        if (!ev->orig_sid[0] && ev->stream_id)
-            snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", ev->stream_id);
-        dead_letter(d, ev, ev->dlq_reason ? ev->dlq_reason : "invalid_envelope");
-        metadata(d, ev);
-        return 1;
-    }
+/* ---- facts ------------------------------------------------------------- */
 
-    /* route */
-    const gen_handler_t *hs[EVENT_MAX_HANDLERS];
+/* The handlers matching ev (a retry: only its own), lowest priority number
+ * first, into hs and their facts into hin.  Returns how many. */
+static size_t route(dctx_t *d, const struct evbus_event *ev, const gen_handler_t **hs,
+                    verdict_handler_in_t *hin)
+{
     size_t n = 0;
-    router_list_t lst = router_match(g->router, d->cache, ev->type);
+    router_list_t lst = router_match(d->gen->router, d->cache, ev->type);
     if (lst.count > EVENT_MAX_HANDLERS && !d->warned_too_many) {
         d->warned_too_many = true; /* once per thread, not per event */
         log_warn(d->name, "%zu handlers match %s; only the first %d (by priority) run",
@@ -546,104 +535,74 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         const gen_handler_t *h = lst.items[i].target;
         if (ev->retry_target && strcmp(h->name, ev->retry_target) != 0)
             continue;
+        hin[n] = (verdict_handler_in_t){.schema_mode = h->schema_mode, .retry = &h->retry};
         hs[n++] = h;
     }
-    if (ev->retry_target && n == 0) {
-        /* The handler this retry was for is gone (reload) or no longer
-         * subscribed to the type: say so in the DLQ, never drop it. */
-        event_set_error(ev, "retry target %s is no longer subscribed to %s", ev->retry_target,
-                        ev->type);
-        ev->failed[ev->n_failed++] = ev->retry_target;
-        dead_letter(d, ev, "handler_gone");
-        metadata(d, ev);
-        return 1;
-    }
-    if (n == 0) {
-        METRIC_INC(events_ignored);
-        ev->status = EV_STATUS_IGNORED;
-        metadata(d, ev);
-        return 0;
-    }
+    return n;
+}
 
-    /* schema version */
-    bool any_check = false, any_enforce = false;
-    for (size_t i = 0; i < n; i++) {
-        any_check |= hs[i]->schema_mode != SCHEMA_MODE_OFF;
-        any_enforce |= hs[i]->schema_mode == SCHEMA_MODE_ENFORCE;
+/* The schema facts: the version claim, what the catalog has, and, when a
+ * matching handler checks schemas, whether the payload is valid (the
+ * validation errors go to ev->error).  Resolves ev->schema_version. */
+static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
+{
+    const generation_t *g = d->gen;
+    in->known = VERDICT_KNOWN_SCHEMA;
+    in->unknown_type_rejects = g->cfg->schema.unknown == SCHEMA_UNKNOWN_REJECT;
+    in->claimed_version = schema_event_version(ev->env);
+    if (in->claimed_version < 0)
+        return;
+    in->latest_version = schema_catalog_latest(g->schemas, ev->type);
+    if (in->latest_version == 0) {
+        ev->schema_version = in->claimed_version;
+        return;
     }
-    int claimed = schema_event_version(ev->env);
-    int latest = schema_catalog_latest(g->schemas, ev->type);
-    if (claimed < 0) {
-        event_set_error(ev, "malformed schema version (dataschema / schemaversion)");
-        dead_letter(d, ev, "unknown_version");
-        metadata(d, ev);
-        return 1;
+    ev->schema_version = in->claimed_version ? in->claimed_version : in->latest_version;
+    const js_schema_t *schema = schema_catalog_get(g->schemas, ev->type, ev->schema_version);
+    in->schema_found = schema != NULL;
+    bool any_check = false;
+    for (size_t i = 0; i < in->n_handlers; i++)
+        any_check |= in->handlers[i].schema_mode != SCHEMA_MODE_OFF;
+    if (!schema || !any_check)
+        return; /* validating costs: only for a handler that looks at the result */
+    json_t *data = ev->data ? ev->data : json_null();
+    if (js_validate(schema, data, NULL, 0)) {
+        in->data = VERDICT_DATA_VALID;
+        return;
     }
-    const js_schema_t *schema = NULL;
-    if (latest == 0) {
-        ev->schema_version = claimed;
-        if (any_check && g->cfg->schema.unknown == SCHEMA_UNKNOWN_REJECT) {
-            event_set_error(ev, "no schema for type %s", ev->type);
-            dead_letter(d, ev, "no_schema");
-            metadata(d, ev);
-            return 1;
-        }
-    } else {
-        ev->schema_version = claimed ? claimed : latest;
-        schema = schema_catalog_get(g->schemas, ev->type, ev->schema_version);
-        if (!schema) {
-            event_set_error(ev, "%s has no schema version %d (latest is %d)", ev->type,
-                            ev->schema_version, latest);
-            dead_letter(d, ev, "unknown_version");
-            metadata(d, ev);
-            return 1;
-        }
+    in->data = VERDICT_DATA_INVALID;
+    js_errors_clear(&d->jerrs);
+    js_validate(schema, data, &d->jerrs, 1);
+    char msg[sizeof ev->error];
+    size_t off = 0;
+    for (size_t i = 0; i < d->jerrs.count && off < sizeof msg - 1; i++) {
+        int w = snprintf(msg + off, sizeof msg - off, "%s/data%s: %s", i ? "; " : "",
+                         d->jerrs.items[i].instance_path, d->jerrs.items[i].message);
+        if (w > 0)
+            off += (size_t)w;
     }
+    snprintf(ev->error, sizeof ev->error, "%s", d->jerrs.count ? msg : "invalid payload");
+}
 
-    /* validate once, for every handler that wants it */
-    if (any_check && schema) {
-        json_t *data = ev->data ? ev->data : json_null();
-        if (!js_validate(schema, data, NULL, 0)) {
-            js_errors_clear(&d->jerrs);
-            js_validate(schema, data, &d->jerrs, 1);
-            char msg[sizeof ev->error];
-            size_t off = 0;
-            for (size_t i = 0; i < d->jerrs.count && off < sizeof msg - 1; i++) {
-                int w = snprintf(msg + off, sizeof msg - off, "%s/data%s: %s", i ? "; " : "",
-                                 d->jerrs.items[i].instance_path, d->jerrs.items[i].message);
-                if (w > 0)
-                    off += (size_t)w;
-            }
-            snprintf(ev->error, sizeof ev->error, "%s", d->jerrs.count ? msg : "invalid payload");
-            if (any_enforce) {
-                METRIC_INC(events_schema_invalid);
-                dead_letter(d, ev, "schema_invalid");
-                metadata(d, ev);
-                return 1;
-            }
-            METRIC_INC(events_schema_advisory);
-            log_warn(d->name, "event %s (%s v%d) fails its schema (advisory, delivered): %s",
-                     ev->id, ev->type, ev->schema_version, ev->error);
-            ev->error[0] = '\0';
-        }
-    }
-
-    /* call the handlers, lowest priority number first */
-    bool any_retry = false, any_reject = false, any_exhausted = false, any_upcast = false;
+/* Call the handlers in order, each with the data at a version it accepts,
+ * under its dedup claim when it has one.  Results go to hin[i].result, why
+ * a handler did not succeed to d->why[i]. */
+static void run_handlers(dctx_t *d, struct evbus_event *ev, const gen_handler_t *const *hs,
+                         verdict_handler_in_t *hin, size_t n)
+{
     json_t *own_data = ev->data;
     int own_version = ev->schema_version;
     for (size_t i = 0; i < n; i++) {
         const gen_handler_t *h = hs[i];
-        char reason[512] = "";
-        int want = target_version(h, own_version, reason, sizeof reason);
+        char *why = d->why[i];
+        size_t why_len = sizeof d->why[i];
+        why[0] = '\0';
+        int want = target_version(h, own_version, why, why_len);
         json_t *data = own_data;
-        if (!reason[0] && want != own_version)
-            data = data_at_version(d, ev, want, reason, sizeof reason);
-        if (reason[0]) {
-            any_upcast = true;
-            snprintf(ev->error, sizeof ev->error, "%s", reason);
-            ev->failed[ev->n_failed++] = h->name;
-            event_note_outcome(ev, h->name, "upcast_failed");
+        if (!why[0] && want != own_version)
+            data = data_at_version(d, ev, want, why, why_len);
+        if (why[0]) {
+            hin[i].result = VERDICT_RESULT_UPCAST_FAILED;
             continue;
         }
         if (data != ev->data) {
@@ -656,47 +615,18 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         if (h->dedup_ttl_s && ev->id)
             dd = dedup_claim(d, ev, h);
         if (dd == 0) {
-            METRIC_INC(events_dedup_skipped);
-            event_note_outcome(ev, h->name, "dedup");
+            hin[i].result = VERDICT_RESULT_DEDUP_SKIPPED;
             continue;
         }
-        evbus_result_t r = call_handler(d, ev, h, reason, sizeof reason);
-        if (r != EVBUS_OK && h->dedup_ttl_s && dd == 1)
+        verdict_result_t r = call_handler(d, ev, h, why, why_len);
+        if (r != VERDICT_RESULT_OK && h->dedup_ttl_s && dd == 1)
             dedup_release(d, ev, h);
-        switch (r) {
-        case EVBUS_OK:
-            METRIC_INC(handler_ok);
-            event_note_outcome(ev, h->name, "ok");
-            break;
-        case EVBUS_REJECT:
-            METRIC_INC(handler_reject);
-            any_reject = true;
-            snprintf(ev->error, sizeof ev->error, "%.160s: %.300s", h->name,
-                     reason[0] ? reason : "handler rejected the event");
-            ev->failed[ev->n_failed++] = h->name;
-            event_note_outcome(ev, h->name, "reject");
-            break;
-        default:
-            METRIC_INC(handler_retry);
+        if (r == VERDICT_RESULT_RETRY || r == VERDICT_RESULT_TIMEOUT) {
             if (!ev->first_failure_ms)
                 ev->first_failure_ms = clock_wall_ms();
-            if ((uint32_t)ev->attempt >= h->retry.max_attempts) {
-                any_exhausted = true;
-                snprintf(ev->error, sizeof ev->error, "%.160s: %.300s (attempt %d of %u)", h->name,
-                         reason[0] ? reason : "handler asked for a retry", ev->attempt,
-                         h->retry.max_attempts);
-                ev->failed[ev->n_failed++] = h->name;
-                event_note_outcome(ev, h->name, "exhausted");
-            } else {
-                any_retry = true;
-                char why[600];
-                snprintf(why, sizeof why, "%.160s: %.300s", h->name,
-                         reason[0] ? reason : "handler asked for a retry");
-                schedule_retry(d, ev, h, why);
-                event_note_outcome(ev, h->name, "retry");
-            }
-            break;
+            hin[i].rnd = rnd01(d);
         }
+        hin[i].result = r;
     }
     if (ev->data != own_data) {
         free(ev->data_json);
@@ -704,16 +634,160 @@ static int process_event(dctx_t *d, struct evbus_event *ev)
         ev->data = own_data;
     }
     ev->schema_version = own_version;
+}
 
-    if (any_reject || any_exhausted || any_upcast)
-        dead_letter(d, ev, any_reject ? "reject" : any_exhausted ? "retries_exhausted"
-                                                                 : "upcast_failed");
-    else if (any_retry)
-        ev->status = EV_STATUS_RETRYING;
+/* ---- effects ----------------------------------------------------------- */
+
+/* Record what the verdict made of handler h: counters, its outcome, the
+ * event's error and failing handlers, its retry. */
+static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
+                           const char *why, const verdict_handler_out_t *o)
+{
+    event_note_outcome(ev, h->name, verdict_outcome_name(o->outcome));
+    switch (o->outcome) {
+    case VERDICT_OUTCOME_OK:
+        METRIC_INC(handler_ok);
+        break;
+    case VERDICT_OUTCOME_DEDUP:
+        METRIC_INC(events_dedup_skipped);
+        break;
+    case VERDICT_OUTCOME_UPCAST_FAILED:
+        snprintf(ev->error, sizeof ev->error, "%s", why);
+        ev->failed[ev->n_failed++] = h->name;
+        break;
+    case VERDICT_OUTCOME_REJECT:
+        METRIC_INC(handler_reject);
+        snprintf(ev->error, sizeof ev->error, "%.160s: %.300s", h->name,
+                 why[0] ? why : "handler rejected the event");
+        ev->failed[ev->n_failed++] = h->name;
+        break;
+    case VERDICT_OUTCOME_EXHAUSTED:
+        METRIC_INC(handler_retry);
+        snprintf(ev->error, sizeof ev->error, "%.160s: %.300s (attempt %d of %u)", h->name,
+                 why[0] ? why : "handler asked for a retry", ev->attempt, h->retry.max_attempts);
+        ev->failed[ev->n_failed++] = h->name;
+        break;
+    case VERDICT_OUTCOME_RETRY: {
+        METRIC_INC(handler_retry);
+        char text[600];
+        snprintf(text, sizeof text, "%.160s: %.300s", h->name,
+                 why[0] ? why : "handler asked for a retry");
+        schedule_retry(d, ev, h, text, o->delay_ms);
+        break;
+    }
+    }
+}
+
+/* The error text and counters of a verdict reached before any handler ran
+ * (the handlers' own are written by record_handler). */
+static void record_early(struct evbus_event *ev, const verdict_input_t *in, const verdict_t *v)
+{
+    if (v->status == EV_STATUS_IGNORED)
+        METRIC_INC(events_ignored);
+    switch (v->reason) {
+    case EVBUS_DLQ_POISON:
+        METRIC_INC(poison);
+        if (!ev->first_failure_ms)
+            ev->first_failure_ms = clock_wall_ms();
+        event_set_error(ev, "delivered %llu times (max_deliveries %u): the host crashed, was "
+                        "killed or hung while handling it",
+                        (unsigned long long)in->deliveries, in->max_deliveries);
+        break;
+    case EVBUS_DLQ_UNPARSEABLE:
+    case EVBUS_DLQ_INVALID_ENVELOPE:
+        METRIC_INC(events_invalid_envelope);
+        break; /* event_parse wrote the error */
+    case EVBUS_DLQ_HANDLER_GONE:
+        /* the handler is gone (reload) or no longer subscribed to the
+         * type: say so in the DLQ, never drop the retry */
+        event_set_error(ev, "retry target %s is no longer subscribed to %s", ev->retry_target,
+                        ev->type);
+        ev->failed[ev->n_failed++] = ev->retry_target;
+        break;
+    case EVBUS_DLQ_UNKNOWN_VERSION:
+        if (in->claimed_version < 0)
+            event_set_error(ev, "malformed schema version (dataschema / schemaversion)");
+        else
+            event_set_error(ev, "%s has no schema version %d (latest is %d)", ev->type,
+                            ev->schema_version, in->latest_version);
+        break;
+    case EVBUS_DLQ_NO_SCHEMA:
+        event_set_error(ev, "no schema for type %s", ev->type);
+        break;
+    case EVBUS_DLQ_SCHEMA_INVALID:
+        METRIC_INC(events_schema_invalid);
+        break; /* learn_schema wrote the error */
+    default:
+        break;
+    }
+}
+
+/* Perform a decided verdict: queue the ack, retries and dead letter with
+ * the chunk's owed writes, and the metadata.  0 when the event completed
+ * or nothing matched, 1 otherwise. */
+static int perform(dctx_t *d, struct evbus_event *ev, const verdict_input_t *in,
+                   const verdict_t *v, const gen_handler_t *const *hs)
+{
+    if (v->ack)
+        add_ack(d, ev->stream_id);
+    for (size_t i = 0; i < v->n_handlers; i++)
+        record_handler(d, ev, hs[i], d->why[i], &v->handlers[i]);
+    record_early(ev, in, v);
+    if (v->status == EV_STATUS_DEAD_LETTERED)
+        dead_letter(d, ev, v->reason);
     else
-        ev->status = EV_STATUS_COMPLETED;
+        ev->status = v->status;
     metadata(d, ev);
-    return (any_retry || any_reject || any_exhausted || any_upcast) ? 1 : 0;
+    return v->status == EV_STATUS_COMPLETED || v->status == EV_STATUS_IGNORED ? 0 : 1;
+}
+
+/* ---- the pipeline ------------------------------------------------------ */
+
+/*
+ * One entry: learn the facts a stage at a time, asking the verdict after
+ * each, so a settled event costs no more work (a poison pill is never
+ * routed, an event nobody subscribes to never validated); then perform
+ * the verdict.  deliveries: the group's count for an entry claimed again,
+ * else 0.  Returns as perform().
+ */
+static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uint64_t deliveries)
+{
+    const gen_handler_t *hs[EVENT_MAX_HANDLERS];
+    verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
+    verdict_input_t in = {
+        .known = VERDICT_KNOWN_ENVELOPE,
+        .from_group = from_group,
+        .deliveries = deliveries,
+        .max_deliveries = d->gen->cfg->core.max_deliveries,
+        .handlers = hin,
+    };
+    verdict_t v;
+    if (event_parse(ev) != 0)
+        in.envelope = ev->dlq_reason ? ev->dlq_reason : EVBUS_DLQ_INVALID_ENVELOPE;
+    verdict_decide(&in, &v);
+    if (!v.decided) {
+        in.known = VERDICT_KNOWN_ROUTE;
+        in.is_retry = ev->retry_target != NULL;
+        in.n_handlers = route(d, ev, hs, hin);
+        verdict_decide(&in, &v);
+    }
+    if (!v.decided) {
+        learn_schema(d, ev, &in);
+        verdict_decide(&in, &v);
+        if (v.schema_advisory) {
+            METRIC_INC(events_schema_advisory);
+            log_warn(d->name, "event %s (%s v%d) fails its schema (advisory, delivered): %s",
+                     ev->id, ev->type, ev->schema_version, ev->error);
+            ev->error[0] = '\0';
+        }
+    }
+    if (!v.decided) {
+        run_handlers(d, ev, hs, hin, in.n_handlers);
+        in.known = VERDICT_KNOWN_RESULTS;
+        in.attempt = ev->attempt;
+        verdict_decide(&in, &v);
+    }
+    return perform(d, ev, &in, &v, hs);
 }
 
 static void load_entry(struct evbus_event *ev, redisReply *entry)
@@ -726,58 +800,39 @@ static void load_entry(struct evbus_event *ev, redisReply *entry)
     ev->retried_from = field(fv, "retried_from", NULL);
 }
 
-void dctx_dispatch_entry(dctx_t *d, redisReply *entry)
+static void dispatch_entry(dctx_t *d, redisReply *entry, uint64_t deliveries)
 {
-    const char *id = entry->element[0]->str;
-    add_ack(d, id);
     if (entry->element[1]->type != REDIS_REPLY_ARRAY) {
         /* pending entry whose stream entry is gone: ack it away, count it */
+        const char *id = entry->element[0]->str;
+        add_ack(d, id);
         METRIC_INC(ghosts);
         log_warn(d->name, "pending entry %s no longer exists in the stream; acked away", id);
         return;
     }
-    struct evbus_event *ev = &d->ev;
-    load_entry(ev, entry);
-    process_event(d, ev);
+    load_entry(&d->ev, entry);
+    process_event(d, &d->ev, true, deliveries);
 }
+
+void dctx_dispatch_entry(dctx_t *d, redisReply *entry) { dispatch_entry(d, entry, 0); }
 
 void dctx_dispatch_recovered(dctx_t *d, redisReply *entry)
 {
-    const char *id = entry->element[0]->str;
-    if (entry->element[1]->type != REDIS_REPLY_ARRAY) {
-        dctx_dispatch_entry(d, entry); /* ghost */
-        return;
-    }
-    long long count = 1;
-    if (ensure_wc(d)) {
-        redisReply *r = redisCommand(d->wc, "XPENDING %s %s %s %s 1", engine_stream(d->eng),
-                                     engine_group(d->eng), id, id);
+    uint64_t count = 1; /* unknown (Redis failed): never taken for a poison pill */
+    if (entry->element[1]->type == REDIS_REPLY_ARRAY && ensure_wc(d)) {
+        const char *id = entry->element[0]->str;
+        redisReply *r = redisCommand(d->wc, "XPENDING %s %s %s %s 1", d->link->stream,
+                                     d->link->group, id, id);
         if (!r) {
             drop_wc(d, "XPENDING");
         } else {
             if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-                r->element[0]->elements >= 4)
-                count = r->element[0]->element[3]->integer;
+                r->element[0]->elements >= 4 && r->element[0]->element[3]->integer > 0)
+                count = (uint64_t)r->element[0]->element[3]->integer;
             freeReplyObject(r);
         }
     }
-    uint32_t max = engine_max_deliveries(d->eng);
-    if (max && count > (long long)max) {
-        struct evbus_event *ev = &d->ev;
-        add_ack(d, id);
-        load_entry(ev, entry);
-        if (event_parse(ev) != 0 && !ev->orig_sid[0])
-            snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", id);
-        if (!ev->first_failure_ms)
-            ev->first_failure_ms = clock_wall_ms();
-        event_set_error(ev, "delivered %lld times (max_deliveries %u): the host crashed, was "
-                        "killed or hung while handling it", count, max);
-        METRIC_INC(poison);
-        dead_letter(d, ev, "poison");
-        metadata(d, ev);
-        return;
-    }
-    dctx_dispatch_entry(d, entry);
+    dispatch_entry(d, entry, count);
 }
 
 int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, const char *raw,
@@ -790,5 +845,5 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
     ev->raw_len = len;
     ev->is_replay = true;
     ev->replay_job = strdup(job_id);
-    return process_event(d, ev);
+    return process_event(d, ev, false, 0);
 }

@@ -2,13 +2,23 @@
  * dispatch — what happens to one entry: parse, check, route, validate,
  * upcast, call the handlers in priority order, then record every outcome.
  *
+ * For each entry dispatch gathers facts and asks the verdict
+ * (core/verdict.h) what they mean, then performs it: the effects step
+ * queues the retry schedule entries, the dead letter, the ack and the
+ * metadata, and counts and logs.  Deciding apart from acting keeps the
+ * decision table testable without Redis.
+ *
  * A dctx_t (dispatch context) belongs to one thread.  It owns a write
  * connection, a routing cache, a reusable event and the list of writes owed
  * for the entries dispatched since dctx_begin(): acks, retries, dead
  * letters.  dctx_flush() writes them in one MULTI/EXEC and retries the same
- * writes after a reconnect until they land or the engine stops, so an
+ * writes after a reconnect until they land or the link says stop, so an
  * outcome is never half-recorded and a Redis failure never becomes an
  * event failure.
+ *
+ * Dispatch calls down only: what it needs from the runtime that drives it
+ * (the engine) comes in a dlink_t, and its settings come from the
+ * generation it dispatches with.
  *
  * Entry pointers (redisReply) passed in must stay valid until dctx_flush()
  * returns: ack ids are borrowed from them.
@@ -21,15 +31,38 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/engine.h"
 #include "core/event.h"
 #include "core/generation.h"
 #include "jsonschema/jsonschema.h"
 #include "router/router.h"
 #include "store/store.h"
 
+/*
+ * The link to the runtime that drives dispatch: where to write, how to
+ * connect, and callbacks for what only the runtime knows (whether it is
+ * stopping, its Redis health and backoff, its metadata writer).  The
+ * runtime fills one, owns it and its strings, and keeps it alive and
+ * unchanged while any dctx holds it.  Callbacks get `owner` and may be
+ * called from every dispatching thread at once.
+ */
+typedef struct dlink {
+    const char *redis_url;
+    const char *stream;      /* acks and the dead letters' `stream` field */
+    const char *group;       /* acks, XPENDING, dedup keys */
+    const char *retry_key;   /* the retry schedule (ZSET) */
+    const char *dlq_stream;
+    int command_ms;          /* command timeout of the write connection */
+    void *owner;
+    int (*connect_ms)(void *owner);      /* read at every connect: it may change live */
+    bool (*stopping)(void *owner);       /* give up reconnecting; entries stay pending */
+    void (*redis_failed)(void *owner, const char *what);
+    void (*redis_recovered)(void *owner);
+    int64_t (*backoff_ms)(void *owner);  /* wait before the next connect attempt */
+    store_writer_t *(*metadata)(void *owner); /* NULL when metadata is off */
+} dlink_t;
+
 typedef struct dctx {
-    engine_t *eng;
+    const dlink_t *link;
     char name[32];
     redisContext *wc;
     router_cache_t *cache;
@@ -38,6 +71,8 @@ typedef struct dctx {
     struct evbus_event ev;
     jarena_t arena;           /* ev's envelope trees live here */
     js_errors_t jerrs;
+    /* per handler of the event being dispatched: why it did not succeed */
+    char why[EVENT_MAX_HANDLERS][512];
 
     /* writes owed since dctx_begin: formatted commands + ack ids */
     char **cmds;
@@ -56,7 +91,8 @@ typedef struct dctx {
     bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
 } dctx_t;
 
-void dctx_init(dctx_t *d, engine_t *e, const char *name);
+/* link is borrowed: it must outlive the context. */
+void dctx_init(dctx_t *d, const dlink_t *link, const char *name);
 void dctx_release(dctx_t *d);
 
 /* Start a chunk dispatched with generation g (borrowed until flush). */
@@ -67,7 +103,7 @@ void dctx_dispatch_entry(dctx_t *d, redisReply *entry);
 
 /* Dispatch an entry claimed again (own pending at start, or reclaimed):
  * reads its delivery count first and dead-letters it as `poison` when the
- * count exceeds max_deliveries. */
+ * count exceeds reclaim.max_deliveries of the chunk's generation. */
 void dctx_dispatch_recovered(dctx_t *d, redisReply *entry);
 
 /* Dispatch raw bytes of a stream entry as a replay of job_id (nothing to
@@ -76,31 +112,11 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
                          size_t len);
 
 /* Write everything owed.  Retries through reconnects until done or the
- * engine stops (then the entries simply stay pending). */
+ * link says stop (then the entries simply stay pending). */
 void dctx_flush(dctx_t *d);
 
 /* Log (once per call) a handler running past its timeout; now is
  * clock_coarse_ms(), the clock handler starts are taken with. */
 void dctx_check_overrun(dctx_t *d, int64_t now_coarse_ms);
-
-/* Engine internals dispatch needs (implemented in engine.c). */
-const char *engine_stream(const engine_t *e);
-const char *engine_group(const engine_t *e);
-const char *engine_consumer(const engine_t *e);
-const char *engine_retry_key(const engine_t *e);
-const char *engine_dlq_stream(const engine_t *e);
-const char *engine_redis_url(const engine_t *e);
-int engine_connect_ms(const engine_t *e);
-int engine_command_ms(const engine_t *e);
-uint32_t engine_max_deliveries(const engine_t *e);
-store_writer_t *engine_metadata(const engine_t *e);
-bool engine_stopping(const engine_t *e);
-void engine_redis_failed(engine_t *e, const char *what);
-void engine_redis_recovered(engine_t *e);
-int64_t engine_backoff_ms(engine_t *e);
-
-/* Retry delay for the n-th attempt (1-based) of a policy; jitter applied
- * with the given random value in [0,1).  Exposed for tests. */
-int64_t dispatch_backoff_ms(const retry_policy_t *p, int attempt, double rnd);
 
 #endif

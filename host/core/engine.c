@@ -72,12 +72,15 @@ struct engine {
      * generation; a reload keeps them, see config_reload_merge) */
     char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream;
     uint32_t n_workers, command_ms;
+    dlink_t link; /* what every dispatch context is handed (fill_link) */
 
     /* CFG_LIVE settings: the serving generation's values, stored by
      * engine_new and engine_swap (apply_live), read lock-free by every
-     * thread.  Strings (dlq.archive) are read from a pinned generation. */
+     * thread.  Strings (dlq.archive) are read from a pinned generation, and
+     * so are the settings of dispatch (reclaim.max_deliveries, retry.*):
+     * dispatch reads them from the generation of the chunk it runs. */
     struct {
-        atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms, max_deliveries;
+        atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms;
         atomic_uint stale_consumer_ms, circuit_failures, reconnect_max_ms, dlq_capacity;
         atomic_uint connect_ms;
         atomic_bool circuit_stop;
@@ -136,7 +139,6 @@ static void apply_live(engine_t *e, const generation_t *gen)
     atomic_store(&e->live.block_ms, c->block_ms);
     atomic_store(&e->live.min_idle_ms, c->reclaim_min_idle_ms);
     atomic_store(&e->live.reclaim_interval_ms, c->reclaim_interval_ms);
-    atomic_store(&e->live.max_deliveries, c->max_deliveries);
     atomic_store(&e->live.stale_consumer_ms, c->stale_consumer_ms);
     atomic_store(&e->live.circuit_failures, c->circuit_failures);
     atomic_store(&e->live.reconnect_max_ms, c->reconnect_max_ms);
@@ -472,7 +474,7 @@ static void *reader_main(void *arg)
     pthread_setname_np(pthread_self(), "evbus-reader");
     redisContext *c = NULL;
     dctx_t rctx;
-    dctx_init(&rctx, e, "recovery");
+    dctx_init(&rctx, &e->link, "recovery");
     bool grouped = false, group_logged = false;
     int64_t last_activity = clock_mono_ms();
     uint32_t conn_block = 0; /* the BLOCK the read timeout was set for */
@@ -589,7 +591,8 @@ static void *reader_main(void *arg)
  * Move due retries back into the stream.  One Lua script per call: read the
  * due members, XADD each as a new entry carrying its retry metadata, ZREM
  * it.  Atomic on the server, so two hosts racing never lose or double a
- * retry.  Members are "<meta json>\n<raw event>".
+ * retry.  Members are "<meta json>\n<raw event>"; one without the newline
+ * is dead-lettered with the reason in ARGV[3] (unparseable).
  */
 static const char *MOVE_RETRIES_LUA =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
@@ -599,7 +602,7 @@ static const char *MOVE_RETRIES_LUA =
     "    redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, nl + 1), 'retry', "
     "string.sub(m, 1, nl - 1))\n"
     "  else\n"
-    "    redis.call('XADD', KEYS[3], '*', 'event', m, 'reason', 'unparseable', 'error', "
+    "    redis.call('XADD', KEYS[3], '*', 'event', m, 'reason', ARGV[3], 'error', "
     "'malformed retry schedule entry', 'stream', KEYS[2])\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[1], m)\n"
@@ -611,8 +614,9 @@ static int move_due_retries(engine_t *e, redisContext *c)
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     for (;;) {
-        redisReply *r = redisCommand(c, "EVAL %s 3 %s %s %s %s 500", MOVE_RETRIES_LUA,
-                                     e->retry_key, e->stream, e->dlq_stream, now);
+        redisReply *r = redisCommand(c, "EVAL %s 3 %s %s %s %s 500 %s", MOVE_RETRIES_LUA,
+                                     e->retry_key, e->stream, e->dlq_stream, now,
+                                     evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE));
         if (!r)
             return -1;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -916,7 +920,7 @@ int engine_dispatch_replay(void *arg, const char *job_id, const char *stream_id,
     engine_t *e = arg;
     pthread_mutex_lock(&e->replay_lock);
     if (!e->replay_ctx_ready) {
-        dctx_init(&e->replay_ctx, e, "replay");
+        dctx_init(&e->replay_ctx, &e->link, "replay");
         e->replay_ctx_ready = true;
     }
     generation_t *g = engine_current(e);
@@ -927,6 +931,36 @@ int engine_dispatch_replay(void *arg, const char *job_id, const char *stream_id,
     pthread_mutex_unlock(&e->replay_lock);
     METRIC_INC(replay_events);
     return rc;
+}
+
+/* ---- the link dispatch is handed --------------------------------------- */
+
+static int link_connect_ms(void *e) { return (int)LIVE((engine_t *)e, connect_ms); }
+static bool link_stopping(void *e) { return atomic_load(&((engine_t *)e)->stop); }
+static void link_redis_failed(void *e, const char *what) { note_redis_error(e, what); }
+static void link_redis_recovered(void *e) { note_redis_ok(e); }
+static int64_t link_backoff_ms(void *e) { return backoff_ms(e); }
+/* read at each flush: the writer starts with engine_start and stops with
+ * engine_stop, after the contexts were made */
+static store_writer_t *link_metadata(void *e) { return ((engine_t *)e)->meta; }
+
+static void fill_link(engine_t *e)
+{
+    e->link = (dlink_t){
+        .redis_url = e->redis_url,
+        .stream = e->stream,
+        .group = e->group,
+        .retry_key = e->retry_key,
+        .dlq_stream = e->dlq_stream,
+        .command_ms = (int)e->command_ms,
+        .owner = e,
+        .connect_ms = link_connect_ms,
+        .stopping = link_stopping,
+        .redis_failed = link_redis_failed,
+        .redis_recovered = link_redis_recovered,
+        .backoff_ms = link_backoff_ms,
+        .metadata = link_metadata,
+    };
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -951,6 +985,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->n_workers = cfg->core.worker_threads;
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
+    fill_link(e);
     apply_live(e, gen);
     e->current = gen;
     pthread_mutex_init(&e->gen_lock, NULL);
@@ -994,7 +1029,7 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         e->workers[i].eng = e;
         char name[32];
         snprintf(name, sizeof name, "worker-%u", i);
-        dctx_init(&e->workers[i].ctx, e, name);
+        dctx_init(&e->workers[i].ctx, &e->link, name);
         if (pthread_create(&e->workers[i].tid, NULL, worker_main, &e->workers[i]) != 0) {
             snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
             return -1;
@@ -1226,7 +1261,11 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(use, "redis.connect_timeout_ms", json_integer(LIVE(e, connect_ms)));
     json_object_set_new(use, "reclaim.min_idle_ms", json_integer(LIVE(e, min_idle_ms)));
     json_object_set_new(use, "reclaim.interval_ms", json_integer(LIVE(e, reclaim_interval_ms)));
-    json_object_set_new(use, "reclaim.max_deliveries", json_integer(LIVE(e, max_deliveries)));
+    /* dispatch reads it from the generation each chunk pinned */
+    generation_t *cur = engine_current(e);
+    json_object_set_new(use, "reclaim.max_deliveries",
+                        json_integer(cur->cfg->core.max_deliveries));
+    generation_unref(cur);
     json_object_set_new(use, "reclaim.stale_consumer_ms",
                         json_integer(LIVE(e, stale_consumer_ms)));
     json_object_set_new(use, "circuit.failures", json_integer(LIVE(e, circuit_failures)));
@@ -1240,20 +1279,3 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(h, "uptime_ms", json_integer(clock_wall_ms() - e->started_ms));
     return h;
 }
-
-/* ---- accessors for dispatch ------------------------------------------ */
-
-const char *engine_stream(const engine_t *e) { return e->stream; }
-const char *engine_group(const engine_t *e) { return e->group; }
-const char *engine_consumer(const engine_t *e) { return e->consumer; }
-const char *engine_retry_key(const engine_t *e) { return e->retry_key; }
-const char *engine_dlq_stream(const engine_t *e) { return e->dlq_stream; }
-const char *engine_redis_url(const engine_t *e) { return e->redis_url; }
-int engine_connect_ms(const engine_t *e) { return (int)LIVE(e, connect_ms); }
-int engine_command_ms(const engine_t *e) { return (int)e->command_ms; }
-uint32_t engine_max_deliveries(const engine_t *e) { return LIVE(e, max_deliveries); }
-store_writer_t *engine_metadata(const engine_t *e) { return e->meta; }
-bool engine_stopping(const engine_t *e) { return atomic_load(&((engine_t *)e)->stop); }
-void engine_redis_failed(engine_t *e, const char *what) { note_redis_error(e, what); }
-void engine_redis_recovered(engine_t *e) { note_redis_ok(e); }
-int64_t engine_backoff_ms(engine_t *e) { return backoff_ms(e); }

@@ -55,7 +55,7 @@ void event_reset(struct evbus_event *ev)
     ev->replay_job = NULL;
     ev->is_replay = false;
     ev->status = EV_STATUS_PROCESSING;
-    ev->dlq_reason = NULL;
+    ev->dlq_reason = EVBUS_DLQ_NONE;
     ev->error[0] = '\0';
     ev->n_failed = 0;
     ev->n_outcomes = 0;
@@ -183,9 +183,9 @@ static const char *str_attr(json_t *env, const char *key)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-static int fail(struct evbus_event *ev, const char *reason, const char *fmt, ...)
+static int fail(struct evbus_event *ev, evbus_dlq_reason_t reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static int fail(struct evbus_event *ev, const char *reason, const char *fmt, ...)
+static int fail(struct evbus_event *ev, evbus_dlq_reason_t reason, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -201,13 +201,14 @@ static int parse_retry_meta(struct evbus_event *ev)
     json_t *m = json_loads(ev->retry_meta, 0, &jerr);
     if (!json_is_object(m)) {
         json_decref(m);
-        return fail(ev, "unparseable", "retry metadata is not a JSON object: %s", jerr.text);
+        return fail(ev, EVBUS_DLQ_UNPARSEABLE, "retry metadata is not a JSON object: %s",
+                    jerr.text);
     }
     const char *h = str_attr(m, "h");
     json_t *a = json_object_get(m, "a");
     if (!h || !json_is_integer(a)) {
         json_decref(m);
-        return fail(ev, "unparseable", "retry metadata lacks handler or attempt");
+        return fail(ev, EVBUS_DLQ_UNPARSEABLE, "retry metadata lacks handler or attempt");
     }
     ev->retry_target = strdup(h);
     ev->attempt = (int)json_integer_value(a);
@@ -227,37 +228,37 @@ static int parse_retry_meta(struct evbus_event *ev)
 int event_parse(struct evbus_event *ev)
 {
     if (!ev->raw)
-        return fail(ev, "unparseable", "entry has no 'event' field");
+        return fail(ev, EVBUS_DLQ_UNPARSEABLE, "entry has no 'event' field");
     json_error_t jerr;
     jarena_enter(ev->arena);
     ev->env = fj_parse(ev->raw, ev->raw_len, 0, &jerr); /* json_loadb's tree, faster */
     jarena_leave();
     if (!ev->env)
-        return fail(ev, "unparseable", "invalid JSON at line %d column %d: %s", jerr.line,
-                    jerr.column, jerr.text);
+        return fail(ev, EVBUS_DLQ_UNPARSEABLE, "invalid JSON at line %d column %d: %s",
+                    jerr.line, jerr.column, jerr.text);
     if (!json_is_object(ev->env))
-        return fail(ev, "unparseable", "event is not a JSON object");
+        return fail(ev, EVBUS_DLQ_UNPARSEABLE, "event is not a JSON object");
     const char *spec = str_attr(ev->env, "specversion");
     if (!spec || strcmp(spec, "1.0") != 0)
-        return fail(ev, "invalid_envelope", "specversion: must be \"1.0\"");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "specversion: must be \"1.0\"");
     ev->id = str_attr(ev->env, "id");
     if (!ev->id || !*ev->id)
-        return fail(ev, "invalid_envelope", "id: required non-empty string");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "id: required non-empty string");
     ev->source = str_attr(ev->env, "source");
     if (!ev->source || !*ev->source)
-        return fail(ev, "invalid_envelope", "source: required non-empty string");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "source: required non-empty string");
     ev->type = str_attr(ev->env, "type");
     char terr[128];
     if (!ev->type)
-        return fail(ev, "invalid_envelope", "type: required string");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "type: required string");
     if (router_type_check(ev->type, terr, sizeof terr) != 0)
-        return fail(ev, "invalid_envelope", "type: %s", terr);
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "type: %s", terr);
     ev->time = str_attr(ev->env, "time");
     if (!ev->time || !event_is_rfc3339(ev->time))
-        return fail(ev, "invalid_envelope", "time: required RFC 3339 date-time");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "time: required RFC 3339 date-time");
     ev->tenant = str_attr(ev->env, "tenantid");
     if (!ev->tenant || !*ev->tenant)
-        return fail(ev, "invalid_envelope", "tenantid: required non-empty string");
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "tenantid: required non-empty string");
     ev->correlation_id = str_attr(ev->env, "correlationid");
     ev->data = json_object_get(ev->env, "data");
     if (ev->retry_meta && parse_retry_meta(ev) != 0)

@@ -25,6 +25,7 @@
 
 #include <evbus/plugin.h>
 
+#include "client/evbus_client.h"
 #include "core/jarena.h"
 
 #define EVENT_MAX_HANDLERS 64
@@ -67,7 +68,7 @@ struct evbus_event {
 
     /* outcome of this delivery */
     event_status_t status;
-    const char *dlq_reason;    /* set when dead-lettered */
+    evbus_dlq_reason_t dlq_reason; /* why it is (to be) dead-lettered, else EVBUS_DLQ_NONE */
     char error[512];           /* last error text */
     uint8_t n_failed;          /* handlers that failed permanently */
     const char *failed[EVENT_MAX_HANDLERS];
@@ -105,8 +106,9 @@ void event_outcomes_json(const struct evbus_event *ev, char *buf, size_t len);
 /*
  * Parse ev->raw and check the CloudEvents envelope: specversion "1.0", id,
  * source, type (lowercase dot segments), time (RFC 3339), tenantid.
- * Returns 0, or -1 with ev->dlq_reason ("unparseable"/"invalid_envelope")
- * and ev->error set.  Also parses retry_meta when present.
+ * Returns 0, or -1 with ev->dlq_reason (EVBUS_DLQ_UNPARSEABLE or
+ * EVBUS_DLQ_INVALID_ENVELOPE) and ev->error set.  Also parses retry_meta
+ * when present.
  */
 int event_parse(struct evbus_event *ev);
 

@@ -128,6 +128,35 @@ int cmd_status(int argc, char **argv)
                                      : json_integer_value(json_object_get(redis, "consecutive_failures"))
                                          ? "failing"
                                          : "ok");
+        json_t *ret = json_object_get(h, "retention");
+        if (ret) {
+            json_t *pol = json_object_get(ret, "policy");
+            char caps[160] = "";
+            long long me = json_integer_value(json_object_get(pol, "max_entries"));
+            long long mb = json_integer_value(json_object_get(pol, "max_bytes"));
+            long long ma = json_integer_value(json_object_get(pol, "max_age_ms"));
+            snprintf(caps, sizeof caps, "max_age %llds, max_entries %s, max_bytes %s",
+                     ma / 1000, me ? "" : "none", mb ? "" : "none");
+            if (me || mb)
+                snprintf(caps, sizeof caps, "max_age %llds, max_entries %lld, max_bytes %lld, "
+                         "on_full %s", ma / 1000, me, mb,
+                         json_string_value(json_object_get(pol, "on_full")));
+            printf("retention:    %lld entries, ~%lld bytes, oldest %llds (%s)\n",
+                   (long long)json_integer_value(json_object_get(ret, "entries")),
+                   (long long)json_integer_value(json_object_get(ret, "bytes")),
+                   (long long)json_integer_value(json_object_get(ret, "oldest_entry_age_s")),
+                   json_string_value(json_object_get(ret, "level")));
+            printf("  policy:     %s\n", caps);
+            const char *fg = json_string_value(json_object_get(ret, "floor_group"));
+            printf("  floor:      %s%s%s%s\n", json_string_value(json_object_get(ret, "floor")),
+                   fg ? " (group " : "", fg ? fg : "", fg ? ")" : "");
+            if (json_is_true(json_object_get(ret, "blocked")))
+                printf("  blocked:    group %s has not read or acknowledged entries the policy "
+                       "would trim%s\n", fg ? fg : "?",
+                       json_is_true(json_object_get(ret, "full")) ? "; the stream is FULL: "
+                                                                   "publishers are refused"
+                                                                 : "");
+        }
         printf("dlq:          %lld / %lld (%s)\n",
                (long long)json_integer_value(json_object_get(dlq, "length")),
                (long long)json_integer_value(json_object_get(dlq, "capacity")),

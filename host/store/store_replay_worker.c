@@ -7,8 +7,9 @@
  * It reads with its own Redis connection and never uses the consumer group
  * (no XREADGROUP, no XACK), so live consumption is never blocked or
  * disturbed.  It can only replay what the stream still holds: entries
- * trimmed by MAXLEN are gone, and the job records a warning when its window
- * starts before the oldest entry left.
+ * trimmed by retention are gone, and the job records a warning naming the
+ * missing range and the first available time when its window starts
+ * before the oldest entry left.
  *
  * A running job is leased: the worker refreshes heartbeat_at at least every
  * lease/6 (between events) and records in position the id of the last
@@ -42,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define COMP "replay"
 #define REPLAY_POLL_MS 500
@@ -230,6 +232,16 @@ static bool job_cancelled(PGconn *pg, const job_t *j)
     return gone;
 }
 
+/* ms since the epoch as "2026-11-26T10:00:00.000Z". */
+static void rfc3339(int64_t ms, char out[40])
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
 static void job_warn(PGconn *pg, const job_t *j, const char *warning)
 {
     char err[256];
@@ -355,11 +367,15 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     } else {
         long long oldest = strtoll(first->element[0]->element[0]->str, NULL, 10);
         if (oldest > j->from_ms) {
-            char msg[256];
+            /* say exactly which part of the window is gone */
+            char msg[400], a[40], b[40];
+            rfc3339(j->from_ms, a);
+            rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
             snprintf(msg, sizeof msg,
-                     "from is before the oldest entry still in the stream (%lld ms): "
-                     "earlier events were trimmed and cannot be replayed",
-                     oldest);
+                     "1 missing range: %s to %s is no longer in the stream (trimmed by "
+                     "retention); the first available event is at %s (%lld ms); only the rest "
+                     "of the window is replayed",
+                     a, b, b, oldest);
             job_warn(pg, j, msg);
         }
     }

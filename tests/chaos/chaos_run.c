@@ -145,6 +145,9 @@ static int write_config(run_t *r)
                      "dlq: { capacity: 10000000 }\n"
                      "reclaim: { min_idle_ms: 1000, interval_ms: 200, max_deliveries: 3 }\n"
                      "shutdown_timeout_ms: 10000\n"
+                     /* retention on and trimming hard all through the run: it
+                      * must never take an entry the group still owes */
+                     "retention: { max_age: 2s, interval: 200ms }\n"
                      "plugins:\n"
                      "  - name: chaos\n"
                      "    plugin: %s/plugins/chaos/chaos.so\n"

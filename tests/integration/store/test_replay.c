@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 TestSuite(replay, .init = fx_pg_redis, .fini = fx_teardown, .timeout = 180);
@@ -263,7 +264,16 @@ Test(replay, warns_when_the_window_starts_before_the_oldest_entry)
     cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
     const char *warning = json_string_value(json_object_get(job, "warning"));
     cr_assert_not_null(warning);
-    cr_expect(strstr(warning, "trimmed") != NULL, "%s", warning);
+    /* exactly which part is gone and where the stream starts */
+    char want[300], t0[40], t5[40];
+    time_t s0 = (time_t)(T0 / 1000), s5 = (time_t)((T0 + 5000) / 1000);
+    struct tm tm;
+    strftime(t0, sizeof t0, "%Y-%m-%dT%H:%M:%S", gmtime_r(&s0, &tm));
+    strftime(t5, sizeof t5, "%Y-%m-%dT%H:%M:%S", gmtime_r(&s5, &tm));
+    snprintf(want, sizeof want, "1 missing range: %s.%03dZ to %s.%03dZ is no longer in the "
+             "stream (trimmed by retention); the first available event is at %s.%03dZ", t0,
+             (int)(T0 % 1000), t5, (int)((T0 + 5000) % 1000), t5, (int)((T0 + 5000) % 1000));
+    cr_expect(strstr(warning, want) != NULL, "%s\nwanted %s", warning, want);
     cr_expect_eq(rec.n, 1);
     json_decref(job);
     PQfinish(c);

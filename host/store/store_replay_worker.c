@@ -233,12 +233,12 @@ static bool job_cancelled(PGconn *pg, const job_t *j)
 }
 
 /* ms since the epoch as "2026-11-26T10:00:00.000Z". */
-static void rfc3339(int64_t ms, char out[40])
+static void rfc3339(int64_t ms, char out[80])
 {
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+    snprintf(out, 80, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
@@ -368,7 +368,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         long long oldest = strtoll(first->element[0]->element[0]->str, NULL, 10);
         if (oldest > j->from_ms) {
             /* say exactly which part of the window is gone */
-            char msg[400], a[40], b[40];
+            char msg[600], a[80], b[80];
             rfc3339(j->from_ms, a);
             rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
             snprintf(msg, sizeof msg,

@@ -457,13 +457,21 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
         drop_wc(d, "dedup DEL");
 }
 
-/* Call h; an overrun counts as a retry whatever the handler returned. */
+/*
+ * Call h.  The timeout never multiplies side effects: the call is never
+ * interrupted and its entry stays leased while it runs, so no second call
+ * of h on this event starts meanwhile; a late call that returns OK counts
+ * as OK (logged and counted as late), and only a late RETRY becomes the
+ * timeout's retry.  A late REJECT stays the handler's REJECT.
+ */
 static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
                                      char *reason, size_t reason_len)
 {
+    int64_t start = clock_coarse_ms();
     atomic_store(&d->cur_timeout_ms, h->timeout_ms);
     atomic_store(&d->cur_reported, false);
-    atomic_store(&d->cur_start_ms, clock_coarse_ms());
+    atomic_store(&d->cur_start_ms, start);
+    ev->deadline_ms = h->timeout_ms ? start + h->timeout_ms : 0;
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
     if (h->kind == GEN_HANDLER_FOREIGN) {
@@ -490,10 +498,24 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         r = plugin_instance_call(h->inst, h->sub, ev);
     int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
     atomic_store(&d->cur_handler, NULL);
+    ev->deadline_ms = 0;
     if (h->timeout_ms && took > (int64_t)h->timeout_ms) {
         METRIC_INC(handler_timeout);
-        log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms): counted as RETRY",
-                 h->name, (long long)took, ev->id, h->timeout_ms);
+        if (r == EVBUS_OK) {
+            METRIC_INC(handler_late_ok);
+            log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms): late, but it "
+                     "succeeded: counted as OK, not retried", h->name, (long long)took, ev->id,
+                     h->timeout_ms);
+            return VERDICT_RESULT_OK;
+        }
+        if (r == EVBUS_REJECT) {
+            log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms) and rejected "
+                     "it", h->name, (long long)took, ev->id, h->timeout_ms);
+            return VERDICT_RESULT_REJECT;
+        }
+        log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms) and failed: "
+                 "counted as a timeout (retry)", h->name, (long long)took, ev->id,
+                 h->timeout_ms);
         snprintf(reason, reason_len, "timed out after %lld ms (limit %u ms)", (long long)took,
                  h->timeout_ms);
         return VERDICT_RESULT_TIMEOUT;

@@ -19,6 +19,7 @@
 #include "fastjson/fastjson.h"
 #include "plugin/plugin.h"
 #include "router/router.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -342,6 +343,13 @@ static int api_is_replay(const evbus_event_t *ev) { return ev->is_replay ? 1 : 0
 static const char *api_replay_job(const evbus_event_t *ev) { return ev->replay_job; }
 static const char *api_instance_name(void) { return plugin_current(); }
 
+static int64_t api_event_deadline_ms(const evbus_event_t *ev)
+{
+    if (!ev || !ev->deadline_ms)
+        return INT64_MAX;
+    return ev->deadline_ms - clock_coarse_ms();
+}
+
 static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
 {
     if (b->len + len + 1 > b->cap) {
@@ -447,6 +455,7 @@ static const evbus_host_api_t host_api = {
     .publish = api_publish,
     .buf_append = api_buf_append,
     .instance_name = api_instance_name,
+    .event_deadline_ms = api_event_deadline_ms,
 };
 
 const evbus_host_api_t *event_host_api(void) { return &host_api; }

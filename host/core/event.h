@@ -58,6 +58,9 @@ struct evbus_event {
     size_t data_json_len;
     char attr_buf[256];        /* scratch for event_attr() of non-strings */
 
+    /* the running handler call's deadline (clock_coarse_ms), 0 = none */
+    int64_t deadline_ms;
+
     /* retry state */
     int attempt;               /* 1 on first delivery to a handler */
     char *retry_target;        /* "instance/subscriber" or NULL: all handlers */

@@ -26,6 +26,8 @@
     X(handler_retry, "evbus_handler_retry_total", "Handler calls that returned RETRY")     \
     X(handler_reject, "evbus_handler_reject_total", "Handler calls that returned REJECT")  \
     X(handler_timeout, "evbus_handler_timeouts_total", "Handler calls that overran their timeout") \
+    X(handler_late_ok, "evbus_handler_late_ok_total",                                    \
+      "Handler calls that overran their timeout but succeeded (counted OK, not retried)")   \
     X(retries_scheduled, "evbus_retries_scheduled_total", "Retries written to the schedule") \
     X(retries_due, "evbus_retries_due_total", "Retries moved back to the stream")        \
     X(dlq_written, "evbus_dlq_written_total", "Entries written to the dead-letter stream") \

@@ -49,7 +49,7 @@ extern "C" {
  * flag that an older host refuses by name.
  *   1: config maps (EVBUS_PLUGIN_F_CONFIG_MAP, evbus_config_key_t)
  */
-#define EVBUS_ABI_MINOR 1u
+#define EVBUS_ABI_MINOR 2u
 
 /* The name of the single symbol every plugin exports. */
 #define EVBUS_PLUGIN_DESCRIPTOR_SYMBOL "evbus_plugin_descriptor"
@@ -247,6 +247,16 @@ struct evbus_host_api {
 
     /* The instance name the host is currently calling (init or handler). */
     const char *(*instance_name)(void);
+
+    /*
+     * Cooperative cancellation (ABI 1.2): the milliseconds left before this
+     * handler call overruns its timeout (timeout_ms / handler_timeout_ms);
+     * 0 or less once it has.  A long handler may poll it and give up with
+     * EVBUS_RETRY.  The host never interrupts a call: a call that returns
+     * EVBUS_OK after its deadline still counts as OK (see docs/plugins.md,
+     * "Timeouts").  NULL in hosts older than 1.2.
+     */
+    int64_t (*event_deadline_ms)(const evbus_event_t *ev);
 };
 
 /* Every plugin defines exactly this function. */

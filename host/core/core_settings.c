@@ -122,11 +122,22 @@ static const cfg_setting_t rows[] = {
      .max = U32MAX, .def = "10", .reload = CFG_LIVE, .why = "from the next Redis failure",
      .desc = "consecutive Redis failures that open the circuit"},
     {.key = "circuit.max_backoff_ms", .type = CFG_U32, .offset = OFF(reconnect_max_ms),
-     .min = 1, .max = U32MAX, .def = "30000", .reload = CFG_LIVE,
-     .why = "from the next backoff", .desc = "cap on reconnect backoff"},
+     .min = 1, .max = U32MAX, .def = "1000", .reload = CFG_LIVE,
+     .why = "from the next backoff",
+     .desc = "cap on reconnect backoff: also how soon consumption resumes after Redis returns"},
     {.key = "circuit.stop", .type = CFG_BOOL, .offset = OFF(circuit_stop), .def = "false",
      .reload = CFG_LIVE, .why = "when the circuit next opens",
      .desc = "stop the daemon when the circuit opens instead of probing forever"},
+    {.key = "health.unhealthy_after", .type = CFG_DURATION,
+     .offset = OFF(health_unhealthy_after_ms), .min = 100, .max = 600000, .def = "3s",
+     .reload = CFG_LIVE, .why = "from the next health request",
+     .desc = "Redis unreachable this long makes /health `unhealthy` (HTTP 503), whatever the "
+             "circuit breaker says"},
+    {.key = "health.stuck_after", .type = CFG_DURATION, .offset = OFF(health_stuck_after_ms),
+     .min = 100, .max = 86400000, .def = "30s", .reload = CFG_LIVE,
+     .why = "from the next health request",
+     .desc = "an entry read but not acknowledged by this host for this long makes /health "
+             "`degraded` (in-host lag)"},
 };
 
 const cfg_table_t core_settings_table = {

@@ -48,6 +48,8 @@ typedef struct core_settings {
     uint32_t circuit_failures;
     uint32_t reconnect_max_ms;
     bool circuit_stop;
+    uint64_t health_unhealthy_after_ms; /* Redis unreachable this long: unhealthy */
+    uint64_t health_stuck_after_ms;     /* in-host entry older than this: degraded */
 } core_settings_t;
 
 extern const cfg_table_t core_settings_table;

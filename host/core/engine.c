@@ -82,7 +82,7 @@ struct engine {
     struct {
         atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms;
         atomic_uint stale_consumer_ms, circuit_failures, reconnect_max_ms, dlq_capacity;
-        atomic_uint connect_ms;
+        atomic_uint connect_ms, unhealthy_after_ms;
         atomic_bool circuit_stop;
     } live;
 
@@ -126,6 +126,7 @@ struct engine {
     char last_reload_error[2048];
     int64_t last_reload_ms;
     atomic_int dlq_level; /* 0 ok, 1 warning (>=80%), 2 error (>=95%) */
+    _Atomic int64_t redis_down_since; /* wall ms of the first failure since the last success */
     int64_t started_ms;
 };
 
@@ -145,6 +146,7 @@ static void apply_live(engine_t *e, const generation_t *gen)
     atomic_store(&e->live.dlq_capacity, c->dlq_capacity);
     METRIC_SET(dlq_capacity, c->dlq_capacity);
     atomic_store(&e->live.connect_ms, c->redis_connect_timeout_ms);
+    atomic_store(&e->live.unhealthy_after_ms, (unsigned)c->health_unhealthy_after_ms);
     atomic_store(&e->live.circuit_stop, c->circuit_stop);
 }
 
@@ -184,6 +186,18 @@ static void note_redis_ok(engine_t *e)
         log_info("redis", "Redis is back; circuit closed");
     }
     METRIC_SET(circuit_open, 0);
+    /* the first success after an outage: say so once, and clear the error */
+    if (atomic_load(&e->redis_down_since)) {
+        int64_t since = atomic_exchange(&e->redis_down_since, 0);
+        if (since) {
+            pthread_mutex_lock(&e->health_lock);
+            e->last_redis_error[0] = '\0';
+            pthread_mutex_unlock(&e->health_lock);
+            METRIC_SET(redis_up, 1);
+            log_info("redis", "reconnected to Redis after %lld ms unreachable; errors cleared",
+                     (long long)(clock_wall_ms() - since));
+        }
+    }
 }
 
 /* The reader is the circuit's probe: only its consecutive failures count
@@ -197,6 +211,9 @@ static void note_redis_error(engine_t *e, const char *what)
     pthread_mutex_lock(&e->health_lock);
     snprintf(e->last_redis_error, sizeof e->last_redis_error, "%.255s", what);
     pthread_mutex_unlock(&e->health_lock);
+    int64_t zero = 0;
+    if (atomic_compare_exchange_strong(&e->redis_down_since, &zero, clock_wall_ms()))
+        METRIC_SET(redis_up, 0);
     if (!tls_is_reader)
         return;
     int n = atomic_fetch_add(&e->redis_failures, 1) + 1;
@@ -852,6 +869,60 @@ static int watch_dlq(engine_t *e, redisContext *c)
     return rc;
 }
 
+/*
+ * In-host lag: what this host read and has not acknowledged yet (queued
+ * and running chunks), the age of the oldest such entry, and the workers
+ * whose handler call is past its timeout (into `stuck` when not NULL: one
+ * object per worker with the handler and how long it has run).  The
+ * consumer group's own lag cannot show these: the entries were delivered.
+ */
+static void inhost_scan(engine_t *e, long long *pending, int64_t *oldest_ms, int *over,
+                        json_t *stuck)
+{
+    int64_t now = clock_mono_ms(), oldest = 0;
+    long long n = 0;
+    pthread_mutex_lock(&e->inflight_lock);
+    for (size_t i = 0; i < e->inflight_cap; i++) {
+        chunk_t *ch = e->inflight[i];
+        if (!ch)
+            continue;
+        n += (long long)ch->count;
+        if (!oldest || ch->enq_ms < oldest)
+            oldest = ch->enq_ms;
+    }
+    pthread_mutex_unlock(&e->inflight_lock);
+    *pending = n;
+    *oldest_ms = oldest ? now - oldest : 0;
+    *over = 0;
+    int64_t cnow = clock_coarse_ms();
+    for (uint32_t i = 0; e->workers && i < e->n_workers; i++) {
+        dctx_t *d = &e->workers[i].ctx;
+        const char *h = atomic_load(&d->cur_handler);
+        unsigned limit = atomic_load(&d->cur_timeout_ms);
+        int64_t ran = cnow - atomic_load(&d->cur_start_ms);
+        if (!h || !limit || ran <= (int64_t)limit)
+            continue;
+        (*over)++;
+        if (stuck)
+            json_array_append_new(stuck, json_pack("{s:s, s:s, s:I, s:i}", "worker", d->name,
+                                                   "handler", h, "running_ms", (json_int_t)ran,
+                                                   "timeout_ms", (int)limit));
+    }
+}
+
+static void update_gauges(engine_t *e)
+{
+    long long pending;
+    int64_t oldest;
+    int over;
+    inhost_scan(e, &pending, &oldest, &over, NULL);
+    METRIC_SET(inhost_pending, (uint64_t)pending);
+    METRIC_SET(inhost_oldest_age_ms, (uint64_t)oldest);
+    METRIC_SET(workers_over_timeout, (uint64_t)over);
+    if (e->meta)
+        METRIC_SET(postgres_up, store_writer_connected(e->meta) ? 1 : 0);
+}
+
 static void watch_overruns(engine_t *e)
 {
     int64_t now = clock_coarse_ms();
@@ -899,6 +970,7 @@ static void *maint_main(void *arg)
             last_stale = now;
         }
         watch_overruns(e);
+        update_gauges(e);
         if (rc != 0) {
             note_redis_error(e, c && c->err ? c->errstr : "maintenance command failed");
             drop_conn(&c);
@@ -1004,6 +1076,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->last_reload_ok = true;
     e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
+    METRIC_SET(redis_up, 1);
     if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
@@ -1190,13 +1263,28 @@ json_t *engine_health(engine_t *e)
     int failures = atomic_load(&e->redis_failures);
     bool circuit = failures >= (int)LIVE(e, circuit_failures);
     int dlq_level = atomic_load(&e->dlq_level);
+    int64_t down_since = atomic_load(&e->redis_down_since);
+    int64_t down_ms = down_since ? clock_wall_ms() - down_since : 0;
+    /* health says what is true now: Redis unreachable for a few seconds is
+     * unhealthy, whatever the circuit breaker's backoff is doing */
+    bool redis_down = down_since && down_ms >= (int64_t)LIVE(e, unhealthy_after_ms);
+    long long pending;
+    int64_t oldest_ms;
+    int over;
+    json_t *stuck = json_array();
+    inhost_scan(e, &pending, &oldest_ms, &over, stuck);
+    generation_t *hg = engine_current(e);
+    bool lagging = oldest_ms >= (int64_t)hg->cfg->core.health_stuck_after_ms;
+    generation_unref(hg);
+    bool pg_down = e->meta && !store_writer_connected(e->meta);
     json_t *h = json_object();
     pthread_mutex_lock(&e->health_lock);
     int ret_level = retention_level(e->ret);
-    const char *status = circuit ? "unhealthy"
-                         : (failures > 0 || dlq_level > 0 || ret_level > 0 || !e->last_reload_ok)
+    const char *status = (circuit || redis_down) ? "unhealthy"
+                         : (failures > 0 || down_since || dlq_level > 0 || ret_level > 0 ||
+                            !e->last_reload_ok || pg_down || over > 0 || lagging)
                              ? "degraded"
-                                                                                 : "ok";
+                             : "ok";
     json_object_set_new(h, "status", json_string(status));
     json_object_set_new(h, "generation", json_integer((json_int_t)METRIC_GET(generation)));
     json_object_set_new(h, "consumer", json_string(e->consumer));
@@ -1207,6 +1295,8 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(redis, "circuit_open", json_boolean(circuit));
     json_object_set_new(redis, "last_error",
                         e->last_redis_error[0] ? json_string(e->last_redis_error) : json_null());
+    json_object_set_new(redis, "reachable", json_boolean(!down_since));
+    json_object_set_new(redis, "unreachable_ms", json_integer(down_ms));
     json_object_set_new(h, "redis", redis);
     json_t *reload = json_object();
     json_object_set_new(reload, "last_ok", json_boolean(e->last_reload_ok));
@@ -1248,11 +1338,19 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(ev, "acked", json_integer((json_int_t)METRIC_GET(events_acked)));
     json_object_set_new(ev, "inflight_chunks", json_integer(atomic_load(&e->inflight_n)));
     json_object_set_new(h, "events", ev);
+    /* in-host lag: read by this host, not acknowledged yet */
+    json_t *lag = json_object();
+    json_object_set_new(lag, "pending", json_integer(pending));
+    json_object_set_new(lag, "oldest_ms", json_integer(oldest_ms));
+    json_object_set_new(lag, "workers_over_timeout", json_integer(over));
+    json_object_set_new(lag, "stuck", stuck);
+    json_object_set_new(h, "inhost", lag);
     json_t *md = json_object();
     json_object_set_new(md, "enabled", json_boolean(e->meta != NULL));
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));
     json_object_set_new(md, "queue", json_integer((json_int_t)METRIC_GET(metadata_queue)));
     json_object_set_new(h, "metadata", md);
+    json_object_set_new(h, "postgres", e->meta ? store_writer_health(e->meta) : json_null());
     /* the live settings as the engine's threads read them (not only what
      * the generation says): what the reload test checks against */
     json_t *use = json_object();

@@ -123,11 +123,36 @@ int cmd_status(int argc, char **argv)
                json_string_value(json_object_get(h, "group")),
                json_string_value(json_object_get(h, "consumer")),
                json_string_value(json_object_get(h, "stream")));
-        printf("redis:        %s\n", json_is_true(json_object_get(redis, "circuit_open"))
+        printf("redis:        %s\n", json_is_false(json_object_get(redis, "reachable"))
+                                         ? "UNREACHABLE"
+                                     : json_is_true(json_object_get(redis, "circuit_open"))
                                          ? "circuit open"
                                      : json_integer_value(json_object_get(redis, "consecutive_failures"))
                                          ? "failing"
                                          : "ok");
+        json_t *pg = json_object_get(h, "postgres"), *in = json_object_get(h, "inhost");
+        if (json_is_object(pg))
+            printf("postgres:     %s%s%s\n",
+                   json_is_true(json_object_get(pg, "connected")) ? "connected" : "UNREACHABLE",
+                   json_string_value(json_object_get(pg, "last_error")) ? ": " : "",
+                   json_string_value(json_object_get(pg, "last_error"))
+                       ? json_string_value(json_object_get(pg, "last_error"))
+                       : "");
+        if (json_is_object(in)) {
+            printf("in host:      %lld read, not yet acknowledged; oldest %lld ms\n",
+                   (long long)json_integer_value(json_object_get(in, "pending")),
+                   (long long)json_integer_value(json_object_get(in, "oldest_ms")));
+            size_t i;
+            json_t *w;
+            json_array_foreach(json_object_get(in, "stuck"), i, w)
+            {
+                printf("  stuck:      %s in %s for %lld ms (timeout %lld ms)\n",
+                       json_string_value(json_object_get(w, "worker")),
+                       json_string_value(json_object_get(w, "handler")),
+                       (long long)json_integer_value(json_object_get(w, "running_ms")),
+                       (long long)json_integer_value(json_object_get(w, "timeout_ms")));
+            }
+        }
         json_t *ret = json_object_get(h, "retention");
         if (ret) {
             json_t *pol = json_object_get(ret, "policy");

@@ -138,6 +138,14 @@ void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg);
 /* The flush interval in force (health). */
 int store_writer_flush_ms(const store_writer_t *w);
 
+/* Whether the writer's last contact with PostgreSQL succeeded (a write,
+ * a connect, or the idle probe it runs every 2 s).  Any thread. */
+bool store_writer_connected(const store_writer_t *w);
+
+/* {connected, last_error, since_ms (of the current state), queue,
+ * capacity, dropped} for /health.  Caller decrefs.  Any thread. */
+json_t *store_writer_health(const store_writer_t *w);
+
 /*
  * Queue one update; never waits for PostgreSQL.  Returns 0, or -1 when the
  * queue is full (or the writer is stopping): the update is dropped and

@@ -41,6 +41,7 @@
 #define WRITER_RETRIES 3
 #define RECONNECT_MAX_MS 5000
 #define DROP_WARN_EVERY_MS 10000
+#define IDLE_PROBE_MS 2000
 
 /* An owned copy of an update: the strings live right after the struct. */
 typedef struct witem {
@@ -78,7 +79,23 @@ struct store_writer {
     int64_t conn_warn_at;
     _Atomic int64_t drop_warn_at;
     _Atomic int64_t last_write_ms; /* monotonic ms of the last batch written */
+
+    /* what /health says about PostgreSQL; written by the writer thread */
+    atomic_bool connected;
+    _Atomic int64_t state_since_ms; /* wall ms the current state began */
+    pthread_mutex_t err_mu;
+    char last_error[256];           /* under err_mu; "" once reconnected */
 };
+
+/* Record the writer's contact with PostgreSQL (writer thread). */
+static void note_state(store_writer_t *w, bool ok, const char *err)
+{
+    if (atomic_exchange(&w->connected, ok) != ok)
+        atomic_store(&w->state_since_ms, store__wall_ms());
+    pthread_mutex_lock(&w->err_mu);
+    snprintf(w->last_error, sizeof w->last_error, "%s", ok ? "" : err);
+    pthread_mutex_unlock(&w->err_mu);
+}
 
 /*
  * Both COPY targets take the same binary rows (ROW_COLUMNS), so one buffer
@@ -774,10 +791,12 @@ static bool writer_connect(store_writer_t *w)
         char err[512];
         if (writer_try_connect(w, err, sizeof err)) {
             if (w->conn_warned)
-                log_info(COMP, "metadata writer reconnected to PostgreSQL");
+                log_info(COMP, "metadata writer reconnected to PostgreSQL; errors cleared");
             w->conn_warned = false;
+            note_state(w, true, NULL);
             return true;
         }
+        note_state(w, false, err);
         int64_t now = store__mono_ms();
         if (!w->conn_warned || now - w->conn_warn_at >= DROP_WARN_EVERY_MS) {
             log_warn(COMP, "metadata writer: %s; retrying (queue keeps filling)", err);
@@ -969,6 +988,8 @@ static void write_batch(store_writer_t *w, long rows, size_t n)
         }
         log_warn(COMP, "metadata batch of %ld rows failed (attempt %d of %d): %s", rows,
                  attempt, WRITER_RETRIES + 1, err);
+        if (!w->conn || PQstatus(w->conn) != CONNECTION_OK)
+            note_state(w, false, err);
         if (attempt > WRITER_RETRIES) {
             log_error(COMP, "metadata batch of %zu updates given up after %d attempts: %s", n,
                       attempt, err);
@@ -980,6 +1001,56 @@ static void write_batch(store_writer_t *w, long rows, size_t n)
     }
 }
 
+/* One cheap round trip, or one reconnect attempt, while idle. */
+static void idle_probe(store_writer_t *w)
+{
+    char err[512];
+    if (!w->conn || PQstatus(w->conn) != CONNECTION_OK) {
+        if (w->conn) {
+            PQfinish(w->conn);
+            w->conn = NULL;
+        }
+        bool ok = writer_try_connect(w, err, sizeof err);
+        if (ok && !atomic_load(&w->connected))
+            log_info(COMP, "metadata writer reconnected to PostgreSQL; errors cleared");
+        else if (!ok && atomic_load(&w->connected))
+            log_warn(COMP, "metadata writer: PostgreSQL unreachable: %s", err);
+        note_state(w, ok, err);
+        return;
+    }
+    PGresult *r = PQexec(w->conn, "SELECT 1");
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok) {
+        snprintf(err, sizeof err, "%s", PQerrorMessage(w->conn));
+        err[strcspn(err, "\n")] = '\0';
+        log_warn(COMP, "metadata writer: PostgreSQL unreachable: %s", err);
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    PQclear(r);
+    note_state(w, ok, err);
+}
+
+bool store_writer_connected(const store_writer_t *w)
+{
+    return atomic_load(&((store_writer_t *)w)->connected);
+}
+
+json_t *store_writer_health(const store_writer_t *w)
+{
+    store_writer_t *m = (store_writer_t *)w;
+    pthread_mutex_lock(&m->err_mu);
+    json_t *o = json_pack("{s:b, s:s?, s:I, s:I, s:I, s:I}", "connected",
+                          atomic_load(&m->connected), "last_error",
+                          m->last_error[0] ? m->last_error : NULL, "since_ms",
+                          (json_int_t)(store__wall_ms() - atomic_load(&m->state_since_ms)),
+                          "queue", (json_int_t)METRIC_GET(metadata_queue), "capacity",
+                          (json_int_t)m->cap, "dropped",
+                          (json_int_t)METRIC_GET(metadata_dropped));
+    pthread_mutex_unlock(&m->err_mu);
+    return o;
+}
+
 /* ------------------------------------------------------------- thread */
 
 static void *writer_main(void *arg)
@@ -989,12 +1060,21 @@ static void *writer_main(void *arg)
     /* Connect before the first update arrives: at start the consumer can
      * fill the queue faster than a lazy connection would be made. */
     char err[512];
-    writer_try_connect(w, err, sizeof err);
+    note_state(w, writer_try_connect(w, err, sizeof err), err);
     for (;;) {
         witem_t **batch = w->batch;
         pthread_mutex_lock(&w->mu);
-        while (w->count == 0 && !w->stopping)
-            pthread_cond_wait(&w->cv, &w->mu);
+        while (w->count == 0 && !w->stopping) {
+            /* idle: probe PostgreSQL every 2 s so health knows it is down
+             * even when there is nothing to write */
+            struct timespec ts = mono_abs(store__mono_ms() + IDLE_PROBE_MS);
+            if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT && w->count == 0 &&
+                !w->stopping) {
+                pthread_mutex_unlock(&w->mu);
+                idle_probe(w);
+                pthread_mutex_lock(&w->mu);
+            }
+        }
         if (w->count == 0 || (w->stopping && store__mono_ms() >= w->stop_deadline)) {
             pthread_mutex_unlock(&w->mu);
             break;
@@ -1079,6 +1159,8 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
     if (!w->ring || !w->batch || !w->next || !w->url)
         goto oom;
     pthread_mutex_init(&w->mu, NULL);
+    pthread_mutex_init(&w->err_mu, NULL);
+    atomic_init(&w->state_since_ms, store__wall_ms());
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

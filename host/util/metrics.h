@@ -59,6 +59,14 @@
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
     X(dlq_length, "evbus_dlq_length", "Entries in the dead-letter stream")                  \
     X(circuit_open, "evbus_redis_circuit_open", "1 when the Redis circuit breaker is open") \
+    X(redis_up, "evbus_redis_up", "0 while Redis is unreachable")                          \
+    X(postgres_up, "evbus_postgres_up", "0 while the metadata writer cannot reach PostgreSQL") \
+    X(inhost_pending, "evbus_inhost_pending_events",                                        \
+      "Entries read by this host and not yet acknowledged")                                 \
+    X(inhost_oldest_age_ms, "evbus_inhost_oldest_pending_age_milliseconds",                 \
+      "Age of the oldest entry read by this host and not yet acknowledged")                 \
+    X(workers_over_timeout, "evbus_workers_over_timeout",                                   \
+      "Worker threads whose handler call is past its timeout")                              \
     X(generation, "evbus_generation", "Current configuration generation number")          \
     X(reload_pending_restart, "evbus_reload_pending_restart_settings",                     \
       "Settings changed in the files that keep their running value until a restart")      \

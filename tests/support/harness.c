@@ -416,6 +416,11 @@ void harness_redis_stop(harness_redis_t *r)
     }
 }
 
+int harness_redis_start_again(harness_redis_t *r)
+{
+    return redis_launch(r);
+}
+
 int harness_redis_restart(harness_redis_t *r)
 {
     harness_redis_stop(r);

@@ -37,6 +37,9 @@ typedef struct harness_redis {
 int harness_redis_start(harness_redis_t *r, bool aof);
 /* SIGTERM (graceful, persists AOF) then wait. */
 void harness_redis_stop(harness_redis_t *r);
+/* Start a server stopped with harness_redis_stop again, same port and
+ * folder (an outage and its end).  0 or -1. */
+int harness_redis_start_again(harness_redis_t *r);
 /* Stop then start again on the same port and folder. 0 or -1. */
 int harness_redis_restart(harness_redis_t *r);
 /* A new blocking connection; NULL on failure.  Caller frees. */

@@ -14,6 +14,7 @@
  * guarantee covers retries too.
  */
 #include "core/dispatch.h"
+#include "core/crash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ void dctx_init(dctx_t *d, const dlink_t *link, const char *name)
     d->cache = router_cache_new();
     d->rand_state = (unsigned)(time(NULL) ^ (uintptr_t)d);
     atomic_init(&d->cur_handler, NULL);
+    d->crash_slot = crash_slot_claim(name);
     if (jarena_init(&d->arena) == 0)
         d->ev.arena = &d->arena;
     event_reset(&d->ev);
@@ -472,6 +474,8 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
     atomic_store(&d->cur_reported, false);
     atomic_store(&d->cur_start_ms, start);
     ev->deadline_ms = h->timeout_ms ? start + h->timeout_ms : 0;
+    crash_slot_enter(d->crash_slot, h->name, ev->id,
+                     ev->orig_sid[0] ? ev->orig_sid : ev->stream_id);
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
     if (h->kind == GEN_HANDLER_FOREIGN) {
@@ -497,6 +501,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
     } else
         r = plugin_instance_call(h->inst, h->sub, ev);
     int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
+    crash_slot_leave(d->crash_slot);
     atomic_store(&d->cur_handler, NULL);
     ev->deadline_ms = 0;
     if (h->timeout_ms && took > (int64_t)h->timeout_ms) {
@@ -711,10 +716,23 @@ static void record_early(struct evbus_event *ev, const verdict_input_t *in, cons
         METRIC_INC(poison);
         if (!ev->first_failure_ms)
             ev->first_failure_ms = clock_wall_ms();
-        event_set_error(ev, "delivered %llu times (max_deliveries %u): the host crashed, was "
-                        "killed or hung while handling it",
-                        (unsigned long long)in->deliveries, in->max_deliveries);
+    {
+        /* name the handler that was running when the host crashed on it */
+        const char *sid = ev->orig_sid[0] ? ev->orig_sid : ev->stream_id;
+        const char *h = sid ? crash_handler_for(sid) : NULL;
+        if (h) {
+            event_set_error(ev, "delivered %llu times (max_deliveries %u): the host crashed "
+                            "while handler %s was running on it",
+                            (unsigned long long)in->deliveries, in->max_deliveries, h);
+            if (ev->n_failed < EVENT_MAX_HANDLERS)
+                ev->failed[ev->n_failed++] = h;
+        } else {
+            event_set_error(ev, "delivered %llu times (max_deliveries %u): the host crashed, "
+                            "was killed or hung while handling it",
+                            (unsigned long long)in->deliveries, in->max_deliveries);
+        }
         break;
+    }
     case EVBUS_DLQ_UNPARSEABLE:
     case EVBUS_DLQ_INVALID_ENVELOPE:
         METRIC_INC(events_invalid_envelope);

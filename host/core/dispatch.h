@@ -64,6 +64,7 @@ typedef struct dlink {
 typedef struct dctx {
     const dlink_t *link;
     char name[32];
+    int crash_slot;           /* crash_slot_claim: what a fatal signal names */
     redisContext *wc;
     router_cache_t *cache;
     const router_t *cache_router;

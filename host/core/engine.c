@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "client/evbus_client.h"
+#include "core/crash.h"
 #include "core/dispatch.h"
 #include "core/reply_arena.h"
 #include "retention/retention.h"
@@ -1374,6 +1375,7 @@ json_t *engine_health(engine_t *e)
         json_object_set_new(use, "postgres.metadata.flush_ms",
                             json_integer(store_writer_flush_ms(e->meta)));
     json_object_set_new(h, "settings_in_use", use);
+    json_object_set_new(h, "process", crash_health());
     json_object_set_new(h, "uptime_ms", json_integer(clock_wall_ms() - e->started_ms));
     return h;
 }

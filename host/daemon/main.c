@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "core/crash.h"
 #include "core/engine.h"
 #include "core/event.h"
 #include "core/generation.h"
@@ -307,6 +308,8 @@ int main(int argc, char **argv)
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation */
     mkdir_p(cfg->daemon.state_dir);
+    /* before any worker: a fatal signal names what was running */
+    crash_init(cfg->daemon.state_dir);
 
     if (cfg->store.postgres_url && cfg->store.migrate_on_start) {
         char err[1024];

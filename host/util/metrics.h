@@ -60,6 +60,10 @@
     X(dlq_length, "evbus_dlq_length", "Entries in the dead-letter stream")                  \
     X(circuit_open, "evbus_redis_circuit_open", "1 when the Redis circuit breaker is open") \
     X(redis_up, "evbus_redis_up", "0 while Redis is unreachable")                          \
+    X(process_starts, "evbus_process_starts_recorded",                                         \
+      "evbusd starts recorded in the state dir (survives restarts)")                        \
+    X(process_crashes, "evbus_process_crashes_recorded",                                       \
+      "Fatal signals recorded in the state dir (survives restarts)")                        \
     X(postgres_up, "evbus_postgres_up", "0 while the metadata writer cannot reach PostgreSQL") \
     X(inhost_pending, "evbus_inhost_pending_events",                                        \
       "Entries read by this host and not yet acknowledged")                                 \

@@ -93,7 +93,7 @@ static void note_state(store_writer_t *w, bool ok, const char *err)
     if (atomic_exchange(&w->connected, ok) != ok)
         atomic_store(&w->state_since_ms, store__wall_ms());
     pthread_mutex_lock(&w->err_mu);
-    snprintf(w->last_error, sizeof w->last_error, "%s", ok ? "" : err);
+    snprintf(w->last_error, sizeof w->last_error, "%.255s", ok ? "" : err);
     pthread_mutex_unlock(&w->err_mu);
 }
 

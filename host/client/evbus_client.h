@@ -396,7 +396,9 @@ int evbus_time_check(const char *s);
     X(POISON, "poison",                                                                            \
       "delivered more than `reclaim.max_deliveries` times (it crashed or hung the host)")          \
     X(HANDLER_GONE, "handler_gone",                                                                \
-      "a retry's handler was removed by a reload or no longer subscribes to the type")
+      "a retry's handler was removed by a reload or no longer subscribes to the type")            \
+    X(QUARANTINED, "quarantined",                                                                  \
+      "an operator moved the pending entry to the DLQ by hand (`evbusctl pending quarantine`)")
 
 typedef enum evbus_dlq_reason {
     EVBUS_DLQ_NONE = 0, /* not a reason: not dead-lettered */

@@ -27,6 +27,7 @@ static const struct {
     {"status", cmd_status, "show the running evbusd's health"},
     {"reload", cmd_reload, "ask the running evbusd to reload its configuration"},
     {"config", cmd_config, "show every setting in force, its source and reload class"},
+    {"pending", cmd_pending, "list pending entries; quarantine one to the DLQ by hand"},
 };
 
 static void usage(FILE *f)

@@ -99,3 +99,71 @@ Test(crash, the_log_names_the_entry_and_counts_survive_restarts)
     json_decref(h);
     cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
 }
+
+Test(crash, an_operator_quarantines_a_pending_entry_by_hand)
+{
+    char calls[600], buf[1024];
+    fx_path(&F, "calls.txt", calls, sizeof calls);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: boom\n"
+             "    plugin: %s\n"
+             "    config: { count_file: %s }\n"
+             "    subscriptions: [ \"bulk.**\" ]\n",
+             fx_plugin("plugins/chaos/chaos.so"), calls);
+    fx_conf(&F, "10-boom.yaml", buf);
+    fx_publish(&F, "crash", 1, "bulk.x", "t", "{\"fault\":\"crash\",\"i\":%d}");
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert_neq(fx_evbusd_wait(&F, 15000), -1, "the crash fault must kill evbusd");
+    cr_assert_eq(fx_pending(&F), 1);
+    char *ctl = harness_build_path("host/ctl/evbusctl");
+    char *o = NULL, *e = NULL;
+    char *ls[] = {ctl, "-c", F.conf, "pending", "list", "--json", NULL};
+    cr_assert_eq(harness_run(ls, NULL, NULL, &o, &e, 10000), 0, "%s", e);
+    json_t *arr = json_loads(o, 0, NULL);
+    cr_assert(json_array_size(arr) == 1, "%s", o);
+    char id[64];
+    snprintf(id, sizeof id, "%s",
+             json_string_value(json_object_get(json_array_get(arr, 0), "id")));
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(arr, 0), "deliveries")), 1);
+    json_decref(arr);
+    free(o);
+    free(e);
+    char *bad[] = {ctl, "-c", F.conf, "pending", "quarantine", "nope", NULL};
+    cr_expect_eq(harness_run(bad, NULL, NULL, &o, &e, 10000), 2);
+    free(o);
+    free(e);
+    char *q[] = {ctl, "-c", F.conf, "pending", "quarantine", id, "--reason", "kills hosts",
+                 NULL};
+    cr_assert_eq(harness_run(q, NULL, NULL, &o, &e, 10000), 0, "%s", e);
+    cr_expect(strstr(o, "quarantined as dead letter"), "%s", o);
+    free(o);
+    free(e);
+    cr_expect_eq(fx_pending(&F), 0);
+    cr_expect_eq(fx_xlen(&F, "t:events:dlq"), 1);
+    /* the same again: no longer pending */
+    cr_expect_eq(harness_run(q, NULL, NULL, &o, &e, 10000), 1);
+    cr_expect(strstr(e, "is not pending"), "%s", e);
+    free(o);
+    free(e);
+    redisContext *r = harness_redis_connect(&F.redis);
+    redisReply *d = redisCommand(r, "XRANGE t:events:dlq - +");
+    redisReply *fv = d->element[0]->element[1];
+    bool reason_ok = false, error_ok = false;
+    for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+        if (!strcmp(fv->element[k]->str, "reason"))
+            reason_ok = !strcmp(fv->element[k + 1]->str, "quarantined");
+        if (!strcmp(fv->element[k]->str, "error"))
+            error_ok = strstr(fv->element[k + 1]->str, "kills hosts") != NULL;
+    }
+    cr_expect(reason_ok && error_ok);
+    freeReplyObject(d);
+    redisFree(r);
+    /* evbusd starts and stays up: the entry that killed it is gone */
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    cr_assert_eq(fx_evbusd_wait(&F, 1500), -1, "evbusd died again");
+    free(ctl);
+    cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
+}

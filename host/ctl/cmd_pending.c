@@ -1,0 +1,243 @@
+/*
+ * evbusctl pending — the consumer group's pending entries: what each host
+ * read and has not acknowledged, and a hand quarantine for an entry that
+ * keeps crashing hosts before max_deliveries takes it.
+ *
+ *   evbusctl pending list [--limit N] [--json]
+ *   evbusctl pending quarantine ENTRY_ID [--reason TEXT] [--json]
+ *
+ * quarantine moves the entry to the dead-letter stream (reason
+ * `quarantined`, the original bytes unchanged, the same fields as the
+ * host's dead letters) and acknowledges it, in one MULTI/EXEC: it is in
+ * exactly one of the two places at every instant.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/evbus_client.h"
+#include "ctl/ctl.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: evbusctl pending list [--limit N] [--json]\n"
+               "       evbusctl pending quarantine ENTRY_ID [--reason TEXT] [--json]\n\n"
+               "list: the group's pending entries (read, not yet acknowledged): id, consumer,\n"
+               "idle ms, deliveries; oldest first, at most N (default 100, up to 10000).\n"
+               "quarantine: move one pending entry to the dead-letter stream (reason\n"
+               "`quarantined`) and acknowledge it, atomically; for an entry that crashes hosts\n"
+               "before reclaim.max_deliveries takes it.  `evbusctl dlq retry` brings it back.\n"
+               "Exit status: 0 done, 1 not found / not pending / Redis failed, 2 usage.\n");
+}
+
+static redisContext *connect_or_fail(evbus_client_t **c)
+{
+    char err[256];
+    const ctl_env_t *env = ctl_env();
+    *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
+    if (!*c) {
+        ctl_usage_error("pending", "%s", err);
+        return NULL;
+    }
+    redisContext *r = evbus_client_redis(*c);
+    if (!r)
+        ctl_fail("pending", "%s", evbus_client_error(*c));
+    return r;
+}
+
+static int list(int argc, char **argv)
+{
+    long limit = 100;
+    bool json = false;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int m = ctl_opt_value(argc, argv, &i, "--limit", &v);
+        if (m < 0)
+            return ctl_usage_error("pending", "--limit needs a value");
+        if (m) {
+            char *end;
+            limit = strtol(v, &end, 10);
+            if (*end || limit < 1 || limit > 10000)
+                return ctl_usage_error("pending", "--limit: expected 1..10000, got '%s'", v);
+        } else if (!strcmp(argv[i], "--json")) {
+            json = true;
+        } else {
+            return ctl_usage_error("pending", "unexpected argument '%s'", argv[i]);
+        }
+    }
+    evbus_client_t *c;
+    redisContext *r = connect_or_fail(&c);
+    if (!r) {
+        evbus_client_free(c);
+        return CTL_FAIL;
+    }
+    const ctl_env_t *env = ctl_env();
+    redisReply *x = redisCommand(r, "XPENDING %s %s - + %ld", env->stream, env->group, limit);
+    int rc = CTL_OK;
+    if (!x || x->type != REDIS_REPLY_ARRAY) {
+        rc = ctl_fail("pending", "XPENDING %s %s: %s", env->stream, env->group,
+                      x && x->type == REDIS_REPLY_ERROR ? x->str : "no answer");
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < x->elements; i++) {
+            redisReply *e = x->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
+                continue;
+            if (json)
+                json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "id",
+                                                     e->element[0]->str, "consumer",
+                                                     e->element[1]->str, "idle_ms",
+                                                     (json_int_t)e->element[2]->integer,
+                                                     "deliveries",
+                                                     (json_int_t)e->element[3]->integer));
+            else
+                printf("%-24s %-20s idle %10lld ms  delivered %lld\n", e->element[0]->str,
+                       e->element[1]->str, e->element[2]->integer, e->element[3]->integer);
+        }
+        if (json) {
+            char *s = json_dumps(arr, JSON_COMPACT);
+            printf("%s\n", s);
+            free(s);
+        }
+        json_decref(arr);
+    }
+    if (x)
+        freeReplyObject(x);
+    evbus_client_free(c);
+    return rc;
+}
+
+static void now_rfc3339(char out[64])
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+}
+
+static int quarantine(int argc, char **argv)
+{
+    const char *id = NULL, *why = NULL;
+    bool json = false;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int m = ctl_opt_value(argc, argv, &i, "--reason", &v);
+        if (m < 0)
+            return ctl_usage_error("pending", "--reason needs a text");
+        if (m)
+            why = v;
+        else if (!strcmp(argv[i], "--json"))
+            json = true;
+        else if (argv[i][0] == '-' || id)
+            return ctl_usage_error("pending", "unexpected argument '%s'", argv[i]);
+        else
+            id = argv[i];
+    }
+    if (!id)
+        return ctl_usage_error("pending", "quarantine needs the ENTRY_ID (see `evbusctl pending "
+                                          "list`)");
+    size_t dash = strspn(id, "0123456789");
+    if (!dash || id[dash] != '-' || !id[dash + 1] || strspn(id + dash + 1, "0123456789") !=
+                                                          strlen(id + dash + 1))
+        return ctl_usage_error("pending", "'%s' is not a stream entry id (ms-seq)", id);
+    evbus_client_t *c;
+    redisContext *r = connect_or_fail(&c);
+    if (!r) {
+        evbus_client_free(c);
+        return CTL_FAIL;
+    }
+    const ctl_env_t *env = ctl_env();
+    int rc = CTL_OK;
+    redisReply *p = redisCommand(r, "XPENDING %s %s %s %s 1", env->stream, env->group, id, id);
+    redisReply *e = NULL;
+    if (!p || p->type != REDIS_REPLY_ARRAY) {
+        rc = ctl_fail("pending", "XPENDING: %s", p && p->type == REDIS_REPLY_ERROR ? p->str
+                                                                                  : "no answer");
+        goto out;
+    }
+    if (p->elements != 1) {
+        rc = ctl_fail("pending", "entry %s is not pending in group %s of %s", id, env->group,
+                      env->stream);
+        goto out;
+    }
+    long long deliveries = p->element[0]->element[3]->integer;
+    e = redisCommand(r, "XRANGE %s %s %s", env->stream, id, id);
+    const char *raw = "";
+    size_t raw_len = 0;
+    if (e && e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
+        redisReply *fv = e->element[0]->element[1];
+        for (size_t k = 0; fv && k + 1 < fv->elements; k += 2)
+            if (!strcmp(fv->element[k]->str, "event")) {
+                raw = fv->element[k + 1]->str;
+                raw_len = fv->element[k + 1]->len;
+            }
+    }
+    /* the envelope's identity, when it parses: the DLQ tools filter on it */
+    json_t *ev = json_loadb(raw, raw_len, 0, NULL);
+    const char *eid = json_string_value(json_object_get(ev, "id"));
+    const char *type = json_string_value(json_object_get(ev, "type"));
+    const char *tenant = json_string_value(json_object_get(ev, "tenantid"));
+    char attempts[24], now[64], error[600];
+    snprintf(attempts, sizeof attempts, "%lld", deliveries);
+    now_rfc3339(now);
+    snprintf(error, sizeof error, "quarantined by hand after %lld deliveries%s%s", deliveries,
+             why ? ": " : "", why ? why : "");
+    const char *argv_x[] = {"XADD", env->dlq_stream, "*", "event", raw, "stream", env->stream,
+                            "id", id, "event_id", eid ? eid : "", "type", type ? type : "",
+                            "tenant", tenant ? tenant : "", "reason",
+                            evbus_dlq_reason_name(EVBUS_DLQ_QUARANTINED), "handlers", "[]",
+                            "attempts", attempts, "error", error, "first_failure", now,
+                            "last_failure", now};
+    size_t lens[sizeof argv_x / sizeof argv_x[0]];
+    for (size_t k = 0; k < sizeof argv_x / sizeof argv_x[0]; k++)
+        lens[k] = k == 4 ? raw_len : strlen(argv_x[k]);
+    redisAppendCommand(r, "MULTI");
+    redisAppendCommandArgv(r, (int)(sizeof argv_x / sizeof argv_x[0]), argv_x, lens);
+    redisAppendCommand(r, "XACK %s %s %s", env->stream, env->group, id);
+    redisAppendCommand(r, "EXEC");
+    redisReply *replies[4] = {0};
+    bool ok = true;
+    for (int k = 0; k < 4; k++)
+        ok = redisGetReply(r, (void **)&replies[k]) == REDIS_OK && ok;
+    redisReply *exec = replies[3];
+    ok = ok && exec && exec->type == REDIS_REPLY_ARRAY && exec->elements == 2 &&
+         exec->element[0]->type == REDIS_REPLY_STRING;
+    if (!ok) {
+        rc = ctl_fail("pending", "quarantine of %s failed (nothing changed)%s%s", id,
+                      r->err ? ": " : "", r->err ? r->errstr : "");
+    } else if (json) {
+        printf("{\"quarantined\":\"%s\",\"dlq_id\":\"%s\",\"deliveries\":%lld}\n", id,
+               exec->element[0]->str, deliveries);
+    } else {
+        printf("entry %s quarantined as dead letter %s (after %lld deliveries)\n", id,
+               exec->element[0]->str, deliveries);
+    }
+    for (int k = 0; k < 4; k++)
+        if (replies[k])
+            freeReplyObject(replies[k]);
+    json_decref(ev);
+out:
+    if (p)
+        freeReplyObject(p);
+    if (e)
+        freeReplyObject(e);
+    evbus_client_free(c);
+    return rc;
+}
+
+int cmd_pending(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? CTL_USAGE : CTL_OK;
+    }
+    if (!strcmp(argv[1], "list"))
+        return list(argc, argv);
+    if (!strcmp(argv[1], "quarantine"))
+        return quarantine(argc, argv);
+    return ctl_usage_error("pending", "unknown subcommand '%s' (list | quarantine)", argv[1]);
+}

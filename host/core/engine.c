@@ -124,6 +124,7 @@ struct engine {
     atomic_int redis_failures;
     char last_redis_error[256];
     bool last_reload_ok;
+    char prev_digest[80];      /* of the generation the last swap replaced */
     char last_reload_error[2048];
     int64_t last_reload_ms;
     atomic_int dlq_level; /* 0 ok, 1 warning (>=80%), 2 error (>=95%) */
@@ -1149,6 +1150,9 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
     generation_t *old = e->current;
     e->current = gen;
     pthread_mutex_unlock(&e->gen_lock);
+    pthread_mutex_lock(&e->health_lock);
+    snprintf(e->prev_digest, sizeof e->prev_digest, "%s", old->digest);
+    pthread_mutex_unlock(&e->health_lock);
     apply_live(e, gen);
     store_writer_configure(e->meta, gen->cfg);
     store_replay_worker_configure(e->replay, gen->cfg);
@@ -1288,6 +1292,13 @@ json_t *engine_health(engine_t *e)
                              : "ok";
     json_object_set_new(h, "status", json_string(status));
     json_object_set_new(h, "generation", json_integer((json_int_t)METRIC_GET(generation)));
+    /* which configuration is live: content digest, when, what plugins */
+    generation_t *cg = engine_current(e);
+    json_t *live = generation_describe(cg);
+    generation_unref(cg);
+    json_object_set_new(live, "previous_digest",
+                        e->prev_digest[0] ? json_string(e->prev_digest) : json_null());
+    json_object_set_new(h, "config", live);
     json_object_set_new(h, "consumer", json_string(e->consumer));
     json_object_set_new(h, "stream", json_string(e->stream));
     json_object_set_new(h, "group", json_string(e->group));

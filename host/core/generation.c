@@ -14,7 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "core/event.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -308,6 +311,76 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
     return failed ? -1 : 0;
 }
 
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* The content digest of what this generation runs (see generation.h). */
+static void digest_generation(generation_t *g)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        snprintf(g->digest, sizeof g->digest, "unknown");
+        return;
+    }
+    const evbus_config_t *c = g->cfg;
+    for (size_t i = 0; i < c->n_files; i++) {
+        const char *slash = strrchr(c->files[i], '/');
+        const char *name = slash ? slash + 1 : c->files[i];
+        EVP_DigestUpdate(md, name, strlen(name) + 1);
+        char path[2048];
+        snprintf(path, sizeof path, "%s/%s", c->dir, name);
+        FILE *f = fopen(path, "rb");
+        char buf[8192];
+        size_t n;
+        while (f && (n = fread(buf, 1, sizeof buf, f)) > 0)
+            EVP_DigestUpdate(md, buf, n);
+        if (f)
+            fclose(f);
+        EVP_DigestUpdate(md, "", 1);
+    }
+    for (size_t i = 0; i < g->n_insts; i++) {
+        const char *name = plugin_instance_name(g->insts[i]);
+        EVP_DigestUpdate(md, name, strlen(name) + 1);
+        EVP_DigestUpdate(md, plugin_lib_digest(plugin_instance_lib(g->insts[i])),
+                         PLUGIN_DIGEST_LEN);
+    }
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl = 0;
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    char h[2 * EVP_MAX_MD_SIZE + 1];
+    hex(d, dl, h);
+    snprintf(g->digest, sizeof g->digest, "sha256:%.64s", h);
+}
+
+json_t *generation_describe(const generation_t *g)
+{
+    json_t *files = json_array(), *insts = json_array();
+    for (size_t i = 0; i < g->cfg->n_files; i++)
+        json_array_append_new(files, json_string(g->cfg->files[i]));
+    for (size_t i = 0; i < g->n_insts; i++) {
+        const plugin_lib_t *lib = plugin_instance_lib(g->insts[i]);
+        const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+        char h[2 * PLUGIN_DIGEST_LEN + 1];
+        hex(plugin_lib_digest(lib), PLUGIN_DIGEST_LEN, h);
+        json_array_append_new(insts, json_pack("{s:s, s:s, s:s, s:s+}", "name",
+                                               plugin_instance_name(g->insts[i]), "plugin",
+                                               d->name, "version", d->version ? d->version : "",
+                                               "so_digest", "sha256:", h));
+    }
+    return json_pack("{s:I, s:s, s:I, s:o, s:o}", "generation", (json_int_t)g->number,
+                     "digest", g->digest, "built_ms", (json_int_t)g->built_ms, "files", files,
+                     "instances", insts);
+}
+
 int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
                      generation_t **out, cfg_errors_t *errs)
 {
@@ -344,6 +417,8 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
     router_freeze(g->router);
     if (errs->count != errs_before)
         goto fail;
+    digest_generation(g);
+    g->built_ms = clock_wall_ms();
     *out = g;
     return 0;
 fail:

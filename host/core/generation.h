@@ -19,6 +19,7 @@
 #ifndef EVBUS_CORE_GENERATION_H
 #define EVBUS_CORE_GENERATION_H
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -79,6 +80,11 @@ typedef struct generation {
      * many live settings changed */
     cfg_pending_list_t pending_restart;
     size_t live_changes;
+    /* what is live: SHA-256 over the manifests (names and bytes, in load
+     * order) and every instance's name and plugin .so digest, as
+     * "sha256:<hex>"; and when the generation was built (wall ms) */
+    char digest[80];
+    int64_t built_ms;
 } generation_t;
 
 /*
@@ -104,6 +110,10 @@ int generation_reap(void);
 void generation_destroy(generation_t *g);
 
 const gen_handler_t *generation_find_handler(const generation_t *g, const char *name);
+
+/* {generation, digest, built_ms, files, instances: [{name, plugin, version,
+ * so_digest}]} for /health and evbusctl status.  Caller decrefs. */
+json_t *generation_describe(const generation_t *g);
 evbus_upcast_fn generation_find_upcaster(const generation_t *g, const char *type, int from);
 
 #endif

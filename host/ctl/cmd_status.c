@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ctl/ctl.h"
@@ -119,6 +120,30 @@ int cmd_status(int argc, char **argv)
                *redis = json_object_get(h, "redis");
         printf("status:       %s\n", st ? st : "?");
         printf("generation:   %lld\n", (long long)json_integer_value(json_object_get(h, "generation")));
+        json_t *live = json_object_get(h, "config");
+        if (json_is_object(live)) {
+            long long built = json_integer_value(json_object_get(live, "built_ms"));
+            time_t secs = (time_t)(built / 1000);
+            struct tm tm;
+            char at[64] = "?";
+            if (built && gmtime_r(&secs, &tm))
+                strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            printf("config:       %s (loaded %s)\n",
+                   json_string_value(json_object_get(live, "digest")), at);
+            const char *pd = json_string_value(json_object_get(live, "previous_digest"));
+            if (pd)
+                printf("  previous:   %s\n", pd);
+            size_t i;
+            json_t *in;
+            json_array_foreach(json_object_get(live, "instances"), i, in)
+            {
+                printf("  instance:   %s = %s %s (%.19s…)\n",
+                       json_string_value(json_object_get(in, "name")),
+                       json_string_value(json_object_get(in, "plugin")),
+                       json_string_value(json_object_get(in, "version")),
+                       json_string_value(json_object_get(in, "so_digest")));
+            }
+        }
         printf("consumer:     %s/%s on %s\n",
                json_string_value(json_object_get(h, "group")),
                json_string_value(json_object_get(h, "consumer")),

@@ -85,10 +85,10 @@ static void write_running(engine_t *e, const char *conf_dir)
     snprintf(path, sizeof path, "%s/" EVBUS_RUNNING_FILE, g->cfg->daemon.state_dir);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     json_t *h = engine_health(e);
-    json_t *doc = json_pack("{s:I, s:I, s:s, s:O, s:o}", "pid", (json_int_t)getpid(),
+    json_t *doc = json_pack("{s:I, s:I, s:s, s:O, s:O, s:o}", "pid", (json_int_t)getpid(),
                             "generation", (json_int_t)g->number, "conf_dir", conf_dir, "reload",
-                            json_object_get(h, "reload"), "settings",
-                            config_settings_json(g->cfg, &g->pending_restart));
+                            json_object_get(h, "reload"), "config", json_object_get(h, "config"),
+                            "settings", config_settings_json(g->cfg, &g->pending_restart));
     json_decref(h);
     generation_unref(g);
     if (!doc || json_dump_file(doc, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)

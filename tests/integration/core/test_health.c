@@ -164,3 +164,56 @@ Test(health, a_handler_past_its_timeout_shows_as_in_host_lag)
     cr_assert(fx_wait_lines(calls, 1, 10000));
     cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
 }
+
+static json_t *config_of(void)
+{
+    int st;
+    json_t *h = health(&st);
+    cr_assert(h);
+    json_t *c = json_incref(json_object_get(h, "config"));
+    json_decref(h);
+    return c;
+}
+
+Test(health, health_says_which_configuration_is_live)
+{
+    char out[600], buf[1024];
+    fx_path(&F, "out.tsv", out, sizeof out);
+    snprintf(buf, sizeof buf,
+             "plugins:\n  - name: rec\n    plugin: %s\n    config: { out: %s, tag: A }\n",
+             fx_plugin("plugins/testkit/testkit.so"), out);
+    fx_conf(&F, "10-rec.yaml", buf);
+    start(NULL);
+    json_t *c1 = config_of();
+    const char *d1 = json_string_value(json_object_get(c1, "digest"));
+    cr_assert(d1 && strlen(d1) == 71 && !strncmp(d1, "sha256:", 7), "%s", d1 ? d1 : "");
+    cr_expect(json_is_null(json_object_get(c1, "previous_digest")));
+    json_t *in = json_array_get(json_object_get(c1, "instances"), 0);
+    cr_expect_str_eq(json_string_value(json_object_get(in, "name")), "rec");
+    cr_expect_str_eq(json_string_value(json_object_get(in, "plugin")), "testkit");
+    cr_expect(!strncmp(json_string_value(json_object_get(in, "so_digest")), "sha256:", 7));
+    cr_expect_gt(json_integer_value(json_object_get(c1, "built_ms")), 0);
+    /* a changed manifest: another digest, the old one kept as previous */
+    snprintf(buf, sizeof buf,
+             "plugins:\n  - name: rec\n    plugin: %s\n    config: { out: %s, tag: B }\n",
+             fx_plugin("plugins/testkit/testkit.so"), out);
+    fx_conf(&F, "10-rec.yaml", buf);
+    kill(F.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&F, "generation 2 live", 10000));
+    json_t *c2 = config_of();
+    cr_expect_str_neq(json_string_value(json_object_get(c2, "digest")), d1);
+    cr_expect_str_eq(json_string_value(json_object_get(c2, "previous_digest")), d1);
+    /* the digest is the content's, not the generation number's: the same
+     * files after a restart give the same digest */
+    cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    cr_assert_geq(wait_health(is_ok, 10000), 0);
+    json_t *c3 = config_of();
+    cr_expect_str_eq(json_string_value(json_object_get(c3, "digest")),
+                     json_string_value(json_object_get(c2, "digest")));
+    json_decref(c1);
+    json_decref(c2);
+    json_decref(c3);
+    cr_assert_eq(harness_kill(&F.d, SIGTERM, 20000), 0);
+}

@@ -1259,6 +1259,8 @@ static const char *setting_expects(const cfg_setting_t *s, char *buf, size_t len
         return "a number";
     case CFG_BOOL:
         return "true or false";
+    case CFG_DURATION:
+        return "a duration such as 30d, 12h, 90m or 3600s";
     case CFG_ENUM:
         return cfg_type_text(s, buf, len);
     default:

@@ -56,6 +56,21 @@ const cfg_setting_t *cfg_setting_find(const char *key, size_t *index)
 /* The field of row s in cfg. */
 #define FIELD(cfg, s, T) ((T *)((char *)(cfg) + (s)->offset))
 
+char *cfg_duration_text(uint32_t seconds, char *out, size_t len)
+{
+    static const struct { uint32_t secs; char unit; } units[] = {
+        {86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+    if (seconds == 0) {
+        snprintf(out, len, "0");
+        return out;
+    }
+    size_t u = 0;
+    while (seconds % units[u].secs)
+        u++;
+    snprintf(out, len, "%u%c", seconds / units[u].secs, units[u].unit);
+    return out;
+}
+
 char *cfg_value_text(const evbus_config_t *cfg, size_t i, char *out, size_t len)
 {
     const cfg_setting_t *s = cfg_setting_at(i);
@@ -65,6 +80,9 @@ char *cfg_value_text(const evbus_config_t *cfg, size_t i, char *out, size_t len)
     switch (s->type) {
     case CFG_U32:
         snprintf(out, len, "%u", *FIELD(cfg, s, const uint32_t));
+        break;
+    case CFG_DURATION:
+        cfg_duration_text(*FIELD(cfg, s, const uint32_t), out, len);
         break;
     case CFG_BOOL:
         snprintf(out, len, "%s", *FIELD(cfg, s, const bool) ? "true" : "false");
@@ -124,6 +142,33 @@ static bool parse_u32(const char *t, double min, double max, uint32_t *out, char
     return true;
 }
 
+/* "<digits>" (seconds) or "<digits>s|m|h|d", within [min, max] seconds. */
+static bool parse_duration(const char *t, double min, double max, uint32_t *out, char *err,
+                           size_t errlen)
+{
+    static const char units[] = "smhd";
+    static const double unit_s[] = {1, 60, 3600, 86400};
+    size_t digits = strspn(t, "0123456789");
+    const char *unit = t[digits] ? strchr(units, t[digits]) : NULL;
+    if (!digits || digits > 12 || (t[digits] && (!unit || t[digits + 1]))) {
+        snprintf(err, errlen, "expected a duration such as 30d, 12h, 90m or 3600s, got '%s'", t);
+        return false;
+    }
+    double v = strtod(t, NULL) * (unit ? unit_s[unit - units] : 1);
+    if (v < min || v > max) {
+        char lo[32], hi[32];
+        cfg_duration_text((uint32_t)min, lo, sizeof lo);
+        cfg_duration_text((uint32_t)max, hi, sizeof hi);
+        if (max >= 4294967295.0)
+            snprintf(err, errlen, "must be at least %s, got %s", lo, t);
+        else
+            snprintf(err, errlen, "must be between %s and %s, got %s", lo, hi, t);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
 static bool parse_number(const char *t, double *out)
 {
     const char *p = t;
@@ -177,6 +222,13 @@ int cfg_value_set(evbus_config_t *cfg, size_t i, const char *t, char *err, size_
     case CFG_U32: {
         uint32_t v;
         if (!parse_u32(t, s->min, s->max, &v, err, errlen))
+            return -1;
+        *FIELD(cfg, s, uint32_t) = v;
+        return 0;
+    }
+    case CFG_DURATION: {
+        uint32_t v;
+        if (!parse_duration(t, s->min, s->max, &v, err, errlen))
             return -1;
         *FIELD(cfg, s, uint32_t) = v;
         return 0;
@@ -255,6 +307,7 @@ void cfg_value_copy(evbus_config_t *to, const evbus_config_t *from, size_t i)
     const cfg_setting_t *s = cfg_setting_at(i);
     switch (s->type) {
     case CFG_U32:
+    case CFG_DURATION:
         *FIELD(to, s, uint32_t) = *FIELD(from, s, const uint32_t);
         break;
     case CFG_BOOL:
@@ -326,6 +379,16 @@ const char *cfg_type_text(const cfg_setting_t *s, char *out, size_t len)
     case CFG_LISTEN:
         snprintf(out, len, "host:port");
         break;
+    case CFG_DURATION: {
+        char lo[32], hi[32];
+        cfg_duration_text((uint32_t)s->min, lo, sizeof lo);
+        cfg_duration_text((uint32_t)s->max, hi, sizeof hi);
+        if (s->max >= 4294967295.0)
+            snprintf(out, len, "duration ≥ %s", lo);
+        else
+            snprintf(out, len, "duration %s..%s", lo, hi);
+        break;
+    }
     }
     return out;
 }

@@ -40,6 +40,7 @@ typedef enum cfg_type {
     CFG_PATH,    /* string; relative to the manifest that wrote it */
     CFG_ENUM,    /* one of names[], stored as the int values[i] */
     CFG_LISTEN,  /* "host:port" with a port 1..65535 */
+    CFG_DURATION, /* uint32_t seconds within [min, max]: "30d", "12h", "90m", "3600s", "3600" */
 } cfg_type_t;
 
 typedef enum cfg_reload { CFG_LIVE = 0, CFG_RESTART = 1 } cfg_reload_t;
@@ -57,7 +58,7 @@ typedef struct cfg_setting {
     const char *key;            /* dotted path: "dlq.capacity" */
     cfg_type_t type;
     size_t offset;              /* of the field in evbus_config_t */
-    double min, max;            /* CFG_U32 / CFG_DOUBLE */
+    double min, max;            /* CFG_U32 / CFG_DOUBLE / CFG_DURATION (seconds) */
     const char *const *names;   /* CFG_ENUM: NULL-terminated */
     const int *values;          /* CFG_ENUM: values[i] for names[i] */
     const char *def;            /* default as YAML text; NULL: computed or none */
@@ -102,6 +103,10 @@ const cfg_setting_t *cfg_setting_find(const char *key, size_t *index);
  * (NUL included); returns out.
  */
 char *cfg_value_text(const struct evbus_config *cfg, size_t i, char *out, size_t len);
+
+/* Seconds as the duration text settings show: the largest unit that is
+ * exact (2592000 -> "30d", 5400 -> "90m", 61 -> "61s"), "0" for 0. */
+char *cfg_duration_text(uint32_t seconds, char *out, size_t len);
 
 /*
  * Set row i of cfg from text, checked exactly like a manifest value.

@@ -110,6 +110,9 @@ static void changed_value(const cfg_setting_t *s, const char *cur, char *out, si
     case CFG_BOOL:
         snprintf(out, len, "%s", strcmp(cur, "true") ? "true" : "false");
         return;
+    case CFG_DURATION:
+        snprintf(out, len, "%s", strcmp(cur, "1d") ? "1d" : "2d");
+        return;
     case CFG_LISTEN: {
         const char *colon = strrchr(cur, ':');
         snprintf(out, len, "%.*s:%ld", (int)(colon - cur), cur, strtol(colon + 1, NULL, 10) + 1);

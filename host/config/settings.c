@@ -86,6 +86,12 @@ static void size_text(uint64_t b, char *out, size_t len)
 /* "<digits><unit>" with a unit from `units` (NULL-terminated, with its
  * multiplier in mult); a bare number takes bare_mult.  false when malformed
  * or overflowing. */
+char *cfg_duration_text(uint64_t ms, char *out, size_t len)
+{
+    duration_text(ms, out, len);
+    return out;
+}
+
 static bool parse_scaled(const char *t, const char *const *units, const uint64_t *mult,
                          uint64_t bare_mult, uint64_t *out)
 {
@@ -179,6 +185,7 @@ static bool parse_u32(const char *t, double min, double max, uint32_t *out, char
     *out = (uint32_t)v;
     return true;
 }
+
 
 static bool parse_number(const char *t, double *out)
 {

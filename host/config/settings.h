@@ -63,7 +63,7 @@ typedef struct cfg_setting {
     const char *key;            /* dotted path: "dlq.capacity" */
     cfg_type_t type;
     size_t offset;              /* of the field in evbus_config_t */
-    double min, max;            /* CFG_U32 / CFG_DOUBLE */
+    double min, max;            /* CFG_U32 / CFG_DOUBLE; CFG_DURATION in ms; CFG_SIZE bytes */
     const char *const *names;   /* CFG_ENUM: NULL-terminated */
     const int *values;          /* CFG_ENUM: values[i] for names[i] */
     const char *def;            /* default as YAML text; NULL: computed or none */
@@ -108,6 +108,11 @@ const cfg_setting_t *cfg_setting_find(const char *key, size_t *index);
  * (NUL included); returns out.
  */
 char *cfg_value_text(const struct evbus_config *cfg, size_t i, char *out, size_t len);
+
+/* Milliseconds as the duration text settings show: the largest unit that
+ * is exact (2592000000 -> "30d", 5400000 -> "90m", 1500 -> "1500ms"), "0"
+ * for 0.  Returns out. */
+char *cfg_duration_text(uint64_t ms, char *out, size_t len);
 
 /*
  * Set row i of cfg from text, checked exactly like a manifest value.

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/settings.h"
 #include "ctl/ctl.h"
 #include "store/store.h"
 
@@ -25,6 +26,9 @@ static void events_usage(FILE *out)
           "  --since   only events created at or after this time (2024-05-01T10:00:00Z)\n"
           "  --json    machine-readable output\n"
           "  -h, --help  show this help\n"
+          "\n"
+          "show of an id that is not found says when metadata older than the retention\n"
+          "(postgres.metadata.retention) was dropped: the id may have been among it.\n"
           "\n"
           "Exit status: 0 done, 1 not found or PostgreSQL unreachable, 2 usage error.\n",
           out);
@@ -60,6 +64,25 @@ static void print_event(const json_t *ev)
             free(s);
         }
     }
+}
+
+/* Why an id may be missing: "; metadata created before T has expired
+ * (retention 30d)", or "" when retention never dropped anything.  Event ids
+ * carry no time, so whether this id was among what expired cannot be
+ * told, only that metadata of that age is gone. */
+static void expired_note(PGconn *c, char *out, size_t len)
+{
+    out[0] = '\0';
+    json_t *exp = NULL;
+    char err[256];
+    if (store_events_expired(c, &exp, err, sizeof err) != 0 || !exp)
+        return;
+    char retention[32];
+    cfg_duration_text((uint64_t)json_integer_value(json_object_get(exp, "retention_s")) * 1000,
+                      retention, sizeof retention);
+    snprintf(out, len, "; metadata created before %s has expired (retention %s)",
+             jstr(exp, "before"), retention);
+    json_decref(exp);
 }
 
 int cmd_events(int argc, char **argv)
@@ -131,13 +154,17 @@ int cmd_events(int argc, char **argv)
     json_t *out = NULL;
     int rc = show ? store_events_get(c, id, &out, err, sizeof err)
                   : store_events_list(c, &f, &out, err, sizeof err);
+    if (rc == 0 && show && !out) {
+        char note[256];
+        expired_note(c, note, sizeof note);
+        PQfinish(c);
+        return ctl_fail("events", "no event %s%s", id, note);
+    }
     PQfinish(c);
     if (rc == STORE_EINVAL)
         return ctl_usage_error("events", "--%s", err);
     if (rc != 0)
         return ctl_fail("events", "%s", err);
-    if (show && !out)
-        return ctl_fail("events", "no event %s", id);
     if (json) {
         char *s = json_dumps(out, JSON_INDENT(2));
         if (s)

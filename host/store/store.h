@@ -103,6 +103,15 @@ bool store_status_terminal(store_status_t s);
  * One status change of one event.  Strings are borrowed for the call
  * (submit copies them); NULL means "unknown / keep what is stored".
  * timestamp_ms orders updates: the row keeps the newest status.
+ *
+ * stream_id ("<ms>-<seq>") anchors the row: its time is the row's
+ * created_at, which places it in its day's partition (migration 0006), so
+ * every update of one event must carry the same stream id, its original
+ * entry's (the consumer reports retries with it).  An update without a
+ * usable stream id (NULL, or not "<digits>-<digits>") costs a lookup of
+ * the id across every partition; a new row then takes its first update's
+ * timestamp as created_at.  An update whose stream id differs from the
+ * stored row's starts a second row (see docs/storage.md).
  */
 typedef struct store_update {
     const char *id;            /* required */
@@ -126,14 +135,17 @@ typedef struct store_writer store_writer_t;
  * cfg->metadata_queue_size updates, flushing batches of up to
  * cfg->metadata_batch_size at least every cfg->metadata_flush_ms.  It
  * connects in the background (an unreachable PostgreSQL is not an error
- * here: the writer keeps reconnecting with backoff).  cfg is read only
- * during the call.  NULL (logged as ERROR) when there is no URL or the
- * thread cannot start.
+ * here: the writer keeps reconnecting with backoff).  Between batches it
+ * runs store_events_upkeep() with cfg->metadata_retention_ms (in seconds) and
+ * metadata_partitions_ahead: once connected, then hourly (a minute after a
+ * failed round).  cfg is read only during the call.  NULL (logged as
+ * ERROR) when there is no URL or the thread cannot start.
  */
 store_writer_t *store_writer_start(const evbus_config_t *cfg);
 
-/* Apply cfg's live writer settings (postgres.metadata.flush_ms) from the
- * next batch on.  NULL w is fine.  Any thread. */
+/* Apply cfg's live writer settings (postgres.metadata.flush_ms from the
+ * next batch on; retention and partitions_ahead by an upkeep round at once
+ * when they changed).  NULL w is fine.  Any thread. */
 void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg);
 /* The flush interval in force (health). */
 int store_writer_flush_ms(const store_writer_t *w);
@@ -203,8 +215,19 @@ int store_record_published(PGconn *c, const store_update_t *events, size_t n, ch
 
 /* ---------------------------------------------------------------- reads */
 
-/* One event row as a JSON object in *out, or *out = NULL when absent.  0/-1. */
+/* One event row as a JSON object in *out, or *out = NULL when absent; the
+ * newest (by created_at) when the id has several.  0/-1. */
 int store_events_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen);
+
+/*
+ * What retention removed, for explaining an id that is not found:
+ * *out = {"before": RFC 3339, "retention_s": N, "dropped_at": RFC 3339}
+ * (metadata created before `before` may have been dropped, by the
+ * retention N in force then), or NULL when nothing was ever dropped or the
+ * schema predates migration 0006.  Event ids carry no time, so an absent
+ * id can only be said to be possibly expired.  0/-1.
+ */
+int store_events_expired(PGconn *c, json_t **out, char *err, size_t errlen);
 
 typedef struct store_event_filter {
     const char *tenant;  /* NULL = any */
@@ -219,6 +242,36 @@ typedef struct store_event_filter {
  * STORE_EINVAL (limit out of range). */
 int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, char *err,
                       size_t errlen);
+
+/* ------------------------------------------------ partitions and retention */
+
+/* What one upkeep round keeps: partitions ahead, and how much history. */
+typedef struct store_retention {
+    uint32_t retention_s;      /* 0 = keep everything */
+    uint32_t partitions_ahead; /* days after today that get a partition */
+} store_retention_t;
+
+typedef struct store_upkeep {
+    int created;  /* partitions created */
+    int dropped;  /* partitions dropped */
+    bool skipped; /* another host was doing it: nothing done */
+} store_upkeep_t;
+
+/*
+ * One upkeep round of the partitioned events table (migration 0006), now_ms
+ * being the wall clock: create the partitions of today and the next
+ * partitions_ahead UTC days (rows of those days waiting in events_default
+ * move in); when retention_s is not 0, drop every partition whose whole day
+ * ended more than retention_s before now_ms and delete rows that old from
+ * events_default, recording each in events_expired.  One transaction,
+ * serialised across hosts by an advisory lock (a round that finds it taken
+ * does nothing: out->skipped).  Its DDL waits at most 2 s for locks, so a
+ * long read of events fails the round instead of stalling the writers
+ * queued behind it.  0 or -1.  The metadata writer runs it (see
+ * store_writer_start()).
+ */
+int store_events_upkeep(PGconn *c, const store_retention_t *r, int64_t now_ms,
+                        store_upkeep_t *out, char *err, size_t errlen);
 
 /* ----------------------------------------------------------- replay jobs */
 

@@ -120,6 +120,18 @@ int store__query_json(PGconn *c, const char *where, const char *sql, int nparams
     return 0;
 }
 
+int64_t store__stream_time_ms(const char *sid)
+{
+    if (!sid)
+        return -1;
+    size_t ms_digits = strspn(sid, "0123456789");
+    if (ms_digits < 1 || ms_digits > 15 || sid[ms_digits] != '-')
+        return -1;
+    size_t seq_digits = strspn(sid + ms_digits + 1, "0123456789");
+    if (seq_digits < 1 || seq_digits > 20 || sid[ms_digits + 1 + seq_digits])
+        return -1;
+    return strtoll(sid, NULL, 10);
+}
 
 void store__sleep_ms(int64_t ms)
 {

@@ -1,7 +1,8 @@
 /*
  * store_events — read queries over the events table for evbusctl and the
  * admin API.  Rows are rendered by PostgreSQL itself (row_to_json), so the
- * JSON always has every column under its column name.
+ * JSON always has every column under its column name.  An id is looked up
+ * in every partition (the key is (id, created_at) since migration 0006).
  */
 #include "store/store_internal.h"
 
@@ -16,8 +17,28 @@ int store_events_get(PGconn *c, const char *id, json_t **out, char *err, size_t 
     const char *params[] = {id};
     return store__query_json(c, "events get",
                              "SELECT row_to_json(e) FROM (SELECT " EVENT_COLUMNS
-                             " FROM events WHERE id = $1) e",
+                             " FROM events WHERE id = $1 ORDER BY created_at DESC LIMIT 1) e",
                              1, params, out, err, errlen);
+}
+
+int store_events_expired(PGconn *c, json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    json_t *exists = NULL;
+    if (store__query_json(c, "events expired",
+                          "SELECT to_json(to_regclass('events_expired') IS NOT NULL)", 0, NULL,
+                          &exists, err, errlen) != 0)
+        return -1;
+    bool has_table = json_is_true(exists);
+    json_decref(exists);
+    if (!has_table)
+        return 0;
+    return store__query_json(
+        c, "events expired",
+        "SELECT json_build_object('before', to_ts, 'retention_s', retention_s,"
+        " 'dropped_at', dropped_at)"
+        " FROM events_expired ORDER BY to_ts DESC, dropped_at DESC LIMIT 1",
+        0, NULL, out, err, errlen);
 }
 
 int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, char *err,

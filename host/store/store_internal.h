@@ -35,6 +35,11 @@ int store__exec(PGconn *c, const char *where, const char *sql, int nparams,
  * here on first use. */
 int store__pq_load(char *err, size_t errlen);
 
+/* The time of a stream id "<ms>-<seq>" in Unix epoch ms, or -1 when sid is
+ * NULL or not 1-15 digits, '-', 1-20 digits: the rule of
+ * evbus_stream_time() in migration 0006, which must stay the same. */
+int64_t store__stream_time_ms(const char *sid);
+
 /* Monotonic and wall clocks in ms (the host's, util/clock.h), and a sleep. */
 #define store__mono_ms clock_mono_ms
 #define store__wall_ms clock_wall_ms

@@ -2,8 +2,9 @@
  * store_settings — the rows of postgres: { ... } and replay: { ... }.
  *
  * The metadata writer's queue and batch buffers are allocated once, so
- * their sizes need a restart; its flush interval and every replay limit
- * are read by the worker threads on each round and are live.
+ * their sizes need a restart; its flush interval, the partition upkeep
+ * (retention, partitions ahead) and every replay limit are read by the
+ * worker threads on each round and are live.
  */
 #include "store/store_settings.h"
 
@@ -33,6 +34,8 @@ static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
 
 static const char STARTED[] = "the writer and the replay worker connect once, at start";
 static const char ROUND[] = "from the replay worker's next round";
+static const char UPKEEP[] = "the metadata writer runs its partition upkeep at once with the "
+                             "new value (and hourly)";
 
 static const cfg_setting_t rows[] = {
     {.key = "postgres.url", .type = CFG_STRING, .offset = OFF(postgres_url),
@@ -56,6 +59,15 @@ static const cfg_setting_t rows[] = {
     {.key = "postgres.metadata.flush_ms", .type = CFG_U32, .offset = OFF(metadata_flush_ms),
      .min = 1, .max = U32MAX, .def = "50", .reload = CFG_LIVE, .why = "from the next batch",
      .desc = "longest wait before a partial batch is written"},
+    {.key = "postgres.metadata.retention", .type = CFG_DURATION,
+     .offset = OFF(metadata_retention_ms), .min = 0, .max = 3650 * 86400000.0, .def = "30d",
+     .reload = CFG_LIVE, .why = UPKEEP,
+     .desc = "event metadata older than this is dropped, a whole UTC day (partition) at a time; "
+             "`0` keeps everything; see [storage](storage.md#partitions-and-retention)"},
+    {.key = "postgres.metadata.partitions_ahead", .type = CFG_U32,
+     .offset = OFF(metadata_partitions_ahead), .min = 1, .max = 366, .def = "3",
+     .reload = CFG_LIVE, .why = UPKEEP,
+     .desc = "days after today whose `events` partitions are created in advance"},
     {.key = "replay.max_range_s", .type = CFG_U32, .offset = OFF(replay_max_range_s), .min = 1,
      .max = U32MAX, .def = "2678400", .reload = CFG_LIVE,
      .why = "read by each `evbusctl replay start`", .desc = "widest replay time range (31 days)"},

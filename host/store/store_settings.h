@@ -17,6 +17,8 @@ typedef struct store_settings {
     uint32_t metadata_queue_size;
     uint32_t metadata_batch_size;
     uint32_t metadata_flush_ms;
+    uint64_t metadata_retention_ms;     /* 0 = keep everything */
+    uint32_t metadata_partitions_ahead; /* days */
     uint32_t replay_max_range_s;
     uint32_t replay_keep_completed;
     uint32_t replay_keep_failed;

@@ -16,6 +16,16 @@
  * start at once (a server crash can lose the last fraction of a second of
  * acknowledged batches, never corrupt the table).
  *
+ * Partitions (migration 0006): events is partitioned by day of created_at
+ * and its key is (id, created_at).  A row's created_at is the time of its
+ * stream id, which every update of one event carries, so an update meets
+ * its row through that key whatever day it comes on, and the direct COPY
+ * and the upsert need no lookup.  A batch holding an update without a
+ * usable stream id cannot know its row's created_at: it skips the direct
+ * COPY and looks its ids up across the partitions before the upsert
+ * (lookup_sql).  Between batches the thread also runs the partition
+ * upkeep (store_events_upkeep: partitions ahead, retention), hourly.
+ *
  * Overflow policy: metadata is best-effort.  When PostgreSQL is slow or
  * down, the ring fills to metadata_queue_size and further updates are
  * dropped and counted (metadata_dropped) instead of slowing delivery.  A
@@ -42,6 +52,8 @@
 #define RECONNECT_MAX_MS 5000
 #define DROP_WARN_EVERY_MS 10000
 #define IDLE_PROBE_MS 2000
+#define UPKEEP_EVERY_MS (3600 * 1000)
+#define UPKEEP_RETRY_MS (60 * 1000)
 
 /* An owned copy of an update: the strings live right after the struct. */
 typedef struct witem {
@@ -65,6 +77,7 @@ struct store_writer {
     PGconn *conn;        /* writer thread only; has the staging table */
     char *copy_buf;      /* writer thread only: the batch's COPY text */
     size_t copy_len, copy_cap;
+    bool copy_lookup;    /* writer thread only: a row of copy_buf has no anchor */
     /* writer thread only: the next batch, taken and built while the
      * server works on the current one (see prepare_next()) */
     witem_t **next;
@@ -73,6 +86,7 @@ struct store_writer {
     long next_rows;      /* < 0: none prepared */
     char *next_buf;
     size_t next_len, next_cap;
+    bool next_lookup;
     bool prepare;        /* the current batch's first COPY may prepare the next */
     int direct_skip;     /* writer thread only: see write_once() */
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
@@ -85,6 +99,11 @@ struct store_writer {
     _Atomic int64_t state_since_ms; /* wall ms the current state began */
     pthread_mutex_t err_mu;
     char last_error[256];           /* under err_mu; "" once reconnected */
+    /* partition upkeep: live settings, and when the next round is due
+     * (monotonic ms; store_writer_configure sets 0 for "at once") */
+    atomic_uint retention_s;
+    atomic_uint partitions_ahead;
+    _Atomic int64_t upkeep_due;
 };
 
 /* Record the writer's contact with PostgreSQL (writer thread). */
@@ -127,10 +146,12 @@ enum { COPY_CHUNK = 1 << 20 };
  * staging path before the direct COPY is tried again. */
 enum { DIRECT_BACKOFF_BATCHES = 16 };
 
+/* created_at is part of the key (the partition key), so the update leaves
+ * it as it is: the row stays in its partition. */
 static const char upsert_sql[] =
     "INSERT INTO events AS e (" ROW_COLUMNS ", updated_at)"
     " SELECT " ROW_COLUMNS ", now() FROM evbus_writer_stage"
-    " ON CONFLICT (id) DO UPDATE SET"
+    " ON CONFLICT (id, created_at) DO UPDATE SET"
     " type = COALESCE(EXCLUDED.type, e.type),"
     " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"
     " correlation_id = COALESCE(EXCLUDED.correlation_id, e.correlation_id),"
@@ -145,7 +166,6 @@ static const char upsert_sql[] =
     "   ELSE (COALESCE(e.handler_outcomes::jsonb, '{}'::jsonb)"
     "         || EXCLUDED.handler_outcomes::jsonb)::json END,"
     " status_at = EXCLUDED.status_at,"
-    " created_at = LEAST(e.created_at, EXCLUDED.created_at),"
     " updated_at = now(),"
     " completed_at = EXCLUDED.completed_at"
     /* An older update (by its own timestamp) never overwrites a newer one,
@@ -154,15 +174,34 @@ static const char upsert_sql[] =
      * replaces it whatever the clocks say. */
     " WHERE EXCLUDED.status_at >= e.status_at OR e.status = 'PENDING'";
 
+/*
+ * Before the upsert of a batch with rows that have no anchor (their
+ * created_at is not their stream id's time: coalesce() took their first
+ * update's timestamp), give each such row the created_at of the id's
+ * stored row, the newest when there are several, so the upsert meets it.
+ * Every partition's primary key is probed once per such id.
+ */
+static const char lookup_sql[] =
+    "UPDATE evbus_writer_stage s SET created_at = e.created_at"
+    " FROM (SELECT DISTINCT ON (ev.id) ev.id, ev.created_at FROM events ev"
+    "       WHERE ev.id IN (SELECT id FROM evbus_writer_stage"
+    "                       WHERE created_at IS DISTINCT FROM evbus_stream_time(stream_id))"
+    "       ORDER BY ev.id, ev.created_at DESC) e"
+    " WHERE s.id = e.id AND s.created_at IS DISTINCT FROM evbus_stream_time(s.stream_id)";
+
+/* at: the stream id's time (anchored), else ts; a row without an anchor
+ * is only inserted when its id is stored nowhere. */
 static const char insert_pending_sql[] =
     "INSERT INTO events (id, type, tenant, correlation_id, source, stream_id, schema_version,"
     " status, attempts, status_at, created_at, updated_at)"
     " SELECT u.id, u.type, u.tenant, u.correlation_id, u.source, u.stream_id, u.schema_version,"
     " 'PENDING', 0, to_timestamp(0) + u.ts * interval '1 millisecond',"
-    " to_timestamp(0) + u.ts * interval '1 millisecond', now()"
+    " to_timestamp(0) + u.at * interval '1 millisecond', now()"
     " FROM jsonb_to_recordset($1::jsonb) AS u(id text, type text, tenant text,"
-    " correlation_id text, source text, stream_id text, schema_version int, ts bigint)"
-    " ON CONFLICT (id) DO NOTHING";
+    " correlation_id text, source text, stream_id text, schema_version int, ts bigint,"
+    " at bigint, anchored boolean)"
+    " WHERE u.anchored OR NOT EXISTS (SELECT 1 FROM events e WHERE e.id = u.id)"
+    " ON CONFLICT (id, created_at) DO NOTHING";
 
 /* ------------------------------------------------------------- the copy */
 
@@ -657,15 +696,17 @@ static const char *merged_outcomes(witem_t *const *items, size_t a, size_t b, ch
  * Sort by (id, timestamp, submission order) and fold each id's run into
  * one binary COPY row in w->copy_buf: the newest update's status wins, attempts
  * is the maximum, other fields take their newest known value and handler
- * outcomes merge in order.  An id that is not valid UTF-8 cannot be stored:
- * its updates are dropped and counted in *bad.  Returns the number of rows,
- * or -1 when out of memory.
+ * outcomes merge in order.  created_at is the stream id's time, or without
+ * one the run's first timestamp (w->copy_lookup is then set).  An id that
+ * is not valid UTF-8 cannot be stored: its updates are dropped and counted
+ * in *bad.  Returns the number of rows, or -1 when out of memory.
  */
 static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
 {
     static const char header[19] = "PGCOPY\n\377\r\n"; /* + zero flags and extension */
     qsort(items, n, sizeof *items, cmp_items);
     w->copy_len = 0;
+    w->copy_lookup = false;
     *bad = 0;
     long rows = 0;
     if (!buf_raw(w, header, sizeof header))
@@ -691,15 +732,21 @@ static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
         char *owned;
         const char *outcomes = merged_outcomes(items, run_start, run_end, &owned);
         const char *status = store_status_name(last->status);
+        const char *stream_id = NEWEST_STR(stream_id);
+        int64_t created = store__stream_time_ms(stream_id);
+        if (created < 0) {
+            created = items[run_start]->u.timestamp_ms;
+            w->copy_lookup = true;
+        }
         bool ok = buf_be(w, ROW_NCOLUMNS, 2) && buf_text(w, last->id) &&
                   buf_text(w, NEWEST_STR(type)) && buf_text(w, NEWEST_STR(tenant)) &&
                   buf_text(w, NEWEST_STR(correlation_id)) &&
-                  buf_text(w, NEWEST_STR(source)) && buf_text(w, NEWEST_STR(stream_id)) &&
+                  buf_text(w, NEWEST_STR(source)) && buf_text(w, stream_id) &&
                   buf_int4(w, schema_version, schema_version == 0) &&
                   buf_text(w, status ? status : "PROCESSING") &&
                   buf_int4(w, attempts, false) && buf_text(w, NEWEST_STR(last_error)) &&
                   buf_text(w, outcomes) && buf_time(w, last->timestamp_ms, false) &&
-                  buf_time(w, items[run_start]->u.timestamp_ms, false) &&
+                  buf_time(w, created, false) &&
                   buf_time(w, last->timestamp_ms, !store_status_terminal(last->status));
         free(owned);
         if (!ok)
@@ -744,7 +791,7 @@ static void writer_wait(store_writer_t *w, int64_t ms)
 }
 
 /* The per-connection setup: session settings, the staging table and the
- * prepared upsert (planned once, not once per batch). */
+ * prepared upsert and lookup (planned once, not once per batch). */
 static int writer_session(PGconn *c, char *err, size_t errlen)
 {
     PGresult *r = PQexec(c, stage_sql);
@@ -754,11 +801,16 @@ static int writer_session(PGconn *c, char *err, size_t errlen)
     PQclear(r);
     if (!ok)
         return -1;
-    r = PQprepare(c, "evbus_upsert", upsert_sql, 0, NULL);
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    if (!ok)
-        store__pg_err(err, errlen, "metadata writer setup", c, r);
-    PQclear(r);
+    static const struct {
+        const char *name, *sql;
+    } prepared[] = {{"evbus_upsert", upsert_sql}, {"evbus_lookup", lookup_sql}};
+    for (size_t i = 0; ok && i < sizeof prepared / sizeof *prepared; i++) {
+        r = PQprepare(c, prepared[i].name, prepared[i].sql, 0, NULL);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            store__pg_err(err, errlen, "metadata writer setup", c, r);
+        PQclear(r);
+    }
     return ok ? 0 : -1;
 }
 
@@ -866,14 +918,20 @@ static void rollback(PGconn *c)
  * some id already exists (unique violation: a PENDING row, an earlier
  * status, another host) that is rolled back and the batch goes through the
  * staging table and the upsert instead, which also skips the direct try
- * for the next DIRECT_BACKOFF_BATCHES batches.  0 with *affected = rows the
- * server changed, or -1 with err (rolled back).
+ * for the next DIRECT_BACKOFF_BATCHES batches.  A batch with rows that
+ * have no anchor (w->copy_lookup) cannot trust the key to find their rows:
+ * it always takes the staging path, with the lookup before the upsert.
+ * 0 with *affected = rows the server changed, or -1 with err (rolled back).
  */
 static int write_once(store_writer_t *w, long rows, long *affected, char *err, size_t errlen)
 {
     PGconn *c = w->conn;
     char sqlstate[6];
-    if (w->direct_skip == 0) {
+    if (w->copy_lookup) {
+        /* neither tries the direct COPY nor counts against its backoff */
+    } else if (w->direct_skip > 0) {
+        w->direct_skip--;
+    } else {
         if (copy_batch(w, copy_direct_sql, sqlstate, err, errlen) == 0) {
             *affected = rows;
             return 0;
@@ -882,10 +940,15 @@ static int write_once(store_writer_t *w, long rows, long *affected, char *err, s
         if (strcmp(sqlstate, "23505") != 0)
             return -1;
         w->direct_skip = DIRECT_BACKOFF_BATCHES;
-    } else {
-        w->direct_skip--;
     }
     bool ok = copy_batch(w, copy_stage_sql, sqlstate, err, errlen) == 0;
+    if (ok && w->copy_lookup) {
+        PGresult *r = PQexecPrepared(c, "evbus_lookup", 0, NULL, NULL, NULL, 0);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            store__pg_err(err, errlen, "metadata lookup", c, r);
+        PQclear(r);
+    }
     if (ok) {
         PGresult *r = PQexecPrepared(c, "evbus_upsert", 0, NULL, NULL, NULL, 0);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -927,12 +990,15 @@ static void swap_bufs(store_writer_t *w)
 {
     char *p = w->copy_buf;
     size_t len = w->copy_len, cap = w->copy_cap;
+    bool lookup = w->copy_lookup;
     w->copy_buf = w->next_buf;
     w->copy_len = w->next_len;
     w->copy_cap = w->next_cap;
+    w->copy_lookup = w->next_lookup;
     w->next_buf = p;
     w->next_len = len;
     w->next_cap = cap;
+    w->next_lookup = lookup;
 }
 
 /* Takes the next batch when a whole one is queued, into w->next, and
@@ -1053,6 +1119,43 @@ json_t *store_writer_health(const store_writer_t *w)
 
 /* ------------------------------------------------------------- thread */
 
+/* The partition upkeep round, when due.  A failed round (PostgreSQL down,
+ * a lock not granted in time) is retried a minute later; batches wait for
+ * a round, which is a few statements. */
+static void writer_upkeep(store_writer_t *w)
+{
+    int64_t now = store__mono_ms(), due = atomic_load(&w->upkeep_due);
+    if (now < due)
+        return;
+    pthread_mutex_lock(&w->mu);
+    bool stopping = w->stopping;
+    pthread_mutex_unlock(&w->mu);
+    if (stopping)
+        return;
+    int64_t retry = now + UPKEEP_RETRY_MS;
+    atomic_store(&w->upkeep_due, retry);
+    char err[512];
+    if (w->conn && PQstatus(w->conn) != CONNECTION_OK) {
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
+    if (!w->conn && !writer_try_connect(w, err, sizeof err))
+        return; /* writer_connect() reports the outage when a batch waits */
+    store_retention_t r = {.retention_s = atomic_load(&w->retention_s),
+                           .partitions_ahead = atomic_load(&w->partitions_ahead)};
+    store_upkeep_t up;
+    if (store_events_upkeep(w->conn, &r, store__wall_ms(), &up, err, sizeof err) != 0) {
+        log_warn(COMP, "metadata partition upkeep failed (retrying in %d s): %s",
+                 UPKEEP_RETRY_MS / 1000, err);
+        return;
+    }
+    /* unless a reload asked for another round meanwhile */
+    atomic_compare_exchange_strong(&w->upkeep_due, &retry, now + UPKEEP_EVERY_MS);
+    if (up.created || up.dropped)
+        log_info(COMP, "metadata partitions: %d created ahead, %d dropped (retention %u s)",
+                 up.created, up.dropped, r.retention_s);
+}
+
 static void *writer_main(void *arg)
 {
     store_writer_t *w = arg;
@@ -1063,17 +1166,25 @@ static void *writer_main(void *arg)
     note_state(w, writer_try_connect(w, err, sizeof err), err);
     for (;;) {
         witem_t **batch = w->batch;
+        writer_upkeep(w);
         pthread_mutex_lock(&w->mu);
         while (w->count == 0 && !w->stopping) {
+            int64_t due = atomic_load(&w->upkeep_due), now = store__mono_ms();
+            if (now >= due)
+                break;
             /* idle: probe PostgreSQL every 2 s so health knows it is down
              * even when there is nothing to write */
-            struct timespec ts = mono_abs(store__mono_ms() + IDLE_PROBE_MS);
+            struct timespec ts = mono_abs(due < now + IDLE_PROBE_MS ? due : now + IDLE_PROBE_MS);
             if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT && w->count == 0 &&
-                !w->stopping) {
+                !w->stopping && store__mono_ms() < atomic_load(&w->upkeep_due)) {
                 pthread_mutex_unlock(&w->mu);
                 idle_probe(w);
                 pthread_mutex_lock(&w->mu);
             }
+        }
+        if (w->count == 0 && !w->stopping) { /* only the upkeep is due */
+            pthread_mutex_unlock(&w->mu);
+            continue;
         }
         if (w->count == 0 || (w->stopping && store__mono_ms() >= w->stop_deadline)) {
             pthread_mutex_unlock(&w->mu);
@@ -1135,8 +1246,19 @@ int store_writer_flush_ms(const store_writer_t *w)
 
 void store_writer_configure(store_writer_t *w, const evbus_config_t *cfg)
 {
-    if (w)
-        atomic_store(&w->flush_ms, (int)cfg->store.metadata_flush_ms);
+    if (!w)
+        return;
+    atomic_store(&w->flush_ms, (int)cfg->store.metadata_flush_ms);
+    unsigned retention = (unsigned)(cfg->store.metadata_retention_ms / 1000);
+    unsigned ahead = cfg->store.metadata_partitions_ahead;
+    bool changed = atomic_exchange(&w->retention_s, retention) != retention;
+    changed |= atomic_exchange(&w->partitions_ahead, ahead) != ahead;
+    if (changed) {
+        atomic_store(&w->upkeep_due, 0);
+        pthread_mutex_lock(&w->mu);
+        pthread_cond_signal(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
 }
 
 store_writer_t *store_writer_start(const evbus_config_t *cfg)
@@ -1151,6 +1273,9 @@ store_writer_t *store_writer_start(const evbus_config_t *cfg)
     w->cap = cfg->store.metadata_queue_size ? cfg->store.metadata_queue_size : 65536;
     w->batch_size = cfg->store.metadata_batch_size ? cfg->store.metadata_batch_size : 5000;
     atomic_init(&w->flush_ms, cfg->store.metadata_flush_ms ? (int)cfg->store.metadata_flush_ms : 50);
+    atomic_init(&w->retention_s, (unsigned)(cfg->store.metadata_retention_ms / 1000));
+    atomic_init(&w->partitions_ahead, cfg->store.metadata_partitions_ahead);
+    atomic_init(&w->upkeep_due, 0);
     w->ring = calloc(w->cap, sizeof *w->ring);
     w->batch = calloc(w->batch_size, sizeof *w->batch);
     w->next = calloc(w->batch_size, sizeof *w->next);
@@ -1241,8 +1366,11 @@ int store_record_published(PGconn *c, const store_update_t *events, size_t n, ch
         set_str(row, "stream_id", u->stream_id);
         json_object_set_new(row, "schema_version",
                             u->schema_version ? json_integer(u->schema_version) : json_null());
-        json_object_set_new(row, "ts",
-                            json_integer(u->timestamp_ms ? u->timestamp_ms : store__wall_ms()));
+        int64_t ts = u->timestamp_ms ? u->timestamp_ms : store__wall_ms();
+        int64_t anchor = store__stream_time_ms(u->stream_id);
+        json_object_set_new(row, "ts", json_integer(ts));
+        json_object_set_new(row, "at", json_integer(anchor >= 0 ? anchor : ts));
+        json_object_set_new(row, "anchored", json_boolean(anchor >= 0));
         json_array_append_new(arr, row);
     }
     char *payload = json_dumps(arr, JSON_COMPACT);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 TestSuite(cli, .init = fx_pg_redis, .fini = fx_teardown, .timeout = 120);
 
@@ -168,4 +169,53 @@ Test(cli, libpq_that_cannot_be_loaded_is_reported)
     free(out);
     free(err);
     free(bin);
+}
+
+/* An id that is not found after retention dropped metadata: the id alone
+ * does not tell its age, so show says what expired, and still exits 1. */
+Test(cli, show_of_an_id_gone_with_an_expired_day_says_metadata_expired)
+{
+    char *out = NULL, *err = NULL;
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "events", "show", "gone", NULL, NULL, NULL), 1);
+    cr_expect_str_eq(err, "evbusctl events: no event gone\n");
+    free(out);
+    free(err);
+
+    PGconn *c = fx_connect();
+    int64_t now = (int64_t)time(NULL) * 1000, old = now - 5 * INT64_C(86400000);
+    char sid[32], sql[128], day[16];
+    time_t s = (time_t)(old / 1000);
+    struct tm tm_old;
+    strftime(day, sizeof day, "%Y-%m-%d", gmtime_r(&s, &tm_old));
+    snprintf(sql, sizeof sql, "SELECT evbus_events_partition_create('%s')", day);
+    free(fx_scalar(c, sql));
+    snprintf(sid, sizeof sid, "%lld-0", (long long)old);
+    store_update_t u = {.id = "gone", .stream_id = sid, .status = STORE_PENDING,
+                        .timestamp_ms = old};
+    char msg[512];
+    cr_assert_eq(store_record_published(c, &u, 1, msg, sizeof msg), 1, "%s", msg);
+    cr_expect_eq(ctl(&out, &err, fx_pg.url, "events", "show", "gone", NULL, NULL, NULL), 0,
+                 "%s", err);
+    free(out);
+    free(err);
+
+    store_retention_t r = {.retention_s = 2 * 86400, .partitions_ahead = 1};
+    store_upkeep_t up;
+    cr_assert_eq(store_events_upkeep(c, &r, now, &up, msg, sizeof msg), 0, "%s", msg);
+    cr_assert_eq(up.dropped, 1);
+    PQfinish(c);
+    /* before: the end of the newest day dropped, the day after `old` */
+    char want[160];
+    time_t end = (s / 86400 + 1) * 86400;
+    struct tm tm;
+    strftime(want, sizeof want, "evbusctl events: no event gone; metadata created before "
+             "%Y-%m-%dT00:00:00+00:00 has expired (retention 2d)\n", gmtime_r(&end, &tm));
+    for (int json = 0; json < 2; json++) {
+        cr_expect_eq(ctl(&out, &err, fx_pg.url, "events", "show", "gone", json ? "--json" : NULL,
+                         NULL, NULL),
+                     1);
+        cr_expect_str_eq(err, want);
+        free(out);
+        free(err);
+    }
 }

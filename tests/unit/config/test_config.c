@@ -1163,3 +1163,44 @@ Test(config, durations_and_sizes_read_and_print_in_units)
     cr_assert(cfg_setting_find("retention.block_timeout", &i));
     cr_expect_str_eq(cfg_value_text(cfg, i, t, sizeof t), "90s");
 }
+
+Test(config, durations_take_a_unit_or_seconds_and_show_the_largest_exact_unit)
+{
+    static const char *const cases[][2] = {
+        {"30d", "30d"}, {"12h", "12h"}, {"90m", "90m"}, {"3600s", "1h"},
+        {"3600", "1h"}, {"61", "61s"},  {"0", "0"},     {"48h", "2d"},
+    };
+    size_t i;
+    cr_assert(cfg_setting_find("postgres.metadata.retention", &i));
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char yaml[128], text[64];
+        snprintf(yaml, sizeof yaml, "postgres: { metadata: { retention: %s } }\n", cases[k][0]);
+        manifest("00.yaml", yaml);
+        load_ok();
+        cr_expect_str_eq(cfg_value_text(cfg, i, text, sizeof text), cases[k][1], "%s",
+                         cases[k][0]);
+        config_free(cfg);
+        cfg = NULL;
+    }
+}
+
+Test(config, bad_durations_say_what_is_expected)
+{
+    static const char *const bad[] = {"30x", "d", "3651d", "-1d"};
+    for (int k = 0; k < 4; k++) {
+        char name[16], yaml[128];
+        snprintf(name, sizeof name, "%02d.yaml", k);
+        snprintf(yaml, sizeof yaml, "postgres: { metadata: { retention: %s } }\n", bad[k]);
+        manifest(name, yaml);
+    }
+    load_fails();
+    expect_errors(4,
+                  "%s/00.yaml:1:36: postgres.metadata.retention: expected a duration such as "
+                  "30s, 15m, 12h or 7d, got '30x'",
+                  "%s/01.yaml:1:36: postgres.metadata.retention: expected a duration such as "
+                  "30s, 15m, 12h or 7d, got 'd'",
+                  "%s/02.yaml:1:36: postgres.metadata.retention: must be between 0 and 3650d, "
+                  "got '3651d'",
+                  "%s/03.yaml:1:36: postgres.metadata.retention: expected a duration such as "
+                  "30s, 15m, 12h or 7d, got '-1d'");
+}

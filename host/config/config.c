@@ -7,9 +7,11 @@
  * the trees are then applied to the config in lexical file order.  Errors
  * never stop loading: each one is appended to the caller's cfg_errors_t so
  * an operator sees all of them at once, and the config is only returned
- * when there were none.  Defaults that depend on other keys (dlq stream,
- * archive path, metadata switch, plugin paths) are settled after the last
- * file, because a later file may change what they depend on.
+ * when there were none (config_load_partial returns it anyway, marking the
+ * settings it could not settle, for evbusctl).  Defaults that depend on
+ * other keys (dlq stream, archive path, metadata switch, plugin paths) are
+ * settled after the last file, because a later file may change what they
+ * depend on.
  *
  * This file does not open plugins or libraries (it only checks that the
  * files exist), compile schemas, or connect anywhere.  Out of memory aborts:
@@ -640,6 +642,10 @@ typedef struct loader {
     const char *mdir; /* absolute directory of the manifest being applied */
     pending_retry_t *pend;
     size_t n_pend, cap_pend;
+    /* config_load_partial only (NULL otherwise): per row, whether the last
+     * file that wrote it wrote a refused value */
+    bool *refused;
+    bool lost; /* a file wrote something that could not be read as settings */
 } loader_t;
 
 #define ERR(L, node, ...) cfg_errors_add((L)->errs, &(node)->pos, __VA_ARGS__)
@@ -1354,6 +1360,15 @@ static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const
     free(path);
 }
 
+/* apply_setting, noting for a tolerant load whether the value was refused. */
+static void apply_row(loader_t *L, size_t idx, const ynode_t *v)
+{
+    size_t before = L->errs->count;
+    apply_setting(L, idx, cfg_setting_at(idx), v);
+    if (L->refused)
+        L->refused[idx] = L->errs->count > before || (v->kind == YN_SCALAR && v->bad);
+}
+
 /* Is `key` (dotted) a row, a section holding rows, or neither?  A row
  * returns its index; a section returns -2; neither returns -1. */
 static long classify(const char *key)
@@ -1398,21 +1413,24 @@ static void valid_keys(const char *prefix, char *out, size_t len)
 
 static void apply_section(loader_t *L, const ynode_t *m, const char *prefix)
 {
-    if (!want_map(L, m, prefix))
+    if (!want_map(L, m, prefix)) {
+        L->lost = true;
         return;
+    }
     FOR_PAIRS(m, k, v)
     {
         char key[256];
         snprintf(key, sizeof key, "%s.%s", prefix, k->text);
         long idx = classify(key);
         if (idx >= 0) {
-            apply_setting(L, (size_t)idx, cfg_setting_at((size_t)idx), v);
+            apply_row(L, (size_t)idx, v);
         } else if (idx == -2) {
             apply_section(L, v, key);
         } else {
             char valid[1024];
             valid_keys(prefix, valid, sizeof valid);
             ERR(L, k, "unknown key '%s' in %s (valid: %s)", k->text, prefix, valid);
+            L->lost = true;
         }
     }
 }
@@ -1425,6 +1443,7 @@ static void apply_root(loader_t *L, const ynode_t *root)
         char buf[256];
         ERR(L, root, "the top level of a manifest must be a mapping, got %s",
             ynode_describe(root, buf, sizeof buf));
+        L->lost = true;
         return;
     }
     FOR_PAIRS(root, k, v)
@@ -1450,13 +1469,14 @@ static void apply_root(loader_t *L, const ynode_t *root)
         }
         long idx = classify(k->text);
         if (idx >= 0) {
-            apply_setting(L, (size_t)idx, cfg_setting_at((size_t)idx), v);
+            apply_row(L, (size_t)idx, v);
         } else if (idx == -2) {
             apply_section(L, v, k->text);
         } else {
             char valid[1024];
             valid_keys("", valid, sizeof valid);
             ERR(L, k, "unknown top-level key '%s' (valid: %s)", k->text, valid);
+            L->lost = true;
         }
     }
 }
@@ -1471,8 +1491,10 @@ static void set_defaults(loader_t *L)
             set_default(L, i, cfg_setting_at(i)->def);
 }
 
+/* *path must be a regular file; it becomes its real path.  `also` (may be
+ * NULL) is another place that was looked at, named when neither exists. */
 static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, const char *as_written,
-                       char **path)
+                       char **path, const char *also)
 {
     struct stat st;
     char label[512];
@@ -1481,7 +1503,8 @@ static void check_file(loader_t *L, const cfg_pos_t *pos, const char *what, cons
     else
         snprintf(label, sizeof label, "%s '%s'", what, as_written);
     if (stat(*path, &st) != 0) {
-        cfg_errors_add(L->errs, pos, "%s: no such file %s", label, *path);
+        cfg_errors_add(L->errs, pos, "%s: no such file %s%s%s%s", label, *path,
+                       also ? " (nor " : "", also ? also : "", also ? ")" : "");
         return;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -1538,18 +1561,30 @@ static void finish(loader_t *L)
         cfg_instance_t *in = &c->instances[i];
         if (!in->plugin)
             continue;
+        char *nested = NULL;
         if (!in->plugin_path) {
+            /* <dir>/NAME.so as installed, else <dir>/NAME/NAME.so as a build
+             * tree's plugins/ folder holds it */
             size_t len = strlen(in->plugin);
-            bool has_so = len > 3 && strcmp(in->plugin + len - 3, ".so") == 0;
-            in->plugin_path = xasprintf("%s/%s%s", c->daemon.plugin_dir, in->plugin, has_so ? "" : ".so");
+            int base = (int)(len > 3 && strcmp(in->plugin + len - 3, ".so") == 0 ? len - 3 : len);
+            const char *dir = c->daemon.plugin_dir;
+            struct stat st;
+            in->plugin_path = xasprintf("%s/%.*s.so", dir, base, in->plugin);
+            nested = xasprintf("%s/%.*s/%.*s.so", dir, base, in->plugin, base, in->plugin);
+            if (stat(in->plugin_path, &st) != 0 && stat(nested, &st) == 0) {
+                char *t = in->plugin_path;
+                in->plugin_path = nested;
+                nested = t;
+            }
         }
-        check_file(L, &in->plugin_pos, "plugin", in->plugin, &in->plugin_path);
+        check_file(L, &in->plugin_pos, "plugin", in->plugin, &in->plugin_path, nested);
+        free(nested);
     }
     for (size_t i = 0; i < c->n_foreign; i++) {
         cfg_foreign_t *f = &c->foreign[i];
         /* a bare soname is left to the dynamic linker's search path */
         if (f->library && f->library[0] == '/')
-            check_file(L, &f->library_pos, "library", f->library, &f->library);
+            check_file(L, &f->library_pos, "library", f->library, &f->library, NULL);
     }
 
     /* names are unique across plugin instances and foreign handlers */
@@ -1587,9 +1622,12 @@ static bool is_manifest_name(const char *n)
     return (len > 5 && strcmp(n + len - 5, ".yaml") == 0) || (len > 4 && strcmp(n + len - 4, ".yml") == 0);
 }
 
-evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
+/* config_load, or with doubtful config_load_partial. */
+static evbus_config_t *load(const char *dir, cfg_errors_t *errs, bool **doubtful)
 {
     size_t errs_before = errs->count;
+    if (doubtful)
+        *doubtful = NULL;
     char *absdir = realpath(dir, NULL);
     DIR *d = absdir ? opendir(absdir) : NULL;
     if (!d) {
@@ -1635,12 +1673,17 @@ evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
     for (size_t i = 0; i < n_names; i++)
         cfg->files[i] = xasprintf("%s%s%s", dir, slash ? "" : "/", names[i]);
 
+    size_t n_rows = cfg_settings_count();
     loader_t L = {.cfg = cfg, .errs = errs, .mdir = absdir};
+    if (doubtful && !(L.refused = calloc(n_rows, sizeof *L.refused)))
+        oom();
     set_defaults(&L);
     for (size_t i = 0; i < n_names; i++) {
         char *path = xasprintf("%s/%s", absdir, names[i]);
         ynode_t *root;
-        if (yread_file(path, cfg->files[i], errs, &root) == 0 && root)
+        if (yread_file(path, cfg->files[i], errs, &root) != 0)
+            L.lost = true;
+        else if (root)
             apply_root(&L, root);
         ynode_free(root);
         free(path);
@@ -1649,11 +1692,29 @@ evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
     free(names);
     finish(&L);
     free(L.pend);
+    if (doubtful) {
+        for (size_t i = 0; i < n_rows; i++) {
+            cfg_source_kind_t k = cfg->sources[i].kind;
+            L.refused[i] = k != CFG_SRC_ENV && (L.refused[i] || (L.lost && k == CFG_SRC_DEFAULT));
+        }
+        *doubtful = L.refused;
+        return cfg;
+    }
     if (errs->count > errs_before) {
         config_free(cfg);
         return NULL;
     }
     return cfg;
+}
+
+evbus_config_t *config_load(const char *dir, cfg_errors_t *errs)
+{
+    return load(dir, errs, NULL);
+}
+
+evbus_config_t *config_load_partial(const char *dir, cfg_errors_t *errs, bool **doubtful)
+{
+    return load(dir, errs, doubtful);
 }
 
 /* ---- freeing --------------------------------------------------------- */

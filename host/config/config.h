@@ -176,6 +176,25 @@ typedef struct evbus_config {
  */
 evbus_config_t *config_load(const char *dir, cfg_errors_t *errs);
 
+/*
+ * config_load for tools that must keep working while a file is broken
+ * (evbusctl during a bad deploy); evbusd never uses it.  The same reading
+ * and the same errors in errs, but the config is returned whenever the
+ * directory could be read: every accepted value is in it, a refused value
+ * leaves what earlier files or the default gave.  Plugin instances and
+ * foreign handlers are only as complete as they parsed: never load them.
+ * NULL (with errs) only when config_load fails before reading a file.
+ *
+ * *doubtful (malloc'd, cfg_settings_count() entries, the caller frees;
+ * NULL with a NULL config) marks the rows the files could not settle: a
+ * file's value for the row was refused; or a file could not be read as
+ * settings (a syntax error, an unknown key, a section that is not a
+ * mapping) and no readable file set the row, so that file may have meant
+ * to.  A row set by the environment is never doubtful.  A computed default
+ * is computed from what the rows it depends on hold.
+ */
+evbus_config_t *config_load_partial(const char *dir, cfg_errors_t *errs, bool **doubtful);
+
 /* Frees everything; NULL is fine. */
 void config_free(evbus_config_t *cfg);
 

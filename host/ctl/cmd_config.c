@@ -7,7 +7,8 @@
  * Where the values come from, first that answers: the running evbusd's
  * admin endpoint (GET /config), its record in STATE_DIR
  * (evbusd-running.json), and, with --files or when no daemon answers, the
- * configuration directory itself.
+ * configuration directory itself, which must then be valid: showing what
+ * part of a broken conf.d says would look like an answer.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -67,10 +68,10 @@ static int show(bool json, bool files_only, const char *admin)
         doc = running_settings(admin, env ? env->state_dir : NULL, &from, err, sizeof err);
     }
     if (!doc) {
-        env = ctl_env();
+        if (!(env = ctl_env_valid("config")))
+            return CTL_USAGE;
         if (!env->cfg)
-            return ctl_usage_error("config", "no configuration directory: pass -c DIR or set "
-                                             "EVBUS_CONF_DIR");
+            return ctl_no_config("config", "the settings", "--admin HOST:PORT");
         doc = json_pack("{s:o}", "settings", config_settings_json(env->cfg, NULL));
         int n = files_only ? asprintf(&from, "the files in %s", env->conf_dir)
                            : asprintf(&from, "the files in %s (no running evbusd answered: %s)",
@@ -121,7 +122,8 @@ static void usage(void)
            "(live) or it needs a restart, and, for a running evbusd, the changes in\n"
            "the files that wait for a restart.  Asks the running evbusd (its admin\n"
            "endpoint, else its record in STATE_DIR); --files, or no daemon answering,\n"
-           "shows what the configuration directory says.\n"
+           "shows what the configuration directory says; it must then be valid\n"
+           "(a broken one has every error printed and exits 2).\n"
            "Exit status: 0, 2 usage or configuration error.\n");
 }
 

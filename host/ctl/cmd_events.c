@@ -145,8 +145,7 @@ int cmd_events(int argc, char **argv)
 
     const ctl_env_t *env = ctl_env();
     if (!env->postgres_url)
-        return ctl_usage_error("events", "no PostgreSQL configured (--postgres, "
-                                         "EVBUS_POSTGRES_URL or postgres.url)");
+        return ctl_no_postgres("events");
     char err[512];
     PGconn *c = store_connect(env->postgres_url, err, sizeof err);
     if (!c)

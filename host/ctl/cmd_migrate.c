@@ -57,8 +57,7 @@ int cmd_migrate(int argc, char **argv)
 
     const ctl_env_t *env = ctl_env();
     if (!env->postgres_url)
-        return ctl_usage_error("migrate", "no PostgreSQL configured (--postgres, "
-                                          "EVBUS_POSTGRES_URL or postgres.url)");
+        return ctl_no_postgres("migrate");
     char err[512];
     PGconn *c = store_connect(env->postgres_url, err, sizeof err);
     if (!c)

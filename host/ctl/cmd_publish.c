@@ -601,6 +601,8 @@ int cmd_publish(int argc, char **argv)
         parallel = v;
     }
     const ctl_env_t *env = ctl_env();
+    if (!env->redis_url)
+        return ctl_no_config("publish", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
     char err[256];
     evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
     if (!c)

@@ -117,8 +117,7 @@ static PGconn *replay_connect(int *rc)
 {
     const ctl_env_t *env = ctl_env();
     if (!env->postgres_url) {
-        *rc = ctl_usage_error("replay", "no PostgreSQL configured (--postgres, "
-                                        "EVBUS_POSTGRES_URL or postgres.url)");
+        *rc = ctl_no_postgres("replay");
         return NULL;
     }
     char err[512];

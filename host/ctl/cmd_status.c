@@ -97,11 +97,15 @@ int cmd_status(int argc, char **argv)
     }
     if (optind < argc)
         return ctl_usage_error("status", "unexpected argument '%s'", argv[optind]);
+    /* with --admin the configuration is not even read */
+    const ctl_env_t *env = admin ? NULL : ctl_env();
+    if (env && !env->cfg)
+        return ctl_no_config("status", "the admin endpoint", "--admin HOST:PORT");
+    if (env)
+        admin = env->admin_listen;
     if (!admin)
-        admin = ctl_env()->admin_listen;
-    if (!admin)
-        return ctl_usage_error("status", "no admin endpoint: set admin.listen in the "
-                                         "configuration or pass --admin HOST:PORT");
+        return ctl_usage_error("status", "no admin endpoint: set admin.listen in %s or pass "
+                                         "--admin HOST:PORT", env->conf_dir);
     char *body = NULL, err[256];
     int code = ctl_http_request(admin, "GET", "/health", &body, err, sizeof err);
     if (code < 0)
@@ -228,6 +232,9 @@ int cmd_status(int argc, char **argv)
         }
         if (le)
             printf("reload error:\n%s\n", le);
+        if (env)
+            printf("config:       %s (%s)%s\n", env->conf_dir, env->conf_origin,
+                   env->conf_errors ? ": broken, see the warning above" : "");
     }
     int rc = st && strcmp(st, "unhealthy") != 0 ? CTL_OK : CTL_FAIL;
     json_decref(h);
@@ -366,10 +373,12 @@ int cmd_reload(int argc, char **argv)
         admin = ctl_env()->admin_listen;
     char running[1100] = "", err[256] = "";
     const char *via_admin = admin && !pidfile ? admin : NULL;
-    /* --admin needs no configuration at all: a broken conf.d must not stop
-     * the reload that reports what is broken */
-    if (!via_admin)
+    /* --admin and --pidfile need no configuration at all */
+    if (!via_admin && !pidfile) {
+        if (!ctl_env()->state_dir)
+            return ctl_no_config("reload", "evbusd", "--admin HOST:PORT or --pidfile PATH");
         snprintf(running, sizeof running, "%s/%s", ctl_env()->state_dir, EVBUS_RUNNING_FILE);
+    }
     /* the count of finished reloads before asking: the outcome is the next one */
     json_t *before = wait ? reload_state(via_admin, running, err, sizeof err) : NULL;
     long long seen = before ? reload_count(before) : -1;

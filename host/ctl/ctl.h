@@ -5,7 +5,17 @@
  * Global options come before the command.  Connection settings resolve in
  * this order: the global flags, then EVBUS_REDIS_URL / EVBUS_POSTGRES_URL,
  * then the configuration directory (-c, else $EVBUS_CONF_DIR, else the
- * installed conf.d when it exists), then built-in defaults.
+ * installed conf.d when it exists).  With no configuration directory at all
+ * evbusctl never guesses a server: a command that needs one and was not
+ * given it refuses (ctl_no_config).
+ *
+ * A broken file in the configuration directory does not stop the commands
+ * that only talk to Redis, PostgreSQL or the admin endpoint: they use the
+ * settings that parsed (config_load_partial) after one warning line, and
+ * the settings the files could not settle come from the running evbusd's
+ * record of the same directory (STATE_DIR/evbusd-running.json) when there
+ * is one.  Commands whose output is the configuration itself use
+ * ctl_env_valid() and still refuse.
  *
  * Exit codes shared by every subcommand: 0 success, 1 the operation ran
  * but failed (Redis or PostgreSQL down, not found, `validate` found invalid
@@ -52,19 +62,41 @@ extern const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt
 
 typedef struct ctl_env {
     const char *conf_dir;      /* NULL when none was found            */
+    const char *conf_origin;   /* how conf_dir was chosen: "from -c", "from
+                                  EVBUS_CONF_DIR", "the installed default" */
     evbus_config_t *cfg;       /* NULL when no conf dir was used      */
-    char *redis_url;
+    size_t conf_errors;        /* errors in conf_dir (cfg holds what parsed) */
+    char *redis_url;           /* NULL when nothing names a Redis     */
     char *postgres_url;        /* NULL when not configured            */
     char *stream;
     char *group;
     char *dlq_stream;
-    char *state_dir;
+    char *state_dir;           /* NULL when no conf dir was used      */
     char *admin_listen;        /* NULL when not configured            */
 } ctl_env_t;
 
-/* The resolved settings; loads the configuration on first use and exits
- * with status 2 (after printing every error) if it is broken. */
+/* The configuration directory evbusctl uses (NULL: none) and how it was
+ * chosen (*origin, as in ctl_env_t); reads nothing. */
+const char *ctl_conf_dir(const char **origin);
+
+/* The resolved settings; loads the configuration on first use.  A broken
+ * file costs one warning line on stderr, not the command; a directory that
+ * cannot be read at all exits with status 2 after printing why. */
 const ctl_env_t *ctl_env(void);
+
+/* ctl_env() for commands that show the configuration itself (`config show
+ * --files`): NULL after printing every error of a broken conf.d (the
+ * caller exits 2). */
+const ctl_env_t *ctl_env_valid(const char *cmd);
+
+/* "evbusctl CMD: no configuration ..." telling to pass -c DIR, set
+ * EVBUS_CONF_DIR or give `flags` (e.g. "--redis URL"), for a command that
+ * needs `what` (e.g. "Redis") when no configuration directory exists;
+ * returns CTL_USAGE. */
+int ctl_no_config(const char *cmd, const char *what, const char *flags);
+
+/* The usage error of a command that needs PostgreSQL and has no URL. */
+int ctl_no_postgres(const char *cmd);
 
 /* Enforce the configuration's retention cap (retention.max_entries /
  * max_bytes, on_full) on a client, so publishing refuses what does not fit

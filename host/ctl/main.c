@@ -38,7 +38,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nGlobal options (before the command):\n"
                "  -c, --config DIR   configuration directory (default $EVBUS_CONF_DIR, else %s\n"
-               "                     when it exists)\n"
+               "                     when it exists; a broken file in it costs a warning, not\n"
+               "                     the command, except `config show --files`)\n"
                "      --redis URL    Redis URL (overrides EVBUS_REDIS_URL and the config)\n"
                "      --postgres URL PostgreSQL URL (overrides EVBUS_POSTGRES_URL and the "
                "config)\n"
@@ -48,6 +49,12 @@ static void usage(FILE *f)
                "\nExit status: 0 success, 1 the operation failed, 2 usage or configuration "
                "error,\n3 `reload` applied but changed settings wait for a restart.\n",
             EVBUS_CONF_DIR);
+    const char *origin, *dir = ctl_conf_dir(&origin);
+    if (dir)
+        fprintf(f, "\nConfiguration: %s (%s)\n", dir, origin);
+    else
+        fprintf(f, "\nConfiguration: none (%s does not exist): commands that need a server\n"
+                   "take it from --redis, --postgres or --admin, or refuse\n", EVBUS_CONF_DIR);
 }
 
 int main(int argc, char **argv)

@@ -74,11 +74,13 @@ static char *join_errors(const cfg_errors_t *errs)
 
 /*
  * What this daemon runs, for tools on the same machine: the effective value
- * of every setting and the last reload's outcome, rewritten (temp file +
- * rename) at start and after every reload attempt.  `evbusd --check-config
- * --diff-running` and `evbusctl reload` read it.
+ * of every setting, the conf.d it came from (absolute) and the last
+ * reload's outcome, rewritten (temp file + rename) at start and after every
+ * reload attempt.  `evbusd --check-config --diff-running`, `evbusctl reload`
+ * and, for a broken conf.d of the same directory, every evbusctl command
+ * read it.
  */
-static void write_running(engine_t *e, const char *conf_dir)
+static void write_running(engine_t *e)
 {
     generation_t *g = engine_current(e);
     char path[1100], tmp[1200];
@@ -86,9 +88,10 @@ static void write_running(engine_t *e, const char *conf_dir)
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     json_t *h = engine_health(e);
     json_t *doc = json_pack("{s:I, s:I, s:s, s:O, s:O, s:o}", "pid", (json_int_t)getpid(),
-                            "generation", (json_int_t)g->number, "conf_dir", conf_dir, "reload",
-                            json_object_get(h, "reload"), "config", json_object_get(h, "config"),
-                            "settings", config_settings_json(g->cfg, &g->pending_restart));
+                            "generation", (json_int_t)g->number, "conf_dir", g->cfg->dir,
+                            "reload", json_object_get(h, "reload"), "config",
+                            json_object_get(h, "config"), "settings",
+                            config_settings_json(g->cfg, &g->pending_restart));
     json_decref(h);
     generation_unref(g);
     if (!doc || json_dump_file(doc, tmp, JSON_COMPACT) != 0 || rename(tmp, path) != 0)
@@ -353,7 +356,7 @@ int main(int argc, char **argv)
             log_info("admin", "listening on %s (port %d)", admin_listen, admin_port(admin));
     }
     write_pidfile(pidpath);
-    write_running(e, conf_dir);
+    write_running(e);
     log_info("evbusd", "evbusd %s started (pid %ld, config %s)", EVBUS_VERSION, (long)getpid(),
              conf_dir);
 
@@ -363,13 +366,13 @@ int main(int argc, char **argv)
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGHUP) {
             reload(e, conf_dir, clock_mono_ms());
-            write_running(e, conf_dir);
+            write_running(e);
         } else if (sig == SIGTERM || sig == SIGINT) {
             stop_signal = sig;
         }
         if (atomic_exchange(&reload_requests, 0) > 0) {
             reload(e, conf_dir, clock_mono_ms());
-            write_running(e, conf_dir);
+            write_running(e);
         }
         if (engine_wants_exit(e))
             break;

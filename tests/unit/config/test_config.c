@@ -898,10 +898,61 @@ Test(config, missing_plugin_file)
     manifest("00.yaml", text);
     load_fails();
     char *abs = realpath(plugdir, NULL);
-    char want[512];
-    snprintf(want, sizeof want, "%%s/00.yaml:4:13: plugin 'file-sink': no such file %s/file-sink.so", abs);
+    char want[1024];
+    snprintf(want, sizeof want, "%%s/00.yaml:4:13: plugin 'file-sink': no such file "
+             "%s/file-sink.so (nor %s/file-sink/file-sink.so)", abs, abs);
     free(abs);
     expect_errors(2, want, "%s/00.yaml:6:13: plugin: no such file /nonexistent/b.so");
+}
+
+/* ---- plugin_dir as a build tree ---------------------------------------- */
+
+/* plugdir/NAME/NAME.so, as a build's plugins/ folder holds a plugin */
+static void fake_built_plugin(const char *name)
+{
+    char sub[400], file[300];
+    snprintf(sub, sizeof sub, "%s/%s", plugdir, name);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    snprintf(file, sizeof file, "%s.so", name);
+    write_at(sub, file, "");
+}
+
+static char *under_plugdir(const char *rel)
+{
+    char *abs = realpath(plugdir, NULL), *p = NULL;
+    cr_assert_gt(asprintf(&p, "%s/%s", abs, rel), 0);
+    free(abs);
+    return p;
+}
+
+Test(config, plugin_dir_may_be_a_build_tree_holding_name_slash_name_so)
+{
+    fake_built_plugin("file-sink");
+    fake_built_plugin("log");
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins:\n  - { name: audit, plugin: file-sink }\n"
+             "  - { name: trace, plugin: log.so }\n", plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    char *want = under_plugdir("file-sink/file-sink.so");
+    cr_expect_str_eq(cfg->instances[0].plugin_path, want);
+    free(want);
+    want = under_plugdir("log/log.so");
+    cr_expect_str_eq(cfg->instances[1].plugin_path, want);
+    free(want);
+}
+
+Test(config, plugin_dir_name_so_is_preferred_over_a_build_tree_folder)
+{
+    fake_built_plugin("p");
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text, "%splugins: [ { name: a, plugin: p } ]\n", plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    char *want = under_plugdir("p.so");
+    cr_expect_str_eq(cfg->instances[0].plugin_path, want);
+    free(want);
 }
 
 Test(config, bad_patterns)
@@ -1203,4 +1254,131 @@ Test(config, bad_durations_say_what_is_expected)
                   "got '3651d'",
                   "%s/03.yaml:1:36: postgres.metadata.retention: expected a duration such as "
                   "30s, 15m, 12h or 7d, got '-1d'");
+}
+
+/* ---- the tolerant load (evbusctl) ------------------------------------- */
+
+static bool *doubtful;
+
+static bool doubt(const char *key)
+{
+    size_t i;
+    cr_assert(cfg_setting_find(key, &i), "no row %s", key);
+    return doubtful[i];
+}
+
+static size_t doubts(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cfg_settings_count(); i++)
+        n += doubtful[i];
+    return n;
+}
+
+static void load_partial(size_t n_errors)
+{
+    cfg = config_load_partial(confd, &errs, &doubtful);
+    cr_assert_not_null(cfg, "a readable directory always gives a config");
+    cr_assert_not_null(doubtful);
+    cr_assert_eq(errs.count, n_errors, "%zu errors, first: %s", errs.count,
+                 errs.count ? errs.msgs[0] : "");
+}
+
+static void partial_done(void)
+{
+    free(doubtful);
+    doubtful = NULL;
+}
+
+Test(config, partial_load_keeps_what_parsed_beside_a_broken_plugin_entry)
+{
+    manifest("00-host.yaml", "stream: s1\nadmin: { listen: \"127.0.0.1:9001\" }\n");
+    manifest("20-bad.yaml", "plugins:\n  - { name: x, plugin: nowhere }\n");
+    load_partial(1);
+    cr_expect(strstr(errs.msgs[0], "20-bad.yaml:2:24: plugin 'nowhere': no such file"),
+              "got %s", errs.msgs[0]);
+    cr_expect_str_eq(cfg->core.stream, "s1");
+    cr_expect_str_eq(cfg->admin.listen, "127.0.0.1:9001");
+    cr_expect_eq(doubts(), 0, "no setting is in doubt");
+    partial_done();
+}
+
+Test(config, the_strict_load_still_refuses_what_the_partial_load_accepts)
+{
+    manifest("00-host.yaml", "stream: s1\n");
+    manifest("20-bad.yaml", "plugins:\n  - { name: x, plugin: nowhere }\n");
+    load_fails();
+}
+
+Test(config, partial_load_a_refused_value_keeps_the_earlier_one_and_is_doubtful)
+{
+    manifest("00-host.yaml", "stream: s1\nadmin: { listen: \"127.0.0.1:9001\" }\n");
+    manifest("30-bad.yaml", "admin: { listen: nope }\nbatch_size: 0\n");
+    load_partial(2);
+    cr_expect_str_eq(cfg->admin.listen, "127.0.0.1:9001");
+    cr_expect(doubt("admin.listen"));
+    cr_expect(doubt("batch_size"), "refused with its default in force");
+    cr_expect_eq(cfg->core.batch_size, 1000);
+    cr_expect_not(doubt("stream"));
+    cr_expect_eq(doubts(), 2);
+    partial_done();
+}
+
+Test(config, partial_load_a_later_valid_value_settles_an_earlier_refused_one)
+{
+    manifest("10.yaml", "admin: { listen: nope }\n");
+    manifest("20.yaml", "admin: { listen: \"127.0.0.1:9002\" }\n");
+    load_partial(1);
+    cr_expect_str_eq(cfg->admin.listen, "127.0.0.1:9002");
+    cr_expect_eq(doubts(), 0);
+    partial_done();
+}
+
+Test(config, partial_load_an_unreadable_file_casts_doubt_on_every_row_no_file_set)
+{
+    manifest("00-host.yaml", "stream: s1\n");
+    manifest("40-bad.yaml", "admin: { listen: \"127.0.0.1:9003\" }\nstream: [oops\n");
+    load_partial(1);
+    cr_expect_null(cfg->admin.listen, "nothing of the broken file is applied");
+    cr_expect(doubt("admin.listen"));
+    cr_expect(doubt("redis.url"));
+    cr_expect(doubt("dlq.stream"), "a computed default no file set");
+    cr_expect_not(doubt("stream"), "set by a readable file");
+    partial_done();
+}
+
+Test(config, partial_load_unknown_keys_and_misshapen_sections_cast_doubt_too)
+{
+    manifest("00.yaml", "redis: { uri: \"redis://10.0.0.1:6379/0\" }\nstream: s1\n");
+    load_partial(1);
+    cr_expect(doubt("redis.url"), "'uri' may have meant url");
+    cr_expect_not(doubt("stream"));
+    partial_done();
+    config_free(cfg);
+    cfg_errors_free(&errs);
+    manifest("00.yaml", "admin: \"127.0.0.1:9004\"\nstream: s1\n");
+    load_partial(1);
+    cr_expect(doubt("admin.listen"));
+    cr_expect_not(doubt("stream"));
+    partial_done();
+}
+
+Test(config, partial_load_a_row_the_environment_sets_is_never_doubtful)
+{
+    setenv("EVBUS_REDIS_URL", "redis://10.0.0.9:6379/0", 1);
+    manifest("00.yaml", "redis: { url: [a] }\n");
+    load_partial(1);
+    cr_expect_str_eq(cfg->core.redis_url, "redis://10.0.0.9:6379/0");
+    cr_expect_not(doubt("redis.url"));
+    partial_done();
+}
+
+Test(config, partial_load_of_an_unreadable_directory_is_null)
+{
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/none", root);
+    cfg = config_load_partial(missing, &errs, &doubtful);
+    cr_expect_null(cfg);
+    cr_expect_null(doubtful);
+    cr_expect_eq(errs.count, 1);
 }

@@ -56,6 +56,10 @@ const ctl_env_t *ctl_env(void)
     else if (asprintf(&env.dlq_stream, "%s:dlq", env.stream) < 0)
         env.dlq_stream = NULL;
     env.state_dir = strdup(c ? c->daemon.state_dir : "/var/lib/evbus");
+    if (c && c->core.dlq_archive)
+        env.dlq_archive = strdup(c->core.dlq_archive);
+    else if (asprintf(&env.dlq_archive, "%s/dlq-archive.jsonl", env.state_dir) < 0)
+        env.dlq_archive = NULL;
     env.admin_listen = c && c->admin.listen ? strdup(c->admin.listen) : NULL;
     return &env;
 }

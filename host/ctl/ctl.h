@@ -58,6 +58,7 @@ typedef struct ctl_env {
     char *group;
     char *dlq_stream;
     char *state_dir;
+    char *dlq_archive;         /* dlq.archive, else <state_dir>/dlq-archive.jsonl */
     char *admin_listen;        /* NULL when not configured            */
 } ctl_env_t;
 

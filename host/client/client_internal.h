@@ -9,6 +9,7 @@
  *   jsontext.c  the buffer, the JSON writer and the text scanner;
  *   event.c     completion and checks (evbus__source, evbus__text_emit);
  *   client.c    the connection, XADD and the publish paths;
+ *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
  *   dlq.c       the dead-letter queue.
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H

@@ -1,17 +1,20 @@
 /*
  * dlq — reading and managing the dead-letter stream (wire format in
  * evbus_client.h).  Only the daemon writes dead letters; this file lists,
- * shows, retries, deletes and purges them.
+ * shows, retries, deletes and purges them.  The archive format lives in
+ * dlq_archive.c.
  *
- * Filtering (tenant, type) happens here, not in Redis: streams have no
- * secondary index, and the DLQ is capped by the daemon (dlq.capacity), so
- * a scan newest-first in pages of SCAN_PAGE entries stays bounded.  Tenant
- * checks are made on every path so another tenant's entry is
- * indistinguishable from a missing one.
+ * Filtering happens here, not in Redis: streams have no secondary index,
+ * and the DLQ is capped by the daemon (dlq.capacity), so a scan
+ * newest-first in pages of SCAN_PAGE entries stays bounded.  Only the time
+ * filters become the range Redis reads.  Tenant checks are made on every
+ * path so another tenant's entry is indistinguishable from a missing one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "client_internal.h"
 
@@ -47,26 +50,79 @@ static bool valid_stream_id(const char *id)
     return seq > 0 && *p == '\0';
 }
 
-static int check_filter(evbus_client_t *c, const evbus_dlq_filter_t *f, char *err,
-                        size_t errlen)
+/* The milliseconds of a stream id ("ms-seq"); 0 for anything else. */
+static int64_t id_ms(const char *id)
 {
-    if (!f || !f->type || strcmp(f->type, "**") == 0)
+    return valid_stream_id(id) ? (int64_t)strtoll(id, NULL, 10) : 0;
+}
+
+static int check_type(evbus_client_t *c, const char *type, char *err, size_t errlen)
+{
+    if (!type || strcmp(type, "**") == 0)
         return 0;
-    size_t n = strlen(f->type);
-    if (n > 3 && strcmp(f->type + n - 3, ".**") == 0) {
+    size_t n = strlen(type);
+    if (n > 3 && strcmp(type + n - 3, ".**") == 0) {
         char prefix[256];
         if (n - 3 < sizeof prefix) {
-            memcpy(prefix, f->type, n - 3);
+            memcpy(prefix, type, n - 3);
             prefix[n - 3] = '\0';
             if (evbus_type_check(prefix) == 0)
                 return 0;
         }
-    } else if (evbus_type_check(f->type) == 0) {
+    } else if (evbus_type_check(type) == 0) {
         return 0;
     }
     return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
-                       "type filter \"%.64s\": must be a type, \"<type>.**\" or \"**\"",
-                       f->type);
+                       "type \"%.64s\": must be a type, \"<type>.**\" or \"**\"", type);
+}
+
+static int check_reason(evbus_client_t *c, const char *reason, char *err, size_t errlen)
+{
+    if (!reason)
+        return 0;
+    for (int r = EVBUS_DLQ_NONE + 1; evbus_dlq_reason_name((evbus_dlq_reason_t)r); r++)
+        if (strcmp(reason, evbus_dlq_reason_name((evbus_dlq_reason_t)r)) == 0)
+            return 0;
+    char names[512] = "";
+    for (int r = EVBUS_DLQ_NONE + 1; evbus_dlq_reason_name((evbus_dlq_reason_t)r); r++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                 r > EVBUS_DLQ_NONE + 1 ? ", " : "", evbus_dlq_reason_name((evbus_dlq_reason_t)r));
+    return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                       "reason \"%.40s\": not a dead-letter reason (%s)", reason, names);
+}
+
+/* "instance" or "instance/subscriber": printable, no spaces or quotes. */
+static int check_handler(evbus_client_t *c, const char *h, char *err, size_t errlen)
+{
+    if (!h)
+        return 0;
+    const char *slash = strchr(h, '/');
+    bool ok = *h && *h != '/' && strlen(h) < 256 &&
+              (!slash || (slash[1] && !strchr(slash + 1, '/')));
+    for (const char *p = h; ok && *p; p++)
+        ok = (unsigned char)*p > ' ' && *p != '"' && *p != 0x7f;
+    if (ok)
+        return 0;
+    return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                       "handler \"%.64s\": must be \"instance\" or \"instance/subscriber\"", h);
+}
+
+int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char *err,
+                           size_t errlen)
+{
+    if (!f)
+        return 0;
+    int rc;
+    if ((rc = check_type(c, f->type, err, errlen)) != 0 ||
+        (rc = check_reason(c, f->reason, err, errlen)) != 0 ||
+        (rc = check_handler(c, f->handler, err, errlen)) != 0)
+        return rc;
+    if (f->since_ms < 0 || f->until_ms < 0)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%s: before 1970",
+                           f->since_ms < 0 ? "since" : "until");
+    if (f->since_ms && f->until_ms && f->since_ms >= f->until_ms)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "since: must be before until");
+    return 0;
 }
 
 static bool tenant_ok(const char *want, const evbus_dlq_entry_t *e)
@@ -74,20 +130,44 @@ static bool tenant_ok(const char *want, const evbus_dlq_entry_t *e)
     return !want || strcmp(want, e->tenant) == 0;
 }
 
+static bool type_match(const char *want, const char *type)
+{
+    if (!want || strcmp(want, "**") == 0)
+        return true;
+    size_t n = strlen(want);
+    if (n > 3 && strcmp(want + n - 3, ".**") == 0) {
+        size_t p = n - 3;
+        return strncmp(type, want, p) == 0 && (type[p] == '\0' || type[p] == '.');
+    }
+    return strcmp(want, type) == 0;
+}
+
+/* Whether the JSON array `handlers` names `want` ("instance/subscriber"
+ * exactly, or "instance": any of its subscribers). */
+static bool handler_match(const char *want, const char *handlers)
+{
+    if (!want)
+        return true;
+    json_t *a = json_loads(handlers, 0, NULL);
+    bool hit = false;
+    size_t i, n = strlen(want);
+    json_t *h;
+    json_array_foreach(a, i, h)
+    {
+        const char *s = json_string_value(h);
+        if (s && strncmp(s, want, n) == 0 && (s[n] == '\0' || (s[n] == '/' && !strchr(want, '/'))))
+            hit = true;
+    }
+    json_decref(a);
+    return hit;
+}
+
+/* Tenant, type, reason and handler; the time bounds are the scan's range. */
 static bool filter_match(const evbus_dlq_filter_t *f, const evbus_dlq_entry_t *e)
 {
-    if (!f)
-        return true;
-    if (!tenant_ok(f->tenant, e))
-        return false;
-    if (!f->type || strcmp(f->type, "**") == 0)
-        return true;
-    size_t n = strlen(f->type);
-    if (n > 3 && strcmp(f->type + n - 3, ".**") == 0) {
-        size_t p = n - 3;
-        return strncmp(e->type, f->type, p) == 0 && (e->type[p] == '\0' || e->type[p] == '.');
-    }
-    return strcmp(f->type, e->type) == 0;
+    return !f || (tenant_ok(f->tenant, e) && type_match(f->type, e->type) &&
+                  (!f->reason || strcmp(f->reason, e->reason) == 0) &&
+                  handler_match(f->handler, e->handlers));
 }
 
 void evbus_dlq_entry_free(evbus_dlq_entry_t *e)
@@ -170,17 +250,36 @@ oom:
  * Returns 0 to go on, 1 to stop, <0 to fail with that code. */
 typedef int (*scan_fn)(evbus_dlq_entry_t *e, void *ud);
 
-static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f, scan_fn fn,
-                void *ud, char *err, size_t errlen)
+/* The newest id a scan reads: below the cursor, before until_ms. */
+static void scan_end(const evbus_dlq_filter_t *f, const char *cursor, char *end, size_t len)
 {
-    int rc = check_filter(c, f, err, errlen);
+    int64_t until = f ? f->until_ms : 0;
+    if (cursor && *cursor && (!until || id_ms(cursor) < until))
+        snprintf(end, len, "(%s", cursor);
+    else if (until)
+        snprintf(end, len, "%lld", (long long)(until - 1)); /* "ms" = ms-<any seq> */
+    else
+        snprintf(end, len, "+");
+}
+
+static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
+                const char *cursor, scan_fn fn, void *ud, char *err, size_t errlen)
+{
+    int rc = evbus_dlq_filter_check(c, f, err, errlen);
     if (rc != 0)
         return rc;
+    if (cursor && *cursor && !valid_stream_id(cursor))
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                           "cursor \"%.40s\": not a dead-letter id (ms-seq)", cursor);
     if (!evbus__conn(c, err, errlen))
         return EVBUS_CLIENT_EREDIS;
-    char end[EVBUS_STREAM_ID_LEN + 1] = "+";
+    char end[EVBUS_STREAM_ID_LEN + 1], start[24] = "-";
+    scan_end(f, cursor, end, sizeof end);
+    if (f && f->since_ms)
+        snprintf(start, sizeof start, "%lld", (long long)f->since_ms);
     for (;;) {
-        redisReply *r = redisCommand(c->ctx, "XREVRANGE %s %s - COUNT %d", dlq, end, SCAN_PAGE);
+        redisReply *r = redisCommand(c->ctx, "XREVRANGE %s %s %s COUNT %d", dlq, end, start,
+                                     SCAN_PAGE);
         if (!r)
             return evbus__io_fail(c, err, errlen, "XREVRANGE");
         if (r->type != REDIS_REPLY_ARRAY) {
@@ -202,7 +301,9 @@ static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
             evbus_dlq_entry_free(&e);
             if (s != 0) {
                 freeReplyObject(r);
-                return s > 0 ? 0 : evbus__fail(c, err, errlen, s, "dlq: out of memory");
+                return s > 0 ? 0
+                             : evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                                           "dlq: out of memory");
             }
         }
         freeReplyObject(r);
@@ -211,43 +312,102 @@ static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
     }
 }
 
-struct list_state {
-    size_t skip, limit, n;
+/* What list and page collect: skip `skip` matches, then take up to
+ * `limit`.  A page (peek) goes on to the next match, which proves that
+ * another page exists; a list stops at its last entry. */
+struct take_state {
+    size_t skip, limit, n, cap;
+    bool peek, more;
     evbus_dlq_entry_t *items;
 };
 
-static int list_cb(evbus_dlq_entry_t *e, void *ud)
+static int take_cb(evbus_dlq_entry_t *e, void *ud)
 {
-    struct list_state *st = ud;
+    struct take_state *st = ud;
     if (st->skip > 0) {
         st->skip--;
         return 0;
     }
+    if (st->n == st->limit) {
+        st->more = true;
+        return 1;
+    }
+    if (st->n == st->cap) {
+        size_t cap = st->cap ? st->cap * 2 : 64;
+        void *p = realloc(st->items, cap * sizeof *st->items);
+        if (!p)
+            return -1;
+        st->items = p;
+        st->cap = cap;
+    }
     st->items[st->n++] = *e;
     memset(e, 0, sizeof *e);
-    return st->n == st->limit ? 1 : 0;
+    return st->n == st->limit && !st->peek ? 1 : 0;
+}
+
+static int take(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
+                const char *cursor, struct take_state *st, evbus_dlq_entry_t **out, size_t *n,
+                char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    if (st->limit < 1 || st->limit > EVBUS_DLQ_LIST_MAX)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "limit %zu: must be 1..%d",
+                           st->limit, EVBUS_DLQ_LIST_MAX);
+    int rc = scan(c, dlq, f, cursor, take_cb, st, err, errlen);
+    if (rc != 0 || st->n == 0) {
+        evbus_dlq_list_free(st->items, st->n);
+        return rc;
+    }
+    *out = st->items;
+    *n = st->n;
+    return 0;
 }
 
 int evbus_dlq_list(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                    size_t offset, size_t limit, evbus_dlq_entry_t **out, size_t *n, char *err,
                    size_t errlen)
 {
-    *out = NULL;
-    *n = 0;
-    if (limit < 1 || limit > EVBUS_DLQ_LIST_MAX)
-        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "limit %zu: must be 1..%d",
-                           limit, EVBUS_DLQ_LIST_MAX);
-    struct list_state st = {offset, limit, 0, calloc(limit, sizeof(evbus_dlq_entry_t))};
-    if (!st.items)
-        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "dlq: out of memory");
-    int rc = scan(c, dlq_stream, f, list_cb, &st, err, errlen);
-    if (rc != 0 || st.n == 0) {
-        evbus_dlq_list_free(st.items, st.n);
-        return rc;
-    }
-    *out = st.items;
-    *n = st.n;
-    return 0;
+    struct take_state st = {.skip = offset, .limit = limit};
+    return take(c, dlq_stream, f, NULL, &st, out, n, err, errlen);
+}
+
+int evbus_dlq_page(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                   const char *cursor, size_t limit, evbus_dlq_entry_t **out, size_t *n,
+                   char *next, char *err, size_t errlen)
+{
+    next[0] = '\0';
+    struct take_state st = {.limit = limit, .peek = true};
+    int rc = take(c, dlq_stream, f, cursor, &st, out, n, err, errlen);
+    if (rc == 0 && st.more)
+        snprintf(next, EVBUS_STREAM_ID_LEN, "%s", (*out)[*n - 1].dlq_id);
+    return rc;
+}
+
+struct public_scan {
+    evbus_dlq_scan_fn fn;
+    void *ud;
+    int stopped; /* the caller's negative code */
+};
+
+static int public_scan_cb(evbus_dlq_entry_t *e, void *ud)
+{
+    struct public_scan *ps = ud;
+    int s = ps->fn(e, ps->ud);
+    if (s < 0)
+        ps->stopped = s;
+    return s != 0;
+}
+
+int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                   evbus_dlq_scan_fn fn, void *ud, char *err, size_t errlen)
+{
+    struct public_scan ps = {fn, ud, 0};
+    int rc = scan(c, dlq_stream, f, NULL, public_scan_cb, &ps, err, errlen);
+    if (rc == 0 && ps.stopped)
+        rc = evbus__fail(c, err, errlen, ps.stopped, "dlq scan: stopped by the callback (%d)",
+                         ps.stopped);
+    return rc;
 }
 
 static int count_cb(evbus_dlq_entry_t *e, void *ud)
@@ -261,7 +421,7 @@ ssize_t evbus_dlq_count(evbus_client_t *c, const char *dlq_stream, const evbus_d
                         char *err, size_t errlen)
 {
     size_t n = 0;
-    int rc = scan(c, dlq_stream, f, count_cb, &n, err, errlen);
+    int rc = scan(c, dlq_stream, f, NULL, count_cb, &n, err, errlen);
     return rc != 0 ? rc : (ssize_t)n;
 }
 
@@ -358,6 +518,24 @@ static int stream_has_room(evbus_client_t *c, const char *stream, char *err, siz
                        "the dead letter once the consumers caught up", stream, len, max);
 }
 
+/* 0 when XADD can write to `stream`: it is a stream or does not exist
+ * (a key of another type would fail the XADD inside MULTI). */
+static int target_ok(evbus_client_t *c, const char *stream, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c->ctx, "TYPE %s", stream);
+    if (!r)
+        return evbus__io_fail(c, err, errlen, "TYPE");
+    int rc = 0;
+    if (r->type != REDIS_REPLY_STATUS)
+        rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: TYPE %s: %s", stream,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    else if (strcmp(r->str, "stream") != 0 && strcmp(r->str, "none") != 0)
+        rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                         "%s holds a %s, not a stream: the dead letter stays", stream, r->str);
+    freeReplyObject(r);
+    return rc;
+}
+
 /* One WATCH/MULTI/EXEC attempt; 2 when the DLQ changed under the WATCH. */
 static int retry_once(evbus_client_t *c, const char *dlq, const char *id, const char *tenant,
                       char *new_id, size_t len, char *err, size_t errlen)
@@ -378,12 +556,16 @@ static int retry_once(evbus_client_t *c, const char *dlq, const char *id, const 
     const char *target = e.stream[0] ? e.stream : c->stream;
     const char *argv[24];
     size_t lens[24];
-    /* The guard cannot run inside MULTI: a refusal there would not stop
-     * the XDEL, and the dead letter would be lost.  So a full stream is
-     * detected first, and the XADD itself is a plain one. */
-    if (c->guard == 1 && (rc = stream_has_room(c, target, err, errlen)) != 0) {
-        const char *unwatch[1] = {"UNWATCH"};
-        simple_command(c, NULL, 0, 1, unwatch, NULL);
+    /* An error inside MULTI would not stop the XDEL, and the dead letter
+     * would be lost: so what can make the XADD fail is checked first (the
+     * guard cannot run inside MULTI either, and the XADD is a plain one). */
+    if ((rc = target_ok(c, target, err, errlen)) != 0 ||
+        (c->guard == 1 && (rc = stream_has_room(c, target, err, errlen)) != 0)) {
+        evbus_dlq_entry_free(&e);
+        if (c->ctx) {
+            const char *unwatch[1] = {"UNWATCH"};
+            simple_command(c, NULL, 0, 1, unwatch, NULL);
+        }
         return rc;
     }
     int argc = 0;
@@ -490,6 +672,160 @@ int evbus_dlq_delete(evbus_client_t *c, const char *dlq_stream, const char *dlq_
     return d == 1 ? 0 : evbus__fail(c, err, errlen, 1, "dead letter %s: not found", dlq_id);
 }
 
+/* Reads the replies of `n` pipelined commands into r[] (NULL for an
+ * error reply, remembered as the first failure); 0, or EVBUS_CLIENT_EREDIS
+ * when the connection failed (r[] is then freed). */
+static int pipeline_replies(evbus_client_t *c, const char *what, redisReply **r, size_t n,
+                            char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        void *reply = NULL;
+        if (redisGetReply(c->ctx, &reply) != REDIS_OK || !reply) {
+            for (size_t k = 0; k < i; k++)
+                freeReplyObject(r[k]);
+            memset(r, 0, n * sizeof *r);
+            return evbus__io_fail(c, err, errlen, what);
+        }
+        r[i] = reply;
+        if (r[i]->type == REDIS_REPLY_ERROR) {
+            if (rc == 0)
+                rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: %s: %s", what,
+                                 r[i]->str);
+            freeReplyObject(r[i]);
+            r[i] = NULL;
+        }
+    }
+    return rc;
+}
+
+/* The found entries of evbus_dlq_remove: their XRANGE replies and parses. */
+struct found {
+    redisReply **replies; /* one XRANGE reply per id, NULL when not found */
+    redisReply **items;   /* the entries, for the archive */
+    evbus_dlq_entry_t *es;
+    size_t n;
+};
+
+static void found_free(struct found *fd, size_t n_ids)
+{
+    for (size_t i = 0; fd->replies && i < n_ids; i++)
+        if (fd->replies[i])
+            freeReplyObject(fd->replies[i]);
+    evbus_dlq_list_free(fd->es, fd->n);
+    free(fd->replies);
+    free(fd->items);
+}
+
+/* Reads ids[] in one pipeline into fd: the entries that exist and are the
+ * tenant's.  0 or <0. */
+static int remove_read(evbus_client_t *c, const char *dlq, const char *const *ids, size_t n,
+                       const char *tenant, struct found *fd, char *err, size_t errlen)
+{
+    fd->replies = calloc(n, sizeof *fd->replies);
+    fd->items = calloc(n, sizeof *fd->items);
+    fd->es = calloc(n, sizeof *fd->es);
+    if (!fd->replies || !fd->items || !fd->es)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "dlq: out of memory");
+    for (size_t i = 0; i < n; i++)
+        if (redisAppendCommand(c->ctx, "XRANGE %s %s %s", dlq, ids[i], ids[i]) != REDIS_OK)
+            return evbus__io_fail(c, err, errlen, "XRANGE");
+    int rc = pipeline_replies(c, "XRANGE", fd->replies, n, err, errlen);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = fd->replies[i];
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != 1)
+            continue;
+        if (parse_entry(r->element[0], &fd->es[fd->n]) != 0)
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                               "redis: XRANGE %s: malformed entry or out of memory", dlq);
+        if (!tenant_ok(tenant, &fd->es[fd->n])) {
+            evbus_dlq_entry_free(&fd->es[fd->n]);
+            continue;
+        }
+        fd->items[fd->n++] = r->element[0];
+    }
+    return 0;
+}
+
+/* Deletes fd's entries in one pipeline and keeps, in order, those whose
+ * XDEL removed something (someone else may have been first).  0 or <0. */
+static int remove_delete(evbus_client_t *c, const char *dlq, struct found *fd, char *err,
+                         size_t errlen)
+{
+    if (fd->n == 0)
+        return 0;
+    redisReply **del = calloc(fd->n, sizeof *del);
+    if (!del)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "dlq: out of memory");
+    for (size_t i = 0; i < fd->n; i++)
+        if (redisAppendCommand(c->ctx, "XDEL %s %s", dlq, fd->es[i].dlq_id) != REDIS_OK) {
+            free(del);
+            return evbus__io_fail(c, err, errlen, "XDEL");
+        }
+    int rc = pipeline_replies(c, "XDEL", del, fd->n, err, errlen);
+    size_t kept = 0;
+    for (size_t i = 0; i < fd->n; i++) {
+        bool gone = del[i] && del[i]->type == REDIS_REPLY_INTEGER && del[i]->integer == 1;
+        if (del[i])
+            freeReplyObject(del[i]);
+        if (!gone) {
+            evbus_dlq_entry_free(&fd->es[i]);
+        } else if (kept < i) {
+            fd->es[kept++] = fd->es[i];
+            memset(&fd->es[i], 0, sizeof fd->es[i]);
+        } else {
+            kept++;
+        }
+    }
+    fd->n = kept;
+    free(del);
+    return rc;
+}
+
+ssize_t evbus_dlq_remove(evbus_client_t *c, const char *dlq_stream, const char *const *ids,
+                         size_t n, const char *tenant, const char *archive_path,
+                         evbus_dlq_entry_t **out, size_t *n_out, char *err, size_t errlen)
+{
+    if (out)
+        *out = NULL;
+    if (n_out)
+        *n_out = 0;
+    if (n > EVBUS_DLQ_LIST_MAX)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%zu ids: at most %d at once",
+                           n, EVBUS_DLQ_LIST_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!valid_stream_id(ids[i]))
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                               "dead letter id \"%.40s\": not a stream id (ms-seq)",
+                               ids[i] ? ids[i] : "");
+    if (n == 0)
+        return 0;
+    if (!evbus__conn(c, err, errlen))
+        return EVBUS_CLIENT_EREDIS;
+    struct found fd = {0};
+    int rc = remove_read(c, dlq_stream, ids, n, tenant, &fd, err, errlen);
+    if (rc == 0 && archive_path && fd.n > 0) {
+        char msg[256];
+        int a = evbus_dlq_archive_append(archive_path, fd.items, fd.n, msg, sizeof msg);
+        if (a != 0)
+            rc = evbus__fail(c, err, errlen, a, "%s; nothing was removed", msg);
+    }
+    if (rc == 0)
+        rc = remove_delete(c, dlq_stream, &fd, err, errlen);
+    ssize_t deleted = rc == 0 ? (ssize_t)fd.n : rc;
+    if (rc == 0 && out && fd.n > 0) {
+        *out = fd.es;
+        if (n_out)
+            *n_out = fd.n;
+        fd.es = NULL;
+        fd.n = 0;
+    }
+    found_free(&fd, n);
+    return deleted;
+}
+
 struct purge_state {
     char (*ids)[EVBUS_STREAM_ID_LEN];
     size_t n, cap;
@@ -502,7 +838,7 @@ static int purge_cb(evbus_dlq_entry_t *e, void *ud)
         size_t cap = st->cap ? st->cap * 2 : 256;
         void *p = realloc(st->ids, cap * sizeof *st->ids);
         if (!p)
-            return EVBUS_CLIENT_EREDIS;
+            return -1;
         st->ids = p;
         st->cap = cap;
     }
@@ -516,7 +852,7 @@ ssize_t evbus_dlq_purge(evbus_client_t *c, const char *dlq_stream, const evbus_d
     /* Collect first, delete after: deleting while paging would be safe for
      * XREVRANGE with exclusive ends too, but two phases keep each simple. */
     struct purge_state st = {0};
-    int rc = scan(c, dlq_stream, f, purge_cb, &st, err, errlen);
+    int rc = scan(c, dlq_stream, f, NULL, purge_cb, &st, err, errlen);
     ssize_t total = 0;
     for (size_t i = 0; rc == 0 && i < st.n; i += XDEL_CHUNK) {
         size_t k = st.n - i < XDEL_CHUNK ? st.n - i : XDEL_CHUNK;

@@ -22,7 +22,9 @@
  *   EVBUS_CLIENT_EFULL  (-3)  the stream is full: its retention cap is
  *                             reached and every entry left is still owed to
  *                             a consumer group (nothing was written; see
- *                             "Retention" below).
+ *                             "Retention" below);
+ *   EVBUS_CLIENT_EIO    (-4)  a local file could not be written (the DLQ
+ *                             archive); nothing was removed.
  *
  * Stream entry layout written by the publish functions:
  *   XADD <stream> * event <compact JSON> [extra fields...]
@@ -57,7 +59,8 @@ enum {
     EVBUS_CLIENT_OK = 0,
     EVBUS_CLIENT_EREDIS = -1,
     EVBUS_CLIENT_EINVAL = -2,
-    EVBUS_CLIENT_EFULL = -3
+    EVBUS_CLIENT_EFULL = -3,
+    EVBUS_CLIENT_EIO = -4
 };
 
 /* Buffer size that fits any stream id this library writes ("ms-seq"). */
@@ -368,6 +371,22 @@ int evbus_time_check(const char *s);
  * TYPE FILTER.  NULL = any type; "a.b" matches that exact type; "a.b.**"
  * matches "a.b" and every type below it ("a.b.c", "a.b.c.d"); "**" matches
  * everything.  Any other use of '*' is EVBUS_CLIENT_EINVAL.
+ *
+ * TIME.  An entry's dead-letter time is the milliseconds of its DLQ id
+ * (the daemon's XADD), so time filters narrow the range Redis reads
+ * instead of being checked entry by entry.
+ *
+ * ORDER AND CURSORS.  Reads go newest first.  A cursor is the DLQ id of
+ * the last entry a page returned; the next page holds the matching entries
+ * strictly older than it, so entries added or removed meanwhile never
+ * shift a page (unlike an offset).
+ *
+ * ARCHIVE.  Dead letters removed on purpose (evbusd's capacity trimming,
+ * evbusctl's purge) are first appended to an archive file in JSON Lines:
+ * one compact object per entry, "dlq_id" first, then every field of the
+ * stream entry in stream order, each value a string (attempts too); a
+ * value that is not UTF-8 (an unparseable event's bytes) is written as
+ * "<field>_base64" instead, so the archive keeps every byte.
  * ---------------------------------------------------------------------
  */
 /*
@@ -422,24 +441,63 @@ typedef struct evbus_dlq_entry {
 } evbus_dlq_entry_t;
 
 typedef struct evbus_dlq_filter {
-    const char *tenant; /* NULL = every tenant */
-    const char *type;   /* NULL = every type; see TYPE FILTER */
+    const char *tenant;  /* NULL = every tenant */
+    const char *type;    /* NULL = every type; see TYPE FILTER */
+    const char *reason;  /* NULL = every reason; else a name of EVBUS_DLQ_REASONS */
+    const char *handler; /* NULL = any; "instance/subscriber" (one handler) or
+                            "instance" (any of its subscribers) among `handlers` */
+    int64_t since_ms;    /* dead-lettered at or after (Unix ms, see TIME); 0 = no bound */
+    int64_t until_ms;    /* dead-lettered before (Unix ms); 0 = no bound */
 } evbus_dlq_filter_t;
 
-/* Largest page evbus_dlq_list returns. */
-#define EVBUS_DLQ_LIST_MAX 100
+/*
+ * 0 when f (NULL = all) is a valid filter, else EVBUS_CLIENT_EINVAL with a
+ * message naming the field ("reason \"x\": ...", "since: ...").  Every
+ * function taking a filter checks it first; this lets a caller check one
+ * before it does anything else.  c may be NULL.
+ */
+int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char *err,
+                           size_t errlen);
+
+/* Largest page evbus_dlq_list and evbus_dlq_page return, and most ids
+ * evbus_dlq_remove takes. */
+#define EVBUS_DLQ_LIST_MAX 10000
 
 /*
  * Up to `limit` entries matching f (NULL = all), newest first, after
  * skipping `offset` matching ones.  *out is a new array of *n entries
  * (NULL when 0), freed with evbus_dlq_list_free().  Returns 0,
  * EVBUS_CLIENT_EINVAL when limit is not 1..EVBUS_DLQ_LIST_MAX or the filter
- * is invalid, EVBUS_CLIENT_EREDIS on Redis failure.
+ * is invalid, EVBUS_CLIENT_EREDIS on Redis failure.  Prefer
+ * evbus_dlq_page() for walking the whole queue.
  */
 int evbus_dlq_list(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                    size_t offset, size_t limit, evbus_dlq_entry_t **out, size_t *n, char *err,
                    size_t errlen);
 void evbus_dlq_list_free(evbus_dlq_entry_t *entries, size_t n);
+
+/*
+ * One page of a walk over the entries matching f, newest first (see ORDER
+ * AND CURSORS): up to `limit` entries older than `cursor` (NULL or "":
+ * from the newest).  *out and *n as evbus_dlq_list.  next (at least
+ * EVBUS_STREAM_ID_LEN bytes) receives the cursor of the following page, or
+ * "" when no matching entry is left after this one.  Returns as
+ * evbus_dlq_list; a cursor that is not a stream id is EVBUS_CLIENT_EINVAL.
+ */
+int evbus_dlq_page(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                   const char *cursor, size_t limit, evbus_dlq_entry_t **out, size_t *n,
+                   char *next, char *err, size_t errlen);
+
+/*
+ * Calls fn for each entry matching f, newest first, reading the stream in
+ * pages.  e is valid only during the call.  fn returns 0 to go on, 1 to
+ * stop (the scan then returns 0), or a negative code to stop with it.
+ * Entries added after the scan started are not seen.  Returns 0 or as
+ * evbus_dlq_list.
+ */
+typedef int (*evbus_dlq_scan_fn)(const evbus_dlq_entry_t *e, void *ud);
+int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
+                   evbus_dlq_scan_fn fn, void *ud, char *err, size_t errlen);
 
 /* Number of entries matching f (NULL = all); -1/-2 as evbus_dlq_list. */
 ssize_t evbus_dlq_count(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
@@ -460,7 +518,9 @@ int evbus_dlq_get(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
  * deletes the DLQ entry, in one MULTI/EXEC under WATCH of the DLQ stream
  * (so two concurrent retries cannot both publish).  When the stream has
  * a retention cap and is full, nothing changes and EVBUS_CLIENT_EFULL is
- * returned.  Writes the new stream id.  Returns as evbus_dlq_get.
+ * returned; when the target key holds something other than a stream,
+ * nothing changes and EVBUS_CLIENT_EREDIS is returned.  Writes the new
+ * stream id.  Returns as evbus_dlq_get.
  */
 int evbus_dlq_retry(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
                     const char *tenant, char *new_id, size_t len, char *err, size_t errlen);
@@ -469,9 +529,36 @@ int evbus_dlq_retry(evbus_client_t *c, const char *dlq_stream, const char *dlq_i
 int evbus_dlq_delete(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
                      const char *tenant, char *err, size_t errlen);
 
-/* Deletes every entry matching f (NULL = all); returns how many, or -1/-2. */
+/*
+ * Removes the dead letters ids[0..n) (n <= EVBUS_DLQ_LIST_MAX), reading and
+ * deleting them with one pipeline each.  Ids that are gone, or another
+ * tenant's, are skipped.  With archive_path, the entries found are first
+ * appended to that file (see ARCHIVE, evbus_dlq_archive_append), and
+ * nothing is deleted when that fails (EVBUS_CLIENT_EIO).  When out is not
+ * NULL it receives the entries this call deleted, in ids order (*n_out of
+ * them; free with evbus_dlq_list_free): an entry removed by someone else
+ * between the read and the delete is archived but not among them.
+ * Returns how many were deleted, or EVBUS_CLIENT_EINVAL (a malformed id
+ * or n too large; nothing done), EVBUS_CLIENT_EIO, EVBUS_CLIENT_EREDIS.
+ */
+ssize_t evbus_dlq_remove(evbus_client_t *c, const char *dlq_stream, const char *const *ids,
+                         size_t n, const char *tenant, const char *archive_path,
+                         evbus_dlq_entry_t **out, size_t *n_out, char *err, size_t errlen);
+
+/* Deletes every entry matching f (NULL = all), without archiving; returns
+ * how many, or -1/-2. */
 ssize_t evbus_dlq_purge(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                         char *err, size_t errlen);
+
+/*
+ * Appends n stream entries (elements of an XRANGE reply: [id, [field,
+ * value, ...]]) to the archive file at path (created 0644 when missing) as
+ * described under ARCHIVE, then flushes and fsyncs it.  0, or
+ * EVBUS_CLIENT_EIO with the file and the reason in err (a malformed entry
+ * is EVBUS_CLIENT_EINVAL, before anything is written).  Any thread.
+ */
+int evbus_dlq_archive_append(const char *path, redisReply *const *entries, size_t n, char *err,
+                             size_t errlen);
 
 /* Frees the strings inside *e (not e itself) and zeroes it. */
 void evbus_dlq_entry_free(evbus_dlq_entry_t *e);

@@ -101,7 +101,7 @@ static const cfg_setting_t rows[] = {
     {.key = "dlq.archive", .type = CFG_PATH, .offset = OFF(dlq_archive),
      .compute = dlq_archive_default, .def_doc = "`<state_dir>/dlq-archive.jsonl`",
      .reload = CFG_LIVE, .why = "at the next capacity check",
-     .desc = "where dead letters over capacity are archived before removal"},
+     .desc = "where dead letters are archived before removal (capacity, `dlq purge`)"},
     {.key = "reclaim.min_idle_ms", .type = CFG_U32, .offset = OFF(reclaim_min_idle_ms),
      .min = 1, .max = U32MAX, .def = "60000", .reload = CFG_LIVE,
      .why = "at the next reclaim and lease renewal",

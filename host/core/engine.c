@@ -822,30 +822,10 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
             freeReplyObject(r);
         return r ? 0 : -1;
     }
-    FILE *f = fopen(archive, "a");
-    if (!f) {
-        log_error("dlq", "DLQ over capacity but archive %s cannot be opened (%s): keeping all "
-                  "entries", archive, strerror(errno));
-        freeReplyObject(r);
-        return 0;
-    }
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *ent = r->element[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "dlq_id", json_string(ent->element[0]->str));
-        redisReply *fv = ent->element[1];
-        for (size_t k = 0; fv && k + 1 < fv->elements; k += 2)
-            json_object_set_new(o, fv->element[k]->str,
-                                json_stringn(fv->element[k + 1]->str, fv->element[k + 1]->len));
-        char *line = json_dumps(o, JSON_COMPACT);
-        fprintf(f, "%s\n", line ? line : "{}");
-        free(line);
-        json_decref(o);
-    }
-    bool ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        log_error("dlq", "writing archive %s failed: keeping all entries", archive);
+    char why[256];
+    if (evbus_dlq_archive_append(archive, r->element, r->elements, why, sizeof why) != 0) {
+        log_error("dlq", "DLQ over capacity but the archive was not written (%s): keeping all "
+                  "entries", why);
         freeReplyObject(r);
         return 0;
     }

@@ -1,13 +1,15 @@
 /*
- * cmd_dlq.c — `evbusctl dlq list|show|retry|delete|purge`: the operator's
- * view of the dead-letter stream, through libevbus's DLQ functions.
+ * cmd_dlq.c — `evbusctl dlq list|show|summary|retry|delete|purge`: the
+ * operator's view of the dead-letter stream.
  *
- * This file only parses arguments, maps library results to exit codes and
- * formats output; filtering, tenant isolation and atomic retry are the
- * library's.  Every subcommand has --json for scripts.
+ * This file only parses arguments, maps results to exit codes and formats
+ * output; filtering, tenant isolation and atomic retry are libevbus's, and
+ * the bulk work (pacing, progress, archive, metadata) is dlq_bulk.c's.
+ * Every subcommand has --json for scripts.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,45 +17,152 @@
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
+#include "ctl/dlq_bulk.h"
+#include "store/store.h"
 
 #define DLQ_DEFAULT_LIMIT 20
+#define DLQ_DEFAULT_RATE 500
+#define DLQ_MAX_RATE 1000000
 /* Widest error text shown in the list table. */
 #define DLQ_ERROR_COLS 60
+/* Per-entry failures of a bulk run printed before they are only counted. */
+#define DLQ_FAILURES_SHOWN 10
 
 static void dlq_usage(FILE *out)
 {
-    fputs("usage: evbusctl dlq list [--limit N] [--offset N] [--tenant T] [--type TYPE] [--json]\n"
+    fputs("usage: evbusctl dlq list [FILTERS] [--limit N] [--cursor ID | --offset N]\n"
+          "                          [--json]\n"
           "       evbusctl dlq show ID [--tenant T] [--json]\n"
+          "       evbusctl dlq summary [FILTERS] [--json]\n"
           "       evbusctl dlq retry ID [--tenant T] [--json]\n"
-          "       evbusctl dlq delete ID [--tenant T] [--json]\n"
-          "       evbusctl dlq purge [--tenant T] [--type TYPE] [--yes] [--json]\n"
+          "       evbusctl dlq delete ID [--tenant T] [--no-metadata] [--json]\n"
+          "       evbusctl dlq retry (FILTERS | --all) [BULK OPTIONS]\n"
+          "       evbusctl dlq delete (FILTERS | --all) [BULK OPTIONS] [--no-metadata]\n"
+          "       evbusctl dlq purge (FILTERS | --all) [BULK OPTIONS] [--archive PATH]\n"
+          "                          [--no-metadata]\n"
           "\n"
           "Inspects and manages dead letters (events the daemon gave up on).\n"
           "\n"
-          "  list     newest first; --limit 1..100 (default 20), --offset skips\n"
+          "  list     newest first; --limit 1..10000 (default 20).  For paging, pass the\n"
+          "           next_cursor of a --json page (or the id the text names) as --cursor;\n"
+          "           dead letters added or removed meanwhile do not shift the pages\n"
           "  show     one dead letter with its original event\n"
+          "  summary  counts by tenant, type, reason and failing handler\n"
           "  retry    re-publish the original event to its stream as a new entry\n"
-          "           (field retried_from = ID) and remove the dead letter; prints\n"
-          "           the new stream id\n"
-          "  delete   remove one dead letter\n"
-          "  purge    remove every dead letter matching the filters; asks for\n"
-          "           confirmation on a terminal, needs --yes otherwise\n"
+          "           (field retried_from = ID) and remove the dead letter; with an ID\n"
+          "           prints the new stream id\n"
+          "  delete   remove dead letters, without archiving them\n"
+          "  purge    append dead letters to the archive (dlq.archive), then remove them\n"
           "\n"
-          "  --tenant T    only this tenant's dead letters (others are 'not found')\n"
-          "  --type TYPE   an exact type, TYPE.** for it and every type below, or **\n"
-          "  --json        machine-readable output\n"
-          "  -h, --help    show this help\n"
+          "Without an ID, retry and delete (and purge) work through every dead letter\n"
+          "matching the filters, oldest first, and end with a summary line; dead letters\n"
+          "written meanwhile are left alone.  delete and purge ask for confirmation on a\n"
+          "terminal (--yes otherwise) and, when PostgreSQL is configured, mark the\n"
+          "events PURGED there (`evbusctl events`).\n"
           "\n"
-          "Exit status: 0 done, 1 not found or Redis failed, 2 usage error.\n",
+          "Filters (all given must match):\n"
+          "  --tenant T     this tenant's dead letters only (others read as 'not found')\n"
+          "  --type TYPE    an exact type, TYPE.** for it and every type below, or **\n"
+          "  --reason R     why it was dead-lettered, one of:\n",
+          out);
+    size_t col = 0;
+    for (int r = EVBUS_DLQ_NONE + 1; evbus_dlq_reason_name((evbus_dlq_reason_t)r); r++) {
+        const char *name = evbus_dlq_reason_name((evbus_dlq_reason_t)r);
+        if (col == 0 || col + strlen(name) > 72) {
+            fputs(col ? ",\n                 " : "                 ", out);
+            col = 17;
+        } else {
+            fputs(", ", out);
+            col += 2;
+        }
+        fputs(name, out);
+        col += strlen(name);
+    }
+    fputs("\n"
+          "  --handler H    failed in this handler: instance/subscriber, or an instance\n"
+          "                 for any of its subscribers\n"
+          "  --since TIME   dead-lettered at or after TIME (RFC 3339: 2026-11-26T10:00:00Z)\n"
+          "  --until TIME   dead-lettered before TIME\n"
+          "  --all          no filter: what the bulk forms need to touch every dead letter\n"
+          "\n"
+          "Bulk options:\n"
+          "  --dry-run      print how many dead letters it would touch; change nothing\n"
+          "  --rate N[/s]   at most N dead letters a second (default 500; 0: unlimited)\n"
+          "  --limit N      only the N oldest matches\n"
+          "  --yes          do not ask for confirmation (delete, purge)\n"
+          "  --archive PATH the archive file of a purge (default: dlq.archive)\n"
+          "  --no-metadata  leave PostgreSQL as it is (delete, purge)\n"
+          "\n"
+          "  --json         machine-readable output\n"
+          "  -h, --help     show this help\n"
+          "\n"
+          "A progress bar is drawn on stderr when it is a terminal.\n"
+          "Exit status: 0 done; 1 not found, a dead letter failed, or the run stopped\n"
+          "(Redis, a full stream, the archive, PostgreSQL); 2 usage or filter error.\n",
           out);
 }
 
-struct dlq_args {
-    const char *sub, *id, *tenant, *type;
-    size_t limit, offset;
-    bool json, yes, has_limit, has_offset;
+/* The subcommands, as bits of where an option is accepted. */
+enum {
+    S_LIST = 1 << 0,
+    S_SHOW = 1 << 1,
+    S_SUMMARY = 1 << 2,
+    S_RETRY = 1 << 3,
+    S_DELETE = 1 << 4,
+    S_PURGE = 1 << 5,
+    S_ANY = S_LIST | S_SHOW | S_SUMMARY | S_RETRY | S_DELETE | S_PURGE,
+    S_FILTER = S_LIST | S_SUMMARY | S_RETRY | S_DELETE | S_PURGE,
+    S_BULK = S_RETRY | S_DELETE | S_PURGE,
+    S_REMOVE = S_DELETE | S_PURGE,
 };
 
+struct dlq_args {
+    const char *sub, *id;
+    unsigned bit;
+    /* as given (NULL when absent) */
+    const char *tenant, *type, *reason, *handler, *since, *until, *limit, *offset, *cursor,
+        *rate, *archive;
+    bool json, yes, all, dry_run, no_metadata;
+    /* parsed */
+    evbus_dlq_filter_t f;
+    size_t limit_n, offset_n;
+    uint32_t rate_n;
+};
+
+/*
+ * The options, one row each: where they are accepted, and whether the
+ * single-entry forms (retry ID, delete ID) refuse them.  `off` is the
+ * struct dlq_args field: a const char * for options with a value, a bool
+ * for flags.
+ */
+static const struct dlq_opt {
+    const char *name;
+    bool value;
+    unsigned subs;
+    bool bulk_only;
+    size_t off;
+} DLQ_OPTS[] = {
+#define V(name, subs, bulk, field) {name, true, subs, bulk, offsetof(struct dlq_args, field)}
+#define F(name, subs, bulk, field) {name, false, subs, bulk, offsetof(struct dlq_args, field)}
+    V("--tenant", S_ANY, false, tenant),
+    V("--type", S_FILTER, true, type),
+    V("--reason", S_FILTER, true, reason),
+    V("--handler", S_FILTER, true, handler),
+    V("--since", S_FILTER, true, since),
+    V("--until", S_FILTER, true, until),
+    V("--limit", S_LIST | S_BULK, true, limit),
+    V("--offset", S_LIST, false, offset),
+    V("--cursor", S_LIST, false, cursor),
+    V("--rate", S_BULK, true, rate),
+    V("--archive", S_PURGE, true, archive),
+    F("--all", S_BULK, true, all),
+    F("--dry-run", S_BULK, true, dry_run),
+    F("--yes", S_REMOVE, true, yes),
+    F("--no-metadata", S_REMOVE, false, no_metadata),
+    F("--json", S_ANY, false, json),
+#undef V
+#undef F
+};
 
 static int dlq_parse_size(const char *opt, const char *s, size_t *out)
 {
@@ -63,50 +172,113 @@ static int dlq_parse_size(const char *opt, const char *s, size_t *out)
     if (errno || end == s || *end || s[0] == '-')
         return ctl_usage_error("dlq", "%s \"%s\": not a non-negative integer", opt, s);
     *out = (size_t)v;
-    return 0;
+    return CTL_OK;
+}
+
+/* "500" or "500/s"; 0 = unlimited. */
+static int dlq_parse_rate(const char *s, uint32_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || s[0] == '-' || (*end && strcmp(end, "/s") != 0) ||
+        v > DLQ_MAX_RATE)
+        return ctl_usage_error("dlq", "--rate \"%s\": expected dead letters per second, 0..%d "
+                                      "(\"500\" or \"500/s\"; 0: unlimited)", s, DLQ_MAX_RATE);
+    *out = (uint32_t)v;
+    return CTL_OK;
+}
+
+static int dlq_parse_time(const char *opt, const char *s, int64_t *ms)
+{
+    if (store_parse_rfc3339(s, ms) != 0)
+        return ctl_usage_error("dlq", "%s \"%s\": not an RFC 3339 time "
+                                      "(e.g. 2026-11-26T10:00:00Z)", opt, s);
+    if (*ms <= 0)
+        return ctl_usage_error("dlq", "%s \"%s\": must be after 1970-01-01T00:00:00Z", opt, s);
+    return CTL_OK;
+}
+
+static bool dlq_has_filter(const struct dlq_args *a)
+{
+    return a->tenant || a->type || a->reason || a->handler || a->since || a->until;
+}
+
+/* The options' values into a->f, a->limit_n, ...; CTL_OK or the exit code. */
+static int dlq_check(struct dlq_args *a)
+{
+    bool bulk = (a->bit & S_BULK) && !a->id;
+    a->f = (evbus_dlq_filter_t){.tenant = a->tenant, .type = a->type, .reason = a->reason,
+                                .handler = a->handler};
+    int rc = CTL_OK;
+    if ((a->since && (rc = dlq_parse_time("--since", a->since, &a->f.since_ms)) != CTL_OK) ||
+        (a->until && (rc = dlq_parse_time("--until", a->until, &a->f.until_ms)) != CTL_OK))
+        return rc;
+    char err[512];
+    if (evbus_dlq_filter_check(NULL, &a->f, err, sizeof err) != 0)
+        return ctl_usage_error("dlq", "--%s", err);
+    if (a->limit && (rc = dlq_parse_size("--limit", a->limit, &a->limit_n)) != CTL_OK)
+        return rc;
+    if (a->bit == S_LIST) {
+        if (!a->limit)
+            a->limit_n = DLQ_DEFAULT_LIMIT;
+        if (a->limit_n < 1 || a->limit_n > EVBUS_DLQ_LIST_MAX)
+            return ctl_usage_error("dlq", "--limit %zu: must be 1..%d", a->limit_n,
+                                   EVBUS_DLQ_LIST_MAX);
+        if (a->offset && a->cursor)
+            return ctl_usage_error("dlq", "--offset and --cursor: give one of them");
+        if (a->offset && (rc = dlq_parse_size("--offset", a->offset, &a->offset_n)) != CTL_OK)
+            return rc;
+    }
+    if (bulk && a->limit && a->limit_n == 0)
+        return ctl_usage_error("dlq", "--limit 0: must be at least 1");
+    a->rate_n = DLQ_DEFAULT_RATE;
+    if (a->rate && (rc = dlq_parse_rate(a->rate, &a->rate_n)) != CTL_OK)
+        return rc;
+    if (bulk && !dlq_has_filter(a) && !a->all)
+        return ctl_usage_error("dlq", "%s of every dead letter needs --all (or filters: "
+                                      "--tenant, --type, --reason, --handler, --since, --until)",
+                               a->sub);
+    if (bulk && dlq_has_filter(a) && a->all)
+        return ctl_usage_error("dlq", "--all and filters: give one or the other");
+    return CTL_OK;
 }
 
 /* Parses everything after the subcommand; CTL_OK, or the exit code. */
 static int dlq_parse(int argc, char **argv, struct dlq_args *a)
 {
-    bool list = strcmp(a->sub, "list") == 0, purge = strcmp(a->sub, "purge") == 0;
-    bool one = !list && !purge;
+    const char *bulk_opt = NULL;
     for (int i = 2; i < argc; i++) {
-        const char *v;
-        int m;
-        if ((m = ctl_opt_value(argc, argv, &i, "--tenant", &v)) != 0) {
+        const struct dlq_opt *o = NULL;
+        const char *v = NULL;
+        for (size_t k = 0; !o && k < sizeof DLQ_OPTS / sizeof DLQ_OPTS[0]; k++) {
+            const struct dlq_opt *t = &DLQ_OPTS[k];
+            int m = t->value ? ctl_opt_value(argc, argv, &i, t->name, &v)
+                             : strcmp(argv[i], t->name) == 0;
             if (m < 0)
-                return ctl_usage_error("dlq", "--tenant needs a value");
-            a->tenant = v;
-        } else if ((list || purge) && (m = ctl_opt_value(argc, argv, &i, "--type", &v)) != 0) {
-            if (m < 0)
-                return ctl_usage_error("dlq", "--type needs a value");
-            a->type = v;
-        } else if (list && (m = ctl_opt_value(argc, argv, &i, "--limit", &v)) != 0) {
-            if (m < 0 || dlq_parse_size("--limit", v, &a->limit) != 0)
-                return m < 0 ? ctl_usage_error("dlq", "--limit needs a value") : CTL_USAGE;
-            a->has_limit = true;
-        } else if (list && (m = ctl_opt_value(argc, argv, &i, "--offset", &v)) != 0) {
-            if (m < 0 || dlq_parse_size("--offset", v, &a->offset) != 0)
-                return m < 0 ? ctl_usage_error("dlq", "--offset needs a value") : CTL_USAGE;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            a->json = true;
-        } else if (purge && strcmp(argv[i], "--yes") == 0) {
-            a->yes = true;
-        } else if (one && argv[i][0] != '-' && !a->id) {
-            a->id = argv[i];
-        } else {
-            return ctl_usage_error("dlq", "%s: unexpected argument \"%s\"", a->sub, argv[i]);
+                return ctl_usage_error("dlq", "%s needs a value", t->name);
+            if (m > 0)
+                o = t;
         }
+        if (o && !(o->subs & a->bit))
+            return ctl_usage_error("dlq", "%s: %s does not apply here", a->sub, o->name);
+        if (o && o->bulk_only && !bulk_opt)
+            bulk_opt = o->name;
+        if (o && o->value)
+            *(const char **)((char *)a + o->off) = v;
+        else if (o)
+            *(bool *)((char *)a + o->off) = true;
+        else if ((a->bit & (S_SHOW | S_RETRY | S_DELETE)) && argv[i][0] != '-' && !a->id)
+            a->id = argv[i];
+        else
+            return ctl_usage_error("dlq", "%s: unexpected argument \"%s\"", a->sub, argv[i]);
     }
-    if (one && !a->id)
-        return ctl_usage_error("dlq", "%s needs a dead-letter ID", a->sub);
-    if (!a->has_limit)
-        a->limit = DLQ_DEFAULT_LIMIT;
-    if (list && (a->limit < 1 || a->limit > EVBUS_DLQ_LIST_MAX))
-        return ctl_usage_error("dlq", "--limit %zu: must be 1..%d", a->limit,
-                               EVBUS_DLQ_LIST_MAX);
-    return CTL_OK;
+    if (a->bit == S_SHOW && !a->id)
+        return ctl_usage_error("dlq", "show needs a dead-letter ID");
+    if (a->id && (a->bit & S_BULK) && bulk_opt)
+        return ctl_usage_error("dlq", "%s ID: %s is for the bulk form (filters instead of an "
+                                      "ID)", a->sub, bulk_opt);
+    return dlq_check(a);
 }
 
 /* Library result to exit code, printing the message. */
@@ -137,68 +309,89 @@ static void dlq_cell(char *out, size_t outlen, const char *s, size_t max)
         memcpy(out + max - 3, "...", 4);
 }
 
-static void dlq_filter_text(char *out, size_t len, const evbus_dlq_filter_t *f)
+/* "tenant acme, reason reject" or "any tenant and type". */
+static void dlq_filter_text(char *out, size_t len, const struct dlq_args *a)
 {
-    if (f->tenant && f->type)
-        snprintf(out, len, "tenant %s and type %s", f->tenant, f->type);
-    else if (f->tenant)
-        snprintf(out, len, "tenant %s", f->tenant);
-    else if (f->type)
-        snprintf(out, len, "type %s", f->type);
-    else
+    const char *names[] = {"tenant", "type", "reason", "handler", "since", "until"};
+    const char *vals[] = {a->tenant, a->type, a->reason, a->handler, a->since, a->until};
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (vals[i] && k < len)
+            k += (size_t)snprintf(out + k, len - k, "%s%s %s", k ? ", " : "", names[i], vals[i]);
+    if (!out[0])
         snprintf(out, len, "any tenant and type");
+}
+
+static void dlq_print_table(const evbus_dlq_entry_t *es, size_t n)
+{
+    int wid = 6, wtype = 4, wten = 6, wrsn = 6;
+    for (size_t i = 0; i < n; i++) {
+        int l;
+        if ((l = (int)strlen(es[i].dlq_id)) > wid)
+            wid = l;
+        if ((l = (int)strlen(es[i].type)) > wtype)
+            wtype = l < 40 ? l : 40;
+        if ((l = (int)strlen(es[i].tenant)) > wten)
+            wten = l < 24 ? l : 24;
+        if ((l = (int)strlen(es[i].reason)) > wrsn)
+            wrsn = l;
+    }
+    printf("%-*s  %-24s  %-*s  %-*s  %-*s  %8s  %s\n", wid, "DLQ ID", "LAST FAILURE", wtype,
+           "TYPE", wten, "TENANT", wrsn, "REASON", "ATTEMPTS", "ERROR");
+    for (size_t i = 0; i < n; i++) {
+        char type[48], ten[32], error[DLQ_ERROR_COLS + 1];
+        dlq_cell(type, sizeof type, es[i].type, 40);
+        dlq_cell(ten, sizeof ten, es[i].tenant, 24);
+        dlq_cell(error, sizeof error, es[i].error, DLQ_ERROR_COLS);
+        printf("%-*s  %-24s  %-*s  %-*s  %-*s  %8ld  %s\n", wid, es[i].dlq_id,
+               es[i].last_failure, wtype, type, wten, ten, wrsn, es[i].reason, es[i].attempts,
+               error);
+    }
 }
 
 static int dlq_list(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
-    evbus_dlq_filter_t f = {a->tenant, a->type};
     evbus_dlq_entry_t *es;
     size_t n;
-    char err[256];
-    int rc = evbus_dlq_list(c, dlq, &f, a->offset, a->limit, &es, &n, err, sizeof err);
+    char err[512], next[EVBUS_STREAM_ID_LEN] = "";
+    int rc = a->offset_n
+                 ? evbus_dlq_list(c, dlq, &a->f, a->offset_n, a->limit_n, &es, &n, err,
+                                  sizeof err)
+                 : evbus_dlq_page(c, dlq, &a->f, a->cursor, a->limit_n, &es, &n, next, err,
+                                  sizeof err);
     if (rc != 0)
         return dlq_result(rc, err);
-    ssize_t total = evbus_dlq_count(c, dlq, &f, err, sizeof err);
+    ssize_t total = evbus_dlq_count(c, dlq, &a->f, err, sizeof err);
     if (total < 0) {
         evbus_dlq_list_free(es, n);
         return dlq_result((int)total, err);
     }
+    /* with an offset, more follow when this page does not reach the end */
+    if (a->offset_n && n > 0 && a->offset_n + n < (size_t)total)
+        snprintf(next, sizeof next, "%s", es[n - 1].dlq_id);
     if (a->json) {
         json_t *items = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(items, evbus_dlq_entry_json(&es[i]));
-        dlq_print_json(json_pack("{s:o, s:I, s:I, s:I}", "items", items, "count",
-                                 (json_int_t)total, "offset", (json_int_t)a->offset, "limit",
-                                 (json_int_t)a->limit));
+        dlq_print_json(json_pack("{s:o, s:I, s:I, s:I, s:o}", "items", items, "count",
+                                 (json_int_t)total, "offset", (json_int_t)a->offset_n, "limit",
+                                 (json_int_t)a->limit_n, "next_cursor",
+                                 next[0] ? json_string(next) : json_null()));
     } else if (n == 0) {
-        char ft[256];
-        dlq_filter_text(ft, sizeof ft, &f);
-        printf("no dead letters (%s; %zd in total, offset %zu)\n", ft, total, a->offset);
+        char ft[512];
+        dlq_filter_text(ft, sizeof ft, a);
+        printf("no dead letters (%s; %zd in total%s)\n", ft, total,
+               a->cursor ? ", none older than the cursor" : "");
     } else {
-        int wid = 6, wtype = 4, wten = 6, wrsn = 6;
-        for (size_t i = 0; i < n; i++) {
-            int l;
-            if ((l = (int)strlen(es[i].dlq_id)) > wid)
-                wid = l;
-            if ((l = (int)strlen(es[i].type)) > wtype)
-                wtype = l < 40 ? l : 40;
-            if ((l = (int)strlen(es[i].tenant)) > wten)
-                wten = l < 24 ? l : 24;
-            if ((l = (int)strlen(es[i].reason)) > wrsn)
-                wrsn = l;
-        }
-        printf("%-*s  %-24s  %-*s  %-*s  %-*s  %8s  %s\n", wid, "DLQ ID", "LAST FAILURE", wtype,
-               "TYPE", wten, "TENANT", wrsn, "REASON", "ATTEMPTS", "ERROR");
-        for (size_t i = 0; i < n; i++) {
-            char type[48], ten[32], error[DLQ_ERROR_COLS + 1];
-            dlq_cell(type, sizeof type, es[i].type, 40);
-            dlq_cell(ten, sizeof ten, es[i].tenant, 24);
-            dlq_cell(error, sizeof error, es[i].error, DLQ_ERROR_COLS);
-            printf("%-*s  %-24s  %-*s  %-*s  %-*s  %8ld  %s\n", wid, es[i].dlq_id,
-                   es[i].last_failure, wtype, type, wten, ten, wrsn, es[i].reason,
-                   es[i].attempts, error);
-        }
-        printf("showing %zu-%zu of %zd\n", a->offset + 1, a->offset + n, total);
+        dlq_print_table(es, n);
+        if (a->cursor)
+            printf("showing %zu of %zd", n, total);
+        else
+            printf("showing %zu-%zu of %zd", a->offset_n + 1, a->offset_n + n, total);
+        if (next[0])
+            printf("; next page: --cursor %s", next);
+        printf("\n");
     }
     evbus_dlq_list_free(es, n);
     return CTL_OK;
@@ -240,7 +433,77 @@ static int dlq_show(evbus_client_t *c, const char *dlq, const struct dlq_args *a
     return CTL_OK;
 }
 
-static int dlq_retry(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+/* Keys of a summary section, largest count first (then by name). */
+static int dlq_count_cmp(const void *x, const void *y)
+{
+    const json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    json_int_t ca = json_integer_value(json_array_get(a, 1));
+    json_int_t cb = json_integer_value(json_array_get(b, 1));
+    if (ca != cb)
+        return ca < cb ? 1 : -1;
+    return strcmp(json_string_value(json_array_get(a, 0)),
+                  json_string_value(json_array_get(b, 0)));
+}
+
+static void dlq_print_section(const char *title, json_t *counts)
+{
+    size_t n = json_object_size(counts), k = 0;
+    json_t **rows = calloc(n ? n : 1, sizeof *rows);
+    if (!rows)
+        return;
+    const char *key;
+    json_t *v;
+    int w = (int)strlen(title);
+    json_object_foreach(counts, key, v)
+    {
+        rows[k++] = json_pack("[s, O]", key, v);
+        int l = (int)strlen(key);
+        w = l > w ? (l < 60 ? l : 60) : w;
+    }
+    qsort(rows, k, sizeof *rows, dlq_count_cmp);
+    printf("\n%-*s  %8s\n", w, title, "COUNT");
+    for (size_t i = 0; i < k; i++) {
+        const char *name = json_string_value(json_array_get(rows[i], 0));
+        char cell[64];
+        dlq_cell(cell, sizeof cell, name && *name ? name : "(none)", 60);
+        printf("%-*s  %8lld\n", w, cell,
+               (long long)json_integer_value(json_array_get(rows[i], 1)));
+        json_decref(rows[i]);
+    }
+    free(rows);
+}
+
+static int dlq_summary_cmd(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+{
+    json_t *s;
+    char err[512];
+    int rc = dlq_summary(c, dlq, &a->f, &s, err, sizeof err);
+    if (rc != 0)
+        return dlq_result(rc, err);
+    if (a->json) {
+        dlq_print_json(s);
+        return CTL_OK;
+    }
+    char ft[512];
+    dlq_filter_text(ft, sizeof ft, a);
+    json_int_t total = json_integer_value(json_object_get(s, "total"));
+    printf("%lld dead letter%s matching %s", (long long)total, total == 1 ? "" : "s", ft);
+    if (total > 0)
+        printf(", dead-lettered from %s to %s",
+               json_string_value(json_object_get(s, "oldest")),
+               json_string_value(json_object_get(s, "newest")));
+    printf("\n");
+    if (total > 0) {
+        dlq_print_section("TENANT", json_object_get(s, "by_tenant"));
+        dlq_print_section("TYPE", json_object_get(s, "by_type"));
+        dlq_print_section("REASON", json_object_get(s, "by_reason"));
+        dlq_print_section("HANDLER", json_object_get(s, "by_handler"));
+    }
+    json_decref(s);
+    return CTL_OK;
+}
+
+static int dlq_retry_one(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
     char new_id[EVBUS_STREAM_ID_LEN], err[256];
     int rc = evbus_dlq_retry(c, dlq, a->id, a->tenant, new_id, sizeof new_id, err, sizeof err);
@@ -253,24 +516,60 @@ static int dlq_retry(evbus_client_t *c, const char *dlq, const struct dlq_args *
     return CTL_OK;
 }
 
-static int dlq_delete(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+/* The PostgreSQL connection a removal marks events with: NULL and CTL_OK
+ * when there is none to use, NULL and the exit code when it is configured
+ * but unusable (then nothing may be removed). */
+static PGconn *dlq_metadata(const struct dlq_args *a, int *rc)
 {
+    *rc = CTL_OK;
+    const char *url = ctl_env()->postgres_url;
+    if (a->no_metadata || !url)
+        return NULL;
+    char err[512];
+    PGconn *pg = dlq_metadata_connect(url, err, sizeof err);
+    if (!pg)
+        *rc = ctl_fail("dlq", "%s; nothing was removed (--no-metadata removes dead letters "
+                              "without marking their events PURGED)", err);
+    return pg;
+}
+
+static int dlq_delete_one(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+{
+    int rc;
+    PGconn *pg = dlq_metadata(a, &rc);
+    if (rc != CTL_OK)
+        return rc;
+    evbus_dlq_entry_t *es = NULL;
+    size_t n = 0;
     char err[256];
-    int rc = evbus_dlq_delete(c, dlq, a->id, a->tenant, err, sizeof err);
-    if (rc != 0)
-        return dlq_result(rc, err);
-    if (a->json)
-        dlq_print_json(json_pack("{s:s, s:b}", "dlq_id", a->id, "deleted", 1));
-    else
+    const char *ids[1] = {a->id};
+    ssize_t d = evbus_dlq_remove(c, dlq, ids, 1, a->tenant, NULL, &es, &n, err, sizeof err);
+    if (d < 0)
+        rc = dlq_result((int)d, err);
+    else if (n == 0)
+        rc = ctl_fail("dlq", "dead letter %s: not found", a->id);
+    int marked = 0;
+    if (rc == CTL_OK && pg && es[0].event_id[0] && !es[0].replay_job) {
+        const char *ev[1] = {es[0].event_id};
+        if ((marked = store_events_mark_purged(pg, ev, 1, err, sizeof err)) < 0)
+            rc = ctl_fail("dlq", "deleted %s, but %s", a->id, err);
+    }
+    if (rc == CTL_OK && a->json)
+        dlq_print_json(json_pack("{s:s, s:b, s:o}", "dlq_id", a->id, "deleted", 1,
+                                 "marked_purged", pg ? json_integer(marked) : json_null()));
+    else if (rc == CTL_OK)
         printf("deleted %s\n", a->id);
-    return CTL_OK;
+    evbus_dlq_list_free(es, n);
+    if (pg)
+        PQfinish(pg);
+    return rc;
 }
 
 /* Asks on the terminal; true only for an explicit yes. */
-static bool dlq_confirm(ssize_t count, const char *what)
+static bool dlq_confirm(const char *verb, size_t count, const char *what)
 {
-    fprintf(stderr, "Purge %zd dead letter%s matching %s? [y/N] ", count, count == 1 ? "" : "s",
-            what);
+    fprintf(stderr, "%s %zu dead letter%s matching %s? [y/N] ", verb, count,
+            count == 1 ? "" : "s", what);
     fflush(stderr);
     char line[16];
     if (!fgets(line, sizeof line, stdin))
@@ -278,49 +577,142 @@ static bool dlq_confirm(ssize_t count, const char *what)
     return strcmp(line, "y\n") == 0 || strcmp(line, "Y\n") == 0 || strcmp(line, "yes\n") == 0;
 }
 
+struct dlq_failures {
+    size_t n;
+};
+
+static void dlq_on_failure(void *ud, const char *id, const char *why)
+{
+    struct dlq_failures *f = ud;
+    if (f->n++ < DLQ_FAILURES_SHOWN)
+        fprintf(stderr, "evbusctl dlq: %s: %s\n", id, why);
+    else if (f->n == DLQ_FAILURES_SHOWN + 1)
+        fprintf(stderr, "evbusctl dlq: more failures are only counted\n");
+}
+
+static const char *const DLQ_PAST[] = {"retried", "deleted", "purged"};
+
+static void dlq_print_result(const struct dlq_args *a, dlq_bulk_action_t act,
+                             const dlq_ids_t *ids, const dlq_bulk_result_t *r,
+                             const char *archive)
+{
+    if (a->json) {
+        json_t *o = json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "action",
+                              dlq_bulk_action_name(act), "dry_run", 0, "matching",
+                              (json_int_t)ids->matching, "selected", (json_int_t)ids->n,
+                              DLQ_PAST[act], (json_int_t)r->done, "failed", (json_int_t)r->failed,
+                              "gone", (json_int_t)r->gone, "not_attempted",
+                              (json_int_t)r->skipped);
+        json_object_set_new(o, "stopped", r->stop[0] ? json_string(r->stop) : json_null());
+        if (act != DLQ_BULK_RETRY)
+            json_object_set_new(o, "marked_purged",
+                                r->marked >= 0 ? json_integer(r->marked) : json_null());
+        if (act == DLQ_BULK_PURGE)
+            json_object_set_new(o, "archive", json_string(archive));
+        dlq_print_json(o);
+        return;
+    }
+    printf("%s %zu of %zu matching (%zu failed", DLQ_PAST[act], r->done, ids->matching,
+           r->failed);
+    if (r->gone)
+        printf(", %zu already gone", r->gone);
+    if (r->skipped)
+        printf(", %zu not attempted", r->skipped);
+    printf(")");
+    if (act == DLQ_BULK_PURGE && r->done)
+        printf("; archived to %s", archive);
+    if (r->marked >= 0)
+        printf("; %ld event%s marked PURGED", r->marked, r->marked == 1 ? "" : "s");
+    printf("\n");
+}
+
+static int dlq_bulk(evbus_client_t *c, const char *dlq, const struct dlq_args *a,
+                    dlq_bulk_action_t act)
+{
+    dlq_ids_t ids;
+    char err[512], what[512];
+    int rc = dlq_ids_collect(c, dlq, &a->f, a->limit_n, &ids, err, sizeof err);
+    if (rc != 0)
+        return dlq_result(rc, err);
+    dlq_filter_text(what, sizeof what, a);
+    if (a->dry_run) {
+        if (a->json)
+            dlq_print_json(json_pack("{s:s, s:b, s:I, s:I}", "action", dlq_bulk_action_name(act),
+                                     "dry_run", 1, "matching", (json_int_t)ids.matching,
+                                     "selected", (json_int_t)ids.n));
+        else
+            printf("would %s %zu dead letter%s matching %s (dry run: nothing changed)\n",
+                   dlq_bulk_action_name(act), ids.n, ids.n == 1 ? "" : "s", what);
+        dlq_ids_free(&ids);
+        return CTL_OK;
+    }
+    const char *archive = a->archive ? a->archive : ctl_env()->dlq_archive;
+    PGconn *pg = NULL;
+    if (act != DLQ_BULK_RETRY && ids.n > 0) {
+        if (act == DLQ_BULK_PURGE && !archive)
+            rc = ctl_fail("dlq", "no archive file: give --archive PATH");
+        if (rc == CTL_OK)
+            pg = dlq_metadata(a, &rc);
+        if (rc == CTL_OK && !a->yes && !isatty(STDIN_FILENO))
+            rc = ctl_usage_error("dlq", "%s of %zu dead letters matching %s needs "
+                                        "confirmation, and stdin is not a terminal: add --yes",
+                                 a->sub, ids.n, what);
+        else if (rc == CTL_OK && !a->yes && !dlq_confirm(act == DLQ_BULK_PURGE ? "Purge"
+                                                                               : "Delete",
+                                                          ids.n, what))
+            rc = ctl_fail("dlq", "%s cancelled; nothing was removed", a->sub);
+    }
+    if (rc == CTL_OK) {
+        struct dlq_failures fails = {0};
+        dlq_bulk_opts_t o = {.action = act, .tenant = a->tenant, .rate = a->rate_n,
+                             .archive_path = archive, .pg = pg, .on_failure = dlq_on_failure,
+                             .ud = &fails};
+        dlq_bulk_result_t res;
+        dlq_bulk_run(c, dlq, &o, &ids, &res);
+        dlq_print_result(a, act, &ids, &res, archive);
+        if (res.stop[0])
+            rc = ctl_fail("dlq", "stopped: %s%s", res.stop,
+                          res.skipped ? "; the dead letters not attempted are still there" : "");
+        else if (res.failed)
+            rc = CTL_FAIL;
+    }
+    if (pg)
+        PQfinish(pg);
+    dlq_ids_free(&ids);
+    return rc;
+}
+
+static int dlq_retry(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+{
+    return a->id ? dlq_retry_one(c, dlq, a) : dlq_bulk(c, dlq, a, DLQ_BULK_RETRY);
+}
+
+static int dlq_delete(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
+{
+    return a->id ? dlq_delete_one(c, dlq, a) : dlq_bulk(c, dlq, a, DLQ_BULK_DELETE);
+}
+
 static int dlq_purge(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
-    evbus_dlq_filter_t f = {a->tenant, a->type};
-    char err[256], what[256];
-    dlq_filter_text(what, sizeof what, &f);
-    ssize_t count = evbus_dlq_count(c, dlq, &f, err, sizeof err);
-    if (count < 0)
-        return dlq_result((int)count, err);
-    if (count > 0 && !a->yes) {
-        if (!isatty(STDIN_FILENO))
-            return ctl_usage_error("dlq",
-                                   "purge of %zd dead letters matching %s needs confirmation, "
-                                   "and stdin is not a terminal: add --yes",
-                                   count, what);
-        if (!dlq_confirm(count, what))
-            return ctl_fail("dlq", "purge cancelled; nothing was deleted");
-    }
-    ssize_t purged = count > 0 ? evbus_dlq_purge(c, dlq, &f, err, sizeof err) : 0;
-    if (purged < 0)
-        return dlq_result((int)purged, err);
-    if (a->json)
-        dlq_print_json(json_pack("{s:I}", "purged", (json_int_t)purged));
-    else
-        printf("purged %zd dead letter%s matching %s\n", purged, purged == 1 ? "" : "s", what);
-    return CTL_OK;
+    return dlq_bulk(c, dlq, a, DLQ_BULK_PURGE);
 }
 
 int cmd_dlq(int argc, char **argv)
 {
+    static const struct {
+        const char *name;
+        unsigned bit;
+        int (*fn)(evbus_client_t *, const char *, const struct dlq_args *);
+    } subs[] = {{"list", S_LIST, dlq_list},         {"show", S_SHOW, dlq_show},
+                {"summary", S_SUMMARY, dlq_summary_cmd}, {"retry", S_RETRY, dlq_retry},
+                {"delete", S_DELETE, dlq_delete},   {"purge", S_PURGE, dlq_purge}};
     if (argc < 2)
-        return ctl_usage_error("dlq", "missing subcommand (list, show, retry, delete, purge)");
+        return ctl_usage_error("dlq",
+                               "missing subcommand (list, show, summary, retry, delete, purge)");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         dlq_usage(stdout);
         return CTL_OK;
     }
-    static const struct {
-        const char *name;
-        int (*fn)(evbus_client_t *, const char *, const struct dlq_args *);
-    } subs[] = {{"list", dlq_list},
-                {"show", dlq_show},
-                {"retry", dlq_retry},
-                {"delete", dlq_delete},
-                {"purge", dlq_purge}};
     size_t k = 0;
     while (k < sizeof subs / sizeof subs[0] && strcmp(argv[1], subs[k].name) != 0)
         k++;
@@ -331,7 +723,7 @@ int cmd_dlq(int argc, char **argv)
             dlq_usage(stdout);
             return CTL_OK;
         }
-    struct dlq_args a = {.sub = argv[1]};
+    struct dlq_args a = {.sub = argv[1], .bit = subs[k].bit};
     int rc = dlq_parse(argc, argv, &a);
     if (rc != CTL_OK)
         return rc;

@@ -223,6 +223,10 @@ static const ctl_env_t *load_env(bool quiet)
     else if (asprintf(&env.dlq_stream, "%s:dlq", env.stream) < 0)
         env.dlq_stream = NULL;
     env.state_dir = c ? strdup(c->daemon.state_dir) : NULL;
+    if (c && c->core.dlq_archive)
+        env.dlq_archive = strdup(c->core.dlq_archive);
+    else if (!env.state_dir || asprintf(&env.dlq_archive, "%s/dlq-archive.jsonl", env.state_dir) < 0)
+        env.dlq_archive = NULL;
     env.admin_listen = c && c->admin.listen ? strdup(c->admin.listen) : NULL;
     return &env;
 }

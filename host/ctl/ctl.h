@@ -72,6 +72,8 @@ typedef struct ctl_env {
     char *group;
     char *dlq_stream;
     char *state_dir;           /* NULL when no conf dir was used      */
+    char *dlq_archive;         /* dlq.archive, else <state_dir>/dlq-archive.jsonl; NULL when
+                                  no conf dir was used */
     char *admin_listen;        /* NULL when not configured            */
 } ctl_env_t;
 

@@ -77,6 +77,10 @@ typedef struct store_migration_status {
 int store_migrate(PGconn *c, int dry_run, store_migration_status_t **out, size_t *n, char *err,
                   size_t errlen);
 
+/* 1 when migration `version` is applied, 0 when not (or the schema was
+ * never migrated), -1 with err when the query fails. */
+int store_migration_applied(PGconn *c, int version, char *err, size_t errlen);
+
 /* store_migrate() over an explicit list (sorted by version), for tests. */
 int store_migrate_list(PGconn *c, const store_migration_t *list, size_t count, int dry_run,
                        store_migration_status_t **out, size_t *n, char *err, size_t errlen);
@@ -90,13 +94,14 @@ typedef enum store_status {
     STORE_RETRYING,
     STORE_DEAD_LETTERED,
     STORE_IGNORED,
+    STORE_PURGED, /* its dead letter was deleted or purged (migration 0007) */
 } store_status_t;
 
 /* "PENDING", ...; NULL for an out-of-range value. */
 const char *store_status_name(store_status_t s);
 /* Accepts the names above case-insensitively; -1 when unknown. */
 int store_status_parse(const char *s);
-/* COMPLETED, DEAD_LETTERED and IGNORED: completed_at is set. */
+/* COMPLETED, DEAD_LETTERED, IGNORED and PURGED: completed_at is set. */
 bool store_status_terminal(store_status_t s);
 
 /*
@@ -272,6 +277,17 @@ typedef struct store_upkeep {
  */
 int store_events_upkeep(PGconn *c, const store_retention_t *r, int64_t now_ms,
                         store_upkeep_t *out, char *err, size_t errlen);
+
+/*
+ * The dead letters of these events were removed by an operator (evbusctl
+ * dlq delete / purge): rows now DEAD_LETTERED become PURGED, stamped now
+ * (never earlier than their status_at).  Rows in any other status are
+ * left alone (the event was delivered since, or its row says nothing
+ * about the dead letter), and so are ids without a row.  Needs migration
+ * 0007.  Returns the number of rows changed, or -1.
+ */
+int store_events_mark_purged(PGconn *c, const char *const *ids, size_t n, char *err,
+                             size_t errlen);
 
 /* ----------------------------------------------------------- replay jobs */
 

@@ -141,8 +141,8 @@ void store__sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
-static const char *const status_names[] = {"PENDING",  "PROCESSING",    "COMPLETED",
-                                           "RETRYING", "DEAD_LETTERED", "IGNORED"};
+static const char *const status_names[] = {"PENDING",       "PROCESSING", "COMPLETED", "RETRYING",
+                                           "DEAD_LETTERED", "IGNORED",    "PURGED"};
 
 const char *store_status_name(store_status_t s)
 {
@@ -161,7 +161,8 @@ int store_status_parse(const char *s)
 
 bool store_status_terminal(store_status_t s)
 {
-    return s == STORE_COMPLETED || s == STORE_DEAD_LETTERED || s == STORE_IGNORED;
+    return s == STORE_COMPLETED || s == STORE_DEAD_LETTERED || s == STORE_IGNORED ||
+           s == STORE_PURGED;
 }
 
 /* Reads exactly n digits into *v. */

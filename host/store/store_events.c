@@ -1,12 +1,14 @@
 /*
  * store_events — read queries over the events table for evbusctl and the
- * admin API.  Rows are rendered by PostgreSQL itself (row_to_json), so the
- * JSON always has every column under its column name.  An id is looked up
- * in every partition (the key is (id, created_at) since migration 0006).
+ * admin API, and the one status change an operator makes (PURGED).  Rows
+ * are rendered by PostgreSQL itself (row_to_json), so the JSON always has
+ * every column under its column name.  An id is looked up in every
+ * partition (the key is (id, created_at) since migration 0006).
  */
 #include "store/store_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #define EVENT_COLUMNS                                                                          \
     "id, type, tenant, correlation_id, source, stream_id, schema_version, status, attempts,"    \
@@ -75,4 +77,34 @@ int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, ch
         " ORDER BY created_at DESC, id LIMIT $5::int OFFSET $6::int) e",
         6, params, out, err, errlen);
     return rc;
+}
+
+int store_events_mark_purged(PGconn *c, const char *const *ids, size_t n, char *err,
+                             size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, json_string(ids[i])) != 0) {
+            json_decref(a);
+            a = NULL;
+        }
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    if (!text) {
+        store__err(err, errlen, "events mark purged: out of memory (or an id is not UTF-8)");
+        return -1;
+    }
+    const char *params[] = {text};
+    long changed = 0;
+    int rc = store__exec(c, "events mark purged",
+                         "UPDATE events SET status = 'PURGED',"
+                         " status_at = GREATEST(status_at, now()), completed_at = now(),"
+                         " updated_at = now()"
+                         " WHERE status = 'DEAD_LETTERED'"
+                         "   AND id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                         1, params, &changed, err, errlen);
+    free(text);
+    return rc != 0 ? -1 : (int)changed;
 }

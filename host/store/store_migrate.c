@@ -65,6 +65,19 @@ static int read_applied(PGconn *c, applied_row_t **rows, size_t *n, char *err, s
     return 0;
 }
 
+int store_migration_applied(PGconn *c, int version, char *err, size_t errlen)
+{
+    applied_row_t *rows;
+    size_t n;
+    if (read_applied(c, &rows, &n, err, errlen) != 0)
+        return -1;
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+        found = found || rows[i].version == version;
+    free(rows);
+    return found;
+}
+
 static const applied_row_t *find_applied(const applied_row_t *rows, size_t n, int version)
 {
     for (size_t i = 0; i < n; i++)

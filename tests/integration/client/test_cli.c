@@ -615,9 +615,9 @@ static void add_dead(const char *type, const char *tenant, char out[32])
     freeReplyObject(r);
 }
 
-Test(cli, dlq_list_limit_over_100_exits_2)
+Test(cli, dlq_list_limit_over_10000_exits_2)
 {
-    struct run r = RUN(NULL, "dlq", "list", "--limit", "101");
+    struct run r = RUN(NULL, "dlq", "list", "--limit", "10001");
     cr_assert_eq(r.status, 2);
     cr_assert(strstr(r.err, "limit") != NULL, "stderr: %s", r.err);
     run_free(&r);
@@ -698,19 +698,365 @@ Test(cli, dlq_purge_needs_yes_without_a_terminal)
     char id[32];
     add_dead("order.failed", "acme", id);
     add_dead("user.created", "acme", id);
-    struct run r = RUN(NULL, "dlq", "purge");
+    struct run r = RUN(NULL, "dlq", "purge", "--tenant", "acme");
     cr_assert_eq(r.status, 2);
     cr_assert(strstr(r.err, "--yes") != NULL, "stderr: %s", r.err);
     run_free(&r);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 2);
 
-    r = RUN(NULL, "dlq", "purge", "--type", "order.**", "--yes", "--json");
+    char archive[512];
+    snprintf(archive, sizeof archive, "%s/archive.jsonl", tmp);
+    r = RUN(NULL, "dlq", "purge", "--type", "order.**", "--yes", "--json", "--archive", archive);
     cr_assert_eq(r.status, 0, "stderr: %s", r.err);
     json_t *o = json_loads(r.out, 0, NULL);
     cr_assert_eq(json_integer_value(json_object_get(o, "purged")), 1);
     json_decref(o);
     run_free(&r);
     cr_assert_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
+}
+
+/* A dead letter with every field chosen; id "*" or an explicit "ms-seq". */
+static void add_dead_full(const char *id, const char *type, const char *tenant,
+                          const char *reason, const char *handlers, const char *stream)
+{
+    redisReply *r = redisCommand(rc_,
+                                 "XADD %s %s event {\"type\":\"%s\",\"tenantid\":\"%s\"} "
+                                 "stream %s id 1-1 event_id e type %s tenant %s reason %s "
+                                 "handlers %s attempts 1 error boom",
+                                 DLQ, id, type, tenant, stream, type, tenant, reason, handlers);
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD: %s", r ? r->str : "no reply");
+    freeReplyObject(r);
+}
+
+/* How many entries of the main stream came from a retry, and whether all
+ * of them are tenant's. */
+static long long retried_of(const char *tenant, bool *only_tenant)
+{
+    redisReply *r = redisCommand(rc_, "XRANGE %s - +", STREAM);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    long long n = 0;
+    *only_tenant = true;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *kv = r->element[i]->element[1];
+        bool retried = kv->elements >= 4 && strcmp(kv->element[2]->str, "retried_from") == 0;
+        n += retried;
+        char want[64];
+        snprintf(want, sizeof want, "\"tenantid\":\"%s\"", tenant);
+        *only_tenant = *only_tenant && retried && strstr(kv->element[1]->str, want);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static json_t *json_out(const struct run *r)
+{
+    json_t *o = json_loads(r->out, 0, NULL);
+    cr_assert_not_null(o, "not JSON: %s (stderr: %s)", r->out, r->err);
+    return o;
+}
+
+static long long jint(const json_t *o, const char *k)
+{
+    return json_integer_value(json_object_get(o, k));
+}
+
+/* The incident: 100 dead letters of one tenant among others, and a bulk
+ * retry of that tenant must retry all 100 (not one page) and nothing else. */
+Test(cli, dlq_bulk_retry_by_tenant_retries_all_of_it_and_nothing_else)
+{
+    for (int i = 0; i < 160; i++)
+        add_dead_full("*", "order.failed", i % 8 < 5 ? "acme" : "globex", "reject",
+                      "[\"i/s\"]", STREAM);
+    struct run r = RUN(NULL, "dlq", "retry", "--tenant", "acme", "--rate", "0");
+    cr_assert_eq(r.status, 0, "stderr: %s", r.err);
+    cr_expect_str_eq(r.out, "retried 100 of 100 matching (0 failed)\n");
+    run_free(&r);
+    bool only_acme;
+    cr_expect_eq(retried_of("acme", &only_acme), 100);
+    cr_expect(only_acme, "a retried event is not acme's");
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 60);
+    r = RUN(NULL, "dlq", "list", "--tenant", "acme", "--json");
+    json_t *o = json_out(&r);
+    cr_expect_eq(jint(o, "count"), 0);
+    json_decref(o);
+    run_free(&r);
+}
+
+Test(cli, dlq_bulk_dry_run_counts_and_changes_nothing)
+{
+    for (int i = 0; i < 30; i++)
+        add_dead_full("*", "order.failed", i < 12 ? "acme" : "globex", "reject", "[]", STREAM);
+    const char *subs[] = {"retry", "delete", "purge"};
+    for (size_t i = 0; i < 3; i++) {
+        struct run r = RUN(NULL, "dlq", subs[i], "--tenant", "acme", "--dry-run", "--json");
+        cr_assert_eq(r.status, 0, "%s: %s", subs[i], r.err);
+        json_t *o = json_out(&r);
+        cr_expect_eq(jint(o, "matching"), 12, "%s", subs[i]);
+        cr_expect(json_is_true(json_object_get(o, "dry_run")));
+        json_decref(o);
+        run_free(&r);
+    }
+    struct run r = RUN(NULL, "dlq", "delete", "--all", "--dry-run");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "would delete 30 dead letters") != NULL, "%s", r.out);
+    run_free(&r);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 30);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+}
+
+/* Every filter at once narrows to exactly the entries matching them all. */
+Test(cli, dlq_bulk_filters_combine)
+{
+    /* dead-lettered 2026-11-26T10:00:00Z + i minutes */
+    const long long t0 = 1795687200000LL;
+    int want = 0;
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld-0", t0 + i * 60000LL);
+        const char *tenant = i % 2 ? "acme" : "globex";
+        const char *type = i % 3 ? "order.created" : "user.created";
+        const char *reason = i % 4 < 2 ? "reject" : "retries_exhausted";
+        const char *handlers = i % 5 ? "[\"audit/main\"]" : "[\"mail/send\"]";
+        add_dead_full(id, type, tenant, reason, handlers, STREAM);
+        want += strcmp(tenant, "acme") == 0 && strcmp(type, "order.created") == 0 &&
+                strcmp(reason, "reject") == 0 && i % 5 && i >= 5 && i < 35;
+    }
+    cr_assert_gt(want, 0);
+    struct run r = RUN(NULL, "dlq", "delete", "--tenant", "acme", "--type", "order.**",
+                       "--reason", "reject", "--handler", "audit", "--since",
+                       "2026-11-26T10:05:00Z", "--until", "2026-11-26T10:35:00Z", "--yes",
+                       "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *o = json_out(&r);
+    cr_expect_eq(jint(o, "matching"), want);
+    cr_expect_eq(jint(o, "deleted"), want);
+    cr_expect(json_is_null(json_object_get(o, "marked_purged")), "no PostgreSQL here");
+    json_decref(o);
+    run_free(&r);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 40 - want);
+}
+
+Test(cli, dlq_summary_counts_by_tenant_type_reason_and_handler)
+{
+    add_dead_full("*", "order.created", "acme", "reject", "[\"audit/main\",\"mail/send\"]",
+                  STREAM);
+    add_dead_full("*", "order.created", "acme", "poison", "[\"audit/main\"]", STREAM);
+    add_dead_full("*", "user.created", "globex", "reject", "[\"mail/send\"]", STREAM);
+    struct run r = RUN(NULL, "dlq", "summary", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *o = json_out(&r);
+    cr_expect_eq(jint(o, "total"), 3);
+    cr_expect_eq(jint(json_object_get(o, "by_tenant"), "acme"), 2);
+    cr_expect_eq(jint(json_object_get(o, "by_tenant"), "globex"), 1);
+    cr_expect_eq(jint(json_object_get(o, "by_type"), "order.created"), 2);
+    cr_expect_eq(jint(json_object_get(o, "by_reason"), "reject"), 2);
+    cr_expect_eq(jint(json_object_get(o, "by_reason"), "poison"), 1);
+    cr_expect_eq(jint(json_object_get(o, "by_handler"), "audit/main"), 2);
+    cr_expect_eq(jint(json_object_get(o, "by_handler"), "mail/send"), 2);
+    cr_expect(json_is_string(json_object_get(o, "oldest")));
+    json_decref(o);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "summary", "--reason", "reject", "--json");
+    o = json_out(&r);
+    cr_expect_eq(jint(o, "total"), 2);
+    cr_expect_eq(json_object_size(json_object_get(o, "by_tenant")), 2);
+    json_decref(o);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "summary", "--tenant", "acme");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(matches("^2 dead letters matching tenant acme", r.out), "%s", r.out);
+    cr_expect(matches("^audit/main +2$", r.out), "%s", r.out);
+    cr_expect(matches("^poison +1$", r.out), "%s", r.out);
+    run_free(&r);
+}
+
+/* --limit up to 10,000 and a cursor: pages of 100 over 250 dead letters
+ * cover each once, newest first, and the last page has no next_cursor. */
+Test(cli, dlq_list_pages_with_a_cursor)
+{
+    for (int i = 0; i < 250; i++)
+        add_dead_full("*", "order.failed", "acme", "reject", "[]", STREAM);
+    char cursor[64] = "";
+    char prev[64] = "";
+    int seen = 0, pages = 0;
+    for (;;) {
+        struct run r = cursor[0] ? RUN(NULL, "dlq", "list", "--limit", "100", "--cursor",
+                                       cursor, "--json")
+                                 : RUN(NULL, "dlq", "list", "--limit", "100", "--json");
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        json_t *o = json_out(&r);
+        json_t *items = json_object_get(o, "items"), *it;
+        size_t i;
+        json_array_foreach(items, i, it)
+        {
+            const char *id = json_string_value(json_object_get(it, "dlq_id"));
+            cr_assert(!prev[0] || strcmp(id, prev) < 0 || strlen(id) < strlen(prev),
+                      "%s after %s", id, prev);
+            snprintf(prev, sizeof prev, "%s", id);
+            seen++;
+        }
+        pages++;
+        cr_expect_eq(jint(o, "count"), 250);
+        json_t *next = json_object_get(o, "next_cursor");
+        bool last = json_is_null(next);
+        if (!last)
+            snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        json_decref(o);
+        run_free(&r);
+        if (last)
+            break;
+        cr_assert_lt(pages, 5);
+    }
+    cr_expect_eq(seen, 250);
+    cr_expect_eq(pages, 3);
+
+    struct run r = RUN(NULL, "dlq", "list", "--limit", "10000", "--json");
+    json_t *o = json_out(&r);
+    cr_expect_eq(json_array_size(json_object_get(o, "items")), 250);
+    cr_expect(json_is_null(json_object_get(o, "next_cursor")));
+    json_decref(o);
+    run_free(&r);
+
+    r = RUN(NULL, "dlq", "list", "--limit", "100");
+    cr_expect(matches("^showing 1-100 of 250; next page: --cursor [0-9]+-[0-9]+$", r.out), "%s",
+              r.out);
+    run_free(&r);
+}
+
+Test(cli, dlq_purge_archives_what_it_removes)
+{
+    for (int i = 0; i < 7; i++)
+        add_dead_full("*", "order.failed", i < 4 ? "acme" : "globex", "reject", "[\"i/s\"]",
+                      STREAM);
+    char archive[512];
+    snprintf(archive, sizeof archive, "%s/archive.jsonl", tmp);
+    struct run r = RUN(NULL, "dlq", "purge", "--tenant", "acme", "--yes", "--archive", archive);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(matches("^purged 4 of 4 matching \\(0 failed\\); archived to ", r.out), "%s",
+              r.out);
+    run_free(&r);
+    cr_expect_eq(harness_count_lines(archive), 4);
+    char *text = harness_read_file(archive);
+    cr_expect(strstr(text, "\"tenant\":\"acme\"") && !strstr(text, "globex"), "%s", text);
+    cr_expect(strncmp(text, "{\"dlq_id\":\"", 11) == 0, "%s", text);
+    free(text);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 3);
+
+    /* an archive that cannot be written: nothing is removed, exit 1 */
+    r = RUN(NULL, "dlq", "purge", "--all", "--yes", "--archive", "/nonexistent-dir/a.jsonl");
+    cr_expect_eq(r.status, 1);
+    cr_expect(strstr(r.err, "/nonexistent-dir/a.jsonl") != NULL, "%s", r.err);
+    run_free(&r);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 3);
+}
+
+Test(cli, dlq_bad_filters_and_options_exit_2_with_a_message)
+{
+    char id[32];
+    add_dead("order.failed", "acme", id);
+    struct {
+        const char *args[6];
+        const char *says;
+    } cases[] = {
+        {{"list", "--since", "yesterday"}, "--since"},
+        {{"list", "--until", "2026-13-01T00:00:00Z"}, "--until"},
+        {{"summary", "--reason", "rejected"}, "retries_exhausted"},
+        {{"retry", "--type", "order.*"}, "--type"},
+        {{"retry", "--handler", "a/b/c"}, "--handler"},
+        {{"delete", "--since", "2026-11-27T00:00:00Z", "--until", "2026-11-26T00:00:00Z"},
+         "--since"},
+        {{"retry", "--tenant", "acme", "--rate", "fast"}, "--rate"},
+        {{"retry", "--tenant", "acme", "--limit", "0"}, "--limit"},
+        {{"list", "--offset", "5", "--cursor", "1-1"}, "--cursor"},
+        {{"list", "--cursor", "not-an-id"}, "cursor"},
+        {{"retry", id, "--type", "order.failed"}, "bulk form"},
+        {{"show", id, "--dry-run"}, "--dry-run"},
+        {{"retry", "--tenant", "acme", "--all"}, "--all"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *const *a = cases[i].args;
+        struct run r = run_ctl_url(R.url, NULL,
+                                   (const char *const[]){"dlq", a[0], a[1], a[2], a[3], a[4],
+                                                         a[5], NULL});
+        cr_expect_eq(r.status, 2, "case %zu exited %d: %s", i, r.status, r.err);
+        cr_expect(strstr(r.err, cases[i].says) != NULL, "case %zu: %s", i, r.err);
+        run_free(&r);
+    }
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 0);
+}
+
+Test(cli, dlq_bulk_without_filters_needs_all)
+{
+    char id[32];
+    for (int i = 0; i < 3; i++)
+        add_dead("order.failed", i ? "acme" : "globex", id);
+    const char *subs[] = {"retry", "delete", "purge"};
+    for (size_t i = 0; i < 3; i++) {
+        /* --yes confirms a removal; it does not stand for --all */
+        struct run r = i ? RUN(NULL, "dlq", subs[i], "--yes") : RUN(NULL, "dlq", subs[i]);
+        cr_expect_eq(r.status, 2, "%s", subs[i]);
+        cr_expect(strstr(r.err, "--all") != NULL, "%s: %s", subs[i], r.err);
+        run_free(&r);
+    }
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 3);
+    struct run r = RUN(NULL, "dlq", "retry", "--all", "--json");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *o = json_out(&r);
+    cr_expect_eq(jint(o, "retried"), 3);
+    json_decref(o);
+    run_free(&r);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 0);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 3);
+}
+
+/* One dead letter that cannot be retried (its stream is not a stream):
+ * the others are retried, it stays, and the exit status says so. */
+Test(cli, dlq_bulk_retry_with_a_failure_exits_1_and_keeps_it)
+{
+    freeReplyObject(redisCommand(rc_, "SET broken:key x"));
+    for (int i = 0; i < 5; i++)
+        add_dead_full("*", "order.failed", "acme", "reject", "[]",
+                      i == 2 ? "broken:key" : STREAM);
+    struct run r = RUN(NULL, "dlq", "retry", "--tenant", "acme");
+    cr_expect_eq(r.status, 1, "stderr: %s", r.err);
+    cr_expect_str_eq(r.out, "retried 4 of 5 matching (1 failed)\n");
+    cr_expect(strstr(r.err, "not a stream") != NULL, "%s", r.err);
+    run_free(&r);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 4);
+}
+
+Test(cli, dlq_bulk_respects_the_rate)
+{
+    for (int i = 0; i < 30; i++)
+        add_dead_full("*", "order.failed", "acme", "reject", "[]", STREAM);
+    long long t = harness_now_ms();
+    struct run r = RUN(NULL, "dlq", "retry", "--tenant", "acme", "--rate", "50/s");
+    long long took = harness_now_ms() - t;
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    run_free(&r);
+    /* the 30th starts 29/50 s after the first */
+    cr_expect_geq(took, 580, "30 retries at 50/s took %lld ms", took);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", STREAM), 30);
+}
+
+Test(cli, dlq_bulk_limit_takes_the_oldest)
+{
+    for (int i = 0; i < 10; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "%d-0", 1000 + i);
+        add_dead_full(id, "order.failed", "acme", "reject", "[]", STREAM);
+    }
+    struct run r = RUN(NULL, "dlq", "delete", "--tenant", "acme", "--limit", "3", "--yes");
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect_str_eq(r.out, "deleted 3 of 10 matching (0 failed)\n");
+    run_free(&r);
+    redisReply *x = redisCommand(rc_, "XRANGE %s - + COUNT 1", DLQ);
+    cr_expect_str_eq(x->element[0]->element[0]->str, "1003-0");
+    freeReplyObject(x);
 }
 
 /* Writes n NDJSON events of about 130 bytes (data.i = line number - 1)

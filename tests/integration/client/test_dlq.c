@@ -162,16 +162,19 @@ Test(dlq, list_spans_scan_pages)
     evbus_dlq_list_free(es, n);
 }
 
-Test(dlq, list_limit_outside_1_to_100_is_einval)
+Test(dlq, list_limit_outside_1_to_10000_is_einval)
 {
     evbus_dlq_entry_t *es;
     size_t n;
     char err[256];
-    cr_assert_eq(evbus_dlq_list(C, DLQ, NULL, 0, 101, &es, &n, err, sizeof err),
+    cr_assert_eq(evbus_dlq_list(C, DLQ, NULL, 0, 10001, &es, &n, err, sizeof err),
                  EVBUS_CLIENT_EINVAL);
     cr_assert(strstr(err, "limit") != NULL);
     cr_assert_eq(evbus_dlq_list(C, DLQ, NULL, 0, 0, &es, &n, NULL, 0), EVBUS_CLIENT_EINVAL);
-    cr_assert_eq(evbus_dlq_list(C, DLQ, NULL, 0, 100, &es, &n, NULL, 0), 0);
+    cr_assert_eq(evbus_dlq_list(C, DLQ, NULL, 0, 10000, &es, &n, NULL, 0), 0);
+    char next[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_dlq_page(C, DLQ, NULL, NULL, 10001, &es, &n, next, NULL, 0),
+                 EVBUS_CLIENT_EINVAL);
 }
 
 Test(dlq, list_filters_by_tenant_and_type)
@@ -296,4 +299,284 @@ Test(dlq, redis_down_is_eredis)
     evbus_dlq_entry_t e;
     cr_assert_eq(evbus_dlq_get(C, DLQ, "1-1", NULL, &e, NULL, 0), EVBUS_CLIENT_EREDIS);
     cr_assert_eq(harness_redis_restart(&R), 0);
+}
+
+/* A dead letter at an explicit DLQ id (so its dead-letter time is known),
+ * with the given reason and handlers (a JSON array). */
+static void add_dead_at(const char *id, const char *type, const char *tenant,
+                        const char *reason, const char *handlers)
+{
+    redisReply *r = redisCommand(rc_,
+                                 "XADD %s %s event {\"id\":\"ev-%s\"} stream %s id 1-1 "
+                                 "event_id ev-%s type %s tenant %s reason %s handlers %s "
+                                 "attempts 1 error e",
+                                 DLQ, id, id, STREAM, id, type, tenant, reason, handlers);
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD %s: %s", id, r ? r->str : "no reply");
+    freeReplyObject(r);
+}
+
+Test(dlq, filter_check_names_the_bad_field)
+{
+    char err[512];
+    struct {
+        evbus_dlq_filter_t f;
+        const char *field;
+    } bad[] = {
+        {{.reason = "rejected"}, "reason"},
+        {{.reason = ""}, "reason"},
+        {{.handler = ""}, "handler"},
+        {{.handler = "/x"}, "handler"},
+        {{.handler = "a/b/c"}, "handler"},
+        {{.handler = "a b"}, "handler"},
+        {{.type = "a.*"}, "type"},
+        {{.since_ms = 2000, .until_ms = 2000}, "since"},
+        {{.until_ms = -1}, "until"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_expect_eq(evbus_dlq_filter_check(NULL, &bad[i].f, err, sizeof err),
+                     EVBUS_CLIENT_EINVAL, "case %zu", i);
+        cr_expect(strncmp(err, bad[i].field, strlen(bad[i].field)) == 0, "case %zu: %s", i, err);
+    }
+    evbus_dlq_filter_t ok = {.tenant = "t", .type = "a.**", .reason = "handler_gone",
+                             .handler = "inst", .since_ms = 1, .until_ms = 2};
+    cr_expect_eq(evbus_dlq_filter_check(NULL, &ok, err, sizeof err), 0, "%s", err);
+    /* every function taking a filter refuses a bad one before reading */
+    evbus_dlq_filter_t f = {.reason = "nope"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, err, sizeof err), EVBUS_CLIENT_EINVAL);
+    cr_expect(strstr(err, "reject") != NULL, "the message lists the reasons: %s", err);
+}
+
+Test(dlq, reason_and_handler_filters)
+{
+    add_dead_at("1000-0", "a.b", "t", "reject", "[\"audit/main\"]");
+    add_dead_at("1000-1", "a.b", "t", "reject", "[\"mail/send\",\"audit/other\"]");
+    add_dead_at("1000-2", "a.b", "t", "poison", "[\"auditor/main\"]");
+    add_dead_at("1000-3", "a.b", "t", "reject", "not json");
+    evbus_dlq_filter_t f = {.reason = "reject"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 3);
+    f = (evbus_dlq_filter_t){.handler = "audit/main"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 1);
+    f = (evbus_dlq_filter_t){.handler = "audit"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 2, "an instance is not a prefix");
+    f = (evbus_dlq_filter_t){.handler = "audit", .reason = "poison"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 0);
+    f = (evbus_dlq_filter_t){.handler = "mail/send", .reason = "reject", .tenant = "t"};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 1);
+}
+
+Test(dlq, since_and_until_are_dead_letter_times_from_the_dlq_id)
+{
+    add_dead_at("1000-0", "a.b", "t", "reject", "[]");
+    add_dead_at("1999-5", "a.b", "t", "reject", "[]");
+    add_dead_at("2000-0", "a.b", "t", "reject", "[]");
+    add_dead_at("2000-1", "a.b", "t", "reject", "[]");
+    add_dead_at("3000-0", "a.b", "t", "reject", "[]");
+    evbus_dlq_filter_t f = {.since_ms = 2000};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 3, "since is inclusive");
+    f = (evbus_dlq_filter_t){.until_ms = 2000};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 2, "until is exclusive");
+    f = (evbus_dlq_filter_t){.since_ms = 1500, .until_ms = 3000};
+    cr_expect_eq(evbus_dlq_count(C, DLQ, &f, NULL, 0), 3);
+    evbus_dlq_entry_t *es;
+    size_t n;
+    char next[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_dlq_page(C, DLQ, &f, "2000-1", 10, &es, &n, next, NULL, 0), 0);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(es[0].dlq_id, "2000-0");
+    cr_expect_str_eq(es[1].dlq_id, "1999-5");
+    cr_expect_str_eq(next, "");
+    evbus_dlq_list_free(es, n);
+    /* a cursor past until is bounded by until */
+    cr_assert_eq(evbus_dlq_page(C, DLQ, &f, "9000-0", 1, &es, &n, next, NULL, 0), 0);
+    cr_expect_str_eq(es[0].dlq_id, "2000-1");
+    cr_expect_str_eq(next, "2000-1");
+    evbus_dlq_list_free(es, n);
+}
+
+/* Pages of 100 over 250 entries, with dead letters added and removed
+ * between pages: each entry there at the start is seen exactly once, in
+ * order, and the last page says there is no next one. */
+Test(dlq, page_cursor_walks_everything_once_under_concurrent_writes)
+{
+    char ids[250][32];
+    for (int i = 0; i < 250; i++)
+        add_dead("a.b", "t", "reject", ids[i]);
+    char cursor[EVBUS_STREAM_ID_LEN] = "";
+    int seen = 0, pages = 0;
+    for (;;) {
+        evbus_dlq_entry_t *es;
+        size_t n;
+        char next[EVBUS_STREAM_ID_LEN], err[256];
+        cr_assert_eq(evbus_dlq_page(C, DLQ, NULL, cursor, 100, &es, &n, next, err, sizeof err),
+                     0, "%s", err);
+        pages++;
+        for (size_t i = 0; i < n; i++, seen++)
+            cr_assert_str_eq(es[i].dlq_id, ids[249 - seen], "entry %d", seen);
+        evbus_dlq_list_free(es, n);
+        char fresh[32];
+        add_dead("a.b", "t", "reject", fresh); /* newer than the walk: never in it */
+        if (!next[0])
+            break;
+        /* removing the page's last entry does not move the next page */
+        cr_assert_eq(evbus_dlq_delete(C, DLQ, next, NULL, NULL, 0), 0);
+        snprintf(cursor, sizeof cursor, "%s", next);
+    }
+    cr_expect_eq(seen, 250);
+    cr_expect_eq(pages, 3);
+    evbus_dlq_entry_t *es;
+    size_t n;
+    char next[EVBUS_STREAM_ID_LEN];
+    cr_expect_eq(evbus_dlq_page(C, DLQ, NULL, "not-an-id", 10, &es, &n, next, NULL, 0),
+                 EVBUS_CLIENT_EINVAL);
+}
+
+Test(dlq, page_with_exactly_limit_matches_has_no_next)
+{
+    char id[32];
+    for (int i = 0; i < 5; i++)
+        add_dead("a.b", "t", "reject", id);
+    evbus_dlq_entry_t *es;
+    size_t n;
+    char next[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_dlq_page(C, DLQ, NULL, NULL, 5, &es, &n, next, NULL, 0), 0);
+    cr_expect_eq(n, 5);
+    cr_expect_str_eq(next, "");
+    evbus_dlq_list_free(es, n);
+}
+
+static int stop_after_two(const evbus_dlq_entry_t *e, void *ud)
+{
+    (void)e;
+    return ++*(int *)ud == 2 ? 1 : 0;
+}
+
+static int fail_at_once(const evbus_dlq_entry_t *e, void *ud)
+{
+    (void)e, (void)ud;
+    return -42;
+}
+
+Test(dlq, scan_stops_when_the_callback_says_so)
+{
+    char id[32];
+    for (int i = 0; i < 5; i++)
+        add_dead("a.b", "t", "reject", id);
+    int calls = 0;
+    cr_expect_eq(evbus_dlq_scan(C, DLQ, NULL, stop_after_two, &calls, NULL, 0), 0);
+    cr_expect_eq(calls, 2);
+    cr_expect_eq(evbus_dlq_scan(C, DLQ, NULL, fail_at_once, NULL, NULL, 0), -42);
+}
+
+/* The archive line of every entry: dlq_id first, then each stream field
+ * in stream order, values as strings. */
+static void expect_archived(const char *line, const char *dlq_id)
+{
+    json_error_t je;
+    json_t *o = json_loads(line, 0, &je);
+    cr_assert_not_null(o, "not JSON: %s", line);
+    const char *key = json_object_iter_key(json_object_iter(o));
+    cr_expect_str_eq(key, "dlq_id");
+    cr_expect_str_eq(json_string_value(json_object_get(o, "dlq_id")), dlq_id);
+    cr_expect_str_eq(json_string_value(json_object_get(o, "attempts")), "3");
+    cr_expect_str_eq(json_string_value(json_object_get(o, "reason")), "reject");
+    cr_expect_str_eq(json_string_value(json_object_get(o, "handlers")), "[\"inst/sub\"]");
+    cr_expect(strstr(json_string_value(json_object_get(o, "event")), "\"tenantid\":\"acme\""));
+    json_decref(o);
+}
+
+Test(dlq, remove_archives_first_and_reports_what_it_deleted)
+{
+    char a[32], b[32], other[32];
+    add_dead("order.failed", "acme", "reject", a);
+    add_dead("order.failed", "acme", "reject", b);
+    add_dead("order.failed", "globex", "reject", other);
+    char *dir = harness_tmpdir("dlq-archive");
+    char path[512];
+    snprintf(path, sizeof path, "%s/archive.jsonl", dir);
+    const char *ids[] = {a, "1-1", b, other};
+    evbus_dlq_entry_t *es;
+    size_t n;
+    char err[256];
+    cr_assert_eq(evbus_dlq_remove(C, DLQ, ids, 4, "acme", path, &es, &n, err, sizeof err), 2,
+                 "%s", err);
+    cr_assert_eq(n, 2);
+    cr_expect_str_eq(es[0].dlq_id, a);
+    cr_expect_str_eq(es[1].dlq_id, b);
+    cr_expect_str_eq(es[1].event_id, "ev-order.failed-acme");
+    evbus_dlq_list_free(es, n);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1, "globex's entry stays");
+    cr_assert_eq(harness_count_lines(path), 2);
+    char *text = harness_read_file(path);
+    char *second = strchr(text, '\n') + 1;
+    second[-1] = '\0';
+    expect_archived(text, a);
+    expect_archived(second, b);
+    free(text);
+
+    /* nothing matched: nothing written, nothing deleted */
+    cr_assert_eq(evbus_dlq_remove(C, DLQ, ids, 2, "acme", path, NULL, NULL, NULL, 0), 0);
+    cr_expect_eq(harness_count_lines(path), 2);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+Test(dlq, remove_keeps_everything_when_the_archive_cannot_be_written)
+{
+    char a[32];
+    add_dead("order.failed", "acme", "reject", a);
+    const char *ids[] = {a};
+    char err[256];
+    cr_assert_eq(evbus_dlq_remove(C, DLQ, ids, 1, NULL, "/nonexistent-dir/archive.jsonl", NULL,
+                                  NULL, err, sizeof err),
+                 EVBUS_CLIENT_EIO);
+    cr_expect(strstr(err, "/nonexistent-dir/archive.jsonl") && strstr(err, "nothing"), "%s",
+              err);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1);
+    /* without an archive it is simply deleted */
+    cr_expect_eq(evbus_dlq_remove(C, DLQ, ids, 1, NULL, NULL, NULL, NULL, NULL, 0), 1);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 0);
+    const char *bad[] = {"x"};
+    cr_expect_eq(evbus_dlq_remove(C, DLQ, bad, 1, NULL, NULL, NULL, NULL, NULL, 0),
+                 EVBUS_CLIENT_EINVAL);
+}
+
+Test(dlq, archive_keeps_bytes_that_are_not_utf8_as_base64)
+{
+    redisReply *r = redisCommand(rc_, "XADD %s * event %b reason unparseable", DLQ,
+                                 "\xff\xfe{", (size_t)3);
+    cr_assert(r && r->type == REDIS_REPLY_STRING);
+    freeReplyObject(r);
+    r = redisCommand(rc_, "XRANGE %s - +", DLQ);
+    char *dir = harness_tmpdir("dlq-archive");
+    char path[512];
+    snprintf(path, sizeof path, "%s/a.jsonl", dir);
+    char err[256];
+    cr_assert_eq(evbus_dlq_archive_append(path, r->element, r->elements, err, sizeof err), 0,
+                 "%s", err);
+    freeReplyObject(r);
+    char *text = harness_read_file(path);
+    json_t *o = json_loads(text, 0, NULL);
+    cr_assert_not_null(o, "%s", text);
+    cr_expect_null(json_object_get(o, "event"));
+    cr_expect_str_eq(json_string_value(json_object_get(o, "event_base64")), "//57");
+    cr_expect_str_eq(json_string_value(json_object_get(o, "reason")), "unparseable");
+    json_decref(o);
+    free(text);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+Test(dlq, retry_into_a_key_that_is_not_a_stream_keeps_the_dead_letter)
+{
+    redisReply *r = redisCommand(rc_, "XADD %s * event {} stream not:a:stream id 1-1 tenant t",
+                                 DLQ);
+    char id[32];
+    snprintf(id, sizeof id, "%s", r->str);
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(rc_, "SET not:a:stream x"));
+    char new_id[EVBUS_STREAM_ID_LEN], err[256];
+    cr_assert_eq(evbus_dlq_retry(C, DLQ, id, NULL, new_id, sizeof new_id, err, sizeof err),
+                 EVBUS_CLIENT_EREDIS);
+    cr_expect(strstr(err, "not a stream") != NULL, "%s", err);
+    cr_expect_eq(harness_redis_int(rc_, "XLEN %s", DLQ), 1, "the dead letter must stay");
 }

@@ -141,8 +141,19 @@ Test(e2e_dlq, purge_by_tenant_removes_only_that_tenants_entries)
                  0);
     cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 0);
     json_decref(res);
-    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--yes", "--json", NULL), 0);
+    /* without a filter a purge needs --all */
+    cr_expect_eq(e2e_ctl(&E, NULL, NULL, "dlq", "purge", "--yes", NULL), 2);
+    cr_assert_eq(e2e_ctl_json(&E, &res, "dlq", "purge", "--all", "--yes", "--json", NULL), 0);
     cr_expect_eq(json_integer_value(json_object_get(res, "purged")), 1);
     json_decref(res);
     cr_expect_eq(fx_xlen(&E.fx, "t:events:dlq"), 0);
+
+    /* everything purged is in dlq.archive (default <state_dir>/dlq-archive.jsonl) */
+    char archive[700];
+    snprintf(archive, sizeof archive, "%s/dlq-archive.jsonl", E.fx.state);
+    cr_expect_eq(harness_count_lines(archive), 3);
+    char *text = harness_read_file(archive);
+    cr_expect(text && strstr(text, "\"event_id\":\"a-1\"") && strstr(text, "\"event_id\":\"b-1\""),
+              "%s", text);
+    free(text);
 }

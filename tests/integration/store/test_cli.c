@@ -4,6 +4,7 @@
  */
 #include "fixture.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,4 +219,143 @@ Test(cli, show_of_an_id_gone_with_an_expired_day_says_metadata_expired)
         free(out);
         free(err);
     }
+}
+
+/* ------------------------------------------------ dlq delete / purge */
+
+/* evbusctl --postgres PG --redis REDIS args... (NULL-terminated). */
+static int ctl_dlq(char **out, char **err, ...)
+{
+    char *bin = harness_build_path("host/ctl/evbusctl");
+    const char *argv[24] = {bin, "--postgres", fx_pg.url, "--redis", fx_redis.url};
+    int n = 5;
+    va_list ap;
+    va_start(ap, err);
+    for (const char *a; n < 23 && (a = va_arg(ap, const char *));)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    int rc = harness_run((char *const *)argv, NULL, NULL, out, err, 60000);
+    free(bin);
+    return rc;
+}
+
+/* A metadata row and, with a DLQ entry, its dead letter (replay_job when
+ * job is not NULL); the DLQ id goes to dlq_id. */
+static void dead_event(PGconn *pg, redisContext *r, const char *id, const char *tenant,
+                       const char *status, const char *job, char dlq_id[32])
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events (id, type, tenant, status, status_at, completed_at) VALUES "
+             "('%s', 'order.failed', '%s', '%s', now() - interval '1 hour', now())",
+             id, tenant, status);
+    PQclear(PQexec(pg, sql));
+    redisReply *x = job ? redisCommand(r,
+                                       "XADD evbus:events:dlq * event {} stream evbus:events "
+                                       "id 1-1 event_id %s type order.failed tenant %s reason "
+                                       "reject handlers [] replay_job %s",
+                                       id, tenant, job)
+                        : redisCommand(r,
+                                       "XADD evbus:events:dlq * event {} stream evbus:events "
+                                       "id 1-1 event_id %s type order.failed tenant %s reason "
+                                       "reject handlers []",
+                                       id, tenant);
+    cr_assert(x && x->type == REDIS_REPLY_STRING);
+    snprintf(dlq_id, 32, "%s", x->str);
+    freeReplyObject(x);
+}
+
+static char *status_of(PGconn *pg, const char *id)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT status FROM events WHERE id = '%s'", id);
+    return fx_scalar(pg, sql);
+}
+
+#define EXPECT_STATUS(pg, id, want)                                                          \
+    do {                                                                                     \
+        char *st_ = status_of(pg, id);                                                       \
+        cr_expect(st_ && strcmp(st_, want) == 0, "%s: %s, want %s", id, st_, want);          \
+        free(st_);                                                                           \
+    } while (0)
+
+Test(cli, dlq_purge_archives_and_marks_the_events_purged)
+{
+    PGconn *pg = fx_connect();
+    redisContext *r = harness_redis_connect(&fx_redis);
+    char id[32];
+    dead_event(pg, r, "a-1", "a", "DEAD_LETTERED", NULL, id);
+    dead_event(pg, r, "a-2", "a", "DEAD_LETTERED", NULL, id);
+    dead_event(pg, r, "a-done", "a", "COMPLETED", NULL, id); /* delivered since */
+    dead_event(pg, r, "a-replay", "a", "DEAD_LETTERED", "job-1", id);
+    dead_event(pg, r, "b-1", "b", "DEAD_LETTERED", NULL, id);
+    char *dir = harness_tmpdir("dlq-purge");
+    char archive[512];
+    snprintf(archive, sizeof archive, "%s/archive.jsonl", dir);
+
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(ctl_dlq(&out, &err, "dlq", "purge", "--tenant", "a", "--yes", "--archive",
+                         archive, "--json", NULL),
+                 0, "%s", err);
+    json_t *o = json_loads(out, 0, NULL);
+    cr_assert_not_null(o, "%s", out);
+    cr_expect_eq(json_integer_value(json_object_get(o, "purged")), 4);
+    cr_expect_eq(json_integer_value(json_object_get(o, "marked_purged")), 2);
+    json_decref(o);
+    free(out);
+    free(err);
+    cr_expect_eq(harness_count_lines(archive), 4);
+    EXPECT_STATUS(pg, "a-1", "PURGED");
+    EXPECT_STATUS(pg, "a-2", "PURGED");
+    EXPECT_STATUS(pg, "a-done", "COMPLETED");
+    EXPECT_STATUS(pg, "a-replay", "DEAD_LETTERED"); /* a replay's dead letter is not the row's */
+    EXPECT_STATUS(pg, "b-1", "DEAD_LETTERED");
+    cr_expect_eq(fx_count(pg, "SELECT count(*) FROM events WHERE status = 'PURGED' AND "
+                              "status_at > now() - interval '1 minute'"),
+                 2);
+
+    /* evbusctl events sees the new status */
+    cr_assert_eq(ctl_dlq(&out, &err, "events", "list", "--status", "PURGED", "--json", NULL), 0,
+                 "%s", err);
+    json_t *rows = json_loads(out, 0, NULL);
+    cr_expect_eq(json_array_size(rows), 2, "%s", out);
+    json_decref(rows);
+    free(out);
+    free(err);
+    PQfinish(pg);
+    redisFree(r);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+Test(cli, dlq_delete_marks_purged_and_needs_migration_0007)
+{
+    PGconn *pg = fx_connect();
+    redisContext *r = harness_redis_connect(&fx_redis);
+    char one[32], id[32];
+    dead_event(pg, r, "a-1", "a", "DEAD_LETTERED", NULL, one);
+    dead_event(pg, r, "b-1", "b", "DEAD_LETTERED", NULL, id);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(ctl_dlq(&out, &err, "dlq", "delete", one, NULL), 0, "%s", err);
+    free(out);
+    free(err);
+    EXPECT_STATUS(pg, "a-1", "PURGED");
+
+    /* a schema without the PURGED status: nothing is removed */
+    PQclear(PQexec(pg, "DELETE FROM schema_migrations WHERE version = 7"));
+    cr_expect_eq(ctl_dlq(&out, &err, "dlq", "delete", "--tenant", "b", "--yes", NULL), 1);
+    cr_expect(strstr(err, "migrate up") && strstr(err, "--no-metadata"), "%s", err);
+    free(out);
+    free(err);
+    cr_expect_eq(harness_redis_int(r, "XLEN evbus:events:dlq"), 1);
+    cr_expect_eq(ctl_dlq(&out, &err, "dlq", "delete", "--tenant", "b", "--yes", "--no-metadata",
+                         NULL),
+                 0, "%s", err);
+    free(out);
+    free(err);
+    cr_expect_eq(harness_redis_int(r, "XLEN evbus:events:dlq"), 0);
+    EXPECT_STATUS(pg, "b-1", "DEAD_LETTERED");
+    PQfinish(pg);
+    redisFree(r);
 }

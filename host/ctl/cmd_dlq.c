@@ -649,17 +649,18 @@ static int dlq_bulk(evbus_client_t *c, const char *dlq, const struct dlq_args *a
     const char *archive = a->archive ? a->archive : ctl_env()->dlq_archive;
     PGconn *pg = NULL;
     if (act != DLQ_BULK_RETRY && ids.n > 0) {
-        if (act == DLQ_BULK_PURGE && !archive)
-            rc = ctl_fail("dlq", "no archive file: give --archive PATH");
-        if (rc == CTL_OK)
-            pg = dlq_metadata(a, &rc);
-        if (rc == CTL_OK && !a->yes && !isatty(STDIN_FILENO))
+        /* usage problems first, then the servers, then the question */
+        if (!a->yes && !isatty(STDIN_FILENO))
             rc = ctl_usage_error("dlq", "%s of %zu dead letters matching %s needs "
                                         "confirmation, and stdin is not a terminal: add --yes",
                                  a->sub, ids.n, what);
-        else if (rc == CTL_OK && !a->yes && !dlq_confirm(act == DLQ_BULK_PURGE ? "Purge"
-                                                                               : "Delete",
-                                                          ids.n, what))
+        else if (act == DLQ_BULK_PURGE && !archive)
+            rc = ctl_usage_error("dlq", "no archive file: give --archive PATH (or -c DIR for "
+                                        "dlq.archive)");
+        if (rc == CTL_OK)
+            pg = dlq_metadata(a, &rc);
+        if (rc == CTL_OK && !a->yes && !dlq_confirm(act == DLQ_BULK_PURGE ? "Purge" : "Delete",
+                                                   ids.n, what))
             rc = ctl_fail("dlq", "%s cancelled; nothing was removed", a->sub);
     }
     if (rc == CTL_OK) {

@@ -63,6 +63,9 @@ static int list(int argc, char **argv)
                 return ctl_usage_error("pending", "--limit: expected 1..10000, got '%s'", v);
         } else if (!strcmp(argv[i], "--json")) {
             json = true;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CTL_OK;
         } else {
             return ctl_usage_error("pending", "unexpected argument '%s'", argv[i]);
         }
@@ -132,7 +135,10 @@ static int quarantine(int argc, char **argv)
             why = v;
         else if (!strcmp(argv[i], "--json"))
             json = true;
-        else if (argv[i][0] == '-' || id)
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CTL_OK;
+        } else if (argv[i][0] == '-' || id)
             return ctl_usage_error("pending", "unexpected argument '%s'", argv[i]);
         else
             id = argv[i];

@@ -39,7 +39,28 @@ static const char TRIM_LUA[] =
     "local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
     "local fid = ''\n"
     "if #f > 0 then fid = f[1][1] end\n"
-    "return {trimmed, fl, who, redis.call('XLEN', KEYS[1]), fid, blocked}\n";
+    /* what the protected groups still owe: pending + unread (lag), the most
+     * of any group; -1 when Redis does not know a lag */
+    "local owed = 0\n"
+    "local okg, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])\n"
+    "if okg then\n"
+    "  local want = nil\n"
+    "  if ARGV[3] ~= 'all' then\n"
+    "    want = {}\n"
+    "    for n in string.gmatch(ARGV[3], '[^,]+') do want[n] = true end\n"
+    "  end\n"
+    "  for _, g in ipairs(groups) do\n"
+    "    local f = {}\n"
+    "    for i = 1, #g, 2 do f[g[i]] = g[i + 1] end\n"
+    "    if want == nil or want[f['name']] then\n"
+    "      local lag = f['lag']\n"
+    "      if type(lag) ~= 'number' then owed = -1; break end\n"
+    "      local o = tonumber(f['pending']) + lag\n"
+    "      if o > owed then owed = o end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return {trimmed, fl, who, redis.call('XLEN', KEYS[1]), fid, blocked, owed}\n";
 
 struct retention {
     char *stream, *owner, *policy_key, *lease_key, *full_key;
@@ -49,7 +70,7 @@ struct retention {
     pthread_mutex_t lock;  /* guards the view below (health reads it) */
     bool leased;
     char lease_holder[128];
-    long long entries, bytes;
+    long long entries, bytes, owed;
     int64_t oldest_ms;     /* wall ms of the first entry, 0 = empty */
     char floor[48], floor_group[128];
     bool blocked;          /* the floor stopped a trim the policy wanted */
@@ -126,6 +147,18 @@ static int take_lease(retention_t *r, redisContext *c, uint64_t ttl_ms)
         return -1;
     freeReplyObject(x);
     return 1;
+}
+
+/* Compare stream ids "ms-seq" numerically: <0, 0, >0. */
+static int id_cmp(const char *a, const char *b)
+{
+    unsigned long long am = strtoull(a, NULL, 10), bm = strtoull(b, NULL, 10);
+    const char *ad = strchr(a, '-'), *bd = strchr(b, '-');
+    unsigned long long as = ad ? strtoull(ad + 1, NULL, 10) : 0;
+    unsigned long long bs = bd ? strtoull(bd + 1, NULL, 10) : 0;
+    if (am != bm)
+        return am < bm ? -1 : 1;
+    return as < bs ? -1 : as > bs ? 1 : 0;
 }
 
 static long long int_of(const redisReply *x)
@@ -213,6 +246,12 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
         if (!keep || fit < keep)
             keep = fit;
     }
+    /* Trim acknowledged entries down to 90 % of a cap, not to the cap: a
+     * stream whose consumers keep up then never meets the cap, publishers
+     * are never refused, and the fill level says what is still owed. */
+    long long full_at = keep;
+    if (keep > 10)
+        keep -= keep / 10;
     char age[48] = "0", keeps[24];
     if (s->max_age_ms)
         snprintf(age, sizeof age, "%lld-0", (long long)(clock_wall_ms() - (int64_t)s->max_age_ms));
@@ -222,7 +261,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     x = redisCommandArgv(c, 7, argv, NULL);
     if (!x)
         return -1;
-    if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 6) {
+    if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 7) {
         log_error("retention", "trimming %s: %s", r->stream,
                   x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
         freeReplyObject(x);
@@ -234,8 +273,13 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     const char *fid = str_of(x->element[4]);
     int64_t oldest = fid[0] ? strtoll(fid, NULL, 10) : 0;
     long long bytes_after = len > 0 ? (long long)((double)bytes * after / len) : 0;
-    bool at_cap = blocked && ((s->max_entries && after >= s->max_entries) ||
-                              (s->max_bytes && bytes_after >= (long long)s->max_bytes));
+    /* full: at a cap with nothing left that every protected group is done
+     * with (the first entry is at or above the floor) — what the publish
+     * guard refuses on; blocked: the floor stopped a trim the policy wanted */
+    bool at_cap_now = (full_at && after >= full_at) ||
+                      (s->max_bytes && bytes_after >= (long long)s->max_bytes);
+    bool at_cap = at_cap_now && fid[0] && id_cmp(fid, str_of(x->element[1])) >= 0;
+    blocked = blocked || at_cap;
     pthread_mutex_lock(&r->lock);
     r->entries = after;
     r->bytes = bytes_after;
@@ -282,19 +326,24 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
         r->full_set = false;
     }
 
-    /* warnings at 80 % / 95 % of each cap; blocked at a cap is an error */
+    /* warnings at 80 % / 95 % of each cap, counting what the groups still
+     * owe (acknowledged entries can always be trimmed); full is an error */
     int level = 0;
     char why[512] = "";
+    long long owed = int_of(x->element[6]);
+    if (owed < 0 || owed > after)
+        owed = after; /* no lag known: count everything */
     double fill = 0;
     if (s->max_entries)
-        fill = (double)after / s->max_entries;
-    if (s->max_bytes && (double)bytes_after / (double)s->max_bytes > fill)
-        fill = (double)bytes_after / (double)s->max_bytes;
+        fill = (double)owed / s->max_entries;
+    if (s->max_bytes && after > 0 &&
+        (double)bytes_after * owed / after / (double)s->max_bytes > fill)
+        fill = (double)bytes_after * owed / after / (double)s->max_bytes;
     if (at_cap || fill >= 0.95) {
         level = 2;
         snprintf(why, sizeof why, "%s (%lld entries, about %lld bytes); consumer group %s holds "
                  "the trim floor at %s", at_cap ? "full: publishers are refused"
-                                                : "at 95%% of its retention cap",
+                                                : "at 95% of its retention cap",
                  after, bytes_after, r->floor_group[0] ? r->floor_group : "(none)", r->floor);
     } else if (fill >= 0.80) {
         level = 1;
@@ -302,6 +351,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
                  after, bytes_after);
     }
     pthread_mutex_lock(&r->lock);
+    r->owed = owed;
     note_level(r, level, why);
     pthread_mutex_unlock(&r->lock);
     if (blocked && !at_cap)
@@ -336,6 +386,7 @@ json_t *retention_health(retention_t *r)
         json_object_set_new(o, "trimmer_host", json_string(r->lease_holder));
     json_object_set_new(o, "entries", json_integer(r->entries));
     json_object_set_new(o, "bytes", json_integer(r->bytes));
+    json_object_set_new(o, "owed", json_integer(r->owed));
     json_object_set_new(o, "oldest_entry_age_s",
                         json_integer(r->oldest_ms ? (clock_wall_ms() - r->oldest_ms) / 1000 : 0));
     json_object_set_new(o, "floor", json_string(r->floor));

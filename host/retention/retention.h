@@ -9,7 +9,9 @@
  * not read or not acknowledged) and trims with XTRIM MINID to the largest
  * cut the policy asks for (age: entries older than max_age; caps: oldest
  * first down to max_entries, and to the entry count that fits max_bytes at
- * the sampled bytes per entry) but never past the floor.  When a cap is
+ * the sampled bytes per entry; at a cap it trims down to 90 % of it, so a
+ * stream whose consumers keep up never meets it) but never past the floor.
+ * When a cap is
  * reached and the floor stops the trim, the policy is *blocked*: the group
  * holding the floor is named in health, and the stream is flagged full
  * for max_bytes (<stream>:retention:full, expiring unless renewed) — the

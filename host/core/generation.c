@@ -163,11 +163,37 @@ static int add_upcasters(generation_t *g, const plugin_lib_t *lib, const cfg_pos
     return 0;
 }
 
+/* Every `handler:` of ci's subscriptions names a subscriber of lib. */
+static int check_handler_names(const plugin_lib_t *lib, const cfg_instance_t *ci,
+                               cfg_errors_t *errs)
+{
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    int failed = 0;
+    for (size_t k = 0; k < ci->n_subs; k++) {
+        const cfg_subscription_t *s = &ci->subs[k];
+        if (plugin_lib_find_subscriber(lib, s->handler))
+            continue;
+        failed = 1;
+        if (!s->handler) {
+            cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler to subscribe (it offers "
+                           "only upcasters)", d->name);
+            continue;
+        }
+        char names[512];
+        plugin_lib_subscriber_names(lib, names, sizeof names);
+        cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler named '%s' (valid: %s)",
+                       d->name, s->handler, names[0] ? names : "none");
+    }
+    return failed ? -1 : 0;
+}
+
 /*
  * First pass over the instances: open each library, or pick the previous
  * generation's instance whose state it will adopt, and check each config
- * against its plugin's config map.  No init() runs for a generation whose
- * libraries or configs are wrong, and every such error is reported.
+ * against its plugin's config map and each subscription's `handler:`
+ * against its subscribers.  No init() runs for a generation whose
+ * libraries, configs or handler names are wrong, and every such error is
+ * reported.
  * libs[i] receives the library of instance i, adopt[i] the instance to
  * adopt (NULL: call init).
  */
@@ -191,6 +217,8 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
             continue;
         }
         if (plugin_config_check(libs[i], ci, errs) != 0)
+            failed = 1;
+        if (check_handler_names(libs[i], ci, errs) != 0)
             failed = 1;
     }
     return failed ? -1 : 0;
@@ -239,7 +267,9 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
         } else {
             if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(), &inst,
                                     err, sizeof err) != 0) {
-                cfg_errors_add(errs, &ci->config_pos, "%s", err);
+                /* at `config:`, or at the entry when it has none */
+                cfg_errors_add(errs, ci->config_pos.file ? &ci->config_pos : &ci->pos, "%s",
+                               err);
                 failed = 1;
                 continue;
             }
@@ -254,13 +284,8 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
         if (ci->n_subs) {
             for (size_t k = 0; k < ci->n_subs; k++) {
                 const cfg_subscription_t *s = &ci->subs[k];
+                /* found: resolve_instances checked every name before any init */
                 const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, s->handler);
-                if (!sub) {
-                    cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler named '%s'",
-                                   d->name, s->handler ? s->handler : "(first)");
-                    failed = 1;
-                    continue;
-                }
                 gen_handler_t *h = &g->handlers[g->n_handlers++];
                 snprintf(h->name, sizeof h->name, "%s/%s", ci->name, sub->name);
                 h->kind = GEN_HANDLER_PLUGIN;

@@ -352,6 +352,32 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
 
 /* ---- libraries --------------------------------------------------------- */
 
+/*
+ * dlerror()'s text names the private copy, a file that no longer exists
+ * and that the operator never wrote: drop its "<copy>: " prefix and put
+ * the original path wherever else the copy is named.
+ */
+static void plugin_dl_message(const char *msg, const char *copy, const char *path, char *out,
+                              size_t outlen)
+{
+    if (!msg)
+        msg = "unknown error";
+    size_t cl = strlen(copy), o = 0;
+    if (strncmp(msg, copy, cl) == 0 && strncmp(msg + cl, ": ", 2) == 0)
+        msg += cl + 2;
+    out[0] = '\0';
+    for (const char *p = msg; *p && o + 1 < outlen;) {
+        bool is_copy = strncmp(p, copy, cl) == 0;
+        size_t n = is_copy ? strlen(path) : 1;
+        if (n > outlen - 1 - o)
+            n = outlen - 1 - o;
+        memcpy(out + o, is_copy ? path : p, n);
+        o += n;
+        p += is_copy ? cl : 1;
+    }
+    out[o] = '\0';
+}
+
 int plugin_lib_open(const char *path, const char *private_dir, plugin_lib_t **out, char *err,
                     size_t errlen)
 {
@@ -362,20 +388,23 @@ int plugin_lib_open(const char *path, const char *private_dir, plugin_lib_t **ou
     dlerror();
     void *handle = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
-        const char *msg = dlerror();
-        snprintf(err, errlen, "%s: dlopen failed: %s", path, msg ? msg : "unknown error");
+        char msg[1024];
+        plugin_dl_message(dlerror(), copy, path, msg, sizeof msg);
+        snprintf(err, errlen, "%s: dlopen failed: %s", path, msg);
         unlink(copy);
         return -1;
     }
     /* The mapping keeps the code alive; the name must not be found again. */
     unlink(copy);
 
-    dlerror();
+    /* dlerror() would only name the private copy: say what to change. */
     void *sym = dlsym(handle, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
     if (!sym) {
-        const char *msg = dlerror();
-        snprintf(err, errlen, "%s: missing symbol %s: %s", path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL,
-                 msg ? msg : "symbol is NULL");
+        snprintf(err, errlen,
+                 "%s: missing symbol %s: the library exports no function of that name; "
+                 "define it with EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it "
+                 "EVBUS_PLUGIN_EXPORT when building with -fvisibility=hidden",
+                 path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
         dlclose(handle);
         return -1;
     }
@@ -510,16 +539,16 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
     size_t problems = config_map_check(lib->desc, name, config_json, plugin_keep_first, &first);
     if (problems > 0) {
         if (problems == 1)
-            snprintf(err, errlen, "-: instance '%s' (%s): %s", name, lib->path, first.text);
+            snprintf(err, errlen, "instance '%s' (%s): %s", name, lib->path, first.text);
         else
-            snprintf(err, errlen, "-: instance '%s' (%s): %s (and %zu more)", name, lib->path,
+            snprintf(err, errlen, "instance '%s' (%s): %s (and %zu more)", name, lib->path,
                      first.text, problems - 1);
         return -1;
     }
     plugin_instance_t *inst = plugin_instance_alloc(lib, name, config_json);
     plugin_state_box_t *box = calloc(1, sizeof *box);
     if (!inst || !box) {
-        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", name, lib->path);
+        snprintf(err, errlen, "instance '%s' (%s): out of memory", name, lib->path);
         if (inst)
             plugin_instance_release(inst);
         free(box);
@@ -536,8 +565,11 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
     plugin_set_current(saved);
     if (rc != 0) {
         perr[sizeof perr - 1] = '\0';
-        snprintf(err, errlen, "-: instance '%s' (%s): init failed: %s", name, lib->path,
-                 perr[0] ? perr : "(no message)");
+        if (perr[0])
+            snprintf(err, errlen, "instance '%s' (%s): init failed: %s", name, lib->path, perr);
+        else
+            snprintf(err, errlen, "instance '%s' (%s): init failed (returned %d) and gave no "
+                     "message", name, lib->path, rc);
         pthread_mutex_destroy(&box->mu);
         free(box);
         plugin_instance_release(inst);
@@ -552,13 +584,13 @@ int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char 
                           size_t errlen)
 {
     if (!(old->lib->desc->flags & EVBUS_PLUGIN_F_KEEP_STATE)) {
-        snprintf(err, errlen, "-: instance '%s' (%s): plugin does not set KEEP_STATE",
+        snprintf(err, errlen, "instance '%s' (%s): plugin does not set KEEP_STATE",
                  old->name, old->lib->path);
         return -1;
     }
     plugin_instance_t *inst = plugin_instance_alloc(old->lib, old->name, old->config_json);
     if (!inst) {
-        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", old->name,
+        snprintf(err, errlen, "instance '%s' (%s): out of memory", old->name,
                  old->lib->path);
         return -1;
     }
@@ -603,16 +635,34 @@ void *plugin_instance_state(const plugin_instance_t *inst) { return inst->box->s
 
 plugin_lib_t *plugin_instance_lib(const plugin_instance_t *inst) { return inst->lib; }
 
-const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
-                                                          const char *name)
+const evbus_subscriber_t *plugin_lib_find_subscriber(const plugin_lib_t *lib, const char *name)
 {
-    const evbus_plugin_descriptor_t *d = inst->lib->desc;
+    const evbus_plugin_descriptor_t *d = lib->desc;
     if (!name)
         return d->n_subscribers > 0 ? &d->subscribers[0] : NULL;
     for (size_t i = 0; i < d->n_subscribers; i++)
         if (strcmp(d->subscribers[i].name, name) == 0)
             return &d->subscribers[i];
     return NULL;
+}
+
+const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
+                                                          const char *name)
+{
+    return plugin_lib_find_subscriber(inst->lib, name);
+}
+
+void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len)
+{
+    const evbus_plugin_descriptor_t *d = lib->desc;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < d->n_subscribers && used < len; i++) {
+        int n = snprintf(out + used, len - used, "%s%s", i ? ", " : "", d->subscribers[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
 }
 
 evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscriber_t *sub,

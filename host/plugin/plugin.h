@@ -126,10 +126,11 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
  * calls init(api, config_json, &state) with the current-instance name set
  * to `name` (so api->log/instance_name work in init).  config_json NULL
  * means "{}".  On a config problem returns -1 with
- * "-: instance 'NAME' (PATH): <the first problem>" (use
+ * "instance 'NAME' (PATH): <the first problem>" (use
  * plugin_config_check() first for every problem with its position); on
  * init failure returns -1 with
- * "-: instance 'NAME' (PATH): init failed: <plugin's message>" in err.
+ * "instance 'NAME' (PATH): init failed: <plugin's message>" in err, or
+ * "instance 'NAME' (PATH): init failed (returned N) and gave no message".
  * Either way it creates nothing.  The instance holds a reference to lib
  * and copies name and config_json.
  */
@@ -168,8 +169,12 @@ plugin_lib_t *plugin_instance_lib(const plugin_instance_t *inst);
 
 /* The descriptor's subscriber called `name`, or the first one when name is
  * NULL; NULL when there is no such subscriber. */
+const evbus_subscriber_t *plugin_lib_find_subscriber(const plugin_lib_t *lib, const char *name);
 const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
                                                           const char *name);
+
+/* The subscriber names of lib as "a, b, c" into out (truncated to fit). */
+void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len);
 
 /*
  * Calls sub->handler(ev, state) with the current-instance name set to this

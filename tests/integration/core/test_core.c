@@ -330,7 +330,60 @@ Test(core, init_failure_message_reaches_the_operator)
     fx_conf(&F, "10-broken.yaml", buf);
     char *o = NULL, *e = NULL;
     cr_assert_eq(run_evbusd_check(&o, &e), 2);
-    cr_assert(strstr(e, "init refused: missing 'path'"), "got: %s", e);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/10-broken.yaml:2:5: instance 'broken' (%s): init failed: "
+             "init refused: missing 'path'\n", F.conf, fx_plugin("plugins/testkit/init-fail.so"));
+    cr_assert_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+}
+
+/* A `handler:` that names no subscriber is found with the libraries, before
+ * any init() could leave a trace, and the valid names are listed. */
+Test(core, unknown_handler_names_are_reported_before_any_init)
+{
+    char out[600], buf[2048];
+    fx_path(&F, "rec.tsv", out, sizeof out);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"approval.**\", handler: recrod }\n",
+             fx_plugin("plugins/testkit/testkit.so"), out);
+    fx_conf(&F, "10-rec.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stderr: %s", e);
+    char want[1024];
+    snprintf(want, sizeof want, "%s/10-rec.yaml:6:9: plugin 'testkit' has no handler named "
+             "'recrod' (valid: record)\n", F.conf);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    cr_expect_null(strstr(e, "ready"), "init() ran: %s", e);
+    cr_expect_neq(access(out, F_OK), 0, "init() created %s", out);
+    free(o);
+    free(e);
+}
+
+/* dlerror() would name the private copy under state_dir: the operator
+ * reads the path they wrote, and how to export the descriptor. */
+Test(core, a_missing_descriptor_names_the_configured_file)
+{
+    char buf[1024];
+    const char *so = fx_plugin("plugins/testkit/missing-symbol.so");
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf, "plugins:\n  - name: nosym\n    plugin: %s\n", so);
+    fx_conf(&F, "10-nosym.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/10-nosym.yaml:3:13: %s: missing symbol "
+             "evbus_plugin_descriptor: the library exports no function of that name; define it "
+             "with EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it EVBUS_PLUGIN_EXPORT when "
+             "building with -fvisibility=hidden\n", F.conf, so);
+    cr_assert_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    cr_assert_null(strstr(e, F.state), "the private copy's path leaked: %s", e);
     free(o);
     free(e);
 }

@@ -123,13 +123,14 @@ Test(loader, refuses_an_abi_mismatch_with_both_versions)
     cr_assert_eq(count_entries(priv), 0);
 }
 
-Test(loader, reports_a_missing_descriptor_symbol_with_dlerror)
+Test(loader, a_missing_descriptor_names_the_file_and_how_to_export_it)
 {
     plugin_lib_t *lib = NULL;
     cr_assert_eq(plugin_lib_open(MISSING_SYMBOL_SO, priv, &lib, err, sizeof err), -1);
-    const char *want = MISSING_SYMBOL_SO ": missing symbol evbus_plugin_descriptor: ";
-    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
-    cr_assert(strlen(err) > strlen(want), "the dlerror text must follow: %s", err);
+    cr_assert_str_eq(err, MISSING_SYMBOL_SO ": missing symbol evbus_plugin_descriptor: the "
+                          "library exports no function of that name; define it with "
+                          "EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it EVBUS_PLUGIN_EXPORT "
+                          "when building with -fvisibility=hidden");
     cr_assert_eq(count_entries(priv), 0);
 }
 
@@ -153,6 +154,8 @@ Test(loader, reports_a_file_that_is_not_a_shared_object)
     char want[700];
     snprintf(want, sizeof want, "%s: dlopen failed: ", path);
     cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
+    cr_assert(strlen(err) > strlen(want), "the loader's reason must follow: %s", err);
+    cr_assert_null(strstr(err, priv), "the private copy is no name for the operator: %s", err);
     cr_assert_eq(count_entries(priv), 0, "a failed open leaves no copy behind");
 }
 
@@ -234,8 +237,21 @@ Test(instance, init_failure_names_instance_path_and_plugin_message)
                                      sizeof err),
                  -1);
     cr_assert_null(inst);
-    cr_assert_str_eq(err, "-: instance 'broken' (" INIT_FAIL_SO
+    cr_assert_str_eq(err, "instance 'broken' (" INIT_FAIL_SO
                           "): init failed: init refused: missing 'path'");
+    plugin_lib_close(lib);
+}
+
+Test(instance, init_failure_without_a_message_says_so)
+{
+    plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "quiet", "{\"silent\":true}", &fake_host_api, &inst,
+                                     err, sizeof err),
+                 -1);
+    cr_assert_null(inst);
+    cr_assert_str_eq(err, "instance 'quiet' (" INIT_FAIL_SO "): init failed (returned 3) and "
+                          "gave no message");
     plugin_lib_close(lib);
 }
 
@@ -428,7 +444,7 @@ Test(file_sink, refuses_a_second_instance_on_the_same_file)
     cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, &second, err,
                                      sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "-: instance 'second' ("), "got: %s", err);
+    cr_assert_not_null(strstr(err, "instance 'second' ("), "got: %s", err);
     cr_assert_not_null(strstr(err, "is already written by instance 'first'"), "got: %s", err);
     plugin_instance_free(first);
     /* Once the first is gone the file is free again. */
@@ -444,17 +460,17 @@ Test(file_sink, its_config_map_requires_a_path_and_checks_fsync_and_intervals)
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, &inst,
                                      err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
                           "config of plugin instance 's' (the file to append events to)");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"fsync\":\"sometimes\"}",
                                      &fake_host_api, &inst, err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
                           "never|always|interval, got 'sometimes'");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"flush_interval_ms\":0}",
                                      &fake_host_api, &inst, err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
                           "between 1 and 86400000, got 0");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, &inst, err,
                                      sizeof err),
@@ -541,7 +557,7 @@ Test(bundled, log_plugin_formats_its_template_at_its_level)
     cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, &bad, err,
                                      sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 'b' (" LOG_SO "): config.level: expected one of "
+    cr_assert_str_eq(err, "instance 'b' (" LOG_SO "): config.level: expected one of "
                           "debug|info|warn|error, got 'loud'");
     plugin_instance_free(inst);
     plugin_lib_close(lib);
@@ -740,7 +756,7 @@ Test(config_map, instance_new_refuses_a_config_that_breaks_the_map_before_init)
                                      sizeof err),
                  -1);
     cr_assert_null(inst);
-    cr_assert_str_eq(err, "-: instance 'rec' (" TESTKIT_SO "): unknown key 'tga' in config of "
+    cr_assert_str_eq(err, "instance 'rec' (" TESTKIT_SO "): unknown key 'tga' in config of "
                           "plugin instance 'rec' (valid: out, tag, init_sleep_ms) (and 1 more)");
     cr_assert_null(strstr(fake_host_log(), "ready"), "init ran: %s", fake_host_log());
     plugin_lib_close(lib);

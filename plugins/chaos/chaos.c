@@ -6,8 +6,10 @@
  * delivery attempt (1-based, from the host) is <= N, then OK; "reject"
  * returns REJECT; "crash" calls abort(); "sleep:MS" sleeps MS milliseconds,
  * then OK.  No fault → OK; an unknown fault → REJECT (a broken test should
- * be loud).  Optional config `count_file` (the only key of
- * chaos_config_map, which the host checks): one line
+ * be loud).  Every RETRY and REJECT says why (api->set_reason), so the
+ * dead letter and the retry schedule show which fault asked for it.
+ * Optional config `count_file` (the only key of chaos_config_map, which
+ * the host checks): one line
  * "<instance> <event id> <attempt> <result>\n" is appended per call with a
  * single O_APPEND write (result OK, RETRY, REJECT, or CRASH just before
  * abort()), so tests can count calls across processes.
@@ -100,25 +102,32 @@ static long chaos_arg(const char *fault, const char *prefix)
 static evbus_result_t chaos_decide(const chaos_t *s, const evbus_event_t *ev, const char *fault,
                                    int attempt)
 {
+    const evbus_host_api_t *a = s->api;
     long n;
     if (!fault)
         return EVBUS_OK;
-    if (strcmp(fault, "reject") == 0)
+    if (strcmp(fault, "reject") == 0) {
+        a->set_reason(ev, "data.fault asks for a rejection");
         return EVBUS_REJECT;
+    }
     if (strcmp(fault, "crash") == 0) {
         /* Counted first: the call must show up even though it never returns. */
         chaos_count(s, ev, attempt, "CRASH");
         abort();
     }
-    if ((n = chaos_arg(fault, "retry:")) >= 0)
-        return attempt <= n ? EVBUS_RETRY : EVBUS_OK;
+    if ((n = chaos_arg(fault, "retry:")) >= 0) {
+        if (attempt > n)
+            return EVBUS_OK;
+        a->set_reason(ev, "data.fault asks for %ld retries; this was attempt %d", n, attempt);
+        return EVBUS_RETRY;
+    }
     if ((n = chaos_arg(fault, "sleep:")) >= 0) {
         struct timespec ts = {.tv_sec = n / 1000, .tv_nsec = (n % 1000) * 1000000L};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
         return EVBUS_OK;
     }
-    s->api->log(EVBUS_LOG_ERROR, "chaos: unknown fault '%s', rejecting", fault);
+    a->set_reason(ev, "unknown data.fault '%s'", fault);
     return EVBUS_REJECT;
 }
 
@@ -132,7 +141,7 @@ static evbus_result_t chaos_handle(const evbus_event_t *ev, void *state)
     json_t *fault = json_object_get(root, "fault");
     evbus_result_t r;
     if (fault && !json_is_string(fault)) {
-        s->api->log(EVBUS_LOG_ERROR, "chaos: data.fault is not a string, rejecting");
+        s->api->set_reason(ev, "data.fault is not a string");
         r = EVBUS_REJECT;
     } else {
         r = chaos_decide(s, ev, json_string_value(fault), attempt);

@@ -48,8 +48,10 @@ extern "C" {
  * plugins of every older minor; a plugin that uses a newer feature sets a
  * flag that an older host refuses by name.
  *   1: config maps (EVBUS_PLUGIN_F_CONFIG_MAP, evbus_config_key_t)
+ *   2: api->event_deadline_ms
+ *   3: api->set_reason
  */
-#define EVBUS_ABI_MINOR 2u
+#define EVBUS_ABI_MINOR 3u
 
 /* The name of the single symbol every plugin exports. */
 #define EVBUS_PLUGIN_DESCRIPTOR_SYMBOL "evbus_plugin_descriptor"
@@ -257,6 +259,20 @@ struct evbus_host_api {
      * "Timeouts").  NULL in hosts older than 1.2.
      */
     int64_t (*event_deadline_ms)(const evbus_event_t *ev);
+
+    /*
+     * Why this handler call failed (ABI 1.3; NULL before), for the people
+     * who read about it.  Call it from the handler, on its thread, with the
+     * event it was given, before returning EVBUS_RETRY or EVBUS_REJECT: the
+     * text (printf-style; the first 300 bytes are kept, control characters
+     * become spaces) follows the handler's name in the retry schedule, the
+     * dead letter's `error` field, the event's last_error in PostgreSQL and
+     * the log.  A later call replaces an earlier one; with EVBUS_OK the
+     * text is dropped.  Returns 0, or -1 outside a handler call (nothing is
+     * kept: init, fini, upcasters, other threads after the call returned).
+     */
+    int (*set_reason)(const evbus_event_t *ev, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 };
 
 /* Every plugin defines exactly this function. */

@@ -498,8 +498,10 @@ Test(chaos, retry_n_retries_while_attempt_is_at_most_n)
     evbus_event_t ev = {.id = "ev-7", .type = "a.b", .data_json = "{\"fault\":\"retry:2\"}"};
     ev.attempt = 1;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    cr_assert_str_eq(ev.reason, "data.fault asks for 2 retries; this was attempt 1");
     ev.attempt = 2;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    cr_assert_str_eq(ev.reason, "data.fault asks for 2 retries; this was attempt 2");
     ev.attempt = 3;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     char *text = harness_read_file(count);
@@ -517,12 +519,17 @@ Test(chaos, reject_no_fault_unknown_fault_and_sleep)
     evbus_event_t ev = {.id = "1", .type = "a.b", .attempt = 1};
     ev.data_json = "{\"fault\":\"reject\"}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "data.fault asks for a rejection");
     ev.data_json = "{\"amount\":3}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     ev.data_json = NULL;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     ev.data_json = "{\"fault\":\"explode\"}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "unknown data.fault 'explode'");
+    ev.data_json = "{\"fault\":7}";
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "data.fault is not a string");
     ev.data_json = "{\"fault\":\"sleep:60\"}";
     long long t0 = harness_now_ms();
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);

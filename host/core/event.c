@@ -473,6 +473,7 @@ static const evbus_host_api_t host_api = {
     .instance_name = api_instance_name,
     .event_deadline_ms = api_event_deadline_ms,
     .set_reason = api_set_reason,
+    .init_flags = plugin_current_init_flags,
 };
 
 const evbus_host_api_t *event_host_api(void) { return &host_api; }

@@ -224,7 +224,8 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
     return failed ? -1 : 0;
 }
 
-static int build_instances(generation_t *g, const generation_t *prev, cfg_errors_t *errs)
+static int build_instances(generation_t *g, const generation_t *prev, uint32_t init_flags,
+                           cfg_errors_t *errs)
 {
     const evbus_config_t *cfg = g->cfg;
     char private_dir[1024];
@@ -265,8 +266,8 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
             log_info("reload", "instance '%s' keeps its state (file and config unchanged)",
                      ci->name);
         } else {
-            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(), &inst,
-                                    err, sizeof err) != 0) {
+            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(),
+                                    init_flags, &inst, err, sizeof err) != 0) {
                 /* at `config:`, or at the entry when it has none */
                 cfg_errors_add(errs, ci->config_pos.file ? &ci->config_pos : &ci->pos, "%s",
                                err);
@@ -406,7 +407,7 @@ json_t *generation_describe(const generation_t *g)
                      "instances", insts);
 }
 
-int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
+int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number, bool check,
                      generation_t **out, cfg_errors_t *errs)
 {
     size_t errs_before = errs->count;
@@ -426,7 +427,7 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
     g->schemas = schema_catalog_load(g->cfg->schema.dir, g->cfg->schema.format_assert, errs);
     if (!g->schemas)
         goto fail;
-    if (build_instances(g, prev, errs) != 0)
+    if (build_instances(g, prev, check ? EVBUS_INIT_CHECK : 0, errs) != 0)
         goto fail;
     g->router = router_new();
     if (!g->router)

@@ -40,8 +40,9 @@ static void usage(FILE *f)
             "\n"
             "  -c, --config DIR     configuration directory: DIR/*.yaml in lexical order\n"
             "                       (default %s)\n"
-            "      --check-config   validate everything (plugins loaded and initialised,\n"
-            "                       schemas compiled) and print OK or the errors; exit 0 or 2\n"
+            "      --check-config   validate everything (plugins loaded and initialised as\n"
+            "                       a check, schemas compiled) and print OK or the errors;\n"
+            "                       exit 0 or 2\n"
             "      --diff-running   with --check-config: also compare every setting with\n"
             "                       what the running evbusd has in force (STATE_DIR/%s)\n"
             "                       and list the changes a reload would leave for a restart\n"
@@ -107,7 +108,7 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
     generation_t *next = NULL;
     log_info("reload", "reloading %s (generation %llu serving)", conf_dir,
              (unsigned long long)cur->number);
-    if (generation_build(conf_dir, cur, cur->number + 1, &next, &errs) != 0) {
+    if (generation_build(conf_dir, cur, cur->number + 1, false, &next, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error("reload", "%s", errs.msgs[i]);
         char *all = join_errors(&errs);
@@ -288,7 +289,7 @@ int main(int argc, char **argv)
 
     cfg_errors_t errs = {0};
     generation_t *gen = NULL;
-    if (generation_build(conf_dir, NULL, 1, &gen, &errs) != 0) {
+    if (generation_build(conf_dir, NULL, 1, check, &gen, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++)
             fprintf(stderr, "%s\n", errs.msgs[i]);
         fprintf(stderr, "evbusd: %zu configuration error%s in %s\n", errs.count,

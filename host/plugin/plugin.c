@@ -46,7 +46,8 @@ typedef struct plugin_state_box {
     atomic_int refs;
     void *state;
     bool serial;
-    pthread_mutex_t mu; /* held around handler calls of SERIAL plugins */
+    uint32_t init_flags; /* EVBUS_INIT_* of the init() that made state */
+    pthread_mutex_t mu;  /* held around handler calls of SERIAL plugins */
 } plugin_state_box_t;
 
 struct plugin_instance {
@@ -57,10 +58,13 @@ struct plugin_instance {
 };
 
 static __thread const char *plugin_tls_current;
+static __thread uint32_t plugin_tls_init_flags;
 
 void plugin_set_current(const char *instance_name) { plugin_tls_current = instance_name; }
 
 const char *plugin_current(void) { return plugin_tls_current; }
+
+uint32_t plugin_current_init_flags(void) { return plugin_tls_init_flags; }
 
 /* ---- file identity and private copies --------------------------------- */
 
@@ -532,8 +536,8 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
 }
 
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
-                        const evbus_host_api_t *api, plugin_instance_t **out, char *err,
-                        size_t errlen)
+                        const evbus_host_api_t *api, uint32_t init_flags,
+                        plugin_instance_t **out, char *err, size_t errlen)
 {
     plugin_first_problem_t first = {.text = ""};
     size_t problems = config_map_check(lib->desc, name, config_json, plugin_keep_first, &first);
@@ -556,12 +560,15 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
     }
     atomic_init(&box->refs, 1);
     box->serial = (lib->desc->flags & EVBUS_PLUGIN_F_SERIAL) != 0;
+    box->init_flags = init_flags;
     pthread_mutex_init(&box->mu, NULL);
 
     char perr[512] = "";
     const char *saved = plugin_current();
     plugin_set_current(inst->name);
+    plugin_tls_init_flags = init_flags;
     int rc = lib->desc->init(api, inst->config_json, &box->state, perr, sizeof perr);
+    plugin_tls_init_flags = 0;
     plugin_set_current(saved);
     if (rc != 0) {
         perr[sizeof perr - 1] = '\0';
@@ -618,7 +625,9 @@ void plugin_instance_free(plugin_instance_t *inst)
         if (inst->lib->desc->fini) {
             const char *saved = plugin_current();
             plugin_set_current(inst->name);
+            plugin_tls_init_flags = box->init_flags;
             inst->lib->desc->fini(box->state);
+            plugin_tls_init_flags = 0;
             plugin_set_current(saved);
         }
         pthread_mutex_destroy(&box->mu);

@@ -124,7 +124,9 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
 /*
  * Creates an instance: checks config_json against lib's config map, then
  * calls init(api, config_json, &state) with the current-instance name set
- * to `name` (so api->log/instance_name work in init).  config_json NULL
+ * to `name` (so api->log/instance_name work in init) and its init flags
+ * (EVBUS_INIT_*, read through plugin_current_init_flags(); the same flags
+ * are current again around its fini()).  config_json NULL
  * means "{}".  On a config problem returns -1 with
  * "instance 'NAME' (PATH): <the first problem>" (use
  * plugin_config_check() first for every problem with its position); on
@@ -135,8 +137,8 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
  * and copies name and config_json.
  */
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
-                        const evbus_host_api_t *api, plugin_instance_t **out, char *err,
-                        size_t errlen);
+                        const evbus_host_api_t *api, uint32_t init_flags,
+                        plugin_instance_t **out, char *err, size_t errlen);
 
 /*
  * KEEP_STATE reload: creates a new instance of the SAME library and name
@@ -190,5 +192,9 @@ evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscri
  * use (instance names do).  NULL clears it. */
 void plugin_set_current(const char *instance_name);
 const char *plugin_current(void);
+
+/* The EVBUS_INIT_* flags of the init() or fini() running on this thread
+ * (api->init_flags()); 0 outside them. */
+uint32_t plugin_current_init_flags(void);
 
 #endif /* EVBUS_HOST_PLUGIN_H */

@@ -25,6 +25,11 @@
  * data, which the host copies per load: it covers the instances of one
  * loaded copy (one generation), so a new generation may reopen the file
  * while the old one drains.  It does not rotate files.
+ *
+ * On a check (evbusd --check-config, EVBUS_INIT_CHECK) init only makes
+ * sure the file could be opened for appending: it creates, opens and
+ * starts nothing, so fini has nothing to flush.  Two instances naming one
+ * file are then caught only when the file exists already.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +63,7 @@ typedef struct fsink {
     int64_t flush_interval_ms;
     int64_t last_sync_ms;
     bool dirty;          /* written since the last fdatasync */
+    bool check_only;     /* EVBUS_INIT_CHECK: nothing was opened */
     /* the interval thread (see the top of the file) */
     pthread_t timer;
     bool timer_running, timer_stop;
@@ -240,6 +246,39 @@ static void fsink_unregister(fsink_t *s)
     pthread_mutex_unlock(&fsink_registry_mu);
 }
 
+/* Whether open(path, O_WRONLY | O_APPEND | O_CREAT) would succeed, found
+ * without creating anything (for a check). */
+static int fsink_could_open(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s: %s", path, strerror(EISDIR));
+            return -1;
+        }
+        if (access(path, W_OK) != 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot be created in %s: %s", path, dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int fsink_init(const evbus_host_api_t *api, const char *config_json, void **state,
                       char *err, size_t errlen)
 {
@@ -260,6 +299,20 @@ static int fsink_init(const evbus_host_api_t *api, const char *config_json, void
     s->instance = strdup(iname ? iname : "?");
     if (!s->instance || fsink_parse_config(s, config_json, err, errlen) != 0)
         goto fail;
+    s->check_only = (api->init_flags() & EVBUS_INIT_CHECK) != 0;
+    if (s->check_only) {
+        struct stat st;
+        if (fsink_could_open(s->path, err, errlen) != 0)
+            goto fail;
+        if (stat(s->path, &st) == 0) {
+            s->dev = st.st_dev;
+            s->ino = st.st_ino;
+            if (fsink_register(s, err, errlen) != 0)
+                goto fail;
+        }
+        *state = s;
+        return 0;
+    }
     if (s->buf_cap > 0 && !(s->buf = malloc(s->buf_cap))) {
         snprintf(err, errlen, "out of memory for a %zu byte buffer", s->buf_cap);
         goto fail;
@@ -295,6 +348,10 @@ static void fsink_fini(void *state)
 {
     fsink_t *s = state;
     fsink_unregister(s);
+    if (s->check_only) {
+        fsink_destroy(s);
+        return;
+    }
     if (s->timer_running) {
         pthread_mutex_lock(&s->mu);
         s->timer_stop = true;

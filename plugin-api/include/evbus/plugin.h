@@ -49,7 +49,7 @@ extern "C" {
  * flag that an older host refuses by name.
  *   1: config maps (EVBUS_PLUGIN_F_CONFIG_MAP, evbus_config_key_t)
  *   2: api->event_deadline_ms
- *   3: api->set_reason
+ *   3: api->set_reason; api->init_flags and EVBUS_INIT_CHECK
  */
 #define EVBUS_ABI_MINOR 3u
 
@@ -153,6 +153,18 @@ typedef struct evbus_config_key {
                                 required and missing                        */
     void *reserved[2];       /* zero: room to grow                          */
 } evbus_config_key_t;
+
+/*
+ * Flags of an instance's init() and fini(), read with api->init_flags()
+ * (ABI 1.3).
+ *
+ * EVBUS_INIT_CHECK: the instance exists only to be checked (evbusd
+ * --check-config): it never handles an event and fini() follows at once.
+ * Check what you can (the config, that a file could be written) but leave
+ * no trace: create, truncate, lock, connect or send nothing, start no
+ * thread, and write no report at fini().
+ */
+#define EVBUS_INIT_CHECK 0x1u
 
 /* Descriptor flags. */
 #define EVBUS_PLUGIN_F_SERIAL 0x1u       /* host serializes calls per instance   */
@@ -273,6 +285,13 @@ struct evbus_host_api {
      */
     int (*set_reason)(const evbus_event_t *ev, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+
+    /*
+     * The EVBUS_INIT_* flags of the instance the host is initialising or
+     * finalising on this thread: valid in init() and in fini(), 0 anywhere
+     * else (ABI 1.3; NULL before).  See EVBUS_INIT_CHECK.
+     */
+    uint32_t (*init_flags)(void);
 };
 
 /* Every plugin defines exactly this function. */

@@ -246,6 +246,52 @@ Test(core, check_config_prints_ok_for_a_valid_config)
     free(e);
 }
 
+/* --check-config runs every init() and fini() with EVBUS_INIT_CHECK: the
+ * bundled plugins then check what they can and create nothing. */
+Test(core, check_config_runs_plugins_as_a_check_that_leaves_no_trace)
+{
+    char sink[600], rec[600], calls[600], buf[4096];
+    fx_path(&F, "audit.jsonl", sink, sizeof sink);
+    fx_path(&F, "rec.tsv", rec, sizeof rec);
+    fx_path(&F, "calls.txt", calls, sizeof calls);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - { name: audit, plugin: %s, config: { path: %s, buffer: 4096 } }\n"
+             "  - { name: rec, plugin: %s, config: { out: %s } }\n"
+             "  - { name: chaos, plugin: %s, config: { count_file: %s } }\n",
+             fx_plugin("plugins/file-sink/file-sink.so"), sink,
+             fx_plugin("plugins/testkit/testkit.so"), rec, fx_plugin("plugins/chaos/chaos.so"),
+             calls);
+    fx_conf(&F, "10-plugins.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 0, "stderr: %s", e);
+    cr_expect_str_eq(o, "OK\n");
+    cr_expect(strstr(e, "testkit 1.0.0 checked") && strstr(e, "testkit 1.0.0 check done"),
+              "testkit saw no check flag in init and fini: %s", e);
+    cr_expect_null(strstr(e, "testkit 1.0.0 ready"), "%s", e);
+    const char *const made[] = {sink, rec, calls};
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_neq(access(made[i], F_OK), 0, "the check created %s", made[i]);
+    free(o);
+    free(e);
+
+    /* what file-sink can tell without creating the file, it tells */
+    char nodir[700], want[2048];
+    fx_path(&F, "no-such-dir/audit.jsonl", nodir, sizeof nodir);
+    snprintf(buf, sizeof buf,
+             "plugins:\n  - name: audit\n    plugin: %s\n    config: { path: %s }\n",
+             fx_plugin("plugins/file-sink/file-sink.so"), nodir);
+    fx_conf(&F, "10-plugins.yaml", buf);
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stdout: %s", o);
+    snprintf(want, sizeof want, "%s/10-plugins.yaml:4:13: instance 'audit' (%s): init failed: %s: "
+             "cannot be created in %s/no-such-dir: No such file or directory\n", F.conf,
+             fx_plugin("plugins/file-sink/file-sink.so"), nodir, F.dir);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+}
+
 Test(core, config_errors_name_file_line_column_and_exit_2)
 {
     fx_host_conf(&F, "c1", "bogus_key: 1\n");

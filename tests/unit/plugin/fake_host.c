@@ -125,4 +125,5 @@ const evbus_host_api_t fake_host_api = {
     .buf_append = fake_buf_append,
     .instance_name = plugin_current,
     .set_reason = fake_set_reason,
+    .init_flags = plugin_current_init_flags,
 };

@@ -71,7 +71,7 @@ static plugin_lib_t *open_ok(const char *path)
 static plugin_instance_t *new_ok(plugin_lib_t *lib, const char *name, const char *cfg)
 {
     plugin_instance_t *inst = NULL;
-    int rc = plugin_instance_new(lib, name, cfg, &fake_host_api, &inst, err, sizeof err);
+    int rc = plugin_instance_new(lib, name, cfg, &fake_host_api, 0, &inst, err, sizeof err);
     cr_assert_eq(rc, 0, "instance %s: %s", name, err);
     return inst;
 }
@@ -233,7 +233,7 @@ Test(instance, init_failure_names_instance_path_and_plugin_message)
 {
     plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "broken", "{}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "broken", "{}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_null(inst);
@@ -246,7 +246,7 @@ Test(instance, init_failure_without_a_message_says_so)
 {
     plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "quiet", "{\"silent\":true}", &fake_host_api, &inst,
+    cr_assert_eq(plugin_instance_new(lib, "quiet", "{\"silent\":true}", &fake_host_api, 0, &inst,
                                      err, sizeof err),
                  -1);
     cr_assert_null(inst);
@@ -441,7 +441,7 @@ Test(file_sink, refuses_a_second_instance_on_the_same_file)
     /* Spelled differently, same file: the registry compares inodes. */
     snprintf(alias, sizeof alias, "{\"path\":\"%s/./shared.jsonl\"}", tmp);
     plugin_instance_t *second = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, &second, err,
+    cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, 0, &second, err,
                                      sizeof err),
                  -1);
     cr_assert_not_null(strstr(err, "instance 'second' ("), "got: %s", err);
@@ -457,25 +457,65 @@ Test(file_sink, its_config_map_requires_a_path_and_checks_fsync_and_intervals)
 {
     plugin_lib_t *lib = open_ok(FILE_SINK_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, &inst,
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, 0, &inst,
                                      err, sizeof err),
                  -1);
     cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
                           "config of plugin instance 's' (the file to append events to)");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"fsync\":\"sometimes\"}",
-                                     &fake_host_api, &inst, err, sizeof err),
+                                     &fake_host_api, 0, &inst, err, sizeof err),
                  -1);
     cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
                           "never|always|interval, got 'sometimes'");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"flush_interval_ms\":0}",
-                                     &fake_host_api, &inst, err, sizeof err),
+                                     &fake_host_api, 0, &inst, err, sizeof err),
                  -1);
     cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
                           "between 1 and 86400000, got 0");
-    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_not_null(strstr(err, "init failed: 'path' must not be empty"), "got: %s", err);
+    plugin_lib_close(lib);
+}
+
+/* A check (EVBUS_INIT_CHECK) tells what it can and leaves no file behind. */
+Test(file_sink, a_check_creates_nothing_but_reports_what_cannot_be_opened)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/never.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"buffer\":4096,\"fsync\":\"interval\"}", out);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "sink", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 0, "%s", err);
+    plugin_instance_free(inst);
+    cr_assert_neq(access(out, F_OK), 0, "the check created %s", out);
+
+    snprintf(out, sizeof out, "%s/missing/never.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    cr_assert_eq(plugin_instance_new(lib, "sink", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 -1);
+    char want[2048];
+    snprintf(want, sizeof want, "instance 'sink' (%s): init failed: %s: cannot be created in "
+             "%s/missing: No such file or directory", FILE_SINK_SO, out, tmp);
+    cr_assert_str_eq(err, want);
+
+    /* a file that exists is known by its inode, as in a real start */
+    snprintf(out, sizeof out, "%s/exists.jsonl", tmp);
+    cr_assert_eq(harness_write_file(tmp, "exists.jsonl", ""), 0);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    plugin_instance_t *first = NULL, *second = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "first", cfg, &fake_host_api, EVBUS_INIT_CHECK, &first,
+                                     err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(plugin_instance_new(lib, "second", cfg, &fake_host_api, EVBUS_INIT_CHECK,
+                                     &second, err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "is already written by instance 'first'"), "got: %s", err);
+    plugin_instance_free(first);
     plugin_lib_close(lib);
 }
 
@@ -561,12 +601,43 @@ Test(bundled, log_plugin_formats_its_template_at_its_level)
                  EVBUS_OK);
     cr_assert_str_eq(fake_host_log(), "ERROR audit: a.b/42 v2 {\"x\":true} {nope}\n");
     plugin_instance_t *bad = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, &bad, err,
+    cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, 0, &bad, err,
                                      sizeof err),
                  -1);
     cr_assert_str_eq(err, "instance 'b' (" LOG_SO "): config.level: expected one of "
                           "debug|info|warn|error, got 'loud'");
     plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+/* api->init_flags() is EVBUS_INIT_CHECK in init() and fini() of a checked
+ * instance, so even a report written at fini is left out. */
+Test(bundled, a_checked_instance_sees_the_flag_in_init_and_fini)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/rec.tsv", tmp);
+    snprintf(cfg, sizeof cfg, "{\"out\":\"%s\"}", out);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "rec", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(plugin_current_init_flags(), 0, "the flags end with init()");
+    plugin_instance_free(inst);
+    cr_assert_str_eq(fake_host_log(), "INFO rec: testkit 1.0.0 checked\n"
+                                      "INFO rec: testkit 1.0.0 check done\n");
+    cr_assert_neq(access(out, F_OK), 0, "the check created %s", out);
+    plugin_lib_close(lib);
+
+    lib = open_ok(BENCH_COUNTER_SO);
+    char report[600];
+    snprintf(report, sizeof report, "%s/count.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"report_file\":\"%s\"}", report);
+    cr_assert_eq(plugin_instance_new(lib, "bench", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 0, "%s", err);
+    plugin_instance_free(inst);
+    cr_assert_neq(access(report, F_OK), 0, "fini wrote a report after a check");
     plugin_lib_close(lib);
 }
 
@@ -759,7 +830,7 @@ Test(config_map, instance_new_refuses_a_config_that_breaks_the_map_before_init)
 {
     plugin_lib_t *lib = open_ok(TESTKIT_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "rec", "{\"tga\":\"x\"}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "rec", "{\"tga\":\"x\"}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_null(inst);

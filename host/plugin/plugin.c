@@ -32,6 +32,12 @@ _Static_assert(sizeof(size_t) == sizeof(void *), "n_config_map must fill a reser
 _Static_assert(sizeof(evbus_plugin_descriptor_t) ==
                    offsetof(evbus_plugin_descriptor_t, config_map) + 8 * sizeof(void *),
                "config_map, n_config_map and reserved[] must span the old reserved[8]");
+/* ABI minor 3 put handler_api beside handler in a union: a subscriber row
+ * keeps the size and layout of 1.0, so arrays of old plugins read right. */
+_Static_assert(sizeof(evbus_subscriber_t) == 4 * sizeof(void *) &&
+                   offsetof(evbus_subscriber_t, handler) ==
+                       offsetof(evbus_subscriber_t, handler_api),
+               "a subscriber row must keep the ABI 1.0 layout");
 
 struct plugin_lib {
     char *path;
@@ -54,6 +60,7 @@ struct plugin_instance {
     plugin_lib_t *lib;
     char *name;
     char *config_json;
+    const evbus_host_api_t *api; /* what init() got; handler_api gets it too */
     plugin_state_box_t *box;
 };
 
@@ -239,7 +246,8 @@ static int plugin_check_subscribers(const char *path, const evbus_plugin_descrip
                 return -1;
             }
         }
-        if (!s->handler) {
+        bool with_api = d->flags & EVBUS_PLUGIN_F_HANDLER_API;
+        if (with_api ? !s->handler_api : !s->handler) {
             snprintf(err, errlen, "%s: subscriber '%s' has no handler", path, s->name);
             return -1;
         }
@@ -324,8 +332,8 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
             return -1;
         }
     }
-    const uint32_t known =
-        EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP;
+    const uint32_t known = EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE |
+                           EVBUS_PLUGIN_F_CONFIG_MAP | EVBUS_PLUGIN_F_HANDLER_API;
     if (d->flags & ~known) {
         snprintf(err, errlen, "%s: unknown descriptor flags 0x%x", path, d->flags & ~known);
         return -1;
@@ -558,6 +566,7 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
         free(box);
         return -1;
     }
+    inst->api = api;
     atomic_init(&box->refs, 1);
     box->serial = (lib->desc->flags & EVBUS_PLUGIN_F_SERIAL) != 0;
     box->init_flags = init_flags;
@@ -602,6 +611,7 @@ int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char 
         return -1;
     }
     atomic_fetch_add(&old->box->refs, 1);
+    inst->api = old->api;
     inst->box = old->box;
     *out = inst;
     return 0;
@@ -684,7 +694,9 @@ evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscri
         pthread_mutex_lock(&box->mu);
     /* In C an enum holds any value of its integer type, so a plugin
      * returning 7 is representable and merely needs mapping. */
-    int r = (int)sub->handler(ev, box->state);
+    int r = inst->lib->desc->flags & EVBUS_PLUGIN_F_HANDLER_API
+                ? (int)sub->handler_api(inst->api, ev, box->state)
+                : (int)sub->handler(ev, box->state);
     if (box->serial)
         pthread_mutex_unlock(&box->mu);
     plugin_set_current(saved);

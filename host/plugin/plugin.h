@@ -179,9 +179,12 @@ const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_
 void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len);
 
 /*
- * Calls sub->handler(ev, state) with the current-instance name set to this
- * instance (restored afterwards, so nested calls are fine) and, for SERIAL
- * plugins, the instance mutex held.  A return value outside
+ * Calls sub's handler with the current-instance name set to this instance
+ * (restored afterwards, so nested calls are fine) and, for SERIAL plugins,
+ * the instance mutex held: handler_api(api, ev, state) with the api init()
+ * got when the descriptor sets EVBUS_PLUGIN_F_HANDLER_API, else
+ * handler(ev, state) (sub is read the way the descriptor says: normally it
+ * is one of its own subscribers).  A return value outside
  * evbus_result_t is logged and mapped to EVBUS_RETRY.
  */
 evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscriber_t *sub,

@@ -369,20 +369,23 @@ static void fsink_fini(void *state)
     fsink_destroy(s);
 }
 
-static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
+static evbus_result_t fsink_handle(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                   void *state)
 {
     fsink_t *s = state;
     size_t len = 0;
-    const char *raw = s->api->event_raw ? s->api->event_raw(ev, &len) : NULL;
+    const char *raw = api->event_raw(ev, &len);
     if (!raw) {
-        s->api->log(EVBUS_LOG_ERROR, "file-sink: the host gave no raw event bytes");
+        api->set_reason(ev, "the host gave no raw event bytes");
         return EVBUS_RETRY;
     }
     /* One event per line: raw newlines can only be JSON whitespace (inside
      * strings they are escaped), so turning them into spaces keeps the JSON. */
     char *line = malloc(len + 1);
-    if (!line)
+    if (!line) {
+        api->set_reason(ev, "out of memory for a %zu byte line", len + 1);
         return EVBUS_RETRY;
+    }
     for (size_t i = 0; i < len; i++)
         line[i] = (raw[i] == '\n' || raw[i] == '\r') ? ' ' : raw[i];
     line[len] = '\n';
@@ -395,7 +398,7 @@ static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
         s->buf_len += n;
     } else if (fsink_flush_locked(s) != 0 || fsink_write_all(s->fd, line, n) != 0 ||
                fsink_sync_locked(s) != 0) {
-        s->api->log(EVBUS_LOG_ERROR, "file-sink: writing %s: %s", s->path, strerror(errno));
+        api->set_reason(ev, "writing %s: %s", s->path, strerror(errno));
         r = EVBUS_RETRY;
     }
     pthread_mutex_unlock(&s->mu);
@@ -404,7 +407,7 @@ static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
 }
 
 static const evbus_subscriber_t fsink_subscribers[] = {
-    {.name = "main", .pattern = "**", .priority = 100, .handler = fsink_handle},
+    EVBUS_SUBSCRIBER("main", "**", 100, fsink_handle),
 };
 
 static const char *const fsink_buffer_names[] = {"line", "none", NULL};
@@ -423,21 +426,6 @@ static const evbus_config_key_t fsink_config_map[] = {
      .description = "fsync: interval syncs this often"},
 };
 
-static const evbus_plugin_descriptor_t fsink_descriptor = {
-    .abi_version = EVBUS_ABI_VERSION,
-    .struct_size = sizeof(evbus_plugin_descriptor_t),
-    .name = "file-sink",
-    .version = "1.0.0",
-    .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
-    .init = fsink_init,
-    .fini = fsink_fini,
-    .subscribers = fsink_subscribers,
-    .n_subscribers = 1,
-    .config_map = fsink_config_map,
-    .n_config_map = sizeof fsink_config_map / sizeof fsink_config_map[0],
-};
-
-EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
-{
-    return &fsink_descriptor;
-}
+EVBUS_PLUGIN("file-sink", "1.0.0", EVBUS_PLUGIN_F_CONFIG_MAP, .init = fsink_init,
+             .fini = fsink_fini, EVBUS_SUBSCRIBERS(fsink_subscribers),
+             EVBUS_CONFIG_MAP(fsink_config_map));

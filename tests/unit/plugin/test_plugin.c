@@ -186,6 +186,39 @@ Test(loader, refuses_descriptors_that_break_a_rule)
     expect_refused(SMALL_STRUCT_SO, want);
 }
 
+/* plugins/testkit/minimal.c is written with the macros of <evbus/plugin.h>
+ * and nothing else: they fill in what the loader checks. */
+Test(loader, a_plugin_written_with_the_macros_only_loads)
+{
+    plugin_lib_t *lib = open_ok(MINIMAL_SO);
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    cr_assert_eq(d->abi_version, EVBUS_ABI_VERSION);
+    cr_assert_eq(d->struct_size, sizeof(evbus_plugin_descriptor_t));
+    cr_assert_eq(d->flags, EVBUS_PLUGIN_F_HANDLER_API);
+    cr_assert_str_eq(d->name, "minimal");
+    cr_assert_str_eq(d->version, "1.0.0");
+    cr_assert_eq(d->n_subscribers, 1, "EVBUS_SUBSCRIBERS counts the array");
+    cr_assert_str_eq(d->subscribers[0].name, "main");
+    cr_assert_str_eq(d->subscribers[0].pattern, "approval.**");
+    cr_assert_eq(d->subscribers[0].priority, 100);
+    cr_assert_eq(d->n_upcasters, 0);
+    cr_assert_eq(d->n_config_map, 0);
+    plugin_instance_t *inst = new_ok(lib, "mini", "{}");
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    cr_assert_eq(plugin_instance_call(inst, &d->subscribers[0], &ev), EVBUS_OK);
+    cr_assert_eq(plugin_instance_call(inst, &d->subscribers[0], &ev), EVBUS_OK);
+    cr_assert_eq(*(long *)plugin_instance_state(inst), 2);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+/* EVBUS_COUNT() of a pointer does not compile (meson tries it at setup). */
+Test(loader, evbus_count_refuses_a_pointer_at_compile_time)
+{
+    cr_assert_eq(EVBUS_COUNT_OF_ARRAY_COMPILES, 1, "the control case must compile");
+    cr_assert_eq(EVBUS_COUNT_OF_POINTER_COMPILES, 0, "EVBUS_COUNT(pointer) compiled");
+}
+
 Test(loader, a_replaced_file_loads_its_new_code_next_to_the_old)
 {
     char path[600];
@@ -290,11 +323,14 @@ Test(instance, two_instances_of_one_plugin_keep_their_own_config)
 }
 
 static const char *seen_current;
-static evbus_result_t returns_seven(const evbus_event_t *ev, void *state)
+static const evbus_host_api_t *seen_api;
+static evbus_result_t returns_seven(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                    void *state)
 {
     (void)ev;
     (void)state;
     seen_current = plugin_current();
+    seen_api = api;
     return (evbus_result_t)7;
 }
 
@@ -303,11 +339,13 @@ Test(instance, call_sets_current_instance_and_maps_unknown_results_to_retry)
     plugin_lib_t *lib = open_ok(MINIMAL_SO);
     plugin_instance_t *inst = new_ok(lib, "mini", NULL);
     cr_assert_str_eq(plugin_instance_config(inst), "{}");
-    evbus_subscriber_t odd = {.name = "odd", .pattern = "**", .handler = returns_seven};
+    /* minimal is built with EVBUS_PLUGIN(): its rows hold handler_api */
+    evbus_subscriber_t odd = EVBUS_SUBSCRIBER("odd", "**", 0, returns_seven);
     evbus_event_t ev = {.id = "e1", .type = "approval.x"};
     plugin_set_current("outer");
     cr_assert_eq(plugin_instance_call(inst, &odd, &ev), EVBUS_RETRY);
     cr_assert_str_eq(seen_current, "mini");
+    cr_assert_eq(seen_api, &fake_host_api, "the handler gets the table init() got");
     cr_assert_str_eq(plugin_current(), "outer", "the caller's current name is restored");
     plugin_set_current(NULL);
     plugin_instance_free(inst);
@@ -803,7 +841,7 @@ Test(config_map, a_valid_config_has_no_problem)
     expect_problems(0);
 }
 
-Test(config_map, a_plugin_built_before_config_maps_loads_and_takes_any_config)
+Test(config_map, a_plugin_built_for_abi_1_0_loads_takes_any_config_and_is_called_the_old_way)
 {
     const char *yaml = "plugins:\n"
                        "  - name: audit\n"
@@ -818,6 +856,13 @@ Test(config_map, a_plugin_built_before_config_maps_loads_and_takes_any_config)
     cr_assert_eq(d->n_config_map, 0);
     plugin_instance_t *inst = new_ok(lib, "audit", loaded->instances[0].config_json);
     cr_assert_str_eq(plugin_instance_state(inst), "{\"pth\":1,\"anything\":[1,{\"x\":2}]}");
+    /* its handler is called the 1.0 way, (event, state) */
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, "main");
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    plugin_instance_free(inst);
+    inst = new_ok(lib, "again", "{\"result\":\"retry\"}");
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
     plugin_instance_free(inst);
     /* a plugin of today's header that declares no map is the same */
     plugin_lib_t *mini = open_ok(MINIMAL_SO);

@@ -2,9 +2,10 @@
  * generation — building, sharing and retiring configuration snapshots.
  *
  * Build order follows the cost of failure: config first (cheap, reports
- * positions), then schemas, then plugins (every library opened and every
- * instance's config checked against its plugin's config map before the
- * first init, which may have side effects), then the router.  Any error undoes everything built so
+ * positions), then the state_dir's safety, schemas, plugins (every library
+ * opened, every instance's config checked against its plugin's config map
+ * and every `handler:` name resolved before the first init, which may have
+ * side effects), then the router.  Any error undoes everything built so
  * far, in reverse order, so a failed reload leaves no trace.
  */
 #include "core/generation.h"
@@ -16,9 +17,11 @@
 
 #include <openssl/evp.h>
 
+#include "config/settings.h"
 #include "core/event.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/private_dir.h"
 
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static generation_t **retired;
@@ -224,6 +227,28 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
     return failed ? -1 : 0;
 }
 
+/*
+ * state_dir and its plugin copy folder: created when missing, refused when
+ * another user could change them (util/private_dir.h), at every build so
+ * that a reload notices a folder opened up since the start.  Reported at
+ * the setting's position when a manifest set it.
+ */
+static int check_state_dir(const evbus_config_t *cfg, cfg_errors_t *errs)
+{
+    size_t idx = 0;
+    const cfg_pos_t *pos = NULL;
+    if (cfg_setting_find("state_dir", &idx) && cfg->sources[idx].kind == CFG_SRC_FILE)
+        pos = &cfg->sources[idx].pos;
+    char copies[1100], err[2048];
+    snprintf(copies, sizeof copies, "%s/plugins", cfg->daemon.state_dir);
+    if (private_dir_ensure(cfg->daemon.state_dir, "state_dir", err, sizeof err) != 0 ||
+        private_dir_ensure(copies, "state_dir's plugin copy folder", err, sizeof err) != 0) {
+        cfg_errors_add(errs, pos, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static int build_instances(generation_t *g, const generation_t *prev, uint32_t init_flags,
                            cfg_errors_t *errs)
 {
@@ -424,6 +449,8 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
     /* before anything uses the settings: restart-class ones stay as they run */
     if (prev)
         g->live_changes = config_reload_merge(prev->cfg, g->cfg, &g->pending_restart);
+    if (check_state_dir(g->cfg, errs) != 0)
+        goto fail;
     g->schemas = schema_catalog_load(g->cfg->schema.dir, g->cfg->schema.format_assert, errs);
     if (!g->schemas)
         goto fail;

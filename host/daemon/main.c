@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,19 +213,6 @@ static void write_pidfile(const char *path)
     fclose(f);
 }
 
-static void mkdir_p(const char *dir)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
-}
-
 int main(int argc, char **argv)
 {
     const char *conf_dir = getenv("EVBUS_CONF_DIR") ? getenv("EVBUS_CONF_DIR") : EVBUS_CONF_DIR;
@@ -310,8 +296,8 @@ int main(int argc, char **argv)
     log_set_level(lvl >= 0 ? lvl : LOG_INFO);
     event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
     /* only restart-class settings may be taken from the first generation
-     * here; everything live is read from the serving generation */
-    mkdir_p(cfg->daemon.state_dir);
+     * here; everything live is read from the serving generation.  The
+     * build made state_dir (and checked that it is evbusd's alone). */
     /* before any worker: a fatal signal names what was running */
     crash_init(cfg->daemon.state_dir);
 

@@ -24,6 +24,7 @@
 #include "plugin/config_map.h"
 #include "router/router.h"
 #include "util/log.h"
+#include "util/private_dir.h"
 
 /* ABI minor 1 turned reserved[0] and reserved[1] into config_map and
  * n_config_map: a descriptor built before them must keep its size and
@@ -152,38 +153,16 @@ bool plugin_file_same_content(const plugin_file_id_t *a, const plugin_file_id_t 
     return memcmp(a->digest, b->digest, PLUGIN_DIGEST_LEN) == 0;
 }
 
-/* mkdir -p with mode 0700 for the directories it creates. */
-static int plugin_mkdirs(const char *dir, const char *what, char *err, size_t errlen)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) {
-        snprintf(err, errlen, "%s: private directory '%s' is empty or too long", what, dir);
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char saved = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "%s: cannot create private directory %s: %s", what, tmp,
-                     strerror(errno));
-            return -1;
-        }
-        tmp[i] = saved;
-    }
-    return 0;
-}
-
 /* Copies path to a fresh file in private_dir, hashing it on the way. */
 static int plugin_private_copy(const char *path, const char *private_dir, char *copy,
                                size_t copylen, plugin_file_id_t *id, char *err, size_t errlen)
 {
     static atomic_uint counter;
-    if (plugin_mkdirs(private_dir, path, err, errlen) != 0)
+    char derr[1024];
+    if (private_dir_ensure(private_dir, "plugin copy folder", derr, sizeof derr) != 0) {
+        snprintf(err, errlen, "%s: %s", path, derr);
         return -1;
+    }
     int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));

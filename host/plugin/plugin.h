@@ -79,7 +79,9 @@ typedef struct plugin_instance plugin_instance_t;
 
 /*
  * Opens the plugin at `path`: copies it to a new file under private_dir
- * (created like mkdir -p, mode 0700), dlopen's the copy with
+ * (created like mkdir -p, mode 0700, and refused unless it is owned by this
+ * process's user and not writable by group or others: private_dir.h),
+ * dlopen's the copy with
  * RTLD_NOW|RTLD_LOCAL, unlinks the copy, calls evbus_plugin_descriptor()
  * and checks the descriptor:
  *   - abi_version == EVBUS_ABI_VERSION  ("<path>: ABI version 999, host supports 1")

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -290,6 +291,58 @@ Test(core, check_config_runs_plugins_as_a_check_that_leaves_no_trace)
     cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
     free(o);
     free(e);
+}
+
+/* state_dir holds the plugin copies evbusd dlopen()s: a folder others may
+ * write to is refused at --check-config, at start and at every reload. */
+Test(core, a_state_dir_others_may_write_is_refused_at_check_start_and_reload)
+{
+    char copies[700], want[2048];
+    snprintf(copies, sizeof copies, "%s/plugins", F.state);
+    fx_host_conf(&F, "c1", NULL);
+    cr_assert_eq(chmod(F.state, 0775), 0);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stdout: %s", o);
+    snprintf(want, sizeof want, "%s/00-host.yaml:8:12: state_dir %s is writable by group or "
+             "others (mode 0775); plugin copies are loaded from it: chmod go-w %s\n", F.conf,
+             F.state, F.state);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert_eq(fx_evbusd_wait(&F, 30000), 2, "evbusd started with an unsafe state_dir");
+    F.d.pid = 0;
+
+    /* the copy folder is checked the same way; a missing one is made 0700 */
+    cr_assert_eq(chmod(F.state, 0700), 0);
+    cr_assert_eq(run_evbusd_check(&o, &e), 0, "stderr: %s", e);
+    free(o);
+    free(e);
+    struct stat st;
+    cr_assert_eq(stat(copies, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_assert_eq(chmod(copies, 0757), 0);
+    cr_assert_eq(run_evbusd_check(&o, &e), 2);
+    snprintf(want, sizeof want, "state_dir's plugin copy folder %s is writable by group or "
+             "others (mode 0757)", copies);
+    cr_expect_not_null(strstr(e, want), "missing: %s in: %s", want, e);
+    free(o);
+    free(e);
+    cr_assert_eq(chmod(copies, 0700), 0);
+
+    /* a reload notices a folder opened up after the start, and keeps serving */
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, "started (pid", 20000), "evbusd did not start: %s", F.log);
+    cr_assert_eq(chmod(F.state, 0777), 0);
+    cr_assert_eq(kill(F.d.pid, SIGHUP), 0);
+    cr_assert(fx_wait_log(&F, "reload failed; generation 1 keeps serving", 20000),
+              "log: %s", F.log);
+    snprintf(want, sizeof want, "state_dir %s is writable by group or others (mode 0777)",
+             F.state);
+    cr_expect(fx_log_has(&F, want), "log lacks: %s", want);
+    cr_assert_eq(chmod(F.state, 0700), 0);
+    cr_assert_eq(kill(F.d.pid, SIGHUP), 0);
+    cr_assert(fx_wait_log(&F, "generation 2 live", 20000), "log: %s", F.log);
 }
 
 Test(core, config_errors_name_file_line_column_and_exit_2)

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -217,6 +218,50 @@ Test(loader, evbus_count_refuses_a_pointer_at_compile_time)
 {
     cr_assert_eq(EVBUS_COUNT_OF_ARRAY_COMPILES, 1, "the control case must compile");
     cr_assert_eq(EVBUS_COUNT_OF_POINTER_COMPILES, 0, "EVBUS_COUNT(pointer) compiled");
+}
+
+/* The copy folder is made mode 0700, and a folder another user could
+ * write to is refused before anything is copied into it (OpenSSH's rule
+ * for ~/.ssh; util/private_dir.h). */
+Test(loader, the_copy_folder_is_made_private_and_refused_when_others_may_write)
+{
+    plugin_lib_close(open_ok(MINIMAL_SO));
+    struct stat st;
+    cr_assert_eq(stat(priv, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0700, "made with mode %o", st.st_mode & 07777);
+
+    cr_assert_eq(chmod(priv, 0770), 0);
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, priv, &lib, err, sizeof err), -1);
+    char want[2048];
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is writable by group or "
+             "others (mode 0770); plugin copies are loaded from it: chmod go-w %s", priv, priv);
+    cr_assert_str_eq(err, want);
+    cr_assert_eq(count_entries(priv), 0, "nothing was copied into it");
+    cr_assert_eq(chmod(priv, 0700), 0);
+    plugin_lib_close(open_ok(MINIMAL_SO));
+
+    char file[600];
+    snprintf(file, sizeof file, "%s/not-a-dir", tmp);
+    cr_assert_eq(harness_write_file(tmp, "not-a-dir", ""), 0);
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, file, &lib, err, sizeof err), -1);
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is not a directory", file);
+    cr_assert_str_eq(err, want);
+}
+
+Test(loader, a_copy_folder_of_another_user_is_refused)
+{
+    plugin_lib_close(open_ok(MINIMAL_SO));
+    if (chown(priv, geteuid() + 4242, (gid_t)-1) != 0)
+        cr_skip_test("cannot give %s away (not root): %s", priv, strerror(errno));
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, priv, &lib, err, sizeof err), -1);
+    char want[2048];
+    unsigned long me = (unsigned long)geteuid();
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is owned by uid %lu, not by "
+             "uid %lu that evbusd runs as: chown %lu %s, or run evbusd as uid %lu", priv,
+             me + 4242, me, me, priv, me + 4242);
+    cr_assert_str_eq(err, want);
 }
 
 Test(loader, a_replaced_file_loads_its_new_code_next_to_the_old)

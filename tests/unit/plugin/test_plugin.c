@@ -724,6 +724,44 @@ Test(bundled, a_checked_instance_sees_the_flag_in_init_and_fini)
     plugin_lib_close(lib);
 }
 
+/* The installed template (share/evbus/plugin-template) works as its
+ * comments say: a line per event, a reason when it fails, no trace on a
+ * check. */
+Test(bundled, the_plugin_template_loads_records_and_checks)
+{
+    plugin_lib_t *lib = open_ok(TEMPLATE_EXAMPLE_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/seen.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "seen", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 0, "%s", err);
+    plugin_instance_free(inst);
+    cr_assert_neq(access(out, F_OK), 0, "the check created %s", out);
+
+    inst = new_ok(lib, "seen", cfg);
+    evbus_event_t ev = {.id = "e1", .type = "approval.item.approved"};
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    char *text = harness_read_file(out);
+    cr_assert_str_eq(text, "approval.item.approved e1\n");
+    free(text);
+    char long_id[600];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    ev.id = long_id;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "the type and id do not fit in 512 bytes");
+    plugin_instance_free(inst);
+    cr_assert_eq(plugin_instance_new(lib, "bad", "{}", &fake_host_api, 0, &inst, err, sizeof err),
+                 -1);
+    cr_assert_str_eq(err, "instance 'bad' (" TEMPLATE_EXAMPLE_SO "): missing required key 'path' "
+                          "in config of plugin instance 'bad' (the file that gets one line per "
+                          "event)");
+    plugin_lib_close(lib);
+}
+
 static char *upcast(const evbus_plugin_descriptor_t *d, const char *in, int *rc)
 {
     evbus_buf_t buf = {0};

@@ -10,9 +10,9 @@
  * Plugins link no host symbols.  Everything the host offers (logging,
  * event accessors, publishing) comes through the evbus_host_api_t function
  * table handed to init() and, with EVBUS_PLUGIN_F_HANDLER_API (which
- * EVBUS_PLUGIN() sets), to every handler.  A table field a plugin does not know about is
- * simply beyond the struct_size it was compiled with; a field the host does
- * not provide is NULL.  New fields are only ever appended.
+ * EVBUS_PLUGIN() sets), to every handler.  A table field a plugin does not
+ * know about is simply beyond the struct_size it was compiled with; a field
+ * the host does not provide is NULL.  New fields are only ever appended.
  *
  * Thread-safety contract for handlers
  * -----------------------------------

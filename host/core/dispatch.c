@@ -498,8 +498,14 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
             jarena_leave();
             json_decref(orig);
         }
-    } else
+    } else {
+        /* api->set_reason writes straight into why[] of this handler */
+        ev->reason = reason;
+        ev->reason_len = reason_len;
         r = plugin_instance_call(h->inst, h->sub, ev);
+        ev->reason = NULL;
+        ev->reason_len = 0;
+    }
     int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
     crash_slot_leave(d->crash_slot);
     atomic_store(&d->cur_handler, NULL);
@@ -521,8 +527,10 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms) and failed: "
                  "counted as a timeout (retry)", h->name, (long long)took, ev->id,
                  h->timeout_ms);
-        snprintf(reason, reason_len, "timed out after %lld ms (limit %u ms)", (long long)took,
-                 h->timeout_ms);
+        char said[320];
+        snprintf(said, sizeof said, "%s", reason);
+        snprintf(reason, reason_len, "timed out after %lld ms (limit %u ms)%s%.300s",
+                 (long long)took, h->timeout_ms, said[0] ? ": " : "", said);
         return VERDICT_RESULT_TIMEOUT;
     }
     return r == EVBUS_OK       ? VERDICT_RESULT_OK
@@ -700,6 +708,13 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         snprintf(text, sizeof text, "%.160s: %.300s", h->name,
                  why[0] ? why : "handler asked for a retry");
         schedule_retry(d, ev, h, text, o->delay_ms);
+        log_info(d->name, "event %s (%s): %s; attempt %d of %u, retried in %lld ms",
+                 ev->id ? ev->id : "?", ev->type ? ev->type : "?", text, ev->attempt,
+                 h->retry.max_attempts, (long long)o->delay_ms);
+        /* the event's last error while it waits, unless a handler failed
+         * for good (its text is what the dead letter must say) */
+        if (!ev->error[0])
+            snprintf(ev->error, sizeof ev->error, "%.500s", text);
         break;
     }
     }

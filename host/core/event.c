@@ -350,6 +350,22 @@ static int64_t api_event_deadline_ms(const evbus_event_t *ev)
     return ev->deadline_ms - clock_coarse_ms();
 }
 
+static int api_set_reason(const evbus_event_t *cev, const char *fmt, ...)
+{
+    struct evbus_event *ev = (struct evbus_event *)cev;
+    if (!ev || !ev->reason || !ev->reason_len)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev->reason, ev->reason_len, fmt, ap);
+    va_end(ap);
+    /* it lands in log lines and stream fields: one line, no escapes */
+    for (char *p = ev->reason; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+    return 0;
+}
+
 static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
 {
     if (b->len + len + 1 > b->cap) {
@@ -456,6 +472,8 @@ static const evbus_host_api_t host_api = {
     .buf_append = api_buf_append,
     .instance_name = api_instance_name,
     .event_deadline_ms = api_event_deadline_ms,
+    .set_reason = api_set_reason,
+    .init_flags = plugin_current_init_flags,
 };
 
 const evbus_host_api_t *event_host_api(void) { return &host_api; }

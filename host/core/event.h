@@ -60,6 +60,10 @@ struct evbus_event {
 
     /* the running handler call's deadline (clock_coarse_ms), 0 = none */
     int64_t deadline_ms;
+    /* where api->set_reason writes during a handler call (dispatch's
+     * why[] of that handler); NULL outside a call */
+    char *reason;
+    size_t reason_len;
 
     /* retry state */
     int attempt;               /* 1 on first delivery to a handler */

@@ -2,9 +2,10 @@
  * generation — building, sharing and retiring configuration snapshots.
  *
  * Build order follows the cost of failure: config first (cheap, reports
- * positions), then schemas, then plugins (every library opened and every
- * instance's config checked against its plugin's config map before the
- * first init, which may have side effects), then the router.  Any error undoes everything built so
+ * positions), then the state_dir's safety, schemas, plugins (every library
+ * opened, every instance's config checked against its plugin's config map
+ * and every `handler:` name resolved before the first init, which may have
+ * side effects), then the router.  Any error undoes everything built so
  * far, in reverse order, so a failed reload leaves no trace.
  */
 #include "core/generation.h"
@@ -16,9 +17,11 @@
 
 #include <openssl/evp.h>
 
+#include "config/settings.h"
 #include "core/event.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/private_dir.h"
 
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static generation_t **retired;
@@ -163,11 +166,37 @@ static int add_upcasters(generation_t *g, const plugin_lib_t *lib, const cfg_pos
     return 0;
 }
 
+/* Every `handler:` of ci's subscriptions names a subscriber of lib. */
+static int check_handler_names(const plugin_lib_t *lib, const cfg_instance_t *ci,
+                               cfg_errors_t *errs)
+{
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    int failed = 0;
+    for (size_t k = 0; k < ci->n_subs; k++) {
+        const cfg_subscription_t *s = &ci->subs[k];
+        if (plugin_lib_find_subscriber(lib, s->handler))
+            continue;
+        failed = 1;
+        if (!s->handler) {
+            cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler to subscribe (it offers "
+                           "only upcasters)", d->name);
+            continue;
+        }
+        char names[512];
+        plugin_lib_subscriber_names(lib, names, sizeof names);
+        cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler named '%s' (valid: %s)",
+                       d->name, s->handler, names[0] ? names : "none");
+    }
+    return failed ? -1 : 0;
+}
+
 /*
  * First pass over the instances: open each library, or pick the previous
  * generation's instance whose state it will adopt, and check each config
- * against its plugin's config map.  No init() runs for a generation whose
- * libraries or configs are wrong, and every such error is reported.
+ * against its plugin's config map and each subscription's `handler:`
+ * against its subscribers.  No init() runs for a generation whose
+ * libraries, configs or handler names are wrong, and every such error is
+ * reported.
  * libs[i] receives the library of instance i, adopt[i] the instance to
  * adopt (NULL: call init).
  */
@@ -192,11 +221,36 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
         }
         if (plugin_config_check(libs[i], ci, errs) != 0)
             failed = 1;
+        if (check_handler_names(libs[i], ci, errs) != 0)
+            failed = 1;
     }
     return failed ? -1 : 0;
 }
 
-static int build_instances(generation_t *g, const generation_t *prev, cfg_errors_t *errs)
+/*
+ * state_dir and its plugin copy folder: created when missing, refused when
+ * another user could change them (util/private_dir.h), at every build so
+ * that a reload notices a folder opened up since the start.  Reported at
+ * the setting's position when a manifest set it.
+ */
+static int check_state_dir(const evbus_config_t *cfg, cfg_errors_t *errs)
+{
+    size_t idx = 0;
+    const cfg_pos_t *pos = NULL;
+    if (cfg_setting_find("state_dir", &idx) && cfg->sources[idx].kind == CFG_SRC_FILE)
+        pos = &cfg->sources[idx].pos;
+    char copies[1100], err[2048];
+    snprintf(copies, sizeof copies, "%s/plugins", cfg->daemon.state_dir);
+    if (private_dir_ensure(cfg->daemon.state_dir, "state_dir", err, sizeof err) != 0 ||
+        private_dir_ensure(copies, "state_dir's plugin copy folder", err, sizeof err) != 0) {
+        cfg_errors_add(errs, pos, "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int build_instances(generation_t *g, const generation_t *prev, uint32_t init_flags,
+                           cfg_errors_t *errs)
 {
     const evbus_config_t *cfg = g->cfg;
     char private_dir[1024];
@@ -237,9 +291,11 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
             log_info("reload", "instance '%s' keeps its state (file and config unchanged)",
                      ci->name);
         } else {
-            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(), &inst,
-                                    err, sizeof err) != 0) {
-                cfg_errors_add(errs, &ci->config_pos, "%s", err);
+            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(),
+                                    init_flags, &inst, err, sizeof err) != 0) {
+                /* at `config:`, or at the entry when it has none */
+                cfg_errors_add(errs, ci->config_pos.file ? &ci->config_pos : &ci->pos, "%s",
+                               err);
                 failed = 1;
                 continue;
             }
@@ -254,13 +310,8 @@ static int build_instances(generation_t *g, const generation_t *prev, cfg_errors
         if (ci->n_subs) {
             for (size_t k = 0; k < ci->n_subs; k++) {
                 const cfg_subscription_t *s = &ci->subs[k];
+                /* found: resolve_instances checked every name before any init */
                 const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, s->handler);
-                if (!sub) {
-                    cfg_errors_add(errs, &s->pos, "plugin '%s' has no handler named '%s'",
-                                   d->name, s->handler ? s->handler : "(first)");
-                    failed = 1;
-                    continue;
-                }
                 gen_handler_t *h = &g->handlers[g->n_handlers++];
                 snprintf(h->name, sizeof h->name, "%s/%s", ci->name, sub->name);
                 h->kind = GEN_HANDLER_PLUGIN;
@@ -381,7 +432,7 @@ json_t *generation_describe(const generation_t *g)
                      "instances", insts);
 }
 
-int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
+int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number, bool check,
                      generation_t **out, cfg_errors_t *errs)
 {
     size_t errs_before = errs->count;
@@ -398,10 +449,12 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
     /* before anything uses the settings: restart-class ones stay as they run */
     if (prev)
         g->live_changes = config_reload_merge(prev->cfg, g->cfg, &g->pending_restart);
+    if (check_state_dir(g->cfg, errs) != 0)
+        goto fail;
     g->schemas = schema_catalog_load(g->cfg->schema.dir, g->cfg->schema.format_assert, errs);
     if (!g->schemas)
         goto fail;
-    if (build_instances(g, prev, errs) != 0)
+    if (build_instances(g, prev, check ? EVBUS_INIT_CHECK : 0, errs) != 0)
         goto fail;
     g->router = router_new();
     if (!g->router)

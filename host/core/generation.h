@@ -94,10 +94,13 @@ typedef struct generation {
  * setting is compared with prev's (config_reload_merge): a changed
  * CFG_RESTART setting keeps prev's value and is listed in
  * pending_restart, so the new generation's cfg is what is in force.
+ * `check`: the generation is built only to be checked and destroyed
+ * (evbusd --check-config): its plugin instances are initialised (and
+ * finalised) with EVBUS_INIT_CHECK, so they leave no trace.
  * Returns 0 with *out holding one reference, or -1 with every error in errs
  * ("file:line:col: message") and nothing left behind.
  */
-int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number,
+int generation_build(const char *conf_dir, const generation_t *prev, uint64_t number, bool check,
                      generation_t **out, cfg_errors_t *errs);
 
 generation_t *generation_ref(generation_t *g);

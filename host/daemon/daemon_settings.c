@@ -25,7 +25,9 @@ static const cfg_setting_t rows[] = {
      .reload = CFG_RESTART,
      .why = "holds the pidfile and the private plugin copies the running generation uses",
      .flags = CFG_F_EMPTY_DEFAULT,
-     .desc = "pidfile, private plugin copies, archives; an empty value means the default"},
+     .desc = "pidfile, private plugin copies, archives; made 0700 when missing, refused "
+             "unless owned by evbusd's user and not writable by group or others; an empty "
+             "value means the default"},
     {.key = "shutdown_timeout_ms", .type = CFG_U32, .offset = OFF(shutdown_timeout_ms), .min = 1,
      .max = U32MAX, .def = "10000", .reload = CFG_LIVE, .why = "at the next stop",
      .desc = "bound on a graceful stop"},

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,8 +39,9 @@ static void usage(FILE *f)
             "\n"
             "  -c, --config DIR     configuration directory: DIR/*.yaml in lexical order\n"
             "                       (default %s)\n"
-            "      --check-config   validate everything (plugins loaded and initialised,\n"
-            "                       schemas compiled) and print OK or the errors; exit 0 or 2\n"
+            "      --check-config   validate everything (plugins loaded and initialised as\n"
+            "                       a check, schemas compiled) and print OK or the errors;\n"
+            "                       exit 0 or 2\n"
             "      --diff-running   with --check-config: also compare every setting with\n"
             "                       what the running evbusd has in force (STATE_DIR/%s)\n"
             "                       and list the changes a reload would leave for a restart\n"
@@ -107,7 +107,7 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
     generation_t *next = NULL;
     log_info("reload", "reloading %s (generation %llu serving)", conf_dir,
              (unsigned long long)cur->number);
-    if (generation_build(conf_dir, cur, cur->number + 1, &next, &errs) != 0) {
+    if (generation_build(conf_dir, cur, cur->number + 1, false, &next, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error("reload", "%s", errs.msgs[i]);
         char *all = join_errors(&errs);
@@ -213,19 +213,6 @@ static void write_pidfile(const char *path)
     fclose(f);
 }
 
-static void mkdir_p(const char *dir)
-{
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    mkdir(tmp, 0755);
-}
-
 int main(int argc, char **argv)
 {
     const char *conf_dir = getenv("EVBUS_CONF_DIR") ? getenv("EVBUS_CONF_DIR") : EVBUS_CONF_DIR;
@@ -288,7 +275,7 @@ int main(int argc, char **argv)
 
     cfg_errors_t errs = {0};
     generation_t *gen = NULL;
-    if (generation_build(conf_dir, NULL, 1, &gen, &errs) != 0) {
+    if (generation_build(conf_dir, NULL, 1, check, &gen, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++)
             fprintf(stderr, "%s\n", errs.msgs[i]);
         fprintf(stderr, "evbusd: %zu configuration error%s in %s\n", errs.count,
@@ -309,8 +296,8 @@ int main(int argc, char **argv)
     log_set_level(lvl >= 0 ? lvl : LOG_INFO);
     event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
     /* only restart-class settings may be taken from the first generation
-     * here; everything live is read from the serving generation */
-    mkdir_p(cfg->daemon.state_dir);
+     * here; everything live is read from the serving generation.  The
+     * build made state_dir (and checked that it is evbusd's alone). */
     /* before any worker: a fatal signal names what was running */
     crash_init(cfg->daemon.state_dir);
 

@@ -24,6 +24,7 @@
 #include "plugin/config_map.h"
 #include "router/router.h"
 #include "util/log.h"
+#include "util/private_dir.h"
 
 /* ABI minor 1 turned reserved[0] and reserved[1] into config_map and
  * n_config_map: a descriptor built before them must keep its size and
@@ -32,6 +33,12 @@ _Static_assert(sizeof(size_t) == sizeof(void *), "n_config_map must fill a reser
 _Static_assert(sizeof(evbus_plugin_descriptor_t) ==
                    offsetof(evbus_plugin_descriptor_t, config_map) + 8 * sizeof(void *),
                "config_map, n_config_map and reserved[] must span the old reserved[8]");
+/* ABI minor 3 put handler_api beside handler in a union: a subscriber row
+ * keeps the size and layout of 1.0, so arrays of old plugins read right. */
+_Static_assert(sizeof(evbus_subscriber_t) == 4 * sizeof(void *) &&
+                   offsetof(evbus_subscriber_t, handler) ==
+                       offsetof(evbus_subscriber_t, handler_api),
+               "a subscriber row must keep the ABI 1.0 layout");
 
 struct plugin_lib {
     char *path;
@@ -46,21 +53,26 @@ typedef struct plugin_state_box {
     atomic_int refs;
     void *state;
     bool serial;
-    pthread_mutex_t mu; /* held around handler calls of SERIAL plugins */
+    uint32_t init_flags; /* EVBUS_INIT_* of the init() that made state */
+    pthread_mutex_t mu;  /* held around handler calls of SERIAL plugins */
 } plugin_state_box_t;
 
 struct plugin_instance {
     plugin_lib_t *lib;
     char *name;
     char *config_json;
+    const evbus_host_api_t *api; /* what init() got; handler_api gets it too */
     plugin_state_box_t *box;
 };
 
 static __thread const char *plugin_tls_current;
+static __thread uint32_t plugin_tls_init_flags;
 
 void plugin_set_current(const char *instance_name) { plugin_tls_current = instance_name; }
 
 const char *plugin_current(void) { return plugin_tls_current; }
+
+uint32_t plugin_current_init_flags(void) { return plugin_tls_init_flags; }
 
 /* ---- file identity and private copies --------------------------------- */
 
@@ -141,38 +153,16 @@ bool plugin_file_same_content(const plugin_file_id_t *a, const plugin_file_id_t 
     return memcmp(a->digest, b->digest, PLUGIN_DIGEST_LEN) == 0;
 }
 
-/* mkdir -p with mode 0700 for the directories it creates. */
-static int plugin_mkdirs(const char *dir, const char *what, char *err, size_t errlen)
-{
-    char tmp[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof tmp) {
-        snprintf(err, errlen, "%s: private directory '%s' is empty or too long", what, dir);
-        return -1;
-    }
-    memcpy(tmp, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char saved = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) {
-            snprintf(err, errlen, "%s: cannot create private directory %s: %s", what, tmp,
-                     strerror(errno));
-            return -1;
-        }
-        tmp[i] = saved;
-    }
-    return 0;
-}
-
 /* Copies path to a fresh file in private_dir, hashing it on the way. */
 static int plugin_private_copy(const char *path, const char *private_dir, char *copy,
                                size_t copylen, plugin_file_id_t *id, char *err, size_t errlen)
 {
     static atomic_uint counter;
-    if (plugin_mkdirs(private_dir, path, err, errlen) != 0)
+    char derr[1024];
+    if (private_dir_ensure(private_dir, "plugin copy folder", derr, sizeof derr) != 0) {
+        snprintf(err, errlen, "%s: %s", path, derr);
         return -1;
+    }
     int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -235,7 +225,8 @@ static int plugin_check_subscribers(const char *path, const evbus_plugin_descrip
                 return -1;
             }
         }
-        if (!s->handler) {
+        bool with_api = d->flags & EVBUS_PLUGIN_F_HANDLER_API;
+        if (with_api ? !s->handler_api : !s->handler) {
             snprintf(err, errlen, "%s: subscriber '%s' has no handler", path, s->name);
             return -1;
         }
@@ -320,8 +311,8 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
             return -1;
         }
     }
-    const uint32_t known =
-        EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP;
+    const uint32_t known = EVBUS_PLUGIN_F_SERIAL | EVBUS_PLUGIN_F_KEEP_STATE |
+                           EVBUS_PLUGIN_F_CONFIG_MAP | EVBUS_PLUGIN_F_HANDLER_API;
     if (d->flags & ~known) {
         snprintf(err, errlen, "%s: unknown descriptor flags 0x%x", path, d->flags & ~known);
         return -1;
@@ -352,6 +343,32 @@ static int plugin_check_descriptor(const char *path, const evbus_plugin_descript
 
 /* ---- libraries --------------------------------------------------------- */
 
+/*
+ * dlerror()'s text names the private copy, a file that no longer exists
+ * and that the operator never wrote: drop its "<copy>: " prefix and put
+ * the original path wherever else the copy is named.
+ */
+static void plugin_dl_message(const char *msg, const char *copy, const char *path, char *out,
+                              size_t outlen)
+{
+    if (!msg)
+        msg = "unknown error";
+    size_t cl = strlen(copy), o = 0;
+    if (strncmp(msg, copy, cl) == 0 && strncmp(msg + cl, ": ", 2) == 0)
+        msg += cl + 2;
+    out[0] = '\0';
+    for (const char *p = msg; *p && o + 1 < outlen;) {
+        bool is_copy = strncmp(p, copy, cl) == 0;
+        size_t n = is_copy ? strlen(path) : 1;
+        if (n > outlen - 1 - o)
+            n = outlen - 1 - o;
+        memcpy(out + o, is_copy ? path : p, n);
+        o += n;
+        p += is_copy ? cl : 1;
+    }
+    out[o] = '\0';
+}
+
 int plugin_lib_open(const char *path, const char *private_dir, plugin_lib_t **out, char *err,
                     size_t errlen)
 {
@@ -362,20 +379,23 @@ int plugin_lib_open(const char *path, const char *private_dir, plugin_lib_t **ou
     dlerror();
     void *handle = dlopen(copy, RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
-        const char *msg = dlerror();
-        snprintf(err, errlen, "%s: dlopen failed: %s", path, msg ? msg : "unknown error");
+        char msg[1024];
+        plugin_dl_message(dlerror(), copy, path, msg, sizeof msg);
+        snprintf(err, errlen, "%s: dlopen failed: %s", path, msg);
         unlink(copy);
         return -1;
     }
     /* The mapping keeps the code alive; the name must not be found again. */
     unlink(copy);
 
-    dlerror();
+    /* dlerror() would only name the private copy: say what to change. */
     void *sym = dlsym(handle, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
     if (!sym) {
-        const char *msg = dlerror();
-        snprintf(err, errlen, "%s: missing symbol %s: %s", path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL,
-                 msg ? msg : "symbol is NULL");
+        snprintf(err, errlen,
+                 "%s: missing symbol %s: the library exports no function of that name; "
+                 "define it with EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it "
+                 "EVBUS_PLUGIN_EXPORT when building with -fvisibility=hidden",
+                 path, EVBUS_PLUGIN_DESCRIPTOR_SYMBOL);
         dlclose(handle);
         return -1;
     }
@@ -503,41 +523,48 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
 }
 
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
-                        const evbus_host_api_t *api, plugin_instance_t **out, char *err,
-                        size_t errlen)
+                        const evbus_host_api_t *api, uint32_t init_flags,
+                        plugin_instance_t **out, char *err, size_t errlen)
 {
     plugin_first_problem_t first = {.text = ""};
     size_t problems = config_map_check(lib->desc, name, config_json, plugin_keep_first, &first);
     if (problems > 0) {
         if (problems == 1)
-            snprintf(err, errlen, "-: instance '%s' (%s): %s", name, lib->path, first.text);
+            snprintf(err, errlen, "instance '%s' (%s): %s", name, lib->path, first.text);
         else
-            snprintf(err, errlen, "-: instance '%s' (%s): %s (and %zu more)", name, lib->path,
+            snprintf(err, errlen, "instance '%s' (%s): %s (and %zu more)", name, lib->path,
                      first.text, problems - 1);
         return -1;
     }
     plugin_instance_t *inst = plugin_instance_alloc(lib, name, config_json);
     plugin_state_box_t *box = calloc(1, sizeof *box);
     if (!inst || !box) {
-        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", name, lib->path);
+        snprintf(err, errlen, "instance '%s' (%s): out of memory", name, lib->path);
         if (inst)
             plugin_instance_release(inst);
         free(box);
         return -1;
     }
+    inst->api = api;
     atomic_init(&box->refs, 1);
     box->serial = (lib->desc->flags & EVBUS_PLUGIN_F_SERIAL) != 0;
+    box->init_flags = init_flags;
     pthread_mutex_init(&box->mu, NULL);
 
     char perr[512] = "";
     const char *saved = plugin_current();
     plugin_set_current(inst->name);
+    plugin_tls_init_flags = init_flags;
     int rc = lib->desc->init(api, inst->config_json, &box->state, perr, sizeof perr);
+    plugin_tls_init_flags = 0;
     plugin_set_current(saved);
     if (rc != 0) {
         perr[sizeof perr - 1] = '\0';
-        snprintf(err, errlen, "-: instance '%s' (%s): init failed: %s", name, lib->path,
-                 perr[0] ? perr : "(no message)");
+        if (perr[0])
+            snprintf(err, errlen, "instance '%s' (%s): init failed: %s", name, lib->path, perr);
+        else
+            snprintf(err, errlen, "instance '%s' (%s): init failed (returned %d) and gave no "
+                     "message", name, lib->path, rc);
         pthread_mutex_destroy(&box->mu);
         free(box);
         plugin_instance_release(inst);
@@ -552,17 +579,18 @@ int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char 
                           size_t errlen)
 {
     if (!(old->lib->desc->flags & EVBUS_PLUGIN_F_KEEP_STATE)) {
-        snprintf(err, errlen, "-: instance '%s' (%s): plugin does not set KEEP_STATE",
+        snprintf(err, errlen, "instance '%s' (%s): plugin does not set KEEP_STATE",
                  old->name, old->lib->path);
         return -1;
     }
     plugin_instance_t *inst = plugin_instance_alloc(old->lib, old->name, old->config_json);
     if (!inst) {
-        snprintf(err, errlen, "-: instance '%s' (%s): out of memory", old->name,
+        snprintf(err, errlen, "instance '%s' (%s): out of memory", old->name,
                  old->lib->path);
         return -1;
     }
     atomic_fetch_add(&old->box->refs, 1);
+    inst->api = old->api;
     inst->box = old->box;
     *out = inst;
     return 0;
@@ -586,7 +614,9 @@ void plugin_instance_free(plugin_instance_t *inst)
         if (inst->lib->desc->fini) {
             const char *saved = plugin_current();
             plugin_set_current(inst->name);
+            plugin_tls_init_flags = box->init_flags;
             inst->lib->desc->fini(box->state);
+            plugin_tls_init_flags = 0;
             plugin_set_current(saved);
         }
         pthread_mutex_destroy(&box->mu);
@@ -603,16 +633,34 @@ void *plugin_instance_state(const plugin_instance_t *inst) { return inst->box->s
 
 plugin_lib_t *plugin_instance_lib(const plugin_instance_t *inst) { return inst->lib; }
 
-const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
-                                                          const char *name)
+const evbus_subscriber_t *plugin_lib_find_subscriber(const plugin_lib_t *lib, const char *name)
 {
-    const evbus_plugin_descriptor_t *d = inst->lib->desc;
+    const evbus_plugin_descriptor_t *d = lib->desc;
     if (!name)
         return d->n_subscribers > 0 ? &d->subscribers[0] : NULL;
     for (size_t i = 0; i < d->n_subscribers; i++)
         if (strcmp(d->subscribers[i].name, name) == 0)
             return &d->subscribers[i];
     return NULL;
+}
+
+const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
+                                                          const char *name)
+{
+    return plugin_lib_find_subscriber(inst->lib, name);
+}
+
+void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len)
+{
+    const evbus_plugin_descriptor_t *d = lib->desc;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < d->n_subscribers && used < len; i++) {
+        int n = snprintf(out + used, len - used, "%s%s", i ? ", " : "", d->subscribers[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
 }
 
 evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscriber_t *sub,
@@ -625,7 +673,9 @@ evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscri
         pthread_mutex_lock(&box->mu);
     /* In C an enum holds any value of its integer type, so a plugin
      * returning 7 is representable and merely needs mapping. */
-    int r = (int)sub->handler(ev, box->state);
+    int r = inst->lib->desc->flags & EVBUS_PLUGIN_F_HANDLER_API
+                ? (int)sub->handler_api(inst->api, ev, box->state)
+                : (int)sub->handler(ev, box->state);
     if (box->serial)
         pthread_mutex_unlock(&box->mu);
     plugin_set_current(saved);

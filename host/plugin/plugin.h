@@ -79,7 +79,9 @@ typedef struct plugin_instance plugin_instance_t;
 
 /*
  * Opens the plugin at `path`: copies it to a new file under private_dir
- * (created like mkdir -p, mode 0700), dlopen's the copy with
+ * (created like mkdir -p, mode 0700, and refused unless it is owned by this
+ * process's user and not writable by group or others: private_dir.h),
+ * dlopen's the copy with
  * RTLD_NOW|RTLD_LOCAL, unlinks the copy, calls evbus_plugin_descriptor()
  * and checks the descriptor:
  *   - abi_version == EVBUS_ABI_VERSION  ("<path>: ABI version 999, host supports 1")
@@ -124,18 +126,21 @@ int plugin_config_check(const plugin_lib_t *lib, const cfg_instance_t *ci, cfg_e
 /*
  * Creates an instance: checks config_json against lib's config map, then
  * calls init(api, config_json, &state) with the current-instance name set
- * to `name` (so api->log/instance_name work in init).  config_json NULL
+ * to `name` (so api->log/instance_name work in init) and its init flags
+ * (EVBUS_INIT_*, read through plugin_current_init_flags(); the same flags
+ * are current again around its fini()).  config_json NULL
  * means "{}".  On a config problem returns -1 with
- * "-: instance 'NAME' (PATH): <the first problem>" (use
+ * "instance 'NAME' (PATH): <the first problem>" (use
  * plugin_config_check() first for every problem with its position); on
  * init failure returns -1 with
- * "-: instance 'NAME' (PATH): init failed: <plugin's message>" in err.
+ * "instance 'NAME' (PATH): init failed: <plugin's message>" in err, or
+ * "instance 'NAME' (PATH): init failed (returned N) and gave no message".
  * Either way it creates nothing.  The instance holds a reference to lib
  * and copies name and config_json.
  */
 int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
-                        const evbus_host_api_t *api, plugin_instance_t **out, char *err,
-                        size_t errlen);
+                        const evbus_host_api_t *api, uint32_t init_flags,
+                        plugin_instance_t **out, char *err, size_t errlen);
 
 /*
  * KEEP_STATE reload: creates a new instance of the SAME library and name
@@ -168,13 +173,20 @@ plugin_lib_t *plugin_instance_lib(const plugin_instance_t *inst);
 
 /* The descriptor's subscriber called `name`, or the first one when name is
  * NULL; NULL when there is no such subscriber. */
+const evbus_subscriber_t *plugin_lib_find_subscriber(const plugin_lib_t *lib, const char *name);
 const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_t *inst,
                                                           const char *name);
 
+/* The subscriber names of lib as "a, b, c" into out (truncated to fit). */
+void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len);
+
 /*
- * Calls sub->handler(ev, state) with the current-instance name set to this
- * instance (restored afterwards, so nested calls are fine) and, for SERIAL
- * plugins, the instance mutex held.  A return value outside
+ * Calls sub's handler with the current-instance name set to this instance
+ * (restored afterwards, so nested calls are fine) and, for SERIAL plugins,
+ * the instance mutex held: handler_api(api, ev, state) with the api init()
+ * got when the descriptor sets EVBUS_PLUGIN_F_HANDLER_API, else
+ * handler(ev, state) (sub is read the way the descriptor says: normally it
+ * is one of its own subscribers).  A return value outside
  * evbus_result_t is logged and mapped to EVBUS_RETRY.
  */
 evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscriber_t *sub,
@@ -185,5 +197,9 @@ evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscri
  * use (instance names do).  NULL clears it. */
 void plugin_set_current(const char *instance_name);
 const char *plugin_current(void);
+
+/* The EVBUS_INIT_* flags of the init() or fini() running on this thread
+ * (api->init_flags()); 0 outside them. */
+uint32_t plugin_current_init_flags(void);
 
 #endif /* EVBUS_HOST_PLUGIN_H */

@@ -25,6 +25,11 @@
  * data, which the host copies per load: it covers the instances of one
  * loaded copy (one generation), so a new generation may reopen the file
  * while the old one drains.  It does not rotate files.
+ *
+ * On a check (evbusd --check-config, EVBUS_INIT_CHECK) init only makes
+ * sure the file could be opened for appending: it creates, opens and
+ * starts nothing, so fini has nothing to flush.  Two instances naming one
+ * file are then caught only when the file exists already.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +63,7 @@ typedef struct fsink {
     int64_t flush_interval_ms;
     int64_t last_sync_ms;
     bool dirty;          /* written since the last fdatasync */
+    bool check_only;     /* EVBUS_INIT_CHECK: nothing was opened */
     /* the interval thread (see the top of the file) */
     pthread_t timer;
     bool timer_running, timer_stop;
@@ -240,6 +246,39 @@ static void fsink_unregister(fsink_t *s)
     pthread_mutex_unlock(&fsink_registry_mu);
 }
 
+/* Whether open(path, O_WRONLY | O_APPEND | O_CREAT) would succeed, found
+ * without creating anything (for a check). */
+static int fsink_could_open(const char *path, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s: %s", path, strerror(EISDIR));
+            return -1;
+        }
+        if (access(path, W_OK) != 0) {
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot be created in %s: %s", path, dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int fsink_init(const evbus_host_api_t *api, const char *config_json, void **state,
                       char *err, size_t errlen)
 {
@@ -260,6 +299,20 @@ static int fsink_init(const evbus_host_api_t *api, const char *config_json, void
     s->instance = strdup(iname ? iname : "?");
     if (!s->instance || fsink_parse_config(s, config_json, err, errlen) != 0)
         goto fail;
+    s->check_only = (api->init_flags() & EVBUS_INIT_CHECK) != 0;
+    if (s->check_only) {
+        struct stat st;
+        if (fsink_could_open(s->path, err, errlen) != 0)
+            goto fail;
+        if (stat(s->path, &st) == 0) {
+            s->dev = st.st_dev;
+            s->ino = st.st_ino;
+            if (fsink_register(s, err, errlen) != 0)
+                goto fail;
+        }
+        *state = s;
+        return 0;
+    }
     if (s->buf_cap > 0 && !(s->buf = malloc(s->buf_cap))) {
         snprintf(err, errlen, "out of memory for a %zu byte buffer", s->buf_cap);
         goto fail;
@@ -295,6 +348,10 @@ static void fsink_fini(void *state)
 {
     fsink_t *s = state;
     fsink_unregister(s);
+    if (s->check_only) {
+        fsink_destroy(s);
+        return;
+    }
     if (s->timer_running) {
         pthread_mutex_lock(&s->mu);
         s->timer_stop = true;
@@ -312,20 +369,23 @@ static void fsink_fini(void *state)
     fsink_destroy(s);
 }
 
-static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
+static evbus_result_t fsink_handle(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                   void *state)
 {
     fsink_t *s = state;
     size_t len = 0;
-    const char *raw = s->api->event_raw ? s->api->event_raw(ev, &len) : NULL;
+    const char *raw = api->event_raw(ev, &len);
     if (!raw) {
-        s->api->log(EVBUS_LOG_ERROR, "file-sink: the host gave no raw event bytes");
+        api->set_reason(ev, "the host gave no raw event bytes");
         return EVBUS_RETRY;
     }
     /* One event per line: raw newlines can only be JSON whitespace (inside
      * strings they are escaped), so turning them into spaces keeps the JSON. */
     char *line = malloc(len + 1);
-    if (!line)
+    if (!line) {
+        api->set_reason(ev, "out of memory for a %zu byte line", len + 1);
         return EVBUS_RETRY;
+    }
     for (size_t i = 0; i < len; i++)
         line[i] = (raw[i] == '\n' || raw[i] == '\r') ? ' ' : raw[i];
     line[len] = '\n';
@@ -338,7 +398,7 @@ static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
         s->buf_len += n;
     } else if (fsink_flush_locked(s) != 0 || fsink_write_all(s->fd, line, n) != 0 ||
                fsink_sync_locked(s) != 0) {
-        s->api->log(EVBUS_LOG_ERROR, "file-sink: writing %s: %s", s->path, strerror(errno));
+        api->set_reason(ev, "writing %s: %s", s->path, strerror(errno));
         r = EVBUS_RETRY;
     }
     pthread_mutex_unlock(&s->mu);
@@ -347,7 +407,7 @@ static evbus_result_t fsink_handle(const evbus_event_t *ev, void *state)
 }
 
 static const evbus_subscriber_t fsink_subscribers[] = {
-    {.name = "main", .pattern = "**", .priority = 100, .handler = fsink_handle},
+    EVBUS_SUBSCRIBER("main", "**", 100, fsink_handle),
 };
 
 static const char *const fsink_buffer_names[] = {"line", "none", NULL};
@@ -366,21 +426,6 @@ static const evbus_config_key_t fsink_config_map[] = {
      .description = "fsync: interval syncs this often"},
 };
 
-static const evbus_plugin_descriptor_t fsink_descriptor = {
-    .abi_version = EVBUS_ABI_VERSION,
-    .struct_size = sizeof(evbus_plugin_descriptor_t),
-    .name = "file-sink",
-    .version = "1.0.0",
-    .flags = EVBUS_PLUGIN_F_CONFIG_MAP,
-    .init = fsink_init,
-    .fini = fsink_fini,
-    .subscribers = fsink_subscribers,
-    .n_subscribers = 1,
-    .config_map = fsink_config_map,
-    .n_config_map = sizeof fsink_config_map / sizeof fsink_config_map[0],
-};
-
-EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
-{
-    return &fsink_descriptor;
-}
+EVBUS_PLUGIN("file-sink", "1.0.0", EVBUS_PLUGIN_F_CONFIG_MAP, .init = fsink_init,
+             .fini = fsink_fini, EVBUS_SUBSCRIBERS(fsink_subscribers),
+             EVBUS_CONFIG_MAP(fsink_config_map));

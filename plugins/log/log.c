@@ -19,7 +19,6 @@
 #define LOGP_DEFAULT_FORMAT "event {type} id={id} tenant={tenant} attempt={attempt}"
 
 typedef struct logp {
-    const evbus_host_api_t *api;
     evbus_log_level_t level;
     char *format;
 } logp_t;
@@ -30,6 +29,7 @@ static const char *const logp_levels[] = {"debug", "info", "warn", "error", NULL
 static int logp_init(const evbus_host_api_t *api, const char *config_json, void **state,
                      char *err, size_t errlen)
 {
+    (void)api;
     json_t *cfg = json_loads(config_json, 0, NULL);
     logp_t *s = calloc(1, sizeof *s);
     const char *fmt = json_string_value(json_object_get(cfg, "format"));
@@ -39,7 +39,6 @@ static int logp_init(const evbus_host_api_t *api, const char *config_json, void 
         json_decref(cfg);
         return -1;
     }
-    s->api = api;
     s->level = EVBUS_LOG_INFO;
     const char *level = json_string_value(json_object_get(cfg, "level"));
     for (int i = 0; level && logp_levels[i]; i++)
@@ -58,10 +57,10 @@ static void logp_fini(void *state)
 }
 
 /* The value of one {placeholder}, printed into tmp when it is a number. */
-static const char *logp_value(const logp_t *s, const evbus_event_t *ev, const char *key,
-                              size_t klen, char *tmp, size_t tmplen, size_t *vlen)
+static const char *logp_value(const evbus_host_api_t *a, const evbus_event_t *ev,
+                              const char *key, size_t klen, char *tmp, size_t tmplen,
+                              size_t *vlen)
 {
-    const evbus_host_api_t *a = s->api;
     const char *v = NULL;
 #define LOGP_KEY(k) (klen == strlen(k) && memcmp(key, k, klen) == 0)
     if (LOGP_KEY("id"))
@@ -96,7 +95,8 @@ static const char *logp_value(const logp_t *s, const evbus_event_t *ev, const ch
     return v;
 }
 
-static evbus_result_t logp_handle(const evbus_event_t *ev, void *state)
+static evbus_result_t logp_handle(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                  void *state)
 {
     logp_t *s = state;
     char line[4096];
@@ -105,7 +105,7 @@ static evbus_result_t logp_handle(const evbus_event_t *ev, void *state)
         const char *close = *p == '{' ? strchr(p, '}') : NULL;
         char tmp[32];
         size_t vlen = 0;
-        const char *v = close ? logp_value(s, ev, p + 1, (size_t)(close - p - 1), tmp,
+        const char *v = close ? logp_value(api, ev, p + 1, (size_t)(close - p - 1), tmp,
                                            sizeof tmp, &vlen)
                               : NULL;
         if (!v) {
@@ -119,12 +119,12 @@ static evbus_result_t logp_handle(const evbus_event_t *ev, void *state)
         p = close + 1;
     }
     line[n] = '\0';
-    s->api->log(s->level, "%s", line);
+    api->log(s->level, "%s", line);
     return EVBUS_OK;
 }
 
 static const evbus_subscriber_t logp_subscribers[] = {
-    {.name = "main", .pattern = "**", .priority = 100, .handler = logp_handle},
+    EVBUS_SUBSCRIBER("main", "**", 100, logp_handle),
 };
 
 static const evbus_config_key_t logp_config_map[] = {
@@ -134,21 +134,6 @@ static const evbus_config_key_t logp_config_map[] = {
      .description = "the line, with {placeholders} for the event's values"},
 };
 
-static const evbus_plugin_descriptor_t logp_descriptor = {
-    .abi_version = EVBUS_ABI_VERSION,
-    .struct_size = sizeof(evbus_plugin_descriptor_t),
-    .name = "log",
-    .version = "1.0.0",
-    .flags = EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP,
-    .init = logp_init,
-    .fini = logp_fini,
-    .subscribers = logp_subscribers,
-    .n_subscribers = 1,
-    .config_map = logp_config_map,
-    .n_config_map = sizeof logp_config_map / sizeof logp_config_map[0],
-};
-
-EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
-{
-    return &logp_descriptor;
-}
+EVBUS_PLUGIN("log", "1.0.0", EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP,
+             .init = logp_init, .fini = logp_fini, EVBUS_SUBSCRIBERS(logp_subscribers),
+             EVBUS_CONFIG_MAP(logp_config_map));

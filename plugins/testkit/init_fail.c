@@ -1,8 +1,10 @@
 /*
- * init-fail — a plugin whose init always fails with a fixed message, so
- * loader tests can check how the host reports init errors.
+ * init-fail — a plugin whose init always fails, so loader tests can check
+ * how the host reports init errors: with a fixed message, or (when its
+ * config mentions "silent") returning 3 without any message.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include <evbus/plugin.h>
 
@@ -10,8 +12,9 @@ static int init_fail_init(const evbus_host_api_t *api, const char *config_json, 
                           char *err, size_t errlen)
 {
     (void)api;
-    (void)config_json;
     (void)state;
+    if (strstr(config_json, "silent"))
+        return 3;
     snprintf(err, errlen, "init refused: missing 'path'");
     return -1;
 }

@@ -14,26 +14,17 @@ static int minimal_init(const evbus_host_api_t *api, const char *config_json,
 
 static void minimal_fini(void *state) { free(state); }
 
-static evbus_result_t minimal_handle(const evbus_event_t *ev, void *state)
+static evbus_result_t minimal_handle(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                     void *state)
 {
-    (void)ev;
+    (void)api, (void)ev;
     atomic_fetch_add((atomic_long *)state, 1);
     return EVBUS_OK;
 }
 
 static const evbus_subscriber_t minimal_subscribers[] = {
-    {.name = "main", .pattern = "approval.**", .priority = 100, .handler = minimal_handle},
+    EVBUS_SUBSCRIBER("main", "approval.**", 100, minimal_handle),
 };
 
-static const evbus_plugin_descriptor_t minimal_descriptor = {
-    .abi_version = EVBUS_ABI_VERSION,
-    .struct_size = sizeof(evbus_plugin_descriptor_t),
-    .name = "minimal", .version = "1.0.0",
-    .init = minimal_init, .fini = minimal_fini,
-    .subscribers = minimal_subscribers, .n_subscribers = 1,
-};
-
-EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)
-{
-    return &minimal_descriptor;
-}
+EVBUS_PLUGIN("minimal", "1.0.0", 0, .init = minimal_init, .fini = minimal_fini,
+             EVBUS_SUBSCRIBERS(minimal_subscribers));

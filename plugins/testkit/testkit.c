@@ -3,7 +3,9 @@
  *
  * Its config map (testkit_config_map, checked by the host) has `out`
  * (required), `tag` and `init_sleep_ms`, which makes init() sleep that
- * long (reload tests signal in the middle of a slow reload).
+ * long (reload tests signal in the middle of a slow reload).  init() logs
+ * "testkit <version> ready", or on a check (EVBUS_INIT_CHECK, which opens
+ * no `out`) "testkit <version> checked" and at fini "... check done".
  *
  * Subscriber "record" (pattern "**", priority 100) appends one line per
  * event to config `out`:
@@ -20,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,19 +65,23 @@ static int testkit_init(const evbus_host_api_t *api, const char *config_json, vo
     if (nap > 0)
         usleep((useconds_t)nap * 1000);
     const char *iname = api->instance_name ? api->instance_name() : NULL;
+    bool check = (api->init_flags() & EVBUS_INIT_CHECK) != 0;
     int rc = -1;
     if (!(s->instance = strdup(iname ? iname : "?")) || !(s->tag = strdup(tag ? tag : "-"))) {
         snprintf(err, errlen, "out of memory");
     } else if (!out) {
         snprintf(err, errlen, "missing 'out'");
+    } else if (check) {
+        rc = 0; /* a check creates no `out` */
     } else if ((s->fd = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0) {
         snprintf(err, errlen, "%s: %s", out, strerror(errno));
     } else {
         rc = 0;
     }
     json_decref(cfg);
+    /* reload tests read "ready", check tests "checked" (also at fini) */
     if (rc == 0)
-        api->log(EVBUS_LOG_INFO, "testkit %s ready", TESTKIT_VERSION); /* reload tests read it */
+        api->log(EVBUS_LOG_INFO, "testkit %s %s", TESTKIT_VERSION, check ? "checked" : "ready");
     if (rc != 0) {
         testkit_free(s);
         return -1;
@@ -83,7 +90,13 @@ static int testkit_init(const evbus_host_api_t *api, const char *config_json, vo
     return 0;
 }
 
-static void testkit_fini(void *state) { testkit_free(state); }
+static void testkit_fini(void *state)
+{
+    testkit_t *s = state;
+    if (s->api->init_flags() & EVBUS_INIT_CHECK)
+        s->api->log(EVBUS_LOG_INFO, "testkit %s check done", TESTKIT_VERSION);
+    testkit_free(s);
+}
 
 static evbus_result_t testkit_record(const evbus_event_t *ev, void *state)
 {

@@ -160,7 +160,7 @@ static int write_config(run_t *r)
     char state[700];
     snprintf(state, sizeof state, "%s/state", r->conf);
     mkdir(r->conf, 0777);
-    mkdir(state, 0777);
+    mkdir(state, 0700);
     int rc = harness_write_file(r->conf, "10-chaos.yaml", yaml);
     free(yaml);
     return rc;

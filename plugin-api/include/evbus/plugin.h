@@ -9,9 +9,10 @@
  *
  * Plugins link no host symbols.  Everything the host offers (logging,
  * event accessors, publishing) comes through the evbus_host_api_t function
- * table handed to init().  A table field a plugin does not know about is
- * simply beyond the struct_size it was compiled with; a field the host does
- * not provide is NULL.  New fields are only ever appended.
+ * table handed to init() and, with EVBUS_PLUGIN_F_HANDLER_API (which
+ * EVBUS_PLUGIN() sets), to every handler.  A table field a plugin does not
+ * know about is simply beyond the struct_size it was compiled with; a field
+ * the host does not provide is NULL.  New fields are only ever appended.
  *
  * Thread-safety contract for handlers
  * -----------------------------------
@@ -48,8 +49,12 @@ extern "C" {
  * plugins of every older minor; a plugin that uses a newer feature sets a
  * flag that an older host refuses by name.
  *   1: config maps (EVBUS_PLUGIN_F_CONFIG_MAP, evbus_config_key_t)
+ *   2: api->event_deadline_ms
+ *   3: api->set_reason; api->init_flags and EVBUS_INIT_CHECK; handlers
+ *      that receive the host API (EVBUS_PLUGIN_F_HANDLER_API) and the
+ *      EVBUS_PLUGIN() macros that set it
  */
-#define EVBUS_ABI_MINOR 2u
+#define EVBUS_ABI_MINOR 3u
 
 /* The name of the single symbol every plugin exports. */
 #define EVBUS_PLUGIN_DESCRIPTOR_SYMBOL "evbus_plugin_descriptor"
@@ -88,13 +93,28 @@ typedef struct evbus_host_api evbus_host_api_t;
  */
 typedef evbus_result_t (*evbus_handler_fn)(const evbus_event_t *ev, void *state);
 
+/*
+ * A handler that also receives the host API (ABI 1.3): the table init()
+ * got, so the state need not keep it.  Used by plugins whose descriptor
+ * sets EVBUS_PLUGIN_F_HANDLER_API, as EVBUS_PLUGIN() does.
+ */
+typedef evbus_result_t (*evbus_handler_api_fn)(const evbus_host_api_t *api,
+                                               const evbus_event_t *ev, void *state);
+
 /* One subscription a plugin offers.  A manifest may override pattern and
  * priority, or bind the handler (by name) to other patterns. */
 typedef struct evbus_subscriber {
     const char *name;         /* unique within the plugin, e.g. "main"       */
     const char *pattern;      /* default pattern, e.g. "approval.**"         */
     int priority;             /* default priority; lower runs first          */
-    evbus_handler_fn handler;
+    /* The descriptor's flags say which member holds the handler, as
+     * SA_SIGINFO picks sa_sigaction over sa_handler: handler_api when they
+     * have EVBUS_PLUGIN_F_HANDLER_API, handler otherwise.  Either way the
+     * struct has the layout and size of ABI 1.0. */
+    union {
+        evbus_handler_fn handler;
+        evbus_handler_api_fn handler_api;
+    };
 } evbus_subscriber_t;
 
 /*
@@ -152,6 +172,18 @@ typedef struct evbus_config_key {
     void *reserved[2];       /* zero: room to grow                          */
 } evbus_config_key_t;
 
+/*
+ * Flags of an instance's init() and fini(), read with api->init_flags()
+ * (ABI 1.3).
+ *
+ * EVBUS_INIT_CHECK: the instance exists only to be checked (evbusd
+ * --check-config): it never handles an event and fini() follows at once.
+ * Check what you can (the config, that a file could be written) but leave
+ * no trace: create, truncate, lock, connect or send nothing, start no
+ * thread, and write no report at fini().
+ */
+#define EVBUS_INIT_CHECK 0x1u
+
 /* Descriptor flags. */
 #define EVBUS_PLUGIN_F_SERIAL 0x1u       /* host serializes calls per instance   */
 #define EVBUS_PLUGIN_F_KEEP_STATE 0x2u   /* state may carry over a reload when the
@@ -159,6 +191,8 @@ typedef struct evbus_config_key {
 #define EVBUS_PLUGIN_F_CONFIG_MAP 0x4u   /* config_map is the whole set of keys
                                             `config:` may hold (ABI minor 1);
                                             n_config_map 0: it takes no config */
+#define EVBUS_PLUGIN_F_HANDLER_API 0x8u  /* every subscriber's handler is in
+                                            handler_api (ABI minor 3) */
 
 typedef struct evbus_plugin_descriptor {
     uint32_t abi_version;   /* EVBUS_ABI_VERSION the plugin was built for    */
@@ -257,10 +291,89 @@ struct evbus_host_api {
      * "Timeouts").  NULL in hosts older than 1.2.
      */
     int64_t (*event_deadline_ms)(const evbus_event_t *ev);
+
+    /*
+     * Why this handler call failed (ABI 1.3; NULL before), for the people
+     * who read about it.  Call it from the handler, on its thread, with the
+     * event it was given, before returning EVBUS_RETRY or EVBUS_REJECT: the
+     * text (printf-style; the first 300 bytes are kept, control characters
+     * become spaces) follows the handler's name in the retry schedule, the
+     * dead letter's `error` field, the event's last_error in PostgreSQL and
+     * the log.  A later call replaces an earlier one; with EVBUS_OK the
+     * text is dropped.  Returns 0, or -1 outside a handler call (nothing is
+     * kept: init, fini, upcasters, other threads after the call returned).
+     */
+    int (*set_reason)(const evbus_event_t *ev, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+
+    /*
+     * The EVBUS_INIT_* flags of the instance the host is initialising or
+     * finalising on this thread: valid in init() and in fini(), 0 anywhere
+     * else (ABI 1.3; NULL before).  See EVBUS_INIT_CHECK.
+     */
+    uint32_t (*init_flags)(void);
 };
 
 /* Every plugin defines exactly this function. */
 typedef const evbus_plugin_descriptor_t *(*evbus_plugin_descriptor_fn)(void);
+
+/*
+ * Less boilerplate (ABI 1.3).  A whole plugin, without the functions:
+ *
+ *   static const evbus_subscriber_t subscribers[] = {
+ *       EVBUS_SUBSCRIBER("main", "approval.**", 100, count_handle),
+ *   };
+ *   EVBUS_PLUGIN("count", "1.0.0", 0, .init = count_init, .fini = count_fini,
+ *                EVBUS_SUBSCRIBERS(subscribers));
+ *
+ * EVBUS_PLUGIN(name, version, flags, ...) defines the descriptor, with
+ * abi_version, struct_size and EVBUS_PLUGIN_F_HANDLER_API | flags filled
+ * in and the remaining arguments as designated initializers of the other
+ * fields, and exports evbus_plugin_descriptor() returning it.  Write it
+ * once, at file scope, after the arrays it names.
+ *
+ * EVBUS_SUBSCRIBER(name, pattern, priority, fn) is one subscriber row;
+ * fn is an evbus_handler_api_fn.  EVBUS_SUBSCRIBERS(array),
+ * EVBUS_UPCASTERS(array) and EVBUS_CONFIG_MAP(array) set a descriptor's
+ * array and its count (a config map also needs EVBUS_PLUGIN_F_CONFIG_MAP
+ * in flags).  EVBUS_COUNT(array) counts an array's elements; with GCC or
+ * clang, handing it a pointer is a compile error instead of a wrong count.
+ *
+ * A plugin built with these sets EVBUS_PLUGIN_F_HANDLER_API, so a host
+ * older than ABI 1.3 refuses it by name, and it may use every host API
+ * field of 1.3 without checking api->struct_size.
+ */
+#if defined(__GNUC__) && !defined(__cplusplus)
+#define EVBUS_NOT_A_POINTER_(a)                                                               \
+    (0 * sizeof(struct {                                                                       \
+         unsigned evbus_count_needs_an_array                                                   \
+             : 1 - 2 * __builtin_types_compatible_p(__typeof__(a), __typeof__(&(a)[0]));      \
+     }))
+#else
+#define EVBUS_NOT_A_POINTER_(a) 0
+#endif
+#define EVBUS_COUNT(a) (sizeof(a) / sizeof((a)[0]) + EVBUS_NOT_A_POINTER_(a))
+
+#define EVBUS_SUBSCRIBER(name_, pattern_, priority_, fn_)                                      \
+    { .name = (name_), .pattern = (pattern_), .priority = (priority_), .handler_api = (fn_) }
+#define EVBUS_SUBSCRIBERS(a) .subscribers = (a), .n_subscribers = EVBUS_COUNT(a)
+#define EVBUS_UPCASTERS(a) .upcasters = (a), .n_upcasters = EVBUS_COUNT(a)
+#define EVBUS_CONFIG_MAP(a) .config_map = (a), .n_config_map = EVBUS_COUNT(a)
+
+#define EVBUS_PLUGIN(name_, version_, flags_, ...)                                             \
+    static const evbus_plugin_descriptor_t evbus_plugin_descriptor_value = {                  \
+        .abi_version = EVBUS_ABI_VERSION,                                                      \
+        .struct_size = sizeof(evbus_plugin_descriptor_t),                                      \
+        .name = (name_),                                                                       \
+        .version = (version_),                                                                 \
+        .flags = EVBUS_PLUGIN_F_HANDLER_API | (flags_),                                        \
+        __VA_ARGS__};                                                                          \
+    EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void);       \
+    EVBUS_PLUGIN_EXPORT const evbus_plugin_descriptor_t *evbus_plugin_descriptor(void)        \
+    {                                                                                          \
+        return &evbus_plugin_descriptor_value;                                                 \
+    }                                                                                          \
+    typedef int evbus_plugin_defined_here /* takes the caller's semicolon */
 
 #ifdef __cplusplus
 }

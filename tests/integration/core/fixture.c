@@ -23,7 +23,7 @@ void fx_start(fx_t *f, bool aof)
     fx_path(f, "evbusd.log", f->log, sizeof f->log);
     fx_path(f, "state", f->state, sizeof f->state);
     mkdir(f->conf, 0755);
-    mkdir(f->state, 0755);
+    mkdir(f->state, 0700); /* evbusd refuses a state_dir others may write */
 }
 
 void fx_stop(fx_t *f)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -246,6 +247,104 @@ Test(core, check_config_prints_ok_for_a_valid_config)
     free(e);
 }
 
+/* --check-config runs every init() and fini() with EVBUS_INIT_CHECK: the
+ * bundled plugins then check what they can and create nothing. */
+Test(core, check_config_runs_plugins_as_a_check_that_leaves_no_trace)
+{
+    char sink[600], rec[600], calls[600], buf[4096];
+    fx_path(&F, "audit.jsonl", sink, sizeof sink);
+    fx_path(&F, "rec.tsv", rec, sizeof rec);
+    fx_path(&F, "calls.txt", calls, sizeof calls);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - { name: audit, plugin: %s, config: { path: %s, buffer: 4096 } }\n"
+             "  - { name: rec, plugin: %s, config: { out: %s } }\n"
+             "  - { name: chaos, plugin: %s, config: { count_file: %s } }\n",
+             fx_plugin("plugins/file-sink/file-sink.so"), sink,
+             fx_plugin("plugins/testkit/testkit.so"), rec, fx_plugin("plugins/chaos/chaos.so"),
+             calls);
+    fx_conf(&F, "10-plugins.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 0, "stderr: %s", e);
+    cr_expect_str_eq(o, "OK\n");
+    cr_expect(strstr(e, "testkit 1.0.0 checked") && strstr(e, "testkit 1.0.0 check done"),
+              "testkit saw no check flag in init and fini: %s", e);
+    cr_expect_null(strstr(e, "testkit 1.0.0 ready"), "%s", e);
+    const char *const made[] = {sink, rec, calls};
+    for (size_t i = 0; i < 3; i++)
+        cr_expect_neq(access(made[i], F_OK), 0, "the check created %s", made[i]);
+    free(o);
+    free(e);
+
+    /* what file-sink can tell without creating the file, it tells */
+    char nodir[700], want[2048];
+    fx_path(&F, "no-such-dir/audit.jsonl", nodir, sizeof nodir);
+    snprintf(buf, sizeof buf,
+             "plugins:\n  - name: audit\n    plugin: %s\n    config: { path: %s }\n",
+             fx_plugin("plugins/file-sink/file-sink.so"), nodir);
+    fx_conf(&F, "10-plugins.yaml", buf);
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stdout: %s", o);
+    snprintf(want, sizeof want, "%s/10-plugins.yaml:4:13: instance 'audit' (%s): init failed: %s: "
+             "cannot be created in %s/no-such-dir: No such file or directory\n", F.conf,
+             fx_plugin("plugins/file-sink/file-sink.so"), nodir, F.dir);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+}
+
+/* state_dir holds the plugin copies evbusd dlopen()s: a folder others may
+ * write to is refused at --check-config, at start and at every reload. */
+Test(core, a_state_dir_others_may_write_is_refused_at_check_start_and_reload)
+{
+    char copies[700], want[2048];
+    snprintf(copies, sizeof copies, "%s/plugins", F.state);
+    fx_host_conf(&F, "c1", NULL);
+    cr_assert_eq(chmod(F.state, 0775), 0);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stdout: %s", o);
+    snprintf(want, sizeof want, "%s/00-host.yaml:8:12: state_dir %s is writable by group or "
+             "others (mode 0775); plugin copies are loaded from it: chmod go-w %s\n", F.conf,
+             F.state, F.state);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert_eq(fx_evbusd_wait(&F, 30000), 2, "evbusd started with an unsafe state_dir");
+    F.d.pid = 0;
+
+    /* the copy folder is checked the same way; a missing one is made 0700 */
+    cr_assert_eq(chmod(F.state, 0700), 0);
+    cr_assert_eq(run_evbusd_check(&o, &e), 0, "stderr: %s", e);
+    free(o);
+    free(e);
+    struct stat st;
+    cr_assert_eq(stat(copies, &st), 0);
+    cr_expect_eq(st.st_mode & 07777, 0700);
+    cr_assert_eq(chmod(copies, 0757), 0);
+    cr_assert_eq(run_evbusd_check(&o, &e), 2);
+    snprintf(want, sizeof want, "state_dir's plugin copy folder %s is writable by group or "
+             "others (mode 0757)", copies);
+    cr_expect_not_null(strstr(e, want), "missing: %s in: %s", want, e);
+    free(o);
+    free(e);
+    cr_assert_eq(chmod(copies, 0700), 0);
+
+    /* a reload notices a folder opened up after the start, and keeps serving */
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, "started (pid", 20000), "evbusd did not start: %s", F.log);
+    cr_assert_eq(chmod(F.state, 0777), 0);
+    cr_assert_eq(kill(F.d.pid, SIGHUP), 0);
+    cr_assert(fx_wait_log(&F, "reload failed; generation 1 keeps serving", 20000),
+              "log: %s", F.log);
+    snprintf(want, sizeof want, "state_dir %s is writable by group or others (mode 0777)",
+             F.state);
+    cr_expect(fx_log_has(&F, want), "log lacks: %s", want);
+    cr_assert_eq(chmod(F.state, 0700), 0);
+    cr_assert_eq(kill(F.d.pid, SIGHUP), 0);
+    cr_assert(fx_wait_log(&F, "generation 2 live", 20000), "log: %s", F.log);
+}
+
 Test(core, config_errors_name_file_line_column_and_exit_2)
 {
     fx_host_conf(&F, "c1", "bogus_key: 1\n");
@@ -330,7 +429,60 @@ Test(core, init_failure_message_reaches_the_operator)
     fx_conf(&F, "10-broken.yaml", buf);
     char *o = NULL, *e = NULL;
     cr_assert_eq(run_evbusd_check(&o, &e), 2);
-    cr_assert(strstr(e, "init refused: missing 'path'"), "got: %s", e);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/10-broken.yaml:2:5: instance 'broken' (%s): init failed: "
+             "init refused: missing 'path'\n", F.conf, fx_plugin("plugins/testkit/init-fail.so"));
+    cr_assert_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    free(o);
+    free(e);
+}
+
+/* A `handler:` that names no subscriber is found with the libraries, before
+ * any init() could leave a trace, and the valid names are listed. */
+Test(core, unknown_handler_names_are_reported_before_any_init)
+{
+    char out[600], buf[2048];
+    fx_path(&F, "rec.tsv", out, sizeof out);
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"approval.**\", handler: recrod }\n",
+             fx_plugin("plugins/testkit/testkit.so"), out);
+    fx_conf(&F, "10-rec.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2, "stderr: %s", e);
+    char want[1024];
+    snprintf(want, sizeof want, "%s/10-rec.yaml:6:9: plugin 'testkit' has no handler named "
+             "'recrod' (valid: record)\n", F.conf);
+    cr_expect_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    cr_expect_null(strstr(e, "ready"), "init() ran: %s", e);
+    cr_expect_neq(access(out, F_OK), 0, "init() created %s", out);
+    free(o);
+    free(e);
+}
+
+/* dlerror() would name the private copy under state_dir: the operator
+ * reads the path they wrote, and how to export the descriptor. */
+Test(core, a_missing_descriptor_names_the_configured_file)
+{
+    char buf[1024];
+    const char *so = fx_plugin("plugins/testkit/missing-symbol.so");
+    fx_host_conf(&F, "c1", NULL);
+    snprintf(buf, sizeof buf, "plugins:\n  - name: nosym\n    plugin: %s\n", so);
+    fx_conf(&F, "10-nosym.yaml", buf);
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(run_evbusd_check(&o, &e), 2);
+    char want[2048];
+    snprintf(want, sizeof want, "%s/10-nosym.yaml:3:13: %s: missing symbol "
+             "evbus_plugin_descriptor: the library exports no function of that name; define it "
+             "with EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it EVBUS_PLUGIN_EXPORT when "
+             "building with -fvisibility=hidden\n", F.conf, so);
+    cr_assert_not_null(strstr(e, want), "missing: %sin: %s", want, e);
+    cr_assert_null(strstr(e, F.state), "the private copy's path leaked: %s", e);
     free(o);
     free(e);
 }

@@ -135,7 +135,7 @@ void e2e_start_clone(e2e_t *e, const char *name, const char *consumer, int admin
     snprintf(to_c, sizeof to_c, "consumer: %s\n", consumer);
     snprintf(from_a, sizeof from_a, "127.0.0.1:%d\"", e->admin_port);
     snprintf(to_a, sizeof to_a, "127.0.0.1:%d\"", admin_port);
-    mkdir(state, 0755);
+    mkdir(state, 0700);
     DIR *d = opendir(e->fx.conf);
     cr_assert_not_null(d);
     for (struct dirent *de; (de = readdir(d));) {

@@ -157,3 +157,67 @@ Test(e2e_dlq, purge_by_tenant_removes_only_that_tenants_entries)
               "%s", text);
     free(text);
 }
+
+/* The error of the dead letter with this event id in a `dlq list --json`. */
+static char *dlq_error_of(const json_t *list, const char *event_id)
+{
+    json_t *it;
+    size_t i;
+    json_array_foreach(json_object_get(list, "items"), i, it)
+    {
+        if (strcmp(jstr(it, "event_id"), event_id) == 0)
+            return strdup(jstr(it, "error") ? jstr(it, "error") : "(no error field)");
+    }
+    return strdup("(no dead letter)");
+}
+
+/* A handler's api->set_reason text is what the dead letter, the log and,
+ * while the event waits, the retry schedule say after the handler's name
+ * (chaos gives one for each fault). */
+Test(e2e_dlq, the_handlers_reason_reaches_the_dead_letter_and_the_log)
+{
+    dead_letter_two_tenants();
+    json_t *list = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--json", NULL), 0);
+    char *rejected = dlq_error_of(list, "a-1"), *exhausted = dlq_error_of(list, "a-2");
+    cr_expect_str_eq(rejected, "chaos/main: data.fault asks for a rejection");
+    cr_expect_str_eq(exhausted, "chaos/main: data.fault asks for 100 retries; this was attempt 4 "
+                                "(attempt 4 of 4)");
+    free(rejected);
+    free(exhausted);
+    json_decref(list);
+    cr_expect(fx_log_has(&E.fx, "(test.e2e.happened, entry ")
+              && fx_log_has(&E.fx, " dead-lettered: reject: chaos/main: data.fault asks for a "
+                                   "rejection"),
+              "log: %s", E.fx.log);
+    cr_expect(fx_log_has(&E.fx, "event a-2 (test.e2e.happened): chaos/main: data.fault asks for "
+                                "100 retries; this was attempt 1; attempt 1 of 4, retried in "),
+              "log: %s", E.fx.log);
+}
+
+Test(e2e_dlq, a_scheduled_retry_carries_the_handlers_reason)
+{
+    e2e_host_conf(&E, NULL);
+    e2e_plugins(&E, "{ pattern: \"test.**\", retry: { base_ms: 600000, max_attempts: 3 } }",
+                NULL);
+    publish("later-1", "a", "retry:2");
+    e2e_evbusd(&E, 0);
+    cr_assert(fx_wait_log(&E.fx, "event later-1 (test.e2e.happened): chaos/main: ", 20000),
+              "no retry logged: %s", E.fx.log);
+    redisContext *c = harness_redis_connect(&E.fx.redis);
+    cr_assert_not_null(c);
+    redisReply *r = redisCommand(c, "ZRANGE t:events:retry 0 -1");
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "retry schedule: %s",
+              r && r->type == REDIS_REPLY_ERROR ? r->str : "not one member");
+    /* a member is "<meta json>\n<raw event>" */
+    char *nl = strchr(r->element[0]->str, '\n');
+    cr_assert_not_null(nl);
+    *nl = '\0';
+    json_t *meta = json_loads(r->element[0]->str, 0, NULL);
+    cr_expect_str_eq(jstr(meta, "err"),
+                     "chaos/main: data.fault asks for 2 retries; this was attempt 1");
+    cr_expect_str_eq(jstr(meta, "h"), "chaos/main");
+    json_decref(meta);
+    freeReplyObject(r);
+    redisFree(c);
+}

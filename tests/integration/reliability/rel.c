@@ -77,7 +77,7 @@ int rel_host_config(rel_t *r, rel_host_t *h, const char *name, const rel_host_op
     char state[600];
     snprintf(state, sizeof state, "%s/state", h->conf_dir);
     mkdir(h->conf_dir, 0777);
-    mkdir(state, 0777);
+    mkdir(state, 0700);
     char *chaos = harness_build_path("plugins/chaos/chaos.so");
     char *testkit = harness_build_path("plugins/testkit/testkit.so");
     char *schemas = harness_source_path("schemas");

@@ -2,7 +2,8 @@
  * event_outcomes_json: the handler outcomes written to PostgreSQL with
  * every event's metadata.  It must always be one valid JSON object whatever
  * the handler names hold, and when the buffer is too small it keeps the
- * outcomes that fit whole rather than cutting one in half.
+ * outcomes that fit whole rather than cutting one in half.  And the host
+ * API's set_reason, which writes a handler's reason into dispatch's buffer.
  */
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -76,4 +77,20 @@ Test(event_outcomes, a_small_buffer_keeps_whole_outcomes_only)
         cr_expect_eq(json_object_size(o), want, "len %zu: '%s'", len, buf);
         json_decref(o);
     }
+}
+
+/* api->set_reason: it writes where dispatch points ev->reason during a
+ * handler call, as one line, and nowhere outside a call. */
+Test(event_reason, set_reason_writes_one_line_into_the_calls_buffer_only)
+{
+    memset(&ev, 0, sizeof ev);
+    const evbus_host_api_t *api = event_host_api();
+    cr_assert_eq(api->set_reason(&ev, "no call, no %s", "buffer"), -1);
+    char why[16];
+    ev.reason = why;
+    ev.reason_len = sizeof why;
+    cr_assert_eq(api->set_reason(&ev, "line\none\t%d", 2), 0);
+    cr_assert_str_eq(why, "line one 2");
+    cr_assert_eq(api->set_reason(&ev, "%s", "longer than sixteen bytes"), 0);
+    cr_assert_str_eq(why, "longer than six", "cut to the buffer, terminated");
 }

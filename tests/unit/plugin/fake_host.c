@@ -70,6 +70,16 @@ static int fake_version(const evbus_event_t *ev) { return ev->schema_version; }
 static int fake_attempt(const evbus_event_t *ev) { return ev->attempt; }
 static int fake_replay(const evbus_event_t *ev) { return ev->is_replay; }
 
+static int fake_set_reason(const evbus_event_t *cev, const char *fmt, ...)
+{
+    evbus_event_t *ev = (evbus_event_t *)cev;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ev->reason, sizeof ev->reason, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
 static int fake_publish(const char *type, const char *tenant, const char *data_json,
                         const char *correlation_id, char *out_id, size_t out_len, char *err,
                         size_t errlen)
@@ -114,4 +124,6 @@ const evbus_host_api_t fake_host_api = {
     .publish = fake_publish,
     .buf_append = fake_buf_append,
     .instance_name = plugin_current,
+    .set_reason = fake_set_reason,
+    .init_flags = plugin_current_init_flags,
 };

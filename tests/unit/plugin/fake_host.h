@@ -20,6 +20,7 @@ struct evbus_event {
     int schema_version;
     int attempt;
     int is_replay;
+    char reason[320]; /* what api->set_reason wrote last */
 };
 
 /* A growable byte buffer behind api->buf_append. */

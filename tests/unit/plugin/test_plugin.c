@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,9 +72,22 @@ static plugin_lib_t *open_ok(const char *path)
 static plugin_instance_t *new_ok(plugin_lib_t *lib, const char *name, const char *cfg)
 {
     plugin_instance_t *inst = NULL;
-    int rc = plugin_instance_new(lib, name, cfg, &fake_host_api, &inst, err, sizeof err);
+    int rc = plugin_instance_new(lib, name, cfg, &fake_host_api, 0, &inst, err, sizeof err);
     cr_assert_eq(rc, 0, "instance %s: %s", name, err);
     return inst;
+}
+
+/* An instance of lib made and freed as a check (EVBUS_INIT_CHECK) is
+ * accepted and leaves no file at `path`. */
+static void check_leaves_no_trace(plugin_lib_t *lib, const char *cfg, const char *path)
+{
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "checked", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 0, "%s", err);
+    plugin_instance_free(inst);
+    cr_assert_eq(plugin_current_init_flags(), 0, "the flags end with init() and fini()");
+    cr_assert_neq(access(path, F_OK), 0, "the check created %s", path);
 }
 
 static size_t count_entries(const char *dir)
@@ -123,13 +137,14 @@ Test(loader, refuses_an_abi_mismatch_with_both_versions)
     cr_assert_eq(count_entries(priv), 0);
 }
 
-Test(loader, reports_a_missing_descriptor_symbol_with_dlerror)
+Test(loader, a_missing_descriptor_names_the_file_and_how_to_export_it)
 {
     plugin_lib_t *lib = NULL;
     cr_assert_eq(plugin_lib_open(MISSING_SYMBOL_SO, priv, &lib, err, sizeof err), -1);
-    const char *want = MISSING_SYMBOL_SO ": missing symbol evbus_plugin_descriptor: ";
-    cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
-    cr_assert(strlen(err) > strlen(want), "the dlerror text must follow: %s", err);
+    cr_assert_str_eq(err, MISSING_SYMBOL_SO ": missing symbol evbus_plugin_descriptor: the "
+                          "library exports no function of that name; define it with "
+                          "EVBUS_PLUGIN() from <evbus/plugin.h>, or mark it EVBUS_PLUGIN_EXPORT "
+                          "when building with -fvisibility=hidden");
     cr_assert_eq(count_entries(priv), 0);
 }
 
@@ -153,6 +168,8 @@ Test(loader, reports_a_file_that_is_not_a_shared_object)
     char want[700];
     snprintf(want, sizeof want, "%s: dlopen failed: ", path);
     cr_assert_eq(strncmp(err, want, strlen(want)), 0, "got: %s", err);
+    cr_assert(strlen(err) > strlen(want), "the loader's reason must follow: %s", err);
+    cr_assert_null(strstr(err, priv), "the private copy is no name for the operator: %s", err);
     cr_assert_eq(count_entries(priv), 0, "a failed open leaves no copy behind");
 }
 
@@ -181,6 +198,83 @@ Test(loader, refuses_descriptors_that_break_a_rule)
              "descriptor struct_size is 24 bytes, ABI version 1 needs at least %zu",
              sizeof(evbus_plugin_descriptor_t));
     expect_refused(SMALL_STRUCT_SO, want);
+}
+
+/* plugins/testkit/minimal.c is written with the macros of <evbus/plugin.h>
+ * and nothing else: they fill in what the loader checks. */
+Test(loader, a_plugin_written_with_the_macros_only_loads)
+{
+    plugin_lib_t *lib = open_ok(MINIMAL_SO);
+    const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
+    cr_assert_eq(d->abi_version, EVBUS_ABI_VERSION);
+    cr_assert_eq(d->struct_size, sizeof(evbus_plugin_descriptor_t));
+    cr_assert_eq(d->flags, EVBUS_PLUGIN_F_HANDLER_API);
+    cr_assert_str_eq(d->name, "minimal");
+    cr_assert_str_eq(d->version, "1.0.0");
+    cr_assert_eq(d->n_subscribers, 1, "EVBUS_SUBSCRIBERS counts the array");
+    cr_assert_str_eq(d->subscribers[0].name, "main");
+    cr_assert_str_eq(d->subscribers[0].pattern, "approval.**");
+    cr_assert_eq(d->subscribers[0].priority, 100);
+    cr_assert_eq(d->n_upcasters, 0);
+    cr_assert_eq(d->n_config_map, 0);
+    plugin_instance_t *inst = new_ok(lib, "mini", "{}");
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    cr_assert_eq(plugin_instance_call(inst, &d->subscribers[0], &ev), EVBUS_OK);
+    cr_assert_eq(plugin_instance_call(inst, &d->subscribers[0], &ev), EVBUS_OK);
+    cr_assert_eq(*(long *)plugin_instance_state(inst), 2);
+    plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+/* EVBUS_COUNT() of a pointer does not compile (meson tries it at setup). */
+Test(loader, evbus_count_refuses_a_pointer_at_compile_time)
+{
+    cr_assert_eq(EVBUS_COUNT_OF_ARRAY_COMPILES, 1, "the control case must compile");
+    cr_assert_eq(EVBUS_COUNT_OF_POINTER_COMPILES, 0, "EVBUS_COUNT(pointer) compiled");
+}
+
+/* The copy folder is made mode 0700, and a folder another user could
+ * write to is refused before anything is copied into it (OpenSSH's rule
+ * for ~/.ssh; util/private_dir.h). */
+Test(loader, the_copy_folder_is_made_private_and_refused_when_others_may_write)
+{
+    plugin_lib_close(open_ok(MINIMAL_SO));
+    struct stat st;
+    cr_assert_eq(stat(priv, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0700, "made with mode %o", st.st_mode & 07777);
+
+    cr_assert_eq(chmod(priv, 0770), 0);
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, priv, &lib, err, sizeof err), -1);
+    char want[2048];
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is writable by group or "
+             "others (mode 0770); plugin copies are loaded from it: chmod go-w %s", priv, priv);
+    cr_assert_str_eq(err, want);
+    cr_assert_eq(count_entries(priv), 0, "nothing was copied into it");
+    cr_assert_eq(chmod(priv, 0700), 0);
+    plugin_lib_close(open_ok(MINIMAL_SO));
+
+    char file[600];
+    snprintf(file, sizeof file, "%s/not-a-dir", tmp);
+    cr_assert_eq(harness_write_file(tmp, "not-a-dir", ""), 0);
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, file, &lib, err, sizeof err), -1);
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is not a directory", file);
+    cr_assert_str_eq(err, want);
+}
+
+Test(loader, a_copy_folder_of_another_user_is_refused)
+{
+    plugin_lib_close(open_ok(MINIMAL_SO));
+    if (chown(priv, geteuid() + 4242, (gid_t)-1) != 0)
+        cr_skip_test("cannot give %s away (not root): %s", priv, strerror(errno));
+    plugin_lib_t *lib = NULL;
+    cr_assert_eq(plugin_lib_open(MINIMAL_SO, priv, &lib, err, sizeof err), -1);
+    char want[2048];
+    unsigned long me = (unsigned long)geteuid();
+    snprintf(want, sizeof want, MINIMAL_SO ": plugin copy folder %s is owned by uid %lu, not by "
+             "uid %lu that evbusd runs as: chown %lu %s, or run evbusd as uid %lu", priv,
+             me + 4242, me, me, priv, me + 4242);
+    cr_assert_str_eq(err, want);
 }
 
 Test(loader, a_replaced_file_loads_its_new_code_next_to_the_old)
@@ -230,12 +324,25 @@ Test(instance, init_failure_names_instance_path_and_plugin_message)
 {
     plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "broken", "{}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "broken", "{}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_null(inst);
-    cr_assert_str_eq(err, "-: instance 'broken' (" INIT_FAIL_SO
+    cr_assert_str_eq(err, "instance 'broken' (" INIT_FAIL_SO
                           "): init failed: init refused: missing 'path'");
+    plugin_lib_close(lib);
+}
+
+Test(instance, init_failure_without_a_message_says_so)
+{
+    plugin_lib_t *lib = open_ok(INIT_FAIL_SO);
+    plugin_instance_t *inst = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "quiet", "{\"silent\":true}", &fake_host_api, 0, &inst,
+                                     err, sizeof err),
+                 -1);
+    cr_assert_null(inst);
+    cr_assert_str_eq(err, "instance 'quiet' (" INIT_FAIL_SO "): init failed (returned 3) and "
+                          "gave no message");
     plugin_lib_close(lib);
 }
 
@@ -274,11 +381,14 @@ Test(instance, two_instances_of_one_plugin_keep_their_own_config)
 }
 
 static const char *seen_current;
-static evbus_result_t returns_seven(const evbus_event_t *ev, void *state)
+static const evbus_host_api_t *seen_api;
+static evbus_result_t returns_seven(const evbus_host_api_t *api, const evbus_event_t *ev,
+                                    void *state)
 {
     (void)ev;
     (void)state;
     seen_current = plugin_current();
+    seen_api = api;
     return (evbus_result_t)7;
 }
 
@@ -287,11 +397,13 @@ Test(instance, call_sets_current_instance_and_maps_unknown_results_to_retry)
     plugin_lib_t *lib = open_ok(MINIMAL_SO);
     plugin_instance_t *inst = new_ok(lib, "mini", NULL);
     cr_assert_str_eq(plugin_instance_config(inst), "{}");
-    evbus_subscriber_t odd = {.name = "odd", .pattern = "**", .handler = returns_seven};
+    /* minimal is built with EVBUS_PLUGIN(): its rows hold handler_api */
+    evbus_subscriber_t odd = EVBUS_SUBSCRIBER("odd", "**", 0, returns_seven);
     evbus_event_t ev = {.id = "e1", .type = "approval.x"};
     plugin_set_current("outer");
     cr_assert_eq(plugin_instance_call(inst, &odd, &ev), EVBUS_RETRY);
     cr_assert_str_eq(seen_current, "mini");
+    cr_assert_eq(seen_api, &fake_host_api, "the handler gets the table init() got");
     cr_assert_str_eq(plugin_current(), "outer", "the caller's current name is restored");
     plugin_set_current(NULL);
     plugin_instance_free(inst);
@@ -425,10 +537,10 @@ Test(file_sink, refuses_a_second_instance_on_the_same_file)
     /* Spelled differently, same file: the registry compares inodes. */
     snprintf(alias, sizeof alias, "{\"path\":\"%s/./shared.jsonl\"}", tmp);
     plugin_instance_t *second = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, &second, err,
+    cr_assert_eq(plugin_instance_new(lib, "second", alias, &fake_host_api, 0, &second, err,
                                      sizeof err),
                  -1);
-    cr_assert_not_null(strstr(err, "-: instance 'second' ("), "got: %s", err);
+    cr_assert_not_null(strstr(err, "instance 'second' ("), "got: %s", err);
     cr_assert_not_null(strstr(err, "is already written by instance 'first'"), "got: %s", err);
     plugin_instance_free(first);
     /* Once the first is gone the file is free again. */
@@ -441,25 +553,61 @@ Test(file_sink, its_config_map_requires_a_path_and_checks_fsync_and_intervals)
 {
     plugin_lib_t *lib = open_ok(FILE_SINK_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, &inst,
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"fsync\":\"always\"}", &fake_host_api, 0, &inst,
                                      err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): missing required key 'path' in "
                           "config of plugin instance 's' (the file to append events to)");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"fsync\":\"sometimes\"}",
-                                     &fake_host_api, &inst, err, sizeof err),
+                                     &fake_host_api, 0, &inst, err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.fsync: expected one of "
                           "never|always|interval, got 'sometimes'");
     cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"/tmp/x\",\"flush_interval_ms\":0}",
-                                     &fake_host_api, &inst, err, sizeof err),
+                                     &fake_host_api, 0, &inst, err, sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
+    cr_assert_str_eq(err, "instance 's' (" FILE_SINK_SO "): config.flush_interval_ms: must be "
                           "between 1 and 86400000, got 0");
-    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "s", "{\"path\":\"\"}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_not_null(strstr(err, "init failed: 'path' must not be empty"), "got: %s", err);
+    plugin_lib_close(lib);
+}
+
+/* A check (EVBUS_INIT_CHECK) tells what it can and leaves no file behind. */
+Test(file_sink, a_check_creates_nothing_but_reports_what_cannot_be_opened)
+{
+    plugin_lib_t *lib = open_ok(FILE_SINK_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/never.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\",\"buffer\":4096,\"fsync\":\"interval\"}", out);
+    check_leaves_no_trace(lib, cfg, out);
+
+    plugin_instance_t *inst = NULL;
+    snprintf(out, sizeof out, "%s/missing/never.jsonl", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    cr_assert_eq(plugin_instance_new(lib, "sink", cfg, &fake_host_api, EVBUS_INIT_CHECK, &inst,
+                                     err, sizeof err),
+                 -1);
+    char want[2048];
+    snprintf(want, sizeof want, "instance 'sink' (%s): init failed: %s: cannot be created in "
+             "%s/missing: No such file or directory", FILE_SINK_SO, out, tmp);
+    cr_assert_str_eq(err, want);
+
+    /* a file that exists is known by its inode, as in a real start */
+    snprintf(out, sizeof out, "%s/exists.jsonl", tmp);
+    cr_assert_eq(harness_write_file(tmp, "exists.jsonl", ""), 0);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    plugin_instance_t *first = NULL, *second = NULL;
+    cr_assert_eq(plugin_instance_new(lib, "first", cfg, &fake_host_api, EVBUS_INIT_CHECK, &first,
+                                     err, sizeof err),
+                 0, "%s", err);
+    cr_assert_eq(plugin_instance_new(lib, "second", cfg, &fake_host_api, EVBUS_INIT_CHECK,
+                                     &second, err, sizeof err),
+                 -1);
+    cr_assert_not_null(strstr(err, "is already written by instance 'first'"), "got: %s", err);
+    plugin_instance_free(first);
     plugin_lib_close(lib);
 }
 
@@ -482,8 +630,10 @@ Test(chaos, retry_n_retries_while_attempt_is_at_most_n)
     evbus_event_t ev = {.id = "ev-7", .type = "a.b", .data_json = "{\"fault\":\"retry:2\"}"};
     ev.attempt = 1;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    cr_assert_str_eq(ev.reason, "data.fault asks for 2 retries; this was attempt 1");
     ev.attempt = 2;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
+    cr_assert_str_eq(ev.reason, "data.fault asks for 2 retries; this was attempt 2");
     ev.attempt = 3;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     char *text = harness_read_file(count);
@@ -501,12 +651,17 @@ Test(chaos, reject_no_fault_unknown_fault_and_sleep)
     evbus_event_t ev = {.id = "1", .type = "a.b", .attempt = 1};
     ev.data_json = "{\"fault\":\"reject\"}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "data.fault asks for a rejection");
     ev.data_json = "{\"amount\":3}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     ev.data_json = NULL;
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
     ev.data_json = "{\"fault\":\"explode\"}";
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "unknown data.fault 'explode'");
+    ev.data_json = "{\"fault\":7}";
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "data.fault is not a string");
     ev.data_json = "{\"fault\":\"sleep:60\"}";
     long long t0 = harness_now_ms();
     cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
@@ -538,12 +693,67 @@ Test(bundled, log_plugin_formats_its_template_at_its_level)
                  EVBUS_OK);
     cr_assert_str_eq(fake_host_log(), "ERROR audit: a.b/42 v2 {\"x\":true} {nope}\n");
     plugin_instance_t *bad = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, &bad, err,
+    cr_assert_eq(plugin_instance_new(lib, "b", "{\"level\":\"loud\"}", &fake_host_api, 0, &bad, err,
                                      sizeof err),
                  -1);
-    cr_assert_str_eq(err, "-: instance 'b' (" LOG_SO "): config.level: expected one of "
+    cr_assert_str_eq(err, "instance 'b' (" LOG_SO "): config.level: expected one of "
                           "debug|info|warn|error, got 'loud'");
     plugin_instance_free(inst);
+    plugin_lib_close(lib);
+}
+
+/* api->init_flags() is EVBUS_INIT_CHECK in init() and fini() of a checked
+ * instance, so even a report written at fini is left out. */
+Test(bundled, a_checked_instance_sees_the_flag_in_init_and_fini)
+{
+    plugin_lib_t *lib = open_ok(TESTKIT_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/rec.tsv", tmp);
+    snprintf(cfg, sizeof cfg, "{\"out\":\"%s\"}", out);
+    check_leaves_no_trace(lib, cfg, out);
+    cr_assert_str_eq(fake_host_log(), "INFO checked: testkit 1.0.0 checked\n"
+                                      "INFO checked: testkit 1.0.0 check done\n");
+    plugin_lib_close(lib);
+
+    /* bench-counter writes its report at fini, except after a check */
+    lib = open_ok(BENCH_COUNTER_SO);
+    char report[600];
+    snprintf(report, sizeof report, "%s/count.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"report_file\":\"%s\"}", report);
+    check_leaves_no_trace(lib, cfg, report);
+    plugin_lib_close(lib);
+}
+
+/* The installed template (share/evbus/plugin-template) works as its
+ * comments say: a line per event, a reason when it fails, no trace on a
+ * check. */
+Test(bundled, the_plugin_template_loads_records_and_checks)
+{
+    plugin_lib_t *lib = open_ok(TEMPLATE_EXAMPLE_SO);
+    char cfg[800], out[600];
+    snprintf(out, sizeof out, "%s/seen.txt", tmp);
+    snprintf(cfg, sizeof cfg, "{\"path\":\"%s\"}", out);
+    check_leaves_no_trace(lib, cfg, out);
+
+    plugin_instance_t *inst = new_ok(lib, "seen", cfg);
+    evbus_event_t ev = {.id = "e1", .type = "approval.item.approved"};
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, NULL);
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    char *text = harness_read_file(out);
+    cr_assert_str_eq(text, "approval.item.approved e1\n");
+    free(text);
+    char long_id[600];
+    memset(long_id, 'x', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    ev.id = long_id;
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_REJECT);
+    cr_assert_str_eq(ev.reason, "the type and id do not fit in 512 bytes");
+    plugin_instance_free(inst);
+    cr_assert_eq(plugin_instance_new(lib, "bad", "{}", &fake_host_api, 0, &inst, err, sizeof err),
+                 -1);
+    cr_assert_str_eq(err, "instance 'bad' (" TEMPLATE_EXAMPLE_SO "): missing required key 'path' "
+                          "in config of plugin instance 'bad' (the file that gets one line per "
+                          "event)");
     plugin_lib_close(lib);
 }
 
@@ -709,7 +919,7 @@ Test(config_map, a_valid_config_has_no_problem)
     expect_problems(0);
 }
 
-Test(config_map, a_plugin_built_before_config_maps_loads_and_takes_any_config)
+Test(config_map, a_plugin_built_for_abi_1_0_loads_takes_any_config_and_is_called_the_old_way)
 {
     const char *yaml = "plugins:\n"
                        "  - name: audit\n"
@@ -724,6 +934,13 @@ Test(config_map, a_plugin_built_before_config_maps_loads_and_takes_any_config)
     cr_assert_eq(d->n_config_map, 0);
     plugin_instance_t *inst = new_ok(lib, "audit", loaded->instances[0].config_json);
     cr_assert_str_eq(plugin_instance_state(inst), "{\"pth\":1,\"anything\":[1,{\"x\":2}]}");
+    /* its handler is called the 1.0 way, (event, state) */
+    evbus_event_t ev = {.id = "e1", .type = "approval.x"};
+    const evbus_subscriber_t *sub = plugin_instance_find_subscriber(inst, "main");
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_OK);
+    plugin_instance_free(inst);
+    inst = new_ok(lib, "again", "{\"result\":\"retry\"}");
+    cr_assert_eq(plugin_instance_call(inst, sub, &ev), EVBUS_RETRY);
     plugin_instance_free(inst);
     /* a plugin of today's header that declares no map is the same */
     plugin_lib_t *mini = open_ok(MINIMAL_SO);
@@ -736,11 +953,11 @@ Test(config_map, instance_new_refuses_a_config_that_breaks_the_map_before_init)
 {
     plugin_lib_t *lib = open_ok(TESTKIT_SO);
     plugin_instance_t *inst = NULL;
-    cr_assert_eq(plugin_instance_new(lib, "rec", "{\"tga\":\"x\"}", &fake_host_api, &inst, err,
+    cr_assert_eq(plugin_instance_new(lib, "rec", "{\"tga\":\"x\"}", &fake_host_api, 0, &inst, err,
                                      sizeof err),
                  -1);
     cr_assert_null(inst);
-    cr_assert_str_eq(err, "-: instance 'rec' (" TESTKIT_SO "): unknown key 'tga' in config of "
+    cr_assert_str_eq(err, "instance 'rec' (" TESTKIT_SO "): unknown key 'tga' in config of "
                           "plugin instance 'rec' (valid: out, tag, init_sleep_ms) (and 1 more)");
     cr_assert_null(strstr(fake_host_log(), "ready"), "init ran: %s", fake_host_log());
     plugin_lib_close(lib);

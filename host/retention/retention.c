@@ -17,9 +17,10 @@
 #include "util/metrics.h"
 
 /* KEYS: stream, policy hash.  ARGV: the age cut ('0' = none), the entries
- * to keep (0 = no cap), protect_groups, '1' when the archive is on.  The
- * cut is the policy's, then no further than the floor (blocked) and, with
- * the archive, than its watermark (waiting). */
+ * to keep (0 = no cap), protect_groups, '1' when the archive is on, the
+ * watermark this host's archiver has confirmed ('' = none).  The cut is
+ * the policy's, then no further than the floor (blocked) and, with the
+ * archive, than both watermarks (waiting). */
 static const char TRIM_LUA[] =
     EVBUS_RETENTION_LUA_FUNCS
     "local fl, who = floor(KEYS[1], ARGV[3])\n"
@@ -31,7 +32,12 @@ static const char TRIM_LUA[] =
     "  if c and (want == nil or idcmp(c, want) > 0) then want = c end\n"
     "end\n"
     "local cap, wm = nil, ''\n"
-    "if ARGV[4] == '1' then cap, wm = archive_cap(KEYS[2]) end\n"
+    "if ARGV[4] == '1' then\n"
+    "  cap, wm = archive_cap(KEYS[2])\n"
+    "  local mine = '0-0'\n"
+    "  if ARGV[5] ~= '' then mine = idnext(ARGV[5]) end\n"
+    "  if idcmp(mine, cap) < 0 then cap = mine end\n"
+    "end\n"
     "local trimmed, blocked, waiting = 0, 0, 0\n"
     "if want then\n"
     "  local cut = want\n"
@@ -275,9 +281,16 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     if (s->max_age_ms)
         snprintf(age, sizeof age, "%lld-0", (long long)(clock_wall_ms() - (int64_t)s->max_age_ms));
     snprintf(keeps, sizeof keeps, "%lld", keep);
+    char confirmed[48] = "";
+    if (archive) {
+        pthread_mutex_lock(&r->lock);
+        retention_archive_confirmed(r->archive, confirmed, sizeof confirmed);
+        pthread_mutex_unlock(&r->lock);
+    }
     const char *argv[] = {"EVAL", TRIM_LUA, "2", r->stream, r->policy_key, age, keeps,
-                          s->protect_groups ? s->protect_groups : "all", archive ? "1" : "0"};
-    x = redisCommandArgv(c, 9, argv, NULL);
+                          s->protect_groups ? s->protect_groups : "all", archive ? "1" : "0",
+                          confirmed};
+    x = redisCommandArgv(c, 10, argv, NULL);
     if (!x)
         return -1;
     if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 8) {
@@ -376,7 +389,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
             snprintf(holder, sizeof holder, "consumer group %s holds the trim floor at %s",
                      r->floor_group[0] ? r->floor_group : "(none)", r->floor);
         snprintf(why, sizeof why, "%s (%lld entries, about %lld bytes); %s",
-                 at_cap ? "full: publishers are refused" : "at 95%% of its retention cap", after,
+                 at_cap ? "full: publishers are refused" : "at 95% of its retention cap", after,
                  bytes_after, holder);
     } else if (archive_level == 2 && waiting) {
         level = 2;

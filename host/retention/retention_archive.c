@@ -74,6 +74,7 @@ struct retention_archive {
     state_t state;
     bool connected;
     char watermark[48];
+    char confirmed[48];    /* the watermark seen in PostgreSQL ("" = none yet) */
     long long lag_entries;
     int64_t lag_ms;
     long long archived_total, errors_total;
@@ -88,6 +89,18 @@ struct retention_archive {
 };
 
 /* ------------------------------------------------------------- steps */
+
+/* "<ms>-<seq>" ids in stream order: -1, 0, 1. */
+static int idcmp(const char *a, const char *b)
+{
+    unsigned long long am = strtoull(a, NULL, 10), bm = strtoull(b, NULL, 10);
+    if (am != bm)
+        return am < bm ? -1 : 1;
+    const char *ad = strchr(a, '-'), *bd = strchr(b, '-');
+    unsigned long long as = ad ? strtoull(ad + 1, NULL, 10) : 0;
+    unsigned long long bs = bd ? strtoull(bd + 1, NULL, 10) : 0;
+    return as < bs ? -1 : as > bs;
+}
 
 static const char *str_of(const redisReply *x)
 {
@@ -283,10 +296,7 @@ static int reconcile(retention_archive_t *a, const char *wm, char *err, size_t e
     if (PQntuples(r) > 0)
         snprintf(newest, sizeof newest, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
-    long long wms = strtoll(wm, NULL, 10), nms = strtoll(newest, NULL, 10);
-    const char *wd = strchr(wm, '-'), *nd = strchr(newest, '-');
-    bool behind = !newest[0] || nms < wms ||
-                  (nms == wms && wd && nd && strtoull(nd + 1, NULL, 10) < strtoull(wd + 1, NULL, 10));
+    bool behind = !newest[0] || idcmp(newest, wm) < 0;
     if (behind) {
         log_warn(COMP, "archive: the watermark of %s is %s but PostgreSQL's newest archived entry "
                  "is %s: archiving again from there", a->stream, wm, newest[0] ? newest : "none");
@@ -298,6 +308,9 @@ static int reconcile(retention_archive_t *a, const char *wm, char *err, size_t e
         }
         freeReplyObject(x);
     }
+    pthread_mutex_lock(&a->mu);
+    snprintf(a->confirmed, sizeof a->confirmed, "%s", behind ? newest : wm);
+    pthread_mutex_unlock(&a->mu);
     a->reconciled = true;
     return 0;
 }
@@ -390,6 +403,8 @@ static int archive_step(retention_archive_t *a, const char *upto, char *err, siz
         snprintf(a->watermark, sizeof a->watermark, "%s", st.last);
     else
         snprintf(a->watermark, sizeof a->watermark, "%s", wm);
+    if (a->watermark[0] && (!a->confirmed[0] || idcmp(a->watermark, a->confirmed) > 0))
+        snprintf(a->confirmed, sizeof a->confirmed, "%s", a->watermark);
     a->archived_total += st.inserted;
     a->lag_entries = lag;
     a->lag_ms = lag_ms;
@@ -573,6 +588,17 @@ void retention_archive_configure(retention_archive_t *a, uint32_t partitions_ahe
         a->upkeep_now = true;
         pthread_cond_signal(&a->cv);
     }
+    pthread_mutex_unlock(&a->mu);
+}
+
+void retention_archive_confirmed(retention_archive_t *a, char *out, size_t len)
+{
+    if (!a) {
+        snprintf(out, len, "%s", "");
+        return;
+    }
+    pthread_mutex_lock(&a->mu);
+    snprintf(out, len, "%s", a->confirmed);
     pthread_mutex_unlock(&a->mu);
 }
 

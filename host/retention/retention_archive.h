@@ -12,8 +12,13 @@
  * restored or truncated archive): then it lowers it to what is there and
  * archives again from there.  The trim script and the publish guard
  * (client/retention_lua.h) never cut past it, in the same atomic script
- * that computes the floor.  So an entry leaves Redis only once it is in
- * PostgreSQL; PostgreSQL down stops trimming, never the other way round.
+ * that computes the floor.  The trimmer also never cuts past the watermark
+ * its own archiver has seen in PostgreSQL (retention_archive_confirmed: what
+ * it committed, or, after it connected, what it found there), so a
+ * watermark that PostgreSQL lost behind the archiver's back is not trusted
+ * before the archiver has checked it.  So an entry leaves Redis only once
+ * it is in PostgreSQL; PostgreSQL down stops trimming, never the other way
+ * round.
  *
  * What is archived: once the policy has any limit (max_age, max_entries or
  * max_bytes), every entry below the floor, i.e. that every protected group
@@ -89,6 +94,10 @@ void retention_archive_configure(retention_archive_t *a, uint32_t partitions_ahe
  * archived_total, errors_total, last_error, error_for_ms} for /health.
  * Caller decrefs. */
 json_t *retention_archive_health(retention_archive_t *a);
+
+/* The watermark this archiver has seen committed in PostgreSQL into out
+ * ("" = none yet, or a is NULL): the trimmer's cut never passes it. */
+void retention_archive_confirmed(retention_archive_t *a, char *out, size_t len);
 
 /* 0 ok; 2 when the archive is on and failing (trimming waits). */
 int retention_archive_level(retention_archive_t *a);

@@ -131,12 +131,13 @@ void retention_configure_archive(retention_t *r, uint32_t partitions_ahead)
 
 /* What the archiver should do after this round (maintenance thread: the
  * only one that changes r->archive's pointer besides stop). */
-static void offer(retention_t *r, const retention_settings_t *s, bool leased, const char *floor)
+static void offer(retention_t *r, const retention_settings_t *s, bool leased, const char *floor,
+                  bool urgent)
 {
     bool limited = s->max_age_ms || s->max_entries || s->max_bytes;
     retention_archive_offer_t o = {
         .on = s->archive == RETENTION_ARCHIVE_POSTGRES, .leased = leased,
-        .upto = limited && floor && strcmp(floor, "0-0") != 0 ? floor : "",
+        .upto = limited && floor && strcmp(floor, "0-0") != 0 ? floor : "", .urgent = urgent,
         .interval_ms = s->interval_ms, .retention_ms = s->archive_retention_ms};
     pthread_mutex_lock(&r->lock);
     retention_archive_offer(r->archive, &o);
@@ -250,7 +251,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     r->s.protect_groups = NULL;
     pthread_mutex_unlock(&r->lock);
     if (lease == 0) {
-        offer(r, s, false, NULL);
+        offer(r, s, false, NULL, false);
         return 0;
     }
 
@@ -309,7 +310,13 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     bool at_cap = (blocked || waiting) &&
                   ((s->max_entries && after >= s->max_entries) ||
                    (s->max_bytes && bytes_after >= (long long)s->max_bytes));
-    offer(r, s, true, str_of(x->element[1]));
+    /* the archive runs flat out near a cap, where room depends on it */
+    double fill = 0;
+    if (s->max_entries)
+        fill = (double)after / s->max_entries;
+    if (s->max_bytes && (double)bytes_after / (double)s->max_bytes > fill)
+        fill = (double)bytes_after / (double)s->max_bytes;
+    offer(r, s, true, str_of(x->element[1]), at_cap || fill >= 0.80);
     int archive_level = 0;
     if (archive) {
         pthread_mutex_lock(&r->lock);
@@ -374,11 +381,6 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     /* warnings at 80 % / 95 % of each cap; blocked at a cap is an error */
     int level = 0;
     char why[512] = "";
-    double fill = 0;
-    if (s->max_entries)
-        fill = (double)after / s->max_entries;
-    if (s->max_bytes && (double)bytes_after / (double)s->max_bytes > fill)
-        fill = (double)bytes_after / (double)s->max_bytes;
     if (at_cap || fill >= 0.95) {
         level = 2;
         char holder[256];

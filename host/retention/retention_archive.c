@@ -52,10 +52,12 @@ typedef enum state {
     ST_IDLE,        /* nothing to archive (no limit, or no group read anything) */
     ST_OK,          /* caught up with the floor */
     ST_BEHIND,      /* archiving a backlog */
+    ST_PACED,       /* behind, one chunk per interval: a consumer group catches up */
     ST_ERROR,       /* the last step failed: trimming waits */
 } state_t;
 
-static const char *const state_names[] = {"off", "standby", "idle", "ok", "catching up", "error"};
+static const char *const state_names[] = {"off",         "standby", "idle", "ok",
+                                          "catching up", "paced",   "error"};
 
 struct retention_archive {
     char *pg_url, *redis_url, *stream, *policy_key;
@@ -65,7 +67,7 @@ struct retention_archive {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* under mu: from the trimmer and the engine */
-    bool stop, on, leased;
+    bool stop, on, leased, urgent;
     char upto[48];
     uint64_t interval_ms, retention_ms;
     uint32_t ahead;
@@ -198,8 +200,10 @@ int retention_archive_chunk(redisContext *c, PGconn *pg, const char *stream, con
     if (rc == 0) {
         out->read = n;
         out->caught_up = n < max;
-        if (n)
+        if (n) {
+            snprintf(out->first, sizeof out->first, "%s", e[0].id);
             snprintf(out->last, sizeof out->last, "%s", e[n - 1].id);
+        }
     }
     free(e);
     free(fields);
@@ -389,8 +393,7 @@ static int archive_step(retention_archive_t *a, const char *upto, char *err, siz
     long long lag = 0;
     int64_t lag_ms = 0;
     if (!st.caught_up && st.read > 0) {
-        long long first = wm[0] ? id_ms(wm) : id_ms(st.last) - 1;
-        long long span = id_ms(st.last) - first;
+        long long span = id_ms(st.last) - id_ms(st.first);
         lag_ms = id_ms(upto) - id_ms(st.last);
         lag = (long long)((double)st.read * (double)lag_ms / (double)(span > 0 ? span : 1));
         if (lag < 1)
@@ -403,14 +406,35 @@ static int archive_step(retention_archive_t *a, const char *upto, char *err, siz
         snprintf(a->watermark, sizeof a->watermark, "%s", st.last);
     else
         snprintf(a->watermark, sizeof a->watermark, "%s", wm);
-    if (a->watermark[0] && (!a->confirmed[0] || idcmp(a->watermark, a->confirmed) > 0))
-        snprintf(a->confirmed, sizeof a->confirmed, "%s", a->watermark);
+    /* only what this archiver committed itself raises what it vouches for */
+    if (st.last[0] && (!a->confirmed[0] || idcmp(st.last, a->confirmed) > 0))
+        snprintf(a->confirmed, sizeof a->confirmed, "%s", st.last);
     a->archived_total += st.inserted;
     a->lag_entries = lag;
     a->lag_ms = lag_ms;
     a->state = st.caught_up ? ST_OK : ST_BEHIND;
     pthread_mutex_unlock(&a->mu);
     return st.caught_up ? 1 : 0;
+}
+
+/* Whether some consumer group of the stream is draining a backlog (its
+ * lag, Redis 7, above RETENTION_ARCHIVE_BUSY_LAG).  False when unknown. */
+static bool groups_behind(retention_archive_t *a)
+{
+    redisReply *x = redisCommand(a->rc, "XINFO GROUPS %s", a->stream);
+    if (!x)
+        return false;
+    bool behind = false;
+    for (size_t g = 0; x->type == REDIS_REPLY_ARRAY && g < x->elements && !behind; g++) {
+        const redisReply *f = x->element[g];
+        for (size_t k = 0; f->type == REDIS_REPLY_ARRAY && k + 1 < f->elements; k += 2)
+            if (f->element[k]->type == REDIS_REPLY_STRING && !strcmp(f->element[k]->str, "lag") &&
+                f->element[k + 1]->type == REDIS_REPLY_INTEGER &&
+                f->element[k + 1]->integer > RETENTION_ARCHIVE_BUSY_LAG)
+                behind = true;
+    }
+    freeReplyObject(x);
+    return behind;
 }
 
 static void run_upkeep(retention_archive_t *a, bool on, uint64_t retention_ms, uint32_t ahead)
@@ -448,6 +472,7 @@ static void *archive_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&a->mu);
         bool stop = a->stop, on = a->on, leased = a->leased, upkeep_now = a->upkeep_now;
+        bool urgent = a->urgent;
         char upto[48];
         snprintf(upto, sizeof upto, "%s", a->upto);
         uint64_t every = a->interval_ms ? a->interval_ms : 1000, keep = a->retention_ms;
@@ -480,6 +505,7 @@ static void *archive_main(void *arg)
             continue;
         }
         char err[512];
+        bool paced = !urgent && ensure_redis(a, err, sizeof err) == 0 && groups_behind(a);
         int rc = archive_step(a, upto, err, sizeof err);
         if (rc < 0) {
             note_error(a, err);
@@ -489,7 +515,12 @@ static void *archive_main(void *arg)
         }
         note_ok(a);
         a->backoff = BACKOFF_FIRST_MS;
-        if (rc == 1)
+        if (rc == 0 && paced) {
+            pthread_mutex_lock(&a->mu);
+            a->state = ST_PACED;
+            pthread_mutex_unlock(&a->mu);
+        }
+        if (rc == 1 || paced)
             wait_until(a, next < a->upkeep_due ? next : a->upkeep_due);
     }
     drop_pg(a);
@@ -570,6 +601,7 @@ void retention_archive_offer(retention_archive_t *a, const retention_archive_off
         a->upkeep_now = true;
     a->on = o->on;
     a->leased = o->leased;
+    a->urgent = o->urgent;
     snprintf(a->upto, sizeof a->upto, "%s", upto);
     a->interval_ms = o->interval_ms;
     a->retention_ms = o->retention_ms;

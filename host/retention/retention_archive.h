@@ -35,10 +35,15 @@
  * Each step is one XRANGE of at most RETENTION_ARCHIVE_CHUNK entries after
  * the watermark, one binary COPY transaction, then the new watermark; it
  * steps without pausing while behind and once per retention.interval when
- * caught up.  It also runs the archive's partition upkeep
- * (store_archive_upkeep) at start, hourly and when its settings change,
- * whatever the mode: archived days keep expiring after the archive is
- * switched off.
+ * caught up.  While a consumer group is catching up (its lag is above
+ * RETENTION_ARCHIVE_BUSY_LAG) and no cap is near, it takes one chunk per
+ * interval: a backlog drains at full speed and is archived right after,
+ * instead of the two sharing the CPUs, Redis and PostgreSQL; near a cap
+ * (the trimmer says `urgent`) it runs flat out, as room depends on it.
+ *
+ * It also runs the archive's partition upkeep (store_archive_upkeep) at
+ * start, hourly and when its settings change, whatever the mode: archived
+ * days keep expiring after the archive is switched off.
  *
  * Thread rules: retention_archive_offer/configure from the thread that
  * owns the trimmer; retention_archive_health and _level from any thread;
@@ -57,6 +62,9 @@
 
 /* Entries per step: one XRANGE, one COPY (about 2.5 MB of typical events). */
 enum { RETENTION_ARCHIVE_CHUNK = 5000 };
+/* A consumer group this far behind (XINFO GROUPS lag) is draining a
+ * backlog: the archiver paces itself meanwhile. */
+enum { RETENTION_ARCHIVE_BUSY_LAG = 2 * RETENTION_ARCHIVE_CHUNK };
 
 typedef struct retention_archive retention_archive_t;
 
@@ -73,6 +81,7 @@ typedef struct retention_archive_offer {
     bool on;                   /* retention.archive: postgres */
     bool leased;               /* this host holds the trimmer's lease */
     const char *upto;          /* archive every entry below this id; "" = nothing */
+    bool urgent;               /* a cap is (nearly) reached: archive at full pace */
     uint64_t interval_ms;      /* retention.interval */
     uint64_t retention_ms;     /* retention.archive_retention */
 } retention_archive_offer_t;
@@ -107,6 +116,7 @@ int retention_archive_level(retention_archive_t *a);
 typedef struct retention_archive_step {
     size_t read;           /* entries read from the stream */
     long inserted;         /* of which new to the archive */
+    char first[48];        /* id of the first entry read ("" when none) */
     char last[48];         /* id of the last entry read ("" when none) */
     bool caught_up;        /* fewer than asked for: nothing more below upto */
 } retention_archive_step_t;

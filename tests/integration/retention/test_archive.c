@@ -185,7 +185,8 @@ static int idcmp(const char *a, const char *b)
     long long am = strtoll(a, NULL, 10), bm = strtoll(b, NULL, 10);
     if (am != bm)
         return am < bm ? -1 : 1;
-    long long as = strtoll(strchr(a, '-') + 1, NULL, 10), bs = strtoll(strchr(b, '-') + 1, NULL, 10);
+    long long as = strtoll(strchr(a, '-') + 1, NULL, 10);
+    long long bs = strtoll(strchr(b, '-') + 1, NULL, 10);
     return as < bs ? -1 : as > bs;
 }
 
@@ -707,4 +708,47 @@ Test(archive, an_entry_id_beyond_bigint_is_refused_by_name)
     cr_expect(strncmp(err, "entries[1]: id 1-18446744073709551615", 37) == 0, "%s", err);
     cr_expect_eq(archived_rows(c), 0, "nothing of a refused chunk is stored");
     PQfinish(c);
+}
+
+Test(archive, while_a_group_drains_a_backlog_the_archiver_takes_one_chunk_per_round)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    PGconn *c = fx_connect();
+    for (int i = 0; i < 30000; i++)
+        redisAppendCommand(r, "XADD %s * event {\"type\":\"order.created\",\"i\":%d}", STREAM, i);
+    for (int i = 0; i < 30000; i++) {
+        redisReply *x = NULL;
+        cr_assert_eq(redisGetReply(r, (void **)&x), REDIS_OK);
+        freeReplyObject(x);
+    }
+    group_done(r);
+    /* an unprotected group 30,000 entries behind: a drain in progress */
+    harness_redis_int(r, "XGROUP CREATE %s slow 0", STREAM);
+    trimmer_t t;
+    trimmer_start(&t, 3600000, true);
+    static char only_g[] = "g";
+    t.s.protect_groups = only_g;
+    t.s.interval_ms = 3000;
+    tick(&t, r);
+    usleep(1500 * 1000);
+    cr_expect_eq(archived_rows(c), RETENTION_ARCHIVE_CHUNK,
+                 "one chunk per round while paced, not %lld rows", archived_rows(c));
+    json_t *a = archive_health(&t);
+    cr_expect_str_eq(json_string_value(json_object_get(a, "state")), "paced");
+    cr_expect_gt(jint(a, "lag_entries"), 0);
+    json_decref(a);
+    /* the backlog is gone: flat out until caught up */
+    harness_redis_int(r, "XGROUP DESTROY %s slow", STREAM);
+    long long deadline = harness_now_ms() + 20000;
+    while (archived_rows(c) < 30000 && harness_now_ms() < deadline)
+        usleep(50 * 1000);
+    cr_expect_eq(archived_rows(c), 30000);
+    a = archive_health(&t);
+    cr_expect_str_eq(json_string_value(json_object_get(a, "state")), "ok");
+    cr_expect_eq(jint(a, "lag_entries"), 0);
+    json_decref(a);
+    cr_expect_eq(xlen(r), 30000, "nothing is younger than max_age: archived, not trimmed");
+    retention_free(t.r);
+    PQfinish(c);
+    redisFree(r);
 }

@@ -339,4 +339,8 @@ Test(e2e_replay, a_window_trimmed_from_redis_is_replayed_from_the_archive)
     cr_expect_eq(jint(arc, "archived_total"), 8, "%s", json_dumps(arc, JSON_COMPACT));
     json_decref(h);
     cr_expect_eq(e2e_metric(E.admin_port, "evbus_archive_entries_total"), 8);
+    char *out = NULL;
+    cr_expect_eq(e2e_ctl(&E, &out, NULL, "status", NULL), 0);
+    cr_expect(out && strstr(out, "  archive:    postgres, ok, watermark "), "%s", out);
+    free(out);
 }

@@ -129,8 +129,9 @@ void retention_configure_archive(retention_t *r, uint32_t partitions_ahead)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* What the archiver should do after this round (maintenance thread: the
- * only one that changes r->archive's pointer besides stop). */
+/* Hand the archiver this round's view: whether to archive, and up to
+ * where (the floor, once the policy has any limit: see
+ * retention_archive.h). */
 static void offer(retention_t *r, const retention_settings_t *s, bool leased, const char *floor,
                   bool urgent)
 {

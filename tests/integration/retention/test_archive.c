@@ -728,9 +728,12 @@ Test(archive, while_a_group_drains_a_backlog_the_archiver_takes_one_chunk_per_ro
     trimmer_start(&t, 3600000, true);
     static char only_g[] = "g";
     t.s.protect_groups = only_g;
-    t.s.interval_ms = 3000;
+    t.s.interval_ms = 5000;
     tick(&t, r);
-    usleep(1500 * 1000);
+    long long until = harness_now_ms() + 10000;
+    while (archived_rows(c) < RETENTION_ARCHIVE_CHUNK && harness_now_ms() < until)
+        usleep(50 * 1000);
+    usleep(1000 * 1000);
     cr_expect_eq(archived_rows(c), RETENTION_ARCHIVE_CHUNK,
                  "one chunk per round while paced, not %lld rows", archived_rows(c));
     json_t *a = archive_health(&t);
@@ -739,7 +742,7 @@ Test(archive, while_a_group_drains_a_backlog_the_archiver_takes_one_chunk_per_ro
     json_decref(a);
     /* the backlog is gone: flat out until caught up */
     harness_redis_int(r, "XGROUP DESTROY %s slow", STREAM);
-    long long deadline = harness_now_ms() + 20000;
+    long long deadline = harness_now_ms() + 30000;
     while (archived_rows(c) < 30000 && harness_now_ms() < deadline)
         usleep(50 * 1000);
     cr_expect_eq(archived_rows(c), 30000);

@@ -11,6 +11,11 @@
  * stream with no group at all, gives the floor 0-0: nothing is trimmed,
  * because nothing is known to have been read.
  *
+ * With the archive on (retention.archive: postgres) neither side trims past
+ * the archive's watermark, the policy hash's field `archived`: the id of
+ * the last entry the archiver has committed to PostgreSQL (see
+ * host/retention/retention_archive.h).  No watermark, nothing is trimmed.
+ *
  * Private to the tree (not installed).
  */
 #ifndef EVBUS_CLIENT_RETENTION_LUA_H
@@ -18,7 +23,9 @@
 
 /* Functions: idcmp(a, b) -> -1/0/1; floor(stream, protect) -> id, group
  * (protect: "all" or "g1,g2"); cut_for(stream, keep) -> the id of the
- * first entry to keep so that at most `keep` remain, or nil. */
+ * first entry to keep so that at most `keep` remain, or nil;
+ * archive_cap(policy) -> the smallest id the archive has not stored (the
+ * cut it allows: '0-0' without a watermark), and the watermark or ''. */
 #define EVBUS_RETENTION_LUA_FUNCS                                                              \
     "local function idcmp(a, b)\n"                                                            \
     "  local am, as = string.match(a, '^(%d+)%-(%d+)$')\n"                                    \
@@ -75,6 +82,11 @@
     "    skip = skip - #r\n"                                                                  \
     "    start = '(' .. r[#r][1]\n"                                                           \
     "  end\n"                                                                                 \
+    "end\n"                                                                                   \
+    "local function archive_cap(policy)\n"                                                    \
+    "  local w = redis.call('HGET', policy, 'archived')\n"                                    \
+    "  if w then return idnext(w), w end\n"                                                   \
+    "  return '0-0', ''\n"                                                                    \
     "end\n"
 
 /*
@@ -82,23 +94,30 @@
  * ARGV = {max_entries (0: the policy hash's), field, value, ...}.
  * Refuses with "EVBUSFULL ..." when the trimmer flagged the stream full
  * (max_bytes), or when it holds max_entries entries and trimming entries
- * every protected group is done with cannot make room; else XADDs.
+ * every protected group is done with (and, with the archive on, that the
+ * archive holds) cannot make room; else XADDs.
  */
 #define EVBUS_RETENTION_LUA_PUBLISH                                                            \
     EVBUS_RETENTION_LUA_FUNCS                                                                 \
     "local full = redis.call('GET', KEYS[3])\n"                                               \
     "if full then return redis.error_reply('EVBUSFULL ' .. full) end\n"                       \
-    "local pol = redis.call('HMGET', KEYS[2], 'max_entries', 'protect')\n"                    \
+    "local pol = redis.call('HMGET', KEYS[2], 'max_entries', 'protect', 'archive')\n"         \
     "local max = tonumber(ARGV[1])\n"                                                         \
     "if max == 0 then max = tonumber(pol[1] or '0') or 0 end\n"                               \
     "if max > 0 and redis.call('XLEN', KEYS[1]) >= max then\n"                                \
     "  local fl, who = floor(KEYS[1], pol[2] or 'all')\n"                                     \
     "  local cut = cut_for(KEYS[1], max - 1)\n"                                               \
     "  if cut and idcmp(fl, cut) < 0 then cut = fl end\n"                                     \
+    "  local archived = true\n"                                                               \
+    "  if cut and pol[3] == 'postgres' then\n"                                                \
+    "    local cap = archive_cap(KEYS[2])\n"                                                  \
+    "    if idcmp(cap, cut) < 0 then cut = cap; archived = false end\n"                       \
+    "  end\n"                                                                                 \
     "  if cut then redis.call('XTRIM', KEYS[1], 'MINID', cut) end\n"                          \
     "  local len = redis.call('XLEN', KEYS[1])\n"                                             \
     "  if len >= max then\n"                                                                  \
-    "    if who == '' then who = 'no consumer group has read them yet' else\n"                \
+    "    if not archived then who = 'the archive (retention.archive) has not stored them yet'\n" \
+    "    elseif who == '' then who = 'no consumer group has read them yet' else\n"            \
     "      who = 'consumer group ' .. who .. ' still owes them' end\n"                        \
     "    return redis.error_reply('EVBUSFULL stream ' .. KEYS[1] .. ' holds ' .. len ..\n"    \
     "      ' entries (retention.max_entries ' .. max .. ') and ' .. who)\n"                   \

@@ -1079,6 +1079,17 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
                      cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
+    if (cfg->store.postgres_url) {
+        /* the archiver idles while retention.archive is off (it is live) */
+        retention_archive_opts_t ao = {.postgres_url = cfg->store.postgres_url,
+                                       .redis_url = e->redis_url, .stream = e->stream,
+                                       .redis_connect_ms = cfg->core.redis_connect_timeout_ms,
+                                       .redis_command_ms = e->command_ms,
+                                       .partitions_ahead = cfg->store.metadata_partitions_ahead};
+        if (retention_start_archive(e->ret, &ao) != 0)
+            log_warn("retention", "the archiver did not start: with retention.archive: postgres "
+                     "nothing will be trimmed");
+    }
     atomic_store(&e->threads_running, (int)e->n_workers + 2);
     for (uint32_t i = 0; i < e->n_workers; i++) {
         e->workers[i].eng = e;
@@ -1136,6 +1147,7 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
     apply_live(e, gen);
     store_writer_configure(e->meta, gen->cfg);
     store_replay_worker_configure(e->replay, gen->cfg);
+    retention_configure_archive(e->ret, gen->cfg->store.metadata_partitions_ahead);
     METRIC_SET(generation, gen->number);
     METRIC_SET(reload_pending_restart, gen->pending_restart.count);
     log_set_level(config_log_level(n->daemon.log_level) >= 0 ? config_log_level(n->daemon.log_level) : LOG_INFO);
@@ -1200,6 +1212,7 @@ int engine_stop(engine_t *e, int timeout_ms)
     if (rc == 0 && join_until(e->maint_tid, deadline) != 0)
         rc = -1;
     if (rc == 0) {
+        retention_stop_archive(e->ret);
         store_replay_worker_stop(e->replay);
         e->replay = NULL;
         store_writer_stop(e->meta, 2000);

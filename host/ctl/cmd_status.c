@@ -210,6 +210,19 @@ int cmd_status(int argc, char **argv)
                        json_is_true(json_object_get(ret, "full")) ? "; the stream is FULL: "
                                                                    "publishers are refused"
                                                                  : "");
+            json_t *arc = json_object_get(ret, "archive");
+            const char *mode = json_string_value(json_object_get(arc, "mode"));
+            if (mode && strcmp(mode, "off") != 0) {
+                const char *err = json_string_value(json_object_get(arc, "last_error"));
+                const char *st = json_string_value(json_object_get(arc, "state"));
+                const char *wm = json_string_value(json_object_get(arc, "watermark"));
+                printf("  archive:    %s, %s, watermark %s, ~%lld entries behind%s%s%s\n", mode,
+                       st ? st : "no archiver", wm && *wm ? wm : "none",
+                       (long long)json_integer_value(json_object_get(arc, "lag_entries")),
+                       json_is_true(json_object_get(arc, "trim_waiting")) ? "; trimming waits"
+                                                                          : "",
+                       err ? ": " : "", err ? err : "");
+            }
         }
         printf("dlq:          %lld / %lld (%s)\n",
                (long long)json_integer_value(json_object_get(dlq, "length")),

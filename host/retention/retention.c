@@ -16,6 +16,11 @@
 #include "util/log.h"
 #include "util/metrics.h"
 
+/* KEYS: stream, policy hash.  ARGV: the age cut ('0' = none), the entries
+ * to keep (0 = no cap), protect_groups, '1' when the archive is on, the
+ * watermark this host's archiver has confirmed ('' = none).  The cut is
+ * the policy's, then no further than the floor (blocked) and, with the
+ * archive, than both watermarks (waiting). */
 static const char TRIM_LUA[] =
     EVBUS_RETENTION_LUA_FUNCS
     "local fl, who = floor(KEYS[1], ARGV[3])\n"
@@ -26,14 +31,24 @@ static const char TRIM_LUA[] =
     "  local c = cut_for(KEYS[1], keep)\n"
     "  if c and (want == nil or idcmp(c, want) > 0) then want = c end\n"
     "end\n"
-    "local trimmed, blocked = 0, 0\n"
+    "local cap, wm = nil, ''\n"
+    "if ARGV[4] == '1' then\n"
+    "  cap, wm = archive_cap(KEYS[2])\n"
+    "  local mine = '0-0'\n"
+    "  if ARGV[5] ~= '' then mine = idnext(ARGV[5]) end\n"
+    "  if idcmp(mine, cap) < 0 then cap = mine end\n"
+    "end\n"
+    "local trimmed, blocked, waiting = 0, 0, 0\n"
     "if want then\n"
     "  local cut = want\n"
     "  if idcmp(fl, cut) < 0 then cut = fl; blocked = 1 end\n"
+    "  local allowed = cut\n"
+    "  if cap and idcmp(cap, cut) < 0 then cut = cap; waiting = 1 end\n"
     "  trimmed = redis.call('XTRIM', KEYS[1], 'MINID', cut)\n"
-    "  if blocked == 1 then\n"
+    "  if blocked == 1 or waiting == 1 then\n"
     "    local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
     "    if #f == 0 or idcmp(f[1][1], want) >= 0 then blocked = 0 end\n"
+    "    if #f == 0 or idcmp(f[1][1], allowed) >= 0 then waiting = 0 end\n"
     "  end\n"
     "end\n"
     "local f = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
@@ -60,7 +75,7 @@ static const char TRIM_LUA[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "return {trimmed, fl, who, redis.call('XLEN', KEYS[1]), fid, blocked, owed}\n";
+    "return {trimmed, fl, who, redis.call('XLEN', KEYS[1]), fid, blocked, waiting, wm, owed}\n";
 
 struct retention {
     char *stream, *owner, *policy_key, *lease_key, *full_key;
@@ -74,7 +89,10 @@ struct retention {
     int64_t oldest_ms;     /* wall ms of the first entry, 0 = empty */
     char floor[48], floor_group[128];
     bool blocked;          /* the floor stopped a trim the policy wanted */
-    bool at_cap;           /* blocked while a cap is reached */
+    bool waiting;          /* the archive's watermark stopped one */
+    bool at_cap;           /* blocked or waiting while a cap is reached */
+    char watermark[48];    /* the archive's, as the last round saw it */
+    retention_archive_t *archive; /* NULL without PostgreSQL */
     long long trimmed_total;
     int level;
     int64_t last_round_wall_ms;
@@ -105,10 +123,54 @@ retention_t *retention_new(const char *stream, const char *owner)
     return r;
 }
 
+int retention_start_archive(retention_t *r, const retention_archive_opts_t *o)
+{
+    retention_archive_t *a = retention_archive_start(o);
+    if (!a)
+        return -1;
+    pthread_mutex_lock(&r->lock);
+    r->archive = a;
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+void retention_stop_archive(retention_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    retention_archive_t *a = r->archive;
+    r->archive = NULL;
+    pthread_mutex_unlock(&r->lock);
+    retention_archive_stop(a);
+}
+
+void retention_configure_archive(retention_t *r, uint32_t partitions_ahead)
+{
+    pthread_mutex_lock(&r->lock);
+    retention_archive_configure(r->archive, partitions_ahead);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Hand the archiver this round's view: whether to archive, and up to
+ * where (the floor, once the policy has any limit: see
+ * retention_archive.h). */
+static void offer(retention_t *r, const retention_settings_t *s, bool leased, const char *floor,
+                  bool urgent)
+{
+    bool limited = s->max_age_ms || s->max_entries || s->max_bytes;
+    retention_archive_offer_t o = {
+        .on = s->archive == RETENTION_ARCHIVE_POSTGRES, .leased = leased,
+        .upto = limited && floor && strcmp(floor, "0-0") != 0 ? floor : "", .urgent = urgent,
+        .interval_ms = s->interval_ms, .retention_ms = s->archive_retention_ms};
+    pthread_mutex_lock(&r->lock);
+    retention_archive_offer(r->archive, &o);
+    pthread_mutex_unlock(&r->lock);
+}
+
 void retention_free(retention_t *r)
 {
     if (!r)
         return;
+    retention_stop_archive(r);
     free(r->stream);
     free(r->owner);
     free(r->policy_key);
@@ -204,10 +266,12 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     snprintf(mb, sizeof mb, "%llu", (unsigned long long)s->max_bytes);
     snprintf(ob, sizeof ob, "%s", s->on_full == RETENTION_BLOCK ? "block" : "reject");
     snprintf(bt, sizeof bt, "%llu", (unsigned long long)s->block_timeout_ms);
+    bool archive = s->archive == RETENTION_ARCHIVE_POSTGRES;
     const char *hargv[] = {"HSET", r->policy_key, "max_entries", me, "max_bytes", mb,
                            "on_full", ob, "block_ms", bt, "protect",
-                           s->protect_groups ? s->protect_groups : "all"};
-    redisReply *x = redisCommandArgv(c, 12, hargv, NULL);
+                           s->protect_groups ? s->protect_groups : "all", "archive",
+                           archive ? "postgres" : "off"};
+    redisReply *x = redisCommandArgv(c, 14, hargv, NULL);
     if (!x)
         return -1;
     freeReplyObject(x);
@@ -220,8 +284,10 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     r->s = *s;
     r->s.protect_groups = NULL;
     pthread_mutex_unlock(&r->lock);
-    if (lease == 0)
+    if (lease == 0) {
+        offer(r, s, false, NULL, false);
         return 0;
+    }
 
     /* bytes per entry, sampled: turns max_bytes into an entry count */
     long long len = 0, bytes = 0;
@@ -256,12 +322,19 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     if (s->max_age_ms)
         snprintf(age, sizeof age, "%lld-0", (long long)(clock_wall_ms() - (int64_t)s->max_age_ms));
     snprintf(keeps, sizeof keeps, "%lld", keep);
-    const char *argv[] = {"EVAL", TRIM_LUA, "1", r->stream, age, keeps,
-                          s->protect_groups ? s->protect_groups : "all"};
-    x = redisCommandArgv(c, 7, argv, NULL);
+    char confirmed[48] = "";
+    if (archive) {
+        pthread_mutex_lock(&r->lock);
+        retention_archive_confirmed(r->archive, confirmed, sizeof confirmed);
+        pthread_mutex_unlock(&r->lock);
+    }
+    const char *argv[] = {"EVAL", TRIM_LUA, "2", r->stream, r->policy_key, age, keeps,
+                          s->protect_groups ? s->protect_groups : "all", archive ? "1" : "0",
+                          confirmed};
+    x = redisCommandArgv(c, 10, argv, NULL);
     if (!x)
         return -1;
-    if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 7) {
+    if (x->type == REDIS_REPLY_ERROR || x->type != REDIS_REPLY_ARRAY || x->elements < 9) {
         log_error("retention", "trimming %s: %s", r->stream,
                   x->type == REDIS_REPLY_ERROR ? x->str : "unexpected reply");
         freeReplyObject(x);
@@ -270,16 +343,35 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     long long trimmed = int_of(x->element[0]);
     long long after = int_of(x->element[3]);
     bool blocked = int_of(x->element[5]) != 0;
+    bool waiting = int_of(x->element[6]) != 0;
     const char *fid = str_of(x->element[4]);
     int64_t oldest = fid[0] ? strtoll(fid, NULL, 10) : 0;
     long long bytes_after = len > 0 ? (long long)((double)bytes * after / len) : 0;
     /* full: at a cap with nothing left that every protected group is done
      * with (the first entry is at or above the floor) — what the publish
-     * guard refuses on; blocked: the floor stopped a trim the policy wanted */
+     * guard refuses on; blocked: the floor stopped a trim the policy wanted;
+     * waiting: the archive's watermark did */
     bool at_cap_now = (full_at && after >= full_at) ||
                       (s->max_bytes && bytes_after >= (long long)s->max_bytes);
-    bool at_cap = at_cap_now && fid[0] && id_cmp(fid, str_of(x->element[1])) >= 0;
-    blocked = blocked || at_cap;
+    bool at_cap = at_cap_now && fid[0] &&
+                  (id_cmp(fid, str_of(x->element[1])) >= 0 || waiting);
+    blocked = blocked || (at_cap && !waiting);
+    long long owed = int_of(x->element[8]);
+    if (owed < 0 || owed > after)
+        owed = after; /* no lag known: count everything */
+    /* the archive runs flat out near a cap, where room depends on it */
+    double fill = 0;
+    if (full_at)
+        fill = (double)after / (double)full_at;
+    if (s->max_bytes && (double)bytes_after / (double)s->max_bytes > fill)
+        fill = (double)bytes_after / (double)s->max_bytes;
+    offer(r, s, true, str_of(x->element[1]), at_cap || fill >= 0.80);
+    int archive_level = 0;
+    if (archive) {
+        pthread_mutex_lock(&r->lock);
+        archive_level = r->archive ? retention_archive_level(r->archive) : 2;
+        pthread_mutex_unlock(&r->lock);
+    }
     pthread_mutex_lock(&r->lock);
     r->entries = after;
     r->bytes = bytes_after;
@@ -287,6 +379,8 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     snprintf(r->floor, sizeof r->floor, "%s", str_of(x->element[1]));
     snprintf(r->floor_group, sizeof r->floor_group, "%s", str_of(x->element[2]));
     r->blocked = blocked;
+    r->waiting = waiting;
+    snprintf(r->watermark, sizeof r->watermark, "%s", str_of(x->element[7]));
     r->at_cap = at_cap;
     r->trimmed_total += trimmed;
     r->last_round_wall_ms = clock_wall_ms();
@@ -296,17 +390,24 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     METRIC_SET(stream_oldest_age_s,
                oldest ? (uint64_t)((clock_wall_ms() - oldest) / 1000) : 0);
     METRIC_SET(stream_retention_blocked, blocked ? 1 : 0);
+    METRIC_SET(stream_retention_archive_waiting, waiting ? 1 : 0);
     if (trimmed > 0)
         METRIC_ADD(stream_trimmed, (uint64_t)trimmed);
 
     /* max_bytes: the guard cannot measure memory, so the trimmer says when
      * the stream is full; the flag expires if no trimmer renews it */
-    bool bytes_full = s->max_bytes && bytes_after >= (long long)s->max_bytes && blocked;
+    bool bytes_full = s->max_bytes && bytes_after >= (long long)s->max_bytes &&
+                      (blocked || waiting);
     if (bytes_full) {
-        char why[512], px[32];
+        char why[512], px[32], owner[160];
+        if (blocked || !waiting)
+            snprintf(owner, sizeof owner, "consumer group %s still owes them",
+                     r->floor_group[0] ? r->floor_group : "?");
+        else
+            snprintf(owner, sizeof owner, "the archive (retention.archive) has not stored them "
+                     "yet");
         snprintf(why, sizeof why, "stream %s holds about %lld bytes (retention.max_bytes %llu) "
-                 "and consumer group %s still owes them", r->stream, bytes_after,
-                 (unsigned long long)s->max_bytes, r->floor_group[0] ? r->floor_group : "?");
+                 "and %s", r->stream, bytes_after, (unsigned long long)s->max_bytes, owner);
         snprintf(px, sizeof px, "%llu", (unsigned long long)(every * 3 + 2000));
         const char *sargv[] = {"SET", r->full_key, why, "PX", px};
         redisReply *y = redisCommandArgv(c, 5, sargv, NULL);
@@ -326,14 +427,11 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
         r->full_set = false;
     }
 
-    /* warnings at 80 % / 95 % of each cap, counting what the groups still
-     * owe (acknowledged entries can always be trimmed); full is an error */
+    /* warnings at 80 % / 95 % of each cap count what the groups still owe
+     * (acknowledged entries can always be trimmed); full is an error */
     int level = 0;
     char why[512] = "";
-    long long owed = int_of(x->element[6]);
-    if (owed < 0 || owed > after)
-        owed = after; /* no lag known: count everything */
-    double fill = 0;
+    fill = 0;
     if (s->max_entries)
         fill = (double)owed / s->max_entries;
     if (s->max_bytes && after > 0 &&
@@ -341,13 +439,24 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
         fill = (double)bytes_after * owed / after / (double)s->max_bytes;
     if (at_cap || fill >= 0.95) {
         level = 2;
-        snprintf(why, sizeof why, "%s (%lld entries, about %lld bytes); consumer group %s holds "
-                 "the trim floor at %s", at_cap ? "full: publishers are refused"
-                                                : "at 95% of its retention cap",
-                 after, bytes_after, r->floor_group[0] ? r->floor_group : "(none)", r->floor);
+        char holder[256];
+        if (waiting && !blocked)
+            snprintf(holder, sizeof holder, "the archive holds trimming at its watermark %s",
+                     r->watermark[0] ? r->watermark : "(none yet)");
+        else
+            snprintf(holder, sizeof holder, "consumer group %s holds the trim floor at %s",
+                     r->floor_group[0] ? r->floor_group : "(none)", r->floor);
+        snprintf(why, sizeof why, "%s (%lld entries, about %lld bytes); %s",
+                 at_cap ? "full: publishers are refused" : "at 95% of its retention cap", after,
+                 bytes_after, holder);
+    } else if (archive_level == 2 && waiting) {
+        level = 2;
+        snprintf(why, sizeof why, "trimming waits for the archive, which cannot write (see "
+                 "health: retention.archive.last_error)");
     } else if (fill >= 0.80) {
         level = 1;
-        snprintf(why, sizeof why, "at 80%% of its retention cap (%lld entries, about %lld bytes)",
+        snprintf(why, sizeof why, "at 80%% of its retention cap (%lld owed of %lld entries, "
+                 "about %lld bytes)", owed,
                  after, bytes_after);
     }
     pthread_mutex_lock(&r->lock);
@@ -361,10 +470,22 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     return 0;
 }
 
+/* The trimmer's level, or the archive's when it is worse (r->lock held). */
+static int level_locked(retention_t *r)
+{
+    int l = r->level;
+    if (r->s.archive == RETENTION_ARCHIVE_POSTGRES) {
+        int a = r->archive ? retention_archive_level(r->archive) : 2;
+        if (a > l)
+            l = a;
+    }
+    return l;
+}
+
 int retention_level(retention_t *r)
 {
     pthread_mutex_lock(&r->lock);
-    int l = r->level;
+    int l = level_locked(r);
     pthread_mutex_unlock(&r->lock);
     return l;
 }
@@ -394,10 +515,22 @@ json_t *retention_health(retention_t *r)
                         r->floor_group[0] ? json_string(r->floor_group) : json_null());
     json_object_set_new(o, "blocked", json_boolean(r->blocked));
     json_object_set_new(o, "full", json_boolean(r->at_cap));
-    json_object_set_new(o, "level", json_string(r->level == 2   ? "error"
-                                                : r->level == 1 ? "warning"
-                                                                : "ok"));
+    int level = level_locked(r);
+    json_object_set_new(o, "level", json_string(level == 2   ? "error"
+                                                : level == 1 ? "warning"
+                                                             : "ok"));
     json_object_set_new(o, "trimmed_total", json_integer(r->trimmed_total));
+    json_t *arc = r->archive ? retention_archive_health(r->archive) : json_object();
+    if (!r->archive)
+        json_object_set_new(arc, "mode",
+                            json_string(r->s.archive == RETENTION_ARCHIVE_POSTGRES ? "postgres"
+                                                                                   : "off"));
+    if (!r->archive && r->s.archive == RETENTION_ARCHIVE_POSTGRES)
+        json_object_set_new(arc, "last_error",
+                            json_string("no PostgreSQL (postgres.url): nothing is archived and "
+                                        "nothing is trimmed"));
+    json_object_set_new(arc, "trim_waiting", json_boolean(r->waiting));
+    json_object_set_new(o, "archive", arc);
     pthread_mutex_unlock(&r->lock);
     return o;
 }

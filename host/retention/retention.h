@@ -17,11 +17,18 @@
  * for max_bytes (<stream>:retention:full, expiring unless renewed) — the
  * publish guard refuses at max_entries by itself.
  *
- * The policy (caps, protected groups) is published in the hash
- * <stream>:retention, which publishers (libevbus) read.
+ * The policy (caps, protected groups, archive mode) is published in the
+ * hash <stream>:retention, which publishers (libevbus) read.
+ *
+ * With retention.archive: postgres no trim passes the archive's watermark
+ * (the hash's field `archived`, see retention_archive.h): the cut stops
+ * there (*waiting*, in health) until the archiver, which the trimmer's
+ * round tells what to archive, has stored the entries in PostgreSQL.
  *
  * Thread rules: a retention_t belongs to one thread (the engine's
- * maintenance thread); retention_health() may be called from any thread.
+ * maintenance thread); retention_health() and retention_level() may be
+ * called from any thread; the archive's start and stop from the control
+ * thread, with the maintenance thread not running retention_tick().
  */
 #ifndef EVBUS_RETENTION_H
 #define EVBUS_RETENTION_H
@@ -30,6 +37,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "retention/retention_archive.h"
 #include "retention/retention_settings.h"
 
 typedef struct retention retention_t;
@@ -37,6 +45,15 @@ typedef struct retention retention_t;
 /* For `stream`, trimming as `owner` (the consumer name).  NULL on OOM. */
 retention_t *retention_new(const char *stream, const char *owner);
 void retention_free(retention_t *r);
+
+/* Start the archiver for r (its thread idles while retention.archive is
+ * off).  0, or -1 (logged): then an archive that is on stops all trimming
+ * and health says so. */
+int retention_start_archive(retention_t *r, const retention_archive_opts_t *o);
+/* Stop and free the archiver; no-op without one. */
+void retention_stop_archive(retention_t *r);
+/* postgres.metadata.partitions_ahead for the archive's partitions. */
+void retention_configure_archive(retention_t *r, uint32_t partitions_ahead);
 
 /*
  * One round, if retention.interval has passed since the last (now_ms is
@@ -47,10 +64,11 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
                    int64_t now_ms);
 
 /* The trimmer's view for /health: policy, usage, floor, blocked group,
- * last round.  Caller decrefs.  Any thread. */
+ * last round, the archive.  Caller decrefs.  Any thread. */
 json_t *retention_health(retention_t *r);
 
-/* 0 ok, 1 warning (>= 80 % of a cap), 2 error (>= 95 % or blocked at a cap). */
+/* 0 ok, 1 warning (>= 80 % of a cap), 2 error (>= 95 % or blocked at a
+ * cap, or the archive is on and failing). */
 int retention_level(retention_t *r);
 
 #endif

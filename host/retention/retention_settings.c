@@ -1,6 +1,7 @@
 /*
  * retention_settings — the rows of retention: { ... }.  All live: the
- * trimmer reads them every round and republishes the limits.
+ * trimmer reads them every round, republishes the limits and hands the
+ * archive's settings to the archiver.
  */
 #include "retention/retention_settings.h"
 
@@ -14,6 +15,20 @@
 
 static const char *const on_full_names[] = {"reject", "block", NULL};
 static const int on_full_values[] = {RETENTION_REJECT, RETENTION_BLOCK};
+
+static const char *const archive_names[] = {"off", "postgres", NULL};
+static const int archive_values[] = {RETENTION_ARCHIVE_OFF, RETENTION_ARCHIVE_POSTGRES};
+
+static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
+{
+    size_t i;
+    cfg_setting_find("retention.archive", &i);
+    const cfg_source_t *src = &cfg->sources[i];
+    if (cfg->retention.archive == RETENTION_ARCHIVE_POSTGRES && !cfg->store.postgres_url &&
+        src->kind == CFG_SRC_FILE)
+        cfg_errors_add(errs, &src->pos,
+                       "retention.archive: postgres needs postgres.url (or EVBUS_POSTGRES_URL)");
+}
 
 static const cfg_setting_t rows[] = {
     {.key = "retention.max_age", .type = CFG_DURATION, .offset = OFF(max_age_ms), .min = 0,
@@ -44,7 +59,19 @@ static const cfg_setting_t rows[] = {
     {.key = "retention.interval", .type = CFG_DURATION, .offset = OFF(interval_ms), .min = 100,
      .max = 3600000, .def = "1s", .reload = CFG_LIVE, .why = "from the next round",
      .desc = "how often the trimmer runs"},
+    {.key = "retention.archive", .type = CFG_ENUM, .offset = OFF(archive), .names = archive_names,
+     .values = archive_values, .def = "off", .reload = CFG_LIVE, .why = ROUND,
+     .desc = "`postgres`: every entry is copied into PostgreSQL (`events_archive`) before it "
+             "may be trimmed, and replay reads what the stream no longer holds from there; "
+             "trimming waits while the archive cannot write. Needs postgres.url; see "
+             "[operations](operations.md#the-archive)"},
+    {.key = "retention.archive_retention", .type = CFG_DURATION,
+     .offset = OFF(archive_retention_ms), .min = 0, .max = 3650.0 * 86400000, .def = "30d",
+     .reload = CFG_LIVE, .why = "the archiver runs its partition upkeep at once with the new "
+                                "value (and hourly)",
+     .desc = "archived entries older than this are dropped, a whole UTC day (partition) at a "
+             "time; `0` keeps everything; see [storage](storage.md#the-archive)"},
 };
 
 const cfg_table_t retention_settings_table = {
-    .module = "retention", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = NULL};
+    .module = "retention", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = check};

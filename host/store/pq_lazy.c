@@ -47,6 +47,7 @@
     X(PQntuples)                                                                               \
     X(PQgetvalue)                                                                              \
     X(PQgetisnull)                                                                             \
+    X(PQgetlength)                                                                             \
     X(PQcmdTuples)                                                                             \
     X(PQclear)
 
@@ -199,6 +200,11 @@ char *PQgetvalue(const PGresult *res, int tup_num, int field_num)
 int PQgetisnull(const PGresult *res, int tup_num, int field_num)
 {
     return pq_loaded() ? pq.PQgetisnull(res, tup_num, field_num) : 1;
+}
+
+int PQgetlength(const PGresult *res, int tup_num, int field_num)
+{
+    return pq_loaded() ? pq.PQgetlength(res, tup_num, field_num) : 0;
 }
 
 char *PQcmdTuples(PGresult *res)

@@ -6,8 +6,10 @@
  *
  * The store is optional: the bus delivers events without PostgreSQL, and
  * metadata is best-effort by design (a full queue drops and counts rather
- * than slowing the consumer).  Replay reads only what the stream still
- * holds; it never reads events back from PostgreSQL.
+ * than slowing the consumer).  The archive (retention.archive: postgres,
+ * migration 0008) is not: it holds the stream's entries the trimmer may
+ * then remove, and replay reads the part of a window that precedes the
+ * stream's first entry from it.
  *
  * Errors: functions return 0 (or a documented non-negative value) on
  * success and -1 with "where: why" in err on failure (err may be NULL
@@ -288,6 +290,45 @@ int store_events_upkeep(PGconn *c, const store_retention_t *r, int64_t now_ms,
  */
 int store_events_mark_purged(PGconn *c, const char *const *ids, size_t n, char *err,
                              size_t errlen);
+
+/* ------------------------------------------------------------- archive */
+
+/*
+ * One stream entry for the archive: its id and its fields as Redis returned
+ * them (name, value, name, value, ...; values may hold any byte).  The
+ * `event` field goes to the event column, the others, in their order, to
+ * fields.  Borrowed for the call.
+ */
+typedef struct store_archive_entry {
+    const char *id;             /* "<ms>-<seq>" */
+    const char *const *fields;
+    const size_t *lens;
+    size_t n_fields;            /* names + values */
+} store_archive_entry_t;
+
+/*
+ * Store entries of stream in events_archive (migration 0008) in one binary
+ * COPY, committed when this returns 0; *inserted gets the rows that were
+ * not there yet.  Entries already archived are left as they are, so
+ * writing a chunk again after a crash is harmless.  STORE_EINVAL names an
+ * entry whose id cannot be stored ("entries[3]: id ..."; a sequence beyond
+ * bigint), -1 with the server's message otherwise (nothing is stored).
+ * The connection must not be inside a transaction.
+ */
+int store_archive_write(PGconn *c, const char *stream, const store_archive_entry_t *entries,
+                        size_t n, long *inserted, char *err, size_t errlen);
+
+/*
+ * One upkeep round of the archive's day partitions, like
+ * store_events_upkeep() for events: with create, the partitions of today
+ * and the next r->partitions_ahead UTC days; with r->retention_s, drops
+ * every partition whose whole day ended more than retention_s before now_ms
+ * and deletes older rows from events_archive_default.  One transaction,
+ * serialised across hosts by its own advisory lock (out->skipped when
+ * another host holds it, or when migration 0008 is not applied).  0/-1.
+ */
+int store_archive_upkeep(PGconn *c, const store_retention_t *r, bool create, int64_t now_ms,
+                         store_upkeep_t *out, char *err, size_t errlen);
 
 /* ----------------------------------------------------------- replay jobs */
 

@@ -40,6 +40,30 @@ int store__pq_load(char *err, size_t errlen);
  * evbus_stream_time() in migration 0006, which must stay the same. */
 int64_t store__stream_time_ms(const char *sid);
 
+/* A stream id "<ms>-<seq>" whose parts fit bigint into *ms, *seq: 0, or -1
+ * for anything else. */
+int store__stream_id_parse(const char *sid, int64_t *ms, int64_t *seq);
+
+/* The archive as replay reads it (store_archive.c).  A range of entry ids
+ * [lo, hi): hi_ms = INT64_MAX for no upper bound. */
+typedef struct store__archive_range {
+    int64_t lo_ms, lo_seq, hi_ms, hi_seq;
+} store__archive_range_t;
+
+/* Whether events_archive exists (migration 0008).  0/-1. */
+int store__archive_present(PGconn *c, bool *present, char *err, size_t errlen);
+/* The archive's first entry of stream; *found false when it has none. */
+int store__archive_first(PGconn *c, const char *stream, int64_t *ms, int64_t *seq, bool *found,
+                         char *err, size_t errlen);
+/* Archived entries of stream in the range, or -1. */
+int64_t store__archive_count(PGconn *c, const char *stream, const store__archive_range_t *rg,
+                             char *err, size_t errlen);
+/* Up to limit archived entries of stream in the range, in id order, with
+ * binary results: ms (int8), seq (int8), event (bytea, may be NULL) and
+ * whether the entry has a `retry` field (bool).  NULL with err. */
+PGresult *store__archive_read(PGconn *c, const char *stream, const store__archive_range_t *rg,
+                              int limit, char *err, size_t errlen);
+
 /* Monotonic and wall clocks in ms (the host's, util/clock.h), and a sleep. */
 #define store__mono_ms clock_mono_ms
 #define store__wall_ms clock_wall_ms

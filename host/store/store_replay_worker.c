@@ -6,10 +6,20 @@
  *
  * It reads with its own Redis connection and never uses the consumer group
  * (no XREADGROUP, no XACK), so live consumption is never blocked or
- * disturbed.  It can only replay what the stream still holds: entries
- * trimmed by retention are gone, and the job records a warning naming the
- * missing range and the first available time when its window starts
- * before the oldest entry left.
+ * disturbed.  Without the archive it can only replay what the stream still
+ * holds: entries trimmed by retention are gone, and the job records a
+ * warning naming the missing range and the first available time when its
+ * window starts before the oldest entry left.
+ *
+ * With retention.archive: postgres the part of the window before the
+ * stream's first entry comes from events_archive, in id order, then the
+ * rest from the stream: each chunk reads the stream's first entry and the
+ * next chunk in one script (so nothing is trimmed between the two), and
+ * when the stream starts after the job's position the archive's rows
+ * between the two go first.  The trimmer never trims past what the archive
+ * holds, so the two meet without a gap; the warning then names only the
+ * range that neither holds.  Rows of either source go through the same
+ * filters, pacing, progress and position.
  *
  * A running job is leased: the worker refreshes heartbeat_at at least every
  * lease/6 (between events) and records in position the id of the last
@@ -57,6 +67,7 @@ struct store_replay_worker {
     uint32_t timeout_ms;
     /* live: store_replay_worker_configure (read once per use) */
     atomic_uint keep_completed, keep_failed, lease_ms, chunk;
+    atomic_bool archive; /* retention.archive: postgres: read what the stream lost there */
     store_replay_dispatch_fn fn;
     void *ud;
     atomic_bool stop;
@@ -342,6 +353,182 @@ static int64_t count_window(redisContext *rc, const char *stream, const char *st
     }
 }
 
+/* One entry of the window, from the stream or the archive. */
+typedef struct entry {
+    const char *id;  /* "ms-seq" */
+    const char *raw; /* the `event` field (NUL-terminated), NULL when absent */
+    size_t len;
+    bool retry;      /* a retry entry: a re-publication of an event already counted */
+} entry_t;
+
+/* Where a job is and how it goes on: shared by both sources. */
+typedef struct run {
+    store_replay_worker_t *w;
+    PGconn *pg;
+    job_t *j;
+    pacer_t pc;
+    int64_t last_check;
+    bool cancelled;
+} run_t;
+
+/* Skip or dispatch one entry.  False when the job must stop here (worker
+ * stopping, job cancelled or taken over). */
+static bool handle(run_t *r, const entry_t *e)
+{
+    job_t *j = r->j;
+    if (e->retry || !e->raw || !job_matches(j, e->raw)) {
+        j->skipped++;
+        snprintf(j->position, sizeof j->position, "%s", e->id);
+        return true;
+    }
+    if (!pace(r->w, r->pg, j, &r->pc, &r->last_check, &r->cancelled))
+        return false;
+    METRIC_INC(replay_events);
+    if (r->w->fn(r->w->ud, j->id, e->id, e->raw, e->len) == 0)
+        j->processed++;
+    else
+        j->failed++;
+    snprintf(j->position, sizeof j->position, "%s", e->id);
+    job_beat(r->w, r->pg, j);
+    return !j->lost;
+}
+
+/* After a chunk: save progress and look for a cancel.  False to stop. */
+static bool chunk_done(run_t *r)
+{
+    job_progress(r->pg, r->j);
+    if (r->j->lost)
+        return false;
+    r->last_check = store__mono_ms();
+    if (job_cancelled(r->pg, r->j)) {
+        r->cancelled = true;
+        return false;
+    }
+    return true;
+}
+
+/* Dispatches an XRANGE reply's entries; false when the job must stop. */
+static bool handle_stream(run_t *r, const redisReply *chunk)
+{
+    for (size_t i = 0; i < chunk->elements; i++) {
+        const redisReply *e = chunk->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 1 || !e->element[0]->str)
+            continue;
+        entry_t en = {.id = e->element[0]->str};
+        if (e->elements >= 2) {
+            en.retry = field(e, "retry", NULL) != NULL;
+            en.raw = field(e, "event", &en.len);
+        }
+        if (!handle(r, &en))
+            return false;
+    }
+    return true;
+}
+
+static int64_t be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (unsigned char)p[i];
+    return (int64_t)v;
+}
+
+/* Dispatches archive rows (store__archive_read's binary columns); false
+ * when the job must stop. */
+static bool handle_archive(run_t *r, const PGresult *res)
+{
+    for (int i = 0; i < PQntuples(res); i++) {
+        char id[48];
+        snprintf(id, sizeof id, "%lld-%lld", (long long)be64(PQgetvalue(res, i, 0)),
+                 (long long)be64(PQgetvalue(res, i, 1)));
+        entry_t en = {.id = id, .retry = PQgetvalue(res, i, 3)[0] != 0};
+        if (!PQgetisnull(res, i, 2)) {
+            en.raw = PQgetvalue(res, i, 2);
+            en.len = (size_t)PQgetlength(res, i, 2);
+        }
+        if (!handle(r, &en))
+            return false;
+    }
+    return true;
+}
+
+/* The stream's first entry and a chunk of the window read in one atomic
+ * step, so that nothing is trimmed between the two: the chunk's gap to the
+ * job's position, if any, is what the archive must fill. */
+static const char SNAPSHOT_LUA[] =
+    "return {redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1),"
+    " redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}";
+
+static redisReply *snapshot(redisContext *rc, const char *stream, const char *from,
+                            const char *end, uint32_t chunk, char *err, size_t errlen)
+{
+    char count[16];
+    snprintf(count, sizeof count, "%u", chunk);
+    const char *argv[] = {"EVAL", SNAPSHOT_LUA, "1", stream, from, end, count};
+    redisReply *r = redisCommandArgv(rc, 7, argv, NULL);
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[1]->type != REDIS_REPLY_ARRAY) {
+        store__err(err, errlen, "XRANGE %s: %s", stream,
+                   r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
+        if (r)
+            freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* The id right after ms-seq (where the window goes on after a position). */
+static void id_after(int64_t *ms, int64_t *seq)
+{
+    if (*seq == INT64_MAX) {
+        (*ms)++;
+        *seq = 0;
+    } else {
+        (*seq)++;
+    }
+}
+
+/*
+ * The warnings of a new job: the part of the window that neither the
+ * archive (when it is read) nor the stream holds, or nothing at all.
+ * `first` is the stream's first entry (an XRANGE reply of 0 or 1), a_ms
+ * the archive's first entry's time (-1: none, or the archive is not read).
+ */
+static void warn_missing(PGconn *pg, const job_t *j, const redisReply *first, bool archive,
+                         int64_t a_ms)
+{
+    int64_t oldest = -1;
+    if (first->elements > 0)
+        oldest = strtoll(first->element[0]->element[0]->str, NULL, 10);
+    if (a_ms >= 0 && (oldest < 0 || a_ms < oldest))
+        oldest = a_ms;
+    if (oldest < 0) {
+        job_warn(pg, j, archive ? "neither the stream nor the archive holds any entry: "
+                                  "nothing to replay"
+                                : "the stream is empty: nothing to replay");
+        return;
+    }
+    if (oldest <= j->from_ms)
+        return;
+    /* say exactly which part of the window is gone */
+    char msg[700], a[80], b[80];
+    rfc3339(j->from_ms, a);
+    rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
+    if (archive)
+        snprintf(msg, sizeof msg,
+                 "1 missing range: %s to %s is neither in the stream nor in the archive (trimmed "
+                 "before it was archived, or expired by retention.archive_retention); the first "
+                 "available event is at %s (%lld ms); only the rest of the window is replayed",
+                 a, b, b, (long long)oldest);
+    else
+        snprintf(msg, sizeof msg,
+                 "1 missing range: %s to %s is no longer in the stream (trimmed by "
+                 "retention); the first available event is at %s (%lld ms); only the rest "
+                 "of the window is replayed",
+                 a, b, b, (long long)oldest);
+    job_warn(pg, j, msg);
+}
+
 static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
 {
     char err[512];
@@ -356,107 +543,134 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     snprintf(start, sizeof start, "%lld-0", (long long)j->from_ms);
     snprintf(end, sizeof end, "%lld-18446744073709551615", (long long)j->to_ms);
     bool resumed = j->position[0] != '\0';
-
-    redisReply *first = resumed ? NULL : xrange(rc, w->stream, "-", "+", 1, err, sizeof err);
-    if (resumed)
-        goto counted; /* warned and counted by the host that started it */
-    if (!first)
+    /* the archive holds what the stream no longer does (migration 0008) */
+    bool archive = atomic_load(&w->archive);
+    if (archive && store__archive_present(pg, &archive, err, sizeof err) != 0)
         goto fail;
-    if (first->elements == 0) {
-        job_warn(pg, j, "the stream is empty: nothing to replay");
-    } else {
-        long long oldest = strtoll(first->element[0]->element[0]->str, NULL, 10);
-        if (oldest > j->from_ms) {
-            /* say exactly which part of the window is gone */
-            char msg[600], a[80], b[80];
-            rfc3339(j->from_ms, a);
-            rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
-            snprintf(msg, sizeof msg,
-                     "1 missing range: %s to %s is no longer in the stream (trimmed by "
-                     "retention); the first available event is at %s (%lld ms); only the rest "
-                     "of the window is replayed",
-                     a, b, b, oldest);
-            job_warn(pg, j, msg);
+    if (atomic_load(&w->archive) && !archive)
+        log_warn(COMP, "job %s: retention.archive is on but events_archive does not exist "
+                 "(migration 0008): replaying from the stream only", j->id);
+    /* the window's next id: its start, or right after the position */
+    int64_t lo_ms = j->from_ms, lo_seq = 0;
+    if (resumed) {
+        if (store__stream_id_parse(j->position, &lo_ms, &lo_seq) != 0) {
+            store__err(err, sizeof err, "position %s is not a stream id", j->position);
+            goto fail;
         }
+        id_after(&lo_ms, &lo_seq);
     }
-    freeReplyObject(first);
 
-    j->total = count_window(rc, w->stream, start, end, err, sizeof err);
-    if (j->total < 0)
-        goto fail;
-    job_progress(pg, j);
-    log_info(COMP, "job %s started: %lld entries in the window", j->id, (long long)j->total);
-counted:
-    if (resumed)
+    if (!resumed) {
+        redisReply *first = xrange(rc, w->stream, "-", "+", 1, err, sizeof err);
+        if (!first)
+            goto fail;
+        int64_t a_ms = -1, a_seq = 0, archived = 0;
+        bool found = false;
+        if (archive && store__archive_first(pg, w->stream, &a_ms, &a_seq, &found, err,
+                                            sizeof err) != 0) {
+            freeReplyObject(first);
+            goto fail;
+        }
+        if (!found)
+            a_ms = -1;
+        warn_missing(pg, j, first, archive, a_ms);
+        if (archive) {
+            /* the part before the stream's first entry comes from the archive */
+            store__archive_range_t rg = {j->from_ms, 0, j->to_ms + 1, 0};
+            if (first->elements > 0) {
+                int64_t f_ms, f_seq;
+                if (store__stream_id_parse(first->element[0]->element[0]->str, &f_ms,
+                                           &f_seq) == 0 &&
+                    (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
+                    rg.hi_ms = f_ms;
+                    rg.hi_seq = f_seq;
+                }
+            }
+            archived = store__archive_count(pg, w->stream, &rg, err, sizeof err);
+            if (archived < 0) {
+                freeReplyObject(first);
+                goto fail;
+            }
+        }
+        freeReplyObject(first);
+        j->total = count_window(rc, w->stream, start, end, err, sizeof err);
+        if (j->total < 0)
+            goto fail;
+        j->total += archived;
+        job_progress(pg, j);
+        log_info(COMP, "job %s started: %lld entries in the window%s", j->id,
+                 (long long)j->total, archive ? " (stream and archive)" : "");
+    } else {
         log_warn(COMP, "job %s resumed after %s (claim %d): %lld of %lld entries were handled "
                  "by its previous host", j->id, j->position, j->claims,
                  (long long)(j->processed + j->skipped + j->failed), (long long)j->total);
+    }
 
-    pacer_t pc = {.rate = j->rate, .next_ms = (double)store__mono_ms()};
-    int64_t last_check = store__mono_ms();
-    bool cancelled = false;
-    char from[64];
-    if (resumed)
-        snprintf(from, sizeof from, "(%s", j->position);
-    else
-        snprintf(from, sizeof from, "%s", start);
+    run_t run = {.w = w, .pg = pg, .j = j, .last_check = store__mono_ms(),
+                 .pc = {.rate = j->rate, .next_ms = (double)store__mono_ms()}};
     for (;;) {
+        char from[64];
+        if (j->position[0])
+            snprintf(from, sizeof from, "(%s", j->position);
+        else
+            snprintf(from, sizeof from, "%s", start);
         /* read once: `done` must compare with the count this read asked for */
         uint32_t chunk = atomic_load(&w->chunk);
-        redisReply *r = xrange(rc, w->stream, from, end, (int)chunk, err, sizeof err);
-        if (!r)
-            goto fail;
-        bool stopped = false;
-        for (size_t i = 0; i < r->elements && !stopped; i++) {
-            const redisReply *e = r->element[i];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements < 2)
+        redisReply *r = NULL;
+        const redisReply *entries;
+        if (archive) {
+            r = snapshot(rc, w->stream, from, end, chunk, err, sizeof err);
+            if (!r)
+                goto fail;
+            entries = r->element[1];
+            /* entries below the stream's first may be in the archive */
+            store__archive_range_t rg = {lo_ms, lo_seq, j->to_ms + 1, 0};
+            const redisReply *first = r->element[0];
+            int64_t f_ms, f_seq;
+            if (first->elements > 0 &&
+                store__stream_id_parse(first->element[0]->element[0]->str, &f_ms, &f_seq) == 0 &&
+                (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
+                rg.hi_ms = f_ms;
+                rg.hi_seq = f_seq;
+            }
+            bool gap = rg.lo_ms < rg.hi_ms || (rg.lo_ms == rg.hi_ms && rg.lo_seq < rg.hi_seq);
+            PGresult *rows = gap ? store__archive_read(pg, w->stream, &rg, (int)chunk, err,
+                                                       sizeof err)
+                                 : NULL;
+            if (gap && !rows) {
+                freeReplyObject(r);
+                goto fail;
+            }
+            if (rows && PQntuples(rows) > 0) {
+                freeReplyObject(r);
+                bool go = handle_archive(&run, rows);
+                PQclear(rows);
+                if (!go || !chunk_done(&run))
+                    break;
+                store__stream_id_parse(j->position, &lo_ms, &lo_seq);
+                id_after(&lo_ms, &lo_seq);
                 continue;
-            size_t len = 0;
-            const char *raw = field(e, "event", &len);
-            /* Retry entries are re-publications of events already counted. */
-            if (field(e, "retry", NULL) || !raw || !job_matches(j, raw)) {
-                j->skipped++;
-                snprintf(j->position, sizeof j->position, "%s", e->element[0]->str);
-                continue;
             }
-            if (!pace(w, pg, j, &pc, &last_check, &cancelled)) {
-                stopped = true;
-                break;
-            }
-            METRIC_INC(replay_events);
-            if (w->fn(w->ud, j->id, e->element[0]->str, raw, len) == 0)
-                j->processed++;
-            else
-                j->failed++;
-            snprintf(j->position, sizeof j->position, "%s", e->element[0]->str);
-            job_beat(w, pg, j);
-            if (j->lost) {
-                stopped = true;
-                break;
-            }
+            PQclear(rows);
+        } else {
+            r = xrange(rc, w->stream, from, end, (int)chunk, err, sizeof err);
+            if (!r)
+                goto fail;
+            entries = r;
         }
-        bool done = r->elements < chunk;
-        if (r->elements > 0)
-            snprintf(from, sizeof from, "(%s", r->element[r->elements - 1]->element[0]->str);
+        bool go = handle_stream(&run, entries);
+        bool done = entries->elements < chunk;
         freeReplyObject(r);
-        if (stopped)
+        if (!go || !chunk_done(&run) || done)
             break;
-        job_progress(pg, j);
-        if (j->lost)
-            break;
-        last_check = store__mono_ms();
-        if (job_cancelled(pg, j)) {
-            cancelled = true;
-            break;
-        }
-        if (done)
-            break;
+        if (store__stream_id_parse(j->position, &lo_ms, &lo_seq) == 0)
+            id_after(&lo_ms, &lo_seq);
     }
     redisFree(rc);
     if (j->lost) {
         log_warn(COMP, "job %s stopped here after %s: another host runs it now", j->id,
                  j->position[0] ? j->position : "its start");
-    } else if (cancelled) {
+    } else if (run.cancelled) {
         job_progress(pg, j);
         log_info(COMP, "job %s cancelled after %lld events", j->id, (long long)j->processed);
     } else if (atomic_load(&w->stop)) {
@@ -538,6 +752,7 @@ void store_replay_worker_configure(store_replay_worker_t *w, const evbus_config_
     atomic_store(&w->keep_failed, cfg->store.replay_keep_failed);
     atomic_store(&w->lease_ms, cfg->store.replay_lease_ms);
     atomic_store(&w->chunk, cfg->store.replay_chunk);
+    atomic_store(&w->archive, cfg->retention.archive == RETENTION_ARCHIVE_POSTGRES);
 }
 
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,

@@ -53,7 +53,10 @@
     X(published, "evbus_published_total", "Events published through the host API")       \
     X(stream_trimmed, "evbus_stream_trimmed_total", "Entries trimmed by the retention policy") \
     X(publish_refused_full, "evbus_publish_refused_total{reason=\"stream_full\"}",          \
-      "Publishes refused by the host API")
+      "Publishes refused by the host API")                                                 \
+    X(archived, "evbus_archive_entries_total", "Stream entries archived to PostgreSQL")    \
+    X(archive_errors, "evbus_archive_errors_total",                                         \
+      "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
@@ -81,6 +84,12 @@
       "Age of the stream's first entry")                                                  \
     X(stream_retention_blocked, "evbus_stream_retention_blocked",                         \
       "1 while a consumer group's floor stops the retention policy")                      \
+    X(stream_retention_archive_waiting, "evbus_stream_retention_archive_waiting",           \
+      "1 while the archive's watermark stops a trim the policy wants")                     \
+    X(archive_lag_entries, "evbus_archive_lag_entries",                                     \
+      "Entries below the trim floor not archived yet (estimated beyond one chunk)")        \
+    X(archive_lag_ms, "evbus_archive_lag_milliseconds",                                     \
+      "Time span between the archive's watermark and the trim floor while behind")         \
     X(metadata_queue, "evbus_metadata_queue_length", "Metadata updates waiting")
 
 typedef struct evbus_metrics {

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const scenarios[] = {"raw_drain", "e2e_metadata_off", "e2e_metadata_on",
-                                        "publish",   "latency",          "validation",
-                                        "memory",    "scaling",          "reload"};
+static const char *const scenarios[] = {
+    "raw_drain", "e2e_metadata_off", "e2e_metadata_on", "retention_archive", "publish",
+    "latency",   "validation",       "memory",          "scaling",           "reload"};
 
 /* 1 when v holds a positive number at any depth. */
 static int has_positive_number(json_t *v)

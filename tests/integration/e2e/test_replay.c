@@ -296,3 +296,51 @@ Test(e2e_replay, v1_event_is_upcast_for_a_v2_only_subscription_on_replay)
     cr_expect(line && strstr(line, "\t0\t2\t"), "live delivery: %s", line);
     free(line);
 }
+
+/* retention.archive: postgres through the daemon: entries trimmed from Redis
+ * are replayed from PostgreSQL, and health and metrics show the archive. */
+Test(e2e_replay, a_window_trimmed_from_redis_is_replayed_from_the_archive)
+{
+    e2e_host_conf(&E, "retention: { max_age: 2s, interval: 200ms, archive: postgres }\n");
+    e2e_plugins(&E, NULL, "{ pattern: \"**\", handler: record }");
+    int64_t base = base_ms();
+    char ids[8][16];
+    for (int i = 0; i < 8; i++) {
+        snprintf(ids[i], sizeof ids[i], "arc-%d", i);
+        approved_at(base + i * 1000, ids[i]);
+    }
+    start_live();
+    for (int i = 0; i < 8; i++)
+        cr_assert(wait_rec(ids[i], 0, 1, 10000), "%s was not handled live", ids[i]);
+    /* acknowledged and a minute old: archived, then trimmed */
+    for (int i = 0; i < 200 && e2e_redis_int(&E, "XLEN t:events") != 0; i++)
+        e2e_sleep_ms(50);
+    cr_assert_eq(e2e_redis_int(&E, "XLEN t:events"), 0, "the archived entries were not trimmed");
+
+    int rc;
+    json_t *job = replay_wait(base + 2000, base + 5000, "approval.**", &rc);
+    cr_assert_eq(rc, 0, "replay exited %d: %s", rc, json_dumps(job, JSON_COMPACT));
+    cr_expect_str_eq(jstr(job, "status"), "completed");
+    cr_expect(json_is_null(json_object_get(job, "warning")), "%s", json_dumps(job, JSON_COMPACT));
+    cr_expect_eq(jint(job, "processed"), 4, "%s", json_dumps(job, JSON_COMPACT));
+    json_decref(job);
+    e2e_sleep_ms(300);
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq(e2e_rec_calls(&E, ids[i], 1), i >= 2 && i <= 5 ? 1u : 0u,
+                     "%s replayed %zu times", ids[i], e2e_rec_calls(&E, ids[i], 1));
+
+    int code;
+    char *body = e2e_http_get(E.admin_port, "/health", &code);
+    json_t *h = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    json_t *arc = json_object_get(json_object_get(h, "retention"), "archive");
+    cr_expect_str_eq(jstr(arc, "mode"), "postgres", "%s", json_dumps(arc, JSON_COMPACT));
+    cr_expect_str_eq(jstr(arc, "state"), "ok", "%s", json_dumps(arc, JSON_COMPACT));
+    cr_expect_eq(jint(arc, "archived_total"), 8, "%s", json_dumps(arc, JSON_COMPACT));
+    json_decref(h);
+    cr_expect_eq(e2e_metric(E.admin_port, "evbus_archive_entries_total"), 8);
+    char *out = NULL;
+    cr_expect_eq(e2e_ctl(&E, &out, NULL, "status", NULL), 0);
+    cr_expect(out && strstr(out, "  archive:    postgres, ok, watermark "), "%s", out);
+    free(out);
+}

@@ -853,6 +853,13 @@ static void load_entry(struct evbus_event *ev, redisReply *entry)
     ev->raw = field(fv, "event", &ev->raw_len);
     ev->retry_meta = field(fv, "retry", NULL);
     ev->retried_from = field(fv, "retried_from", NULL);
+    /* a dead letter retried by hand (evbus_dlq_retry) is a new entry that
+     * names the original: its metadata and any new dead letter keep the
+     * original's stream id, so the event keeps one metadata row */
+    size_t olen = 0;
+    const char *orig = field(fv, "orig_id", &olen);
+    if (orig && olen > 2 && olen < sizeof ev->orig_sid && strspn(orig, "0123456789-") == olen)
+        snprintf(ev->orig_sid, sizeof ev->orig_sid, "%.*s", (int)olen, orig);
 }
 
 static void dispatch_entry(dctx_t *d, redisReply *entry, uint64_t deliveries)

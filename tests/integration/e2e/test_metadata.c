@@ -221,3 +221,36 @@ Test(e2e_metadata, publish_file_records_every_event_as_pending)
     cr_expect_eq(pending, 2 * N);
     cr_expect_eq(e2e_redis_int(&E, "XLEN %s", "t:events"), 2 * N);
 }
+
+Test(e2e_metadata, a_dead_letter_retried_by_hand_keeps_one_metadata_row)
+{
+    e2e_host_conf(&E, NULL);
+    e2e_plugins(&E, "{ pattern: \"test.**\" }", NULL);
+    publish("bad-2", "test.e2e.happened", "acme", "reject");
+    e2e_run_until_idle(&E, 1500);
+    json_t *row = NULL;
+    cr_assert(e2e_wait_event_status(&E, "bad-2", "DEAD_LETTERED", 5000, &row));
+    json_decref(row);
+    json_t *list = NULL;
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--json", NULL), 0);
+    char dlq_id[64], orig[64];
+    json_t *it = json_array_get(json_object_get(list, "items"), 0);
+    snprintf(dlq_id, sizeof dlq_id, "%s", jstr(it, "dlq_id"));
+    snprintf(orig, sizeof orig, "%s", jstr(it, "orig_id"));
+    json_decref(list);
+    /* retried by hand, it fails again (reject): still one row, the original's */
+    cr_assert_eq(e2e_ctl(&E, NULL, NULL, "dlq", "retry", dlq_id, NULL), 0);
+    e2e_run_until_idle(&E, 1500);
+    cr_assert(e2e_wait_event_status(&E, "bad-2", "DEAD_LETTERED", 5000, &row));
+    json_decref(row);
+    cr_assert_eq(e2e_ctl_json(&E, &list, "events", "list", "--json", NULL), 0);
+    char *ids = ids_of(list);
+    cr_expect_str_eq(ids, "bad-2,", "one metadata row per event: %s", ids);
+    cr_expect_str_eq(jstr(json_array_get(list, 0), "stream_id"), orig);
+    free(ids);
+    json_decref(list);
+    /* and the new dead letter names the original entry */
+    cr_assert_eq(e2e_ctl_json(&E, &list, "dlq", "list", "--json", NULL), 0);
+    cr_expect_str_eq(jstr(json_array_get(json_object_get(list, "items"), 0), "orig_id"), orig);
+    json_decref(list);
+}

@@ -29,15 +29,6 @@
 #include "util/log.h"
 #include "util/metrics.h"
 
-static void fmt_time(int64_t ms, char out[48])
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 void dctx_init(dctx_t *d, const dlink_t *link, const char *name)
 {
     memset(d, 0, sizeof *d);
@@ -283,11 +274,11 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
             hl += (size_t)n;
     }
     snprintf(handlers + (hl < sizeof handlers - 2 ? hl : sizeof handlers - 2), 2, "]");
-    char attempts[16], first[48], last[48];
+    char attempts[16], first[CLOCK_RFC3339_LEN], last[CLOCK_RFC3339_LEN];
     int64_t now = clock_wall_ms();
     snprintf(attempts, sizeof attempts, "%d", ev->attempt > 0 ? ev->attempt : 1);
-    fmt_time(ev->first_failure_ms ? ev->first_failure_ms : now, first);
-    fmt_time(now, last);
+    clock_rfc3339(ev->first_failure_ms ? ev->first_failure_ms : now, first);
+    clock_rfc3339(now, last);
     const char *sid = ev->orig_sid[0] ? ev->orig_sid : (ev->stream_id ? ev->stream_id : "");
     const char *argv[40];
     size_t lens[40];

@@ -19,6 +19,7 @@
 
 #include "client/evbus_client.h"
 #include "ctl/ctl.h"
+#include "util/clock.h"
 
 static void usage(FILE *f)
 {
@@ -112,16 +113,6 @@ static int list(int argc, char **argv)
     return rc;
 }
 
-static void now_rfc3339(char out[64])
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
-}
-
 static int quarantine(int argc, char **argv)
 {
     const char *id = NULL, *why = NULL;
@@ -187,9 +178,9 @@ static int quarantine(int argc, char **argv)
     const char *eid = json_string_value(json_object_get(ev, "id"));
     const char *type = json_string_value(json_object_get(ev, "type"));
     const char *tenant = json_string_value(json_object_get(ev, "tenantid"));
-    char attempts[24], now[64], error[600];
+    char attempts[24], now[CLOCK_RFC3339_LEN], error[600];
     snprintf(attempts, sizeof attempts, "%lld", deliveries);
-    now_rfc3339(now);
+    clock_rfc3339(clock_wall_ms(), now);
     snprintf(error, sizeof error, "quarantined by hand after %lld deliveries%s%s", deliveries,
              why ? ": " : "", why ? why : "");
     const char *argv_x[] = {"XADD", env->dlq_stream, "*", "event", raw, "stream", env->stream,

@@ -362,21 +362,13 @@ PGresult *store__archive_read(PGconn *c, const char *stream, const store__archiv
 
 /* --------------------------------------------------------------- upkeep */
 
+/* store__exec1 with this module's label in its errors */
 static int exec1(PGconn *c, const char *sql, int nparams, const char *const *params,
                  char *value, size_t vlen, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        store__pg_err(err, errlen, "archive upkeep", c, r);
-        PQclear(r);
-        return -1;
-    }
-    if (value)
-        snprintf(value, vlen, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    return 0;
+    return store__exec1(c, "archive upkeep", sql, nparams, params, value, vlen, err, errlen);
 }
+
 
 int store_archive_upkeep(PGconn *c, const store_retention_t *rt, bool create, int64_t now_ms,
                          store_upkeep_t *out, char *err, size_t errlen)

@@ -228,3 +228,19 @@ int store_parse_rfc3339(const char *s, int64_t *ms)
     *ms = ((int64_t)t - offset_s) * 1000 + frac_ms;
     return 0;
 }
+
+int store__exec1(PGconn *c, const char *where, const char *sql, int nparams,
+                 const char *const *params, char *value, size_t vlen, char *err, size_t errlen)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        store__pg_err(err, errlen, where, c, r);
+        PQclear(r);
+        return -1;
+    }
+    if (value)
+        snprintf(value, vlen, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return 0;
+}

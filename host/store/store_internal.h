@@ -17,6 +17,11 @@ void store__err(char *err, size_t errlen, const char *fmt, ...) __attribute__((f
  * result's message when res is not NULL, else the connection's. */
 void store__pg_err(char *err, size_t errlen, const char *where, PGconn *c, const PGresult *res);
 
+/* Run one statement (text params); its first value, if any, into value
+ * (may be NULL).  0, or -1 with "where: ..." in err. */
+int store__exec1(PGconn *c, const char *where, const char *sql, int nparams,
+                 const char *const *params, char *value, size_t vlen, char *err, size_t errlen);
+
 /*
  * Run a query whose result is at most one row with one column of JSON text
  * and parse it.  Returns 0 with *out = the value (NULL for zero rows or SQL

@@ -23,20 +23,12 @@
  * reader would queue every writer behind the waiting lock. */
 #define UPKEEP_LOCK_TIMEOUT "2s"
 
+
+/* store__exec1 with this module's label in its errors */
 static int exec1(PGconn *c, const char *sql, int nparams, const char *const *params,
                  char *value, size_t vlen, char *err, size_t errlen)
 {
-    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        store__pg_err(err, errlen, "partition upkeep", c, r);
-        PQclear(r);
-        return -1;
-    }
-    if (value)
-        snprintf(value, vlen, "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    return 0;
+    return store__exec1(c, "partition upkeep", sql, nparams, params, value, vlen, err, errlen);
 }
 
 int store_events_upkeep(PGconn *c, const store_retention_t *rt, int64_t now_ms,

@@ -243,16 +243,6 @@ static bool job_cancelled(PGconn *pg, const job_t *j)
     return gone;
 }
 
-/* ms since the epoch as "2026-11-26T10:00:00.000Z". */
-static void rfc3339(int64_t ms, char out[80])
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(out, 80, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 static void job_warn(PGconn *pg, const job_t *j, const char *warning)
 {
     char err[256];
@@ -511,9 +501,9 @@ static void warn_missing(PGconn *pg, const job_t *j, const redisReply *first, bo
     if (oldest <= j->from_ms)
         return;
     /* say exactly which part of the window is gone */
-    char msg[700], a[80], b[80];
-    rfc3339(j->from_ms, a);
-    rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
+    char msg[700], a[CLOCK_RFC3339_LEN], b[CLOCK_RFC3339_LEN];
+    clock_rfc3339(j->from_ms, a);
+    clock_rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
     if (archive)
         snprintf(msg, sizeof msg,
                  "1 missing range: %s to %s is neither in the stream nor in the archive (trimmed "

@@ -1,14 +1,29 @@
 /*
- * admin_settings — the admin HTTP endpoint (admin: { listen }).  Rows in
- * admin_settings.c.
+ * admin_settings — the admin HTTP endpoint's settings (admin: { ... }).
+ * Rows in admin_settings.c; `admin.tokens` is a list of mappings, read by
+ * host/config/config.c into evbus_config_t.tokens (cfg_token_t, config.h).
  */
 #ifndef EVBUS_ADMIN_SETTINGS_H
 #define EVBUS_ADMIN_SETTINGS_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "config/settings.h"
 
 typedef struct admin_settings {
-    char *listen; /* "host:port"; NULL = no endpoint */
+    char *listen;          /* "host:port"; NULL = no endpoint */
+    bool read_only;        /* every mutating route answers 403 */
+    bool allow_plaintext;  /* listen on a non-loopback address without TLS */
+    char *tls_cert;        /* PEM files; both or neither */
+    char *tls_key;
+    uint32_t threads;      /* libmicrohttpd thread pool */
+    uint32_t max_connections;
+    uint64_t connection_timeout_ms; /* idle connections are closed after this */
+    double rate_per_s;     /* token bucket per token: refill rate */
+    uint32_t rate_burst;   /*   and size */
+    bool metrics_require_token; /* GET /metrics needs a viewer token */
+    char *metrics_tenant_label; /* tenants with their own label value, joined with ","; NULL = none */
 } admin_settings_t;
 
 extern const cfg_table_t admin_settings_table;

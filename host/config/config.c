@@ -966,6 +966,106 @@ static void get_name(loader_t *L, const ynode_t *v, char **dst)
     }
 }
 
+/* One `admin.tokens` entry: { name, hash: "sha256:<64 hex>", roles: [..],
+ * tenant: T | "*" }.  Entries of every file append; names are unique. */
+static void apply_token(loader_t *L, const ynode_t *n)
+{
+    static const char *const keys[] = {"name", "hash", "roles", "tenant", NULL};
+    if (!want_map(L, n, "admin.tokens entry"))
+        return;
+    cfg_token_t t = {.pos = n->pos};
+    bool has_hash = false, has_roles = false, has_tenant = false, ok = true;
+    FOR_PAIRS(n, k, v)
+    {
+        switch (key_index(L, k, keys, "an admin.tokens entry")) {
+        case 0:
+            get_name(L, v, &t.name);
+            ok = ok && t.name;
+            break;
+        case 1: {
+            const char *h = scalar_of(L, v, "hash", "\"sha256:<64 hex digits>\"");
+            has_hash = true;
+            if (!h || cfg_token_hash_parse(h, t.hash) != 0) {
+                if (h)
+                    ERR(L, v, "hash: expected \"sha256:<64 hex digits>\" (evbusctl token create "
+                              "prints it), got a %zu-character value", strlen(h));
+                ok = false;
+            }
+            break;
+        }
+        case 2:
+            has_roles = true;
+            if (!want_seq(L, v, "roles") || v->kind != YN_SEQ || v->n == 0) {
+                if (v->kind == YN_SEQ || ynode_is_null(v))
+                    ERR(L, v, "roles: expected at least one of viewer, operator, admin, "
+                              "publisher");
+                ok = false;
+                break;
+            }
+            for (size_t i = 0; i < v->n; i++) {
+                const char *r = scalar_of(L, v->kids[i], "roles", "a role name");
+                int bit = r ? cfg_role_parse(r) : -1;
+                if (bit < 0) {
+                    if (r)
+                        ERR(L, v->kids[i], "roles: unknown role '%s' (valid: viewer, operator, "
+                                           "admin, publisher)", r);
+                    ok = false;
+                } else {
+                    t.roles |= (unsigned)bit;
+                }
+            }
+            break;
+        case 3: {
+            const char *te = scalar_of(L, v, "tenant", "a tenant id or \"*\"");
+            has_tenant = true;
+            if (!te) {
+                ok = false;
+            } else if (strcmp(te, "*") != 0) {
+                if (!name_ok(te)) {
+                    ERR(L, v, "tenant: must be \"*\" or 1 to 64 characters of a-z A-Z 0-9 _ - ., "
+                              "got '%s'", te);
+                    ok = false;
+                } else {
+                    set_str(&t.tenant, te);
+                }
+            }
+            break;
+        }
+        default:
+            ok = false;
+        }
+    }
+    if (!t.name && ok) {
+        ERR(L, n, "admin.tokens entry: missing 'name'");
+        ok = false;
+    }
+    if (!has_hash || !has_roles || !has_tenant) {
+        ERR(L, n, "admin.tokens entry%s%s: missing '%s'", t.name ? " " : "", t.name ? t.name : "",
+            !has_hash ? "hash" : !has_roles ? "roles" : "tenant");
+        ok = false;
+    }
+    for (size_t i = 0; ok && i < L->cfg->n_tokens; i++) {
+        if (!strcmp(L->cfg->tokens[i].name, t.name)) {
+            ERR(L, n, "admin.tokens: the name '%s' is already used at %s:%d:%d", t.name,
+                L->cfg->tokens[i].pos.file, L->cfg->tokens[i].pos.line,
+                L->cfg->tokens[i].pos.col);
+            ok = false;
+        } else if (!memcmp(L->cfg->tokens[i].hash, t.hash, sizeof t.hash)) {
+            ERR(L, n, "admin.tokens: token '%s' has the same hash as '%s' (one secret, two "
+                      "names)", t.name, L->cfg->tokens[i].name);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        free(t.name);
+        free(t.tenant);
+        L->lost = true;
+        return;
+    }
+    L->cfg->tokens = xrealloc(L->cfg->tokens, (L->cfg->n_tokens + 1) * sizeof *L->cfg->tokens);
+    L->cfg->tokens[L->cfg->n_tokens++] = t;
+}
+
 static void apply_instance(loader_t *L, const ynode_t *n)
 {
     static const char *const keys[] = {"name", "plugin", "config", "subscriptions", NULL};
@@ -1314,6 +1414,14 @@ static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const
     char buf[256], err[512];
     if (v->kind == YN_SCALAR && v->bad)
         return;
+    if (s->type == CFG_STRLIST && v->kind == YN_SEQ && v->n == 0 && (s->flags & CFG_F_OPTIONAL)) {
+        /* [] on an optional list: none */
+        char **f = (char **)((char *)L->cfg + s->offset);
+        free(*f);
+        *f = NULL;
+        L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_FILE, .pos = v->pos};
+        return;
+    }
     if (s->type == CFG_STRLIST && v->kind == YN_SEQ) {
         /* [a, b] is "a,b": one text form for the value, its diff and docs */
         sbuf_t joined = {0};
@@ -1409,6 +1517,8 @@ static void valid_keys(const char *prefix, char *out, size_t len)
     }
     if (!plen)
         strncat(out, ", plugins, foreign", len - strlen(out) - 1);
+    else if (!strcmp(prefix, "admin"))
+        strncat(out, ", tokens", len - strlen(out) - 1);
 }
 
 static void apply_section(loader_t *L, const ynode_t *m, const char *prefix)
@@ -1421,6 +1531,12 @@ static void apply_section(loader_t *L, const ynode_t *m, const char *prefix)
     {
         char key[256];
         snprintf(key, sizeof key, "%s.%s", prefix, k->text);
+        if (!strcmp(key, "admin.tokens")) {
+            if (want_seq(L, v, key) && v->kind == YN_SEQ)
+                for (size_t i = 0; i < v->n; i++)
+                    apply_token(L, v->kids[i]);
+            continue;
+        }
         long idx = classify(key);
         if (idx >= 0) {
             apply_row(L, (size_t)idx, v);
@@ -1770,5 +1886,39 @@ void config_free(evbus_config_t *cfg)
         free_subs(f->subs, f->n_subs);
     }
     free(cfg->foreign);
+    for (size_t i = 0; i < cfg->n_tokens; i++) {
+        free(cfg->tokens[i].name);
+        free(cfg->tokens[i].tenant);
+    }
+    free(cfg->tokens);
     free(cfg);
+}
+
+int cfg_role_parse(const char *name)
+{
+    static const char *const names[] = {"viewer", "operator", "admin", "publisher"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, names[i]))
+            return 1 << i;
+    return -1;
+}
+
+int cfg_token_hash_parse(const char *text, unsigned char out[32])
+{
+    if (strncmp(text, "sha256:", 7) != 0 || strlen(text) != 7 + 64)
+        return -1;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = text[7 + 2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0'
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0)
+                return -1;
+            v = v * 16 + (unsigned)d;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
 }

@@ -135,6 +135,24 @@ typedef struct cfg_foreign {
     cfg_pos_t symbol_pos;
 } cfg_foreign_t;
 
+/* Roles of an admin token (bits).  Each role is granted alone; what a role
+ * implies (operator reads like a viewer, ...) is host/admin/'s rule. */
+enum { CFG_ROLE_VIEWER = 1, CFG_ROLE_OPERATOR = 2, CFG_ROLE_ADMIN = 4, CFG_ROLE_PUBLISHER = 8 };
+
+/* One `admin.tokens` entry.  Only the token's SHA-256 is ever stored. */
+typedef struct cfg_token {
+    char *name;                /* shown in logs and the audit log, never the token */
+    unsigned char hash[32];    /* SHA-256 of the token text */
+    unsigned roles;            /* CFG_ROLE_* bits, at least one */
+    char *tenant;              /* NULL = every tenant ("*") */
+    cfg_pos_t pos;
+} cfg_token_t;
+
+/* "viewer" -> CFG_ROLE_VIEWER, ...; -1 when unknown. */
+int cfg_role_parse(const char *name);
+/* "sha256:<64 hex>" -> 32 bytes; 0 or -1. */
+int cfg_token_hash_parse(const char *text, unsigned char out[32]);
+
 typedef struct cfg_source {
     cfg_source_kind_t kind;
     cfg_pos_t pos;          /* CFG_SRC_FILE */
@@ -160,6 +178,8 @@ typedef struct evbus_config {
     size_t n_instances;
     cfg_foreign_t *foreign;
     size_t n_foreign;
+    cfg_token_t *tokens;        /* admin.tokens, in file order (live on reload) */
+    size_t n_tokens;
 } evbus_config_t;
 
 /*

@@ -136,7 +136,12 @@ static void changed_value(const cfg_setting_t *s, const char *cur, char *out, si
         snprintf(out, len, "%s", strcmp(cur, "all") ? "all" : "g");
         return;
     case CFG_PATH:
-        /* the same place spelled differently, so the daemon keeps working */
+        /* the same place spelled differently, so the daemon keeps working;
+         * an absent optional path becomes an absolute one */
+        if (!*cur) {
+            snprintf(out, len, "%s/absent.pem", F.conf);
+            return;
+        }
         snprintf(out, len, "%s%s", cur, stat(cur, &st) == 0 && S_ISDIR(st.st_mode) ? "/." : ".x");
         return;
     case CFG_ENUM:
@@ -157,7 +162,14 @@ static void changed_value(const cfg_setting_t *s, const char *cur, char *out, si
 /* "a.b.c" = v as a one-line manifest: a: { b: { c: "v" } } */
 static void write_change(const char *key, const char *value)
 {
-    char yaml[2048] = "", seg[128];
+    char yaml[4096] = "", seg[128];
+    if (!strncmp(key, "admin.tls.", 10)) {
+        /* cert and key go together (one alone is a config error) */
+        snprintf(yaml, sizeof yaml, "admin: { tls: { cert: \"%s\", key: \"%s\" } }\n", value,
+                 value);
+        fx_conf(&F, "90-change.yaml", yaml);
+        return;
+    }
     int depth = 0;
     for (const char *p = key; *p;) {
         size_t n = strcspn(p, ".");

@@ -1,19 +1,19 @@
 /*
- * admin — the daemon's small HTTP endpoint (libmicrohttpd).
+ * admin — evbusd's operator API over HTTP (libmicrohttpd): GET /health,
+ * GET /metrics and the authenticated /api/v1 routes (dead letters,
+ * events, replays, handlers, reload, stats, audit).  docs/admin-api.md is
+ * the full description; admin/api.h is the contract of the route modules.
  *
- *   GET  /health   the engine's health document (200, or 503 when unhealthy)
- *   GET  /metrics  Prometheus text exposition
- *   GET  /config   every setting in force: {generation, reload, settings:
- *                  [{key, value, source, reload, type, description,
- *                  pending_restart?}]} (what `evbusctl config show` prints)
- *   POST /reload   schedules a reload (202); the control thread runs it
+ * Security model, in short: bearer tokens from admin.tokens (stored as
+ * SHA-256, compared in constant time, part of the generation so a reload
+ * adds or revokes them at once), roles viewer < operator < admin plus
+ * publisher, one tenant or "*" per token, per-token rate limits,
+ * admin.read_only, TLS (or loopback, or an explicit allow_plaintext).
  *
- * Errors are JSON bodies naming the offending field, e.g.
- * {"error":"method not allowed","field":"method"}.  The admin API with
- * roles and tenant isolation builds on this module later.
- *
- * Threads: libmicrohttpd's own thread serves requests; it only reads the
- * engine's health (thread-safe) and bumps an atomic reload request counter.
+ * Threads: libmicrohttpd's pool (admin.threads) serves requests.  The
+ * server reads the engine (thread-safe), pins the current generation per
+ * request, and hands reloads to the control thread through an atomic
+ * counter: it never swaps generations itself.
  */
 #ifndef EVBUS_ADMIN_H
 #define EVBUS_ADMIN_H
@@ -21,15 +21,25 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+#include "config/config.h"
 #include "core/engine.h"
 
 typedef struct admin admin_t;
 
-/* Listen on "host:port" (port 0 = any free port).  NULL with err. */
-admin_t *admin_start(const char *listen, engine_t *e, atomic_int *reload_requests, char *err,
-                     size_t errlen);
+/*
+ * Listen as cfg->admin says (listen, tls, threads, limits; these are
+ * restart settings, read once).  cfg must have admin.listen.  NULL with err
+ * when the address is bad or taken, the TLS files unreadable, or TLS is
+ * asked of a libmicrohttpd built without it.
+ */
+admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_requests,
+                     char *err, size_t errlen);
 /* The port actually bound. */
 int admin_port(const admin_t *a);
+/* Stop serving (in-flight requests finish), then free. */
 void admin_stop(admin_t *a);
+
+/* Is "host" (IPv4 text) a loopback address?  (127.0.0.0/8) */
+int admin_host_is_loopback(const char *listen);
 
 #endif

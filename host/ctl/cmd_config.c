@@ -24,7 +24,7 @@ static json_t *running_settings(const char *admin, const char *state_dir, char *
 {
     if (admin) {
         char *body = NULL, herr[256];
-        int code = ctl_http_request(admin, "GET", "/config", &body, herr, sizeof herr);
+        int code = ctl_http_request(admin, "GET", "/api/v1/config", &body, herr, sizeof herr);
         json_t *doc = code == 200 ? json_loads(body, 0, NULL) : NULL;
         free(body);
         if (doc && json_is_array(json_object_get(doc, "settings"))) {

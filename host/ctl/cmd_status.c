@@ -1,6 +1,7 @@
 /*
  * evbusctl status / reload — talk to a running evbusd: its admin endpoint
- * (GET /health, POST /reload) or, for reload, a signal to its pidfile.
+ * (GET /health, POST /api/v1/reload with EVBUS_TOKEN) or, for reload, a signal to its
+ * pidfile.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,9 +45,16 @@ int ctl_http_request(const char *addr, const char *method, const char *path, cha
         close(fd);
         return -1;
     }
-    char req[512];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n",
-                     method, path, addr);
+    /* the operator API's bearer token comes from the environment only: a
+     * command-line argument would show in ps(1) */
+    const char *token = getenv("EVBUS_TOKEN");
+    char auth[1200] = "";
+    if (token && *token && strlen(token) < 1024 && !strpbrk(token, "\r\n"))
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s\r\n", token);
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "%s %s HTTP/1.0\r\nHost: %s\r\n%sContent-Length: 0\r\n\r\n", method,
+                     path, addr, auth);
     if (write(fd, req, (size_t)n) != n) {
         snprintf(err, errlen, "writing to %s: %s", addr, strerror(errno));
         close(fd);
@@ -368,9 +376,10 @@ int cmd_reload(int argc, char **argv)
         case 'h':
             printf("Usage: evbusctl reload [--pidfile PATH | --admin HOST:PORT] [--no-wait]\n"
                    "                       [--timeout S] [--json]\n\n"
-                   "Asks the running evbusd to reload conf.d and its plugins: POST /reload on\n"
-                   "the admin endpoint when --admin is given or admin.listen is configured,\n"
-                   "else SIGHUP to the pid in PATH (default STATE_DIR/evbusd.pid).  Then waits\n"
+                   "Asks the running evbusd to reload conf.d and its plugins: POST\n"
+                   "/api/v1/reload on the admin endpoint (--admin, or admin.listen) with the\n"
+                   "token in EVBUS_TOKEN (admin role); without EVBUS_TOKEN, SIGHUP to the pid\n"
+                   "in PATH (default STATE_DIR/evbusd.pid).  Then waits\n"
                    "(up to --timeout, default 60 s) for the outcome and prints it: every\n"
                    "changed setting that needs a restart with its file:line:column, or the\n"
                    "errors of a failed reload.  --no-wait only asks.\n"
@@ -385,7 +394,14 @@ int cmd_reload(int argc, char **argv)
     if (!admin && !pidfile)
         admin = ctl_env()->admin_listen;
     char running[1100] = "", err[256] = "";
-    const char *via_admin = admin && !pidfile ? admin : NULL;
+    /* POST /api/v1/reload needs a token with the admin role; without
+     * EVBUS_TOKEN a configured admin.listen is not used for the request
+     * (the pidfile is), an explicit --admin is an error */
+    bool have_token = getenv("EVBUS_TOKEN") && *getenv("EVBUS_TOKEN");
+    if (admin && !pidfile && !have_token && admin != ctl_env()->admin_listen)
+        return ctl_usage_error("reload", "--admin needs EVBUS_TOKEN (a token with the admin "
+                                         "role; see evbusctl token create)");
+    const char *via_admin = admin && !pidfile && have_token ? admin : NULL;
     /* --admin and --pidfile need no configuration at all */
     if (!via_admin && !pidfile) {
         if (!ctl_env()->state_dir)
@@ -399,10 +415,12 @@ int cmd_reload(int argc, char **argv)
     long pid = 0;
     if (via_admin) {
         char *body = NULL;
-        int code = ctl_http_request(admin, "POST", "/reload", &body, err, sizeof err);
+        int code = ctl_http_request(admin, "POST", "/api/v1/reload", &body, err, sizeof err);
         if (code < 0)
             return ctl_fail("reload", "%s", err);
-        if (code != 202) {
+        /* 200 reloaded, 422 the reload failed: either way the outcome is
+         * recorded and reported below */
+        if (code != 200 && code != 422) {
             fprintf(stderr, "%s\n", body);
             free(body);
             return ctl_fail("reload", "evbusd answered HTTP %d", code);

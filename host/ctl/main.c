@@ -46,6 +46,8 @@ static void usage(FILE *f)
                "      --stream NAME  the event stream (default from the config, evbus:events)\n"
                "  -h, --help         this help; `evbusctl COMMAND --help` for a command\n"
                "  -v, --version      print the version\n"
+               "\nEnvironment: EVBUS_TOKEN is the operator API token commands send to evbusd's\n"
+               "admin endpoint (reload, config show); never pass a token as an argument.\n"
                "\nExit status: 0 success, 1 the operation failed, 2 usage or configuration "
                "error,\n3 `reload` applied but changed settings wait for a restart.\n",
             EVBUS_CONF_DIR);

@@ -336,7 +336,7 @@ int main(int argc, char **argv)
     atomic_int reload_requests = 0;
     admin_t *admin = NULL;
     if (admin_listen) {
-        admin = admin_start(admin_listen, e, &reload_requests, err, sizeof err);
+        admin = admin_start(cfg, e, &reload_requests, err, sizeof err);
         if (!admin)
             log_error("admin", "%s; continuing without the HTTP endpoint", err);
         else

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -471,4 +472,79 @@ char *harness_http_get(int port, const char *path, int *status)
         *status = out ? code : -1;
     free(buf);
     return out;
+}
+
+char *harness_http(int port, const char *method, const char *path, const char *token,
+                   const char *body, const char *ctype, int *status, char **headers)
+{
+    if (status)
+        *status = -1;
+    if (headers)
+        *headers = NULL;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return NULL;
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return NULL;
+    }
+    size_t blen = body ? strlen(body) : 0;
+    char *req = malloc(blen + 4096);
+    int n = snprintf(req, 4096, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n", method, path);
+    if (token)
+        n += snprintf(req + n, 4096 - (size_t)n, "Authorization: Bearer %s\r\n", token);
+    if (body)
+        n += snprintf(req + n, 4096 - (size_t)n, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                      ctype ? ctype : "application/json", blen);
+    n += snprintf(req + n, 4096 - (size_t)n, "\r\n");
+    if (body)
+        memcpy(req + n, body, blen);
+    size_t total = (size_t)n + blen, off = 0;
+    while (off < total) {
+        ssize_t w = write(fd, req + off, total - off);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(req);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 4096 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t got = read(fd, buf + len, cap - len - 1);
+        if (got <= 0)
+            break;
+        len += (size_t)got;
+    }
+    close(fd);
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    int code = -1;
+    char *out = NULL;
+    if (sep && sscanf(buf, "HTTP/%*s %d", &code) == 1) {
+        out = strdup(sep + 4);
+        if (headers)
+            *headers = strndup(buf, (size_t)(sep - buf) + 2);
+    }
+    if (status)
+        *status = out ? code : -1;
+    free(buf);
+    return out;
+}
+
+void harness_token_hash(const char *token, char out[72])
+{
+    unsigned char h[32];
+    unsigned int hl = sizeof h;
+    EVP_Digest(token, strlen(token), h, &hl, EVP_sha256(), NULL);
+    int n = snprintf(out, 72, "sha256:");
+    for (int i = 0; i < 32; i++)
+        n += snprintf(out + n, 72 - (size_t)n, "%02x", h[i]);
 }

@@ -82,6 +82,22 @@ int harness_run(char *const argv[], char *const envp[], const char *input, char 
  * returns NULL with *status -1 when nothing answered. */
 char *harness_http_get(int port, const char *path, int *status);
 
+/*
+ * Any request to 127.0.0.1:port over HTTP/1.0 (10 s timeout): method,
+ * path (with query), an optional bearer token, an optional body with its
+ * content type (NULL ctype: application/json).  Returns the body
+ * (malloc'd) and *status, or NULL with *status -1.  When headers is not
+ * NULL it gets the response's header block (malloc'd).
+ */
+char *harness_http(int port, const char *method, const char *path, const char *token,
+                   const char *body, const char *ctype, int *status, char **headers);
+
+/* The admin token every fixture configures (role admin, tenant "*") and
+ * its configuration line's hash, for tests of routes behind a token. */
+#define HARNESS_ADMIN_TOKEN "evb_harness_admin_token_for_tests_only"
+/* "sha256:<hex>" of token (static buffer per call site: pass out[72]). */
+void harness_token_hash(const char *token, char out[72]);
+
 /* Poll `cond(ud)` every 20 ms until true or timeout; returns true if met. */
 bool harness_wait_until(bool (*cond)(void *ud), void *ud, int timeout_ms);
 

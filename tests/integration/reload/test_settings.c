@@ -42,7 +42,8 @@ TestSuite(settings, .init = setup, .fini = teardown, .timeout = 600);
 
 static json_t *get_json(const char *path, int *status)
 {
-    char *body = harness_http_get(F.admin_port, path, status);
+    char *body = harness_http(F.admin_port, "GET", path, HARNESS_ADMIN_TOKEN, NULL, NULL, status,
+                              NULL);
     cr_assert(body, "GET %s failed", path);
     json_t *j = json_loads(body, 0, NULL);
     cr_assert(j, "GET %s: not JSON: %s", path, body);
@@ -203,11 +204,14 @@ static bool same_value(const cfg_setting_t *s, const char *a, const char *b)
 static void start_daemon(void)
 {
     F.admin_port = harness_free_port();
-    char extra[1024];
+    char extra[1024], hash[72];
+    harness_token_hash(HARNESS_ADMIN_TOKEN, hash);
     snprintf(extra, sizeof extra,
-             "admin: { listen: \"127.0.0.1:%d\" }\n"
+             "admin: { listen: \"127.0.0.1:%d\", tokens: [ { name: harness, hash: \"%s\", "
+             "roles: [admin], tenant: \"*\" } ],\n"
+             "  rate_limit: { per_token_per_s: 100000, burst: 100000 } }\n"
              "postgres: { url: \"%s\", migrate_on_start: true }\n",
-             F.admin_port, PG.url);
+             F.admin_port, hash, PG.url);
     fx_host_conf(&F, "c1", extra);
     fx_evbusd(&F, NULL, NULL);
     cr_assert(fx_wait_log(&F, " started (pid ", 20000));
@@ -223,7 +227,7 @@ Test(settings, every_setting_is_applied_by_a_reload_or_reported_as_pending_resta
     for (size_t i = 0; i < n; i++) {
         const cfg_setting_t *s = cfg_setting_at(i);
         int st;
-        json_t *before = get_json("/config", &st);
+        json_t *before = get_json("/api/v1/config", &st);
         char cur[900], now[1024];
         snprintf(cur, sizeof cur, "%s",
                  json_string_value(json_object_get(config_row(before, s->key), "value")));
@@ -233,7 +237,7 @@ Test(settings, every_setting_is_applied_by_a_reload_or_reported_as_pending_resta
 
         write_change(s->key, now);
         reload(s->key);
-        json_t *cfg = get_json("/config", &st);
+        json_t *cfg = get_json("/api/v1/config", &st);
         json_t *row = config_row(cfg, s->key);
         const char *in_force = json_string_value(json_object_get(row, "value"));
         const char *pend = json_string_value(json_object_get(row, "pending_restart"));
@@ -304,7 +308,7 @@ Test(settings, every_setting_is_applied_by_a_reload_or_reported_as_pending_resta
         /* back to the base configuration */
         cr_assert_eq(unlink(change_file), 0);
         reload(s->key);
-        cfg = get_json("/config", &st);
+        cfg = get_json("/api/v1/config", &st);
         row = config_row(cfg, s->key);
         cr_expect(same_value(s, json_string_value(json_object_get(row, "value")), cur),
                   "%s: not back to %s", s->key, cur);
@@ -336,7 +340,9 @@ Test(settings, tools_report_a_partial_reload)
     free(o);
     free(e);
 
-    /* the reload itself: exit 3 (partial), the setting named with its position */
+    /* the reload itself: exit 3 (partial), the setting named with its position;
+     * evbusctl sends the operator token it finds in EVBUS_TOKEN */
+    setenv("EVBUS_TOKEN", HARNESS_ADMIN_TOKEN, 1);
     char *rl[] = {ctl, "-c", F.conf, "reload", NULL};
     cr_assert_eq(harness_run(rl, NULL, NULL, &o, &e, 20000), 3, "%s %s", o, e);
     cr_expect(strstr(o, want), "got %s", o);

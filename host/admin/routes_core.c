@@ -1,0 +1,103 @@
+/*
+ * routes_core — the endpoints every deployment has: /health and /metrics
+ * (public unless admin.metrics.require_token), the settings in force, and
+ * reload (admin role).
+ */
+#include <string.h>
+#include <unistd.h>
+
+#include "admin/admin_internal.h"
+#include "util/clock.h"
+
+static int health(admin_req_t *r)
+{
+    json_t *h = engine_health(r->engine);
+    unsigned status =
+        strcmp(json_string_value(json_object_get(h, "status")), "unhealthy") == 0 ? 503 : 200;
+    return admin_json(r, status, h);
+}
+
+static int metrics(admin_req_t *r)
+{
+    return admin_text(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+                      admin__metrics_text(r->admin));
+}
+
+/* What is in force: the serving generation's settings, with the value the
+ * files ask for on each setting that waits for a restart. */
+static int config(admin_req_t *r)
+{
+    generation_t *g = r->gen;
+    json_t *h = engine_health(r->engine);
+    json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
+                          json_object_get(h, "reload"), "settings",
+                          config_settings_json(g->cfg, &g->pending_restart));
+    json_decref(h);
+    return admin_json(r, 200, o);
+}
+
+static long long reload_outcomes(json_t *h)
+{
+    json_t *rl = json_object_get(h, "reload");
+    return json_integer_value(json_object_get(rl, "ok_total")) +
+           json_integer_value(json_object_get(rl, "failed_total")) +
+           json_integer_value(json_object_get(rl, "partial_total"));
+}
+
+/* Same as SIGHUP, but the caller learns the outcome: the control thread
+ * runs the reload (it alone swaps generations); this waits for its
+ * outcome to be recorded. */
+static int reload(admin_req_t *r)
+{
+    json_t *h = engine_health(r->engine);
+    long long before = reload_outcomes(h);
+    json_decref(h);
+    admin_request_reload(r);
+    int64_t deadline = clock_mono_ms() + 60000;
+    for (;;) {
+        h = engine_health(r->engine);
+        if (reload_outcomes(h) > before || clock_mono_ms() > deadline)
+            break;
+        json_decref(h);
+        usleep(20000);
+    }
+    json_t *rl = json_object_get(h, "reload");
+    if (reload_outcomes(h) <= before) {
+        json_decref(h);
+        admin_audit(r, NULL, -1, "timeout");
+        return admin_error(r, 504, "timeout", "", "the reload did not finish within 60 s; see "
+                           "GET /health reload");
+    }
+    if (!json_is_true(json_object_get(rl, "last_ok"))) {
+        /* one error per line, each "file:line:column: message" */
+        json_t *errs = json_array();
+        const char *all = json_string_value(json_object_get(rl, "last_error"));
+        for (const char *p = all ? all : ""; *p;) {
+            size_t n = strcspn(p, "\n");
+            if (n)
+                json_array_append_new(errs, json_stringn(p, n));
+            p += n + (p[n] ? 1 : 0);
+        }
+        json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:O}", "error", "invalid_config", "field",
+                              "config", "message", "the reload failed; the previous generation "
+                              "keeps serving", "errors", errs, "generation",
+                              json_object_get(h, "generation"));
+        json_decref(h);
+        admin_audit(r, NULL, -1, "failed");
+        return admin_json(r, 422, o);
+    }
+    json_t *o = json_pack("{s:O, s:O, s:O}", "generation", json_object_get(h, "generation"),
+                          "status", json_object_get(rl, "status"), "pending_restart",
+                          json_object_get(rl, "pending_restart"));
+    admin_audit(r, NULL, -1, json_string_value(json_object_get(rl, "status")));
+    json_decref(h);
+    return admin_json(r, 200, o);
+}
+
+const admin_route_t admin_routes_core[] = {
+    {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health},
+    {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics},
+    {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config},
+    {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload},
+    {0},
+};

@@ -172,6 +172,13 @@ int admin_query_tenant(admin_req_t *r, const char **tenant)
 
 /* ---- cursors: base64url(payload) "." base64url(HMAC-SHA256) ------------- */
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void b64u_encode(const unsigned char *in, size_t n, char *out)
@@ -735,6 +742,31 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/*
+ * Percent-decoding of paths and query values, in place.  As
+ * libmicrohttpd's own, except that "%00" stays as it is: a decoded NUL
+ * would cut the C string and "/api/v1/config%00..." would reach the route
+ * "/api/v1/config".  Left encoded, it matches no route (404) and no
+ * parameter check accepts it.
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -787,19 +819,6 @@ char *admin__metrics_text(admin_t *a)
 }
 
 /* ---- start and stop -------------------------------------------------------- */
-
-int admin_host_is_loopback(const char *listen)
-{
-    const char *colon = strrchr(listen, ':');
-    char host[64];
-    if (!colon || (size_t)(colon - listen) >= sizeof host)
-        return 0;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-    struct in_addr in;
-    if (inet_pton(AF_INET, host, &in) != 1)
-        return 0;
-    return (ntohl(in.s_addr) >> 24) == 127;
-}
 
 static char *read_file(const char *path, char *err, size_t errlen)
 {
@@ -899,6 +918,7 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
         tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, a->tls_cert,
         MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
     if (!a->mhd) {

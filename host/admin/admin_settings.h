@@ -28,4 +28,8 @@ typedef struct admin_settings {
 
 extern const cfg_table_t admin_settings_table;
 
+/* Is listen's host ("127.0.0.1:8089") an IPv4 loopback address
+ * (127.0.0.0/8)?  1 or 0. */
+int admin_host_is_loopback(const char *listen);
+
 #endif

@@ -34,6 +34,10 @@ static const cfg_setting_t rows[] = {
     {.key = "admin.threads", .type = CFG_U32, .offset = OFF(threads), .min = 1, .max = 64,
      .def = "4", .reload = CFG_RESTART, .why = SOCKET,
      .desc = "threads serving admin requests (libmicrohttpd's thread pool)"},
+    {.key = "admin.nice", .type = CFG_U32, .offset = OFF(nice), .min = 0, .max = 19, .def = "10",
+     .reload = CFG_RESTART, .why = "each pool thread sets it once, when it first serves",
+     .desc = "nice value of the admin threads: under CPU contention the event path keeps its "
+             "share and operators' requests wait (0 = the same priority as the event path)"},
     {.key = "admin.max_connections", .type = CFG_U32, .offset = OFF(max_connections), .min = 1,
      .max = 10000, .def = "512", .reload = CFG_RESTART, .why = SOCKET,
      .desc = "open admin connections at most; more are refused"},

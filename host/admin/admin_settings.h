@@ -19,6 +19,7 @@ typedef struct admin_settings {
     char *tls_key;
     uint32_t threads;      /* libmicrohttpd thread pool */
     uint32_t max_connections;
+    uint32_t nice;         /* the pool threads' nice value (0..19) */
     uint64_t connection_timeout_ms; /* idle connections are closed after this */
     double rate_per_s;     /* token bucket per token: refill rate */
     uint32_t rate_burst;   /*   and size */

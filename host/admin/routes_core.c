@@ -95,9 +95,9 @@ static int reload(admin_req_t *r)
 }
 
 const admin_route_t admin_routes_core[] = {
-    {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health},
-    {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics},
-    {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config},
-    {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload},
+    {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health, 0},
+    {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics, 0},
+    {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config, 0},
+    {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload, 0},
     {0},
 };

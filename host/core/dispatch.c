@@ -389,7 +389,7 @@ static json_t *data_at_version(dctx_t *d, struct evbus_event *ev, int target, ch
     json_t *v = NULL;
     if (rc == 0 && out.data) {
         json_error_t jerr;
-        v = json_loadb(out.data, out.len, JSON_DECODE_ANY, &jerr);
+        v = json_loadb(out.data, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!v)
             snprintf(err, errlen, "upcaster %s v%d->v%d produced invalid JSON: %s", ev->type,
                      target - 1, target, jerr.text);

@@ -56,7 +56,10 @@
       "Publishes refused by the host API")                                                 \
     X(archived, "evbus_archive_entries_total", "Stream entries archived to PostgreSQL")    \
     X(archive_errors, "evbus_archive_errors_total",                                         \
-      "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")
+      "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")           \
+    X(audit_written, "evbus_audit_written_total", "Audit records written (admin API)")      \
+    X(audit_dropped, "evbus_audit_dropped_total",                                           \
+      "Audit records lost: queue full, stopping, or refused by the backend")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \

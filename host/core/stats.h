@@ -73,8 +73,11 @@ void stats_sample(stats_t *s, int64_t now_ms);
  *  by_tenant: {"<tenant>": {same as events}}, untracked: {same}  -- only
  *      when tenant is NULL}
  * Counts are since the process started.  Throughput counts events whose
- * status was decided (each delivery, retries included); null until two
- * samples exist.  tenant NULL = every tenant.  Caller decrefs.
+ * status was decided (each delivery, retries included); rates are null
+ * until two samples exist.  For an untracked tenant (see the bounds)
+ * tracked is false and events and throughput are null.  Events without a
+ * type (an envelope that did not parse) are under the type "".
+ * tenant NULL = every tenant.  Caller decrefs.
  */
 json_t *stats_json(stats_t *s, const char *tenant);
 

@@ -6,6 +6,26 @@
 
 #include "admin/admin_internal.h"
 #include "admin/audit.h"
+#include "core/stats.h"
+
+/* GET /api/v1/stats: per-event numbers for the caller's tenant (all of
+ * them for a "*" token, narrowed with tenant=), and the stream's lag,
+ * pending entries and DLQ, which are not per tenant. */
+static int stats_route(admin_req_t *r)
+{
+    const char *tenant;
+    if (admin_query_tenant(r, &tenant))
+        return 0;
+    return admin_json(r, 200, engine_stats_json(r->engine, tenant));
+}
+
+/* GET /api/v1/handlers: every instance with its subscriptions, counters
+ * and state.  Handlers are shared by every tenant: their names and
+ * counters are operational data, not a tenant's events. */
+static int handlers_route(admin_req_t *r)
+{
+    return admin_json(r, 200, engine_handlers_json(r->engine));
+}
 
 /* GET /api/v1/audit: an admin reads every tenant's records (narrowed with
  * tenant=); anyone else — an operator — only the records made by tokens of
@@ -63,7 +83,13 @@ out:
 static const char *const audit_query[] = {"limit", "cursor", "action", "since", "until", "tenant",
                                           NULL};
 
+static const char *const stats_query[] = {"tenant", NULL};
+
 const admin_route_t admin_routes_ops[] = {
+    {"GET", "/api/v1/stats", CFG_ROLE_VIEWER, false, stats_query, NULL, "stats", stats_route,
+     500},
+    {"GET", "/api/v1/handlers", CFG_ROLE_VIEWER, false, NULL, NULL, "handlers.list",
+     handlers_route, 0},
     {"GET", "/api/v1/audit", CFG_ROLE_OPERATOR, false, audit_query, NULL, "audit.list",
      audit_list_route, 0},
     {0},

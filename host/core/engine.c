@@ -1436,6 +1436,21 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(lag, "workers_over_timeout", json_integer(over));
     json_object_set_new(lag, "stuck", stuck);
     json_object_set_new(h, "inhost", lag);
+    /* the consumer group as Redis last reported it (maintenance thread,
+     * every few seconds): null until read, and lag null when Redis cannot
+     * tell (never a made-up 0) */
+    json_t *grp = json_object();
+#define SAMPLED_JSON(key, f, div)                                                                  \
+    do {                                                                                           \
+        int64_t v_ = SAMPLED_GET(f);                                                               \
+        json_object_set_new(grp, key, v_ == METRICS_UNSET ? json_null() : json_integer(v_ / (div))); \
+    } while (0)
+    SAMPLED_JSON("lag", consumer_lag, 1);
+    SAMPLED_JSON("pending", pending, 1);
+    SAMPLED_JSON("oldest_pending_age_ms", oldest_pending_age_ms, 1);
+    SAMPLED_JSON("retry_scheduled", retry_scheduled, 1);
+#undef SAMPLED_JSON
+    json_object_set_new(h, "group", grp);
     json_t *md = json_object();
     json_object_set_new(md, "enabled", json_boolean(e->meta != NULL));
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));

@@ -207,6 +207,27 @@ Test(admin_api, tokens_roles_and_errors)
     json_decref(j);
     free(huge);
 
+    /* stats: the caller's tenant; another tenant's is 403; handlers list */
+    j = call("GET", "/api/v1/stats", VIEWER, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "tenant")), "acme");
+    cr_expect_null(json_object_get(j, "by_tenant"), "a tenant token sees no other tenant");
+    json_decref(j);
+    expect_error("GET", "/api/v1/stats?tenant=globex", VIEWER, 403, "forbidden", "tenant");
+    j = call("GET", "/api/v1/stats?tenant=acme", VIEWER, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    json_decref(j);
+    j = call("GET", "/api/v1/stats", OPERATOR, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    cr_expect(json_is_object(json_object_get(j, "by_tenant")), "a * token sees every tenant");
+    json_decref(j);
+    j = call("GET", "/api/v1/handlers", VIEWER, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    json_decref(j);
+    h = call("GET", "/health", NULL, NULL, NULL, &st, NULL);
+    cr_expect(json_is_object(json_object_get(h, "group")), "health has the group section");
+    json_decref(h);
+
     /* the audit log: both reloads, by the token's name, newest first */
     json_t *items = NULL;
     j = NULL;

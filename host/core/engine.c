@@ -1572,9 +1572,12 @@ int engine_handler_pause(engine_t *e, const char *instance, bool paused, const c
     json_decref(before);
     json_decref(doc);
     if (!paused && released > 0)
-        log_info("pause", "%lld deferred deliver%s of %s due again", released,
-                 released == 1 ? "y is" : "ies are", instance);
-    return rc == 1 ? 0 : 1;
+        log_info("pause", "%lld deferred deliver%s of %s %s due again", released,
+                 released == 1 ? "y" : "ies", instance, released == 1 ? "is" : "are");
+    if (rc == 0)
+        log_info("pause", "handler instance %s was already %s (asked by '%s')", instance,
+                 paused ? "paused" : "running", by ? by : "");
+    return 0;
 }
 
 json_t *engine_paused_json(engine_t *e) { return pause_table_json(e->pauses); }

@@ -102,9 +102,12 @@ void engine_note_reload(engine_t *e, bool ok, const char *error);
  * the current generation (a plugin instance or a foreign handler's name),
  * except that a paused name the configuration no longer has may be
  * resumed.  Takes effect on this host before it returns, on the others
- * within their next poll.  Returns 0 when the state changed, 1 when it
- * already was so (the first pause record is kept), -1 with err (unknown
- * instance, bad name, Redis unreachable).
+ * within their next poll.  Idempotent: pausing a paused instance keeps its
+ * first record (`since` is when the pause began); resuming a running one
+ * changes nothing.  Returns 0 when the instance is now in the state asked
+ * for, -1 with err (unknown instance, bad name, Redis unreachable); callers
+ * that must tell "changed" from "already so" compare engine_paused_json()
+ * before and after.
  */
 int engine_handler_pause(engine_t *e, const char *instance, bool paused, const char *by,
                          char *err, size_t errlen);

@@ -83,6 +83,40 @@ out:
 static const char *const audit_query[] = {"limit", "cursor", "action", "since", "until", "tenant",
                                           NULL};
 
+/* POST /api/v1/handlers/{instance}/pause and /resume.  Handlers serve
+ * every tenant, so only a "*" operator may stop or start one (a tenant
+ * token sees the list, so 403 hides nothing). */
+static int pause_or_resume(admin_req_t *r, bool pause)
+{
+    const char *inst = r->params[0];
+    if (r->tenant) {
+        admin_audit(r, inst, -1, "error: forbidden for a tenant token");
+        return admin_error(r, 403, "forbidden", "token", "handlers serve every tenant: pausing "
+                           "or resuming one needs a token of tenant \"*\"");
+    }
+    const char *reason = json_string_value(json_object_get(r->body, "reason"));
+    char err[600];
+    int rc = engine_handler_pause(r->engine, inst, pause, r->token_name, reason, err, sizeof err);
+    if (rc == -2) {
+        admin_audit(r, inst, -1, "error: not found");
+        return admin_error(r, 404, "not_found", "instance", "%s", err);
+    }
+    if (rc != 0) {
+        admin_audit(r, inst, -1, "error: redis unreachable");
+        return admin_unavailable(r, "", "%s", err);
+    }
+    admin_audit(r, inst, -1, "ok");
+    json_t *p = engine_paused_json(r->engine);
+    json_t *rec = json_object_get(p, inst);
+    json_t *o = json_pack("{s:s, s:s, s:O}", "instance", inst, "state", rec ? "paused" : "running",
+                          "paused", rec ? rec : json_null());
+    json_decref(p);
+    return admin_json(r, 200, o);
+}
+
+static int pause_route(admin_req_t *r) { return pause_or_resume(r, true); }
+static int resume_route(admin_req_t *r) { return pause_or_resume(r, false); }
+
 static const char *const stats_query[] = {"tenant", NULL};
 
 const admin_route_t admin_routes_ops[] = {
@@ -90,6 +124,10 @@ const admin_route_t admin_routes_ops[] = {
      500},
     {"GET", "/api/v1/handlers", CFG_ROLE_VIEWER, false, NULL, NULL, "handlers.list",
      handlers_route, 0},
+    {"POST", "/api/v1/handlers/{instance}/pause", CFG_ROLE_OPERATOR, true, NULL,
+     "handler-pause.json", "handlers.pause", pause_route, 0},
+    {"POST", "/api/v1/handlers/{instance}/resume", CFG_ROLE_OPERATOR, true, NULL,
+     "handler-pause.json", "handlers.resume", resume_route, 0},
     {"GET", "/api/v1/audit", CFG_ROLE_OPERATOR, false, audit_query, NULL, "audit.list",
      audit_list_route, 0},
     {0},

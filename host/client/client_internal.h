@@ -10,7 +10,8 @@
  *   event.c     completion and checks (evbus__source, evbus__text_emit);
  *   client.c    the connection, XADD and the publish paths;
  *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
- *   dlq.c       the dead-letter queue.
+ *   dlq.c       the dead-letter queue;
+ *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h).
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H

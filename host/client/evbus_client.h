@@ -573,6 +573,68 @@ void evbus_dlq_entry_free(evbus_dlq_entry_t *e);
  */
 json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e);
 
+/*
+ * ---------------------------------------------------------------------
+ * Handler pause (docs/operations.md, "Pausing a handler").
+ *
+ * LAYOUT.  The paused handler instances of a stream are the fields of the
+ * hash <stream>:paused: field = instance name (a plugin instance or a
+ * foreign handler, as in the configuration), value = compact JSON
+ * {"since": RFC 3339, "since_ms": ms since the epoch, "by": who paused it,
+ * "reason": why, maybe ""}.  Every evbusd consuming the stream reads it, so
+ * a pause holds on every host, across restarts and reloads, for as long as
+ * Redis keeps the key.
+ *
+ * evbusd's retry schedule is the ZSET <stream>:retry: each member is
+ * "<meta JSON>\n<raw event>" with meta {"h": "instance/subscriber",
+ * "a": attempt, ...}, scored by its due time (ms since the epoch).  While
+ * an instance is paused evbusd does not call it: its deliveries go to the
+ * schedule without spending an attempt, and when one falls due it is
+ * *parked*: its score becomes EVBUS_RETRY_PARKED_MS + its due time, beyond
+ * any clock, so nothing moves it.  Unparking subtracts the offset again,
+ * so an entry that fell due while paused is due at once.
+ *
+ * These functions take a connected hiredis context (evbus_client_redis()
+ * or evbus_redis_connect()) so that evbusd and evbusctl share them; they
+ * never reconnect.  Any thread, one context per thread.  Errors as above:
+ * EVBUS_CLIENT_EINVAL (bad name, nothing sent), EVBUS_CLIENT_EREDIS.
+ * ---------------------------------------------------------------------
+ */
+#define EVBUS_RETRY_PARKED_MS 1000000000000000LL
+
+/* 0 when `instance` is a valid instance name (1 to 64 characters of
+ * a-z A-Z 0-9 _ - .), else -1. */
+int evbus_handler_name_check(const char *instance);
+
+/* Pause `instance` of `stream`, recording who (`by`, NULL: "") and why
+ * (`reason`, NULL: "").  1 when it is now paused, 0 when it already was
+ * (the first record is kept: `since` says when the pause began). */
+int evbus_handler_pause(redisContext *c, const char *stream, const char *instance,
+                        const char *by, const char *reason, char *err, size_t errlen);
+
+/* Resume `instance`: remove it from the pause hash, then unpark the
+ * schedule (evbus_retry_unpark), so its deferred deliveries are due now.
+ * 1 when it was paused, 0 when it was not (the sweep runs either way);
+ * *released (may be NULL) gets how many entries were unparked. */
+int evbus_handler_resume(redisContext *c, const char *stream, const char *instance,
+                         long long *released, char *err, size_t errlen);
+
+/* The pause hash as a new JSON object {instance: {since, since_ms, by,
+ * reason}} (a value that is not such JSON shows as {"raw": text}).
+ * Caller decrefs.  NULL with err on failure. */
+json_t *evbus_handler_pauses(redisContext *c, const char *stream, char *err, size_t errlen);
+
+/* Unpark every parked schedule entry whose instance is not paused (in
+ * batches: each script call is short).  Idempotent and safe to run from
+ * several hosts at once.  Returns how many were unparked, or < 0. */
+long long evbus_retry_unpark(redisContext *c, const char *stream, char *err, size_t errlen);
+
+/* How many parked schedule entries each instance has, as a new JSON object
+ * {instance: count} (entries whose meta cannot be read count under "?").
+ * Reads the whole parked range: for listings, not for hot paths. */
+json_t *evbus_retry_parked_counts(redisContext *c, const char *stream, char *err,
+                                  size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,11 @@
  * succeeded are not called again.  When the retry is due it comes back
  * through the stream like any event, so the consumer group's at-least-once
  * guarantee covers retries too.
+ *
+ * Paused instances (core/pause.h): a handler whose instance is paused is
+ * not called; it gets a schedule entry like a retry, due now and with the
+ * same attempt, so a pause never spends an attempt.  The retry mover parks
+ * such entries while the pause lasts (engine.c), so they do not loop.
  */
 #include "core/dispatch.h"
 #include "core/crash.h"
@@ -351,15 +356,17 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
              ev->type ? ev->type : "?", sid, reason, ev->error);
 }
 
-/* Queue a retry of one handler, due delay_ms from now: the schedule member
- * is "<meta json>\n<raw event>", scored by its due time. */
-static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
-                           const char *error, int64_t delay_ms)
+/* Queue a delivery of one handler at `attempt`, due delay_ms from now: the
+ * schedule member is "<meta json>\n<raw event>", scored by its due time.
+ * first_failure_ms 0: none yet (a deferral of a paused handler that never
+ * failed). */
+static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, int attempt,
+                     int64_t first_failure_ms, const char *error, int64_t delay_ms)
 {
     int64_t now = clock_wall_ms();
-    json_t *meta = json_pack("{s:s, s:i, s:I, s:s, s:s}", "h", h->name, "a", ev->attempt + 1,
-                             "ff", (json_int_t)(ev->first_failure_ms ? ev->first_failure_ms : now),
-                             "sid", ev->orig_sid[0] ? ev->orig_sid : ev->stream_id, "err",
+    json_t *meta = json_pack("{s:s, s:i, s:I, s:s, s:s}", "h", h->name, "a", attempt, "ff",
+                             (json_int_t)first_failure_ms, "sid",
+                             ev->orig_sid[0] ? ev->orig_sid : ev->stream_id, "err",
                              error ? error : "");
     if (ev->replay_job)
         json_object_set_new(meta, "rj", json_string(ev->replay_job));
@@ -377,6 +384,14 @@ static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_
     size_t lens[4] = {4, strlen(argv[1]), strlen(due), ml + 1 + ev->raw_len};
     add_cmd(d, 4, argv, lens);
     free(member);
+}
+
+/* A retry after this attempt failed: the next attempt, delay_ms from now. */
+static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
+                           const char *error, int64_t delay_ms)
+{
+    schedule(d, ev, h, ev->attempt + 1,
+             ev->first_failure_ms ? ev->first_failure_ms : clock_wall_ms(), error, delay_ms);
     METRIC_INC(retries_scheduled);
 }
 
@@ -645,6 +660,10 @@ static void run_handlers(dctx_t *d, struct evbus_event *ev, const gen_handler_t 
         char *why = d->why[i];
         size_t why_len = sizeof d->why[i];
         why[0] = '\0';
+        if (d->link->pauses && pause_table_has(d->link->pauses, h->name)) {
+            hin[i].result = VERDICT_RESULT_PAUSED; /* before dedup: claim nothing */
+            continue;
+        }
         int want = target_version(h, own_version, why, why_len);
         json_t *data = own_data;
         if (!why[0] && want != own_version)
@@ -710,6 +729,7 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         mo = METRICS_OUTCOME_DEAD;
         break;
     case VERDICT_OUTCOME_DEDUP:
+    case VERDICT_OUTCOME_PAUSED: /* not a call: deferred until the resume */
         break;
     }
     if (mo != METRICS_N_OUTCOMES) {
@@ -738,6 +758,12 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         snprintf(ev->error, sizeof ev->error, "%.160s: %.300s (attempt %d of %u)", h->name,
                  why[0] ? why : "handler asked for a retry", ev->attempt, h->retry.max_attempts);
         ev->failed[ev->n_failed++] = h->name;
+        break;
+    case VERDICT_OUTCOME_PAUSED:
+        /* due now, same attempt: the mover parks it until the resume */
+        schedule(d, ev, h, ev->attempt, ev->first_failure_ms, NULL, 0);
+        log_debug(d->name, "event %s (%s): %s is paused; deferred (attempt %d kept)",
+                  ev->id ? ev->id : "?", ev->type ? ev->type : "?", h->name, ev->attempt);
         break;
     case VERDICT_OUTCOME_RETRY: {
         METRIC_INC(handler_retry);

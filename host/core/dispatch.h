@@ -34,6 +34,7 @@
 #include "core/event.h"
 #include "core/generation.h"
 #include "core/stats.h"
+#include "core/pause.h"
 #include "jsonschema/jsonschema.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -52,6 +53,9 @@ typedef struct dlink {
     const char *group;       /* acks, XPENDING, dedup keys */
     const char *retry_key;   /* the retry schedule (ZSET) */
     const char *dlq_stream;
+    /* which instances are paused (NULL: none ever is); read once per
+     * handler call, lock-free (core/pause.h) */
+    const pause_table_t *pauses;
     int command_ms;          /* command timeout of the write connection */
     void *owner;
     int (*connect_ms)(void *owner);      /* read at every connect: it may change live */

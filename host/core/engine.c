@@ -24,8 +24,10 @@
 #include <hiredis/hiredis.h>
 
 #include "client/evbus_client.h"
+#include "client/pause_lua.h"
 #include "core/crash.h"
 #include "core/dispatch.h"
+#include "core/pause.h"
 #include "core/reply_arena.h"
 #include "core/stats.h"
 #include "retention/retention.h"
@@ -73,6 +75,7 @@ struct engine {
     /* CFG_RESTART settings: fixed for the engine's life (from the first
      * generation; a reload keeps them, see config_reload_merge) */
     char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream;
+    char *paused_key; /* <stream>:paused, the pause hash (client/evbus_client.h) */
     uint32_t n_workers, command_ms;
     dlink_t link; /* what every dispatch context is handed (fill_link) */
 
@@ -112,6 +115,11 @@ struct engine {
     atomic_bool failed;    /* stopped by the circuit breaker (circuit.stop) */
     atomic_bool recovered; /* own pending entries re-read: reclaim may start */
     atomic_int threads_running;
+
+    /* paused instances as last read from Redis (maintenance thread) or set
+     * by engine_handler_pause; read by every dispatching thread */
+    pause_table_t *pauses;
+    bool pauses_synced;    /* maintenance thread: the first read happened */
 
     store_writer_t *meta;
     stats_t *stats;        /* per tenant and type counts, throughput (stats.h) */
@@ -483,9 +491,11 @@ static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
     return 0;
 }
 
+/* Retries that will come back by themselves: parked entries of a paused
+ * instance wait for an operator, so they do not keep --exit-idle up. */
 static bool retries_scheduled(engine_t *e, redisContext *c)
 {
-    redisReply *r = redisCommand(c, "ZCARD %s", e->retry_key);
+    redisReply *r = redisCommand(c, "ZCOUNT %s -inf (%lld", e->retry_key, EVBUS_RETRY_PARKED_MS);
     bool any = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
     if (r)
         freeReplyObject(r);
@@ -618,30 +628,49 @@ static void *reader_main(void *arg)
  * it.  Atomic on the server, so two hosts racing never lose or double a
  * retry.  Members are "<meta json>\n<raw event>"; one without the newline
  * is dead-lettered with the reason in ARGV[3] (unparseable).
+ *
+ * A member whose instance is paused (a field of the pause hash KEYS[4] at
+ * this very moment: Redis, not this host's copy, decides) is parked
+ * instead: its score moves up by ARGV[4] (EVBUS_RETRY_PARKED_MS), out of
+ * every range this script reads, so a paused handler costs one rewrite per
+ * entry and no loop.  evbus_retry_unpark() (client/pause.c) gives it back
+ * its due time on resume.  Returns {examined, moved}.
  */
 static const char *MOVE_RETRIES_LUA =
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])\n"
-    "for _, m in ipairs(due) do\n"
+    EVBUS_PAUSE_LUA_FUNCS
+    "local any_paused = redis.call('EXISTS', KEYS[4]) == 1\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', "
+    "0, ARGV[2])\n"
+    "local moved = 0\n"
+    "for i = 1, #due, 2 do\n"
+    "  local m = due[i]\n"
     "  local nl = string.find(m, '\\n', 1, true)\n"
-    "  if nl then\n"
-    "    redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, nl + 1), 'retry', "
-    "string.sub(m, 1, nl - 1))\n"
+    "  if nl and any_paused and is_paused(m, KEYS[4]) then\n"
+    "    local parked = tonumber(due[i + 1]) + tonumber(ARGV[4])\n"
+    "    redis.call('ZADD', KEYS[1], string.format('%.0f', parked), m)\n"
     "  else\n"
-    "    redis.call('XADD', KEYS[3], '*', 'event', m, 'reason', ARGV[3], 'error', "
+    "    if nl then\n"
+    "      redis.call('XADD', KEYS[2], '*', 'event', string.sub(m, nl + 1), 'retry', "
+    "string.sub(m, 1, nl - 1))\n"
+    "    else\n"
+    "      redis.call('XADD', KEYS[3], '*', 'event', m, 'reason', ARGV[3], 'error', "
     "'malformed retry schedule entry', 'stream', KEYS[2])\n"
+    "    end\n"
+    "    redis.call('ZREM', KEYS[1], m)\n"
+    "    moved = moved + 1\n"
     "  end\n"
-    "  redis.call('ZREM', KEYS[1], m)\n"
     "end\n"
-    "return #due\n";
+    "return {#due / 2, moved}\n";
 
 static int move_due_retries(engine_t *e, redisContext *c)
 {
-    char now[32];
+    char now[32], parked[32];
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
+    snprintf(parked, sizeof parked, "%lld", EVBUS_RETRY_PARKED_MS);
     for (;;) {
-        redisReply *r = redisCommand(c, "EVAL %s 3 %s %s %s %s 500 %s", MOVE_RETRIES_LUA,
-                                     e->retry_key, e->stream, e->dlq_stream, now,
-                                     evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE));
+        redisReply *r = redisCommand(c, "EVAL %s 4 %s %s %s %s %s 500 %s %s", MOVE_RETRIES_LUA,
+                                     e->retry_key, e->stream, e->dlq_stream, e->paused_key, now,
+                                     evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE), parked);
         if (!r)
             return -1;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -649,13 +678,77 @@ static int move_due_retries(engine_t *e, redisContext *c)
             freeReplyObject(r);
             return -1;
         }
-        long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        long long examined = 0, moved = 0;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            examined = r->element[0]->integer;
+            moved = r->element[1]->integer;
+        }
         freeReplyObject(r);
-        if (n > 0)
-            METRIC_ADD(retries_due, (uint64_t)n);
-        if (n < 500)
+        if (moved > 0)
+            METRIC_ADD(retries_due, (uint64_t)moved);
+        if (examined < 500)
             return 0;
     }
+}
+
+/*
+ * Paused instances: read the pause hash and publish it to the dispatching
+ * threads (pause_table_apply).  Polling every PAUSE_POLL_MS rather than
+ * subscribing keeps one code path for every way the hash changes (this
+ * host, another host, evbusctl, a Redis restart that lost it) and costs
+ * one small HGETALL per poll.  When an instance stopped being paused, and
+ * once at start, the schedule is unparked: evbus_handler_resume() does that
+ * itself, but a resume that died half-way, or a hash lost with Redis, is
+ * healed here.
+ */
+#define PAUSE_POLL_MS 250
+
+static const char *rec_str(const json_t *rec, const char *key)
+{
+    const char *v = json_string_value(json_object_get(rec, key));
+    return v ? v : "";
+}
+
+static void log_pause_changes(const json_t *before, const json_t *after)
+{
+    const char *name;
+    json_t *rec;
+    json_object_foreach((json_t *)after, name, rec)
+        if (!json_object_get(before, name))
+            log_info("pause", "handler instance %s is paused (by '%s' since %s%s%s): its "
+                     "deliveries are deferred to the retry schedule", name, rec_str(rec, "by"),
+                     rec_str(rec, "since"), rec_str(rec, "reason")[0] ? ": " : "",
+                     rec_str(rec, "reason"));
+    json_object_foreach((json_t *)before, name, rec)
+        if (!json_object_get(after, name))
+            log_info("pause", "handler instance %s is resumed", name);
+}
+
+static int sync_pauses(engine_t *e, redisContext *c)
+{
+    char err[256];
+    json_t *doc = evbus_handler_pauses(c, e->stream, err, sizeof err);
+    if (!doc) {
+        if (c->err)
+            return -1;
+        log_warn("pause", "reading %s: %s; keeping the last state read", e->paused_key, err);
+        return 0;
+    }
+    json_t *before = pause_table_json(e->pauses);
+    bool resumed = pause_table_apply(e->pauses, doc);
+    log_pause_changes(before, doc);
+    json_decref(before);
+    json_decref(doc);
+    if (resumed || !e->pauses_synced) {
+        long long n = evbus_retry_unpark(c, e->stream, err, sizeof err);
+        if (n < 0)
+            return c->err ? -1 : 0;
+        if (n > 0)
+            log_info("pause", "%lld deferred deliver%s of resumed handlers due again", n,
+                     n == 1 ? "y is" : "ies are");
+        e->pauses_synced = true;
+    }
+    return 0;
 }
 
 /* Renew the lease of chunks that are taking long, so a live host's
@@ -993,7 +1086,8 @@ static void *maint_main(void *arg)
     engine_t *e = arg;
     pthread_setname_np(pthread_self(), "evbus-maint");
     redisContext *c = NULL;
-    int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0;
+    int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0,
+            last_pause = 0;
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
     int64_t stale_every = LIVE(e, stale_consumer_ms) / 2;
@@ -1004,10 +1098,16 @@ static void *maint_main(void *arg)
     while (!atomic_load(&e->stop)) {
         if (ensure_conn(e, &c) != 0)
             break;
-        int rc = move_due_retries(e, c);
+        int64_t now = clock_mono_ms();
+        int rc = 0;
+        if (now - last_pause >= PAUSE_POLL_MS) {
+            rc = sync_pauses(e, c);
+            last_pause = now;
+        }
+        if (rc == 0)
+            rc = move_due_retries(e, c);
         if (rc == 0)
             rc = renew_leases(e, c);
-        int64_t now = clock_mono_ms();
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= LIVE(e, reclaim_interval_ms)) {
             rc = reclaim_idle(e, c);
@@ -1087,6 +1187,7 @@ static void fill_link(engine_t *e)
         .group = e->group,
         .retry_key = e->retry_key,
         .dlq_stream = e->dlq_stream,
+        .pauses = e->pauses,
         .command_ms = (int)e->command_ms,
         .owner = e,
         .connect_ms = link_connect_ms,
@@ -1118,6 +1219,9 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->dlq_stream = strdup(cfg->core.dlq_stream);
     if (asprintf(&e->retry_key, "%s:retry", cfg->core.stream) < 0)
         e->retry_key = NULL;
+    if (asprintf(&e->paused_key, "%s:paused", cfg->core.stream) < 0)
+        e->paused_key = NULL;
+    e->pauses = pause_table_new();
     e->n_workers = cfg->core.worker_threads;
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
@@ -1142,7 +1246,8 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
     METRIC_SET(redis_up, 1);
-    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats) {
+    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats ||
+        !e->paused_key || !e->pauses) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -1327,6 +1432,8 @@ void engine_free(engine_t *e)
     free(e->group);
     free(e->consumer);
     free(e->retry_key);
+    free(e->paused_key);
+    pause_table_free(e->pauses);
     retention_free(e->ret);
     stats_free(e->stats);
     free(e->dlq_stream);
@@ -1424,6 +1531,8 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(dlq, "errors_total", json_integer((json_int_t)METRIC_GET(dlq_error)));
     json_object_set_new(h, "dlq", dlq);
     json_object_set_new(h, "retention", retention_health(e->ret));
+    /* what this host enforces: the pause hash as of its last poll */
+    json_object_set_new(h, "paused", engine_paused_json(e));
     json_t *ev = json_object();
     json_object_set_new(ev, "read", json_integer((json_int_t)METRIC_GET(events_read)));
     json_object_set_new(ev, "acked", json_integer((json_int_t)METRIC_GET(events_acked)));
@@ -1484,3 +1593,93 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(h, "uptime_ms", json_integer(clock_wall_ms() - e->started_ms));
     return h;
 }
+
+/* ---- handler pause ------------------------------------------------------ */
+
+/* Whether `instance` names a plugin instance or a foreign handler of g. */
+static bool has_instance(const generation_t *g, const char *instance)
+{
+    size_t len = strlen(instance);
+    for (size_t i = 0; i < g->n_insts; i++)
+        if (strcmp(plugin_instance_name(g->insts[i]), instance) == 0)
+            return true;
+    for (size_t i = 0; i < g->n_handlers; i++) {
+        const char *h = g->handlers[i].name;
+        if (strncmp(h, instance, len) == 0 && (h[len] == '\0' || h[len] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* "a, b, c" of g's instance names (plugin instances, then foreign handlers). */
+static void instance_names(const generation_t *g, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < g->n_insts && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
+                                 plugin_instance_name(g->insts[i]));
+    for (size_t i = 0; i < g->n_handlers && used < len; i++)
+        if (g->handlers[i].kind == GEN_HANDLER_FOREIGN)
+            used += (size_t)snprintf(out + used, len - used, "%s%s", used ? ", " : "",
+                                     g->handlers[i].name);
+    if (!out[0])
+        snprintf(out, len, "none");
+}
+
+int engine_handler_pause(engine_t *e, const char *instance, bool paused, const char *by,
+                         const char *reason, char *err, size_t errlen)
+{
+    if (!instance || evbus_handler_name_check(instance) != 0) {
+        snprintf(err, errlen, "'%.80s' is not an instance name (1 to 64 characters of a-z A-Z "
+                 "0-9 _ - .)", instance ? instance : "");
+        return -2;
+    }
+    generation_t *g = engine_current(e);
+    bool known = has_instance(g, instance);
+    char names[512];
+    instance_names(g, names, sizeof names);
+    uint64_t number = g->number;
+    generation_unref(g);
+    /* resuming a name the configuration dropped is allowed while it is
+     * paused: it is how a stale pause is cleared */
+    json_t *was = pause_table_record(e->pauses, instance);
+    bool stale_resume = !paused && was;
+    json_decref(was);
+    if (!known && !stale_resume) {
+        snprintf(err, errlen, "no handler instance '%s' in generation %llu (instances: %s)",
+                 instance, (unsigned long long)number, names);
+        return -2;
+    }
+    char cerr[256];
+    redisContext *c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
+                                          (int)e->command_ms, cerr, sizeof cerr);
+    if (!c) {
+        snprintf(err, errlen, "Redis: %s", cerr);
+        return -1;
+    }
+    long long released = 0;
+    int rc = paused ? evbus_handler_pause(c, e->stream, instance, by, reason, cerr, sizeof cerr)
+                    : evbus_handler_resume(c, e->stream, instance, &released, cerr, sizeof cerr);
+    json_t *doc = rc >= 0 ? evbus_handler_pauses(c, e->stream, cerr, sizeof cerr) : NULL;
+    redisFree(c);
+    if (rc < 0 || !doc) {
+        snprintf(err, errlen, "Redis: %s", cerr);
+        return -1;
+    }
+    /* at once on this host; the others follow within PAUSE_POLL_MS */
+    json_t *before = pause_table_json(e->pauses);
+    pause_table_apply(e->pauses, doc);
+    log_pause_changes(before, doc);
+    json_decref(before);
+    json_decref(doc);
+    if (!paused && released > 0)
+        log_info("pause", "%lld deferred deliver%s of %s %s due again", released,
+                 released == 1 ? "y" : "ies", instance, released == 1 ? "is" : "are");
+    if (rc == 0)
+        log_info("pause", "handler instance %s was already %s (asked by '%s')", instance,
+                 paused ? "paused" : "running", by ? by : "");
+    return 0;
+}
+
+json_t *engine_paused_json(engine_t *e) { return pause_table_json(e->pauses); }

@@ -12,7 +12,8 @@
  *    cache and a reusable event.  Dispatch a chunk, then write its acks,
  *    retries and dead letters in one MULTI/EXEC.
  *  - maintenance (1): its own connection; moves due retries back to the
- *    stream (Lua, atomic), renews leases of slow chunks, reclaims idle
+ *    stream (Lua, atomic; parking those of paused instances), polls the
+ *    pause hash into the pause table, renews leases of slow chunks, reclaims idle
  *    pending entries of dead consumers (poison pills, ghosts), removes stale
  *    consumers, watches DLQ capacity.
  *  - the control thread (the caller: evbusd's main): start, swap, stop,
@@ -80,6 +81,44 @@ json_t *engine_health(engine_t *e);
 
 /* Record the outcome of the last reload for health. */
 void engine_note_reload(engine_t *e, bool ok, const char *error);
+
+/*
+ * Handler pause (docs/operations.md, "Pausing a handler").  The state is
+ * the hash <stream>:paused in Redis ("Handler pause" in
+ * client/evbus_client.h): every host consuming the stream reads it (its
+ * maintenance thread, every 250 ms) and its workers check it once per
+ * handler call without a lock (core/pause.h).  A paused instance's
+ * deliveries go to the retry schedule without spending an attempt; resume
+ * makes them due at once.
+ *
+ * These may be called from any thread but the engine's own (the admin
+ * API's, the control thread) between engine_new and engine_free; they
+ * block on Redis for up to the command timeout.
+ */
+
+/*
+ * Pause (paused true) or resume one instance, recording `by` (who asks:
+ * a token name, "evbusctl", ...; may be NULL).  The instance must exist in
+ * the current generation (a plugin instance or a foreign handler's name),
+ * except that a paused name the configuration no longer has may be
+ * resumed.  Takes effect on this host before it returns, on the others
+ * within their next poll.  Idempotent: pausing a paused instance keeps its
+ * first record (`since` is when the pause began); resuming a running one
+ * changes nothing.  `reason` (may be NULL) is kept with a pause.  Returns 0
+ * when the instance is now in the state asked for, -2 with err for an
+ * unknown instance or a bad name, -1 with err when Redis is unreachable;
+ * callers that must tell "changed" from "already so" compare
+ * engine_paused_json() before and after.
+ */
+int engine_handler_pause(engine_t *e, const char *instance, bool paused, const char *by,
+                         const char *reason, char *err, size_t errlen);
+
+/* {instance: {since, since_ms, by, reason}} of the paused instances as this
+ * host enforces them now.  A new object; caller decrefs. */
+json_t *engine_paused_json(engine_t *e);
+
+/* (engine_handlers_json, the list of GET /api/v1/handlers with each
+ * instance's pause state, is in core/stats.h.) */
 
 /* Replay dispatch callback (store_replay_dispatch_fn shape): dispatches one
  * entry of the stream as a replay of job_id on the current generation.

@@ -68,6 +68,7 @@ static json_t *instance_entry(json_t *list, const gen_handler_t *h)
 
 json_t *engine_handlers_json(engine_t *e)
 {
+    json_t *paused = engine_paused_json(e);
     generation_t *g = engine_current(e);
     json_t *list = json_array();
     for (size_t i = 0; i < g->n_handlers; i++) {
@@ -75,11 +76,31 @@ json_t *engine_handlers_json(engine_t *e)
         json_t *it = instance_entry(list, h);
         json_array_append_new(
             json_object_get(it, "subscriptions"),
-            json_pack("{s:o, s:s, s:i, s:i, s:i}", "subscriber",
+            json_pack("{s:o, s:s, s:s, s:i, s:i, s:i}", "subscriber",
                       h->kind == GEN_HANDLER_PLUGIN ? json_string(h->sub->name) : json_null(),
-                      "pattern", h->pattern, "priority", h->priority, "timeout_ms",
-                      (int)h->timeout_ms, "max_attempts", (int)h->retry.max_attempts));
+                      "handler", h->name, "pattern", h->pattern ? h->pattern : "", "priority",
+                      h->priority, "timeout_ms", (int)h->timeout_ms, "max_attempts",
+                      (int)h->retry.max_attempts));
     }
+    size_t i;
+    json_t *it;
+    json_array_foreach(list, i, it)
+    {
+        json_t *rec = json_object_get(paused, json_string_value(json_object_get(it, "instance")));
+        json_object_set_new(it, "configured", json_true());
+        json_object_set_new(it, "state", json_string(rec ? "paused" : "running"));
+        json_object_set(it, "paused", rec ? rec : json_null());
+        if (rec)
+            json_object_del(paused, json_string_value(json_object_get(it, "instance")));
+    }
+    /* paused names a reload removed: still listed, so they can be resumed */
+    const char *name;
+    json_t *rec;
+    json_object_foreach(paused, name, rec)
+        json_array_append_new(list, json_pack("{s:s, s:n, s:b, s:s, s:O, s:[]}", "instance", name,
+                                              "kind", "configured", 0, "state", "paused",
+                                              "paused", rec, "subscriptions"));
+    json_decref(paused);
     json_t *out = json_pack("{s:I, s:o}", "generation", (json_int_t)g->number, "handlers", list);
     generation_unref(g);
     return out;

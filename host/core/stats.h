@@ -123,10 +123,15 @@ json_t *engine_stats_json(engine_t *e, const char *tenant /* NULL = all */);
 /*
  * GET /api/v1/handlers: the serving generation's handler instances:
  * {generation: n, handlers: [{instance, kind: "plugin"|"foreign",
- *   plugin: name|null, subscriptions: [{subscriber: name|null, pattern,
+ *   plugin: name|null, configured: true, state: "running"|"paused",
+ *   paused: {since, since_ms, by, reason}|null,
+ *   subscriptions: [{subscriber: name|null, handler: "inst/sub", pattern,
  *   priority, timeout_ms, max_attempts}],
  *   counters: {ok, retry, reject, timeout, dead},
  *   duration: {count, sum_s}}]}
+ * then the paused names the generation lacks (removed by a reload, still
+ * resumable): {instance, kind: null, configured: false, state: "paused",
+ * paused, subscriptions: []}.
  * Counters are the ones of evbus_events_processed_total and
  * evbus_handler_duration_seconds: per instance, since the process started,
  * kept across reloads.  Any thread.  Caller decrefs.

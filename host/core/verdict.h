@@ -48,6 +48,7 @@ typedef enum verdict_result {
     VERDICT_RESULT_REJECT,        /* returned EVBUS_REJECT */
     VERDICT_RESULT_UPCAST_FAILED, /* no data at a version it accepts: not called */
     VERDICT_RESULT_DEDUP_SKIPPED, /* its dedup claim was already taken: not called */
+    VERDICT_RESULT_PAUSED,        /* its instance is paused: not called */
 } verdict_result_t;
 
 typedef struct verdict_handler_in {
@@ -96,7 +97,8 @@ typedef struct verdict_input {
     X(RETRY, "retry")             /* scheduled for attempt + 1 after delay_ms */              \
     X(EXHAUSTED, "exhausted")     /* asked for a retry with no attempt left: failed */        \
     X(REJECT, "reject")           /* failed */                                                \
-    X(UPCAST_FAILED, "upcast_failed") /* failed */
+    X(UPCAST_FAILED, "upcast_failed") /* failed */                                           \
+    X(PAUSED, "paused")           /* deferred to the schedule, due now, same attempt */
 
 typedef enum verdict_outcome {
 #define VERDICT_OUTCOME_ENUM(id, name) VERDICT_OUTCOME_##id,
@@ -134,12 +136,16 @@ typedef struct verdict {
  *   invalid payload and some handler enforces         -> dead letter, schema_invalid
  *   invalid payload and some handler checks           -> delivered, schema_advisory
  * then, per handler: OK and DEDUP_SKIPPED are done; REJECT and
- * UPCAST_FAILED fail; RETRY and TIMEOUT are retried after
+ * UPCAST_FAILED fail; PAUSED is deferred (scheduled due now with the same
+ * attempt, whatever max_attempts says: a pause spends no attempt; the
+ * retry mover parks it while the instance stays paused); RETRY and
+ * TIMEOUT are retried after
  * verdict_backoff_ms(policy, attempt, rnd) while attempt < max_attempts
  * and are EXHAUSTED (failed) otherwise.  Any failed handler dead-letters
  * the event with reject, else retries_exhausted, else upcast_failed (in
- * that order of precedence), and its retries are still scheduled; else
- * any retry makes it RETRYING; else it is COMPLETED.
+ * that order of precedence), and its retries and deferrals are still
+ * scheduled; else any retry or deferral makes it RETRYING; else it is
+ * COMPLETED.
  * Every decided verdict acknowledges an entry delivered by the group.  At
  * VERDICT_KNOWN_RESULTS a handler still VERDICT_RESULT_NOT_RUN leaves the
  * event undecided.

@@ -97,7 +97,8 @@ int cmd_status(int argc, char **argv)
         case 'a': admin = optarg; break;
         case 'h':
             printf("Usage: evbusctl status [--admin HOST:PORT] [--json]\n\n"
-                   "Shows the running evbusd's health (GET /health on admin.listen).\n"
+                   "Shows the running evbusd's health (GET /health on admin.listen), with the\n"
+                   "handler instances it holds paused (`evbusctl handlers` changes them).\n"
                    "Exit status: 0 ok or degraded, 1 unhealthy or unreachable, 2 usage.\n");
             return CTL_OK;
         default: return ctl_usage_error("status", "unknown option");
@@ -230,6 +231,21 @@ int cmd_status(int argc, char **argv)
                        json_is_true(json_object_get(arc, "trim_waiting")) ? "; trimming waits"
                                                                           : "",
                        err ? ": " : "", err ? err : "");
+            }
+        }
+        /* paused handler instances as this evbusd enforces them */
+        json_t *paused = json_object_get(h, "paused");
+        if (json_is_object(paused)) {
+            printf("paused:%s\n", json_object_size(paused) ? "" : "       none");
+            const char *pname;
+            json_t *prec;
+            json_object_foreach(paused, pname, prec)
+            {
+                const char *by = json_string_value(json_object_get(prec, "by"));
+                const char *since = json_string_value(json_object_get(prec, "since"));
+                const char *why = json_string_value(json_object_get(prec, "reason"));
+                printf("  %-12s since %s by %s%s%s\n", pname, since ? since : "?",
+                       by && *by ? by : "?", why && *why ? ": " : "", why && *why ? why : "");
             }
         }
         printf("dlq:          %lld / %lld (%s)\n",

@@ -29,6 +29,7 @@ static const struct {
     {"config", cmd_config, "show every setting in force, its source and reload class"},
     {"pending", cmd_pending, "list pending entries; quarantine one to the DLQ by hand"},
     {"token", cmd_token, "make an admin API token and its admin.tokens line (create | hash)"},
+    {"handlers", cmd_handlers, "list handler instances; pause or resume one (list | pause | resume)"},
 };
 
 static void usage(FILE *f)

@@ -421,3 +421,44 @@ Test(admin_api, plaintext_guard_is_a_config_error)
     free(e);
     free(evbusd);
 }
+
+Test(admin_api, pause_and_resume_a_handler)
+{
+    F.admin_port = harness_free_port();
+    char plug[1024], out[700];
+    fx_path(&F, "rec.tsv", out, sizeof out);
+    snprintf(plug, sizeof plug,
+             "plugins:\n  - name: rec\n    plugin: %s\n    config: { out: %s }\n",
+             fx_plugin("plugins/testkit/testkit.so"), out);
+    fx_host_conf(&F, "c1", plug);
+    admin_conf(NULL, true);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    int st;
+    expect_error("POST", "/api/v1/handlers/rec/pause", VIEWER, 403, "forbidden", "token");
+    expect_error("POST", "/api/v1/handlers/nope/pause", OPERATOR, 404, "not_found", "instance");
+    json_t *j = call("POST", "/api/v1/handlers/rec/pause", OPERATOR, "{\"reason\": 5}", NULL,
+                     &st, NULL);
+    cr_expect_eq(st, 400);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "field")), "reason");
+    json_decref(j);
+    j = call("POST", "/api/v1/handlers/rec/pause", OPERATOR, "{\"reason\": \"downstream down\"}",
+             NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "state")), "paused");
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "paused"), "by")),
+                     "ops");
+    json_decref(j);
+    j = call("GET", "/api/v1/handlers", VIEWER, NULL, NULL, &st, NULL);
+    json_t *first = json_array_get(json_object_get(j, "handlers"), 0);
+    cr_expect_str_eq(json_string_value(json_object_get(first, "instance")), "rec");
+    cr_expect_str_eq(json_string_value(json_object_get(first, "state")), "paused");
+    cr_expect_str_eq(json_string_value(json_object_get(json_object_get(first, "paused"),
+                                                       "reason")),
+                     "downstream down");
+    json_decref(j);
+    j = call("POST", "/api/v1/handlers/rec/resume", OPERATOR, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "state")), "running");
+    json_decref(j);
+}

@@ -536,6 +536,74 @@ Test(runbook, a_handler_is_slow_or_stuck)
     run_procedure(&SLOW_PROC);
 }
 
+/* ---- A handler's downstream is down -------------------------------------- */
+
+static bool rec_paused_here(void)
+{
+    json_t *h = health();
+    bool has = json_object_get(json_object_get(h, "paused"), "rec") != NULL;
+    json_decref(h);
+    return has;
+}
+
+static long long parked(void)
+{
+    return e2e_redis_int(&RB.e, "ZCOUNT t:events:retry 1000000000000000 +inf");
+}
+
+/* The host enforces the pause; events then arrive and wait for rec. */
+static void events_wait_for_it(void)
+{
+    long long end = harness_now_ms() + 5000;
+    while (!rec_paused_here() && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    cr_assert(rec_paused_here(), "evbusd never held rec paused (log %s)", RB.e.fx.log);
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "down-%d", i);
+        publish(id, "order.created", "acme", "{}");
+    }
+    end = harness_now_ms() + 10000;
+    while (parked() != 3 && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    cr_assert_eq(parked(), 3, "deliveries waiting for rec (log %s)", RB.e.fx.log);
+    cr_assert(fx_wait_lines(RB.e.calls, 3, 10000), "the other handler stopped too");
+    cr_assert_eq(harness_count_lines(RB.e.rec), 0, "a paused handler was called");
+}
+
+static void each_delivered_once(void)
+{
+    wait_rec_lines(3);
+    for (int i = 0; i < 3; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "down-%d", i);
+        cr_expect_eq(e2e_rec_calls(&RB.e, id, -1), 1, "%s reached rec %zu times", id,
+                     e2e_rec_calls(&RB.e, id, -1));
+    }
+    cr_expect_eq(parked(), 0);
+}
+
+static const step_t DOWNSTREAM[] = {
+    {.cmd = "evbusctl handlers pause <INSTANCE> --reason \"downstream down\"",
+     .says = {"<INSTANCE> is now paused"}},
+    {.cmd = "evbusctl handlers list", .says = {"paused since", "downstream down"},
+     .before = events_wait_for_it},
+    {.cmd = "evbusctl status", .says = {"paused:", "  <INSTANCE> "}},
+    {.cmd = "evbusctl handlers resume <INSTANCE>", .says = {"<INSTANCE> resumed"},
+     .after = each_delivered_once},
+    {.cmd = "evbusctl handlers list", .says = {"running"}, .absent = "paused since"},
+};
+static const procedure_t DOWNSTREAM_PROC = PROCEDURE("A handler's downstream is down", DOWNSTREAM);
+
+Test(runbook, a_handlers_downstream_is_down)
+{
+    start_servers(false, NULL);
+    e2e_plugins(&RB.e, "{ pattern: \"order.**\" }", "{ pattern: \"order.**\" }");
+    start_evbusd();
+    set_var("INSTANCE", "rec");
+    run_procedure(&DOWNSTREAM_PROC);
+}
+
 /* ---- A crashing plugin, a poison pill ------------------------------------ */
 
 static void supervisor_starts_it(void)
@@ -819,6 +887,7 @@ static const procedure_t *const ALL[] = {
     &PG_DOWN_PROC,
     &PG_DISK_PROC,
     &SLOW_PROC,
+    &DOWNSTREAM_PROC,
     &CRASH_PROC,
     &DLQ_PROC,
     &BAD_DEPLOY_PROC,

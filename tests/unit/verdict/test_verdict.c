@@ -333,6 +333,11 @@ static const struct {
      {{VERDICT_OUTCOME_UPCAST_FAILED, 0, EV_STATUS_DEAD_LETTERED, EVBUS_DLQ_UPCAST_FAILED},
       {VERDICT_OUTCOME_UPCAST_FAILED, 0, EV_STATUS_DEAD_LETTERED, EVBUS_DLQ_UPCAST_FAILED},
       {VERDICT_OUTCOME_UPCAST_FAILED, 0, EV_STATUS_DEAD_LETTERED, EVBUS_DLQ_UPCAST_FAILED}}},
+    {VERDICT_RESULT_PAUSED,
+     "paused",
+     {{VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
+      {VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
+      {VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE}}},
 };
 
 Test(verdict_results, every_result_by_mode_payload_and_attempt)
@@ -389,6 +394,16 @@ Test(verdict_results, past_max_attempts_is_exhausted_too)
     expect_handler(0, VERDICT_OUTCOME_EXHAUSTED, 0);
 }
 
+Test(verdict_results, a_pause_spends_no_attempt_even_past_max_attempts)
+{
+    verdict_input_t in = event(1, VERDICT_KNOWN_RESULTS);
+    hs[0].result = VERDICT_RESULT_PAUSED;
+    in.attempt = 7;
+    verdict_decide(&in, &v);
+    expect_settled(EV_STATUS_RETRYING, EVBUS_DLQ_NONE);
+    expect_handler(0, VERDICT_OUTCOME_PAUSED, 0);
+}
+
 Test(verdict_results, a_handler_not_yet_run_leaves_the_event_undecided)
 {
     verdict_input_t in = event(2, VERDICT_KNOWN_RESULTS);
@@ -410,6 +425,21 @@ Test(verdict_handlers, each_handler_keeps_its_own_fate)
     expect_handler(0, VERDICT_OUTCOME_OK, 0);
     expect_handler(1, VERDICT_OUTCOME_RETRY, 900);
     expect_handler(2, VERDICT_OUTCOME_DEDUP, 0);
+}
+
+Test(verdict_handlers, a_paused_handler_is_deferred_beside_the_others)
+{
+    verdict_input_t in = event(3, VERDICT_KNOWN_RESULTS);
+    hs[1].result = VERDICT_RESULT_PAUSED;
+    verdict_decide(&in, &v);
+    expect_settled(EV_STATUS_RETRYING, EVBUS_DLQ_NONE);
+    expect_handler(0, VERDICT_OUTCOME_OK, 0);
+    expect_handler(1, VERDICT_OUTCOME_PAUSED, 0);
+    expect_handler(2, VERDICT_OUTCOME_OK, 0);
+    hs[2].result = VERDICT_RESULT_REJECT; /* a failure still dead-letters; the deferral stays */
+    verdict_decide(&in, &v);
+    expect_settled(EV_STATUS_DEAD_LETTERED, EVBUS_DLQ_REJECT);
+    expect_handler(1, VERDICT_OUTCOME_PAUSED, 0);
 }
 
 Test(verdict_handlers, every_handler_skipped_as_a_duplicate_completes)

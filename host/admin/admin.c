@@ -18,6 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "admin/admin_internal.h"
 #include "admin/api.h"
@@ -171,6 +175,13 @@ int admin_query_tenant(admin_req_t *r, const char **tenant)
 }
 
 /* ---- cursors: base64url(payload) "." base64url(HMAC-SHA256) ------------- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
 
 static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -429,8 +440,6 @@ static const admin_route_t *route_find(const char *method, const char *path, cha
     return found;
 }
 
-/* ---- request lifecycle ----------------------------------------------------- */
-
 typedef struct req_state {
     admin_req_t r;
     const admin_route_t *route;
@@ -440,6 +449,156 @@ typedef struct req_state {
     bool too_big;
     bool replied; /* a reply was queued early: the body is not read */
 } req_state_t;
+
+/* ---- the reply cache (admin_route_t.cache_ms) ------------------------- */
+
+typedef struct qbuf {
+    char *p;
+    size_t len, cap;
+} qbuf_t;
+
+static void qb_add(qbuf_t *b, const char *s)
+{
+    size_t n = strlen(s) + 1; /* with its separator */
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n - 1);
+    b->p[b->len + n - 1] = '\n';
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static enum MHD_Result key_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    qb_add(cls, key);
+    qb_add(cls, value ? value : "");
+    return MHD_YES;
+}
+
+/* route, tenant and the query as given: two requests share a reply only
+ * when all three are equal (a tenant never sees another's cached page) */
+static char *cache_key(admin_req_t *r)
+{
+    qbuf_t b = {0};
+    qb_add(&b, r->route);
+    qb_add(&b, r->tenant ? r->tenant : "*");
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, key_iter, &b);
+    return b.p;
+}
+
+static cache_entry_t *cache_find(admin_t *a, const char *key)
+{
+    for (size_t i = 0; i < a->n_cache; i++)
+        if (strcmp(a->cache[i].key, key) == 0)
+            return &a->cache[i];
+    return NULL;
+}
+
+/* true: r's reply comes from the cache.  false: compute it; *claimed says
+ * whether this request must then call cache_fill (others wait for it). */
+static bool cache_get(admin_t *a, admin_req_t *r, const char *key, bool *claimed)
+{
+    *claimed = false;
+    pthread_mutex_lock(&a->cache_mu);
+    int64_t give_up = clock_mono_ms() + 5000;
+    for (;;) {
+        int64_t now = clock_mono_ms();
+        cache_entry_t *e = cache_find(a, key);
+        if (e && !e->loading && e->expires_ms > now) {
+            admin_text(r, e->status, e->ctype, strdup(e->body));
+            pthread_mutex_unlock(&a->cache_mu);
+            return true;
+        }
+        if (e && e->loading) {
+            if (now >= give_up)
+                break; /* a stuck load: compute without the cache */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 50 * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&a->cache_cv, &a->cache_mu, &ts);
+            continue;
+        }
+        if (!e) {
+            /* a free slot: an expired entry, or a new one */
+            for (size_t i = 0; i < a->n_cache && !e; i++)
+                if (!a->cache[i].loading && a->cache[i].expires_ms <= now)
+                    e = &a->cache[i];
+            if (!e && a->n_cache < ADMIN_CACHE_MAX)
+                e = &a->cache[a->n_cache++];
+            if (!e)
+                break; /* full of fresh entries: compute without the cache */
+            free(e->key);
+            e->key = strdup(key);
+        }
+        free(e->body);
+        e->body = NULL;
+        e->loading = true;
+        *claimed = true;
+        break;
+    }
+    pthread_mutex_unlock(&a->cache_mu);
+    return false;
+}
+
+static void cache_fill(admin_t *a, admin_req_t *r, const char *key, unsigned ttl_ms)
+{
+    pthread_mutex_lock(&a->cache_mu);
+    cache_entry_t *e = cache_find(a, key);
+    if (e && e->loading) {
+        e->loading = false;
+        if (r->status == 200 && r->reply) {
+            e->body = strdup(r->reply);
+            e->ctype = r->ctype;
+            e->status = r->status;
+            e->expires_ms = clock_mono_ms() + ttl_ms;
+        } else {
+            e->expires_ms = 0; /* errors are not cached: the waiters compute */
+        }
+    }
+    pthread_cond_broadcast(&a->cache_cv);
+    pthread_mutex_unlock(&a->cache_mu);
+}
+
+/* After a change: nothing cached may be older than it. */
+static void cache_clear(admin_t *a)
+{
+    pthread_mutex_lock(&a->cache_mu);
+    for (size_t i = 0; i < a->n_cache; i++)
+        if (!a->cache[i].loading)
+            a->cache[i].expires_ms = 0;
+    pthread_mutex_unlock(&a->cache_mu);
+}
+
+static void run_route(admin_t *a, req_state_t *st)
+{
+    admin_req_t *r = &st->r;
+    const admin_route_t *rt = st->route;
+    if (!rt->cache_ms || strcmp(rt->method, "GET") != 0) {
+        rt->fn(r);
+        if (rt->mutating && r->status < 300)
+            cache_clear(a);
+        return;
+    }
+    char *key = cache_key(r);
+    bool claimed;
+    if (!cache_get(a, r, key, &claimed)) {
+        rt->fn(r);
+        if (claimed)
+            cache_fill(a, r, key, rt->cache_ms);
+    }
+    free(key);
+}
+
+/* ---- request lifecycle ----------------------------------------------------- */
+
 
 static void count_request(admin_t *a, const char *route, unsigned code)
 {
@@ -667,6 +826,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
     (void)version;
     admin_t *a = cls;
     req_state_t *st = *con_cls;
+    static __thread bool niced;
+    if (!niced) {
+        /* the event path first: under contention an admin pool thread gets
+         * a small CPU share (admin.nice), so operators polling the API do
+         * not slow the drain; idle CPU is still theirs */
+        niced = true;
+        if (a->nice > 0 && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), a->nice) != 0)
+            log_warn("admin", "cannot lower the admin threads' priority: %s", strerror(errno));
+    }
     if (!st) { /* first call: headers only */
         st = calloc(1, sizeof *st);
         *con_cls = st;
@@ -712,7 +880,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         admin_error(r, 413, "payload_too_large", "body", "request bodies are limited to %d bytes",
                     ADMIN_MAX_BODY);
     else if (body_check(a, st))
-        st->route->fn(r);
+        run_route(a, st);
     return send_reply(st, c);
 }
 
@@ -733,6 +901,31 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(st->body);
     free(st);
     *con_cls = NULL;
+}
+
+/*
+ * Percent-decoding of paths and query values, in place.  As
+ * libmicrohttpd's own, except that "%00" stays as it is: a decoded NUL
+ * would cut the C string and "/api/v1/config%00..." would reach the route
+ * "/api/v1/config".  Left encoded, it matches no route (404) and no
+ * parameter check accepts it.
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p; p++) {
+        int hi, lo;
+        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *w++ = *p;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -787,19 +980,6 @@ char *admin__metrics_text(admin_t *a)
 }
 
 /* ---- start and stop -------------------------------------------------------- */
-
-int admin_host_is_loopback(const char *listen)
-{
-    const char *colon = strrchr(listen, ':');
-    char host[64];
-    if (!colon || (size_t)(colon - listen) >= sizeof host)
-        return 0;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
-    struct in_addr in;
-    if (inet_pton(AF_INET, host, &in) != 1)
-        return 0;
-    return (ntohl(in.s_addr) >> 24) == 127;
-}
 
 static char *read_file(const char *path, char *err, size_t errlen)
 {
@@ -866,6 +1046,9 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
     pthread_mutex_init(&a->pool_mu, NULL);
     pthread_mutex_init(&a->stats_mu, NULL);
     pthread_mutex_init(&a->rate_mu, NULL);
+    pthread_mutex_init(&a->cache_mu, NULL);
+    pthread_cond_init(&a->cache_cv, NULL);
+    a->nice = (int)s->nice;
     if (getrandom(a->cursor_key, sizeof a->cursor_key, 0) != (ssize_t)sizeof a->cursor_key) {
         snprintf(err, errlen, "admin: getrandom: %s", strerror(errno));
         admin_stop(a);
@@ -899,6 +1082,7 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)s->threads, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)s->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, completed, a, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, a,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, a,
         tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, a->tls_cert,
         MHD_OPTION_HTTPS_MEM_KEY, a->tls_key, MHD_OPTION_END);
     if (!a->mhd) {
@@ -928,6 +1112,12 @@ void admin_stop(admin_t *a)
     for (size_t i = 0; i < a->n_pg; i++)
         PQfinish(a->pg_pool[i]);
     admin__rate_free(a);
+    for (size_t i = 0; i < a->n_cache; i++) {
+        free(a->cache[i].key);
+        free(a->cache[i].body);
+    }
+    pthread_mutex_destroy(&a->cache_mu);
+    pthread_cond_destroy(&a->cache_cv);
     pthread_mutex_destroy(&a->pool_mu);
     pthread_mutex_destroy(&a->stats_mu);
     pthread_mutex_destroy(&a->rate_mu);

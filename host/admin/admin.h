@@ -39,7 +39,4 @@ int admin_port(const admin_t *a);
 /* Stop serving (in-flight requests finish), then free. */
 void admin_stop(admin_t *a);
 
-/* Is "host" (IPv4 text) a loopback address?  (127.0.0.0/8) */
-int admin_host_is_loopback(const char *listen);
-
 #endif

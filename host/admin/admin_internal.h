@@ -34,6 +34,18 @@ typedef struct rate_bucket {
     int64_t last_ms;
 } rate_bucket_t;
 
+/* One cached GET reply (see admin_route_t.cache_ms). */
+typedef struct cache_entry {
+    char *key;          /* route \0 tenant \0 query, as one string with separators */
+    char *body;         /* NULL while loading */
+    const char *ctype;
+    unsigned status;
+    int64_t expires_ms; /* monotonic */
+    bool loading;
+} cache_entry_t;
+
+#define ADMIN_CACHE_MAX 256
+
 struct admin_jobs;
 struct audit;
 
@@ -64,6 +76,12 @@ struct admin {
     pthread_mutex_t rate_mu; /* guards the buckets */
     rate_bucket_t *buckets;
     size_t n_buckets;
+
+    pthread_mutex_t cache_mu; /* guards the cache; cache_cv signals a finished load */
+    pthread_cond_t cache_cv;
+    cache_entry_t cache[ADMIN_CACHE_MAX];
+    size_t n_cache;
+    int nice;                 /* admin.nice, applied to each pool thread once */
 
     js_registry_t *schemas; /* request schemas, compiled at start; read-only after */
     const char *schema_names[32];

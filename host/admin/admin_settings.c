@@ -3,7 +3,10 @@
  */
 #include "admin/admin_settings.h"
 
+#include <arpa/inet.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "config/config.h"
 
@@ -31,6 +34,10 @@ static const cfg_setting_t rows[] = {
     {.key = "admin.threads", .type = CFG_U32, .offset = OFF(threads), .min = 1, .max = 64,
      .def = "4", .reload = CFG_RESTART, .why = SOCKET,
      .desc = "threads serving admin requests (libmicrohttpd's thread pool)"},
+    {.key = "admin.nice", .type = CFG_U32, .offset = OFF(nice), .min = 0, .max = 19, .def = "10",
+     .reload = CFG_RESTART, .why = "each pool thread sets it once, when it first serves",
+     .desc = "nice value of the admin threads: under CPU contention the event path keeps its "
+             "share and operators' requests wait (0 = the same priority as the event path)"},
     {.key = "admin.max_connections", .type = CFG_U32, .offset = OFF(max_connections), .min = 1,
      .max = 10000, .def = "512", .reload = CFG_RESTART, .why = SOCKET,
      .desc = "open admin connections at most; more are refused"},
@@ -54,11 +61,40 @@ static const cfg_setting_t rows[] = {
              "other tenant is counted as `other`"},
 };
 
+int admin_host_is_loopback(const char *listen)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[64];
+    if (!colon || (size_t)(colon - listen) >= sizeof host)
+        return 0;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - listen), listen);
+    struct in_addr in;
+    if (inet_pton(AF_INET, host, &in) != 1)
+        return 0;
+    return (ntohl(in.s_addr) >> 24) == 127;
+}
+
+/* The position of a row's value, for errors about it (NULL: default). */
+static const cfg_pos_t *pos_of(const evbus_config_t *cfg, const char *key)
+{
+    size_t idx;
+    if (!cfg_setting_find(key, &idx) || cfg->sources[idx].kind != CFG_SRC_FILE)
+        return NULL;
+    return &cfg->sources[idx].pos;
+}
+
 static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
 {
     const admin_settings_t *a = &cfg->admin;
     if ((a->tls_cert == NULL) != (a->tls_key == NULL))
-        cfg_errors_add(errs, NULL, "admin.tls: set both cert and key, or neither");
+        cfg_errors_add(errs, pos_of(cfg, a->tls_cert ? "admin.tls.cert" : "admin.tls.key"),
+                       "admin.tls: set both cert and key, or neither");
+    if (a->listen && !a->tls_cert && !a->allow_plaintext && !admin_host_is_loopback(a->listen))
+        cfg_errors_add(errs, pos_of(cfg, "admin.listen"),
+                       "admin.listen: '%s' is not a loopback address and admin.tls is not set: "
+                       "bearer tokens would cross the network in clear text; set admin.tls "
+                       "{ cert, key }, or admin.allow_plaintext: true when a TLS proxy fronts "
+                       "evbusd", a->listen);
 }
 
 const cfg_table_t admin_settings_table = {

@@ -19,6 +19,7 @@ typedef struct admin_settings {
     char *tls_key;
     uint32_t threads;      /* libmicrohttpd thread pool */
     uint32_t max_connections;
+    uint32_t nice;         /* the pool threads' nice value (0..19) */
     uint64_t connection_timeout_ms; /* idle connections are closed after this */
     double rate_per_s;     /* token bucket per token: refill rate */
     uint32_t rate_burst;   /*   and size */
@@ -27,5 +28,9 @@ typedef struct admin_settings {
 } admin_settings_t;
 
 extern const cfg_table_t admin_settings_table;
+
+/* Is listen's host ("127.0.0.1:8089") an IPv4 loopback address
+ * (127.0.0.0/8)?  1 or 0. */
+int admin_host_is_loopback(const char *listen);
 
 #endif

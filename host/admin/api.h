@@ -91,6 +91,11 @@ typedef struct admin_route {
     const char *body_schema;     /* request schema name (schemas/admin/...), NULL = no body */
     const char *name;            /* "dlq.list": metrics label and audit action */
     admin_route_fn fn;           /* returns 0 (reply set) */
+    /* GET only: a 200 reply is reused for this long for the same tenant and
+     * query, and concurrent identical requests wait for one computation
+     * (single flight), so many clients polling a list cost Redis one read
+     * per period.  Any successful mutating request drops every entry. */
+    unsigned cache_ms;
 } admin_route_t;
 
 /* Route tables of the modules; each ends with a {0} row. */

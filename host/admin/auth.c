@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "admin/admin_internal.h"
+#include "admin/audit.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -152,25 +153,24 @@ bool admin__authorize(admin_t *a, admin_req_t *r, const admin_route_t *route,
     return true;
 }
 
-/* ---- audit (glue until the audit module lands) ---- */
-
-struct audit {
-    int dummy;
-};
+/* ---- audit ---- */
 
 struct audit *admin__audit_start(const evbus_config_t *cfg, char *err, size_t errlen)
 {
-    (void)cfg;
-    (void)err;
-    (void)errlen;
-    return calloc(1, sizeof(struct audit));
+    return audit_start(cfg, err, errlen);
 }
 
-void admin__audit_stop(struct audit *au) { free(au); }
+void admin__audit_stop(struct audit *au) { audit_stop(au); }
 
 void admin_audit(admin_req_t *r, const char *target, long long count, const char *result)
 {
-    log_info("audit", "token=%s tenant=%s action=%s target=%s count=%lld result=%s",
-             r->token_name, r->tenant ? r->tenant : "*", r->route, target ? target : "-", count,
-             result);
+    audit_record_t rec = {.token = r->token_name,
+                          .tenant = r->tenant,
+                          .action = r->route,
+                          .target = target,
+                          .count = count,
+                          .result = result};
+    /* never blocks: a full queue drops the record and counts it
+     * (evbus_audit_dropped_total) */
+    audit_write(r->admin->audit, &rec);
 }

@@ -64,7 +64,7 @@ static int reload(admin_req_t *r)
     json_t *rl = json_object_get(h, "reload");
     if (reload_outcomes(h) <= before) {
         json_decref(h);
-        admin_audit(r, NULL, -1, "timeout");
+        admin_audit(r, NULL, -1, "error: no outcome within 60 s");
         return admin_error(r, 504, "timeout", "", "the reload did not finish within 60 s; see "
                            "GET /health reload");
     }
@@ -83,21 +83,24 @@ static int reload(admin_req_t *r)
                               "keeps serving", "errors", errs, "generation",
                               json_object_get(h, "generation"));
         json_decref(h);
-        admin_audit(r, NULL, -1, "failed");
+        admin_audit(r, NULL, -1, "error: invalid configuration");
         return admin_json(r, 422, o);
     }
     json_t *o = json_pack("{s:O, s:O, s:O}", "generation", json_object_get(h, "generation"),
                           "status", json_object_get(rl, "status"), "pending_restart",
                           json_object_get(rl, "pending_restart"));
-    admin_audit(r, NULL, -1, json_string_value(json_object_get(rl, "status")));
+    admin_audit(r, NULL, -1,
+                strcmp(json_string_value(json_object_get(rl, "status")), "partial") == 0
+                    ? "ok: partial (settings wait for a restart)"
+                    : "ok");
     json_decref(h);
     return admin_json(r, 200, o);
 }
 
 const admin_route_t admin_routes_core[] = {
-    {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health},
-    {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics},
-    {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config},
-    {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload},
+    {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health, 0},
+    {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics, 0},
+    {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config, 0},
+    {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload, 0},
     {0},
 };

@@ -881,7 +881,7 @@ json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e)
         json_decref(handlers);
         handlers = json_string(e->handlers);
     }
-    json_t *event = json_loadb(e->event, e->event_len, 0, NULL);
+    json_t *event = json_loadb(e->event, e->event_len, JSON_ALLOW_NUL, NULL);
     int rc = json_object_set_new(o, "dlq_id", json_string(e->dlq_id)) |
              json_object_set_new(o, "stream", json_string(e->stream)) |
              json_object_set_new(o, "orig_id", json_string(e->orig_id)) |

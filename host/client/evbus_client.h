@@ -403,7 +403,8 @@ int evbus_time_check(const char *s);
     X(UNPARSEABLE, "unparseable",                                                                  \
       "no `event` field, not a JSON object, or malformed retry metadata")                          \
     X(INVALID_ENVELOPE, "invalid_envelope",                                                        \
-      "a required CloudEvents attribute is missing or malformed")                                  \
+      "a required CloudEvents attribute is missing or malformed (or holds U+0000), or a member "    \
+      "name appears twice anywhere in the event")                                                  \
     X(SCHEMA_INVALID, "schema_invalid",                                                            \
       "the payload fails its schema and a matching subscription enforces")                         \
     X(NO_SCHEMA, "no_schema",                                                                      \

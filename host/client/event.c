@@ -244,13 +244,23 @@ int evbus_time_check(const char *s)
 }
 
 /* An optional attribute: absent is fine, present must be a non-empty string. */
+/* A string attribute holding U+0000 (JSON allows it in strings, and the
+ * parsers accept it since payloads may carry it): C code reading the
+ * attribute would see a shorter value than another consumer. */
+static bool has_nul(const json_t *v)
+{
+    return json_is_string(v) && strlen(json_string_value(v)) != json_string_length(v);
+}
+
 static int check_optional_string(evbus_client_t *c, const json_t *v, const char *name, char *err,
                                  size_t errlen)
 {
     if (v && (!json_is_string(v) || json_string_length(v) == 0))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%s: must be a non-empty string",
                            name);
-    return 0;
+    return has_nul(v) ? evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                                    "%s: must not contain U+0000", name)
+                      : 0;
 }
 
 /* The event's CloudEvent attributes (indexed by EVBUS__A_*), found in one
@@ -306,7 +316,7 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "type: missing");
     if (!json_is_string(v))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "type: not a string");
-    if (evbus_type_check(json_string_value(v)) != 0)
+    if (evbus_type_check(json_string_value(v)) != 0 || has_nul(v))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "type: \"%.64s\" is not lowercase dot-separated segments of "
                            "[a-z0-9_-]",
@@ -318,6 +328,9 @@ int evbus_event_complete(evbus_client_t *c, json_t *ev, char *err, size_t errlen
     if (!json_is_string(v) || json_string_length(v) == 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "tenantid: must be a non-empty string");
+    if (has_nul(v))
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                           "tenantid: must not contain U+0000");
 
     if (check_optional_string(c, a[EVBUS__A_ID], "id", err, errlen) ||
         check_optional_string(c, a[EVBUS__A_SOURCE], "source", err, errlen) ||
@@ -587,7 +600,9 @@ static int text_slow(evbus_client_t *c, const char *text, size_t len, evbus_text
                      uint64_t *hash, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *j = json_loadb(text, len, 0, &jerr);
+    /* as the consumer reads it (host/core/event.c): U+0000 in strings is
+     * JSON, a member name twice is ambiguous and refused */
+    json_t *j = json_loadb(text, len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
     if (!j)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "invalid JSON: %s (column %d)",
                            jerr.text, jerr.column);

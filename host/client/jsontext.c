@@ -283,7 +283,8 @@ static int hex4(const unsigned char *p, unsigned *v)
 
 /* A string at s->p (the opening quote).  Sets *esc when it holds a
  * backslash.  Rejects what jansson rejects (controls, bad UTF-8, bad
- * escapes, \u0000, unpaired surrogates). */
+ * escapes, unpaired surrogates) and \u0000, which jansson accepts with
+ * JSON_ALLOW_NUL: such events take the slow path. */
 static inline __attribute__((always_inline)) int scan_string(scan_t *s, bool *esc)
 {
     const unsigned char *p = s->p + 1, *end = s->end;
@@ -388,11 +389,24 @@ static int scan_container(scan_t *s, int depth, bool object)
         s->p++;
         return 0;
     }
+    /* member names seen in this object: a name twice is refused by the
+     * slow path (JSON_REJECT_DUPLICATES), so the fast path gives up on it;
+     * escaped names and big objects too, which it cannot compare cheaply */
+    const unsigned char *names[16];
+    size_t name_len[16], n_names = 0;
     for (;;) {
         if (object) {
             bool esc;
-            if (s->p >= s->end || *s->p != '"' || scan_string(s, &esc) != 0)
+            const unsigned char *key = s->p + 1;
+            if (s->p >= s->end || *s->p != '"' || scan_string(s, &esc) != 0 || esc ||
+                n_names == 16)
                 return -1;
+            size_t klen = (size_t)(s->p - key - 1);
+            for (size_t i = 0; i < n_names; i++)
+                if (name_len[i] == klen && memcmp(names[i], key, klen) == 0)
+                    return -1;
+            names[n_names] = key;
+            name_len[n_names++] = klen;
             skip_ws(s);
             if (s->p >= s->end || *s->p != ':')
                 return -1;
@@ -467,14 +481,22 @@ int evbus__scan_event(const char *text, size_t len, evbus__scan_t *out)
     skip_ws(&s);
     if (s.p < s.end && *s.p == '}')
         return -1; /* no type: the slow path says so */
+    const unsigned char *names[32];
+    size_t name_len[32], n_names = 0;
     for (;;) {
         bool esc;
         const unsigned char *key = s.p + 1;
         if (s.p >= s.end || *s.p != '"' || scan_string(&s, &esc) != 0)
             return -1;
         size_t klen = (size_t)(s.p - key - 1);
-        if (esc)
-            return -1; /* could spell an attribute name */
+        if (esc || n_names == 32)
+            return -1; /* could spell an attribute name; or too many to compare */
+        /* a member twice: the slow path refuses it */
+        for (size_t i = 0; i < n_names; i++)
+            if (name_len[i] == klen && memcmp(names[i], key, klen) == 0)
+                return -1;
+        names[n_names] = key;
+        name_len[n_names++] = klen;
         skip_ws(&s);
         if (s.p >= s.end || *s.p != ':')
             return -1;

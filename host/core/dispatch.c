@@ -185,6 +185,26 @@ static int flush_once(dctx_t *d)
     return rc;
 }
 
+/* End-to-end latency of the entries just acknowledged (now minus the
+ * time in their stream id), binned here so the chunk costs one atomic add
+ * per bucket, and the time of this acknowledgement. */
+static void observe_acked(const dctx_t *d)
+{
+    if (!d->n_acks)
+        return;
+    int64_t now = clock_wall_ms();
+    uint64_t counts[METRICS_HIST_MAX_BOUNDS + 1] = {0}, sum = 0;
+    for (size_t i = 0; i < d->n_acks; i++) {
+        int64_t ms = now - strtoll(d->acks[i], NULL, 10);
+        if (ms < 0)
+            ms = 0; /* another host's clock ahead of ours */
+        counts[metrics_latency_bucket(ms)]++;
+        sum += (uint64_t)ms;
+    }
+    metrics_latency_add(counts, sum);
+    SAMPLED_SET(last_processed_ms, now);
+}
+
 void dctx_flush(dctx_t *d)
 {
     /* One lock on the writer's queue per chunk instead of one per event. */
@@ -200,6 +220,7 @@ void dctx_flush(dctx_t *d)
         int rc = flush_once(d);
         if (rc == 1) {
             METRIC_ADD(events_acked, d->n_acks);
+            observe_acked(d);
             d->link->redis_recovered(d->link->owner);
             break;
         }
@@ -389,7 +410,7 @@ static json_t *data_at_version(dctx_t *d, struct evbus_event *ev, int target, ch
     json_t *v = NULL;
     if (rc == 0 && out.data) {
         json_error_t jerr;
-        v = json_loadb(out.data, out.len, JSON_DECODE_ANY, &jerr);
+        v = json_loadb(out.data, out.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         if (!v)
             snprintf(err, errlen, "upcaster %s v%d->v%d produced invalid JSON: %s", ev->type,
                      target - 1, target, jerr.text);
@@ -498,6 +519,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         ev->reason_len = 0;
     }
     int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
+    metrics_handler_duration_ms(h->metrics_slot, took);
     crash_slot_leave(d->crash_slot);
     atomic_store(&d->cur_handler, NULL);
     ev->deadline_ms = 0;
@@ -667,9 +689,33 @@ static void run_handlers(dctx_t *d, struct evbus_event *ev, const gen_handler_t 
 /* Record what the verdict made of handler h: counters, its outcome, the
  * event's error and failing handlers, its retry. */
 static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
-                           const char *why, const verdict_handler_out_t *o)
+                           const char *why, const verdict_handler_out_t *o,
+                           verdict_result_t result, stats_cell_t *cell, unsigned tenant_label)
 {
     event_note_outcome(ev, h->name, verdict_outcome_name(o->outcome));
+    /* the per-instance outcome (util/metrics.h); a dedup skip is no call */
+    metrics_outcome_t mo = METRICS_N_OUTCOMES;
+    switch (o->outcome) {
+    case VERDICT_OUTCOME_OK:
+        mo = METRICS_OUTCOME_OK;
+        break;
+    case VERDICT_OUTCOME_RETRY:
+        mo = result == VERDICT_RESULT_TIMEOUT ? METRICS_OUTCOME_TIMEOUT : METRICS_OUTCOME_RETRY;
+        break;
+    case VERDICT_OUTCOME_REJECT:
+        mo = METRICS_OUTCOME_REJECT;
+        break;
+    case VERDICT_OUTCOME_EXHAUSTED:
+    case VERDICT_OUTCOME_UPCAST_FAILED:
+        mo = METRICS_OUTCOME_DEAD;
+        break;
+    case VERDICT_OUTCOME_DEDUP:
+        break;
+    }
+    if (mo != METRICS_N_OUTCOMES) {
+        metrics_handler_outcome(h->metrics_slot, tenant_label, mo);
+        stats_cell_outcome(cell, mo);
+    }
     switch (o->outcome) {
     case VERDICT_OUTCOME_OK:
         METRIC_INC(handler_ok);
@@ -776,13 +822,17 @@ static int perform(dctx_t *d, struct evbus_event *ev, const verdict_input_t *in,
 {
     if (v->ack)
         add_ack(d, ev->stream_id);
+    stats_cell_t *cell = stats_cell(d->link->stats, ev->tenant, ev->type);
+    unsigned tenant_label = metrics_tenant_label(ev->tenant);
     for (size_t i = 0; i < v->n_handlers; i++)
-        record_handler(d, ev, hs[i], d->why[i], &v->handlers[i]);
+        record_handler(d, ev, hs[i], d->why[i], &v->handlers[i], in->handlers[i].result, cell,
+                       tenant_label);
     record_early(ev, in, v);
     if (v->status == EV_STATUS_DEAD_LETTERED)
         dead_letter(d, ev, v->reason);
     else
         ev->status = v->status;
+    stats_cell_status(cell, ev->status);
     metadata(d, ev);
     return v->status == EV_STATUS_COMPLETED || v->status == EV_STATUS_IGNORED ? 0 : 1;
 }

@@ -33,6 +33,7 @@
 
 #include "core/event.h"
 #include "core/generation.h"
+#include "core/stats.h"
 #include "jsonschema/jsonschema.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -59,6 +60,7 @@ typedef struct dlink {
     void (*redis_recovered)(void *owner);
     int64_t (*backoff_ms)(void *owner);  /* wait before the next connect attempt */
     store_writer_t *(*metadata)(void *owner); /* NULL when metadata is off */
+    stats_t *stats;          /* per tenant and type counts; NULL = not kept */
 } dlink_t;
 
 typedef struct dctx {

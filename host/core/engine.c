@@ -27,6 +27,7 @@
 #include "core/crash.h"
 #include "core/dispatch.h"
 #include "core/reply_arena.h"
+#include "core/stats.h"
 #include "retention/retention.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -113,6 +114,7 @@ struct engine {
     atomic_int threads_running;
 
     store_writer_t *meta;
+    stats_t *stats;        /* per tenant and type counts, throughput (stats.h) */
     store_replay_worker_t *replay;
     retention_t *ret;      /* the stream's trimmer; maintenance thread */
     pthread_mutex_t replay_lock;
@@ -150,6 +152,10 @@ static void apply_live(engine_t *e, const generation_t *gen)
     atomic_store(&e->live.connect_ms, c->redis_connect_timeout_ms);
     atomic_store(&e->live.unhealthy_after_ms, (unsigned)c->health_unhealthy_after_ms);
     atomic_store(&e->live.circuit_stop, c->circuit_stop);
+    metrics_set_tenant_labels(gen->cfg->admin.metrics_tenant_label);
+    /* before the generation gauge names gen: its handlers' series show */
+    for (size_t i = 0; i < gen->n_handlers; i++)
+        metrics_handler_set_live(gen->handlers[i].metrics_slot, gen->number);
 }
 
 static void sleep_ms(int64_t ms)
@@ -796,6 +802,8 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
     long long len = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     METRIC_SET(dlq_length, (uint64_t)len);
+    SAMPLED_SET(dlq_entries, len);
+    SAMPLED_SET(dlq_capacity_ratio_ppm, cap ? len * 1000000 / cap : METRICS_UNSET);
     int level = 0;
     if (cap && len * 100 >= (long long)cap * 95)
         level = 2;
@@ -849,6 +857,74 @@ static int watch_dlq(engine_t *e, redisContext *c)
     int rc = watch_dlq_with(e, c, g->cfg->core.dlq_capacity, g->cfg->core.dlq_archive);
     generation_unref(g);
     return rc;
+}
+
+/*
+ * The consumer group as Redis sees it, for the gauges of util/metrics:
+ * lag (XINFO GROUPS; Redis 7.0 reports null when it cannot compute it,
+ * which stays "unknown", never 0), pending entries and the age of the
+ * oldest (XPENDING summary: its smallest id is the oldest), and the retry
+ * schedule's size.  One pipelined round trip every few seconds on this
+ * thread's connection, never on the dispatch path.  A failed read unsets
+ * the gauges: a stale number would look like a healthy one.
+ */
+#define GROUP_SAMPLE_MS 2000
+
+static void unset_group_gauges(void)
+{
+    SAMPLED_SET(consumer_lag, METRICS_UNSET);
+    SAMPLED_SET(pending, METRICS_UNSET);
+    SAMPLED_SET(oldest_pending_age_ms, METRICS_UNSET);
+    SAMPLED_SET(retry_scheduled, METRICS_UNSET);
+}
+
+static int sample_group(engine_t *e, redisContext *c)
+{
+    redisAppendCommand(c, "XINFO GROUPS %s", e->stream);
+    redisAppendCommand(c, "XPENDING %s %s", e->stream, e->group);
+    redisAppendCommand(c, "ZCARD %s", e->retry_key);
+    redisReply *r[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        if (redisGetReply(c, (void **)&r[i]) != REDIS_OK) {
+            for (int k = 0; k < i; k++)
+                freeReplyObject(r[k]);
+            unset_group_gauges();
+            return -1;
+        }
+    int64_t lag = METRICS_UNSET, pending = METRICS_UNSET, oldest = METRICS_UNSET;
+    for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i < r[0]->elements; i++) {
+        redisReply *g = r[0]->element[i];
+        const redisReply *name = NULL, *lagv = NULL;
+        for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2) {
+            if (g->element[k]->type != REDIS_REPLY_STRING)
+                continue;
+            if (!strcmp(g->element[k]->str, "name"))
+                name = g->element[k + 1];
+            else if (!strcmp(g->element[k]->str, "lag"))
+                lagv = g->element[k + 1];
+        }
+        if (name && name->type == REDIS_REPLY_STRING && !strcmp(name->str, e->group) && lagv &&
+            lagv->type == REDIS_REPLY_INTEGER)
+            lag = lagv->integer;
+    }
+    if (r[1]->type == REDIS_REPLY_ARRAY && r[1]->elements >= 2 &&
+        r[1]->element[0]->type == REDIS_REPLY_INTEGER) {
+        pending = r[1]->element[0]->integer;
+        oldest = 0; /* nothing pending: nothing is waiting */
+        if (pending > 0 && r[1]->element[1]->type == REDIS_REPLY_STRING) {
+            oldest = clock_wall_ms() - strtoll(r[1]->element[1]->str, NULL, 10);
+            if (oldest < 0)
+                oldest = 0;
+        }
+    }
+    SAMPLED_SET(consumer_lag, lag);
+    SAMPLED_SET(pending, pending);
+    SAMPLED_SET(oldest_pending_age_ms, oldest);
+    SAMPLED_SET(retry_scheduled,
+                r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : METRICS_UNSET);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    return 0;
 }
 
 /*
@@ -917,7 +993,7 @@ static void *maint_main(void *arg)
     engine_t *e = arg;
     pthread_setname_np(pthread_self(), "evbus-maint");
     redisContext *c = NULL;
-    int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0;
+    int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0;
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
     int64_t stale_every = LIVE(e, stale_consumer_ms) / 2;
@@ -941,6 +1017,11 @@ static void *maint_main(void *arg)
             rc = watch_dlq(e, c);
             last_dlq = now;
         }
+        if (rc == 0 && now - last_group >= GROUP_SAMPLE_MS) {
+            rc = sample_group(e, c);
+            last_group = now;
+        }
+        stats_sample(e->stats, now);
         if (rc == 0) {
             /* retention is live: the serving generation's policy each round */
             generation_t *g = engine_current(e);
@@ -1014,6 +1095,7 @@ static void fill_link(engine_t *e)
         .redis_recovered = link_redis_recovered,
         .backoff_ms = link_backoff_ms,
         .metadata = link_metadata,
+        .stats = e->stats,
     };
 }
 
@@ -1039,6 +1121,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->n_workers = cfg->core.worker_threads;
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
+    e->stats = stats_new();
     fill_link(e);
     apply_live(e, gen);
     e->current = gen;
@@ -1059,7 +1142,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
     METRIC_SET(redis_up, 1);
-    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret) {
+    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -1168,6 +1251,8 @@ bool engine_wait_drained(generation_t *old, int timeout_ms)
 
 void engine_request_stop(engine_t *e) { atomic_store(&e->stop, true); }
 
+stats_t *engine__stats(engine_t *e) { return e->stats; }
+
 bool engine_wants_exit(engine_t *e) { return atomic_load(&e->wants_exit); }
 
 bool engine_failed(engine_t *e) { return atomic_load(&e->failed); }
@@ -1243,6 +1328,7 @@ void engine_free(engine_t *e)
     free(e->consumer);
     free(e->retry_key);
     retention_free(e->ret);
+    stats_free(e->stats);
     free(e->dlq_stream);
     free(e);
 }
@@ -1350,6 +1436,21 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(lag, "workers_over_timeout", json_integer(over));
     json_object_set_new(lag, "stuck", stuck);
     json_object_set_new(h, "inhost", lag);
+    /* the consumer group as Redis last reported it (maintenance thread,
+     * every few seconds): null until read, and lag null when Redis cannot
+     * tell (never a made-up 0) */
+    json_t *grp = json_object();
+#define SAMPLED_JSON(key, f, div)                                                                  \
+    do {                                                                                           \
+        int64_t v_ = SAMPLED_GET(f);                                                               \
+        json_object_set_new(grp, key, v_ == METRICS_UNSET ? json_null() : json_integer(v_ / (div))); \
+    } while (0)
+    SAMPLED_JSON("lag", consumer_lag, 1);
+    SAMPLED_JSON("pending", pending, 1);
+    SAMPLED_JSON("oldest_pending_age_ms", oldest_pending_age_ms, 1);
+    SAMPLED_JSON("retry_scheduled", retry_scheduled, 1);
+#undef SAMPLED_JSON
+    json_object_set_new(h, "group", grp);
     json_t *md = json_object();
     json_object_set_new(md, "enabled", json_boolean(e->meta != NULL));
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));

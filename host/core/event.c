@@ -178,10 +178,14 @@ bool event_is_rfc3339(const char *s)
     return false;
 }
 
+/* A string attribute; NULL when absent, not a string, or holding U+0000
+ * (C code would read a shorter value than the event carries). */
 static const char *str_attr(json_t *env, const char *key)
 {
     json_t *v = json_object_get(env, key);
-    return json_is_string(v) ? json_string_value(v) : NULL;
+    if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+        return NULL;
+    return json_string_value(v);
 }
 
 static int fail(struct evbus_event *ev, evbus_dlq_reason_t reason, const char *fmt, ...)
@@ -232,8 +236,14 @@ int event_parse(struct evbus_event *ev)
         return fail(ev, EVBUS_DLQ_UNPARSEABLE, "entry has no 'event' field");
     json_error_t jerr;
     jarena_enter(ev->arena);
-    ev->env = fj_parse(ev->raw, ev->raw_len, 0, &jerr); /* json_loadb's tree, faster */
+    /* json_loadb's tree, faster.  U+0000 in a string is valid JSON (RFC
+     * 8259); a member name twice is not taken one way or the other: another
+     * consumer of the stream could take the other value */
+    ev->env = fj_parse(ev->raw, ev->raw_len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
     jarena_leave();
+    if (!ev->env && json_error_code(&jerr) == json_error_duplicate_key)
+        return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "a member name appears twice (line %d column "
+                    "%d): %s", jerr.line, jerr.column, jerr.text);
     if (!ev->env)
         return fail(ev, EVBUS_DLQ_UNPARSEABLE, "invalid JSON at line %d column %d: %s",
                     jerr.line, jerr.column, jerr.text);

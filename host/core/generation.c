@@ -21,6 +21,7 @@
 #include "core/event.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/private_dir.h"
 
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -456,6 +457,12 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
         goto fail;
     if (build_instances(g, prev, check ? EVBUS_INIT_CHECK : 0, errs) != 0)
         goto fail;
+    /* a checked generation never serves: it takes no metrics slot */
+    for (size_t i = 0; !check && i < g->n_handlers; i++) {
+        gen_handler_t *h = &g->handlers[i];
+        h->metrics_slot = metrics_handler_slot(
+            h->kind == GEN_HANDLER_PLUGIN ? plugin_instance_name(h->inst) : h->name);
+    }
     g->router = router_new();
     if (!g->router)
         goto fail;

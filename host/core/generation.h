@@ -51,6 +51,9 @@ typedef struct gen_handler {
     retry_policy_t retry;
     uint32_t timeout_ms;
     uint32_t dedup_ttl_s;
+    /* the instance's (or foreign handler's) slot in util/metrics: its
+     * per-handler counters, found once here instead of per event */
+    uint16_t metrics_slot;
 } gen_handler_t;
 
 typedef struct gen_upcaster {

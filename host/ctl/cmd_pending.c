@@ -174,7 +174,7 @@ static int quarantine(int argc, char **argv)
             }
     }
     /* the envelope's identity, when it parses: the DLQ tools filter on it */
-    json_t *ev = json_loadb(raw, raw_len, 0, NULL);
+    json_t *ev = json_loadb(raw, raw_len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
     const char *eid = json_string_value(json_object_get(ev, "id"));
     const char *type = json_string_value(json_object_get(ev, "type"));
     const char *tenant = json_string_value(json_object_get(ev, "tenantid"));

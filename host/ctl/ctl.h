@@ -55,6 +55,7 @@ int cmd_status(int argc, char **argv);   /* cmd_status.c */
 int cmd_reload(int argc, char **argv);   /* cmd_status.c */
 int cmd_config(int argc, char **argv);   /* cmd_config.c */
 int cmd_pending(int argc, char **argv);  /* cmd_pending.c */
+int cmd_token(int argc, char **argv);    /* cmd_token.c */
 
 /* The global options as given (NULL when absent): set by main.c before
  * the command runs, read by ctl_env(). */

@@ -28,6 +28,7 @@ static const struct {
     {"reload", cmd_reload, "ask the running evbusd to reload its configuration"},
     {"config", cmd_config, "show every setting in force, its source and reload class"},
     {"pending", cmd_pending, "list pending entries; quarantine one to the DLQ by hand"},
+    {"token", cmd_token, "make an admin API token and its admin.tokens line (create | hash)"},
 };
 
 static void usage(FILE *f)

@@ -334,7 +334,7 @@ static char *add_document(js_registry_t *reg, const char *path, const char *want
                           cfg_errors_t *errs)
 {
     json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!doc) {
         if (jerr.line > 0)
             cat_err(errs, "%s:%d:%d: %s", path, jerr.line, jerr.column, jerr.text);
@@ -650,7 +650,7 @@ static json_t *file_refs_resolve(const char *uri, void *ud)
         snprintf(path, sizeof path, "%s/%s", fr->root, uri + sizeof base - 1);
     else
         return NULL;
-    return json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+    return json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 }
 
 js_registry_t *schema_load_file(const char *path, int format_assert, const js_schema_t **out,
@@ -681,7 +681,7 @@ js_registry_t *schema_load_file(const char *path, int format_assert, const js_sc
         return NULL;
     }
     json_error_t jerr;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     char err[512];
     char *uri = NULL;
     const js_schema_t *s = NULL;

@@ -121,7 +121,7 @@ int schema_stream_run(schema_stream_t *st, FILE *in, const char *name, char *err
             continue; /* blank lines separate nothing in NDJSON; skip them */
 
         json_error_t jerr;
-        json_t *v = fj_parse(st->line, (size_t)len, JSON_DECODE_ANY, &jerr);
+        json_t *v = fj_parse(st->line, (size_t)len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
         int valid = 0;
         if (v) {
             valid = check(st, v);

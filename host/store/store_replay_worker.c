@@ -163,7 +163,7 @@ static const char *field(const redisReply *entry, const char *name, size_t *len)
 /* Whether an event passes the job's type and tenant filters. */
 static bool job_matches(const job_t *j, const char *raw)
 {
-    json_t *ev = json_loads(raw, 0, NULL);
+    json_t *ev = json_loads(raw, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, NULL);
     if (!json_is_object(ev)) {
         json_decref(ev);
         return false;

@@ -11,6 +11,7 @@
 #define EVBUS_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,7 +57,10 @@
       "Publishes refused by the host API")                                                 \
     X(archived, "evbus_archive_entries_total", "Stream entries archived to PostgreSQL")    \
     X(archive_errors, "evbus_archive_errors_total",                                         \
-      "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")
+      "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")           \
+    X(audit_written, "evbus_audit_written_total", "Audit records written (admin API)")      \
+    X(audit_dropped, "evbus_audit_dropped_total",                                           \
+      "Audit records lost: queue full, stopping, or refused by the backend")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
@@ -106,7 +110,128 @@ extern evbus_metrics_t g_metrics;
 #define METRIC_SET(f, v) atomic_store_explicit(&g_metrics.f, (v), memory_order_relaxed)
 #define METRIC_GET(f) atomic_load_explicit(&g_metrics.f, memory_order_relaxed)
 
-/* Render all metrics in Prometheus text format into a malloc'd string. */
+/* ---- sampled gauges ------------------------------------------------------
+ * Values read from Redis by the maintenance thread (or set at each ack),
+ * stored in a fixed unit and shown divided by `scale`.  Until a value has
+ * been read, and after a failed read, it is METRICS_UNSET and its series is
+ * left out of the exposition: a gauge nobody measured is absent, never 0. */
+#define METRICS_UNSET INT64_MIN
+#define METRICS_SAMPLED(X)                                                                 \
+    X(consumer_lag, "evbus_consumer_lag_messages", 1,                                      \
+      "Entries of the stream not yet delivered to the consumer group (XINFO GROUPS lag)")  \
+    X(pending, "evbus_pending_messages", 1,                                                \
+      "Entries delivered to the group and not acknowledged (all consumers)")              \
+    X(oldest_pending_age_ms, "evbus_oldest_pending_age_seconds", 1000,                     \
+      "Age of the group's oldest pending entry by its stream id (0 when none is pending)") \
+    X(retry_scheduled, "evbus_retry_scheduled", 1, "Retries waiting in the retry schedule") \
+    X(dlq_entries, "evbus_dlq_entries", 1, "Entries in the dead-letter stream")            \
+    X(dlq_capacity_ratio_ppm, "evbus_dlq_capacity_ratio", 1000000,                         \
+      "Dead-letter stream length over dlq.capacity (absent when the capacity is unbounded)") \
+    X(last_processed_ms, "evbus_last_processed_timestamp_seconds", 1000,                   \
+      "Unix time of the last acknowledgement written by this host")
+
+typedef struct metrics_sampled {
+#define X(field, name, scale, help) _Atomic int64_t field;
+    METRICS_SAMPLED(X)
+#undef X
+} metrics_sampled_t;
+
+extern metrics_sampled_t g_sampled;
+
+#define SAMPLED_SET(f, v) atomic_store_explicit(&g_sampled.f, (int64_t)(v), memory_order_relaxed)
+#define SAMPLED_GET(f) atomic_load_explicit(&g_sampled.f, memory_order_relaxed)
+
+/* ---- histograms -----------------------------------------------------------
+ * Fixed buckets over integer milliseconds; each observation is two relaxed
+ * atomic adds (its bucket and the sum).  The count is the sum of the
+ * buckets, computed when rendering, so _count always equals the +Inf
+ * bucket. */
+#define METRICS_HIST_MAX_BOUNDS 16
+
+typedef struct metrics_hist {
+    atomic_uint_fast64_t bucket[METRICS_HIST_MAX_BOUNDS + 1]; /* last: above every bound */
+    atomic_uint_fast64_t sum_ms;
+} metrics_hist_t;
+
+/* Handler call durations.  Measured with the coarse monotonic clock the
+ * handler timeouts already read (clock_coarse_ms), so faster calls than its
+ * tick (1-10 ms) land in the first bucket; bounds in ms. */
+#define METRICS_DURATION_BOUNDS_MS                                                         \
+    {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000}
+/* Now minus the stream id's time, at the acknowledgement; bounds in ms. */
+#define METRICS_LATENCY_BOUNDS_MS                                                          \
+    {1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+
+/* End-to-end latency, binned by the caller so a chunk of acks costs one
+ * atomic add per non-empty bucket: metrics_latency_bucket() gives the index
+ * of ms (negative: clocks apart, counted as 0), metrics_latency_add() adds
+ * counts[0..METRICS_HIST_MAX_BOUNDS] and their sum (any thread). */
+size_t metrics_latency_bucket(int64_t ms);
+void metrics_latency_add(const uint64_t *counts, uint64_t sum_ms);
+
+/* ---- per-handler-instance series -----------------------------------------
+ * evbus_events_processed_total{handler,outcome[,tenant]} and
+ * evbus_handler_duration_seconds{handler}.  `handler` is a plugin instance
+ * name or a foreign handler name: its slot is found once, when a generation
+ * is built (metrics_handler_slot), and kept in gen_handler_t, so the hot
+ * path indexes an array and never takes a lock.  Slots are keyed by name
+ * and never freed, so a reload that keeps an instance keeps its counters
+ * (they never go backwards); at most METRICS_MAX_HANDLERS names, later ones
+ * share slot 0, shown as handler="(overflow)".  Only the slots of the
+ * serving generation are shown (metrics_handler_set_live). */
+#define METRICS_OUTCOMES(X)                                                                \
+    X(OK, "ok")           /* returned OK (late or not) */                                 \
+    X(RETRY, "retry")     /* returned RETRY; a retry was scheduled */                     \
+    X(REJECT, "reject")   /* returned REJECT: the event is dead-lettered */               \
+    X(TIMEOUT, "timeout") /* overran its timeout and failed; a retry was scheduled */     \
+    X(DEAD, "dead")       /* failed with no attempt left, or no data version it accepts */
+
+typedef enum metrics_outcome {
+#define X(id, name) METRICS_OUTCOME_##id,
+    METRICS_OUTCOMES(X)
+#undef X
+    METRICS_N_OUTCOMES
+} metrics_outcome_t;
+
+/* "ok", ... (static), or NULL out of range. */
+const char *metrics_outcome_name(metrics_outcome_t o);
+
+#define METRICS_MAX_HANDLERS 256
+/* Tenants named in admin.metrics.tenant_label ever (a reload may add
+ * some); later names count as "other", with a warning. */
+#define METRICS_MAX_TENANT_LABELS 32
+
+/* The slot of instance `name` (created on first use).  Control thread
+ * (generation_build); never fails: slot 0 past the bound. */
+uint16_t metrics_handler_slot(const char *name);
+/* Show slot's series as part of generation `gen` (control thread, before
+ * the generation gauge is set to gen). */
+void metrics_handler_set_live(uint16_t slot, uint64_t gen);
+
+/* Count one handler call (any thread): tenant_label from
+ * metrics_tenant_label(), 0 = other / no label. */
+void metrics_handler_outcome(uint16_t slot, unsigned tenant_label, metrics_outcome_t o);
+/* Add one duration (any thread). */
+void metrics_handler_duration_ms(uint16_t slot, int64_t ms);
+
+/* Read a slot's counters (any thread; relaxed, possibly slightly stale):
+ * outcomes summed over tenant labels, durations as count and sum. */
+typedef struct metrics_handler_counts {
+    uint64_t outcome[METRICS_N_OUTCOMES];
+    uint64_t duration_count, duration_sum_ms;
+} metrics_handler_counts_t;
+void metrics_handler_read(uint16_t slot, metrics_handler_counts_t *out);
+
+/* Set the tenants that get their own label value, "a,b,c" or NULL for no
+ * tenant label at all (control thread; live from the next event and the
+ * next scrape). */
+void metrics_set_tenant_labels(const char *csv);
+/* The label index of tenant (any thread): 0 = "other" (or labels off),
+ * else 1 + its index among the names set so far. */
+unsigned metrics_tenant_label(const char *tenant);
+
+/* Render all metrics in Prometheus text format into a malloc'd string
+ * (caller frees).  Any thread. */
 char *metrics_render(void);
 
 #endif

@@ -507,7 +507,8 @@ char *harness_http(int port, const char *method, const char *path, const char *t
         memcpy(req + n, body, blen);
     size_t total = (size_t)n + blen, off = 0;
     while (off < total) {
-        ssize_t w = write(fd, req + off, total - off);
+        /* the server may answer (413) and close before the body is sent */
+        ssize_t w = send(fd, req + off, total - off, MSG_NOSIGNAL);
         if (w <= 0)
             break;
         off += (size_t)w;

@@ -94,3 +94,50 @@ Test(event_reason, set_reason_writes_one_line_into_the_calls_buffer_only)
     cr_assert_eq(api->set_reason(&ev, "%s", "longer than sixteen bytes"), 0);
     cr_assert_str_eq(why, "longer than six", "cut to the buffer, terminated");
 }
+
+/* ---- event_parse: JSON read as RFC 8259 allows, ambiguity refused ---- */
+
+#define ENV_HEAD "{\"specversion\":\"1.0\",\"source\":\"t\",\"type\":\"a.b\",\"time\":" \
+                 "\"2026-12-07T00:00:00Z\",\"tenantid\":\"acme\","
+
+static int parse_raw(const char *raw)
+{
+    event_reset(&ev);
+    ev.raw = raw;
+    ev.raw_len = strlen(raw);
+    return event_parse(&ev);
+}
+
+Test(event_parse, a_nul_in_the_payload_is_valid_json)
+{
+    cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\",\"data\":{\"s\":\"a\\u0000b\"}}"), 0, "%s",
+                 ev.error);
+    json_t *s = json_object_get(ev.data, "s");
+    cr_expect_eq(json_string_length(s), 3);
+    cr_expect_eq(memcmp(json_string_value(s), "a\0b", 3), 0);
+    event_reset(&ev);
+}
+
+Test(event_parse, a_nul_in_an_attribute_is_an_invalid_envelope)
+{
+    cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\\u00002\",\"data\":{}}"), -1);
+    cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_INVALID_ENVELOPE);
+    cr_expect(strstr(ev.error, "id:"), "%s", ev.error);
+    event_reset(&ev);
+}
+
+Test(event_parse, a_duplicate_member_is_an_invalid_envelope_not_a_guess)
+{
+    cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\",\"id\":\"2\",\"data\":{}}"), -1);
+    cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_INVALID_ENVELOPE);
+    cr_expect(strstr(ev.error, "appears twice"), "%s", ev.error);
+    event_reset(&ev);
+    /* inside the payload too: a consumer could read either value */
+    cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\",\"data\":{\"x\":1,\"x\":2}}"), -1);
+    cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_INVALID_ENVELOPE);
+    event_reset(&ev);
+    /* not JSON at all stays unparseable */
+    cr_assert_eq(parse_raw("{\"id\":"), -1);
+    cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_UNPARSEABLE);
+    event_reset(&ev);
+}

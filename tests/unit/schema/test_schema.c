@@ -846,6 +846,27 @@ Test(stream, schema_mode_checks_each_line_against_one_file)
 }
 
 /* Counts the lines of `input` that pass s. */
+static size_t valid_lines(const js_schema_t *s, const char *input);
+
+/* RFC 8259 allows U+0000 in strings: the JSON Schema Test Suite's const
+ * and enum cases with it are readable schemas and instances. */
+Test(stream, nul_characters_in_schemas_and_instances_are_json)
+{
+    char *dir = strdup("/tmp/evbus-schema-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    char *path = xasprintf("%s/nul.json", dir);
+    write_file(path, "{\"enum\": [\"hello\\u0000there\"]}");
+    cfg_errors_t errs = {0};
+    const js_schema_t *s = NULL;
+    js_registry_t *reg = schema_load_file(path, 1, &s, &errs);
+    cr_assert_not_null(reg, "%s", errs.count ? errs.msgs[0] : "");
+    cr_expect_eq(valid_lines(s, "\"hello\\u0000there\"\n\"hellothere\"\n\"hello\"\n"), 1);
+    js_registry_free(reg);
+    rm_tree(dir);
+    free(path);
+    free(dir);
+}
+
 static size_t valid_lines(const js_schema_t *s, const char *input)
 {
     FILE *in = input_file(input), *out = tmpfile();

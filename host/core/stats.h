@@ -1,0 +1,139 @@
+/*
+ * stats — the numbers behind GET /api/v1/stats and GET /api/v1/handlers:
+ * per-event counts by tenant and type, throughput over 1 s / 1 min /
+ * 15 min, and each handler instance's counters.  Prometheus output is
+ * util/metrics' job; this module keeps what must be split by tenant, which
+ * a metric label must not be (unbounded cardinality).
+ *
+ * Bounds, so that no tenant's traffic can grow memory or leak into another
+ * tenant's numbers:
+ *  - STATS_MAX_TENANTS tenants are tracked, the first ones seen (events
+ *    without a tenantid count as the tenant ""); later tenants' events are
+ *    counted in an "untracked" cell that only an all-tenant caller sees, and
+ *    a tenant-scoped caller of an untracked tenant gets `tracked: false`
+ *    and no counts rather than anyone else's.
+ *  - STATS_MAX_PAIRS (tenant, type) pairs in all; a tenant's events of types
+ *    beyond that (or with a type longer than STATS_TYPE_MAX) are counted in
+ *    its own overflow cell, shown as `other_types` with `types_truncated`.
+ *  So a tenant's totals are always exact; only the split by type is bounded.
+ *  Tenant names longer than STATS_TENANT_MAX are untracked.
+ *
+ * Threads: stats_cell() and the stats_cell_* counters from any thread,
+ * lock-free (a new pair is published with one compare-and-swap); the hot
+ * path is a hash of tenant and type, a probe and relaxed atomic adds.
+ * stats_sample() from one thread (the engine's maintenance thread), the
+ * *_json readers from any thread (they take the throughput ring's mutex,
+ * which only stats_sample() also takes).
+ */
+#ifndef EVBUS_CORE_STATS_H
+#define EVBUS_CORE_STATS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/engine.h"
+#include "core/event.h"
+#include "util/metrics.h"
+
+#define STATS_MAX_TENANTS 64
+#define STATS_MAX_PAIRS 512
+#define STATS_TENANT_MAX 63 /* longest tracked tenant name */
+#define STATS_TYPE_MAX 127  /* longest tracked type */
+
+typedef struct stats stats_t;
+typedef struct stats_cell stats_cell_t;
+
+/* NULL when out of memory.  Owned by the caller (stats_free). */
+stats_t *stats_new(void);
+void stats_free(stats_t *s);
+
+/* The cell counting events of (tenant, type); NULL tenant or type count as
+ * "" (an envelope that did not parse).  Never NULL for a non-NULL s; NULL
+ * s gives NULL, which the stats_cell_* functions ignore. */
+stats_cell_t *stats_cell(stats_t *s, const char *tenant, const char *type);
+/* Count an event's final status (COMPLETED, RETRYING, DEAD_LETTERED,
+ * IGNORED; PROCESSING is not counted). */
+void stats_cell_status(stats_cell_t *c, event_status_t st);
+/* Count one handler outcome of an event. */
+void stats_cell_outcome(stats_cell_t *c, metrics_outcome_t o);
+
+/* Take a throughput sample when a second (and a minute) has passed since
+ * the last one; now_ms from clock_mono_ms().  Maintenance thread. */
+void stats_sample(stats_t *s, int64_t now_ms);
+
+/*
+ * {tenant: name|null, tracked: bool,
+ *  throughput: {per_s_1s, per_s_1m, per_s_15m: number|null,
+ *               covered_s_1m, covered_s_15m: seconds of history used},
+ *  events: {completed, retrying, dead_lettered, ignored,
+ *           handler_outcomes: {ok, retry, reject, timeout, dead}},
+ *  by_type: {"<type>": {same as events}}, other_types: {same}|null,
+ *  types_truncated: bool,
+ *  by_tenant: {"<tenant>": {same as events}}, untracked: {same}  -- only
+ *      when tenant is NULL}
+ * Counts are since the process started.  Throughput counts events whose
+ * status was decided (each delivery, retries included); rates are null
+ * until two samples exist.  For an untracked tenant (see the bounds)
+ * tracked is false and events and throughput are null.  Events without a
+ * type (an envelope that did not parse) are under the type "".
+ * tenant NULL = every tenant.  Caller decrefs.
+ */
+json_t *stats_json(stats_t *s, const char *tenant);
+
+/* ---- the throughput ring (pure; exposed for its unit test) -------------- */
+
+/* Samples of `width` cumulative counters, oldest overwritten first. */
+typedef struct stats_ring {
+    size_t cap, width;
+    size_t n;      /* samples held */
+    size_t newest; /* index of the newest sample when n > 0 */
+    int64_t *t_ms;
+    uint64_t *v;   /* cap rows of width */
+} stats_ring_t;
+
+int stats_ring_init(stats_ring_t *r, size_t cap, size_t width);
+void stats_ring_free(stats_ring_t *r);
+void stats_ring_push(stats_ring_t *r, int64_t t_ms, const uint64_t *values);
+/* The newest sample (false when empty). */
+bool stats_ring_last(const stats_ring_t *r, int64_t *t_ms, const uint64_t **values);
+/*
+ * Events per second of `series` between (now_ms, now_value) and the
+ * newest sample at least window_ms older (or, with less history, the
+ * oldest sample).  -1 when no sample is older than now_ms.  *covered_ms
+ * (may be NULL) gets the span actually used.
+ */
+double stats_ring_rate(const stats_ring_t *r, size_t series, int64_t now_ms, uint64_t now_value,
+                       int64_t window_ms, int64_t *covered_ms);
+
+/* ---- the admin API's view of a running engine -------------------------- */
+
+/*
+ * GET /api/v1/stats: stats_json(tenant) plus what the engine samples from
+ * Redis, which is per stream, not per tenant, and shown to every caller:
+ *   consumer_group: {lag: n|null, lag_known: bool, pending: n|null,
+ *                    oldest_pending_age_s: number|null},
+ *   dlq: {entries: n|null, capacity: n (0 = unbounded), ratio: number|null},
+ *   retries_scheduled: n|null
+ * (null: not read yet, or the last read failed).  Any thread.  Caller
+ * decrefs.
+ */
+json_t *engine_stats_json(engine_t *e, const char *tenant /* NULL = all */);
+
+/*
+ * GET /api/v1/handlers: the serving generation's handler instances:
+ * {generation: n, handlers: [{instance, kind: "plugin"|"foreign",
+ *   plugin: name|null, subscriptions: [{subscriber: name|null, pattern,
+ *   priority, timeout_ms, max_attempts}],
+ *   counters: {ok, retry, reject, timeout, dead},
+ *   duration: {count, sum_s}}]}
+ * Counters are the ones of evbus_events_processed_total and
+ * evbus_handler_duration_seconds: per instance, since the process started,
+ * kept across reloads.  Any thread.  Caller decrefs.
+ */
+json_t *engine_handlers_json(engine_t *e);
+
+/* The engine's stats (engine.c; for engine_stats_json).  Any thread. */
+stats_t *engine__stats(engine_t *e);
+
+#endif

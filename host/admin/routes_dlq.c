@@ -259,7 +259,7 @@ static int dlq_retry(admin_req_t *r)
     char new_id[EVBUS_STREAM_ID_LEN], err[256];
     int rc = evbus_dlq_retry(c, r->gen->cfg->core.dlq_stream, id, r->tenant, new_id,
                              sizeof new_id, err, sizeof err);
-    admin_audit(r, id, rc == 0 ? 1 : 0, rc == 0 ? "ok" : rc == 1 ? "not_found" : "failed");
+    admin_audit(r, id, rc == 0 ? 1 : 0, rc == 0 ? "ok" : rc == 1 ? "error: not found" : "error: failed");
     if (rc == 1)
         return admin_not_found(r, "id", DLQ_WHAT);
     if (rc != 0)
@@ -302,11 +302,11 @@ static int dlq_delete(admin_req_t *r)
     ssize_t d = evbus_dlq_remove(c, r->gen->cfg->core.dlq_stream, ids, 1, r->tenant, NULL, &es,
                                  &n, err, sizeof err);
     if (d < 0) {
-        admin_audit(r, id, 0, "failed");
+        admin_audit(r, id, 0, "error: failed");
         return client_failure(r, (int)d, "id", err);
     }
     if (n == 0) {
-        admin_audit(r, id, 0, "not_found");
+        admin_audit(r, id, 0, "error: not found");
         return admin_not_found(r, "id", DLQ_WHAT);
     }
     json_t *marked = json_null();
@@ -322,7 +322,7 @@ static int dlq_delete(admin_req_t *r)
         marked = json_integer(0);
     }
     evbus_dlq_list_free(es, n);
-    admin_audit(r, id, 1, warning ? "ok, metadata not marked" : "ok");
+    admin_audit(r, id, 1, warning ? "ok: metadata not marked PURGED" : "ok");
     json_t *o = json_pack("{s:s, s:b, s:o}", "dlq_id", id, "deleted", 1, "marked_purged", marked);
     if (warning)
         json_object_set_new(o, "warning", json_string(warning));
@@ -486,7 +486,7 @@ static void *jobs_main(void *arg)
             snprintf(target, sizeof target, "job %s: %zu of %zu retried, %zu failed, %zu gone",
                      j->id, j->done, j->total, j->failed, j->gone);
             long long done = (long long)j->done;
-            const char *result = JOB_STATES[j->state];
+            const char *result = j->state == JOB_DONE ? "ok: done" : "error: failed";
             char *name = strdup(j->token_name), *owner = j->owner ? strdup(j->owner) : NULL;
             pthread_mutex_unlock(&js->mu);
             job_audit_end(js->admin, name ? name : "-", owner, target, done, result);
@@ -620,10 +620,10 @@ static int redrive_cancel(admin_req_t *r)
     }
     pthread_mutex_unlock(&js->mu);
     if (!o) {
-        admin_audit(r, r->params[0], -1, "not_found");
+        admin_audit(r, r->params[0], -1, "error: not found");
         return admin_not_found(r, "job", "re-drive job");
     }
-    admin_audit(r, target, done, cancelled ? "cancelled" : "already finished");
+    admin_audit(r, target, done, cancelled ? "ok: cancelled" : "ok: already finished");
     return admin_json(r, 200, o);
 }
 
@@ -792,13 +792,13 @@ static int redrive_start(admin_req_t *r, const evbus_dlq_filter_t *f, char *cano
     pthread_mutex_unlock(&js->mu);
     if (rc != 0) {
         job_free(j);
-        admin_audit(r, canon, (long long)ids->n, "refused: too many running re-drives");
+        admin_audit(r, canon, (long long)ids->n, "error: too many running re-drives");
         return admin_unavailable(r, "", "%d re-drives are running; wait for one to end or "
                                         "cancel one", JOBS_MAX);
     }
     char target[1024];
     snprintf(target, sizeof target, "job %s filter %.900s", j->id, canon);
-    admin_audit(r, target, (long long)ids->n, "started");
+    admin_audit(r, target, (long long)ids->n, "ok: started");
     return admin_json(r, 202, o);
 }
 
@@ -817,7 +817,7 @@ static int redrive(admin_req_t *r)
         confirm_t cs = confirm ? confirm_check(r, canon, confirm, &confirmed) : CONFIRM_BAD;
         if (cs != CONFIRM_OK) {
             free(canon);
-            admin_audit(r, NULL, -1, "refused: confirm");
+            admin_audit(r, NULL, -1, "error: confirm");
             return admin_bad(r, "confirm",
                              !confirm ? "a re-drive needs the confirm token of a dry run "
                                         "({\"filter\": ..., \"dry_run\": true}) of this filter"
@@ -841,7 +841,7 @@ static int redrive(admin_req_t *r)
         free(ids.ids);
         free(canon);
         if (!dry)
-            admin_audit(r, NULL, -1, "failed");
+            admin_audit(r, NULL, -1, "error: failed");
         char field[32];
         filter_field(err, "filter.", field, sizeof field);
         return client_failure(r, rc, field, err);
@@ -863,7 +863,7 @@ static int redrive(admin_req_t *r)
                               "message", "the number of matching dead letters changed since "
                               "the dry run: check it and do the dry run again",
                               "count", (json_int_t)ids.n, "confirmed", (json_int_t)confirmed);
-        admin_audit(r, canon, (long long)ids.n, "refused: count changed");
+        admin_audit(r, canon, (long long)ids.n, "error: count changed");
         free(canon);
         free(ids.ids);
         return admin_json(r, 409, o);

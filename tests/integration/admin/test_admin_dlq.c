@@ -80,7 +80,7 @@ static void seed(int na, int nb)
     e2e_run_until_idle(&E, 1000);
     cr_assert_eq(fx_xlen(&E.fx, "t:events:dlq"), na + nb);
     e2e_evbusd(&E, 0);
-    cr_assert(e2e_wait_healthy(&E, 20000), "evbusd did not come up (log %s)", E.fx.log);
+    cr_assert(e2e_wait_healthy(&E, 40000), "evbusd did not come up (log %s)", E.fx.log);
 }
 
 /* One request; the reply parsed (asserted to be JSON), raw text in *raw. */

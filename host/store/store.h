@@ -241,12 +241,20 @@ typedef struct store_event_filter {
     const char *type;    /* exact type; NULL = any */
     int status;          /* store_status_t, or -1 = any */
     int64_t since_ms;    /* created_at >= since; 0 = no bound */
+    int64_t until_ms;    /* created_at <= until; 0 = no bound */
     int limit;           /* 1..1000; 0 = 100 */
     int offset;
+    /* Keyset continuation: only rows after the row (after_created,
+     * after_id) in the list's order, i.e. created_at < after_created, or
+     * equal and id > after_id.  after_created is a created_at exactly as a
+     * listed row renders it; both NULL = from the newest.  Unlike offset,
+     * rows written meanwhile never shift a page. */
+    const char *after_created;
+    const char *after_id;
 } store_event_filter_t;
 
-/* Matching rows, newest first, as a JSON array in *out.  0, -1 or
- * STORE_EINVAL (limit out of range). */
+/* Matching rows, newest first (ties by id), as a JSON array in *out.  0,
+ * -1 or STORE_EINVAL (limit out of range, only one of the after_ pair). */
 int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, char *err,
                       size_t errlen);
 
@@ -356,6 +364,21 @@ int store_replay_get(PGconn *c, const char *id, json_t **out, char *err, size_t 
 
 /* Up to limit jobs (0 = 100), newest first, as a JSON array.  0/-1. */
 int store_replay_list(PGconn *c, int limit, json_t **out, char *err, size_t errlen);
+
+typedef struct store_replay_filter {
+    const char *tenant;        /* only this tenant's jobs; NULL = every job */
+    int limit;                 /* 1..1000; 0 = 100 */
+    /* Keyset continuation as store_event_filter_t's: jobs after
+     * (after_created, after_id) in the list's order (created_at DESC, id). */
+    const char *after_created;
+    const char *after_id;
+} store_replay_filter_t;
+
+/* Jobs matching f, newest first (ties by id), as a JSON array.  0, -1 or
+ * STORE_EINVAL.  A tenant filter matches the job's tenant exactly: jobs
+ * of every tenant (tenant NULL) are not a tenant's. */
+int store_replay_list_filtered(PGconn *c, const store_replay_filter_t *f, json_t **out,
+                               char *err, size_t errlen);
 
 /*
  * pending/running -> cancelled (a running job notices at its next check).

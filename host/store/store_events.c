@@ -56,16 +56,22 @@ int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, ch
         store__err(err, errlen, "offset: must not be negative");
         return STORE_EINVAL;
     }
+    if (!f->after_created != !f->after_id) {
+        store__err(err, errlen, "after: needs both created_at and id");
+        return STORE_EINVAL;
+    }
     const char *status = NULL;
     if (f->status >= 0 && !(status = store_status_name((store_status_t)f->status))) {
         store__err(err, errlen, "status: unknown status %d", f->status);
         return STORE_EINVAL;
     }
-    char since[32], lim[16], off[16];
+    char since[32], until[32], lim[16], off[16];
     snprintf(since, sizeof since, "%lld", (long long)f->since_ms);
+    snprintf(until, sizeof until, "%lld", (long long)f->until_ms);
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%d", f->offset);
-    const char *params[] = {f->tenant, f->type, status, f->since_ms ? since : NULL, lim, off};
+    const char *params[] = {f->tenant, f->type, status, f->since_ms ? since : NULL,
+                            f->until_ms ? until : NULL, f->after_created, f->after_id, lim, off};
     int rc = store__query_json(
         c, "events list",
         "SELECT COALESCE(json_agg(row_to_json(e) ORDER BY e.created_at DESC, e.id), '[]')"
@@ -74,8 +80,11 @@ int store_events_list(PGconn *c, const store_event_filter_t *f, json_t **out, ch
         "   AND ($2::text IS NULL OR type = $2)"
         "   AND ($3::text IS NULL OR status = $3)"
         "   AND ($4::bigint IS NULL OR created_at >= to_timestamp(0) + $4 * interval '1 millisecond')"
-        " ORDER BY created_at DESC, id LIMIT $5::int OFFSET $6::int) e",
-        6, params, out, err, errlen);
+        "   AND ($5::bigint IS NULL OR created_at <= to_timestamp(0) + $5 * interval '1 millisecond')"
+        "   AND ($6::timestamptz IS NULL OR created_at < $6"
+        "        OR (created_at = $6 AND id > $7::text))"
+        " ORDER BY created_at DESC, id LIMIT $8::int OFFSET $9::int) e",
+        9, params, out, err, errlen);
     return rc;
 }
 

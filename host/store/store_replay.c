@@ -96,14 +96,34 @@ int store_replay_get(PGconn *c, const char *id, json_t **out, char *err, size_t 
 
 int store_replay_list(PGconn *c, int limit, json_t **out, char *err, size_t errlen)
 {
+    store_replay_filter_t f = {.limit = limit > 0 ? limit : 100};
+    return store_replay_list_filtered(c, &f, out, err, errlen);
+}
+
+int store_replay_list_filtered(PGconn *c, const store_replay_filter_t *f, json_t **out,
+                               char *err, size_t errlen)
+{
+    *out = NULL;
+    int limit = f->limit ? f->limit : 100;
+    if (limit < 1 || limit > 1000) {
+        store__err(err, errlen, "limit: must be between 1 and 1000 (got %d)", f->limit);
+        return STORE_EINVAL;
+    }
+    if (!f->after_created != !f->after_id) {
+        store__err(err, errlen, "after: needs both created_at and id");
+        return STORE_EINVAL;
+    }
     char lim[16];
-    snprintf(lim, sizeof lim, "%d", limit > 0 ? limit : 100);
-    const char *params[] = {lim};
+    snprintf(lim, sizeof lim, "%d", limit);
+    const char *params[] = {f->tenant, f->after_created, f->after_id, lim};
     return store__query_json(c, "replay list",
-                             "SELECT COALESCE(json_agg(row_to_json(j) ORDER BY j.created_at DESC),"
-                             " '[]') FROM (SELECT " JOB_COLUMNS " FROM replay_jobs"
-                             " ORDER BY created_at DESC LIMIT $1::int) j",
-                             1, params, out, err, errlen);
+                             "SELECT COALESCE(json_agg(row_to_json(j) ORDER BY j.created_at DESC,"
+                             " j.id), '[]') FROM (SELECT " JOB_COLUMNS " FROM replay_jobs"
+                             " WHERE ($1::text IS NULL OR tenant = $1)"
+                             "   AND ($2::timestamptz IS NULL OR created_at < $2"
+                             "        OR (created_at = $2 AND id > $3::text))"
+                             " ORDER BY created_at DESC, id LIMIT $4::int) j",
+                             4, params, out, err, errlen);
 }
 
 int store_replay_cancel(PGconn *c, const char *id, char *err, size_t errlen)

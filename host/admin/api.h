@@ -16,8 +16,8 @@
  *
  * Errors are JSON: {"error": CODE, "field": NAME, "message": TEXT}, CODE
  * one of invalid_argument, unauthorized, forbidden, not_found,
- * method_not_allowed, payload_too_large, unsupported_media_type,
- * rate_limited, unavailable, internal.
+ * method_not_allowed, conflict, payload_too_large, unsupported_media_type,
+ * invalid_config, rate_limited, unavailable, timeout, internal.
  *
  * TENANCY.  r->tenant is the caller's tenant, NULL for a "*" token.  A
  * route filters every list by it before counting and paging, and answers

@@ -265,6 +265,40 @@ Test(admin_api, tokens_roles_and_errors)
     json_decref(j);
     j = NULL;
 
+    /* bodies on a route that takes one: type, syntax, depth, duplicates,
+     * schema — each a 400 or 415 naming the field */
+    j = call("POST", "/api/v1/dlq/redrive", OPERATOR, "{\"filter\":{}}", "text/plain", &st, NULL);
+    cr_expect_eq(st, 415);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "field")), "Content-Type");
+    json_decref(j);
+    const char *bad_bodies[][2] = {
+        {"{\"filter\": {", "body"},
+        {"[1, 2", "body"},
+        {"{\"filter\":{},\"filter\":{}}", "body"},
+        {"{\"filter\":{\"type\":7}}", "filter.type"},
+        {"{\"filter\":{},\"dry_run\":\"yes\"}", "dry_run"},
+        {"{\"filter\":{},\"extra\":1}", "extra"},
+    };
+    for (size_t i = 0; i < sizeof bad_bodies / sizeof *bad_bodies; i++) {
+        j = call("POST", "/api/v1/dlq/redrive", OPERATOR, bad_bodies[i][0], NULL, &st, NULL);
+        cr_expect_eq(st, 400, "%s: %d", bad_bodies[i][0], st);
+        cr_expect_str_eq(json_string_value(json_object_get(j, "field")), bad_bodies[i][1], "%s",
+                         bad_bodies[i][0]);
+        json_decref(j);
+    }
+    char deep[200] = "";
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "[");
+    for (int i = 0; i < 40; i++)
+        strcat(deep, "]");
+    char nested[300];
+    snprintf(nested, sizeof nested, "{\"filter\":{},\"x\":%s}", deep);
+    j = call("POST", "/api/v1/dlq/redrive", OPERATOR, nested, NULL, &st, NULL);
+    cr_expect_eq(st, 400);
+    cr_expect(strstr(json_string_value(json_object_get(j, "message")), "deeper"));
+    json_decref(j);
+    j = NULL;
+
     /* the token never reaches the log; its name does */
     char *log = harness_read_file(F.log);
     cr_expect(log && !strstr(log, HARNESS_ADMIN_TOKEN) && !strstr(log, VIEWER));

@@ -232,7 +232,7 @@ int harness_run(char *const argv[], char *const envp[], const char *input, char 
         if (envp)
             for (size_t i = 0; envp[i]; i++)
                 putenv(envp[i]);
-        execv(argv[0], argv);
+        execvp(argv[0], argv); /* a bare name is looked up in PATH */
         _exit(127);
     }
     close(inpipe[0]);

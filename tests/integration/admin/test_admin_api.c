@@ -496,3 +496,37 @@ Test(admin_api, pause_and_resume_a_handler)
     cr_expect_str_eq(json_string_value(json_object_get(j, "state")), "running");
     json_decref(j);
 }
+
+/* HTTPS from admin.tls (libmicrohttpd's GnuTLS): a self-signed pair made
+ * with the openssl tool, a request through curl, and the same port
+ * refusing plain HTTP. */
+Test(admin_api, tls_serves_https_and_nothing_else)
+{
+    char key[700], crt[700];
+    fx_path(&F, "admin.key", key, sizeof key);
+    fx_path(&F, "admin.crt", crt, sizeof crt);
+    char *gen[] = {"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                   "-out", crt, "-days", "1", "-subj", "/CN=127.0.0.1", NULL};
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(harness_run(gen, NULL, NULL, &o, &e, 60000), 0, "openssl: %s", e ? e : "");
+    free(o);
+    free(e);
+    char more[1600];
+    snprintf(more, sizeof more, "  tls: { cert: \"%s\", key: \"%s\" }\n", crt, key);
+    start(more);
+    char url[128];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/api/v1/config", F.admin_port);
+    char auth[200];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", VIEWER);
+    char *curl[] = {"curl", "-sS", "--cacert", crt, "-H", auth, "-o", "/dev/null", "-w",
+                    "%{http_code}", url, NULL};
+    cr_assert_eq(harness_run(curl, NULL, NULL, &o, &e, 20000), 0, "curl: %s", e ? e : "");
+    cr_expect_str_eq(o, "200", "HTTPS status %s", o);
+    free(o);
+    free(e);
+    /* plain HTTP on the TLS port gets no HTTP answer */
+    int st;
+    char *body = harness_http(F.admin_port, "GET", "/health", NULL, NULL, NULL, &st, NULL);
+    cr_expect(st != 200, "plain HTTP was answered %d", st);
+    free(body);
+}

@@ -3,6 +3,7 @@
  * (public unless admin.metrics.require_token), the settings in force, and
  * reload (admin role).
  */
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,15 +24,35 @@ static int metrics(admin_req_t *r)
                       admin__metrics_text(r->admin));
 }
 
+/* "redis://user:secret@host" -> "redis://user:***@host": settings are
+ * read by viewers of any tenant, passwords are not theirs. */
+static void mask_url_password(json_t *row)
+{
+    const char *v = json_string_value(json_object_get(row, "value"));
+    const char *scheme = v ? strstr(v, "://") : NULL;
+    if (!scheme)
+        return;
+    const char *auth = scheme + 3, *at = strchr(auth, '@');
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon)
+        return;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%.*s:***%s", (int)(colon - v), v, at);
+    json_object_set_new(row, "value", json_string(buf));
+}
+
 /* What is in force: the serving generation's settings, with the value the
  * files ask for on each setting that waits for a restart. */
 static int config(admin_req_t *r)
 {
     generation_t *g = r->gen;
     json_t *h = engine_health(r->engine);
+    json_t *settings = config_settings_json(g->cfg, &g->pending_restart), *row;
+    size_t i;
+    json_array_foreach(settings, i, row)
+        mask_url_password(row);
     json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
-                          json_object_get(h, "reload"), "settings",
-                          config_settings_json(g->cfg, &g->pending_restart));
+                          json_object_get(h, "reload"), "settings", settings);
     json_decref(h);
     return admin_json(r, 200, o);
 }

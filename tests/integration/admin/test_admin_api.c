@@ -530,3 +530,21 @@ Test(admin_api, tls_serves_https_and_nothing_else)
     cr_expect(st != 200, "plain HTTP was answered %d", st);
     free(body);
 }
+
+/* Settings are read by viewers of any tenant: a password in a URL is not
+ * theirs to see. */
+Test(admin_api, config_never_shows_a_password)
+{
+    F.admin_port = harness_free_port();
+    fx_host_conf(&F, "c1", "postgres: { url: \"postgresql://evbus:sekrit-pw@127.0.0.1:1/evbus\" }\n");
+    admin_conf(NULL, true);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    int st;
+    char *body = harness_http(F.admin_port, "GET", "/api/v1/config", VIEWER, NULL, NULL, &st,
+                              NULL);
+    cr_assert_eq(st, 200);
+    cr_expect(!strstr(body, "sekrit-pw"), "the password is shown: %s", body);
+    cr_expect(strstr(body, "postgresql://evbus:***@127.0.0.1:1/evbus"), "%s", body);
+    free(body);
+}

@@ -30,6 +30,17 @@ void fx_stop(fx_t *f)
 {
     if (f->d.pid > 0)
         harness_kill(&f->d, SIGKILL, 5000);
+    /* a sanitized evbusd reports into its log and may go on (UBSan) or
+     * abort in a way the test does not notice: every test checks */
+    char *log = harness_read_file(f->log);
+    if (log) {
+        const char *bad[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"};
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            const char *at = strstr(log, bad[i]);
+            cr_expect(!at, "evbusd's log has a sanitizer report: %.600s", at ? at : "");
+        }
+        free(log);
+    }
     harness_redis_stop(&f->redis);
     if (getenv("EVBUS_KEEP_TEST_DIRS") == NULL)
         harness_rmrf(f->dir);

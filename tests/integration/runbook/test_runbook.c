@@ -37,7 +37,7 @@ typedef struct rb {
     bool started;
     runbook_t doc;
     runbook_vars_t vars;
-    char conf_env[700], path_env[4096];
+    char conf_env[700], path_env[4096], token_env[128];
     char entry[64]; /* the stream id of the last event published */
 } rb_t;
 
@@ -257,7 +257,7 @@ static void run_step(const procedure_t *p, const step_t *s)
     char *cmd = runbook_fill(s->cmd, &RB.vars, err, sizeof err);
     cr_assert_not_null(cmd, "\"%s\": `%s`: %s", p->title, s->cmd, err);
     char *argv[] = {"/bin/sh", "-c", cmd, NULL};
-    char *envp[] = {RB.conf_env, RB.path_env, NULL};
+    char *envp[] = {RB.conf_env, RB.path_env, RB.token_env[0] ? RB.token_env : NULL, NULL};
     char *out = NULL, *errs = NULL;
     int st = harness_run(argv, envp, NULL, &out, &errs, 60000);
     cr_log_info("runbook: %s: `%s` exited %d", p->title, cmd, st);
@@ -604,6 +604,64 @@ Test(runbook, a_handlers_downstream_is_down)
     run_procedure(&DOWNSTREAM_PROC);
 }
 
+/* ---- An admin token leaked ------------------------------------------------ */
+
+#define LEAKED "evb_runbook_leaked_token_0123456789abcdef"
+
+static void tokens_file(bool with_leaked)
+{
+    char root[72], leaked[72], yaml[1024];
+    harness_token_hash(HARNESS_ADMIN_TOKEN, root);
+    harness_token_hash(LEAKED, leaked);
+    int n = snprintf(yaml, sizeof yaml,
+                     "admin:\n  tokens:\n"
+                     "    - { name: root, hash: \"%s\", roles: [admin], tenant: \"*\" }\n", root);
+    if (with_leaked)
+        snprintf(yaml + n, sizeof yaml - (size_t)n,
+                 "    - { name: ci-bot, hash: \"%s\", roles: [operator], tenant: \"*\" }\n",
+                 leaked);
+    fx_conf(&RB.e.fx, "20-tokens.yaml", yaml);
+}
+
+/* The operator edits conf.d: the leaked entry's line goes. */
+static void leaked_line_removed(void) { tokens_file(false); }
+
+static const step_t LEAKED_STEPS[] = {
+    {.cmd = "evbusctl token create --name <NEW_NAME> --role operator --tenant '*'",
+     .says = {"name: <NEW_NAME>, hash: \"sha256:"}},
+    {.cmd = "evbusctl reload", .says = {"reload ok"}, .before = leaked_line_removed},
+    {.cmd = "curl -s -o /dev/null -w '%{http_code}\\n' -H 'Authorization: Bearer "
+            "<LEAKED_TOKEN>' http://<ADMIN>/api/v1/config",
+     .says = {"401"}},
+    {.cmd = "curl -s -H \"Authorization: Bearer $EVBUS_TOKEN\" "
+            "'http://<ADMIN>/api/v1/audit?limit=500' | grep -o "
+            "'\"token\":\"<LEAKED_NAME>\"[^}]*'",
+     .says = {"\"action\":\"handlers.pause\"", "\"target\":\"rec\""}},
+};
+static const procedure_t LEAKED_PROC = PROCEDURE("An admin token leaked", LEAKED_STEPS);
+
+Test(runbook, an_admin_token_leaked)
+{
+    start_servers(false, NULL);
+    e2e_plugins(&RB.e, NULL, "{ pattern: \"order.**\" }");
+    tokens_file(true);
+    start_evbusd();
+    /* what the leaked token did while it was out */
+    int st;
+    char *b = harness_http(RB.e.admin_port, "POST", "/api/v1/handlers/rec/pause", LEAKED, NULL,
+                           NULL, &st, NULL);
+    cr_assert_eq(st, 200, "pause with the leaked token: %d %s", st, b ? b : "");
+    free(b);
+    char admin[64];
+    snprintf(admin, sizeof admin, "127.0.0.1:%d", RB.e.admin_port);
+    set_var("ADMIN", admin);
+    set_var("LEAKED_TOKEN", LEAKED);
+    set_var("LEAKED_NAME", "ci-bot");
+    set_var("NEW_NAME", "ci-bot-2");
+    snprintf(RB.token_env, sizeof RB.token_env, "EVBUS_TOKEN=%s", HARNESS_ADMIN_TOKEN);
+    run_procedure(&LEAKED_PROC);
+}
+
 /* ---- A crashing plugin, a poison pill ------------------------------------ */
 
 static void supervisor_starts_it(void)
@@ -888,6 +946,7 @@ static const procedure_t *const ALL[] = {
     &PG_DISK_PROC,
     &SLOW_PROC,
     &DOWNSTREAM_PROC,
+    &LEAKED_PROC,
     &CRASH_PROC,
     &DLQ_PROC,
     &BAD_DEPLOY_PROC,

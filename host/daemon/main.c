@@ -50,7 +50,7 @@ static void usage(FILE *f)
             "      --exit-idle MS   exit cleanly once nothing arrived for MS milliseconds\n"
             "                       and nothing is in flight or scheduled for retry\n"
             "      --pidfile PATH   write the pid there (default STATE_DIR/evbusd.pid)\n"
-            "  -v, --version        print the version\n"
+            "  -v, --version        print the version and the plugin ABI version\n"
             "  -h, --help           this help\n"
             "\n"
             "Signals: SIGHUP reloads conf.d and plugins without losing an event;\n"
@@ -222,6 +222,8 @@ static void reload_notified(engine_t *e, const char *conf_dir, const notify_t *n
                 (unsigned long long)notify_monotonic_usec(), conf_dir);
     reload(e, conf_dir, clock_mono_ms());
     write_running(e);
+    if (!notify_enabled(nt))
+        return;
     service_sample_t s;
     char status[256];
     service_sample(e, &s);

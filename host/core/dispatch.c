@@ -352,8 +352,9 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
     METRIC_INC(dlq_written);
     ev->status = EV_STATUS_DEAD_LETTERED;
     ev->dlq_reason = why;
-    log_warn(d->name, "event %s (%s, entry %s) dead-lettered: %s: %s", ev->id ? ev->id : "?",
-             ev->type ? ev->type : "?", sid, reason, ev->error);
+    log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, NULL,
+              "event %s (%s, entry %s) dead-lettered: %s: %s", ev->id ? ev->id : "?",
+              ev->type ? ev->type : "?", sid, reason, ev->error);
 }
 
 /* Queue a delivery of one handler at `attempt`, due delay_ms from now: the
@@ -542,19 +543,22 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         METRIC_INC(handler_timeout);
         if (r == EVBUS_OK) {
             METRIC_INC(handler_late_ok);
-            log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms): late, but it "
-                     "succeeded: counted as OK, not retried", h->name, (long long)took, ev->id,
-                     h->timeout_ms);
+            log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, h->name,
+                      "handler %s took %lld ms on event %s (timeout %u ms): late, but it "
+                      "succeeded: counted as OK, not retried", h->name, (long long)took, ev->id,
+                      h->timeout_ms);
             return VERDICT_RESULT_OK;
         }
         if (r == EVBUS_REJECT) {
-            log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms) and rejected "
-                     "it", h->name, (long long)took, ev->id, h->timeout_ms);
+            log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, h->name,
+                      "handler %s took %lld ms on event %s (timeout %u ms) and rejected "
+                      "it", h->name, (long long)took, ev->id, h->timeout_ms);
             return VERDICT_RESULT_REJECT;
         }
-        log_warn(d->name, "handler %s took %lld ms on event %s (timeout %u ms) and failed: "
-                 "counted as a timeout (retry)", h->name, (long long)took, ev->id,
-                 h->timeout_ms);
+        log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, h->name,
+                  "handler %s took %lld ms on event %s (timeout %u ms) and failed: "
+                  "counted as a timeout (retry)", h->name, (long long)took, ev->id,
+                  h->timeout_ms);
         char said[320];
         snprintf(said, sizeof said, "%s", reason);
         snprintf(reason, reason_len, "timed out after %lld ms (limit %u ms)%s%.300s",
@@ -771,9 +775,10 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         snprintf(text, sizeof text, "%.160s: %.300s", h->name,
                  why[0] ? why : "handler asked for a retry");
         schedule_retry(d, ev, h, text, o->delay_ms);
-        log_info(d->name, "event %s (%s): %s; attempt %d of %u, retried in %lld ms",
-                 ev->id ? ev->id : "?", ev->type ? ev->type : "?", text, ev->attempt,
-                 h->retry.max_attempts, (long long)o->delay_ms);
+        log_event(LOG_INFO, d->name, ev->id, ev->type, ev->tenant, h->name,
+                  "event %s (%s): %s; attempt %d of %u, retried in %lld ms",
+                  ev->id ? ev->id : "?", ev->type ? ev->type : "?", text, ev->attempt,
+                  h->retry.max_attempts, (long long)o->delay_ms);
         /* the event's last error while it waits, unless a handler failed
          * for good (its text is what the dead letter must say) */
         if (!ev->error[0])
@@ -898,8 +903,9 @@ static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uin
         verdict_decide(&in, &v);
         if (v.schema_advisory) {
             METRIC_INC(events_schema_advisory);
-            log_warn(d->name, "event %s (%s v%d) fails its schema (advisory, delivered): %s",
-                     ev->id, ev->type, ev->schema_version, ev->error);
+            log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, NULL,
+                      "event %s (%s v%d) fails its schema (advisory, delivered): %s",
+                      ev->id, ev->type, ev->schema_version, ev->error);
             ev->error[0] = '\0';
         }
     }

@@ -9,6 +9,7 @@
 
 #include "ctl/ctl.h"
 #include "evbus_build_config.h"
+#include <evbus/plugin.h> /* EVBUS_ABI_VERSION for --version */
 
 /* set by the global options, read by ctl_env() */
 const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
@@ -77,7 +78,8 @@ int main(int argc, char **argv)
         case 'p': ctl_opt_postgres = optarg; break;
         case 's': ctl_opt_stream = optarg; break;
         case 'h': usage(stdout); return CTL_OK;
-        case 'v': printf("evbusctl %s\n", EVBUS_VERSION); return CTL_OK;
+        case 'v': printf("evbusctl %s (plugin ABI %u.%u)\n", EVBUS_VERSION, EVBUS_ABI_VERSION,
+                         EVBUS_ABI_MINOR); return CTL_OK;
         default: usage(stderr); return CTL_USAGE;
         }
     }

@@ -12,6 +12,7 @@
 #define U32MAX 4294967295.0
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", NULL};
+static const char *const format_names[] = {"text", "json", NULL};
 
 static const cfg_setting_t rows[] = {
     {.key = "plugin_dir", .type = CFG_PATH, .offset = OFF(plugin_dir), .def = EVBUS_PLUGIN_DIR,
@@ -21,6 +22,11 @@ static const cfg_setting_t rows[] = {
     {.key = "log_level", .type = CFG_STRING, .offset = OFF(log_level), .names = level_names,
      .def = "info", .reload = CFG_LIVE, .why = "when the new generation goes live",
      .desc = "log threshold"},
+    {.key = "log.format", .type = CFG_STRING, .offset = OFF(log_format), .names = format_names,
+     .def = "text", .reload = CFG_LIVE, .why = "from the first line after the reload",
+     .desc = "`text`: `TIME LEVEL [component] message` lines; `json`: one object per line "
+             "with time, level, component, message and, for an event, event_id, type, tenant "
+             "and handler (docs/operations.md)"},
     {.key = "state_dir", .type = CFG_PATH, .offset = OFF(state_dir), .def = "/var/lib/evbus",
      .reload = CFG_RESTART,
      .why = "holds the pidfile and the private plugin copies the running generation uses",

@@ -18,6 +18,7 @@
 typedef struct daemon_settings {
     char *plugin_dir;
     char *log_level;               /* debug|info|warn|error */
+    char *log_format;              /* text|json (util/log.h) */
     char *state_dir;
     uint32_t shutdown_timeout_ms;
     uint32_t reload_drain_timeout_ms;

@@ -24,6 +24,8 @@
 #include "core/event.h"
 #include "core/generation.h"
 #include "core/jarena.h"
+#include "daemon/notify.h"
+#include "daemon/service.h"
 #include "evbus_build_config.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -48,7 +50,7 @@ static void usage(FILE *f)
             "      --exit-idle MS   exit cleanly once nothing arrived for MS milliseconds\n"
             "                       and nothing is in flight or scheduled for retry\n"
             "      --pidfile PATH   write the pid there (default STATE_DIR/evbusd.pid)\n"
-            "  -v, --version        print the version\n"
+            "  -v, --version        print the version and the plugin ABI version\n"
             "  -h, --help           this help\n"
             "\n"
             "Signals: SIGHUP reloads conf.d and plugins without losing an event;\n"
@@ -99,6 +101,15 @@ static void write_running(engine_t *e)
     json_decref(doc);
 }
 
+/* log.format of the serving generation (log_level is set by the swap). */
+static void apply_log_format(engine_t *e)
+{
+    generation_t *g = engine_current(e);
+    int fmt = log_format_parse(g->cfg->daemon.log_format);
+    log_set_format(fmt >= 0 ? fmt : LOG_FORMAT_TEXT);
+    generation_unref(g);
+}
+
 /* Build to the side, swap whole, drain the old generation with a bound. */
 static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
 {
@@ -136,6 +147,7 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
         return;
     }
     engine_note_reload(e, true, NULL);
+    apply_log_format(e);
     if (pending) {
         METRIC_INC(reloads_partial);
         log_warn("reload", "generation %llu live %lld ms after the request, partial: %zu "
@@ -202,6 +214,23 @@ static int print_diff_running(const evbus_config_t *cfg)
     return 0;
 }
 
+/* A reload as the service manager sees it: RELOADING=1 with the time of
+ * the request, READY=1 once the outcome (any outcome) is known. */
+static void reload_notified(engine_t *e, const char *conf_dir, const notify_t *nt)
+{
+    notify_send(nt, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+                (unsigned long long)notify_monotonic_usec(), conf_dir);
+    reload(e, conf_dir, clock_mono_ms());
+    write_running(e);
+    if (!notify_enabled(nt))
+        return;
+    service_sample_t s;
+    char status[256];
+    service_sample(e, &s);
+    service_status_text(&s, status, sizeof status);
+    notify_send(nt, "READY=1\nSTATUS=%s", status);
+}
+
 static void write_pidfile(const char *path)
 {
     FILE *f = fopen(path, "w");
@@ -264,6 +293,11 @@ int main(int argc, char **argv)
      * (plugins included) allocates, and before any thread exists. */
     jarena_install();
 
+    /* before any thread: it unsets NOTIFY_SOCKET and WATCHDOG_* */
+    notify_t nt;
+    char nerr[256];
+    bool notify_broken = notify_open(&nt, nerr, sizeof nerr) != 0;
+
     /* Block the signals we take synchronously before any thread exists. */
     sigset_t set;
     sigemptyset(&set);
@@ -294,6 +328,10 @@ int main(int argc, char **argv)
     const evbus_config_t *cfg = gen->cfg;
     int lvl = config_log_level(cfg->daemon.log_level);
     log_set_level(lvl >= 0 ? lvl : LOG_INFO);
+    int lfmt = log_format_parse(cfg->daemon.log_format);
+    log_set_format(lfmt >= 0 ? lfmt : LOG_FORMAT_TEXT);
+    if (notify_broken)
+        log_warn("evbusd", "%s; running without service manager notifications", nerr);
     event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation.  The
@@ -327,10 +365,12 @@ int main(int argc, char **argv)
     engine_t *e = engine_new(gen, &eo, err, sizeof err);
     if (!e) {
         log_error("evbusd", "%s", err);
+        notify_send(&nt, "STATUS=failed to start: %s", err);
         return 1;
     }
     if (engine_start(e, err, sizeof err) != 0) {
         log_error("evbusd", "%s", err);
+        notify_send(&nt, "STATUS=failed to start: %s", err);
         return 1;
     }
     atomic_int reload_requests = 0;
@@ -346,21 +386,30 @@ int main(int argc, char **argv)
     write_running(e);
     log_info("evbusd", "evbusd %s started (pid %ld, config %s)", EVBUS_VERSION, (long)getpid(),
              conf_dir);
+    /* the first generation is live: readiness, then keep-alives */
+    if (notify_enabled(&nt)) {
+        service_sample_t s0;
+        char status[256];
+        service_sample(e, &s0);
+        service_status_text(&s0, status, sizeof status);
+        notify_send(&nt, "READY=1\nSTATUS=%s", status);
+        if (nt.watchdog_usec)
+            log_info("service", "systemd watchdog every %llu ms",
+                     (unsigned long long)(nt.watchdog_usec / 1000));
+    }
+    service_t *svc = service_start(&nt, e);
 
     int stop_signal = 0;
     while (!stop_signal) {
         struct timespec tick = {0, 100 * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGHUP) {
-            reload(e, conf_dir, clock_mono_ms());
-            write_running(e);
+            reload_notified(e, conf_dir, &nt);
         } else if (sig == SIGTERM || sig == SIGINT) {
             stop_signal = sig;
         }
-        if (atomic_exchange(&reload_requests, 0) > 0) {
-            reload(e, conf_dir, clock_mono_ms());
-            write_running(e);
-        }
+        if (atomic_exchange(&reload_requests, 0) > 0)
+            reload_notified(e, conf_dir, &nt);
         if (engine_wants_exit(e))
             break;
         generation_reap();
@@ -368,11 +417,14 @@ int main(int argc, char **argv)
     generation_t *last = engine_current(e);
     uint32_t shutdown_ms = last->cfg->daemon.shutdown_timeout_ms; /* live */
     generation_unref(last);
+    notify_send(&nt, "STOPPING=1\nSTATUS=stopping: finishing in-flight work (up to %u ms)",
+                shutdown_ms);
     if (stop_signal)
         log_info("evbusd", "%s received: stopping (finishing in-flight work, up to %u ms)",
                  stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", shutdown_ms);
     admin_stop(admin);
     int rc = engine_stop(e, (int)shutdown_ms);
+    service_stop(svc);
     if (rc != 0) {
         log_error("evbusd", "shutdown timeout (%u ms) hit: unfinished entries stay pending and "
                   "are redelivered on restart", shutdown_ms);
@@ -383,6 +435,7 @@ int main(int argc, char **argv)
     }
     bool failed = engine_failed(e);
     engine_free(e);
+    notify_close(&nt);
     generation_reap();
     unlink(pidpath);
     unlink(runpath);

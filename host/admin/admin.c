@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "admin/admin_internal.h"
+#include "admin/admin_parse.h"
 #include "admin/api.h"
 #include "jsonschema/jsonschema.h"
 #include "store/store.h"
@@ -113,11 +114,8 @@ int admin_query_int(admin_req_t *r, const char *name, long min, long max, long d
         *out = def;
         return 0;
     }
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || errno || !(isdigit((unsigned char)v[0]) || v[0] == '-') || n < min ||
-        n > max) {
+    long n;
+    if (admin__parse_long(v, min, max, &n) != 0) {
         admin_bad(r, name, "must be an integer between %ld and %ld, got '%.40s'", min, max, v);
         return -1;
     }
@@ -132,7 +130,7 @@ int admin_query_time(admin_req_t *r, const char *name, int64_t *out)
     if (!v)
         return 0;
     int64_t ms;
-    if (strlen(v) > 40 || store_parse_rfc3339(v, &ms) != 0 || ms <= 0) {
+    if (admin__parse_time(v, &ms) != 0) {
         admin_bad(r, name, "must be an RFC 3339 date-time such as 2026-12-07T10:00:00Z, got "
                            "'%.40s'", v);
         return -1;
@@ -147,11 +145,7 @@ int admin_query_word(admin_req_t *r, const char *name, size_t max, const char **
     *out = NULL;
     if (!v)
         return 0;
-    size_t n = strlen(v);
-    bool ok = n > 0 && n <= max;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (unsigned char)v[i] > 0x20 && (unsigned char)v[i] < 0x7f;
-    if (!ok) {
+    if (!admin__word_ok(v, max)) {
         admin_bad(r, name, "must be 1 to %zu printable characters without spaces", max);
         return -1;
     }
@@ -175,61 +169,6 @@ int admin_query_tenant(admin_req_t *r, const char **tenant)
 }
 
 /* ---- cursors: base64url(payload) "." base64url(HMAC-SHA256) ------------- */
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-static const char b64u[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static void b64u_encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = b64u[v >> 18 & 63];
-        out[o++] = b64u[v >> 12 & 63];
-        if (i + 1 < n)
-            out[o++] = b64u[v >> 6 & 63];
-        if (i + 2 < n)
-            out[o++] = b64u[v & 63];
-    }
-    out[o] = '\0';
-}
-
-static int b64u_val(char c)
-{
-    const char *p = c ? strchr(b64u, c) : NULL;
-    return p ? (int)(p - b64u) : -1;
-}
-
-/* -1 on a character outside the alphabet or an impossible length. */
-static long b64u_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n % 4 == 1)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t v = 0;
-        size_t k = 0;
-        for (; k < 4 && i + k < n; k++) {
-            int d = b64u_val(in[i + k]);
-            if (d < 0)
-                return -1;
-            v |= (uint32_t)d << (18 - 6 * k);
-        }
-        size_t bytes = k - 1;
-        if (o + bytes > cap)
-            return -1;
-        for (size_t b = 0; b < bytes; b++)
-            out[o++] = (unsigned char)(v >> (16 - 8 * b));
-    }
-    return (long)o;
-}
 
 static void cursor_mac(admin_t *a, const char *route, const char *tenant, const unsigned char *p,
                        size_t n, unsigned char mac[32])
@@ -255,10 +194,10 @@ char *admin_cursor_make(admin_req_t *r, const char *payload)
     unsigned char mac[32];
     cursor_mac(r->admin, r->route, r->tenant, (const unsigned char *)payload, n, mac);
     char *out = malloc(n * 4 / 3 + 4 + 1 + 44 + 1);
-    b64u_encode((const unsigned char *)payload, n, out);
+    admin__b64u_encode((const unsigned char *)payload, n, out);
     size_t o = strlen(out);
     out[o++] = '.';
-    b64u_encode(mac, sizeof mac, out + o);
+    admin__b64u_encode(mac, sizeof mac, out + o);
     return out;
 }
 
@@ -270,8 +209,8 @@ int admin_query_cursor(admin_req_t *r, char **payload)
         return 0;
     const char *dot = strchr(v, '.');
     unsigned char buf[512], mac[32], want[32];
-    long n = dot && dot - v < 600 ? b64u_decode(v, (size_t)(dot - v), buf, sizeof buf - 1) : -1;
-    long m = n >= 0 ? b64u_decode(dot + 1, strlen(dot + 1), mac, sizeof mac) : -1;
+    long n = dot && dot - v < 600 ? admin__b64u_decode(v, (size_t)(dot - v), buf, sizeof buf - 1) : -1;
+    long m = n >= 0 ? admin__b64u_decode(dot + 1, strlen(dot + 1), mac, sizeof mac) : -1;
     if (n >= 0)
         cursor_mac(r->admin, r->route, r->tenant, buf, (size_t)n, want);
     if (n < 0 || m != 32 || CRYPTO_memcmp(mac, want, 32) != 0 || memchr(buf, 0, (size_t)n)) {
@@ -376,43 +315,6 @@ static const admin_route_t *const *all_tables(void)
     return t;
 }
 
-/* A path parameter's shape: ids, instance names, job ids.  Anything else
- * (empty, "..", slashes, controls) matches no route. */
-static bool param_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 128 || (n <= 2 && s[0] == '.' && (n == 1 || s[1] == '.')))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && !strchr("-_.:", s[i]))
-            return false;
-    return true;
-}
-
-/* Does path match pattern?  Captures {params} into out (n copies). */
-static bool path_match(const char *pattern, const char *path, char out[][129], size_t *np)
-{
-    *np = 0;
-    const char *p = pattern, *u = path;
-    while (*p && *u) {
-        if (*p == '{') {
-            const char *pe = strchr(p, '}');
-            size_t n = strcspn(u, "/");
-            if (!pe || *np >= ADMIN_MAX_PARAMS || !param_ok(u, n))
-                return false;
-            memcpy(out[*np], u, n);
-            out[(*np)++][n] = '\0';
-            p = pe + 1;
-            u += n;
-            continue;
-        }
-        if (*p != *u)
-            return false;
-        p++;
-        u++;
-    }
-    return !*p && !*u;
-}
-
 /* The route for (method, path); *allow gets every method the path has. */
 static const admin_route_t *route_find(const char *method, const char *path, char *allow,
                                        size_t allow_len, char params[][129], size_t *np)
@@ -423,7 +325,7 @@ static const admin_route_t *route_find(const char *method, const char *path, cha
     size_t tn;
     for (const admin_route_t *const *t = all_tables(); *t; t++) {
         for (const admin_route_t *rt = *t; rt->pattern; rt++) {
-            if (!path_match(rt->pattern, path, tmp, &tn))
+            if (!admin__path_match(rt->pattern, path, tmp, &tn))
                 continue;
             if (!strstr(allow, rt->method)) {
                 if (allow[0])
@@ -648,16 +550,6 @@ static enum MHD_Result send_reply(req_state_t *st, struct MHD_Connection *c)
     return ret;
 }
 
-static bool is_json_ctype(const char *ct)
-{
-    if (!ct)
-        return false;
-    size_t n = strcspn(ct, ";");
-    while (n && ct[n - 1] == ' ')
-        n--;
-    return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
-}
-
 typedef struct qcheck {
     admin_req_t *r;
     const char *const *allowed;
@@ -729,7 +621,7 @@ static bool precheck(admin_t *a, req_state_t *st, struct MHD_Connection *c, cons
         admin_error(r, 415, "unsupported_media_type", "body", "this endpoint takes no body");
         return false;
     }
-    if (has_body && !is_json_ctype(ct)) {
+    if (has_body && !admin__is_json_ctype(ct)) {
         admin_error(r, 415, "unsupported_media_type", "Content-Type",
                     "send the body as application/json");
         return false;
@@ -773,25 +665,7 @@ static bool body_check(admin_t *a, req_state_t *st)
     }
     json_error_t je;
     /* depth: jansson stops at 2048 levels; refuse silly nesting sooner */
-    int depth = 0, maxdepth = 0;
-    bool in_str = false;
-    for (size_t i = 0; i < st->len; i++) {
-        char ch = st->body[i];
-        if (in_str) {
-            if (ch == '\\')
-                i++;
-            else if (ch == '"')
-                in_str = false;
-        } else if (ch == '"') {
-            in_str = true;
-        } else if (ch == '[' || ch == '{') {
-            if (++depth > maxdepth)
-                maxdepth = depth;
-        } else if (ch == ']' || ch == '}') {
-            depth--;
-        }
-    }
-    if (maxdepth > 32) {
+    if (admin__json_depth(st->body, st->len) > 32) {
         admin_bad(r, "body", "JSON nested deeper than 32 levels");
         return false;
     }
@@ -903,29 +777,12 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
-/*
- * Percent-decoding of paths and query values, in place.  As
- * libmicrohttpd's own, except that "%00" stays as it is: a decoded NUL
- * would cut the C string and "/api/v1/config%00..." would reach the route
- * "/api/v1/config".  Left encoded, it matches no route (404) and no
- * parameter check accepts it.
- */
+/* libmicrohttpd's unescape callback (admin_parse.c says why %00 stays). */
 static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 {
     (void)cls;
     (void)c;
-    char *w = s;
-    for (const char *p = s; *p; p++) {
-        int hi, lo;
-        if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0 && (hi | lo)) {
-            *w++ = (char)(hi * 16 + lo);
-            p += 2;
-        } else {
-            *w++ = *p;
-        }
-    }
-    *w = '\0';
-    return (size_t)(w - s);
+    return admin__unescape(s);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)

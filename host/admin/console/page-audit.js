@@ -1,0 +1,2 @@
+import { pageHeading } from './ui.js';
+export default { title: 'audit', render(root) { root.append(pageHeading('audit')); } };

@@ -60,7 +60,13 @@ function renderSignIn() {
 }
 
 async function start() {
-  const who = await api('GET', '/api/v1/whoami', { shape: S.whoami });
+  let who;
+  try {
+    who = await api('GET', '/api/v1/whoami', { shape: S.whoami });
+  } catch (e) {
+    if (e.kind !== 'forbidden') throw e;
+    throw new ApiError('forbidden', 'This token may not read the operator API (403): the console needs a token with the viewer, operator or admin role.');
+  }
   session = { roles: who.roles, tenant: who.tenant, token: who.token };
   signInReason = '';
   if (!can('viewer')) {

@@ -311,7 +311,8 @@ void admin_request_reload(admin_req_t *r)
 static const admin_route_t *const *all_tables(void)
 {
     static const admin_route_t *const t[] = {admin_routes_core, admin_routes_dlq,
-                                             admin_routes_data, admin_routes_ops, NULL};
+                                             admin_routes_data, admin_routes_ops,
+                                             admin_routes_console, NULL};
     return t;
 }
 
@@ -533,11 +534,14 @@ static enum MHD_Result send_reply(req_state_t *st, struct MHD_Connection *c)
                                                                 MHD_RESPMEM_MUST_FREE);
     r->reply = NULL;
     MHD_add_response_header(resp, "Content-Type", r->ctype ? r->ctype : "application/json");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* an ETag'd reply may be kept, but is checked with the server each time */
+    MHD_add_response_header(resp, "Cache-Control", r->etag ? "no-cache" : "no-store");
+    if (r->etag)
+        MHD_add_response_header(resp, "ETag", r->etag);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
     MHD_add_response_header(resp, "Content-Security-Policy",
-                            "default-src 'none'; frame-ancestors 'none'");
+                            r->csp ? r->csp : "default-src 'none'; frame-ancestors 'none'");
     if (r->www_authenticate)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"evbus\"");
     if (r->retry_after[0])

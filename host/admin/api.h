@@ -74,6 +74,9 @@ typedef struct admin_req {
     char retry_after[24];       /* 429: seconds */
     char allow[64];             /* 405 */
     bool www_authenticate;      /* 401 */
+    /* per-reply headers (static strings; NULL = the API's defaults) */
+    const char *csp;            /* Content-Security-Policy instead of default-src 'none' */
+    const char *etag;           /* ETag; also Cache-Control: no-cache instead of no-store */
 
     /* borrowed from the pools, returned when the request ends */
     evbus_client_t *redis;
@@ -103,6 +106,7 @@ extern const admin_route_t admin_routes_core[];  /* routes_core.c */
 extern const admin_route_t admin_routes_dlq[];   /* routes_dlq.c */
 extern const admin_route_t admin_routes_data[];  /* routes_data.c: events, replays */
 extern const admin_route_t admin_routes_ops[];   /* routes_ops.c: handlers, audit, stats */
+extern const admin_route_t admin_routes_console[]; /* routes_console.c: the web console */
 
 /* ---- replies (each returns 0, so a route can `return admin_json(...)`) */
 

@@ -118,9 +118,30 @@ static int reload(admin_req_t *r)
     return admin_json(r, 200, o);
 }
 
+/* GET /api/v1/whoami: the caller's token name, roles (widened) and
+ * tenant, so a client (the console) shows only what the token may do.
+ * Telling is not granting: every route checks the role again. */
+static int whoami(admin_req_t *r)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } roles[] = {{CFG_ROLE_VIEWER, "viewer"},
+                 {CFG_ROLE_OPERATOR, "operator"},
+                 {CFG_ROLE_ADMIN, "admin"},
+                 {CFG_ROLE_PUBLISHER, "publisher"}};
+    json_t *list = json_array();
+    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
+        if (r->roles & roles[i].bit)
+            json_array_append_new(list, json_string(roles[i].name));
+    return admin_json(r, 200, json_pack("{s:s, s:o, s:s}", "token", r->token_name, "roles", list,
+                                        "tenant", r->tenant ? r->tenant : "*"));
+}
+
 const admin_route_t admin_routes_core[] = {
     {"GET", "/health", ADMIN_PUBLIC, false, NULL, NULL, "health", health, 0},
     {"GET", "/metrics", ADMIN_PUBLIC, false, NULL, NULL, "metrics", metrics, 0},
+    {"GET", "/api/v1/whoami", CFG_ROLE_VIEWER, false, NULL, NULL, "whoami", whoami, 0},
     {"GET", "/api/v1/config", CFG_ROLE_VIEWER, false, NULL, NULL, "config", config, 0},
     {"POST", "/api/v1/reload", CFG_ROLE_ADMIN, true, NULL, NULL, "reload", reload, 0},
     {0},

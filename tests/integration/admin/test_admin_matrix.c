@@ -187,6 +187,7 @@ typedef struct route {
 } route_t;
 
 static const route_t ROUTES[] = {
+    {"GET", "/api/v1/whoami", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/config", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/stats", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/handlers", NONE, V, false, NULL, 200},

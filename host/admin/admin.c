@@ -810,13 +810,26 @@ char *admin__metrics_text(admin_t *a)
     char *base = metrics_render();
     size_t cap = (base ? strlen(base) : 0) + 8192, len = 0;
     char *out = malloc(cap);
+    if (!out) {
+        free(base);
+        return NULL; /* admin_text() serves an empty body */
+    }
+    /* Out of memory while growing leaves the text cut before the line that
+     * did not fit (`out = realloc(out, ...)` lost it and wrote through NULL). */
 #define APPEND(...)                                                                                \
     do {                                                                                           \
         int _n = snprintf(out + len, cap - len, __VA_ARGS__);                                      \
         if (_n >= 0 && (size_t)_n >= cap - len) {                                                  \
-            cap = (cap + (size_t)_n) * 2;                                                          \
-            out = realloc(out, cap);                                                               \
-            _n = snprintf(out + len, cap - len, __VA_ARGS__);                                      \
+            size_t _cap = (cap + (size_t)_n) * 2;                                                  \
+            char *_grown = realloc(out, _cap);                                                     \
+            if (_grown) {                                                                          \
+                out = _grown;                                                                      \
+                cap = _cap;                                                                        \
+                _n = snprintf(out + len, cap - len, __VA_ARGS__);                                  \
+            } else {                                                                               \
+                out[len] = '\0';                                                                   \
+                _n = 0;                                                                            \
+            }                                                                                      \
         }                                                                                          \
         if (_n > 0)                                                                                \
             len += (size_t)_n;                                                                     \
@@ -852,12 +865,22 @@ static char *read_file(const char *path, char *err, size_t errlen)
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap);
     size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    /* `buf = realloc(buf, ...)` lost the buffer and then read into NULL
+     * when memory ran out (cppcheck memleakOnRealloc). */
+    while (buf && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += got;
-        if (len + 1 == cap)
-            buf = realloc(buf, cap *= 2);
+        if (len + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown)
+                free(buf);
+            buf = grown;
+        }
     }
     fclose(f);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
     buf[len] = '\0';
     return buf;
 }

@@ -403,6 +403,7 @@ static int scan_container(scan_t *s, int depth, bool object)
                 return -1;
             size_t klen = (size_t)(s->p - key - 1);
             for (size_t i = 0; i < n_names; i++)
+                /* cppcheck-suppress uninitvar ; only the n_names entries already set are read */
                 if (name_len[i] == klen && memcmp(names[i], key, klen) == 0)
                     return -1;
             names[n_names] = key;

@@ -40,8 +40,17 @@ void generation_unref(generation_t *g)
         return;
     pthread_mutex_lock(&retired_lock);
     if (n_retired == cap_retired) {
-        cap_retired = cap_retired ? cap_retired * 2 : 8;
-        retired = realloc(retired, cap_retired * sizeof *retired);
+        /* Out of memory here cannot be reported (unref has no error path)
+         * and `retired = realloc(retired, ...)` would lose the list and then
+         * write through NULL: stop loudly instead, as config.c's oom() does. */
+        size_t cap = cap_retired ? cap_retired * 2 : 8;
+        generation_t **grown = realloc(retired, cap * sizeof *retired);
+        if (!grown) {
+            fputs("generation: out of memory\n", stderr);
+            abort();
+        }
+        retired = grown;
+        cap_retired = cap;
     }
     retired[n_retired++] = g;
     pthread_mutex_unlock(&retired_lock);

@@ -63,12 +63,22 @@ int ctl_http_request(const char *addr, const char *method, const char *path, cha
     size_t cap = 8192, len = 0;
     char *buf = malloc(cap);
     ssize_t r;
-    while ((r = read(fd, buf + len, cap - len - 1)) > 0) {
+    /* `buf = realloc(buf, ...)` lost the buffer and then read into NULL
+     * when memory ran out (cppcheck memleakOnRealloc): fail the request. */
+    while (buf && (r = read(fd, buf + len, cap - len - 1)) > 0) {
         len += (size_t)r;
-        if (len + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
+        if (len + 1 >= cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown)
+                free(buf);
+            buf = grown;
+        }
     }
     close(fd);
+    if (!buf) {
+        snprintf(err, errlen, "reading from %s: out of memory", addr);
+        return -1;
+    }
     buf[len] = '\0';
     int status = 0;
     if (sscanf(buf, "HTTP/%*s %d", &status) != 1) {

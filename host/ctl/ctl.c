@@ -146,6 +146,7 @@ static void settle_doubtful(evbus_config_t *cfg, const bool *doubtful, char *out
         const cfg_setting_t *s = cfg_setting_at(i);
         bool was_taken = false;
         for (size_t t = 0; t < n_taken; t++)
+            /* cppcheck-suppress uninitvar ; only the n_taken entries already set are read */
             was_taken |= taken_row[t] == i;
         if (!s->compute || cfg->sources[i].kind != CFG_SRC_DEFAULT || was_taken)
             continue;

@@ -150,6 +150,7 @@ static int note(struct ndjson_chkarr *chks, const evbus_text_checked_t *chk)
 
 const evbus_text_checked_t *ndjson_checked(const ndjson_checks_t *chks, size_t i)
 {
+    /* cppcheck-suppress nullPointerRedundantCheck ; the step runs only after the test passed */
     for (size_t k = 0; chks && k < chks->nseg; i -= chks->seg[k++].len)
         if (i < chks->seg[k].len)
             return &chks->seg[k].of[i];

@@ -708,7 +708,7 @@ json_t *fj_parse(const char *buf, size_t len, size_t flags, json_error_t *err) {
     }
     fj_parser ps;
     ps.begin = buf;
-    ps.end = buf + len;
+    ps.end = buf ? buf + len : NULL; /* NULL + len is undefined; refused below */
     ps.flags = flags;
     ps.depth = 0;
     ps.err = err;

@@ -412,7 +412,9 @@ static char **list_dir(const char *dir, size_t *n, cfg_errors_t *errs)
             }
             names = g;
         }
+        /* cppcheck-suppress nullPointerRedundantCheck ; NULL only after the break above */
         names[*n] = strdup(de->d_name);
+        /* cppcheck-suppress nullPointerRedundantCheck ; as above */
         if (names[*n])
             (*n)++;
     }

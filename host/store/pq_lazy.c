@@ -57,6 +57,7 @@ static struct {
 #undef PQ_FIELD
 } pq;
 static bool pq_ok;
+static void *pq_handle; /* open for the life of the process once loaded */
 static char pq_why[256];
 static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
 
@@ -75,10 +76,12 @@ static void pq_open(void)
 #define PQ_LOAD(name)                                                                          \
     if (!(pq.name = (__typeof__(&name))dlsym(h, #name))) {                                    \
         snprintf(pq_why, sizeof pq_why, "cannot load libpq: %s has no %s", so, #name);         \
+        dlclose(h); /* unusable: don't keep it mapped (cppcheck resourceLeak) */               \
         return;                                                                                \
     }
     PQ_FUNCS(PQ_LOAD)
 #undef PQ_LOAD
+    pq_handle = h;
     pq_ok = true;
 }
 

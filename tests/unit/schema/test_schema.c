@@ -384,8 +384,12 @@ Test(catalog, lookup_is_fast_enough_for_the_hot_path)
     clock_gettime(CLOCK_MONOTONIC, &b);
     double ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / n;
     cr_expect_eq(hits, (size_t)n);
-    /* ~20 ns in an optimised build; the bound leaves room for sanitizers */
-    cr_expect_lt(ns, 1000.0, "lookup took %.1f ns", ns);
+    /* ~20 ns in an optimised build; the bound leaves room for sanitizers.
+     * EVBUS_TEST_TIME_FACTOR scales it for slower runs: tests/valgrind/run
+     * sets 50 (memcheck measured 5 us on a busy machine). */
+    const char *factor = getenv("EVBUS_TEST_TIME_FACTOR");
+    double bound = 1000.0 * (factor && atof(factor) > 1 ? atof(factor) : 1);
+    cr_expect_lt(ns, bound, "lookup took %.1f ns", ns);
     schema_catalog_free(c);
 }
 

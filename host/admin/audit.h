@@ -6,7 +6,7 @@
  *   - PostgreSQL (postgres.url set): the audit_log table of migration
  *     0009, written in batched INSERTs by the audit's own thread and its
  *     own connection (reconnects with backoff, 100 ms doubling to 5 s);
- *   - otherwise an append-only JSONL file, <state_dir>/audit.jsonl (mode
+ *   - otherwise an append-only JSONL file, <state_dir>/admin-audit.jsonl (mode
  *     0600 when created), one JSON object per line, written by the same
  *     kind of thread with O_APPEND and fdatasync per batch.  Renaming the
  *     file away rotates it: the next batch creates a new one.
@@ -66,7 +66,7 @@ enum { AUDIT_EINVAL = -2 };
 #define AUDIT_LIST_MAX 1000
 
 /* The JSONL backend's file name in state_dir. */
-#define AUDIT_FILE_NAME "audit.jsonl"
+#define AUDIT_FILE_NAME "admin-audit.jsonl" /* not audit.jsonl: conf.d's example file-sink writes that */
 
 typedef struct audit audit_t;
 
@@ -88,7 +88,7 @@ typedef struct audit_record {
 /*
  * Start the audit log for cfg: PostgreSQL when cfg->store.postgres_url is
  * set (the thread connects in the background: a PostgreSQL that is down
- * is not an error here), else the file <cfg->daemon.state_dir>/audit.jsonl
+ * is not an error here), else the file <cfg->daemon.state_dir>/admin-audit.jsonl
  * (state_dir is created 0700 when missing and must be private, see
  * util/private_dir.h; the file is opened here so that a permission problem
  * is reported at once).  cfg is read only during the call.  NULL with err

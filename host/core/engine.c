@@ -1559,7 +1559,7 @@ json_t *engine_health(engine_t *e)
     SAMPLED_JSON("oldest_pending_age_ms", oldest_pending_age_ms, 1);
     SAMPLED_JSON("retry_scheduled", retry_scheduled, 1);
 #undef SAMPLED_JSON
-    json_object_set_new(h, "group", grp);
+    json_object_set_new(h, "group_state", grp); /* "group" is the name */
     json_t *md = json_object();
     json_object_set_new(md, "enabled", json_boolean(e->meta != NULL));
     json_object_set_new(md, "dropped", json_integer((json_int_t)METRIC_GET(metadata_dropped)));

@@ -225,7 +225,9 @@ Test(admin_api, tokens_roles_and_errors)
     cr_expect_eq(st, 200);
     json_decref(j);
     h = call("GET", "/health", NULL, NULL, NULL, &st, NULL);
-    cr_expect(json_is_object(json_object_get(h, "group")), "health has the group section");
+    cr_expect(json_is_object(json_object_get(h, "group_state")), "health has the group_state section");
+    /* and "group" stays the consumer group's name (evbusctl status prints it) */
+    cr_expect_str_eq(json_string_value(json_object_get(h, "group")), "g");
     json_decref(h);
 
     /* the audit log: both reloads, by the token's name, newest first */

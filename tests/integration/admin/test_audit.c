@@ -254,12 +254,12 @@ Test(audit_pg, refuses_bad_limits_and_forged_cursors) { bad_arguments_are_einval
 Test(audit_file, is_private_and_ids_go_on_after_a_restart)
 {
     audit_t *a = start();
-    cr_expect_str_eq(audit_where(a), strcat(strcpy((char[600]){0}, state_dir), "/audit.jsonl"));
+    cr_expect_str_eq(audit_where(a), strcat(strcpy((char[600]){0}, state_dir), "/admin-audit.jsonl"));
     put(a, "a", "dlq.retry", "x", 1);
     put(a, "a", "dlq.retry", "y", 1);
     audit_stop(a); /* flushes */
     char path[600];
-    snprintf(path, sizeof path, "%s/audit.jsonl", state_dir);
+    snprintf(path, sizeof path, "%s/admin-audit.jsonl", state_dir);
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_expect_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
@@ -289,7 +289,7 @@ Test(audit_file, rotation_by_rename_starts_a_new_file)
     put(a, "a", "dlq.retry", "old", 1);
     cr_assert_eq(audit_sync(a, 10000), 0);
     char path[600], old[610];
-    snprintf(path, sizeof path, "%s/audit.jsonl", state_dir);
+    snprintf(path, sizeof path, "%s/admin-audit.jsonl", state_dir);
     snprintf(old, sizeof old, "%s.1", path);
     cr_assert_eq(rename(path, old), 0);
     put(a, "a", "dlq.retry", "new", 1);

@@ -59,11 +59,19 @@ static int verror(admin_req_t *r, unsigned status, const char *code, const char 
     vsnprintf(msg, sizeof msg, fmt, ap);
     json_t *o = json_object();
     json_object_set_new(o, "error", json_string(code));
-    json_object_set_new(o, "field", json_string(field ? field : ""));
-    /* messages may quote client input: never let it break the JSON */
-    json_object_set_new(o, "message", json_stringn_nocheck(msg, strlen(msg)));
-    if (!json_string_value(json_object_get(o, "message")))
-        json_object_set_new(o, "message", json_string("(unprintable)"));
+    /* messages and field names may quote client input (a query parameter's
+     * name or value, bytes of any kind): printable ASCII only, so the
+     * reply is always valid JSON */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    char fbuf[128];
+    snprintf(fbuf, sizeof fbuf, "%s", field ? field : "");
+    for (char *p = fbuf; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    json_object_set_new(o, "field", json_string(fbuf));
+    json_object_set_new(o, "message", json_string(msg));
     return admin_json(r, status, o);
 }
 

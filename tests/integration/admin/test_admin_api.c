@@ -190,8 +190,11 @@ Test(admin_api, tokens_roles_and_errors)
         free(body);
     }
 
-    /* query parameters: unknown ones are refused, by name */
+    /* query parameters: unknown ones are refused, by name; bytes that are
+     * not printable ASCII never break the JSON of the reply */
     expect_error("GET", "/api/v1/config?verbose=1", VIEWER, 400, "invalid_argument", "verbose");
+    expect_error("GET", "/api/v1/config?%ff%fe=1", VIEWER, 400, "invalid_argument", "??");
+    expect_error("GET", "/api/v1/dlq?type=%ff", VIEWER, 400, "invalid_argument", "type");
 
     /* bodies: on a route without one 415; over 1 MiB 413 before it is read */
     j = call("POST", "/api/v1/reload", HARNESS_ADMIN_TOKEN, "{}", NULL, &st, NULL);

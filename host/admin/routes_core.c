@@ -4,11 +4,13 @@
  * reload (admin role).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "admin/admin_internal.h"
 #include "util/clock.h"
+#include "util/redact.h"
 
 static int health(admin_req_t *r)
 {
@@ -24,21 +26,19 @@ static int metrics(admin_req_t *r)
                       admin__metrics_text(r->admin));
 }
 
-/* "redis://user:secret@host" -> "redis://user:***@host": settings are
- * read by viewers of any tenant, passwords are not theirs. */
-static void mask_url_password(json_t *row)
+/* Settings are read by viewers of any tenant: passwords in URLs (and
+ * libpq password= values) are not theirs.  The logs' own masking. */
+static void mask_secrets(json_t *row)
 {
     const char *v = json_string_value(json_object_get(row, "value"));
-    const char *scheme = v ? strstr(v, "://") : NULL;
-    if (!scheme)
+    if (!v)
         return;
-    const char *auth = scheme + 3, *at = strchr(auth, '@');
-    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
-    if (!colon)
-        return;
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%.*s:***%s", (int)(colon - v), v, at);
-    json_object_set_new(row, "value", json_string(buf));
+    size_t n = strlen(v), cap = 2 * n + 16; /* "***" may be longer than a secret */
+    char *buf = malloc(cap);
+    redact_secrets(v, n, buf, cap);
+    if (strcmp(buf, v) != 0)
+        json_object_set_new(row, "value", json_string(buf));
+    free(buf);
 }
 
 /* What is in force: the serving generation's settings, with the value the
@@ -50,7 +50,7 @@ static int config(admin_req_t *r)
     json_t *settings = config_settings_json(g->cfg, &g->pending_restart), *row;
     size_t i;
     json_array_foreach(settings, i, row)
-        mask_url_password(row);
+        mask_secrets(row);
     json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
                           json_object_get(h, "reload"), "settings", settings);
     json_decref(h);

@@ -15,6 +15,10 @@ import os
 import re
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from embed_schemas import c_literal  # noqa: E402  (one C-literal writer for both tables)
+
 TYPES = {
     '.html': 'text/html; charset=utf-8',
     '.js': 'text/javascript; charset=utf-8',
@@ -22,23 +26,6 @@ TYPES = {
     '.svg': 'image/svg+xml',
     '.json': 'application/json',
 }
-
-
-def c_literal(data):
-    out = []
-    for b in data:
-        c = chr(b)
-        if c == '\\':
-            out.append('\\\\')
-        elif c == '"':
-            out.append('\\"')
-        elif c == '\n':
-            out.append('\\n"\n    "')
-        elif 32 <= b < 127 and c != '?':
-            out.append(c)
-        else:
-            out.append('\\%03o' % b)
-    return '"' + ''.join(out) + '"'
 
 
 def main():

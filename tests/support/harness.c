@@ -428,54 +428,24 @@ int harness_redis_restart(harness_redis_t *r)
     return redis_launch(r);
 }
 
+static char *http_request(int port, const char *method, const char *path, const char *token,
+                          const char *body, const char *ctype, int timeout_s, int *status,
+                          char **headers);
+
 char *harness_http_get(int port, const char *path, int *status)
 {
-    if (status)
-        *status = -1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return NULL;
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return NULL;
-    }
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        close(fd);
-        return NULL;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (len + 4096 >= cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t got = read(fd, buf + len, cap - len - 1);
-        if (got <= 0)
-            break;
-        len += (size_t)got;
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    int code = -1;
-    char *out = NULL;
-    if (body && sscanf(buf, "HTTP/%*s %d", &code) == 1)
-        out = strdup(body + 4);
-    if (status)
-        *status = out ? code : -1;
-    free(buf);
-    return out;
+    return http_request(port, "GET", path, NULL, NULL, NULL, 5, status, NULL);
 }
 
 char *harness_http(int port, const char *method, const char *path, const char *token,
                    const char *body, const char *ctype, int *status, char **headers)
+{
+    return http_request(port, method, path, token, body, ctype, 10, status, headers);
+}
+
+static char *http_request(int port, const char *method, const char *path, const char *token,
+                          const char *body, const char *ctype, int timeout_s, int *status,
+                          char **headers)
 {
     if (status)
         *status = -1;
@@ -488,7 +458,7 @@ char *harness_http(int port, const char *method, const char *path, const char *t
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
+    struct timeval tv = {timeout_s, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);

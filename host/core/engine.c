@@ -727,6 +727,7 @@ static void log_pause_changes(const json_t *before, const json_t *after)
 static int sync_pauses(engine_t *e, redisContext *c)
 {
     char err[256];
+    uint64_t seen = pause_table_version(e->pauses);
     json_t *doc = evbus_handler_pauses(c, e->stream, err, sizeof err);
     if (!doc) {
         if (c->err)
@@ -735,7 +736,13 @@ static int sync_pauses(engine_t *e, redisContext *c)
         return 0;
     }
     json_t *before = pause_table_json(e->pauses);
-    bool resumed = pause_table_apply(e->pauses, doc);
+    bool applied;
+    bool resumed = pause_table_apply_read(e->pauses, doc, seen, &applied);
+    if (!applied) { /* a pause call was newer than this read: the next poll */
+        json_decref(before);
+        json_decref(doc);
+        return 0;
+    }
     log_pause_changes(before, doc);
     json_decref(before);
     json_decref(doc);

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct pause_table {
     atomic_int n_paused;
     pthread_mutex_t lock;  /* writers; and `records` */
     json_t *records;       /* {instance: record} of the paused ones */
+    uint64_t version;      /* changes applied so far (under lock) */
 };
 
 pause_table_t *pause_table_new(void)
@@ -104,10 +106,10 @@ static bool flag(pause_table_t *t, const char *name, bool paused)
     return was && !paused;
 }
 
-bool pause_table_apply(pause_table_t *t, const json_t *doc)
+/* Under t->lock. */
+static bool apply_locked(pause_table_t *t, const json_t *doc)
 {
     bool resumed = false;
-    pthread_mutex_lock(&t->lock);
     for (pause_node_t *n = atomic_load(&t->head); n; n = n->next)
         if (!json_object_get(doc, n->name))
             resumed |= flag(t, n->name, false);
@@ -118,6 +120,31 @@ bool pause_table_apply(pause_table_t *t, const json_t *doc)
     t->records = json_deep_copy(doc);
     if (!t->records)
         t->records = json_object();
+    t->version++;
+    return resumed;
+}
+
+bool pause_table_apply(pause_table_t *t, const json_t *doc)
+{
+    pthread_mutex_lock(&t->lock);
+    bool resumed = apply_locked(t, doc);
+    pthread_mutex_unlock(&t->lock);
+    return resumed;
+}
+
+uint64_t pause_table_version(pause_table_t *t)
+{
+    pthread_mutex_lock(&t->lock);
+    uint64_t v = t->version;
+    pthread_mutex_unlock(&t->lock);
+    return v;
+}
+
+bool pause_table_apply_read(pause_table_t *t, const json_t *doc, uint64_t seen, bool *applied)
+{
+    pthread_mutex_lock(&t->lock);
+    *applied = t->version == seen;
+    bool resumed = *applied && apply_locked(t, doc);
     pthread_mutex_unlock(&t->lock);
     return resumed;
 }
@@ -126,6 +153,7 @@ void pause_table_set(pause_table_t *t, const char *instance, const json_t *rec)
 {
     pthread_mutex_lock(&t->lock);
     flag(t, instance, rec != NULL);
+    t->version++;
     if (rec)
         json_object_set_new(t->records, instance, json_deep_copy(rec));
     else

@@ -28,6 +28,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct pause_table pause_table_t;
 
@@ -43,6 +44,16 @@ bool pause_table_has(const pause_table_t *t, const char *handler);
  * evbus_handler_pauses() returns it; borrowed).  Returns true when some
  * instance stopped being paused: the caller then unparks the schedule. */
 bool pause_table_apply(pause_table_t *t, const json_t *doc);
+
+/* The table's change count, taken before reading Redis for
+ * pause_table_apply_read(). */
+uint64_t pause_table_version(pause_table_t *t);
+
+/* pause_table_apply() of a state read from Redis after `seen` was taken,
+ * unless the table changed since: a pause call that applied a newer state
+ * meanwhile must not be undone by a poll that read Redis before it (the
+ * next poll reads the new state).  *applied says which happened. */
+bool pause_table_apply_read(pause_table_t *t, const json_t *doc, uint64_t seen, bool *applied);
 
 /* Pause (rec: its record, borrowed) or resume (rec NULL) one instance at
  * once, after Redis accepted the change. */

@@ -143,6 +143,35 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
                         plugin_instance_t **out, char *err, size_t errlen);
 
 /*
+ * An instance whose init(), handlers and fini() run in another process
+ * (`isolation: process`, host/isolation/).  This module keeps what it
+ * keeps for every instance (name, library, config, the state box that
+ * KEEP_STATE shares) and forwards each handler call through `call`; the
+ * remote is what the box holds instead of init()'s state.
+ *  - call(remote, sub_index, ev): one handler call, sub_index into the
+ *    descriptor's subscribers; any thread, concurrently.
+ *  - stop(remote): the last instance sharing the remote was freed: fini()
+ *    over there, then release everything (control thread).
+ */
+typedef struct plugin_remote_ops {
+    evbus_result_t (*call)(void *remote, size_t sub_index, const evbus_event_t *ev);
+    void (*stop)(void *remote);
+} plugin_remote_ops_t;
+
+/*
+ * Creates an instance of lib called `name` forwarding to `remote` (whose
+ * init already succeeded over there).  Takes `remote`: on failure (-1, out
+ * of memory, message in err) ops->stop(remote) has run.  ops must outlive
+ * the instance (a static table).
+ */
+int plugin_instance_new_remote(plugin_lib_t *lib, const char *name, const char *config_json,
+                               const plugin_remote_ops_t *ops, void *remote,
+                               plugin_instance_t **out, char *err, size_t errlen);
+
+/* Whether inst forwards to another process (plugin_instance_new_remote). */
+bool plugin_instance_is_remote(const plugin_instance_t *inst);
+
+/*
  * KEEP_STATE reload: creates a new instance of the SAME library and name
  * that shares old's state (and its serial mutex, so a SERIAL plugin never
  * runs two handlers at once while the old generation drains).  init() is
@@ -181,7 +210,9 @@ const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_
 void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len);
 
 /*
- * Calls sub's handler with the current-instance name set to this instance
+ * For a remote instance: ops->call with the subscriber's index (nothing of
+ * the plugin runs in this process).  Otherwise:
+ * calls sub's handler with the current-instance name set to this instance
  * (restored afterwards, so nested calls are fine) and, for SERIAL plugins,
  * the instance mutex held: handler_api(api, ev, state) with the api init()
  * got when the descriptor sets EVBUS_PLUGIN_F_HANDLER_API, else

@@ -1,0 +1,123 @@
+/*
+ * runner_proto — the wire between evbusd and an evbus-plugin-runner child
+ * (`isolation: process`).  This header is the whole contract of the
+ * protocol; isolation.h is the host side's, runner_main.c the child's.
+ *
+ * Transport
+ *  - One AF_UNIX SOCK_STREAM socketpair per child, made by the host with
+ *    SOCK_CLOEXEC.  The child's end is dup2'ed to fd RUNNER_FD (3) by
+ *    posix_spawn; the host keeps the other end, non-blocking.  The child
+ *    closes every other fd above 2 at start, so host sockets (Redis, the
+ *    admin listener) never live on in a runner.
+ *  - Both ends are owned by exactly one thread: on the host, the runner's
+ *    pump thread (after the start handshake, which the control thread does
+ *    before the pump exists); in the child, its only thread.
+ *  - The host writes with MSG_NOSIGNAL: a dead child is an EOF or EPIPE,
+ *    never a SIGPIPE.  The child dies with the host (PR_SET_PDEATHSIG) and
+ *    exits on EOF.
+ *
+ * Framing
+ *  - A frame is a runner_frame_hdr_t followed by `len` payload bytes.  All
+ *    integers are in the host's byte order: both ends are the same build on
+ *    the same machine (the INIT frame carries RUNNER_PROTO_VERSION and the
+ *    child refuses another).  Frames larger than RUNNER_FRAME_MAX are a
+ *    protocol error: the reader drops the connection.
+ *  - A payload is a fixed struct (below, per kind) then zero or more
+ *    strings, each a uint32 length, the bytes and a NUL that the length
+ *    does not count, so the reader uses them in place.
+ *
+ * Conversation
+ *  host -> child: INIT once, then CALL any number of times, then FINI.
+ *  child -> host: INIT_OK or INIT_FAILED, one RESULT per CALL in the order
+ *  of the CALLs (seq echoes the CALL's), FINI_DONE after fini() returned.
+ *  Batching: the host writes every CALL queued since its last write in one
+ *  send(), and the child reads as much as the socket holds at once, so
+ *  under load one syscall each way carries many deliveries.  The child
+ *  runs CALLs one at a time, in order, and writes each RESULT as soon as
+ *  the call returned: the host then knows which CALL is running (the
+ *  oldest unanswered one) and since when, which is what its hang bound
+ *  and its crash blame rest on.
+ */
+#ifndef EVBUS_ISOLATION_RUNNER_PROTO_H
+#define EVBUS_ISOLATION_RUNNER_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RUNNER_PROTO_VERSION 1u
+#define RUNNER_FD 3
+#define RUNNER_FRAME_MAX (64u << 20) /* an event entry is far smaller */
+
+typedef enum runner_kind {
+    RUNNER_INIT = 1,         /* runner_init_t; strings: instance, plugin path,
+                                private dir, config JSON, redis url, stream,
+                                expected SHA-256 of the .so (32 bytes) */
+    RUNNER_CALL = 2,         /* runner_call_t; strings: stream id, raw entry,
+                                data JSON (at the handler's version), replay job */
+    RUNNER_FINI = 3,         /* no payload */
+    RUNNER_INIT_OK = 16,     /* no payload */
+    RUNNER_INIT_FAILED = 17, /* string: what failed (plugin's init message) */
+    RUNNER_RESULT = 18,      /* runner_result_t; string: reason (may be empty) */
+    RUNNER_FINI_DONE = 19,   /* no payload */
+} runner_kind_t;
+
+typedef struct runner_frame_hdr {
+    uint32_t len;  /* payload bytes after this header */
+    uint32_t kind; /* runner_kind_t */
+    uint64_t seq;  /* CALL: the host's number; RESULT: the CALL's; else 0 */
+} runner_frame_hdr_t;
+
+typedef struct runner_init {
+    uint32_t proto;      /* RUNNER_PROTO_VERSION */
+    uint32_t init_flags; /* EVBUS_INIT_* for init() and fini() */
+    int32_t log_level;   /* util/log.h, the host's at spawn time */
+    int32_t log_format;
+} runner_init_t;
+
+#define RUNNER_CALL_REPLAY 0x1u
+
+typedef struct runner_call {
+    uint32_t sub_index;  /* into the descriptor's subscribers */
+    int32_t attempt;
+    int32_t schema_version;
+    uint32_t flags;      /* RUNNER_CALL_* */
+    uint32_t timeout_ms; /* the call's deadline, counted from its start in the child */
+    uint32_t reserved;
+} runner_call_t;
+
+typedef struct runner_result {
+    uint32_t result;     /* evbus_result_t as the handler returned it (mapped) */
+    uint32_t reserved;
+} runner_result_t;
+
+/* A growing byte buffer frames are written into.  Owned by one thread. */
+typedef struct runner_buf {
+    char *data;
+    size_t len, cap;
+} runner_buf_t;
+
+/* Appends a frame header for `kind`/`seq` whose payload follows; returns
+ * the header's offset for runner_buf_end_frame().  Out of memory aborts
+ * (both ends treat it as the crash it would be). */
+size_t runner_buf_begin_frame(runner_buf_t *b, runner_kind_t kind, uint64_t seq);
+void runner_buf_put(runner_buf_t *b, const void *bytes, size_t len);
+/* A string: length, bytes, NUL.  NULL is written as the empty string. */
+void runner_buf_put_str(runner_buf_t *b, const char *s, size_t len);
+/* Sets the length of the frame begun at `at`. */
+void runner_buf_end_frame(runner_buf_t *b, size_t at);
+void runner_buf_free(runner_buf_t *b);
+
+/* Reads a payload: the fixed struct, then strings, in place. */
+typedef struct runner_reader {
+    const char *p, *end;
+    bool bad; /* set by a read past the end: the frame is malformed */
+} runner_reader_t;
+
+void runner_reader_init(runner_reader_t *r, const void *payload, size_t len);
+/* Copies `len` bytes into dst (zeros and sets bad when short). */
+void runner_read(runner_reader_t *r, void *dst, size_t len);
+/* A string in place (NUL-terminated in the payload); "" and bad when short. */
+const char *runner_read_str(runner_reader_t *r, size_t *len);
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * `isolation: process`, end to end: the real evbusd runs the crashy test
+ * plugin (plugins/testkit/crashy.c) in an evbus-plugin-runner child, next
+ * to the in-process testkit recorder on the same events.  What a crash, a
+ * hang or an exit() in the child does is read where an operator would:
+ * the plugins' own files, the dead-letter stream, GET /metrics and the log.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "e2e.h"
+
+static e2e_t E;
+static char crashy_out[600];
+
+static void setup(void)
+{
+    e2e_start(&E, false, false);
+    fx_path(&E.fx, "crashy.txt", crashy_out, sizeof crashy_out);
+}
+static void teardown(void) { e2e_stop(&E); }
+
+TestSuite(e2e_isolation, .init = setup, .fini = teardown, .timeout = 180);
+
+#define TYPE "test.e2e.happened"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1 /* the runner is built with ASan too: its SEGV report ends in abort() */
+#else
+#define UNDER_ASAN 0
+#endif
+
+/* conf/10-plugins.yaml: crashy (isolation as given, NULL: key left out)
+ * and the recorder, both on test.**. */
+static void plugins(const char *isolation)
+{
+    char buf[4096], iso[64] = "";
+    if (isolation)
+        snprintf(iso, sizeof iso, "    isolation: %s\n", isolation);
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: crashy\n"
+             "    plugin: %s\n"
+             "%s"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"test.**\" }\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"test.**\" }\n",
+             fx_plugin("plugins/testkit/crashy.so"), iso, crashy_out,
+             fx_plugin("plugins/testkit/testkit.so"), E.rec);
+    e2e_conf_file(&E, "10-plugins.yaml", buf);
+}
+
+static void start_host(const char *extra)
+{
+    e2e_host_conf(&E, extra);
+    plugins("process");
+    e2e_evbusd(&E, 0);
+    if (!e2e_wait_healthy(&E, 15000)) {
+        char *log = harness_read_file(E.fx.log);
+        cr_assert_fail("evbusd did not come up; its log:\n%s", log ? log : "(none)");
+    }
+}
+
+static void publish(const char *id, const char *crash)
+{
+    char data[128] = "{}";
+    if (crash)
+        snprintf(data, sizeof data, "{\"crash\":\"%s\"}", crash);
+    char *ev = e2e_event(id, TYPE, "acme", data, NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0, "XADD %s", id);
+    free(ev);
+}
+
+/* crashy's "call <id> <attempt> <pid> <n> <crash>" lines for id (NULL:
+ * all); the pid of the last one goes to *pid when not NULL. */
+static size_t crashy_calls(const char *id, int *pid)
+{
+    char *text = harness_read_file(crashy_out);
+    size_t n = 0;
+    for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        char cid[128];
+        int attempt, p;
+        if (sscanf(line, "call %127s %d %d", cid, &attempt, &p) != 3)
+            continue;
+        if (id && strcmp(cid, id) != 0)
+            continue;
+        n++;
+        if (pid)
+            *pid = p;
+    }
+    free(text);
+    return n;
+}
+
+/* The `error` field of the dead letter of event id ("" when none; malloc'd). */
+static char *dlq_error(const char *id)
+{
+    redisContext *c = harness_redis_connect(&E.fx.redis);
+    cr_assert(c);
+    redisReply *r = redisCommand(c, "XRANGE t:events:dlq - +");
+    char *out = strdup("");
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        redisReply *fv = r->element[i]->element[1];
+        const char *event = NULL, *error = NULL;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            if (!strcmp(fv->element[k]->str, "event"))
+                event = fv->element[k + 1]->str;
+            if (!strcmp(fv->element[k]->str, "error"))
+                error = fv->element[k + 1]->str;
+        }
+        char needle[160];
+        snprintf(needle, sizeof needle, "\"id\":\"%s\"", id);
+        if (event && error && strstr(event, needle)) {
+            free(out);
+            out = strdup(error);
+        }
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return out;
+}
+
+typedef struct {
+    const char *id;
+} dlq_q_t;
+
+static bool has_dead_letter(void *ud)
+{
+    char *err = dlq_error(((dlq_q_t *)ud)->id);
+    bool has = err[0] != '\0';
+    free(err);
+    return has;
+}
+
+static bool rec_has(void *ud) { return e2e_rec_calls(&E, ud, -1) >= 1; }
+
+typedef struct {
+    const char *id;
+    size_t n;
+} calls_q_t;
+
+static bool crashy_has(void *ud)
+{
+    calls_q_t *q = ud;
+    return crashy_calls(q->id, NULL) >= q->n;
+}
+
+Test(e2e_isolation, handlers_run_in_a_runner_child_with_the_host_api)
+{
+    start_host(NULL);
+    char id[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(id, sizeof id, "ok-%d", i);
+        publish(id, NULL);
+    }
+    calls_q_t q = {NULL, 20};
+    cr_assert(harness_wait_until(crashy_has, &q, 15000), "crashy saw %zu of 20 events",
+              crashy_calls(NULL, NULL));
+    cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
+    int pid = 0;
+    crashy_calls("ok-19", &pid);
+    cr_expect_neq(pid, 0);
+    cr_expect_neq(pid, (int)E.fx.d.pid, "the handler ran in evbusd itself");
+    cr_expect_eq(e2e_rec_calls(&E, "ok-7", -1), 1);
+    /* api->log in the child reaches evbusd's log under the instance name */
+    cr_expect(fx_wait_log(&E.fx, "[plugin:crashy] crashy: event ok-3 attempt 1: -", 5000),
+              "the child's api->log line is not in %s", E.fx.log);
+    cr_expect_geq(e2e_metric(E.admin_port, "evbus_plugin_runner_starts_total"), 1);
+    cr_expect_eq(e2e_metric(E.admin_port, "evbus_plugin_runner_crashes_total"), 0);
+}
+
+/* One crash kind: the crashing event is retried until its attempts run
+ * out and dead-lettered with a reason naming the crash; the recorder and
+ * the good events are untouched; evbusd lives on; the child is a new one. */
+static void crash_is_contained(const char *kind, const char *why, const char *why_alt,
+                               const char *extra)
+{
+    start_host(extra);
+    publish("before", NULL);
+    calls_q_t q0 = {"before", 1};
+    cr_assert(harness_wait_until(crashy_has, &q0, 10000));
+    int pid_before = 0;
+    crashy_calls("before", &pid_before);
+
+    publish("boom", kind);
+    char id[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "good-%d", i);
+        publish(id, NULL);
+    }
+    dlq_q_t dq = {"boom"};
+    cr_assert(harness_wait_until(has_dead_letter, &dq, 60000),
+              "the crashing event was never dead-lettered (log %s)", E.fx.log);
+    char *err = dlq_error("boom");
+    cr_expect(strstr(err, why) || (why_alt && strstr(err, why_alt)),
+              "dead letter error does not name the crash (%s): %s", why, err);
+    cr_expect(strstr(err, "crashy/main"), "dead letter error does not name the handler: %s",
+              err);
+    free(err);
+    /* every attempt reached the child (max_attempts 4) */
+    cr_expect_eq(crashy_calls("boom", NULL), 4);
+    /* the other handler completed the same event, and the good ones */
+    cr_expect(harness_wait_until(rec_has, "boom", 5000));
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "good-%d", i);
+        cr_expect(harness_wait_until(rec_has, id, 10000), "rec missed %s", id);
+        calls_q_t q = {id, 1};
+        cr_expect(harness_wait_until(crashy_has, &q, 10000), "crashy missed %s", id);
+    }
+    /* the host lives on, with a new child */
+    cr_expect_eq(kill(E.fx.d.pid, 0), 0, "evbusd is gone");
+    publish("after", NULL);
+    calls_q_t q1 = {"after", 1};
+    cr_assert(harness_wait_until(crashy_has, &q1, 15000), "no runner after the crashes");
+    int pid_after = 0;
+    crashy_calls("after", &pid_after);
+    cr_expect_neq(pid_after, pid_before, "the child was not restarted");
+    cr_expect_geq(e2e_metric(E.admin_port, "evbus_plugin_runner_crashes_total"), 4);
+    cr_expect_geq(e2e_metric(E.admin_port, "evbus_plugin_runner_starts_total"), 5);
+    cr_expect(fx_log_has(&E.fx, "instance 'crashy': plugin runner"),
+              "the crash is not in the log %s", E.fx.log);
+    cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
+}
+
+Test(e2e_isolation, an_abort_fails_only_the_running_delivery)
+{
+    crash_is_contained("abort", "SIGABRT", NULL, NULL);
+}
+
+Test(e2e_isolation, a_segfault_fails_only_the_running_delivery)
+{
+    crash_is_contained("segv", "SIGSEGV", UNDER_ASAN ? "SIGABRT" : NULL, NULL);
+}
+
+Test(e2e_isolation, an_exit_fails_only_the_running_delivery)
+{
+    crash_is_contained("exit", "exited with status 3", NULL, NULL);
+}
+
+Test(e2e_isolation, a_hang_is_killed_at_the_handler_timeout)
+{
+    crash_is_contained("hang", "past its timeout of", NULL, "handler_timeout_ms: 700\n");
+}
+
+Test(e2e_isolation, the_isolation_key_is_checked_with_its_position)
+{
+    e2e_host_conf(&E, NULL);
+    plugins("separate");
+    char *bin = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {bin, "-c", E.fx.conf, "--check-config", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = harness_run(argv, NULL, NULL, &out, &err, 30000);
+    cr_expect_neq(rc, 0);
+    cr_expect(err && strstr(err, "10-plugins.yaml:4:16: isolation: expected one of "
+                                 "in-process|process, got 'separate'"),
+              "stderr: %s", err ? err : "");
+    free(out);
+    free(err);
+    free(bin);
+}

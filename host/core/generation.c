@@ -221,10 +221,16 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
         plugin_instance_t *old = (plugin_instance_t *)prev_instance(prev, ci->name);
         plugin_file_id_t fid;
         char err[1024];
+        bool same = old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
+                    plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json);
         /* state never moves between a runner and the host */
-        if (old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
-            plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json) &&
-            plugin_instance_is_remote(old) == (ci->isolation == CFG_ISOLATION_PROCESS)) {
+        if (same && plugin_instance_is_remote(old) != (ci->isolation == CFG_ISOLATION_PROCESS)) {
+            log_info("reload", "instance '%s': isolation changed to %s; its state starts "
+                     "afresh (init runs again)", ci->name,
+                     ci->isolation == CFG_ISOLATION_PROCESS ? "process" : "in-process");
+            same = false;
+        }
+        if (same) {
             adopt[i] = old;
             libs[i] = plugin_instance_lib(old);
         } else if (open_lib(g, ci->plugin_path, private_dir, &libs[i], &ci->plugin_pos,

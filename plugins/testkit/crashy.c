@@ -14,7 +14,9 @@
  * it over a reload).  init writes "init <pid> <flags>", fini "fini <pid>
  * <n>" — except on a check (EVBUS_INIT_CHECK), which leaves no trace.
  * It also logs each call through api->log, so tests can see the child's
- * lines in evbusd's log under the instance's name.
+ * lines in evbusd's log under the instance's name.  With config
+ * `init_crash: true`, init() itself calls abort() — on a check too, since
+ * that is what a check of an isolated instance must survive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -60,6 +62,8 @@ static int crashy_init(const evbus_host_api_t *api, const char *config_json, voi
     s->fd = -1;
     uint32_t flags = api->init_flags();
     json_t *cfg = json_loads(config_json, 0, NULL);
+    if (json_is_true(json_object_get(cfg, "init_crash")))
+        abort();
     const char *out = json_string_value(json_object_get(cfg, "out"));
     if (out && !(flags & EVBUS_INIT_CHECK)) {
         s->fd = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -126,6 +130,7 @@ static const evbus_subscriber_t crashy_subscribers[] = {
 
 static const evbus_config_key_t crashy_config_map[] = {
     {.key = "out", .type = EVBUS_CONFIG_STRING, .description = "file the calls are listed in"},
+    {.key = "init_crash", .type = EVBUS_CONFIG_BOOL, .description = "abort() in init"},
 };
 
 EVBUS_PLUGIN("crashy", "1.0.0", EVBUS_PLUGIN_F_KEEP_STATE | EVBUS_PLUGIN_F_CONFIG_MAP,

@@ -36,9 +36,9 @@ TestSuite(e2e_isolation, .init = setup, .fini = teardown, .timeout = 180);
 #define UNDER_ASAN 0
 #endif
 
-/* conf/10-plugins.yaml: crashy (isolation as given, NULL: key left out)
- * and the recorder, both on test.**. */
-static void plugins(const char *isolation)
+/* conf/10-plugins.yaml: crashy (isolation as given, NULL: key left out;
+ * its config `{ out: <out>, <more> }`) and the recorder, both on test.**. */
+static void plugins_with(const char *isolation, const char *out, const char *more)
 {
     char buf[4096], iso[64] = "";
     if (isolation)
@@ -48,7 +48,7 @@ static void plugins(const char *isolation)
              "  - name: crashy\n"
              "    plugin: %s\n"
              "%s"
-             "    config: { out: %s }\n"
+             "    config: { out: %s%s%s }\n"
              "    subscriptions:\n"
              "      - { pattern: \"test.**\" }\n"
              "  - name: rec\n"
@@ -56,10 +56,12 @@ static void plugins(const char *isolation)
              "    config: { out: %s }\n"
              "    subscriptions:\n"
              "      - { pattern: \"test.**\" }\n",
-             fx_plugin("plugins/testkit/crashy.so"), iso, crashy_out,
-             fx_plugin("plugins/testkit/testkit.so"), E.rec);
+             fx_plugin("plugins/testkit/crashy.so"), iso, out, more ? ", " : "",
+             more ? more : "", fx_plugin("plugins/testkit/testkit.so"), E.rec);
     e2e_conf_file(&E, "10-plugins.yaml", buf);
 }
+
+static void plugins(const char *isolation) { plugins_with(isolation, crashy_out, NULL); }
 
 static void start_host(const char *extra)
 {
@@ -84,9 +86,9 @@ static void publish(const char *id, const char *crash)
 
 /* crashy's "call <id> <attempt> <pid> <n> <crash>" lines for id (NULL:
  * all); the pid of the last one goes to *pid when not NULL. */
-static size_t crashy_calls(const char *id, int *pid)
+static size_t crashy_calls_in(const char *path, const char *id, int *pid)
 {
-    char *text = harness_read_file(crashy_out);
+    char *text = harness_read_file(path);
     size_t n = 0;
     for (char *line = text ? strtok(text, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         char cid[128];
@@ -130,6 +132,8 @@ static char *dlq_error(const char *id)
     redisFree(c);
     return out;
 }
+
+static size_t crashy_calls(const char *id, int *pid) { return crashy_calls_in(crashy_out, id, pid); }
 
 typedef struct {
     const char *id;
@@ -268,4 +272,117 @@ Test(e2e_isolation, the_isolation_key_is_checked_with_its_position)
     free(out);
     free(err);
     free(bin);
+}
+
+/* Whether path has a line starting with prefix. */
+static bool file_has_line(const char *path, const char *prefix)
+{
+    char *text = harness_read_file(path);
+    bool has = false;
+    for (char *line = text ? strtok(text, "\n") : NULL; line && !has; line = strtok(NULL, "\n"))
+        has = strncmp(line, prefix, strlen(prefix)) == 0;
+    free(text);
+    return has;
+}
+
+typedef struct {
+    const char *path, *prefix;
+} line_q_t;
+
+static bool line_there(void *ud)
+{
+    line_q_t *q = ud;
+    return file_has_line(q->path, q->prefix);
+}
+
+static void publish_and_wait(const char *path, const char *id)
+{
+    publish(id, NULL);
+    char prefix[160];
+    snprintf(prefix, sizeof prefix, "call %s ", id);
+    line_q_t q = {path, prefix};
+    cr_assert(harness_wait_until(line_there, &q, 15000), "%s never reached crashy (%s)", id,
+              path);
+}
+
+static void reload(int generation)
+{
+    char want[64];
+    snprintf(want, sizeof want, "generation %d live", generation);
+    kill(E.fx.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&E.fx, want, 15000), "the reload did not happen (log %s)", E.fx.log);
+}
+
+Test(e2e_isolation, keep_state_keeps_the_child_and_its_state_over_a_reload)
+{
+    start_host(NULL);
+    publish_and_wait(crashy_out, "a1");
+    publish_and_wait(crashy_out, "a2");
+    int pid1 = 0, pid2 = 0;
+    crashy_calls("a2", &pid1);
+    reload(2);
+    publish_and_wait(crashy_out, "b1");
+    crashy_calls("b1", &pid2);
+    cr_expect_eq(pid2, pid1, "a KEEP_STATE reload with the same file and config replaced the "
+                 "child");
+    char want[64];
+    snprintf(want, sizeof want, "call b1 1 %d 3 ", pid1);
+    cr_expect(file_has_line(crashy_out, want), "the state's call count did not carry over");
+    cr_expect(!file_has_line(crashy_out, "fini "), "fini ran although the state was kept");
+}
+
+Test(e2e_isolation, a_new_generation_gets_its_own_child_and_the_old_one_is_finalised)
+{
+    start_host(NULL);
+    publish_and_wait(crashy_out, "a1");
+    int pid1 = 0;
+    crashy_calls("a1", &pid1);
+    char out2[600];
+    fx_path(&E.fx, "crashy-2.txt", out2, sizeof out2);
+    plugins_with("process", out2, NULL); /* another config: init runs again */
+    reload(2);
+    publish_and_wait(out2, "b1");
+    int pid2 = 0;
+    crashy_calls_in(out2, "b1", &pid2);
+    cr_expect_neq(pid2, pid1, "the new generation reused the old child");
+    cr_expect_neq(pid2, (int)E.fx.d.pid);
+    /* the old child ran fini() (with its own count) once its generation drained */
+    char want[64];
+    snprintf(want, sizeof want, "fini %d 1", pid1);
+    line_q_t q = {crashy_out, want};
+    cr_expect(harness_wait_until(line_there, &q, 15000), "the old child's fini never ran");
+    cr_expect(kill(pid1, 0) != 0, "the old child is still running");
+}
+
+Test(e2e_isolation, an_init_that_crashes_in_the_child_is_a_config_error)
+{
+    e2e_host_conf(&E, NULL);
+    plugins_with("process", crashy_out, "init_crash: true");
+    char *bin = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {bin, "-c", E.fx.conf, "--check-config", NULL};
+    char *out = NULL, *err = NULL;
+    int rc = harness_run(argv, NULL, NULL, &out, &err, 30000);
+    cr_expect_eq(rc, 2, "stderr: %s", err ? err : "");
+    cr_expect(err && strstr(err, "10-plugins.yaml:5:13: instance 'crashy'") &&
+                  strstr(err, "SIGABRT") && strstr(err, "during init"),
+              "stderr: %s", err ? err : "");
+    free(out);
+    free(err);
+    free(bin);
+}
+
+Test(e2e_isolation, a_reload_whose_init_crashes_keeps_the_serving_generation)
+{
+    start_host(NULL);
+    publish_and_wait(crashy_out, "a1");
+    int pid1 = 0;
+    crashy_calls("a1", &pid1);
+    plugins_with("process", crashy_out, "init_crash: true");
+    kill(E.fx.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&E.fx, "during init", 15000), "no init failure in %s", E.fx.log);
+    publish_and_wait(crashy_out, "b1");
+    int pid2 = 0;
+    crashy_calls("b1", &pid2);
+    cr_expect_eq(pid2, pid1, "the serving generation's child changed");
+    cr_expect_eq(kill(E.fx.d.pid, 0), 0, "evbusd is gone");
 }

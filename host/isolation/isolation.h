@@ -31,11 +31,14 @@
  *    which dispatch counts like any failed call (retry schedule, attempts,
  *    dead letter with that reason at the last attempt).
  *  - The CALLs queued behind it never started: they are sent again to the
- *    next child, waiting at most their own timeout for it.
+ *    next child, waiting at most their own timeout (counted from the
+ *    death) for it to come up.
  *  - The child is restarted (a fresh init(): in-memory state is lost, as
- *    after a host restart) after a backoff that doubles from
- *    ISOLATION_BACKOFF_MIN_MS to ISOLATION_BACKOFF_MAX_MS and starts over
- *    once a child has lived ISOLATION_BACKOFF_RESET_MS.
+ *    after a host restart) after a backoff: ISOLATION_BACKOFF_MIN_MS when
+ *    the child that died had answered a call (one bad delivery is not a
+ *    crash loop) or lived ISOLATION_BACKOFF_RESET_MS, else twice the last
+ *    one, up to ISOLATION_BACKOFF_MAX_MS (a child that dies before it
+ *    answers anything, or cannot be restarted, is crash-looping).
  *  - Logged at error level with the instance, counted in
  *    evbus_plugin_runner_crashes_total / evbus_plugin_runner_starts_total.
  *

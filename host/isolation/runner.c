@@ -82,6 +82,7 @@ typedef struct runner {
     size_t out_off;
     runner_buf_t in;         /* bytes read, not yet a whole frame */
     int64_t up_since_ms, restart_at_ms, backoff_ms;
+    bool answered;           /* this child has answered a call */
     char kill_reason[160];   /* why the pump killed the child, else "" */
 } runner_t;
 
@@ -280,6 +281,7 @@ static int start_child(runner_t *r, char *err, size_t errlen)
     if (got == 1 && hdr.kind == RUNNER_INIT_OK) {
         consume_frame(r, &hdr);
         r->up_since_ms = clock_mono_ms();
+        r->answered = false;
         METRIC_INC(runner_starts);
         return 0;
     }
@@ -353,6 +355,7 @@ static void take_result(runner_t *r, const runner_frame_hdr_t *hdr, const char *
     runner_read(&rd, &res, sizeof res);
     const char *reason = runner_read_str(&rd, NULL);
     r->sent = c->next;
+    r->answered = true;
     if (!r->sent)
         r->sent_tail = NULL;
     else
@@ -398,10 +401,16 @@ static void child_died(runner_t *r, int64_t now)
         r->queued = r->sent;
     }
     r->sent = r->sent_tail = NULL;
-    for (rcall_t *c = r->queued; c; c = c->next)
+    /* their wait for the next child starts now, not behind the call
+     * that hung or crashed */
+    for (rcall_t *c = r->queued; c; c = c->next) {
         c->started_ms = 0;
-    bool long_lived = now - r->up_since_ms >= ISOLATION_BACKOFF_RESET_MS;
-    if (long_lived || r->backoff_ms < ISOLATION_BACKOFF_MIN_MS)
+        c->queued_ms = now;
+    }
+    /* a child that answered calls was healthy: one bad delivery is not a
+     * crash loop, so the next start is quick again */
+    bool healthy = r->answered || now - r->up_since_ms >= ISOLATION_BACKOFF_RESET_MS;
+    if (healthy || r->backoff_ms < ISOLATION_BACKOFF_MIN_MS)
         r->backoff_ms = ISOLATION_BACKOFF_MIN_MS;
     else if (r->backoff_ms < ISOLATION_BACKOFF_MAX_MS)
         r->backoff_ms = r->backoff_ms * 2 > ISOLATION_BACKOFF_MAX_MS ? ISOLATION_BACKOFF_MAX_MS

@@ -17,12 +17,16 @@
  * A runner (one per instance, shared by the generations that keep its
  * state) has:
  *  - a child and the host's end of its socketpair (runner_proto.h);
- *  - a pump thread, the only thread that talks to the child after start:
- *    it writes the queued CALLs, reads RESULTs, bounds the running call by
- *    its timeout, notices a death (EOF), reaps the child and restarts it;
+ *  - a pump thread, the only thread that reads from the child: it reads
+ *    RESULTs and hands them to the waiting workers, sends what the socket
+ *    did not take at once, bounds the running call by its timeout, notices
+ *    a death (EOF), reaps the child and restarts it;
  *  - a queue of calls.  A worker thread that calls the instance builds its
- *    CALL frame, queues it under the runner's mutex, wakes the pump when it
- *    sleeps and waits on a condition variable until its result is set.
+ *    CALL frame and, when nothing is waiting before it, writes it to the
+ *    child itself (one send(), no hop through the pump); otherwise it
+ *    queues it for the pump, which writes every queued frame in one send().
+ *    Either way it then waits on its own condition variable until the pump
+ *    set its result.
  *
  * What a child failure does
  *  - The oldest unanswered CALL is the one that was running: it fails as
@@ -52,17 +56,20 @@
  * plugin_instance_call from any number of worker threads at once;
  * isolation_runner_path from any thread.
  *
- * TSan reasoning: every field a worker and the pump share (the waiting
- * queue, a call's result and done flag, the pump's sleep flag, the
- * child's state, the call numbers) is read and written under the runner's
- * mutex.  The sent list, its calls' start times, the socket, the child's
- * pid and the I/O buffers are the pump's alone (workers only append to
- * the waiting queue; the pump moves calls to the sent list).  A call's
- * frame, timeout and event id are written by its worker before it is
- * queued and only read by the pump afterwards: the mutex orders both.
- * Before the pump thread exists the control thread owns all of it; after
- * stop() joined the pump, the control thread owns it again.  The
- * counters are atomic (util/metrics.h).
+ * TSan reasoning: everything a worker and the pump share is read and
+ * written under the runner's mutex: the waiting queue and the sent list
+ * (its head is the running call, with its start time), each call's result,
+ * reason and done flag, the bytes owed to the child and the write side of
+ * the socket (a worker's send() happens under the mutex, so frames never
+ * interleave), the child's state, the pump's sleep flag and the call
+ * numbers.  The pump alone owns the read side: the socket fd it polls,
+ * the input buffer, the child's pid, the backoff and the restart time.
+ * The write side is withdrawn (set to -1 under the mutex) before the pump
+ * closes the socket, so no worker writes to a closed or reused fd.  A
+ * call's frame, timeout and event id are written by its worker before it
+ * is linked and only read afterwards.  Before the pump thread exists the
+ * control thread owns all of it; after stop() joined the pump, it owns it
+ * again.  The counters are atomic (util/metrics.h).
  */
 #ifndef EVBUS_ISOLATION_H
 #define EVBUS_ISOLATION_H
@@ -80,6 +87,9 @@
 /* how long init() and fini() in the child may take */
 #define ISOLATION_INIT_TIMEOUT_MS 30000
 #define ISOLATION_FINI_TIMEOUT_MS 10000
+/* how often the pump looks at the running call's deadline at least (so a
+ * timeout kill may come this much late) */
+#define ISOLATION_PUMP_TICK_MS 50
 /* a call's hang bound when the host gave it no deadline */
 #define ISOLATION_DEFAULT_TIMEOUT_MS 30000
 

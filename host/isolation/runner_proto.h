@@ -9,9 +9,12 @@
  *    posix_spawn; the host keeps the other end, non-blocking.  The child
  *    closes every other fd above 2 at start, so host sockets (Redis, the
  *    admin listener) never live on in a runner.
- *  - Both ends are owned by exactly one thread: on the host, the runner's
- *    pump thread (after the start handshake, which the control thread does
- *    before the pump exists); in the child, its only thread.
+ *  - Who uses which end: in the child, its only thread.  On the host the
+ *    runner's pump thread alone reads; writes happen under the runner's
+ *    mutex, by the pump or by a worker thread sending its own CALL (so
+ *    frames never interleave).  The INIT and FINI exchanges are made by
+ *    the thread that owns the runner then: the control thread before the
+ *    pump exists, the pump for restarts and the stop (isolation.h).
  *  - The host writes with MSG_NOSIGNAL: a dead child is an EOF or EPIPE,
  *    never a SIGPIPE.  The child dies with the host (PR_SET_PDEATHSIG) and
  *    exits on EOF.
@@ -30,9 +33,9 @@
  *  host -> child: INIT once, then CALL any number of times, then FINI.
  *  child -> host: INIT_OK or INIT_FAILED, one RESULT per CALL in the order
  *  of the CALLs (seq echoes the CALL's), FINI_DONE after fini() returned.
- *  Batching: the host writes every CALL queued since its last write in one
- *  send(), and the child reads as much as the socket holds at once, so
- *  under load one syscall each way carries many deliveries.  The child
+ *  Batching: while the child is busy, CALLs queue on the host and the pump
+ *  writes all of them in one send(); the child reads as much as the socket
+ *  holds at once.  An idle child gets a CALL straight from the worker.  The child
  *  runs CALLs one at a time, in order, and writes each RESULT as soon as
  *  the call returned: the host then knows which CALL is running (the
  *  oldest unanswered one) and since when, which is what its hang bound

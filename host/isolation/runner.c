@@ -34,8 +34,9 @@
 
 extern char **environ;
 
-/* One delivery on its way through the child.  Lives on the calling
- * worker's stack; the runner only links it while the worker waits. */
+/* One delivery on its way through the child.  Made by runner_prepare,
+ * freed by runner_release; the runner only links it while its worker
+ * waits in runner_run. */
 typedef struct rcall {
     struct rcall *next;
     runner_buf_t frame;  /* the CALL frame, written before queueing */
@@ -43,6 +44,7 @@ typedef struct rcall {
     uint32_t timeout_ms;
     int64_t queued_ms;   /* bounds the wait for a child that is down */
     int64_t started_ms;  /* when it became the running call; 0 before */
+    int64_t done_ms;     /* when its outcome was set */
     char event_id[128];  /* for the log line of a crash */
     pthread_cond_t cv;   /* signalled when done */
     /* set by the pump, under the mutex */
@@ -311,6 +313,7 @@ static int start_child(runner_t *r, char *err, size_t errlen)
 static void finish(rcall_t *c, evbus_result_t res, const char *reason)
 {
     c->done = true;
+    c->done_ms = clock_mono_ms();
     c->result = res;
     snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
     pthread_cond_signal(&c->cv);
@@ -664,80 +667,134 @@ static void *pump_main(void *arg)
 
 /* ---- plugin_remote_ops_t ---------------------------------------------------- */
 
-static evbus_result_t runner_call(void *remote, size_t sub_index, const evbus_event_t *ev)
+/* A call with its CALL frame, built from the event now (nothing of ev is
+ * kept).  Heap-allocated: a prepared call outlives the event it read. */
+static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t *ev)
 {
     runner_t *r = remote;
     const evbus_host_api_t *api = r->api;
-    rcall_t c = {0};
+    rcall_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        fprintf(stderr, "evbus isolation: out of memory\n");
+        abort();
+    }
     int64_t left = api->event_deadline_ms(ev);
-    c.timeout_ms = left == INT64_MAX        ? ISOLATION_DEFAULT_TIMEOUT_MS
-                   : left < 1               ? 1
-                   : left > (int64_t)UINT32_MAX ? UINT32_MAX
-                                               : (uint32_t)left;
+    c->timeout_ms = left == INT64_MAX            ? ISOLATION_DEFAULT_TIMEOUT_MS
+                    : left < 1                   ? 1
+                    : left > (int64_t)UINT32_MAX ? UINT32_MAX
+                                                 : (uint32_t)left;
     const char *id = api->event_id(ev);
-    snprintf(c.event_id, sizeof c.event_id, "%s", id ? id : "?");
-
+    snprintf(c->event_id, sizeof c->event_id, "%s", id ? id : "?");
     runner_call_t fixed = {
         .sub_index = (uint32_t)sub_index,
         .attempt = api->event_attempt(ev),
         .schema_version = api->event_schema_version(ev),
         .flags = api->event_is_replay(ev) ? RUNNER_CALL_REPLAY : 0,
-        .timeout_ms = c.timeout_ms,
+        .timeout_ms = c->timeout_ms,
     };
     size_t raw_len = 0, data_len = 0;
     const char *raw = api->event_raw(ev, &raw_len);
     const char *data = api->event_data_json(ev, &data_len);
     const char *sid = api->event_stream_id(ev);
     const char *job = api->event_replay_job(ev);
-    pthread_cond_init(&c.cv, NULL);
-
     pthread_mutex_lock(&r->mu);
-    c.seq = ++r->next_seq;
-    /* the frame is built under the lock so that seq order is send order */
-    size_t at = runner_buf_begin_frame(&c.frame, RUNNER_CALL, c.seq);
-    runner_buf_put(&c.frame, &fixed, sizeof fixed);
-    runner_buf_put_str(&c.frame, sid, sid ? strlen(sid) : 0);
-    runner_buf_put_str(&c.frame, raw, raw_len);
-    runner_buf_put_str(&c.frame, data, data_len);
-    runner_buf_put_str(&c.frame, job, job ? strlen(job) : 0);
-    runner_buf_end_frame(&c.frame, at);
-    c.queued_ms = clock_mono_ms();
+    c->seq = ++r->next_seq; /* unique; the sent list keeps the send order */
+    pthread_mutex_unlock(&r->mu);
+    size_t at = runner_buf_begin_frame(&c->frame, RUNNER_CALL, c->seq);
+    runner_buf_put(&c->frame, &fixed, sizeof fixed);
+    runner_buf_put_str(&c->frame, sid, sid ? strlen(sid) : 0);
+    runner_buf_put_str(&c->frame, raw, raw_len);
+    runner_buf_put_str(&c->frame, data, data_len);
+    runner_buf_put_str(&c->frame, job, job ? strlen(job) : 0);
+    runner_buf_end_frame(&c->frame, at);
+    pthread_cond_init(&c->cv, NULL);
+    return c;
+}
+
+static void wake_pump(runner_t *r)
+{
+    if (!r->pump_asleep)
+        return;
+    r->pump_asleep = false;
+    uint64_t one = 1;
+    ssize_t n = write(r->wake_fd, &one, sizeof one);
+    (void)n;
+}
+
+/* Hand n prepared calls to the child in one go and wait until every one
+ * has its outcome. */
+static void runner_run(void *remote, void *const *calls, size_t n)
+{
+    runner_t *r = remote;
+    pthread_mutex_lock(&r->mu);
+    int64_t now = clock_mono_ms();
     if (r->state == RUNNER_STOPPED) {
-        finish(&c, EVBUS_RETRY, "the instance has stopped");
-    } else if (r->state == RUNNER_UP && r->wfd >= 0 && !r->queued &&
-               r->out_off == r->out.len) {
+        for (size_t i = 0; i < n; i++)
+            finish(calls[i], EVBUS_RETRY, "the instance has stopped");
+    } else if (r->state == RUNNER_UP && r->wfd >= 0 && !r->queued && r->out_off == r->out.len) {
         /* the fast way: straight to the child, the pump only reads the
-         * answer (what the socket does not take now, the pump sends) */
-        runner_buf_put(&r->out, c.frame.data, c.frame.len);
-        link_sent(r, &c, c.queued_ms);
-        if (send_out(r) == 0 && r->out_off < r->out.len && r->pump_asleep) {
-            r->pump_asleep = false;
-            uint64_t one = 1;
-            ssize_t n = write(r->wake_fd, &one, sizeof one);
-            (void)n;
+         * answers (what the socket does not take now, the pump sends) */
+        for (size_t i = 0; i < n; i++) {
+            rcall_t *c = calls[i];
+            c->queued_ms = now;
+            runner_buf_put(&r->out, c->frame.data, c->frame.len);
+            link_sent(r, c, now);
         }
         /* a failed send: the pump sees the death on its read side */
+        if (send_out(r) == 0 && r->out_off < r->out.len)
+            wake_pump(r);
     } else {
-        if (r->queued_tail)
-            r->queued_tail->next = &c;
-        else
-            r->queued = &c;
-        r->queued_tail = &c;
-        if (r->pump_asleep) {
-            r->pump_asleep = false;
-            uint64_t one = 1;
-            ssize_t n = write(r->wake_fd, &one, sizeof one);
-            (void)n;
+        for (size_t i = 0; i < n; i++) {
+            rcall_t *c = calls[i];
+            c->queued_ms = now;
+            c->next = NULL;
+            if (r->queued_tail)
+                r->queued_tail->next = c;
+            else
+                r->queued = c;
+            r->queued_tail = c;
         }
+        wake_pump(r);
     }
-    while (!c.done)
-        pthread_cond_wait(&c.cv, &r->mu);
+    for (size_t i = 0; i < n; i++) {
+        rcall_t *c = calls[i];
+        while (!c->done)
+            pthread_cond_wait(&c->cv, &r->mu);
+    }
     pthread_mutex_unlock(&r->mu);
-    pthread_cond_destroy(&c.cv);
-    runner_buf_free(&c.frame);
-    if (c.reason[0])
-        api->set_reason(ev, "%s", c.reason);
-    return c.result;
+}
+
+static evbus_result_t runner_outcome(void *call, const char **reason, int64_t *took_ms)
+{
+    rcall_t *c = call;
+    if (reason)
+        *reason = c->reason;
+    if (took_ms)
+        *took_ms = c->done_ms && c->started_ms ? c->done_ms - c->started_ms : 0;
+    return c->result;
+}
+
+static void runner_release(void *call)
+{
+    rcall_t *c = call;
+    if (!c)
+        return;
+    pthread_cond_destroy(&c->cv);
+    runner_buf_free(&c->frame);
+    free(c);
+}
+
+static evbus_result_t runner_call(void *remote, size_t sub_index, const evbus_event_t *ev)
+{
+    runner_t *r = remote;
+    void *c = runner_prepare(remote, sub_index, ev);
+    runner_run(remote, &c, 1);
+    const char *reason = NULL;
+    evbus_result_t res = runner_outcome(c, &reason, NULL);
+    if (reason[0])
+        r->api->set_reason(ev, "%s", reason);
+    runner_release(c);
+    return res;
 }
 
 static void runner_free(runner_t *r)
@@ -770,7 +827,12 @@ static void runner_stop(void *remote)
     runner_free(r);
 }
 
-static const plugin_remote_ops_t runner_ops = {.call = runner_call, .stop = runner_stop};
+static const plugin_remote_ops_t runner_ops = {.call = runner_call,
+                                               .stop = runner_stop,
+                                               .prepare = runner_prepare,
+                                               .run = runner_run,
+                                               .outcome = runner_outcome,
+                                               .release = runner_release};
 
 int isolation_instance_new(plugin_lib_t *lib, const char *name, const char *config_json,
                            const isolation_conf_t *conf, plugin_instance_t **out, char *err,

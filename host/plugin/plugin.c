@@ -606,6 +606,32 @@ bool plugin_instance_is_remote(const plugin_instance_t *inst)
     return inst->box->remote_ops != NULL;
 }
 
+void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
+                          const evbus_event_t *ev)
+{
+    plugin_state_box_t *box = inst->box;
+    if (!box->remote_ops)
+        return NULL;
+    return box->remote_ops->prepare(box->state, (size_t)(sub - inst->lib->desc->subscribers),
+                                    ev);
+}
+
+void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n)
+{
+    inst->box->remote_ops->run(inst->box->state, calls, n);
+}
+
+evbus_result_t plugin_call_outcome(const plugin_instance_t *inst, void *call,
+                                   const char **reason, int64_t *took_ms)
+{
+    return inst->box->remote_ops->outcome(call, reason, took_ms);
+}
+
+void plugin_call_release(const plugin_instance_t *inst, void *call)
+{
+    inst->box->remote_ops->release(call);
+}
+
 int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char *err,
                           size_t errlen)
 {

@@ -152,10 +152,20 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
  *    descriptor's subscribers; any thread, concurrently.
  *  - stop(remote): the last instance sharing the remote was freed: fini()
  *    over there, then release everything (control thread).
+ *  - prepare/run/outcome/release: the same call in steps, so that many
+ *    calls travel together: prepare copies what the call needs from ev
+ *    (ev may go away after), run hands n prepared calls over at once and
+ *    returns when all have an outcome, outcome reads one (its reason and
+ *    how long it ran over there), release frees it.  Any thread; a call
+ *    belongs to the thread that prepared it.
  */
 typedef struct plugin_remote_ops {
     evbus_result_t (*call)(void *remote, size_t sub_index, const evbus_event_t *ev);
     void (*stop)(void *remote);
+    void *(*prepare)(void *remote, size_t sub_index, const evbus_event_t *ev);
+    void (*run)(void *remote, void *const *calls, size_t n);
+    evbus_result_t (*outcome)(void *call, const char **reason, int64_t *took_ms);
+    void (*release)(void *call);
 } plugin_remote_ops_t;
 
 /*
@@ -170,6 +180,19 @@ int plugin_instance_new_remote(plugin_lib_t *lib, const char *name, const char *
 
 /* Whether inst forwards to another process (plugin_instance_new_remote). */
 bool plugin_instance_is_remote(const plugin_instance_t *inst);
+
+/*
+ * Calls of a remote instance in steps (see plugin_remote_ops_t): a call
+ * of sub on ev prepared now, run later with others of the same instance.
+ * plugin_call_prepare returns NULL for an instance that is not remote.
+ * The reason that plugin_call_outcome returns lives until the release.
+ */
+void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
+                          const evbus_event_t *ev);
+void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n);
+evbus_result_t plugin_call_outcome(const plugin_instance_t *inst, void *call,
+                                   const char **reason, int64_t *took_ms);
+void plugin_call_release(const plugin_instance_t *inst, void *call);
 
 /*
  * KEEP_STATE reload: creates a new instance of the SAME library and name

@@ -31,7 +31,8 @@ TestSuite(e2e_isolation, .init = setup, .fini = teardown, .timeout = 180);
 #define TYPE "test.e2e.happened"
 
 /* conf/10-plugins.yaml: crashy (isolation as given, NULL: key left out;
- * its config `{ out: <out>, <more> }`) and the recorder, both on test.**. */
+ * its config `{ out: <out>, <more> }`) on test.** and the recorder on
+ * test.e2e.**: a test.solo.* event has crashy's handler alone. */
 static void plugins_with(const char *isolation, const char *out, const char *more)
 {
     char buf[4096], iso[64] = "";
@@ -49,7 +50,7 @@ static void plugins_with(const char *isolation, const char *out, const char *mor
              "    plugin: %s\n"
              "    config: { out: %s }\n"
              "    subscriptions:\n"
-             "      - { pattern: \"test.**\" }\n",
+             "      - { pattern: \"test.e2e.**\" }\n",
              fx_plugin("plugins/testkit/crashy.so"), iso, out, more ? ", " : "",
              more ? more : "", fx_plugin("plugins/testkit/testkit.so"), E.rec);
     e2e_conf_file(&E, "10-plugins.yaml", buf);
@@ -68,15 +69,17 @@ static void start_host(const char *extra)
     }
 }
 
-static void publish(const char *id, const char *crash)
+static void publish_type(const char *id, const char *type, const char *crash)
 {
     char data[128] = "{}";
     if (crash)
         snprintf(data, sizeof data, "{\"crash\":\"%s\"}", crash);
-    char *ev = e2e_event(id, TYPE, "acme", data, NULL);
+    char *ev = e2e_event(id, type, "acme", data, NULL);
     cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0, "XADD %s", id);
     free(ev);
 }
+
+static void publish(const char *id, const char *crash) { publish_type(id, TYPE, crash); }
 
 /* crashy's "call <id> <attempt> <pid> <n> <crash>" lines for id (NULL:
  * all); the pid of the last one goes to *pid when not NULL. */
@@ -379,5 +382,52 @@ Test(e2e_isolation, a_reload_whose_init_crashes_keeps_the_serving_generation)
     int pid2 = 0;
     crashy_calls("b1", &pid2);
     cr_expect_eq(pid2, pid1, "the serving generation's child changed");
+    cr_expect_eq(kill(E.fx.d.pid, 0), 0, "evbusd is gone");
+}
+
+/* Events whose only handler is the isolated one travel to the child
+ * together (dctx_dispatch_chunk): a crash inside such a batch still fails
+ * only its own delivery, and the calls after it run in the next child. */
+Test(e2e_isolation, a_crash_inside_a_batch_fails_only_its_delivery)
+{
+    start_host(NULL);
+    /* one MULTI so that evbusd reads them in one chunk */
+    redisContext *c = harness_redis_connect(&E.fx.redis);
+    cr_assert(c);
+    redisAppendCommand(c, "MULTI");
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "solo-%d", i);
+        char *ev = e2e_event(id, "test.solo.happened", "acme",
+                             i == 17 ? "{\"crash\":\"abort\"}" : "{}", NULL);
+        redisAppendCommand(c, "XADD t:events * event %s", ev);
+        free(ev);
+    }
+    redisAppendCommand(c, "EXEC");
+    for (int i = 0; i < 42; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    dlq_q_t dq = {"solo-17"};
+    cr_assert(harness_wait_until(has_dead_letter, &dq, 60000),
+              "the crashing event was never dead-lettered (log %s)", E.fx.log);
+    char *err = dlq_error("solo-17");
+    cr_expect(strstr(err, "SIGABRT") && strstr(err, "crashy/main"), "dead letter: %s", err);
+    free(err);
+    cr_expect_eq(crashy_calls("solo-17", NULL), 4);
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "solo-%d", i);
+        if (i == 17)
+            continue;
+        calls_q_t q = {id, 1};
+        cr_expect(harness_wait_until(crashy_has, &q, 10000), "crashy missed %s", id);
+        char *e = dlq_error(id);
+        cr_expect_str_empty(e, "%s was dead-lettered: %s", id, e);
+        free(e);
+    }
+    cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
     cr_expect_eq(kill(E.fx.d.pid, 0), 0, "evbusd is gone");
 }

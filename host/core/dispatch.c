@@ -536,6 +536,15 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         void *call = d->ahead[d->next_ahead++].call;
         r = plugin_call_outcome(h->inst, call, &said, &ran_ms);
         snprintf(reason, reason_len, "%s", said);
+    } else if (plugin_instance_is_remote(h->inst)) {
+        /* isolated, alone: the same steps with one call */
+        bool own = ev->env && ev->data == json_object_get(ev->env, "data");
+        void *call = plugin_call_prepare(h->inst, h->sub, ev, own ? PLUGIN_CALL_OWN_DATA : 0);
+        plugin_call_run(h->inst, &call, 1);
+        const char *said = NULL;
+        r = plugin_call_outcome(h->inst, call, &said, NULL);
+        snprintf(reason, reason_len, "%s", said);
+        plugin_call_release(h->inst, call);
     } else {
         /* api->set_reason writes straight into why[] of this handler */
         ev->reason = reason;
@@ -1068,7 +1077,8 @@ static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
         for (size_t i = 0; i < in.n_handlers; i++) {
             /* what call_handler would set: the deadline the child counts */
             ev->deadline_ms = hs[i]->timeout_ms ? clock_coarse_ms() + hs[i]->timeout_ms : 0;
-            ahead_add(d, entry, hs[i], plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev));
+            ahead_add(d, entry, hs[i],
+                      plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA));
         }
         ev->deadline_ms = 0;
     }

@@ -21,12 +21,14 @@
  *    RESULTs and hands them to the waiting workers, sends what the socket
  *    did not take at once, bounds the running call by its timeout, notices
  *    a death (EOF), reaps the child and restarts it;
- *  - a queue of calls.  A worker thread that calls the instance builds its
- *    CALL frame and, when nothing is waiting before it, writes it to the
- *    child itself (one send(), no hop through the pump); otherwise it
- *    queues it for the pump, which writes every queued frame in one send().
- *    Either way it then waits on its own condition variable until the pump
- *    set its result.
+ *  - a queue of calls.  A worker thread hands over a batch of calls (one
+ *    for a lone call; a whole chunk's with dctx_dispatch_chunk, core/
+ *    dispatch.h): it builds their CALL frames and, when nothing is waiting
+ *    before them, writes them to the child itself (one send(), no hop
+ *    through the pump); otherwise it queues them for the pump, which
+ *    writes every queued frame in one send().  Either way it then sleeps on
+ *    the batch's condition variable until the pump set the last result:
+ *    one wake-up per batch.
  *
  * What a child failure does
  *  - The oldest unanswered CALL is the one that was running: it fails as
@@ -62,7 +64,7 @@
  * reason and done flag, the bytes owed to the child and the write side of
  * the socket (a worker's send() happens under the mutex, so frames never
  * interleave), the child's state, the pump's sleep flag and the call
- * numbers.  The pump alone owns the read side: the socket fd it polls,
+ * numbers, a batch's count of calls left.  The pump alone owns the read side: the socket fd it polls,
  * the input buffer, the child's pid, the backoff and the restart time.
  * The write side is withdrawn (set to -1 under the mutex) before the pump
  * closes the socket, so no worker writes to a closed or reused fd.  A

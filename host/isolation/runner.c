@@ -34,6 +34,12 @@
 
 extern char **environ;
 
+/* The calls a worker handed over together: it sleeps until all are done. */
+typedef struct rbatch {
+    size_t remaining;
+    pthread_cond_t cv;   /* signalled when remaining reaches 0 */
+} rbatch_t;
+
 /* One delivery on its way through the child.  Made by runner_prepare,
  * freed by runner_release; the runner only links it while its worker
  * waits in runner_run. */
@@ -46,7 +52,7 @@ typedef struct rcall {
     int64_t started_ms;  /* when it became the running call; 0 before */
     int64_t done_ms;     /* when its outcome was set */
     char event_id[128];  /* for the log line of a crash */
-    pthread_cond_t cv;   /* signalled when done */
+    rbatch_t *batch;     /* while in runner_run */
     /* set by the pump, under the mutex */
     bool done;
     evbus_result_t result;
@@ -316,7 +322,9 @@ static void finish(rcall_t *c, evbus_result_t res, const char *reason)
     c->done_ms = clock_mono_ms();
     c->result = res;
     snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
-    pthread_cond_signal(&c->cv);
+    /* one wake-up per batch, not per call */
+    if (c->batch && --c->batch->remaining == 0)
+        pthread_cond_signal(&c->batch->cv);
 }
 
 /* Link c at the end of the sent list; the first one starts running now. */
@@ -669,7 +677,8 @@ static void *pump_main(void *arg)
 
 /* A call with its CALL frame, built from the event now (nothing of ev is
  * kept).  Heap-allocated: a prepared call outlives the event it read. */
-static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t *ev)
+static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t *ev,
+                            unsigned flags)
 {
     runner_t *r = remote;
     const evbus_host_api_t *api = r->api;
@@ -689,12 +698,14 @@ static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t 
         .sub_index = (uint32_t)sub_index,
         .attempt = api->event_attempt(ev),
         .schema_version = api->event_schema_version(ev),
-        .flags = api->event_is_replay(ev) ? RUNNER_CALL_REPLAY : 0,
+        .flags = (api->event_is_replay(ev) ? RUNNER_CALL_REPLAY : 0) |
+                 (flags & PLUGIN_CALL_OWN_DATA ? RUNNER_CALL_OWN_DATA : 0),
         .timeout_ms = c->timeout_ms,
     };
     size_t raw_len = 0, data_len = 0;
     const char *raw = api->event_raw(ev, &raw_len);
-    const char *data = api->event_data_json(ev, &data_len);
+    /* the child parses the raw entry anyway: the data need not travel twice */
+    const char *data = flags & PLUGIN_CALL_OWN_DATA ? "" : api->event_data_json(ev, &data_len);
     const char *sid = api->event_stream_id(ev);
     const char *job = api->event_replay_job(ev);
     pthread_mutex_lock(&r->mu);
@@ -707,7 +718,6 @@ static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t 
     runner_buf_put_str(&c->frame, data, data_len);
     runner_buf_put_str(&c->frame, job, job ? strlen(job) : 0);
     runner_buf_end_frame(&c->frame, at);
-    pthread_cond_init(&c->cv, NULL);
     return c;
 }
 
@@ -726,6 +736,10 @@ static void wake_pump(runner_t *r)
 static void runner_run(void *remote, void *const *calls, size_t n)
 {
     runner_t *r = remote;
+    rbatch_t batch = {.remaining = n};
+    pthread_cond_init(&batch.cv, NULL);
+    for (size_t i = 0; i < n; i++)
+        ((rcall_t *)calls[i])->batch = &batch;
     pthread_mutex_lock(&r->mu);
     int64_t now = clock_mono_ms();
     if (r->state == RUNNER_STOPPED) {
@@ -756,12 +770,12 @@ static void runner_run(void *remote, void *const *calls, size_t n)
         }
         wake_pump(r);
     }
-    for (size_t i = 0; i < n; i++) {
-        rcall_t *c = calls[i];
-        while (!c->done)
-            pthread_cond_wait(&c->cv, &r->mu);
-    }
+    while (batch.remaining)
+        pthread_cond_wait(&batch.cv, &r->mu);
+    for (size_t i = 0; i < n; i++)
+        ((rcall_t *)calls[i])->batch = NULL;
     pthread_mutex_unlock(&r->mu);
+    pthread_cond_destroy(&batch.cv);
 }
 
 static evbus_result_t runner_outcome(void *call, const char **reason, int64_t *took_ms)
@@ -779,7 +793,6 @@ static void runner_release(void *call)
     rcall_t *c = call;
     if (!c)
         return;
-    pthread_cond_destroy(&c->cv);
     runner_buf_free(&c->frame);
     free(c);
 }
@@ -787,7 +800,7 @@ static void runner_release(void *call)
 static evbus_result_t runner_call(void *remote, size_t sub_index, const evbus_event_t *ev)
 {
     runner_t *r = remote;
-    void *c = runner_prepare(remote, sub_index, ev);
+    void *c = runner_prepare(remote, sub_index, ev, 0);
     runner_run(remote, &c, 1);
     const char *reason = NULL;
     evbus_result_t res = runner_outcome(c, &reason, NULL);

@@ -36,6 +36,12 @@ typedef struct child {
     char name[160];
     struct evbus_event ev;
     char reason[512];
+    /* the entry ev was parsed from (its own copy: ev points into it), so
+     * that the next handler of the same entry reuses the parse, as
+     * dispatch does in-process */
+    runner_buf_t entry;
+    size_t sid_len;
+    bool entry_own_data;
 } child_t;
 
 static void die(const char *fmt, const char *arg)
@@ -135,20 +141,34 @@ static void do_call(child_t *c, uint64_t seq, const char *payload, size_t len)
         exit(2);
     }
     struct evbus_event *ev = &c->ev;
-    event_reset(ev);
-    ev->stream_id = sid;
-    ev->raw = raw;
-    ev->raw_len = raw_len;
-    event_parse(ev); /* the host parsed it fine: only the attributes matter here */
+    bool own = (fixed.flags & RUNNER_CALL_OWN_DATA) != 0;
+    size_t sid_len = strlen(sid);
+    bool same = own && c->entry_own_data && c->entry.len == sid_len + 1 + raw_len &&
+                c->sid_len == sid_len && memcmp(c->entry.data, sid, sid_len) == 0 &&
+                memcmp(c->entry.data + sid_len + 1, raw, raw_len) == 0;
+    if (!same) {
+        event_reset(ev);
+        c->entry.len = 0;
+        runner_buf_put(&c->entry, sid, sid_len + 1);
+        runner_buf_put(&c->entry, raw, raw_len);
+        c->sid_len = sid_len;
+        c->entry_own_data = own;
+        ev->stream_id = c->entry.data;
+        ev->raw = c->entry.data + sid_len + 1;
+        ev->raw_len = raw_len;
+        event_parse(ev); /* the host parsed it fine: only the attributes matter here */
+        json_t *v = own ? NULL
+                        : json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (v) {
+            ev->data_versions[0] = v; /* owned by the event: event_reset frees it */
+            ev->data = v;
+        }
+    }
     ev->attempt = fixed.attempt;
     ev->schema_version = fixed.schema_version;
     ev->is_replay = (fixed.flags & RUNNER_CALL_REPLAY) != 0;
+    free(ev->replay_job);
     ev->replay_job = job[0] ? strdup(job) : NULL;
-    json_t *v = json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    if (v) {
-        ev->data_versions[0] = v; /* owned by the event: event_reset frees it */
-        ev->data = v;
-    }
     c->reason[0] = '\0';
     ev->reason = c->reason;
     ev->reason_len = sizeof c->reason;
@@ -172,6 +192,7 @@ static void do_fini(child_t *c)
     c->lib = NULL;
     reply_str(c, RUNNER_FINI_DONE, 0, NULL);
     event_reset(&c->ev);
+    runner_buf_free(&c->entry);
     runner_buf_free(&c->in);
     runner_buf_free(&c->out);
     exit(0);

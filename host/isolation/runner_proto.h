@@ -79,6 +79,9 @@ typedef struct runner_init {
 } runner_init_t;
 
 #define RUNNER_CALL_REPLAY 0x1u
+/* the data is the raw envelope's own: the data JSON string is empty and
+ * the child takes `data` from its parse of the raw entry */
+#define RUNNER_CALL_OWN_DATA 0x2u
 
 typedef struct runner_call {
     uint32_t sub_index;  /* into the descriptor's subscribers */

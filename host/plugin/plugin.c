@@ -607,13 +607,13 @@ bool plugin_instance_is_remote(const plugin_instance_t *inst)
 }
 
 void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
-                          const evbus_event_t *ev)
+                          const evbus_event_t *ev, unsigned flags)
 {
     plugin_state_box_t *box = inst->box;
     if (!box->remote_ops)
         return NULL;
     return box->remote_ops->prepare(box->state, (size_t)(sub - inst->lib->desc->subscribers),
-                                    ev);
+                                    ev, flags);
 }
 
 void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n)

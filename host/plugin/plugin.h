@@ -154,15 +154,19 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
  *    over there, then release everything (control thread).
  *  - prepare/run/outcome/release: the same call in steps, so that many
  *    calls travel together: prepare copies what the call needs from ev
- *    (ev may go away after), run hands n prepared calls over at once and
+ *    (ev may go away after; PLUGIN_CALL_* flags), run hands n prepared calls over at once and
  *    returns when all have an outcome, outcome reads one (its reason and
  *    how long it ran over there), release frees it.  Any thread; a call
  *    belongs to the thread that prepared it.
  */
+/* The data the handler sees is the `data` of the entry's raw envelope (no
+ * upcast): a remote may take it from the raw entry instead of a copy. */
+#define PLUGIN_CALL_OWN_DATA 0x1u
+
 typedef struct plugin_remote_ops {
     evbus_result_t (*call)(void *remote, size_t sub_index, const evbus_event_t *ev);
     void (*stop)(void *remote);
-    void *(*prepare)(void *remote, size_t sub_index, const evbus_event_t *ev);
+    void *(*prepare)(void *remote, size_t sub_index, const evbus_event_t *ev, unsigned flags);
     void (*run)(void *remote, void *const *calls, size_t n);
     evbus_result_t (*outcome)(void *call, const char **reason, int64_t *took_ms);
     void (*release)(void *call);
@@ -188,7 +192,7 @@ bool plugin_instance_is_remote(const plugin_instance_t *inst);
  * The reason that plugin_call_outcome returns lives until the release.
  */
 void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
-                          const evbus_event_t *ev);
+                          const evbus_event_t *ev, unsigned flags);
 void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n);
 evbus_result_t plugin_call_outcome(const plugin_instance_t *inst, void *call,
                                    const char **reason, int64_t *took_ms);

@@ -61,17 +61,18 @@
  * TSan reasoning: everything a worker and the pump share is read and
  * written under the runner's mutex: the waiting queue and the sent list
  * (its head is the running call, with its start time), each call's result,
- * reason and done flag, the bytes owed to the child and the write side of
- * the socket (a worker's send() happens under the mutex, so frames never
- * interleave), the child's state, the pump's sleep flag and the call
- * numbers, a batch's count of calls left.  The pump alone owns the read side: the socket fd it polls,
- * the input buffer, the child's pid, the backoff and the restart time.
- * The write side is withdrawn (set to -1 under the mutex) before the pump
- * closes the socket, so no worker writes to a closed or reused fd.  A
- * call's frame, timeout and event id are written by its worker before it
- * is linked and only read afterwards.  Before the pump thread exists the
- * control thread owns all of it; after stop() joined the pump, it owns it
- * again.  The counters are atomic (util/metrics.h).
+ * reason and done flag, a batch's count of calls left, the bytes owed to
+ * the child and the write side of the socket (a worker's send() happens
+ * under the mutex, so frames never interleave), the child's state, the
+ * pump's sleep flag and the call numbers.  The pump alone owns the read
+ * side: the socket fd it polls, the input buffer, the child's pid, the
+ * backoff and the restart time.  The write side is withdrawn (set to -1
+ * under the mutex) before the pump closes the socket, so no worker writes
+ * to a closed or reused fd.  A call's frame, timeout and event id are
+ * written by its worker before it is linked and only read afterwards.
+ * Before the pump thread exists the control thread owns all of it; after
+ * stop() joined the pump, it owns it again.  The counters are atomic
+ * (util/metrics.h).
  */
 #ifndef EVBUS_ISOLATION_H
 #define EVBUS_ISOLATION_H

@@ -592,6 +592,7 @@ static bool take_input(runner_t *r)
 static void *pump_main(void *arg)
 {
     runner_t *r = arg;
+    pthread_setname_np(pthread_self(), "evbus-runner");
     for (;;) {
         int64_t now = clock_mono_ms();
         pthread_mutex_lock(&r->mu);

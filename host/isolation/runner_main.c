@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/event.h"
+#include "core/jarena.h"
 #include "isolation/runner_proto.h"
 #include "plugin/plugin.h"
 #include "util/clock.h"
@@ -35,6 +36,7 @@ typedef struct child {
     plugin_instance_t *inst;
     char name[160];
     struct evbus_event ev;
+    jarena_t arena;      /* ev's envelope tree, as a dispatch thread has */
     char reason[512];
     /* the entry ev was parsed from (its own copy: ev points into it), so
      * that the next handler of the same entry reuses the parse, as
@@ -192,6 +194,8 @@ static void do_fini(child_t *c)
     c->lib = NULL;
     reply_str(c, RUNNER_FINI_DONE, 0, NULL);
     event_reset(&c->ev);
+    if (c->ev.arena)
+        jarena_destroy(&c->arena);
     runner_buf_free(&c->entry);
     runner_buf_free(&c->in);
     runner_buf_free(&c->out);
@@ -209,6 +213,9 @@ int main(int argc, char **argv)
     close_range(RUNNER_FD + 1, ~0u, 0);
     signal(SIGPIPE, SIG_IGN);
     static child_t c;
+    jarena_install(); /* before init() can start a thread, as evbusd does */
+    if (jarena_init(&c.arena) == 0)
+        c.ev.arena = &c.arena;
     event_reset(&c.ev);
     bool inited = false;
     for (;;) {

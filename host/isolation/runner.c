@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -49,8 +50,7 @@ typedef struct rcall {
     uint64_t seq;
     uint32_t timeout_ms;
     int64_t queued_ms;   /* bounds the wait for a child that is down */
-    int64_t started_ms;  /* when it became the running call; 0 before */
-    int64_t done_ms;     /* when its outcome was set */
+    int64_t ran_ms;      /* how long it ran in the child (its outcome's) */
     char event_id[128];  /* for the log line of a crash */
     rbatch_t *batch;     /* while in runner_run */
     /* set by the pump, under the mutex */
@@ -89,9 +89,12 @@ typedef struct runner {
     int wake_fd;             /* eventfd: a worker queued a call */
     int fd;                  /* the host's end of the socketpair; -1 when down */
     pid_t pid;
+    int shm_fd;              /* the progress page (runner_proto.h), mapped at shm */
+    runner_shm_t *shm;
+    uint64_t answered;       /* RESULTs this child's socket carried */
     runner_buf_t in;         /* bytes read, not yet a whole frame */
     int64_t up_since_ms, restart_at_ms, backoff_ms;
-    bool answered;           /* this child has answered a call */
+    int64_t running_for_ms;  /* how long the call it killed had run */
     char kill_reason[160];   /* why the pump killed the child, else "" */
 } runner_t;
 
@@ -264,6 +267,10 @@ static int start_child(runner_t *r, char *err, size_t errlen)
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], RUNNER_FD);
+    posix_spawn_file_actions_adddup2(&fa, r->shm_fd, RUNNER_SHM_FD);
+    memset(r->shm, 0, sizeof *r->shm); /* no child writes it now */
+    r->answered = 0;
+    r->running_for_ms = 0;
     char *argv[] = {path, "--instance", r->name, NULL};
     pid_t pid = -1;
     int rc = posix_spawn(&pid, path, &fa, NULL, argv, environ);
@@ -288,7 +295,6 @@ static int start_child(runner_t *r, char *err, size_t errlen)
     if (got == 1 && hdr.kind == RUNNER_INIT_OK) {
         consume_frame(r, &hdr);
         r->up_since_ms = clock_mono_ms();
-        r->answered = false;
         METRIC_INC(runner_starts);
         return 0;
     }
@@ -319,7 +325,6 @@ static int start_child(runner_t *r, char *err, size_t errlen)
 static void finish(rcall_t *c, evbus_result_t res, const char *reason)
 {
     c->done = true;
-    c->done_ms = clock_mono_ms();
     c->result = res;
     snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
     /* one wake-up per batch, not per call */
@@ -330,13 +335,12 @@ static void finish(rcall_t *c, evbus_result_t res, const char *reason)
 /* Link c at the end of the sent list; the first one starts running now. */
 static void link_sent(runner_t *r, rcall_t *c, int64_t now)
 {
+    (void)now;
     c->next = NULL;
-    if (!r->sent) {
+    if (!r->sent)
         r->sent = c;
-        c->started_ms = now;
-    } else {
+    else
         r->sent_tail->next = c;
-    }
     r->sent_tail = c;
 }
 
@@ -392,12 +396,12 @@ static void take_result(runner_t *r, const runner_frame_hdr_t *hdr, const char *
     runner_result_t res;
     runner_read(&rd, &res, sizeof res);
     const char *reason = runner_read_str(&rd, NULL);
+    (void)now;
     r->sent = c->next;
-    r->answered = true;
+    r->answered++;
     if (!r->sent)
         r->sent_tail = NULL;
-    else
-        r->sent->started_ms = now;
+    c->ran_ms = res.ran_ms;
     finish(c,
            res.result == EVBUS_OK       ? EVBUS_OK
            : res.result == EVBUS_REJECT ? EVBUS_REJECT
@@ -407,6 +411,8 @@ static void take_result(runner_t *r, const runner_frame_hdr_t *hdr, const char *
 
 /* The child died (or was killed): blame the running call, send the others
  * again to the next child, schedule the restart.  Pump, mu not held. */
+static bool take_input(runner_t *r);
+
 static void child_died(runner_t *r, int64_t now)
 {
     pthread_mutex_lock(&r->mu);
@@ -414,8 +420,35 @@ static void child_died(runner_t *r, int64_t now)
     r->out.len = r->out_off = 0;
     pthread_mutex_unlock(&r->mu);
     char how[160];
-    close_child_fd(r);
+    if (r->pid > 0 && r->kill_reason[0])
+        kill(r->pid, SIGKILL);
     reap(r, 1000, how, sizeof how);
+    /* the answers it wrote before it died, then the ones only the
+     * progress page has */
+    if (r->fd >= 0)
+        take_input(r);
+    close_child_fd(r);
+    pthread_mutex_lock(&r->mu);
+    uint64_t done = atomic_load_explicit(&r->shm->done, memory_order_acquire);
+    while (r->sent && r->answered < done) {
+        const runner_slot_t *slot = &r->shm->slots[r->answered % RUNNER_SLOTS];
+        rcall_t *c = r->sent;
+        if (slot->seq != c->seq)
+            break; /* cannot be: the page and the sent list follow one order */
+        r->sent = c->next;
+        if (!r->sent)
+            r->sent_tail = NULL;
+        r->answered++;
+        c->ran_ms = slot->ran_ms;
+        char reason[RUNNER_REASON_MAX];
+        snprintf(reason, sizeof reason, "%s", slot->reason);
+        finish(c,
+               slot->result == EVBUS_OK       ? EVBUS_OK
+               : slot->result == EVBUS_REJECT ? EVBUS_REJECT
+                                              : EVBUS_RETRY,
+               reason);
+    }
+    pthread_mutex_unlock(&r->mu);
     char what[256];
     if (r->kill_reason[0])
         snprintf(what, sizeof what, "%.150s (%.90s)", r->kill_reason, how);
@@ -433,6 +466,11 @@ static void child_died(runner_t *r, int64_t now)
         char reason[400];
         snprintf(reason, sizeof reason, "plugin runner of instance '%s' %s while handling this "
                  "event", r->name, what);
+        blamed->ran_ms = r->running_for_ms;
+        if (!blamed->ran_ms &&
+            atomic_load_explicit(&r->shm->running_seq, memory_order_acquire) == blamed->seq)
+            blamed->ran_ms =
+                now - atomic_load_explicit(&r->shm->running_since_ms, memory_order_relaxed);
         finish(blamed, EVBUS_RETRY, reason);
     }
     /* never started: first in line for the next child */
@@ -445,13 +483,11 @@ static void child_died(runner_t *r, int64_t now)
     r->sent = r->sent_tail = NULL;
     /* their wait for the next child starts now, not behind the call
      * that hung or crashed */
-    for (rcall_t *c = r->queued; c; c = c->next) {
-        c->started_ms = 0;
+    for (rcall_t *c = r->queued; c; c = c->next)
         c->queued_ms = now;
-    }
     /* a child that answered calls was healthy: one bad delivery is not a
      * crash loop, so the next start is quick again */
-    bool healthy = r->answered || now - r->up_since_ms >= ISOLATION_BACKOFF_RESET_MS;
+    bool healthy = r->answered > 0 || now - r->up_since_ms >= ISOLATION_BACKOFF_RESET_MS;
     if (healthy || r->backoff_ms < ISOLATION_BACKOFF_MIN_MS)
         r->backoff_ms = ISOLATION_BACKOFF_MIN_MS;
     else if (r->backoff_ms < ISOLATION_BACKOFF_MAX_MS)
@@ -608,19 +644,28 @@ static void *pump_main(void *arg)
         /* the next moment something is due: the running call's deadline,
          * the restart, the first waiting call's give-up */
         int64_t due = INT64_MAX;
-        rcall_t *running = up ? r->sent : NULL;
-        if (running)
-            due = running->started_ms + running->timeout_ms;
+        /* the running call, as the child says (the progress page) */
+        bool running = up && r->sent &&
+                       atomic_load_explicit(&r->shm->running_seq, memory_order_acquire);
+        int64_t since = 0;
+        uint32_t limit = 0;
+        if (running) {
+            since = atomic_load_explicit(&r->shm->running_since_ms, memory_order_relaxed);
+            limit = atomic_load_explicit(&r->shm->running_timeout_ms, memory_order_relaxed);
+            due = since + limit;
+        }
         if (!up) {
             due = r->restart_at_ms;
             for (rcall_t *c = r->queued; c; c = c->next)
                 if (c->queued_ms + (int64_t)c->timeout_ms < due)
                     due = c->queued_ms + (int64_t)c->timeout_ms;
         }
-        if (running && now >= due)
+        if (running && now >= due) {
+            r->running_for_ms = now - since;
             snprintf(r->kill_reason, sizeof r->kill_reason,
                      "was killed after the call ran %lld ms, past its timeout of %u ms",
-                     (long long)(now - running->started_ms), running->timeout_ms);
+                     (long long)(now - since), limit);
+        }
         bool want_out = r->out_off < r->out.len;
         r->pump_asleep = !dead && !(running && now >= due);
         pthread_mutex_unlock(&r->mu);
@@ -634,8 +679,7 @@ static void *pump_main(void *arg)
             continue;
         }
         if (running && now >= due) {
-            kill(r->pid, SIGKILL);
-            child_died(r, now);
+            child_died(r, now); /* kills it first: kill_reason is set */
             continue;
         }
 
@@ -785,7 +829,7 @@ static evbus_result_t runner_outcome(void *call, const char **reason, int64_t *t
     if (reason)
         *reason = c->reason;
     if (took_ms)
-        *took_ms = c->done_ms && c->started_ms ? c->done_ms - c->started_ms : 0;
+        *took_ms = c->ran_ms;
     return c->result;
 }
 
@@ -811,11 +855,39 @@ static evbus_result_t runner_call(void *remote, size_t sub_index, const evbus_ev
     return res;
 }
 
+/* The progress page: a memfd at an fd above the ones posix_spawn sets up
+ * in the child (3, 4), mapped here. */
+static int make_shm(runner_t *r)
+{
+    int fd = memfd_create("evbus-runner", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fd <= RUNNER_SHM_FD) {
+        int moved = fcntl(fd, F_DUPFD_CLOEXEC, RUNNER_SHM_FD + 1);
+        close(fd);
+        if (moved < 0)
+            return -1;
+        fd = moved;
+    }
+    r->shm_fd = fd;
+    if (ftruncate(fd, (off_t)sizeof *r->shm) != 0)
+        return -1;
+    void *p = mmap(NULL, sizeof *r->shm, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    r->shm = p;
+    return 0;
+}
+
 static void runner_free(runner_t *r)
 {
     if (r->wake_fd >= 0)
         close(r->wake_fd);
     runner_buf_free(&r->init_frame);
+    if (r->shm)
+        munmap(r->shm, sizeof *r->shm);
+    if (r->shm_fd >= 0)
+        close(r->shm_fd);
     runner_buf_free(&r->out);
     runner_buf_free(&r->in);
     pthread_mutex_destroy(&r->mu);
@@ -860,7 +932,17 @@ int isolation_instance_new(plugin_lib_t *lib, const char *name, const char *conf
     r->fd = -1;
     r->wfd = -1;
     r->pid = -1;
+    r->shm_fd = -1;
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (make_shm(r) != 0) {
+        snprintf(err, errlen, "instance '%s' (%s): cannot make its runner's progress page: %s",
+                 name, plugin_lib_path(lib), strerror(errno));
+        if (r->wake_fd >= 0)
+            close(r->wake_fd);
+        r->wake_fd = -1;
+        runner_free(r);
+        return -1;
+    }
     r->name = strdup(name);
     r->plugin_path = strdup(plugin_lib_path(lib));
     r->api = conf->api;

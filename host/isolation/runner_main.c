@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +45,9 @@ typedef struct child {
     runner_buf_t entry;
     size_t sid_len;
     bool entry_own_data;
+    runner_shm_t *shm;    /* the progress page (runner_proto.h) */
+    size_t unsent;        /* RESULTs in out, not yet written */
+    int64_t unsent_since; /* clock_mono_ms() of the oldest of them */
 } child_t;
 
 static void die(const char *fmt, const char *arg)
@@ -67,6 +71,7 @@ static void flush(child_t *c)
         off += (size_t)n;
     }
     c->out.len = 0;
+    c->unsent = 0;
 }
 
 static void reply_str(child_t *c, runner_kind_t kind, uint64_t seq, const char *s)
@@ -174,16 +179,39 @@ static void do_call(child_t *c, uint64_t seq, const char *payload, size_t len)
     c->reason[0] = '\0';
     ev->reason = c->reason;
     ev->reason_len = sizeof c->reason;
+    /* answers wait at most RUNNER_FLUSH_MS, and never more than the
+     * progress page can hold */
+    int64_t start = clock_mono_ms();
+    if (c->unsent && (c->unsent >= RUNNER_FLUSH_RESULTS ||
+                      start - c->unsent_since >= RUNNER_FLUSH_MS))
+        flush(c);
+    runner_shm_t *shm = c->shm;
+    atomic_store_explicit(&shm->running_since_ms, start, memory_order_relaxed);
+    atomic_store_explicit(&shm->running_timeout_ms, fixed.timeout_ms, memory_order_relaxed);
+    atomic_store_explicit(&shm->running_seq, seq, memory_order_release);
     ev->deadline_ms = clock_coarse_ms() + fixed.timeout_ms;
     evbus_result_t r = plugin_instance_call(c->inst, &d->subscribers[fixed.sub_index], ev);
     ev->reason = NULL;
     ev->reason_len = 0;
-    runner_result_t res = {.result = (uint32_t)r};
+    int64_t ran = clock_mono_ms() - start;
+    runner_result_t res = {.result = (uint32_t)r,
+                           .ran_ms = ran < 0 ? 0 : ran > UINT32_MAX ? UINT32_MAX : (uint32_t)ran};
+    /* the outcome first in the page (it survives this process), then the
+     * count that makes it visible */
+    uint64_t done = atomic_load_explicit(&shm->done, memory_order_relaxed);
+    runner_slot_t *slot = &shm->slots[done % RUNNER_SLOTS];
+    slot->seq = seq;
+    slot->result = res.result;
+    slot->ran_ms = res.ran_ms;
+    snprintf(slot->reason, sizeof slot->reason, "%s", c->reason);
+    atomic_store_explicit(&shm->done, done + 1, memory_order_release);
+    atomic_store_explicit(&shm->running_seq, 0, memory_order_release);
     size_t at = runner_buf_begin_frame(&c->out, RUNNER_RESULT, seq);
     runner_buf_put(&c->out, &res, sizeof res);
     runner_buf_put_str(&c->out, c->reason, strlen(c->reason));
     runner_buf_end_frame(&c->out, at);
-    flush(c); /* now: the host's hang bound counts from this answer */
+    if (!c->unsent++)
+        c->unsent_since = clock_mono_ms();
 }
 
 static void do_fini(child_t *c)
@@ -210,9 +238,13 @@ int main(int argc, char **argv)
     if (fcntl(RUNNER_FD, F_GETFD) < 0)
         die("%s", "fd 3 is not open: this program is started by evbusd for instances with "
                   "`isolation: process`, not by hand");
+    static child_t c;
+    c.shm = mmap(NULL, sizeof *c.shm, PROT_READ | PROT_WRITE, MAP_SHARED, RUNNER_SHM_FD, 0);
+    if (c.shm == MAP_FAILED)
+        die("fd 4 is not the progress page evbusd maps: %s", strerror(errno));
+    close(RUNNER_SHM_FD); /* the mapping stays */
     close_range(RUNNER_FD + 1, ~0u, 0);
     signal(SIGPIPE, SIG_IGN);
-    static child_t c;
     jarena_install(); /* before init() can start a thread, as evbusd does */
     if (jarena_init(&c.arena) == 0)
         c.ev.arena = &c.arena;
@@ -251,6 +283,9 @@ int main(int argc, char **argv)
             memmove(c.in.data, c.in.data + off, c.in.len - off);
             c.in.len -= off;
         }
+        /* every CALL read so far has run: answer them before waiting */
+        if (c.unsent)
+            flush(&c);
         char buf[65536];
         ssize_t n = read(RUNNER_FD, buf, sizeof buf);
         if (n < 0 && errno == EINTR)

@@ -33,17 +33,33 @@
  *  host -> child: INIT once, then CALL any number of times, then FINI.
  *  child -> host: INIT_OK or INIT_FAILED, one RESULT per CALL in the order
  *  of the CALLs (seq echoes the CALL's), FINI_DONE after fini() returned.
+ *  The child runs CALLs one at a time, in the order it read them.
  *  Batching: while the child is busy, CALLs queue on the host and the pump
  *  writes all of them in one send(); the child reads as much as the socket
- *  holds at once.  An idle child gets a CALL straight from the worker.  The child
- *  runs CALLs one at a time, in order, and writes each RESULT as soon as
- *  the call returned: the host then knows which CALL is running (the
- *  oldest unanswered one) and since when, which is what its hang bound
- *  and its crash blame rest on.
+ *  holds at once.  An idle child gets a CALL straight from the worker.
+ *  The child answers in batches too: it writes its RESULTs when it has
+ *  run every CALL it had read, when RUNNER_FLUSH_RESULTS wait or when the
+ *  oldest waiting one is RUNNER_FLUSH_MS old (checked before each call) —
+ *  one send() per batch.
+ *
+ * The progress page (runner_shm_t)
+ *  A RESULT still in the child's buffer when it dies would be lost, and
+ *  the host could not tell which CALL was running.  So the child also
+ *  records its progress in a page of shared memory (a memfd the host
+ *  creates and maps, the child's fd RUNNER_SHM_FD): before a call, which
+ *  CALL runs since when and with which timeout; after it, the outcome in
+ *  slot (done % RUNNER_SLOTS), then done + 1 (a release store: the slot is
+ *  complete before the host can see the count).  The host reads it with
+ *  acquire loads: its pump bounds the running call by its timeout, and
+ *  after a death it takes from the slots the outcomes the socket did not
+ *  carry (at most RUNNER_FLUSH_RESULTS, fewer than RUNNER_SLOTS, so none
+ *  was overwritten), then blames the running call.  The host resets the
+ *  page before each child starts; only that child writes it.
  */
 #ifndef EVBUS_ISOLATION_RUNNER_PROTO_H
 #define EVBUS_ISOLATION_RUNNER_PROTO_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +67,11 @@
 #define RUNNER_PROTO_VERSION 1u
 #define RUNNER_FD 3
 #define RUNNER_FRAME_MAX (64u << 20) /* an event entry is far smaller */
+#define RUNNER_SHM_FD 4
+#define RUNNER_SLOTS 1024
+#define RUNNER_FLUSH_RESULTS 256 /* < RUNNER_SLOTS */
+#define RUNNER_FLUSH_MS 5
+#define RUNNER_REASON_MAX 512
 
 typedef enum runner_kind {
     RUNNER_INIT = 1,         /* runner_init_t; strings: instance, plugin path,
@@ -94,8 +115,24 @@ typedef struct runner_call {
 
 typedef struct runner_result {
     uint32_t result;     /* evbus_result_t as the handler returned it (mapped) */
-    uint32_t reserved;
+    uint32_t ran_ms;     /* how long the call ran in the child */
 } runner_result_t;
+
+/* One call's outcome in the progress page. */
+typedef struct runner_slot {
+    uint64_t seq;
+    uint32_t result;
+    uint32_t ran_ms;
+    char reason[RUNNER_REASON_MAX]; /* NUL-terminated */
+} runner_slot_t;
+
+typedef struct runner_shm {
+    _Atomic uint64_t done;             /* calls this child finished */
+    _Atomic uint64_t running_seq;      /* the CALL running now; 0 between calls */
+    _Atomic int64_t running_since_ms;  /* clock_mono_ms() at its start */
+    _Atomic uint32_t running_timeout_ms;
+    runner_slot_t slots[RUNNER_SLOTS];
+} runner_shm_t;
 
 /* A growing byte buffer frames are written into.  Owned by one thread. */
 typedef struct runner_buf {

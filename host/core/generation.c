@@ -450,10 +450,11 @@ json_t *generation_describe(const generation_t *g)
         const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
         char h[2 * PLUGIN_DIGEST_LEN + 1];
         hex(plugin_lib_digest(lib), PLUGIN_DIGEST_LEN, h);
-        json_array_append_new(insts, json_pack("{s:s, s:s, s:s, s:s+}", "name",
-                                               plugin_instance_name(g->insts[i]), "plugin",
-                                               d->name, "version", d->version ? d->version : "",
-                                               "so_digest", "sha256:", h));
+        json_array_append_new(
+            insts, json_pack("{s:s, s:s, s:s, s:s+, s:s}", "name",
+                             plugin_instance_name(g->insts[i]), "plugin", d->name, "version",
+                             d->version ? d->version : "", "so_digest", "sha256:", h, "isolation",
+                             plugin_instance_is_remote(g->insts[i]) ? "process" : "in-process"));
     }
     return json_pack("{s:I, s:s, s:I, s:o, s:o}", "generation", (json_int_t)g->number,
                      "digest", g->digest, "built_ms", (json_int_t)g->built_ms, "files", files,

@@ -16,7 +16,8 @@
  *
  * A runner (one per instance, shared by the generations that keep its
  * state) has:
- *  - a child and the host's end of its socketpair (runner_proto.h);
+ *  - a child, the host's end of its socketpair and the progress page the
+ *    child writes (runner_proto.h);
  *  - a pump thread, the only thread that reads from the child: it reads
  *    RESULTs and hands them to the waiting workers, sends what the socket
  *    did not take at once, bounds the running call by its timeout, notices
@@ -31,14 +32,19 @@
  *    one wake-up per batch.
  *
  * What a child failure does
- *  - The oldest unanswered CALL is the one that was running: it fails as
- *    EVBUS_RETRY with a reason naming the failure ("killed by SIGSEGV",
- *    "exited with status 3", "killed after running 1000 ms, its timeout"),
- *    which dispatch counts like any failed call (retry schedule, attempts,
- *    dead letter with that reason at the last attempt).
- *  - The CALLs queued behind it never started: they are sent again to the
- *    next child, waiting at most their own timeout (counted from the
- *    death) for it to come up.
+ *  - The calls the child finished keep their outcomes, whether their
+ *    RESULT reached the socket or only the progress page (runner_proto.h).
+ *  - The first call without an outcome is the one that was running: it
+ *    fails as EVBUS_RETRY with a reason naming the failure ("killed by
+ *    SIGSEGV (signal 11)", "exited with status 3", "was killed after the
+ *    call ran 1004 ms, past its timeout of 1000 ms"), which dispatch
+ *    counts like any failed call (retry schedule, attempts, dead letter
+ *    with that reason at the last attempt).  The timeout is the call's
+ *    (its subscription's timeout_ms, else handler_timeout_ms), read from
+ *    the page at least every ISOLATION_PUMP_TICK_MS.
+ *  - The calls behind it never started: they are sent again to the next
+ *    child, waiting at most their own timeout (counted from the death)
+ *    for it to come up.
  *  - The child is restarted (a fresh init(): in-memory state is lost, as
  *    after a host restart) after a backoff: ISOLATION_BACKOFF_MIN_MS when
  *    the child that died had answered a call (one bad delivery is not a
@@ -65,8 +71,10 @@
  * the child and the write side of the socket (a worker's send() happens
  * under the mutex, so frames never interleave), the child's state, the
  * pump's sleep flag and the call numbers.  The pump alone owns the read
- * side: the socket fd it polls, the input buffer, the child's pid, the
- * backoff and the restart time.  The write side is withdrawn (set to -1
+ * side: the socket fd it polls, the input buffer, the count of answers,
+ * the child's pid, the backoff and the restart time; it reads the
+ * progress page (acquire loads; the child's stores release) and resets it
+ * only while no child runs.  The write side is withdrawn (set to -1
  * under the mutex) before the pump closes the socket, so no worker writes
  * to a closed or reused fd.  A call's frame, timeout and event id are
  * written by its worker before it is linked and only read afterwards.

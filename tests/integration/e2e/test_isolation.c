@@ -179,6 +179,27 @@ Test(e2e_isolation, handlers_run_in_a_runner_child_with_the_host_api)
               "the child's api->log line is not in %s", E.fx.log);
     cr_expect_geq(e2e_metric(E.admin_port, "evbus_plugin_runner_starts_total"), 1);
     cr_expect_eq(e2e_metric(E.admin_port, "evbus_plugin_runner_crashes_total"), 0);
+    /* /health says which instances are isolated */
+    int code = 0;
+    char *body = e2e_http_get(E.admin_port, "/health", &code);
+    json_t *h = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    json_t *insts = json_object_get(json_object_get(h, "config"), "instances");
+    size_t i;
+    json_t *in;
+    const char *crashy = NULL, *rec = NULL;
+    json_array_foreach(insts, i, in)
+    {
+        const char *name = json_string_value(json_object_get(in, "name"));
+        const char *iso = json_string_value(json_object_get(in, "isolation"));
+        if (name && !strcmp(name, "crashy"))
+            crashy = iso;
+        if (name && !strcmp(name, "rec"))
+            rec = iso;
+    }
+    cr_expect_str_eq(crashy ? crashy : "", "process");
+    cr_expect_str_eq(rec ? rec : "", "in-process");
+    json_decref(h);
 }
 
 /* One crash kind: the crashing event is retried until its attempts run

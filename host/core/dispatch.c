@@ -488,6 +488,20 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
         drop_wc(d, "dedup DEL");
 }
 
+/* The call of h made ahead for the entry being dispatched, if any.  A
+ * call made ahead whose handler dispatch then skips (paused meanwhile) is
+ * passed over, never matched to another handler or entry. */
+static struct dctx_ahead *find_ahead(dctx_t *d, const gen_handler_t *h)
+{
+    while (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry + 1 < d->cur_entry)
+        d->next_ahead++;
+    for (size_t j = d->next_ahead;
+         d->cur_entry && j < d->n_ahead && d->ahead[j].entry + 1 == d->cur_entry; j++)
+        if (d->ahead[j].h == h && !d->ahead[j].taken)
+            return &d->ahead[j];
+    return NULL;
+}
+
 /*
  * Call h.  The timeout never multiplies side effects: the call is never
  * interrupted and its entry stays leased while it runs, so no second call
@@ -508,6 +522,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
     int64_t ran_ms = -1;
+    struct dctx_ahead *ahead;
     if (h->kind == GEN_HANDLER_FOREIGN) {
         /* foreign parameters point into the envelope: show them the data at
          * the version this subscription takes, then put the original back */
@@ -528,13 +543,12 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
             jarena_leave();
             json_decref(orig);
         }
-    } else if (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry == d->cur_entry &&
-               d->cur_entry && d->ahead[d->next_ahead].h == h) {
+    } else if ((ahead = find_ahead(d, h)) != NULL) {
         /* made ahead with the chunk's other calls: its outcome, and how
          * long it ran in the child */
         const char *said = NULL;
-        void *call = d->ahead[d->next_ahead++].call;
-        r = plugin_call_outcome(h->inst, call, &said, &ran_ms);
+        ahead->taken = true;
+        r = plugin_call_outcome(h->inst, ahead->call, &said, &ran_ms);
         snprintf(reason, reason_len, "%s", said);
     } else if (plugin_instance_is_remote(h->inst)) {
         /* isolated, alone: the same steps with one call */
@@ -1035,7 +1049,7 @@ static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
     return true;
 }
 
-static void ahead_add(dctx_t *d, const redisReply *entry, const gen_handler_t *h, void *call)
+static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call)
 {
     if (d->n_ahead == d->cap_ahead) {
         d->cap_ahead = d->cap_ahead ? d->cap_ahead * 2 : 256;
@@ -1077,7 +1091,7 @@ static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
         for (size_t i = 0; i < in.n_handlers; i++) {
             /* what call_handler would set: the deadline the child counts */
             ev->deadline_ms = hs[i]->timeout_ms ? clock_coarse_ms() + hs[i]->timeout_ms : 0;
-            ahead_add(d, entry, hs[i],
+            ahead_add(d, k, hs[i],
                       plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA));
         }
         ev->deadline_ms = 0;
@@ -1112,10 +1126,10 @@ void dctx_dispatch_chunk(dctx_t *d, redisReply **entries, size_t n)
     d->n_ahead = d->next_ahead = 0;
     plan_ahead(d, entries, n);
     for (size_t k = 0; k < n; k++) {
-        d->cur_entry = entries[k];
+        d->cur_entry = k + 1;
         dispatch_entry(d, entries[k], 0);
     }
-    d->cur_entry = NULL;
+    d->cur_entry = 0;
     /* an outcome nobody asked for (the instance was paused meanwhile): its
      * handler ran; the deferred delivery will run it again */
     for (size_t i = 0; i < d->n_ahead; i++)

@@ -101,12 +101,13 @@ typedef struct dctx {
      * being dispatched (dctx_dispatch_chunk), in the order the per-entry
      * dispatch then asks for their outcomes. */
     struct dctx_ahead {
-        const redisReply *entry;
+        size_t entry;            /* index in the chunk */
         const gen_handler_t *h;
         void *call;
+        bool taken;
     } *ahead;
     size_t n_ahead, cap_ahead, next_ahead;
-    const redisReply *cur_entry; /* the entry dispatch_entry is on */
+    size_t cur_entry;            /* index + 1 of the entry being dispatched; 0: none */
     bool planning;               /* learning facts only: count and log nothing */
 } dctx_t;
 

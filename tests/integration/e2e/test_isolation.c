@@ -456,3 +456,45 @@ Test(e2e_isolation, a_crash_inside_a_batch_fails_only_its_delivery)
     cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
     cr_expect_eq(kill(E.fx.d.pid, 0), 0, "evbusd is gone");
 }
+
+/* The host upcasts for an isolated subscription as for any other: the
+ * child sees the data at the version the subscription takes (a v1 event
+ * upcast to v2 by testkit's upcaster in evbusd; a v2 event as it is). */
+Test(e2e_isolation, an_isolated_handler_gets_the_data_at_its_version)
+{
+    e2e_host_conf(&E, NULL);
+    char buf[2048];
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    isolation: process\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"approval.**\", handler: record, versions: [2] }\n",
+             fx_plugin("plugins/testkit/testkit.so"), E.rec);
+    e2e_conf_file(&E, "10-plugins.yaml", buf);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 15000), "evbusd did not come up (log %s)", E.fx.log);
+    char *v1 = e2e_event("old-1", "approval.item.approved", "acme", E2E_APPROVED_V1,
+                         "\"schemaversion\":1");
+    cr_assert_eq(e2e_xadd(&E, "*", v1, NULL), 0);
+    free(v1);
+    char *data = e2e_approved_v2(7);
+    char *v2 = e2e_event("new-1", "approval.item.approved", "acme", data, "\"schemaversion\":2");
+    cr_assert_eq(e2e_xadd(&E, "*", v2, NULL), 0);
+    free(v2);
+    free(data);
+    cr_assert(harness_wait_until(rec_has, "old-1", 10000), "old-1 never reached the child");
+    cr_assert(harness_wait_until(rec_has, "new-1", 10000), "new-1 never reached the child");
+    char *line = e2e_rec_line(&E, "old-1", 0);
+    cr_expect(line && strstr(line, "\told-1\tapproval.item.approved\t0\t2\t") &&
+                  strstr(line, "\"decidedBy\"") && !strstr(line, "\"approverId\""),
+              "v1 not delivered upcast to v2: %s", line ? line : "(none)");
+    free(line);
+    line = e2e_rec_line(&E, "new-1", 0);
+    cr_expect(line && strstr(line, "\tnew-1\tapproval.item.approved\t0\t2\t"),
+              "v2 delivery: %s", line ? line : "(none)");
+    free(line);
+    cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
+}

@@ -73,7 +73,8 @@ typedef struct runner {
     pthread_mutex_t mu;
     /* under mu */
     rcall_t *queued, *queued_tail; /* not yet written to this child */
-    rcall_t *sent, *sent_tail;     /* written; the head is the running call */
+    rcall_t *sent, *sent_tail;     /* written, in the order the child runs them;
+                                      the head is the oldest without an outcome */
     int wfd;                 /* the child's socket for writing; -1 when down */
     runner_buf_t out;        /* bytes owed to the child */
     size_t out_off;
@@ -91,7 +92,7 @@ typedef struct runner {
     pid_t pid;
     int shm_fd;              /* the progress page (runner_proto.h), mapped at shm */
     runner_shm_t *shm;
-    uint64_t answered;       /* RESULTs this child's socket carried */
+    uint64_t answered;       /* outcomes of this child taken (socket or page) */
     runner_buf_t in;         /* bytes read, not yet a whole frame */
     int64_t up_since_ms, restart_at_ms, backoff_ms;
     int64_t running_for_ms;  /* how long the call it killed had run */

@@ -11,6 +11,11 @@
  * opens its own Redis connection), then runs each CALL on a copy of the
  * delivery and answers with the result and the reason.  One thread: calls
  * run one after another, in the order they came.
+ *
+ * It inherits evbusd's signal mask, with SIGHUP, SIGTERM and SIGINT
+ * blocked: a `systemctl stop` or a Ctrl-C to the process group does not
+ * cut a handler short.  It stops when evbusd sends FINI (fini() runs),
+ * when its socket closes, or with evbusd (PR_SET_PDEATHSIG).
  */
 #include <errno.h>
 #include <fcntl.h>

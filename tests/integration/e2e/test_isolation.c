@@ -200,6 +200,13 @@ Test(e2e_isolation, handlers_run_in_a_runner_child_with_the_host_api)
     cr_expect_str_eq(crashy ? crashy : "", "process");
     cr_expect_str_eq(rec ? rec : "", "in-process");
     json_decref(h);
+    /* api->set_reason in the child reaches the dead letter */
+    publish("no-1", "reject");
+    dlq_q_t dq = {"no-1"};
+    cr_assert(harness_wait_until(has_dead_letter, &dq, 10000), "no-1 was not dead-lettered");
+    char *err = dlq_error("no-1");
+    cr_expect(strstr(err, "crashy/main: crashy was asked to reject"), "dead letter: %s", err);
+    free(err);
 }
 
 /* One crash kind: the crashing event is retried until its attempts run

@@ -2,7 +2,7 @@
  * crashy — a test plugin that dies on demand, for `isolation: process`.
  *
  * data.crash picks what the handler does: "abort" calls abort(), "segv"
- * writes through a null pointer, "hang" never returns, "exit" calls
+ * writes to an unmapped address, "hang" never returns, "exit" calls
  * exit(3), "reject" returns REJECT with a reason; anything else (or no
  * data.crash) returns OK.
  *

@@ -355,6 +355,23 @@ Test(fastjson, keeps_keys_in_document_order_and_last_duplicate_value) {
     fjt_expect_error("{\"z\":1,\"z\":3}", JSON_REJECT_DUPLICATES, json_error_duplicate_key);
 }
 
+/* fastjson finds a duplicate name when inserting it, after its value;
+ * json_loadb right after reading the name.  A duplicate followed by a
+ * missing ':' or a malformed value (or one holding a duplicate of its own)
+ * must still report the first duplicate in the text, as event_parse
+ * dead-letters on that code alone. */
+Test(fastjson, duplicate_before_malformed_value_is_reported_first) {
+    const size_t f = JSON_REJECT_DUPLICATES;
+    fjt_expect_error("{\"a\":1,\"a\":[", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\"", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\" 2}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\":{\"b\":tru}}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"x\":1,\"x\":{\"a\":1,\"a\":2}}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"x\":{\"a\":1,\"a\":2},\"x\":", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"b\":[", f, json_error_premature_end_of_input);
+    json_decref(fjt_parse_ok("{\"a\":{\"a\":1},\"b\":{\"a\":2}}", f));
+}
+
 Test(fastjson, types_numbers_like_jansson) {
     json_t *v = fjt_parse_ok("[9223372036854775807,-9223372036854775808,-0,1.0,1e2,-0.0]", 0);
     cr_assert(json_is_integer(json_array_get(v, 0)));

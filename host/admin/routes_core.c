@@ -10,7 +10,6 @@
 
 #include "admin/admin_internal.h"
 #include "util/clock.h"
-#include "util/redact.h"
 
 static int health(admin_req_t *r)
 {
@@ -26,31 +25,15 @@ static int metrics(admin_req_t *r)
                       admin__metrics_text(r->admin));
 }
 
-/* Settings are read by viewers of any tenant: passwords in URLs (and
- * libpq password= values) are not theirs.  The logs' own masking. */
-static void mask_secrets(json_t *row)
-{
-    const char *v = json_string_value(json_object_get(row, "value"));
-    if (!v)
-        return;
-    size_t n = strlen(v), cap = 2 * n + 16; /* "***" may be longer than a secret */
-    char *buf = malloc(cap);
-    redact_secrets(v, n, buf, cap);
-    if (strcmp(buf, v) != 0)
-        json_object_set_new(row, "value", json_string(buf));
-    free(buf);
-}
-
 /* What is in force: the serving generation's settings, with the value the
  * files ask for on each setting that waits for a restart. */
 static int config(admin_req_t *r)
 {
     generation_t *g = r->gen;
     json_t *h = engine_health(r->engine);
-    json_t *settings = config_settings_json(g->cfg, &g->pending_restart), *row;
-    size_t i;
-    json_array_foreach(settings, i, row)
-        mask_secrets(row);
+    /* Settings are read by viewers of any tenant: passwords are not theirs. */
+    json_t *settings = config_settings_json(g->cfg, &g->pending_restart);
+    config_settings_redact(settings);
     json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
                           json_object_get(h, "reload"), "settings", settings);
     json_decref(h);

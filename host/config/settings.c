@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 const cfg_table_t *const cfg_tables[] = {&core_settings_table,  &schema_settings_table,
                                          &retention_settings_table, &store_settings_table,
@@ -570,4 +571,29 @@ json_t *config_settings_json(const evbus_config_t *cfg, const cfg_pending_list_t
         json_array_append_new(list, row);
     }
     return list;
+}
+
+static void redact_member(json_t *row, const char *name)
+{
+    const char *v = json_string_value(json_object_get(row, name));
+    if (!v)
+        return;
+    size_t n = strlen(v), cap = 2 * n + 16; /* "***" may be longer than a secret */
+    char *buf = malloc(cap);
+    if (!buf)
+        return;
+    redact_secrets(v, n, buf, cap);
+    if (strcmp(buf, v) != 0)
+        json_object_set_new(row, name, json_string(buf));
+    free(buf);
+}
+
+void config_settings_redact(json_t *settings)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(settings, i, row) {
+        redact_member(row, "value");
+        redact_member(row, "pending_restart");
+    }
 }

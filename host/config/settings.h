@@ -176,4 +176,14 @@ size_t config_diff_text(const struct evbus_config *next,
  */
 json_t *config_settings_json(const struct evbus_config *cfg, const cfg_pending_list_t *pending);
 
+/*
+ * Masks, in place, the secrets in the "value" and "pending_restart" of
+ * every row of a config_settings_json array (URL passwords, libpq
+ * password= values: util/redact, the logs' own masking).  Everything that
+ * shows settings to people calls it: GET /api/v1/config, evbusctl config
+ * show.  The record in STATE_DIR keeps the values whole, since
+ * --diff-running compares them.
+ */
+void config_settings_redact(json_t *settings);
+
 #endif /* EVBUS_CONFIG_SETTINGS_H */

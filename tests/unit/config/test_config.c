@@ -1189,6 +1189,37 @@ Test(config, settings_json_marks_pending_values)
     json_decref(rows);
 }
 
+/* What shows settings to people masks passwords in the value in force and
+ * in the value waiting for a restart. */
+Test(config, settings_redact_masks_value_and_pending_restart)
+{
+    manifest("00.yaml", "redis: { url: \"redis://:old-pw@127.0.0.1:6379/0\" }\n");
+    load_ok();
+    cfg_pending_t item = {.key = "redis.url", .pos = "x", .old = "redis://:old-pw@127.0.0.1:6379/0",
+                          .now = "redis://:new-pw@127.0.0.1:6379/0"};
+    cfg_pending_list_t pend = {.items = &item, .count = 1};
+    json_t *rows = config_settings_json(cfg, &pend);
+    config_settings_redact(rows);
+    char *all = json_dumps(rows, 0);
+    cr_expect(!strstr(all, "old-pw") && !strstr(all, "new-pw"), "%s", all);
+    free(all);
+    size_t i;
+    json_t *row;
+    int found = 0;
+    json_array_foreach(rows, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "key")), "redis.url"))
+            continue;
+        found = 1;
+        cr_expect_str_eq(json_string_value(json_object_get(row, "value")),
+                         "redis://:***@127.0.0.1:6379/0");
+        cr_expect_str_eq(json_string_value(json_object_get(row, "pending_restart")),
+                         "redis://:***@127.0.0.1:6379/0");
+    }
+    cr_expect(found);
+    json_decref(rows);
+}
+
 Test(config, publish_maxlen_is_refused_with_a_pointer_to_retention)
 {
     manifest("00.yaml", "stream: s\npublish_maxlen: 100\n");

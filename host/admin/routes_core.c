@@ -51,8 +51,15 @@ static long long reload_outcomes(json_t *h)
 /* Same as SIGHUP, but the caller learns the outcome: the control thread
  * runs the reload (it alone swaps generations); this waits for its
  * outcome to be recorded. */
+/* A reload swaps the generation every tenant runs on, so a tenant's admin
+ * may not send one (as with pausing handlers): it needs a "*" admin. */
 static int reload(admin_req_t *r)
 {
+    if (r->tenant) {
+        admin_audit(r, NULL, -1, "error: forbidden for a tenant token");
+        return admin_error(r, 403, "forbidden", "token", "a reload changes what every tenant "
+                           "runs: it needs an admin token of tenant \"*\"");
+    }
     json_t *h = engine_health(r->engine);
     long long before = reload_outcomes(h);
     json_decref(h);

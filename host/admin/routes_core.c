@@ -113,17 +113,10 @@ static int reload(admin_req_t *r)
  * Telling is not granting: every route checks the role again. */
 static int whoami(admin_req_t *r)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } roles[] = {{CFG_ROLE_VIEWER, "viewer"},
-                 {CFG_ROLE_OPERATOR, "operator"},
-                 {CFG_ROLE_ADMIN, "admin"},
-                 {CFG_ROLE_PUBLISHER, "publisher"}};
     json_t *list = json_array();
-    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
-        if (r->roles & roles[i].bit)
-            json_array_append_new(list, json_string(roles[i].name));
+    for (unsigned bit = CFG_ROLE_VIEWER; bit <= CFG_ROLE_PUBLISHER; bit <<= 1)
+        if (r->roles & bit)
+            json_array_append_new(list, json_string(cfg_role_name(bit)));
     return admin_json(r, 200, json_pack("{s:s, s:o, s:s}", "token", r->token_name, "roles", list,
                                         "tenant", r->tenant ? r->tenant : "*"));
 }

@@ -1894,13 +1894,23 @@ void config_free(evbus_config_t *cfg)
     free(cfg);
 }
 
+/* Index i names the role bit 1 << i (CFG_ROLE_*). */
+static const char *const role_names[] = {"viewer", "operator", "admin", "publisher"};
+
 int cfg_role_parse(const char *name)
 {
-    static const char *const names[] = {"viewer", "operator", "admin", "publisher"};
     for (int i = 0; i < 4; i++)
-        if (!strcmp(name, names[i]))
+        if (!strcmp(name, role_names[i]))
             return 1 << i;
     return -1;
+}
+
+const char *cfg_role_name(unsigned bit)
+{
+    for (int i = 0; i < 4; i++)
+        if (bit == 1u << i)
+            return role_names[i];
+    return NULL;
 }
 
 int cfg_token_hash_parse(const char *text, unsigned char out[32])

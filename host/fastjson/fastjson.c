@@ -706,6 +706,29 @@ static json_t *fj_value(fj_parser *ps) {
     return v;
 }
 
+/*
+ * A rejection is reported in jansson's words.  Its error codes, texts and
+ * positions follow its tokenizer, which reads a whole token before the
+ * parser looks at it ("-" at the end is an invalid token, not a premature
+ * end; a broken string after a complete document is that string's error,
+ * not "end of file expected"): tracking that error by error here would put
+ * checks on the accepted path that it does not need.  Rejections are the
+ * cold path (a dead letter, an invalid NDJSON line), so they pay for one
+ * json_loadb() of the same bytes instead.  Should jansson accept what was
+ * rejected here — a fastjson bug, which the unit tests and the fuzz target
+ * look for — its tree is dropped and fastjson's own report stays, so the
+ * disagreement shows instead of being papered over.
+ */
+static void fj_report_as_jansson(const char *buf, size_t len, size_t flags, json_error_t *err) {
+    json_error_t jerr;
+    json_t *j = json_loadb(buf, len, flags, &jerr);
+    if (j) {
+        json_decref(j);
+        return;
+    }
+    *err = jerr;
+}
+
 json_t *fj_parse(const char *buf, size_t len, size_t flags, json_error_t *err) {
     if (err) {
         err->text[0] = '\0';
@@ -757,5 +780,7 @@ json_t *fj_parse(const char *buf, size_t len, size_t flags, json_error_t *err) {
 out:
     if (ps.scratch != ps.scratch_inline)
         free(ps.scratch);
+    if (!v && err)
+        fj_report_as_jansson(buf, len, flags, err);
     return v;
 }

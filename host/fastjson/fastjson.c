@@ -587,33 +587,32 @@ static json_t *fj_object(fj_parser *ps) {
         /* A duplicate name is found by the insert itself (it replaces, so the
          * size stays) instead of a lookup before the value: that lookup hashed
          * every member name twice and cost ~5 % of a drain's instructions.
-         * json_loadb checks the name right after reading it, so when anything
-         * after the name fails (the ':', the value) the lookup happens here,
-         * on the error path, and a duplicate wins over the later error as it
-         * does there (unwinding reaches the outermost, i.e. first, duplicate
-         * last).  `members` counts the names inserted so far. */
+         * Which error a rejected document reports is json_loadb's (see
+         * fj_parse), so the order in which this one finds them is free.
+         * `members` counts the names inserted so far. */
         const char *key_end = ps->p;
-        json_t *v = NULL;
         p = fj_skip_ws(ps->p, end);
         if (p == end || *p != ':') {
             fj_fail(ps, p, p == end ? json_error_premature_end_of_input : json_error_invalid_syntax,
                     "':' expected");
-        } else {
-            ps->p = fj_skip_ws(p + 1, end);
-            v = fj_value(ps);
+            free(owned);
+            goto error;
         }
-        /* setn_new steals v even when it fails */
-        int rc = v ? json_object_setn_new_nocheck(obj, k.ptr, k.len, v) : -1;
-        bool dup = (ps->flags & JSON_REJECT_DUPLICATES) &&
-                   (v && !rc ? json_object_size(obj) == members
-                             : json_object_getn(obj, k.ptr, k.len) != NULL);
+        ps->p = fj_skip_ws(p + 1, end);
+        json_t *v = fj_value(ps);
+        if (!v) {
+            free(owned);
+            goto error;
+        }
+        int rc = json_object_setn_new_nocheck(obj, k.ptr, k.len, v); /* steals v */
+        bool dup = !rc && (ps->flags & JSON_REJECT_DUPLICATES) && json_object_size(obj) == members;
         if (dup)
             fj_fail(ps, key_end - 1, json_error_duplicate_key, "duplicate object key '%.*s'",
                     (int)(k.len > 40 ? 40 : k.len), k.ptr);
-        else if (v && rc)
+        else if (rc)
             fj_fail_oom(ps);
         free(owned);
-        if (!v || rc || dup)
+        if (rc || dup)
             goto error;
         members++;
         p = fj_after_value(ps);

@@ -10,6 +10,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -497,13 +498,29 @@ void evbus_cluster_stats(const evbus_cluster_t *c, evbus_cluster_stats_t *out)
     *out = c->st;
 }
 
+/* Whether an idle connection is still open: between commands nothing is
+ * owed, so anything readable is the peer's FIN or RST.  Checked before
+ * each use so that a node that died between two commands makes the next
+ * one go elsewhere instead of being lost after it was written. */
+static bool idle_alive(redisContext *ctx)
+{
+    struct pollfd pf = {.fd = ctx->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&pf, 1, 0) == 0;
+}
+
 /* Node i's connection, opened (with AUTH) when needed; NULL with the
  * reason in why. */
 static redisContext *node_conn(evbus_cluster_t *c, int i, char *why, size_t whylen)
 {
     node_t *n = &c->nodes[i];
-    if (n->ctx && n->ctx->err == 0)
+    if (n->ctx && n->ctx->err == 0 && idle_alive(n->ctx))
         return n->ctx;
+    if (n->ctx && n->ctx->err == 0) {
+        /* the node closed it while idle (it died, or restarted): nothing
+         * was sent on it, so what comes next is safe to send elsewhere */
+        c->st.conn_errors++;
+        c->stale = true;
+    }
     node_drop(n);
     int cms = c->o.connect_timeout_ms;
     struct timeval ct = {cms / 1000, (cms % 1000) * 1000};
@@ -767,6 +784,22 @@ static redirect_t redirect_of(evbus_cluster_t *c, const redisReply *r, int *node
     return *node < 0 ? R_NONE : kind;
 }
 
+/* A MOVED of `slot` to node `to`: the map follows for that slot.  When
+ * `to` is new or served no slot (a replica promoted, a master added) the
+ * cluster changed shape, not just one slot: the whole map is read again
+ * before the next command, so the failed master's other slots do not
+ * cost a MOVED each. */
+static void moved_to(evbus_cluster_t *c, unsigned slot, int to, bool added)
+{
+    bool serving = false;
+    if (c->map) {
+        for (size_t s = 0; s < EVBUS_CLUSTER_SLOTS && !serving; s++)
+            serving = c->map[s] == (int16_t)to;
+        c->map[slot] = (int16_t)to;
+    }
+    c->stale = c->stale || added || !serving;
+}
+
 /* Sends (ASKING and) the command to node i and reads its reply.  NULL
  * with why: *sent says whether the command may have reached the node
  * (its reply lost) or was never written (the connect failed). */
@@ -863,11 +896,7 @@ static redisReply *routed(evbus_cluster_t *c, unsigned slot, int node, bool aski
             }
             if (rd == R_MOVED) {
                 c->st.moved++;
-                if (c->map)
-                    c->map[slot] = (int16_t)to;
-                /* a node never seen: the cluster changed shape, read the
-                 * whole map before the next command */
-                c->stale = c->stale || added;
+                moved_to(c, slot, to, added);
             } else {
                 c->st.ask++;
                 asking = true;
@@ -1172,8 +1201,7 @@ int evbus_cluster_pipe_exec(evbus_cluster_pipe_t *p, char *err, size_t errlen)
                 continue;
             if (rd == R_MOVED) {
                 c->st.moved++;
-                c->map[k->slot] = (int16_t)to;
-                c->stale = c->stale || added;
+                moved_to(c, k->slot, to, added);
                 node = to;
             } else if (rd == R_ASK) {
                 c->st.ask++;

@@ -14,7 +14,9 @@
  *     a multi-key command or script whose keys hash to different slots is
  *     refused before anything is sent (EVBUS_CLIENT_EINVAL, naming both
  *     keys and their slots), so Redis never answers CROSSSLOT;
- *   - redirects: MOVED updates the map for that slot and retries there;
+ *   - redirects: MOVED updates the map for that slot and retries there
+ *     (and, when the named node served no slot before — a promoted
+ *     replica — the whole map is read again before the next command);
  *     ASK sends ASKING and the command to the named node once, and leaves
  *     the map alone; TRYAGAIN and CLUSTERDOWN are retried after a backoff
  *     (10 ms doubling to 500 ms) until opts.retry_budget_ms has passed;
@@ -22,7 +24,9 @@
  *   - failures of a node: a node that cannot be connected to makes the
  *     handle read the map again from any node it knows (the seeds last)
  *     and retry, within the retry budget (a failover promotes a replica
- *     and the new map names it).  A command that was sent but whose reply
+ *     and the new map names it).  An idle connection is checked with
+ *     one poll() before each use, so a node that died between
+ *     two commands counts as unreachable, not as a lost reply.  A command that was sent but whose reply
  *     was lost (timeout, reset) is NOT retried — it may have run, and only
  *     the caller knows whether running it twice is acceptable — but the
  *     map is read again so that the next command finds the new master;

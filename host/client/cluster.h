@@ -103,8 +103,8 @@ int evbus_cluster_command_keys(int argc, const char *const *argv, const size_t *
  * Checks a comma-separated list of seed URLs, each
  * redis://[[user]:password@]host[:port][/0] (a cluster has only database
  * 0; no unix://).  0, or EVBUS_CLIENT_EINVAL with a message naming the
- * bad entry.  The first entry's user and password are used for every
- * node.  Pure.
+ * bad entry.  The first seed that carries a password gives it (and its
+ * user) to every node.  Pure.
  */
 int evbus_cluster_seeds_check(const char *seeds, char *err, size_t errlen);
 

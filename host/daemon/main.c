@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "config/settings.h"
+#include "core/core_settings.h"
 #include "core/crash.h"
 #include "core/engine.h"
 #include "core/event.h"
@@ -318,12 +320,32 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_errors_free(&errs);
+    /* redis.cluster is checked like any setting, but nothing below the
+     * client layer uses a cluster yet: refuse to start rather than
+     * silently run on redis.url's server */
+    char cluster_at[600] = "";
+    if (core_redis_cluster(gen->cfg)) {
+        size_t idx;
+        cfg_setting_find("redis.cluster", &idx);
+        cfg_source_text(gen->cfg, idx, cluster_at, sizeof cluster_at);
+    }
     if (check) {
         int rc = diff_running ? print_diff_running(gen->cfg) : 0;
         if (rc == 0)
             printf("OK\n");
+        if (cluster_at[0])
+            fprintf(stderr, "evbusd: note: redis.cluster (%s) is valid, but evbusd does not "
+                            "start on a Redis Cluster yet (docs/scale-out.md)\n", cluster_at);
         generation_destroy(gen);
         return rc;
+    }
+    if (cluster_at[0]) {
+        fprintf(stderr, "evbusd: redis.cluster (%s): evbusd does not run on a Redis Cluster yet "
+                        "(the cluster client exists; the consumer, retries, DLQ and replay "
+                        "still use one server); set redis.url instead — see docs/scale-out.md\n",
+                cluster_at);
+        generation_destroy(gen);
+        return 2;
     }
     const evbus_config_t *cfg = gen->cfg;
     int lvl = config_log_level(cfg->daemon.log_level);

@@ -39,7 +39,7 @@ static size_t random_key(char *out, size_t max)
     return n;
 }
 
-Test(cluster_real, keyslot_agrees_with_cluster_keyslot_for_10000_random_keys, .timeout = 120)
+Test(cluster_keyslot, agrees_with_cluster_keyslot_for_10000_random_keys, .timeout = 120)
 {
     harness_cluster_t hc;
     cr_assert_eq(harness_cluster_start_alone(&hc), 0);

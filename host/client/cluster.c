@@ -747,9 +747,11 @@ static bool starts(const redisReply *r, const char *word)
     return r->len >= n && memcmp(r->str, word, n) == 0 && (r->len == n || r->str[n] == ' ');
 }
 
-/* What an error reply asks for; for MOVED and ASK also the node it names
- * (added when new: *added) and the slot. */
-static redirect_t redirect_of(evbus_cluster_t *c, const redisReply *r, int *node, bool *added)
+/* What an error reply of node `from` asks for; for MOVED and ASK also the
+ * node it names (added when new: *added).  An empty host (a node whose
+ * preferred endpoint is unknown) means `from`'s host. */
+static redirect_t redirect_of(evbus_cluster_t *c, int from, const redisReply *r, int *node,
+                              bool *added)
 {
     if (!r || r->type != REDIS_REPLY_ERROR)
         return R_NONE;
@@ -780,7 +782,10 @@ static redirect_t redirect_of(evbus_cluster_t *c, const redisReply *r, int *node
     int p = atoi(port);
     if (p < 1 || p > 65535)
         return R_NONE;
-    *node = node_get(c, addr, (size_t)(colon - addr), p, added);
+    if (colon == addr)
+        *node = node_get(c, c->nodes[from].host, strlen(c->nodes[from].host), p, added);
+    else
+        *node = node_get(c, addr, (size_t)(colon - addr), p, added);
     return *node < 0 ? R_NONE : kind;
 }
 
@@ -882,7 +887,7 @@ static redisReply *routed(evbus_cluster_t *c, unsigned slot, int node, bool aski
         }
         int to = -1;
         bool added = false;
-        redirect_t rd = redirect_of(c, r, &to, &added);
+        redirect_t rd = redirect_of(c, node, r, &to, &added);
         if (rd == R_NONE)
             return r;
         say(why, sizeof why, "redis %s: %.*s", c->nodes[node].addr, (int)r->len, r->str);
@@ -1196,7 +1201,7 @@ int evbus_cluster_pipe_exec(evbus_cluster_pipe_t *p, char *err, size_t errlen)
         if (k->reply) {
             int to = -1;
             bool added = false;
-            redirect_t rd = redirect_of(c, k->reply, &to, &added);
+            redirect_t rd = redirect_of(c, k->node, k->reply, &to, &added);
             if (rd == R_NONE)
                 continue;
             if (rd == R_MOVED) {

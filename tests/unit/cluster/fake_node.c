@@ -34,6 +34,7 @@ struct fake_node {
     char **log;
     size_t n_log, cap_log;
     conn_t conns[MAX_CONNS];
+    char out[BUF]; /* the reply being written (the node's thread only) */
 };
 
 /* Parses one command from c->in; argc (> 0) with argv filled, 0 when
@@ -113,15 +114,15 @@ static int serve(fake_node_t *n, conn_t *c)
         }
         memmove(c->in, c->in + used, c->len - used);
         c->len -= used;
-        static char out[BUF];
+        char *out = n->out;
         pthread_mutex_lock(&n->lock);
         log_cmd(n, argc, argv);
         int close_it;
         if (!strcasecmp(argv[0], "ASKING")) {
-            snprintf(out, sizeof out, "+OK\r\n");
+            snprintf(out, BUF, "+OK\r\n");
             close_it = 0;
         } else {
-            close_it = n->fn(n, &c->st, argc, argv, n->state, out, sizeof out);
+            close_it = n->fn(n, &c->st, argc, argv, n->state, out, BUF);
         }
         c->st.asking = !strcasecmp(argv[0], "ASKING");
         pthread_mutex_unlock(&n->lock);

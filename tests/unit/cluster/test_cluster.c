@@ -127,7 +127,16 @@ typedef struct script {
     int moved;       /* A has redirected to B: its map now names B */
 } script_t;
 
-enum { VALUE = 0, MOVED_TO_B, MOVED_TO_A, ASK_TO_B, TRYAGAIN, CLUSTERDOWN, MOVED_UNLESS_ASKING };
+enum {
+    VALUE = 0,
+    MOVED_TO_B,
+    MOVED_TO_A,
+    ASK_TO_B,
+    TRYAGAIN,
+    CLUSTERDOWN,
+    MOVED_UNLESS_ASKING,
+    MOVED_TO_B_NO_HOST
+};
 
 static void slots_of(const script_t *s, char *out, size_t len)
 {
@@ -163,6 +172,12 @@ static int answer(script_t *s, fake_conn_t *conn, int mode, const char *me, int 
         break;
     case ASK_TO_B:
         redirect_text(out, len, "ASK", key, s->port_b);
+        break;
+    case MOVED_TO_B_NO_HOST:
+        /* a node whose preferred endpoint is unknown names no host */
+        snprintf(out, len, "-MOVED %u :%d\r\n", evbus_cluster_keyslot(key, strlen(key)),
+                 s->port_b);
+        s->moved = 1;
         break;
     case MOVED_UNLESS_ASKING:
         if (conn->asking)
@@ -293,6 +308,16 @@ Test(cluster_redirects, moved_updates_the_map_and_retries_at_the_named_node)
     evbus_cluster_stats_t st;
     evbus_cluster_stats(c, &st);
     cr_assert_eq(st.moved, 1);
+    evbus_cluster_free(c);
+}
+
+Test(cluster_redirects, a_moved_without_a_host_means_the_host_that_answered)
+{
+    S.a_get = MOVED_TO_B_NO_HOST;
+    evbus_cluster_t *c = client(0, 0);
+    char err[400] = "";
+    assert_value(get(c, "k", err, sizeof err), "B", err);
+    cr_assert_eq(fake_node_count(B, "GET k"), 1);
     evbus_cluster_free(c);
 }
 

@@ -12,7 +12,8 @@
  *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
  *   dlq.c       the dead-letter queue;
  *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h);
- *   cluster.c   the Redis Cluster client (cluster.h).
+ *   cluster.c   the Redis Cluster client (cluster.h);
+ *   partition.c the partition hash and key names (partition.h).
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H

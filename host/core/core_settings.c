@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "client/cluster.h"
+#include "client/partition.h"
 #include "config/config.h"
 
 #define OFF(f) offsetof(evbus_config_t, core.f)
@@ -66,6 +67,13 @@ static const cfg_setting_t rows[] = {
      .desc = "timeout of one command"},
     {.key = "stream", .type = CFG_STRING, .offset = OFF(stream), .def = "evbus:events",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "the event stream"},
+    {.key = "partitions", .type = CFG_U32, .offset = OFF(partitions), .min = 1,
+     .max = EVBUS_PARTITIONS_MAX, .def = "1", .reload = CFG_RESTART,
+     .why = "decides which stream every event goes to; changing it is an explicit procedure, "
+            "not a reload",
+     .desc = "streams the logical stream is split into (1: today's keys, unchanged); validated, "
+             "but evbusd does not consume more than one partition yet (see "
+             "[scale-out](scale-out.md))"},
     {.key = "group", .type = CFG_STRING, .offset = OFF(group), .def = "evbus",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "consumer group"},
     {.key = "consumer", .type = CFG_STRING, .offset = OFF(consumer), .compute = consumer_default,

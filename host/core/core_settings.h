@@ -32,6 +32,7 @@ typedef struct core_settings {
     uint32_t redis_connect_timeout_ms;
     uint32_t redis_command_timeout_ms;
     char *stream;
+    uint32_t partitions;        /* 1: today's keys (host/client/partition.h) */
     char *group;
     char *consumer;
     uint32_t batch_size;        /* XREADGROUP COUNT */

@@ -60,7 +60,9 @@ Test(cluster_config, check_config_accepts_it_and_says_evbusd_will_not_start)
     cr_assert(out && strstr(out, "OK"));
     cr_assert(err && strstr(err, "redis.cluster (") && strstr(err, "00-host.yaml:1:19)"), "%s",
               err);
-    cr_assert(strstr(err, "does not start on a Redis Cluster yet"), "%s", err);
+    cr_assert(strstr(err, "evbusd will not start with it yet") &&
+                  strstr(err, "does not run on a Redis Cluster yet"),
+              "%s", err);
     free(out);
     free(err);
 }
@@ -72,6 +74,33 @@ Test(cluster_config, evbusd_refuses_to_start_on_a_cluster)
     cr_assert_eq(run("host/daemon/evbusd", extra, &out, &err), 2, "%s", err);
     cr_assert(err && strstr(err, "evbusd does not run on a Redis Cluster yet"), "%s", err);
     cr_assert(strstr(err, "00-host.yaml:1:19"), "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cluster_config, evbusd_and_evbusctl_publish_refuse_more_than_one_partition)
+{
+    char *schemas = harness_source_path("schemas");
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "state_dir: %s/state\nschemas: { dir: %s }\npartitions: 12\n",
+             dir, schemas);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
+    char *out = NULL, *err = NULL;
+    char *check[] = {"--check-config", NULL};
+    cr_assert_eq(run("host/daemon/evbusd", check, &out, &err), 0, "%s", err);
+    cr_assert(err && strstr(err, "partitions: 12 (") && strstr(err, "00-host.yaml:3:13)"), "%s",
+              err);
+    free(out);
+    free(err);
+    char *none[] = {NULL};
+    cr_assert_eq(run("host/daemon/evbusd", none, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "evbusd does not consume partitioned streams yet"), "%s", err);
+    free(out);
+    free(err);
+    char *publish[] = {"publish", "--type", "a.b", "--tenant", "t", "--data", "{}", NULL};
+    cr_assert_eq(run("host/ctl/evbusctl", publish, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "does not publish to partitioned streams yet"), "%s", err);
     free(out);
     free(err);
 }

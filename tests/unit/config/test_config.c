@@ -445,6 +445,21 @@ Test(config, evbus_redis_cluster_and_evbus_redis_url_together_are_an_error)
                      "cluster has only database 0 (from EVBUS_REDIS_CLUSTER)");
 }
 
+Test(config, partitions_default_to_one_and_are_bounded)
+{
+    manifest("00.yaml", "stream: s\n");
+    load_ok();
+    cr_expect_eq(cfg->core.partitions, 1);
+    config_free(cfg);
+    manifest("00.yaml", "partitions: 12\n");
+    load_ok();
+    cr_expect_eq(cfg->core.partitions, 12);
+    config_free(cfg);
+    manifest("00.yaml", "partitions: 1025\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:1:13: partitions: must be between 1 and 1024, got 1025");
+}
+
 Test(config, redis_url_default_with_env_reference)
 {
     manifest("00-host.yaml", "redis: { url: \"${EVBUS_REDIS_URL:-redis://127.0.0.1:6379/0}\" }\n");
@@ -877,7 +892,7 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     manifest("00.yaml", "stream: s\nredis_url: x\nredis: { uri: x }\nretry: { tries: 3 }\n");
     load_fails();
     expect_errors(3,
-                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, group, consumer, "
+                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, partitions, group, consumer, "
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
                   "health, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
                   "shutdown_timeout_ms, reload, plugins, foreign)",

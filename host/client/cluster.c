@@ -58,7 +58,8 @@ unsigned evbus_cluster_keyslot(const char *key, size_t len)
 
 /* snprintf for messages, where truncation is acceptable; returns the
  * bytes written (at most len - 1). */
-static size_t say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static size_t say(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static size_t say(char *buf, size_t len, const char *fmt, ...)
 {
     va_list ap;
@@ -527,7 +528,7 @@ static redisContext *node_conn(evbus_cluster_t *c, int i, char *why, size_t whyl
     n->ctx = redisConnectWithTimeout(n->host, n->port, ct);
     if (!n->ctx || n->ctx->err) {
         say(why, whylen, "redis %s: connect: %s", n->addr,
-                 n->ctx ? n->ctx->errstr : "out of memory");
+            n->ctx ? n->ctx->errstr : "out of memory");
         node_drop(n);
         c->st.conn_errors++;
         return NULL;
@@ -541,8 +542,7 @@ static redisContext *node_conn(evbus_cluster_t *c, int i, char *why, size_t whyl
         redisReply *r = redisCommandArgv(n->ctx, c->user ? 3 : 2, argv, NULL);
         bool ok = r && r->type != REDIS_REPLY_ERROR;
         if (!ok) {
-            say(why, whylen, "redis %s: AUTH: %s", n->addr,
-                     r ? r->str : n->ctx->errstr);
+            say(why, whylen, "redis %s: AUTH: %s", n->addr, r ? r->str : n->ctx->errstr);
             c->st.conn_errors += r ? 0 : 1;
         }
         if (r)
@@ -578,7 +578,7 @@ static int16_t *map_from_reply(evbus_cluster_t *c, int from, const redisReply *r
 {
     if (r->type != REDIS_REPLY_ARRAY) {
         say(why, whylen, "redis %s: CLUSTER SLOTS: %s", c->nodes[from].addr,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+            r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
         return NULL;
     }
     int16_t *map = malloc(EVBUS_CLUSTER_SLOTS * sizeof *map);
@@ -601,9 +601,9 @@ static int16_t *map_from_reply(evbus_cluster_t *c, int from, const redisReply *r
             m->element[0]->type == REDIS_REPLY_STRING)
             port = reply_int(m->element[1]);
         if (lo < 0 || hi < lo || hi >= EVBUS_CLUSTER_SLOTS || port < 1 || port > 65535) {
-            say(why, whylen, "redis %s: CLUSTER SLOTS: entry %zu is not [start, end, "
-                                  "[host, port, ...], ...]",
-                     c->nodes[from].addr, i);
+            say(why, whylen,
+                "redis %s: CLUSTER SLOTS: entry %zu is not [start, end, [host, port, ...], ...]",
+                c->nodes[from].addr, i);
             free(map);
             return NULL;
         }
@@ -834,8 +834,8 @@ static redisReply *node_run(evbus_cluster_t *c, int i, bool asking, int argc,
     return r;
 io:;
     char name[80];
-    say(why, whylen, "redis %s: %s: %s (the reply is lost: it may have run)",
-             c->nodes[i].addr, key_text(argv[0], arg_len(argv, lens, 0), name), ctx->errstr);
+    say(why, whylen, "redis %s: %s: %s (the reply is lost: it may have run)", c->nodes[i].addr,
+        key_text(argv[0], arg_len(argv, lens, 0), name), ctx->errstr);
     node_drop(&c->nodes[i]);
     c->st.conn_errors++;
     return NULL;

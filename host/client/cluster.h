@@ -24,12 +24,13 @@
  *   - failures of a node: a node that cannot be connected to makes the
  *     handle read the map again from any node it knows (the seeds last)
  *     and retry, within the retry budget (a failover promotes a replica
- *     and the new map names it).  An idle connection is checked with
- *     one poll() before each use, so a node that died between
- *     two commands counts as unreachable, not as a lost reply.  A command that was sent but whose reply
- *     was lost (timeout, reset) is NOT retried — it may have run, and only
- *     the caller knows whether running it twice is acceptable — but the
- *     map is read again so that the next command finds the new master;
+ *     and the new map names it).  An idle connection is checked with one
+ *     poll() before each use, so a node that died between two commands
+ *     counts as unreachable, not as a lost reply.  A command that was sent
+ *     but whose reply was lost (timeout, reset) is NOT retried — it may
+ *     have run, and only the caller knows whether running it twice is
+ *     acceptable — but the map is read again so that the next command
+ *     finds the new master;
  *   - pipelines: commands appended to a pipe are grouped by node, written
  *     to every node before any reply is read, and their replies handed back
  *     in append order (see evbus_cluster_pipe_exec for what a redirect in

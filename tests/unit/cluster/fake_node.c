@@ -267,7 +267,7 @@ void fake_slots_reply(char *out, size_t outlen, int n, const int *lo, const int 
         else
             o += (size_t)snprintf(out + o, outlen - o, "*3\r\n:%s\r\n:%s\r\n", a, b);
         if (o < outlen)
-            o += (size_t)snprintf(out + o, outlen - o, "*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$4\r\nnode\r\n",
-                                  port[i]);
+            o += (size_t)snprintf(out + o, outlen - o,
+                                  "*3\r\n$9\r\n127.0.0.1\r\n:%d\r\n$4\r\nnode\r\n", port[i]);
     }
 }

@@ -707,22 +707,23 @@ int evbus_cluster_master(const evbus_cluster_t *c, size_t i, char *out, size_t l
 {
     if (!c->map)
         return -1;
-    int16_t seen[EVBUS_CLUSTER_SLOTS];
+    unsigned char *seen = calloc(c->n_nodes ? c->n_nodes : 1, 1);
+    if (!seen)
+        return -1;
     size_t n = 0;
-    for (size_t s = 0; s < EVBUS_CLUSTER_SLOTS; s++) {
+    int rc = -1;
+    for (size_t s = 0; s < EVBUS_CLUSTER_SLOTS && rc < 0; s++) {
         int16_t m = c->map[s];
-        bool dup = m < 0;
-        for (size_t k = 0; k < n && !dup; k++)
-            dup = seen[k] == m;
-        if (dup)
+        if (m < 0 || seen[m])
             continue;
-        if (n == i) {
+        seen[m] = 1;
+        if (n++ == i) {
             snprintf(out, len, "%s", c->nodes[m].addr);
-            return 0;
+            rc = 0;
         }
-        seen[n++] = m;
     }
-    return -1;
+    free(seen);
+    return rc;
 }
 
 /* The lowest served slot, for keyless commands; -1 when none. */

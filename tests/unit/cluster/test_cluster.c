@@ -140,7 +140,7 @@ enum {
 
 static void slots_of(const script_t *s, char *out, size_t len)
 {
-    if (s->split) {
+    if (s->split && !s->promoted) {
         int lo[] = {0, 8192}, hi[] = {8191, 16383}, port[] = {s->port_a, s->port_b};
         fake_slots_reply(out, len, 2, lo, hi, port, s->strings);
     } else {
@@ -287,6 +287,7 @@ static void assert_value(redisReply *r, const char *want, const char *err)
 }
 
 static void set_b_is_owner(void *st) { ((script_t *)st)->a_get = MOVED_TO_B; }
+static void promote(void *st) { ((script_t *)st)->promoted = 1; }
 
 TestSuite(cluster_redirects, .init = nodes_up, .fini = nodes_down, .timeout = 30);
 
@@ -435,8 +436,6 @@ Test(cluster_redirects, slot_numbers_given_as_strings_are_accepted)
     evbus_cluster_free(c);
 }
 
-static void promote(void *st) { ((script_t *)st)->promoted = 1; }
-
 Test(cluster_redirects, an_unreachable_master_makes_the_map_be_read_again)
 {
     /* the first map names a node that is down (a master that died); the
@@ -507,6 +506,35 @@ Test(cluster_redirects, a_pipeline_groups_commands_by_node_and_keeps_append_orde
     cr_assert(on_a > 0 && on_a < 12, "the keys spread over both nodes");
     cr_assert_eq(fake_node_count(A, "SET"), on_a);
     cr_assert_eq(fake_node_count(B, "SET"), 12 - on_a);
+    evbus_cluster_pipe_free(p);
+    evbus_cluster_free(c);
+}
+
+Test(cluster_redirects, a_pipeline_runs_an_unreachable_nodes_commands_after_reading_the_map)
+{
+    S.split = 1;
+    evbus_cluster_t *c = client(2000, 0);
+    char err[400] = "";
+    cr_assert_eq(evbus_cluster_refresh(c, err, sizeof err), 0, "%s", err);
+    /* B dies; A took its slots over */
+    fake_node_stop(B);
+    B = fake_node_start(node_b, &S); /* for nodes_down; a new port nobody uses */
+    fake_node_with_lock(A, promote, &S);
+    evbus_cluster_pipe_t *p = evbus_cluster_pipe_new(c);
+    for (int i = 0; i < 8; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "key%d", i);
+        const char *set[] = {"SET", k, "v"};
+        evbus_cluster_pipe_append(p, 3, set, NULL, err, sizeof err);
+    }
+    cr_assert_eq(evbus_cluster_pipe_exec(p, err, sizeof err), 0, "%s",
+                 evbus_cluster_pipe_error(p, 0));
+    for (size_t i = 0; i < 8; i++)
+        cr_assert_str_eq(evbus_cluster_pipe_reply(p, i)->str, "A");
+    cr_assert_eq(fake_node_count(A, "SET"), 8);
+    evbus_cluster_stats_t st;
+    evbus_cluster_stats(c, &st);
+    cr_assert_eq(st.refreshes, 2);
     evbus_cluster_pipe_free(p);
     evbus_cluster_free(c);
 }

@@ -356,6 +356,7 @@ struct evbus_cluster {
     int16_t *map;  /* slot -> node index, -1 unserved; NULL before the first read */
     bool stale;    /* read the map again before the next routing */
     evbus_cluster_stats_t st;
+    int errcode;
     char errbuf[512];
 };
 
@@ -368,6 +369,7 @@ static int fail(evbus_cluster_t *c, char *err, size_t errlen, int code, const ch
     va_start(ap, fmt);
     vsnprintf(c->errbuf, sizeof c->errbuf, fmt, ap);
     va_end(ap);
+    c->errcode = code;
     if (err && errlen)
         snprintf(err, errlen, "%s", c->errbuf);
     return code;
@@ -492,6 +494,11 @@ void evbus_cluster_free(evbus_cluster_t *c)
 const char *evbus_cluster_error(const evbus_cluster_t *c)
 {
     return c->errbuf;
+}
+
+int evbus_cluster_errcode(const evbus_cluster_t *c)
+{
+    return c->errcode;
 }
 
 void evbus_cluster_stats(const evbus_cluster_t *c, evbus_cluster_stats_t *out)

@@ -129,8 +129,12 @@ evbus_cluster_t *evbus_cluster_new(const char *seeds, const evbus_cluster_opts_t
                                    size_t errlen);
 void evbus_cluster_free(evbus_cluster_t *c);
 
-/* The last error's message ("" when none); valid until the next call. */
+/* The last failure's message ("" when none yet); valid until the next
+ * call. */
 const char *evbus_cluster_error(const evbus_cluster_t *c);
+/* The last failure's code (EVBUS_CLIENT_EINVAL or EVBUS_CLIENT_EREDIS; 0
+ * when none yet): what a NULL from a command function meant. */
+int evbus_cluster_errcode(const evbus_cluster_t *c);
 
 /*
  * Reads the slot map again (CLUSTER SLOTS) from the first node that

@@ -384,6 +384,7 @@ Test(cluster_redirects, tryagain_gives_up_when_the_budget_is_spent_naming_the_no
     cr_assert(strstr(err, node), "%s", err);
     cr_assert(strstr(err, "GET (slot "), "%s", err);
     cr_assert(strstr(err, "retry budget"), "%s", err);
+    cr_assert_eq(evbus_cluster_errcode(c), EVBUS_CLIENT_EREDIS, "the cluster's failure");
     cr_assert_gt(fake_node_count(A, "GET k"), 2);
     cr_assert_str_eq(evbus_cluster_error(c), err);
     evbus_cluster_free(c);
@@ -407,8 +408,10 @@ Test(cluster_redirects, crossslot_is_refused_before_anything_is_sent)
     evbus_cluster_t *c = client(0, 0);
     char err[400] = "";
     const char *cross[] = {"EVAL", "return 1", "2", "{a}x", "{b}x"};
+    cr_assert_eq(evbus_cluster_errcode(c), 0);
     cr_assert_null(evbus_cluster_command(c, 5, cross, NULL, err, sizeof err));
     cr_assert(strstr(err, "CROSSSLOT refused before sending"), "%s", err);
+    cr_assert_eq(evbus_cluster_errcode(c), EVBUS_CLIENT_EINVAL, "the caller's input");
     cr_assert_eq(fake_node_count(A, NULL), 0, "nothing reached the node");
     cr_assert_eq(fake_node_count(B, NULL), 0);
     const char *unknown[] = {"FROB", "k"};

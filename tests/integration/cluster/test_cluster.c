@@ -305,6 +305,13 @@ Test(cluster_real, a_failover_is_followed_by_reading_the_map_again)
     uint64_t refreshes = stats(c).refreshes;
     on(replica, "CLUSTER FAILOVER");
     cr_assert_eq(wait_master(replica, 20000), 0, "the replica was promoted");
+    /* and the old master knows it (else it would still take the writes) */
+    long long until = harness_now_ms() + 20000;
+    while (harness_cluster_is_master(&HC, master) && harness_now_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(!harness_cluster_is_master(&HC, master), "the old master turned replica");
     assert_get(c, k, "before");
     set(c, k, "after-failover");
     evbus_cluster_slot_owner(c, slot, owner, sizeof owner);

@@ -312,11 +312,15 @@ int cfg_value_set(evbus_config_t *cfg, size_t i, const char *t, char *err, size_
         return 0;
     }
     case CFG_STRLIST: {
-        /* names of [A-Za-z0-9_.:-] joined with "," */
-        if (!*t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                             "_.:-,") != strlen(t) || strstr(t, ",,") || t[0] == ',' ||
-            t[strlen(t) - 1] == ',') {
-            snprintf(err, errlen, "expected a name or a list of names, got '%s'", t);
+        /* names of [A-Za-z0-9_.:-] (URLs: anything but white space) joined
+         * with "," */
+        bool urls = s->flags & CFG_F_URLS;
+        size_t ok = urls ? strcspn(t, " \t\r\n")
+                         : strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                     "_.:-,");
+        if (!*t || ok != strlen(t) || strstr(t, ",,") || t[0] == ',' || t[strlen(t) - 1] == ',') {
+            snprintf(err, errlen, "expected %s, got '%s'",
+                     urls ? "a URL or a list of URLs" : "a name or a list of names", t);
             return -1;
         }
         char **f = FIELD(cfg, s, char *);
@@ -455,7 +459,8 @@ const char *cfg_type_text(const cfg_setting_t *s, char *out, size_t len)
         break;
     }
     case CFG_STRLIST:
-        snprintf(out, len, "name or list of names");
+        snprintf(out, len, "%s", s->flags & CFG_F_URLS ? "URL or list of URLs"
+                                                       : "name or list of names");
         break;
     }
     return out;

@@ -57,6 +57,9 @@ enum {
     CFG_F_EMPTY_DEFAULT = 1u << 0,
     /* the value may be absent: no default, the field stays NULL */
     CFG_F_OPTIONAL = 1u << 1,
+    /* CFG_STRLIST of URLs: an element may hold any character but ',' and
+     * white space; the module's check parses them */
+    CFG_F_URLS = 1u << 2,
 };
 
 typedef struct cfg_setting {

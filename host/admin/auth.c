@@ -29,14 +29,6 @@ static unsigned widen(unsigned roles)
     return roles;
 }
 
-static const char *role_name(unsigned bit)
-{
-    return bit == CFG_ROLE_VIEWER     ? "viewer"
-           : bit == CFG_ROLE_OPERATOR ? "operator"
-           : bit == CFG_ROLE_ADMIN    ? "admin"
-                                      : "publisher";
-}
-
 /* The configured token whose hash is the token's, or NULL. */
 static const cfg_token_t *lookup(const evbus_config_t *cfg, const char *token, size_t len)
 {
@@ -133,7 +125,7 @@ bool admin__authorize(admin_t *a, admin_req_t *r, const admin_route_t *route,
     if (!(r->roles & need)) {
         admin__auth_failure(a, ADMIN_AUTH_ROLE);
         admin_error(r, 403, "forbidden", "token", "token '%s' lacks the %s role this endpoint "
-                    "needs", t->name, role_name(need));
+                    "needs", t->name, cfg_role_name(need));
         return false;
     }
     if (route->mutating && cfg->admin.read_only) {

@@ -10,7 +10,6 @@
 
 #include "admin/admin_internal.h"
 #include "util/clock.h"
-#include "util/redact.h"
 
 static int health(admin_req_t *r)
 {
@@ -26,31 +25,15 @@ static int metrics(admin_req_t *r)
                       admin__metrics_text(r->admin));
 }
 
-/* Settings are read by viewers of any tenant: passwords in URLs (and
- * libpq password= values) are not theirs.  The logs' own masking. */
-static void mask_secrets(json_t *row)
-{
-    const char *v = json_string_value(json_object_get(row, "value"));
-    if (!v)
-        return;
-    size_t n = strlen(v), cap = 2 * n + 16; /* "***" may be longer than a secret */
-    char *buf = malloc(cap);
-    redact_secrets(v, n, buf, cap);
-    if (strcmp(buf, v) != 0)
-        json_object_set_new(row, "value", json_string(buf));
-    free(buf);
-}
-
 /* What is in force: the serving generation's settings, with the value the
  * files ask for on each setting that waits for a restart. */
 static int config(admin_req_t *r)
 {
     generation_t *g = r->gen;
     json_t *h = engine_health(r->engine);
-    json_t *settings = config_settings_json(g->cfg, &g->pending_restart), *row;
-    size_t i;
-    json_array_foreach(settings, i, row)
-        mask_secrets(row);
+    /* Settings are read by viewers of any tenant: passwords are not theirs. */
+    json_t *settings = config_settings_json(g->cfg, &g->pending_restart);
+    config_settings_redact(settings);
     json_t *o = json_pack("{s:I, s:O, s:o}", "generation", (json_int_t)g->number, "reload",
                           json_object_get(h, "reload"), "settings", settings);
     json_decref(h);
@@ -68,8 +51,15 @@ static long long reload_outcomes(json_t *h)
 /* Same as SIGHUP, but the caller learns the outcome: the control thread
  * runs the reload (it alone swaps generations); this waits for its
  * outcome to be recorded. */
+/* A reload swaps the generation every tenant runs on, so a tenant's admin
+ * may not send one (as with pausing handlers): it needs a "*" admin. */
 static int reload(admin_req_t *r)
 {
+    if (r->tenant) {
+        admin_audit(r, NULL, -1, "error: forbidden for a tenant token");
+        return admin_error(r, 403, "forbidden", "token", "a reload changes what every tenant "
+                           "runs: it needs an admin token of tenant \"*\"");
+    }
     json_t *h = engine_health(r->engine);
     long long before = reload_outcomes(h);
     json_decref(h);
@@ -123,17 +113,10 @@ static int reload(admin_req_t *r)
  * Telling is not granting: every route checks the role again. */
 static int whoami(admin_req_t *r)
 {
-    static const struct {
-        unsigned bit;
-        const char *name;
-    } roles[] = {{CFG_ROLE_VIEWER, "viewer"},
-                 {CFG_ROLE_OPERATOR, "operator"},
-                 {CFG_ROLE_ADMIN, "admin"},
-                 {CFG_ROLE_PUBLISHER, "publisher"}};
     json_t *list = json_array();
-    for (size_t i = 0; i < sizeof roles / sizeof *roles; i++)
-        if (r->roles & roles[i].bit)
-            json_array_append_new(list, json_string(roles[i].name));
+    for (unsigned bit = CFG_ROLE_VIEWER; bit <= CFG_ROLE_PUBLISHER; bit <<= 1)
+        if (r->roles & bit)
+            json_array_append_new(list, json_string(cfg_role_name(bit)));
     return admin_json(r, 200, json_pack("{s:s, s:o, s:s}", "token", r->token_name, "roles", list,
                                         "tenant", r->tenant ? r->tenant : "*"));
 }

@@ -148,7 +148,7 @@ static int parse_db(const char *s, int *db)
     return 0;
 }
 
-static int parse_url(evbus_client_t *c, const char *url, char *err, size_t errlen)
+int evbus__parse_url(evbus_client_t *c, const char *url, char *err, size_t errlen)
 {
     if (strncmp(url, "unix://", 7) == 0) {
         const char *path = url + 7;
@@ -237,7 +237,7 @@ evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char
         evbus__fail(NULL, err, errlen, -1, "out of memory");
         return NULL;
     }
-    if (parse_url(c, redis_url, err, errlen) != 0) {
+    if (evbus__parse_url(c, redis_url, err, errlen) != 0) {
         evbus_client_free(c);
         return NULL;
     }
@@ -363,7 +363,7 @@ redisContext *evbus_redis_connect(const char *url, int connect_timeout_ms,
         return NULL;
     }
     redisContext *ctx = NULL;
-    if (parse_url(c, url ? url : "", err, errlen) == 0)
+    if (evbus__parse_url(c, url ? url : "", err, errlen) == 0)
         ctx = conn_open(c, connect_timeout_ms > 0 ? connect_timeout_ms : CONNECT_TIMEOUT_MS,
                         command_timeout_ms > 0 ? command_timeout_ms : COMMAND_TIMEOUT_MS, err,
                         errlen);

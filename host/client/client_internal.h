@@ -11,7 +11,9 @@
  *   client.c    the connection, XADD and the publish paths;
  *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
  *   dlq.c       the dead-letter queue;
- *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h).
+ *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h);
+ *   cluster.c   the Redis Cluster client (cluster.h);
+ *   partition.c the partition hash and key names (partition.h).
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H
@@ -124,6 +126,11 @@ int evbus__text_emit(evbus_client_t *c, const char *text, size_t len, evbus__buf
  * here, so event.c reports errors without depending on client.c. */
 int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+
+/* Parses a redis:// or unix:// URL (evbus_client_new's forms) into c's
+ * host, port, unix_path, user, password and db.  0, or -1 with a message
+ * in err (c may then hold some fields: evbus_client_free frees them). */
+int evbus__parse_url(evbus_client_t *c, const char *url, char *err, size_t errlen);
 
 /* The connected context, (re)connecting when needed; NULL with the reason
  * recorded via evbus__fail.  */

@@ -1389,7 +1389,7 @@ static const char *setting_expects(const cfg_setting_t *s, char *buf, size_t len
     case CFG_SIZE:
         return "a size";
     case CFG_STRLIST:
-        return "a name or a list of names";
+        return s->flags & CFG_F_URLS ? "a URL or a list of URLs" : "a name or a list of names";
     default:
         return s->names ? cfg_type_text(s, buf, len) : "a string";
     }
@@ -1440,8 +1440,8 @@ static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const
             const ynode_t *it = v->kids[k];
             if (it->kind != YN_SCALAR || it->bad || ynode_is_null(it) || strchr(it->text, ',')) {
                 char got[256];
-                ERR(L, it, "%s: expected a name, got %s", s->key,
-                    ynode_describe(it, got, sizeof got));
+                ERR(L, it, "%s: expected %s, got %s", s->key,
+                    s->flags & CFG_F_URLS ? "a URL" : "a name", ynode_describe(it, got, sizeof got));
                 free(joined.p);
                 return;
             }
@@ -1450,7 +1450,9 @@ static void apply_setting(loader_t *L, size_t idx, const cfg_setting_t *s, const
             sbuf_add(&joined, it->text, strlen(it->text));
         }
         if (cfg_value_set(L->cfg, idx, joined.p, err, sizeof err) != 0)
-            ERR(L, v, "%s: %s", s->key, v->n ? err : "expected at least one name");
+            ERR(L, v, "%s: %s", s->key,
+                v->n ? err : s->flags & CFG_F_URLS ? "expected at least one URL"
+                                                   : "expected at least one name");
         else
             L->cfg->sources[idx] = (cfg_source_t){.kind = CFG_SRC_FILE, .pos = v->pos};
         free(joined.p);
@@ -1904,13 +1906,23 @@ void config_free(evbus_config_t *cfg)
     free(cfg);
 }
 
+/* Index i names the role bit 1 << i (CFG_ROLE_*). */
+static const char *const role_names[] = {"viewer", "operator", "admin", "publisher"};
+
 int cfg_role_parse(const char *name)
 {
-    static const char *const names[] = {"viewer", "operator", "admin", "publisher"};
     for (int i = 0; i < 4; i++)
-        if (!strcmp(name, names[i]))
+        if (!strcmp(name, role_names[i]))
             return 1 << i;
     return -1;
+}
+
+const char *cfg_role_name(unsigned bit)
+{
+    for (int i = 0; i < 4; i++)
+        if (bit == 1u << i)
+            return role_names[i];
+    return NULL;
 }
 
 int cfg_token_hash_parse(const char *text, unsigned char out[32])

@@ -158,6 +158,8 @@ typedef struct cfg_token {
 
 /* "viewer" -> CFG_ROLE_VIEWER, ...; -1 when unknown. */
 int cfg_role_parse(const char *name);
+/* CFG_ROLE_VIEWER -> "viewer", ...: one bit; NULL for anything else. */
+const char *cfg_role_name(unsigned bit);
 /* "sha256:<64 hex>" -> 32 bytes; 0 or -1. */
 int cfg_token_hash_parse(const char *text, unsigned char out[32]);
 

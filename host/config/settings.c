@@ -17,6 +17,7 @@
 
 #include "config/config.h"
 #include "util/log.h"
+#include "util/redact.h"
 
 const cfg_table_t *const cfg_tables[] = {&core_settings_table,  &schema_settings_table,
                                          &retention_settings_table, &store_settings_table,
@@ -311,11 +312,15 @@ int cfg_value_set(evbus_config_t *cfg, size_t i, const char *t, char *err, size_
         return 0;
     }
     case CFG_STRLIST: {
-        /* names of [A-Za-z0-9_.:-] joined with "," */
-        if (!*t || strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                             "_.:-,") != strlen(t) || strstr(t, ",,") || t[0] == ',' ||
-            t[strlen(t) - 1] == ',') {
-            snprintf(err, errlen, "expected a name or a list of names, got '%s'", t);
+        /* names of [A-Za-z0-9_.:-] (URLs: anything but white space) joined
+         * with "," */
+        bool urls = s->flags & CFG_F_URLS;
+        size_t ok = urls ? strcspn(t, " \t\r\n")
+                         : strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                                     "_.:-,");
+        if (!*t || ok != strlen(t) || strstr(t, ",,") || t[0] == ',' || t[strlen(t) - 1] == ',') {
+            snprintf(err, errlen, "expected %s, got '%s'",
+                     urls ? "a URL or a list of URLs" : "a name or a list of names", t);
             return -1;
         }
         char **f = FIELD(cfg, s, char *);
@@ -454,7 +459,8 @@ const char *cfg_type_text(const cfg_setting_t *s, char *out, size_t len)
         break;
     }
     case CFG_STRLIST:
-        snprintf(out, len, "name or list of names");
+        snprintf(out, len, "%s", s->flags & CFG_F_URLS ? "URL or list of URLs"
+                                                       : "name or list of names");
         break;
     }
     return out;
@@ -570,4 +576,29 @@ json_t *config_settings_json(const evbus_config_t *cfg, const cfg_pending_list_t
         json_array_append_new(list, row);
     }
     return list;
+}
+
+static void redact_member(json_t *row, const char *name)
+{
+    const char *v = json_string_value(json_object_get(row, name));
+    if (!v)
+        return;
+    size_t n = strlen(v), cap = 2 * n + 16; /* "***" may be longer than a secret */
+    char *buf = malloc(cap);
+    if (!buf)
+        return;
+    redact_secrets(v, n, buf, cap);
+    if (strcmp(buf, v) != 0)
+        json_object_set_new(row, name, json_string(buf));
+    free(buf);
+}
+
+void config_settings_redact(json_t *settings)
+{
+    size_t i;
+    json_t *row;
+    json_array_foreach(settings, i, row) {
+        redact_member(row, "value");
+        redact_member(row, "pending_restart");
+    }
 }

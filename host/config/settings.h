@@ -57,6 +57,9 @@ enum {
     CFG_F_EMPTY_DEFAULT = 1u << 0,
     /* the value may be absent: no default, the field stays NULL */
     CFG_F_OPTIONAL = 1u << 1,
+    /* CFG_STRLIST of URLs: an element may hold any character but ',' and
+     * white space; the module's check parses them */
+    CFG_F_URLS = 1u << 2,
 };
 
 typedef struct cfg_setting {
@@ -175,5 +178,15 @@ size_t config_diff_text(const struct evbus_config *next,
  * files ask for as "pending_restart".  The caller owns the result.
  */
 json_t *config_settings_json(const struct evbus_config *cfg, const cfg_pending_list_t *pending);
+
+/*
+ * Masks, in place, the secrets in the "value" and "pending_restart" of
+ * every row of a config_settings_json array (URL passwords, libpq
+ * password= values: util/redact, the logs' own masking).  Everything that
+ * shows settings to people calls it: GET /api/v1/config, evbusctl config
+ * show.  The record in STATE_DIR keeps the values whole, since
+ * --diff-running compares them.
+ */
+void config_settings_redact(json_t *settings);
 
 #endif /* EVBUS_CONFIG_SETTINGS_H */

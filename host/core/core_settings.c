@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "client/cluster.h"
+#include "client/partition.h"
 #include "config/config.h"
 
 #define OFF(f) offsetof(evbus_config_t, core.f)
@@ -48,6 +50,14 @@ static const cfg_setting_t rows[] = {
      .def = "redis://127.0.0.1:6379/0", .env = "EVBUS_REDIS_URL", .reload = CFG_RESTART,
      .why = "every thread's connection and the consumer's pending entries belong to one server",
      .desc = "Redis server"},
+    {.key = "redis.cluster", .type = CFG_STRLIST, .offset = OFF(redis_cluster),
+     .def_doc = "none", .flags = CFG_F_OPTIONAL | CFG_F_URLS, .env = "EVBUS_REDIS_CLUSTER",
+     .reload = CFG_RESTART,
+     .why = "every thread's connections and the consumer's pending entries belong to one "
+            "deployment",
+     .desc = "seed nodes of a Redis Cluster (`redis://host:port`, a list or comma-separated), "
+             "instead of `redis.url`; validated, but evbusd does not run on a cluster yet "
+             "(see [scale-out](scale-out.md))"},
     {.key = "redis.connect_timeout_ms", .type = CFG_U32, .offset = OFF(redis_connect_timeout_ms),
      .min = 1, .max = U32MAX, .def = "2000", .reload = CFG_LIVE, .why = CONN,
      .desc = "connect timeout"},
@@ -57,6 +67,13 @@ static const cfg_setting_t rows[] = {
      .desc = "timeout of one command"},
     {.key = "stream", .type = CFG_STRING, .offset = OFF(stream), .def = "evbus:events",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "the event stream"},
+    {.key = "partitions", .type = CFG_U32, .offset = OFF(partitions), .min = 1,
+     .max = EVBUS_PARTITIONS_MAX, .def = "1", .reload = CFG_RESTART,
+     .why = "decides which stream every event goes to; changing it is an explicit procedure, "
+            "not a reload",
+     .desc = "streams the logical stream is split into (1: today's keys, unchanged); validated, "
+             "but evbusd does not consume more than one partition yet (see "
+             "[scale-out](scale-out.md))"},
     {.key = "group", .type = CFG_STRING, .offset = OFF(group), .def = "evbus",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "consumer group"},
     {.key = "consumer", .type = CFG_STRING, .offset = OFF(consumer), .compute = consumer_default,
@@ -140,5 +157,44 @@ static const cfg_setting_t rows[] = {
              "`degraded` (in-host lag)"},
 };
 
+static const cfg_source_t *source_of(const evbus_config_t *cfg, const char *key)
+{
+    size_t idx;
+    return cfg_setting_find(key, &idx) ? &cfg->sources[idx] : NULL;
+}
+
+const char *core_redis_cluster(const evbus_config_t *cfg)
+{
+    const cfg_source_t *url = source_of(cfg, "redis.url");
+    const cfg_source_t *cl = source_of(cfg, "redis.cluster");
+    if (!cfg->core.redis_cluster || !url || !cl)
+        return NULL;
+    if (url->kind == CFG_SRC_ENV && cl->kind == CFG_SRC_FILE)
+        return NULL;
+    return cfg->core.redis_cluster;
+}
+
+static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
+{
+    const cfg_source_t *url = source_of(cfg, "redis.url");
+    const cfg_source_t *cl = source_of(cfg, "redis.cluster");
+    if (!cfg->core.redis_cluster || !url || !cl)
+        return;
+    const cfg_pos_t *at = cl->kind == CFG_SRC_FILE ? &cl->pos : NULL;
+    char err[300];
+    if (evbus_cluster_seeds_check(cfg->core.redis_cluster, err, sizeof err) != 0)
+        cfg_errors_add(errs, at, "%s%s", err,
+                       cl->kind == CFG_SRC_ENV ? " (from EVBUS_REDIS_CLUSTER)" : "");
+    if (url->kind == CFG_SRC_FILE && cl->kind == CFG_SRC_FILE)
+        cfg_errors_add(errs, at,
+                       "redis.cluster: exclusive with redis.url (set at %s:%d:%d): a deployment "
+                       "uses one Redis server or one cluster; remove one of them",
+                       url->pos.file, url->pos.line, url->pos.col);
+    if (url->kind == CFG_SRC_ENV && cl->kind == CFG_SRC_ENV)
+        cfg_errors_add(errs, NULL,
+                       "EVBUS_REDIS_CLUSTER and EVBUS_REDIS_URL are both set: a deployment uses "
+                       "one Redis server or one cluster; unset one of them");
+}
+
 const cfg_table_t core_settings_table = {
-    .module = "core", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = NULL};
+    .module = "core", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = check};

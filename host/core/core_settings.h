@@ -28,9 +28,11 @@ typedef struct retry_policy {
 
 typedef struct core_settings {
     char *redis_url;
+    char *redis_cluster; /* seed URLs joined with ","; NULL: none (see core_redis_cluster) */
     uint32_t redis_connect_timeout_ms;
     uint32_t redis_command_timeout_ms;
     char *stream;
+    uint32_t partitions;        /* 1: today's keys (host/client/partition.h) */
     char *group;
     char *consumer;
     uint32_t batch_size;        /* XREADGROUP COUNT */
@@ -53,5 +55,17 @@ typedef struct core_settings {
 } core_settings_t;
 
 extern const cfg_table_t core_settings_table;
+
+struct evbus_config;
+/*
+ * The Redis Cluster seeds in force, or NULL when the deployment uses the
+ * one server of redis.url.  redis.cluster and redis.url are exclusive
+ * (the check refuses both in the files, or both in the environment); a
+ * value from the environment beats one from the files, so
+ * EVBUS_REDIS_CLUSTER overrides a redis.url written in conf.d and
+ * EVBUS_REDIS_URL a redis.cluster.  Every reader of the two settings asks
+ * here.
+ */
+const char *core_redis_cluster(const struct evbus_config *cfg);
 
 #endif

@@ -201,7 +201,12 @@ static void observe_acked(const dctx_t *d)
     int64_t now = clock_wall_ms();
     uint64_t counts[METRICS_HIST_MAX_BOUNDS + 1] = {0}, sum = 0;
     for (size_t i = 0; i < d->n_acks; i++) {
-        int64_t ms = now - strtoll(d->acks[i], NULL, 10);
+        /* The id's milliseconds, digits up to '-': strtoll's locale and
+         * overflow handling cost ten times this loop, once per event. */
+        int64_t t = 0;
+        for (const char *c = d->acks[i]; *c >= '0' && *c <= '9' && t < INT64_MAX / 10 - 9; c++)
+            t = t * 10 + (*c - '0');
+        int64_t ms = now - t;
         if (ms < 0)
             ms = 0; /* another host's clock ahead of ours */
         counts[metrics_latency_bucket(ms)]++;

@@ -80,6 +80,9 @@ static int show(bool json, bool files_only, const char *admin)
             from = NULL;
     }
     json_t *settings = json_object_get(doc, "settings");
+    /* The state file and the files hold passwords whole; a terminal or a
+     * script's log is no place for them (the admin answer is masked already). */
+    config_settings_redact(settings);
     if (json) {
         json_t *out = json_pack("{s:s, s:O}", "from", from ? from : "", "settings", settings);
         char *s = json_dumps(out, JSON_COMPACT);
@@ -123,7 +126,8 @@ static void usage(void)
            "the files that wait for a restart.  Asks the running evbusd (its admin\n"
            "endpoint, else its record in STATE_DIR); --files, or no daemon answering,\n"
            "shows what the configuration directory says; it must then be valid\n"
-           "(a broken one has every error printed and exits 2).\n"
+           "(a broken one has every error printed and exits 2).  Passwords in URLs\n"
+           "and libpq password= values are shown as ***.\n"
            "Exit status: 0, 2 usage or configuration error.\n");
 }
 

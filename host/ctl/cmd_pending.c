@@ -37,6 +37,11 @@ static redisContext *connect_or_fail(evbus_client_t **c)
 {
     char err[256];
     const ctl_env_t *env = ctl_env();
+    *c = NULL;
+    if (!env->redis_url) {
+        ctl_no_config("pending", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
+        return NULL;
+    }
     *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
     if (!*c) {
         ctl_usage_error("pending", "%s", err);
@@ -74,8 +79,10 @@ static int list(int argc, char **argv)
     evbus_client_t *c;
     redisContext *r = connect_or_fail(&c);
     if (!r) {
+        /* no client: the configuration or URL was refused (usage) */
+        int rc = c ? CTL_FAIL : CTL_USAGE;
         evbus_client_free(c);
-        return CTL_FAIL;
+        return rc;
     }
     const ctl_env_t *env = ctl_env();
     redisReply *x = redisCommand(r, "XPENDING %s %s - + %ld", env->stream, env->group, limit);
@@ -144,8 +151,10 @@ static int quarantine(int argc, char **argv)
     evbus_client_t *c;
     redisContext *r = connect_or_fail(&c);
     if (!r) {
+        /* no client: the configuration or URL was refused (usage) */
+        int rc = c ? CTL_FAIL : CTL_USAGE;
         evbus_client_free(c);
-        return CTL_FAIL;
+        return rc;
     }
     const ctl_env_t *env = ctl_env();
     int rc = CTL_OK;

@@ -601,6 +601,11 @@ int cmd_publish(int argc, char **argv)
         parallel = v;
     }
     const ctl_env_t *env = ctl_env();
+    if (env->cfg && env->cfg->core.partitions > 1)
+        /* one unpartitioned stream would be the wrong place for them */
+        return ctl_usage_error("publish", "the configuration has partitions: %u, and evbusctl "
+                               "does not publish to partitioned streams yet (docs/scale-out.md)",
+                               env->cfg->core.partitions);
     if (!env->redis_url)
         return ctl_no_config("publish", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
     char err[256];

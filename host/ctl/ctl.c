@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config/settings.h"
+#include "core/core_settings.h"
 #include "evbus_build_config.h"
 
 static ctl_env_t env;
@@ -215,6 +217,13 @@ static const ctl_env_t *load_env(bool quiet)
     /* config_load already applied EVBUS_REDIS_URL / EVBUS_POSTGRES_URL; without
      * a configuration nothing but them or the flags names a server */
     env.redis_url = dup_or(ctl_opt_redis, c ? c->core.redis_url : env_var("EVBUS_REDIS_URL"));
+    if (!ctl_opt_redis && c && core_redis_cluster(c)) {
+        /* not redis.url's default server behind the operator's back:
+         * commands that need Redis say why there is none
+         * (ctl_no_config) */
+        free(env.redis_url);
+        env.redis_url = NULL;
+    }
     env.postgres_url =
         dup_or(ctl_opt_postgres, c ? c->store.postgres_url : env_var("EVBUS_POSTGRES_URL"));
     env.stream = dup_or(ctl_opt_stream, c ? c->core.stream : "evbus:events");
@@ -248,6 +257,16 @@ const ctl_env_t *ctl_env_valid(const char *cmd)
 
 int ctl_no_config(const char *cmd, const char *what, const char *flags)
 {
+    const evbus_config_t *c = ctl_env()->cfg;
+    if (c && !strcmp(what, "Redis") && core_redis_cluster(c)) {
+        size_t idx;
+        char at[600];
+        cfg_setting_find("redis.cluster", &idx);
+        fprintf(stderr, "evbusctl %s: the configuration names a Redis Cluster (redis.cluster, %s), "
+                "which evbusctl does not support yet; give --redis URL for one server\n",
+                cmd, cfg_source_text(c, idx, at, sizeof at));
+        return CTL_USAGE;
+    }
     fprintf(stderr, "evbusctl %s: no configuration to find %s in: no -c DIR, EVBUS_CONF_DIR is "
             "not set and %s does not exist; pass -c DIR, set EVBUS_CONF_DIR, or give %s\n",
             cmd, what, EVBUS_CONF_DIR, flags);

@@ -57,6 +57,7 @@ int cmd_config(int argc, char **argv);   /* cmd_config.c */
 int cmd_pending(int argc, char **argv);  /* cmd_pending.c */
 int cmd_token(int argc, char **argv);    /* cmd_token.c */
 int cmd_handlers(int argc, char **argv); /* cmd_handlers.c */
+int cmd_plugin(int argc, char **argv);   /* cmd_plugin.c */
 
 /* The global options as given (NULL when absent): set by main.c before
  * the command runs, read by ctl_env(). */

@@ -31,6 +31,7 @@ static const struct {
     {"pending", cmd_pending, "list pending entries; quarantine one to the DLQ by hand"},
     {"token", cmd_token, "make an admin API token and its admin.tokens line (create | hash)"},
     {"handlers", cmd_handlers, "list handler instances; pause or resume one (list | pause | resume)"},
+    {"plugin", cmd_plugin, "start a plugin project from the installed template (new)"},
 };
 
 static void usage(FILE *f)

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "config/settings.h"
+#include "core/core_settings.h"
 #include "core/crash.h"
 #include "core/engine.h"
 #include "core/event.h"
@@ -242,6 +244,30 @@ static void write_pidfile(const char *path)
     fclose(f);
 }
 
+/* What the configuration asks for that evbusd cannot run yet (issue 16:
+ * the client layer and the settings exist, the engine does not use them),
+ * as one message with the settings' positions; "" when nothing. */
+static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
+{
+    size_t idx;
+    char at[600];
+    out[0] = '\0';
+    if (core_redis_cluster(cfg)) {
+        cfg_setting_find("redis.cluster", &idx);
+        snprintf(out, len,
+                 "redis.cluster (%s): evbusd does not run on a Redis Cluster yet (the cluster "
+                 "client exists; the consumer, retries, DLQ and replay still use one server); "
+                 "set redis.url instead — see docs/scale-out.md",
+                 cfg_source_text(cfg, idx, at, sizeof at));
+    } else if (cfg->core.partitions > 1) {
+        cfg_setting_find("partitions", &idx);
+        snprintf(out, len,
+                 "partitions: %u (%s): evbusd does not consume partitioned streams yet; use "
+                 "partitions: 1 — see docs/scale-out.md",
+                 cfg->core.partitions, cfg_source_text(cfg, idx, at, sizeof at));
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *conf_dir = getenv("EVBUS_CONF_DIR") ? getenv("EVBUS_CONF_DIR") : EVBUS_CONF_DIR;
@@ -318,12 +344,25 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_errors_free(&errs);
+    /* redis.cluster and partitions > 1 are checked like any setting, but
+     * the engine does not use them yet: refuse to start rather than
+     * silently run on redis.url's server or one unpartitioned stream */
+    char not_yet[1024] = "";
+    not_yet_supported(gen->cfg, not_yet, sizeof not_yet);
     if (check) {
         int rc = diff_running ? print_diff_running(gen->cfg) : 0;
         if (rc == 0)
             printf("OK\n");
+        if (not_yet[0])
+            fprintf(stderr, "evbusd: note: valid, but evbusd will not start with it yet: %s\n",
+                    not_yet);
         generation_destroy(gen);
         return rc;
+    }
+    if (not_yet[0]) {
+        fprintf(stderr, "evbusd: %s\n", not_yet);
+        generation_destroy(gen);
+        return 2;
     }
     const evbus_config_t *cfg = gen->cfg;
     int lvl = config_log_level(cfg->daemon.log_level);

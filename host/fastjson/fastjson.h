@@ -2,8 +2,9 @@
  * jansson tree json_loadb() would build from it, several times faster, so the
  * rest of the host (validator, plugins, foreign handlers) keeps consuming
  * json_t.  It is not a new JSON dialect: every input jansson rejects, it
- * rejects, and every tree it builds compares equal (json_equal, and key order
- * under JSON_PRESERVE_ORDER) to jansson's.  It does not serialise. */
+ * rejects, with jansson's error report (code, text, position), and every tree
+ * it builds compares equal (json_equal, and key order under
+ * JSON_PRESERVE_ORDER) to jansson's.  It does not serialise. */
 #ifndef EVBUS_FASTJSON_H
 #define EVBUS_FASTJSON_H
 
@@ -34,12 +35,16 @@
  * Returns a new reference the caller owns (json_decref), or NULL.
  *
  * err may be NULL.  Otherwise it is always reset first (source "<buffer>",
- * line/column -1, empty text).  On failure: text says what is wrong,
- * json_error_code(err) gives the jansson error code, position is the number
- * of bytes read up to and including the offending byte, line (1-based) and
- * column (1-based, in characters) locate that byte.  On success position is
- * the number of bytes consumed (the value's end with JSON_DISABLE_EOF_CHECK,
- * len otherwise); jansson counts one less per skipped NUL, this does not.
+ * line/column -1, empty text).  On success position is the number of bytes
+ * consumed (the value's end with JSON_DISABLE_EOF_CHECK, len otherwise);
+ * jansson counts one less per skipped NUL, this does not.  On failure err
+ * is exactly what json_loadb(buf, len, flags, err) reports: the same error
+ * code (json_error_code), text, line, column and position, because the
+ * report is jansson's own: a rejection costs one json_loadb() of the same
+ * bytes on top of the attempt here (rejections are the cold path; accepted
+ * input never pays it, nor a call with err NULL).  The one exception would
+ * be a fastjson bug, an input jansson accepts and fastjson rejects: err
+ * then holds fastjson's own report.
  *
  * Thread safety: reentrant, no global state besides a C locale created once
  * (pthread_once) to read reals independently of setlocale(). */

@@ -1,5 +1,5 @@
 /*
- * example — a starting point for an evbus plugin (copy this folder).
+ * example — an evbus plugin, started from evbus's plugin template.
  *
  * Each event it is given becomes one line "<type> <id>\n" appended to the
  * file named by config `path`.  It shows the parts most plugins need: a
@@ -17,12 +17,12 @@
 
 #include <evbus/plugin.h>
 
-typedef struct example {
+typedef struct example_state {
     char *path;
     int fd; /* -1 on a check */
-} example_t;
+} example_state_t;
 
-static void example_free(example_t *s)
+static void example_free(example_state_t *s)
 {
     if (s->fd >= 0)
         close(s->fd);
@@ -36,7 +36,7 @@ static int example_init(const evbus_host_api_t *api, const char *config_json, vo
 {
     json_t *cfg = json_loads(config_json, 0, NULL);
     const char *path = json_string_value(json_object_get(cfg, "path"));
-    example_t *s = calloc(1, sizeof *s);
+    example_state_t *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
         snprintf(err, errlen, "out of memory");
         free(s);
@@ -68,7 +68,7 @@ static void example_fini(void *state) { example_free(state); }
 static evbus_result_t example_handle(const evbus_host_api_t *api, const evbus_event_t *ev,
                                      void *state)
 {
-    example_t *s = state;
+    example_state_t *s = state;
     char line[512];
     int n = snprintf(line, sizeof line, "%s %s\n", api->event_type(ev), api->event_id(ev));
     if (n < 0 || (size_t)n >= sizeof line) {

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
@@ -88,6 +90,65 @@ static int pg_launch(harness_pg_t *pg)
     return 0;
 }
 
+static int pg_initdb(const harness_pg_t *pg, const char *data)
+{
+    char *initdb[] = {PG_BIN "/initdb", "-D", (char *)data, "-U", "postgres", "-A", "trust",
+                      "--no-sync", "-E", "UTF8", "--locale=C", NULL};
+    return pg_tool(pg, initdb, 120000);
+}
+
+/*
+ * initdb costs seconds (it bootstraps the catalog and the template
+ * databases), a copy of its output a tenth of that, and the suite starts
+ * well over a hundred servers per build.  So the first start in a build
+ * dir runs initdb once into BUILD/tests/pg-template/data, under a lock
+ * (parallel tests wait rather than race; `ready` marks a finished one),
+ * and every start copies it.  The template is never started: it holds
+ * nothing of any test.  Without EVBUS_BUILD_ROOT (a test run by hand
+ * outside meson), each start runs initdb itself.
+ */
+static int pg_fresh_data(const harness_pg_t *pg, const char *data)
+{
+    if (!getenv("EVBUS_BUILD_ROOT"))
+        return pg_initdb(pg, data);
+    char *root = harness_build_path("tests/pg-template");
+    char lockp[400], ready[400], tpl[400];
+    snprintf(lockp, sizeof lockp, "%s.lock", root);
+    snprintf(ready, sizeof ready, "%s/ready", root);
+    snprintf(tpl, sizeof tpl, "%s/data", root);
+    int rc = -1;
+    int lk = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lk < 0 || flock(lk, LOCK_EX) != 0) {
+        fprintf(stderr, "harness_pg: cannot lock %s\n", lockp);
+        goto out;
+    }
+    if (access(ready, F_OK) != 0) {
+        char *rm[] = {"rm", "-rf", root, NULL};
+        if (harness_run(rm, NULL, NULL, NULL, NULL, 60000) != 0 || mkdir(root, 0755) != 0) {
+            fprintf(stderr, "harness_pg: cannot make %s\n", root);
+            goto out;
+        }
+        chown_to_postgres(root);
+        if (pg_initdb(pg, tpl) != 0)
+            goto out;
+        int fd = open(ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            goto out;
+        close(fd);
+    }
+    /* -a keeps the owner (postgres when we are root) and the 0700 mode
+     * PostgreSQL insists on */
+    char *cp[] = {"cp", "-a", tpl, (char *)data, NULL};
+    rc = harness_run(cp, NULL, NULL, NULL, NULL, 60000) == 0 ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "harness_pg: copying %s to %s failed\n", tpl, data);
+out:
+    if (lk >= 0)
+        close(lk); /* releases the lock */
+    free(root);
+    return rc;
+}
+
 int harness_pg_start(harness_pg_t *pg)
 {
     memset(pg, 0, sizeof *pg);
@@ -99,9 +160,7 @@ int harness_pg_start(harness_pg_t *pg)
     chown_to_postgres(pg->dir);
     char data[320];
     snprintf(data, sizeof data, "%s/data", pg->dir);
-    char *initdb[] = {PG_BIN "/initdb", "-D", data, "-U", "postgres", "-A", "trust",
-                      "--no-sync", "-E", "UTF8", "--locale=C", NULL};
-    if (pg_tool(pg, initdb, 120000) != 0)
+    if (pg_fresh_data(pg, data) != 0)
         return -1;
     for (int attempt = 0; attempt < 5; attempt++) {
         pg->port = harness_free_port();

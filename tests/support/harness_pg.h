@@ -1,7 +1,8 @@
 /*
  * harness_pg — a private PostgreSQL 15 server for integration tests.
  *
- * initdb + pg_ctl (from /usr/lib/postgresql/15/bin) in a mkdtemp folder,
+ * A copy of an initdb output (made once per build dir, see harness_pg.c)
+ * + pg_ctl (from /usr/lib/postgresql/15/bin) in a mkdtemp folder,
  * listening on a free loopback port with its unix socket inside the same
  * folder, trust authentication and fsync=off (speed; the data is thrown
  * away).  initdb refuses to run as root, so when the test runs as root the
@@ -23,7 +24,7 @@ typedef struct harness_pg {
     char url[128];  /* postgresql://postgres@127.0.0.1:PORT/postgres */
 } harness_pg_t;
 
-/* initdb a fresh cluster and start it. */
+/* A fresh cluster (a copy of the build dir's initdb template) started. */
 int harness_pg_start(harness_pg_t *pg);
 /* pg_ctl stop -m fast, then delete the folder.  Safe on a stopped server. */
 void harness_pg_stop(harness_pg_t *pg);

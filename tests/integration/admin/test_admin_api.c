@@ -552,4 +552,17 @@ Test(admin_api, config_never_shows_a_password)
     cr_expect(!strstr(body, "sekrit-pw"), "the password is shown: %s", body);
     cr_expect(strstr(body, "postgresql://evbus:***@127.0.0.1:1/evbus"), "%s", body);
     free(body);
+    /* nor does evbusctl config show, from the files or from evbusd's record */
+    char *ctl = harness_build_path("host/ctl/evbusctl"), *o, *e;
+    char *files[] = {ctl, "-c", F.conf, "config", "show", "--files", NULL};
+    char *json[] = {ctl, "-c", F.conf, "config", "show", "--json", NULL};
+    char *const *runs[] = {files, json};
+    for (size_t k = 0; k < 2; k++) {
+        cr_assert_eq(harness_run(runs[k], NULL, NULL, &o, &e, 20000), 0, "%s", e);
+        cr_expect(!strstr(o, "sekrit-pw"), "the password is shown: %s", o);
+        cr_expect(strstr(o, "postgresql://evbus:***@127.0.0.1:1/evbus"), "%s", o);
+        free(o);
+        free(e);
+    }
+    free(ctl);
 }

@@ -201,6 +201,35 @@ static bool same_value(const cfg_setting_t *s, const char *a, const char *b)
     return !strcmp(a, b);
 }
 
+/*
+ * redis.cluster beside the fixture's redis.url is a configuration error
+ * (the two are exclusive), so a reload that adds it fails whole, naming
+ * both positions, and the daemon keeps serving; once the change is gone a
+ * reload succeeds again.
+ */
+static void cluster_reload_is_refused(const char *change_file)
+{
+    write_change("redis.cluster", "redis://127.0.0.1:7000");
+    long long before = reloads_done();
+    kill(F.d.pid, SIGHUP);
+    for (int i = 0; i < 1000 && reloads_done() == before; i++)
+        usleep(10000);
+    int st;
+    json_t *h = get_json("/health", &st);
+    json_t *r = json_object_get(h, "reload");
+    cr_expect(reloads_done() > before, "redis.cluster: no reload outcome");
+    cr_expect(json_is_false(json_object_get(r, "last_ok")), "redis.cluster: reload accepted");
+    const char *why = json_string_value(json_object_get(r, "last_error"));
+    char at[800];
+    snprintf(at, sizeof at, "%s:1:", change_file);
+    cr_expect(why && strstr(why, "redis.cluster: exclusive with redis.url (set at ") &&
+                  strstr(why, at),
+              "redis.cluster: reload error %s", why ? why : "(none)");
+    json_decref(h);
+    cr_assert_eq(unlink(change_file), 0);
+    reload("redis.cluster");
+}
+
 static void start_daemon(void)
 {
     F.admin_port = harness_free_port();
@@ -232,6 +261,10 @@ Test(settings, every_setting_is_applied_by_a_reload_or_reported_as_pending_resta
         snprintf(cur, sizeof cur, "%s",
                  json_string_value(json_object_get(config_row(before, s->key), "value")));
         json_decref(before);
+        if (!strcmp(s->key, "redis.cluster")) {
+            cluster_reload_is_refused(change_file);
+            continue;
+        }
         changed_value(s, cur, now, sizeof now);
         cr_assert(strcmp(cur, now), "%s: no different value", s->key);
 

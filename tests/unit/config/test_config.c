@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "core/core_settings.h"
 #include "evbus_build_config.h"
 #include "util/log.h"
 #include <evbus/plugin.h>
@@ -36,6 +37,7 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
 static void setup(void)
 {
     unsetenv("EVBUS_REDIS_URL");
+    unsetenv("EVBUS_REDIS_CLUSTER");
     unsetenv("EVBUS_POSTGRES_URL");
     snprintf(root, sizeof root, "/tmp/evbus-config-test-XXXXXX");
     cr_assert_not_null(mkdtemp(root));
@@ -358,6 +360,104 @@ Test(config, redis_and_postgres_env_override_the_files)
     cr_expect_str_eq(cfg->core.redis_url, "redis://override:7/1");
     cr_expect_str_eq(cfg->store.postgres_url, "postgresql://override/db");
     cr_expect(cfg->store.metadata_enabled);
+}
+
+Test(config, redis_cluster_seeds_are_a_list_or_one_string_and_absent_by_default)
+{
+    manifest("00.yaml", "stream: s\n");
+    load_ok();
+    cr_expect_null(cfg->core.redis_cluster);
+    cr_expect_null(core_redis_cluster(cfg));
+    config_free(cfg);
+    manifest("00.yaml", "redis: { cluster: [\"redis://127.0.0.1:7000\", \"redis://:pw@h:7001\"] }\n");
+    load_ok();
+    cr_expect_str_eq(core_redis_cluster(cfg), "redis://127.0.0.1:7000,redis://:pw@h:7001");
+    config_free(cfg);
+    manifest("00.yaml", "redis: { cluster: \"redis://127.0.0.1:7000\" }\n");
+    load_ok();
+    cr_expect_str_eq(core_redis_cluster(cfg), "redis://127.0.0.1:7000");
+}
+
+Test(config, redis_cluster_and_redis_url_in_the_files_are_exclusive)
+{
+    manifest("00.yaml", "redis: { url: \"redis://127.0.0.1:6379/0\" }\n");
+    manifest("10.yaml", "redis: { cluster: [\"redis://127.0.0.1:7000\"] }\n");
+    load_fails();
+    expect_errors(1, "%s/10.yaml:1:19: redis.cluster: exclusive with redis.url (set at "
+                     "%s/00.yaml:1:15): a deployment uses one Redis server or one cluster; "
+                     "remove one of them");
+}
+
+Test(config, a_bad_cluster_seed_is_named_at_its_position)
+{
+    manifest("00.yaml", "redis:\n  cluster:\n    - redis://127.0.0.1:7000\n    - redis://h:7001/2\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:3:5: redis.cluster: seed \"redis://h:7001/2\" selects database 2; "
+                     "a cluster has only database 0");
+    config_free(cfg);
+    cfg_errors_free(&errs);
+    memset(&errs, 0, sizeof errs);
+    manifest("00.yaml", "redis: { cluster: [\"unix:///r.sock\"] }\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:1:19: redis.cluster: seed \"unix:///r.sock\" must start with "
+                     "redis:// (cluster nodes are reached over TCP)");
+    config_free(cfg);
+    cfg_errors_free(&errs);
+    memset(&errs, 0, sizeof errs);
+    manifest("00.yaml", "redis: { cluster: [\"redis://a b\"] }\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:1:19: redis.cluster: expected a URL or a list of URLs, got "
+                     "'redis://a b'");
+}
+
+Test(config, evbus_redis_cluster_overrides_the_files_redis_url)
+{
+    setenv("EVBUS_REDIS_CLUSTER", "redis://127.0.0.1:7000,redis://127.0.0.1:7001", 1);
+    manifest("00-host.yaml", "redis: { url: \"${EVBUS_REDIS_URL:-redis://127.0.0.1:6379/0}\" }\n");
+    load_ok();
+    cr_expect_str_eq(core_redis_cluster(cfg), "redis://127.0.0.1:7000,redis://127.0.0.1:7001");
+}
+
+Test(config, evbus_redis_url_overrides_the_files_redis_cluster)
+{
+    setenv("EVBUS_REDIS_URL", "redis://127.0.0.1:6380/0", 1);
+    manifest("00.yaml", "redis: { cluster: [\"redis://127.0.0.1:7000\"] }\n");
+    load_ok();
+    cr_expect_null(core_redis_cluster(cfg));
+    cr_expect_str_eq(cfg->core.redis_url, "redis://127.0.0.1:6380/0");
+}
+
+Test(config, evbus_redis_cluster_and_evbus_redis_url_together_are_an_error)
+{
+    setenv("EVBUS_REDIS_URL", "redis://127.0.0.1:6380/0", 1);
+    setenv("EVBUS_REDIS_CLUSTER", "redis://127.0.0.1:7000", 1);
+    manifest("00.yaml", "stream: s\n");
+    load_fails();
+    expect_errors(1, "EVBUS_REDIS_CLUSTER and EVBUS_REDIS_URL are both set: a deployment uses "
+                     "one Redis server or one cluster; unset one of them");
+    config_free(cfg);
+    cfg_errors_free(&errs);
+    memset(&errs, 0, sizeof errs);
+    unsetenv("EVBUS_REDIS_URL");
+    setenv("EVBUS_REDIS_CLUSTER", "redis://127.0.0.1:7000/1", 1);
+    load_fails();
+    expect_errors(1, "redis.cluster: seed \"redis://127.0.0.1:7000/1\" selects database 1; a "
+                     "cluster has only database 0 (from EVBUS_REDIS_CLUSTER)");
+}
+
+Test(config, partitions_default_to_one_and_are_bounded)
+{
+    manifest("00.yaml", "stream: s\n");
+    load_ok();
+    cr_expect_eq(cfg->core.partitions, 1);
+    config_free(cfg);
+    manifest("00.yaml", "partitions: 12\n");
+    load_ok();
+    cr_expect_eq(cfg->core.partitions, 12);
+    config_free(cfg);
+    manifest("00.yaml", "partitions: 1025\n");
+    load_fails();
+    expect_errors(1, "%s/00.yaml:1:13: partitions: must be between 1 and 1024, got 1025");
 }
 
 Test(config, redis_url_default_with_env_reference)
@@ -792,11 +892,11 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     manifest("00.yaml", "stream: s\nredis_url: x\nredis: { uri: x }\nretry: { tries: 3 }\n");
     load_fails();
     expect_errors(3,
-                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, group, consumer, "
+                  "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, partitions, group, consumer, "
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
                   "health, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
                   "shutdown_timeout_ms, reload, plugins, foreign)",
-                  "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, connect_timeout_ms, command_timeout_ms)",
+                  "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, cluster, connect_timeout_ms, command_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
 }
 
@@ -1184,6 +1284,37 @@ Test(config, settings_json_marks_pending_values)
         cr_expect_str_eq(json_string_value(json_object_get(row, "reload")), "live");
         cr_expect_str_eq(json_string_value(json_object_get(row, "pending_restart")), "6");
         cr_expect_str_eq(json_string_value(json_object_get(row, "type")), "int ≥ 1");
+    }
+    cr_expect(found);
+    json_decref(rows);
+}
+
+/* What shows settings to people masks passwords in the value in force and
+ * in the value waiting for a restart. */
+Test(config, settings_redact_masks_value_and_pending_restart)
+{
+    manifest("00.yaml", "redis: { url: \"redis://:old-pw@127.0.0.1:6379/0\" }\n");
+    load_ok();
+    cfg_pending_t item = {.key = "redis.url", .pos = "x", .old = "redis://:old-pw@127.0.0.1:6379/0",
+                          .now = "redis://:new-pw@127.0.0.1:6379/0"};
+    cfg_pending_list_t pend = {.items = &item, .count = 1};
+    json_t *rows = config_settings_json(cfg, &pend);
+    config_settings_redact(rows);
+    char *all = json_dumps(rows, 0);
+    cr_expect(!strstr(all, "old-pw") && !strstr(all, "new-pw"), "%s", all);
+    free(all);
+    size_t i;
+    json_t *row;
+    int found = 0;
+    json_array_foreach(rows, i, row)
+    {
+        if (strcmp(json_string_value(json_object_get(row, "key")), "redis.url"))
+            continue;
+        found = 1;
+        cr_expect_str_eq(json_string_value(json_object_get(row, "value")),
+                         "redis://:***@127.0.0.1:6379/0");
+        cr_expect_str_eq(json_string_value(json_object_get(row, "pending_restart")),
+                         "redis://:***@127.0.0.1:6379/0");
     }
     cr_expect(found);
     json_decref(rows);

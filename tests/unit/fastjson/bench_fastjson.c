@@ -1,8 +1,11 @@
 /* bench_fastjson.c: time json_loadb against fj_parse on the ~390-byte
  * approval CloudEvent evbusd parses for every event (parse + json_decref).
  *
- * Usage: bench-fastjson [ITERATIONS] [both|jansson|fastjson]
- * Prints ns/parse for each parser and the ratio.  Wall-clock numbers are
+ * Usage: bench-fastjson [ITERATIONS] [both|jansson|fastjson|reject]
+ * Prints ns/parse for each parser and the ratio.  `reject` times the cold
+ * path instead: the same event cut one byte short, parsed with an error
+ * report (fj_parse then asks json_loadb for jansson's report, fastjson.h),
+ * against json_loadb alone.  Wall-clock numbers are
  * noisy on shared machines; for stable instruction counts run it under
  * callgrind and collect only the per-parse functions:
  *   valgrind --tool=callgrind --collect-atstart=no \
@@ -38,6 +41,24 @@ __attribute__((noinline)) int bench_fastjson_once(const char *buf, size_t len) {
     int ok = v != NULL;
     json_decref(v);
     return ok;
+}
+
+/* A rejection with its error report: what event_parse pays for an
+ * unparseable entry. */
+__attribute__((noinline)) int bench_jansson_reject_once(const char *buf, size_t len) {
+    json_error_t e;
+    json_t *v = json_loadb(buf, len, 0, &e);
+    int rejected = v == NULL && e.text[0] != '\0';
+    json_decref(v);
+    return rejected;
+}
+
+__attribute__((noinline)) int bench_fastjson_reject_once(const char *buf, size_t len) {
+    json_error_t e;
+    json_t *v = fj_parse(buf, len, 0, &e);
+    int rejected = v == NULL && e.text[0] != '\0';
+    json_decref(v);
+    return rejected;
 }
 
 static double bench_now_ns(void) {
@@ -81,6 +102,14 @@ int main(int argc, char **argv) {
     json_decref(a);
     json_decref(b);
 
+    if (strcmp(which, "reject") == 0) {
+        printf("event cut to %zu bytes (rejected), %ld iterations\n", len - 1, iterations);
+        double rj = bench_run(bench_jansson_reject_once, bench_event, len - 1, iterations);
+        double rf = bench_run(bench_fastjson_reject_once, bench_event, len - 1, iterations);
+        printf("json_loadb: %8.1f ns/rejection\nfj_parse:   %8.1f ns/rejection\n"
+               "ratio:      %8.2fx\n", rj, rf, rf / rj);
+        return 0;
+    }
     printf("event: %zu bytes, %ld iterations\n", len, iterations);
     double nj = 0, nf = 0;
     if (run_jansson) {

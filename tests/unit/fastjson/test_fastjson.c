@@ -80,10 +80,14 @@ static const char *fjt_disagreement(const char *buf, size_t len, size_t flags) {
         }
         free(dj);
         free(df);
-    } else if (!ef.text[0] || ef.line < 1 || ef.column < 0 || ef.position < 0 ||
-               (size_t)ef.position > len || strcmp(ef.source, "<buffer>") != 0) {
-        snprintf(why, sizeof why, "bad error report: '%s' line %d column %d position %d",
-                 ef.text, ef.line, ef.column, ef.position);
+    } else if (json_error_code(&ej) != json_error_code(&ef) || strcmp(ej.text, ef.text) != 0 ||
+               ej.line != ef.line || ej.column != ef.column || ej.position != ef.position ||
+               strcmp(ej.source, ef.source) != 0) {
+        /* fastjson.h: a rejection is reported exactly as jansson reports it */
+        snprintf(why, sizeof why, "error reports differ: jansson code %d '%s' %d:%d@%d, "
+                 "fastjson code %d '%s' %d:%d@%d", (int)json_error_code(&ej), ej.text, ej.line,
+                 ej.column, ej.position, (int)json_error_code(&ef), ef.text, ef.line, ef.column,
+                 ef.position);
         res = why;
     }
     json_decref(j);
@@ -355,6 +359,23 @@ Test(fastjson, keeps_keys_in_document_order_and_last_duplicate_value) {
     fjt_expect_error("{\"z\":1,\"z\":3}", JSON_REJECT_DUPLICATES, json_error_duplicate_key);
 }
 
+/* fastjson finds a duplicate name when inserting it, after its value;
+ * json_loadb right after reading the name.  A duplicate followed by a
+ * missing ':' or a malformed value (or one holding a duplicate of its own)
+ * must still report the first duplicate in the text, as event_parse
+ * dead-letters on that code alone. */
+Test(fastjson, duplicate_before_malformed_value_is_reported_first) {
+    const size_t f = JSON_REJECT_DUPLICATES;
+    fjt_expect_error("{\"a\":1,\"a\":[", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\"", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\" 2}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"a\":{\"b\":tru}}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"x\":1,\"x\":{\"a\":1,\"a\":2}}", f, json_error_duplicate_key);
+    fjt_expect_error("{\"x\":{\"a\":1,\"a\":2},\"x\":", f, json_error_duplicate_key);
+    fjt_expect_error("{\"a\":1,\"b\":[", f, json_error_premature_end_of_input);
+    json_decref(fjt_parse_ok("{\"a\":{\"a\":1},\"b\":{\"a\":2}}", f));
+}
+
 Test(fastjson, types_numbers_like_jansson) {
     json_t *v = fjt_parse_ok("[9223372036854775807,-9223372036854775808,-0,1.0,1e2,-0.0]", 0);
     cr_assert(json_is_integer(json_array_get(v, 0)));
@@ -412,11 +433,46 @@ Test(fastjson, reports_line_column_and_position_of_the_error) {
     const char *s = "{\n  \"\xc3\xa9\": tru\n}";
     json_error_t e;
     cr_assert_null(fj_parse(s, strlen(s), 0, &e));
+    /* jansson's report: the end of the bad token "tru", its column counted
+     * in characters (é is one), its position in bytes */
     cr_assert_eq(e.line, 2);
-    cr_assert_eq(e.column, 8, "column %d", e.column);
-    cr_assert_eq(e.position, 11, "position %d", e.position);
+    cr_assert_eq(e.column, 10, "column %d", e.column);
+    cr_assert_eq(e.position, 13, "position %d", e.position);
     cr_assert_str_eq(e.source, "<buffer>");
     cr_assert(strstr(e.text, "tru") != NULL, "text '%s'", e.text);
+}
+
+/* Inputs whose error codes once differed from jansson's: its tokenizer
+ * reads a whole token before the parser judges it (docs/fuzzing.md). */
+Test(fastjson, reports_rejections_with_janssons_code_and_text) {
+    static const struct {
+        const char *in;
+        size_t flags;
+        enum json_error_code code;
+    } cases[] = {
+        {"-", JSON_DECODE_ANY, json_error_invalid_syntax}, /* not a premature end */
+        {"[\"\\", 0, json_error_invalid_syntax},             /* an invalid escape */
+        {"[\"\\ud", 0, json_error_invalid_syntax},
+        {"\"", 0, json_error_premature_end_of_input},      /* not "'[' or '{' expected" */
+        {"\"\xc3", 0, json_error_invalid_utf8},
+        {"1e400", 0, json_error_numeric_overflow},
+        {"[2]\"", 0, json_error_premature_end_of_input},   /* not "end of file expected" */
+        {"[2]\xff", 0, json_error_invalid_utf8},
+        {"{\"a\":1,\"a\":2}", JSON_REJECT_DUPLICATES, json_error_duplicate_key},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_error_t ef, ej;
+        size_t len = strlen(cases[i].in);
+        cr_assert_null(fj_parse(cases[i].in, len, cases[i].flags, &ef), "'%s' accepted",
+                       fjt_render(cases[i].in, len));
+        cr_assert_null(json_loadb(cases[i].in, len, cases[i].flags, &ej));
+        cr_expect_eq(json_error_code(&ef), cases[i].code, "'%s': code %d (%s)",
+                     fjt_render(cases[i].in, len), (int)json_error_code(&ef), ef.text);
+        cr_expect_str_eq(ef.text, ej.text);
+        cr_expect_eq(ef.position, ej.position);
+        cr_expect_eq(ef.line, ej.line);
+        cr_expect_eq(ef.column, ej.column);
+    }
 }
 
 Test(fastjson, rejects_a_null_buffer_as_jansson_does) {

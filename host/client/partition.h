@@ -1,0 +1,72 @@
+/*
+ * partition — which partition of a stream an event belongs to, and the
+ * key names of a partition (docs/scale-out.md, "Partitions" and "Key
+ * layout").  In the tree only for now, like cluster.h: nothing publishes
+ * to or consumes partitioned streams yet; these are the rules the parts to
+ * come (issue 16) follow.
+ *
+ * The partition hash is part of the wire contract: publishers in any
+ * language must reproduce it, so it is fixed and documented with test
+ * vectors (docs/scale-out.md): 64-bit FNV-1a of the key's bytes, then
+ * Lamping and Veach's jump consistent hash of that value into P buckets.
+ * Jump hashing moves only about 1/P of the keys when P grows by one, which
+ * keeps a future resize cheap.
+ *
+ * Threads: every function here is pure and may run on any thread.
+ */
+#ifndef EVBUS_CLIENT_PARTITION_H
+#define EVBUS_CLIENT_PARTITION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The bounds of the `partitions` setting. */
+#define EVBUS_PARTITIONS_MAX 1024
+
+/* 64-bit FNV-1a of buf[0..len) (offset basis 0xcbf29ce484222325, prime
+ * 0x100000001b3). */
+uint64_t evbus_partition_fnv1a64(const void *buf, size_t len);
+
+/* Jump consistent hash of h into `buckets` (>= 1) buckets: 0..buckets-1. */
+unsigned evbus_partition_jump(uint64_t h, unsigned buckets);
+
+/* The partition of key[0..len) among `partitions` (1..EVBUS_PARTITIONS_MAX;
+ * 0 when partitions <= 1). */
+unsigned evbus_partition_of(const char *key, size_t len, unsigned partitions);
+
+/*
+ * The key an event is partitioned by: its CloudEvents `partitionkey`
+ * extension attribute, else `tenantid`, else `id` — the first that is a
+ * non-empty string.  Returns it (borrowed from ev) with its length in
+ * *len and, when attr is not NULL, the attribute's name in *attr; NULL
+ * when ev has none of them.
+ */
+const char *evbus_partition_key(const json_t *ev, size_t *len, const char **attr);
+
+/* The partition of event ev among `partitions`, or -1 when it has no key
+ * (evbus_partition_key). */
+int evbus_event_partition(const json_t *ev, unsigned partitions);
+
+/*
+ * The name of a partition's key: the stream itself (suffix "") or one of
+ * its companions (":retry", ":dlq", ":lease", ...).  Untagged — one
+ * partition on one server — it is today's name, "<stream><suffix>";
+ * tagged — more than one partition, or any cluster — it is
+ * "{<stream>:<p>}<suffix>", so that every key of partition p shares one
+ * slot and different partitions spread over the masters.  Writes at most
+ * len bytes (NUL included) and returns the length snprintf would.
+ */
+int evbus_partition_key_name(char *out, size_t len, const char *stream, unsigned p, bool tagged,
+                             const char *suffix);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EVBUS_CLIENT_PARTITION_H */

@@ -1,0 +1,122 @@
+/*
+ * redis.cluster is accepted and checked by the configuration, but nothing
+ * above the client layer runs on a cluster yet: `evbusd --check-config`
+ * says so, `evbusd` refuses to start (exit 2) instead of silently using
+ * redis.url's server, and evbusctl refuses the commands that need Redis
+ * unless --redis names one server.  Real binaries, no cluster needed.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static char *dir;
+static char conf[512];
+
+static void setup(void)
+{
+    dir = harness_tmpdir("cluster-conf");
+    cr_assert(dir);
+    char *schemas = harness_source_path("schemas");
+    char yaml[2048];
+    snprintf(conf, sizeof conf, "%s/conf.d", dir);
+    snprintf(yaml, sizeof yaml,
+             "redis: { cluster: [\"redis://127.0.0.1:7000\", \"redis://127.0.0.1:7001\"] }\n"
+             "state_dir: %s/state\n"
+             "schemas: { dir: %s }\n",
+             dir, schemas);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
+}
+
+static void teardown(void)
+{
+    harness_rmrf(dir);
+    free(dir);
+}
+
+TestSuite(cluster_config, .init = setup, .fini = teardown, .timeout = 60);
+
+static int run(const char *bin, char **extra, char **out, char **err)
+{
+    char *path = harness_build_path(bin);
+    char *argv[16] = {path, "-c", conf};
+    int n = 3;
+    for (int i = 0; extra[i] && n < 15; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    int rc = harness_run(argv, NULL, NULL, out, err, 20000);
+    free(path);
+    return rc;
+}
+
+Test(cluster_config, check_config_accepts_it_and_says_evbusd_will_not_start)
+{
+    char *out = NULL, *err = NULL;
+    char *extra[] = {"--check-config", NULL};
+    cr_assert_eq(run("host/daemon/evbusd", extra, &out, &err), 0, "%s", err);
+    cr_assert(out && strstr(out, "OK"));
+    cr_assert(err && strstr(err, "redis.cluster (") && strstr(err, "00-host.yaml:1:19)"), "%s",
+              err);
+    cr_assert(strstr(err, "evbusd will not start with it yet") &&
+                  strstr(err, "does not run on a Redis Cluster yet"),
+              "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cluster_config, evbusd_refuses_to_start_on_a_cluster)
+{
+    char *out = NULL, *err = NULL;
+    char *extra[] = {NULL};
+    cr_assert_eq(run("host/daemon/evbusd", extra, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "evbusd does not run on a Redis Cluster yet"), "%s", err);
+    cr_assert(strstr(err, "00-host.yaml:1:19"), "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cluster_config, evbusd_and_evbusctl_publish_refuse_more_than_one_partition)
+{
+    char *schemas = harness_source_path("schemas");
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml, "state_dir: %s/state\nschemas: { dir: %s }\npartitions: 12\n",
+             dir, schemas);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
+    char *out = NULL, *err = NULL;
+    char *check[] = {"--check-config", NULL};
+    cr_assert_eq(run("host/daemon/evbusd", check, &out, &err), 0, "%s", err);
+    cr_assert(err && strstr(err, "partitions: 12 (") && strstr(err, "00-host.yaml:3:13)"), "%s",
+              err);
+    free(out);
+    free(err);
+    char *none[] = {NULL};
+    cr_assert_eq(run("host/daemon/evbusd", none, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "evbusd does not consume partitioned streams yet"), "%s", err);
+    free(out);
+    free(err);
+    char *publish[] = {"publish", "--type", "a.b", "--tenant", "t", "--data", "{}", NULL};
+    cr_assert_eq(run("host/ctl/evbusctl", publish, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "does not publish to partitioned streams yet"), "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cluster_config, evbusctl_refuses_commands_that_need_redis)
+{
+    char *out = NULL, *err = NULL;
+    char *publish[] = {"publish", "--type", "a.b", "--tenant", "t", "--data", "{}", NULL};
+    cr_assert_eq(run("host/ctl/evbusctl", publish, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "evbusctl publish: the configuration names a Redis Cluster"),
+              "%s", err);
+    free(out);
+    free(err);
+    char *pending[] = {"pending", "list", NULL};
+    cr_assert_eq(run("host/ctl/evbusctl", pending, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "give --redis URL for one server"), "%s", err);
+    free(out);
+    free(err);
+}

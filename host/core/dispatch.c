@@ -493,6 +493,16 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
         drop_wc(d, "dedup DEL");
 }
 
+/* Whether the planning pass of this chunk validated the entry being
+ * dispatched (same bytes, same generation: same answer). */
+static bool planned_valid(dctx_t *d)
+{
+    while (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry + 1 < d->cur_entry)
+        d->next_ahead++;
+    return d->cur_entry && d->next_ahead < d->n_ahead &&
+           d->ahead[d->next_ahead].entry + 1 == d->cur_entry && d->ahead[d->next_ahead].valid;
+}
+
 /* The call of h made ahead for the entry being dispatched, if any.  A
  * call made ahead whose handler dispatch then skips (paused meanwhile) is
  * passed over, never matched to another handler or entry. */
@@ -670,6 +680,10 @@ static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
         any_check |= in->handlers[i].schema_mode != SCHEMA_MODE_OFF;
     if (!schema || !any_check)
         return; /* validating costs: only for a handler that looks at the result */
+    if (planned_valid(d)) {
+        in->data = VERDICT_DATA_VALID; /* the planning pass validated these bytes */
+        return;
+    }
     json_t *data = ev->data ? ev->data : json_null();
     if (js_validate(schema, data, NULL, 0)) {
         in->data = VERDICT_DATA_VALID;
@@ -1054,7 +1068,7 @@ static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
     return true;
 }
 
-static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call)
+static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call, bool valid)
 {
     if (d->n_ahead == d->cap_ahead) {
         d->cap_ahead = d->cap_ahead ? d->cap_ahead * 2 : 256;
@@ -1064,7 +1078,8 @@ static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *cal
             abort();
         }
     }
-    d->ahead[d->n_ahead++] = (struct dctx_ahead){.entry = entry, .h = h, .call = call};
+    d->ahead[d->n_ahead++] =
+        (struct dctx_ahead){.entry = entry, .h = h, .call = call, .valid = valid};
 }
 
 /* Learn each entry's facts, prepare the calls of the eligible ones, then
@@ -1097,7 +1112,8 @@ static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
             /* what call_handler would set: the deadline the child counts */
             ev->deadline_ms = hs[i]->timeout_ms ? clock_coarse_ms() + hs[i]->timeout_ms : 0;
             ahead_add(d, k, hs[i],
-                      plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA));
+                      plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA),
+                      in.data == VERDICT_DATA_VALID);
         }
         ev->deadline_ms = 0;
     }

@@ -105,6 +105,7 @@ typedef struct dctx {
         const gen_handler_t *h;
         void *call;
         bool taken;
+        bool valid;              /* the planning pass found the payload valid */
     } *ahead;
     size_t n_ahead, cap_ahead, next_ahead;
     size_t cur_entry;            /* index + 1 of the entry being dispatched; 0: none */

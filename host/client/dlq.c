@@ -107,6 +107,23 @@ static int check_handler(evbus_client_t *c, const char *h, char *err, size_t err
                        "handler \"%.64s\": must be \"instance\" or \"instance/subscriber\"", h);
 }
 
+/* A CloudEvent id as the filter takes it: what the daemon can have
+ * written in the `event_id` field (the envelope check refuses control
+ * characters), bounded so a request cannot make every entry compare
+ * against a huge string. */
+static int check_event_id(evbus_client_t *c, const char *id, char *err, size_t errlen)
+{
+    if (!id)
+        return 0;
+    bool ok = *id && strlen(id) <= 256;
+    for (const char *p = id; ok && *p; p++)
+        ok = (unsigned char)*p >= ' ' && *p != 0x7f;
+    if (ok)
+        return 0;
+    return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                       "event_id: must be 1 to 256 bytes without control characters");
+}
+
 int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char *err,
                            size_t errlen)
 {
@@ -115,7 +132,8 @@ int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char 
     int rc;
     if ((rc = check_type(c, f->type, err, errlen)) != 0 ||
         (rc = check_reason(c, f->reason, err, errlen)) != 0 ||
-        (rc = check_handler(c, f->handler, err, errlen)) != 0)
+        (rc = check_handler(c, f->handler, err, errlen)) != 0 ||
+        (rc = check_event_id(c, f->event_id, err, errlen)) != 0)
         return rc;
     if (f->since_ms < 0 || f->until_ms < 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%s: before 1970",
@@ -162,10 +180,12 @@ static bool handler_match(const char *want, const char *handlers)
     return hit;
 }
 
-/* Tenant, type, reason and handler; the time bounds are the scan's range. */
+/* Tenant, type, reason, handler and event id; the time bounds are the
+ * scan's range. */
 static bool filter_match(const evbus_dlq_filter_t *f, const evbus_dlq_entry_t *e)
 {
     return !f || (tenant_ok(f->tenant, e) && type_match(f->type, e->type) &&
+                  (!f->event_id || strcmp(f->event_id, e->event_id) == 0) &&
                   (!f->reason || strcmp(f->reason, e->reason) == 0) &&
                   handler_match(f->handler, e->handlers));
 }

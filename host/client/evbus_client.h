@@ -449,11 +449,13 @@ typedef struct evbus_dlq_filter {
                             "instance" (any of its subscribers) among `handlers` */
     int64_t since_ms;    /* dead-lettered at or after (Unix ms, see TIME); 0 = no bound */
     int64_t until_ms;    /* dead-lettered before (Unix ms); 0 = no bound */
+    const char *event_id; /* NULL = any; else the CloudEvent id, exactly (1..256 bytes,
+                             no control characters) */
 } evbus_dlq_filter_t;
 
 /*
  * 0 when f (NULL = all) is a valid filter, else EVBUS_CLIENT_EINVAL with a
- * message naming the field ("reason \"x\": ...", "since: ...").  Every
+ * message naming the field ("reason \"x\": ...", "since: ...", "event_id: ...").  Every
  * function taking a filter checks it first; this lets a caller check one
  * before it does anything else.  c may be NULL.
  */

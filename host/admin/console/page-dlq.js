@@ -112,15 +112,15 @@ function renderList(root, ctx) {
     if (/^\d+-\d+$/.test(q)) { location.hash = `#dlq/${encodeURIComponent(q)}`; return; }
     clear(searchMsg, h('p', { role: 'status' }, `Searching for event ${q}…`));
     try {
-      let cursor = null;
-      for (let pageNo = 0; pageNo < 20; pageNo++) {
-        const r = await api('GET', '/api/v1/dlq', { query: { limit: 500, cursor }, shape: S.dlqList });
-        const hit = r.items.find((it) => it.event_id === q);
-        if (hit) { location.hash = `#dlq/${encodeURIComponent(hit.dlq_id)}`; return; }
-        if (!r.next_cursor) break;
-        cursor = r.next_cursor;
-      }
-      clear(searchMsg, errorBox({ message: `No dead letter of event ${q} is visible to this token.` }));
+      // the server filters (event_id=), within this token's tenant
+      const r = await api('GET', '/api/v1/dlq', { query: { limit: PAGE, event_id: q }, shape: S.dlqList });
+      if (r.items.length === 1) { location.hash = `#dlq/${encodeURIComponent(r.items[0].dlq_id)}`; return; }
+      if (!r.items.length) { clear(searchMsg, errorBox({ message: `No dead letter of event ${q} is visible to this token.` })); return; }
+      // dead-lettered more than once (retried, failed again): list them all
+      clear(searchMsg);
+      state.filters = { event_id: q }; state.cursors = []; state.cursor = null;
+      load();
+      redrive.reset();
     } catch (e) { clear(searchMsg, errorBox(e)); }
   } },
   field('Event id or DLQ id', searchInput), h('button', { type: 'submit', class: 'secondary' }, 'Find'), searchMsg);
@@ -145,7 +145,7 @@ function renderList(root, ctx) {
   async function load(focusAfter) {
     const my = ++seq;
     const q = { limit: PAGE, cursor: state.cursor };
-    for (const k of ['type', 'handler', 'reason', 'tenant', 'since', 'until']) q[k] = state.filters[k];
+    for (const k of ['type', 'handler', 'reason', 'tenant', 'since', 'until', 'event_id']) q[k] = state.filters[k];
     status.textContent = 'Loading…';
     let r;
     try {
@@ -207,6 +207,11 @@ function redriveSection() {
     return f;
   }
   async function dryRun() {
+    if (state.filters.event_id) {
+      // the re-drive's filter has no event id: it would match far more
+      clear(out, errorBox({ message: 'A re-drive does not take an event id: retry these entries one by one, or clear the filters.' }));
+      return;
+    }
     clear(out, h('p', { role: 'status' }, 'Counting…'));
     try {
       dry = await api('POST', '/api/v1/dlq/redrive', { body: { filter: filter(), dry_run: true }, shape: S.dryRun });

@@ -288,6 +288,42 @@ Test(admin_dlq, list_items_carry_provenance_and_filters_apply)
     expect_400("GET", "/api/v1/dlq?since=yesterday", VIEW_A, NULL, "since");
 }
 
+Test(admin_dlq, event_id_finds_an_entry_on_the_server_within_the_callers_tenant)
+{
+    seed(3, 2);
+    json_t *l = call_ok("GET", "/api/v1/dlq?event_id=a-1", VIEW_A, NULL, 200);
+    json_t *items = json_object_get(l, "items");
+    cr_assert_eq(json_array_size(items), 1, "one entry of a-0, a-1, a-2");
+    cr_expect_str_eq(jstr(json_array_get(items, 0), "event_id"), "a-1");
+    cr_expect_eq(jint(l, "total"), 1, "the count applies it too");
+    cr_expect(json_is_null(json_object_get(l, "next_cursor")));
+    json_decref(l);
+    /* exact, not a prefix */
+    l = call_ok("GET", "/api/v1/dlq?event_id=a-", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    json_decref(l);
+    /* another tenant's event id is simply not there for a tenant token */
+    l = call_ok("GET", "/api/v1/dlq?event_id=b-0", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    cr_expect_eq(jint(l, "total"), 0);
+    json_decref(l);
+    l = call_ok("GET", "/api/v1/dlq?event_id=b-0", OP_ALL, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 1);
+    json_decref(l);
+    /* combined with the other filters */
+    l = call_ok("GET", "/api/v1/dlq?event_id=a-2&reason=poison", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    json_decref(l);
+
+    char big[400], path[512];
+    memset(big, 'x', 257);
+    big[257] = '\0';
+    snprintf(path, sizeof path, "/api/v1/dlq?event_id=%s", big);
+    expect_400("GET", path, VIEW_A, NULL, "event_id");
+    expect_400("GET", "/api/v1/dlq?event_id=", VIEW_A, NULL, "event_id");
+    expect_400("GET", "/api/v1/dlq?event_id=a%01b", VIEW_A, NULL, "event_id");
+}
+
 Test(admin_dlq, a_cursor_continues_past_entries_added_meanwhile)
 {
     seed(4, 0);

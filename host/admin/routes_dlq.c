@@ -129,13 +129,15 @@ static int client_failure(admin_req_t *r, int rc, const char *field, const char 
 
 /* ---- entries as JSON ------------------------------------------------------ */
 
-/* A list item: everything but the event itself. */
+/* A list item: everything but the event itself and the attempt errors
+ * (up to 16 texts each: the detail has them). */
 static json_t *entry_item(const evbus_dlq_entry_t *e)
 {
     json_t *o = evbus_dlq_entry_json(e);
     if (o) {
         json_object_del(o, "raw");
         json_object_del(o, "event");
+        json_object_del(o, "attempt_errors");
     }
     return o;
 }

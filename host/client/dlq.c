@@ -196,7 +196,8 @@ void evbus_dlq_entry_free(evbus_dlq_entry_t *e)
         return;
     char **strs[] = {&e->event,  &e->stream,        &e->orig_id,      &e->event_id,
                      &e->type,   &e->tenant,        &e->reason,       &e->handlers,
-                     &e->error,  &e->first_failure, &e->last_failure, &e->replay_job};
+                     &e->error,  &e->first_failure, &e->last_failure, &e->replay_job,
+                     &e->attempt_errors};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     memset(e, 0, sizeof *e);
@@ -226,6 +227,7 @@ static int parse_entry(const redisReply *item, evbus_dlq_entry_t *e)
         {"type", &e->type},            {"tenant", &e->tenant},      {"reason", &e->reason},
         {"handlers", &e->handlers},    {"error", &e->error},        {"first_failure", &e->first_failure},
         {"last_failure", &e->last_failure}, {"replay_job", &e->replay_job},
+        {"attempt_errors", &e->attempt_errors},
     };
     if (kv->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {
@@ -901,6 +903,12 @@ json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e)
         json_decref(handlers);
         handlers = json_string(e->handlers);
     }
+    json_t *errors = json_loads(e->attempt_errors ? e->attempt_errors : "", 0, NULL);
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = e->attempt_errors && *e->attempt_errors ? json_string(e->attempt_errors)
+                                                         : json_array();
+    }
     json_t *event = json_loadb(e->event, e->event_len, JSON_ALLOW_NUL, NULL);
     int rc = json_object_set_new(o, "dlq_id", json_string(e->dlq_id)) |
              json_object_set_new(o, "stream", json_string(e->stream)) |
@@ -915,6 +923,7 @@ json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e)
              json_object_set_new(o, "first_failure", json_string(e->first_failure)) |
              json_object_set_new(o, "last_failure", json_string(e->last_failure)) |
              json_object_set_new(o, "replay_job", str_or_null(e->replay_job)) |
+             json_object_set_new(o, "attempt_errors", errors) |
              json_object_set_new(o, "raw", json_stringn(e->event, e->event_len)) |
              json_object_set_new(o, "event", event ? event : json_null());
     if (rc != 0) {

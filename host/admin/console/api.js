@@ -158,7 +158,10 @@ export const S = {
   audit: { id: 'any', at: 'string', token: 'string', tenant: '?string', action: 'string', target: '?any', count: '?integer', result: '?string' },
 };
 S.dlqList = { items: [S.dlqItem], next_cursor: '?string', 'total?': '?integer' };
-S.dlqDetail = Object.assign({ event: 'any', event_encoding: 'string' }, S.dlqItem);
+S.dlqDetail = Object.assign({
+  event: 'any', event_encoding: 'string',
+  'attempt_errors?': [{ attempt: 'integer', handler: '?string', at: 'string', error: 'string' }],
+}, S.dlqItem);
 S.eventList = { events: [S.event], count: 'integer', next_cursor: '?string' };
 S.replayList = { replays: [S.replay], count: 'integer', next_cursor: '?string' };
 S.auditList = { items: [S.audit], next_cursor: '?string' };

@@ -41,6 +41,18 @@ async function deleteOne(item, trigger, done) {
   } catch (e) { done(errorBox(e)); }
 }
 
+// Every failed attempt, oldest first (an entry written by an older evbusd
+// has none: say so rather than show an empty table).
+function attemptErrors(list) {
+  if (!list || !list.length)
+    return h('p', { id: 'attempt-errors' }, 'No per-attempt errors recorded for this entry (written by an older evbusd).');
+  const rows = list.map((x) => h('tr', {},
+    h('td', { class: 'num' }, String(x.attempt)), h('td', {}, fmtTime(x.at)),
+    h('td', { class: 'mono' }, x.handler ?? 'before any handler'), h('td', {}, x.error)));
+  return h('div', { id: 'attempt-errors' }, h('h3', {}, `Every attempt (${list.length})`),
+    table('Errors of every failed attempt, oldest first', ['Attempt', 'Time', 'Handler', 'Error'], rows));
+}
+
 function renderDetail(root, ctx, id) {
   const body = h('div', {}, h('p', {}, 'Loading…'));
   const msg = h('div', { id: 'dlq-msg' });
@@ -57,8 +69,9 @@ function renderDetail(root, ctx, id) {
       h('h2', {}, 'Failure'),
       dl([['Reason', d.reason], ['Failing handlers', d.handlers.join(', ') || '—'], ['Attempts', String(d.attempts ?? '—')],
         ['First failure', fmtTime(d.first_failure)], ['Last failure', fmtTime(d.last_failure)]]),
-      h('h3', {}, 'Errors'),
+      h('h3', {}, 'Last error'),
       h('ul', { class: 'errors' }, (d.error || '—').split('; ').map((e) => h('li', {}, e))),
+      attemptErrors(d.attempt_errors),
       h('h2', {}, `Event (${d.event_encoding})`),
       jsonBlock(d.event, 'Event payload'));
   }, (e) => clear(body, errorBox(e)));

@@ -429,6 +429,86 @@ Test(admin_dlq, get_shows_the_event_with_its_provenance)
     ids_free(ids, n);
 }
 
+Test(admin_dlq, the_detail_lists_every_attempts_error_and_evbusctl_shows_them)
+{
+    /* three attempts, each asking for a retry: retries_exhausted on the third */
+    write_conf();
+    e2e_plugins(&E, "{ pattern: \"test.**\", retry: { base_ms: 20, max_ms: 40, max_attempts: 3 } }",
+                NULL);
+    char *ev = e2e_event("a-r", "test.e2e.happened", "a", "{\"fault\":\"retry:10\"}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 40000), "evbusd did not come up (log %s)", E.fx.log);
+    long long end = harness_now_ms() + 20000;
+    while (fx_xlen(&E.fx, "t:events:dlq") < 1 && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    cr_assert_eq(fx_xlen(&E.fx, "t:events:dlq"), 1, "no dead letter (log %s)", E.fx.log);
+
+    json_t *item = entry_of_event("a-r");
+    cr_assert(item);
+    cr_expect_null(json_object_get(item, "attempt_errors"), "the list leaves them out");
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/%s", jstr(item, "dlq_id"));
+    json_t *e = call_ok("GET", path, VIEW_A, NULL, 200);
+    cr_expect_str_eq(jstr(e, "reason"), "retries_exhausted");
+    json_t *errs = json_object_get(e, "attempt_errors");
+    cr_assert_eq(json_array_size(errs), 3, "one per attempt: %s", json_dumps(errs, 0));
+    for (size_t i = 0; i < 3; i++) {
+        json_t *x = json_array_get(errs, i);
+        cr_expect_eq(jint(x, "attempt"), (long long)i + 1);
+        cr_expect_str_eq(jstr(x, "handler"), "chaos/main");
+        cr_expect(jstr(x, "at") && strlen(jstr(x, "at")) >= 20, "an RFC 3339 time");
+        char want[64];
+        snprintf(want, sizeof want, "this was attempt %zu", i + 1);
+        cr_expect(jstr(x, "error") && strstr(jstr(x, "error"), want), "attempt %zu: %s", i + 1,
+                  jstr(x, "error"));
+        if (i)
+            cr_expect(strcmp(jstr(x, "at"), jstr(json_array_get(errs, i - 1), "at")) >= 0,
+                      "oldest first");
+    }
+    /* the last one is the failure the `error` field keeps, as before */
+    cr_expect_str_eq(jstr(json_array_get(errs, 2), "error"), jstr(e, "error"));
+
+    char *out = NULL;
+    cr_expect_eq(e2e_ctl(&E, &out, NULL, "dlq", "show", jstr(item, "dlq_id"), NULL), 0);
+    cr_expect(out && strstr(out, "attempt errors:\n  #1  ") && strstr(out, "  #3  ") &&
+                  strstr(out, "chaos/main  chaos/main: data.fault asks for 10 retries; this was "
+                              "attempt 2"),
+              "%s", out);
+    free(out);
+    json_t *j = NULL;
+    cr_expect_eq(e2e_ctl_json(&E, &j, "dlq", "show", jstr(item, "dlq_id"), "--json", NULL), 0);
+    cr_expect_eq(json_array_size(json_object_get(j, "attempt_errors")), 3);
+    json_decref(j);
+    json_decref(e);
+    json_decref(item);
+}
+
+Test(admin_dlq, a_failure_before_any_handler_is_one_attempt_error_without_a_handler)
+{
+    seed(0, 0);
+    char *ev = e2e_event("a-bad", "NOT A TYPE", "a", "{}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    long long end = harness_now_ms() + 20000;
+    while (fx_xlen(&E.fx, "t:events:dlq") < 1 && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    json_t *item = entry_of_event("a-bad");
+    cr_assert(item, "no dead letter (log %s)", E.fx.log);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/%s", jstr(item, "dlq_id"));
+    /* the envelope failed before its tenant was read: only "*" sees it */
+    json_t *e = call_ok("GET", path, OP_ALL, NULL, 200);
+    json_t *errs = json_object_get(e, "attempt_errors");
+    cr_assert_eq(json_array_size(errs), 1);
+    cr_expect(json_is_null(json_object_get(json_array_get(errs, 0), "handler")));
+    cr_expect_eq(jint(json_array_get(errs, 0), "attempt"), 1);
+    cr_expect_str_eq(jstr(json_array_get(errs, 0), "error"), jstr(e, "error"));
+    json_decref(e);
+    json_decref(item);
+}
+
 Test(admin_dlq, another_tenants_entry_answers_exactly_like_a_missing_one)
 {
     seed(1, 1);

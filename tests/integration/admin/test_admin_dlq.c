@@ -405,6 +405,92 @@ Test(admin_dlq, bad_limits_and_unknown_parameters_are_400)
     expect_400("POST", "/api/v1/dlq/12x/retry", OP_A, NULL, "id");
 }
 
+/* ---- the overview's history (GET /api/v1/stats/history) -------------------- */
+
+/* Sums of a history's points: events, failures, dead_lettered. */
+static void history_sums(const char *token, long long *events, long long *failures,
+                         long long *dead, size_t *n_points, json_t **last)
+{
+    json_t *j = call_ok("GET", "/api/v1/stats/history", token, NULL, 200);
+    json_t *pts = json_object_get(j, "points"), *p;
+    size_t i;
+    *events = *failures = *dead = 0;
+    json_array_foreach(pts, i, p)
+    {
+        *events += jint(p, "events");
+        *failures += jint(p, "failures");
+        *dead += jint(p, "dead_lettered");
+    }
+    *n_points = json_array_size(pts);
+    if (last)
+        *last = json_incref(json_array_get(pts, json_array_size(pts) - 1));
+    json_decref(j);
+}
+
+Test(admin_dlq, stats_history_has_per_period_points_of_the_callers_tenant_only)
+{
+    write_conf();
+    fx_conf(&E.fx, "20-stats.yaml", "stats: { history_period: 1s }\n");
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "a-%d", i);
+        publish_reject(id, "a");
+    }
+    publish_reject("b-0", "b");
+    publish_reject("b-1", "b");
+    char *ev = e2e_event("a-ok", "test.e2e.happened", "a", "{}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 40000), "evbusd did not come up (log %s)", E.fx.log);
+
+    /* the events land in some period; a later sample has read the DLQ and
+     * the group (every 2 s) */
+    long long ev_a = 0, fail_a = 0, dead_a = 0, end = harness_now_ms() + 20000;
+    size_t n = 0;
+    json_t *last = NULL;
+    for (;;) {
+        json_decref(last);
+        history_sums(VIEW_A, &ev_a, &fail_a, &dead_a, &n, &last);
+        if ((ev_a == 4 && last && jint(last, "dlq_entries") == 5 &&
+             json_is_integer(json_object_get(last, "pending"))) ||
+            harness_now_ms() > end)
+            break;
+        e2e_sleep_ms(200);
+    }
+    cr_expect_eq(ev_a, 4, "tenant a's events: 3 rejected, 1 ok");
+    cr_expect_eq(fail_a, 3);
+    cr_expect_eq(dead_a, 3);
+    cr_assert(last);
+    cr_expect_eq(jint(last, "dlq_entries"), 5, "the stream's DLQ, sampled each period");
+    cr_expect(json_is_integer(json_object_get(last, "pending")));
+    cr_expect(json_is_number(json_object_get(last, "span_s")));
+    cr_expect(n >= 1 && n <= 15, "%zu points", n);
+    json_decref(last);
+
+    long long ev_all, fail_all, dead_all;
+    history_sums(OP_ALL, &ev_all, &fail_all, &dead_all, &n, NULL);
+    cr_expect_eq(ev_all, 6, "every tenant's for a * token");
+    cr_expect_eq(dead_all, 5);
+    long long ev_b, fail_b, dead_b;
+    history_sums(VIEW_B, &ev_b, &fail_b, &dead_b, &n, NULL);
+    cr_expect_eq(ev_b, 2);
+
+    json_t *j = call_ok("GET", "/api/v1/stats/history?tenant=b", OP_ALL, NULL, 200);
+    cr_expect_str_eq(jstr(j, "tenant"), "b");
+    cr_expect_float_eq(json_real_value(json_object_get(j, "period_s")), 1.0, 1e-9);
+    json_decref(j);
+    int st;
+    char *raw;
+    j = call("GET", "/api/v1/stats/history?tenant=b", VIEW_A, NULL, &st, &raw);
+    cr_expect_eq(st, 403, "%s", raw);
+    cr_expect_str_eq(jstr(j, "field"), "tenant");
+    cr_expect(!strstr(raw, "\"events\""), "no numbers in the refusal");
+    json_decref(j);
+    free(raw);
+    expect_400("GET", "/api/v1/stats/history?limit=3", VIEW_A, NULL, "limit");
+}
+
 /* ---- one entry -------------------------------------------------------------- */
 
 Test(admin_dlq, get_shows_the_event_with_its_provenance)

@@ -382,7 +382,16 @@ await step('operator: events and audit', async () => {
   await page.getByLabel('Event id').fill('ok-001');
   await page.getByRole('button', { name: 'Look up' }).click();
   await until(() => page.locator('#event-one').filter({ hasText: 'COMPLETED' }).count(), 'the event');
-  await page.getByLabel('Status').selectOption('DEAD_LETTERED');
+  const historyRows = () => page.locator('#status-history tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  let hist = await historyRows();
+  check(hist[0][1] === 'added to the stream' && hist.some((r) => r[1] === 'COMPLETED' && r[2] === '1'), `ok-001's history: ${JSON.stringify(hist)}`);
+  await page.getByLabel('Event id').fill('a-007');
+  await page.getByRole('button', { name: 'Look up' }).click();
+  await until(() => page.locator('#event-one').filter({ hasText: 'Event a-007' }).count(), 'a dead-lettered event');
+  hist = await historyRows();
+  check(hist.some((r) => r[1] === 'DEAD_LETTERED' && r[3].includes('data.fault asks for a rejection')), `a-007's history: ${JSON.stringify(hist)}`);
+  check(await page.getByRole('region', { name: 'Status history of event a-007, oldest first' }).count() === 1, 'the history table is named');
+  await page.getByLabel('Status', { exact: true }).selectOption('DEAD_LETTERED');
   await page.getByRole('button', { name: 'List', exact: true }).click();
   await until(() => page.locator('#event-list tbody tr').count(), 'the list');
   await axe('events');

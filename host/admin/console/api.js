@@ -150,7 +150,10 @@ export const S = {
     failed: 'integer', gone: 'integer', error: '?string',
   },
   dryRun: { count: 'integer', confirm: 'string', expires_at: 'string', filter: 'any' },
-  event: { id: 'string', type: 'string', tenant: '?string', status: 'string', attempts: '?integer', created_at: '?string' },
+  event: {
+    id: 'string', type: 'string', tenant: '?string', status: 'string', attempts: '?integer', created_at: '?string',
+    'status_history?': [{ status: 'string', at: 'string', attempts: '?integer', error: '?string' }],
+  },
   replay: {
     id: 'string', status: 'string', tenant: '?string', types: '?any', total: '?integer',
     processed: '?integer', skipped: '?integer', failed: '?integer', created_at: '?string',

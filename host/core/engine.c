@@ -1112,7 +1112,7 @@ static void *maint_main(void *arg)
     pthread_setname_np(pthread_self(), "evbus-maint");
     redisContext *c = NULL;
     int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0,
-            last_pause = 0, last_history = 0;
+            last_pause = 0, last_history = clock_mono_ms();
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
     int64_t stale_every = LIVE(e, stale_consumer_ms) / 2;
@@ -1147,7 +1147,7 @@ static void *maint_main(void *arg)
             last_group = now;
         }
         stats_sample(e->stats, now);
-        if (!last_history || now - last_history >= LIVE(e, history_period_ms)) {
+        if (now - last_history >= LIVE(e, history_period_ms)) {
             sample_history(e, now);
             last_history = now;
         }
@@ -1255,7 +1255,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     e->stats = stats_new();
-    e->history = stats_history_new();
+    e->history = stats_history_new(clock_wall_ms(), clock_mono_ms());
     fill_link(e);
     apply_live(e, gen);
     e->current = gen;

@@ -126,9 +126,11 @@ typedef struct stats_gauges {
 
 typedef struct stats_history stats_history_t;
 
-/* NULL when out of memory.  Owned by the caller (stats_history_free, once
- * no thread uses it). */
-stats_history_t *stats_history_new(void);
+/* A history whose first sample is zero counts at (wall_ms, mono_ms): make
+ * it with the stats_t it samples, so the first point counts everything
+ * before the first sample.  NULL when out of memory.  Owned by the caller
+ * (stats_history_free, once no thread uses it). */
+stats_history_t *stats_history_new(int64_t wall_ms, int64_t mono_ms);
 void stats_history_free(stats_history_t *h);
 
 /* Take a sample now (wall_ms: clock_wall_ms, mono_ms: clock_mono_ms):

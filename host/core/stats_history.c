@@ -31,7 +31,7 @@ typedef struct snap {
 
 struct stats_history {
     pthread_mutex_t lock; /* guards cur (the pointer, not the snapshot) */
-    snap_t *cur;          /* NULL before the first sample */
+    snap_t *cur;          /* never NULL: at first the origin, zero counts */
 };
 
 static void snap_unref(snap_t *p)
@@ -40,11 +40,25 @@ static void snap_unref(snap_t *p)
         free(p);
 }
 
-stats_history_t *stats_history_new(void)
+stats_history_t *stats_history_new(int64_t wall_ms, int64_t mono_ms)
 {
     stats_history_t *h = calloc(1, sizeof *h);
-    if (h)
-        pthread_mutex_init(&h->lock, NULL);
+    snap_t *origin = calloc(1, sizeof *origin);
+    if (!h || !origin) {
+        free(h);
+        free(origin);
+        return NULL;
+    }
+    pthread_mutex_init(&h->lock, NULL);
+    /* zero counts when the stats begin: the first point holds whatever
+     * happened before the first sample */
+    origin->n = 1;
+    origin->s[0].wall_ms = wall_ms;
+    origin->s[0].mono_ms = mono_ms;
+    origin->s[0].g = (stats_gauges_t){METRICS_UNSET, METRICS_UNSET, METRICS_UNSET,
+                                      METRICS_UNSET, METRICS_UNSET};
+    atomic_init(&origin->refs, 1);
+    h->cur = origin;
     return h;
 }
 

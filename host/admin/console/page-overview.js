@@ -79,15 +79,16 @@ function failureRate(counts) {
   return rate;
 }
 
-// The server's points older than the first sample this page took itself.
+// The server's points where the page has no sample of its own (before it
+// was opened, or while another page was shown): within half a period of
+// one of ours, ours is the finer.
 function seed(history) {
-  const first = samples.length ? samples[0].t : Infinity;
-  const older = history.points.map((p) => ({
+  const near = history.period_s * 500;
+  const fill = history.points.map((p) => ({
     t: Date.parse(p.at), throughput: p.per_s, lag: p.lag, pending: p.pending,
     oldest: p.oldest_pending_age_s, dlq: p.dlq_ratio, failure: p.failure_ratio,
-  })).filter((p) => Number.isFinite(p.t) && p.t < first && !samples.some((q) => q.seeded && q.t === p.t));
-  for (const p of older) p.seeded = true;
-  samples.unshift(...older);
+  })).filter((p) => Number.isFinite(p.t) && !samples.some((q) => Math.abs(q.t - p.t) < near));
+  samples.push(...fill);
   samples.sort((a, b) => a.t - b.t);
 }
 

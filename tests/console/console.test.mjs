@@ -136,7 +136,7 @@ function capture(part) {
   const got = [];
   const fn = async (r) => {
     if (!r.url().includes(part)) return;
-    try { got.push({ url: r.url(), body: await r.json() }); } catch { /* discarded page */ }
+    try { got.push({ url: r.url(), auth: r.request().headers().authorization, body: await r.json() }); } catch { /* discarded page */ }
   };
   page.on('response', fn);
   return { got, stop: () => page.off('response', fn) };
@@ -198,9 +198,10 @@ await step('tenant viewer: only its tenant, 250 dead letters over 5 pages', asyn
 await step('operator: overview with health and charts', async () => {
   const history = capture('/api/v1/stats/history');
   await signIn(TOK.operator);
-  await until(() => history.got.length, 'the overview asking for the history');
+  const ours = () => history.got.filter((x) => x.auth === `Bearer ${TOK.operator}`);
+  await until(() => ours().length, 'the overview asking for the history');
   history.stop();
-  const hist = history.got[history.got.length - 1].body;
+  const hist = ours().pop().body;
   check(hist.period_s === 1 && hist.points.length >= 2, `the server's history: ${hist.points.length} points`);
   await until(async () => (await page.locator('#updated').textContent()) !== '', 'the first refresh');
   const label = await page.getByRole('img', { name: /^Throughput over the last 15 minutes/ }).getAttribute('aria-label');
@@ -458,11 +459,13 @@ await step('tenant operator: only its tenant everywhere, no tenant choice, forgi
   const statsReplies = capture('/api/v1/stats');
   await signIn(TOK.tenantOperator);
   check((await page.locator('#who-text').textContent()).includes('tenant a'), 'tenant shown');
-  await until(() => statsReplies.got.filter((x) => /\/stats(\?|$)/.test(x.url)).length &&
-    statsReplies.got.filter((x) => /\/stats\/history/.test(x.url)).length, 'the overview\'s stats and history');
+  // the replies to this session's requests (the previous page's may land too)
+  const mine = (re) => statsReplies.got.filter((x) => re.test(x.url) && x.auth === `Bearer ${TOK.tenantOperator}`);
+  await until(() => mine(/\/stats(\?|$)/).length && mine(/\/stats\/history/).length, 'the overview\'s stats and history');
   statsReplies.stop();
-  const stats = statsReplies.got.filter((x) => /\/stats(\?|$)/.test(x.url)).pop().body;
-  const hist = statsReplies.got.filter((x) => /\/stats\/history/.test(x.url)).pop().body;
+  const stats = mine(/\/stats(\?|$)/).pop().body;
+  const hist = mine(/\/stats\/history/).pop().body;
+  check(mine(/tenant=/).length === 0, 'the console asks for no tenant: the server scopes the token');
   check(hist.tenant === 'a' && hist.points.length >= 1, `the history is tenant a's: ${JSON.stringify(hist).slice(0, 120)}`);
   check(stats.tenant === 'a' && !('by_tenant' in stats) && !('untracked' in stats), `the overview reads tenant a's stats only: ${JSON.stringify(stats).slice(0, 200)}`);
   check(Object.keys(stats.by_type).every((t) => t.startsWith('test.')), 'types of its own events');

@@ -80,7 +80,8 @@ static const char *path_id(admin_req_t *r)
  * "since: ...") is the field at fault. */
 static void filter_field(const char *err, const char *prefix, char *out, size_t len)
 {
-    static const char *const fields[] = {"tenant", "type", "reason", "handler", "since", "until"};
+    static const char *const fields[] = {"tenant", "type",  "reason",  "handler",
+                                         "since",  "until", "event_id"};
     size_t n = strspn(err, "abcdefghijklmnopqrstuvwxyz_");
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++)
         if (strlen(fields[i]) == n && strncmp(err, fields[i], n) == 0) {
@@ -111,6 +112,8 @@ static int query_filter(admin_req_t *r, evbus_dlq_filter_t *f)
         admin_query_time(r, "since", &f->since_ms) != 0 ||
         admin_query_time(r, "until", &f->until_ms) != 0)
         return -1;
+    /* any CloudEvent id (spaces included): libevbus's check bounds it */
+    f->event_id = admin_query(r, "event_id");
     return filter_check(r, f, "");
 }
 
@@ -126,13 +129,15 @@ static int client_failure(admin_req_t *r, int rc, const char *field, const char 
 
 /* ---- entries as JSON ------------------------------------------------------ */
 
-/* A list item: everything but the event itself. */
+/* A list item: everything but the event itself and the attempt errors
+ * (up to 16 texts each: the detail has them). */
 static json_t *entry_item(const evbus_dlq_entry_t *e)
 {
     json_t *o = evbus_dlq_entry_json(e);
     if (o) {
         json_object_del(o, "raw");
         json_object_del(o, "event");
+        json_object_del(o, "attempt_errors");
     }
     return o;
 }
@@ -873,8 +878,8 @@ static int redrive(admin_req_t *r)
 
 /* ---- the table ------------------------------------------------------------------ */
 
-static const char *const LIST_QUERY[] = {"limit", "cursor", "type", "handler", "reason",
-                                         "since", "until", "tenant", NULL};
+static const char *const LIST_QUERY[] = {"limit", "cursor", "type",   "handler", "reason",
+                                         "since", "until",  "tenant", "event_id", NULL};
 
 const admin_route_t admin_routes_dlq[] = {
     /* a list polled by many clients costs Redis one page read per 250 ms */

@@ -19,6 +19,16 @@ static int stats_route(admin_req_t *r)
     return admin_json(r, 200, engine_stats_json(r->engine, tenant));
 }
 
+/* GET /api/v1/stats/history: the last 15 periods of the same numbers, for
+ * the overview's charts; the same tenant rule as /api/v1/stats. */
+static int stats_history_route(admin_req_t *r)
+{
+    const char *tenant;
+    if (admin_query_tenant(r, &tenant))
+        return 0;
+    return admin_json(r, 200, engine_stats_history_json(r->engine, tenant));
+}
+
 /* GET /api/v1/handlers: every instance with its subscriptions, counters
  * and state.  Handlers are shared by every tenant: their names and
  * counters are operational data, not a tenant's events. */
@@ -122,6 +132,9 @@ static const char *const stats_query[] = {"tenant", NULL};
 const admin_route_t admin_routes_ops[] = {
     {"GET", "/api/v1/stats", CFG_ROLE_VIEWER, false, stats_query, NULL, "stats", stats_route,
      500},
+    /* a new point comes once a period: many consoles share one reply */
+    {"GET", "/api/v1/stats/history", CFG_ROLE_VIEWER, false, stats_query, NULL,
+     "stats.history", stats_history_route, 1000},
     {"GET", "/api/v1/handlers", CFG_ROLE_VIEWER, false, NULL, NULL, "handlers.list",
      handlers_route, 0},
     {"POST", "/api/v1/handlers/{instance}/pause", CFG_ROLE_OPERATOR, true, NULL,

@@ -107,6 +107,23 @@ static int check_handler(evbus_client_t *c, const char *h, char *err, size_t err
                        "handler \"%.64s\": must be \"instance\" or \"instance/subscriber\"", h);
 }
 
+/* A CloudEvent id as the filter takes it: what the daemon can have
+ * written in the `event_id` field (the envelope check refuses control
+ * characters), bounded so a request cannot make every entry compare
+ * against a huge string. */
+static int check_event_id(evbus_client_t *c, const char *id, char *err, size_t errlen)
+{
+    if (!id)
+        return 0;
+    bool ok = *id && strlen(id) <= 256;
+    for (const char *p = id; ok && *p; p++)
+        ok = (unsigned char)*p >= ' ' && *p != 0x7f;
+    if (ok)
+        return 0;
+    return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                       "event_id: must be 1 to 256 bytes without control characters");
+}
+
 int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char *err,
                            size_t errlen)
 {
@@ -115,7 +132,8 @@ int evbus_dlq_filter_check(evbus_client_t *c, const evbus_dlq_filter_t *f, char 
     int rc;
     if ((rc = check_type(c, f->type, err, errlen)) != 0 ||
         (rc = check_reason(c, f->reason, err, errlen)) != 0 ||
-        (rc = check_handler(c, f->handler, err, errlen)) != 0)
+        (rc = check_handler(c, f->handler, err, errlen)) != 0 ||
+        (rc = check_event_id(c, f->event_id, err, errlen)) != 0)
         return rc;
     if (f->since_ms < 0 || f->until_ms < 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "%s: before 1970",
@@ -162,10 +180,12 @@ static bool handler_match(const char *want, const char *handlers)
     return hit;
 }
 
-/* Tenant, type, reason and handler; the time bounds are the scan's range. */
+/* Tenant, type, reason, handler and event id; the time bounds are the
+ * scan's range. */
 static bool filter_match(const evbus_dlq_filter_t *f, const evbus_dlq_entry_t *e)
 {
     return !f || (tenant_ok(f->tenant, e) && type_match(f->type, e->type) &&
+                  (!f->event_id || strcmp(f->event_id, e->event_id) == 0) &&
                   (!f->reason || strcmp(f->reason, e->reason) == 0) &&
                   handler_match(f->handler, e->handlers));
 }
@@ -176,7 +196,8 @@ void evbus_dlq_entry_free(evbus_dlq_entry_t *e)
         return;
     char **strs[] = {&e->event,  &e->stream,        &e->orig_id,      &e->event_id,
                      &e->type,   &e->tenant,        &e->reason,       &e->handlers,
-                     &e->error,  &e->first_failure, &e->last_failure, &e->replay_job};
+                     &e->error,  &e->first_failure, &e->last_failure, &e->replay_job,
+                     &e->attempt_errors};
     for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
         free(*strs[i]);
     memset(e, 0, sizeof *e);
@@ -206,6 +227,7 @@ static int parse_entry(const redisReply *item, evbus_dlq_entry_t *e)
         {"type", &e->type},            {"tenant", &e->tenant},      {"reason", &e->reason},
         {"handlers", &e->handlers},    {"error", &e->error},        {"first_failure", &e->first_failure},
         {"last_failure", &e->last_failure}, {"replay_job", &e->replay_job},
+        {"attempt_errors", &e->attempt_errors},
     };
     if (kv->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i + 1 < kv->elements; i += 2) {
@@ -881,6 +903,12 @@ json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e)
         json_decref(handlers);
         handlers = json_string(e->handlers);
     }
+    json_t *errors = json_loads(e->attempt_errors ? e->attempt_errors : "", 0, NULL);
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = e->attempt_errors && *e->attempt_errors ? json_string(e->attempt_errors)
+                                                         : json_array();
+    }
     json_t *event = json_loadb(e->event, e->event_len, JSON_ALLOW_NUL, NULL);
     int rc = json_object_set_new(o, "dlq_id", json_string(e->dlq_id)) |
              json_object_set_new(o, "stream", json_string(e->stream)) |
@@ -895,6 +923,7 @@ json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e)
              json_object_set_new(o, "first_failure", json_string(e->first_failure)) |
              json_object_set_new(o, "last_failure", json_string(e->last_failure)) |
              json_object_set_new(o, "replay_job", str_or_null(e->replay_job)) |
+             json_object_set_new(o, "attempt_errors", errors) |
              json_object_set_new(o, "raw", json_stringn(e->event, e->event_len)) |
              json_object_set_new(o, "event", event ? event : json_null());
     if (rc != 0) {

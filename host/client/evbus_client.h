@@ -359,9 +359,20 @@ int evbus_time_check(const char *s);
  *        handlers <JSON array of failing handlers "instance/subscriber">
  *        attempts <int> error <last error text>
  *        first_failure <RFC 3339> last_failure <RFC 3339>
+ *        attempt_errors <JSON array, see ATTEMPT ERRORS>
  *        [replay_job <id>]
  * Readers tolerate missing fields (empty strings, attempts 0) and ignore
  * unknown ones.
+ *
+ * ATTEMPT ERRORS.  Every failed attempt's error, oldest first:
+ *   [{"attempt": n, "handler": "instance/subscriber" or null (a failure
+ *     before any handler ran), "at": RFC 3339, "error": text}, ...]
+ * The last item is the failure that dead-lettered the event (its error is
+ * the `error` field's).  Bounded: the newest EVBUS_DLQ_ERRORS_MAX attempts
+ * (older ones are dropped; their attempt numbers are missing), each text
+ * cut to EVBUS_DLQ_ERROR_MAX bytes at a character boundary.  Entries an
+ * older evbusd wrote have no such field (read as "").  The retry schedule carries the list along in its members' meta
+ * ("ae") from attempt to attempt.
  *
  * TENANCY.  Every operation takes an optional tenant (NULL = all).  With a
  * tenant, entries of any other tenant (or with no tenant) behave exactly
@@ -431,6 +442,10 @@ typedef enum evbus_dlq_reason {
  * NULL for EVBUS_DLQ_NONE and values out of range.  Static storage. */
 const char *evbus_dlq_reason_name(evbus_dlq_reason_t r);
 
+/* The bounds of ATTEMPT ERRORS. */
+#define EVBUS_DLQ_ERRORS_MAX 16
+#define EVBUS_DLQ_ERROR_MAX 512
+
 typedef struct evbus_dlq_entry {
     char dlq_id[EVBUS_STREAM_ID_LEN];
     /* Owned strings, never NULL except replay_job (NULL when absent). */
@@ -439,6 +454,7 @@ typedef struct evbus_dlq_entry {
     char *stream, *orig_id, *event_id, *type, *tenant, *reason, *handlers, *error,
         *first_failure, *last_failure, *replay_job;
     long attempts;
+    char *attempt_errors; /* owned JSON text (see ATTEMPT ERRORS), "" when absent */
 } evbus_dlq_entry_t;
 
 typedef struct evbus_dlq_filter {
@@ -449,11 +465,13 @@ typedef struct evbus_dlq_filter {
                             "instance" (any of its subscribers) among `handlers` */
     int64_t since_ms;    /* dead-lettered at or after (Unix ms, see TIME); 0 = no bound */
     int64_t until_ms;    /* dead-lettered before (Unix ms); 0 = no bound */
+    const char *event_id; /* NULL = any; else the CloudEvent id, exactly (1..256 bytes,
+                             no control characters) */
 } evbus_dlq_filter_t;
 
 /*
  * 0 when f (NULL = all) is a valid filter, else EVBUS_CLIENT_EINVAL with a
- * message naming the field ("reason \"x\": ...", "since: ...").  Every
+ * message naming the field ("reason \"x\": ...", "since: ...", "event_id: ...").  Every
  * function taking a filter checks it first; this lets a caller check one
  * before it does anything else.  c may be NULL.
  */
@@ -568,7 +586,8 @@ void evbus_dlq_entry_free(evbus_dlq_entry_t *e);
  * The entry as a new JSON object: dlq_id, stream, orig_id, event_id, type,
  * tenant, reason, attempts (integer), error, first_failure, last_failure,
  * replay_job (string or null), handlers (array, or the raw string when it
- * is not a JSON array), raw (the event bytes as a string) and event (the
+ * is not a JSON array), attempt_errors (the array of ATTEMPT ERRORS; []
+ * when the entry has none, the raw string when it is not a JSON array), raw (the event bytes as a string) and event (the
  * parsed event, or null when the bytes are not JSON).  NULL on OOM.
  */
 json_t *evbus_dlq_entry_json(const evbus_dlq_entry_t *e);

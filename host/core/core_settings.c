@@ -155,6 +155,11 @@ static const cfg_setting_t rows[] = {
      .why = "from the next health request",
      .desc = "an entry read but not acknowledged by this host for this long makes /health "
              "`degraded` (in-host lag)"},
+    {.key = "stats.history_period", .type = CFG_DURATION, .offset = OFF(stats_history_period_ms),
+     .min = 1000, .max = 60000, .def = "1m", .reload = CFG_LIVE,
+     .why = "from the next sample (the points already taken keep their span)",
+     .desc = "one point of the overview's history (`GET /api/v1/stats/history`, the console's "
+             "charts), which keeps the last 15: a quarter of an hour at the default"},
 };
 
 static const cfg_source_t *source_of(const evbus_config_t *cfg, const char *key)

@@ -293,6 +293,49 @@ static void metadata(dctx_t *d, const struct evbus_event *ev)
     store_pending_add(&d->meta, &u);
 }
 
+/* s cut to at most max bytes at a character boundary, as a JSON string;
+ * text that is not UTF-8 (a handler's reason can be any bytes, and %.Ns
+ * cuts mid-character) keeps its ASCII and shows '?' for the rest. */
+static json_t *error_text(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    json_t *j = json_stringn(s, n);
+    if (j)
+        return j;
+    char buf[EVBUS_DLQ_ERROR_MAX + 1];
+    n = n < sizeof buf - 1 ? n : sizeof buf - 1;
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)s[i] < 0x80 ? s[i] : '?';
+    return json_stringn(buf, n);
+}
+
+/*
+ * The event's earlier attempts' errors (its retry metadata's "ae") and one
+ * more, the newest EVBUS_DLQ_ERRORS_MAX kept: what the next retry member
+ * and the dead letter carry.  Only a failing attempt calls it: a success
+ * never builds the list.  New array; caller decrefs.
+ */
+static json_t *attempt_errors_plus(const struct evbus_event *ev, int attempt,
+                                   const char *handler, const char *error)
+{
+    json_t *a = json_array();
+    size_t n = json_array_size(ev->attempt_errors);
+    size_t skip = n + 1 > EVBUS_DLQ_ERRORS_MAX ? n + 1 - EVBUS_DLQ_ERRORS_MAX : 0;
+    for (size_t i = skip; i < n; i++)
+        json_array_append(a, json_array_get(ev->attempt_errors, i));
+    char at[CLOCK_RFC3339_LEN];
+    json_array_append_new(a, json_pack("{s:i, s:o, s:s, s:o}", "attempt", attempt, "handler",
+                                       handler ? json_string(handler) : json_null(), "at",
+                                       clock_rfc3339(clock_wall_ms(), at), "error",
+                                       error_text(error, EVBUS_DLQ_ERROR_MAX)));
+    return a;
+}
+
 /* Queue the dead letter for ev: original bytes unchanged plus provenance. */
 static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t why)
 {
@@ -312,6 +355,11 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
     clock_rfc3339(ev->first_failure_ms ? ev->first_failure_ms : now, first);
     clock_rfc3339(now, last);
     const char *sid = ev->orig_sid[0] ? ev->orig_sid : (ev->stream_id ? ev->stream_id : "");
+    json_t *errs = attempt_errors_plus(ev, ev->attempt > 0 ? ev->attempt : 1,
+                                       ev->n_failed ? ev->failed[ev->n_failed - 1] : NULL,
+                                       ev->error);
+    char *errs_json = json_dumps(errs, JSON_COMPACT);
+    json_decref(errs);
     const char *argv[40];
     size_t lens[40];
     int argc = 0;
@@ -348,6 +396,8 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
     SARG(first);
     SARG("last_failure");
     SARG(last);
+    SARG("attempt_errors");
+    SARG(errs_json ? errs_json : "[]");
     if (ev->replay_job) {
         SARG("replay_job");
         SARG(ev->replay_job);
@@ -355,6 +405,7 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
 #undef SARG
 #undef ARG
     add_cmd(d, argc, argv, lens);
+    free(errs_json);
     METRIC_INC(dlq_written);
     ev->status = EV_STATUS_DEAD_LETTERED;
     ev->dlq_reason = why;
@@ -377,6 +428,12 @@ static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, 
                              error ? error : "");
     if (ev->replay_job)
         json_object_set_new(meta, "rj", json_string(ev->replay_job));
+    /* every failed attempt's error travels with the retry to the dead
+     * letter; a deferral (no error) carries the earlier ones as they are */
+    if (error)
+        json_object_set_new(meta, "ae", attempt_errors_plus(ev, ev->attempt, h->name, error));
+    else if (ev->attempt_errors)
+        json_object_set(meta, "ae", ev->attempt_errors);
     char *m = json_dumps(meta, JSON_COMPACT);
     json_decref(meta);
     size_t ml = strlen(m);

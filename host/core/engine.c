@@ -87,7 +87,7 @@ struct engine {
     struct {
         atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms;
         atomic_uint stale_consumer_ms, circuit_failures, reconnect_max_ms, dlq_capacity;
-        atomic_uint connect_ms, unhealthy_after_ms;
+        atomic_uint connect_ms, unhealthy_after_ms, history_period_ms;
         atomic_bool circuit_stop;
     } live;
 
@@ -123,6 +123,7 @@ struct engine {
 
     store_writer_t *meta;
     stats_t *stats;        /* per tenant and type counts, throughput (stats.h) */
+    stats_history_t *history; /* the overview's last 15 periods; sampled by maintenance */
     store_replay_worker_t *replay;
     retention_t *ret;      /* the stream's trimmer; maintenance thread */
     pthread_mutex_t replay_lock;
@@ -159,6 +160,7 @@ static void apply_live(engine_t *e, const generation_t *gen)
     METRIC_SET(dlq_capacity, c->dlq_capacity);
     atomic_store(&e->live.connect_ms, c->redis_connect_timeout_ms);
     atomic_store(&e->live.unhealthy_after_ms, (unsigned)c->health_unhealthy_after_ms);
+    atomic_store(&e->live.history_period_ms, (unsigned)c->stats_history_period_ms);
     atomic_store(&e->live.circuit_stop, c->circuit_stop);
     metrics_set_tenant_labels(gen->cfg->admin.metrics_tenant_label);
     /* before the generation gauge names gen: its handlers' series show */
@@ -1087,13 +1089,29 @@ static void watch_overruns(engine_t *e)
         dctx_check_overrun(&e->workers[i].ctx, now);
 }
 
+/* One point of the overview's history: the counts so far and the gauges
+ * this thread last read from Redis (their own cadence: a second for the
+ * DLQ, GROUP_SAMPLE_MS for the group). */
+static void sample_history(engine_t *e, int64_t now)
+{
+    stats_gauges_t g = {
+        .lag = SAMPLED_GET(consumer_lag),
+        .pending = SAMPLED_GET(pending),
+        .oldest_pending_age_ms = SAMPLED_GET(oldest_pending_age_ms),
+        .dlq_entries = SAMPLED_GET(dlq_entries),
+        .dlq_ratio_ppm = SAMPLED_GET(dlq_capacity_ratio_ppm),
+    };
+    if (stats_history_sample(e->history, e->stats, clock_wall_ms(), now, &g) != 0)
+        log_warn("engine", "stats history: out of memory; this period's point is missing");
+}
+
 static void *maint_main(void *arg)
 {
     engine_t *e = arg;
     pthread_setname_np(pthread_self(), "evbus-maint");
     redisContext *c = NULL;
     int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0,
-            last_pause = 0;
+            last_pause = 0, last_history = clock_mono_ms();
     /* look for stale consumers at half their idle bound, between the
      * reclaim interval and once a minute */
     int64_t stale_every = LIVE(e, stale_consumer_ms) / 2;
@@ -1128,6 +1146,10 @@ static void *maint_main(void *arg)
             last_group = now;
         }
         stats_sample(e->stats, now);
+        if (now - last_history >= LIVE(e, history_period_ms)) {
+            sample_history(e, now);
+            last_history = now;
+        }
         if (rc == 0) {
             /* retention is live: the serving generation's policy each round */
             generation_t *g = engine_current(e);
@@ -1232,6 +1254,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     e->stats = stats_new();
+    e->history = stats_history_new(clock_wall_ms(), clock_mono_ms());
     fill_link(e);
     apply_live(e, gen);
     e->current = gen;
@@ -1253,6 +1276,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     METRIC_SET(generation, gen->number);
     METRIC_SET(redis_up, 1);
     if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats ||
+        !e->history ||
         !e->paused_key || !e->pauses) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
@@ -1363,6 +1387,8 @@ bool engine_wait_drained(generation_t *old, int timeout_ms)
 void engine_request_stop(engine_t *e) { atomic_store(&e->stop, true); }
 
 stats_t *engine__stats(engine_t *e) { return e->stats; }
+stats_history_t *engine__history(engine_t *e) { return e->history; }
+int64_t engine__history_period_ms(engine_t *e) { return LIVE(e, history_period_ms); }
 
 bool engine_wants_exit(engine_t *e) { return atomic_load(&e->wants_exit); }
 
@@ -1442,6 +1468,7 @@ void engine_free(engine_t *e)
     pause_table_free(e->pauses);
     retention_free(e->ret);
     stats_free(e->stats);
+    stats_history_free(e->history);
     free(e->dlq_stream);
     free(e);
 }

@@ -38,6 +38,12 @@ json_t *engine_stats_json(engine_t *e, const char *tenant)
     return out;
 }
 
+json_t *engine_stats_history_json(engine_t *e, const char *tenant)
+{
+    return stats_history_json(engine__history(e), engine__stats(e), tenant,
+                              engine__history_period_ms(e));
+}
+
 /* The instance's entry in list, created on first use. */
 static json_t *instance_entry(json_t *list, const gen_handler_t *h)
 {

@@ -49,10 +49,13 @@ void event_reset(struct evbus_event *ev)
     free(ev->data_json);
     free(ev->retry_target);
     free(ev->replay_job);
+    if (ev->attempt_errors)
+        json_decref(ev->attempt_errors);
     memset(ev, 0, offsetof(struct evbus_event, attr_buf));
     ev->attempt = 0;
     ev->first_failure_ms = 0;
     ev->retry_target = NULL;
+    ev->attempt_errors = NULL;
     ev->replay_job = NULL;
     ev->is_replay = false;
     ev->status = EV_STATUS_PROCESSING;
@@ -221,6 +224,11 @@ static int parse_retry_meta(struct evbus_event *ev)
     const char *sid = str_attr(m, "sid");
     if (sid)
         snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", sid);
+    /* a retry's earlier errors: kept as parsed (a reference), read only
+     * if this attempt fails too */
+    json_t *ae = json_object_get(m, "ae");
+    if (json_is_array(ae))
+        ev->attempt_errors = json_incref(ae);
     const char *rj = str_attr(m, "rj");
     if (rj) {
         ev->replay_job = strdup(rj);

@@ -70,6 +70,8 @@ struct evbus_event {
     char *retry_target;        /* "instance/subscriber" or NULL: all handlers */
     char orig_sid[32];         /* stream id of the original entry (retries keep it) */
     int64_t first_failure_ms;  /* 0 when never failed */
+    json_t *attempt_errors;    /* the earlier attempts' errors (retry metadata "ae", see
+                                  dispatch.c), owned; NULL when none */
     bool is_replay;
     char *replay_job;
 

@@ -207,23 +207,57 @@ static bool ready(const atomic_int *state)
     return atomic_load_explicit(state, memory_order_acquire) == SLOT_READY;
 }
 
+/* Adds cell c to series k of t (and to series 0, every event). */
+static void totals_add(stats_totals_t *t, size_t k, const stats_cell_t *c)
+{
+    uint64_t events = cell_total(c), dead = atomic_load_explicit(
+                                         &c->status[EV_STATUS_DEAD_LETTERED - EV_STATUS_COMPLETED],
+                                         memory_order_relaxed);
+    uint64_t all = 0, ok = atomic_load_explicit(&c->outcome[METRICS_OUTCOME_OK],
+                                                memory_order_relaxed);
+    for (int i = 0; i < METRICS_N_OUTCOMES; i++)
+        all += atomic_load_explicit(&c->outcome[i], memory_order_relaxed);
+    size_t ks[2] = {0, k};
+    for (int j = 0; j < (k ? 2 : 1); j++) {
+        t->events[ks[j]] += events;
+        t->dead_lettered[ks[j]] += dead;
+        t->outcomes[ks[j]] += all;
+        t->failures[ks[j]] += all - ok;
+    }
+}
+
+void stats_totals(stats_t *s, stats_totals_t *t)
+{
+    memset(t, 0, sizeof *t);
+    totals_add(t, 0, &s->untracked);
+    for (unsigned i = 0; i < TENANT_SLOTS; i++)
+        if (ready(&s->tenants[i].state))
+            totals_add(t, 1 + s->tenants[i].series, &s->tenants[i].other_types);
+    for (unsigned i = 0; i < PAIR_SLOTS; i++)
+        if (ready(&s->pairs[i].state))
+            totals_add(t, 1 + s->tenants[s->pairs[i].tenant].series, &s->pairs[i].cell);
+}
+
 /* Cumulative totals per series: 0 = every event, 1 + t->series = tenant t. */
 static void totals(stats_t *s, uint64_t *v)
 {
-    memset(v, 0, (1 + STATS_MAX_TENANTS) * sizeof *v);
-    v[0] = cell_total(&s->untracked);
+    stats_totals_t t;
+    stats_totals(s, &t);
+    memcpy(v, t.events, sizeof t.events);
+}
+
+int stats_series(stats_t *s, const char *tenant, bool *tracked)
+{
+    *tracked = true;
+    if (!tenant)
+        return 0;
     for (unsigned i = 0; i < TENANT_SLOTS; i++)
-        if (ready(&s->tenants[i].state)) {
-            uint64_t n = cell_total(&s->tenants[i].other_types);
-            v[1 + s->tenants[i].series] += n;
-            v[0] += n;
-        }
-    for (unsigned i = 0; i < PAIR_SLOTS; i++)
-        if (ready(&s->pairs[i].state)) {
-            uint64_t n = cell_total(&s->pairs[i].cell);
-            v[1 + s->tenants[s->pairs[i].tenant].series] += n;
-            v[0] += n;
-        }
+        if (ready(&s->tenants[i].state) && strcmp(s->tenants[i].name, tenant) == 0)
+            return 1 + (int)s->tenants[i].series;
+    /* as stats_json: room left means a tenant with no events yet */
+    *tracked = atomic_load(&s->n_tenants) < STATS_MAX_TENANTS &&
+               strlen(tenant) <= STATS_TENANT_MAX;
+    return -1;
 }
 
 void stats_sample(stats_t *s, int64_t now_ms)

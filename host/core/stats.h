@@ -81,6 +81,79 @@ void stats_sample(stats_t *s, int64_t now_ms);
  */
 json_t *stats_json(stats_t *s, const char *tenant);
 
+/* Cumulative counts per series since the process started: series 0 is
+ * every event, 1 + n the n-th tenant seen (stats_series).  events: final
+ * statuses decided; outcomes: handler outcomes; failures: the outcomes
+ * other than ok (retry, reject, timeout, dead). */
+typedef struct stats_totals {
+    uint64_t events[1 + STATS_MAX_TENANTS];
+    uint64_t dead_lettered[1 + STATS_MAX_TENANTS];
+    uint64_t outcomes[1 + STATS_MAX_TENANTS];
+    uint64_t failures[1 + STATS_MAX_TENANTS];
+} stats_totals_t;
+
+/* A consistent-enough read of every series (relaxed loads).  Any thread. */
+void stats_totals(stats_t *s, stats_totals_t *t);
+
+/* The series of tenant (NULL = every tenant: 0); -1 for a tenant with no
+ * events yet.  *tracked false for a tenant beyond the bounds (see above),
+ * whose numbers are nobody's to show.  Any thread. */
+int stats_series(stats_t *s, const char *tenant, bool *tracked);
+
+/* ---- history: the overview's last STATS_HISTORY_POINTS periods --------- */
+
+/*
+ * Every period (stats.history_period, a minute by default) the
+ * maintenance thread takes a sample: the cumulative totals of every series
+ * and the gauges it sampled from Redis.  The history keeps the newest
+ * STATS_HISTORY_POINTS + 1 samples, so STATS_HISTORY_POINTS points (the
+ * differences of neighbours): a quarter of an hour at the default period.
+ *
+ * Threads: stats_history_sample() from one thread only (the maintenance
+ * thread owns the samples); each sample publishes a new immutable
+ * snapshot, swapped whole under a mutex that only guards the pointer, so
+ * stats_history_json() from any thread reads a snapshot that never
+ * changes under it (reference counted; a slow reader never blocks the
+ * sampler for longer than the swap).
+ */
+#define STATS_HISTORY_POINTS 15
+
+/* The stream's gauges at a sample, as util/metrics' SAMPLED values
+ * (METRICS_UNSET: not read yet, or the last read failed). */
+typedef struct stats_gauges {
+    int64_t lag, pending, oldest_pending_age_ms, dlq_entries, dlq_ratio_ppm;
+} stats_gauges_t;
+
+typedef struct stats_history stats_history_t;
+
+/* A history whose first sample is zero counts at (wall_ms, mono_ms): make
+ * it with the stats_t it samples, so the first point counts everything
+ * before the first sample.  NULL when out of memory.  Owned by the caller
+ * (stats_history_free, once no thread uses it). */
+stats_history_t *stats_history_new(int64_t wall_ms, int64_t mono_ms);
+void stats_history_free(stats_history_t *h);
+
+/* Take a sample now (wall_ms: clock_wall_ms, mono_ms: clock_mono_ms):
+ * s's totals and g.  The caller decides when a period has passed.
+ * -1 when out of memory (the previous snapshot stays).  One thread. */
+int stats_history_sample(stats_history_t *h, stats_t *s, int64_t wall_ms, int64_t mono_ms,
+                         const stats_gauges_t *g);
+
+/*
+ * GET /api/v1/stats/history:
+ * {tenant: name|null, tracked: bool, period_s: the configured period,
+ *  points: [{at: RFC 3339 (end of the period), span_s: its real length,
+ *            events, per_s, handler_outcomes, failures, failure_ratio
+ *            (failures / handler_outcomes, null when none), dead_lettered,
+ *            -- the caller's tenant; null when it is not tracked
+ *            lag, pending, oldest_pending_age_s, dlq_entries, dlq_ratio
+ *            -- the stream's, at the end of the period; null when not read
+ *           }, ...]}  oldest first, at most STATS_HISTORY_POINTS.
+ * tenant NULL = every tenant.  Caller decrefs.  Any thread.
+ */
+json_t *stats_history_json(stats_history_t *h, stats_t *s, const char *tenant,
+                           int64_t period_ms);
+
 /* ---- the throughput ring (pure; exposed for its unit test) -------------- */
 
 /* Samples of `width` cumulative counters, oldest overwritten first. */
@@ -138,7 +211,14 @@ json_t *engine_stats_json(engine_t *e, const char *tenant /* NULL = all */);
  */
 json_t *engine_handlers_json(engine_t *e);
 
-/* The engine's stats (engine.c; for engine_stats_json).  Any thread. */
+/* GET /api/v1/stats/history: stats_history_json of the engine's history
+ * for tenant (NULL = all).  Any thread.  Caller decrefs. */
+json_t *engine_stats_history_json(engine_t *e, const char *tenant);
+
+/* The engine's stats and history (engine.c; for engine_stats_json).  Any
+ * thread. */
 stats_t *engine__stats(engine_t *e);
+stats_history_t *engine__history(engine_t *e);
+int64_t engine__history_period_ms(engine_t *e);
 
 #endif

@@ -422,7 +422,24 @@ static int dlq_show(evbus_client_t *c, const char *dlq, const struct dlq_args *a
                e.attempts, e.first_failure, e.last_failure);
         if (e.replay_job)
             printf("replay job:    %s\n", e.replay_job);
-        printf("error:         %s\nevent:\n", e.error);
+        printf("error:         %s\n", e.error);
+        /* every failed attempt, oldest first (docs: ATTEMPT ERRORS) */
+        json_t *errs = json_object_get(j, "attempt_errors");
+        if (json_array_size(errs)) {
+            printf("attempt errors:\n");
+            size_t i;
+            json_t *x;
+            json_array_foreach(errs, i, x)
+            {
+                const char *h = json_string_value(json_object_get(x, "handler"));
+                const char *at = json_string_value(json_object_get(x, "at"));
+                const char *t = json_string_value(json_object_get(x, "error"));
+                printf("  #%lld  %s  %s  %s\n",
+                       (long long)json_integer_value(json_object_get(x, "attempt")),
+                       at ? at : "?", h ? h : "-", t ? t : "");
+            }
+        }
+        printf("event:\n");
         json_t *ev = json_object_get(j, "event");
         char *pretty = json_is_null(ev) ? NULL : json_dumps(ev, JSON_INDENT(2));
         printf("%s\n", pretty ? pretty : e.event);

@@ -65,6 +65,20 @@ static void print_event(const json_t *ev)
             free(s);
         }
     }
+    /* every transition, oldest first (docs/storage.md, status_history) */
+    const json_t *hist = json_object_get(ev, "status_history");
+    if (json_array_size(hist)) {
+        printf("history:\n");
+        size_t i;
+        const json_t *x;
+        json_array_foreach((json_t *)hist, i, x)
+        {
+            const char *e = json_string_value(json_object_get(x, "error"));
+            printf("  %-24s %-13s attempt %lld%s%s\n", jstr(x, "at"), jstr(x, "status"),
+                   (long long)json_integer_value(json_object_get(x, "attempts")), e ? "  " : "",
+                   e ? e : "");
+        }
+    }
 }
 
 /* Why an id may be missing: "; metadata created before T has expired

@@ -99,6 +99,19 @@ typedef enum store_status {
     STORE_PURGED, /* its dead letter was deleted or purged (migration 0007) */
 } store_status_t;
 
+/*
+ * The status history of an event's row (migration 0010, column
+ * status_history): its transitions oldest first, each {"status", "at" (RFC
+ * 3339), "attempts", "error" (text or null)}, as the metadata writer
+ * received them (several in one batch each count) plus PURGED; the newest
+ * STORE_STATUS_HISTORY_MAX kept, each error cut at
+ * STORE_STATUS_HISTORY_ERROR_MAX bytes.  NULL for rows written before it.
+ */
+#define STORE_STATUS_HISTORY_MAX 20
+#define STORE_STATUS_HISTORY_ERROR_MAX 300
+/* The migration that adds it; the writer works without it (no history). */
+#define STORE_STATUS_HISTORY_MIGRATION 10
+
 /* "PENDING", ...; NULL for an out-of-range value. */
 const char *store_status_name(store_status_t s);
 /* Accepts the names above case-insensitively; -1 when unknown. */

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 #define EVENT_COLUMNS                                                                          \
     "id, type, tenant, correlation_id, source, stream_id, schema_version, status, attempts,"    \
     " last_error, handler_outcomes, status_at, created_at, updated_at, completed_at"
@@ -17,10 +20,16 @@
 int store_events_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen)
 {
     const char *params[] = {id};
-    return store__query_json(c, "events get",
-                             "SELECT row_to_json(e) FROM (SELECT " EVENT_COLUMNS
+    int rc = store__query_json(c, "events get",
+                             /* every column: status_history too once migration
+                              * 0010 added it (lists leave it out) */
+                             "SELECT row_to_json(e) FROM (SELECT *"
                              " FROM events WHERE id = $1 ORDER BY created_at DESC LIMIT 1) e",
                              1, params, out, err, errlen);
+    /* a row from before the history (or before 0010) has none: [] */
+    if (rc == 0 && *out && !json_is_array(json_object_get(*out, "status_history")))
+        json_object_set_new(*out, "status_history", json_array());
+    return rc;
 }
 
 int store_events_expired(PGconn *c, json_t **out, char *err, size_t errlen)
@@ -107,13 +116,29 @@ int store_events_mark_purged(PGconn *c, const char *const *ids, size_t n, char *
     }
     const char *params[] = {text};
     long changed = 0;
-    int rc = store__exec(c, "events mark purged",
-                         "UPDATE events SET status = 'PURGED',"
-                         " status_at = GREATEST(status_at, now()), completed_at = now(),"
-                         " updated_at = now()"
-                         " WHERE status = 'DEAD_LETTERED'"
-                         "   AND id IN (SELECT jsonb_array_elements_text($1::jsonb))",
-                         1, params, &changed, err, errlen);
+    /* the status history gets the PURGED transition once 0010 made room */
+    int history = store_migration_applied(c, STORE_STATUS_HISTORY_MIGRATION, err, errlen);
+    if (history < 0) {
+        free(text);
+        return -1;
+    }
+    int rc = store__exec(
+        c, "events mark purged",
+        history ? "UPDATE events SET status = 'PURGED',"
+                  " status_at = GREATEST(status_at, now()), completed_at = now(),"
+                  " updated_at = now(),"
+                  " status_history = evbus_status_history_append(status_history,"
+                  "   json_build_array(json_build_object('status', 'PURGED', 'at',"
+                  "     to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+                  "     'attempts', attempts, 'error', NULL)), " STR(STORE_STATUS_HISTORY_MAX) ")"
+                  " WHERE status = 'DEAD_LETTERED'"
+                  "   AND id IN (SELECT jsonb_array_elements_text($1::jsonb))"
+                : "UPDATE events SET status = 'PURGED',"
+                  " status_at = GREATEST(status_at, now()), completed_at = now(),"
+                  " updated_at = now()"
+                  " WHERE status = 'DEAD_LETTERED'"
+                  "   AND id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+        1, params, &changed, err, errlen);
     free(text);
     return rc != 0 ? -1 : (int)changed;
 }

@@ -89,6 +89,7 @@ struct store_writer {
     bool next_lookup;
     bool prepare;        /* the current batch's first COPY may prepare the next */
     int direct_skip;     /* writer thread only: see write_once() */
+    bool history;        /* writer thread only: events has status_history (0010) */
     bool conn_warned;    /* writer thread only: "unreachable" already logged */
     int64_t conn_warn_at;
     _Atomic int64_t drop_warn_at;
@@ -122,17 +123,21 @@ static void note_state(store_writer_t *w, bool ok, const char *err)
  * ON COMMIT DELETE ROWS empties it with each batch's transaction (also on
  * rollback), so there is no TRUNCATE round trip.
  */
-#define ROW_COLUMNS                                                                          \
+#define BASE_COLUMNS                                                                         \
     "id, type, tenant, correlation_id, source, stream_id, schema_version, status, attempts," \
     " last_error, handler_outcomes, status_at, created_at, completed_at"
-enum { ROW_NCOLUMNS = 14 };
+#define ROW_COLUMNS BASE_COLUMNS ", status_history"
+enum { ROW_NCOLUMNS = 15 };
 
+/* The staging table always has status_history (it is ours); events has it
+ * from migration 0010 on (w->history). */
 static const char stage_sql[] =
     "SET synchronous_commit = off;"
     " CREATE TEMP TABLE evbus_writer_stage (id text, type text, tenant text,"
     " correlation_id text, source text, stream_id text, schema_version int, status text,"
     " attempts int, last_error text, handler_outcomes json, status_at timestamptz,"
-    " created_at timestamptz, completed_at timestamptz) ON COMMIT DELETE ROWS";
+    " created_at timestamptz, completed_at timestamptz, status_history json)"
+    " ON COMMIT DELETE ROWS";
 
 /* The direct COPY is its own transaction (no BEGIN/COMMIT round trip);
  * the staging path needs one: BEGIN rides in the same round trip, as
@@ -147,32 +152,45 @@ enum { COPY_CHUNK = 1 << 20 };
 enum { DIRECT_BACKOFF_BATCHES = 16 };
 
 /* created_at is part of the key (the partition key), so the update leaves
- * it as it is: the row stays in its partition. */
-static const char upsert_sql[] =
-    "INSERT INTO events AS e (" ROW_COLUMNS ", updated_at)"
-    " SELECT " ROW_COLUMNS ", now() FROM evbus_writer_stage"
+ * it as it is: the row stays in its partition.
+ *
+ * An older update (by its own timestamp) never overwrites a newer one, so
+ * a late PROCESSING cannot regress a COMPLETED row.  PENDING is the
+ * publisher's, stamped on another host's clock: any consumer status
+ * replaces it whatever the clocks say. */
+#define UPSERT_HEAD(cols)                                                                    \
+    "INSERT INTO events AS e (" cols ", updated_at)"                                         \
+    " SELECT " cols ", now() FROM evbus_writer_stage"                                        \
     " ON CONFLICT (id, created_at) DO UPDATE SET"
-    " type = COALESCE(EXCLUDED.type, e.type),"
-    " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"
-    " correlation_id = COALESCE(EXCLUDED.correlation_id, e.correlation_id),"
-    " source = COALESCE(EXCLUDED.source, e.source),"
-    " stream_id = COALESCE(EXCLUDED.stream_id, e.stream_id),"
-    " schema_version = COALESCE(EXCLUDED.schema_version, e.schema_version),"
-    " status = EXCLUDED.status,"
-    " attempts = GREATEST(e.attempts, EXCLUDED.attempts),"
-    " last_error = COALESCE(EXCLUDED.last_error, e.last_error),"
-    /* json has no ||: merge as jsonb, store as json (migration 0004) */
-    " handler_outcomes = CASE WHEN EXCLUDED.handler_outcomes IS NULL THEN e.handler_outcomes"
-    "   ELSE (COALESCE(e.handler_outcomes::jsonb, '{}'::jsonb)"
-    "         || EXCLUDED.handler_outcomes::jsonb)::json END,"
-    " status_at = EXCLUDED.status_at,"
-    " updated_at = now(),"
-    " completed_at = EXCLUDED.completed_at"
-    /* An older update (by its own timestamp) never overwrites a newer one,
-     * so a late PROCESSING cannot regress a COMPLETED row.  PENDING is the
-     * publisher's, stamped on another host's clock: any consumer status
-     * replaces it whatever the clocks say. */
-    " WHERE EXCLUDED.status_at >= e.status_at OR e.status = 'PENDING'";
+/* json has no ||: handler outcomes merge as jsonb, stored as json (0004) */
+#define UPSERT_TAIL                                                                          \
+    " type = COALESCE(EXCLUDED.type, e.type),"                                               \
+    " tenant = COALESCE(EXCLUDED.tenant, e.tenant),"                                         \
+    " correlation_id = COALESCE(EXCLUDED.correlation_id, e.correlation_id),"                 \
+    " source = COALESCE(EXCLUDED.source, e.source),"                                         \
+    " stream_id = COALESCE(EXCLUDED.stream_id, e.stream_id),"                                \
+    " schema_version = COALESCE(EXCLUDED.schema_version, e.schema_version),"                 \
+    " status = EXCLUDED.status,"                                                             \
+    " attempts = GREATEST(e.attempts, EXCLUDED.attempts),"                                   \
+    " last_error = COALESCE(EXCLUDED.last_error, e.last_error),"                             \
+    " handler_outcomes = CASE WHEN EXCLUDED.handler_outcomes IS NULL THEN e.handler_outcomes" \
+    "   ELSE (COALESCE(e.handler_outcomes::jsonb, '{}'::jsonb)"                              \
+    "         || EXCLUDED.handler_outcomes::jsonb)::json END,"                               \
+    " status_at = EXCLUDED.status_at,"                                                       \
+    " updated_at = now(),"                                                                   \
+    " completed_at = EXCLUDED.completed_at"                                                  \
+    " WHERE EXCLUDED.status_at >= e.status_at OR e.status = 'PENDING'"
+#define STR_(x) #x
+#define STR(x) STR_(x)
+/* From migration 0010 on: the batch's transitions are appended to the
+ * row's status history, the newest STORE_STATUS_HISTORY_MAX kept.  A late
+ * update the WHERE refuses is not in the history either. */
+static const char upsert_sql[] =
+    UPSERT_HEAD(ROW_COLUMNS)
+    " status_history = evbus_status_history_append(e.status_history, EXCLUDED.status_history, "
+    STR(STORE_STATUS_HISTORY_MAX) ")," UPSERT_TAIL;
+/* Before it (an evbusd upgraded before `evbusctl migrate up`): no history. */
+static const char upsert_v9_sql[] = UPSERT_HEAD(BASE_COLUMNS) UPSERT_TAIL;
 
 /*
  * Before the upsert of a batch with rows that have no anchor (their
@@ -638,6 +656,67 @@ static bool buf_time(store_writer_t *w, int64_t ms, bool null)
     return buf_be(w, 8, 4) && buf_be(w, (uint64_t)us, 8);
 }
 
+/* v as a JSON string, cut at max bytes on a character boundary (v is
+ * valid UTF-8: str_valid). */
+static bool buf_json_str(store_writer_t *w, const char *v, size_t max)
+{
+    size_t n = strlen(v);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)v[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (!buf_raw(w, "\"", 1))
+        return false;
+    size_t plain = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            continue;
+        char esc[8];
+        int el = ch == '"' || ch == '\\' ? snprintf(esc, sizeof esc, "\\%c", ch)
+                                          : snprintf(esc, sizeof esc, "\\u%04x", ch);
+        if (!buf_raw(w, v + plain, i - plain) || !buf_raw(w, esc, (size_t)el))
+            return false;
+        plain = i + 1;
+    }
+    return buf_raw(w, v + plain, n - plain) && buf_raw(w, "\"", 1);
+}
+
+/*
+ * The run's updates items[a..b) as the status_history field (a json array,
+ * see store.h), written in place: its length is patched once the text is
+ * there, so no second buffer.  Only the newest STORE_STATUS_HISTORY_MAX.
+ */
+static bool buf_history(store_writer_t *w, witem_t *const *items, size_t a, size_t b)
+{
+    if (b - a > STORE_STATUS_HISTORY_MAX)
+        a = b - STORE_STATUS_HISTORY_MAX;
+    size_t len_at = w->copy_len;
+    if (!buf_be(w, 0, 4) || !buf_raw(w, "[", 1))
+        return false;
+    for (size_t k = a; k < b; k++) {
+        const store_update_t *u = &items[k]->u;
+        const char *st = store_status_name(u->status);
+        char at[CLOCK_RFC3339_LEN], head[160];
+        int hl = snprintf(head, sizeof head,
+                          "%s{\"status\":\"%s\",\"at\":\"%s\",\"attempts\":%d,\"error\":",
+                          k > a ? "," : "", st ? st : "PROCESSING",
+                          clock_rfc3339(u->timestamp_ms, at), u->attempts);
+        bool ok = hl > 0 && (size_t)hl < sizeof head && buf_raw(w, head, (size_t)hl) &&
+                  (u->last_error && str_valid(u->last_error)
+                       ? buf_json_str(w, u->last_error, STORE_STATUS_HISTORY_ERROR_MAX)
+                       : buf_raw(w, "null", 4)) &&
+                  buf_raw(w, "}", 1);
+        if (!ok)
+            return false;
+    }
+    if (!buf_raw(w, "]", 1))
+        return false;
+    put_be(w->copy_buf + len_at, w->copy_len - len_at - 4, 4);
+    return true;
+}
+
 /* The newest valid non-NULL value of one string field (at byte offset off
  * in store_update_t) across items[a..b). */
 static const char *newest_str(witem_t *const *items, size_t a, size_t b, size_t off)
@@ -747,7 +826,8 @@ static long coalesce(store_writer_t *w, witem_t **items, size_t n, size_t *bad)
                   buf_int4(w, attempts, false) && buf_text(w, NEWEST_STR(last_error)) &&
                   buf_text(w, outcomes) && buf_time(w, last->timestamp_ms, false) &&
                   buf_time(w, created, false) &&
-                  buf_time(w, last->timestamp_ms, !store_status_terminal(last->status));
+                  buf_time(w, last->timestamp_ms, !store_status_terminal(last->status)) &&
+                  buf_history(w, items, run_start, run_end);
         free(owned);
         if (!ok)
             return -1;
@@ -792,8 +872,15 @@ static void writer_wait(store_writer_t *w, int64_t ms)
 
 /* The per-connection setup: session settings, the staging table and the
  * prepared upsert and lookup (planned once, not once per batch). */
-static int writer_session(PGconn *c, char *err, size_t errlen)
+static int writer_session(store_writer_t *w, PGconn *c, char *err, size_t errlen)
 {
+    int applied = store_migration_applied(c, STORE_STATUS_HISTORY_MIGRATION, err, errlen);
+    if (applied < 0)
+        return -1;
+    if (!applied)
+        log_warn(COMP, "events has no status_history column (migration 0010): metadata is "
+                       "written without the status history until `evbusctl migrate up`");
+    w->history = applied;
     PGresult *r = PQexec(c, stage_sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
@@ -801,9 +888,10 @@ static int writer_session(PGconn *c, char *err, size_t errlen)
     PQclear(r);
     if (!ok)
         return -1;
-    static const struct {
+    const struct {
         const char *name, *sql;
-    } prepared[] = {{"evbus_upsert", upsert_sql}, {"evbus_lookup", lookup_sql}};
+    } prepared[] = {{"evbus_upsert", w->history ? upsert_sql : upsert_v9_sql},
+                    {"evbus_lookup", lookup_sql}};
     for (size_t i = 0; ok && i < sizeof prepared / sizeof *prepared; i++) {
         r = PQprepare(c, prepared[i].name, prepared[i].sql, 0, NULL);
         ok = PQresultStatus(r) == PGRES_COMMAND_OK;
@@ -820,7 +908,7 @@ static int writer_session(PGconn *c, char *err, size_t errlen)
 static bool writer_try_connect(store_writer_t *w, char *err, size_t errlen)
 {
     w->conn = store_connect(w->url, err, errlen);
-    if (w->conn && writer_session(w->conn, err, errlen) != 0) {
+    if (w->conn && writer_session(w, w->conn, err, errlen) != 0) {
         PQfinish(w->conn);
         w->conn = NULL;
     }
@@ -927,8 +1015,9 @@ static int write_once(store_writer_t *w, long rows, long *affected, char *err, s
 {
     PGconn *c = w->conn;
     char sqlstate[6];
-    if (w->copy_lookup) {
-        /* neither tries the direct COPY nor counts against its backoff */
+    if (w->copy_lookup || !w->history) {
+        /* neither tries the direct COPY nor counts against its backoff
+         * (without migration 0010 events lacks the rows' last column) */
     } else if (w->direct_skip > 0) {
         w->direct_skip--;
     } else {

@@ -130,6 +130,17 @@ const focused = () => page.evaluate(() => {
   return { id: a.id, label: a.getAttribute('aria-label') || a.textContent.trim(), inDialog: !!a.closest('dialog[open]') };
 });
 async function dlqStatus() { return page.locator('#dlq-status').textContent(); }
+// The JSON replies the page itself gets for URLs containing `part` (a reply
+// of a document the test navigated away from has no body: skipped).
+function capture(part) {
+  const got = [];
+  const fn = async (r) => {
+    if (!r.url().includes(part)) return;
+    try { got.push({ url: r.url(), auth: r.request().headers().authorization, body: await r.json() }); } catch { /* discarded page */ }
+  };
+  page.on('response', fn);
+  return { got, stop: () => page.off('response', fn) };
+}
 
 // ---- the tests ----------------------------------------------------------------------
 
@@ -185,7 +196,18 @@ await step('tenant viewer: only its tenant, 250 dead letters over 5 pages', asyn
 });
 
 await step('operator: overview with health and charts', async () => {
+  const history = capture('/api/v1/stats/history');
   await signIn(TOK.operator);
+  const ours = () => history.got.filter((x) => x.auth === `Bearer ${TOK.operator}`);
+  await until(() => ours().length, 'the overview asking for the history');
+  history.stop();
+  const hist = ours().pop().body;
+  check(hist.period_s === 1 && hist.points.length >= 2, `the server's history: ${hist.points.length} points`);
+  await until(async () => (await page.locator('#updated').textContent()) !== '', 'the first refresh');
+  const label = await page.getByRole('img', { name: /^Throughput over the last 15 minutes/ }).getAttribute('aria-label');
+  const n = Number(label.match(/(\d+) samples/)[1]);
+  check(n >= hist.points.length, `the charts start from the history, not empty: ${label}`);
+  check((await page.locator('#metrics-scope').textContent()).includes('every tenant'), 'whose numbers');
   await until(() => page.locator('#health .health.ok').filter({ hasText: 'Redis' }).count(), 'Redis OK');
   check(await page.locator('#health').filter({ hasText: 'PostgreSQL: OK' }).count() === 1, 'PostgreSQL OK');
   check(await page.locator('#health').filter({ hasText: 'Last reload: OK' }).count() === 1, 'reload OK');
@@ -215,14 +237,23 @@ await step('operator: dead letters, every id in full, filters, search, detail', 
   await until(async () => /No dead letters match/.test(await dlqStatus()), 'no poison');
   await page.getByRole('button', { name: 'Clear filters' }).click();
   await until(async () => /of 262/.test(await dlqStatus()), 'cleared');
+  const asked = [];
+  const onRequest = (r) => { if (r.url().includes('/api/v1/dlq?')) asked.push(r.url()); };
+  page.on('request', onRequest);
   await page.getByLabel('Event id or DLQ id').fill('a-007');
   await page.getByRole('button', { name: 'Find' }).click();
   await until(async () => /^Dead letter \d+-\d+$/.test(await heading()), 'the detail view');
+  page.off('request', onRequest);
+  check(asked.length === 1 && /[?&]event_id=a-007(&|$)/.test(asked[0]), `the search asks the server once with event_id: ${asked.join(' ')}`);
   const body = await until(async () => {
     const t = await page.locator('main').textContent();
     return t.includes('"fault"') ? t : null;
   }, 'the payload');
   check(body.includes('a-007') && body.includes('"fault": "reject"') && body.includes('chaos/main'), 'payload, provenance, error');
+  const attempts = await page.locator('#attempt-errors tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  check(attempts.length === 1 && attempts[0][0] === '1' && attempts[0][2] === 'chaos/main' &&
+    attempts[0][3].includes('data.fault asks for a rejection'), `every attempt's error: ${JSON.stringify(attempts)}`);
+  check(await page.getByRole('region', { name: 'Errors of every failed attempt, oldest first' }).count() === 1, 'the attempts table is named');
   await axe('dead-letter detail');
   await shot('dead-letter-detail');
 });
@@ -352,7 +383,16 @@ await step('operator: events and audit', async () => {
   await page.getByLabel('Event id').fill('ok-001');
   await page.getByRole('button', { name: 'Look up' }).click();
   await until(() => page.locator('#event-one').filter({ hasText: 'COMPLETED' }).count(), 'the event');
-  await page.getByLabel('Status').selectOption('DEAD_LETTERED');
+  const historyRows = () => page.locator('#status-history tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  let hist = await historyRows();
+  check(hist[0][1] === 'added to the stream' && hist.some((r) => r[1] === 'COMPLETED' && r[2] === '1'), `ok-001's history: ${JSON.stringify(hist)}`);
+  await page.getByLabel('Event id').fill('a-007');
+  await page.getByRole('button', { name: 'Look up' }).click();
+  await until(() => page.locator('#event-one').filter({ hasText: 'Event a-007' }).count(), 'a dead-lettered event');
+  hist = await historyRows();
+  check(hist.some((r) => r[1] === 'DEAD_LETTERED' && r[3].includes('data.fault asks for a rejection')), `a-007's history: ${JSON.stringify(hist)}`);
+  check(await page.getByRole('region', { name: 'Status history of event a-007, oldest first' }).count() === 1, 'the history table is named');
+  await page.getByLabel('Status', { exact: true }).selectOption('DEAD_LETTERED');
   await page.getByRole('button', { name: 'List', exact: true }).click();
   await until(() => page.locator('#event-list tbody tr').count(), 'the list');
   await axe('events');
@@ -410,6 +450,74 @@ await step('viewer: reads everything, no mutating button, forging gets 403', asy
   await go('replays', 'Replays');
   check(await page.getByRole('button', { name: 'Start replay' }).count() === 0, 'no replay form for a viewer');
   await shot('viewer-dead-letters');
+});
+
+await step('tenant operator: only its tenant everywhere, no tenant choice, forging is refused', async () => {
+  const asOp = { headers: { Authorization: `Bearer ${TOK.operator}` } };
+  const bItem = (await (await page.request.get(`${URL0}/api/v1/dlq?tenant=b&limit=1`, asOp)).json()).items[0];
+  check(bItem && bItem.tenant === 'b', 'tenant b has a dead letter to aim at');
+  const statsReplies = capture('/api/v1/stats');
+  await signIn(TOK.tenantOperator);
+  check((await page.locator('#who-text').textContent()).includes('tenant a'), 'tenant shown');
+  // the replies to this session's requests (the previous page's may land too)
+  const mine = (re) => statsReplies.got.filter((x) => re.test(x.url) && x.auth === `Bearer ${TOK.tenantOperator}`);
+  await until(() => mine(/\/stats(\?|$)/).length && mine(/\/stats\/history/).length, 'the overview\'s stats and history');
+  statsReplies.stop();
+  const stats = mine(/\/stats(\?|$)/).pop().body;
+  const hist = mine(/\/stats\/history/).pop().body;
+  check(mine(/tenant=/).length === 0, 'the console asks for no tenant: the server scopes the token');
+  check(hist.tenant === 'a' && hist.points.length >= 1, `the history is tenant a's: ${JSON.stringify(hist).slice(0, 120)}`);
+  check(stats.tenant === 'a' && !('by_tenant' in stats) && !('untracked' in stats), `the overview reads tenant a's stats only: ${JSON.stringify(stats).slice(0, 200)}`);
+  check(Object.keys(stats.by_type).every((t) => t.startsWith('test.')), 'types of its own events');
+  check((await page.locator('#metrics-scope').textContent()).includes('tenant a'), 'the overview says whose numbers they are');
+
+  await go('dlq', 'Dead letters');
+  await until(async () => /Showing 1–50 of \d+/.test(await dlqStatus()), 'its dead letters');
+  const tenants = await page.locator('#dlq-list tbody tr td:nth-child(4)').allTextContents();
+  check(tenants.length === 50 && tenants.every((t) => t === 'a'), `only tenant a's rows: ${[...new Set(tenants)]}`);
+  check(await page.getByRole('button', { name: /^Retry / }).count() === 50, 'an operator may retry its own');
+  check(await page.getByLabel('Tenant').count() === 0, 'no tenant filter');
+  await page.getByLabel('Event id or DLQ id').fill(bItem.event_id);
+  await page.getByRole('button', { name: 'Find' }).click();
+  await until(() => page.locator('#search-msg').filter({ hasText: `No dead letter of event ${bItem.event_id} is visible` }).count(), 'b\'s event not found');
+  await page.goto(`${URL0}/console/#dlq/${bItem.dlq_id}`);
+  await until(() => page.getByRole('alert').filter({ hasText: 'Not found (404)' }).count(), 'b\'s dead letter is 404 in the detail view');
+  await axe('tenant operator, foreign dead letter');
+
+  await go('events', 'Events');
+  await page.getByRole('button', { name: 'List', exact: true }).click();
+  await until(() => page.locator('#event-list tbody tr').count(), 'its events');
+  const evTenants = await page.locator('#event-list tbody tr td:nth-child(3)').allTextContents();
+  check(evTenants.every((t) => t === 'a'), `only tenant a's events: ${[...new Set(evTenants)]}`);
+  await page.getByLabel('Event id').fill('ok-000'); // tenant b's (even numbers)
+  await page.getByRole('button', { name: 'Look up' }).click();
+  await until(() => page.getByRole('alert').filter({ hasText: 'Not found (404)' }).count(), 'b\'s event is 404');
+
+  await go('replays', 'Replays');
+  check(await page.getByRole('button', { name: 'Start replay' }).count() === 1, 'an operator gets the replay form');
+  check(await page.getByLabel('Tenant').count() === 0, 'the replay form has no tenant choice');
+  await axe('replays, tenant operator');
+  await shot('tenant-operator-replays');
+
+  const forged = await page.evaluate(async ({ bId }) => {
+    const auth = { Authorization: `Bearer ${sessionStorage.getItem('evbus.console.token')}` };
+    const json = { ...auth, 'Content-Type': 'application/json' };
+    const st = async (method, url, body) => (await fetch(url, { method, headers: body ? json : auth, body: body ? JSON.stringify(body) : undefined })).status;
+    return {
+      listB: await st('GET', '/api/v1/dlq?tenant=b'),
+      statsB: await st('GET', '/api/v1/stats?tenant=b'),
+      historyB: await st('GET', '/api/v1/stats/history?tenant=b'),
+      getB: await st('GET', `/api/v1/dlq/${bId}`),
+      retryB: await st('POST', `/api/v1/dlq/${bId}/retry`),
+      deleteB: await st('DELETE', `/api/v1/dlq/${bId}`),
+      eventB: await st('GET', '/api/v1/events/ok-000'),
+      replayB: await st('POST', '/api/v1/replays', { from: new Date(Date.now() - 3600e3).toISOString(), to: new Date().toISOString(), tenant: 'b' }),
+      redriveB: await st('POST', '/api/v1/dlq/redrive', { filter: { tenant: 'b' }, dry_run: true }),
+    };
+  }, { bId: bItem.dlq_id });
+  const want = { listB: 403, statsB: 403, historyB: 403, getB: 404, retryB: 404, deleteB: 404, eventB: 404, replayB: 403, redriveB: 403 };
+  for (const [k, v] of Object.entries(want)) check(forged[k] === v, `forged ${k}: ${forged[k]}, wanted ${v}`);
+  check(dlqHas(bItem.dlq_id), 'b\'s dead letter is untouched');
 });
 
 await step('a revoked or wrong token in the session returns to sign-in', async () => {

@@ -47,6 +47,8 @@ static void write_conf(void)
     char extra[8192];
     int n = snprintf(extra, sizeof extra,
                      "postgres: { url: \"%s\", migrate_on_start: true }\n"
+                     /* the overview's history gets a point a second */
+                     "stats: { history_period: 1s }\n"
                      "admin:\n  listen: \"127.0.0.1:%d\"\n"
                      "  rate_limit: { per_token_per_s: 100000, burst: 100000 }\n  tokens:\n",
                      E.pg.url, E.admin_port);

@@ -150,7 +150,10 @@ export const S = {
     failed: 'integer', gone: 'integer', error: '?string',
   },
   dryRun: { count: 'integer', confirm: 'string', expires_at: 'string', filter: 'any' },
-  event: { id: 'string', type: 'string', tenant: '?string', status: 'string', attempts: '?integer', created_at: '?string' },
+  event: {
+    id: 'string', type: 'string', tenant: '?string', status: 'string', attempts: '?integer', created_at: '?string',
+    'status_history?': [{ status: 'string', at: 'string', attempts: '?integer', error: '?string' }],
+  },
   replay: {
     id: 'string', status: 'string', tenant: '?string', types: '?any', total: '?integer',
     processed: '?integer', skipped: '?integer', failed: '?integer', created_at: '?string',
@@ -158,7 +161,10 @@ export const S = {
   audit: { id: 'any', at: 'string', token: 'string', tenant: '?string', action: 'string', target: '?any', count: '?integer', result: '?string' },
 };
 S.dlqList = { items: [S.dlqItem], next_cursor: '?string', 'total?': '?integer' };
-S.dlqDetail = Object.assign({ event: 'any', event_encoding: 'string' }, S.dlqItem);
+S.dlqDetail = Object.assign({
+  event: 'any', event_encoding: 'string',
+  'attempt_errors?': [{ attempt: 'integer', handler: '?string', at: 'string', error: 'string' }],
+}, S.dlqItem);
 S.eventList = { events: [S.event], count: 'integer', next_cursor: '?string' };
 S.replayList = { replays: [S.replay], count: 'integer', next_cursor: '?string' };
 S.auditList = { items: [S.audit], next_cursor: '?string' };

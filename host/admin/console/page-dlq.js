@@ -41,6 +41,18 @@ async function deleteOne(item, trigger, done) {
   } catch (e) { done(errorBox(e)); }
 }
 
+// Every failed attempt, oldest first (an entry written by an older evbusd
+// has none: say so rather than show an empty table).
+function attemptErrors(list) {
+  if (!list || !list.length)
+    return h('p', { id: 'attempt-errors' }, 'No per-attempt errors recorded for this entry (written by an older evbusd).');
+  const rows = list.map((x) => h('tr', {},
+    h('td', { class: 'num' }, String(x.attempt)), h('td', {}, fmtTime(x.at)),
+    h('td', { class: 'mono' }, x.handler ?? 'before any handler'), h('td', {}, x.error)));
+  return h('div', { id: 'attempt-errors' }, h('h3', {}, `Every attempt (${list.length})`),
+    table('Errors of every failed attempt, oldest first', ['Attempt', 'Time', 'Handler', 'Error'], rows));
+}
+
 function renderDetail(root, ctx, id) {
   const body = h('div', {}, h('p', {}, 'Loading…'));
   const msg = h('div', { id: 'dlq-msg' });
@@ -57,8 +69,9 @@ function renderDetail(root, ctx, id) {
       h('h2', {}, 'Failure'),
       dl([['Reason', d.reason], ['Failing handlers', d.handlers.join(', ') || '—'], ['Attempts', String(d.attempts ?? '—')],
         ['First failure', fmtTime(d.first_failure)], ['Last failure', fmtTime(d.last_failure)]]),
-      h('h3', {}, 'Errors'),
+      h('h3', {}, 'Last error'),
       h('ul', { class: 'errors' }, (d.error || '—').split('; ').map((e) => h('li', {}, e))),
+      attemptErrors(d.attempt_errors),
       h('h2', {}, `Event (${d.event_encoding})`),
       jsonBlock(d.event, 'Event payload'));
   }, (e) => clear(body, errorBox(e)));
@@ -112,15 +125,15 @@ function renderList(root, ctx) {
     if (/^\d+-\d+$/.test(q)) { location.hash = `#dlq/${encodeURIComponent(q)}`; return; }
     clear(searchMsg, h('p', { role: 'status' }, `Searching for event ${q}…`));
     try {
-      let cursor = null;
-      for (let pageNo = 0; pageNo < 20; pageNo++) {
-        const r = await api('GET', '/api/v1/dlq', { query: { limit: 500, cursor }, shape: S.dlqList });
-        const hit = r.items.find((it) => it.event_id === q);
-        if (hit) { location.hash = `#dlq/${encodeURIComponent(hit.dlq_id)}`; return; }
-        if (!r.next_cursor) break;
-        cursor = r.next_cursor;
-      }
-      clear(searchMsg, errorBox({ message: `No dead letter of event ${q} is visible to this token.` }));
+      // the server filters (event_id=), within this token's tenant
+      const r = await api('GET', '/api/v1/dlq', { query: { limit: PAGE, event_id: q }, shape: S.dlqList });
+      if (r.items.length === 1) { location.hash = `#dlq/${encodeURIComponent(r.items[0].dlq_id)}`; return; }
+      if (!r.items.length) { clear(searchMsg, errorBox({ message: `No dead letter of event ${q} is visible to this token.` })); return; }
+      // dead-lettered more than once (retried, failed again): list them all
+      clear(searchMsg);
+      state.filters = { event_id: q }; state.cursors = []; state.cursor = null;
+      load();
+      redrive.reset();
     } catch (e) { clear(searchMsg, errorBox(e)); }
   } },
   field('Event id or DLQ id', searchInput), h('button', { type: 'submit', class: 'secondary' }, 'Find'), searchMsg);
@@ -145,7 +158,7 @@ function renderList(root, ctx) {
   async function load(focusAfter) {
     const my = ++seq;
     const q = { limit: PAGE, cursor: state.cursor };
-    for (const k of ['type', 'handler', 'reason', 'tenant', 'since', 'until']) q[k] = state.filters[k];
+    for (const k of ['type', 'handler', 'reason', 'tenant', 'since', 'until', 'event_id']) q[k] = state.filters[k];
     status.textContent = 'Loading…';
     let r;
     try {
@@ -207,6 +220,11 @@ function redriveSection() {
     return f;
   }
   async function dryRun() {
+    if (state.filters.event_id) {
+      // the re-drive's filter has no event id: it would match far more
+      clear(out, errorBox({ message: 'A re-drive does not take an event id: retry these entries one by one, or clear the filters.' }));
+      return;
+    }
     clear(out, h('p', { role: 'status' }, 'Counting…'));
     try {
       dry = await api('POST', '/api/v1/dlq/redrive', { body: { filter: filter(), dry_run: true }, shape: S.dryRun });

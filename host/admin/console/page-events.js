@@ -5,6 +5,22 @@ import { h, clear, errorBox, field, table, pageHeading, dl, fmtTime, localToIso 
 
 const STATUSES = ['', 'PENDING', 'PROCESSING', 'COMPLETED', 'RETRYING', 'DEAD_LETTERED', 'IGNORED', 'PURGED'];
 
+// Every transition the metadata kept (oldest first, the newest 20), after
+// the entry's arrival; a row from before the history has only its current
+// status to show.
+function statusHistory(e) {
+  const hist = e.status_history || [];
+  const rows = [h('tr', {}, h('td', {}, fmtTime(e.created_at)), h('td', {}, 'added to the stream'), h('td', { class: 'num' }, '—'), h('td', {}, '—'))];
+  for (const x of hist)
+    rows.push(h('tr', {}, h('td', {}, fmtTime(x.at)), h('td', {}, x.status),
+      h('td', { class: 'num' }, String(x.attempts ?? '—')), h('td', {}, x.error || '—')));
+  if (!hist.length)
+    rows.push(h('tr', {}, h('td', {}, fmtTime(e.status_at)), h('td', {}, `${e.status} (no earlier transitions recorded)`),
+      h('td', { class: 'num' }, String(e.attempts ?? '—')), h('td', {}, e.last_error || '—')));
+  return h('div', { id: 'status-history' },
+    table(`Status history of event ${e.id}, oldest first`, ['Time', 'Status', 'Attempts', 'Error'], rows));
+}
+
 export default {
   title: 'Events',
   render(root) {
@@ -23,11 +39,7 @@ export default {
             ['Last error', e.last_error || 'none'], ['Handler outcomes', outcomes], ['Stream id', e.stream_id],
             ['Source', e.source], ['Correlation id', e.correlation_id]]),
           h('h3', {}, 'Status history'),
-          h('ol', { class: 'history' },
-            h('li', {}, `${fmtTime(e.created_at)} — added to the stream`),
-            h('li', {}, `${fmtTime(e.status_at)} — ${e.status}`),
-            e.completed_at ? h('li', {}, `${fmtTime(e.completed_at)} — final`) : null,
-            h('li', {}, `${fmtTime(e.updated_at)} — last update`))));
+          statusHistory(e)));
       } catch (err) { clear(one, errorBox(err)); }
     } }, field('Event id', idInput), h('button', { type: 'submit', class: 'primary' }, 'Look up'));
 

@@ -1,7 +1,9 @@
 // page-overview.js — the health of the bus at a glance: throughput, lag,
 // pending, oldest pending age, DLQ fill and failure rate from
 // GET /api/v1/stats, Redis / PostgreSQL / last reload from GET /health,
-// refreshed every 3 s, each with a 15-minute chart drawn here as SVG.
+// refreshed every 3 s, each with a 15-minute chart drawn here as SVG.  The
+// charts start from the server's history (GET /api/v1/stats/history, one
+// point a period), so they show the last quarter hour from the first look.
 import { api, checkShape } from './api.js';
 import { h, clear, svg, errorBox, fmtNum, fmtAge, pageHeading, fmtTime } from './ui.js';
 
@@ -19,6 +21,13 @@ const STATS_SHAPE = {
   dlq: { entries: '?number', capacity: '?number', ratio: '?number' },
 };
 const COUNTS_SHAPE = { completed: 'integer', dead_lettered: 'integer', retrying: 'integer', handler_outcomes: 'any' };
+const HISTORY_SHAPE = {
+  tenant: '?string', period_s: 'number',
+  points: [{
+    at: 'string', per_s: '?number', failure_ratio: '?number', lag: '?number', pending: '?number',
+    oldest_pending_age_s: '?number', dlq_ratio: '?number',
+  }],
+};
 const HEALTH_SHAPE = {
   status: 'string',
   redis: { reachable: 'boolean', last_error: '?string', unreachable_ms: '?number' },
@@ -70,6 +79,19 @@ function failureRate(counts) {
   return rate;
 }
 
+// The server's points where the page has no sample of its own (before it
+// was opened, or while another page was shown): within half a period of
+// one of ours, ours is the finer.
+function seed(history) {
+  const near = history.period_s * 500;
+  const fill = history.points.map((p) => ({
+    t: Date.parse(p.at), throughput: p.per_s, lag: p.lag, pending: p.pending,
+    oldest: p.oldest_pending_age_s, dlq: p.dlq_ratio, failure: p.failure_ratio,
+  })).filter((p) => Number.isFinite(p.t) && !samples.some((q) => Math.abs(q.t - p.t) < near));
+  samples.push(...fill);
+  samples.sort((a, b) => a.t - b.t);
+}
+
 function healthTile(name, ok, detail, unknownWord = 'not configured') {
   const state = ok === true ? 'ok' : ok === false ? 'bad' : 'unknown';
   const word = ok === true ? 'OK' : ok === false ? 'FAULT' : unknownWord;
@@ -81,18 +103,23 @@ function healthTile(name, ok, detail, unknownWord = 'not configured') {
 
 export default {
   title: 'Overview',
-  render(root) {
+  render(root, ctx) {
     const healthEl = h('section', { 'aria-labelledby': 'health-h' }, h('h2', { id: 'health-h' }, 'Health'));
     const healthList = h('ul', { class: 'health-list', id: 'health' }, h('li', {}, 'Loading…'));
     healthEl.append(healthList);
     const errEl = h('div', { id: 'overview-error' });
     const grid = h('ul', { class: 'cards', id: 'metrics' });
     const updated = h('p', { class: 'hint', id: 'updated' });
+    const tenant = ctx && ctx.session ? ctx.session.tenant : '*';
+    const scope = h('p', { class: 'hint', id: 'metrics-scope' }, tenant === '*'
+      ? 'Throughput and failure rate: every tenant. Lag, pending, oldest pending age and DLQ fill: the stream.'
+      : `Throughput and failure rate: tenant ${tenant} only. Lag, pending, oldest pending age and DLQ fill are the stream's, shared by every tenant.`);
     root.append(pageHeading('Overview'), errEl, healthEl,
-      h('section', { 'aria-labelledby': 'metrics-h' }, h('h2', { id: 'metrics-h' }, 'Last 15 minutes'), updated, grid));
+      h('section', { 'aria-labelledby': 'metrics-h' }, h('h2', { id: 'metrics-h' }, 'Last 15 minutes'), scope, updated, grid));
 
     let alive = true;
     let timer = null;
+    let history = null; // once per visit: the charts' past
     const tick = async () => {
       timer = null;
       const errors = [];
@@ -100,8 +127,10 @@ export default {
       await Promise.all([
         api('GET', '/health', { accept: [200, 503], shape: HEALTH_SHAPE }).then((d) => { health = d; }, (e) => errors.push(e)),
         api('GET', '/api/v1/stats', { shape: STATS_SHAPE }).then((d) => { stats = d; }, (e) => errors.push(e)),
+        history ? null : api('GET', '/api/v1/stats/history', { shape: HISTORY_SHAPE }).then((d) => { history = d; }, (e) => errors.push(e)),
       ]);
       if (!alive) return;
+      if (history && !history.seeded) { seed(history); history.seeded = true; }
       if (stats && stats.events) {
         const e = checkShape(stats.events, COUNTS_SHAPE, 'reply.events');
         if (e) { errors.push(new Error(`Unexpected reply to GET /api/v1/stats: ${e}.`)); stats = null; }

@@ -261,7 +261,23 @@ Test(admin_data, publishing_one_event_stamps_the_token_tenant_and_it_is_handled)
     cr_expect_str_eq(jstr(row, "tenant"), "a");
     cr_expect_str_eq(jstr(row, "stream_id"), sid);
     cr_expect_str_eq(jstr(json_object_get(row, "handler_outcomes"), "rec/record"), "ok");
+    /* the status history (migration 0010): the transition evbusd reported */
+    json_t *hist = json_object_get(row, "status_history");
+    cr_assert(json_is_array(hist) && json_array_size(hist) >= 1, "status_history: %s",
+              json_dumps(row, 0));
+    json_t *last = json_array_get(hist, json_array_size(hist) - 1);
+    cr_expect_str_eq(jstr(last, "status"), "COMPLETED");
+    cr_expect_eq(json_integer_value(json_object_get(last, "attempts")), 1);
+    cr_expect(jstr(last, "at") && strlen(jstr(last, "at")) == 24, "RFC 3339: %s", jstr(last, "at"));
+    cr_expect(json_is_null(json_object_get(last, "error")));
     json_decref(row);
+    int lst;
+    json_t *list = call("GET", "/api/v1/events?limit=5", VIEW_A, NULL, &lst);
+    cr_expect_eq(lst, 200);
+    cr_expect_null(json_object_get(json_array_get(json_object_get(list, "events"), 0),
+                                   "status_history"),
+                   "lists leave the history out");
+    json_decref(list);
     json_decref(j);
 }
 

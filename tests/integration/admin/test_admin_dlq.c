@@ -288,6 +288,42 @@ Test(admin_dlq, list_items_carry_provenance_and_filters_apply)
     expect_400("GET", "/api/v1/dlq?since=yesterday", VIEW_A, NULL, "since");
 }
 
+Test(admin_dlq, event_id_finds_an_entry_on_the_server_within_the_callers_tenant)
+{
+    seed(3, 2);
+    json_t *l = call_ok("GET", "/api/v1/dlq?event_id=a-1", VIEW_A, NULL, 200);
+    json_t *items = json_object_get(l, "items");
+    cr_assert_eq(json_array_size(items), 1, "one entry of a-0, a-1, a-2");
+    cr_expect_str_eq(jstr(json_array_get(items, 0), "event_id"), "a-1");
+    cr_expect_eq(jint(l, "total"), 1, "the count applies it too");
+    cr_expect(json_is_null(json_object_get(l, "next_cursor")));
+    json_decref(l);
+    /* exact, not a prefix */
+    l = call_ok("GET", "/api/v1/dlq?event_id=a-", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    json_decref(l);
+    /* another tenant's event id is simply not there for a tenant token */
+    l = call_ok("GET", "/api/v1/dlq?event_id=b-0", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    cr_expect_eq(jint(l, "total"), 0);
+    json_decref(l);
+    l = call_ok("GET", "/api/v1/dlq?event_id=b-0", OP_ALL, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 1);
+    json_decref(l);
+    /* combined with the other filters */
+    l = call_ok("GET", "/api/v1/dlq?event_id=a-2&reason=poison", VIEW_A, NULL, 200);
+    cr_expect_eq(json_array_size(json_object_get(l, "items")), 0);
+    json_decref(l);
+
+    char big[400], path[512];
+    memset(big, 'x', 257);
+    big[257] = '\0';
+    snprintf(path, sizeof path, "/api/v1/dlq?event_id=%s", big);
+    expect_400("GET", path, VIEW_A, NULL, "event_id");
+    expect_400("GET", "/api/v1/dlq?event_id=", VIEW_A, NULL, "event_id");
+    expect_400("GET", "/api/v1/dlq?event_id=a%01b", VIEW_A, NULL, "event_id");
+}
+
 Test(admin_dlq, a_cursor_continues_past_entries_added_meanwhile)
 {
     seed(4, 0);
@@ -369,6 +405,92 @@ Test(admin_dlq, bad_limits_and_unknown_parameters_are_400)
     expect_400("POST", "/api/v1/dlq/12x/retry", OP_A, NULL, "id");
 }
 
+/* ---- the overview's history (GET /api/v1/stats/history) -------------------- */
+
+/* Sums of a history's points: events, failures, dead_lettered. */
+static void history_sums(const char *token, long long *events, long long *failures,
+                         long long *dead, size_t *n_points, json_t **last)
+{
+    json_t *j = call_ok("GET", "/api/v1/stats/history", token, NULL, 200);
+    json_t *pts = json_object_get(j, "points"), *p;
+    size_t i;
+    *events = *failures = *dead = 0;
+    json_array_foreach(pts, i, p)
+    {
+        *events += jint(p, "events");
+        *failures += jint(p, "failures");
+        *dead += jint(p, "dead_lettered");
+    }
+    *n_points = json_array_size(pts);
+    if (last)
+        *last = json_incref(json_array_get(pts, json_array_size(pts) - 1));
+    json_decref(j);
+}
+
+Test(admin_dlq, stats_history_has_per_period_points_of_the_callers_tenant_only)
+{
+    write_conf();
+    fx_conf(&E.fx, "20-stats.yaml", "stats: { history_period: 1s }\n");
+    for (int i = 0; i < 3; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "a-%d", i);
+        publish_reject(id, "a");
+    }
+    publish_reject("b-0", "b");
+    publish_reject("b-1", "b");
+    char *ev = e2e_event("a-ok", "test.e2e.happened", "a", "{}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 40000), "evbusd did not come up (log %s)", E.fx.log);
+
+    /* the events land in some period; a later sample has read the DLQ and
+     * the group (every 2 s) */
+    long long ev_a = 0, fail_a = 0, dead_a = 0, end = harness_now_ms() + 20000;
+    size_t n = 0;
+    json_t *last = NULL;
+    for (;;) {
+        json_decref(last);
+        history_sums(VIEW_A, &ev_a, &fail_a, &dead_a, &n, &last);
+        if ((ev_a == 4 && last && jint(last, "dlq_entries") == 5 &&
+             json_is_integer(json_object_get(last, "pending"))) ||
+            harness_now_ms() > end)
+            break;
+        e2e_sleep_ms(200);
+    }
+    cr_expect_eq(ev_a, 4, "tenant a's events: 3 rejected, 1 ok");
+    cr_expect_eq(fail_a, 3);
+    cr_expect_eq(dead_a, 3);
+    cr_assert(last);
+    cr_expect_eq(jint(last, "dlq_entries"), 5, "the stream's DLQ, sampled each period");
+    cr_expect(json_is_integer(json_object_get(last, "pending")));
+    cr_expect(json_is_number(json_object_get(last, "span_s")));
+    cr_expect(n >= 1 && n <= 15, "%zu points", n);
+    json_decref(last);
+
+    long long ev_all, fail_all, dead_all;
+    history_sums(OP_ALL, &ev_all, &fail_all, &dead_all, &n, NULL);
+    cr_expect_eq(ev_all, 6, "every tenant's for a * token");
+    cr_expect_eq(dead_all, 5);
+    long long ev_b, fail_b, dead_b;
+    history_sums(VIEW_B, &ev_b, &fail_b, &dead_b, &n, NULL);
+    cr_expect_eq(ev_b, 2);
+
+    json_t *j = call_ok("GET", "/api/v1/stats/history?tenant=b", OP_ALL, NULL, 200);
+    cr_expect_str_eq(jstr(j, "tenant"), "b");
+    cr_expect_float_eq(json_real_value(json_object_get(j, "period_s")), 1.0, 1e-9);
+    json_decref(j);
+    int st;
+    char *raw;
+    j = call("GET", "/api/v1/stats/history?tenant=b", VIEW_A, NULL, &st, &raw);
+    cr_expect_eq(st, 403, "%s", raw);
+    cr_expect_str_eq(jstr(j, "field"), "tenant");
+    cr_expect(!strstr(raw, "\"events\""), "no numbers in the refusal");
+    json_decref(j);
+    free(raw);
+    expect_400("GET", "/api/v1/stats/history?limit=3", VIEW_A, NULL, "limit");
+}
+
 /* ---- one entry -------------------------------------------------------------- */
 
 Test(admin_dlq, get_shows_the_event_with_its_provenance)
@@ -391,6 +513,86 @@ Test(admin_dlq, get_shows_the_event_with_its_provenance)
     cr_expect_null(json_object_get(e, "raw"));
     json_decref(e);
     ids_free(ids, n);
+}
+
+Test(admin_dlq, the_detail_lists_every_attempts_error_and_evbusctl_shows_them)
+{
+    /* three attempts, each asking for a retry: retries_exhausted on the third */
+    write_conf();
+    e2e_plugins(&E, "{ pattern: \"test.**\", retry: { base_ms: 20, max_ms: 40, max_attempts: 3 } }",
+                NULL);
+    char *ev = e2e_event("a-r", "test.e2e.happened", "a", "{\"fault\":\"retry:10\"}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 40000), "evbusd did not come up (log %s)", E.fx.log);
+    long long end = harness_now_ms() + 20000;
+    while (fx_xlen(&E.fx, "t:events:dlq") < 1 && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    cr_assert_eq(fx_xlen(&E.fx, "t:events:dlq"), 1, "no dead letter (log %s)", E.fx.log);
+
+    json_t *item = entry_of_event("a-r");
+    cr_assert(item);
+    cr_expect_null(json_object_get(item, "attempt_errors"), "the list leaves them out");
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/%s", jstr(item, "dlq_id"));
+    json_t *e = call_ok("GET", path, VIEW_A, NULL, 200);
+    cr_expect_str_eq(jstr(e, "reason"), "retries_exhausted");
+    json_t *errs = json_object_get(e, "attempt_errors");
+    cr_assert_eq(json_array_size(errs), 3, "one per attempt: %s", json_dumps(errs, 0));
+    for (size_t i = 0; i < 3; i++) {
+        json_t *x = json_array_get(errs, i);
+        cr_expect_eq(jint(x, "attempt"), (long long)i + 1);
+        cr_expect_str_eq(jstr(x, "handler"), "chaos/main");
+        cr_expect(jstr(x, "at") && strlen(jstr(x, "at")) >= 20, "an RFC 3339 time");
+        char want[64];
+        snprintf(want, sizeof want, "this was attempt %zu", i + 1);
+        cr_expect(jstr(x, "error") && strstr(jstr(x, "error"), want), "attempt %zu: %s", i + 1,
+                  jstr(x, "error"));
+        if (i)
+            cr_expect(strcmp(jstr(x, "at"), jstr(json_array_get(errs, i - 1), "at")) >= 0,
+                      "oldest first");
+    }
+    /* the last one is the failure the `error` field keeps, as before */
+    cr_expect_str_eq(jstr(json_array_get(errs, 2), "error"), jstr(e, "error"));
+
+    char *out = NULL;
+    cr_expect_eq(e2e_ctl(&E, &out, NULL, "dlq", "show", jstr(item, "dlq_id"), NULL), 0);
+    cr_expect(out && strstr(out, "attempt errors:\n  #1  ") && strstr(out, "  #3  ") &&
+                  strstr(out, "chaos/main  chaos/main: data.fault asks for 10 retries; this was "
+                              "attempt 2"),
+              "%s", out);
+    free(out);
+    json_t *j = NULL;
+    cr_expect_eq(e2e_ctl_json(&E, &j, "dlq", "show", jstr(item, "dlq_id"), "--json", NULL), 0);
+    cr_expect_eq(json_array_size(json_object_get(j, "attempt_errors")), 3);
+    json_decref(j);
+    json_decref(e);
+    json_decref(item);
+}
+
+Test(admin_dlq, a_failure_before_any_handler_is_one_attempt_error_without_a_handler)
+{
+    seed(0, 0);
+    char *ev = e2e_event("a-bad", "NOT A TYPE", "a", "{}", NULL);
+    cr_assert_eq(e2e_xadd(&E, "*", ev, NULL), 0);
+    free(ev);
+    long long end = harness_now_ms() + 20000;
+    while (fx_xlen(&E.fx, "t:events:dlq") < 1 && harness_now_ms() < end)
+        e2e_sleep_ms(50);
+    json_t *item = entry_of_event("a-bad");
+    cr_assert(item, "no dead letter (log %s)", E.fx.log);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/%s", jstr(item, "dlq_id"));
+    /* the envelope failed before its tenant was read: only "*" sees it */
+    json_t *e = call_ok("GET", path, OP_ALL, NULL, 200);
+    json_t *errs = json_object_get(e, "attempt_errors");
+    cr_assert_eq(json_array_size(errs), 1);
+    cr_expect(json_is_null(json_object_get(json_array_get(errs, 0), "handler")));
+    cr_expect_eq(jint(json_array_get(errs, 0), "attempt"), 1);
+    cr_expect_str_eq(jstr(json_array_get(errs, 0), "error"), jstr(e, "error"));
+    json_decref(e);
+    json_decref(item);
 }
 
 Test(admin_dlq, another_tenants_entry_answers_exactly_like_a_missing_one)

@@ -191,6 +191,7 @@ static const route_t ROUTES[] = {
     {"GET", "/api/v1/whoami", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/config", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/stats", NONE, V, false, NULL, 200},
+    {"GET", "/api/v1/stats/history", NONE, V, false, NULL, 200},
     {"GET", "/api/v1/handlers", NONE, V, false, NULL, 200},
     {"POST", "/api/v1/handlers/%s/pause", INSTANCE, O, true, NULL, 200},
     {"POST", "/api/v1/handlers/%s/resume", INSTANCE, O, true, NULL, 200},

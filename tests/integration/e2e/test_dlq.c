@@ -206,7 +206,16 @@ Test(e2e_dlq, a_scheduled_retry_carries_the_handlers_reason)
               "no retry logged: %s", E.fx.log);
     redisContext *c = harness_redis_connect(&E.fx.redis);
     cr_assert_not_null(c);
-    redisReply *r = redisCommand(c, "ZRANGE t:events:retry 0 -1");
+    /* the line is logged when the retry is decided, before the chunk's
+     * writes reach Redis: wait for the member */
+    redisReply *r = NULL;
+    for (long long end = harness_now_ms() + 5000;;) {
+        r = redisCommand(c, "ZRANGE t:events:retry 0 -1");
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements > 0 || harness_now_ms() > end)
+            break;
+        freeReplyObject(r);
+        e2e_sleep_ms(20);
+    }
     cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1, "retry schedule: %s",
               r && r->type == REDIS_REPLY_ERROR ? r->str : "not one member");
     /* a member is "<meta json>\n<raw event>" */
@@ -217,6 +226,13 @@ Test(e2e_dlq, a_scheduled_retry_carries_the_handlers_reason)
     cr_expect_str_eq(jstr(meta, "err"),
                      "chaos/main: data.fault asks for 2 retries; this was attempt 1");
     cr_expect_str_eq(jstr(meta, "h"), "chaos/main");
+    /* the failed attempt's error travels with the retry (to a dead letter's
+     * attempt_errors) */
+    json_t *ae = json_object_get(meta, "ae");
+    cr_expect_eq(json_array_size(ae), 1);
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(ae, 0), "attempt")), 1);
+    cr_expect_str_eq(jstr(json_array_get(ae, 0), "error"),
+                     "chaos/main: data.fault asks for 2 retries; this was attempt 1");
     json_decref(meta);
     freeReplyObject(r);
     redisFree(c);

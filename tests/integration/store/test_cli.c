@@ -359,3 +359,36 @@ Test(cli, dlq_delete_marks_purged_and_needs_migration_0007)
     PQfinish(pg);
     redisFree(r);
 }
+
+Test(cli, events_show_prints_the_status_history_oldest_first)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t u = {.id = "ev-hist", .type = "order.created", .tenant = "t",
+                        .stream_id = "1714557600000-0", .status = STORE_RETRYING, .attempts = 1,
+                        .last_error = "rec/main: try later", .timestamp_ms = 1714557600100};
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u.status = STORE_COMPLETED;
+    u.attempts = 2;
+    u.last_error = NULL;
+    u.timestamp_ms = 1714557601100;
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "events", "show", "ev-hist", NULL, NULL, NULL), 0,
+                 "%s", err);
+    const char *h = strstr(out, "history:\n");
+    cr_assert(h, "%s", out);
+    const char *r = strstr(h, "2024-05-01T10:00:00.100Z RETRYING      attempt 1  rec/main: try later\n");
+    const char *c = strstr(h, "2024-05-01T10:00:01.100Z COMPLETED     attempt 2\n");
+    cr_expect(r && c && r < c, "%s", out);
+    free(out);
+    free(err);
+    cr_assert_eq(ctl(&out, &err, fx_pg.url, "events", "show", "ev-hist", "--json", NULL, NULL),
+                 0);
+    json_t *j = json_loads(out, 0, NULL);
+    cr_expect_eq(json_array_size(json_object_get(j, "status_history")), 2, "%s", out);
+    json_decref(j);
+    free(out);
+    free(err);
+}

@@ -422,3 +422,144 @@ Test(writer, outcomes_of_one_batch_merge_in_order)
                  1);
     PQfinish(c);
 }
+
+/* ---- status history (migration 0010) ---------------------------------------- */
+
+/* The row's status_history through store_events_get (asserts it exists). */
+static json_t *history_of(PGconn *c, const char *id)
+{
+    json_t *row = NULL;
+    char err[512];
+    cr_assert_eq(store_events_get(c, id, &row, err, sizeof err), 0, "%s", err);
+    cr_assert_not_null(row, "no row %s", id);
+    json_t *h = json_incref(json_object_get(row, "status_history"));
+    json_decref(row);
+    cr_assert(json_is_array(h), "status_history is not an array");
+    return h;
+}
+
+static void expect_transition(json_t *h, size_t i, const char *status, int attempts,
+                              const char *at, const char *error)
+{
+    json_t *x = json_array_get(h, i);
+    cr_assert(json_is_object(x), "no transition %zu", i);
+    cr_expect_str_eq(json_string_value(json_object_get(x, "status")), status, "transition %zu",
+                     i);
+    cr_expect_eq(json_integer_value(json_object_get(x, "attempts")), attempts, "transition %zu",
+                 i);
+    cr_expect_str_eq(json_string_value(json_object_get(x, "at")), at, "transition %zu", i);
+    if (error)
+        cr_expect_str_eq(json_string_value(json_object_get(x, "error")), error,
+                         "transition %zu", i);
+    else
+        cr_expect(json_is_null(json_object_get(x, "error")), "transition %zu", i);
+}
+
+Test(writer, status_history_keeps_every_transition_of_one_batch_and_across_batches)
+{
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    PGconn *c = fx_connect();
+    /* one batch: straight into events (the direct COPY) */
+    store_update_t u = upd("ev-h", STORE_PROCESSING, 1, 1700000000000);
+    u.stream_id = "1700000000000-0";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    u = upd("ev-h", STORE_RETRYING, 1, 1700000000100);
+    u.stream_id = "1700000000000-0";
+    u.last_error = "chaos/main: \"quoted\"\nand a newline";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'ev-h' AND "
+                               "status = 'RETRYING'", 1, 10000));
+    /* later batches: the upsert appends */
+    u = upd("ev-h", STORE_RETRYING, 2, 1700000001100);
+    u.stream_id = "1700000000000-0";
+    u.last_error = "chaos/main: again";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'ev-h' AND "
+                               "attempts = 2", 1, 10000));
+    u = upd("ev-h", STORE_DEAD_LETTERED, 3, 1700000003100);
+    u.stream_id = "1700000000000-0";
+    u.last_error = "chaos/main: gave up";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+
+    json_t *h = history_of(c, "ev-h");
+    cr_assert_eq(json_array_size(h), 4, "%s", json_dumps(h, 0));
+    expect_transition(h, 0, "PROCESSING", 1, "2023-11-14T22:13:20.000Z", NULL);
+    expect_transition(h, 1, "RETRYING", 1, "2023-11-14T22:13:20.100Z",
+                      "chaos/main: \"quoted\"\nand a newline");
+    expect_transition(h, 2, "RETRYING", 2, "2023-11-14T22:13:21.100Z", "chaos/main: again");
+    expect_transition(h, 3, "DEAD_LETTERED", 3, "2023-11-14T22:13:23.100Z",
+                      "chaos/main: gave up");
+    json_decref(h);
+
+    /* an operator's delete of the dead letter adds PURGED */
+    const char *ids[] = {"ev-h"};
+    char err[512];
+    cr_assert_eq(store_events_mark_purged(c, ids, 1, err, sizeof err), 1, "%s", err);
+    h = history_of(c, "ev-h");
+    cr_assert_eq(json_array_size(h), 5);
+    json_t *p = json_array_get(h, 4);
+    cr_expect_str_eq(json_string_value(json_object_get(p, "status")), "PURGED");
+    cr_expect_eq(json_integer_value(json_object_get(p, "attempts")), 3);
+    cr_expect(strlen(json_string_value(json_object_get(p, "at"))) == 24, "RFC 3339 with ms");
+    json_decref(h);
+    PQfinish(c);
+}
+
+Test(writer, status_history_is_bounded_to_the_newest_and_errors_are_cut)
+{
+    fx_cfg.store.metadata_batch_size = 7; /* several batches: the upsert's bound too */
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    char big[1000];
+    memset(big, 'e', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    memcpy(big + 299, "é", 2); /* a 2-byte character across the 300-byte cut */
+    for (int i = 1; i <= 45; i++) {
+        store_update_t u = upd("ev-b", STORE_RETRYING, i, 1700000000000 + i);
+        u.stream_id = "1700000000000-7";
+        u.last_error = big;
+        cr_assert_eq(store_writer_submit(w, &u), 0);
+        if (i % 9 == 0)
+            usleep(300 * 1000);
+    }
+    store_writer_stop(w, 5000);
+    PGconn *c = fx_connect();
+    json_t *h = history_of(c, "ev-b");
+    cr_assert_eq(json_array_size(h), STORE_STATUS_HISTORY_MAX);
+    for (size_t i = 0; i < STORE_STATUS_HISTORY_MAX; i++)
+        cr_expect_eq(json_integer_value(json_object_get(json_array_get(h, i), "attempts")),
+                     45 - STORE_STATUS_HISTORY_MAX + 1 + (long long)i, "the newest, in order");
+    const char *e = json_string_value(json_object_get(json_array_get(h, 0), "error"));
+    cr_expect_eq(strlen(e), 299, "cut before the character that does not fit");
+    json_decref(h);
+    PQfinish(c);
+}
+
+Test(writer, without_migration_0010_the_writer_still_writes_and_the_history_is_empty)
+{
+    PGconn *c = fx_connect();
+    /* as a database not yet migrated to 0010 */
+    PGresult *r = PQexec(c, "ALTER TABLE events DROP COLUMN status_history;"
+                            " DELETE FROM schema_migrations WHERE version = 10");
+    cr_assert_eq(PQresultStatus(r), PGRES_COMMAND_OK, "%s", PQerrorMessage(c));
+    PQclear(r);
+    store_writer_t *w = store_writer_start(&fx_cfg);
+    cr_assert_not_null(w);
+    store_update_t u = upd("ev-old", STORE_PROCESSING, 1, 1700000000000);
+    u.stream_id = "1700000000000-3";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    cr_assert(fx_wait_count(c, "SELECT count(*) FROM events WHERE id = 'ev-old'", 1, 10000));
+    u = upd("ev-old", STORE_COMPLETED, 1, 1700000000500);
+    u.stream_id = "1700000000000-3";
+    cr_assert_eq(store_writer_submit(w, &u), 0);
+    store_writer_stop(w, 5000);
+    char *st = status_of(c, "ev-old");
+    cr_expect_str_eq(st, "COMPLETED");
+    free(st);
+    json_t *h = history_of(c, "ev-old");
+    cr_expect_eq(json_array_size(h), 0, "no column: an empty history, not an error");
+    json_decref(h);
+    PQfinish(c);
+}

@@ -188,3 +188,120 @@ Test(stats, throughput_per_tenant_comes_from_the_samples)
     json_decref(all);
     stats_free(s);
 }
+
+/* ---- history -------------------------------------------------------------- */
+
+static const stats_gauges_t NO_GAUGES = {METRICS_UNSET, METRICS_UNSET, METRICS_UNSET,
+                                         METRICS_UNSET, METRICS_UNSET};
+
+static json_t *point(json_t *h, size_t i) { return json_array_get(json_object_get(h, "points"), i); }
+
+static long long num(json_t *o, const char *k) { return json_integer_value(json_object_get(o, k)); }
+
+Test(stats_history, points_are_per_period_counts_of_the_callers_tenant_and_the_streams_gauges)
+{
+    stats_t *s = stats_new();
+    stats_history_t *h = stats_history_new(1000000, 0);
+    cr_assert(s && h);
+    json_t *j = stats_history_json(h, s, NULL, 60000);
+    cr_expect_eq(json_array_size(json_object_get(j, "points")), 0, "no point before a sample");
+    json_decref(j);
+
+    /* period 1, from the history's origin (what happens before the first
+     * sample counts): acme 3 ok, globex 1 rejected and dead-lettered */
+    for (int i = 0; i < 3; i++) {
+        stats_cell_t *c = stats_cell(s, "acme", "order.created");
+        stats_cell_outcome(c, METRICS_OUTCOME_OK);
+        stats_cell_status(c, EV_STATUS_COMPLETED);
+    }
+    stats_cell_t *g = stats_cell(s, "globex", "secret.type");
+    stats_cell_outcome(g, METRICS_OUTCOME_REJECT);
+    stats_cell_status(g, EV_STATUS_DEAD_LETTERED);
+    stats_gauges_t gs = {.lag = 7, .pending = 2, .oldest_pending_age_ms = 1500,
+                         .dlq_entries = 1, .dlq_ratio_ppm = 100};
+    cr_assert_eq(stats_history_sample(h, s, 1060000, 60000, &gs), 0);
+    /* period 2: acme one retry, then ok */
+    stats_cell_t *c = stats_cell(s, "acme", "order.created");
+    stats_cell_outcome(c, METRICS_OUTCOME_RETRY);
+    stats_cell_status(c, EV_STATUS_RETRYING);
+    stats_cell_outcome(c, METRICS_OUTCOME_OK);
+    stats_cell_status(c, EV_STATUS_COMPLETED);
+    cr_assert_eq(stats_history_sample(h, s, 1120000, 120000, &NO_GAUGES), 0);
+
+    j = stats_history_json(h, s, "acme", 60000);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "tenant")), "acme");
+    cr_expect_float_eq(json_real_value(json_object_get(j, "period_s")), 60.0, 1e-9);
+    cr_assert_eq(json_array_size(json_object_get(j, "points")), 2);
+    json_t *p0 = point(j, 0), *p1 = point(j, 1);
+    cr_expect_str_eq(json_string_value(json_object_get(p0, "at")), "1970-01-01T00:17:40.000Z");
+    cr_expect_float_eq(json_real_value(json_object_get(p0, "span_s")), 60.0, 1e-9);
+    cr_expect_eq(num(p0, "events"), 3, "globex's event is not acme's");
+    cr_expect_eq(num(p0, "failures"), 0);
+    cr_expect_eq(num(p0, "dead_lettered"), 0);
+    cr_expect_float_eq(json_real_value(json_object_get(p0, "per_s")), 3.0 / 60, 1e-9);
+    cr_expect_eq(num(p0, "lag"), 7, "the stream's gauges go to every caller");
+    cr_expect_float_eq(json_real_value(json_object_get(p0, "oldest_pending_age_s")), 1.5, 1e-9);
+    cr_expect_float_eq(json_real_value(json_object_get(p0, "dlq_ratio")), 0.0001, 1e-12);
+    cr_expect_eq(num(p1, "events"), 2);
+    cr_expect_eq(num(p1, "handler_outcomes"), 2);
+    cr_expect_eq(num(p1, "failures"), 1);
+    cr_expect_float_eq(json_real_value(json_object_get(p1, "failure_ratio")), 0.5, 1e-9);
+    cr_expect(json_is_null(json_object_get(p1, "lag")), "not read: null, not 0");
+    json_decref(j);
+
+    j = stats_history_json(h, s, NULL, 60000);
+    cr_expect_eq(num(point(j, 0), "events"), 4);
+    cr_expect_eq(num(point(j, 0), "dead_lettered"), 1);
+    cr_expect_float_eq(json_real_value(json_object_get(point(j, 0), "failure_ratio")), 0.25, 1e-9,
+                       "every tenant: 1 failure of 4 outcomes");
+    json_decref(j);
+
+    j = stats_history_json(h, s, "initech", 60000);
+    cr_expect(json_is_true(json_object_get(j, "tracked")));
+    cr_expect_eq(num(point(j, 1), "events"), 0, "a quiet tenant has zeros");
+    cr_expect(json_is_null(json_object_get(point(j, 1), "failure_ratio")));
+    json_decref(j);
+    stats_history_free(h);
+    stats_free(s);
+}
+
+Test(stats_history, keeps_the_newest_fifteen_points)
+{
+    stats_t *s = stats_new();
+    stats_history_t *h = stats_history_new(0, 0);
+    for (int i = 1; i <= 40; i++) {
+        for (int k = 0; k < i; k++)
+            stats_cell_status(stats_cell(s, "acme", "t"), EV_STATUS_COMPLETED);
+        cr_assert_eq(stats_history_sample(h, s, 1000 * (int64_t)i, 1000 * (int64_t)i, &NO_GAUGES),
+                     0);
+    }
+    json_t *j = stats_history_json(h, s, "acme", 1000);
+    json_t *pts = json_object_get(j, "points");
+    cr_assert_eq(json_array_size(pts), STATS_HISTORY_POINTS);
+    /* the point ending at sample i counts i events: the last 15 are 26..40 */
+    for (size_t i = 0; i < STATS_HISTORY_POINTS; i++)
+        cr_expect_eq(num(json_array_get(pts, i), "events"), 26 + (long long)i);
+    json_decref(j);
+    stats_history_free(h);
+    stats_free(s);
+}
+
+Test(stats_history, an_untracked_tenant_gets_no_counts)
+{
+    stats_t *s = stats_new();
+    stats_history_t *h = stats_history_new(0, 0);
+    char name[32];
+    for (int i = 0; i < STATS_MAX_TENANTS; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        stats_cell_status(stats_cell(s, name, "x"), EV_STATUS_COMPLETED);
+    }
+    stats_history_sample(h, s, 0, 0, &NO_GAUGES);
+    stats_cell_status(stats_cell(s, "late", "x"), EV_STATUS_COMPLETED);
+    stats_history_sample(h, s, 1000, 1000, &NO_GAUGES);
+    json_t *j = stats_history_json(h, s, "late", 1000);
+    cr_expect(json_is_false(json_object_get(j, "tracked")));
+    cr_expect(json_is_null(json_object_get(point(j, 0), "events")), "never the shared cell's");
+    json_decref(j);
+    stats_history_free(h);
+    stats_free(s);
+}

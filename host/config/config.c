@@ -1068,7 +1068,10 @@ static void apply_token(loader_t *L, const ynode_t *n)
 
 static void apply_instance(loader_t *L, const ynode_t *n)
 {
-    static const char *const keys[] = {"name", "plugin", "config", "subscriptions", NULL};
+    static const char *const keys[] = {"name", "plugin", "config", "subscriptions", "isolation",
+                                       NULL};
+    static const char *const isolation_names[] = {"in-process", "process", NULL};
+    static const int isolation_values[] = {CFG_ISOLATION_IN_PROCESS, CFG_ISOLATION_PROCESS};
     if (!want_map(L, n, "plugins entry"))
         return;
     evbus_config_t *cfg = L->cfg;
@@ -1116,6 +1119,13 @@ static void apply_instance(loader_t *L, const ynode_t *n)
         case 3:
             apply_subscriptions(L, v, false, &inst->subs, &inst->n_subs);
             break;
+        case 4: {
+            int mode;
+            inst->isolation_pos = v->pos;
+            if (get_enum(L, v, "isolation", isolation_names, isolation_values, &mode))
+                inst->isolation = (cfg_isolation_t)mode;
+            break;
+        }
         default:
             break;
         }

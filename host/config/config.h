@@ -81,6 +81,12 @@ typedef struct cfg_config_key {
     cfg_pos_t value_pos;
 } cfg_config_key_t;
 
+/* Where an instance's init(), handlers and fini() run (`isolation:`). */
+typedef enum cfg_isolation {
+    CFG_ISOLATION_IN_PROCESS = 0, /* in evbusd itself (the default) */
+    CFG_ISOLATION_PROCESS = 1,    /* in an evbus-plugin-runner child (host/isolation/) */
+} cfg_isolation_t;
+
 /* A plugin instance (`plugins:` entry). */
 typedef struct cfg_instance {
     char *name;          /* unique across plugins and foreign handlers */
@@ -91,9 +97,11 @@ typedef struct cfg_instance {
     size_t n_config_keys;
     cfg_subscription_t *subs; /* NULL/0: use the descriptor's subscribers */
     size_t n_subs;
+    cfg_isolation_t isolation;
     cfg_pos_t pos;
     cfg_pos_t plugin_pos;
     cfg_pos_t config_pos;
+    cfg_pos_t isolation_pos; /* file NULL when the key is absent */
 } cfg_instance_t;
 
 typedef enum ffi_type_kind {

@@ -56,6 +56,7 @@ void dctx_release(dctx_t *d)
     free(d->cmd_lens);
     free(d->acks);
     store_pending_free(&d->meta);
+    free(d->ahead);
     router_cache_free(d->cache);
     if (d->wc)
         redisFree(d->wc);
@@ -549,6 +550,30 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
         drop_wc(d, "dedup DEL");
 }
 
+/* Whether the planning pass of this chunk validated the entry being
+ * dispatched (same bytes, same generation: same answer). */
+static bool planned_valid(dctx_t *d)
+{
+    while (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry + 1 < d->cur_entry)
+        d->next_ahead++;
+    return d->cur_entry && d->next_ahead < d->n_ahead &&
+           d->ahead[d->next_ahead].entry + 1 == d->cur_entry && d->ahead[d->next_ahead].valid;
+}
+
+/* The call of h made ahead for the entry being dispatched, if any.  A
+ * call made ahead whose handler dispatch then skips (paused meanwhile) is
+ * passed over, never matched to another handler or entry. */
+static struct dctx_ahead *find_ahead(dctx_t *d, const gen_handler_t *h)
+{
+    while (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry + 1 < d->cur_entry)
+        d->next_ahead++;
+    for (size_t j = d->next_ahead;
+         d->cur_entry && j < d->n_ahead && d->ahead[j].entry + 1 == d->cur_entry; j++)
+        if (d->ahead[j].h == h && !d->ahead[j].taken)
+            return &d->ahead[j];
+    return NULL;
+}
+
 /*
  * Call h.  The timeout never multiplies side effects: the call is never
  * interrupted and its entry stays leased while it runs, so no second call
@@ -568,6 +593,8 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
                      ev->orig_sid[0] ? ev->orig_sid : ev->stream_id);
     atomic_store(&d->cur_handler, h->name);
     evbus_result_t r;
+    int64_t ran_ms = -1;
+    struct dctx_ahead *ahead;
     if (h->kind == GEN_HANDLER_FOREIGN) {
         /* foreign parameters point into the envelope: show them the data at
          * the version this subscription takes, then put the original back */
@@ -588,6 +615,22 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
             jarena_leave();
             json_decref(orig);
         }
+    } else if ((ahead = find_ahead(d, h)) != NULL) {
+        /* made ahead with the chunk's other calls: its outcome, and how
+         * long it ran in the child */
+        const char *said = NULL;
+        ahead->taken = true;
+        r = plugin_call_outcome(h->inst, ahead->call, &said, &ran_ms);
+        snprintf(reason, reason_len, "%s", said);
+    } else if (plugin_instance_is_remote(h->inst)) {
+        /* isolated, alone: the same steps with one call */
+        bool own = ev->env && ev->data == json_object_get(ev->env, "data");
+        void *call = plugin_call_prepare(h->inst, h->sub, ev, own ? PLUGIN_CALL_OWN_DATA : 0);
+        plugin_call_run(h->inst, &call, 1);
+        const char *said = NULL;
+        r = plugin_call_outcome(h->inst, call, &said, NULL);
+        snprintf(reason, reason_len, "%s", said);
+        plugin_call_release(h->inst, call);
     } else {
         /* api->set_reason writes straight into why[] of this handler */
         ev->reason = reason;
@@ -596,7 +639,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         ev->reason = NULL;
         ev->reason_len = 0;
     }
-    int64_t took = clock_coarse_ms() - atomic_load(&d->cur_start_ms);
+    int64_t took = ran_ms >= 0 ? ran_ms : clock_coarse_ms() - atomic_load(&d->cur_start_ms);
     metrics_handler_duration_ms(h->metrics_slot, took);
     crash_slot_leave(d->crash_slot);
     atomic_store(&d->cur_handler, NULL);
@@ -694,6 +737,10 @@ static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
         any_check |= in->handlers[i].schema_mode != SCHEMA_MODE_OFF;
     if (!schema || !any_check)
         return; /* validating costs: only for a handler that looks at the result */
+    if (planned_valid(d)) {
+        in->data = VERDICT_DATA_VALID; /* the planning pass validated these bytes */
+        return;
+    }
     json_t *data = ev->data ? ev->data : json_null();
     if (js_validate(schema, data, NULL, 0)) {
         in->data = VERDICT_DATA_VALID;
@@ -939,17 +986,10 @@ static int perform(dctx_t *d, struct evbus_event *ev, const verdict_input_t *in,
  * the verdict.  deliveries: the group's count for an entry claimed again,
  * else 0.  Returns as perform().
  */
-static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uint64_t deliveries)
+static void learn_facts(dctx_t *d, struct evbus_event *ev, verdict_input_t *in_, verdict_t *v_,
+                        const gen_handler_t **hs, verdict_handler_in_t *hin)
 {
-    const gen_handler_t *hs[EVENT_MAX_HANDLERS];
-    verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
-    verdict_input_t in = {
-        .known = VERDICT_KNOWN_ENVELOPE,
-        .from_group = from_group,
-        .deliveries = deliveries,
-        .max_deliveries = d->gen->cfg->core.max_deliveries,
-        .handlers = hin,
-    };
+    verdict_input_t in = *in_;
     verdict_t v;
     if (event_parse(ev) != 0)
         in.envelope = ev->dlq_reason ? ev->dlq_reason : EVBUS_DLQ_INVALID_ENVELOPE;
@@ -963,7 +1003,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uin
     if (!v.decided) {
         learn_schema(d, ev, &in);
         verdict_decide(&in, &v);
-        if (v.schema_advisory) {
+        if (v.schema_advisory && !d->planning) {
             METRIC_INC(events_schema_advisory);
             log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, NULL,
                       "event %s (%s v%d) fails its schema (advisory, delivered): %s",
@@ -971,6 +1011,23 @@ static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uin
             ev->error[0] = '\0';
         }
     }
+    *in_ = in;
+    *v_ = v;
+}
+
+static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uint64_t deliveries)
+{
+    const gen_handler_t *hs[EVENT_MAX_HANDLERS];
+    verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
+    verdict_input_t in = {
+        .known = VERDICT_KNOWN_ENVELOPE,
+        .from_group = from_group,
+        .deliveries = deliveries,
+        .max_deliveries = d->gen->cfg->core.max_deliveries,
+        .handlers = hin,
+    };
+    verdict_t v;
+    learn_facts(d, ev, &in, &v, hs, hin);
     if (!v.decided) {
         run_handlers(d, ev, hs, hin, in.n_handlers);
         in.known = VERDICT_KNOWN_RESULTS;
@@ -1043,4 +1100,117 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
     ev->is_replay = true;
     ev->replay_job = strdup(job_id);
     return process_event(d, ev, false, 0);
+}
+
+/* ---- isolated calls made ahead ------------------------------------------ */
+
+/* Whether entry's calls can all be made ahead: its handlers (hs, n) are
+ * all of one isolated instance, with no dedup, no pause and the data at
+ * the event's own version.  Then their calls are the only thing dispatch
+ * would do with the instance, in this order. */
+static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
+                           const gen_handler_t *const *hs, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const gen_handler_t *h = hs[i];
+        char why[256] = "";
+        if (h->kind != GEN_HANDLER_PLUGIN || h->inst != hs[0]->inst ||
+            !plugin_instance_is_remote(h->inst) || h->dedup_ttl_s ||
+            (d->link->pauses && pause_table_has(d->link->pauses, h->name)) ||
+            target_version(h, ev->schema_version, why, sizeof why) != ev->schema_version)
+            return false;
+    }
+    return true;
+}
+
+static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call, bool valid)
+{
+    if (d->n_ahead == d->cap_ahead) {
+        d->cap_ahead = d->cap_ahead ? d->cap_ahead * 2 : 256;
+        d->ahead = realloc(d->ahead, d->cap_ahead * sizeof *d->ahead);
+        if (!d->ahead) {
+            log_error(d->name, "out of memory");
+            abort();
+        }
+    }
+    d->ahead[d->n_ahead++] =
+        (struct dctx_ahead){.entry = entry, .h = h, .call = call, .valid = valid};
+}
+
+/* Learn each entry's facts, prepare the calls of the eligible ones, then
+ * run them: one exchange per isolated instance. */
+static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
+{
+    bool any_remote = false;
+    for (size_t i = 0; i < d->gen->n_insts && !any_remote; i++)
+        any_remote = plugin_instance_is_remote(d->gen->insts[i]);
+    if (!any_remote)
+        return;
+    d->planning = true;
+    for (size_t k = 0; k < n; k++) {
+        redisReply *entry = entries[k];
+        if (entry->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        struct evbus_event *ev = &d->ev;
+        load_entry(ev, entry);
+        const gen_handler_t *hs[EVENT_MAX_HANDLERS];
+        verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
+        verdict_input_t in = {.known = VERDICT_KNOWN_ENVELOPE,
+                              .from_group = true,
+                              .max_deliveries = d->gen->cfg->core.max_deliveries,
+                              .handlers = hin};
+        verdict_t v;
+        learn_facts(d, ev, &in, &v, hs, hin);
+        if (v.decided || !ahead_eligible(d, ev, hs, in.n_handlers))
+            continue;
+        for (size_t i = 0; i < in.n_handlers; i++) {
+            /* what call_handler would set: the deadline the child counts */
+            ev->deadline_ms = hs[i]->timeout_ms ? clock_coarse_ms() + hs[i]->timeout_ms : 0;
+            ahead_add(d, k, hs[i],
+                      plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA),
+                      in.data == VERDICT_DATA_VALID);
+        }
+        ev->deadline_ms = 0;
+    }
+    event_reset(&d->ev);
+    d->planning = false;
+    /* one run per instance, in the order the calls were made */
+    void **calls = malloc((d->n_ahead + 1) * sizeof *calls);
+    bool *done = calloc(d->n_ahead + 1, sizeof *done);
+    if (!calls || !done) {
+        log_error(d->name, "out of memory");
+        abort();
+    }
+    for (size_t i = 0; i < d->n_ahead; i++) {
+        if (done[i])
+            continue;
+        plugin_instance_t *inst = d->ahead[i].h->inst;
+        size_t m = 0;
+        for (size_t j = i; j < d->n_ahead; j++)
+            if (!done[j] && d->ahead[j].h->inst == inst) {
+                calls[m++] = d->ahead[j].call;
+                done[j] = true;
+            }
+        plugin_call_run(inst, calls, m);
+    }
+    free(calls);
+    free(done);
+}
+
+void dctx_dispatch_chunk(dctx_t *d, redisReply **entries, size_t n)
+{
+    d->n_ahead = d->next_ahead = 0;
+    plan_ahead(d, entries, n);
+    for (size_t k = 0; k < n; k++) {
+        d->cur_entry = k + 1;
+        dispatch_entry(d, entries[k], 0);
+    }
+    d->cur_entry = 0;
+    /* an outcome nobody asked for (the instance was paused meanwhile): its
+     * handler ran; the deferred delivery will run it again */
+    for (size_t i = 0; i < d->n_ahead; i++)
+        plugin_call_release(d->ahead[i].h->inst, d->ahead[i].call);
+    d->n_ahead = d->next_ahead = 0;
 }

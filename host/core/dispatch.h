@@ -96,6 +96,20 @@ typedef struct dctx {
     atomic_bool cur_reported;
     unsigned rand_state;
     bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
+
+    /* Calls of isolated instances made ahead, all at once, for the chunk
+     * being dispatched (dctx_dispatch_chunk), in the order the per-entry
+     * dispatch then asks for their outcomes. */
+    struct dctx_ahead {
+        size_t entry;            /* index in the chunk */
+        const gen_handler_t *h;
+        void *call;
+        bool taken;
+        bool valid;              /* the planning pass found the payload valid */
+    } *ahead;
+    size_t n_ahead, cap_ahead, next_ahead;
+    size_t cur_entry;            /* index + 1 of the entry being dispatched; 0: none */
+    bool planning;               /* learning facts only: count and log nothing */
 } dctx_t;
 
 /* link is borrowed: it must outlive the context. */
@@ -107,6 +121,17 @@ void dctx_begin(dctx_t *d, generation_t *g);
 
 /* Dispatch one stream entry ([id, [field, value, ...]] or [id, nil]). */
 void dctx_dispatch_entry(dctx_t *d, redisReply *entry);
+
+/*
+ * Dispatch n entries read together, as n dctx_dispatch_entry calls, except
+ * that the calls of isolated (`isolation: process`) instances are made
+ * ahead, all in one exchange per instance: for each entry whose handlers
+ * are all handlers of one isolated instance (no dedup, no pause, no
+ * upcast), the facts are learnt once to know which calls it takes; the
+ * calls go to the child together; then each entry is dispatched as usual
+ * and takes its outcomes instead of calling.  Other entries call as usual.
+ */
+void dctx_dispatch_chunk(dctx_t *d, redisReply **entries, size_t n);
 
 /* Dispatch an entry claimed again (own pending at start, or reclaimed):
  * reads its delivery count first and dead-letters it as `poison` when the

@@ -383,12 +383,11 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     while ((ch = queue_pop(e))) {
         dctx_begin(&w->ctx, ch->gen);
-        for (size_t i = 0; i < ch->count; i++) {
-            if (ch->recovered)
+        if (ch->recovered)
+            for (size_t i = 0; i < ch->count; i++)
                 dctx_dispatch_recovered(&w->ctx, ch->entries[i]);
-            else
-                dctx_dispatch_entry(&w->ctx, ch->entries[i]);
-        }
+        else
+            dctx_dispatch_chunk(&w->ctx, ch->entries, ch->count);
         dctx_flush(&w->ctx);
         inflight_remove(e, ch);
         generation_unref(ch->gen);

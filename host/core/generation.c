@@ -19,6 +19,7 @@
 
 #include "config/settings.h"
 #include "core/event.h"
+#include "isolation/isolation.h"
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -220,8 +221,16 @@ static int resolve_instances(generation_t *g, const generation_t *prev, const ch
         plugin_instance_t *old = (plugin_instance_t *)prev_instance(prev, ci->name);
         plugin_file_id_t fid;
         char err[1024];
-        if (old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
-            plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json)) {
+        bool same = old && plugin_file_identify(ci->plugin_path, &fid, err, sizeof err) == 0 &&
+                    plugin_instance_can_adopt(old, ci->name, &fid, ci->config_json);
+        /* state never moves between a runner and the host */
+        if (same && plugin_instance_is_remote(old) != (ci->isolation == CFG_ISOLATION_PROCESS)) {
+            log_info("reload", "instance '%s': isolation changed to %s; its state starts "
+                     "afresh (init runs again)", ci->name,
+                     ci->isolation == CFG_ISOLATION_PROCESS ? "process" : "in-process");
+            same = false;
+        }
+        if (same) {
             adopt[i] = old;
             libs[i] = plugin_instance_lib(old);
         } else if (open_lib(g, ci->plugin_path, private_dir, &libs[i], &ci->plugin_pos,
@@ -301,8 +310,17 @@ static int build_instances(generation_t *g, const generation_t *prev, uint32_t i
             log_info("reload", "instance '%s' keeps its state (file and config unchanged)",
                      ci->name);
         } else {
-            if (plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(),
-                                    init_flags, &inst, err, sizeof err) != 0) {
+            isolation_conf_t iso = {.private_dir = private_dir,
+                                    .redis_url = cfg->core.redis_url,
+                                    .stream = cfg->core.stream,
+                                    .init_flags = init_flags,
+                                    .api = event_host_api()};
+            int rc = ci->isolation == CFG_ISOLATION_PROCESS
+                         ? isolation_instance_new(lib, ci->name, ci->config_json, &iso, &inst,
+                                                  err, sizeof err)
+                         : plugin_instance_new(lib, ci->name, ci->config_json, event_host_api(),
+                                               init_flags, &inst, err, sizeof err);
+            if (rc != 0) {
                 /* at `config:`, or at the entry when it has none */
                 cfg_errors_add(errs, ci->config_pos.file ? &ci->config_pos : &ci->pos, "%s",
                                err);
@@ -432,10 +450,11 @@ json_t *generation_describe(const generation_t *g)
         const evbus_plugin_descriptor_t *d = plugin_lib_descriptor(lib);
         char h[2 * PLUGIN_DIGEST_LEN + 1];
         hex(plugin_lib_digest(lib), PLUGIN_DIGEST_LEN, h);
-        json_array_append_new(insts, json_pack("{s:s, s:s, s:s, s:s+}", "name",
-                                               plugin_instance_name(g->insts[i]), "plugin",
-                                               d->name, "version", d->version ? d->version : "",
-                                               "so_digest", "sha256:", h));
+        json_array_append_new(
+            insts, json_pack("{s:s, s:s, s:s, s:s+, s:s}", "name",
+                             plugin_instance_name(g->insts[i]), "plugin", d->name, "version",
+                             d->version ? d->version : "", "so_digest", "sha256:", h, "isolation",
+                             plugin_instance_is_remote(g->insts[i]) ? "process" : "in-process"));
     }
     return json_pack("{s:I, s:s, s:I, s:o, s:o}", "generation", (json_int_t)g->number,
                      "digest", g->digest, "built_ms", (json_int_t)g->built_ms, "files", files,

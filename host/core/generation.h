@@ -118,7 +118,7 @@ void generation_destroy(generation_t *g);
 const gen_handler_t *generation_find_handler(const generation_t *g, const char *name);
 
 /* {generation, digest, built_ms, files, instances: [{name, plugin, version,
- * so_digest}]} for /health and evbusctl status.  Caller decrefs. */
+ * so_digest, isolation}]} for /health and evbusctl status.  Caller decrefs. */
 json_t *generation_describe(const generation_t *g);
 evbus_upcast_fn generation_find_upcaster(const generation_t *g, const char *type, int from);
 

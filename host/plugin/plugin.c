@@ -55,6 +55,9 @@ typedef struct plugin_state_box {
     bool serial;
     uint32_t init_flags; /* EVBUS_INIT_* of the init() that made state */
     pthread_mutex_t mu;  /* held around handler calls of SERIAL plugins */
+    /* a remote instance's forwarding (plugin_instance_new_remote): state
+     * is then the remote, and fini() is ops->stop */
+    const plugin_remote_ops_t *remote_ops;
 } plugin_state_box_t;
 
 struct plugin_instance {
@@ -575,6 +578,60 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
     return 0;
 }
 
+int plugin_instance_new_remote(plugin_lib_t *lib, const char *name, const char *config_json,
+                               const plugin_remote_ops_t *ops, void *remote,
+                               plugin_instance_t **out, char *err, size_t errlen)
+{
+    plugin_instance_t *inst = plugin_instance_alloc(lib, name, config_json);
+    plugin_state_box_t *box = calloc(1, sizeof *box);
+    if (!inst || !box) {
+        snprintf(err, errlen, "instance '%s' (%s): out of memory", name, lib->path);
+        if (inst)
+            plugin_instance_release(inst);
+        free(box);
+        ops->stop(remote);
+        return -1;
+    }
+    atomic_init(&box->refs, 1);
+    box->state = remote;
+    box->remote_ops = ops;
+    pthread_mutex_init(&box->mu, NULL);
+    inst->box = box;
+    *out = inst;
+    return 0;
+}
+
+bool plugin_instance_is_remote(const plugin_instance_t *inst)
+{
+    return inst->box->remote_ops != NULL;
+}
+
+void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
+                          const evbus_event_t *ev, unsigned flags)
+{
+    plugin_state_box_t *box = inst->box;
+    if (!box->remote_ops)
+        return NULL;
+    return box->remote_ops->prepare(box->state, (size_t)(sub - inst->lib->desc->subscribers),
+                                    ev, flags);
+}
+
+void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n)
+{
+    inst->box->remote_ops->run(inst->box->state, calls, n);
+}
+
+evbus_result_t plugin_call_outcome(const plugin_instance_t *inst, void *call,
+                                   const char **reason, int64_t *took_ms)
+{
+    return inst->box->remote_ops->outcome(call, reason, took_ms);
+}
+
+void plugin_call_release(const plugin_instance_t *inst, void *call)
+{
+    inst->box->remote_ops->release(call);
+}
+
 int plugin_instance_adopt(plugin_instance_t *old, plugin_instance_t **out, char *err,
                           size_t errlen)
 {
@@ -611,7 +668,9 @@ void plugin_instance_free(plugin_instance_t *inst)
         return;
     plugin_state_box_t *box = inst->box;
     if (atomic_fetch_sub(&box->refs, 1) == 1) {
-        if (inst->lib->desc->fini) {
+        if (box->remote_ops) {
+            box->remote_ops->stop(box->state);
+        } else if (inst->lib->desc->fini) {
             const char *saved = plugin_current();
             plugin_set_current(inst->name);
             plugin_tls_init_flags = box->init_flags;
@@ -667,6 +726,9 @@ evbus_result_t plugin_instance_call(plugin_instance_t *inst, const evbus_subscri
                                     const evbus_event_t *ev)
 {
     plugin_state_box_t *box = inst->box;
+    if (box->remote_ops)
+        return box->remote_ops->call(box->state, (size_t)(sub - inst->lib->desc->subscribers),
+                                     ev);
     const char *saved = plugin_current();
     plugin_set_current(inst->name);
     if (box->serial)

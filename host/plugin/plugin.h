@@ -143,6 +143,62 @@ int plugin_instance_new(plugin_lib_t *lib, const char *name, const char *config_
                         plugin_instance_t **out, char *err, size_t errlen);
 
 /*
+ * An instance whose init(), handlers and fini() run in another process
+ * (`isolation: process`, host/isolation/).  This module keeps what it
+ * keeps for every instance (name, library, config, the state box that
+ * KEEP_STATE shares) and forwards each handler call through `call`; the
+ * remote is what the box holds instead of init()'s state.
+ *  - call(remote, sub_index, ev): one handler call, sub_index into the
+ *    descriptor's subscribers; any thread, concurrently.
+ *  - stop(remote): the last instance sharing the remote was freed: fini()
+ *    over there, then release everything (control thread).
+ *  - prepare/run/outcome/release: the same call in steps, so that many
+ *    calls travel together: prepare copies what the call needs from ev
+ *    (ev may go away after; PLUGIN_CALL_* flags), run hands n prepared calls over at once and
+ *    returns when all have an outcome, outcome reads one (its reason and
+ *    how long it ran over there), release frees it.  Any thread; a call
+ *    belongs to the thread that prepared it.
+ */
+/* The data the handler sees is the `data` of the entry's raw envelope (no
+ * upcast): a remote may take it from the raw entry instead of a copy. */
+#define PLUGIN_CALL_OWN_DATA 0x1u
+
+typedef struct plugin_remote_ops {
+    evbus_result_t (*call)(void *remote, size_t sub_index, const evbus_event_t *ev);
+    void (*stop)(void *remote);
+    void *(*prepare)(void *remote, size_t sub_index, const evbus_event_t *ev, unsigned flags);
+    void (*run)(void *remote, void *const *calls, size_t n);
+    evbus_result_t (*outcome)(void *call, const char **reason, int64_t *took_ms);
+    void (*release)(void *call);
+} plugin_remote_ops_t;
+
+/*
+ * Creates an instance of lib called `name` forwarding to `remote` (whose
+ * init already succeeded over there).  Takes `remote`: on failure (-1, out
+ * of memory, message in err) ops->stop(remote) has run.  ops must outlive
+ * the instance (a static table).
+ */
+int plugin_instance_new_remote(plugin_lib_t *lib, const char *name, const char *config_json,
+                               const plugin_remote_ops_t *ops, void *remote,
+                               plugin_instance_t **out, char *err, size_t errlen);
+
+/* Whether inst forwards to another process (plugin_instance_new_remote). */
+bool plugin_instance_is_remote(const plugin_instance_t *inst);
+
+/*
+ * Calls of a remote instance in steps (see plugin_remote_ops_t): a call
+ * of sub on ev prepared now, run later with others of the same instance.
+ * plugin_call_prepare returns NULL for an instance that is not remote.
+ * The reason that plugin_call_outcome returns lives until the release.
+ */
+void *plugin_call_prepare(plugin_instance_t *inst, const evbus_subscriber_t *sub,
+                          const evbus_event_t *ev, unsigned flags);
+void plugin_call_run(plugin_instance_t *inst, void *const *calls, size_t n);
+evbus_result_t plugin_call_outcome(const plugin_instance_t *inst, void *call,
+                                   const char **reason, int64_t *took_ms);
+void plugin_call_release(const plugin_instance_t *inst, void *call);
+
+/*
  * KEEP_STATE reload: creates a new instance of the SAME library and name
  * that shares old's state (and its serial mutex, so a SERIAL plugin never
  * runs two handlers at once while the old generation drains).  init() is
@@ -181,7 +237,9 @@ const evbus_subscriber_t *plugin_instance_find_subscriber(const plugin_instance_
 void plugin_lib_subscriber_names(const plugin_lib_t *lib, char *out, size_t len);
 
 /*
- * Calls sub's handler with the current-instance name set to this instance
+ * For a remote instance: ops->call with the subscriber's index (nothing of
+ * the plugin runs in this process).  Otherwise:
+ * calls sub's handler with the current-instance name set to this instance
  * (restored afterwards, so nested calls are fine) and, for SERIAL plugins,
  * the instance mutex held: handler_api(api, ev, state) with the api init()
  * got when the descriptor sets EVBUS_PLUGIN_F_HANDLER_API, else

@@ -60,7 +60,11 @@
       "Archive steps that failed (Redis or PostgreSQL); trimming waits meanwhile")           \
     X(audit_written, "evbus_audit_written_total", "Audit records written (admin API)")      \
     X(audit_dropped, "evbus_audit_dropped_total",                                           \
-      "Audit records lost: queue full, stopping, or refused by the backend")
+      "Audit records lost: queue full, stopping, or refused by the backend")                \
+    X(runner_starts, "evbus_plugin_runner_starts_total",                                    \
+      "Plugin runner children started (isolation: process), restarts included")            \
+    X(runner_crashes, "evbus_plugin_runner_crashes_total",                                  \
+      "Plugin runner children that died, hung past a timeout or failed to restart")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \

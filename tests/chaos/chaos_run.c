@@ -5,7 +5,7 @@
  * that no event was lost.
  *
  *   chaos-run [--events N] [--kills K] [--build DIR] [--seed S]
- *             [--timeout SEC] [--keep]
+ *             [--timeout SEC] [--keep] [--isolation]
  *
  * (tests/chaos/run builds it and runs it; see the usage comment there.)
  *
@@ -20,6 +20,14 @@
  * our SIGKILL) it is started again with the same consumer name.  Kill and
  * Redis-restart moments are drawn as points of handler progress (calls
  * counted in the count file), so they land while events are in flight.
+ *
+ * --isolation runs the chaos instance with `isolation: process`: a crash
+ * fault then aborts its evbus-plugin-runner child, not evbusd, so crash
+ * events are ten times as many (max(1, N/2500)), each is retried until its
+ * attempts run out and dead-lettered (retries_exhausted, the reason naming
+ * SIGABRT), and a few hang events (sleep:2000 against a handler timeout of
+ * 500 ms) are killed at the timeout the same way.  evbusd itself must
+ * never crash: a crash exit of evbusd fails the run.
  *
  * Settled: everything published, every kill done, group read up to the
  * stream's last entry, nothing pending, retry schedule empty (twice, 300 ms
@@ -58,12 +66,12 @@
  * the whole run, so kills land on work in flight, not on an idle host. */
 #define PUBLISH_WINDOW 2000
 
-enum fault { F_NONE, F_RETRY, F_REJECT, F_SLEEP, F_CRASH };
+enum fault { F_NONE, F_RETRY, F_REJECT, F_SLEEP, F_CRASH, F_HANG };
 
 typedef struct run {
     int n_events, n_kills, timeout_s;
     uint64_t seed, rng;
-    bool keep;
+    bool keep, isolation;
     const char *build;
     harness_redis_t redis;
     redisContext *rc;
@@ -108,7 +116,9 @@ static void usage(FILE *f)
           "                 (default: $EVBUS_BUILD_ROOT, else the one this was built in)\n"
           "  --seed S       random seed (default: from the clock; printed on stderr)\n"
           "  --timeout SEC  give up after SEC seconds (default 300 + N/200)\n"
-          "  --keep         keep the temp folder (logs, count file) on success too\n",
+          "  --keep         keep the temp folder (logs, count file) on success too\n"
+          "  --isolation    run the chaos plugin with `isolation: process`: crash and\n"
+          "                 hang faults hit its runner child; evbusd must not crash\n",
           f);
 }
 
@@ -145,6 +155,7 @@ static int write_config(run_t *r)
                      "dlq: { capacity: 10000000 }\n"
                      "reclaim: { min_idle_ms: 1000, interval_ms: 200, max_deliveries: 3 }\n"
                      "shutdown_timeout_ms: 10000\n"
+                     "%s"
                      /* retention on and trimming hard all through the run: it
                       * must never take an entry the group still owes */
                      "retention: { max_age: 2s, interval: 200ms }\n"
@@ -152,9 +163,12 @@ static int write_config(run_t *r)
                      "  - name: chaos\n"
                      "    plugin: %s/plugins/chaos/chaos.so\n"
                      "    config: { count_file: %s }\n"
+                     "%s"
                      "    subscriptions:\n"
                      "      - { pattern: \"test.**\" }\n",
-                     r->redis.url, r->conf, EVBUS_SOURCE_ROOT, r->build, r->count_file);
+                     r->redis.url, r->conf, EVBUS_SOURCE_ROOT,
+                     r->isolation ? "handler_timeout_ms: 500\n" : "", r->build, r->count_file,
+                     r->isolation ? "    isolation: process\n" : "");
     if (n < 0)
         return -1;
     char state[700];
@@ -214,6 +228,7 @@ static const char *fault_text(const run_t *r, int i, char out[32])
     case F_REJECT: return "reject";
     case F_SLEEP: return "sleep:5";
     case F_CRASH: return "crash";
+    case F_HANG: return "sleep:2000";
     default: return NULL;
     }
 }
@@ -415,7 +430,8 @@ int main(int argc, char **argv)
         {"events", required_argument, NULL, 'n'}, {"kills", required_argument, NULL, 'k'},
         {"build", required_argument, NULL, 'b'},  {"seed", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'}, {"keep", no_argument, NULL, 'K'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+        {"isolation", no_argument, NULL, 'I'},    {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (o) {
@@ -425,6 +441,7 @@ int main(int argc, char **argv)
         case 's': r.seed = strtoull(optarg, NULL, 10); break;
         case 't': r.timeout_s = atoi(optarg); break;
         case 'K': r.keep = true; break;
+        case 'I': r.isolation = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -436,8 +453,9 @@ int main(int argc, char **argv)
     if (!r.timeout_s)
         r.timeout_s = 300 + r.n_events / 200;
     r.rng = r.seed ? r.seed : 1;
-    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s\n", r.n_events, r.n_kills,
-            (unsigned long long)r.seed, r.build);
+    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s%s\n", r.n_events,
+            r.n_kills, (unsigned long long)r.seed, r.build,
+            r.isolation ? " isolation=process" : "");
 
     /* the fault mix */
     int n = r.n_events;
@@ -458,9 +476,13 @@ int main(int argc, char **argv)
             r.faults[i] = F_SLEEP;
         }
     }
-    int n_crash = n / 25000 > 1 ? n / 25000 : 1;
+    int per = r.isolation ? 2500 : 25000;
+    int n_crash = n / per > 1 ? n / per : 1;
     for (int c = 0; c < n_crash; c++)
         r.faults[rnd(&r) % (uint64_t)n] = F_CRASH;
+    int n_hang = r.isolation ? (n / 10000 > 1 ? n / 10000 : 1) : 0;
+    for (int c = 0; c < n_hang; c++)
+        r.faults[rnd(&r) % (uint64_t)n] = F_HANG;
 
     /* moments, as handler-call progress */
     double *kill_at = calloc((size_t)r.n_kills + 1, sizeof *kill_at);
@@ -559,7 +581,8 @@ int main(int argc, char **argv)
         dups += r.ok_calls[i] > 1 ? r.ok_calls[i] - 1 : 0;
         /* events that must fail yet succeeded, or never fail yet sit in
          * the DLQ for another reason than poison, are worth a look */
-        if ((r.faults[i] == F_REJECT || r.faults[i] == F_CRASH) && r.ok_calls[i])
+        if ((r.faults[i] == F_REJECT || r.faults[i] == F_CRASH || r.faults[i] == F_HANG) &&
+            r.ok_calls[i])
             misplaced++;
         if (lost && lost <= 10 && !r.ok_calls[i] && !r.in_dlq[i]) {
             char ft[32];
@@ -568,11 +591,12 @@ int main(int argc, char **argv)
         }
     }
     fprintf(stderr,
-            "chaos-run: %.1f s, %d evbusd starts, %d kills, %d crash exits (%d crash events), "
+            "chaos-run: %.1f s, %d evbusd starts, %d kills, %d crash exits (%d crash events, "
+            "%d hang events), "
             "%d other exits, redis restarted %s; %lld handler calls; DLQ reasons: reject=%lld "
             "retries_exhausted=%lld poison=%lld other=%lld; %lld events that must fail "
             "succeeded%s\n",
-            elapsed / 1000.0, r.starts, r.kills_done, r.crashes, n_crash, r.odd_exits,
+            elapsed / 1000.0, r.starts, r.kills_done, r.crashes, n_crash, n_hang, r.odd_exits,
             r.redis_restarted ? "yes" : "no", r.calls, reasons[0], reasons[1], reasons[2],
             reasons[3], misplaced, timed_out ? "; TIMED OUT before settling" : "");
     printf("published=%d handled=%lld dlq=%lld lost=%lld duplicates=%lld\n", published, handled,
@@ -583,6 +607,11 @@ int main(int argc, char **argv)
         redisFree(r.rc);
     harness_redis_stop(&r.redis);
     bool ok = lost == 0 && published == n;
+    if (r.isolation && r.crashes) {
+        fprintf(stderr, "chaos-run: evbusd crashed %d times although the chaos instance is "
+                "isolated\n", r.crashes);
+        ok = false;
+    }
     if (ok && !r.keep) {
         harness_rmrf(r.dir);
         harness_rmrf(r.redis.dir);

@@ -192,6 +192,7 @@ Test(health, health_says_which_configuration_is_live)
     cr_expect_str_eq(json_string_value(json_object_get(in, "name")), "rec");
     cr_expect_str_eq(json_string_value(json_object_get(in, "plugin")), "testkit");
     cr_expect(!strncmp(json_string_value(json_object_get(in, "so_digest")), "sha256:", 7));
+    cr_expect_str_eq(json_string_value(json_object_get(in, "isolation")), "in-process");
     cr_expect_gt(json_integer_value(json_object_get(c1, "built_ms")), 0);
     /* a changed manifest: another digest, the old one kept as previous */
     snprintf(buf, sizeof buf,

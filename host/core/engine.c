@@ -615,8 +615,8 @@ static int load_keys(engine_t *e, redisContext *c, char *err, size_t errlen)
     }
     size_t n = keyorder_held_total(e->keys);
     if (n)
-        log_info("keyorder", "%zu key%s of per_key handlers held behind a retry", n,
-                 n == 1 ? " is" : "s are");
+        log_info("keyorder", "%zu key%s of per_key handlers %s held behind a retry", n,
+                 n == 1 ? "" : "s", n == 1 ? "is" : "are");
     return 0;
 }
 

@@ -1374,7 +1374,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
         e->paused_key = NULL;
     e->pauses = pause_table_new();
     e->n_workers = cfg->core.worker_threads;
-    e->keys = keyorder_new(cfg->core.stream, e->n_workers, KEYORDER_MAX_KEYS_DEFAULT);
+    e->keys = keyorder_new(cfg->core.stream, e->n_workers, cfg->core.ordering_max_keys);
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     e->stats = stats_new();

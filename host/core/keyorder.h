@@ -45,8 +45,10 @@
  * verdict implies.
  *
  * MEMORY.  A table holds at most max_keys held keys over all lanes (each
- * lane max_keys / lanes, at least 1), each one node of about 64 bytes plus
- * its handler name and key.  AT THE CAP a new hold is refused
+ * lane max_keys / lanes, at least 1; evbusd passes the setting
+ * ordering.max_keys), each one node of about 50 bytes plus its handler
+ * name and key (at most KEYORDER_KEY_MAX bytes), plus 8 KiB of buckets
+ * per lane.  AT THE CAP a new hold is refused
  * (keyorder_hold() returns -1): dispatch then schedules the retry without
  * holding the key, so that key's later events are not held back until
  * the table has room again; evbus_keyorder_table_full_total counts each
@@ -73,7 +75,6 @@
 #include <stdint.h>
 
 #define KEYORDER_KEY_MAX 256
-#define KEYORDER_MAX_KEYS_DEFAULT 100000
 
 typedef struct keyorder_key {
     size_t len;

@@ -65,14 +65,22 @@ static const char *skip_ws(const char *p, const char *end)
     return p;
 }
 
-/* Past the string starting at p (on its opening quote); NULL if unclosed. */
+/* Past the string starting at p (on its opening quote); NULL if unclosed.
+ * memchr to the next quote, which closes the string unless an odd run of
+ * backslashes escapes it: this runs on every entry the reader reads. */
 static const char *skip_string(const char *p, const char *end)
 {
-    for (p++; p < end; p++) {
-        if (*p == '\\')
-            p++;
-        else if (*p == '"')
-            return p + 1;
+    const char *body = p + 1;
+    for (const char *from = body; from < end;) {
+        const char *q = memchr(from, '"', (size_t)(end - from));
+        if (!q)
+            return NULL;
+        const char *b = q;
+        while (b > body && b[-1] == '\\')
+            b--;
+        if ((q - b) % 2 == 0)
+            return q + 1;
+        from = q + 1;
     }
     return NULL;
 }
@@ -145,6 +153,8 @@ int keyorder_key_of(const char *raw, size_t len, keyorder_key_t *key)
         for (int i = 0; i < 3; i++)
             if (!found[i].p && nlen == strlen(names[i]) && memcmp(name, names[i], nlen) == 0)
                 found[i] = value_span(v, vend);
+        if (found[0].p && found[0].len)
+            break; /* the first choice: the rest (data) need not be read */
         p = skip_ws(vend, end);
         if (p < end && *p == ',')
             p = skip_ws(p + 1, end);

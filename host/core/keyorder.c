@@ -8,6 +8,7 @@
  */
 #include "core/keyorder.h"
 
+#include <jansson.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,17 +117,36 @@ typedef struct span {
     size_t len;
 } span_t;
 
-/* The value's text as a key: a string without its quotes, else as
- * written; empty for null and "". */
+/* The value as a key candidate: a string with its quotes (empty for any
+ * other value, which is not a key). */
 static span_t value_span(const char *v, const char *vend)
 {
-    while (vend > v && (vend[-1] == ' ' || vend[-1] == '\t' || vend[-1] == '\n' || vend[-1] == '\r'))
-        vend--;
-    if (vend - v >= 2 && *v == '"')
-        return (span_t){v + 1, (size_t)(vend - v - 2)};
-    if (vend - v == 4 && memcmp(v, "null", 4) == 0)
-        return (span_t){v, 0};
-    return (span_t){v, (size_t)(vend - v)};
+    if (vend - v > 2 && *v == '"')
+        return (span_t){v, (size_t)(vend - v)};
+    return (span_t){v, 0};
+}
+
+/* Copy the JSON string q[0..len) (quotes included) into key, its escapes
+ * decoded as jansson decodes them (client/partition.h reads the parsed
+ * event: both must see the same key).  -1 when it decodes to nothing. */
+static int copy_string(const char *q, size_t len, keyorder_key_t *key)
+{
+    const char *text = q + 1;
+    size_t n = len - 2;
+    json_t *decoded = NULL;
+    if (memchr(text, '\\', n)) {
+        decoded = json_loadb(q, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        if (!json_is_string(decoded)) {
+            json_decref(decoded);
+            return -1;
+        }
+        text = json_string_value(decoded);
+        n = json_string_length(decoded);
+    }
+    key->len = n < KEYORDER_KEY_MAX ? n : KEYORDER_KEY_MAX;
+    memcpy(key->text, text, key->len);
+    json_decref(decoded);
+    return key->len ? 0 : -1;
 }
 
 int keyorder_key_of(const char *raw, size_t len, keyorder_key_t *key)
@@ -162,11 +182,9 @@ int keyorder_key_of(const char *raw, size_t len, keyorder_key_t *key)
             break;
     }
     for (int i = 0; i < 3; i++)
-        if (found[i].p && found[i].len) {
-            key->len = found[i].len < KEYORDER_KEY_MAX ? found[i].len : KEYORDER_KEY_MAX;
-            memcpy(key->text, found[i].p, key->len);
+        if (found[i].len && copy_string(found[i].p, found[i].len, key) == 0)
             return 0;
-        }
+    key->len = 0;
     return -1;
 }
 

@@ -5,10 +5,11 @@
  * waiting for a retry holds that handler's later events of the key back.
  *
  * THE KEY of an event is its CloudEvents extension attribute
- * `partitionkey`, else `tenantid`, else its `id` (the first of them that is
- * present, not null and not ""), read from the event's raw JSON text by
- * keyorder_key_of(): a string is taken as written between its quotes
- * (escapes are not decoded), another value as its JSON text.  Keys longer
+ * `partitionkey`, else `tenantid`, else its `id`: the first of them that is
+ * a non-empty string, as client/partition.h chooses the partition (so a
+ * key never spans partitions).  keyorder_key_of() reads it from the raw
+ * JSON text without parsing the event (it runs on the reader thread for
+ * every entry), decoding escapes only when the string has any.  Keys longer
  * than KEYORDER_KEY_MAX bytes are compared on their first KEYORDER_KEY_MAX
  * bytes (events that share that prefix are ordered together: less
  * concurrency, never less order).  Reader and dispatch both use this one

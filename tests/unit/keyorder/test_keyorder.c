@@ -67,11 +67,18 @@ Test(keyorder_key, only_top_level_attributes_count)
     cr_expect_str_eq(key_of(ev, &k), "outer");
 }
 
-Test(keyorder_key, a_non_string_key_is_its_json_text)
+Test(keyorder_key, only_a_non_empty_string_is_a_key_as_for_partitions)
 {
     keyorder_key_t k;
-    cr_expect_str_eq(key_of("{ \"partitionkey\" : 42 , \"id\": \"e\" }", &k), "42");
-    cr_expect_str_eq(key_of("{\"partitionkey\":{\"a\":1},\"id\":\"e\"}", &k), "{\"a\":1}");
+    cr_expect_str_eq(key_of("{ \"partitionkey\" : 42 , \"id\": \"e\" }", &k), "e");
+    cr_expect_str_eq(key_of("{\"partitionkey\":{\"a\":1},\"tenantid\":\"t\"}", &k), "t");
+}
+
+Test(keyorder_key, escapes_are_decoded_so_one_key_has_one_spelling)
+{
+    keyorder_key_t k;
+    cr_expect_str_eq(key_of("{\"partitionkey\":\"a\\u0062\\\"c\"}", &k), "ab\"c");
+    cr_expect_str_eq(key_of("{\"partitionkey\":\"ab\\\"c\"}", &k), "ab\"c");
 }
 
 Test(keyorder_key, no_key_in_a_non_object_or_an_object_without_one)

@@ -59,6 +59,24 @@ static const char RELEASE_LUA[] =
 
 /* ---- the key of an event ------------------------------------------------ */
 
+#define FNV_BASIS 14695981039346656037ULL
+
+static uint64_t fnv1a(const char *s, size_t len, uint64_t h)
+{
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+void keyorder_key_set(keyorder_key_t *key, const char *text, size_t len)
+{
+    key->len = len < KEYORDER_KEY_MAX ? len : KEYORDER_KEY_MAX;
+    memcpy(key->text, text, key->len);
+    key->hash = fnv1a(key->text, key->len, FNV_BASIS);
+}
+
 static const char *skip_ws(const char *p, const char *end)
 {
     while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
@@ -143,8 +161,7 @@ static int copy_string(const char *q, size_t len, keyorder_key_t *key)
         text = json_string_value(decoded);
         n = json_string_length(decoded);
     }
-    key->len = n < KEYORDER_KEY_MAX ? n : KEYORDER_KEY_MAX;
-    memcpy(key->text, text, key->len);
+    keyorder_key_set(key, text, n);
     json_decref(decoded);
     return key->len ? 0 : -1;
 }
@@ -188,20 +205,9 @@ int keyorder_key_of(const char *raw, size_t len, keyorder_key_t *key)
     return -1;
 }
 
-static uint64_t fnv1a(const char *s, size_t len, uint64_t h)
-{
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
-#define FNV_BASIS 14695981039346656037ULL
-
 unsigned keyorder_lane(const keyorder_key_t *key, unsigned lanes)
 {
-    return lanes <= 1 ? 0 : (unsigned)(fnv1a(key->text, key->len, FNV_BASIS) % lanes);
+    return lanes <= 1 ? 0 : (unsigned)(key->hash % lanes);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -270,16 +276,18 @@ size_t keyorder_held_total(const keyorder_t *ko)
 
 static uint64_t node_hash(const char *handler, size_t hlen, const keyorder_key_t *key)
 {
-    return fnv1a(key->text, key->len, fnv1a("\n", 1, fnv1a(handler, hlen, FNV_BASIS)));
+    return fnv1a(handler, hlen, key->hash);
 }
 
 /* The node of (handler, key) and, when prev is given, the link to it. */
 static ko_node_t *find(const keyorder_t *ko, const char *handler, const keyorder_key_t *key,
                        ko_node_t ***link)
 {
+    ko_lane_t *l = &ko->lanes[keyorder_lane(key, ko->n_lanes)];
+    if (l->count == 0)
+        return NULL; /* the common case: nothing of this lane waits for a retry */
     size_t hlen = strlen(handler);
     uint64_t h = node_hash(handler, hlen, key);
-    ko_lane_t *l = &ko->lanes[keyorder_lane(key, ko->n_lanes)];
     ko_node_t **at = &l->buckets[h % LANE_BUCKETS];
     for (; *at; at = &(*at)->next) {
         ko_node_t *n = *at;
@@ -351,10 +359,7 @@ int keyorder_load(keyorder_t *ko, redisContext *c, char *err, size_t errlen)
         memcpy(handler, f->str, hlen);
         handler[hlen] = '\0';
         keyorder_key_t key;
-        key.len = f->len - hlen - 1;
-        if (key.len > KEYORDER_KEY_MAX)
-            key.len = KEYORDER_KEY_MAX;
-        memcpy(key.text, nl + 1, key.len);
+        keyorder_key_set(&key, nl + 1, f->len - hlen - 1);
         long long followers = v->type == REDIS_REPLY_STRING ? strtoll(v->str, NULL, 10) : 0;
         if (!find(ko, handler, &key, NULL) &&
             !insert(ko, handler, hlen, &key, followers > 0 ? (uint64_t)followers : 0))

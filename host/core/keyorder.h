@@ -78,6 +78,7 @@
 #define KEYORDER_KEY_MAX 256
 
 typedef struct keyorder_key {
+    uint64_t hash; /* FNV-1a 64 of text, as client/partition.h hashes a key */
     size_t len;
     char text[KEYORDER_KEY_MAX];
 } keyorder_key_t;
@@ -87,7 +88,10 @@ typedef struct keyorder_key {
  * attributes (then key->len is 0). */
 int keyorder_key_of(const char *raw, size_t len, keyorder_key_t *key);
 
-/* The lane of `key` among `lanes` (FNV-1a of its text; stable). */
+/* Make key the key text[0..len) (cut at KEYORDER_KEY_MAX). */
+void keyorder_key_set(keyorder_key_t *key, const char *text, size_t len);
+
+/* The lane of `key` among `lanes` (its hash modulo lanes; stable). */
 unsigned keyorder_lane(const keyorder_key_t *key, unsigned lanes);
 
 typedef struct keyorder keyorder_t;

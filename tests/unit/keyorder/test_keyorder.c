@@ -23,8 +23,8 @@ static const char *key_of(const char *json, keyorder_key_t *k)
 
 static keyorder_key_t key(const char *text)
 {
-    keyorder_key_t k = {.len = strlen(text)};
-    memcpy(k.text, text, k.len);
+    keyorder_key_t k;
+    keyorder_key_set(&k, text, strlen(text));
     return k;
 }
 
@@ -103,6 +103,22 @@ Test(keyorder_key, a_long_key_is_cut_to_the_maximum)
     cr_expect_eq(k.len, KEYORDER_KEY_MAX);
 }
 
+static const char *ev_with_key(const char *text)
+{
+    static char ev[128];
+    snprintf(ev, sizeof ev, "{\"id\":\"x\",\"partitionkey\":\"%s\"}", text);
+    return ev;
+}
+
+/* The hash is client/partition.h's: FNV-1a 64 (docs/scale-out.md's vectors). */
+Test(keyorder_lane, the_hash_is_the_partition_hash)
+{
+    keyorder_key_t k = key("order-42");
+    cr_expect_eq(k.hash, 0x7d1deb86a05662d4ULL);
+    k = key("a");
+    cr_expect_eq(k.hash, 0xaf63dc4c8601ec8cULL);
+}
+
 Test(keyorder_lane, stable_in_range_and_spread)
 {
     unsigned seen[4] = {0};
@@ -113,6 +129,9 @@ Test(keyorder_lane, stable_in_range_and_spread)
         unsigned l = keyorder_lane(&k, 4);
         cr_assert_lt(l, 4);
         cr_expect_eq(keyorder_lane(&k, 4), l, "the same key always has the same lane");
+        keyorder_key_t again;
+        cr_assert_eq(keyorder_key_of(ev_with_key(text), strlen(ev_with_key(text)), &again), 0);
+        cr_expect_eq(keyorder_lane(&again, 4), l, "read from an event or set: one lane");
         seen[l]++;
     }
     for (int l = 0; l < 4; l++)

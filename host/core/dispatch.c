@@ -517,6 +517,8 @@ static bool held_back(dctx_t *d, const struct evbus_event *ev, const gen_handler
 {
     if (!d->link->keys || !h->per_key || ev->is_replay || owns_key(d, ev, h->name))
         return false;
+    if (keyorder_held_total(d->link->keys) == 0)
+        return false; /* nothing held anywhere: no need to read the key */
     const keyorder_key_t *k = event_key(d, ev);
     return k && keyorder_held(d->link->keys, h->name, k);
 }

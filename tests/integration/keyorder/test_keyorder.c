@@ -4,7 +4,8 @@
  * One evbusd with four workers runs two instances of keyed.so on "test.**":
  * "ko" with ordering: per_key and "plain" without it.  Each call appends
  * "<key> <seq> <attempt> <start_us> <end_us> <result>" to its file; events
- * say in data.fail how often they fail before they succeed.  The tests read
+ * say in data.fail how often they fail before they succeed (and "ko" can be
+ * paused through the pause hash, as evbusctl does).  The tests read
  * the files back and check, per key: stream order, one call at a time, no
  * attempt spent by the events that waited, and who waited for whom.
  */
@@ -413,5 +414,51 @@ Test(keyorder, a_kill_9_and_restart_mid_stream_keeps_the_order)
     for (int k = 0; k < 2; k++)
         cr_expect_geq(count_ok(&c, keys[k]), 12);
     free(c.v);
+    stop_host();
+}
+
+static bool four_queued_behind_a(void *ud)
+{
+    (void)ud;
+    redisReply *r = redisCommand(rc, "LLEN %b", STREAM ":keyq:ko/record:A",
+                                 strlen(STREAM ":keyq:ko/record:A"));
+    bool yes = r && r->type == REDIS_REPLY_INTEGER && r->integer == 4;
+    if (r)
+        freeReplyObject(r);
+    return yes;
+}
+
+Test(keyorder, a_paused_handler_keeps_its_keys_in_order_until_resumed)
+{
+    write_config(5, 200);
+    start_host();
+    /* pause "ko" the way evbusctl does (the hash every host polls) */
+    redisReply *r = redisCommand(rc, "HSET " STREAM ":paused ko {}");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    usleep(600 * 1000); /* two polls */
+    for (int s = 1; s <= 5; s++)
+        publish("A", s, 0, false);
+    /* A-1 is deferred as the key's owner; A-2..A-5 wait behind it, in order */
+    cr_assert(harness_wait_until(four_queued_behind_a, NULL, 20000),
+              "A-2..A-5 were not queued behind the paused A-1");
+    calls_t before = read_calls(ko_file);
+    cr_expect_eq(before.n, 0, "a paused handler was called");
+    free(before.v);
+    r = redisCommand(rc, "HDEL " STREAM ":paused ko");
+    cr_assert(r && r->type == REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
+    cr_assert(harness_wait_until((bool (*)(void *))drained, NULL, 30000), "not drained");
+    calls_t c = read_calls(ko_file), plain = read_calls(plain_file);
+    static const char *const a[] = {"A"};
+    expect_per_key_order(&c, a, 1, 5);
+    for (int s = 1; s <= 5; s++) {
+        const call_t *f = first_call(&c, "A", s);
+        cr_assert_not_null(f);
+        cr_expect_eq(f->attempt, 1, "A-%d spent an attempt while paused or waiting", s);
+        cr_expect_not_null(first_ok(&plain, "A", s), "plain was held back by ko's pause");
+    }
+    free(c.v);
+    free(plain.v);
     stop_host();
 }

@@ -41,6 +41,7 @@ static char ko_file[512], plain_file[512], conf_dir[512], log_path[512];
 static int admin_port;
 static harness_proc_t host;
 static redisContext *rc;
+static const char *ko_ordering = "per_key"; /* the "ko" subscription's ordering: */
 
 static void write_config(unsigned max_attempts, unsigned base_ms)
 {
@@ -70,14 +71,14 @@ static void write_config(unsigned max_attempts, unsigned base_ms)
                            "    plugin: %s\n"
                            "    config: { out: %s, sleep_ms: 3 }\n"
                            "    subscriptions:\n"
-                           "      - { pattern: \"test.**\", ordering: per_key }\n"
+                           "      - { pattern: \"test.**\", ordering: %s }\n"
                            "  - name: plain\n"
                            "    plugin: %s\n"
                            "    config: { out: %s, sleep_ms: 3 }\n"
                            "    subscriptions:\n"
                            "      - { pattern: \"test.**\" }\n",
                            redis.url, state, schemas, admin_port, base_ms, max_attempts, keyed, ko_file,
-                           keyed, plain_file),
+                           ko_ordering, keyed, plain_file),
                   0);
     free(keyed);
     free(schemas);
@@ -113,6 +114,7 @@ static void setup(void)
     rc = harness_redis_connect(&redis);
     cr_assert_not_null(rc);
     host.pid = 0;
+    ko_ordering = "per_key";
 }
 
 static void teardown(void)
@@ -460,5 +462,44 @@ Test(keyorder, a_paused_handler_keeps_its_keys_in_order_until_resumed)
     }
     free(c.v);
     free(plain.v);
+    stop_host();
+}
+
+static long long reloads_ok(void)
+{
+    char *body = harness_http_get(admin_port, "/health", NULL);
+    json_t *h = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    long long n = json_integer_value(json_object_get(json_object_get(h, "reload"), "ok_total"));
+    json_decref(h);
+    return n;
+}
+
+Test(keyorder, a_reload_that_turns_ordering_off_still_hands_the_waiting_events_on)
+{
+    write_config(5, 1500); /* A-1's retry is due after 1.5 s */
+    publish("A", 1, 1, false);
+    for (int s = 2; s <= 4; s++)
+        publish("A", s, 0, false);
+    start_host();
+    cr_assert(harness_wait_until(key_a_held, NULL, 20000), "A-2..A-4 never waited behind A-1");
+    long long before = reloads_ok();
+    ko_ordering = "none";
+    write_config(5, 1500);
+    kill(host.pid, SIGHUP);
+    for (int i = 0; i < 500 && reloads_ok() == before; i++)
+        usleep(10000);
+    cr_assert_gt(reloads_ok(), before, "the reload did not happen");
+    cr_assert(harness_wait_until((bool (*)(void *))drained, NULL, 30000),
+              "the events queued before the reload were stranded");
+    calls_t c = read_calls(ko_file);
+    static const char *const a[] = {"A"};
+    expect_per_key_order(&c, a, 1, 4);
+    for (int s = 2; s <= 4; s++) {
+        const call_t *f = first_call(&c, "A", s);
+        cr_assert_not_null(f, "A-%d was never delivered", s);
+        cr_expect_eq(f->attempt, 1);
+    }
+    free(c.v);
     stop_host();
 }

@@ -235,6 +235,20 @@ keyorder_t *keyorder_new(const char *stream, unsigned lanes, size_t max_keys)
     return ko;
 }
 
+/* Count n more (or fewer) held keys, here and in the gauge: an add, not
+ * a set, so lanes changing at once never publish a stale total. */
+static void count_held(keyorder_t *ko, long n)
+{
+    if (n >= 0) {
+        atomic_fetch_add_explicit(&ko->total, (size_t)n, memory_order_relaxed);
+        METRIC_ADD(keyorder_keys_held, (uint64_t)n);
+    } else {
+        atomic_fetch_sub_explicit(&ko->total, (size_t)-n, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&g_metrics.keyorder_keys_held, (uint64_t)-n,
+                                  memory_order_relaxed);
+    }
+}
+
 static void lane_clear(keyorder_t *ko, ko_lane_t *l)
 {
     for (size_t b = 0; b < LANE_BUCKETS; b++) {
@@ -244,13 +258,8 @@ static void lane_clear(keyorder_t *ko, ko_lane_t *l)
         }
         l->buckets[b] = NULL;
     }
-    atomic_fetch_sub_explicit(&ko->total, l->count, memory_order_relaxed);
+    count_held(ko, -(long)l->count);
     l->count = 0;
-}
-
-static void publish_total(const keyorder_t *ko)
-{
-    METRIC_SET(keyorder_keys_held, atomic_load_explicit(&ko->total, memory_order_relaxed));
 }
 
 void keyorder_free(keyorder_t *ko)
@@ -260,7 +269,6 @@ void keyorder_free(keyorder_t *ko)
     if (ko->lanes)
         for (unsigned i = 0; i < ko->n_lanes; i++)
             lane_clear(ko, &ko->lanes[i]);
-    publish_total(ko);
     free(ko->lanes);
     free(ko->stream);
     free(ko->hold_key);
@@ -324,8 +332,7 @@ static ko_node_t *insert(keyorder_t *ko, const char *handler, size_t hlen,
     n->next = *b;
     *b = n;
     l->count++;
-    atomic_fetch_add_explicit(&ko->total, 1, memory_order_relaxed);
-    publish_total(ko);
+    count_held(ko, 1);
     return n;
 }
 
@@ -338,7 +345,6 @@ int keyorder_load(keyorder_t *ko, redisContext *c, char *err, size_t errlen)
 {
     for (unsigned i = 0; i < ko->n_lanes; i++)
         lane_clear(ko, &ko->lanes[i]);
-    publish_total(ko);
     redisReply *r = redisCommand(c, "HGETALL %s", ko->hold_key);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         snprintf(err, errlen, "reading %s: %s", ko->hold_key,
@@ -441,8 +447,7 @@ void keyorder_release(keyorder_t *ko, const char *handler, const keyorder_key_t 
         *link = n->next;
         free(n);
         ko->lanes[keyorder_lane(key, ko->n_lanes)].count--;
-        atomic_fetch_sub_explicit(&ko->total, 1, memory_order_relaxed);
-        publish_total(ko);
+        count_held(ko, -1);
     }
     /* the script runs whether the table knew the key or not: Redis has
      * the followers, and a key the table lost must be handed on too */

@@ -60,8 +60,8 @@
  * dispatches lane i: worker i, or the reader while it recovers its own
  * pending entries before it queues any chunk.  keyorder_key_of,
  * keyorder_lane and keyorder_held_total may be called from any thread.
- * new, load and free on the engine's control path, while no lane is being
- * dispatched.
+ * new and free on the engine's control thread; load on the reader, at
+ * start, before any entry is dispatched (no lane is busy).
  *
  * SCOPE (issue 16 §3 on one Redis server): the holds are per stream, but a
  * lane is per host, so per-key order across several hosts of one group
@@ -103,8 +103,9 @@ void keyorder_free(keyorder_t *ko);
 
 unsigned keyorder_lanes(const keyorder_t *ko);
 
-/* Read <stream>:keyhold into the lanes' tables (replacing what they held).
- * 0, or -1 with err (Redis failed; the tables are then empty). */
+/* Read <stream>:keyhold into the lanes' tables (replacing what they held;
+ * holds beyond the cap are counted in evbus_keyorder_table_full_total and
+ * left out).  0, or -1 with err (Redis failed; the tables are then empty). */
 int keyorder_load(keyorder_t *ko, redisContext *c, char *err, size_t errlen);
 
 /* Whether `key` is held for `handler` (lane of key's thread only). */

@@ -42,6 +42,8 @@ static int admin_port;
 static harness_proc_t host;
 static redisContext *rc;
 static const char *ko_ordering = "per_key"; /* the "ko" subscription's ordering: */
+static const char *ko_isolation = "in-process"; /* the "ko" instance's isolation: */
+static const char *plain_pattern = "test.**";  /* what "plain" subscribes to */
 
 static void write_config(unsigned max_attempts, unsigned base_ms)
 {
@@ -69,6 +71,7 @@ static void write_config(unsigned max_attempts, unsigned base_ms)
                            "plugins:\n"
                            "  - name: ko\n"
                            "    plugin: %s\n"
+                           "    isolation: %s\n"
                            "    config: { out: %s, sleep_ms: 3 }\n"
                            "    subscriptions:\n"
                            "      - { pattern: \"test.**\", ordering: %s }\n"
@@ -76,9 +79,9 @@ static void write_config(unsigned max_attempts, unsigned base_ms)
                            "    plugin: %s\n"
                            "    config: { out: %s, sleep_ms: 3 }\n"
                            "    subscriptions:\n"
-                           "      - { pattern: \"test.**\" }\n",
-                           redis.url, state, schemas, admin_port, base_ms, max_attempts, keyed, ko_file,
-                           ko_ordering, keyed, plain_file),
+                           "      - { pattern: \"%s\" }\n",
+                           redis.url, state, schemas, admin_port, base_ms, max_attempts, keyed,
+                           ko_isolation, ko_file, ko_ordering, keyed, plain_file, plain_pattern),
                   0);
     free(keyed);
     free(schemas);
@@ -115,6 +118,8 @@ static void setup(void)
     cr_assert_not_null(rc);
     host.pid = 0;
     ko_ordering = "per_key";
+    ko_isolation = "in-process";
+    plain_pattern = "test.**";
 }
 
 static void teardown(void)
@@ -499,6 +504,35 @@ Test(keyorder, a_reload_that_turns_ordering_off_still_hands_the_waiting_events_o
         const call_t *f = first_call(&c, "A", s);
         cr_assert_not_null(f, "A-%d was never delivered", s);
         cr_expect_eq(f->attempt, 1);
+    }
+    free(c.v);
+    stop_host();
+}
+
+Test(keyorder, an_isolated_handler_keeps_per_key_order_too)
+{
+    ko_isolation = "process"; /* calls go to an evbus-plugin-runner child */
+    /* "ko" alone on the events: the calls of a chunk could be made ahead in
+     * one exchange, which an ordered handler must not get */
+    plain_pattern = "other.**";
+    write_config(5, 300);
+    static const char *const keys[] = {"A", "B"};
+    publish("A", 1, 1, false);
+    for (int s = 2; s <= 6; s++)
+        publish("A", s, 0, false);
+    for (int s = 1; s <= 6; s++)
+        publish("B", s, 0, false);
+    start_host();
+    cr_assert(harness_wait_until((bool (*)(void *))drained, NULL, 60000), "not drained");
+    calls_t c = read_calls(ko_file);
+    expect_per_key_order(&c, keys, 2, 6);
+    const call_t *a1 = first_ok(&c, "A", 1);
+    cr_assert_not_null(a1);
+    for (int s = 2; s <= 6; s++) {
+        const call_t *f = first_call(&c, "A", s);
+        cr_assert_not_null(f);
+        cr_expect_eq(f->attempt, 1, "A-%d was called ahead, or spent an attempt", s);
+        cr_expect_geq(f->start, a1->end);
     }
     free(c.v);
     stop_host();

@@ -847,10 +847,12 @@ static void apply_retry(loader_t *L, const ynode_t *m, const char *where, retry_
 static void apply_subscription(loader_t *L, const ynode_t *n, bool foreign, cfg_subscription_t *sub)
 {
     static const char *const plugin_keys[] = {"pattern", "handler", "priority", "schema_mode",
-                                              "versions", "retry", "timeout_ms", "dedup_ttl_s", NULL};
+                                              "versions", "retry", "timeout_ms", "dedup_ttl_s",
+                                              "ordering", NULL};
     /* a foreign handler is one function: there is no handler to choose */
     static const char *const foreign_keys[] = {"pattern", "priority", "schema_mode", "versions",
-                                               "retry", "timeout_ms", "dedup_ttl_s", NULL};
+                                               "retry", "timeout_ms", "dedup_ttl_s", "ordering",
+                                               NULL};
     const char *const *keys = foreign ? foreign_keys : plugin_keys;
     sub->pos = n->pos;
     if (n->kind == YN_SCALAR) { /* shorthand: "- approval.**" */
@@ -914,6 +916,12 @@ static void apply_subscription(loader_t *L, const ynode_t *n, bool foreign, cfg_
                 get_u32(L, v, "timeout_ms", 0, UINT32_MAX, &sub->timeout_ms);
             } else if (!strcmp(name, "dedup_ttl_s")) {
                 get_u32(L, v, "dedup_ttl_s", 0, UINT32_MAX, &sub->dedup_ttl_s);
+            } else if (!strcmp(name, "ordering")) {
+                static const char *const names[] = {"none", "per_key", NULL};
+                static const int values[] = {CFG_ORDERING_NONE, CFG_ORDERING_PER_KEY};
+                int o;
+                if (get_enum(L, v, "ordering", names, values, &o))
+                    sub->ordering = (cfg_ordering_t)o;
             }
         }
         if (!sub->pattern) {

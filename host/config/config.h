@@ -55,6 +55,12 @@ typedef enum sub_source {
     SUB_FROM_MANIFEST = 1,
 } sub_source_t;
 
+/* A subscription's `ordering:` (core/keyorder.h). */
+typedef enum cfg_ordering {
+    CFG_ORDERING_NONE = 0,    /* events run as they come, concurrently */
+    CFG_ORDERING_PER_KEY = 1, /* one at a time per key, in stream order */
+} cfg_ordering_t;
+
 /* One subscription as written in a manifest. */
 typedef struct cfg_subscription {
     char *pattern;          /* validated syntax: see router_pattern_check() */
@@ -69,6 +75,7 @@ typedef struct cfg_subscription {
     retry_policy_t retry;   /* merged over the global policy when has_retry */
     uint32_t timeout_ms;    /* 0 = global handler_timeout_ms */
     uint32_t dedup_ttl_s;   /* 0 = no dedup by event id */
+    cfg_ordering_t ordering;
     cfg_pos_t pos;          /* position of the mapping */
     cfg_pos_t pattern_pos;  /* position of the pattern scalar */
 } cfg_subscription_t;

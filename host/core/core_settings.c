@@ -160,6 +160,13 @@ static const cfg_setting_t rows[] = {
      .why = "from the next sample (the points already taken keep their span)",
      .desc = "one point of the overview's history (`GET /api/v1/stats/history`, the console's "
              "charts), which keeps the last 15: a quarter of an hour at the default"},
+    {.key = "ordering.max_keys", .type = CFG_U32, .offset = OFF(ordering_max_keys), .min = 64,
+     .max = 100000000, .def = "100000", .reload = CFG_RESTART,
+     .why = "the table of held keys is sized once at start",
+     .desc = "keys of `ordering: per_key` handlers this host holds behind a retrying event at "
+             "once (split evenly over the worker threads); at the cap a new hold is refused "
+             "and counted (`evbus_keyorder_table_full_total`): that key's later events are not "
+             "held back"},
 };
 
 static const cfg_source_t *source_of(const evbus_config_t *cfg, const char *key)

@@ -53,6 +53,7 @@ typedef struct core_settings {
     uint64_t health_unhealthy_after_ms; /* Redis unreachable this long: unhealthy */
     uint64_t health_stuck_after_ms;     /* in-host entry older than this: degraded */
     uint64_t stats_history_period_ms;   /* one point of GET /api/v1/stats/history */
+    uint32_t ordering_max_keys; /* held keys of per_key handlers (core/keyorder.h) */
 } core_settings_t;
 
 extern const cfg_table_t core_settings_table;

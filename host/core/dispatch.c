@@ -17,6 +17,13 @@
  * not called; it gets a schedule entry like a retry, due now and with the
  * same attempt, so a pause never spends an attempt.  The retry mover parks
  * such entries while the pause lasts (engine.c), so they do not loop.
+ *
+ * Per-key ordering (core/keyorder.h): for a handler with ordering:
+ * per_key, an event whose key is held by an earlier event of that handler
+ * is not called (HELD) but queued behind it; a retry or a pause deferral
+ * makes the event its key's owner; the owner's end (done or dead-lettered)
+ * releases the key.  Those writes join the chunk's owed writes, so they
+ * land with the ack or not at all.
  */
 #include "core/dispatch.h"
 #include "core/crash.h"
@@ -414,14 +421,13 @@ static void dead_letter(dctx_t *d, struct evbus_event *ev, evbus_dlq_reason_t wh
               ev->type ? ev->type : "?", sid, reason, ev->error);
 }
 
-/* Queue a delivery of one handler at `attempt`, due delay_ms from now: the
- * schedule member is "<meta json>\n<raw event>", scored by its due time.
- * first_failure_ms 0: none yet (a deferral of a paused handler that never
- * failed). */
-static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, int attempt,
-                     int64_t first_failure_ms, const char *error, int64_t delay_ms)
+/* A schedule member delivering ev to h at `attempt`: "<meta json>\n<raw
+ * event>" (malloc'd, *len its length).  key_owner: the delivery owns the
+ * event's key for h (core/keyorder.h). */
+static char *schedule_member(const struct evbus_event *ev, const gen_handler_t *h, int attempt,
+                             int64_t first_failure_ms, const char *error, bool key_owner,
+                             size_t *len)
 {
-    int64_t now = clock_wall_ms();
     json_t *meta = json_pack("{s:s, s:i, s:I, s:s, s:s}", "h", h->name, "a", attempt, "ff",
                              (json_int_t)first_failure_ms, "sid",
                              ev->orig_sid[0] ? ev->orig_sid : ev->stream_id, "err",
@@ -434,6 +440,8 @@ static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, 
         json_object_set_new(meta, "ae", attempt_errors_plus(ev, ev->attempt, h->name, error));
     else if (ev->attempt_errors)
         json_object_set(meta, "ae", ev->attempt_errors);
+    if (key_owner)
+        json_object_set_new(meta, "ko", json_integer(1));
     char *m = json_dumps(meta, JSON_COMPACT);
     json_decref(meta);
     size_t ml = strlen(m);
@@ -442,21 +450,109 @@ static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, 
     member[ml] = '\n';
     memcpy(member + ml + 1, ev->raw, ev->raw_len);
     free(m);
+    *len = ml + 1 + ev->raw_len;
+    return member;
+}
+
+/* Queue a delivery of one handler at `attempt`, due delay_ms from now,
+ * scored by its due time.  first_failure_ms 0: none yet (a deferral of a
+ * paused handler that never failed). */
+static void schedule(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h, int attempt,
+                     int64_t first_failure_ms, const char *error, int64_t delay_ms,
+                     bool key_owner)
+{
+    int64_t now = clock_wall_ms();
+    size_t len;
+    char *member = schedule_member(ev, h, attempt, first_failure_ms, error, key_owner, &len);
     char due[32];
     snprintf(due, sizeof due, "%lld", (long long)(now + delay_ms));
     const char *argv[4] = {"ZADD", d->link->retry_key, due, member};
-    size_t lens[4] = {4, strlen(argv[1]), strlen(due), ml + 1 + ev->raw_len};
+    size_t lens[4] = {4, strlen(argv[1]), strlen(due), len};
     add_cmd(d, 4, argv, lens);
     free(member);
 }
 
 /* A retry after this attempt failed: the next attempt, delay_ms from now. */
 static void schedule_retry(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h,
-                           const char *error, int64_t delay_ms)
+                           const char *error, int64_t delay_ms, bool key_owner)
 {
     schedule(d, ev, h, ev->attempt + 1,
-             ev->first_failure_ms ? ev->first_failure_ms : clock_wall_ms(), error, delay_ms);
+             ev->first_failure_ms ? ev->first_failure_ms : clock_wall_ms(), error, delay_ms,
+             key_owner);
     METRIC_INC(retries_scheduled);
+}
+
+/* ---- per-key ordering (core/keyorder.h) -------------------------------- */
+
+static void emit_cmd(void *d, int argc, const char **argv, const size_t *lens)
+{
+    add_cmd(d, argc, argv, lens);
+}
+
+/* The event's ordering key, read once per event; NULL when it has none. */
+static const keyorder_key_t *event_key(dctx_t *d, const struct evbus_event *ev)
+{
+    if (d->key_state == 0)
+        d->key_state = keyorder_key_of(ev->raw, ev->raw_len, &d->key) == 0 ? 1 : -1;
+    return d->key_state == 1 ? &d->key : NULL;
+}
+
+/* This delivery owns its key for h: it was scheduled again as the owner. */
+static bool owns_key(const dctx_t *d, const struct evbus_event *ev, const char *handler)
+{
+    return d->link->keys && !ev->is_replay && ev->key_owner && ev->retry_target &&
+           strcmp(ev->retry_target, handler) == 0;
+}
+
+/* Whether h's delivery of ev keeps its key's order: h is per_key, or the
+ * delivery owns the key (a reload that turned ordering off still hands
+ * the key on to the events queued behind it). */
+static bool keeps_order(const dctx_t *d, const struct evbus_event *ev, const gen_handler_t *h)
+{
+    return d->link->keys && !ev->is_replay && (h->per_key || owns_key(d, ev, h->name));
+}
+
+/* h must not run ev yet: an earlier event of its key holds the key. */
+static bool held_back(dctx_t *d, const struct evbus_event *ev, const gen_handler_t *h)
+{
+    if (!d->link->keys || !h->per_key || ev->is_replay || owns_key(d, ev, h->name))
+        return false;
+    if (keyorder_held_total(d->link->keys) == 0)
+        return false; /* nothing held anywhere: no need to read the key */
+    const keyorder_key_t *k = event_key(d, ev);
+    return k && keyorder_held(d->link->keys, h->name, k);
+}
+
+/* ev was scheduled again for h as its key's owner: hold the key. */
+static void hold_key(dctx_t *d, const struct evbus_event *ev, const gen_handler_t *h)
+{
+    const keyorder_key_t *k = event_key(d, ev);
+    if (k && keyorder_hold(d->link->keys, h->name, k, emit_cmd, d) != 0)
+        log_warn(d->name, "event %s: the per-key table is full (%zu keys held); key '%.*s' of "
+                 "%s is not held, its later events may overtake this retry",
+                 ev->id ? ev->id : "?", keyorder_held_total(d->link->keys), (int)k->len, k->text,
+                 h->name);
+}
+
+/* ev's owner delivery for `handler` is over: hand its key on. */
+static void release_key(dctx_t *d, const struct evbus_event *ev, const char *handler)
+{
+    const keyorder_key_t *k = event_key(d, ev);
+    if (k)
+        keyorder_release(d->link->keys, handler, k, emit_cmd, d);
+}
+
+/* ev waits behind its key's owner for h: queue it, same attempt. */
+static void queue_behind_key(dctx_t *d, struct evbus_event *ev, const gen_handler_t *h)
+{
+    const keyorder_key_t *k = event_key(d, ev);
+    size_t len;
+    char *member = schedule_member(ev, h, ev->attempt, ev->first_failure_ms, NULL, true, &len);
+    keyorder_enqueue(d->link->keys, h->name, k, member, len, emit_cmd, d);
+    free(member);
+    log_debug(d->name, "event %s (%s): key '%.*s' of %s is held by an earlier event; queued "
+              "behind it (attempt %d kept)", ev->id ? ev->id : "?", ev->type ? ev->type : "?",
+              (int)k->len, k->text, h->name, ev->attempt);
 }
 
 /* Data at `target` version, upcasting through the generation's chain. */
@@ -773,6 +869,10 @@ static void run_handlers(dctx_t *d, struct evbus_event *ev, const gen_handler_t 
         char *why = d->why[i];
         size_t why_len = sizeof d->why[i];
         why[0] = '\0';
+        if (held_back(d, ev, h)) {
+            hin[i].result = VERDICT_RESULT_HELD; /* before pause and dedup: nothing taken */
+            continue;
+        }
         if (d->link->pauses && pause_table_has(d->link->pauses, h->name)) {
             hin[i].result = VERDICT_RESULT_PAUSED; /* before dedup: claim nothing */
             continue;
@@ -825,6 +925,10 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
                            verdict_result_t result, stats_cell_t *cell, unsigned tenant_label)
 {
     event_note_outcome(ev, h->name, verdict_outcome_name(o->outcome));
+    /* the key's owner is done with it (done, or failed for good) */
+    if (o->outcome != VERDICT_OUTCOME_RETRY && o->outcome != VERDICT_OUTCOME_PAUSED &&
+        o->outcome != VERDICT_OUTCOME_HELD && owns_key(d, ev, h->name))
+        release_key(d, ev, h->name);
     /* the per-instance outcome (util/metrics.h); a dedup skip is no call */
     metrics_outcome_t mo = METRICS_N_OUTCOMES;
     switch (o->outcome) {
@@ -843,6 +947,7 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         break;
     case VERDICT_OUTCOME_DEDUP:
     case VERDICT_OUTCOME_PAUSED: /* not a call: deferred until the resume */
+    case VERDICT_OUTCOME_HELD:   /* not a call: queued behind its key */
         break;
     }
     if (mo != METRICS_N_OUTCOMES) {
@@ -872,9 +977,14 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
                  why[0] ? why : "handler asked for a retry", ev->attempt, h->retry.max_attempts);
         ev->failed[ev->n_failed++] = h->name;
         break;
+    case VERDICT_OUTCOME_HELD:
+        queue_behind_key(d, ev, h);
+        break;
     case VERDICT_OUTCOME_PAUSED:
         /* due now, same attempt: the mover parks it until the resume */
-        schedule(d, ev, h, ev->attempt, ev->first_failure_ms, NULL, 0);
+        schedule(d, ev, h, ev->attempt, ev->first_failure_ms, NULL, 0, keeps_order(d, ev, h));
+        if (keeps_order(d, ev, h))
+            hold_key(d, ev, h);
         log_debug(d->name, "event %s (%s): %s is paused; deferred (attempt %d kept)",
                   ev->id ? ev->id : "?", ev->type ? ev->type : "?", h->name, ev->attempt);
         break;
@@ -883,7 +993,10 @@ static void record_handler(dctx_t *d, struct evbus_event *ev, const gen_handler_
         char text[600];
         snprintf(text, sizeof text, "%.160s: %.300s", h->name,
                  why[0] ? why : "handler asked for a retry");
-        schedule_retry(d, ev, h, text, o->delay_ms);
+        bool ordered = keeps_order(d, ev, h);
+        schedule_retry(d, ev, h, text, o->delay_ms, ordered);
+        if (ordered)
+            hold_key(d, ev, h);
         log_event(LOG_INFO, d->name, ev->id, ev->type, ev->tenant, h->name,
                   "event %s (%s): %s; attempt %d of %u, retried in %lld ms",
                   ev->id ? ev->id : "?", ev->type ? ev->type : "?", text, ev->attempt,
@@ -968,6 +1081,11 @@ static int perform(dctx_t *d, struct evbus_event *ev, const verdict_input_t *in,
         record_handler(d, ev, hs[i], d->why[i], &v->handlers[i], in->handlers[i].result, cell,
                        tenant_label);
     record_early(ev, in, v);
+    /* settled before its handler ran (poison, handler gone): an owner
+     * still hands its key on, or the events queued behind it would wait
+     * forever */
+    if (v->n_handlers == 0 && owns_key(d, ev, ev->retry_target))
+        release_key(d, ev, ev->retry_target);
     if (v->status == EV_STATUS_DEAD_LETTERED)
         dead_letter(d, ev, v->reason);
     else
@@ -1037,9 +1155,10 @@ static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uin
     return perform(d, ev, &in, &v, hs);
 }
 
-static void load_entry(struct evbus_event *ev, redisReply *entry)
+static void load_entry(dctx_t *d, struct evbus_event *ev, redisReply *entry)
 {
     event_reset(ev);
+    d->key_state = 0;
     ev->stream_id = entry->element[0]->str;
     redisReply *fv = entry->element[1];
     ev->raw = field(fv, "event", &ev->raw_len);
@@ -1064,7 +1183,7 @@ static void dispatch_entry(dctx_t *d, redisReply *entry, uint64_t deliveries)
         log_warn(d->name, "pending entry %s no longer exists in the stream; acked away", id);
         return;
     }
-    load_entry(&d->ev, entry);
+    load_entry(d, &d->ev, entry);
     process_event(d, &d->ev, true, deliveries);
 }
 
@@ -1094,6 +1213,7 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
 {
     struct evbus_event *ev = &d->ev;
     event_reset(ev);
+    d->key_state = 0;
     ev->stream_id = stream_id;
     ev->raw = raw;
     ev->raw_len = len;
@@ -1105,9 +1225,11 @@ int dctx_dispatch_replay(dctx_t *d, const char *job_id, const char *stream_id, c
 /* ---- isolated calls made ahead ------------------------------------------ */
 
 /* Whether entry's calls can all be made ahead: its handlers (hs, n) are
- * all of one isolated instance, with no dedup, no pause and the data at
- * the event's own version.  Then their calls are the only thing dispatch
- * would do with the instance, in this order. */
+ * all of one isolated instance, with no dedup, no pause, no per-key
+ * ordering (whether a call happens depends on how the key's earlier events
+ * end, core/keyorder.h) and the data at the event's own version.  Then
+ * their calls are the only thing dispatch would do with the instance, in
+ * this order. */
 static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
                            const gen_handler_t *const *hs, size_t n)
 {
@@ -1117,7 +1239,7 @@ static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
         const gen_handler_t *h = hs[i];
         char why[256] = "";
         if (h->kind != GEN_HANDLER_PLUGIN || h->inst != hs[0]->inst ||
-            !plugin_instance_is_remote(h->inst) || h->dedup_ttl_s ||
+            !plugin_instance_is_remote(h->inst) || h->dedup_ttl_s || h->per_key ||
             (d->link->pauses && pause_table_has(d->link->pauses, h->name)) ||
             target_version(h, ev->schema_version, why, sizeof why) != ev->schema_version)
             return false;
@@ -1154,7 +1276,7 @@ static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
         if (entry->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
         struct evbus_event *ev = &d->ev;
-        load_entry(ev, entry);
+        load_entry(d, ev, entry);
         const gen_handler_t *hs[EVENT_MAX_HANDLERS];
         verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
         verdict_input_t in = {.known = VERDICT_KNOWN_ENVELOPE,

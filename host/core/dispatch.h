@@ -35,6 +35,7 @@
 #include "core/generation.h"
 #include "core/stats.h"
 #include "core/pause.h"
+#include "core/keyorder.h"
 #include "jsonschema/jsonschema.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -56,6 +57,9 @@ typedef struct dlink {
     /* which instances are paused (NULL: none ever is); read once per
      * handler call, lock-free (core/pause.h) */
     const pause_table_t *pauses;
+    /* the held keys of per_key handlers (NULL: no ordering); a context
+     * touches only the lanes of the entries it is handed (core/keyorder.h) */
+    keyorder_t *keys;
     int command_ms;          /* command timeout of the write connection */
     void *owner;
     int (*connect_ms)(void *owner);      /* read at every connect: it may change live */
@@ -94,6 +98,10 @@ typedef struct dctx {
     atomic_llong cur_start_ms;
     atomic_uint cur_timeout_ms;
     atomic_bool cur_reported;
+    /* the ordering key of the event being dispatched, read on first use
+     * by a per_key handler: 0 not yet, 1 read, -1 the event has none */
+    keyorder_key_t key;
+    int key_state;
     unsigned rand_state;
     bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
 

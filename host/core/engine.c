@@ -27,6 +27,7 @@
 #include "client/pause_lua.h"
 #include "core/crash.h"
 #include "core/dispatch.h"
+#include "core/keyorder.h"
 #include "core/pause.h"
 #include "core/reply_arena.h"
 #include "core/stats.h"
@@ -52,7 +53,15 @@ typedef struct chunk {
     int64_t lease_ms;     /* last lease renewal */
     size_t slot;          /* index in the in-flight registry */
     bool recovered;       /* claimed again: check the delivery count first */
+    int lane;             /* only worker `lane` may run it (per-key order); -1: any */
+    redisReply **owned;   /* entries gathered for a lane (freed with the chunk), or NULL */
 } chunk_t;
+
+static void chunk_free(chunk_t *ch)
+{
+    free(ch->owned);
+    free(ch);
+}
 
 static void batch_unref(batch_t *b)
 {
@@ -120,6 +129,9 @@ struct engine {
      * by engine_handler_pause; read by every dispatching thread */
     pause_table_t *pauses;
     bool pauses_synced;    /* maintenance thread: the first read happened */
+
+    /* held keys of per_key handlers, one lane per worker (core/keyorder.h) */
+    keyorder_t *keys;
 
     store_writer_t *meta;
     stats_t *stats;        /* per tenant and type counts, throughput (stats.h) */
@@ -340,20 +352,41 @@ static bool queue_push(engine_t *e, chunk_t *ch)
     if (ok) {
         e->q[(e->q_head + e->q_len) % e->q_cap] = ch;
         e->q_len++;
-        pthread_cond_signal(&e->q_nonempty);
+        /* a lane's chunk is for one worker: wake them all so it wakes */
+        if (ch->lane < 0)
+            pthread_cond_signal(&e->q_nonempty);
+        else
+            pthread_cond_broadcast(&e->q_nonempty);
     }
     pthread_mutex_unlock(&e->q_lock);
     return ok;
 }
 
-static chunk_t *queue_pop(engine_t *e)
+/* The position (from the head) of the oldest chunk worker w may run, or
+ * q_len when none: a lane's chunks are taken in queue order by its own
+ * worker only, which keeps each key's events in stream order. */
+static size_t queue_find(const engine_t *e, int w)
+{
+    size_t i = 0;
+    for (; i < e->q_len; i++) {
+        const chunk_t *ch = e->q[(e->q_head + i) % e->q_cap];
+        if (ch->lane < 0 || ch->lane == w)
+            break;
+    }
+    return i;
+}
+
+static chunk_t *queue_pop(engine_t *e, int w)
 {
     pthread_mutex_lock(&e->q_lock);
-    while (e->q_len == 0 && !e->q_closed)
+    size_t at;
+    while ((at = queue_find(e, w)) == e->q_len && !e->q_closed)
         pthread_cond_wait(&e->q_nonempty, &e->q_lock);
     chunk_t *ch = NULL;
-    if (e->q_len) {
-        ch = e->q[e->q_head];
+    if (at < e->q_len) {
+        ch = e->q[(e->q_head + at) % e->q_cap];
+        for (size_t i = at; i > 0; i--) /* close the gap: the older ones move up */
+            e->q[(e->q_head + i) % e->q_cap] = e->q[(e->q_head + i - 1) % e->q_cap];
         e->q_head = (e->q_head + 1) % e->q_cap;
         e->q_len--;
         pthread_cond_signal(&e->q_nonfull);
@@ -381,7 +414,7 @@ static void *worker_main(void *arg)
     char name[16];
     snprintf(name, sizeof name, "evbus-work%d", (int)(w - e->workers));
     pthread_setname_np(pthread_self(), name);
-    while ((ch = queue_pop(e))) {
+    while ((ch = queue_pop(e, (int)(w - e->workers)))) {
         dctx_begin(&w->ctx, ch->gen);
         if (ch->recovered)
             for (size_t i = 0; i < ch->count; i++)
@@ -392,7 +425,7 @@ static void *worker_main(void *arg)
         inflight_remove(e, ch);
         generation_unref(ch->gen);
         batch_unref(ch->batch);
-        free(ch);
+        chunk_free(ch);
     }
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
@@ -400,14 +433,90 @@ static void *worker_main(void *arg)
 
 /* ---- reader ------------------------------------------------------------- */
 
+/* Queue one chunk (it holds a reference to its batch and generation). */
+static void enqueue_chunk(engine_t *e, chunk_t *ch)
+{
+    ch->enq_ms = ch->lease_ms = clock_mono_ms();
+    while (inflight_add(e, ch) != 0)
+        sleep_ms(1);
+    if (!queue_push(e, ch)) {
+        /* stopping: the entries stay pending and are redelivered */
+        inflight_remove(e, ch);
+        generation_unref(ch->gen);
+        batch_unref(ch->batch);
+        chunk_free(ch);
+    }
+}
+
+/* The `event` field of a stream entry, or NULL. */
+static const char *entry_event(const redisReply *entry, size_t *len)
+{
+    const redisReply *fv = entry->element[1];
+    if (fv->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t k = 0; k + 1 < fv->elements; k += 2)
+        if (fv->element[k]->type == REDIS_REPLY_STRING && strcmp(fv->element[k]->str, "event") == 0) {
+            *len = fv->element[k + 1]->len;
+            return fv->element[k + 1]->str;
+        }
+    return NULL;
+}
+
+/* Per-key order (core/keyorder.h): one chunk per lane that has entries,
+ * each in stream order, run by that lane's worker only.  Takes g. */
+static void enqueue_lanes(engine_t *e, batch_t *b, redisReply **entries, size_t n, bool recovered,
+                          generation_t *g)
+{
+    unsigned lanes = e->n_workers;
+    unsigned *lane_of = malloc(n * sizeof *lane_of);
+    size_t *count = calloc(lanes, sizeof *count);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *raw = entry_event(entries[i], &len);
+        keyorder_key_t key;
+        /* an entry without a key (a ghost, a bad envelope) is dead-lettered
+         * or acked away by lane 0: nothing to order */
+        lane_of[i] = raw && keyorder_key_of(raw, len, &key) == 0 ? keyorder_lane(&key, lanes) : 0;
+        count[lane_of[i]]++;
+    }
+    int nchunks = 0;
+    for (unsigned l = 0; l < lanes; l++)
+        nchunks += count[l] > 0;
+    atomic_init(&b->refs, nchunks);
+    for (unsigned l = 0; l < lanes; l++) {
+        if (!count[l])
+            continue;
+        chunk_t *ch = calloc(1, sizeof *ch);
+        ch->owned = malloc(count[l] * sizeof *ch->owned);
+        for (size_t i = 0; i < n; i++)
+            if (lane_of[i] == l)
+                ch->owned[ch->count++] = entries[i];
+        ch->entries = ch->owned;
+        ch->batch = b;
+        ch->recovered = recovered;
+        ch->lane = (int)l;
+        ch->gen = generation_ref(g);
+        enqueue_chunk(e, ch);
+    }
+    generation_unref(g);
+    free(lane_of);
+    free(count);
+}
+
 /* Split entries (borrowed from `reply`, which the chunks then own) into
  * chunks, one per worker at most, pin the generation for each and queue
- * them.  `recovered`: claimed again, the worker checks delivery counts. */
+ * them.  `recovered`: claimed again, the worker checks delivery counts.
+ * While the generation has a per_key handler the chunks are lanes. */
 static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries, size_t n,
                             bool recovered)
 {
     batch_t *b = calloc(1, sizeof *b);
     b->reply = reply;
+    generation_t *g = engine_current(e);
+    if (g->per_key && e->n_workers > 1) {
+        enqueue_lanes(e, b, entries, n, recovered, g);
+        return;
+    }
     size_t per = n < 64 ? n : (n + e->n_workers - 1) / e->n_workers;
     size_t nchunks = (n + per - 1) / per;
     atomic_init(&b->refs, (int)nchunks);
@@ -417,18 +526,11 @@ static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries
         ch->entries = entries + off;
         ch->count = off + per > n ? n - off : per;
         ch->recovered = recovered;
-        ch->gen = engine_current(e);
-        ch->enq_ms = ch->lease_ms = clock_mono_ms();
-        while (inflight_add(e, ch) != 0)
-            sleep_ms(1);
-        if (!queue_push(e, ch)) {
-            /* stopping: the entries stay pending and are redelivered */
-            inflight_remove(e, ch);
-            generation_unref(ch->gen);
-            batch_unref(ch->batch);
-            free(ch);
-        }
+        ch->lane = -1;
+        ch->gen = generation_ref(g);
+        enqueue_chunk(e, ch);
     }
+    generation_unref(g);
 }
 
 /*
@@ -503,6 +605,21 @@ static bool retries_scheduled(engine_t *e, redisContext *c)
     return any;
 }
 
+/* Read the holds of per_key handlers (once per start, before any entry is
+ * dispatched: no lane is busy). */
+static int load_keys(engine_t *e, redisContext *c, char *err, size_t errlen)
+{
+    if (keyorder_load(e->keys, c, err, errlen) != 0) {
+        log_warn("keyorder", "%s", err);
+        return -1;
+    }
+    size_t n = keyorder_held_total(e->keys);
+    if (n)
+        log_info("keyorder", "%zu key%s of per_key handlers %s held behind a retry", n,
+                 n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    return 0;
+}
+
 static void *reader_main(void *arg)
 {
     engine_t *e = arg;
@@ -533,8 +650,13 @@ static void *reader_main(void *arg)
             conn_block = block;
         }
         if (!grouped) {
+            /* the holds first: recovering our pending entries must already
+             * see which keys wait behind a retry */
+            char kerr[300];
             if (ensure_group(e, c) != 0 ||
-                (!atomic_load(&e->recovered) && recover_own_pending(e, c, &rctx) != 0)) {
+                (!atomic_load(&e->recovered) &&
+                 (load_keys(e, c, kerr, sizeof kerr) != 0 ||
+                  recover_own_pending(e, c, &rctx) != 0))) {
                 note_redis_error(e, c->err ? c->errstr : "group setup failed");
                 drop_conn(&c);
                 sleep_unless_stopped(e, backoff_ms(e));
@@ -1216,6 +1338,7 @@ static void fill_link(engine_t *e)
         .retry_key = e->retry_key,
         .dlq_stream = e->dlq_stream,
         .pauses = e->pauses,
+        .keys = e->keys,
         .command_ms = (int)e->command_ms,
         .owner = e,
         .connect_ms = link_connect_ms,
@@ -1251,6 +1374,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
         e->paused_key = NULL;
     e->pauses = pause_table_new();
     e->n_workers = cfg->core.worker_threads;
+    e->keys = keyorder_new(cfg->core.stream, e->n_workers, cfg->core.ordering_max_keys);
     e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     e->stats = stats_new();
@@ -1277,7 +1401,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     METRIC_SET(redis_up, 1);
     if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats ||
         !e->history ||
-        !e->paused_key || !e->pauses) {
+        !e->paused_key || !e->pauses || !e->keys) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -1466,6 +1590,7 @@ void engine_free(engine_t *e)
     free(e->retry_key);
     free(e->paused_key);
     pause_table_free(e->pauses);
+    keyorder_free(e->keys);
     retention_free(e->ret);
     stats_free(e->stats);
     stats_history_free(e->history);

@@ -54,6 +54,7 @@ void event_reset(struct evbus_event *ev)
     memset(ev, 0, offsetof(struct evbus_event, attr_buf));
     ev->attempt = 0;
     ev->first_failure_ms = 0;
+    ev->key_owner = false;
     ev->retry_target = NULL;
     ev->attempt_errors = NULL;
     ev->replay_job = NULL;
@@ -221,6 +222,8 @@ static int parse_retry_meta(struct evbus_event *ev)
     ev->retry_target = strdup(h);
     ev->attempt = (int)json_integer_value(a);
     ev->first_failure_ms = json_integer_value(json_object_get(m, "ff"));
+    ev->key_owner = json_is_true(json_object_get(m, "ko")) ||
+                    json_integer_value(json_object_get(m, "ko")) == 1;
     const char *sid = str_attr(m, "sid");
     if (sid)
         snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", sid);

@@ -72,6 +72,9 @@ struct evbus_event {
     int64_t first_failure_ms;  /* 0 when never failed */
     json_t *attempt_errors;    /* the earlier attempts' errors (retry metadata "ae", see
                                   dispatch.c), owned; NULL when none */
+    /* the retry target owns the event's key (core/keyorder.h): its
+     * schedule entry carried "ko":1 */
+    bool key_owner;
     bool is_replay;
     char *replay_job;
 

@@ -132,6 +132,7 @@ static void handler_policy(gen_handler_t *h, const evbus_config_t *cfg,
     h->retry = s && s->has_retry ? s->retry : cfg->core.retry;
     h->timeout_ms = s && s->timeout_ms ? s->timeout_ms : cfg->core.handler_timeout_ms;
     h->dedup_ttl_s = s ? s->dedup_ttl_s : 0;
+    h->per_key = s && s->ordering == CFG_ORDERING_PER_KEY;
 }
 
 static int open_lib(generation_t *g, const char *path, const char *private_dir,
@@ -385,6 +386,8 @@ static int build_instances(generation_t *g, const generation_t *prev, uint32_t i
             handler_policy(h, cfg, s);
         }
     }
+    for (size_t i = 0; i < g->n_handlers; i++)
+        g->per_key |= g->handlers[i].per_key;
     free(libs);
     free(adopt);
     return failed ? -1 : 0;

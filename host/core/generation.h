@@ -51,6 +51,7 @@ typedef struct gen_handler {
     retry_policy_t retry;
     uint32_t timeout_ms;
     uint32_t dedup_ttl_s;
+    bool per_key;                   /* ordering: per_key (core/keyorder.h) */
     /* the instance's (or foreign handler's) slot in util/metrics: its
      * per-handler counters, found once here instead of per event */
     uint16_t metrics_slot;
@@ -78,6 +79,8 @@ typedef struct generation {
     size_t n_handlers;
     gen_upcaster_t *upcasters;
     size_t n_upcasters;
+    /* some handler has ordering: per_key: the engine then reads in lanes */
+    bool per_key;
     /* against the generation it replaced (none for the first): settings
      * that need a restart (kept at their running value in cfg) and how
      * many live settings changed */

@@ -69,6 +69,7 @@ static verdict_outcome_t outcome_of(const verdict_handler_in_t *h, int attempt,
     case VERDICT_RESULT_REJECT: return VERDICT_OUTCOME_REJECT;
     case VERDICT_RESULT_UPCAST_FAILED: return VERDICT_OUTCOME_UPCAST_FAILED;
     case VERDICT_RESULT_PAUSED: return VERDICT_OUTCOME_PAUSED; /* spends no attempt */
+    case VERDICT_RESULT_HELD: return VERDICT_OUTCOME_HELD;     /* nor does a held one */
     case VERDICT_RESULT_NOT_RUN:
     case VERDICT_RESULT_RETRY:
     case VERDICT_RESULT_TIMEOUT: break;
@@ -90,7 +91,8 @@ static void decide_results(const verdict_input_t *in, verdict_t *out)
     for (size_t i = 0; i < n; i++) {
         verdict_handler_out_t *h = &out->handlers[i];
         h->outcome = outcome_of(&in->handlers[i], attempt, &h->delay_ms);
-        retry |= h->outcome == VERDICT_OUTCOME_RETRY || h->outcome == VERDICT_OUTCOME_PAUSED;
+        retry |= h->outcome == VERDICT_OUTCOME_RETRY || h->outcome == VERDICT_OUTCOME_PAUSED ||
+                 h->outcome == VERDICT_OUTCOME_HELD;
         reject |= h->outcome == VERDICT_OUTCOME_REJECT;
         exhausted |= h->outcome == VERDICT_OUTCOME_EXHAUSTED;
         upcast |= h->outcome == VERDICT_OUTCOME_UPCAST_FAILED;

@@ -49,6 +49,7 @@ typedef enum verdict_result {
     VERDICT_RESULT_UPCAST_FAILED, /* no data at a version it accepts: not called */
     VERDICT_RESULT_DEDUP_SKIPPED, /* its dedup claim was already taken: not called */
     VERDICT_RESULT_PAUSED,        /* its instance is paused: not called */
+    VERDICT_RESULT_HELD,          /* its key waits for an earlier event (per_key): not called */
 } verdict_result_t;
 
 typedef struct verdict_handler_in {
@@ -98,7 +99,8 @@ typedef struct verdict_input {
     X(EXHAUSTED, "exhausted")     /* asked for a retry with no attempt left: failed */        \
     X(REJECT, "reject")           /* failed */                                                \
     X(UPCAST_FAILED, "upcast_failed") /* failed */                                           \
-    X(PAUSED, "paused")           /* deferred to the schedule, due now, same attempt */
+    X(PAUSED, "paused")           /* deferred to the schedule, due now, same attempt */    \
+    X(HELD, "held")               /* queued behind its key's owner, same attempt */
 
 typedef enum verdict_outcome {
 #define VERDICT_OUTCOME_ENUM(id, name) VERDICT_OUTCOME_##id,
@@ -138,7 +140,9 @@ typedef struct verdict {
  * then, per handler: OK and DEDUP_SKIPPED are done; REJECT and
  * UPCAST_FAILED fail; PAUSED is deferred (scheduled due now with the same
  * attempt, whatever max_attempts says: a pause spends no attempt; the
- * retry mover parks it while the instance stays paused); RETRY and
+ * retry mover parks it while the instance stays paused); HELD is queued
+ * behind the event that owns its key (per_key ordering, core/keyorder.h:
+ * no attempt spent either, the event is RETRYING); RETRY and
  * TIMEOUT are retried after
  * verdict_backoff_ms(policy, attempt, rnd) while attempt < max_attempts
  * and are EXHAUSTED (failed) otherwise.  Any failed handler dead-letters

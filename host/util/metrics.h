@@ -64,10 +64,16 @@
     X(runner_starts, "evbus_plugin_runner_starts_total",                                    \
       "Plugin runner children started (isolation: process), restarts included")            \
     X(runner_crashes, "evbus_plugin_runner_crashes_total",                                  \
-      "Plugin runner children that died, hung past a timeout or failed to restart")
+      "Plugin runner children that died, hung past a timeout or failed to restart")         \
+    X(keyorder_events_held, "evbus_keyorder_events_held_total",                             \
+      "Deliveries of a per_key handler held back behind their key's retrying event")        \
+    X(keyorder_table_full, "evbus_keyorder_table_full_total",                               \
+      "Keys not held because the per-key table was at its cap (order not kept for them)")
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
+    X(keyorder_keys_held, "evbus_keyorder_keys_held",                                       \
+      "Keys of per_key handlers held behind a retrying event (this host's table)")          \
     X(dlq_length, "evbus_dlq_length", "Entries in the dead-letter stream")                  \
     X(circuit_open, "evbus_redis_circuit_open", "1 when the Redis circuit breaker is open") \
     X(redis_up, "evbus_redis_up", "0 while Redis is unreachable")                          \

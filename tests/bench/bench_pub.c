@@ -1,7 +1,7 @@
 /*
  * bench_pub — writes the benchmark's events (bench_event.h) six ways:
  *
- *   bench_pub fill HOST PORT STREAM N       raw pipelined XADD (windows of
+ *   bench_pub fill HOST PORT STREAM N [KEYS] raw pipelined XADD (windows of
  *                                           1000): pre-fills a stream fast
  *   bench_pub ndjson N FILE                 N events as NDJSON, for
  *                                           `evbusctl publish --file`
@@ -52,7 +52,7 @@ static void report(long n, double seconds)
            seconds, seconds > 0 ? (double)n / seconds : 0.0, bytes);
 }
 
-static int pub_fill(const char *host, int port, const char *stream, long n)
+static int pub_fill(const char *host, int port, const char *stream, long n, unsigned long keys)
 {
     redisContext *c = redisConnect(host, port);
     if (!c || c->err) {
@@ -65,7 +65,7 @@ static int pub_fill(const char *host, int port, const char *stream, long n)
     for (long done = 0; done < n;) {
         long w = n - done < BENCH_PUB_WINDOW ? n - done : BENCH_PUB_WINDOW;
         for (long i = 0; i < w; i++) {
-            int len = bench_event_format(ev, sizeof ev, (unsigned long)(done + i), -1);
+            int len = bench_event_format_keyed(ev, sizeof ev, (unsigned long)(done + i), -1, keys);
             redisAppendCommand(c, "XADD %s * event %b", stream, ev, (size_t)len);
         }
         for (long i = 0; i < w; i++) {
@@ -322,8 +322,9 @@ static int pub_rate(const char *url, const char *stream, long rate, double secon
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
-    if (!strcmp(cmd, "fill") && argc == 6)
-        return pub_fill(argv[2], atoi(argv[3]), argv[4], strtol(argv[5], NULL, 10));
+    if (!strcmp(cmd, "fill") && (argc == 6 || argc == 7))
+        return pub_fill(argv[2], atoi(argv[3]), argv[4], strtol(argv[5], NULL, 10),
+                        argc == 7 ? strtoul(argv[6], NULL, 10) : 0);
     if (!strcmp(cmd, "ndjson") && argc == 4)
         return pub_ndjson(strtol(argv[2], NULL, 10), argv[3]);
     if (!strcmp(cmd, "batch") && argc == 5)
@@ -336,7 +337,7 @@ int main(int argc, char **argv)
         return pub_pipeline(argv[2], argv[3], strtol(argv[4], NULL, 10));
     if (!strcmp(cmd, "rate") && argc == 6)
         return pub_rate(argv[2], argv[3], strtol(argv[4], NULL, 10), strtod(argv[5], NULL));
-    fprintf(stderr, "usage: bench_pub fill HOST PORT STREAM N\n"
+    fprintf(stderr, "usage: bench_pub fill HOST PORT STREAM N [KEYS]\n"
                     "       bench_pub ndjson N FILE\n"
                     "       bench_pub batch URL STREAM N\n"
                     "       bench_pub batch-text URL STREAM N\n"

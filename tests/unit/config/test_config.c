@@ -894,7 +894,7 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     expect_errors(3,
                   "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, partitions, group, consumer, "
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
-                  "health, stats, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
+                  "health, stats, ordering, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
                   "shutdown_timeout_ms, reload, plugins, foreign)",
                   "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, cluster, connect_timeout_ms, command_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
@@ -987,7 +987,42 @@ Test(config, missing_required_keys)
                   "%s/00.yaml:4:11: name: must be 1 to 64 characters of a-z A-Z 0-9 _ - ., got 'bad name'",
                   "%s/00.yaml:8:22: subscription is missing required key 'pattern'",
                   "%s/00.yaml:8:53: unknown key 'colour' in subscription (valid: pattern, handler, priority, "
-                  "schema_mode, versions, retry, timeout_ms, dedup_ttl_s)");
+                  "schema_mode, versions, retry, timeout_ms, dedup_ttl_s, ordering)");
+}
+
+Test(config, ordering_per_key_or_none_and_an_unknown_value_names_its_position)
+{
+    fake_plugin("p.so");
+    char text[1024];
+    snprintf(text, sizeof text,
+             "%splugins:\n"
+             "  - name: p1\n"
+             "    plugin: p\n"
+             "    subscriptions:\n"
+             "      - { pattern: a.*, ordering: per_key }\n"
+             "      - { pattern: b.*, ordering: none }\n"
+             "      - c.*\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    load_ok();
+    const cfg_instance_t *in = &cfg->instances[0];
+    cr_assert_eq(in->n_subs, 3);
+    cr_expect_eq(in->subs[0].ordering, CFG_ORDERING_PER_KEY);
+    cr_expect_eq(in->subs[1].ordering, CFG_ORDERING_NONE);
+    cr_expect_eq(in->subs[2].ordering, CFG_ORDERING_NONE, "the default is today's behaviour");
+    config_free(cfg);
+    cfg = NULL;
+    cfg_errors_free(&errs);
+    snprintf(text, sizeof text,
+             "%splugins:\n"
+             "  - name: p1\n"
+             "    plugin: p\n"
+             "    subscriptions:\n"
+             "      - { pattern: a.*, ordering: sorted }\n",
+             plugin_dir_line());
+    manifest("00.yaml", text);
+    load_fails();
+    expect_errors(1, "%s/00.yaml:6:35: ordering: expected one of none|per_key, got 'sorted'");
 }
 
 Test(config, missing_plugin_file)

@@ -338,6 +338,12 @@ static const struct {
      {{VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
       {VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
       {VERDICT_OUTCOME_PAUSED, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE}}},
+    /* held behind its key (per_key): no attempt spent, whatever the count */
+    {VERDICT_RESULT_HELD,
+     "held",
+     {{VERDICT_OUTCOME_HELD, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
+      {VERDICT_OUTCOME_HELD, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE},
+      {VERDICT_OUTCOME_HELD, 0, EV_STATUS_RETRYING, EVBUS_DLQ_NONE}}},
 };
 
 Test(verdict_results, every_result_by_mode_payload_and_attempt)

@@ -114,22 +114,11 @@ static int plugin_new(int argc, char **argv, bool json)
 
 int cmd_plugin(int argc, char **argv)
 {
-    bool json = false;
-    /* --json and --help anywhere; the rest is the subcommand's */
+    bool json;
     char *rest[64];
-    int nrest = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            plugin_usage(stdout);
-            return CTL_OK;
-        } else if (nrest < (int)(sizeof rest / sizeof *rest)) {
-            rest[nrest++] = argv[i];
-        } else {
-            return ctl_usage_error("plugin", "too many arguments");
-        }
-    }
+    int nrest, rc = ctl_group_args(argc, argv, "plugin", plugin_usage, &json, rest, 64, &nrest);
+    if (rc >= 0)
+        return rc;
     if (nrest == 0)
         return ctl_usage_error("plugin", "missing subcommand (new)");
     if (strcmp(rest[0], "new") == 0)

@@ -278,22 +278,11 @@ static int token_hash(int argc, char **argv, bool json)
 
 int cmd_token(int argc, char **argv)
 {
-    bool json = false;
-    /* --json and --help anywhere; the rest is the subcommand's */
+    bool json;
     char *rest[64];
-    int nrest = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            json = true;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            token_usage(stdout);
-            return CTL_OK;
-        } else if (nrest < (int)(sizeof rest / sizeof *rest)) {
-            rest[nrest++] = argv[i];
-        } else {
-            return ctl_usage_error("token", "too many arguments");
-        }
-    }
+    int nrest, rc = ctl_group_args(argc, argv, "token", token_usage, &json, rest, 64, &nrest);
+    if (rc >= 0)
+        return rc;
     if (nrest == 0)
         return ctl_usage_error("token", "missing subcommand (create or hash)");
     if (strcmp(rest[0], "create") == 0)

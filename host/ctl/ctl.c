@@ -298,6 +298,26 @@ int ctl_usage_error(const char *cmd, const char *fmt, ...)
     return CTL_USAGE;
 }
 
+int ctl_group_args(int argc, char **argv, const char *cmd, void (*usage)(FILE *), bool *json,
+                   char **rest, int cap, int *nrest)
+{
+    *json = false;
+    *nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            *json = true;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return CTL_OK;
+        } else if (*nrest < cap) {
+            rest[(*nrest)++] = argv[i];
+        } else {
+            return ctl_usage_error(cmd, "too many arguments");
+        }
+    }
+    return -1;
+}
+
 int ctl_fail(const char *cmd, const char *fmt, ...)
 {
     va_list ap;

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "client/evbus_client.h"
 #include "config/config.h"
@@ -111,6 +112,12 @@ void ctl_apply_retention(evbus_client_t *c);
 
 /* Print "evbusctl CMD: message" + a hint to stderr; returns CTL_USAGE. */
 int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The arguments every subcommand group shares: --json and -h/--help
+ * anywhere in argv[1..argc); the others go, in order, to rest (at most
+ * cap).  Returns -1 to go on, else the exit status to return at once
+ * (CTL_OK after printing usage to stdout, CTL_USAGE for too many). */
+int ctl_group_args(int argc, char **argv, const char *cmd, void (*usage)(FILE *), bool *json,
+                   char **rest, int cap, int *nrest);
 /* Print "evbusctl CMD: message" to stderr; returns CTL_FAIL. */
 int ctl_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -874,8 +874,8 @@ static int sync_pauses(engine_t *e, redisContext *c)
         if (n < 0)
             return c->err ? -1 : 0;
         if (n > 0)
-            log_info("pause", "%lld deferred deliver%s of resumed handlers due again", n,
-                     n == 1 ? "y is" : "ies are");
+            log_info("pause", "resumed handlers: %lld deferred deliver%s due again", n,
+                     n == 1 ? "y" : "ies");
         e->pauses_synced = true;
     }
     return 0;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/partition.h"
 #include "util/metrics.h"
 
 #define LANE_BUCKETS 1024
@@ -59,9 +60,9 @@ static const char RELEASE_LUA[] =
 
 /* ---- the key of an event ------------------------------------------------ */
 
-#define FNV_BASIS 14695981039346656037ULL
-
-static uint64_t fnv1a(const char *s, size_t len, uint64_t h)
+/* FNV-1a 64 continued from h over s[0..len): node_hash chains the handler
+ * onto a key's hash. */
+static uint64_t fnv1a_more(const char *s, size_t len, uint64_t h)
 {
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)s[i];
@@ -70,11 +71,13 @@ static uint64_t fnv1a(const char *s, size_t len, uint64_t h)
     return h;
 }
 
+/* The key's hash is the partition hash's (client/partition.h), so a key's
+ * lane and its partition come from one function. */
 void keyorder_key_set(keyorder_key_t *key, const char *text, size_t len)
 {
     key->len = len < KEYORDER_KEY_MAX ? len : KEYORDER_KEY_MAX;
     memcpy(key->text, text, key->len);
-    key->hash = fnv1a(key->text, key->len, FNV_BASIS);
+    key->hash = evbus_partition_fnv1a64(key->text, key->len);
 }
 
 static const char *skip_ws(const char *p, const char *end)
@@ -284,7 +287,7 @@ size_t keyorder_held_total(const keyorder_t *ko)
 
 static uint64_t node_hash(const char *handler, size_t hlen, const keyorder_key_t *key)
 {
-    return fnv1a(handler, hlen, key->hash);
+    return fnv1a_more(handler, hlen, key->hash);
 }
 
 /* The node of (handler, key) and, when prev is given, the link to it. */

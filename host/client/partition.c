@@ -1,9 +1,11 @@
 /*
- * partition — the partition hash and the partition key names of
- * partition.h.  Deliberately small and dependency-free (jansson only to
- * read the event's attributes), since every publisher will call it.
+ * partition — the partition hash, the partition key names and the
+ * recorded partition count of partition.h.  Small and nearly
+ * dependency-free (jansson to read the event's attributes, hiredis for the
+ * record), since every publisher calls it.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "partition.h"
@@ -68,4 +70,97 @@ int evbus_partition_key_name(char *out, size_t len, const char *stream, unsigned
     if (!tagged)
         return snprintf(out, len, "%s%s", stream, suffix);
     return snprintf(out, len, "{%s:%u}%s", stream, p, suffix);
+}
+
+/* What the record says: its value, 0 when there is none, -1 on an error
+ * (a non-integer record included: someone wrote it by hand). */
+static long read_record(redisContext *c, const char *key, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c, "GET %s", key);
+    if (!r) {
+        snprintf(err, errlen, "redis: GET %s: %s", key, c->errstr[0] ? c->errstr : "no reply");
+        return -1;
+    }
+    long v = -1;
+    if (r->type == REDIS_REPLY_NIL) {
+        v = 0;
+    } else if (r->type == REDIS_REPLY_STRING) {
+        char *end;
+        v = strtol(r->str, &end, 10);
+        if (*end || end == r->str || v < 1 || v > EVBUS_PARTITIONS_MAX) {
+            snprintf(err, errlen, "%s holds \"%.40s\", not a partition count (1..%d)", key,
+                     r->str, EVBUS_PARTITIONS_MAX);
+            v = -1;
+        }
+    } else {
+        snprintf(err, errlen, "redis: GET %s: %s", key,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return v;
+}
+
+/* 1 when key exists, 0 when not, -1 on an error. */
+static int key_exists(redisContext *c, const char *key, char *err, size_t errlen)
+{
+    redisReply *r = redisCommand(c, "EXISTS %s", key);
+    int v = r && r->type == REDIS_REPLY_INTEGER ? r->integer > 0 : -1;
+    if (v < 0)
+        snprintf(err, errlen, "redis: EXISTS %s: %s", key,
+                 !r ? (c->errstr[0] ? c->errstr : "no reply")
+                    : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+int evbus_partitions_check(redisContext *c, const char *stream, unsigned partitions, bool record,
+                           unsigned *recorded, char *err, size_t errlen)
+{
+    char key[512];
+    snprintf(key, sizeof key, "%s" EVBUS_PARTITIONS_RECORD_SUFFIX, stream);
+    for (int round = 0; round < 2; round++) {
+        long v = read_record(c, key, err, errlen);
+        if (v < 0)
+            return -1;
+        if (v > 0) {
+            *recorded = (unsigned)v;
+            if ((unsigned)v == partitions)
+                return 0;
+            snprintf(err, errlen, "Redis records %ld partition%s for stream %s (%s)", v,
+                     v == 1 ? "" : "s", stream, key);
+            return 1;
+        }
+        if (partitions <= 1) {
+            *recorded = 1;
+            return 0;
+        }
+        int ex = key_exists(c, stream, err, errlen);
+        if (ex < 0)
+            return -1;
+        if (ex) {
+            *recorded = 1;
+            snprintf(err, errlen, "stream %s has no record (%s) but its unpartitioned stream "
+                     "exists, so it was written with 1 partition", stream, key);
+            return 1;
+        }
+        *recorded = partitions;
+        if (!record)
+            return 0;
+        redisReply *r = redisCommand(c, "SET %s %u NX", key, partitions);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis: SET %s: %s", key,
+                     !r ? (c->errstr[0] ? c->errstr : "no reply") : r->str);
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        bool set = r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+        if (set)
+            return 0;
+        /* another process recorded first: compare with its count */
+    }
+    snprintf(err, errlen, "%s: the record changed while it was read", key);
+    return -1;
 }

@@ -1,9 +1,10 @@
 /*
- * partition — which partition of a stream an event belongs to, and the
- * key names of a partition (docs/scale-out.md, "Partitions" and "Key
- * layout").  In the tree only for now, like cluster.h: nothing publishes
- * to or consumes partitioned streams yet; these are the rules the parts to
- * come (issue 16) follow.
+ * partition — which partition of a stream an event belongs to, the key
+ * names of a partition, and the partition count recorded in Redis
+ * (docs/scale-out.md, "Partitions", "Key layout" and "The recorded
+ * partition count").  libevbus publishes with these rules and evbusd
+ * consumes with them; not installed (evbus_client.h is the contract that
+ * is).
  *
  * The partition hash is part of the wire contract: publishers in any
  * language must reproduce it, so it is fixed and documented with test
@@ -12,11 +13,14 @@
  * Jump hashing moves only about 1/P of the keys when P grows by one, which
  * keeps a future resize cheap.
  *
- * Threads: every function here is pure and may run on any thread.
+ * Threads: every function here may run on any thread; all but
+ * evbus_partitions_check are pure, and that one uses the caller's
+ * connection (one thread's, as hiredis wants).
  */
 #ifndef EVBUS_CLIENT_PARTITION_H
 #define EVBUS_CLIENT_PARTITION_H
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,6 +68,27 @@ int evbus_event_partition(const json_t *ev, unsigned partitions);
  */
 int evbus_partition_key_name(char *out, size_t len, const char *stream, unsigned p, bool tagged,
                              const char *suffix);
+
+/*
+ * The partition count recorded for a stream: the string key
+ * "<stream>:partitions" (no hash tag: read when a process starts or a
+ * publisher connects, never inside a script).  P = 1 writes no record, so
+ * a deployment that never partitioned keeps exactly the keys it had.
+ *
+ * evbus_partitions_check compares `partitions` with what Redis says:
+ *   - a record R: the same when R == partitions;
+ *   - no record and partitions == 1: the same (nothing written);
+ *   - no record and partitions > 1: when the unpartitioned stream
+ *     "<stream>" exists, it holds events written with P = 1, so Redis
+ *     says 1; otherwise the stream is new and, when `record` is true,
+ *     partitions is recorded (SET NX: of two racing writers the first
+ *     wins and the other compares with it).
+ * Returns 0 when they agree, 1 when they differ (*recorded says what
+ * Redis says, and err explains how it knows), -1 on a Redis error (err).
+ */
+#define EVBUS_PARTITIONS_RECORD_SUFFIX ":partitions"
+int evbus_partitions_check(redisContext *c, const char *stream, unsigned partitions, bool record,
+                           unsigned *recorded, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,8 @@
 #include "client/partition.h"
 #include "config/config.h"
 
+#include <hiredis/hiredis.h>
+
 #define OFF(f) offsetof(evbus_config_t, core.f)
 #define U32MAX 4294967295.0
 
@@ -210,3 +212,40 @@ static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
 
 const cfg_table_t core_settings_table = {
     .module = "core", .rows = rows, .n_rows = sizeof rows / sizeof rows[0], .check = check};
+
+int core_partitions_check(const evbus_config_t *cfg, redisContext *c, bool record, char *msg,
+                          size_t len)
+{
+    unsigned recorded = 0;
+    char why[600];
+    int rc = evbus_partitions_check(c, cfg->core.stream, cfg->core.partitions, record, &recorded,
+                                    why, sizeof why);
+    if (rc < 0) {
+        snprintf(msg, len, "checking the recorded partition count: %s", why);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    size_t idx = 0;
+    char at[600];
+    cfg_setting_find("partitions", &idx);
+    snprintf(msg, len,
+             "partitions: %u (%s) differs from the partition count of stream %s: %s.  Changing "
+             "the partition count of a stream is an explicit procedure (docs/scale-out.md, "
+             "\"Changing the partition count\"; the runbook in docs/operations.md): set "
+             "partitions: %u to run "
+             "with the stream as it is",
+             cfg->core.partitions, cfg_source_text(cfg, idx, at, sizeof at), cfg->core.stream,
+             why, recorded);
+    return 1;
+}
+
+char *core_partition_key(const evbus_config_t *cfg, unsigned p, const char *suffix)
+{
+    bool tagged = cfg->core.partitions > 1;
+    int n = evbus_partition_key_name(NULL, 0, cfg->core.stream, p, tagged, suffix);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s)
+        evbus_partition_key_name(s, (size_t)n + 1, cfg->core.stream, p, tagged, suffix);
+    return s;
+}

@@ -13,6 +13,7 @@
 #define EVBUS_CORE_SETTINGS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config/settings.h"
@@ -69,5 +70,27 @@ struct evbus_config;
  * here.
  */
 const char *core_redis_cluster(const struct evbus_config *cfg);
+
+/*
+ * The partition count of `partitions` against the one recorded in Redis
+ * (client/partition.h, evbus_partitions_check; `record`: write it when the
+ * stream is new).  0 when they agree; 1 when they differ, with a message
+ * for the operator in msg naming the setting's file:line:column, both
+ * counts and the procedure (docs/scale-out.md, docs/runbook.md); -1 when
+ * Redis failed (msg says why).  Used by evbusd at start, by
+ * `evbusd --check-config` and by evbusctl.
+ */
+typedef struct redisContext redisContext;
+int core_partitions_check(const struct evbus_config *cfg, redisContext *c, bool record, char *msg,
+                          size_t len);
+
+/*
+ * The name of partition p's key with `suffix` ("" for the stream,
+ * ":retry", ":paused", ...): today's "<stream><suffix>" when
+ * partitions is 1, "{<stream>:<p>}<suffix>" otherwise
+ * (docs/scale-out.md, "Key layout").  Returns a malloc'd string, NULL
+ * when memory runs out.
+ */
+char *core_partition_key(const struct evbus_config *cfg, unsigned p, const char *suffix);
 
 #endif

@@ -25,6 +25,7 @@
 
 #include "client/evbus_client.h"
 #include "client/pause_lua.h"
+#include "core/core_settings.h"
 #include "core/crash.h"
 #include "core/dispatch.h"
 #include "core/keyorder.h"
@@ -122,6 +123,8 @@ struct engine {
     atomic_bool stop;
     atomic_bool wants_exit;
     atomic_bool failed;    /* stopped by the circuit breaker (circuit.stop) */
+    atomic_bool parts_refused; /* the recorded partition count differs: exit 2 */
+    bool parts_checked;    /* reader: the recorded count was compared */
     atomic_bool recovered; /* own pending entries re-read: reclaim may start */
     atomic_int threads_running;
 
@@ -648,6 +651,26 @@ static void *reader_main(void *arg)
             struct timeval tv = {(time_t)(to / 1000), (suseconds_t)(to % 1000) * 1000};
             redisSetTimeout(c, tv);
             conn_block = block;
+        }
+        if (!e->parts_checked) {
+            /* evbusd compared it before starting unless Redis was down */
+            generation_t *g = engine_current(e);
+            char msg[2048];
+            int prc = core_partitions_check(g->cfg, c, true, msg, sizeof msg);
+            generation_unref(g);
+            if (prc > 0) {
+                log_error("evbusd", "%s", msg);
+                atomic_store(&e->parts_refused, true);
+                atomic_store(&e->wants_exit, true);
+                break;
+            }
+            if (prc < 0) {
+                note_redis_error(e, msg);
+                drop_conn(&c);
+                sleep_unless_stopped(e, backoff_ms(e));
+                continue;
+            }
+            e->parts_checked = true;
         }
         if (!grouped) {
             /* the holds first: recovering our pending entries must already
@@ -1517,6 +1540,8 @@ int64_t engine__history_period_ms(engine_t *e) { return LIVE(e, history_period_m
 bool engine_wants_exit(engine_t *e) { return atomic_load(&e->wants_exit); }
 
 bool engine_failed(engine_t *e) { return atomic_load(&e->failed); }
+
+bool engine_partitions_refused(engine_t *e) { return atomic_load(&e->parts_refused); }
 
 static int join_until(pthread_t t, int64_t deadline)
 {

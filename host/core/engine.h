@@ -70,6 +70,11 @@ bool engine_wants_exit(engine_t *e);
  * set: a failure, not a clean end. */
 bool engine_failed(engine_t *e);
 
+/* Whether the engine stopped because the stream's recorded partition count
+ * differs from the setting (checked when the reader first reaches Redis,
+ * if evbusd could not check before starting): evbusd exits with status 2. */
+bool engine_partitions_refused(engine_t *e);
+
 /* Join the threads, up to timeout_ms.  0 when everything in flight was
  * finished and acked, -1 when the timeout hit (entries stay pending). */
 int engine_stop(engine_t *e, int timeout_ms);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "admin/admin.h"
+#include "client/evbus_client.h"
 #include "config/settings.h"
 #include "core/core_settings.h"
 #include "core/crash.h"
@@ -245,7 +246,7 @@ static void write_pidfile(const char *path)
 }
 
 /* What the configuration asks for that evbusd cannot run yet (issue 16:
- * the client layer and the settings exist, the engine does not use them),
+ * the cluster client and its setting exist, the engine does not use them),
  * as one message with the settings' positions; "" when nothing. */
 static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
 {
@@ -266,6 +267,36 @@ static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
                  "partitions: 1 — see docs/scale-out.md",
                  cfg->core.partitions, cfg_source_text(cfg, idx, at, sizeof at));
     }
+}
+
+/*
+ * The partition count against the one recorded in Redis, when Redis can be
+ * reached now: 0 agree (or not reachable: *unreached set, msg says why),
+ * 1 they differ (msg is the refusal).  `record`: write the count of a new
+ * stream (at start; --check-config changes nothing).
+ */
+static int recorded_partitions(const evbus_config_t *cfg, bool record, bool *unreached,
+                               char *msg, size_t len)
+{
+    *unreached = false;
+    if (core_redis_cluster(cfg))
+        return 0; /* refused before: not run on a cluster */
+    char err[512];
+    redisContext *c = evbus_redis_connect(cfg->core.redis_url,
+                                          (int)cfg->core.redis_connect_timeout_ms,
+                                          (int)cfg->core.redis_command_timeout_ms, err, sizeof err);
+    if (!c) {
+        *unreached = true;
+        snprintf(msg, len, "%s", err);
+        return 0;
+    }
+    int rc = core_partitions_check(cfg, c, record, msg, len);
+    redisFree(c);
+    if (rc < 0) {
+        *unreached = true;
+        return 0;
+    }
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -349,10 +380,24 @@ int main(int argc, char **argv)
      * silently run on redis.url's server or one unpartitioned stream */
     char not_yet[1024] = "";
     not_yet_supported(gen->cfg, not_yet, sizeof not_yet);
+    /* a partition count that differs from the stream's recorded one would
+     * read and write the wrong keys: refused like a configuration error */
+    char parts_msg[2048] = "";
+    bool unreached = false;
+    if (recorded_partitions(gen->cfg, !check && !not_yet[0], &unreached, parts_msg,
+                            sizeof parts_msg) != 0) {
+        fprintf(stderr, "evbusd: %s\n", parts_msg);
+        generation_destroy(gen);
+        return 2;
+    }
     if (check) {
         int rc = diff_running ? print_diff_running(gen->cfg) : 0;
         if (rc == 0)
             printf("OK\n");
+        if (unreached)
+            fprintf(stderr, "evbusd: note: the partition count was not compared with the one "
+                            "recorded in Redis (%s); evbusd compares it when it starts\n",
+                    parts_msg);
         if (not_yet[0])
             fprintf(stderr, "evbusd: note: valid, but evbusd will not start with it yet: %s\n",
                     not_yet);
@@ -473,12 +518,15 @@ int main(int argc, char **argv)
         _exit(1);
     }
     bool failed = engine_failed(e);
+    bool refused = engine_partitions_refused(e);
     engine_free(e);
     notify_close(&nt);
     generation_reap();
     unlink(pidpath);
     unlink(runpath);
     free(admin_listen);
+    if (refused)
+        return 2; /* the reason is logged: a configuration error found late */
     if (failed) {
         log_error("evbusd", "stopped: the Redis circuit opened and circuit.stop is set");
         return 1;

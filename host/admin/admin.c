@@ -245,6 +245,12 @@ evbus_client_t *admin_redis(admin_req_t *r)
     if (!r->redis) {
         char err[256];
         r->redis = evbus_client_new(a->redis_url, a->stream, err, sizeof err);
+        /* partitions is a restart setting: the first generation's count */
+        if (r->redis && evbus_client_set_partitions(r->redis, a->partitions) != 0) {
+            snprintf(err, sizeof err, "%s", evbus_client_error(r->redis));
+            evbus_client_free(r->redis);
+            r->redis = NULL;
+        }
         if (!r->redis)
             admin_unavailable(r, "", "redis: %s", err);
     }
@@ -935,6 +941,7 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
     a->reloads = reload_requests;
     a->redis_url = strdup(cfg->core.redis_url);
     a->stream = strdup(cfg->core.stream);
+    a->partitions = cfg->core.partitions;
     pthread_mutex_init(&a->pool_mu, NULL);
     pthread_mutex_init(&a->stats_mu, NULL);
     pthread_mutex_init(&a->rate_mu, NULL);

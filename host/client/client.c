@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "client_internal.h"
+#include "partition.h"
 #include "retention_lua.h"
 
 enum { CONNECT_TIMEOUT_MS = 2000, COMMAND_TIMEOUT_MS = 5000 };
@@ -74,7 +75,11 @@ static void read_policy(evbus_client_t *c)
     if (!c->ctx)
         return;
     redisReply *r = NULL;
-    if (!c->guard_explicit) {
+    /* evbusd keeps no retention policy for partitioned streams yet
+     * (docs/scale-out.md, Status): only an explicit guard runs */
+    if (!c->guard_explicit && c->partitions > 1)
+        c->guard = 0;
+    else if (!c->guard_explicit) {
         r = redisCommand(c->ctx, "HMGET %s:retention max_entries max_bytes on_full block_ms",
                          c->stream);
         if (!r)
@@ -247,7 +252,81 @@ evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char
         evbus_client_free(c);
         return NULL;
     }
+    c->partitions = 1;
     return c;
+}
+
+int evbus_client_set_partitions(evbus_client_t *c, unsigned partitions)
+{
+    if (partitions < 1 || partitions > EVBUS_PARTITIONS_MAX)
+        return evbus__fail(c, NULL, 0, EVBUS_CLIENT_EINVAL,
+                           "partitions: %u is not a partition count (1..%d)", partitions,
+                           EVBUS_PARTITIONS_MAX);
+    if (c->part_names)
+        for (unsigned p = 0; p < c->partitions; p++)
+            free(c->part_names[p]);
+    free(c->part_names);
+    c->part_names = NULL;
+    c->partitions = partitions;
+    if (c->ctx) { /* the next command compares on a new connection */
+        redisFree(c->ctx);
+        c->ctx = NULL;
+    }
+    return 0;
+}
+
+/* The stream of partition p (made on first use); NULL when memory runs
+ * out. */
+static const char *part_stream(evbus_client_t *c, unsigned p)
+{
+    if (c->partitions <= 1)
+        return c->stream;
+    if (!c->part_names && !(c->part_names = calloc(c->partitions, sizeof *c->part_names)))
+        return NULL;
+    if (!c->part_names[p]) {
+        int n = evbus_partition_key_name(NULL, 0, c->stream, p, true, "");
+        if (n < 0 || !(c->part_names[p] = malloc((size_t)n + 1)))
+            return NULL;
+        evbus_partition_key_name(c->part_names[p], (size_t)n + 1, c->stream, p, true, "");
+    }
+    return c->part_names[p];
+}
+
+const char *evbus__event_stream(evbus_client_t *c, const json_t *ev)
+{
+    if (c->partitions <= 1)
+        return c->stream;
+    int p = evbus_event_partition(ev, c->partitions);
+    return p < 0 ? NULL : part_stream(c, (unsigned)p);
+}
+
+/* The partition of the event text[0..len) among c->partitions (> 1), or
+ * -1 when it has no key. */
+static int text_partition(evbus_client_t *c, const char *text, size_t len)
+{
+    /* the scanner's values are the raw bytes of escape-free strings, so
+     * they are the decoded keys; anything else goes through jansson */
+    evbus__scan_t sc;
+    if (evbus__scan_event(text, len, &sc) == 0) {
+        static const int order[] = {EVBUS__A_PARTITIONKEY, EVBUS__A_TENANTID, EVBUS__A_ID};
+        for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+            if (sc.val[order[i]] && sc.len[order[i]] > 0)
+                return (int)evbus_partition_of(sc.val[order[i]], sc.len[order[i]],
+                                               c->partitions);
+        return -1;
+    }
+    json_t *ev = json_loadb(text, len, 0, NULL);
+    int p = ev ? evbus_event_partition(ev, c->partitions) : -1;
+    json_decref(ev);
+    return p;
+}
+
+const char *evbus__text_stream(evbus_client_t *c, const char *text, size_t len)
+{
+    if (c->partitions <= 1)
+        return c->stream;
+    int p = text_partition(c, text, len);
+    return p < 0 ? NULL : part_stream(c, (unsigned)p);
 }
 
 void evbus_client_free(evbus_client_t *c)
@@ -261,6 +340,10 @@ void evbus_client_free(evbus_client_t *c)
     free(c->user);
     free(c->password);
     free(c->stream);
+    if (c->part_names)
+        for (unsigned p = 0; p < c->partitions; p++)
+            free(c->part_names[p]);
+    free(c->part_names);
     free(c->source);
     free(c->default_source);
     free(c);
@@ -350,6 +433,24 @@ redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
     }
     if (!conn_open(c, CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, err, errlen))
         return NULL;
+    /* each connection compares the partition count first: a publisher
+     * must never write to partitions the consumers do not read */
+    unsigned recorded = 0;
+    char why[600];
+    int prc = evbus_partitions_check(c->ctx, c->stream, c->partitions, true, &recorded, why,
+                                     sizeof why);
+    if (prc != 0) {
+        if (prc > 0)
+            evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                        "partitions: this client publishes with %u partition%s, but %s; see "
+                        "docs/scale-out.md, \"The recorded partition count\"", c->partitions,
+                        c->partitions == 1 ? "" : "s", why);
+        else
+            evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "%s", why);
+        redisFree(c->ctx);
+        c->ctx = NULL;
+        return NULL;
+    }
     read_policy(c);
     return c->ctx;
 }
@@ -468,9 +569,15 @@ int evbus_publish(evbus_client_t *c, json_t *ev, char *out_id, size_t out_len, c
         free(body.p);
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event: cannot serialize");
     }
+    const char *stream = evbus__event_stream(c, ev);
+    if (!stream) {
+        free(body.p);
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event: no partition (out of "
+                           "memory?)");
+    }
     const char *fields[2] = {"event", body.p};
     size_t flens[2] = {5, body.len};
-    rc = evbus__xadd(c, c->stream, fields, flens, 2, out_id, out_len, err, errlen);
+    rc = evbus__xadd(c, stream, fields, flens, 2, out_id, out_len, err, errlen);
     free(body.p);
     return rc;
 }
@@ -495,7 +602,11 @@ int evbus_publish_raw(evbus_client_t *c, const char *json, size_t len,
         fields[n] = extra_fields[i + 1];
         flens[n++] = strlen(extra_fields[i + 1]);
     }
-    return evbus__xadd(c, c->stream, fields, flens, n, out_id, out_len, err, errlen);
+    const char *stream = evbus__text_stream(c, json, len);
+    if (!stream)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                           "event: no partitionkey, tenantid or id to choose its partition by");
+    return evbus__xadd(c, stream, fields, flens, n, out_id, out_len, err, errlen);
 }
 
 /* ------------------------------------------------------------ pipelines */
@@ -525,6 +636,8 @@ typedef void (*pipe_reply_fn)(pipe_t *p, char kind, const char *s, size_t len);
 struct pipe {
     evbus_client_t *c;
     evbus__buf_t prefix;  /* "*N\r\n$4\r\nXADD\r\n..." up to the event's length */
+    evbus__buf_t *prefixes; /* with partitions: one per partition stream, or NULL */
+    evbus__buf_t body;    /* with partitions: the event, before its stream is known */
     evbus__buf_t out, in;
     size_t sent, parsed;  /* bytes of out sent, bytes of in consumed */
     size_t queued;        /* commands added and not yet answered */
@@ -708,7 +821,40 @@ static int pipe_pump(pipe_t *p, size_t keep, bool wait)
     }
 }
 
-/* Connects and builds the command prefix; 0 or -1 (message in p->err). */
+/* Builds into *out the command prefix of an XADD to `stream`: everything
+ * before the event's length, the same for every event of that stream.
+ * 0, or -1 when memory runs out. */
+static int build_prefix(evbus_client_t *c, const char *stream, evbus__buf_t *out)
+{
+    char head[512];
+    evbus__head_t h;
+    const char *argv[12];
+    size_t lens[12];
+    int argc = evbus__xadd_head(c, stream, argv, lens, 0, &h);
+    argv[argc] = "event";
+    lens[argc++] = 5;
+    int hl = snprintf(head, sizeof head, "*%d\r\n", argc + 1);
+    int ok = evbus__buf_reserve(out, (size_t)hl);
+    if (ok == 0) {
+        memcpy(out->p, head, (size_t)hl);
+        out->len = (size_t)hl;
+    }
+    for (int a = 0; a < argc && ok == 0; a++) {
+        hl = snprintf(head, sizeof head, "$%zu\r\n", lens[a]);
+        ok = evbus__buf_reserve(out, (size_t)hl + lens[a] + 2);
+        if (ok == 0) {
+            memcpy(out->p + out->len, head, (size_t)hl);
+            memcpy(out->p + out->len + hl, argv[a], lens[a]);
+            memcpy(out->p + out->len + hl + lens[a], "\r\n", 2);
+            out->len += (size_t)hl + lens[a] + 2;
+        }
+    }
+    return ok;
+}
+
+/* Connects and builds the command prefix; 0 or -1 (message in p->err).
+ * With partitions, the prefixes are per partition stream, built as
+ * events need them. */
 static int pipe_open(pipe_t *p, evbus_client_t *c, pipe_reply_fn reply, void *ud, char *err,
                      size_t errlen)
 {
@@ -722,35 +868,25 @@ static int pipe_open(pipe_t *p, evbus_client_t *c, pipe_reply_fn reply, void *ud
                   .errlen = errlen};
     if (!evbus__conn(c, err, errlen))
         return -1;
-    /* Everything before the event's length is the same for every command. */
-    char head[512];
-    evbus__head_t h;
-    const char *argv[12];
-    size_t lens[12];
-    int argc = evbus__xadd_head(c, c->stream, argv, lens, 0, &h);
-    argv[argc] = "event";
-    lens[argc++] = 5;
-    int hl = snprintf(head, sizeof head, "*%d\r\n", argc + 1);
-    int ok = evbus__buf_reserve(&p->prefix, (size_t)hl);
-    if (ok == 0) {
-        memcpy(p->prefix.p, head, (size_t)hl);
-        p->prefix.len = (size_t)hl;
-    }
-    for (int a = 0; a < argc && ok == 0; a++) {
-        hl = snprintf(head, sizeof head, "$%zu\r\n", lens[a]);
-        ok = evbus__buf_reserve(&p->prefix, (size_t)hl + lens[a] + 2);
-        if (ok == 0) {
-            memcpy(p->prefix.p + p->prefix.len, head, (size_t)hl);
-            memcpy(p->prefix.p + p->prefix.len + hl, argv[a], lens[a]);
-            memcpy(p->prefix.p + p->prefix.len + hl + lens[a], "\r\n", 2);
-            p->prefix.len += (size_t)hl + lens[a] + 2;
-        }
-    }
+    int ok = c->partitions > 1
+                 ? ((p->prefixes = calloc(c->partitions, sizeof *p->prefixes)) ? 0 : -1)
+                 : build_prefix(c, c->stream, &p->prefix);
     if (ok != 0) {
         evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
         return -1;
     }
     return 0;
+}
+
+/* The prefix of partition p's stream, built on first use; NULL when
+ * memory runs out. */
+static const evbus__buf_t *pipe_prefix(pipe_t *p, unsigned part)
+{
+    evbus__buf_t *b = &p->prefixes[part];
+    const char *stream = b->len ? NULL : part_stream(p->c, part);
+    if (!b->len && (!stream || build_prefix(p->c, stream, b) != 0))
+        return NULL;
+    return b;
 }
 
 /* After a successful drain: hiredis' blocking reads on this connection
@@ -763,7 +899,12 @@ static void pipe_close(pipe_t *p)
     free(p->prefix.p);
     free(p->out.p);
     free(p->in.p);
-    p->prefix.p = p->out.p = p->in.p = NULL;
+    free(p->body.p);
+    for (unsigned i = 0; p->prefixes && i < p->c->partitions; i++)
+        free(p->prefixes[i].p);
+    free(p->prefixes);
+    p->prefixes = NULL;
+    p->prefix.p = p->out.p = p->in.p = p->body.p = NULL;
 }
 
 /* Appends the body of item i (the event's JSON text): 0, -1 when it
@@ -787,19 +928,44 @@ static int pipe_add(pipe_t *p, emit_fn emit, const void *items, size_t i, char *
     if (p->failed)
         return -1;
     size_t mark = p->out.len;
-    if (evbus__buf_reserve(&p->out, p->prefix.len + SLOT) != 0)
+    const evbus__buf_t *prefix = &p->prefix;
+    if (p->prefixes) {
+        /* the event's partition is known once it is complete (its id may
+         * be its key): write it aside, then behind its stream's prefix */
+        p->body.len = 0;
+        int erc = emit(p->c, items, i, &p->body, msg, msglen);
+        if (erc != 0)
+            return erc == EVBUS_CLIENT_EINVAL ? EVBUS_CLIENT_EINVAL : -2;
+        int part = text_partition(p->c, p->body.p, p->body.len);
+        if (part < 0) {
+            snprintf(msg, msglen, "no partitionkey, tenantid or id to choose its partition by");
+            return EVBUS_CLIENT_EINVAL;
+        }
+        if (!(prefix = pipe_prefix(p, (unsigned)part)))
+            return -2;
+    }
+    if (evbus__buf_reserve(&p->out, prefix->len + SLOT) != 0)
         return -2;
-    memcpy(p->out.p + p->out.len, p->prefix.p, p->prefix.len);
-    p->out.len += p->prefix.len + SLOT;
-    int erc = emit(p->c, items, i, &p->out, msg, msglen);
+    memcpy(p->out.p + p->out.len, prefix->p, prefix->len);
+    p->out.len += prefix->len + SLOT;
+    int erc = 0;
+    if (p->prefixes) {
+        erc = evbus__buf_reserve(&p->out, p->body.len);
+        if (erc == 0) {
+            memcpy(p->out.p + p->out.len, p->body.p, p->body.len);
+            p->out.len += p->body.len;
+        }
+    } else {
+        erc = emit(p->c, items, i, &p->out, msg, msglen);
+    }
     if (erc == 0)
         erc = evbus__buf_reserve(&p->out, 2);
     if (erc != 0) {
         p->out.len = mark;
         return erc == EVBUS_CLIENT_EINVAL ? EVBUS_CLIENT_EINVAL : -2;
     }
-    char *slot = p->out.p + mark + p->prefix.len;
-    size_t blen = p->out.len - (mark + p->prefix.len + SLOT);
+    char *slot = p->out.p + mark + prefix->len;
+    size_t blen = p->out.len - (mark + prefix->len + SLOT);
     char len_s[SLOT], *d = len_s + SLOT;
     *--d = '\n';
     *--d = '\r';
@@ -813,7 +979,7 @@ static int pipe_add(pipe_t *p, emit_fn emit, const void *items, size_t i, char *
     memmove(slot + ll, slot + SLOT, blen);
     memcpy(slot, d, ll);
     memcpy(slot + ll + blen, "\r\n", 2);
-    p->out.len = mark + p->prefix.len + ll + blen + 2;
+    p->out.len = mark + prefix->len + ll + blen + 2;
     p->queued++;
     if (p->queued >= PIPE_MAX_INFLIGHT)
         return pipe_pump(p, PIPE_MAX_INFLIGHT / 2, true);

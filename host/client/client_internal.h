@@ -8,12 +8,13 @@
  *   error.c     the client's last error (evbus__fail);
  *   jsontext.c  the buffer, the JSON writer and the text scanner;
  *   event.c     completion and checks (evbus__source, evbus__text_emit);
+ *   partition.c the partition hash, key names and recorded count
+ *               (partition.h);
  *   client.c    the connection, XADD and the publish paths;
  *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
  *   dlq.c       the dead-letter queue;
  *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h);
- *   cluster.c   the Redis Cluster client (cluster.h);
- *   partition.c the partition hash and key names (partition.h).
+ *   cluster.c   the Redis Cluster client (cluster.h).
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H
@@ -32,6 +33,13 @@ struct evbus_client {
     char *password; /* NULL: no AUTH */
     int db;
     char *stream;
+    /* partitions (evbus_client_set_partitions): 1, the stream itself; more,
+     * each event to its partition's stream part_names[p] ("{<stream>:<p>}",
+     * made on first use).  parts_ok: the count agrees with the one recorded
+     * in Redis (compared when a connection opens). */
+    unsigned partitions;
+    char **part_names;
+    bool parts_ok;
     redisContext *ctx; /* NULL until the first command; replaced after I/O errors */
     /* retention guard: 0 plain XADD, 1 every XADD through the guard
      * (EVALSHA guard_sha); decided when a connection opens from the policy
@@ -135,6 +143,15 @@ int evbus__parse_url(evbus_client_t *c, const char *url, char *err, size_t errle
 /* The connected context, (re)connecting when needed; NULL with the reason
  * recorded via evbus__fail.  */
 redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen);
+
+/* The stream an event goes to: c->stream with one partition, else the
+ * name of partition evbus_event_partition(ev) (NULL when memory runs out;
+ * ev must be complete: an event without partitionkey and tenantid goes by
+ * its id). */
+const char *evbus__event_stream(evbus_client_t *c, const json_t *ev);
+/* The same for an event's compact JSON text[0..len) (NULL: not an event
+ * with a key, or out of memory). */
+const char *evbus__text_stream(evbus_client_t *c, const char *text, size_t len);
 
 /* Whether the reply-less failure of redisCommand/redisGetReply broke the
  * connection: records "redis: <errstr>" and drops the context so the next

@@ -28,6 +28,8 @@
  *
  * Stream entry layout written by the publish functions:
  *   XADD <stream> * event <compact JSON> [extra fields...]
+ * (<stream> is the event's partition stream when the client has more than
+ * one partition: evbus_client_set_partitions.)
  * Publishers never trim the stream: evbusd's trimmer does, never past an
  * entry a consumer group still owes (docs/operations.md, Retention).
  *
@@ -89,6 +91,22 @@ void evbus_client_free(evbus_client_t *c);
  */
 void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_full_block,
                                 uint64_t block_ms);
+/*
+ * Publish to a stream split into `partitions` partition streams
+ * (docs/scale-out.md, "Partitions"; 1..1024, 1 by default: the stream
+ * itself, today's layout).  With more than one, every publish function
+ * sends each event to the stream "{<stream>:<p>}" of its partition p: the
+ * jump hash of its `partitionkey`, else `tenantid`, else `id` (after
+ * completion), so events of one key keep their publish order in one
+ * partition.  The count must be the one recorded in Redis
+ * (<stream>:partitions; none recorded means 1, or a new stream, which the
+ * first publisher with a count above 1 records): the client compares when
+ * it connects and, while they differ, every command fails with
+ * EVBUS_CLIENT_EREDIS and a message giving both counts — nothing is
+ * written to a partition the consumers do not read.  Call before the first
+ * command.  0, or EVBUS_CLIENT_EINVAL when out of range.
+ */
+int evbus_client_set_partitions(evbus_client_t *c, unsigned partitions);
 /* Kind of id generated for events without one; UUIDv4 by default. */
 void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k);
 /* Source given to events without one; default "/evbus/<hostname>".  The

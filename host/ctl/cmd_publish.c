@@ -88,6 +88,11 @@ static void pub_usage(FILE *out)
           "  --json              print {\"id\":...,\"stream_id\":...} per event\n"
           "  -h, --help          show this help\n"
           "\n"
+          "With partitions: P above 1 in the configuration, each event goes to its\n"
+          "partition's stream {STREAM:p} (p from its partitionkey, else tenantid, else\n"
+          "id: docs/scale-out.md) and the ids printed are ids in that stream.  The\n"
+          "count must be the one recorded in Redis (STREAM:partitions).\n"
+          "\n"
           "Exit status: 0 published, 1 Redis failed, 2 bad flags or invalid event.\n",
           out);
 }
@@ -513,7 +518,7 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
             clients[0] = c;
             continue;
         }
-        if (!(clients[k] = evbus_client_new(env->redis_url, env->stream, err, sizeof err))) {
+        if (!(clients[k] = ctl_client(env, err, sizeof err))) {
             rc = ctl_usage_error("publish", "%s", err);
             break;
         }
@@ -601,15 +606,10 @@ int cmd_publish(int argc, char **argv)
         parallel = v;
     }
     const ctl_env_t *env = ctl_env();
-    if (env->cfg && env->cfg->core.partitions > 1)
-        /* one unpartitioned stream would be the wrong place for them */
-        return ctl_usage_error("publish", "the configuration has partitions: %u, and evbusctl "
-                               "does not publish to partitioned streams yet (docs/scale-out.md)",
-                               env->cfg->core.partitions);
     if (!env->redis_url)
         return ctl_no_config("publish", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
     char err[256];
-    evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
+    evbus_client_t *c = ctl_client(env, err, sizeof err);
     if (!c)
         return ctl_usage_error("publish", "%s", err);
     struct pub_opts o = {parallel, source ? source : "evbusctl", json, stream};

@@ -227,6 +227,7 @@ static const ctl_env_t *load_env(bool quiet)
     env.postgres_url =
         dup_or(ctl_opt_postgres, c ? c->store.postgres_url : env_var("EVBUS_POSTGRES_URL"));
     env.stream = dup_or(ctl_opt_stream, c ? c->core.stream : "evbus:events");
+    env.partitions = c ? c->core.partitions : 1;
     env.group = strdup(c ? c->core.group : "evbus");
     if (c && c->core.dlq_stream && !ctl_opt_stream)
         env.dlq_stream = strdup(c->core.dlq_stream);
@@ -385,4 +386,28 @@ void ctl_apply_retention(evbus_client_t *c)
     evbus_client_set_retention(c, cfg->retention.max_entries,
                                cfg->retention.on_full == RETENTION_BLOCK,
                                cfg->retention.block_timeout_ms);
+}
+
+evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen)
+{
+    evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, errlen);
+    if (c && evbus_client_set_partitions(c, env->partitions) != 0) {
+        snprintf(err, errlen, "%s", evbus_client_error(c));
+        evbus_client_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
+int ctl_partitions_unsupported(const char *cmd)
+{
+    const ctl_env_t *env = ctl_env();
+    if (env->partitions <= 1)
+        return 0;
+    size_t idx = 0;
+    char at[600];
+    cfg_setting_find("partitions", &idx);
+    return ctl_usage_error(cmd, "partitions: %u (%s): `evbusctl %s` does not work on "
+                           "partitioned streams yet (docs/scale-out.md, Status)",
+                           env->partitions, cfg_source_text(env->cfg, idx, at, sizeof at), cmd);
 }

@@ -73,6 +73,7 @@ typedef struct ctl_env {
     char *redis_url;           /* NULL when nothing names a Redis     */
     char *postgres_url;        /* NULL when not configured            */
     char *stream;
+    unsigned partitions;       /* `partitions` (1 without a configuration) */
     char *group;
     char *dlq_stream;
     char *state_dir;           /* NULL when no conf dir was used      */
@@ -100,6 +101,18 @@ const ctl_env_t *ctl_env_valid(const char *cmd);
  * needs `what` (e.g. "Redis") when no configuration directory exists;
  * returns CTL_USAGE. */
 int ctl_no_config(const char *cmd, const char *what, const char *flags);
+
+/* A client of env's Redis and stream with env's partition count
+ * (evbus_client_set_partitions); NULL with the reason in err. */
+evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen);
+
+/*
+ * For a command that does not work on partitioned streams yet
+ * (docs/scale-out.md, Status): with partitions > 1 prints why, naming the
+ * setting's position, and returns CTL_USAGE (exit 2) — it never falls
+ * back to one partition; 0 otherwise.
+ */
+int ctl_partitions_unsupported(const char *cmd);
 
 /* The usage error of a command that needs PostgreSQL and has no URL. */
 int ctl_no_postgres(const char *cmd);

@@ -198,3 +198,195 @@ Test(partitions, one_partition_keeps_todays_keys_and_writes_no_record)
     free(out);
     free(err);
 }
+
+/* ---- publishing -------------------------------------------------------- */
+
+#define P 4
+
+static char *part_name(unsigned p)
+{
+    char *s = NULL;
+    cr_assert_geq(asprintf(&s, "{" STREAM ":%u}", p), 0);
+    return s;
+}
+
+/*
+ * Every entry of every partition stream is in the partition its key
+ * hashes to, and the events of each key come in increasing data.seq.
+ * Returns how many entries the partitions hold; counts per partition in
+ * per[] when not NULL.
+ */
+static size_t check_partitions(size_t per[P])
+{
+    size_t total = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        redisReply *r = redisCommand(rc, "XRANGE %s - +", name);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        json_t *last = json_object(); /* key -> last seq seen */
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *fv = r->element[i]->element[1];
+            cr_assert_geq(fv->elements, 2);
+            json_t *ev = json_loads(fv->element[1]->str, 0, NULL);
+            cr_assert_not_null(ev, "entry %zu of %s is not JSON", i, name);
+            cr_expect_eq(evbus_event_partition(ev, P), (int)p,
+                         "event %s is in %s, its key hashes to partition %d",
+                         fv->element[1]->str, name, evbus_event_partition(ev, P));
+            size_t klen;
+            const char *key = evbus_partition_key(ev, &klen, NULL);
+            json_t *seq = json_object_get(json_object_get(ev, "data"), "seq");
+            if (key && json_is_integer(seq)) {
+                json_t *prev = json_object_get(last, key);
+                cr_expect(!prev || json_integer_value(prev) < json_integer_value(seq),
+                          "key %s: seq %lld after %lld in %s", key,
+                          (long long)json_integer_value(seq),
+                          (long long)json_integer_value(prev), name);
+                json_object_set_new(last, key, json_integer(json_integer_value(seq)));
+            }
+            json_decref(ev);
+        }
+        if (per)
+            per[p] = r->elements;
+        total += r->elements;
+        json_decref(last);
+        freeReplyObject(r);
+        free(name);
+    }
+    return total;
+}
+
+/* NDJSON of n events i = base.. over `keys` keys (partitionkey
+ * "k<i % keys>"), data {"seq": i, "fail": fail}; every fifth event has no
+ * partitionkey (its tenant "t<i % keys>" is the key then). */
+static char *ndjson_from(int base, int n, int keys, int fail)
+{
+    size_t cap = (size_t)n * 200 + 1, len = 0;
+    char *s = malloc(cap);
+    for (int i = base; i < base + n; i++) {
+        if (i % 5 == 4)
+            len += (size_t)snprintf(s + len, cap - len,
+                                    "{\"type\":\"test.pt.step\",\"tenantid\":\"t%d\","
+                                    "\"data\":{\"seq\":%d,\"fail\":%d}}\n",
+                                    i % keys, i, fail);
+        else
+            len += (size_t)snprintf(s + len, cap - len,
+                                    "{\"type\":\"test.pt.step\",\"tenantid\":\"acme\","
+                                    "\"partitionkey\":\"k%d\",\"data\":{\"seq\":%d,\"fail\":%d}}\n",
+                                    i % keys, i, fail);
+    }
+    return s;
+}
+
+static char *ndjson(int n, int keys, int fail) { return ndjson_from(0, n, keys, fail); }
+
+/* evbusctl -c conf ARGS... with stdin `input`; exit status, output kept. */
+static int run_ctl(const char *input, char **out, char **err, const char *a1, const char *a2,
+                   const char *a3, const char *a4)
+{
+    char *ctl = harness_build_path("host/ctl/evbusctl");
+    char *argv[] = {ctl, "-c", conf_dir, (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
+    int st = harness_run(argv, NULL, input, out, err, 60000);
+    free(ctl);
+    return st;
+}
+
+Test(partitions, evbusctl_publish_sends_each_event_to_its_partition_keeping_key_order)
+{
+    write_config(P);
+    char *in = ndjson(400, 37, 0);
+    char *out = NULL, *err = NULL;
+    int st = run_ctl(in, &out, &err, "publish", NULL, NULL, NULL);
+    cr_assert_eq(st, 0, "evbusctl publish exited %d: %s", st, err ? err : "");
+    free(out);
+    free(err);
+    free(in);
+    in = ndjson_from(1000, 400, 37, 0);
+    st = run_ctl(in, &out, &err, "publish", "--parallel", "3", NULL);
+    cr_assert_eq(st, 0, "evbusctl publish --parallel exited %d: %s", st, err ? err : "");
+    free(out);
+    free(err);
+    free(in);
+    size_t per[P];
+    cr_expect_eq(check_partitions(per), 800);
+    for (unsigned p = 0; p < P; p++)
+        cr_expect_gt(per[p], 40, "partition %u holds only %zu of 800 events", p, per[p]);
+    cr_expect_eq(exists(STREAM), 0, "an event went to the unpartitioned stream");
+    redisReply *r = redisCommand(rc, "GET " STREAM ":partitions");
+    cr_expect(r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "4"),
+              "the first publisher did not record the count");
+    freeReplyObject(r);
+}
+
+Test(partitions, libevbus_publishes_to_each_events_partition)
+{
+    char err[256];
+    evbus_client_t *c = evbus_client_new(redis.url, STREAM, err, sizeof err);
+    cr_assert_not_null(c);
+    cr_assert_eq(evbus_client_set_partitions(c, P), 0);
+    cr_expect_eq(evbus_client_set_partitions(c, 0), EVBUS_CLIENT_EINVAL);
+    cr_expect_eq(evbus_client_set_partitions(c, EVBUS_PARTITIONS_MAX + 1), EVBUS_CLIENT_EINVAL);
+    cr_assert_eq(evbus_client_set_partitions(c, P), 0);
+    /* one at a time, a JSON text, a batch and a pipeline: every path */
+    for (int i = 0; i < 60; i++) {
+        json_t *ev = json_pack("{s:s, s:s, s:s, s:{s:i}}", "type", "test.pt.one", "tenantid",
+                               "acme", "partitionkey", i % 3 ? "alpha" : "beta", "data", "seq", i);
+        if (i % 4 == 0) /* no partitionkey: the tenant is the key */
+            json_object_del(ev, "partitionkey");
+        cr_assert_eq(evbus_publish(c, ev, NULL, 0, err, sizeof err), 0, "%s", err);
+        json_decref(ev);
+    }
+    char text[256];
+    for (int i = 60; i < 70; i++) {
+        snprintf(text, sizeof text,
+                 "{\"specversion\":\"1.0\",\"id\":\"raw-%d\",\"source\":\"t\",\"type\":\"test.pt."
+                 "raw\",\"tenantid\":\"acme\",\"time\":\"2026-12-07T00:00:00Z\",\"data\":{}}",
+                 i);
+        cr_assert_eq(evbus_publish_raw(c, text, strlen(text), NULL, NULL, 0, err, sizeof err), 0,
+                     "%s", err);
+    }
+    json_t *evs[40];
+    for (int i = 0; i < 40; i++)
+        evs[i] = json_pack("{s:s, s:s, s:s+, s:{s:i}}", "type", "test.pt.batch", "tenantid",
+                           "acme", "partitionkey", "b", i % 7 ? "x" : "y", "data", "seq", 100 + i);
+    char ids[40][EVBUS_STREAM_ID_LEN];
+    int rcs[40];
+    cr_assert_eq(evbus_publish_batch(c, evs, 40, ids, rcs, err, sizeof err), 40, "%s", err);
+    for (int i = 0; i < 40; i++)
+        json_decref(evs[i]);
+    evbus_client_free(c);
+    size_t per[P];
+    cr_expect_eq(check_partitions(per), 110);
+    cr_expect_eq(exists(STREAM), 0, "an event went to the unpartitioned stream");
+}
+
+Test(partitions, a_publisher_whose_count_differs_from_the_record_writes_nothing)
+{
+    record("4");
+    char err[512];
+    evbus_client_t *c = evbus_client_new(redis.url, STREAM, err, sizeof err);
+    cr_assert_not_null(c);
+    json_t *ev = json_pack("{s:s, s:s, s:{}}", "type", "test.pt.one", "tenantid", "acme", "data");
+    /* the default, one partition */
+    int prc = evbus_publish(c, ev, NULL, 0, err, sizeof err);
+    cr_expect_eq(prc, EVBUS_CLIENT_EREDIS);
+    cr_expect(strstr(err, "publishes with 1 partition, but Redis records 4"), "%s", err);
+    cr_assert_eq(evbus_client_set_partitions(c, 8), 0);
+    prc = evbus_publish(c, ev, NULL, 0, err, sizeof err);
+    cr_expect_eq(prc, EVBUS_CLIENT_EREDIS);
+    cr_expect(strstr(err, "publishes with 8 partitions"), "%s", err);
+    json_decref(ev);
+    evbus_client_free(c);
+    cr_expect_eq(harness_redis_int(rc, "DBSIZE"), 1, "something was written besides the record");
+
+    /* evbusctl with another count than the record: refused too */
+    write_config(2);
+    char *in = ndjson(3, 3, 0);
+    char *out = NULL, *cerr = NULL;
+    int st = run_ctl(in, &out, &cerr, "publish", NULL, NULL, NULL);
+    cr_expect_neq(st, 0, "evbusctl published with 2 partitions into a stream of 4");
+    cr_expect(cerr && strstr(cerr, "Redis records 4 partitions"), "%s", cerr ? cerr : "");
+    cr_expect_eq(harness_redis_int(rc, "DBSIZE"), 1, "something was written besides the record");
+    free(in);
+    free(out);
+    free(cerr);
+}

@@ -394,6 +394,8 @@ static json_t *replay_load(admin_req_t *r, PGconn *pg, const char *id)
 
 static int replay_create(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "a replay"))
+        return 0;
     json_t *b = r->body;
     if (!b)
         return admin_bad(r, "body", "expected {\"from\": ..., \"to\": ...}");

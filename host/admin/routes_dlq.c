@@ -187,6 +187,8 @@ static long long cheap_total(evbus_client_t *c, const char *dlq, const evbus_dlq
 
 static int dlq_list(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "the dead-letter list"))
+        return 0;
     long limit;
     evbus_dlq_filter_t f;
     char *after = NULL;
@@ -237,6 +239,8 @@ static int dlq_list(admin_req_t *r)
 
 static int dlq_get(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "reading a dead letter"))
+        return 0;
     const char *id = path_id(r);
     evbus_client_t *c = id ? admin_redis(r) : NULL;
     if (!c)
@@ -257,6 +261,8 @@ static int dlq_get(admin_req_t *r)
 
 static int dlq_retry(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "retrying a dead letter"))
+        return 0;
     const char *id = path_id(r);
     evbus_client_t *c = id ? admin_redis(r) : NULL;
     if (!c)
@@ -279,6 +285,8 @@ static int dlq_retry(admin_req_t *r)
  */
 static int dlq_delete(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "deleting a dead letter"))
+        return 0;
     const char *id = path_id(r);
     if (!id)
         return 0;
@@ -809,6 +817,8 @@ static int redrive_start(admin_req_t *r, const evbus_dlq_filter_t *f, char *cano
 
 static int redrive(admin_req_t *r)
 {
+    if (admin_partitions_unsupported(r, "a redrive"))
+        return 0;
     evbus_dlq_filter_t f;
     if (body_filter(r, &f) != 0)
         return 0;

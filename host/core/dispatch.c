@@ -76,6 +76,8 @@ void dctx_release(dctx_t *d)
 
 void dctx_begin(dctx_t *d, generation_t *g) { d->gen = g; }
 
+void dctx_set_link(dctx_t *d, const dlink_t *link) { d->link = link; }
+
 /* ---- owed writes ------------------------------------------------------- */
 
 static void add_cmd(dctx_t *d, int argc, const char **argv, const size_t *lens)
@@ -623,8 +625,8 @@ static int dedup_claim(dctx_t *d, const struct evbus_event *ev, const gen_handle
 {
     if (!ensure_wc(d))
         return -1;
-    redisReply *r = redisCommand(d->wc, "SET evbus:dedup:%s:%s:%s 1 NX EX %u", d->link->group,
-                                 h->name, ev->id, h->dedup_ttl_s);
+    redisReply *r = redisCommand(d->wc, "SET %s:%s:%s:%s 1 NX EX %u", d->link->dedup_prefix,
+                                 d->link->group, h->name, ev->id, h->dedup_ttl_s);
     if (!r) {
         drop_wc(d, "dedup SET");
         return -1;
@@ -639,7 +641,8 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
     if (!d->wc)
         return;
     redisReply *r =
-        redisCommand(d->wc, "DEL evbus:dedup:%s:%s:%s", d->link->group, h->name, ev->id);
+        redisCommand(d->wc, "DEL %s:%s:%s:%s", d->link->dedup_prefix, d->link->group, h->name,
+                     ev->id);
     if (r)
         freeReplyObject(r);
     else

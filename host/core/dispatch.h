@@ -54,6 +54,7 @@ typedef struct dlink {
     const char *group;       /* acks, XPENDING, dedup keys */
     const char *retry_key;   /* the retry schedule (ZSET) */
     const char *dlq_stream;
+    const char *dedup_prefix; /* dedup marks: <prefix>:<group>:<handler>:<event id> */
     /* which instances are paused (NULL: none ever is); read once per
      * handler call, lock-free (core/pause.h) */
     const pause_table_t *pauses;
@@ -123,6 +124,11 @@ typedef struct dctx {
 /* link is borrowed: it must outlive the context. */
 void dctx_init(dctx_t *d, const dlink_t *link, const char *name);
 void dctx_release(dctx_t *d);
+
+/* The link of the next chunk (a partition's keys: the engine hands each
+ * chunk the link of the partition it was read from).  Only between a
+ * flush and the next begin: the owed writes go to one link's keys. */
+void dctx_set_link(dctx_t *d, const dlink_t *link);
 
 /* Start a chunk dispatched with generation g (borrowed until flush). */
 void dctx_begin(dctx_t *d, generation_t *g);

@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "client/evbus_client.h"
+#include "client/partition.h"
 #include "client/pause_lua.h"
 #include "core/core_settings.h"
 #include "core/crash.h"
@@ -55,6 +56,7 @@ typedef struct chunk {
     size_t slot;          /* index in the in-flight registry */
     bool recovered;       /* claimed again: check the delivery count first */
     int lane;             /* only worker `lane` may run it (per-key order); -1: any */
+    unsigned part;        /* the partition its entries were read from */
     redisReply **owned;   /* entries gathered for a lane (freed with the chunk), or NULL */
 } chunk_t;
 
@@ -74,6 +76,23 @@ static void batch_unref(batch_t *b)
 
 /* ---- the engine ------------------------------------------------------- */
 
+/*
+ * One partition of the stream (docs/scale-out.md, "Key layout"): its keys,
+ * the link dispatch writes its outcomes through, its held keys and its
+ * trimmer.  Every key here carries the partition's hash tag, so each
+ * script and MULTI/EXEC touches one partition.  With partitions: 1 there
+ * is one, with today's names.  Fixed for the engine's life.
+ */
+typedef struct part {
+    char *stream, *retry_key, *dlq_stream, *paused_key, *dedup_prefix;
+    dlink_t link;
+    keyorder_t *keys;  /* held keys of per_key handlers in this partition */
+    retention_t *ret;  /* this partition's trimmer; maintenance thread */
+    /* the group as Redis last reported it (maintenance thread), for
+     * /health's per-partition view; METRICS_UNSET until read */
+    _Atomic int64_t lag, pending, retry_scheduled, dlq_length;
+} part_t;
+
 typedef struct worker {
     engine_t *eng;
     pthread_t tid;
@@ -84,10 +103,10 @@ struct engine {
     engine_opts_t opts;
     /* CFG_RESTART settings: fixed for the engine's life (from the first
      * generation; a reload keeps them, see config_reload_merge) */
-    char *redis_url, *stream, *group, *consumer, *retry_key, *dlq_stream;
-    char *paused_key; /* <stream>:paused, the pause hash (client/evbus_client.h) */
+    char *redis_url, *stream, *group, *consumer;
+    part_t *parts; /* `partitions` of them: the keys of each (fill_parts) */
+    unsigned n_parts;
     uint32_t n_workers, command_ms;
-    dlink_t link; /* what every dispatch context is handed (fill_link) */
 
     /* CFG_LIVE settings: the serving generation's values, stored by
      * engine_new and engine_swap (apply_live), read lock-free by every
@@ -133,14 +152,10 @@ struct engine {
     pause_table_t *pauses;
     bool pauses_synced;    /* maintenance thread: the first read happened */
 
-    /* held keys of per_key handlers, one lane per worker (core/keyorder.h) */
-    keyorder_t *keys;
-
     store_writer_t *meta;
     stats_t *stats;        /* per tenant and type counts, throughput (stats.h) */
     stats_history_t *history; /* the overview's last 15 periods; sampled by maintenance */
     store_replay_worker_t *replay;
-    retention_t *ret;      /* the stream's trimmer; maintenance thread */
     pthread_mutex_t replay_lock;
     dctx_t replay_ctx;
     bool replay_ctx_ready;
@@ -304,18 +319,27 @@ static void drop_conn(redisContext **c)
 
 /* Create the group (from the start of the stream, so nothing published
  * before the first host started is skipped).  BUSYGROUP is fine. */
-static int ensure_group(engine_t *e, redisContext *c)
+static int ensure_group_of(engine_t *e, const char *stream, redisContext *c)
 {
-    redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", e->stream, e->group);
+    redisReply *r = redisCommand(c, "XGROUP CREATE %s %s 0 MKSTREAM", stream, e->group);
     if (!r)
         return -1;
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
-        log_error("consumer", "XGROUP CREATE %s %s: %s", e->stream, e->group, r->str);
+        log_error("consumer", "XGROUP CREATE %s %s: %s", stream, e->group, r->str);
         rc = -1;
     }
     freeReplyObject(r);
     return rc;
+}
+
+/* The group on every partition's stream. */
+static int ensure_group(engine_t *e, redisContext *c)
+{
+    for (unsigned p = 0; p < e->n_parts; p++)
+        if (ensure_group_of(e, e->parts[p].stream, c) != 0)
+            return -1;
+    return 0;
 }
 
 /* ---- queue -------------------------------------------------------------- */
@@ -418,6 +442,7 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof name, "evbus-work%d", (int)(w - e->workers));
     pthread_setname_np(pthread_self(), name);
     while ((ch = queue_pop(e, (int)(w - e->workers)))) {
+        dctx_set_link(&w->ctx, &e->parts[ch->part].link);
         dctx_begin(&w->ctx, ch->gen);
         if (ch->recovered)
             for (size_t i = 0; i < ch->count; i++)
@@ -467,8 +492,8 @@ static const char *entry_event(const redisReply *entry, size_t *len)
 
 /* Per-key order (core/keyorder.h): one chunk per lane that has entries,
  * each in stream order, run by that lane's worker only.  Takes g. */
-static void enqueue_lanes(engine_t *e, batch_t *b, redisReply **entries, size_t n, bool recovered,
-                          generation_t *g)
+static void enqueue_lanes(engine_t *e, batch_t *b, unsigned part, redisReply **entries, size_t n,
+                          bool recovered, generation_t *g)
 {
     unsigned lanes = e->n_workers;
     unsigned *lane_of = malloc(n * sizeof *lane_of);
@@ -482,10 +507,6 @@ static void enqueue_lanes(engine_t *e, batch_t *b, redisReply **entries, size_t 
         lane_of[i] = raw && keyorder_key_of(raw, len, &key) == 0 ? keyorder_lane(&key, lanes) : 0;
         count[lane_of[i]]++;
     }
-    int nchunks = 0;
-    for (unsigned l = 0; l < lanes; l++)
-        nchunks += count[l] > 0;
-    atomic_init(&b->refs, nchunks);
     for (unsigned l = 0; l < lanes; l++) {
         if (!count[l])
             continue;
@@ -496,8 +517,10 @@ static void enqueue_lanes(engine_t *e, batch_t *b, redisReply **entries, size_t 
                 ch->owned[ch->count++] = entries[i];
         ch->entries = ch->owned;
         ch->batch = b;
+        atomic_fetch_add(&b->refs, 1);
         ch->recovered = recovered;
         ch->lane = (int)l;
+        ch->part = part;
         ch->gen = generation_ref(g);
         enqueue_chunk(e, ch);
     }
@@ -506,30 +529,39 @@ static void enqueue_lanes(engine_t *e, batch_t *b, redisReply **entries, size_t 
     free(count);
 }
 
-/* Split entries (borrowed from `reply`, which the chunks then own) into
- * chunks, one per worker at most, pin the generation for each and queue
- * them.  `recovered`: claimed again, the worker checks delivery counts.
- * While the generation has a per_key handler the chunks are lanes. */
-static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries, size_t n,
-                            bool recovered)
+/* A batch for `reply`, holding the reader's own reference: each chunk
+ * takes one more, and the reader drops its own (batch_unref) once every
+ * partition's entries are queued, so the reply outlives every chunk. */
+static batch_t *batch_new(redisReply *reply)
 {
     batch_t *b = calloc(1, sizeof *b);
     b->reply = reply;
+    atomic_init(&b->refs, 1);
+    return b;
+}
+
+/* Split entries of partition `part` (borrowed from b's reply) into chunks,
+ * one per worker at most, pin the generation for each and queue them.
+ * `recovered`: claimed again, the worker checks delivery counts.  While
+ * the generation has a per_key handler the chunks are lanes. */
+static void enqueue_entries(engine_t *e, batch_t *b, unsigned part, redisReply **entries, size_t n,
+                            bool recovered)
+{
     generation_t *g = engine_current(e);
     if (g->per_key && e->n_workers > 1) {
-        enqueue_lanes(e, b, entries, n, recovered, g);
+        enqueue_lanes(e, b, part, entries, n, recovered, g);
         return;
     }
     size_t per = n < 64 ? n : (n + e->n_workers - 1) / e->n_workers;
-    size_t nchunks = (n + per - 1) / per;
-    atomic_init(&b->refs, (int)nchunks);
     for (size_t off = 0; off < n; off += per) {
         chunk_t *ch = calloc(1, sizeof *ch);
         ch->batch = b;
+        atomic_fetch_add(&b->refs, 1);
         ch->entries = entries + off;
         ch->count = off + per > n ? n - off : per;
         ch->recovered = recovered;
         ch->lane = -1;
+        ch->part = part;
         ch->gen = generation_ref(g);
         enqueue_chunk(e, ch);
     }
@@ -546,12 +578,13 @@ static void enqueue_entries(engine_t *e, redisReply *reply, redisReply **entries
  * reconnect, entries still in flight are acked by their workers and
  * anything else is reclaimed after min_idle.
  */
-static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
+static int recover_own_pending(engine_t *e, part_t *pt, redisContext *c, dctx_t *ctx)
 {
     char start[80] = "-";
     size_t n = 0;
+    dctx_set_link(ctx, &pt->link);
     while (!atomic_load(&e->stop)) {
-        redisReply *r = redisCommand(c, "XPENDING %s %s %s + 100 %s", e->stream, e->group, start,
+        redisReply *r = redisCommand(c, "XPENDING %s %s %s + 100 %s", pt->stream, e->group, start,
                                      e->consumer);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             bool nogroup = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0;
@@ -566,7 +599,7 @@ static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
         for (size_t i = 0; i < r->elements && !atomic_load(&e->stop); i++) {
             const char *id = r->element[i]->element[0]->str;
             snprintf(start, sizeof start, "(%s", id);
-            redisReply *cr = redisCommand(c, "XCLAIM %s %s %s 0 %s", e->stream, e->group,
+            redisReply *cr = redisCommand(c, "XCLAIM %s %s %s 0 %s", pt->stream, e->group,
                                           e->consumer, id);
             if (!cr || cr->type != REDIS_REPLY_ARRAY) {
                 if (cr)
@@ -592,8 +625,16 @@ static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
         freeReplyObject(r);
     }
     if (n)
-        log_info("consumer", "recovered %zu pending entr%s of consumer %s", n, n == 1 ? "y" : "ies",
-                 e->consumer);
+        log_info("consumer", "recovered %zu pending entr%s of consumer %s in %s", n,
+                 n == 1 ? "y" : "ies", e->consumer, pt->stream);
+    return 0;
+}
+
+static int recover_all_pending(engine_t *e, redisContext *c, dctx_t *ctx)
+{
+    for (unsigned p = 0; p < e->n_parts; p++)
+        if (recover_own_pending(e, &e->parts[p], c, ctx) != 0)
+            return -1;
     return 0;
 }
 
@@ -601,26 +642,45 @@ static int recover_own_pending(engine_t *e, redisContext *c, dctx_t *ctx)
  * instance wait for an operator, so they do not keep --exit-idle up. */
 static bool retries_scheduled(engine_t *e, redisContext *c)
 {
-    redisReply *r = redisCommand(c, "ZCOUNT %s -inf (%lld", e->retry_key, EVBUS_RETRY_PARKED_MS);
-    bool any = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
-    if (r)
-        freeReplyObject(r);
-    return any;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        redisReply *r = redisCommand(c, "ZCOUNT %s -inf (%lld", e->parts[p].retry_key,
+                                     EVBUS_RETRY_PARKED_MS);
+        bool any = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
+        if (r)
+            freeReplyObject(r);
+        if (any)
+            return true;
+    }
+    return false;
 }
 
 /* Read the holds of per_key handlers (once per start, before any entry is
  * dispatched: no lane is busy). */
 static int load_keys(engine_t *e, redisContext *c, char *err, size_t errlen)
 {
-    if (keyorder_load(e->keys, c, err, errlen) != 0) {
-        log_warn("keyorder", "%s", err);
-        return -1;
+    size_t n = 0;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        if (keyorder_load(e->parts[p].keys, c, err, errlen) != 0) {
+            log_warn("keyorder", "%s", err);
+            return -1;
+        }
+        n += keyorder_held_total(e->parts[p].keys);
     }
-    size_t n = keyorder_held_total(e->keys);
     if (n)
         log_info("keyorder", "%zu key%s of per_key handlers %s held behind a retry", n,
                  n == 1 ? "" : "s", n == 1 ? "is" : "are");
     return 0;
+}
+
+/* The partition whose stream a reply names; n_parts when none does. */
+static unsigned part_of(const engine_t *e, const redisReply *name)
+{
+    if (name->type != REDIS_REPLY_STRING)
+        return e->n_parts;
+    for (unsigned p = 0; p < e->n_parts; p++)
+        if (strcmp(e->parts[p].stream, name->str) == 0)
+            return p;
+    return e->n_parts;
 }
 
 static void *reader_main(void *arg)
@@ -630,7 +690,20 @@ static void *reader_main(void *arg)
     pthread_setname_np(pthread_self(), "evbus-reader");
     redisContext *c = NULL;
     dctx_t rctx;
-    dctx_init(&rctx, &e->link, "recovery");
+    dctx_init(&rctx, &e->parts[0].link, "recovery");
+    /* XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s0 .. sP-1 > .. >: one
+     * read over every partition (one server); COUNT is per stream, so it
+     * is batch_size split over the partitions */
+    size_t rargc = 9 + 2 * (size_t)e->n_parts;
+    const char **rargv = malloc(rargc * sizeof *rargv);
+    if (!rargv) {
+        log_error("consumer", "out of memory");
+        atomic_store(&e->wants_exit, true);
+        queue_close(e);
+        dctx_release(&rctx);
+        atomic_fetch_sub(&e->threads_running, 1);
+        return NULL;
+    }
     bool grouped = false, group_logged = false;
     int64_t last_activity = clock_mono_ms();
     uint32_t conn_block = 0; /* the BLOCK the read timeout was set for */
@@ -679,7 +752,7 @@ static void *reader_main(void *arg)
             if (ensure_group(e, c) != 0 ||
                 (!atomic_load(&e->recovered) &&
                  (load_keys(e, c, kerr, sizeof kerr) != 0 ||
-                  recover_own_pending(e, c, &rctx) != 0))) {
+                  recover_all_pending(e, c, &rctx) != 0))) {
                 note_redis_error(e, c->err ? c->errstr : "group setup failed");
                 drop_conn(&c);
                 sleep_unless_stopped(e, backoff_ms(e));
@@ -696,12 +769,18 @@ static void *reader_main(void *arg)
              waited++)
             sleep_ms(1);
         char count[16], blockms[16];
-        snprintf(count, sizeof count, "%u", LIVE(e, batch_size));
+        unsigned per_stream = (LIVE(e, batch_size) + e->n_parts - 1) / e->n_parts;
+        snprintf(count, sizeof count, "%u", per_stream ? per_stream : 1);
         snprintf(blockms, sizeof blockms, "%u", block);
-        const char *argv[] = {"XREADGROUP", "GROUP", e->group, e->consumer, "COUNT", count,
-                              "BLOCK", blockms, "STREAMS", e->stream, ">"};
+        const char *head[] = {"XREADGROUP", "GROUP", e->group, e->consumer, "COUNT", count,
+                              "BLOCK", blockms, "STREAMS"};
+        memcpy(rargv, head, sizeof head);
+        for (unsigned p = 0; p < e->n_parts; p++) {
+            rargv[9 + p] = e->parts[p].stream;
+            rargv[9 + e->n_parts + p] = ">";
+        }
         /* built in one arena, freed with rarena_free() (by the last chunk) */
-        redisReply *r = rarena_command(c, 11, argv);
+        redisReply *r = rarena_command(c, (int)rargc, rargv);
         if (!r) {
             char what[300];
             snprintf(what, sizeof what, "XREADGROUP: %s", c->errstr);
@@ -739,15 +818,33 @@ static void *reader_main(void *arg)
         }
         group_logged = false;
         note_redis_ok(e);
-        if (r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-            r->element[0]->element[1]->elements > 0) {
-            last_activity = clock_mono_ms();
-            redisReply *entries = r->element[0]->element[1];
-            METRIC_ADD(events_read, entries->elements);
-            enqueue_entries(e, r, entries->element, entries->elements, false);
-            continue;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+            /* one [stream, entries] per partition that had new entries */
+            batch_t *b = batch_new(r);
+            size_t read = 0;
+            for (size_t i = 0; i < r->elements; i++) {
+                redisReply *sr = r->element[i];
+                if (sr->type != REDIS_REPLY_ARRAY || sr->elements < 2 ||
+                    sr->element[1]->type != REDIS_REPLY_ARRAY || !sr->element[1]->elements)
+                    continue;
+                unsigned p = part_of(e, sr->element[0]);
+                if (p == e->n_parts) {
+                    log_error("consumer", "XREADGROUP answered for a stream not asked for");
+                    continue;
+                }
+                redisReply *entries = sr->element[1];
+                read += entries->elements;
+                enqueue_entries(e, b, p, entries->element, entries->elements, false);
+            }
+            METRIC_ADD(events_read, read);
+            batch_unref(b);
+            if (read) {
+                last_activity = clock_mono_ms();
+                continue;
+            }
+        } else {
+            rarena_free(r);
         }
-        rarena_free(r);
         if (e->opts.exit_idle_ms > 0 && atomic_load(&e->inflight_n) == 0 &&
             clock_mono_ms() - last_activity >= e->opts.exit_idle_ms) {
             if (!retries_scheduled(e, c)) {
@@ -761,6 +858,7 @@ static void *reader_main(void *arg)
     }
     queue_close(e);
     dctx_release(&rctx);
+    free(rargv);
     drop_conn(&c);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
@@ -808,14 +906,14 @@ static const char *MOVE_RETRIES_LUA =
     "end\n"
     "return {#due / 2, moved}\n";
 
-static int move_due_retries(engine_t *e, redisContext *c)
+static int move_due_retries(const part_t *pt, redisContext *c)
 {
     char now[32], parked[32];
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     snprintf(parked, sizeof parked, "%lld", EVBUS_RETRY_PARKED_MS);
     for (;;) {
         redisReply *r = redisCommand(c, "EVAL %s 4 %s %s %s %s %s 500 %s %s", MOVE_RETRIES_LUA,
-                                     e->retry_key, e->stream, e->dlq_stream, e->paused_key, now,
+                                     pt->retry_key, pt->stream, pt->dlq_stream, pt->paused_key, now,
                                      evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE), parked);
         if (!r)
             return -1;
@@ -874,11 +972,14 @@ static int sync_pauses(engine_t *e, redisContext *c)
 {
     char err[256];
     uint64_t seen = pause_table_version(e->pauses);
-    json_t *doc = evbus_handler_pauses(c, e->stream, err, sizeof err);
+    /* a pause writes every partition's copy, in order: partition 0's
+     * is the first written (engine_handler_pause) */
+    json_t *doc = evbus_handler_pauses(c, e->parts[0].stream, err, sizeof err);
     if (!doc) {
         if (c->err)
             return -1;
-        log_warn("pause", "reading %s: %s; keeping the last state read", e->paused_key, err);
+        log_warn("pause", "reading %s: %s; keeping the last state read", e->parts[0].paused_key,
+                 err);
         return 0;
     }
     json_t *before = pause_table_json(e->pauses);
@@ -893,9 +994,13 @@ static int sync_pauses(engine_t *e, redisContext *c)
     json_decref(before);
     json_decref(doc);
     if (resumed || !e->pauses_synced) {
-        long long n = evbus_retry_unpark(c, e->stream, err, sizeof err);
-        if (n < 0)
-            return c->err ? -1 : 0;
+        long long n = 0;
+        for (unsigned p = 0; p < e->n_parts; p++) {
+            long long k = evbus_retry_unpark(c, e->parts[p].stream, err, sizeof err);
+            if (k < 0)
+                return c->err ? -1 : 0;
+            n += k;
+        }
         if (n > 0)
             log_info("pause", "resumed handlers: %lld deferred deliver%s due again", n,
                      n == 1 ? "y" : "ies");
@@ -921,7 +1026,7 @@ static int renew_leases(engine_t *e, redisContext *c)
         char idle[32];
         snprintf(idle, sizeof idle, "%lld", (long long)lease_every);
         argv[argc++] = "XCLAIM";
-        argv[argc++] = e->stream;
+        argv[argc++] = e->parts[ch->part].stream;
         argv[argc++] = e->group;
         argv[argc++] = e->consumer;
         argv[argc++] = idle;
@@ -949,13 +1054,13 @@ static int renew_leases(engine_t *e, redisContext *c)
  * worker checks its delivery count first: a slow handler never holds up
  * this thread's leases and retry moves.
  */
-static int reclaim_idle(engine_t *e, redisContext *c)
+static int reclaim_idle(engine_t *e, unsigned part, redisContext *c)
 {
     char cursor[64] = "0-0", idle[16];
     snprintf(idle, sizeof idle, "%u", LIVE(e, min_idle_ms));
     for (int rounds = 0; rounds < 1000 && !atomic_load(&e->stop); rounds++) {
-        const char *argv[] = {"XAUTOCLAIM", e->stream, e->group, e->consumer, idle, cursor,
-                              "COUNT", "1"};
+        const char *argv[] = {"XAUTOCLAIM", e->parts[part].stream, e->group, e->consumer, idle,
+                              cursor, "COUNT", "1"};
         redisReply *r = rarena_command(c, 8, argv);
         if (!r)
             return -1;
@@ -984,7 +1089,9 @@ static int reclaim_idle(engine_t *e, redisContext *c)
         if (claimed->type == REDIS_REPLY_ARRAY && claimed->elements == 1 &&
             claimed->element[0]->type == REDIS_REPLY_ARRAY && claimed->element[0]->elements >= 2) {
             METRIC_INC(reclaimed);
-            enqueue_entries(e, r, claimed->element, 1, true); /* takes r */
+            batch_t *b = batch_new(r); /* takes r */
+            enqueue_entries(e, b, part, claimed->element, 1, true);
+            batch_unref(b);
             queued = true;
         }
         bool done = strcmp(cursor, "0-0") == 0;
@@ -997,9 +1104,9 @@ static int reclaim_idle(engine_t *e, redisContext *c)
 }
 
 /* Remove consumers idle for long that own nothing. */
-static int remove_stale_consumers(engine_t *e, redisContext *c)
+static int remove_stale_consumers(engine_t *e, const char *stream, redisContext *c)
 {
-    redisReply *r = redisCommand(c, "XINFO CONSUMERS %s %s", e->stream, e->group);
+    redisReply *r = redisCommand(c, "XINFO CONSUMERS %s %s", stream, e->group);
     if (!r)
         return -1;
     if (r->type == REDIS_REPLY_ARRAY) {
@@ -1019,7 +1126,7 @@ static int remove_stale_consumers(engine_t *e, redisContext *c)
             }
             if (name && strcmp(name, e->consumer) != 0 && pending == 0 &&
                 idle >= (long long)LIVE(e, stale_consumer_ms)) {
-                redisReply *d = redisCommand(c, "XGROUP DELCONSUMER %s %s %s", e->stream,
+                redisReply *d = redisCommand(c, "XGROUP DELCONSUMER %s %s %s", stream,
                                              e->group, name);
                 if (d) {
                     log_info("reclaim", "removed stale consumer %s (idle %lld ms, nothing pending)",
@@ -1036,41 +1143,18 @@ static int remove_stale_consumers(engine_t *e, redisContext *c)
 
 /*
  * DLQ capacity.  Thresholds are edge-triggered (one WARNING when crossing
- * 80%, one ERROR when crossing 95%).  Overflow policy: the oldest entries
- * beyond capacity are appended to the archive file (fsync'd) and only then
- * deleted from the stream, so a dead letter is never dropped silently.
+ * 80%, one ERROR when crossing 95%) on the dead letters of all partitions
+ * together.  Overflow policy: the oldest entries beyond capacity are
+ * appended to the archive file (fsync'd) and only then deleted from the
+ * stream, so a dead letter is never dropped silently.  With partitions,
+ * each partition's dead-letter stream keeps at most its share of the
+ * capacity (capacity / partitions, rounded up).
  */
-static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char *archive)
+static int archive_dlq_excess(const part_t *pt, redisContext *c, long long len, uint32_t share,
+                              const char *archive)
 {
-    redisReply *r = redisCommand(c, "XLEN %s", e->dlq_stream);
-    if (!r)
-        return -1;
-    long long len = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
-    freeReplyObject(r);
-    METRIC_SET(dlq_length, (uint64_t)len);
-    SAMPLED_SET(dlq_entries, len);
-    SAMPLED_SET(dlq_capacity_ratio_ppm, cap ? len * 1000000 / cap : METRICS_UNSET);
-    int level = 0;
-    if (cap && len * 100 >= (long long)cap * 95)
-        level = 2;
-    else if (cap && len * 100 >= (long long)cap * 80)
-        level = 1;
-    int prev = atomic_exchange(&e->dlq_level, level);
-    if (level > prev) {
-        if (level == 2) {
-            METRIC_INC(dlq_error);
-            log_error("dlq", "dead-letter stream %s holds %lld entries: at or above 95%% of its "
-                      "capacity %u", e->dlq_stream, len, cap);
-        } else {
-            METRIC_INC(dlq_warn);
-            log_warn("dlq", "dead-letter stream %s holds %lld entries: at or above 80%% of its "
-                     "capacity %u", e->dlq_stream, len, cap);
-        }
-    }
-    if (!cap || len <= (long long)cap)
-        return 0;
-    long long excess = len - cap;
-    r = redisCommand(c, "XRANGE %s - + COUNT %lld", e->dlq_stream, excess);
+    long long excess = len - share;
+    redisReply *r = redisCommand(c, "XRANGE %s - + COUNT %lld", pt->dlq_stream, excess);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
@@ -1084,15 +1168,67 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
         return 0;
     }
     for (size_t i = 0; i < r->elements; i++) {
-        redisReply *d = redisCommand(c, "XDEL %s %s", e->dlq_stream, r->element[i]->element[0]->str);
+        redisReply *d = redisCommand(c, "XDEL %s %s", pt->dlq_stream,
+                                     r->element[i]->element[0]->str);
         if (d)
             freeReplyObject(d);
     }
     METRIC_ADD(dlq_archived, r->elements);
-    log_warn("dlq", "archived %zu oldest dead letters to %s before removing them (capacity %u)",
-             r->elements, archive, cap);
+    log_warn("dlq", "archived %zu oldest dead letters of %s to %s before removing them "
+             "(capacity %u)", r->elements, pt->dlq_stream, archive, share);
     freeReplyObject(r);
     return 0;
+}
+
+static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char *archive)
+{
+    for (unsigned p = 0; p < e->n_parts; p++)
+        redisAppendCommand(c, "XLEN %s", e->parts[p].dlq_stream);
+    long long len = 0;
+    int rc = 0;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+            rc = -1;
+            break;
+        }
+        long long n = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+        atomic_store(&e->parts[p].dlq_length, n);
+        len += n;
+        freeReplyObject(r);
+    }
+    if (rc != 0)
+        return -1;
+    METRIC_SET(dlq_length, (uint64_t)len);
+    SAMPLED_SET(dlq_entries, len);
+    SAMPLED_SET(dlq_capacity_ratio_ppm, cap ? len * 1000000 / cap : METRICS_UNSET);
+    int level = 0;
+    if (cap && len * 100 >= (long long)cap * 95)
+        level = 2;
+    else if (cap && len * 100 >= (long long)cap * 80)
+        level = 1;
+    const char *name = e->n_parts == 1 ? e->parts[0].dlq_stream : "of every partition";
+    int prev = atomic_exchange(&e->dlq_level, level);
+    if (level > prev) {
+        if (level == 2) {
+            METRIC_INC(dlq_error);
+            log_error("dlq", "dead-letter stream %s holds %lld entries: at or above 95%% of its "
+                      "capacity %u", name, len, cap);
+        } else {
+            METRIC_INC(dlq_warn);
+            log_warn("dlq", "dead-letter stream %s holds %lld entries: at or above 80%% of its "
+                     "capacity %u", name, len, cap);
+        }
+    }
+    if (!cap || len <= (long long)cap)
+        return 0;
+    uint32_t share = (cap + e->n_parts - 1) / e->n_parts;
+    for (unsigned p = 0; p < e->n_parts && rc == 0; p++) {
+        long long n = atomic_load(&e->parts[p].dlq_length);
+        if (n > (long long)share)
+            rc = archive_dlq_excess(&e->parts[p], c, n, share, archive);
+    }
+    return rc;
 }
 
 /* Capacity and archive path come from the serving generation: both are
@@ -1124,20 +1260,20 @@ static void unset_group_gauges(void)
     SAMPLED_SET(retry_scheduled, METRICS_UNSET);
 }
 
-static int sample_group(engine_t *e, redisContext *c)
+/* One partition's group: lag, pending and the oldest pending entry's
+ * time, scheduled retries (each METRICS_UNSET when unknown).  Reads the
+ * replies of the three commands sample_group appended. */
+static int sample_part(engine_t *e, part_t *pt, redisContext *c, int64_t *oldest_ms)
 {
-    redisAppendCommand(c, "XINFO GROUPS %s", e->stream);
-    redisAppendCommand(c, "XPENDING %s %s", e->stream, e->group);
-    redisAppendCommand(c, "ZCARD %s", e->retry_key);
     redisReply *r[3] = {NULL, NULL, NULL};
     for (int i = 0; i < 3; i++)
         if (redisGetReply(c, (void **)&r[i]) != REDIS_OK) {
             for (int k = 0; k < i; k++)
                 freeReplyObject(r[k]);
-            unset_group_gauges();
             return -1;
         }
-    int64_t lag = METRICS_UNSET, pending = METRICS_UNSET, oldest = METRICS_UNSET;
+    int64_t lag = METRICS_UNSET, pending = METRICS_UNSET;
+    *oldest_ms = METRICS_UNSET;
     for (size_t i = 0; r[0]->type == REDIS_REPLY_ARRAY && i < r[0]->elements; i++) {
         redisReply *g = r[0]->element[i];
         const redisReply *name = NULL, *lagv = NULL;
@@ -1156,20 +1292,56 @@ static int sample_group(engine_t *e, redisContext *c)
     if (r[1]->type == REDIS_REPLY_ARRAY && r[1]->elements >= 2 &&
         r[1]->element[0]->type == REDIS_REPLY_INTEGER) {
         pending = r[1]->element[0]->integer;
-        oldest = 0; /* nothing pending: nothing is waiting */
-        if (pending > 0 && r[1]->element[1]->type == REDIS_REPLY_STRING) {
-            oldest = clock_wall_ms() - strtoll(r[1]->element[1]->str, NULL, 10);
-            if (oldest < 0)
-                oldest = 0;
+        *oldest_ms = 0; /* nothing pending: nothing is waiting */
+        if (pending > 0 && r[1]->element[1]->type == REDIS_REPLY_STRING)
+            *oldest_ms = strtoll(r[1]->element[1]->str, NULL, 10);
+    }
+    atomic_store(&pt->lag, lag);
+    atomic_store(&pt->pending, pending);
+    atomic_store(&pt->retry_scheduled,
+                 r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : METRICS_UNSET);
+    for (int i = 0; i < 3; i++)
+        freeReplyObject(r[i]);
+    return 0;
+}
+
+/* The group over every partition: lags, pending entries and retries
+ * added up (unknown when one partition's is), the oldest pending entry of
+ * all. */
+static int sample_group(engine_t *e, redisContext *c)
+{
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        redisAppendCommand(c, "XINFO GROUPS %s", e->parts[p].stream);
+        redisAppendCommand(c, "XPENDING %s %s", e->parts[p].stream, e->group);
+        redisAppendCommand(c, "ZCARD %s", e->parts[p].retry_key);
+    }
+    int64_t lag = 0, pending = 0, retries = 0, oldest_ms = 0;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        int64_t o;
+        if (sample_part(e, &e->parts[p], c, &o) != 0) {
+            unset_group_gauges();
+            return -1;
         }
+        int64_t l = atomic_load(&e->parts[p].lag), n = atomic_load(&e->parts[p].pending),
+                rs = atomic_load(&e->parts[p].retry_scheduled);
+        lag = lag == METRICS_UNSET || l == METRICS_UNSET ? METRICS_UNSET : lag + l;
+        pending = pending == METRICS_UNSET || n == METRICS_UNSET ? METRICS_UNSET : pending + n;
+        retries = retries == METRICS_UNSET || rs == METRICS_UNSET ? METRICS_UNSET : retries + rs;
+        if (o == METRICS_UNSET)
+            oldest_ms = METRICS_UNSET;
+        else if (oldest_ms != METRICS_UNSET && o > 0 && (oldest_ms == 0 || o < oldest_ms))
+            oldest_ms = o;
+    }
+    int64_t oldest = oldest_ms;
+    if (oldest != METRICS_UNSET && oldest > 0) {
+        oldest = clock_wall_ms() - oldest_ms;
+        if (oldest < 0)
+            oldest = 0;
     }
     SAMPLED_SET(consumer_lag, lag);
     SAMPLED_SET(pending, pending);
     SAMPLED_SET(oldest_pending_age_ms, oldest);
-    SAMPLED_SET(retry_scheduled,
-                r[2]->type == REDIS_REPLY_INTEGER ? r[2]->integer : METRICS_UNSET);
-    for (int i = 0; i < 3; i++)
-        freeReplyObject(r[i]);
+    SAMPLED_SET(retry_scheduled, retries);
     return 0;
 }
 
@@ -1273,13 +1445,14 @@ static void *maint_main(void *arg)
             rc = sync_pauses(e, c);
             last_pause = now;
         }
-        if (rc == 0)
-            rc = move_due_retries(e, c);
+        for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
+            rc = move_due_retries(&e->parts[p], c);
         if (rc == 0)
             rc = renew_leases(e, c);
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= LIVE(e, reclaim_interval_ms)) {
-            rc = reclaim_idle(e, c);
+            for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
+                rc = reclaim_idle(e, p, c);
             last_reclaim = now;
         }
         if (rc == 0 && now - last_dlq >= 1000) {
@@ -1298,11 +1471,13 @@ static void *maint_main(void *arg)
         if (rc == 0) {
             /* retention is live: the serving generation's policy each round */
             generation_t *g = engine_current(e);
-            rc = retention_tick(e->ret, c, &g->cfg->retention, now);
+            for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
+                rc = retention_tick(e->parts[p].ret, c, &g->cfg->retention, now);
             generation_unref(g);
         }
         if (rc == 0 && now - last_stale >= stale_every) {
-            rc = remove_stale_consumers(e, c);
+            for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
+                rc = remove_stale_consumers(e, e->parts[p].stream, c);
             last_stale = now;
         }
         watch_overruns(e);
@@ -1326,11 +1501,23 @@ int engine_dispatch_replay(void *arg, const char *job_id, const char *stream_id,
                            const char *raw_event, size_t len)
 {
     engine_t *e = arg;
+    /* the replayed event's outcomes go to its partition's keys; an event
+     * without a key was never published to a partitioned stream, and its
+     * dead letter goes to partition 0's */
+    int part = 0;
+    if (e->n_parts > 1) {
+        json_t *ev = json_loadb(raw_event, len, 0, NULL);
+        part = ev ? evbus_event_partition(ev, e->n_parts) : -1;
+        json_decref(ev);
+        if (part < 0)
+            part = 0;
+    }
     pthread_mutex_lock(&e->replay_lock);
     if (!e->replay_ctx_ready) {
-        dctx_init(&e->replay_ctx, &e->link, "replay");
+        dctx_init(&e->replay_ctx, &e->parts[0].link, "replay");
         e->replay_ctx_ready = true;
     }
+    dctx_set_link(&e->replay_ctx, &e->parts[part].link);
     generation_t *g = engine_current(e);
     dctx_begin(&e->replay_ctx, g);
     int rc = dctx_dispatch_replay(&e->replay_ctx, job_id, stream_id, raw_event, len);
@@ -1352,26 +1539,75 @@ static int64_t link_backoff_ms(void *e) { return backoff_ms(e); }
  * engine_stop, after the contexts were made */
 static store_writer_t *link_metadata(void *e) { return ((engine_t *)e)->meta; }
 
-static void fill_link(engine_t *e)
+/* Each partition's keys, held keys, trimmer and link: 0, or -1 when
+ * memory runs out. */
+static int fill_parts(engine_t *e, const evbus_config_t *cfg)
 {
-    e->link = (dlink_t){
-        .redis_url = e->redis_url,
-        .stream = e->stream,
-        .group = e->group,
-        .retry_key = e->retry_key,
-        .dlq_stream = e->dlq_stream,
-        .pauses = e->pauses,
-        .keys = e->keys,
-        .command_ms = (int)e->command_ms,
-        .owner = e,
-        .connect_ms = link_connect_ms,
-        .stopping = link_stopping,
-        .redis_failed = link_redis_failed,
-        .redis_recovered = link_redis_recovered,
-        .backoff_ms = link_backoff_ms,
-        .metadata = link_metadata,
-        .stats = e->stats,
-    };
+    e->n_parts = cfg->core.partitions ? cfg->core.partitions : 1;
+    e->parts = calloc(e->n_parts, sizeof *e->parts);
+    if (!e->parts)
+        return -1;
+    /* the held-keys cap is the host's: each partition gets its share */
+    size_t max_keys = cfg->core.ordering_max_keys / e->n_parts;
+    if (max_keys < e->n_workers)
+        max_keys = e->n_workers;
+    bool tagged = e->n_parts > 1;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        part_t *pt = &e->parts[p];
+        pt->stream = core_partition_key(cfg, p, "");
+        pt->retry_key = core_partition_key(cfg, p, ":retry");
+        pt->paused_key = core_partition_key(cfg, p, ":paused");
+        /* dlq.stream names the one partition's; tagged ones are fixed */
+        pt->dlq_stream = tagged ? core_partition_key(cfg, p, ":dlq") : strdup(cfg->core.dlq_stream);
+        pt->dedup_prefix = tagged ? core_partition_key(cfg, p, ":dedup") : strdup("evbus:dedup");
+        if (!pt->stream || !pt->retry_key || !pt->paused_key || !pt->dlq_stream ||
+            !pt->dedup_prefix)
+            return -1;
+        pt->keys = keyorder_new(pt->stream, e->n_workers, max_keys);
+        pt->ret = retention_new(pt->stream, cfg->core.consumer);
+        if (!pt->keys || !pt->ret)
+            return -1;
+        atomic_init(&pt->lag, METRICS_UNSET);
+        atomic_init(&pt->pending, METRICS_UNSET);
+        atomic_init(&pt->retry_scheduled, METRICS_UNSET);
+        atomic_init(&pt->dlq_length, METRICS_UNSET);
+        pt->link = (dlink_t){
+            .redis_url = e->redis_url,
+            .stream = pt->stream,
+            .group = e->group,
+            .retry_key = pt->retry_key,
+            .dlq_stream = pt->dlq_stream,
+            .dedup_prefix = pt->dedup_prefix,
+            .pauses = e->pauses,
+            .keys = pt->keys,
+            .command_ms = (int)e->command_ms,
+            .owner = e,
+            .connect_ms = link_connect_ms,
+            .stopping = link_stopping,
+            .redis_failed = link_redis_failed,
+            .redis_recovered = link_redis_recovered,
+            .backoff_ms = link_backoff_ms,
+            .metadata = link_metadata,
+            .stats = e->stats,
+        };
+    }
+    return 0;
+}
+
+static void free_parts(engine_t *e)
+{
+    for (unsigned p = 0; e->parts && p < e->n_parts; p++) {
+        part_t *pt = &e->parts[p];
+        free(pt->stream);
+        free(pt->retry_key);
+        free(pt->paused_key);
+        free(pt->dlq_stream);
+        free(pt->dedup_prefix);
+        keyorder_free(pt->keys);
+        retention_free(pt->ret);
+    }
+    free(e->parts);
+    e->parts = NULL;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1390,19 +1626,12 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->stream = strdup(cfg->core.stream);
     e->group = strdup(cfg->core.group);
     e->consumer = strdup(cfg->core.consumer);
-    e->dlq_stream = strdup(cfg->core.dlq_stream);
-    if (asprintf(&e->retry_key, "%s:retry", cfg->core.stream) < 0)
-        e->retry_key = NULL;
-    if (asprintf(&e->paused_key, "%s:paused", cfg->core.stream) < 0)
-        e->paused_key = NULL;
     e->pauses = pause_table_new();
     e->n_workers = cfg->core.worker_threads;
-    e->keys = keyorder_new(cfg->core.stream, e->n_workers, cfg->core.ordering_max_keys);
-    e->ret = retention_new(cfg->core.stream, cfg->core.consumer);
     e->command_ms = cfg->core.redis_command_timeout_ms;
     e->stats = stats_new();
     e->history = stats_history_new(clock_wall_ms(), clock_mono_ms());
-    fill_link(e);
+    int parts_rc = fill_parts(e, cfg);
     apply_live(e, gen);
     e->current = gen;
     pthread_mutex_init(&e->gen_lock, NULL);
@@ -1422,9 +1651,8 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->started_ms = clock_wall_ms();
     METRIC_SET(generation, gen->number);
     METRIC_SET(redis_up, 1);
-    if (!e->q || !e->inflight || !e->workers || !e->retry_key || !e->ret || !e->stats ||
-        !e->history ||
-        !e->paused_key || !e->pauses || !e->keys) {
+    if (!e->q || !e->inflight || !e->workers || parts_rc != 0 || !e->stats || !e->history ||
+        !e->pauses) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -1444,14 +1672,15 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
                      cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
-    if (cfg->store.postgres_url) {
-        /* the archiver idles while retention.archive is off (it is live) */
+    if (cfg->store.postgres_url && e->n_parts == 1) {
+        /* the archiver idles while retention.archive is off (it is live);
+         * partitioned streams have none yet (evbusd refuses the setting) */
         retention_archive_opts_t ao = {.postgres_url = cfg->store.postgres_url,
                                        .redis_url = e->redis_url, .stream = e->stream,
                                        .redis_connect_ms = cfg->core.redis_connect_timeout_ms,
                                        .redis_command_ms = e->command_ms,
                                        .partitions_ahead = cfg->store.metadata_partitions_ahead};
-        if (retention_start_archive(e->ret, &ao) != 0)
+        if (retention_start_archive(e->parts[0].ret, &ao) != 0)
             log_warn("retention", "the archiver did not start: with retention.archive: postgres "
                      "nothing will be trimmed");
     }
@@ -1460,7 +1689,7 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         e->workers[i].eng = e;
         char name[32];
         snprintf(name, sizeof name, "worker-%u", i);
-        dctx_init(&e->workers[i].ctx, &e->link, name);
+        dctx_init(&e->workers[i].ctx, &e->parts[0].link, name);
         if (pthread_create(&e->workers[i].tid, NULL, worker_main, &e->workers[i]) != 0) {
             snprintf(err, errlen, "cannot start worker thread: %s", strerror(errno));
             return -1;
@@ -1477,8 +1706,13 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         if (!e->replay)
             log_warn("replay", "replay worker did not start; replay jobs will wait");
     }
-    log_info("consumer", "consuming %s as %s/%s with %u worker thread%s", e->stream, e->group,
-             e->consumer, e->n_workers, e->n_workers == 1 ? "" : "s");
+    if (e->n_parts > 1)
+        log_info("consumer", "consuming %s in %u partitions ({%s:0} .. {%s:%u}) as %s/%s with %u "
+                 "worker thread%s", e->stream, e->n_parts, e->stream, e->stream, e->n_parts - 1,
+                 e->group, e->consumer, e->n_workers, e->n_workers == 1 ? "" : "s");
+    else
+        log_info("consumer", "consuming %s as %s/%s with %u worker thread%s", e->stream,
+                 e->group, e->consumer, e->n_workers, e->n_workers == 1 ? "" : "s");
     return 0;
 }
 
@@ -1512,7 +1746,7 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
     apply_live(e, gen);
     store_writer_configure(e->meta, gen->cfg);
     store_replay_worker_configure(e->replay, gen->cfg);
-    retention_configure_archive(e->ret, gen->cfg->store.metadata_partitions_ahead);
+    retention_configure_archive(e->parts[0].ret, gen->cfg->store.metadata_partitions_ahead);
     METRIC_SET(generation, gen->number);
     METRIC_SET(reload_pending_restart, gen->pending_restart.count);
     log_set_level(config_log_level(n->daemon.log_level) >= 0 ? config_log_level(n->daemon.log_level) : LOG_INFO);
@@ -1583,7 +1817,7 @@ int engine_stop(engine_t *e, int timeout_ms)
     if (rc == 0 && join_until(e->maint_tid, deadline) != 0)
         rc = -1;
     if (rc == 0) {
-        retention_stop_archive(e->ret);
+        retention_stop_archive(e->parts[0].ret);
         store_replay_worker_stop(e->replay);
         e->replay = NULL;
         store_writer_stop(e->meta, 2000);
@@ -1612,14 +1846,10 @@ void engine_free(engine_t *e)
     free(e->stream);
     free(e->group);
     free(e->consumer);
-    free(e->retry_key);
-    free(e->paused_key);
+    free_parts(e);
     pause_table_free(e->pauses);
-    keyorder_free(e->keys);
-    retention_free(e->ret);
     stats_free(e->stats);
     stats_history_free(e->history);
-    free(e->dlq_stream);
     free(e);
 }
 
@@ -1630,6 +1860,33 @@ void engine_note_reload(engine_t *e, bool ok, const char *error)
     snprintf(e->last_reload_error, sizeof e->last_reload_error, "%s", ok ? "" : error);
     e->last_reload_ms = clock_wall_ms();
     pthread_mutex_unlock(&e->health_lock);
+}
+
+static json_t *sampled_json(int64_t v) { return v == METRICS_UNSET ? json_null() : json_integer(v); }
+
+/*
+ * With partitions: one object per partition, as the maintenance thread
+ * last read it (null until read): its stream, the group's lag and pending
+ * entries there, its scheduled retries and dead letters, and its
+ * trimmer's view.  The top-level "dlq", "retention" and "group_state"
+ * then describe partition 0's names and trimmer (dlq.stream) and the sums
+ * over every partition (lengths, lag).
+ */
+static json_t *partitions_health(engine_t *e)
+{
+    json_t *a = json_array();
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        part_t *pt = &e->parts[p];
+        json_t *o = json_pack("{s:i, s:s, s:s}", "partition", (int)p, "stream", pt->stream,
+                              "dlq_stream", pt->dlq_stream);
+        json_object_set_new(o, "lag", sampled_json(atomic_load(&pt->lag)));
+        json_object_set_new(o, "pending", sampled_json(atomic_load(&pt->pending)));
+        json_object_set_new(o, "retry_scheduled", sampled_json(atomic_load(&pt->retry_scheduled)));
+        json_object_set_new(o, "dlq_length", sampled_json(atomic_load(&pt->dlq_length)));
+        json_object_set_new(o, "retention", retention_health(pt->ret));
+        json_array_append_new(a, o);
+    }
+    return a;
 }
 
 json_t *engine_health(engine_t *e)
@@ -1653,7 +1910,12 @@ json_t *engine_health(engine_t *e)
     bool pg_down = e->meta && !store_writer_connected(e->meta);
     json_t *h = json_object();
     pthread_mutex_lock(&e->health_lock);
-    int ret_level = retention_level(e->ret);
+    int ret_level = 0;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        int l = retention_level(e->parts[p].ret);
+        if (l > ret_level)
+            ret_level = l;
+    }
     const char *status = (circuit || redis_down) ? "unhealthy"
                          : (failures > 0 || down_since || dlq_level > 0 || ret_level > 0 ||
                             !e->last_reload_ok || pg_down || over > 0 || lagging)
@@ -1705,7 +1967,7 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(h, "reload", reload);
     pthread_mutex_unlock(&e->health_lock);
     json_t *dlq = json_object();
-    json_object_set_new(dlq, "stream", json_string(e->dlq_stream));
+    json_object_set_new(dlq, "stream", json_string(e->parts[0].dlq_stream));
     json_object_set_new(dlq, "length", json_integer((json_int_t)METRIC_GET(dlq_length)));
     json_object_set_new(dlq, "capacity", json_integer(LIVE(e, dlq_capacity)));
     json_object_set_new(dlq, "level",
@@ -1713,7 +1975,9 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(dlq, "warnings_total", json_integer((json_int_t)METRIC_GET(dlq_warn)));
     json_object_set_new(dlq, "errors_total", json_integer((json_int_t)METRIC_GET(dlq_error)));
     json_object_set_new(h, "dlq", dlq);
-    json_object_set_new(h, "retention", retention_health(e->ret));
+    json_object_set_new(h, "retention", retention_health(e->parts[0].ret));
+    if (e->n_parts > 1)
+        json_object_set_new(h, "partitions", partitions_health(e));
     /* what this host enforces: the pause hash as of its last poll */
     json_object_set_new(h, "paused", engine_paused_json(e));
     json_t *ev = json_object();
@@ -1841,10 +2105,21 @@ int engine_handler_pause(engine_t *e, const char *instance, bool paused, const c
         snprintf(err, errlen, "Redis: %s", cerr);
         return -1;
     }
+    /* every partition's copy, partition 0's first (sync_pauses reads it);
+     * one call per partition, each on that partition's keys only */
     long long released = 0;
-    int rc = paused ? evbus_handler_pause(c, e->stream, instance, by, reason, cerr, sizeof cerr)
-                    : evbus_handler_resume(c, e->stream, instance, &released, cerr, sizeof cerr);
-    json_t *doc = rc >= 0 ? evbus_handler_pauses(c, e->stream, cerr, sizeof cerr) : NULL;
+    int rc = 0;
+    for (unsigned p = 0; p < e->n_parts && rc >= 0; p++) {
+        long long k = 0;
+        int prc = paused ? evbus_handler_pause(c, e->parts[p].stream, instance, by, reason, cerr,
+                                               sizeof cerr)
+                         : evbus_handler_resume(c, e->parts[p].stream, instance, &k, cerr,
+                                                sizeof cerr);
+        released += k;
+        if (p == 0 || prc < 0)
+            rc = prc;
+    }
+    json_t *doc = rc >= 0 ? evbus_handler_pauses(c, e->parts[0].stream, cerr, sizeof cerr) : NULL;
     redisFree(c);
     if (rc < 0 || !doc) {
         snprintf(err, errlen, "Redis: %s", cerr);

@@ -746,6 +746,8 @@ int cmd_dlq(int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
 
+    if ((rc = ctl_partitions_unsupported("dlq")) != 0)
+        return rc;
     const ctl_env_t *env = ctl_env();
     if (!env->redis_url)
         return ctl_no_config("dlq", "Redis", "--redis URL (or EVBUS_REDIS_URL)");

@@ -241,6 +241,9 @@ int cmd_pending(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CTL_USAGE : CTL_OK;
     }
+    int rc = ctl_partitions_unsupported("pending");
+    if (rc != 0)
+        return rc;
     if (!strcmp(argv[1], "list"))
         return list(argc, argv);
     if (!strcmp(argv[1], "quarantine"))

@@ -251,7 +251,10 @@ static int replay_start_check(const struct replay_args *a, store_replay_request_
 static int replay_start(PGconn *c, const struct replay_args *a)
 {
     store_replay_request_t req;
-    int rc = replay_start_check(a, &req);
+    int rc = ctl_partitions_unsupported("replay start");
+    if (rc != 0)
+        return rc;
+    rc = replay_start_check(a, &req);
     if (rc != 0)
         return rc;
     char who[256], host[128] = "";

@@ -201,7 +201,9 @@ int cmd_status(int argc, char **argv)
                        (long long)json_integer_value(json_object_get(w, "timeout_ms")));
             }
         }
-        json_t *ret = json_object_get(h, "retention");
+        /* with partitions, each partition has its trimmer: listed below */
+        json_t *parts = json_object_get(h, "partitions");
+        json_t *ret = parts ? NULL : json_object_get(h, "retention");
         if (ret) {
             json_t *pol = json_object_get(ret, "policy");
             char caps[160] = "";
@@ -262,6 +264,25 @@ int cmd_status(int argc, char **argv)
                (long long)json_integer_value(json_object_get(dlq, "length")),
                (long long)json_integer_value(json_object_get(dlq, "capacity")),
                json_string_value(json_object_get(dlq, "level")));
+        if (parts)
+            printf("partitions:   %zu (lag, pending, retries, dead letters, entries kept)\n",
+                   json_array_size(parts));
+        for (size_t i = 0; parts && i < json_array_size(parts); i++) {
+            json_t *o = json_array_get(parts, i);
+            char v[4][24];
+            const char *keys[4] = {"lag", "pending", "retry_scheduled", "dlq_length"};
+            for (int k = 0; k < 4; k++) {
+                json_t *x = json_object_get(o, keys[k]);
+                if (json_is_integer(x))
+                    snprintf(v[k], sizeof v[k], "%lld", (long long)json_integer_value(x));
+                else
+                    snprintf(v[k], sizeof v[k], "?");
+            }
+            printf("  %-24s lag %s, pending %s, retries %s, dlq %s, %lld entries\n",
+                   json_string_value(json_object_get(o, "stream")), v[0], v[1], v[2], v[3],
+                   (long long)json_integer_value(
+                       json_object_get(json_object_get(o, "retention"), "entries")));
+        }
         const char *le = json_string_value(json_object_get(rl, "last_error"));
         const json_t *pend = json_object_get(rl, "pending_restart");
         printf("last reload:  %s\n", !json_is_true(json_object_get(rl, "last_ok")) ? "FAILED"

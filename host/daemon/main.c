@@ -245,28 +245,63 @@ static void write_pidfile(const char *path)
     fclose(f);
 }
 
+/* A setting's position, for messages: "file:line:column", "env X" or
+ * "default". */
+static const char *setting_at(const evbus_config_t *cfg, const char *key, char *out, size_t len)
+{
+    size_t idx = 0;
+    cfg_setting_find(key, &idx);
+    return cfg_source_text(cfg, idx, out, len);
+}
+
+/* Whether `key` was given (in a file or the environment), not defaulted. */
+static bool setting_given(const evbus_config_t *cfg, const char *key)
+{
+    size_t idx = 0;
+    return cfg_setting_find(key, &idx) && cfg->sources[idx].kind != CFG_SRC_DEFAULT;
+}
+
 /* What the configuration asks for that evbusd cannot run yet (issue 16:
- * the cluster client and its setting exist, the engine does not use them),
- * as one message with the settings' positions; "" when nothing. */
+ * the cluster client exists but the engine does not use it; a few
+ * settings have no partitioned form yet — docs/scale-out.md, Status), as
+ * one message with the settings' positions; "" when nothing. */
 static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
 {
-    size_t idx;
-    char at[600];
+    char at[600], pat[600];
     out[0] = '\0';
     if (core_redis_cluster(cfg)) {
-        cfg_setting_find("redis.cluster", &idx);
         snprintf(out, len,
                  "redis.cluster (%s): evbusd does not run on a Redis Cluster yet (the cluster "
                  "client exists; the consumer, retries, DLQ and replay still use one server); "
                  "set redis.url instead — see docs/scale-out.md",
-                 cfg_source_text(cfg, idx, at, sizeof at));
-    } else if (cfg->core.partitions > 1) {
-        cfg_setting_find("partitions", &idx);
-        snprintf(out, len,
-                 "partitions: %u (%s): evbusd does not consume partitioned streams yet; use "
-                 "partitions: 1 — see docs/scale-out.md",
-                 cfg->core.partitions, cfg_source_text(cfg, idx, at, sizeof at));
+                 setting_at(cfg, "redis.cluster", at, sizeof at));
+        return;
     }
+    if (cfg->core.partitions <= 1)
+        return;
+    setting_at(cfg, "partitions", pat, sizeof pat);
+    if (setting_given(cfg, "dlq.stream"))
+        snprintf(out, len,
+                 "dlq.stream (%s) with partitions: %u (%s): each partition has its own "
+                 "dead-letter stream {<stream>:<p>}:dlq; remove dlq.stream — see "
+                 "docs/scale-out.md",
+                 setting_at(cfg, "dlq.stream", at, sizeof at), cfg->core.partitions, pat);
+    else if (cfg->retention.max_entries || cfg->retention.max_bytes)
+        snprintf(out, len,
+                 "retention.%s (%s) with partitions: %u (%s): retention caps are not supported "
+                 "on partitioned streams yet (retention.max_age is); remove the cap — see "
+                 "docs/scale-out.md, Status",
+                 cfg->retention.max_entries ? "max_entries" : "max_bytes",
+                 setting_at(cfg, cfg->retention.max_entries ? "retention.max_entries"
+                                                            : "retention.max_bytes",
+                            at, sizeof at),
+                 cfg->core.partitions, pat);
+    else if (cfg->retention.archive != RETENTION_ARCHIVE_OFF)
+        snprintf(out, len,
+                 "retention.archive (%s) with partitions: %u (%s): the archive of partitioned "
+                 "streams is not supported yet; set retention.archive: off — see "
+                 "docs/scale-out.md, Status",
+                 setting_at(cfg, "retention.archive", at, sizeof at), cfg->core.partitions, pat);
 }
 
 /*
@@ -375,9 +410,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_errors_free(&errs);
-    /* redis.cluster and partitions > 1 are checked like any setting, but
-     * the engine does not use them yet: refuse to start rather than
-     * silently run on redis.url's server or one unpartitioned stream */
+    /* redis.cluster (and a few settings with partitions > 1) are checked
+     * like any setting, but the engine does not run them yet: refuse to
+     * start rather than silently run on redis.url's server or without them */
     char not_yet[1024] = "";
     not_yet_supported(gen->cfg, not_yet, sizeof not_yet);
     /* a partition count that differs from the stream's recorded one would

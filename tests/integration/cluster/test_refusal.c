@@ -78,28 +78,6 @@ Test(cluster_config, evbusd_refuses_to_start_on_a_cluster)
     free(err);
 }
 
-Test(cluster_config, evbusd_refuses_more_than_one_partition)
-{
-    char *schemas = harness_source_path("schemas");
-    char yaml[2048];
-    snprintf(yaml, sizeof yaml, "state_dir: %s/state\nschemas: { dir: %s }\npartitions: 12\n",
-             dir, schemas);
-    free(schemas);
-    cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
-    char *out = NULL, *err = NULL;
-    char *check[] = {"--check-config", NULL};
-    cr_assert_eq(run("host/daemon/evbusd", check, &out, &err), 0, "%s", err);
-    cr_assert(err && strstr(err, "partitions: 12 (") && strstr(err, "00-host.yaml:3:13)"), "%s",
-              err);
-    free(out);
-    free(err);
-    char *none[] = {NULL};
-    cr_assert_eq(run("host/daemon/evbusd", none, &out, &err), 2, "%s", err);
-    cr_assert(err && strstr(err, "evbusd does not consume partitioned streams yet"), "%s", err);
-    free(out);
-    free(err);
-}
-
 Test(cluster_config, evbusctl_refuses_commands_that_need_redis)
 {
     char *out = NULL, *err = NULL;

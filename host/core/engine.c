@@ -1174,8 +1174,8 @@ static int archive_dlq_excess(const part_t *pt, redisContext *c, long long len, 
             freeReplyObject(d);
     }
     METRIC_ADD(dlq_archived, r->elements);
-    log_warn("dlq", "archived %zu oldest dead letters of %s to %s before removing them "
-             "(capacity %u)", r->elements, pt->dlq_stream, archive, share);
+    log_warn("dlq", "archived %zu oldest dead letters to %s before removing them (capacity %u "
+             "of %s)", r->elements, archive, share, pt->dlq_stream);
     freeReplyObject(r);
     return 0;
 }

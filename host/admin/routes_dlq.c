@@ -29,6 +29,7 @@
 #include <sys/random.h>
 
 #include "admin/admin_internal.h"
+#include "core/core_settings.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -185,16 +186,101 @@ static long long cheap_total(evbus_client_t *c, const char *dlq, const evbus_dlq
     return n < 0 ? -1 : (long long)n;
 }
 
+/* The names of the partitions' dead-letter streams ({S:p}:dlq), NULL when
+ * memory runs out; free with free_names. */
+static char **partition_dlqs(const evbus_config_t *cfg)
+{
+    unsigned n = cfg->core.partitions;
+    char **v = calloc(n, sizeof *v);
+    for (unsigned p = 0; v && p < n; p++)
+        if (!(v[p] = core_partition_key(cfg, p, ":dlq"))) {
+            for (unsigned k = 0; k < p; k++)
+                free(v[k]);
+            free(v);
+            return NULL;
+        }
+    return v;
+}
+
+static void free_names(char **v, unsigned n)
+{
+    for (unsigned p = 0; v && p < n; p++)
+        free(v[p]);
+    free(v);
+}
+
+/*
+ * GET /api/v1/dlq on a partitioned stream: every partition's dead letters
+ * merged newest first (evbus_dlq_page_merged); an item's dlq_id is
+ * "<id>/<partition>" and it says its "partition".
+ */
+static int dlq_list_partitions(admin_req_t *r, const evbus_dlq_filter_t *f, long limit,
+                               char *after)
+{
+    const evbus_config_t *cfg = r->gen->cfg;
+    unsigned np = cfg->core.partitions;
+    evbus_client_t *c = admin_redis(r);
+    char **dlqs = c ? partition_dlqs(cfg) : NULL;
+    size_t *from = dlqs ? calloc((size_t)limit, sizeof *from) : NULL;
+    if (!from) {
+        free(after);
+        free_names(dlqs, np);
+        return c ? admin_error(r, 500, "internal", "", "out of memory") : 0;
+    }
+    evbus_dlq_entry_t *es = NULL;
+    size_t n = 0;
+    char next[EVBUS_DLQ_MERGED_CURSOR_LEN], err[256];
+    int rc = evbus_dlq_page_merged(c, (const char *const *)dlqs, np, f, after, (size_t)limit, &es,
+                                   &n, from, next, err, sizeof err);
+    if (rc != 0) {
+        free(after);
+        free(from);
+        free_names(dlqs, np);
+        char field[32];
+        filter_field(err, "", field, sizeof field);
+        return client_failure(r, rc, strncmp(err, "cursor", 6) ? field : "cursor", err);
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = entry_item(&es[i]);
+        char id[EVBUS_DLQ_MERGED_CURSOR_LEN];
+        snprintf(id, sizeof id, "%s/%zu", es[i].dlq_id, from[i]);
+        json_object_set_new(o, "dlq_id", json_string(id));
+        json_object_set_new(o, "partition", json_integer((json_int_t)from[i]));
+        json_array_append_new(items, o);
+    }
+    evbus_dlq_list_free(es, n);
+    json_t *o = json_pack("{s:o}", "items", items);
+    if (next[0]) {
+        char *cur = admin_cursor_make(r, next);
+        json_object_set_new(o, "next_cursor", json_string(cur));
+        free(cur);
+    } else {
+        json_object_set_new(o, "next_cursor", json_null());
+    }
+    long long total = 0;
+    for (unsigned p = 0; p < np && !after && total >= 0; p++) {
+        long long t = cheap_total(c, dlqs[p], f);
+        total = t < 0 ? -1 : total + t;
+    }
+    if (!after && total >= 0)
+        json_object_set_new(o, "total", json_integer(total));
+    free(after);
+    free(from);
+    free_names(dlqs, np);
+    return admin_json(r, 200, o);
+}
+
 static int dlq_list(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "the dead-letter list"))
-        return 0;
     long limit;
     evbus_dlq_filter_t f;
     char *after = NULL;
     if (admin_query_int(r, "limit", 1, LIST_MAX, LIST_DEFAULT, &limit) != 0 ||
         query_filter(r, &f) != 0 || admin_query_cursor(r, &after) != 0)
         return 0;
+    if (r->gen->cfg->core.partitions > 1)
+        return dlq_list_partitions(r, &f, limit, after);
     if (after && !stream_id_ok(after)) {
         free(after);
         return admin_bad(r, "cursor", "not a cursor of this endpoint");

@@ -272,20 +272,23 @@ oom:
  * Returns 0 to go on, 1 to stop, <0 to fail with that code. */
 typedef int (*scan_fn)(evbus_dlq_entry_t *e, void *ud);
 
-/* The newest id a scan reads: below the cursor, before until_ms. */
-static void scan_end(const evbus_dlq_filter_t *f, const char *cursor, char *end, size_t len)
+/* The newest id a scan reads: below the cursor (or at it, `inclusive`),
+ * before until_ms. */
+static void scan_end(const evbus_dlq_filter_t *f, const char *cursor, bool inclusive, char *end,
+                     size_t len)
 {
     int64_t until = f ? f->until_ms : 0;
     if (cursor && *cursor && (!until || id_ms(cursor) < until))
-        snprintf(end, len, "(%s", cursor);
+        snprintf(end, len, "%s%s", inclusive ? "" : "(", cursor);
     else if (until)
         snprintf(end, len, "%lld", (long long)(until - 1)); /* "ms" = ms-<any seq> */
     else
         snprintf(end, len, "+");
 }
 
-static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
-                const char *cursor, scan_fn fn, void *ud, char *err, size_t errlen)
+static int scan_at(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
+                   const char *cursor, bool inclusive, scan_fn fn, void *ud, char *err,
+                   size_t errlen)
 {
     int rc = evbus_dlq_filter_check(c, f, err, errlen);
     if (rc != 0)
@@ -296,7 +299,7 @@ static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
     if (!evbus__conn(c, err, errlen))
         return EVBUS_CLIENT_EREDIS;
     char end[EVBUS_STREAM_ID_LEN + 1], start[24] = "-";
-    scan_end(f, cursor, end, sizeof end);
+    scan_end(f, cursor, inclusive, end, sizeof end);
     if (f && f->since_ms)
         snprintf(start, sizeof start, "%lld", (long long)f->since_ms);
     for (;;) {
@@ -332,6 +335,12 @@ static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
         if (got < SCAN_PAGE)
             return 0;
     }
+}
+
+static int scan(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f,
+                const char *cursor, scan_fn fn, void *ud, char *err, size_t errlen)
+{
+    return scan_at(c, dlq, f, cursor, false, fn, ud, err, errlen);
 }
 
 /* What list and page collect: skip `skip` matches, then take up to
@@ -404,6 +413,137 @@ int evbus_dlq_page(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_fi
     if (rc == 0 && st.more)
         snprintf(next, EVBUS_STREAM_ID_LEN, "%s", (*out)[*n - 1].dlq_id);
     return rc;
+}
+
+/* ---- several dead-letter streams as one (partitions) ------------------ */
+
+/* An entry of a merged page and the stream it came from. */
+struct merged_item {
+    evbus_dlq_entry_t e;
+    size_t stream;
+    unsigned long long ms, seq;
+};
+
+static void split_id(const char *id, unsigned long long *ms, unsigned long long *seq)
+{
+    char *end;
+    *ms = strtoull(id, &end, 10);
+    *seq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+}
+
+/* Newest first; the same id in two streams: the higher index first. */
+static int merged_cmp(const void *a, const void *b)
+{
+    const struct merged_item *x = a, *y = b;
+    if (x->ms != y->ms)
+        return x->ms > y->ms ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq > y->seq ? -1 : 1;
+    return x->stream == y->stream ? 0 : x->stream > y->stream ? -1 : 1;
+}
+
+/* "<id>/<index>" into id (EVBUS_STREAM_ID_LEN) and *index; 0 or -1. */
+static int merged_cursor(const char *cursor, char *id, size_t *index, size_t n_streams)
+{
+    const char *slash = strchr(cursor, '/');
+    if (!slash || (size_t)(slash - cursor) >= EVBUS_STREAM_ID_LEN)
+        return -1;
+    memcpy(id, cursor, (size_t)(slash - cursor));
+    id[slash - cursor] = '\0';
+    char *end;
+    unsigned long v = strtoul(slash + 1, &end, 10);
+    if (!valid_stream_id(id) || end == slash + 1 || *end || v >= n_streams)
+        return -1;
+    *index = (size_t)v;
+    return 0;
+}
+
+int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, size_t n_streams,
+                          const evbus_dlq_filter_t *f, const char *cursor, size_t limit,
+                          evbus_dlq_entry_t **out, size_t *n, size_t *streams, char *next,
+                          char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
+    next[0] = '\0';
+    if (n_streams == 0)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "no dead-letter stream");
+    if (limit < 1 || limit > EVBUS_DLQ_LIST_MAX)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "limit %zu: must be 1..%d",
+                           limit, EVBUS_DLQ_LIST_MAX);
+    char at[EVBUS_STREAM_ID_LEN] = "";
+    size_t at_index = 0;
+    if (cursor && *cursor && merged_cursor(cursor, at, &at_index, n_streams) != 0)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                           "cursor \"%.60s\": not a cursor of a partitioned dead-letter list "
+                           "(id/partition)", cursor);
+    /* each stream's newest `limit` entries after the cursor (and one more:
+     * whether more follow), merged; the first `limit` of them are the page */
+    struct merged_item *all = NULL;
+    size_t total = 0, cap = 0;
+    bool more = false;
+    int rc = 0;
+    for (size_t k = 0; k < n_streams && rc == 0; k++) {
+        struct take_state st = {.limit = limit, .peek = true};
+        /* after (id, index) in the merged order: older ids, and the same id
+         * in the streams of a lower index */
+        rc = at[0] ? scan_at(c, dlq_streams[k], f, at, k < at_index, take_cb, &st, err, errlen)
+                   : scan(c, dlq_streams[k], f, NULL, take_cb, &st, err, errlen);
+        if (rc == 0 && total + st.n > cap) {
+            size_t ncap = (total + st.n) * 2;
+            struct merged_item *p = realloc(all, ncap * sizeof *all);
+            if (!p)
+                rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "dlq: out of memory");
+            else
+                all = p, cap = ncap;
+        }
+        if (rc != 0) {
+            evbus_dlq_list_free(st.items, st.n);
+            break;
+        }
+        for (size_t i = 0; i < st.n; i++) {
+            all[total].e = st.items[i];
+            all[total].stream = k;
+            split_id(st.items[i].dlq_id, &all[total].ms, &all[total].seq);
+            total++;
+        }
+        free(st.items);
+        more = more || st.more;
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < total; i++)
+            evbus_dlq_entry_free(&all[i].e);
+        free(all);
+        return rc;
+    }
+    if (total > 1)
+        qsort(all, total, sizeof *all, merged_cmp);
+    size_t take = total < limit ? total : limit;
+    more = more || total > limit;
+    if (take) {
+        *out = malloc(take * sizeof **out);
+        if (!*out) {
+            for (size_t i = 0; i < total; i++)
+                evbus_dlq_entry_free(&all[i].e);
+            free(all);
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "dlq: out of memory");
+        }
+    }
+    for (size_t i = 0; i < total; i++) {
+        if (i < take) {
+            (*out)[i] = all[i].e;
+            if (streams)
+                streams[i] = all[i].stream;
+        } else {
+            evbus_dlq_entry_free(&all[i].e);
+        }
+    }
+    *n = take;
+    if (more && take)
+        snprintf(next, EVBUS_DLQ_MERGED_CURSOR_LEN, "%s/%zu", all[take - 1].e.dlq_id,
+                 all[take - 1].stream);
+    free(all);
+    return 0;
 }
 
 struct public_scan {

@@ -532,6 +532,26 @@ int evbus_dlq_page(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_fi
  * Entries added after the scan started are not seen.  Returns 0 or as
  * evbus_dlq_list.
  */
+/*
+ * evbus_dlq_page over several dead-letter streams read as one: the
+ * partitions of a partitioned stream ({S:0}:dlq .. {S:P-1}:dlq, in
+ * partition order; docs/scale-out.md).  Entries come newest first by
+ * dead-letter id; the same id in two streams (two partitions dead-lettered
+ * within one millisecond) comes in descending stream index.  A cursor is
+ * "<dlq id>/<stream index>" of the last entry a page returned (next, at
+ * least EVBUS_DLQ_MERGED_CURSOR_LEN bytes; "" after the last page); the
+ * next page holds the matching entries after it in that order.  When
+ * `streams` is not NULL, streams[i] (room for `limit`) receives the index
+ * of the stream (*out)[i] came from.  Reads up to `limit` + 1 entries of
+ * every stream per page.  Returns as evbus_dlq_page; a cursor of another
+ * form is EVBUS_CLIENT_EINVAL.
+ */
+#define EVBUS_DLQ_MERGED_CURSOR_LEN (EVBUS_STREAM_ID_LEN + 8)
+int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, size_t n_streams,
+                          const evbus_dlq_filter_t *f, const char *cursor, size_t limit,
+                          evbus_dlq_entry_t **out, size_t *n, size_t *streams, char *next,
+                          char *err, size_t errlen);
+
 typedef int (*evbus_dlq_scan_fn)(const evbus_dlq_entry_t *e, void *ud);
 int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                    evbus_dlq_scan_fn fn, void *ud, char *err, size_t errlen);

@@ -662,15 +662,15 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
     cr_expect_eq(exists(STREAM ":paused"), 0, "the unpartitioned pause hash was written");
 
     /* what does not work on partitions yet says so, naming the setting */
-    reply = harness_http(admin_port, "GET", "/api/v1/dlq", HARNESS_ADMIN_TOKEN, NULL, NULL, &st,
-                         NULL);
-    cr_expect_eq(st, 501, "GET /api/v1/dlq: %d %s", st, reply ? reply : "");
+    reply = harness_http(admin_port, "GET", "/api/v1/dlq/1-0", HARNESS_ADMIN_TOKEN, NULL, NULL,
+                         &st, NULL);
+    cr_expect_eq(st, 501, "GET /api/v1/dlq/1-0: %d %s", st, reply ? reply : "");
     cr_expect(reply && strstr(reply, "\"field\":\"partitions\"") &&
                   strstr(reply, "10-pt.yaml:3:13"),
               "%s", reply ? reply : "");
     free(reply);
-    cst = run_ctl(NULL, &out, &err, "dlq", "list", NULL, NULL);
-    cr_expect_eq(cst, 2, "evbusctl dlq list exited %d", cst);
+    cst = run_ctl(NULL, &out, &err, "dlq", "show", "1-0", NULL);
+    cr_expect_eq(cst, 2, "evbusctl dlq show exited %d", cst);
     cr_expect(err && strstr(err, "does not work on partitioned streams yet"), "%s",
               err ? err : "");
     free(out);
@@ -723,4 +723,139 @@ Test(partitions, one_partition_keeps_todays_keys_and_writes_no_record, .timeout 
     cr_expect_eq(r->elements, 0, "P = 1 wrote a tagged key (%s)",
                  r->elements ? r->element[0]->str : "");
     freeReplyObject(r);
+}
+
+/* An id of the merged list: "<ms>-<seq>/<partition>" in numbers. */
+typedef struct mid {
+    unsigned long long ms, seq;
+    unsigned p;
+} mid_t;
+
+static mid_t parse_mid(const char *s)
+{
+    mid_t m = {0};
+    cr_assert_eq(sscanf(s, "%llu-%llu/%u", &m.ms, &m.seq, &m.p), 3, "id %s", s);
+    return m;
+}
+
+/* a comes after b in the merged order (newest first, then partition
+ * descending) */
+static bool after(mid_t a, mid_t b)
+{
+    if (a.ms != b.ms)
+        return a.ms < b.ms;
+    if (a.seq != b.seq)
+        return a.seq < b.seq;
+    return a.p < b.p;
+}
+
+/* Checks a walk's ids: each once, in order, and as many as the partitions'
+ * DLQs hold, each in the partition it names. */
+static void check_walk(json_t *ids, long long want, const char *who)
+{
+    cr_expect_eq((long long)json_array_size(ids), want, "%s listed %zu of %lld dead letters", who,
+                 json_array_size(ids), want);
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        mid_t m = parse_mid(json_string_value(json_array_get(ids, i)));
+        if (i > 0)
+            cr_expect(after(m, parse_mid(json_string_value(json_array_get(ids, i - 1)))),
+                      "%s: %s listed after %s", who, json_string_value(json_array_get(ids, i)),
+                      json_string_value(json_array_get(ids, i - 1)));
+        char *name = part_name(m.p), q[160];
+        snprintf(q, sizeof q, "%llu-%llu", m.ms, m.seq);
+        redisReply *r = redisCommand(rc, "XRANGE %s:dlq %s %s", name, q, q);
+        cr_expect(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1,
+                  "%s: %s is not in %s:dlq", who, json_string_value(json_array_get(ids, i)), name);
+        if (r)
+            freeReplyObject(r);
+        free(name);
+    }
+}
+
+Test(partitions, the_dead_letter_list_merges_partitions_newest_first, .timeout = 180)
+{
+    write_config(P);
+    publish_ndjson(ndjson_mixed(280)); /* 40 poison events */
+    drain();
+    long long want = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        long long n = harness_redis_int(rc, "XLEN %s:dlq", name);
+        cr_expect_gt(n, 0, "no dead letter in %s:dlq", name);
+        want += n;
+        free(name);
+    }
+    cr_assert_eq(want, 40);
+
+    /* evbusctl: pages of 7 through --cursor */
+    json_t *ids = json_array();
+    char cursor[128] = "";
+    for (int page = 0; page < 20; page++) {
+        char *out = NULL, *err = NULL;
+        char *ctl = harness_build_path("host/ctl/evbusctl");
+        char *argv[] = {ctl, "-c", conf_dir, "dlq", "list", "--json", "--limit", "7",
+                        cursor[0] ? "--cursor" : NULL, cursor, NULL};
+        int st = harness_run(argv, NULL, NULL, &out, &err, 30000);
+        free(ctl);
+        cr_assert_eq(st, 0, "evbusctl dlq list exited %d: %s", st, err ? err : "");
+        json_t *doc = json_loads(out, 0, NULL);
+        cr_assert_not_null(doc, "%s", out);
+        cr_expect_eq(json_integer_value(json_object_get(doc, "count")), want);
+        json_t *items = json_object_get(doc, "items"), *it;
+        size_t i;
+        json_array_foreach(items, i, it)
+            json_array_append(ids, json_object_get(it, "dlq_id"));
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        json_decref(doc);
+        free(out);
+        free(err);
+        if (!cursor[0])
+            break;
+    }
+    check_walk(ids, want, "evbusctl dlq list");
+    json_decref(ids);
+
+    /* the operator API: pages of 9 through next_cursor */
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *dargv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, dargv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+    ids = json_array();
+    cursor[0] = '\0';
+    for (int page = 0; page < 20; page++) {
+        char path[400];
+        snprintf(path, sizeof path, "/api/v1/dlq?limit=9%s%s", cursor[0] ? "&cursor=" : "",
+                 cursor);
+        int st = -1;
+        char *body = harness_http(admin_port, "GET", path, HARNESS_ADMIN_TOKEN, NULL, NULL, &st,
+                                  NULL);
+        cr_assert_eq(st, 200, "GET %s: %d %s", path, st, body ? body : "");
+        json_t *doc = json_loads(body, 0, NULL);
+        free(body);
+        if (page == 0)
+            cr_expect_eq(json_integer_value(json_object_get(doc, "total")), want);
+        json_t *items = json_object_get(doc, "items"), *it;
+        size_t i;
+        json_array_foreach(items, i, it) {
+            json_array_append(ids, json_object_get(it, "dlq_id"));
+            mid_t m = parse_mid(json_string_value(json_object_get(it, "dlq_id")));
+            cr_expect_eq(json_integer_value(json_object_get(it, "partition")), m.p);
+        }
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        json_decref(doc);
+        if (!cursor[0])
+            break;
+    }
+    check_walk(ids, want, "GET /api/v1/dlq");
+    json_decref(ids);
+    int st = -1;
+    char *body = harness_http(admin_port, "GET", "/api/v1/dlq?cursor=nonsense",
+                              HARNESS_ADMIN_TOKEN, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 400, "a bad cursor: %d %s", st, body ? body : "");
+    free(body);
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
 }

@@ -73,9 +73,9 @@ static const cfg_setting_t rows[] = {
      .max = EVBUS_PARTITIONS_MAX, .def = "1", .reload = CFG_RESTART,
      .why = "decides which stream every event goes to; changing it is an explicit procedure, "
             "not a reload",
-     .desc = "streams the logical stream is split into (1: today's keys, unchanged); validated, "
-             "but evbusd does not consume more than one partition yet (see "
-             "[scale-out](scale-out.md))"},
+     .desc = "streams the logical stream is split into, `{<stream>:<p>}` each, on one Redis "
+             "server (1: today's keys, unchanged); must equal the count recorded in "
+             "`<stream>:partitions` (see [scale-out](scale-out.md#partitions))"},
     {.key = "group", .type = CFG_STRING, .offset = OFF(group), .def = "evbus",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "consumer group"},
     {.key = "consumer", .type = CFG_STRING, .offset = OFF(consumer), .compute = consumer_default,
@@ -112,11 +112,13 @@ static const cfg_setting_t rows[] = {
     {.key = "dlq.stream", .type = CFG_STRING, .offset = OFF(dlq_stream),
      .compute = dlq_stream_default, .def_doc = "`<stream>:dlq`", .reload = CFG_RESTART,
      .why = "moving it live would split the dead letters between two streams",
-     .desc = "dead-letter stream"},
+     .desc = "dead-letter stream (with `partitions` above 1 each partition has its own, "
+             "`{<stream>:<p>}:dlq`, and this must not be set)"},
     {.key = "dlq.capacity", .type = CFG_U32, .offset = OFF(dlq_capacity), .min = 1,
      .max = U32MAX, .def = "10000", .reload = CFG_LIVE,
      .why = "at the next capacity check (every second)",
-     .desc = "entries kept in the dead-letter stream (80 %/95 % warnings, overflow archived)"},
+     .desc = "entries kept in the dead-letter stream (80 %/95 % warnings, overflow archived; "
+             "with `partitions`, over every partition, each keeping at most its share)"},
     {.key = "dlq.archive", .type = CFG_PATH, .offset = OFF(dlq_archive),
      .compute = dlq_archive_default, .def_doc = "`<state_dir>/dlq-archive.jsonl`",
      .reload = CFG_LIVE, .why = "at the next capacity check",

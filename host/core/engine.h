@@ -19,6 +19,11 @@
  *  - the control thread (the caller: evbusd's main): start, swap, stop,
  *    health.  Generations retired by a swap are destroyed there.
  *
+ * With `partitions` above 1 (docs/scale-out.md) the engine consumes every
+ * partition stream {S:p} of one server: the reader reads them all in one
+ * XREADGROUP, each chunk holds entries of one partition and is written
+ * with that partition's keys, and the maintenance work runs per partition.
+ *
  * The only lock on the dispatch path is the chunk queue's.
  */
 #ifndef EVBUS_CORE_ENGINE_H

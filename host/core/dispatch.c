@@ -40,6 +40,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/strcopy.h"
 
 void dctx_init(dctx_t *d, const dlink_t *link, const char *name)
 {
@@ -64,6 +65,9 @@ void dctx_release(dctx_t *d)
     free(d->acks);
     store_pending_free(&d->meta);
     free(d->ahead);
+    free(d->planned); /* every record was reset when its chunk ended */
+    for (size_t i = 0; i < DCTX_PLAN_ARENAS; i++)
+        jarena_destroy(&d->plan_arenas[i]);
     router_cache_free(d->cache);
     if (d->wc)
         redisFree(d->wc);
@@ -649,16 +653,6 @@ static void dedup_release(dctx_t *d, const struct evbus_event *ev, const gen_han
         drop_wc(d, "dedup DEL");
 }
 
-/* Whether the planning pass of this chunk validated the entry being
- * dispatched (same bytes, same generation: same answer). */
-static bool planned_valid(dctx_t *d)
-{
-    while (d->next_ahead < d->n_ahead && d->ahead[d->next_ahead].entry + 1 < d->cur_entry)
-        d->next_ahead++;
-    return d->cur_entry && d->next_ahead < d->n_ahead &&
-           d->ahead[d->next_ahead].entry + 1 == d->cur_entry && d->ahead[d->next_ahead].valid;
-}
-
 /* The call of h made ahead for the entry being dispatched, if any.  A
  * call made ahead whose handler dispatch then skips (paused meanwhile) is
  * passed over, never matched to another handler or entry. */
@@ -720,7 +714,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         const char *said = NULL;
         ahead->taken = true;
         r = plugin_call_outcome(h->inst, ahead->call, &said, &ran_ms);
-        snprintf(reason, reason_len, "%s", said);
+        str_copy(reason, reason_len, said);
     } else if (plugin_instance_is_remote(h->inst)) {
         /* isolated, alone: the same steps with one call */
         bool own = ev->env && ev->data == json_object_get(ev->env, "data");
@@ -728,7 +722,7 @@ static verdict_result_t call_handler(dctx_t *d, struct evbus_event *ev, const ge
         plugin_call_run(h->inst, &call, 1);
         const char *said = NULL;
         r = plugin_call_outcome(h->inst, call, &said, NULL);
-        snprintf(reason, reason_len, "%s", said);
+        str_copy(reason, reason_len, said);
         plugin_call_release(h->inst, call);
     } else {
         /* api->set_reason writes straight into why[] of this handler */
@@ -836,10 +830,6 @@ static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
         any_check |= in->handlers[i].schema_mode != SCHEMA_MODE_OFF;
     if (!schema || !any_check)
         return; /* validating costs: only for a handler that looks at the result */
-    if (planned_valid(d)) {
-        in->data = VERDICT_DATA_VALID; /* the planning pass validated these bytes */
-        return;
-    }
     json_t *data = ev->data ? ev->data : json_null();
     if (js_validate(schema, data, NULL, 0)) {
         in->data = VERDICT_DATA_VALID;
@@ -1124,16 +1114,30 @@ static void learn_facts(dctx_t *d, struct evbus_event *ev, verdict_input_t *in_,
     if (!v.decided) {
         learn_schema(d, ev, &in);
         verdict_decide(&in, &v);
-        if (v.schema_advisory && !d->planning) {
-            METRIC_INC(events_schema_advisory);
-            log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, NULL,
-                      "event %s (%s v%d) fails its schema (advisory, delivered): %s",
-                      ev->id, ev->type, ev->schema_version, ev->error);
-            ev->error[0] = '\0';
-        }
     }
     *in_ = in;
     *v_ = v;
+}
+
+/* With the facts learnt: say that an advisory schema failed, run the
+ * handlers unless the verdict is already known, then act on it. */
+static int finish_event(dctx_t *d, struct evbus_event *ev, verdict_input_t *in, verdict_t *v,
+                        const gen_handler_t **hs, verdict_handler_in_t *hin)
+{
+    if (v->schema_advisory) {
+        METRIC_INC(events_schema_advisory);
+        log_event(LOG_WARN, d->name, ev->id, ev->type, ev->tenant, NULL,
+                  "event %s (%s v%d) fails its schema (advisory, delivered): %s", ev->id,
+                  ev->type, ev->schema_version, ev->error);
+        ev->error[0] = '\0';
+    }
+    if (!v->decided) {
+        run_handlers(d, ev, hs, hin, in->n_handlers);
+        in->known = VERDICT_KNOWN_RESULTS;
+        in->attempt = ev->attempt;
+        verdict_decide(in, v);
+    }
+    return perform(d, ev, in, v, hs);
 }
 
 static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uint64_t deliveries)
@@ -1149,13 +1153,7 @@ static int process_event(dctx_t *d, struct evbus_event *ev, bool from_group, uin
     };
     verdict_t v;
     learn_facts(d, ev, &in, &v, hs, hin);
-    if (!v.decided) {
-        run_handlers(d, ev, hs, hin, in.n_handlers);
-        in.known = VERDICT_KNOWN_RESULTS;
-        in.attempt = ev->attempt;
-        verdict_decide(&in, &v);
-    }
-    return perform(d, ev, &in, &v, hs);
+    return finish_event(d, ev, &in, &v, hs, hin);
 }
 
 static void load_entry(dctx_t *d, struct evbus_event *ev, redisReply *entry)
@@ -1250,7 +1248,7 @@ static bool ahead_eligible(const dctx_t *d, const struct evbus_event *ev,
     return true;
 }
 
-static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call, bool valid)
+static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *call)
 {
     if (d->n_ahead == d->cap_ahead) {
         d->cap_ahead = d->cap_ahead ? d->cap_ahead * 2 : 256;
@@ -1260,47 +1258,86 @@ static void ahead_add(dctx_t *d, size_t entry, const gen_handler_t *h, void *cal
             abort();
         }
     }
-    d->ahead[d->n_ahead++] =
-        (struct dctx_ahead){.entry = entry, .h = h, .call = call, .valid = valid};
+    d->ahead[d->n_ahead++] = (struct dctx_ahead){.entry = entry, .h = h, .call = call};
 }
 
-/* Learn each entry's facts, prepare the calls of the eligible ones, then
- * run them: one exchange per isolated instance. */
-static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
+/* Where the next planned entry's tree goes: the current plan arena while
+ * it has room for a large envelope, else the next one; NULL (the heap)
+ * when all are full or cannot be had. */
+static jarena_t *plan_arena(dctx_t *d)
+{
+    for (; d->cur_plan_arena < DCTX_PLAN_ARENAS; d->cur_plan_arena++) {
+        jarena_t *a = &d->plan_arenas[d->cur_plan_arena];
+        if (!a->base && jarena_init(a) != 0)
+            return NULL;
+        if (a->used <= JARENA_BLOCK / 4 * 3)
+            return a;
+    }
+    return NULL;
+}
+
+/* Drop a planned entry: its own allocations, and its tree unless that is
+ * dropped with the plan arenas (a tree that overflowed an arena has heap
+ * parts: the walk frees them and ignores the arena's). */
+static void planned_release(struct dctx_planned *p)
+{
+    jarena_t *a = p->ev.arena;
+    p->ev.arena = NULL; /* shared by the chunk's trees: never reset one by one */
+    if (a && !a->overflowed)
+        p->ev.env = NULL;
+    event_reset(&p->ev);
+    p->used = false;
+}
+
+/* Parse each entry and learn its facts once (kept for the dispatch pass),
+ * prepare the calls of the eligible ones, then run them: one exchange per
+ * isolated instance.  Returns false when the generation has no isolated
+ * instance: then nothing is planned and entries are dispatched one by
+ * one as usual. */
+static bool plan_ahead(dctx_t *d, redisReply **entries, size_t n)
 {
     bool any_remote = false;
     for (size_t i = 0; i < d->gen->n_insts && !any_remote; i++)
         any_remote = plugin_instance_is_remote(d->gen->insts[i]);
-    if (!any_remote)
-        return;
-    d->planning = true;
+    if (!any_remote || n == 0)
+        return false;
+    if (n > d->cap_planned) {
+        /* every record is released (unused) between chunks: moving them is safe */
+        struct dctx_planned *p = realloc(d->planned, n * sizeof *p);
+        if (!p) {
+            log_error(d->name, "out of memory");
+            abort();
+        }
+        memset(p + d->cap_planned, 0, (n - d->cap_planned) * sizeof *p);
+        d->planned = p;
+        d->cap_planned = n;
+    }
+    d->cur_plan_arena = 0;
     for (size_t k = 0; k < n; k++) {
         redisReply *entry = entries[k];
+        struct dctx_planned *p = &d->planned[k];
         if (entry->element[1]->type != REDIS_REPLY_ARRAY)
             continue;
-        struct evbus_event *ev = &d->ev;
-        load_entry(d, ev, entry);
-        const gen_handler_t *hs[EVENT_MAX_HANDLERS];
-        verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
-        verdict_input_t in = {.known = VERDICT_KNOWN_ENVELOPE,
-                              .from_group = true,
-                              .max_deliveries = d->gen->cfg->core.max_deliveries,
-                              .handlers = hin};
-        verdict_t v;
-        learn_facts(d, ev, &in, &v, hs, hin);
-        if (v.decided || !ahead_eligible(d, ev, hs, in.n_handlers))
+        p->used = true;
+        struct evbus_event *ev = &p->ev;
+        load_entry(d, ev, entry); /* (its reset must not see the shared arena) */
+        ev->arena = plan_arena(d);
+        p->in = (verdict_input_t){.known = VERDICT_KNOWN_ENVELOPE,
+                                  .from_group = true,
+                                  .max_deliveries = d->gen->cfg->core.max_deliveries,
+                                  .handlers = p->hin};
+        learn_facts(d, ev, &p->in, &p->v, p->hs, p->hin);
+        if (p->v.decided || !ahead_eligible(d, ev, p->hs, p->in.n_handlers))
             continue;
-        for (size_t i = 0; i < in.n_handlers; i++) {
+        for (size_t i = 0; i < p->in.n_handlers; i++) {
             /* what call_handler would set: the deadline the child counts */
-            ev->deadline_ms = hs[i]->timeout_ms ? clock_coarse_ms() + hs[i]->timeout_ms : 0;
-            ahead_add(d, k, hs[i],
-                      plugin_call_prepare(hs[i]->inst, hs[i]->sub, ev, PLUGIN_CALL_OWN_DATA),
-                      in.data == VERDICT_DATA_VALID);
+            ev->deadline_ms = p->hs[i]->timeout_ms ? clock_coarse_ms() + p->hs[i]->timeout_ms : 0;
+            ahead_add(d, k, p->hs[i],
+                      plugin_call_prepare(p->hs[i]->inst, p->hs[i]->sub, ev,
+                                          PLUGIN_CALL_OWN_DATA));
         }
         ev->deadline_ms = 0;
     }
-    event_reset(&d->ev);
-    d->planning = false;
     /* one run per instance, in the order the calls were made */
     void **calls = malloc((d->n_ahead + 1) * sizeof *calls);
     bool *done = calloc(d->n_ahead + 1, sizeof *done);
@@ -1322,17 +1359,31 @@ static void plan_ahead(dctx_t *d, redisReply **entries, size_t n)
     }
     free(calls);
     free(done);
+    return true;
 }
 
 void dctx_dispatch_chunk(dctx_t *d, redisReply **entries, size_t n)
 {
     d->n_ahead = d->next_ahead = 0;
-    plan_ahead(d, entries, n);
+    bool planned = plan_ahead(d, entries, n);
     for (size_t k = 0; k < n; k++) {
         d->cur_entry = k + 1;
-        dispatch_entry(d, entries[k], 0);
+        struct dctx_planned *p = planned ? &d->planned[k] : NULL;
+        if (p && p->used) {
+            /* parsed and learnt by the planning pass: go on from there */
+            d->key_state = 0;
+            p->in.handlers = p->hin;
+            finish_event(d, &p->ev, &p->in, &p->v, p->hs, p->hin);
+            planned_release(p);
+        } else {
+            dispatch_entry(d, entries[k], 0);
+        }
     }
     d->cur_entry = 0;
+    if (planned)
+        for (size_t i = 0; i < DCTX_PLAN_ARENAS; i++)
+            if (d->plan_arenas[i].base)
+                jarena_reset(&d->plan_arenas[i]);
     /* an outcome nobody asked for (the instance was paused meanwhile): its
      * handler ran; the deferred delivery will run it again */
     for (size_t i = 0; i < d->n_ahead; i++)

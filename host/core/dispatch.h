@@ -36,6 +36,7 @@
 #include "core/stats.h"
 #include "core/pause.h"
 #include "core/keyorder.h"
+#include "core/verdict.h"
 #include "jsonschema/jsonschema.h"
 #include "router/router.h"
 #include "store/store.h"
@@ -114,11 +115,30 @@ typedef struct dctx {
         const gen_handler_t *h;
         void *call;
         bool taken;
-        bool valid;              /* the planning pass found the payload valid */
     } *ahead;
     size_t n_ahead, cap_ahead, next_ahead;
     size_t cur_entry;            /* index + 1 of the entry being dispatched; 0: none */
-    bool planning;               /* learning facts only: count and log nothing */
+
+    /* While the chunk's generation has an isolated instance, the planning
+     * pass parses each entry and learns its facts once, into planned[k]
+     * for entry k, and the dispatch pass goes on from there: an entry is
+     * never parsed twice.  Their envelope trees live in plan_arenas (the
+     * chunk's trees side by side; a tree that does not fit goes to the
+     * heap), all dropped when the chunk is done.  The records are reused
+     * from chunk to chunk: about 6 KiB each, as many as the largest chunk
+     * had entries (batch_size / worker_threads). */
+    struct dctx_planned {
+        bool used;               /* entry k was planned (it has fields) */
+        struct evbus_event ev;
+        verdict_input_t in;      /* in.handlers is hin (set again at use) */
+        verdict_t v;
+        const gen_handler_t *hs[EVENT_MAX_HANDLERS];
+        verdict_handler_in_t hin[EVENT_MAX_HANDLERS];
+    } *planned;
+    size_t cap_planned;
+#define DCTX_PLAN_ARENAS 8
+    jarena_t plan_arenas[DCTX_PLAN_ARENAS];
+    size_t cur_plan_arena;
 } dctx_t;
 
 /* link is borrowed: it must outlive the context. */
@@ -139,11 +159,14 @@ void dctx_dispatch_entry(dctx_t *d, redisReply *entry);
 /*
  * Dispatch n entries read together, as n dctx_dispatch_entry calls, except
  * that the calls of isolated (`isolation: process`) instances are made
- * ahead, all in one exchange per instance: for each entry whose handlers
- * are all handlers of one isolated instance (no dedup, no pause, no
- * upcast), the facts are learnt once to know which calls it takes; the
- * calls go to the child together; then each entry is dispatched as usual
- * and takes its outcomes instead of calling.  Other entries call as usual.
+ * ahead, all in one exchange per instance.  When the generation has an
+ * isolated instance, a planning pass parses every entry and learns its
+ * facts (planned[], above); for each entry whose handlers are all handlers
+ * of one isolated instance (no dedup, no pause, no per-key order, no
+ * upcast) it prepares their calls; the calls go to the child together;
+ * then each entry is dispatched from its learnt facts (the same verdicts
+ * as alone: same bytes, same generation) and takes its outcomes instead
+ * of calling.  Other entries call as usual.
  */
 void dctx_dispatch_chunk(dctx_t *d, redisReply **entries, size_t n);
 

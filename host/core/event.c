@@ -22,6 +22,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "util/metrics.h"
+#include "util/strcopy.h"
 
 const char *event_status_name(event_status_t s)
 {
@@ -226,7 +227,7 @@ static int parse_retry_meta(struct evbus_event *ev)
                     json_integer_value(json_object_get(m, "ko")) == 1;
     const char *sid = str_attr(m, "sid");
     if (sid)
-        snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", sid);
+        str_copy(ev->orig_sid, sizeof ev->orig_sid, sid);
     /* a retry's earlier errors: kept as parsed (a reference), read only
      * if this attempt fails too */
     json_t *ae = json_object_get(m, "ae");
@@ -288,7 +289,7 @@ int event_parse(struct evbus_event *ev)
     if (ev->attempt <= 0)
         ev->attempt = 1;
     if (!ev->orig_sid[0] && ev->stream_id)
-        snprintf(ev->orig_sid, sizeof ev->orig_sid, "%s", ev->stream_id);
+        str_copy(ev->orig_sid, sizeof ev->orig_sid, ev->stream_id);
     return 0;
 }
 
@@ -309,17 +310,44 @@ static void api_log(evbus_log_level_t level, const char *fmt, ...)
     va_end(ap);
 }
 
-static const char *api_id(const evbus_event_t *ev) { return ev->id; }
-static const char *api_type(const evbus_event_t *ev) { return ev->type; }
-static const char *api_source(const evbus_event_t *ev) { return ev->source; }
-static const char *api_time(const evbus_event_t *ev) { return ev->time; }
-static const char *api_tenant(const evbus_event_t *ev) { return ev->tenant; }
-static const char *api_corr(const evbus_event_t *ev) { return ev->correlation_id; }
+/* The event with its envelope parsed (event.h, `lazy`): a no-op but for
+ * one load in evbusd, where events are parsed before any handler runs. */
+static pthread_mutex_t lazy_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static struct evbus_event *parsed(const evbus_event_t *cev)
+{
+    struct evbus_event *ev = (struct evbus_event *)cev;
+    if (!atomic_load_explicit(&ev->lazy, memory_order_acquire))
+        return ev;
+    pthread_mutex_lock(&lazy_mu);
+    if (atomic_load_explicit(&ev->lazy, memory_order_relaxed)) {
+        /* evbusd checked these bytes: only the tree and attributes matter */
+        event_parse(ev);
+        if (ev->lazy_data) {
+            json_t *v = json_loadb(ev->lazy_data, ev->lazy_data_len,
+                                   JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+            if (v) {
+                ev->data_versions[0] = v; /* owned by the event: event_reset frees it */
+                ev->data = v;
+            }
+        }
+        atomic_store_explicit(&ev->lazy, false, memory_order_release);
+    }
+    pthread_mutex_unlock(&lazy_mu);
+    return ev;
+}
+
+static const char *api_id(const evbus_event_t *ev) { return parsed(ev)->id; }
+static const char *api_type(const evbus_event_t *ev) { return parsed(ev)->type; }
+static const char *api_source(const evbus_event_t *ev) { return parsed(ev)->source; }
+static const char *api_time(const evbus_event_t *ev) { return parsed(ev)->time; }
+static const char *api_tenant(const evbus_event_t *ev) { return parsed(ev)->tenant; }
+static const char *api_corr(const evbus_event_t *ev) { return parsed(ev)->correlation_id; }
 static const char *api_stream_id(const evbus_event_t *ev) { return ev->stream_id; }
 
 static const char *api_attr(const evbus_event_t *cev, const char *name)
 {
-    struct evbus_event *ev = (struct evbus_event *)cev;
+    struct evbus_event *ev = parsed(cev);
     json_t *v = json_object_get(ev->env, name);
     if (!v)
         return NULL;
@@ -335,7 +363,7 @@ static const char *api_attr(const evbus_event_t *cev, const char *name)
 
 static const char *api_data_json(const evbus_event_t *cev, size_t *len)
 {
-    struct evbus_event *ev = (struct evbus_event *)cev;
+    struct evbus_event *ev = parsed(cev);
     if (!ev->data) {
         if (len)
             *len = 4;
@@ -357,7 +385,7 @@ static const char *api_raw(const evbus_event_t *ev, size_t *len)
     return ev->raw;
 }
 
-static const void *api_data_jansson(const evbus_event_t *ev) { return ev->data; }
+static const void *api_data_jansson(const evbus_event_t *ev) { return parsed(ev)->data; }
 static int api_schema_version(const evbus_event_t *ev) { return ev->schema_version; }
 static int api_attempt(const evbus_event_t *ev) { return ev->attempt; }
 static int api_is_replay(const evbus_event_t *ev) { return ev->is_replay ? 1 : 0; }

@@ -19,6 +19,7 @@
 #define EVBUS_CORE_EVENT_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,17 @@ struct evbus_event {
     json_t *data_versions[8];  /* upcast results, owned; index = version - schema_version - 1 */
     char *data_json;           /* lazy serialization of `data`, owned */
     size_t data_json_len;
+    /* Parse on first use: set by isolation's child (evbus-plugin-runner),
+     * whose handler may never look at the envelope (a counter, a
+     * forwarder of raw bytes).  While set, env and the attributes above
+     * are not filled yet; the host API's accessors that need them call
+     * event_parse() first, once (under a lock: a handler may hand the
+     * event to its own threads during the call), then read the data from
+     * lazy_data (the JSON at the handler's version) when it is not NULL.
+     * Never set in evbusd itself. */
+    atomic_bool lazy;
+    const char *lazy_data;
+    size_t lazy_data_len;
     char attr_buf[256];        /* scratch for event_attr() of non-strings */
 
     /* the running handler call's deadline (clock_coarse_ms), 0 = none */

@@ -56,8 +56,10 @@
  *
  * Costs and limits: an instance's calls run one at a time in its child (as
  * with EVBUS_PLUGIN_F_SERIAL); each delivery is copied (raw entry and data
- * JSON) and the child parses it again; the plugin's constructors and
- * upcasters run in the host.
+ * JSON), and the child parses it again when the handler first asks for an
+ * attribute or the data (core/event.h, `lazy`: a handler that never looks
+ * costs no parse); the plugin's constructors and upcasters run in the
+ * host.
  *
  * Thread rules: isolation_instance_new and the stop behind
  * plugin_instance_free run on the control thread; calls through

@@ -30,6 +30,7 @@
 #include "evbus_build_config.h"
 #include "isolation/runner_proto.h"
 #include "util/clock.h"
+#include "util/strcopy.h"
 #include "util/log.h"
 #include "util/metrics.h"
 
@@ -327,7 +328,7 @@ static void finish(rcall_t *c, evbus_result_t res, const char *reason)
 {
     c->done = true;
     c->result = res;
-    snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
+    str_copy(c->reason, sizeof c->reason, reason);
     /* one wake-up per batch, not per call */
     if (c->batch && --c->batch->remaining == 0)
         pthread_cond_signal(&c->batch->cv);
@@ -442,7 +443,7 @@ static void child_died(runner_t *r, int64_t now)
         r->answered++;
         c->ran_ms = slot->ran_ms;
         char reason[RUNNER_REASON_MAX];
-        snprintf(reason, sizeof reason, "%s", slot->reason);
+        str_copy(reason, sizeof reason, slot->reason);
         finish(c,
                slot->result == EVBUS_OK       ? EVBUS_OK
                : slot->result == EVBUS_REJECT ? EVBUS_REJECT
@@ -609,18 +610,25 @@ static bool take_input(runner_t *r)
     int64_t now = clock_mono_ms();
     pthread_mutex_lock(&r->mu);
     runner_frame_hdr_t hdr;
-    while (r->in.len >= sizeof hdr) {
-        memcpy(&hdr, r->in.data, sizeof hdr);
+    /* every whole frame, then one move of the rest (not one per frame: a
+     * batch of answers would cost its size squared) */
+    size_t off = 0;
+    while (r->in.len - off >= sizeof hdr) {
+        memcpy(&hdr, r->in.data + off, sizeof hdr);
         if (hdr.len > RUNNER_FRAME_MAX || hdr.kind != RUNNER_RESULT) {
             snprintf(r->kill_reason, sizeof r->kill_reason, "broke the protocol");
             kill(r->pid, SIGKILL);
             alive = false;
             break;
         }
-        if (r->in.len < sizeof hdr + hdr.len)
+        if (r->in.len - off < sizeof hdr + hdr.len)
             break;
-        take_result(r, &hdr, r->in.data + sizeof hdr, now);
-        consume_frame(r, &hdr);
+        take_result(r, &hdr, r->in.data + off + sizeof hdr, now);
+        off += sizeof hdr + hdr.len;
+    }
+    if (off) {
+        memmove(r->in.data, r->in.data + off, r->in.len - off);
+        r->in.len -= off;
     }
     pthread_mutex_unlock(&r->mu);
     return alive;
@@ -728,18 +736,26 @@ static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t 
 {
     runner_t *r = remote;
     const evbus_host_api_t *api = r->api;
-    rcall_t *c = calloc(1, sizeof *c);
+    /* (not calloc: the reason and event id buffers need no zeroing) */
+    rcall_t *c = malloc(sizeof *c);
     if (!c) {
         fprintf(stderr, "evbus isolation: out of memory\n");
         abort();
     }
+    c->next = NULL;
+    c->frame = (runner_buf_t){0};
+    c->queued_ms = c->ran_ms = 0;
+    c->batch = NULL;
+    c->done = false;
+    c->result = EVBUS_OK;
+    c->reason[0] = '\0';
     int64_t left = api->event_deadline_ms(ev);
     c->timeout_ms = left == INT64_MAX            ? ISOLATION_DEFAULT_TIMEOUT_MS
                     : left < 1                   ? 1
                     : left > (int64_t)UINT32_MAX ? UINT32_MAX
                                                  : (uint32_t)left;
     const char *id = api->event_id(ev);
-    snprintf(c->event_id, sizeof c->event_id, "%s", id ? id : "?");
+    str_copy(c->event_id, sizeof c->event_id, id ? id : "?");
     runner_call_t fixed = {
         .sub_index = (uint32_t)sub_index,
         .attempt = api->event_attempt(ev),
@@ -757,12 +773,16 @@ static void *runner_prepare(void *remote, size_t sub_index, const evbus_event_t 
     pthread_mutex_lock(&r->mu);
     c->seq = ++r->next_seq; /* unique; the sent list keeps the send order */
     pthread_mutex_unlock(&r->mu);
+    size_t sid_len = sid ? strlen(sid) : 0, job_len = job ? strlen(job) : 0;
+    runner_buf_reserve(&c->frame, sizeof(runner_frame_hdr_t) + sizeof fixed +
+                                      4 * (sizeof(uint32_t) + 1) + sid_len + raw_len +
+                                      data_len + job_len);
     size_t at = runner_buf_begin_frame(&c->frame, RUNNER_CALL, c->seq);
     runner_buf_put(&c->frame, &fixed, sizeof fixed);
-    runner_buf_put_str(&c->frame, sid, sid ? strlen(sid) : 0);
+    runner_buf_put_str(&c->frame, sid, sid_len);
     runner_buf_put_str(&c->frame, raw, raw_len);
     runner_buf_put_str(&c->frame, data, data_len);
-    runner_buf_put_str(&c->frame, job, job ? strlen(job) : 0);
+    runner_buf_put_str(&c->frame, job, job_len);
     runner_buf_end_frame(&c->frame, at);
     return c;
 }

@@ -35,6 +35,7 @@
 #include "plugin/plugin.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/strcopy.h"
 
 typedef struct child {
     runner_buf_t in, out;
@@ -168,14 +169,13 @@ static void do_call(child_t *c, uint64_t seq, const char *payload, size_t len)
         ev->stream_id = c->entry.data;
         ev->raw = c->entry.data + sid_len + 1;
         ev->raw_len = raw_len;
-        event_parse(ev); /* the host parsed it fine: only the attributes matter here */
-        json_t *v = own ? NULL
-                        : json_loadb(data, data_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (v) {
-            ev->data_versions[0] = v; /* owned by the event: event_reset frees it */
-            ev->data = v;
-        }
+        /* parsed when the handler first asks for an attribute or the data
+         * (core/event.h): a handler that never looks costs no parse */
+        atomic_store_explicit(&ev->lazy, true, memory_order_relaxed);
     }
+    /* (in this frame, alive during the call; NULL: the envelope's own) */
+    ev->lazy_data = own ? NULL : data;
+    ev->lazy_data_len = data_len;
     ev->attempt = fixed.attempt;
     ev->schema_version = fixed.schema_version;
     ev->is_replay = (fixed.flags & RUNNER_CALL_REPLAY) != 0;
@@ -208,7 +208,7 @@ static void do_call(child_t *c, uint64_t seq, const char *payload, size_t len)
     slot->seq = seq;
     slot->result = res.result;
     slot->ran_ms = res.ran_ms;
-    snprintf(slot->reason, sizeof slot->reason, "%s", c->reason);
+    str_copy(slot->reason, sizeof slot->reason, c->reason);
     atomic_store_explicit(&shm->done, done + 1, memory_order_release);
     atomic_store_explicit(&shm->running_seq, 0, memory_order_release);
     size_t at = runner_buf_begin_frame(&c->out, RUNNER_RESULT, seq);
@@ -291,12 +291,14 @@ int main(int argc, char **argv)
         /* every CALL read so far has run: answer them before waiting */
         if (c.unsent)
             flush(&c);
-        char buf[65536];
-        ssize_t n = read(RUNNER_FD, buf, sizeof buf);
+        /* straight into the input buffer: no copy through the stack */
+        if (c.in.cap - c.in.len < 65536)
+            runner_buf_reserve(&c.in, c.in.len + 2 * 65536);
+        ssize_t n = read(RUNNER_FD, c.in.data + c.in.len, c.in.cap - c.in.len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             exit(0); /* evbusd closed its end: it stopped or died */
-        runner_buf_put(&c.in, buf, (size_t)n);
+        c.in.len += (size_t)n;
     }
 }

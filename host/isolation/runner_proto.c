@@ -24,6 +24,19 @@ static void runner_buf_room(runner_buf_t *b, size_t more)
     b->cap = cap;
 }
 
+void runner_buf_reserve(runner_buf_t *b, size_t total)
+{
+    if (b->cap >= total)
+        return;
+    char *p = realloc(b->data, total);
+    if (!p) {
+        fprintf(stderr, "evbus runner protocol: out of memory\n");
+        abort();
+    }
+    b->data = p;
+    b->cap = total;
+}
+
 void runner_buf_put(runner_buf_t *b, const void *bytes, size_t len)
 {
     runner_buf_room(b, len);

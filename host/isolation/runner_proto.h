@@ -145,6 +145,9 @@ typedef struct runner_buf {
  * (both ends treat it as the crash it would be). */
 size_t runner_buf_begin_frame(runner_buf_t *b, runner_kind_t kind, uint64_t seq);
 void runner_buf_put(runner_buf_t *b, const void *bytes, size_t len);
+/* Makes room for `total` bytes in all, exactly (a buffer that will hold
+ * one frame of known size need not grow, nor take the default 4 KiB). */
+void runner_buf_reserve(runner_buf_t *b, size_t total);
 /* A string: length, bytes, NUL.  NULL is written as the empty string. */
 void runner_buf_put_str(runner_buf_t *b, const char *s, size_t len);
 /* Sets the length of the frame begun at `at`. */

@@ -505,3 +505,82 @@ Test(e2e_isolation, an_isolated_handler_gets_the_data_at_its_version)
     free(line);
     cr_assert(fx_wait_drained(&E.fx, 10000), "entries left pending");
 }
+
+/* With an isolated instance in the generation, dispatch parses each entry
+ * of a chunk once, learns its facts, makes the isolated calls ahead and
+ * then goes on from those facts (core/dispatch.h).  Every verdict must be
+ * the one an entry gets alone: in one chunk, an envelope without tenantid
+ * and a payload that fails its schema are dead-lettered without reaching
+ * the child, valid events reach it once each, and an event only an
+ * in-process handler takes runs there. */
+Test(e2e_isolation, a_chunk_planned_ahead_keeps_every_verdict)
+{
+    e2e_host_conf(&E, NULL);
+    char buf[2048];
+    snprintf(buf, sizeof buf,
+             "plugins:\n"
+             "  - name: rec\n"
+             "    plugin: %s\n"
+             "    isolation: process\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"approval.**\", handler: record }\n"
+             "  - name: crashy\n"
+             "    plugin: %s\n"
+             "    config: { out: %s }\n"
+             "    subscriptions:\n"
+             "      - { pattern: \"test.**\" }\n",
+             fx_plugin("plugins/testkit/testkit.so"), E.rec,
+             fx_plugin("plugins/testkit/crashy.so"), crashy_out);
+    e2e_conf_file(&E, "10-plugins.yaml", buf);
+    e2e_evbusd(&E, 0);
+    cr_assert(e2e_wait_healthy(&E, 15000), "evbusd did not come up (log %s)", E.fx.log);
+    char *data = e2e_approved_v2(3);
+    char *ok1 = e2e_event("ok-1", "approval.item.approved", "acme", data, "\"schemaversion\":2");
+    char *ok2 = e2e_event("ok-2", "approval.item.approved", "acme", data, "\"schemaversion\":2");
+    char *bad_data =
+        e2e_event("bad-data", "approval.item.approved", "acme", "{}", "\"schemaversion\":2");
+    char *t1 = e2e_event("t-1", TYPE, "acme", "{}", NULL);
+    const char *bad_env = "{\"specversion\":\"1.0\",\"id\":\"bad-env\",\"source\":\"/t\","
+                          "\"type\":\"approval.item.approved\",\"time\":\"2026-01-01T00:00:00Z\","
+                          "\"data\":{}}";
+    const char *all[] = {ok1, bad_env, bad_data, t1, ok2};
+    /* one MULTI so that evbusd reads them in one chunk */
+    redisContext *c = harness_redis_connect(&E.fx.redis);
+    cr_assert(c);
+    redisAppendCommand(c, "MULTI");
+    for (size_t i = 0; i < 5; i++)
+        redisAppendCommand(c, "XADD t:events * event %s", all[i]);
+    redisAppendCommand(c, "EXEC");
+    for (int i = 0; i < 7; i++) {
+        redisReply *r = NULL;
+        cr_assert_eq(redisGetReply(c, (void **)&r), REDIS_OK);
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    free(ok1);
+    free(ok2);
+    free(bad_data);
+    free(t1);
+    free(data);
+    cr_assert(harness_wait_until(rec_has, "ok-2", 20000), "ok-2 never reached the child");
+    cr_assert(fx_wait_drained(&E.fx, 15000), "entries left pending (log %s)", E.fx.log);
+    cr_expect_eq(e2e_rec_calls(&E, "ok-1", -1), 1);
+    cr_expect_eq(e2e_rec_calls(&E, "ok-2", -1), 1);
+    cr_expect_eq(e2e_rec_calls(&E, "bad-env", -1), 0, "an invalid envelope reached the child");
+    cr_expect_eq(e2e_rec_calls(&E, "bad-data", -1), 0, "an invalid payload reached the child");
+    dlq_q_t dq = {"bad-env"};
+    cr_assert(harness_wait_until(has_dead_letter, &dq, 10000), "bad-env not dead-lettered");
+    char *err = dlq_error("bad-env");
+    cr_expect(strstr(err, "tenantid"), "bad-env's dead letter: %s", err);
+    free(err);
+    err = dlq_error("bad-data");
+    cr_expect(err[0] && strstr(err, "/data"), "bad-data's dead letter: %s", err);
+    free(err);
+    calls_q_t q = {"t-1", 1};
+    cr_expect(harness_wait_until(crashy_has, &q, 10000), "the in-process handler missed t-1");
+    cr_expect_eq(crashy_calls("t-1", NULL), 1);
+    err = dlq_error("ok-1");
+    cr_expect_str_empty(err, "ok-1 was dead-lettered: %s", err);
+    free(err);
+}

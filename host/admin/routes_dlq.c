@@ -77,6 +77,42 @@ static const char *path_id(admin_req_t *r)
     return id;
 }
 
+/* Where the dead letter {id} names is: the plain id and its dead-letter
+ * stream (owned).  With partitions, {id} is "<id>:<partition>"
+ * (evbus_dlq_merged_id) and the stream is that partition's. */
+typedef struct dlq_target {
+    const char *shown; /* {id} as given */
+    char id[EVBUS_STREAM_ID_LEN];
+    char *dlq;
+} dlq_target_t;
+
+/* 0, or -1 with the reply set (400 naming "id", or 500). */
+static int target_of(admin_req_t *r, dlq_target_t *t)
+{
+    const evbus_config_t *cfg = r->gen->cfg;
+    t->dlq = NULL;
+    t->shown = r->params[0];
+    if (cfg->core.partitions <= 1) {
+        if (!path_id(r))
+            return -1;
+        snprintf(t->id, sizeof t->id, "%s", t->shown);
+        t->dlq = strdup(cfg->core.dlq_stream);
+    } else {
+        size_t p = 0;
+        if (!t->shown || evbus_dlq_merged_id(t->shown, cfg->core.partitions, t->id, &p) != 0) {
+            admin_bad(r, "id", "a dead-letter id of a partitioned stream is ID:PARTITION such "
+                      "as 1733570000000-0:3 (partitions: %u)", cfg->core.partitions);
+            return -1;
+        }
+        t->dlq = core_partition_key(cfg, (unsigned)p, ":dlq");
+    }
+    if (!t->dlq) {
+        admin_error(r, 500, "internal", "", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 /* The leading word of a libevbus filter message ("reason \"x\": ...",
  * "since: ...") is the field at fault. */
 static void filter_field(const char *err, const char *prefix, char *out, size_t len)
@@ -212,7 +248,7 @@ static void free_names(char **v, unsigned n)
 /*
  * GET /api/v1/dlq on a partitioned stream: every partition's dead letters
  * merged newest first (evbus_dlq_page_merged); an item's dlq_id is
- * "<id>/<partition>" and it says its "partition".
+ * "<id>:<partition>" and it says its "partition".
  */
 static int dlq_list_partitions(admin_req_t *r, const evbus_dlq_filter_t *f, long limit,
                                char *after)
@@ -244,7 +280,7 @@ static int dlq_list_partitions(admin_req_t *r, const evbus_dlq_filter_t *f, long
     for (size_t i = 0; i < n; i++) {
         json_t *o = entry_item(&es[i]);
         char id[EVBUS_DLQ_MERGED_CURSOR_LEN];
-        snprintf(id, sizeof id, "%s/%zu", es[i].dlq_id, from[i]);
+        snprintf(id, sizeof id, "%s:%zu", es[i].dlq_id, from[i]);
         json_object_set_new(o, "dlq_id", json_string(id));
         json_object_set_new(o, "partition", json_integer((json_int_t)from[i]));
         json_array_append_new(items, o);
@@ -325,15 +361,18 @@ static int dlq_list(admin_req_t *r)
 
 static int dlq_get(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "reading a dead letter"))
+    dlq_target_t t;
+    if (target_of(r, &t) != 0)
         return 0;
-    const char *id = path_id(r);
-    evbus_client_t *c = id ? admin_redis(r) : NULL;
-    if (!c)
+    evbus_client_t *c = admin_redis(r);
+    if (!c) {
+        free(t.dlq);
         return 0;
+    }
     evbus_dlq_entry_t e;
     char err[256];
-    int rc = evbus_dlq_get(c, r->gen->cfg->core.dlq_stream, id, r->tenant, &e, err, sizeof err);
+    int rc = evbus_dlq_get(c, t.dlq, t.id, r->tenant, &e, err, sizeof err);
+    free(t.dlq);
     if (rc == 1)
         return admin_not_found(r, "id", DLQ_WHAT);
     if (rc != 0)
@@ -342,20 +381,24 @@ static int dlq_get(admin_req_t *r)
     evbus_dlq_entry_free(&e);
     if (!o)
         return admin_error(r, 500, "internal", "", "out of memory");
+    json_object_set_new(o, "dlq_id", json_string(t.shown));
     return admin_json(r, 200, o);
 }
 
 static int dlq_retry(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "retrying a dead letter"))
+    dlq_target_t t;
+    if (target_of(r, &t) != 0)
         return 0;
-    const char *id = path_id(r);
-    evbus_client_t *c = id ? admin_redis(r) : NULL;
-    if (!c)
+    const char *id = t.shown;
+    evbus_client_t *c = admin_redis(r);
+    if (!c) {
+        free(t.dlq);
         return 0;
+    }
     char new_id[EVBUS_STREAM_ID_LEN], err[256];
-    int rc = evbus_dlq_retry(c, r->gen->cfg->core.dlq_stream, id, r->tenant, new_id,
-                             sizeof new_id, err, sizeof err);
+    int rc = evbus_dlq_retry(c, t.dlq, t.id, r->tenant, new_id, sizeof new_id, err, sizeof err);
+    free(t.dlq);
     admin_audit(r, id, rc == 0 ? 1 : 0, rc == 0 ? "ok" : rc == 1 ? "error: not found" : "error: failed");
     if (rc == 1)
         return admin_not_found(r, "id", DLQ_WHAT);
@@ -369,13 +412,21 @@ static int dlq_retry(admin_req_t *r)
  * metadata row is marked PURGED, and when PostgreSQL cannot do that the
  * entry is not removed.
  */
+static int dlq_delete_at(admin_req_t *r, const dlq_target_t *t);
+
 static int dlq_delete(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "deleting a dead letter"))
+    dlq_target_t t;
+    if (target_of(r, &t) != 0)
         return 0;
-    const char *id = path_id(r);
-    if (!id)
-        return 0;
+    int rc = dlq_delete_at(r, &t);
+    free(t.dlq);
+    return rc;
+}
+
+static int dlq_delete_at(admin_req_t *r, const dlq_target_t *t)
+{
+    const char *id = t->shown;
     PGconn *pg = NULL;
     char err[512];
     if (r->gen->cfg->store.postgres_url) {
@@ -397,9 +448,8 @@ static int dlq_delete(admin_req_t *r)
         return 0;
     evbus_dlq_entry_t *es = NULL;
     size_t n = 0;
-    const char *ids[1] = {id};
-    ssize_t d = evbus_dlq_remove(c, r->gen->cfg->core.dlq_stream, ids, 1, r->tenant, NULL, &es,
-                                 &n, err, sizeof err);
+    const char *ids[1] = {t->id};
+    ssize_t d = evbus_dlq_remove(c, t->dlq, ids, 1, r->tenant, NULL, &es, &n, err, sizeof err);
     if (d < 0) {
         admin_audit(r, id, 0, "error: failed");
         return client_failure(r, (int)d, "id", err);

@@ -442,18 +442,18 @@ static int merged_cmp(const void *a, const void *b)
     return x->stream == y->stream ? 0 : x->stream > y->stream ? -1 : 1;
 }
 
-/* "<id>/<index>" into id (EVBUS_STREAM_ID_LEN) and *index; 0 or -1. */
-static int merged_cursor(const char *cursor, char *id, size_t *index, size_t n_streams)
+int evbus_dlq_merged_id(const char *id, size_t n_streams, char *plain, size_t *index)
 {
-    const char *slash = strchr(cursor, '/');
-    if (!slash || (size_t)(slash - cursor) >= EVBUS_STREAM_ID_LEN)
-        return -1;
-    memcpy(id, cursor, (size_t)(slash - cursor));
-    id[slash - cursor] = '\0';
+    const char *colon = id ? strchr(id, ':') : NULL;
+    if (!colon || (size_t)(colon - id) >= EVBUS_STREAM_ID_LEN)
+        return EVBUS_CLIENT_EINVAL;
+    memcpy(plain, id, (size_t)(colon - id));
+    plain[colon - id] = '\0';
     char *end;
-    unsigned long v = strtoul(slash + 1, &end, 10);
-    if (!valid_stream_id(id) || end == slash + 1 || *end || v >= n_streams)
-        return -1;
+    unsigned long v = strtoul(colon + 1, &end, 10);
+    if (!valid_stream_id(plain) || end == colon + 1 || *end || colon[1] == '-' ||
+        v >= n_streams)
+        return EVBUS_CLIENT_EINVAL;
     *index = (size_t)v;
     return 0;
 }
@@ -473,10 +473,10 @@ int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, siz
                            limit, EVBUS_DLQ_LIST_MAX);
     char at[EVBUS_STREAM_ID_LEN] = "";
     size_t at_index = 0;
-    if (cursor && *cursor && merged_cursor(cursor, at, &at_index, n_streams) != 0)
+    if (cursor && *cursor && evbus_dlq_merged_id(cursor, n_streams, at, &at_index) != 0)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "cursor \"%.60s\": not a cursor of a partitioned dead-letter list "
-                           "(id/partition)", cursor);
+                           "(id:partition)", cursor);
     /* each stream's newest `limit` entries after the cursor (and one more:
      * whether more follow), merged; the first `limit` of them are the page */
     struct merged_item *all = NULL;
@@ -540,7 +540,7 @@ int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, siz
     }
     *n = take;
     if (more && take)
-        snprintf(next, EVBUS_DLQ_MERGED_CURSOR_LEN, "%s/%zu", all[take - 1].e.dlq_id,
+        snprintf(next, EVBUS_DLQ_MERGED_CURSOR_LEN, "%s:%zu", all[take - 1].e.dlq_id,
                  all[take - 1].stream);
     free(all);
     return 0;

@@ -538,7 +538,7 @@ int evbus_dlq_page(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_fi
  * partition order; docs/scale-out.md).  Entries come newest first by
  * dead-letter id; the same id in two streams (two partitions dead-lettered
  * within one millisecond) comes in descending stream index.  A cursor is
- * "<dlq id>/<stream index>" of the last entry a page returned (next, at
+ * "<dlq id>:<stream index>" of the last entry a page returned (next, at
  * least EVBUS_DLQ_MERGED_CURSOR_LEN bytes; "" after the last page); the
  * next page holds the matching entries after it in that order.  When
  * `streams` is not NULL, streams[i] (room for `limit`) receives the index
@@ -551,6 +551,13 @@ int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, siz
                           const evbus_dlq_filter_t *f, const char *cursor, size_t limit,
                           evbus_dlq_entry_t **out, size_t *n, size_t *streams, char *next,
                           char *err, size_t errlen);
+
+/* A dead letter's id in a merged list, "<dlq id>:<stream index>" (the form
+ * evbusctl and the operator API show for partitioned streams): the plain
+ * id into plain (EVBUS_STREAM_ID_LEN bytes) and the index into *index.
+ * 0, or EVBUS_CLIENT_EINVAL when id has another form or the index is not
+ * below n_streams. */
+int evbus_dlq_merged_id(const char *id, size_t n_streams, char *plain, size_t *index);
 
 typedef int (*evbus_dlq_scan_fn)(const evbus_dlq_entry_t *e, void *ud);
 int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,

@@ -48,8 +48,9 @@ static void dlq_usage(FILE *out)
           "           next_cursor of a --json page (or the id the text names) as --cursor;\n"
           "           dead letters added or removed meanwhile do not shift the pages.\n"
           "           With partitions above 1 it merges every partition's dead letters\n"
-          "           (ids and cursors are ID/PARTITION; no --offset), and the other\n"
-          "           subcommands refuse (exit 2) for now\n"
+          "           (ids and cursors are ID:PARTITION; no --offset); show, retry and\n"
+          "           delete take such an ID, and summary, purge and the bulk forms\n"
+          "           refuse (exit 2) for now\n"
           "  show     one dead letter with its original event\n"
           "  summary  counts by tenant, type, reason and failing handler\n"
           "  retry    re-publish the original event to its stream as a new entry\n"
@@ -357,7 +358,7 @@ static void dlq_print_table(const evbus_dlq_entry_t *es, size_t n)
 /*
  * `dlq list` on a partitioned stream: every partition's dead-letter stream
  * ({S:p}:dlq) merged newest first, paged with a cursor
- * (evbus_dlq_page_merged); an entry's id is "<id>/<partition>", the form
+ * (evbus_dlq_page_merged); an entry's id is "<id>:<partition>", the form
  * the cursor takes too.
  */
 static int dlq_list_partitions(evbus_client_t *c, const struct dlq_args *a)
@@ -393,10 +394,10 @@ static int dlq_list_partitions(evbus_client_t *c, const struct dlq_args *a)
             rc = dlq_result((int)t, err);
         total += t;
     }
-    /* "<ms>-<seq>/<p>" fits: ids evbusd writes are far from 31 bytes */
+    /* "<ms>-<seq>:<p>" fits: ids evbusd writes are far from 31 bytes */
     for (size_t i = 0; i < n && rc == CTL_OK; i++) {
         char id[EVBUS_DLQ_MERGED_CURSOR_LEN];
-        int len = snprintf(id, sizeof id, "%s/%zu", es[i].dlq_id, from[i]);
+        int len = snprintf(id, sizeof id, "%s:%zu", es[i].dlq_id, from[i]);
         if (len > 0 && (size_t)len < sizeof es[i].dlq_id)
             memcpy(es[i].dlq_id, id, (size_t)len + 1);
     }
@@ -829,18 +830,37 @@ int cmd_dlq(int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
 
-    /* list merges the partitions; the other subcommands do not yet */
-    if (subs[k].fn != dlq_list && (rc = ctl_partitions_unsupported("dlq")) != 0)
-        return rc;
+    /* with partitions, list merges them and an ID:P names one dead
+     * letter; summary, purge and the bulk forms do not work there yet */
     const ctl_env_t *env = ctl_env();
-    if (!env->redis_url)
+    char plain[EVBUS_STREAM_ID_LEN], *pdlq = NULL;
+    if (env->partitions > 1 && subs[k].fn != dlq_list) {
+        size_t part = 0;
+        if (!a.id && (rc = ctl_partitions_unsupported("dlq")) != 0)
+            return rc;
+        if (evbus_dlq_merged_id(a.id, env->partitions, plain, &part) != 0)
+            return ctl_usage_error("dlq", "\"%s\": a dead letter of a partitioned stream is "
+                                   "ID:PARTITION (evbusctl dlq list prints them)", a.id);
+        int len = evbus_partition_key_name(NULL, 0, env->stream, (unsigned)part, true, ":dlq");
+        if (len < 0 || !(pdlq = malloc((size_t)len + 1)))
+            return ctl_fail("dlq", "out of memory");
+        evbus_partition_key_name(pdlq, (size_t)len + 1, env->stream, (unsigned)part, true,
+                                 ":dlq");
+        a.id = plain;
+    }
+    if (!env->redis_url) {
+        free(pdlq);
         return ctl_no_config("dlq", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
+    }
     char err[256];
     evbus_client_t *c = ctl_client(env, err, sizeof err);
-    if (!c)
+    if (!c) {
+        free(pdlq);
         return ctl_usage_error("dlq", "%s", err);
+    }
     ctl_apply_retention(c);
-    rc = subs[k].fn(c, env->dlq_stream, &a);
+    rc = subs[k].fn(c, pdlq ? pdlq : env->dlq_stream, &a);
     evbus_client_free(c);
+    free(pdlq);
     return rc;
 }

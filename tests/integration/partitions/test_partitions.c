@@ -662,15 +662,15 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
     cr_expect_eq(exists(STREAM ":paused"), 0, "the unpartitioned pause hash was written");
 
     /* what does not work on partitions yet says so, naming the setting */
-    reply = harness_http(admin_port, "GET", "/api/v1/dlq/1-0", HARNESS_ADMIN_TOKEN, NULL, NULL,
-                         &st, NULL);
-    cr_expect_eq(st, 501, "GET /api/v1/dlq/1-0: %d %s", st, reply ? reply : "");
+    reply = harness_http(admin_port, "POST", "/api/v1/dlq/redrive", HARNESS_ADMIN_TOKEN,
+                         "{\"filter\":{},\"dry_run\":true}", NULL, &st, NULL);
+    cr_expect_eq(st, 501, "POST /api/v1/dlq/redrive: %d %s", st, reply ? reply : "");
     cr_expect(reply && strstr(reply, "\"field\":\"partitions\"") &&
                   strstr(reply, "10-pt.yaml:3:13"),
               "%s", reply ? reply : "");
     free(reply);
-    cst = run_ctl(NULL, &out, &err, "dlq", "show", "1-0", NULL);
-    cr_expect_eq(cst, 2, "evbusctl dlq show exited %d", cst);
+    cst = run_ctl(NULL, &out, &err, "dlq", "summary", NULL, NULL);
+    cr_expect_eq(cst, 2, "evbusctl dlq summary exited %d", cst);
     cr_expect(err && strstr(err, "does not work on partitioned streams yet"), "%s",
               err ? err : "");
     free(out);
@@ -725,7 +725,7 @@ Test(partitions, one_partition_keeps_todays_keys_and_writes_no_record, .timeout 
     freeReplyObject(r);
 }
 
-/* An id of the merged list: "<ms>-<seq>/<partition>" in numbers. */
+/* An id of the merged list: "<ms>-<seq>:<partition>" in numbers. */
 typedef struct mid {
     unsigned long long ms, seq;
     unsigned p;
@@ -734,7 +734,7 @@ typedef struct mid {
 static mid_t parse_mid(const char *s)
 {
     mid_t m = {0};
-    cr_assert_eq(sscanf(s, "%llu-%llu/%u", &m.ms, &m.seq, &m.p), 3, "id %s", s);
+    cr_assert_eq(sscanf(s, "%llu-%llu:%u", &m.ms, &m.seq, &m.p), 3, "id %s", s);
     return m;
 }
 
@@ -770,6 +770,81 @@ static void check_walk(json_t *ids, long long want, const char *who)
             freeReplyObject(r);
         free(name);
     }
+}
+
+/* The entry id of partition p's dead-letter stream, or 0 when absent. */
+static long long dlq_has(mid_t m)
+{
+    char *name = part_name(m.p), q[80];
+    snprintf(q, sizeof q, "%llu-%llu", m.ms, m.seq);
+    redisReply *r = redisCommand(rc, "XRANGE %s:dlq %s %s", name, q, q);
+    long long n = r && r->type == REDIS_REPLY_ARRAY ? (long long)r->elements : -1;
+    if (r)
+        freeReplyObject(r);
+    free(name);
+    return n;
+}
+
+/* show, retry and delete of one dead letter by its ID:P, through the API
+ * and evbusctl, with evbusd running. */
+static void check_one_dead_letter(const char *id1, const char *id2)
+{
+    cr_assert(id1 && id2);
+    mid_t m1 = parse_mid(id1), m2 = parse_mid(id2);
+    char path[200];
+    snprintf(path, sizeof path, "/api/v1/dlq/%s", id1);
+    int st = -1;
+    char *body = harness_http(admin_port, "GET", path, HARNESS_ADMIN_TOKEN, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200, "GET %s: %d %s", path, st, body ? body : "");
+    json_t *doc = body ? json_loads(body, 0, NULL) : NULL;
+    cr_expect_str_eq(json_string_value(json_object_get(doc, "dlq_id")), id1);
+    json_decref(doc);
+    free(body);
+    char *out = NULL, *err = NULL;
+    int cst = run_ctl(NULL, &out, &err, "dlq", "show", id2, "--json");
+    cr_expect_eq(cst, 0, "evbusctl dlq show %s exited %d: %s", id2, cst, err ? err : "");
+    doc = out ? json_loads(out, 0, NULL) : NULL;
+    cr_expect_eq(evbus_event_partition(json_object_get(doc, "event"), P), (int)m2.p,
+                 "dlq show %s: %s", id2, out ? out : "");
+    json_decref(doc);
+    free(out);
+    free(err);
+    /* a dead letter without its partition is not an id here */
+    body = harness_http(admin_port, "GET", "/api/v1/dlq/1-0", HARNESS_ADMIN_TOKEN, NULL, NULL, &st,
+                        NULL);
+    cr_expect_eq(st, 400, "GET /api/v1/dlq/1-0: %d %s", st, body ? body : "");
+    free(body);
+    cst = run_ctl(NULL, &out, &err, "dlq", "show", "1-0", NULL);
+    cr_expect_eq(cst, 2, "evbusctl dlq show 1-0 exited %d", cst);
+    free(out);
+    free(err);
+
+    /* retry through the API: back into its partition's stream */
+    snprintf(path, sizeof path, "/api/v1/dlq/%s/retry", id1);
+    body = harness_http(admin_port, "POST", path, HARNESS_ADMIN_TOKEN, NULL, NULL, &st, NULL);
+    cr_expect_eq(st, 200, "POST %s: %d %s", path, st, body ? body : "");
+    doc = body ? json_loads(body, 0, NULL) : NULL;
+    const char *sid = json_string_value(json_object_get(doc, "stream_id"));
+    cr_expect_not_null(sid);
+    if (sid) {
+        char *name = part_name(m1.p);
+        redisReply *r = redisCommand(rc, "XRANGE %s %s %s", name, sid, sid);
+        cr_expect(r && r->type == REDIS_REPLY_ARRAY && r->elements == 1,
+                  "the retried event is not in %s", name);
+        if (r)
+            freeReplyObject(r);
+        free(name);
+    }
+    json_decref(doc);
+    free(body);
+    cr_expect_eq(dlq_has(m1), 0, "%s is still a dead letter after its retry", id1);
+
+    /* delete through evbusctl */
+    cst = run_ctl(NULL, &out, &err, "dlq", "delete", id2, NULL);
+    cr_expect_eq(cst, 0, "evbusctl dlq delete %s exited %d: %s", id2, cst, err ? err : "");
+    free(out);
+    free(err);
+    cr_expect_eq(dlq_has(m2), 0, "%s is still a dead letter after its delete", id2);
 }
 
 Test(partitions, the_dead_letter_list_merges_partitions_newest_first, .timeout = 180)
@@ -850,6 +925,8 @@ Test(partitions, the_dead_letter_list_merges_partitions_newest_first, .timeout =
             break;
     }
     check_walk(ids, want, "GET /api/v1/dlq");
+    check_one_dead_letter(json_string_value(json_array_get(ids, 0)),
+                          json_string_value(json_array_get(ids, 1)));
     json_decref(ids);
     int st = -1;
     char *body = harness_http(admin_port, "GET", "/api/v1/dlq?cursor=nonsense",

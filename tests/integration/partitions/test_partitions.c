@@ -936,3 +936,43 @@ Test(partitions, the_dead_letter_list_merges_partitions_newest_first, .timeout =
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
+
+static bool log_says_refused(void *ud)
+{
+    (void)ud;
+    char *log = harness_read_file(log_path);
+    bool yes = log && strstr(log, "Redis records 4 partitions");
+    free(log);
+    return yes;
+}
+
+/* Redis down when evbusd starts: it cannot compare then, so its reader
+ * compares on connecting and evbusd exits 2 before reading anything. */
+Test(partitions, the_reader_refuses_a_count_that_differs_once_redis_is_back)
+{
+    /* a server that keeps the record across its restart */
+    redisFree(rc);
+    harness_redis_stop(&redis);
+    cr_assert_eq(harness_redis_start(&redis, true), 0);
+    rc = harness_redis_connect(&redis);
+    cr_assert_not_null(rc);
+    record("4");
+    redisFree(rc);
+    rc = NULL;
+    harness_redis_stop(&redis);
+    write_config(1);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    usleep(500 * 1000);
+    cr_assert_eq(harness_wait(&host, 0), -1, "evbusd exited while Redis was down");
+    cr_assert_eq(harness_redis_start_again(&redis), 0);
+    int st = harness_wait(&host, 20000);
+    cr_expect_eq(st, 2, "evbusd exited %d once Redis was back", st);
+    host.pid = 0;
+    cr_expect(log_says_refused(NULL), "the log does not say why");
+    rc = harness_redis_connect(&redis);
+    cr_assert_not_null(rc);
+    cr_expect_eq(exists(STREAM), 0, "the refused evbusd created the stream");
+}

@@ -6,13 +6,14 @@
  *   evbusctl handlers pause INSTANCE [--reason TEXT] [--by NAME] [--json]
  *   evbusctl handlers resume INSTANCE [--json]
  *
- * The pause state is the hash <stream>:paused in Redis, written through
- * libevbus (evbus_handler_pause / evbus_handler_resume), so this works with
- * evbusd running or not; every running evbusd picks the change up within a
- * poll (docs/operations.md, "Pausing a handler").  The instance names come
- * from the configuration directory: evbusctl refuses to pause a name it
- * does not configure, the same rule the admin API applies to the running
- * generation.
+ * The pause state is the hash <stream>:paused in Redis (with partitions,
+ * one copy per partition, {S:p}:paused, all written, partition 0's read),
+ * written through libevbus (evbus_handler_pause / evbus_handler_resume),
+ * so this works with evbusd running or not; every running evbusd picks the
+ * change up within a poll (docs/operations.md, "Pausing a handler").  The
+ * instance names come from the configuration directory: evbusctl refuses
+ * to pause a name it does not configure, the same rule the admin API
+ * applies to the running generation.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "client/evbus_client.h"
+#include "client/partition.h"
 #include "ctl/ctl.h"
 
 static void usage(FILE *f)
@@ -83,7 +85,7 @@ static evbus_client_t *open_client(const ctl_env_t *env, redisContext **r, int *
         return NULL;
     }
     char err[256];
-    evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
+    evbus_client_t *c = ctl_client(env, err, sizeof err);
     if (!c) {
         *rc = ctl_usage_error("handlers", "%s", err);
         return NULL;
@@ -94,6 +96,56 @@ static evbus_client_t *open_client(const ctl_env_t *env, redisContext **r, int *
         return NULL;
     }
     return c;
+}
+
+/*
+ * The streams whose pause copy and retry schedule a command touches: the
+ * stream itself, or with partitions each partition's {S:p}, partition 0's
+ * first (evbusd reads that copy; docs/scale-out.md).  NULL when memory
+ * runs out; free with free_streams.
+ */
+static char **pause_streams(const ctl_env_t *env)
+{
+    unsigned n = env->partitions;
+    char **v = calloc(n, sizeof *v);
+    for (unsigned p = 0; v && p < n; p++) {
+        int len = evbus_partition_key_name(NULL, 0, env->stream, p, n > 1, "");
+        if (len < 0 || !(v[p] = malloc((size_t)len + 1))) {
+            for (unsigned k = 0; k < p; k++)
+                free(v[k]);
+            free(v);
+            return NULL;
+        }
+        evbus_partition_key_name(v[p], (size_t)len + 1, env->stream, p, n > 1, "");
+    }
+    return v;
+}
+
+static void free_streams(char **v, unsigned n)
+{
+    for (unsigned p = 0; v && p < n; p++)
+        free(v[p]);
+    free(v);
+}
+
+/* Parked deliveries per instance, added up over every stream. */
+static json_t *parked_counts(redisContext *r, char **streams, unsigned n, char *err, size_t len)
+{
+    json_t *sum = json_object();
+    for (unsigned p = 0; p < n; p++) {
+        json_t *one = evbus_retry_parked_counts(r, streams[p], err, len);
+        if (!one) {
+            json_decref(sum);
+            return NULL;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(one, k, v)
+            json_object_set_new(sum, k, json_integer(json_integer_value(json_object_get(sum, k)) +
+                                                     json_integer_value(v)));
+        json_decref(one);
+    }
+    return sum;
 }
 
 static void print_json(json_t *doc)
@@ -144,8 +196,14 @@ static int list(int argc, char **argv)
     if (!c)
         return rc;
     char err[256];
-    json_t *pauses = evbus_handler_pauses(r, env->stream, err, sizeof err);
-    json_t *parked = pauses ? evbus_retry_parked_counts(r, env->stream, err, sizeof err) : NULL;
+    char **streams = pause_streams(env);
+    if (!streams) {
+        evbus_client_free(c);
+        return ctl_fail("handlers", "out of memory");
+    }
+    json_t *pauses = evbus_handler_pauses(r, streams[0], err, sizeof err);
+    json_t *parked = pauses ? parked_counts(r, streams, env->partitions, err, sizeof err) : NULL;
+    free_streams(streams, env->partitions);
     evbus_client_free(c);
     if (!pauses || !parked) {
         json_decref(pauses);
@@ -203,6 +261,9 @@ static int list(int argc, char **argv)
     return CTL_OK;
 }
 
+static int change_in(const ctl_env_t *env, char **streams, const char *instance, bool pause,
+                     const char *by, const char *reason, bool json);
+
 static int change(int argc, char **argv, bool pause)
 {
     const char *instance = NULL, *reason = NULL, *by = NULL;
@@ -240,6 +301,19 @@ static int change(int argc, char **argv, bool pause)
     const ctl_env_t *env = ctl_env();
     if (!env->cfg)
         return ctl_no_config("handlers", "the handler instances", "-c DIR");
+    char **streams = pause_streams(env);
+    if (!streams)
+        return ctl_fail("handlers", "out of memory");
+    int rc = change_in(env, streams, instance, pause, by, reason, json);
+    free_streams(streams, env->partitions);
+    return rc;
+}
+
+/* change() once the arguments are checked: on every stream of `streams`
+ * (pause_streams), partition 0's first. */
+static int change_in(const ctl_env_t *env, char **streams, const char *instance, bool pause,
+                     const char *by, const char *reason, bool json)
+{
     int rc = CTL_OK;
     redisContext *r;
     evbus_client_t *c = NULL;
@@ -252,7 +326,7 @@ static int change(int argc, char **argv, bool pause)
             return unknown_instance(env, instance);
         if (!(c = open_client(env, &r, &rc)))
             return rc;
-        pauses = evbus_handler_pauses(r, env->stream, err, sizeof err);
+        pauses = evbus_handler_pauses(r, streams[0], err, sizeof err);
         if (!pauses) {
             evbus_client_free(c);
             return ctl_fail("handlers", "%s", err);
@@ -274,11 +348,17 @@ static int change(int argc, char **argv, bool pause)
         by = who;
     }
     long long released = 0;
-    int changed = pause ? evbus_handler_pause(r, env->stream, instance, by, reason, err, sizeof err)
-                        : evbus_handler_resume(r, env->stream, instance, &released, err,
-                                               sizeof err);
+    int changed = 0;
+    for (unsigned p = 0; p < env->partitions && changed >= 0; p++) {
+        long long k = 0;
+        int prc = pause ? evbus_handler_pause(r, streams[p], instance, by, reason, err, sizeof err)
+                        : evbus_handler_resume(r, streams[p], instance, &k, err, sizeof err);
+        released += k;
+        if (p == 0 || prc < 0)
+            changed = prc;
+    }
     if (changed >= 0 && pause)
-        pauses = evbus_handler_pauses(r, env->stream, err, sizeof err);
+        pauses = evbus_handler_pauses(r, streams[0], err, sizeof err);
     evbus_client_free(c);
     if (changed < 0 || (pause && !pauses))
         return ctl_fail("handlers", "%s", err);
@@ -313,9 +393,6 @@ int cmd_handlers(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CTL_USAGE : CTL_OK;
     }
-    int rc = ctl_partitions_unsupported("handlers");
-    if (rc != 0)
-        return rc;
     if (!strcmp(argv[1], "list"))
         return list(argc, argv);
     if (!strcmp(argv[1], "pause"))

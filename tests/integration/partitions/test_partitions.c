@@ -660,6 +660,35 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
         free(name);
     }
     cr_expect_eq(exists(STREAM ":paused"), 0, "the unpartitioned pause hash was written");
+    /* evbusctl handlers does the same, and lists what partition 0's copy says */
+    cst = run_ctl(NULL, &out, &err, "handlers", "pause", "rec", NULL);
+    cr_expect_eq(cst, 0, "evbusctl handlers pause exited %d: %s", cst, err ? err : "");
+    free(out);
+    free(err);
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        cr_expect_eq(harness_redis_int(rc, "HEXISTS %s:paused rec", name), 1,
+                     "evbusctl's pause is not in %s:paused", name);
+        free(name);
+    }
+    cst = run_ctl(NULL, &out, &err, "handlers", "list", "--json", NULL);
+    cr_expect_eq(cst, 0, "evbusctl handlers list exited %d: %s", cst, err ? err : "");
+    json_t *hl = out ? json_loads(out, 0, NULL) : NULL;
+    json_t *first = json_array_get(json_object_get(hl, "instances"), 0);
+    cr_expect(json_is_object(json_object_get(first, "paused")), "list: %s", out ? out : "");
+    json_decref(hl);
+    free(out);
+    free(err);
+    cst = run_ctl(NULL, &out, &err, "handlers", "resume", "rec", NULL);
+    cr_expect_eq(cst, 0, "evbusctl handlers resume exited %d: %s", cst, err ? err : "");
+    free(out);
+    free(err);
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        cr_expect_eq(harness_redis_int(rc, "HEXISTS %s:paused rec", name), 0,
+                     "evbusctl's resume left the pause in %s:paused", name);
+        free(name);
+    }
 
     /* what does not work on partitions yet says so, naming the setting */
     reply = harness_http(admin_port, "POST", "/api/v1/dlq/redrive", HARNESS_ADMIN_TOKEN,

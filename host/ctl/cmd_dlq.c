@@ -49,8 +49,8 @@ static void dlq_usage(FILE *out)
           "           dead letters added or removed meanwhile do not shift the pages.\n"
           "           With partitions above 1 it merges every partition's dead letters\n"
           "           (ids and cursors are ID:PARTITION; no --offset); show, retry and\n"
-          "           delete take such an ID, and summary, purge and the bulk forms\n"
-          "           refuse (exit 2) for now\n"
+          "           delete take such an ID, summary counts every partition, and\n"
+          "           purge and the bulk forms refuse (exit 2) for now\n"
           "  show     one dead letter with its original event\n"
           "  summary  counts by tenant, type, reason and failing handler\n"
           "  retry    re-publish the original event to its stream as a new entry\n"
@@ -355,6 +355,32 @@ static void dlq_print_table(const evbus_dlq_entry_t *es, size_t n)
     }
 }
 
+/* The partitions' dead-letter streams {S:p}:dlq (NULL when memory runs
+ * out); free with free_dlqs. */
+static char **partition_dlqs(const ctl_env_t *env)
+{
+    unsigned np = env->partitions;
+    char **v = calloc(np, sizeof *v);
+    for (unsigned p = 0; v && p < np; p++) {
+        int len = evbus_partition_key_name(NULL, 0, env->stream, p, true, ":dlq");
+        if (len < 0 || !(v[p] = malloc((size_t)len + 1))) {
+            for (unsigned k = 0; k < p; k++)
+                free(v[k]);
+            free(v);
+            return NULL;
+        }
+        evbus_partition_key_name(v[p], (size_t)len + 1, env->stream, p, true, ":dlq");
+    }
+    return v;
+}
+
+static void free_dlqs(char **v, unsigned n)
+{
+    for (unsigned p = 0; v && p < n; p++)
+        free(v[p]);
+    free(v);
+}
+
 /*
  * `dlq list` on a partitioned stream: every partition's dead-letter stream
  * ({S:p}:dlq) merged newest first, paged with a cursor
@@ -368,16 +394,9 @@ static int dlq_list_partitions(evbus_client_t *c, const struct dlq_args *a)
         return ctl_usage_error("dlq", "--offset: a partitioned stream's list is paged with "
                                "--cursor");
     unsigned np = env->partitions;
-    char **dlqs = calloc(np, sizeof *dlqs);
+    char **dlqs = partition_dlqs(env);
     size_t *from = calloc(a->limit_n, sizeof *from);
     int rc = dlqs && from ? CTL_OK : ctl_fail("dlq", "out of memory");
-    for (unsigned p = 0; p < np && rc == CTL_OK; p++) {
-        int len = evbus_partition_key_name(NULL, 0, env->stream, p, true, ":dlq");
-        if (len < 0 || !(dlqs[p] = malloc((size_t)len + 1)))
-            rc = ctl_fail("dlq", "out of memory");
-        else
-            evbus_partition_key_name(dlqs[p], (size_t)len + 1, env->stream, p, true, ":dlq");
-    }
     evbus_dlq_entry_t *es = NULL;
     size_t n = 0;
     char err[512], next[EVBUS_DLQ_MERGED_CURSOR_LEN] = "";
@@ -425,9 +444,7 @@ static int dlq_list_partitions(evbus_client_t *c, const struct dlq_args *a)
         printf("\n");
     }
     evbus_dlq_list_free(es, n);
-    for (unsigned p = 0; dlqs && p < np; p++)
-        free(dlqs[p]);
-    free(dlqs);
+    free_dlqs(dlqs, np);
     free(from);
     return rc;
 }
@@ -578,7 +595,15 @@ static int dlq_summary_cmd(evbus_client_t *c, const char *dlq, const struct dlq_
 {
     json_t *s;
     char err[512];
-    int rc = dlq_summary(c, dlq, &a->f, &s, err, sizeof err);
+    /* a partitioned stream's summary counts every partition */
+    const ctl_env_t *env = ctl_env();
+    char **dlqs = env->partitions > 1 ? partition_dlqs(env) : NULL;
+    if (env->partitions > 1 && !dlqs)
+        return ctl_fail("dlq", "out of memory");
+    int rc = dlqs ? dlq_summary(c, (const char *const *)dlqs, env->partitions, &a->f, &s, err,
+                                sizeof err)
+                  : dlq_summary(c, &dlq, 1, &a->f, &s, err, sizeof err);
+    free_dlqs(dlqs, env->partitions);
     if (rc != 0)
         return dlq_result(rc, err);
     if (a->json) {
@@ -830,11 +855,11 @@ int cmd_dlq(int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
 
-    /* with partitions, list merges them and an ID:P names one dead
-     * letter; summary, purge and the bulk forms do not work there yet */
+    /* with partitions, list and summary take them all and an ID:P names
+     * one dead letter; purge and the bulk forms do not work there yet */
     const ctl_env_t *env = ctl_env();
     char plain[EVBUS_STREAM_ID_LEN], *pdlq = NULL;
-    if (env->partitions > 1 && subs[k].fn != dlq_list) {
+    if (env->partitions > 1 && subs[k].fn != dlq_list && subs[k].fn != dlq_summary_cmd) {
         size_t part = 0;
         if (!a.id && (rc = ctl_partitions_unsupported("dlq")) != 0)
             return rc;

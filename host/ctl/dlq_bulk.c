@@ -285,12 +285,14 @@ static json_t *time_or_null(const char *id)
     return json_string(t);
 }
 
-int dlq_summary(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f, json_t **out,
-                char *err, size_t errlen)
+int dlq_summary(evbus_client_t *c, const char *const *dlqs, size_t n, const evbus_dlq_filter_t *f,
+                json_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct summary s = {{json_object(), json_object(), json_object(), json_object()}, 0, "", ""};
-    int rc = evbus_dlq_scan(c, dlq, f, summary_cb, &s, err, errlen);
+    int rc = 0;
+    for (size_t k = 0; k < n && rc == 0; k++)
+        rc = evbus_dlq_scan(c, dlqs[k], f, summary_cb, &s, err, errlen);
     if (rc == 0)
         *out = json_pack("{s:I, s:o, s:o, s:O, s:O, s:O, s:O}", "total", (json_int_t)s.total,
                          "oldest", time_or_null(s.oldest), "newest", time_or_null(s.newest),

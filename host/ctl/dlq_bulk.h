@@ -81,13 +81,15 @@ void dlq_bulk_run(evbus_client_t *c, const char *dlq, const dlq_bulk_opts_t *o,
 PGconn *dlq_metadata_connect(const char *url, char *err, size_t errlen);
 
 /*
- * Counts of the entries matching f, as a new object: total, oldest and
- * newest (dead-letter times, RFC 3339, null when empty), and by_tenant,
- * by_type, by_reason, by_handler (name -> count; an entry with several
- * failing handlers counts for each).  0, or the library's code.
+ * Counts of the entries matching f in the n dead-letter streams dlqs (one,
+ * or a partitioned stream's partitions, counted together), as a new
+ * object: total, oldest and newest (dead-letter times, RFC 3339, null when
+ * empty), and by_tenant, by_type, by_reason, by_handler (name -> count; an
+ * entry with several failing handlers counts for each).  0, or the
+ * library's code.
  */
-int dlq_summary(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f, json_t **out,
-                char *err, size_t errlen);
+int dlq_summary(evbus_client_t *c, const char *const *dlqs, size_t n, const evbus_dlq_filter_t *f,
+                json_t **out, char *err, size_t errlen);
 
 /* ms since the Unix epoch as "2026-11-26T22:06:42.123Z". */
 void dlq_time_text(int64_t ms, char out[32]);

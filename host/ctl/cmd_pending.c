@@ -10,6 +10,10 @@
  * `quarantined`, the original bytes unchanged, the same fields as the
  * host's dead letters) and acknowledges it, in one MULTI/EXEC: it is in
  * exactly one of the two places at every instant.
+ *
+ * With partitions (docs/scale-out.md) list reads every partition's group
+ * and names an entry ENTRY_ID:PARTITION, the form quarantine takes; the
+ * MULTI/EXEC then touches that partition's stream and dead-letter stream.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include <time.h>
 
 #include "client/evbus_client.h"
+#include "client/partition.h"
 #include "ctl/ctl.h"
 #include "util/clock.h"
 
@@ -30,6 +35,8 @@ static void usage(FILE *f)
                "quarantine: move one pending entry to the dead-letter stream (reason\n"
                "`quarantined`) and acknowledge it, atomically; for an entry that crashes hosts\n"
                "before reclaim.max_deliveries takes it.  `evbusctl dlq retry` brings it back.\n"
+               "With partitions above 1, list reads every partition and names an entry\n"
+               "ENTRY_ID:PARTITION, the form quarantine takes.\n"
                "Exit status: 0 done, 1 not found / not pending / Redis failed, 2 usage.\n");
 }
 
@@ -42,7 +49,7 @@ static redisContext *connect_or_fail(evbus_client_t **c)
         ctl_no_config("pending", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
         return NULL;
     }
-    *c = evbus_client_new(env->redis_url, env->stream, err, sizeof err);
+    *c = ctl_client(env, err, sizeof err);
     if (!*c) {
         ctl_usage_error("pending", "%s", err);
         return NULL;
@@ -51,6 +58,82 @@ static redisContext *connect_or_fail(evbus_client_t **c)
     if (!r)
         ctl_fail("pending", "%s", evbus_client_error(*c));
     return r;
+}
+
+/* The name of partition p's key with suffix ("" for the stream): today's
+ * names with one partition.  Into buf (at least 600 bytes). */
+static const char *part_key(const ctl_env_t *env, unsigned p, const char *suffix, char *buf,
+                            size_t len)
+{
+    evbus_partition_key_name(buf, len, env->stream, p, env->partitions > 1, suffix);
+    return buf;
+}
+
+/* A pending entry of some partition, for ordering them oldest first. */
+typedef struct pend {
+    unsigned long long ms, seq;
+    unsigned part;
+    json_t *row; /* {id, consumer, idle_ms, deliveries[, partition]} */
+} pend_t;
+
+typedef struct pends {
+    pend_t *v;
+    size_t n, cap;
+} pends_t;
+
+static int pend_cmp(const void *a, const void *b)
+{
+    const pend_t *x = a, *y = b;
+    if (x->ms != y->ms)
+        return x->ms < y->ms ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->part < y->part ? -1 : x->part > y->part;
+}
+
+/* Appends partition p's pending entries (at most limit) to out, the id
+ * being ENTRY_ID:PARTITION with partitions. */
+static int read_pending(redisContext *r, const ctl_env_t *env, unsigned p, long limit,
+                        pends_t *out)
+{
+    char stream[600];
+    part_key(env, p, "", stream, sizeof stream);
+    redisReply *x = redisCommand(r, "XPENDING %s %s - + %ld", stream, env->group, limit);
+    if (!x || x->type != REDIS_REPLY_ARRAY) {
+        int rc = ctl_fail("pending", "XPENDING %s %s: %s", stream, env->group,
+                          x && x->type == REDIS_REPLY_ERROR ? x->str : "no answer");
+        if (x)
+            freeReplyObject(x);
+        return rc;
+    }
+    if (out->n + x->elements > out->cap) {
+        size_t cap = (out->n + x->elements) * 2;
+        pend_t *v = realloc(out->v, cap * sizeof *v);
+        if (!v) {
+            freeReplyObject(x);
+            return ctl_fail("pending", "out of memory");
+        }
+        out->v = v;
+        out->cap = cap;
+    }
+    for (size_t i = 0; i < x->elements; i++) {
+        redisReply *e = x->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
+            continue;
+        char id[64];
+        snprintf(id, sizeof id, env->partitions > 1 ? "%s:%u" : "%s", e->element[0]->str, p);
+        pend_t *pe = &out->v[out->n++];
+        pe->ms = pe->seq = 0;
+        sscanf(e->element[0]->str, "%llu-%llu", &pe->ms, &pe->seq);
+        pe->part = p;
+        pe->row = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "consumer", e->element[1]->str,
+                            "idle_ms", (json_int_t)e->element[2]->integer, "deliveries",
+                            (json_int_t)e->element[3]->integer);
+        if (env->partitions > 1)
+            json_object_set_new(pe->row, "partition", json_integer(p));
+    }
+    freeReplyObject(x);
+    return CTL_OK;
 }
 
 static int list(int argc, char **argv)
@@ -85,38 +168,35 @@ static int list(int argc, char **argv)
         return rc;
     }
     const ctl_env_t *env = ctl_env();
-    redisReply *x = redisCommand(r, "XPENDING %s %s - + %ld", env->stream, env->group, limit);
     int rc = CTL_OK;
-    if (!x || x->type != REDIS_REPLY_ARRAY) {
-        rc = ctl_fail("pending", "XPENDING %s %s: %s", env->stream, env->group,
-                      x && x->type == REDIS_REPLY_ERROR ? x->str : "no answer");
-    } else {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < x->elements; i++) {
-            redisReply *e = x->element[i];
-            if (e->type != REDIS_REPLY_ARRAY || e->elements < 4)
-                continue;
-            if (json)
-                json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "id",
-                                                     e->element[0]->str, "consumer",
-                                                     e->element[1]->str, "idle_ms",
-                                                     (json_int_t)e->element[2]->integer,
-                                                     "deliveries",
-                                                     (json_int_t)e->element[3]->integer));
-            else
-                printf("%-24s %-20s idle %10lld ms  delivered %lld\n", e->element[0]->str,
-                       e->element[1]->str, e->element[2]->integer, e->element[3]->integer);
-        }
-        if (json) {
-            char *s = json_dumps(arr, JSON_COMPACT);
-            printf("%s\n", s);
-            free(s);
-        }
-        json_decref(arr);
-    }
-    if (x)
-        freeReplyObject(x);
+    pends_t pe = {0};
+    for (unsigned p = 0; p < env->partitions && rc == CTL_OK; p++)
+        rc = read_pending(r, env, p, limit, &pe);
     evbus_client_free(c);
+    /* oldest first over every partition, at most `limit` */
+    if (pe.n > 1)
+        qsort(pe.v, pe.n, sizeof *pe.v, pend_cmp);
+    json_t *arr = json_array();
+    for (size_t i = 0; rc == CTL_OK && i < pe.n && (long)i < limit; i++) {
+        json_t *o = pe.v[i].row;
+        if (json)
+            json_array_append(arr, o);
+        else
+            printf("%-24s %-20s idle %10lld ms  delivered %lld\n",
+                   json_string_value(json_object_get(o, "id")),
+                   json_string_value(json_object_get(o, "consumer")),
+                   (long long)json_integer_value(json_object_get(o, "idle_ms")),
+                   (long long)json_integer_value(json_object_get(o, "deliveries")));
+    }
+    if (rc == CTL_OK && json) {
+        char *s = json_dumps(arr, JSON_COMPACT);
+        printf("%s\n", s);
+        free(s);
+    }
+    json_decref(arr);
+    for (size_t i = 0; i < pe.n; i++)
+        json_decref(pe.v[i].row);
+    free(pe.v);
     return rc;
 }
 
@@ -144,6 +224,20 @@ static int quarantine(int argc, char **argv)
     if (!id)
         return ctl_usage_error("pending", "quarantine needs the ENTRY_ID (see `evbusctl pending "
                                           "list`)");
+    const ctl_env_t *env = ctl_env();
+    const char *shown = id; /* as given: ENTRY_ID:PARTITION with partitions */
+    char plain[EVBUS_STREAM_ID_LEN], stream[600], dlq[600];
+    size_t part = 0;
+    if (env->partitions > 1) {
+        if (evbus_dlq_merged_id(id, env->partitions, plain, &part) != 0)
+            return ctl_usage_error("pending", "'%s': an entry of a partitioned stream is "
+                                   "ENTRY_ID:PARTITION (evbusctl pending list prints them)", id);
+        id = plain;
+        part_key(env, (unsigned)part, ":dlq", dlq, sizeof dlq);
+    } else {
+        snprintf(dlq, sizeof dlq, "%s", env->dlq_stream);
+    }
+    part_key(env, (unsigned)part, "", stream, sizeof stream);
     size_t dash = strspn(id, "0123456789");
     if (!dash || id[dash] != '-' || !id[dash + 1] || strspn(id + dash + 1, "0123456789") !=
                                                           strlen(id + dash + 1))
@@ -156,9 +250,8 @@ static int quarantine(int argc, char **argv)
         evbus_client_free(c);
         return rc;
     }
-    const ctl_env_t *env = ctl_env();
     int rc = CTL_OK;
-    redisReply *p = redisCommand(r, "XPENDING %s %s %s %s 1", env->stream, env->group, id, id);
+    redisReply *p = redisCommand(r, "XPENDING %s %s %s %s 1", stream, env->group, id, id);
     redisReply *e = NULL;
     if (!p || p->type != REDIS_REPLY_ARRAY) {
         rc = ctl_fail("pending", "XPENDING: %s", p && p->type == REDIS_REPLY_ERROR ? p->str
@@ -167,11 +260,11 @@ static int quarantine(int argc, char **argv)
     }
     if (p->elements != 1) {
         rc = ctl_fail("pending", "entry %s is not pending in group %s of %s", id, env->group,
-                      env->stream);
+                      stream);
         goto out;
     }
     long long deliveries = p->element[0]->element[3]->integer;
-    e = redisCommand(r, "XRANGE %s %s %s", env->stream, id, id);
+    e = redisCommand(r, "XRANGE %s %s %s", stream, id, id);
     const char *raw = "";
     size_t raw_len = 0;
     if (e && e->type == REDIS_REPLY_ARRAY && e->elements == 1) {
@@ -192,7 +285,7 @@ static int quarantine(int argc, char **argv)
     clock_rfc3339(clock_wall_ms(), now);
     snprintf(error, sizeof error, "quarantined by hand after %lld deliveries%s%s", deliveries,
              why ? ": " : "", why ? why : "");
-    const char *argv_x[] = {"XADD", env->dlq_stream, "*", "event", raw, "stream", env->stream,
+    const char *argv_x[] = {"XADD", dlq, "*", "event", raw, "stream", stream,
                             "id", id, "event_id", eid ? eid : "", "type", type ? type : "",
                             "tenant", tenant ? tenant : "", "reason",
                             evbus_dlq_reason_name(EVBUS_DLQ_QUARANTINED), "handlers", "[]",
@@ -203,7 +296,7 @@ static int quarantine(int argc, char **argv)
         lens[k] = k == 4 ? raw_len : strlen(argv_x[k]);
     redisAppendCommand(r, "MULTI");
     redisAppendCommandArgv(r, (int)(sizeof argv_x / sizeof argv_x[0]), argv_x, lens);
-    redisAppendCommand(r, "XACK %s %s %s", env->stream, env->group, id);
+    redisAppendCommand(r, "XACK %s %s %s", stream, env->group, id);
     redisAppendCommand(r, "EXEC");
     redisReply *replies[4] = {0};
     bool ok = true;
@@ -216,11 +309,12 @@ static int quarantine(int argc, char **argv)
         rc = ctl_fail("pending", "quarantine of %s failed (nothing changed)%s%s", id,
                       r->err ? ": " : "", r->err ? r->errstr : "");
     } else if (json) {
-        printf("{\"quarantined\":\"%s\",\"dlq_id\":\"%s\",\"deliveries\":%lld}\n", id,
-               exec->element[0]->str, deliveries);
+        printf("{\"quarantined\":\"%s\",\"dlq_id\":\"%s%s\",\"deliveries\":%lld}\n",
+               shown, exec->element[0]->str, env->partitions > 1 ? strchr(shown, ':') : "",
+               deliveries);
     } else {
-        printf("entry %s quarantined as dead letter %s (after %lld deliveries)\n", id,
-               exec->element[0]->str, deliveries);
+        printf("entry %s quarantined as dead letter %s%s (after %lld deliveries)\n", shown,
+               exec->element[0]->str, env->partitions > 1 ? strchr(shown, ':') : "", deliveries);
     }
     for (int k = 0; k < 4; k++)
         if (replies[k])
@@ -241,9 +335,6 @@ int cmd_pending(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CTL_USAGE : CTL_OK;
     }
-    int rc = ctl_partitions_unsupported("pending");
-    if (rc != 0)
-        return rc;
     if (!strcmp(argv[1], "list"))
         return list(argc, argv);
     if (!strcmp(argv[1], "quarantine"))

@@ -706,10 +706,6 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
               err ? err : "");
     free(out);
     free(err);
-    cst = run_ctl(NULL, &out, &err, "pending", "list", NULL, NULL);
-    cr_expect_eq(cst, 2, "evbusctl pending list exited %d", cst);
-    free(out);
-    free(err);
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
@@ -1018,4 +1014,55 @@ Test(partitions, the_reader_refuses_a_count_that_differs_once_redis_is_back)
     rc = harness_redis_connect(&redis);
     cr_assert_not_null(rc);
     cr_expect_eq(exists(STREAM), 0, "the refused evbusd created the stream");
+}
+
+Test(partitions, pending_entries_are_listed_and_quarantined_per_partition)
+{
+    write_config(P);
+    publish_ndjson(ndjson(40, 13, 0));
+    /* a consumer that read everything and died */
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        redisReply *r = redisCommand(rc, "XGROUP CREATE %s evbus 0", name);
+        freeReplyObject(r);
+        r = redisCommand(rc, "XREADGROUP GROUP evbus ghost COUNT 1000 STREAMS %s >", name);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        freeReplyObject(r);
+        free(name);
+    }
+    char *out = NULL, *err = NULL;
+    int st = run_ctl(NULL, &out, &err, "pending", "list", "--json", NULL);
+    cr_assert_eq(st, 0, "evbusctl pending list exited %d: %s", st, err ? err : "");
+    json_t *list = json_loads(out, 0, NULL);
+    cr_assert(json_is_array(list), "%s", out);
+    cr_expect_eq(json_array_size(list), 40);
+    const char *first = json_string_value(json_object_get(json_array_get(list, 0), "id"));
+    cr_assert_not_null(first);
+    mid_t m = parse_mid(first);
+    cr_expect_eq(json_integer_value(json_object_get(json_array_get(list, 0), "partition")), m.p);
+    char id[80];
+    snprintf(id, sizeof id, "%s", first);
+    json_decref(list);
+    free(out);
+    free(err);
+    st = run_ctl(NULL, &out, &err, "pending", "quarantine", id, NULL);
+    cr_expect_eq(st, 0, "evbusctl pending quarantine %s exited %d: %s", id, st,
+                 err ? err : "");
+    free(out);
+    free(err);
+    char *name = part_name(m.p);
+    cr_expect_eq(harness_redis_int(rc, "XLEN %s:dlq", name), 1,
+                 "the quarantined entry is not in %s:dlq", name);
+    redisReply *r = redisCommand(rc, "XPENDING %s evbus", name);
+    long long left = r && r->type == REDIS_REPLY_ARRAY ? r->element[0]->integer : -1;
+    freeReplyObject(r);
+    r = redisCommand(rc, "XLEN %s", name);
+    cr_expect_eq(left, r->integer - 1, "%s: %lld pending of %lld", name, left, r->integer);
+    freeReplyObject(r);
+    free(name);
+    cr_expect_eq(exists(STREAM ":dlq"), 0, "the quarantine wrote the unpartitioned DLQ");
+    st = run_ctl(NULL, &out, &err, "pending", "quarantine", "1-0", NULL);
+    cr_expect_eq(st, 2, "a bare ENTRY_ID on a partitioned stream: exit %d", st);
+    free(out);
+    free(err);
 }

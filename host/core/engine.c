@@ -1730,6 +1730,21 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
         snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
         return -1;
     }
+    /* what evbusd refuses at start with partitions, a reload may not bring */
+    const char *unsupported = e->n_parts <= 1                    ? NULL
+                              : n->retention.max_entries          ? "retention.max_entries"
+                              : n->retention.max_bytes            ? "retention.max_bytes"
+                              : n->retention.archive != RETENTION_ARCHIVE_OFF ? "retention.archive"
+                                                                               : NULL;
+    if (unsupported) {
+        size_t idx = 0;
+        char at[600];
+        cfg_setting_find(unsupported, &idx);
+        snprintf(err, errlen, "%s (%s) is not supported with partitions: %u yet "
+                 "(docs/scale-out.md, Status)", unsupported, cfg_source_text(n, idx, at, sizeof at),
+                 e->n_parts);
+        return -1;
+    }
     pthread_mutex_lock(&e->gen_lock);
     generation_t *old = e->current;
     e->current = gen;

@@ -698,6 +698,17 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
                   strstr(reply, "10-pt.yaml:3:13"),
               "%s", reply ? reply : "");
     free(reply);
+    /* a reload may not bring what evbusd refuses at start */
+    extra_yaml = "retention: { max_entries: 1000 }\n";
+    write_config(P);
+    reply = harness_http(admin_port, "POST", "/api/v1/reload", HARNESS_ADMIN_TOKEN, NULL, NULL,
+                         &st, NULL);
+    cr_expect_neq(st, 200, "the reload was applied: %s", reply ? reply : "");
+    cr_expect(reply && strstr(reply, "retention.max_entries (") && strstr(reply, "10-pt.yaml:"),
+              "%s", reply ? reply : "");
+    free(reply);
+    extra_yaml = "";
+    write_config(P);
     cst = run_ctl(NULL, &out, &err, "dlq", "purge", "--all", NULL);
     cr_expect_eq(cst, 2, "evbusctl dlq purge --all exited %d", cst);
     cr_expect(err && strstr(err, "does not work on partitioned streams yet"), "%s",

@@ -754,6 +754,7 @@ int cmd_dlq(int argc, char **argv)
     if (!c)
         return ctl_usage_error("dlq", "%s", err);
     ctl_apply_retention(c);
+    ctl_apply_wait(c);
     rc = subs[k].fn(c, env->dlq_stream, &a);
     evbus_client_free(c);
     return rc;

@@ -22,6 +22,7 @@
 #include "schema/schema.h"
 #include "store/store.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #define PUBLISH_MAX 1000
 #define LIST_MAX 500
@@ -330,7 +331,14 @@ static int events_publish(admin_req_t *r)
     char(*ids)[EVBUS_STREAM_ID_LEN] = calloc(n, sizeof *ids);
     int *rc = calloc(n, sizeof *rc);
     char err[512] = "";
+    /* redis.wait_replicas (live): one WAIT after the batch */
+    const core_settings_t *core = &r->gen->cfg->core;
+    evbus_client_set_wait_replicas(c, core->redis_wait_replicas, core->redis_wait_timeout_ms);
+    uint64_t waits0 = 0, waits1 = 0, short0 = evbus_client_wait_short(c, &waits0);
     ssize_t written = evbus_publish_batch(c, evs, n, ids, rc, err, sizeof err);
+    uint64_t short1 = evbus_client_wait_short(c, &waits1);
+    METRIC_ADD(redis_waits, waits1 - waits0);
+    METRIC_ADD(redis_wait_short, short1 - short0);
     size_t ok = 0, first_bad = n;
     for (size_t i = 0; i < n; i++) {
         if (rc[i] == 0)
@@ -350,6 +358,8 @@ static int events_publish(admin_req_t *r)
     if (ok == n) {
         admin_audit(r, target, (long long)n, "ok");
         o = json_pack("{s:o, s:o}", "ids", sids, "event_ids", eids);
+        if (waits1 > waits0) /* written, but fewer replicas than asked may have it */
+            json_object_set_new(o, "replicas_confirmed", json_boolean(short1 == short0));
         free(evs);
         free(ids);
         free(rc);

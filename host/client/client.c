@@ -38,6 +38,35 @@ int evbus__io_fail(evbus_client_t *c, char *err, size_t errlen, const char *what
     return EVBUS_CLIENT_EREDIS;
 }
 
+void evbus__wait_replicas(evbus_client_t *c)
+{
+    if (!c->wait_n || !c->ctx)
+        return;
+    c->waits++;
+    redisReply *r = redisCommand(c->ctx, "WAIT %u %u", c->wait_n, c->wait_ms);
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer < (long long)c->wait_n)
+        c->wait_short++;
+    if (r) {
+        freeReplyObject(r);
+    } else {
+        redisFree(c->ctx); /* out of step or gone: the next call reconnects */
+        c->ctx = NULL;
+    }
+}
+
+void evbus_client_set_wait_replicas(evbus_client_t *c, unsigned replicas, uint32_t timeout_ms)
+{
+    c->wait_n = replicas;
+    c->wait_ms = timeout_ms ? timeout_ms : 1000;
+}
+
+uint64_t evbus_client_wait_short(const evbus_client_t *c, uint64_t *waits)
+{
+    if (waits)
+        *waits = c->waits;
+    return c->wait_short;
+}
+
 static const char GUARD_LUA[] = EVBUS_RETENTION_LUA_PUBLISH;
 
 int evbus__xadd_head(const evbus_client_t *c, const char *stream, const char **argv,
@@ -529,6 +558,8 @@ int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields
             return evbus__io_fail(c, err, errlen, "XADD");
         int rc = xadd_reply(c, r, out_id, out_len, err, errlen);
         freeReplyObject(r);
+        if (rc == 0)
+            evbus__wait_replicas(c);
         if (rc != EVBUS_CLIENT_EFULL || !c->block || waited >= (int64_t)c->block_ms)
             return rc;
         struct timespec ts = {0, 100 * 1000000L};
@@ -1085,6 +1116,8 @@ static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn
     pipe_close(&p);
     if (failed)
         return batch_abort(rc, out_ids, n);
+    if (b.published)
+        evbus__wait_replicas(c); /* one WAIT covers the whole batch */
     return (ssize_t)b.published;
 }
 
@@ -1314,8 +1347,19 @@ int evbus_pipeline_add(evbus_pipeline_t *pl, json_t *ev, char *err, size_t errle
 
 int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen)
 {
-    if (!pl->p.failed && pipe_pump(&pl->p, 0, true) == 0)
+    if (!pl->p.failed && pipe_pump(&pl->p, 0, true) == 0) {
+        /* every reply is read: the connection is in step for one WAIT,
+         * which covers everything written so far (read like any reply:
+         * the socket's low-water mark back to one byte first) */
+        if (pl->p.c->wait_n && pl->p.c->ctx) {
+            int one = 1;
+            if (pl->p.lowat != 1 &&
+                setsockopt(pl->p.c->ctx->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) == 0)
+                pl->p.lowat = 1;
+            evbus__wait_replicas(pl->p.c);
+        }
         return 0;
+    }
     stream_fail_rest(pl);
     if (err && errlen)
         snprintf(err, errlen, "%s", pl->err);

@@ -53,8 +53,18 @@ struct evbus_client {
     evbus_id_kind_t id_kind;
     char *source; /* NULL: the default "/evbus/<hostname>" */
     char *default_source; /* "/evbus/<hostname>", looked up at first use */
+    /* evbus_client_set_wait_replicas: WAIT after each publish call's
+     * writes; wait_short counts the WAITs that fell short */
+    unsigned wait_n;
+    uint32_t wait_ms;
+    uint64_t wait_short, waits;
     char errbuf[256];
 };
+
+/* The WAIT of evbus_client_set_wait_replicas after a publish call's writes
+ * landed (nothing when none is set).  Never fails the publish: a shortfall
+ * is counted, a lost connection dropped for the next call to reopen. */
+void evbus__wait_replicas(evbus_client_t *c);
 
 /* The source given to events without one: the client's, else the default
  * (cached in c when c is not NULL, else formatted into buf). */

@@ -107,6 +107,18 @@ void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_
  * command.  0, or EVBUS_CLIENT_EINVAL when out of range.
  */
 int evbus_client_set_partitions(evbus_client_t *c, unsigned partitions);
+/*
+ * Durability knob (redis.wait_replicas, docs/scale-out.md): after each
+ * publish call's writes land (one event, or a whole batch, or everything a
+ * pipeline wrote when evbus_pipeline_wait returns), send WAIT replicas
+ * timeout_ms (0: 1000) on the same connection.  The publish still succeeds
+ * when fewer replicas confirm in time: the event is on the master, and
+ * Redis replication stays asynchronous (a failover can still lose it);
+ * evbus_client_wait_short() counts those WAITs (and *waits, when not NULL,
+ * all of them).  replicas 0 turns it off (the default).
+ */
+void evbus_client_set_wait_replicas(evbus_client_t *c, unsigned replicas, uint32_t timeout_ms);
+uint64_t evbus_client_wait_short(const evbus_client_t *c, uint64_t *waits);
 /* Kind of id generated for events without one; UUIDv4 by default. */
 void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k);
 /* Source given to events without one; default "/evbus/<hostname>".  The

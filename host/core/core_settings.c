@@ -67,6 +67,17 @@ static const cfg_setting_t rows[] = {
      .min = 1, .max = U32MAX, .def = "5000", .reload = CFG_RESTART,
      .why = "set on each connection when it opens; the open connections keep theirs",
      .desc = "timeout of one command"},
+    {.key = "redis.wait_replicas", .type = CFG_U32, .offset = OFF(redis_wait_replicas),
+     .min = 0, .max = 64, .def = "0", .env = "EVBUS_REDIS_WAIT_REPLICAS", .reload = CFG_LIVE,
+     .why = "from the next write",
+     .desc = "after its writes (acks with their retries and dead letters, publishes), wait "
+             "until this many replicas have them (`WAIT`), at most `redis.wait_timeout_ms`; a "
+             "shortfall is counted (`evbus_redis_wait_short_total`), never an error: "
+             "replication stays asynchronous (see [scale-out](scale-out.md#durability-wait_replicas)). "
+             "0: do not wait"},
+    {.key = "redis.wait_timeout_ms", .type = CFG_U32, .offset = OFF(redis_wait_timeout_ms),
+     .min = 1, .max = U32MAX, .def = "1000", .reload = CFG_LIVE, .why = "from the next write",
+     .desc = "bound on one `WAIT` (below `redis.command_timeout_ms`)"},
     {.key = "stream", .type = CFG_STRING, .offset = OFF(stream), .def = "evbus:events",
      .reload = CFG_RESTART, .why = IDENTITY, .desc = "the event stream"},
     {.key = "partitions", .type = CFG_U32, .offset = OFF(partitions), .min = 1,
@@ -192,6 +203,15 @@ const char *core_redis_cluster(const evbus_config_t *cfg)
 
 static void check(const evbus_config_t *cfg, cfg_errors_t *errs)
 {
+    /* a WAIT longer than the connection's command timeout would read as a
+     * lost connection, and the writes before it would be sent again */
+    const cfg_source_t *wt = source_of(cfg, "redis.wait_timeout_ms");
+    if (cfg->core.redis_wait_replicas &&
+        cfg->core.redis_wait_timeout_ms >= cfg->core.redis_command_timeout_ms)
+        cfg_errors_add(errs, wt && wt->kind == CFG_SRC_FILE ? &wt->pos : NULL,
+                       "redis.wait_timeout_ms: %u must be below redis.command_timeout_ms (%u): "
+                       "a longer WAIT would read as a lost connection",
+                       cfg->core.redis_wait_timeout_ms, cfg->core.redis_command_timeout_ms);
     const cfg_source_t *url = source_of(cfg, "redis.url");
     const cfg_source_t *cl = source_of(cfg, "redis.cluster");
     if (!cfg->core.redis_cluster || !url || !cl)

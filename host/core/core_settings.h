@@ -32,6 +32,8 @@ typedef struct core_settings {
     char *redis_cluster; /* seed URLs joined with ","; NULL: none (see core_redis_cluster) */
     uint32_t redis_connect_timeout_ms;
     uint32_t redis_command_timeout_ms;
+    uint32_t redis_wait_replicas;   /* WAIT after writes; 0: never (docs/scale-out.md) */
+    uint32_t redis_wait_timeout_ms;
     char *stream;
     uint32_t partitions;        /* 1: today's keys (host/client/partition.h) */
     char *group;

@@ -229,6 +229,42 @@ static void observe_acked(const dctx_t *d)
     SAMPLED_SET(last_processed_ms, now);
 }
 
+/*
+ * redis.wait_replicas: after the owed writes landed, WAIT until that many
+ * replicas have them, bounded by redis.wait_timeout_ms.  A shortfall is
+ * counted and logged, never an error: the writes are on the master, and
+ * sending them again would not make replication synchronous.  Nor is a
+ * lost connection here a failed flush (the next flush reconnects).
+ */
+static void wait_replicas(dctx_t *d)
+{
+    if (!d->gen || !d->wc || !d->gen->cfg->core.redis_wait_replicas)
+        return;
+    const core_settings_t *core = &d->gen->cfg->core;
+    METRIC_INC(redis_waits);
+    redisReply *r = redisCommand(d->wc, "WAIT %u %u", core->redis_wait_replicas,
+                                 core->redis_wait_timeout_ms);
+    long long got = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_warn(d->name, "WAIT %u: %s", core->redis_wait_replicas, r->str);
+    if (r)
+        freeReplyObject(r);
+    else
+        drop_wc(d, "WAIT");
+    if (got < (long long)core->redis_wait_replicas) {
+        METRIC_INC(redis_wait_short);
+        /* once a minute at most: a missing replica would say it per chunk */
+        int64_t now = clock_mono_ms();
+        if (now - d->wait_warned_ms >= 60000) {
+            d->wait_warned_ms = now;
+            log_warn(d->name, "only %lld of %u replicas confirmed the acks and dead letters "
+                     "within %u ms (redis.wait_replicas; counted in "
+                     "evbus_redis_wait_short_total)", got < 0 ? 0 : got,
+                     core->redis_wait_replicas, core->redis_wait_timeout_ms);
+        }
+    }
+}
+
 void dctx_flush(dctx_t *d)
 {
     /* One lock on the writer's queue per chunk instead of one per event. */
@@ -246,6 +282,7 @@ void dctx_flush(dctx_t *d)
             METRIC_ADD(events_acked, d->n_acks);
             observe_acked(d);
             d->link->redis_recovered(d->link->owner);
+            wait_replicas(d);
             break;
         }
         if (rc == -1)

@@ -106,6 +106,7 @@ typedef struct dctx {
     int key_state;
     unsigned rand_state;
     bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
+    int64_t wait_warned_ms;   /* last "replicas fell short" warning (clock_mono_ms) */
 
     /* Calls of isolated instances made ahead, all at once, for the chunk
      * being dispatched (dctx_dispatch_chunk), in the order the per-entry

@@ -442,6 +442,14 @@ static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
 static void pub_client_free(void *p) { evbus_client_free(p); }
 static void pub_key_make(void) { pthread_key_create(&pub_key, pub_client_free); }
 
+static atomic_uint pub_wait_n, pub_wait_ms;
+
+void event_host_api_set_wait(unsigned replicas, uint32_t timeout_ms)
+{
+    atomic_store(&pub_wait_ms, timeout_ms);
+    atomic_store(&pub_wait_n, replicas);
+}
+
 void event_host_api_configure(const char *redis_url, const char *stream)
 {
     pthread_once(&pub_once, pub_key_make);
@@ -489,8 +497,14 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
     char src[200];
     snprintf(src, sizeof src, "/evbus/plugin/%s", cur ? cur : "unknown");
     json_object_set_new(ev, "source", json_string(src));
+    unsigned wait_n = atomic_load(&pub_wait_n);
+    evbus_client_set_wait_replicas(c, wait_n, atomic_load(&pub_wait_ms));
+    uint64_t waits0 = 0, short0 = evbus_client_wait_short(c, &waits0), waits1 = 0;
     int rc = evbus_publish(c, ev, out_id, out_len, err, errlen);
     json_decref(ev);
+    uint64_t short1 = evbus_client_wait_short(c, &waits1);
+    METRIC_ADD(redis_waits, waits1 - waits0);
+    METRIC_ADD(redis_wait_short, short1 - short0);
     if (rc == 0)
         METRIC_INC(published);
     else if (rc == EVBUS_CLIENT_EFULL)

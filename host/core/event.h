@@ -149,4 +149,8 @@ const evbus_host_api_t *event_host_api(void);
  */
 void event_host_api_configure(const char *redis_url, const char *stream);
 
+/* redis.wait_replicas for the host API's publish(): read at every publish,
+ * so a reload changes it for every thread's client.  Any thread. */
+void event_host_api_set_wait(unsigned replicas, uint32_t timeout_ms);
+
 #endif

@@ -884,6 +884,7 @@ int cmd_dlq(int argc, char **argv)
         return ctl_usage_error("dlq", "%s", err);
     }
     ctl_apply_retention(c);
+    ctl_apply_wait(c);
     rc = subs[k].fn(c, pdlq ? pdlq : env->dlq_stream, &a);
     evbus_client_free(c);
     free(pdlq);

@@ -48,6 +48,18 @@
 #define PUB_MAX_PARALLEL 64
 _Static_assert(PUB_MAX_PARALLEL <= NDJSON_MAX_PARTS, "a connection per partition");
 
+
+/* redis.wait_replicas: the WAITs of this command's clients, and how many
+ * fell short (reported once at the end) */
+static uint64_t waits, wait_short;
+
+static void wait_tally(evbus_client_t *c)
+{
+    uint64_t n = 0;
+    wait_short += evbus_client_wait_short(c, &n);
+    waits += n;
+}
+
 static void pub_usage(FILE *out)
 {
     fputs("usage: evbusctl publish --type TYPE --tenant TENANT --data JSON\n"
@@ -523,6 +535,7 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
             break;
         }
         ctl_apply_retention(clients[k]);
+        ctl_apply_wait(clients[k]);
         evbus_client_set_source(clients[k], o->source);
     }
     if (rc == CTL_OK) {
@@ -540,8 +553,11 @@ static int pub_stream(evbus_client_t *c, const char *file, const struct pub_opts
                           in.events, o->json);
         ndjson_reader_free(&rd);
     }
-    for (size_t k = 1; k < n && clients; k++)
+    for (size_t k = 1; k < n && clients; k++) {
+        if (clients[k])
+            wait_tally(clients[k]);
         evbus_client_free(clients[k]);
+    }
     free(clients);
     ndjson_input_close(&in);
     return rc;
@@ -614,9 +630,18 @@ int cmd_publish(int argc, char **argv)
         return ctl_usage_error("publish", "%s", err);
     struct pub_opts o = {parallel, source ? source : "evbusctl", json, stream};
     ctl_apply_retention(c);
+    ctl_apply_wait(c);
     evbus_client_set_source(c, o.source);
     int rc = single ? pub_single(c, type, tenant, data, correlation, id, json)
                     : pub_stream(c, file, &o);
+    wait_tally(c);
     evbus_client_free(c);
+    if (wait_short)
+        /* written all the same: the exit status says what was published */
+        fprintf(stderr, "evbusctl publish: warning: %llu of %llu waits for %u replica%s timed "
+                "out (redis.wait_replicas): those events are on the master, not yet confirmed "
+                "on its replicas\n", (unsigned long long)wait_short,
+                (unsigned long long)waits, env->cfg->core.redis_wait_replicas,
+                env->cfg->core.redis_wait_replicas == 1 ? "" : "s");
     return rc;
 }

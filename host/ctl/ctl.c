@@ -378,6 +378,14 @@ void ctl_progress_end(void)
     progress_drawn = false;
 }
 
+void ctl_apply_wait(evbus_client_t *c)
+{
+    const evbus_config_t *cfg = ctl_env()->cfg;
+    if (cfg && cfg->core.redis_wait_replicas)
+        evbus_client_set_wait_replicas(c, cfg->core.redis_wait_replicas,
+                                       cfg->core.redis_wait_timeout_ms);
+}
+
 void ctl_apply_retention(evbus_client_t *c)
 {
     const evbus_config_t *cfg = ctl_env()->cfg;

@@ -122,6 +122,9 @@ int ctl_no_postgres(const char *cmd);
  * even while evbusd is stopped; without a cap in the files the client
  * follows the policy evbusd publishes in Redis. */
 void ctl_apply_retention(evbus_client_t *c);
+/* redis.wait_replicas / redis.wait_timeout_ms of the configuration (when
+ * there is one) for a client that publishes. */
+void ctl_apply_wait(evbus_client_t *c);
 
 /* Print "evbusctl CMD: message" + a hint to stderr; returns CTL_USAGE. */
 int ctl_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -140,6 +140,8 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
     /* the new generation's bound: reload.drain_timeout_ms is live */
     uint32_t drain_ms = next->cfg->daemon.reload_drain_timeout_ms;
     size_t pending = next->pending_restart.count, live = next->live_changes;
+    uint32_t wait_n = next->cfg->core.redis_wait_replicas,
+             wait_ms = next->cfg->core.redis_wait_timeout_ms;
     if (engine_swap(e, next, err, sizeof err) != 0) {
         log_error("reload", "%s; generation %llu keeps serving", err,
                   (unsigned long long)cur->number);
@@ -150,6 +152,7 @@ static void reload(engine_t *e, const char *conf_dir, int64_t signalled_ms)
         return;
     }
     engine_note_reload(e, true, NULL);
+    event_host_api_set_wait(wait_n, wait_ms); /* redis.wait_replicas is live */
     apply_log_format(e);
     if (pending) {
         METRIC_INC(reloads_partial);
@@ -452,6 +455,7 @@ int main(int argc, char **argv)
     if (notify_broken)
         log_warn("evbusd", "%s; running without service manager notifications", nerr);
     event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
+    event_host_api_set_wait(cfg->core.redis_wait_replicas, cfg->core.redis_wait_timeout_ms);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation.  The
      * build made state_dir (and checked that it is evbusd's alone). */

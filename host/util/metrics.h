@@ -65,6 +65,10 @@
       "Plugin runner children started (isolation: process), restarts included")            \
     X(runner_crashes, "evbus_plugin_runner_crashes_total",                                  \
       "Plugin runner children that died, hung past a timeout or failed to restart")         \
+    X(redis_waits, "evbus_redis_waits_total",                                               \
+      "WAITs for replicas after writes (redis.wait_replicas)")                               \
+    X(redis_wait_short, "evbus_redis_wait_short_total",                                     \
+      "WAITs that timed out before redis.wait_replicas replicas had the writes")            \
     X(keyorder_events_held, "evbus_keyorder_events_held_total",                             \
       "Deliveries of a per_key handler held back behind their key's retrying event")        \
     X(keyorder_table_full, "evbus_keyorder_table_full_total",                               \

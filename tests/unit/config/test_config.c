@@ -896,7 +896,7 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
                   "health, stats, ordering, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
                   "shutdown_timeout_ms, reload, plugins, foreign)",
-                  "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, cluster, connect_timeout_ms, command_timeout_ms)",
+                  "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, cluster, connect_timeout_ms, command_timeout_ms, wait_replicas, wait_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");
 }
 

@@ -32,6 +32,7 @@ static harness_proc_t host;
 static redisContext *rc;
 static int admin_port;
 static const char *extra_yaml = ""; /* appended to the configuration */
+static const char *rec_options = ""; /* more options of rec's subscription */
 
 /* Writes the configuration with `partitions` (0: the line left out). */
 static void write_config(unsigned partitions)
@@ -69,10 +70,10 @@ static void write_config(unsigned partitions)
                            "    plugin: %s\n"
                            "    config: { out: %s }\n"
                            "    subscriptions:\n"
-                           "      - { pattern: \"test.**\" }\n"
+                           "      - { pattern: \"test.**\"%s }\n"
                            "%s",
                            redis.url, parts, state, schemas, admin_port, hash, keyed, rec_file,
-                           extra_yaml),
+                           rec_options, extra_yaml),
                   0);
     free(keyed);
     free(schemas);
@@ -91,6 +92,7 @@ static void setup(void)
     host.pid = 0;
     admin_port = harness_free_port();
     extra_yaml = "";
+    rec_options = "";
 }
 
 static void teardown(void)
@@ -1076,4 +1078,42 @@ Test(partitions, pending_entries_are_listed_and_quarantined_per_partition)
     cr_expect_eq(st, 2, "a bare ENTRY_ID on a partitioned stream: exit %d", st);
     free(out);
     free(err);
+}
+
+/* ordering: per_key on four partitions: each key's events are handled in
+ * publish order, a retrying event holding its key's later ones back (in
+ * its partition's keyhold/keyq keys). */
+Test(partitions, per_key_order_holds_in_every_partition, .timeout = 180)
+{
+    rec_options = ", ordering: per_key";
+    write_config(P);
+    publish_ndjson(ndjson_mixed(290));
+    drain();
+    call_t *calls;
+    size_t n = read_calls(&calls);
+    /* per key: the seq of successive calls never goes down, and no event
+     * after a retrying one is called before that one succeeds */
+    json_t *last = json_object();
+    int ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        json_t *prev = json_object_get(last, calls[i].key);
+        cr_expect(!prev || json_integer_value(prev) <= calls[i].seq,
+                  "key %s: seq %d called after seq %lld", calls[i].key, calls[i].seq,
+                  (long long)json_integer_value(prev));
+        json_object_set_new(last, calls[i].key, json_integer(calls[i].seq));
+        ok += strcmp(calls[i].result, "retry") != 0;
+    }
+    cr_expect_eq(ok, 290, "%d events ended of 290", ok);
+    json_decref(last);
+    free(calls);
+    /* the holds lived in the partitions' keys, and are gone */
+    redisReply *r = redisCommand(rc, "KEYS " STREAM ":keyhold");
+    cr_expect(r && r->elements == 0, "the unpartitioned keyhold was written");
+    freeReplyObject(r);
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        cr_expect_eq(harness_redis_int(rc, "HLEN %s:keyhold", name), 0,
+                     "%s:keyhold still holds keys", name);
+        free(name);
+    }
 }

@@ -95,7 +95,9 @@ typedef struct dctx {
     size_t n_acks, cap_acks;
     store_pending_t meta;     /* metadata updates, queued once per flush */
 
-    /* what the thread is running now, for the overrun watchdog */
+    /* what the thread is running now, for the overrun watchdog and
+     * /health; cur_handler points into the chunk's generation, so other
+     * threads read it between generation_peek_begin() and _end() */
     _Atomic(const char *) cur_handler;
     atomic_llong cur_start_ms;
     atomic_uint cur_timeout_ms;

@@ -1370,6 +1370,8 @@ static void inhost_scan(engine_t *e, long long *pending, int64_t *oldest_ms, int
     *oldest_ms = oldest ? now - oldest : 0;
     *over = 0;
     int64_t cnow = clock_coarse_ms();
+    /* h points into the worker's generation, which we hold no reference on */
+    generation_peek_begin();
     for (uint32_t i = 0; e->workers && i < e->n_workers; i++) {
         dctx_t *d = &e->workers[i].ctx;
         const char *h = atomic_load(&d->cur_handler);
@@ -1383,6 +1385,7 @@ static void inhost_scan(engine_t *e, long long *pending, int64_t *oldest_ms, int
                                                    "handler", h, "running_ms", (json_int_t)ran,
                                                    "timeout_ms", (int)limit));
     }
+    generation_peek_end();
 }
 
 static void update_gauges(engine_t *e)
@@ -1401,8 +1404,11 @@ static void update_gauges(engine_t *e)
 static void watch_overruns(engine_t *e)
 {
     int64_t now = clock_coarse_ms();
+    /* the log line copies the running handler's name (generation.h) */
+    generation_peek_begin();
     for (uint32_t i = 0; i < e->n_workers; i++)
         dctx_check_overrun(&e->workers[i].ctx, now);
+    generation_peek_end();
 }
 
 /* One point of the overview's history: the counts so far and the gauges

@@ -11,6 +11,8 @@
 #include "core/generation.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,11 @@
 #include "util/log.h"
 #include "util/metrics.h"
 #include "util/private_dir.h"
+
+static atomic_int peekers; /* generation_peek_begin() minus _end() */
+
+void generation_peek_begin(void) { atomic_fetch_add(&peekers, 1); }
+void generation_peek_end(void) { atomic_fetch_sub(&peekers, 1); }
 
 static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER;
 static generation_t **retired;
@@ -65,6 +72,9 @@ int generation_reap(void)
     retired = NULL;
     n_retired = cap_retired = 0;
     pthread_mutex_unlock(&retired_lock);
+    /* a peek lasts a string copy: wait it out before freeing (see the header) */
+    while (n && atomic_load(&peekers) > 0)
+        sched_yield();
     for (size_t i = 0; i < n; i++) {
         log_info("reload", "generation %llu drained; finalising its plugins",
                  (unsigned long long)list[i]->number);

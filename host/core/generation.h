@@ -112,6 +112,18 @@ int generation_build(const char *conf_dir, const generation_t *prev, uint64_t nu
 generation_t *generation_ref(generation_t *g);
 /* Drops a reference; at zero the generation is queued for generation_reap(). */
 void generation_unref(generation_t *g);
+/*
+ * A thread that reads a string borrowed from a generation it holds no
+ * reference on — a worker's running handler name, which /health and the
+ * overrun watchdog read while the worker may finish its chunk — brackets
+ * the load of the pointer and the copy of the string with these (any
+ * thread, nestable, lock-free).  generation_reap() waits for such readers
+ * before it frees anything: a reader that holds a pointer into a retired
+ * generation loaded it before the worker cleared it, so before the
+ * generation was retired, and is still counted when the reap begins.
+ */
+void generation_peek_begin(void);
+void generation_peek_end(void);
 /* Destroy every generation whose last reference is gone (control thread).
  * Returns how many were destroyed. */
 int generation_reap(void);

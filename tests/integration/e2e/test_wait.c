@@ -50,11 +50,14 @@ static void teardown(void)
 
 TestSuite(e2e_wait, .init = setup, .fini = teardown, .timeout = 120);
 
-static void start_host(int replicas)
+/* timeout_ms: long where every WAIT must be confirmed (a WAIT returns as
+ * soon as the replicas answer, and a loaded machine can make one lag),
+ * short where every WAIT must time out */
+static void start_host(int replicas, int timeout_ms)
 {
     char extra[200];
-    snprintf(extra, sizeof extra, "redis:\n  wait_replicas: %d\n  wait_timeout_ms: 150\n",
-             replicas);
+    snprintf(extra, sizeof extra, "redis:\n  wait_replicas: %d\n  wait_timeout_ms: %d\n",
+             replicas, timeout_ms);
     /* (a later file: merged key by key with 00-host.yaml's redis: { url }) */
     e2e_host_conf(&E, NULL);
     e2e_conf_file(&E, "05-wait.yaml", extra);
@@ -107,7 +110,7 @@ static long long replica_pending(void)
 
 Test(e2e_wait, the_replicas_asked_for_confirm_every_wait)
 {
-    start_host(1);
+    start_host(1, 4000);
     char *err = publish(40);
     cr_expect(!strstr(err, "timed out"), "publish warned although the replica is there: %s", err);
     free(err);
@@ -122,7 +125,7 @@ Test(e2e_wait, the_replicas_asked_for_confirm_every_wait)
 
 Test(e2e_wait, more_replicas_than_exist_is_counted_and_nothing_waits_for_them)
 {
-    start_host(2);
+    start_host(2, 150);
     char *err = publish(30);
     cr_expect(strstr(err, "waits for 2 replicas timed out"), "no warning from publish: %s", err);
     free(err);

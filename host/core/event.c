@@ -436,6 +436,7 @@ static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
 /* Publishing from handlers: one client per thread, made on first use. */
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *pub_url, *pub_stream;
+static unsigned pub_partitions = 1; /* under pub_lock */
 static pthread_key_t pub_key;
 static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
 
@@ -450,7 +451,7 @@ void event_host_api_set_wait(unsigned replicas, uint32_t timeout_ms)
     atomic_store(&pub_wait_n, replicas);
 }
 
-void event_host_api_configure(const char *redis_url, const char *stream)
+void event_host_api_configure(const char *redis_url, const char *stream, unsigned partitions)
 {
     pthread_once(&pub_once, pub_key_make);
     pthread_mutex_lock(&pub_lock);
@@ -458,6 +459,7 @@ void event_host_api_configure(const char *redis_url, const char *stream)
     free(pub_stream);
     pub_url = redis_url ? strdup(redis_url) : NULL;
     pub_stream = stream ? strdup(stream) : NULL;
+    pub_partitions = partitions ? partitions : 1;
     pthread_mutex_unlock(&pub_lock);
 }
 
@@ -478,6 +480,14 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
          * refused at once (the guard still reads the caps evbusd publishes). */
         if (c)
             evbus_client_set_retention(c, 0, 0, 0);
+        /* each event to its partition stream, the count checked against
+         * the recorded one as every publisher's is (docs/scale-out.md) */
+        if (c && pub_partitions > 1 &&
+            evbus_client_set_partitions(c, pub_partitions) != EVBUS_CLIENT_OK) {
+            snprintf(err, errlen, "publish: partitions: %u is out of range", pub_partitions);
+            evbus_client_free(c);
+            c = NULL;
+        }
         pthread_mutex_unlock(&pub_lock);
         if (!c)
             return -1;

@@ -324,6 +324,7 @@ static int build_instances(generation_t *g, const generation_t *prev, uint32_t i
             isolation_conf_t iso = {.private_dir = private_dir,
                                     .redis_url = cfg->core.redis_url,
                                     .stream = cfg->core.stream,
+                                    .partitions = cfg->core.partitions,
                                     .init_flags = init_flags,
                                     .api = event_host_api()};
             int rc = ci->isolation == CFG_ISOLATION_PROCESS

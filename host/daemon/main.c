@@ -454,7 +454,7 @@ int main(int argc, char **argv)
     log_set_format(lfmt >= 0 ? lfmt : LOG_FORMAT_TEXT);
     if (notify_broken)
         log_warn("evbusd", "%s; running without service manager notifications", nerr);
-    event_host_api_configure(cfg->core.redis_url, cfg->core.stream);
+    event_host_api_configure(cfg->core.redis_url, cfg->core.stream, cfg->core.partitions);
     event_host_api_set_wait(cfg->core.redis_wait_replicas, cfg->core.redis_wait_timeout_ms);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation.  The

@@ -110,6 +110,7 @@ typedef struct isolation_conf {
     const char *private_dir;  /* where the child keeps its copy of the .so */
     const char *redis_url;    /* api->publish in the child (NULL: refused) */
     const char *stream;
+    unsigned partitions;      /* the `partitions` setting, for api->publish */
     uint32_t init_flags;      /* EVBUS_INIT_* */
     const evbus_host_api_t *api; /* the table handlers are called with */
 } isolation_conf_t;

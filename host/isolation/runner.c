@@ -977,6 +977,7 @@ int isolation_instance_new(plugin_lib_t *lib, const char *name, const char *conf
     }
     runner_init_t fixed = {.proto = RUNNER_PROTO_VERSION,
                            .init_flags = conf->init_flags,
+                           .partitions = conf->partitions,
                            .log_level = log_get_level(),
                            .log_format = log_get_format()};
     const char *cfg = config_json ? config_json : "{}";

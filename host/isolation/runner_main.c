@@ -115,7 +115,7 @@ static void do_init(child_t *c, const char *payload, size_t len)
     log_set_level(fixed.log_level);
     log_set_format(fixed.log_format);
     if (redis_url[0] && stream[0])
-        event_host_api_configure(redis_url, stream);
+        event_host_api_configure(redis_url, stream, fixed.partitions);
     if (plugin_lib_open(path, private_dir, &c->lib, err, sizeof err) != 0) {
         reply_str(c, RUNNER_INIT_FAILED, 0, err);
         exit(2);

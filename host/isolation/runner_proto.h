@@ -64,7 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RUNNER_PROTO_VERSION 1u
+#define RUNNER_PROTO_VERSION 2u
 #define RUNNER_FD 3
 #define RUNNER_FRAME_MAX (64u << 20) /* an event entry is far smaller */
 #define RUNNER_SHM_FD 4
@@ -97,6 +97,8 @@ typedef struct runner_init {
     uint32_t init_flags; /* EVBUS_INIT_* for init() and fini() */
     int32_t log_level;   /* util/log.h, the host's at spawn time */
     int32_t log_format;
+    uint32_t partitions; /* the `partitions` setting: api->publish's partition streams */
+    uint32_t reserved;
 } runner_init_t;
 
 #define RUNNER_CALL_REPLAY 0x1u

@@ -1117,3 +1117,71 @@ Test(partitions, per_key_order_holds_in_every_partition, .timeout = 180)
         free(name);
     }
 }
+
+/* Handlers that publish (api->publish), in evbusd and in an isolated
+ * instance's runner child, send each event to its partition stream with
+ * the count the stream has recorded: a publisher that kept one stream
+ * would be refused (the record differs) and the delivery retried. */
+Test(partitions, handlers_publish_to_the_partition_of_each_event, .timeout = 180)
+{
+    char *fwd = harness_build_path("plugins/testkit/forwarder.so");
+    char *yaml = NULL;
+    cr_assert_geq(asprintf(&yaml,
+                           "  - name: fwd-in\n"
+                           "    plugin: %s\n"
+                           "    subscriptions: [ { pattern: \"origin.in.**\" } ]\n"
+                           "  - name: fwd-iso\n"
+                           "    plugin: %s\n"
+                           "    isolation: process\n"
+                           "    subscriptions: [ { pattern: \"origin.iso.**\" } ]\n",
+                           fwd, fwd),
+                  0);
+    free(fwd);
+    extra_yaml = yaml;
+    write_config(P);
+    size_t cap = 40 * 200, len = 0;
+    char *in = malloc(cap);
+    for (int i = 0; i < 40; i++)
+        len += (size_t)snprintf(in + len, cap - len,
+                                "{\"id\":\"o-%d\",\"type\":\"origin.%s.step\",\"tenantid\":"
+                                "\"t%d\",\"data\":{}}\n",
+                                i, i % 2 ? "iso" : "in", i % 13);
+    publish_ndjson(in);
+    drain();
+    /* 40 origins + 40 forwarded, each where its key hashes */
+    cr_expect_eq(check_partitions(NULL), 80);
+    size_t forwarded = 0;
+    unsigned char seen[40] = {0};
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        redisReply *r = redisCommand(rc, "XRANGE %s - +", name);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < r->elements; i++) {
+            json_t *ev = json_loads(r->element[i]->element[1]->element[1]->str, 0, NULL);
+            const char *type = json_string_value(json_object_get(ev, "type"));
+            const char *from =
+                json_string_value(json_object_get(json_object_get(ev, "data"), "from"));
+            int k;
+            if (type && !strcmp(type, "forwarded.happened") && from &&
+                sscanf(from, "o-%d", &k) == 1 && k >= 0 && k < 40) {
+                forwarded++;
+                seen[k]++;
+            }
+            json_decref(ev);
+        }
+        freeReplyObject(r);
+        free(name);
+    }
+    cr_expect_eq(forwarded, 40, "%zu forwarded events for 40 origins", forwarded);
+    for (int k = 0; k < 40; k++)
+        cr_expect_eq(seen[k], 1, "o-%d forwarded %d times", k, seen[k]);
+    for (unsigned p = 0; p < P; p++) {
+        char *s = NULL;
+        cr_assert_geq(asprintf(&s, "{" STREAM ":%u}:dlq", p), 0);
+        redisReply *r = redisCommand(rc, "XLEN %s", s);
+        cr_expect(r && r->integer == 0, "%s holds %lld dead letters", s, r ? r->integer : -1);
+        freeReplyObject(r);
+        free(s);
+    }
+    free(yaml);
+}

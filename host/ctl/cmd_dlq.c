@@ -49,8 +49,8 @@ static void dlq_usage(FILE *out)
           "           dead letters added or removed meanwhile do not shift the pages.\n"
           "           With partitions above 1 it merges every partition's dead letters\n"
           "           (ids and cursors are ID:PARTITION; no --offset); show, retry and\n"
-          "           delete take such an ID, summary counts every partition, and\n"
-          "           purge and the bulk forms refuse (exit 2) for now\n"
+          "           delete take such an ID; summary, purge and the bulk forms take\n"
+          "           every partition (--limit: the oldest across them)\n"
           "  show     one dead letter with its original event\n"
           "  summary  counts by tenant, type, reason and failing handler\n"
           "  retry    re-publish the original event to its stream as a new entry\n"
@@ -752,41 +752,100 @@ static void dlq_print_result(const struct dlq_args *a, dlq_bulk_action_t act,
     printf("\n");
 }
 
-static int dlq_bulk(evbus_client_t *c, const char *dlq, const struct dlq_args *a,
-                    dlq_bulk_action_t act)
+/* A stream id "ms-seq" as two numbers, for ordering ids of different
+ * streams by time (a partition's dead letters against another's). */
+static void sid_parts(const char *id, uint64_t *ms, uint64_t *seq)
 {
-    dlq_ids_t ids;
+    char *end = NULL;
+    *ms = strtoull(id, &end, 10);
+    *seq = end && *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
+}
+
+static bool sid_older(const char *a, const char *b)
+{
+    uint64_t am, as, bm, bs;
+    sid_parts(a, &am, &as);
+    sid_parts(b, &bm, &bs);
+    return am < bm || (am == bm && as < bs);
+}
+
+/*
+ * The bulk forms (retry and delete without an ID, purge) over `n` dead-
+ * letter streams: one per partition of a partitioned stream, else the one.
+ * The filter selects in every stream; --limit keeps the oldest across all
+ * of them (the runs go oldest first in each); one confirmation covers the
+ * total, then each stream's run follows the other's, and one result sums
+ * them.  A run that stops leaves the later streams' entries not attempted.
+ */
+static int dlq_bulk(evbus_client_t *c, const char *const *dlqs, size_t n,
+                    const struct dlq_args *a, dlq_bulk_action_t act)
+{
+    dlq_ids_t *ids = calloc(n, sizeof *ids);
+    if (!ids)
+        return ctl_fail("dlq", "out of memory");
     char err[512], what[512];
-    int rc = dlq_ids_collect(c, dlq, &a->f, a->limit_n, &ids, err, sizeof err);
-    if (rc != 0)
+    int rc = 0;
+    dlq_ids_t total = {0};
+    for (size_t p = 0; p < n && rc == 0; p++) {
+        rc = dlq_ids_collect(c, dlqs[p], &a->f, n > 1 ? 0 : a->limit_n, &ids[p], err,
+                             sizeof err);
+        total.matching += ids[p].matching;
+    }
+    if (rc != 0) {
+        for (size_t p = 0; p < n; p++)
+            dlq_ids_free(&ids[p]);
+        free(ids);
         return dlq_result(rc, err);
+    }
+    if (n > 1 && a->limit_n) {
+        /* the oldest limit_n across the streams: a merge of their heads */
+        size_t *keep = calloc(n, sizeof *keep), left = a->limit_n;
+        for (;;) {
+            size_t best = n;
+            for (size_t p = 0; p < n; p++)
+                if (keep[p] < ids[p].n &&
+                    (best == n || sid_older(ids[p].id[keep[p]], ids[best].id[keep[best]])))
+                    best = p;
+            if (best == n || !left)
+                break;
+            keep[best]++;
+            left--;
+        }
+        for (size_t p = 0; p < n; p++)
+            ids[p].n = keep[p];
+        free(keep);
+    }
+    for (size_t p = 0; p < n; p++)
+        total.n += ids[p].n;
     dlq_filter_text(what, sizeof what, a);
     if (a->dry_run) {
         if (a->json)
             dlq_print_json(json_pack("{s:s, s:b, s:I, s:I}", "action", dlq_bulk_action_name(act),
-                                     "dry_run", 1, "matching", (json_int_t)ids.matching,
-                                     "selected", (json_int_t)ids.n));
+                                     "dry_run", 1, "matching", (json_int_t)total.matching,
+                                     "selected", (json_int_t)total.n));
         else
             printf("would %s %zu dead letter%s matching %s (dry run: nothing changed)\n",
-                   dlq_bulk_action_name(act), ids.n, ids.n == 1 ? "" : "s", what);
-        dlq_ids_free(&ids);
+                   dlq_bulk_action_name(act), total.n, total.n == 1 ? "" : "s", what);
+        for (size_t p = 0; p < n; p++)
+            dlq_ids_free(&ids[p]);
+        free(ids);
         return CTL_OK;
     }
     const char *archive = a->archive ? a->archive : ctl_env()->dlq_archive;
     PGconn *pg = NULL;
-    if (act != DLQ_BULK_RETRY && ids.n > 0) {
+    if (act != DLQ_BULK_RETRY && total.n > 0) {
         /* usage problems first, then the servers, then the question */
         if (!a->yes && !isatty(STDIN_FILENO))
             rc = ctl_usage_error("dlq", "%s of %zu dead letters matching %s needs "
                                         "confirmation, and stdin is not a terminal: add --yes",
-                                 a->sub, ids.n, what);
+                                 a->sub, total.n, what);
         else if (act == DLQ_BULK_PURGE && !archive)
             rc = ctl_usage_error("dlq", "no archive file: give --archive PATH (or -c DIR for "
                                         "dlq.archive)");
         if (rc == CTL_OK)
             pg = dlq_metadata(a, &rc);
         if (rc == CTL_OK && !a->yes && !dlq_confirm(act == DLQ_BULK_PURGE ? "Purge" : "Delete",
-                                                   ids.n, what))
+                                                   total.n, what))
             rc = ctl_fail("dlq", "%s cancelled; nothing was removed", a->sub);
     }
     if (rc == CTL_OK) {
@@ -794,34 +853,70 @@ static int dlq_bulk(evbus_client_t *c, const char *dlq, const struct dlq_args *a
         dlq_bulk_opts_t o = {.action = act, .tenant = a->tenant, .rate = a->rate_n,
                              .archive_path = archive, .pg = pg, .on_failure = dlq_on_failure,
                              .ud = &fails};
-        dlq_bulk_result_t res;
-        dlq_bulk_run(c, dlq, &o, &ids, &res);
-        dlq_print_result(a, act, &ids, &res, archive);
-        if (res.stop[0])
-            rc = ctl_fail("dlq", "stopped: %s%s", res.stop,
-                          res.skipped ? "; the dead letters not attempted are still there" : "");
-        else if (res.failed)
+        dlq_bulk_result_t sum = {.marked = pg ? 0 : -1};
+        for (size_t p = 0; p < n; p++) {
+            if (sum.stop[0]) {
+                sum.skipped += ids[p].n; /* after a stop: not attempted */
+                continue;
+            }
+            if (!ids[p].n)
+                continue;
+            dlq_bulk_result_t res;
+            dlq_bulk_run(c, dlqs[p], &o, &ids[p], &res);
+            sum.done += res.done;
+            sum.failed += res.failed;
+            sum.gone += res.gone;
+            sum.skipped += res.skipped;
+            if (res.marked >= 0 && sum.marked >= 0)
+                sum.marked += res.marked;
+            else
+                sum.marked = -1;
+            memcpy(sum.stop, res.stop, sizeof sum.stop);
+        }
+        dlq_print_result(a, act, &total, &sum, archive);
+        if (sum.stop[0])
+            rc = ctl_fail("dlq", "stopped: %s%s", sum.stop,
+                          sum.skipped ? "; the dead letters not attempted are still there" : "");
+        else if (sum.failed)
             rc = CTL_FAIL;
     }
     if (pg)
         PQfinish(pg);
-    dlq_ids_free(&ids);
+    for (size_t p = 0; p < n; p++)
+        dlq_ids_free(&ids[p]);
+    free(ids);
+    return rc;
+}
+
+/* The bulk form on this command's dead-letter streams: every partition's
+ * of a partitioned stream (`dlq` is then NULL), else `dlq`. */
+static int dlq_bulk_cmd(evbus_client_t *c, const char *dlq, const struct dlq_args *a,
+                        dlq_bulk_action_t act)
+{
+    const ctl_env_t *env = ctl_env();
+    if (dlq || env->partitions <= 1)
+        return dlq_bulk(c, &dlq, 1, a, act);
+    char **dlqs = partition_dlqs(env);
+    if (!dlqs)
+        return ctl_fail("dlq", "out of memory");
+    int rc = dlq_bulk(c, (const char *const *)dlqs, env->partitions, a, act);
+    free_dlqs(dlqs, env->partitions);
     return rc;
 }
 
 static int dlq_retry(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
-    return a->id ? dlq_retry_one(c, dlq, a) : dlq_bulk(c, dlq, a, DLQ_BULK_RETRY);
+    return a->id ? dlq_retry_one(c, dlq, a) : dlq_bulk_cmd(c, dlq, a, DLQ_BULK_RETRY);
 }
 
 static int dlq_delete(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
-    return a->id ? dlq_delete_one(c, dlq, a) : dlq_bulk(c, dlq, a, DLQ_BULK_DELETE);
+    return a->id ? dlq_delete_one(c, dlq, a) : dlq_bulk_cmd(c, dlq, a, DLQ_BULK_DELETE);
 }
 
 static int dlq_purge(evbus_client_t *c, const char *dlq, const struct dlq_args *a)
 {
-    return dlq_bulk(c, dlq, a, DLQ_BULK_PURGE);
+    return dlq_bulk_cmd(c, dlq, a, DLQ_BULK_PURGE);
 }
 
 int cmd_dlq(int argc, char **argv)
@@ -855,14 +950,13 @@ int cmd_dlq(int argc, char **argv)
     if (rc != CTL_OK)
         return rc;
 
-    /* with partitions, list and summary take them all and an ID:P names
-     * one dead letter; purge and the bulk forms do not work there yet */
+    /* with partitions, list, summary, purge and the bulk forms take them
+     * all (dlq_bulk_cmd), and an ID:P names one dead letter */
     const ctl_env_t *env = ctl_env();
     char plain[EVBUS_STREAM_ID_LEN], *pdlq = NULL;
-    if (env->partitions > 1 && subs[k].fn != dlq_list && subs[k].fn != dlq_summary_cmd) {
+    bool all_parts = env->partitions > 1 && !a.id;
+    if (env->partitions > 1 && a.id) {
         size_t part = 0;
-        if (!a.id && (rc = ctl_partitions_unsupported("dlq")) != 0)
-            return rc;
         if (evbus_dlq_merged_id(a.id, env->partitions, plain, &part) != 0)
             return ctl_usage_error("dlq", "\"%s\": a dead letter of a partitioned stream is "
                                    "ID:PARTITION (evbusctl dlq list prints them)", a.id);
@@ -885,7 +979,7 @@ int cmd_dlq(int argc, char **argv)
     }
     ctl_apply_retention(c);
     ctl_apply_wait(c);
-    rc = subs[k].fn(c, pdlq ? pdlq : env->dlq_stream, &a);
+    rc = subs[k].fn(c, pdlq ? pdlq : all_parts ? NULL : env->dlq_stream, &a);
     evbus_client_free(c);
     free(pdlq);
     return rc;

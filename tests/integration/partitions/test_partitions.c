@@ -711,14 +711,6 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
     free(reply);
     extra_yaml = "";
     write_config(P);
-    cst = run_ctl(NULL, &out, &err, "dlq", "purge", "--all", NULL);
-    cr_expect_eq(cst, 2, "evbusctl dlq purge --all exited %d", cst);
-    cr_expect(err && strstr(err, "does not work on partitioned streams yet"), "%s",
-              err ? err : "");
-    cr_expect(err && strstr(err, "does not work on partitioned streams yet"), "%s",
-              err ? err : "");
-    free(out);
-    free(err);
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
@@ -1184,4 +1176,124 @@ Test(partitions, handlers_publish_to_the_partition_of_each_event, .timeout = 180
         free(s);
     }
     free(yaml);
+}
+
+/* The dead letters of every partition, oldest first, as "ID:P" strings in
+ * out (up to cap); returns how many. */
+static size_t dlq_all(char out[][48], size_t cap)
+{
+    size_t n = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        redisReply *r = redisCommand(rc, "XRANGE %s:dlq - +", name);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < r->elements && n < cap; i++)
+            snprintf(out[n++], 48, "%s:%u", r->element[i]->element[0]->str, p);
+        freeReplyObject(r);
+        free(name);
+    }
+    /* oldest first across partitions: by the id's ms, then its seq */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0; j--) {
+            unsigned long long am, as, bm, bs;
+            sscanf(out[j - 1], "%llu-%llu", &am, &as);
+            sscanf(out[j], "%llu-%llu", &bm, &bs);
+            if (am < bm || (am == bm && as <= bs))
+                break;
+            char t[48];
+            memcpy(t, out[j], 48);
+            memcpy(out[j], out[j - 1], 48);
+            memcpy(out[j - 1], t, 48);
+        }
+    return n;
+}
+
+/* Entries of every partition stream, each checked to be in the partition
+ * its key hashes to. */
+static size_t entries_where_they_hash(void)
+{
+    size_t total = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        redisReply *r = redisCommand(rc, "XRANGE %s - +", name);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < r->elements; i++) {
+            json_t *ev = json_loads(r->element[i]->element[1]->element[1]->str, 0, NULL);
+            cr_expect_eq(evbus_event_partition(ev, P), (int)p, "an event in %s hashes to %d",
+                         name, evbus_event_partition(ev, P));
+            json_decref(ev);
+        }
+        total += r->elements;
+        freeReplyObject(r);
+        free(name);
+    }
+    return total;
+}
+
+/* evbusctl -c conf ARGS (NULL-terminated) with --json: its parsed output. */
+static json_t *ctl_json(char *const args[])
+{
+    char *argv[16];
+    size_t k = 0;
+    argv[k++] = harness_build_path("host/ctl/evbusctl");
+    argv[k++] = "-c";
+    argv[k++] = conf_dir;
+    for (size_t i = 0; args[i] && k < 15; i++)
+        argv[k++] = args[i];
+    argv[k] = NULL;
+    char *out = NULL, *err = NULL;
+    int st = harness_run(argv, NULL, NULL, &out, &err, 60000);
+    cr_assert_eq(st, 0, "evbusctl %s %s exited %d: %s", args[0], args[1], st, err ? err : "");
+    json_t *j = json_loads(out ? out : "", 0, NULL);
+    cr_assert_not_null(j, "not JSON: %s", out ? out : "");
+    free(argv[0]);
+    free(out);
+    free(err);
+    return j;
+}
+
+/* The bulk forms select in every partition: a dry run counts them all,
+ * --limit takes the oldest across partitions, retry re-publishes to each
+ * dead letter's partition, purge empties them all. */
+Test(partitions, bulk_dead_letter_operations_take_every_partition, .timeout = 180)
+{
+    write_config(P);
+    publish_ndjson(ndjson_mixed(280)); /* 40 poison events */
+    drain();
+    static char before[64][48], after[64][48];
+    size_t n = dlq_all(before, 64);
+    cr_assert_eq(n, 40);
+    json_t *j = ctl_json((char *[]){"dlq", "delete", "--all", "--dry-run", "--json", NULL});
+    cr_expect_eq(json_integer_value(json_object_get(j, "matching")), 40);
+    json_decref(j);
+    /* the 5 oldest across the partitions, and only them */
+    j = ctl_json((char *[]){"dlq", "delete", "--all", "--limit", "5", "--yes", "--no-metadata",
+                            "--json", NULL});
+    cr_expect_eq(json_integer_value(json_object_get(j, "deleted")), 5);
+    json_decref(j);
+    size_t m = dlq_all(after, 64);
+    cr_expect_eq(m, 35);
+    for (size_t i = 0; i < m; i++)
+        cr_expect_str_eq(after[i], before[i + 5], "kept %s, wanted the 35 newest", after[i]);
+    /* retry re-publishes to each dead letter's own partition */
+    size_t entries = entries_where_they_hash();
+    j = ctl_json((char *[]){"dlq", "retry", "--all", "--limit", "3", "--json", NULL});
+    cr_expect_eq(json_integer_value(json_object_get(j, "retried")), 3);
+    json_decref(j);
+    cr_expect_eq(entries_where_they_hash(), entries + 3, "3 retried events: not 3 new entries");
+    cr_expect_eq(dlq_all(after, 64), 32);
+    /* purge: all of them, into the archive */
+    char archive[600];
+    snprintf(archive, sizeof archive, "%s/archive.jsonl", dir);
+    j = ctl_json((char *[]){"dlq", "purge", "--all", "--yes", "--archive", archive,
+                            "--no-metadata", "--json", NULL});
+    cr_expect_eq(json_integer_value(json_object_get(j, "purged")), 32);
+    json_decref(j);
+    cr_expect_eq(dlq_all(after, 64), 0, "dead letters left after purge --all");
+    char *text = harness_read_file(archive);
+    size_t lines = 0;
+    for (char *p = text; p && *p; p++)
+        lines += *p == '\n';
+    cr_expect_eq(lines, 32, "%zu archived lines", lines);
+    free(text);
 }

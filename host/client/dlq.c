@@ -424,7 +424,7 @@ struct merged_item {
     unsigned long long ms, seq;
 };
 
-static void split_id(const char *id, unsigned long long *ms, unsigned long long *seq)
+void evbus_stream_id_split(const char *id, unsigned long long *ms, unsigned long long *seq)
 {
     char *end;
     *ms = strtoull(id, &end, 10);
@@ -504,7 +504,7 @@ int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, siz
         for (size_t i = 0; i < st.n; i++) {
             all[total].e = st.items[i];
             all[total].stream = k;
-            split_id(st.items[i].dlq_id, &all[total].ms, &all[total].seq);
+            evbus_stream_id_split(st.items[i].dlq_id, &all[total].ms, &all[total].seq);
             total++;
         }
         free(st.items);

@@ -571,6 +571,10 @@ int evbus_dlq_page_merged(evbus_client_t *c, const char *const *dlq_streams, siz
  * below n_streams. */
 int evbus_dlq_merged_id(const char *id, size_t n_streams, char *plain, size_t *index);
 
+/* A stream id "<ms>-<seq>" as its two numbers, to order ids of different
+ * streams (partitions) by time; 0 for what does not parse. */
+void evbus_stream_id_split(const char *id, unsigned long long *ms, unsigned long long *seq);
+
 typedef int (*evbus_dlq_scan_fn)(const evbus_dlq_entry_t *e, void *ud);
 int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                    evbus_dlq_scan_fn fn, void *ud, char *err, size_t errlen);

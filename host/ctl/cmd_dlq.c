@@ -752,20 +752,12 @@ static void dlq_print_result(const struct dlq_args *a, dlq_bulk_action_t act,
     printf("\n");
 }
 
-/* A stream id "ms-seq" as two numbers, for ordering ids of different
- * streams by time (a partition's dead letters against another's). */
-static void sid_parts(const char *id, uint64_t *ms, uint64_t *seq)
-{
-    char *end = NULL;
-    *ms = strtoull(id, &end, 10);
-    *seq = end && *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
-}
-
+/* Whether stream id a is older than b (ids of different partitions). */
 static bool sid_older(const char *a, const char *b)
 {
-    uint64_t am, as, bm, bs;
-    sid_parts(a, &am, &as);
-    sid_parts(b, &bm, &bs);
+    unsigned long long am, as, bm, bs;
+    evbus_stream_id_split(a, &am, &as);
+    evbus_stream_id_split(b, &bm, &bs);
     return am < bm || (am == bm && as < bs);
 }
 

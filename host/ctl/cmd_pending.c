@@ -123,8 +123,7 @@ static int read_pending(redisContext *r, const ctl_env_t *env, unsigned p, long 
         char id[64];
         snprintf(id, sizeof id, env->partitions > 1 ? "%s:%u" : "%s", e->element[0]->str, p);
         pend_t *pe = &out->v[out->n++];
-        pe->ms = pe->seq = 0;
-        sscanf(e->element[0]->str, "%llu-%llu", &pe->ms, &pe->seq);
+        evbus_stream_id_split(e->element[0]->str, &pe->ms, &pe->seq);
         pe->part = p;
         pe->row = json_pack("{s:s, s:s, s:I, s:I}", "id", id, "consumer", e->element[1]->str,
                             "idle_ms", (json_int_t)e->element[2]->integer, "deliveries",

@@ -8,13 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void runner_buf_room(runner_buf_t *b, size_t more)
+/* The buffer's capacity to exactly cap bytes (never less than len). */
+static void runner_buf_resize(runner_buf_t *b, size_t cap)
 {
-    if (b->len + more <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more)
-        cap *= 2;
     char *p = realloc(b->data, cap);
     if (!p) {
         fprintf(stderr, "evbus runner protocol: out of memory\n");
@@ -24,17 +20,20 @@ static void runner_buf_room(runner_buf_t *b, size_t more)
     b->cap = cap;
 }
 
+static void runner_buf_room(runner_buf_t *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    runner_buf_resize(b, cap);
+}
+
 void runner_buf_reserve(runner_buf_t *b, size_t total)
 {
-    if (b->cap >= total)
-        return;
-    char *p = realloc(b->data, total);
-    if (!p) {
-        fprintf(stderr, "evbus runner protocol: out of memory\n");
-        abort();
-    }
-    b->data = p;
-    b->cap = total;
+    if (b->cap < total)
+        runner_buf_resize(b, total);
 }
 
 void runner_buf_put(runner_buf_t *b, const void *bytes, size_t len)

@@ -175,6 +175,18 @@ static const cfg_setting_t rows[] = {
      .why = "from the next sample (the points already taken keep their span)",
      .desc = "one point of the overview's history (`GET /api/v1/stats/history`, the console's "
              "charts), which keeps the last 15: a quarter of an hour at the default"},
+    {.key = "ownership.lease_ms", .type = CFG_U32, .offset = OFF(own_lease_ms), .min = 300,
+     .max = 3600000, .def = "10000", .reload = CFG_LIVE, .why = "from the next renewal",
+     .desc = "with `partitions` above 1, how long a host's lease on a partition lasts without "
+             "renewal (renewed every third of it): a crashed host's partitions are taken over "
+             "this long after its last renewal. Every host of a deployment should use the same "
+             "value (see [scale-out](scale-out.md#ownership-and-rebalancing))"},
+    {.key = "ownership.drain_timeout_ms", .type = CFG_U32, .offset = OFF(own_drain_timeout_ms),
+     .min = 0, .max = 3600000, .def = "30000", .reload = CFG_LIVE,
+     .why = "applies to the next partition given up",
+     .desc = "when a rebalance or a stop moves a partition away, how long this host waits for "
+             "its in-flight events of that partition to be acknowledged before releasing the "
+             "lease anyway (their writes are then fenced and the new owner handles them again)"},
     {.key = "ordering.max_keys", .type = CFG_U32, .offset = OFF(ordering_max_keys), .min = 64,
      .max = 100000000, .def = "100000", .reload = CFG_RESTART,
      .why = "the table of held keys is sized once at start",

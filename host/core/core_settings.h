@@ -36,6 +36,8 @@ typedef struct core_settings {
     uint32_t redis_wait_timeout_ms;
     char *stream;
     uint32_t partitions;        /* 1: today's keys (host/client/partition.h) */
+    uint32_t own_lease_ms;      /* partition leases (core/ownership.h), partitions > 1 */
+    uint32_t own_drain_timeout_ms;
     char *group;
     char *consumer;
     uint32_t batch_size;        /* XREADGROUP COUNT */

@@ -82,6 +82,8 @@ void dctx_begin(dctx_t *d, generation_t *g) { d->gen = g; }
 
 void dctx_set_link(dctx_t *d, const dlink_t *link) { d->link = link; }
 
+void dctx_set_fence(dctx_t *d, long long epoch) { d->fence_epoch = epoch; }
+
 /* ---- owed writes ------------------------------------------------------- */
 
 static void add_cmd(dctx_t *d, int argc, const char **argv, const size_t *lens)
@@ -153,11 +155,68 @@ static void clear_owed(dctx_t *d)
     d->n_acks = 0;
 }
 
+#define FLUSH_FENCED (-2)
+#define FLUSH_RACED 2
+
+/*
+ * Fencing (core/ownership.h): WATCH the partition's epoch key, then read
+ * it.  1 when it still holds the epoch the entries were read under (the
+ * WATCH stays on: the MULTI/EXEC that follows applies nothing if another
+ * host acquires the partition in between), FLUSH_FENCED when another host
+ * has it, 0 on a connection failure.
+ */
+static int fence_check(dctx_t *d)
+{
+    redisContext *c = d->wc;
+    const char *key = d->link->epoch_key;
+    redisAppendCommand(c, "WATCH %s", key);
+    redisAppendCommand(c, "GET %s", key);
+    long long now = -1;
+    int rc = 1;
+    for (int i = 0; i < 2; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
+            return 0;
+        if (r->type == REDIS_REPLY_ERROR) {
+            log_error(d->name, "checking the fencing epoch %s: %s", key, r->str);
+            rc = -1;
+        } else if (i == 1) {
+            now = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
+        }
+        freeReplyObject(r);
+    }
+    if (rc == 1 && now == d->fence_epoch)
+        return 1;
+    redisReply *u = redisCommand(c, "UNWATCH");
+    if (!u)
+        return 0;
+    freeReplyObject(u);
+    if (rc == -1)
+        return -1;
+    int64_t t = clock_mono_ms();
+    if (t - d->fence_warned_ms >= 10000) { /* at most every 10 s: it says it per chunk */
+        d->fence_warned_ms = t;
+        log_warn(d->name, "%s was taken over (epoch %lld, ours %lld): %zu acknowledgement%s and "
+                 "%zu other write%s not made; the new owner claims those entries "
+                 "(evbus_fenced_writes_total)", d->link->stream, now, d->fence_epoch, d->n_acks,
+                 d->n_acks == 1 ? "" : "s", d->n_cmds, d->n_cmds == 1 ? "" : "s");
+    }
+    return FLUSH_FENCED;
+}
+
 /* Send the owed writes once.  1 done, 0 connection failure (retry), -1
- * the server refused them (they will never apply: give up). */
+ * the server refused them (they will never apply: give up), FLUSH_FENCED
+ * another host owns the partition now (give up), FLUSH_RACED the epoch
+ * changed between the check and EXEC (check again). */
 static int flush_once(dctx_t *d)
 {
     redisContext *c = d->wc;
+    bool fenced = d->link->epoch_key != NULL;
+    if (fenced) {
+        int f = fence_check(d);
+        if (f != 1)
+            return f;
+    }
     const char *stream = d->link->stream, *group = d->link->group;
     size_t nargs = d->n_acks + 3;
     const char **argv = NULL;
@@ -168,7 +227,7 @@ static int flush_once(dctx_t *d)
         argv[2] = group;
         memcpy(argv + 3, d->acks, d->n_acks * sizeof *argv);
     }
-    bool multi = d->n_cmds > 0;
+    bool multi = d->n_cmds > 0 || fenced;
     size_t expect = 0;
     if (multi) {
         redisAppendCommand(c, "MULTI");
@@ -195,6 +254,8 @@ static int flush_once(dctx_t *d)
         if (r->type == REDIS_REPLY_ERROR) {
             log_error(d->name, "Redis refused owed writes: %s", r->str);
             rc = -1;
+        } else if (fenced && last && r->type == REDIS_REPLY_NIL && rc == 1) {
+            rc = FLUSH_RACED; /* the WATCHed epoch changed: nothing was applied */
         } else if (multi && last && r->type != REDIS_REPLY_ARRAY) {
             log_error(d->name, "MULTI/EXEC was aborted");
             rc = -1;
@@ -287,6 +348,13 @@ void dctx_flush(dctx_t *d)
         }
         if (rc == -1)
             break; /* entries stay pending; reclaim redelivers them */
+        if (rc == FLUSH_FENCED) {
+            METRIC_ADD(fenced_writes, d->n_acks + d->n_cmds);
+            d->link->redis_recovered(d->link->owner);
+            break; /* entries stay pending; their new owner claims them */
+        }
+        if (rc == FLUSH_RACED)
+            continue;
         drop_wc(d, "writing acks");
         if (stopping(d))
             continue; /* one more attempt through ensure_wc, which gives up */

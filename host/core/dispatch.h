@@ -56,6 +56,10 @@ typedef struct dlink {
     const char *retry_key;   /* the retry schedule (ZSET) */
     const char *dlq_stream;
     const char *dedup_prefix; /* dedup marks: <prefix>:<group>:<handler>:<event id> */
+    /* the partition's fencing epoch key (core/ownership.h), or NULL when
+     * hosts do not hold partitions: with it, the owed writes land only
+     * while the key still holds the epoch set by dctx_set_fence */
+    const char *epoch_key;
     /* which instances are paused (NULL: none ever is); read once per
      * handler call, lock-free (core/pause.h) */
     const pause_table_t *pauses;
@@ -109,6 +113,8 @@ typedef struct dctx {
     unsigned rand_state;
     bool warned_too_many;     /* more than EVENT_MAX_HANDLERS matched once */
     int64_t wait_warned_ms;   /* last "replicas fell short" warning (clock_mono_ms) */
+    long long fence_epoch;    /* the epoch the entries were read under (link->epoch_key) */
+    int64_t fence_warned_ms;  /* last "fenced" warning (clock_mono_ms) */
 
     /* Calls of isolated instances made ahead, all at once, for the chunk
      * being dispatched (dctx_dispatch_chunk), in the order the per-entry
@@ -152,6 +158,15 @@ void dctx_release(dctx_t *d);
  * chunk the link of the partition it was read from).  Only between a
  * flush and the next begin: the owed writes go to one link's keys. */
 void dctx_set_link(dctx_t *d, const dlink_t *link);
+
+/* The fencing epoch the next chunk's entries were read under, when the
+ * link has an epoch_key.  dctx_flush then writes in a MULTI/EXEC under
+ * WATCH of that key, after checking it still holds `epoch`; when another
+ * host has taken the partition over since, nothing is written (the
+ * entries stay pending for the new owner, which claims them), the writes
+ * are counted in evbus_fenced_writes_total and logged.  Same rule as
+ * dctx_set_link: only between a flush and the next begin. */
+void dctx_set_fence(dctx_t *d, long long epoch);
 
 /* Start a chunk dispatched with generation g (borrowed until flush). */
 void dctx_begin(dctx_t *d, generation_t *g);

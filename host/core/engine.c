@@ -29,6 +29,7 @@
 #include "core/crash.h"
 #include "core/dispatch.h"
 #include "core/keyorder.h"
+#include "core/ownership.h"
 #include "core/pause.h"
 #include "core/reply_arena.h"
 #include "core/stats.h"
@@ -56,6 +57,7 @@ typedef struct chunk {
     bool recovered;       /* claimed again: check the delivery count first */
     int lane;             /* only worker `lane` may run it (per-key order); -1: any */
     unsigned part;        /* the partition its entries were read from */
+    long long epoch;      /* the partition's fencing epoch when read (leases) */
     redisReply **owned;   /* entries gathered for a lane (freed with the chunk), or NULL */
 } chunk_t;
 
@@ -84,12 +86,27 @@ static void batch_unref(batch_t *b)
  */
 typedef struct part {
     char *stream, *retry_key, *dlq_stream, *paused_key, *dedup_prefix;
+    char *lease_key, *epoch_key; /* core/ownership.h */
     dlink_t link;
     keyorder_t *keys;  /* held keys of per_key handlers in this partition */
     retention_t *ret;  /* this partition's trimmer; maintenance thread */
     /* the group as Redis last reported it (maintenance thread), for
      * /health's per-partition view; METRICS_UNSET until read */
     _Atomic int64_t lag, pending, retry_scheduled, dlq_length;
+    /* Ownership (e->leases): own is an own_state_t, written by the
+     * ownership thread (and ACQUIRED -> ACTIVE by the reader); epoch is
+     * set before own becomes ACQUIRED and read by the reader for each
+     * chunk.  Without leases own is ACTIVE for the engine's life. */
+    atomic_int own;
+    _Atomic long long epoch;
+    atomic_int inflight;     /* chunks of this partition queued or running */
+    /* ownership thread only */
+    int64_t valid_until;     /* clock_mono_ms: our lease surely holds until then */
+    int64_t revoke_deadline; /* REVOKING: release by then, drained or not */
+    uint64_t revoke_seq;     /* REVOKING: e->read_seq when it began */
+    /* what Redis said at the last tick, for /health (e->own_lock) */
+    char holder[128];
+    long long seen_epoch;
 } part_t;
 
 typedef struct worker {
@@ -116,6 +133,7 @@ struct engine {
         atomic_uint batch_size, block_ms, min_idle_ms, reclaim_interval_ms;
         atomic_uint stale_consumer_ms, circuit_failures, reconnect_max_ms, dlq_capacity;
         atomic_uint connect_ms, unhealthy_after_ms, history_period_ms;
+        atomic_uint lease_ms, drain_timeout_ms;
         atomic_bool circuit_stop;
     } live;
 
@@ -136,8 +154,20 @@ struct engine {
     atomic_int inflight_n;
 
     worker_t *workers;
-    pthread_t reader_tid, maint_tid;
+    pthread_t reader_tid, maint_tid, own_tid;
     bool started;
+    /* Partition ownership (core/ownership.h): on when partitions > 1.
+     * read_seq counts the reader's rounds, so the ownership thread knows
+     * when no read that could include a revoked partition is under way;
+     * workers_done tells it the workers exited (release, then leave). */
+    bool leases;
+    char *hosts_key;
+    atomic_uint_fast64_t read_seq;
+    atomic_bool reader_done, workers_done;
+    pthread_mutex_t own_lock; /* hosts, part_t.holder/seen_epoch */
+    char **hosts;
+    size_t n_hosts;
+    int64_t own_tick_ms;      /* wall ms of the last completed ownership tick */
     atomic_bool stop;
     atomic_bool wants_exit;
     atomic_bool failed;    /* stopped by the circuit breaker (circuit.stop) */
@@ -191,6 +221,8 @@ static void apply_live(engine_t *e, const generation_t *gen)
     atomic_store(&e->live.unhealthy_after_ms, (unsigned)c->health_unhealthy_after_ms);
     atomic_store(&e->live.history_period_ms, (unsigned)c->stats_history_period_ms);
     atomic_store(&e->live.circuit_stop, c->circuit_stop);
+    atomic_store(&e->live.lease_ms, c->own_lease_ms ? c->own_lease_ms : 10000);
+    atomic_store(&e->live.drain_timeout_ms, c->own_drain_timeout_ms);
     metrics_set_tenant_labels(gen->cfg->admin.metrics_tenant_label);
     /* before the generation gauge names gen: its handlers' series show */
     for (size_t i = 0; i < gen->n_handlers; i++)
@@ -442,6 +474,7 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     while ((ch = queue_pop(e, (int)(w - e->workers)))) {
         dctx_set_link(&w->ctx, &e->parts[ch->part].link);
+        dctx_set_fence(&w->ctx, ch->epoch);
         dctx_begin(&w->ctx, ch->gen);
         if (ch->recovered)
             for (size_t i = 0; i < ch->count; i++)
@@ -450,6 +483,7 @@ static void *worker_main(void *arg)
             dctx_dispatch_chunk(&w->ctx, ch->entries, ch->count);
         dctx_flush(&w->ctx);
         inflight_remove(e, ch);
+        atomic_fetch_sub(&e->parts[ch->part].inflight, 1);
         generation_unref(ch->gen);
         batch_unref(ch->batch);
         chunk_free(ch);
@@ -464,11 +498,14 @@ static void *worker_main(void *arg)
 static void enqueue_chunk(engine_t *e, chunk_t *ch)
 {
     ch->enq_ms = ch->lease_ms = clock_mono_ms();
+    ch->epoch = atomic_load(&e->parts[ch->part].epoch);
+    atomic_fetch_add(&e->parts[ch->part].inflight, 1);
     while (inflight_add(e, ch) != 0)
         sleep_ms(1);
     if (!queue_push(e, ch)) {
         /* stopping: the entries stay pending and are redelivered */
         inflight_remove(e, ch);
+        atomic_fetch_sub(&e->parts[ch->part].inflight, 1);
         generation_unref(ch->gen);
         batch_unref(ch->batch);
         chunk_free(ch);
@@ -582,6 +619,7 @@ static int recover_own_pending(engine_t *e, part_t *pt, redisContext *c, dctx_t 
     char start[80] = "-";
     size_t n = 0;
     dctx_set_link(ctx, &pt->link);
+    dctx_set_fence(ctx, atomic_load(&pt->epoch));
     while (!atomic_load(&e->stop)) {
         redisReply *r = redisCommand(c, "XPENDING %s %s %s + 100 %s", pt->stream, e->group, start,
                                      e->consumer);
@@ -634,6 +672,72 @@ static int recover_all_pending(engine_t *e, redisContext *c, dctx_t *ctx)
     for (unsigned p = 0; p < e->n_parts; p++)
         if (recover_own_pending(e, &e->parts[p], c, ctx) != 0)
             return -1;
+    return 0;
+}
+
+/*
+ * Take partition pt over (its lease was just acquired: OWN_ACQUIRED, and
+ * none of its chunks is in flight here).  Every entry pending in the
+ * group there was read by a previous owner, which the new epoch fenced:
+ * claim them all (min-idle 0: no other host may ack them any more), read
+ * the partition's holds, and handle the claimed entries one at a time in
+ * stream order before anything new is read — so a key's event the old
+ * owner had in flight is handled before the key's later events.
+ */
+static int take_over(engine_t *e, part_t *pt, redisContext *c, dctx_t *ctx)
+{
+    char cursor[64] = "0-0";
+    size_t claimed = 0;
+    do {
+        redisReply *r = redisCommand(c, "XAUTOCLAIM %s %s %s 0 %s COUNT 1000 JUSTID",
+                                     pt->stream, e->group, e->consumer, cursor);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING) {
+            bool nogroup = r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOGROUP", 7) == 0;
+            if (r && r->type == REDIS_REPLY_ERROR && !nogroup)
+                log_warn("ownership", "claiming the pending entries of %s: %s", pt->stream,
+                         r->str);
+            if (r)
+                freeReplyObject(r);
+            if (!nogroup)
+                return -1;
+            break; /* no group yet: nothing pending */
+        }
+        snprintf(cursor, sizeof cursor, "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_ARRAY)
+            claimed += r->element[1]->elements;
+        freeReplyObject(r);
+    } while (strcmp(cursor, "0-0") != 0 && !atomic_load(&e->stop));
+    char kerr[300];
+    if (keyorder_load(pt->keys, c, kerr, sizeof kerr) != 0) {
+        log_warn("keyorder", "%s", kerr);
+        return -1;
+    }
+    if (recover_own_pending(e, pt, c, ctx) != 0)
+        return -1;
+    log_info("ownership", "took %s over (epoch %lld): %zu pending entr%s claimed and handled "
+             "first, %zu key%s held", pt->stream, atomic_load(&pt->epoch), claimed,
+             claimed == 1 ? "y" : "ies", keyorder_held_total(pt->keys),
+             keyorder_held_total(pt->keys) == 1 ? "" : "s");
+    return 0;
+}
+
+/* Take over every partition whose lease the ownership thread acquired and
+ * whose chunks from an earlier ownership are done.  0, or -1 on a Redis
+ * failure (the partition stays ACQUIRED: tried again next round). */
+static int take_over_acquired(engine_t *e, redisContext *c, dctx_t *ctx)
+{
+    for (unsigned p = 0; p < e->n_parts && !atomic_load(&e->stop); p++) {
+        part_t *pt = &e->parts[p];
+        if (atomic_load(&pt->own) != OWN_ACQUIRED || atomic_load(&pt->inflight) != 0)
+            continue;
+        if (take_over(e, pt, c, ctx) != 0)
+            return -1;
+        int want = OWN_ACQUIRED;
+        /* lost meanwhile: the ownership thread set NONE, and the writes
+         * made for it were fenced */
+        atomic_compare_exchange_strong(&pt->own, &want, OWN_ACTIVE);
+    }
     return 0;
 }
 
@@ -748,8 +852,9 @@ static void *reader_main(void *arg)
             /* the holds first: recovering our pending entries must already
              * see which keys wait behind a retry */
             char kerr[300];
+            /* with leases, each partition is recovered when taken over */
             if (ensure_group(e, c) != 0 ||
-                (!atomic_load(&e->recovered) &&
+                (!atomic_load(&e->recovered) && !e->leases &&
                  (load_keys(e, c, kerr, sizeof kerr) != 0 ||
                   recover_all_pending(e, c, &rctx) != 0))) {
                 note_redis_error(e, c->err ? c->errstr : "group setup failed");
@@ -767,19 +872,38 @@ static void *reader_main(void *arg)
                              !atomic_load(&e->stop);
              waited++)
             sleep_ms(1);
+        if (e->leases && take_over_acquired(e, c, &rctx) != 0) {
+            note_redis_error(e, c->err ? c->errstr : "taking a partition over failed");
+            drop_conn(&c);
+            sleep_unless_stopped(e, backoff_ms(e));
+            grouped = false;
+            continue;
+        }
+        /* the partitions this round reads: those held and active (all of
+         * them without leases); a round that starts after a partition was
+         * revoked never reads it (read_seq, see own_release_drained) */
+        atomic_fetch_add(&e->read_seq, 1);
+        unsigned n_read = 0;
+        for (unsigned p = 0; p < e->n_parts; p++)
+            if (atomic_load(&e->parts[p].own) == OWN_ACTIVE)
+                rargv[9 + n_read++] = e->parts[p].stream;
+        if (n_read == 0) { /* none held (yet): the ownership thread works on it */
+            sleep_unless_stopped(e, 50);
+            continue;
+        }
+        for (unsigned k = 0; k < n_read; k++)
+            rargv[9 + n_read + k] = ">";
+        if (e->leases && block > LIVE(e, lease_ms) / 4)
+            block = LIVE(e, lease_ms) / 4; /* see a revoke or a loss within a lease */
         char count[16], blockms[16];
-        unsigned per_stream = (LIVE(e, batch_size) + e->n_parts - 1) / e->n_parts;
+        unsigned per_stream = (LIVE(e, batch_size) + n_read - 1) / n_read;
         snprintf(count, sizeof count, "%u", per_stream ? per_stream : 1);
         snprintf(blockms, sizeof blockms, "%u", block);
         const char *head[] = {"XREADGROUP", "GROUP", e->group, e->consumer, "COUNT", count,
                               "BLOCK", blockms, "STREAMS"};
         memcpy(rargv, head, sizeof head);
-        for (unsigned p = 0; p < e->n_parts; p++) {
-            rargv[9 + p] = e->parts[p].stream;
-            rargv[9 + e->n_parts + p] = ">";
-        }
         /* built in one arena, freed with rarena_free() (by the last chunk) */
-        redisReply *r = rarena_command(c, (int)rargc, rargv);
+        redisReply *r = rarena_command(c, (int)(9 + 2 * n_read), rargv);
         if (!r) {
             char what[300];
             snprintf(what, sizeof what, "XREADGROUP: %s", c->errstr);
@@ -832,6 +956,15 @@ static void *reader_main(void *arg)
                     continue;
                 }
                 redisReply *entries = sr->element[1];
+                int own = atomic_load(&e->parts[p].own);
+                if (own != OWN_ACTIVE && own != OWN_REVOKING) {
+                    /* the lease was lost during the read: these stay
+                     * pending, and the new owner claims them */
+                    log_warn("ownership", "%zu entr%s read from %s after its lease was lost: left "
+                             "for its new owner", entries->elements,
+                             entries->elements == 1 ? "y" : "ies", e->parts[p].stream);
+                    continue;
+                }
                 read += entries->elements;
                 enqueue_entries(e, b, p, entries->element, entries->elements, false);
             }
@@ -859,11 +992,19 @@ static void *reader_main(void *arg)
     dctx_release(&rctx);
     free(rargv);
     drop_conn(&c);
+    atomic_store(&e->reader_done, true);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
 }
 
 /* ---- maintenance --------------------------------------------------------- */
+
+/* Whether this host works on partition pt now: always without leases;
+ * with them, while it holds pt's lease and reads it.  The maintenance
+ * work that writes to a partition (retry mover, reclaim, stale consumers,
+ * the DLQ's capacity archive) runs only there, so two hosts never race on
+ * it; reading work (samples for /health) runs on every partition. */
+static bool part_held(const part_t *pt) { return atomic_load(&pt->own) == OWN_ACTIVE; }
 
 /*
  * Move due retries back into the stream.  One Lua script per call: read the
@@ -881,6 +1022,8 @@ static void *reader_main(void *arg)
  */
 static const char *MOVE_RETRIES_LUA =
     EVBUS_PAUSE_LUA_FUNCS
+    /* fenced (leases): only the holder of the epoch in ARGV[5] moves */
+    "if ARGV[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[5] then return {-1, 0} end\n"
     "local any_paused = redis.call('EXISTS', KEYS[4]) == 1\n"
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', "
     "0, ARGV[2])\n"
@@ -905,15 +1048,19 @@ static const char *MOVE_RETRIES_LUA =
     "end\n"
     "return {#due / 2, moved}\n";
 
-static int move_due_retries(const part_t *pt, redisContext *c)
+static int move_due_retries(const engine_t *e, const part_t *pt, redisContext *c)
 {
-    char now[32], parked[32];
+    char now[32], parked[32], epoch[32] = "";
     snprintf(now, sizeof now, "%lld", (long long)clock_wall_ms());
     snprintf(parked, sizeof parked, "%lld", EVBUS_RETRY_PARKED_MS);
+    if (e->leases)
+        snprintf(epoch, sizeof epoch, "%lld", atomic_load(&pt->epoch));
     for (;;) {
-        redisReply *r = redisCommand(c, "EVAL %s 4 %s %s %s %s %s 500 %s %s", MOVE_RETRIES_LUA,
-                                     pt->retry_key, pt->stream, pt->dlq_stream, pt->paused_key, now,
-                                     evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE), parked);
+        const char *argv[] = {"EVAL", MOVE_RETRIES_LUA, "5", pt->retry_key, pt->stream,
+                              pt->dlq_stream, pt->paused_key,
+                              e->leases ? pt->epoch_key : pt->stream, now, "500",
+                              evbus_dlq_reason_name(EVBUS_DLQ_UNPARSEABLE), parked, epoch};
+        redisReply *r = redisCommandArgv(c, 13, argv, NULL);
         if (!r)
             return -1;
         if (r->type == REDIS_REPLY_ERROR) {
@@ -927,6 +1074,8 @@ static int move_due_retries(const part_t *pt, redisContext *c)
             moved = r->element[1]->integer;
         }
         freeReplyObject(r);
+        if (examined < 0)
+            return 0; /* fenced: the partition's new owner moves them */
         if (moved > 0)
             METRIC_ADD(retries_due, (uint64_t)moved);
         if (examined < 500)
@@ -1018,7 +1167,7 @@ static int renew_leases(engine_t *e, redisContext *c)
     int rc = 0;
     for (size_t i = 0; i < e->inflight_cap && rc == 0; i++) {
         chunk_t *ch = e->inflight[i];
-        if (!ch || now - ch->lease_ms < lease_every)
+        if (!ch || now - ch->lease_ms < lease_every || atomic_load(&e->parts[ch->part].own) == OWN_NONE)
             continue;
         size_t argc = 0;
         const char **argv = malloc((ch->count + 8) * sizeof *argv);
@@ -1224,7 +1373,7 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
     uint32_t share = (cap + e->n_parts - 1) / e->n_parts;
     for (unsigned p = 0; p < e->n_parts && rc == 0; p++) {
         long long n = atomic_load(&e->parts[p].dlq_length);
-        if (n > (long long)share)
+        if (n > (long long)share && part_held(&e->parts[p]))
             rc = archive_dlq_excess(&e->parts[p], c, n, share, archive);
     }
     return rc;
@@ -1451,13 +1600,15 @@ static void *maint_main(void *arg)
             last_pause = now;
         }
         for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
-            rc = move_due_retries(&e->parts[p], c);
+            if (part_held(&e->parts[p]))
+                rc = move_due_retries(e, &e->parts[p], c);
         if (rc == 0)
             rc = renew_leases(e, c);
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= LIVE(e, reclaim_interval_ms)) {
             for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
-                rc = reclaim_idle(e, p, c);
+                if (part_held(&e->parts[p]))
+                    rc = reclaim_idle(e, p, c);
             last_reclaim = now;
         }
         if (rc == 0 && now - last_dlq >= 1000) {
@@ -1482,7 +1633,8 @@ static void *maint_main(void *arg)
         }
         if (rc == 0 && now - last_stale >= stale_every) {
             for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
-                rc = remove_stale_consumers(e, e->parts[p].stream, c);
+                if (part_held(&e->parts[p]))
+                    rc = remove_stale_consumers(e, e->parts[p].stream, c);
             last_stale = now;
         }
         watch_overruns(e);
@@ -1496,6 +1648,261 @@ static void *maint_main(void *arg)
         sleep_unless_stopped(e, 50);
     }
     drop_conn(&c);
+    atomic_fetch_sub(&e->threads_running, 1);
+    return NULL;
+}
+
+/* ---- ownership (core/ownership.h) ------------------------------------ */
+
+static void own_gauge(engine_t *e)
+{
+    uint64_t n = 0;
+    for (unsigned p = 0; p < e->n_parts; p++)
+        n += atomic_load(&e->parts[p].own) != OWN_NONE;
+    METRIC_SET(partitions_owned, n);
+}
+
+static void own_lose(part_t *pt, const char *why)
+{
+    atomic_store(&pt->own, OWN_NONE);
+    METRIC_INC(leases_lost);
+    log_warn("ownership", "lost %s (epoch %lld): %s; writes still owed there are fenced and its "
+             "new owner handles those entries again", pt->stream, atomic_load(&pt->epoch), why);
+}
+
+/* Stop reading pt and release it once drained (own_release_drained). */
+static void own_revoke(engine_t *e, part_t *pt, int64_t now, const char *why)
+{
+    pt->revoke_deadline = now + LIVE(e, drain_timeout_ms);
+    pt->revoke_seq = atomic_load(&e->read_seq);
+    atomic_store(&pt->own, OWN_REVOKING);
+    log_info("ownership", "giving %s up (%s): draining its in-flight events first", pt->stream,
+             why);
+}
+
+static int index_of(char **hosts, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcmp(hosts[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/*
+ * One tick: the heartbeat, the leases as Redis has them, the assignment;
+ * then renew what this host holds (a renewal refused means the lease is
+ * lost), revoke what it holds and should not, and acquire what it should
+ * hold and is free.  `leaving`: this host is stopping, so it is not in
+ * the host set and acquires nothing.  0, or -1 on a Redis failure.
+ */
+static int own_tick(engine_t *e, redisContext *c, bool leaving)
+{
+    uint32_t lease = LIVE(e, lease_ms);
+    /* our lease surely holds until `sent + lease`, by Redis's clock too:
+     * Redis started counting after we sent; the margin covers clocks that
+     * run at slightly different rates */
+    int64_t sent = clock_mono_ms(), until = sent + lease - lease / 10;
+    char err[300];
+    char **hosts = NULL;
+    size_t n_hosts = 0;
+    unsigned np = e->n_parts;
+    char **holder = calloc(np, sizeof *holder);
+    long long *epoch = calloc(np, sizeof *epoch);
+    int *owner = calloc(np, sizeof *owner), *target = calloc(np, sizeof *target);
+    char **lease_keys = calloc(np, sizeof *lease_keys), **epoch_keys = calloc(np, sizeof *epoch_keys);
+    int rc = -1;
+    if (!holder || !epoch || !owner || !target || !lease_keys || !epoch_keys) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    for (unsigned p = 0; p < np; p++) {
+        lease_keys[p] = e->parts[p].lease_key;
+        epoch_keys[p] = e->parts[p].epoch_key;
+    }
+    if (own_heartbeat(c, e->hosts_key, leaving ? NULL : e->consumer, lease, &hosts, &n_hosts, err,
+                      sizeof err) != 0 ||
+        own_read(c, np, lease_keys, epoch_keys, holder, epoch, err, sizeof err) != 0)
+        goto out;
+    for (unsigned p = 0; p < np; p++)
+        owner[p] = index_of(hosts, n_hosts, holder[p]);
+    own_assign(np, n_hosts, owner, target);
+    int me = leaving ? -1 : index_of(hosts, n_hosts, e->consumer);
+    for (unsigned p = 0; p < np; p++) {
+        part_t *pt = &e->parts[p];
+        int st = atomic_load(&pt->own);
+        if (st != OWN_NONE) {
+            int r = own_renew(c, pt->lease_key, pt->epoch_key, e->consumer,
+                              atomic_load(&pt->epoch), lease, err, sizeof err);
+            if (r < 0)
+                goto out;
+            if (r == 0) {
+                own_lose(pt, "another host acquired it");
+                continue;
+            }
+            pt->valid_until = until;
+            if ((st == OWN_ACTIVE || st == OWN_ACQUIRED) && (me < 0 || target[p] != me))
+                own_revoke(e, pt, clock_mono_ms(),
+                           leaving ? "stopping" : "rebalancing: another host's share now");
+        } else if (me >= 0 && target[p] == me) {
+            char held_by[128];
+            long long ep = own_acquire(c, pt->lease_key, pt->epoch_key, e->consumer, lease,
+                                       held_by, sizeof held_by, err, sizeof err);
+            if (ep < 0)
+                goto out;
+            if (ep > 0) {
+                atomic_store(&pt->epoch, ep);
+                pt->valid_until = until;
+                atomic_store(&pt->own, OWN_ACQUIRED);
+                METRIC_INC(leases_acquired);
+                log_info("ownership", "acquired %s (epoch %lld; %zu host%s)", pt->stream, ep,
+                         n_hosts, n_hosts == 1 ? "" : "s");
+                free(holder[p]);
+                holder[p] = strdup(e->consumer);
+                epoch[p] = ep;
+            }
+        }
+    }
+    rc = 0;
+    pthread_mutex_lock(&e->own_lock);
+    own_hosts_free(e->hosts, e->n_hosts);
+    e->hosts = hosts;
+    e->n_hosts = n_hosts;
+    hosts = NULL;
+    for (unsigned p = 0; p < np; p++) {
+        snprintf(e->parts[p].holder, sizeof e->parts[p].holder, "%s", holder[p] ? holder[p] : "");
+        e->parts[p].seen_epoch = epoch[p];
+    }
+    e->own_tick_ms = clock_wall_ms();
+    pthread_mutex_unlock(&e->own_lock);
+out:
+    if (rc != 0)
+        log_warn("ownership", "%s", err);
+    own_hosts_free(hosts, n_hosts);
+    for (unsigned p = 0; holder && p < np; p++)
+        free(holder[p]);
+    free(holder);
+    free(epoch);
+    free(owner);
+    free(target);
+    free(lease_keys);
+    free(epoch_keys);
+    own_gauge(e);
+    return rc;
+}
+
+/*
+ * Release the partitions being given up that are drained: none of their
+ * chunks is queued or running, and the reader has completed a round that
+ * started after the revoke (so no read that included them is still under
+ * way) — or the drain timeout passed, or `force`.  0, or -1 on a Redis
+ * failure (they stay REVOKING and are tried again).
+ */
+static int own_release_drained(engine_t *e, redisContext *c, int64_t now, bool force)
+{
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        part_t *pt = &e->parts[p];
+        if (atomic_load(&pt->own) != OWN_REVOKING)
+            continue;
+        int left = atomic_load(&pt->inflight);
+        bool drained = left == 0 && (atomic_load(&e->read_seq) >= pt->revoke_seq + 2 ||
+                                     atomic_load(&e->reader_done));
+        if (!drained && !force && now < pt->revoke_deadline)
+            continue;
+        if (!drained)
+            log_warn("ownership", "releasing %s with %d chunk%s of it still in flight "
+                     "(ownership.drain_timeout_ms passed, or stopping): their writes are fenced "
+                     "once another host acquires it", pt->stream, left, left == 1 ? "" : "s");
+        char err[300];
+        int r = own_release(c, pt->lease_key, pt->epoch_key, e->consumer,
+                            atomic_load(&pt->epoch), err, sizeof err);
+        if (r < 0) {
+            log_warn("ownership", "%s", err);
+            return -1;
+        }
+        atomic_store(&pt->own, OWN_NONE);
+        if (r == 1) {
+            METRIC_INC(leases_released);
+            log_info("ownership", "released %s (epoch %lld)", pt->stream,
+                     atomic_load(&pt->epoch));
+        } else {
+            own_lose(pt, "another host acquired it before the release");
+        }
+    }
+    own_gauge(e);
+    return 0;
+}
+
+/*
+ * The ownership thread (only with leases): ticks every third of the
+ * lease, releases drained partitions every 50 ms, and treats a lease it
+ * could not renew in time as lost (stop reading it at once: its writes
+ * would be fenced anyway).  On stop it leaves the host set, revokes
+ * everything, keeps renewing while the workers finish, releases what they
+ * drained and exits once they are done (engine_stop sets workers_done).
+ */
+static void *own_main(void *arg)
+{
+    engine_t *e = arg;
+    pthread_setname_np(pthread_self(), "evbus-owner");
+    redisContext *c = NULL;
+    int64_t next_tick = 0;
+    bool leaving = false;
+    while (!(atomic_load(&e->stop) && atomic_load(&e->workers_done))) {
+        int64_t now = clock_mono_ms();
+        if (atomic_load(&e->stop) && !leaving) {
+            leaving = true;
+            for (unsigned p = 0; p < e->n_parts; p++) {
+                int st = atomic_load(&e->parts[p].own);
+                if (st == OWN_ACTIVE || st == OWN_ACQUIRED)
+                    own_revoke(e, &e->parts[p], now, "stopping");
+            }
+            char err[300];
+            if (c && own_leave(c, e->hosts_key, e->consumer, err, sizeof err) != 0)
+                drop_conn(&c);
+        }
+        if (!c) {
+            char err[256];
+            if (now >= next_tick &&
+                !(c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
+                                          (int)e->command_ms, err, sizeof err))) {
+                note_redis_error(e, err);
+                next_tick = now + backoff_ms(e);
+            }
+        }
+        if (c && now >= next_tick) {
+            if (own_tick(e, c, leaving) != 0) {
+                drop_conn(&c);
+                next_tick = now + backoff_ms(e);
+            } else {
+                next_tick = now + LIVE(e, lease_ms) / 3;
+            }
+        }
+        for (unsigned p = 0; p < e->n_parts; p++) {
+            part_t *pt = &e->parts[p];
+            if (atomic_load(&pt->own) != OWN_NONE && clock_mono_ms() > pt->valid_until)
+                own_lose(pt, "not renewed in time (Redis unreachable?)");
+        }
+        if (c && own_release_drained(e, c, clock_mono_ms(), false) != 0)
+            drop_conn(&c);
+        sleep_ms(50);
+    }
+    /* the workers are done: what is still held has nothing in flight */
+    if (!c) {
+        char err[256];
+        c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms), (int)e->command_ms, err,
+                                sizeof err);
+    }
+    if (c) {
+        char err[300];
+        for (unsigned p = 0; p < e->n_parts; p++) {
+            int st = atomic_load(&e->parts[p].own);
+            if (st == OWN_ACTIVE || st == OWN_ACQUIRED)
+                own_revoke(e, &e->parts[p], clock_mono_ms(), "stopping");
+        }
+        own_release_drained(e, c, clock_mono_ms(), true);
+        own_leave(c, e->hosts_key, e->consumer, err, sizeof err);
+        drop_conn(&c);
+    }
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
 }
@@ -1547,6 +1954,11 @@ static int fill_parts(engine_t *e, const evbus_config_t *cfg)
     if (max_keys < e->n_workers)
         max_keys = e->n_workers;
     bool tagged = e->n_parts > 1;
+    e->leases = e->n_parts > 1;
+    if (asprintf(&e->hosts_key, "%s:hosts", cfg->core.stream) < 0) {
+        e->hosts_key = NULL;
+        return -1;
+    }
     for (unsigned p = 0; p < e->n_parts; p++) {
         part_t *pt = &e->parts[p];
         pt->stream = core_partition_key(cfg, p, "");
@@ -1555,9 +1967,15 @@ static int fill_parts(engine_t *e, const evbus_config_t *cfg)
         /* dlq.stream names the one partition's; tagged ones are fixed */
         pt->dlq_stream = tagged ? core_partition_key(cfg, p, ":dlq") : strdup(cfg->core.dlq_stream);
         pt->dedup_prefix = tagged ? core_partition_key(cfg, p, ":dedup") : strdup("evbus:dedup");
+        pt->lease_key = core_partition_key(cfg, p, ":lease");
+        pt->epoch_key = core_partition_key(cfg, p, ":epoch");
         if (!pt->stream || !pt->retry_key || !pt->paused_key || !pt->dlq_stream ||
-            !pt->dedup_prefix)
+            !pt->dedup_prefix || !pt->lease_key || !pt->epoch_key)
             return -1;
+        /* without leases every partition is this host's for good */
+        atomic_init(&pt->own, e->leases ? OWN_NONE : OWN_ACTIVE);
+        atomic_init(&pt->epoch, 0);
+        atomic_init(&pt->inflight, 0);
         pt->keys = keyorder_new(pt->stream, e->n_workers, max_keys);
         pt->ret = retention_new(pt->stream, cfg->core.consumer);
         if (!pt->keys || !pt->ret)
@@ -1573,6 +1991,7 @@ static int fill_parts(engine_t *e, const evbus_config_t *cfg)
             .retry_key = pt->retry_key,
             .dlq_stream = pt->dlq_stream,
             .dedup_prefix = pt->dedup_prefix,
+            .epoch_key = e->leases ? pt->epoch_key : NULL,
             .pauses = e->pauses,
             .keys = pt->keys,
             .command_ms = (int)e->command_ms,
@@ -1598,11 +2017,17 @@ static void free_parts(engine_t *e)
         free(pt->paused_key);
         free(pt->dlq_stream);
         free(pt->dedup_prefix);
+        free(pt->lease_key);
+        free(pt->epoch_key);
         keyorder_free(pt->keys);
         retention_free(pt->ret);
     }
     free(e->parts);
     e->parts = NULL;
+    free(e->hosts_key);
+    e->hosts_key = NULL;
+    own_hosts_free(e->hosts, e->n_hosts);
+    e->hosts = NULL;
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -1636,6 +2061,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     pthread_mutex_init(&e->inflight_lock, NULL);
     pthread_mutex_init(&e->health_lock, NULL);
     pthread_mutex_init(&e->replay_lock, NULL);
+    pthread_mutex_init(&e->own_lock, NULL);
     e->q_cap = (size_t)e->n_workers * 2;
     e->q = calloc(e->q_cap, sizeof *e->q);
     /* queued + running chunks, plus slack for the batch being split */
@@ -1679,7 +2105,7 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_warn("retention", "the archiver did not start: with retention.archive: postgres "
                      "nothing will be trimmed");
     }
-    atomic_store(&e->threads_running, (int)e->n_workers + 2);
+    atomic_store(&e->threads_running, (int)e->n_workers + 2 + (e->leases ? 1 : 0));
     for (uint32_t i = 0; i < e->n_workers; i++) {
         e->workers[i].eng = e;
         char name[32];
@@ -1691,7 +2117,8 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         }
     }
     if (pthread_create(&e->reader_tid, NULL, reader_main, e) != 0 ||
-        pthread_create(&e->maint_tid, NULL, maint_main, e) != 0) {
+        pthread_create(&e->maint_tid, NULL, maint_main, e) != 0 ||
+        (e->leases && pthread_create(&e->own_tid, NULL, own_main, e) != 0)) {
         snprintf(err, errlen, "cannot start threads: %s", strerror(errno));
         return -1;
     }
@@ -1829,7 +2256,12 @@ int engine_stop(engine_t *e, int timeout_ms)
     for (uint32_t i = 0; i < e->n_workers && rc == 0; i++)
         if (join_until(e->workers[i].tid, deadline) != 0)
             rc = -1;
+    /* nothing is in flight any more: the ownership thread releases what
+     * it still holds and leaves */
+    atomic_store(&e->workers_done, true);
     if (rc == 0 && join_until(e->maint_tid, deadline) != 0)
+        rc = -1;
+    if (rc == 0 && e->leases && join_until(e->own_tid, deadline) != 0)
         rc = -1;
     if (rc == 0) {
         retention_stop_archive(e->parts[0].ret);
@@ -1899,9 +2331,42 @@ static json_t *partitions_health(engine_t *e)
         json_object_set_new(o, "retry_scheduled", sampled_json(atomic_load(&pt->retry_scheduled)));
         json_object_set_new(o, "dlq_length", sampled_json(atomic_load(&pt->dlq_length)));
         json_object_set_new(o, "retention", retention_health(pt->ret));
+        if (e->leases) {
+            pthread_mutex_lock(&e->own_lock);
+            json_object_set_new(o, "owner", pt->holder[0] ? json_string(pt->holder) : json_null());
+            json_object_set_new(o, "epoch", json_integer(pt->seen_epoch));
+            pthread_mutex_unlock(&e->own_lock);
+            int st = atomic_load(&pt->own);
+            json_object_set_new(o, "state", json_string(own_state_name((own_state_t)st)));
+            if (st != OWN_NONE)
+                json_object_set_new(o, "held_epoch", json_integer(atomic_load(&pt->epoch)));
+        }
         json_array_append_new(a, o);
     }
     return a;
+}
+
+/* /health's "ownership": this host's view of the hosts and leases. */
+static json_t *ownership_health(engine_t *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "enabled", json_boolean(e->leases));
+    if (!e->leases)
+        return o;
+    json_t *hosts = json_array(), *mine = json_array();
+    pthread_mutex_lock(&e->own_lock);
+    for (size_t i = 0; i < e->n_hosts; i++)
+        json_array_append_new(hosts, json_string(e->hosts[i]));
+    int64_t tick = e->own_tick_ms;
+    pthread_mutex_unlock(&e->own_lock);
+    for (unsigned p = 0; p < e->n_parts; p++)
+        if (atomic_load(&e->parts[p].own) != OWN_NONE)
+            json_array_append_new(mine, json_integer(p));
+    json_object_set_new(o, "hosts", hosts);
+    json_object_set_new(o, "owned", mine);
+    json_object_set_new(o, "lease_ms", json_integer(LIVE(e, lease_ms)));
+    json_object_set_new(o, "last_tick_age_ms", tick ? json_integer(clock_wall_ms() - tick) : json_null());
+    return o;
 }
 
 json_t *engine_health(engine_t *e)
@@ -1991,8 +2456,10 @@ json_t *engine_health(engine_t *e)
     json_object_set_new(dlq, "errors_total", json_integer((json_int_t)METRIC_GET(dlq_error)));
     json_object_set_new(h, "dlq", dlq);
     json_object_set_new(h, "retention", retention_health(e->parts[0].ret));
-    if (e->n_parts > 1)
+    if (e->n_parts > 1) {
         json_object_set_new(h, "partitions", partitions_health(e));
+        json_object_set_new(h, "ownership", ownership_health(e));
+    }
     /* what this host enforces: the pause hash as of its last poll */
     json_object_set_new(h, "paused", engine_paused_json(e));
     json_t *ev = json_object();

@@ -69,6 +69,14 @@
       "WAITs for replicas after writes (redis.wait_replicas)")                               \
     X(redis_wait_short, "evbus_redis_wait_short_total",                                     \
       "WAITs that timed out before redis.wait_replicas replicas had the writes")            \
+    X(fenced_writes, "evbus_fenced_writes_total",                                           \
+      "Acknowledgements and other writes not made because another host took the partition over") \
+    X(leases_acquired, "evbus_partition_leases_acquired_total",                              \
+      "Partition leases this host acquired (a takeover each)")                               \
+    X(leases_released, "evbus_partition_leases_released_total",                              \
+      "Partition leases this host released after draining (rebalancing, stopping)")         \
+    X(leases_lost, "evbus_partition_leases_lost_total",                                      \
+      "Partition leases this host lost: not renewed in time, or taken over")                 \
     X(keyorder_events_held, "evbus_keyorder_events_held_total",                             \
       "Deliveries of a per_key handler held back behind their key's retrying event")        \
     X(keyorder_table_full, "evbus_keyorder_table_full_total",                               \
@@ -76,6 +84,8 @@
 
 #define METRICS_GAUGES(X)                                                                  \
     X(inflight, "evbus_inflight_events", "Events being dispatched")                        \
+    X(partitions_owned, "evbus_partitions_owned",                                          \
+      "Partitions this host holds the lease of (partitions > 1)")                           \
     X(keyorder_keys_held, "evbus_keyorder_keys_held",                                       \
       "Keys of per_key handlers held behind a retrying event (this host's table)")          \
     X(dlq_length, "evbus_dlq_length", "Entries in the dead-letter stream")                  \

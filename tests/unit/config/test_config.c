@@ -894,7 +894,7 @@ Test(config, unknown_keys_name_the_key_and_the_valid_ones)
     expect_errors(3,
                   "%s/00.yaml:2:1: unknown top-level key 'redis_url' (valid: redis, stream, partitions, group, consumer, "
                   "batch_size, block_ms, worker_threads, handler_timeout_ms, retry, dlq, reclaim, circuit, "
-                  "health, stats, ordering, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
+                  "health, stats, ownership, ordering, schemas, retention, postgres, replay, admin, plugin_dir, log_level, log, state_dir, "
                   "shutdown_timeout_ms, reload, plugins, foreign)",
                   "%s/00.yaml:3:10: unknown key 'uri' in redis (valid: url, cluster, connect_timeout_ms, command_timeout_ms, wait_replicas, wait_timeout_ms)",
                   "%s/00.yaml:4:10: unknown key 'tries' in retry (valid: base_ms, factor, max_ms, max_attempts, jitter)");

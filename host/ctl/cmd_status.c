@@ -278,10 +278,31 @@ int cmd_status(int argc, char **argv)
                 else
                     snprintf(v[k], sizeof v[k], "?");
             }
-            printf("  %-24s lag %s, pending %s, retries %s, dlq %s, %lld entries\n",
+            char owner[200] = "";
+            json_t *who = json_object_get(o, "owner");
+            if (json_object_get(o, "epoch"))
+                snprintf(owner, sizeof owner, ", owner %s (epoch %lld%s%s)",
+                         json_is_string(who) ? json_string_value(who) : "none",
+                         (long long)json_integer_value(json_object_get(o, "epoch")),
+                         json_object_get(o, "held_epoch") ? ", here: " : "",
+                         json_object_get(o, "held_epoch")
+                             ? json_string_value(json_object_get(o, "state"))
+                             : "");
+            printf("  %-24s lag %s, pending %s, retries %s, dlq %s, %lld entries%s\n",
                    json_string_value(json_object_get(o, "stream")), v[0], v[1], v[2], v[3],
                    (long long)json_integer_value(
-                       json_object_get(json_object_get(o, "retention"), "entries")));
+                       json_object_get(json_object_get(o, "retention"), "entries")),
+                   owner);
+        }
+        json_t *own = json_object_get(h, "ownership");
+        if (json_is_true(json_object_get(own, "enabled"))) {
+            json_t *hs = json_object_get(own, "hosts");
+            printf("hosts:        %zu live:", json_array_size(hs));
+            for (size_t k = 0; k < json_array_size(hs); k++)
+                printf(" %s", json_string_value(json_array_get(hs, k)));
+            printf("; this host holds %zu partition%s\n",
+                   json_array_size(json_object_get(own, "owned")),
+                   json_array_size(json_object_get(own, "owned")) == 1 ? "" : "s");
         }
         const char *le = json_string_value(json_object_get(rl, "last_error"));
         const json_t *pend = json_object_get(rl, "pending_restart");

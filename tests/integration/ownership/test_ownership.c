@@ -376,6 +376,20 @@ Test(ownership, three_hosts_share_the_partitions_and_keep_per_key_order)
     /* every host comes to see an owner for every partition, and the hosts */
     cr_expect(harness_wait_until(views_agree, NULL, 10000),
               "the hosts' /health never showed every partition's owner");
+    /* evbusctl status (asking h1) names each partition's owner and epoch */
+    char *ctl = harness_build_path("host/ctl/evbusctl");
+    char *argv[] = {ctl, "-c", conf_dirs[1], "status", NULL};
+    char *out = NULL, *err = NULL;
+    int st = harness_run(argv, NULL, NULL, &out, &err, 30000);
+    cr_expect(st == 0 || st == 1, "evbusctl status exited %d: %s", st, err ? err : "");
+    cr_expect(out && strstr(out, "hosts:        3 live: h0 h1 h2; this host holds 2 partitions"),
+              "%s", out ? out : "");
+    cr_expect(out && strstr(out, ", owner h") && strstr(out, "(epoch ") &&
+                  strstr(out, ", here: active)"),
+              "%s", out ? out : "");
+    free(out);
+    free(err);
+    free(ctl);
     want_t w = {.nkeys = 60, .nseq = 50};
     publish(w.nkeys, 0, w.nseq);
     cr_assert(harness_wait_until(all_handled, &w, 90000), "not every event was handled");

@@ -15,14 +15,23 @@
  *    stream (Lua, atomic; parking those of paused instances), polls the
  *    pause hash into the pause table, renews leases of slow chunks, reclaims idle
  *    pending entries of dead consumers (poison pills, ghosts), removes stale
- *    consumers, watches DLQ capacity.
+ *    consumers, watches DLQ capacity.  With leases, only on the partitions
+ *    this host holds (reading work, the samples for /health, on all).
+ *  - ownership (1, only with partitions > 1; core/ownership.h): its own
+ *    connection; the heartbeat, the partition leases (acquire, renew,
+ *    revoke, release once drained) and the target assignment, every third
+ *    of ownership.lease_ms.  It writes each partition's state; the reader
+ *    takes an acquired partition over (claims its pending entries, reads
+ *    its holds, handles those entries first) before reading it.
  *  - the control thread (the caller: evbusd's main): start, swap, stop,
  *    health.  Generations retired by a swap are destroyed there.
  *
- * With `partitions` above 1 (docs/scale-out.md) the engine consumes every
- * partition stream {S:p} of one server: the reader reads them all in one
- * XREADGROUP, each chunk holds entries of one partition and is written
- * with that partition's keys, and the maintenance work runs per partition.
+ * With `partitions` above 1 (docs/scale-out.md) the engine consumes the
+ * partition streams {S:p} of one server whose lease this host holds: the
+ * reader reads them all in one XREADGROUP, each chunk holds entries of one
+ * partition, carries the partition's fencing epoch and is written with
+ * that partition's keys under that epoch (dctx_set_fence), and the
+ * maintenance work runs per partition.
  *
  * The only lock on the dispatch path is the chunk queue's.
  */

@@ -61,11 +61,14 @@
  * pending entries before it queues any chunk.  keyorder_key_of,
  * keyorder_lane and keyorder_held_total may be called from any thread.
  * new and free on the engine's control thread; load on the reader, at
- * start, before any entry is dispatched (no lane is busy).
+ * start or at a partition's takeover, before any entry of that partition
+ * is dispatched (none of its lanes is busy).
  *
- * SCOPE (issue 16 §3 on one Redis server): the holds are per stream, but a
- * lane is per host, so per-key order across several hosts of one group
- * needs partition ownership (issue 16 §2); replays ignore ordering.
+ * SCOPE: the holds are per stream (per partition), and a lane is per host,
+ * so per-key order across several hosts of one group rests on partition
+ * ownership (core/ownership.h, partitions > 1): keyorder_load runs again
+ * when a partition is taken over, while none of its chunks is in flight
+ * here.  Replays ignore ordering.
  */
 #ifndef EVBUS_CORE_KEYORDER_H
 #define EVBUS_CORE_KEYORDER_H

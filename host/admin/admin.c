@@ -238,6 +238,12 @@ evbus_client_t *admin_redis(admin_req_t *r)
     if (r->redis)
         return r->redis;
     admin_t *a = r->admin;
+    if (a->cluster) {
+        admin_error(r, 501, "not_supported", "redis.cluster",
+                    "the operator API's Redis operations do not run on a Redis Cluster yet "
+                    "(docs/scale-out.md, Status): use GET /health and /metrics");
+        return NULL;
+    }
     pthread_mutex_lock(&a->pool_mu);
     if (a->n_redis)
         r->redis = a->redis_pool[--a->n_redis];
@@ -955,6 +961,7 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
     a->eng = e;
     a->reloads = reload_requests;
     a->redis_url = strdup(cfg->core.redis_url);
+    a->cluster = core_redis_cluster(cfg) != NULL;
     a->stream = strdup(cfg->core.stream);
     a->partitions = cfg->core.partitions;
     pthread_mutex_init(&a->pool_mu, NULL);

@@ -55,6 +55,7 @@ struct admin {
     atomic_int *reloads;
     int port;
     char *redis_url, *stream; /* restart settings: fixed for the server's life */
+    bool cluster;             /* redis.cluster: the Redis routes answer 501 for now */
     unsigned partitions;      /* restart setting too */
     char *tls_cert, *tls_key;
     unsigned char cursor_key[32];

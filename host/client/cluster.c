@@ -702,6 +702,35 @@ static int slot_node(evbus_cluster_t *c, unsigned slot, char *why, size_t whylen
     return i;
 }
 
+static bool starts(const redisReply *r, const char *word);
+
+redisContext *evbus_cluster_slot_conn(evbus_cluster_t *c, unsigned slot, char *err,
+                                      size_t errlen)
+{
+    char why[512] = "";
+    int i = slot_node(c, slot % EVBUS_CLUSTER_SLOTS, why, sizeof why);
+    redisContext *ctx = i < 0 ? NULL : node_conn(c, i, why, sizeof why);
+    if (!ctx) {
+        c->stale = true; /* a failover may have moved the slot: ask again */
+        fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "slot %u: %s", slot, why);
+    }
+    return ctx;
+}
+
+void evbus_cluster_reset(evbus_cluster_t *c)
+{
+    for (size_t i = 0; i < c->n_nodes; i++)
+        node_drop(&c->nodes[i]);
+    c->stale = true;
+}
+
+bool evbus_cluster_reply_is_redirect(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR &&
+           (starts(r, "MOVED") || starts(r, "ASK") || starts(r, "TRYAGAIN") ||
+            starts(r, "CLUSTERDOWN"));
+}
+
 int evbus_cluster_slot_owner(const evbus_cluster_t *c, unsigned slot, char *out, size_t len)
 {
     if (!c->map || slot >= EVBUS_CLUSTER_SLOTS || c->map[slot] < 0)

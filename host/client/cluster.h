@@ -192,6 +192,31 @@ redisReply *evbus_cluster_command_node(evbus_cluster_t *c, const char *addr, int
                                        size_t errlen);
 
 /*
+ * For callers that speak to the nodes themselves (evbusd's threads, whose
+ * code sends commands and pipelines on a hiredis connection): the
+ * connection to the master serving `slot`, connected and authenticated,
+ * the map read first when there is none or it is stale.  Owned by the
+ * handle, valid until evbus_cluster_reset or evbus_cluster_free, or until
+ * a later call finds that node's connection broken.  Nothing is followed
+ * on it: a MOVED, ASK, TRYAGAIN or CLUSTERDOWN comes back as an error
+ * reply (evbus_cluster_reply_is_redirect), and the caller then calls
+ * evbus_cluster_reset and tries again (after a backoff).  NULL with a
+ * message when no node serves the slot or it cannot be reached.
+ */
+redisContext *evbus_cluster_slot_conn(evbus_cluster_t *c, unsigned slot, char *err,
+                                      size_t errlen);
+
+/* Close every connection and read the map again before the next command:
+ * after an I/O error or a redirect on a connection from
+ * evbus_cluster_slot_conn. */
+void evbus_cluster_reset(evbus_cluster_t *c);
+
+/* Whether r is an error reply saying the key is elsewhere or the cluster
+ * is not ready (MOVED, ASK, TRYAGAIN, CLUSTERDOWN): a reason to read the
+ * map again and retry, never an answer.  Pure. */
+bool evbus_cluster_reply_is_redirect(const redisReply *r);
+
+/*
  * A pipeline: commands appended, then sent together.  Owned by the thread
  * that owns its handle; the handle must outlive it.
  */

@@ -117,6 +117,13 @@ static int key_exists(redisContext *c, const char *key, char *err, size_t errlen
 int evbus_partitions_check(redisContext *c, const char *stream, unsigned partitions, bool record,
                            unsigned *recorded, char *err, size_t errlen)
 {
+    return evbus_partitions_check_on(c, c, stream, partitions, record, recorded, err, errlen);
+}
+
+int evbus_partitions_check_on(redisContext *c, redisContext *sc, const char *stream,
+                              unsigned partitions, bool record, unsigned *recorded, char *err,
+                              size_t errlen)
+{
     char key[512];
     snprintf(key, sizeof key, "%s" EVBUS_PARTITIONS_RECORD_SUFFIX, stream);
     for (int round = 0; round < 2; round++) {
@@ -135,7 +142,7 @@ int evbus_partitions_check(redisContext *c, const char *stream, unsigned partiti
             *recorded = 1;
             return 0;
         }
-        int ex = key_exists(c, stream, err, errlen);
+        int ex = key_exists(sc, stream, err, errlen);
         if (ex < 0)
             return -1;
         if (ex) {

@@ -89,6 +89,11 @@ int evbus_partition_key_name(char *out, size_t len, const char *stream, unsigned
 #define EVBUS_PARTITIONS_RECORD_SUFFIX ":partitions"
 int evbus_partitions_check(redisContext *c, const char *stream, unsigned partitions, bool record,
                            unsigned *recorded, char *err, size_t errlen);
+/* The same with the record's key read on c and the stream's on sc: on a
+ * Redis Cluster the two keys live in different slots. */
+int evbus_partitions_check_on(redisContext *c, redisContext *sc, const char *stream,
+                              unsigned partitions, bool record, unsigned *recorded, char *err,
+                              size_t errlen);
 
 #ifdef __cplusplus
 }

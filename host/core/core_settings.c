@@ -250,10 +250,16 @@ const cfg_table_t core_settings_table = {
 int core_partitions_check(const evbus_config_t *cfg, redisContext *c, bool record, char *msg,
                           size_t len)
 {
+    return core_partitions_check_on(cfg, c, c, record, msg, len);
+}
+
+int core_partitions_check_on(const evbus_config_t *cfg, redisContext *c, redisContext *sc,
+                             bool record, char *msg, size_t len)
+{
     unsigned recorded = 0;
     char why[600];
-    int rc = evbus_partitions_check(c, cfg->core.stream, cfg->core.partitions, record, &recorded,
-                                    why, sizeof why);
+    int rc = evbus_partitions_check_on(c, sc, cfg->core.stream, cfg->core.partitions, record,
+                                       &recorded, why, sizeof why);
     if (rc < 0) {
         snprintf(msg, len, "checking the recorded partition count: %s", why);
         return -1;

@@ -87,6 +87,10 @@ const char *core_redis_cluster(const struct evbus_config *cfg);
 typedef struct redisContext redisContext;
 int core_partitions_check(const struct evbus_config *cfg, redisContext *c, bool record, char *msg,
                           size_t len);
+/* The same with the record read on c and the stream's existence on sc
+ * (different slots on a Redis Cluster). */
+int core_partitions_check_on(const struct evbus_config *cfg, redisContext *c, redisContext *sc,
+                             bool record, char *msg, size_t len);
 
 /*
  * The name of partition p's key with `suffix` ("" for the stream,

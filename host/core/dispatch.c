@@ -69,8 +69,7 @@ void dctx_release(dctx_t *d)
     for (size_t i = 0; i < DCTX_PLAN_ARENAS; i++)
         jarena_destroy(&d->plan_arenas[i]);
     router_cache_free(d->cache);
-    if (d->wc)
-        redisFree(d->wc);
+    evbus_rconn_free(d->rc);
     event_reset(&d->ev);
     jarena_destroy(&d->arena);
     js_errors_clear(&d->jerrs);
@@ -80,7 +79,12 @@ void dctx_release(dctx_t *d)
 
 void dctx_begin(dctx_t *d, generation_t *g) { d->gen = g; }
 
-void dctx_set_link(dctx_t *d, const dlink_t *link) { d->link = link; }
+void dctx_set_link(dctx_t *d, const dlink_t *link)
+{
+    d->link = link;
+    if (d->rc && evbus_rconn_is_cluster(d->rc))
+        d->wc = NULL; /* another partition may live on another node */
+}
 
 void dctx_set_fence(dctx_t *d, long long epoch) { d->fence_epoch = epoch; }
 
@@ -114,13 +118,22 @@ static void add_ack(dctx_t *d, const char *id)
 
 static bool stopping(const dctx_t *d) { return d->link->stopping(d->link->owner); }
 
+/* The write connection for the link's partition: on one server kept until
+ * a failure, on a cluster asked for every time (the map decides). */
 static bool ensure_wc(dctx_t *d)
 {
     const dlink_t *l = d->link;
-    while (!d->wc) {
+    if (d->wc && !l->redis_cluster)
+        return true;
+    for (;;) {
         char err[256];
-        d->wc = evbus_redis_connect(l->redis_url, l->connect_ms(l->owner), l->command_ms, err,
-                                    sizeof err);
+        if (!d->rc)
+            d->rc = evbus_rconn_new(l->redis_url, l->redis_cluster, l->connect_ms(l->owner),
+                                    l->command_ms, err, sizeof err);
+        if (d->rc) {
+            evbus_rconn_set_connect_ms(d->rc, l->connect_ms(l->owner));
+            d->wc = evbus_rconn_get(d->rc, l->stream, err, sizeof err);
+        }
         if (d->wc)
             break;
         l->redis_failed(l->owner, err);
@@ -141,8 +154,8 @@ static void drop_wc(dctx_t *d, const char *what)
     snprintf(msg, sizeof msg, "%s: %s", what, d->wc ? d->wc->errstr : "not connected");
     log_warn(d->name, "%s; reconnecting", msg);
     d->link->redis_failed(d->link->owner, msg);
-    if (d->wc)
-        redisFree(d->wc);
+    if (d->rc)
+        evbus_rconn_reset(d->rc);
     d->wc = NULL;
     METRIC_INC(reconnects);
 }
@@ -179,7 +192,7 @@ static int fence_check(dctx_t *d)
             return 0;
         if (r->type == REDIS_REPLY_ERROR) {
             log_error(d->name, "checking the fencing epoch %s: %s", key, r->str);
-            rc = -1;
+            rc = evbus_rconn_is_redirect(r) ? 0 : -1; /* 0: read the map, retry */
         } else if (i == 1) {
             now = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
         }
@@ -187,6 +200,8 @@ static int fence_check(dctx_t *d)
     }
     if (rc == 1 && now == d->fence_epoch)
         return 1;
+    if (rc == 0)
+        return 0;
     redisReply *u = redisCommand(c, "UNWATCH");
     if (!u)
         return 0;
@@ -251,7 +266,16 @@ static int flush_once(dctx_t *d)
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
             return 0;
         bool last = i + 1 == expect;
-        if (r->type == REDIS_REPLY_ERROR) {
+        if (r->type == REDIS_REPLY_ERROR && evbus_rconn_is_redirect(r)) {
+            /* the slot moved or the cluster is not ready: nothing (or,
+             * in MULTI, nothing at all: EXECABORT) applied; the same
+             * writes again after the map is read */
+            log_warn(d->name, "owed writes redirected: %s", r->str);
+            if (rc == 1)
+                rc = 0;
+        } else if (r->type == REDIS_REPLY_ERROR && rc == 0) {
+            /* after a redirect in the same group: EXECABORT */
+        } else if (r->type == REDIS_REPLY_ERROR) {
             log_error(d->name, "Redis refused owed writes: %s", r->str);
             rc = -1;
         } else if (fenced && last && r->type == REDIS_REPLY_NIL && rc == 1) {

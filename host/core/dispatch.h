@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "client/rconn.h"
 #include "core/event.h"
 #include "core/generation.h"
 #include "core/stats.h"
@@ -51,6 +52,7 @@
  */
 typedef struct dlink {
     const char *redis_url;
+    const char *redis_cluster; /* seeds of a Redis Cluster (client/rconn.h), or NULL */
     const char *stream;      /* acks and the dead letters' `stream` field */
     const char *group;       /* acks, XPENDING, dedup keys */
     const char *retry_key;   /* the retry schedule (ZSET) */
@@ -81,7 +83,8 @@ typedef struct dctx {
     const dlink_t *link;
     char name[32];
     int crash_slot;           /* crash_slot_claim: what a fatal signal names */
-    redisContext *wc;
+    evbus_rconn_t *rc;        /* the write connections (one server, or a cluster's) */
+    redisContext *wc;         /* rc's for link->stream, set by ensure_wc */
     router_cache_t *cache;
     const router_t *cache_router;
     generation_t *gen;        /* borrowed for the current chunk */

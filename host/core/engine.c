@@ -24,6 +24,8 @@
 #include <hiredis/hiredis.h>
 
 #include "client/evbus_client.h"
+#include "client/partition.h"
+#include "client/rconn.h"
 #include "client/pause_lua.h"
 #include "core/core_settings.h"
 #include "core/crash.h"
@@ -120,6 +122,8 @@ struct engine {
     /* CFG_RESTART settings: fixed for the engine's life (from the first
      * generation; a reload keeps them, see config_reload_merge) */
     char *redis_url, *stream, *group, *consumer;
+    char *cluster;     /* redis.cluster's seeds, or NULL: one server (client/rconn.h) */
+    char *record_key;  /* S:partitions */
     part_t *parts; /* `partitions` of them: the keys of each (fill_parts) */
     unsigned n_parts;
     uint32_t n_workers, command_ms;
@@ -321,31 +325,38 @@ static int64_t backoff_ms(engine_t *e)
     return d > LIVE(e, reconnect_max_ms) ? LIVE(e, reconnect_max_ms) : d;
 }
 
-/* Connect (or reconnect) *c, retrying with backoff until connected or
- * stop.  Returns 0 when connected. */
-static int ensure_conn(engine_t *e, redisContext **c)
+/*
+ * The reader, maintenance and ownership threads each own their
+ * connections, *rc (client/rconn.h: one server, or the nodes of a Redis
+ * Cluster), made on first use.  kc gives the connection of `key`: every
+ * command for a partition goes to its stream's (all its keys share the
+ * partition's hash tag).  NULL after noting and logging the failure; the
+ * caller backs off and tries again.  After any failure the caller calls
+ * kc_reset, which closes them (and on a cluster reads the map again).
+ */
+static redisContext *kc(engine_t *e, evbus_rconn_t **rc, const char *key)
 {
-    while (!*c) {
-        char err[256];
-        *c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
-                                 (int)(e->command_ms + LIVE(e, block_ms)), err, sizeof err);
-        if (*c)
-            return 0;
+    char err[512];
+    if (!*rc && !(*rc = evbus_rconn_new(e->redis_url, e->cluster, (int)LIVE(e, connect_ms),
+                                        (int)(e->command_ms + LIVE(e, block_ms)), err,
+                                        sizeof err))) {
         note_redis_error(e, err);
-        log_warn("redis", "connect to %s failed: %s", e->redis_url, err);
-        sleep_unless_stopped(e, backoff_ms(e));
-        if (atomic_load(&e->stop))
-            return -1;
+        return NULL;
     }
-    return 0;
+    evbus_rconn_set_connect_ms(*rc, (int)LIVE(e, connect_ms));
+    redisContext *c = evbus_rconn_get(*rc, key, err, sizeof err);
+    if (!c) {
+        note_redis_error(e, err);
+        log_warn("redis", "connect to %s failed: %s", e->cluster ? "the cluster" : e->redis_url,
+                 err);
+    }
+    return c;
 }
 
-static void drop_conn(redisContext **c)
+static void kc_reset(evbus_rconn_t *rc)
 {
-    if (*c) {
-        redisFree(*c);
-        *c = NULL;
-    }
+    if (rc)
+        evbus_rconn_reset(rc);
 }
 
 /* Create the group (from the start of the stream, so nothing published
@@ -365,11 +376,13 @@ static int ensure_group_of(engine_t *e, const char *stream, redisContext *c)
 }
 
 /* The group on every partition's stream. */
-static int ensure_group(engine_t *e, redisContext *c)
+static int ensure_group(engine_t *e, evbus_rconn_t **rc)
 {
-    for (unsigned p = 0; p < e->n_parts; p++)
-        if (ensure_group_of(e, e->parts[p].stream, c) != 0)
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        redisContext *c = kc(e, rc, e->parts[p].stream);
+        if (!c || ensure_group_of(e, e->parts[p].stream, c) != 0)
             return -1;
+    }
     return 0;
 }
 
@@ -667,11 +680,13 @@ static int recover_own_pending(engine_t *e, part_t *pt, redisContext *c, dctx_t 
     return 0;
 }
 
-static int recover_all_pending(engine_t *e, redisContext *c, dctx_t *ctx)
+static int recover_all_pending(engine_t *e, evbus_rconn_t **rc, dctx_t *ctx)
 {
-    for (unsigned p = 0; p < e->n_parts; p++)
-        if (recover_own_pending(e, &e->parts[p], c, ctx) != 0)
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        redisContext *c = kc(e, rc, e->parts[p].stream);
+        if (!c || recover_own_pending(e, &e->parts[p], c, ctx) != 0)
             return -1;
+    }
     return 0;
 }
 
@@ -725,13 +740,14 @@ static int take_over(engine_t *e, part_t *pt, redisContext *c, dctx_t *ctx)
 /* Take over every partition whose lease the ownership thread acquired and
  * whose chunks from an earlier ownership are done.  0, or -1 on a Redis
  * failure (the partition stays ACQUIRED: tried again next round). */
-static int take_over_acquired(engine_t *e, redisContext *c, dctx_t *ctx)
+static int take_over_acquired(engine_t *e, evbus_rconn_t **rc, dctx_t *ctx)
 {
     for (unsigned p = 0; p < e->n_parts && !atomic_load(&e->stop); p++) {
         part_t *pt = &e->parts[p];
         if (atomic_load(&pt->own) != OWN_ACQUIRED || atomic_load(&pt->inflight) != 0)
             continue;
-        if (take_over(e, pt, c, ctx) != 0)
+        redisContext *c = kc(e, rc, pt->stream);
+        if (!c || take_over(e, pt, c, ctx) != 0)
             return -1;
         int want = OWN_ACQUIRED;
         /* lost meanwhile: the ownership thread set NONE, and the writes
@@ -743,9 +759,12 @@ static int take_over_acquired(engine_t *e, redisContext *c, dctx_t *ctx)
 
 /* Retries that will come back by themselves: parked entries of a paused
  * instance wait for an operator, so they do not keep --exit-idle up. */
-static bool retries_scheduled(engine_t *e, redisContext *c)
+static bool retries_scheduled(engine_t *e, evbus_rconn_t **rc)
 {
     for (unsigned p = 0; p < e->n_parts; p++) {
+        redisContext *c = kc(e, rc, e->parts[p].stream);
+        if (!c)
+            return true; /* cannot tell: not idle */
         redisReply *r = redisCommand(c, "ZCOUNT %s -inf (%lld", e->parts[p].retry_key,
                                      EVBUS_RETRY_PARKED_MS);
         bool any = !r || r->type != REDIS_REPLY_INTEGER || r->integer > 0;
@@ -759,10 +778,15 @@ static bool retries_scheduled(engine_t *e, redisContext *c)
 
 /* Read the holds of per_key handlers (once per start, before any entry is
  * dispatched: no lane is busy). */
-static int load_keys(engine_t *e, redisContext *c, char *err, size_t errlen)
+static int load_keys(engine_t *e, evbus_rconn_t **rc, char *err, size_t errlen)
 {
     size_t n = 0;
     for (unsigned p = 0; p < e->n_parts; p++) {
+        redisContext *c = kc(e, rc, e->parts[p].stream);
+        if (!c) {
+            snprintf(err, errlen, "no connection");
+            return -1;
+        }
         if (keyorder_load(e->parts[p].keys, c, err, errlen) != 0) {
             log_warn("keyorder", "%s", err);
             return -1;
@@ -791,7 +815,9 @@ static void *reader_main(void *arg)
     engine_t *e = arg;
     tls_is_reader = true;
     pthread_setname_np(pthread_self(), "evbus-reader");
-    redisContext *c = NULL;
+    evbus_rconn_t *rcn = NULL;
+    redisContext *c = NULL; /* the connection of this round's read */
+    uint64_t node_rr = 0;   /* cluster: the node read this round, in turn */
     dctx_t rctx;
     dctx_init(&rctx, &e->parts[0].link, "recovery");
     /* XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s0 .. sP-1 > .. >: one
@@ -811,15 +837,17 @@ static void *reader_main(void *arg)
     int64_t last_activity = clock_mono_ms();
     uint32_t conn_block = 0; /* the BLOCK the read timeout was set for */
     while (!atomic_load(&e->stop)) {
-        if (ensure_conn(e, &c) != 0)
-            break;
+        if (!(c = kc(e, &rcn, e->parts[0].stream))) {
+            sleep_unless_stopped(e, backoff_ms(e));
+            continue;
+        }
         /* block_ms is live: read it each round */
         uint32_t block = LIVE(e, block_ms);
         if (e->opts.exit_idle_ms > 0 && (uint32_t)e->opts.exit_idle_ms < block)
             block = (uint32_t)e->opts.exit_idle_ms;
         if (block == 0)
             block = 1;
-        if (block > conn_block) {
+        if (block > conn_block && !e->cluster) {
             /* the read timeout must outlast the BLOCK, or a quiet stream
              * would look like a dead server; a new connection starts with
              * command_ms + block_ms (ensure_conn), never less */
@@ -832,7 +860,11 @@ static void *reader_main(void *arg)
             /* evbusd compared it before starting unless Redis was down */
             generation_t *g = engine_current(e);
             char msg[2048];
-            int prc = core_partitions_check(g->cfg, c, true, msg, sizeof msg);
+            redisContext *sc = kc(e, &rcn, e->stream), *rec = kc(e, &rcn, e->record_key);
+            int prc = sc && rec ? core_partitions_check_on(g->cfg, rec, sc, true, msg, sizeof msg)
+                                : -1;
+            if (!sc || !rec)
+                snprintf(msg, sizeof msg, "no connection to check the partition count");
             generation_unref(g);
             if (prc > 0) {
                 log_error("evbusd", "%s", msg);
@@ -842,7 +874,7 @@ static void *reader_main(void *arg)
             }
             if (prc < 0) {
                 note_redis_error(e, msg);
-                drop_conn(&c);
+                kc_reset(rcn);
                 sleep_unless_stopped(e, backoff_ms(e));
                 continue;
             }
@@ -853,12 +885,12 @@ static void *reader_main(void *arg)
              * see which keys wait behind a retry */
             char kerr[300];
             /* with leases, each partition is recovered when taken over */
-            if (ensure_group(e, c) != 0 ||
+            if (ensure_group(e, &rcn) != 0 ||
                 (!atomic_load(&e->recovered) && !e->leases &&
-                 (load_keys(e, c, kerr, sizeof kerr) != 0 ||
-                  recover_all_pending(e, c, &rctx) != 0))) {
+                 (load_keys(e, &rcn, kerr, sizeof kerr) != 0 ||
+                  recover_all_pending(e, &rcn, &rctx) != 0))) {
                 note_redis_error(e, c->err ? c->errstr : "group setup failed");
-                drop_conn(&c);
+                kc_reset(rcn);
                 sleep_unless_stopped(e, backoff_ms(e));
                 continue;
             }
@@ -872,9 +904,9 @@ static void *reader_main(void *arg)
                              !atomic_load(&e->stop);
              waited++)
             sleep_ms(1);
-        if (e->leases && take_over_acquired(e, c, &rctx) != 0) {
-            note_redis_error(e, c->err ? c->errstr : "taking a partition over failed");
-            drop_conn(&c);
+        if (e->leases && take_over_acquired(e, &rcn, &rctx) != 0) {
+            note_redis_error(e, "taking a partition over failed");
+            kc_reset(rcn);
             sleep_unless_stopped(e, backoff_ms(e));
             grouped = false;
             continue;
@@ -884,10 +916,33 @@ static void *reader_main(void *arg)
          * revoked never reads it (read_seq, see own_release_drained) */
         atomic_fetch_add(&e->read_seq, 1);
         unsigned n_read = 0;
-        for (unsigned p = 0; p < e->n_parts; p++)
-            if (atomic_load(&e->parts[p].own) == OWN_ACTIVE)
-                rargv[9 + n_read++] = e->parts[p].stream;
-        if (n_read == 0) { /* none held (yet): the ownership thread works on it */
+        char node[300] = "", at[300];
+        if (e->cluster) {
+            /* one node per round, in turn: a read names keys of one node
+             * only, and BLOCK waits on one; so it blocks briefly */
+            c = NULL;
+            for (unsigned k = 0; k < e->n_parts && !c; k++) {
+                unsigned p = (unsigned)((node_rr + k) % e->n_parts);
+                if (atomic_load(&e->parts[p].own) != OWN_ACTIVE ||
+                    !kc(e, &rcn, e->parts[p].stream) ||
+                    evbus_rconn_node_of(rcn, e->parts[p].stream, node, sizeof node) != 0)
+                    continue;
+                node_rr = p + 1;
+                for (unsigned q = 0; q < e->n_parts; q++)
+                    if (atomic_load(&e->parts[q].own) == OWN_ACTIVE &&
+                        evbus_rconn_node_of(rcn, e->parts[q].stream, at, sizeof at) == 0 &&
+                        !strcmp(at, node))
+                        rargv[9 + n_read++] = e->parts[q].stream;
+                c = kc(e, &rcn, e->parts[p].stream);
+            }
+            if (block > 10)
+                block = 10;
+        } else {
+            for (unsigned p = 0; p < e->n_parts; p++)
+                if (atomic_load(&e->parts[p].own) == OWN_ACTIVE)
+                    rargv[9 + n_read++] = e->parts[p].stream;
+        }
+        if (n_read == 0 || !c) { /* none held (yet): the ownership thread works on it */
             sleep_unless_stopped(e, 50);
             continue;
         }
@@ -909,7 +964,7 @@ static void *reader_main(void *arg)
             snprintf(what, sizeof what, "XREADGROUP: %s", c->errstr);
             log_warn("consumer", "%s; reconnecting", what);
             note_redis_error(e, what);
-            drop_conn(&c);
+            kc_reset(rcn);
             METRIC_INC(reconnects);
             sleep_unless_stopped(e, backoff_ms(e));
             grouped = false;
@@ -925,7 +980,7 @@ static void *reader_main(void *arg)
                 group_logged = true;
                 METRIC_INC(nogroup);
                 rarena_free(r);
-                if (ensure_group(e, c) != 0) {
+                if (ensure_group(e, &rcn) != 0) {
                     note_redis_error(e, "XGROUP CREATE failed");
                     sleep_unless_stopped(e, backoff_ms(e));
                 }
@@ -935,6 +990,8 @@ static void *reader_main(void *arg)
             snprintf(what, sizeof what, "XREADGROUP: %s", r->str);
             log_warn("consumer", "%s", what);
             note_redis_error(e, what);
+            if (evbus_rconn_is_redirect(r))
+                kc_reset(rcn); /* the map changed: read it again */
             rarena_free(r);
             sleep_unless_stopped(e, backoff_ms(e));
             continue;
@@ -979,7 +1036,7 @@ static void *reader_main(void *arg)
         }
         if (e->opts.exit_idle_ms > 0 && atomic_load(&e->inflight_n) == 0 &&
             clock_mono_ms() - last_activity >= e->opts.exit_idle_ms) {
-            if (!retries_scheduled(e, c)) {
+            if (!retries_scheduled(e, &rcn)) {
                 log_info("consumer", "idle for %d ms; exiting as asked (--exit-idle)",
                          e->opts.exit_idle_ms);
                 atomic_store(&e->wants_exit, true);
@@ -991,7 +1048,7 @@ static void *reader_main(void *arg)
     queue_close(e);
     dctx_release(&rctx);
     free(rargv);
-    drop_conn(&c);
+    evbus_rconn_free(rcn);
     atomic_store(&e->reader_done, true);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
@@ -1116,9 +1173,12 @@ static void log_pause_changes(const json_t *before, const json_t *after)
             log_info("pause", "handler instance %s is resumed", name);
 }
 
-static int sync_pauses(engine_t *e, redisContext *c)
+static int sync_pauses(engine_t *e, evbus_rconn_t **rc)
 {
     char err[256];
+    redisContext *c = kc(e, rc, e->parts[0].stream);
+    if (!c)
+        return -1;
     uint64_t seen = pause_table_version(e->pauses);
     /* a pause writes every partition's copy, in order: partition 0's
      * is the first written (engine_handler_pause) */
@@ -1144,6 +1204,8 @@ static int sync_pauses(engine_t *e, redisContext *c)
     if (resumed || !e->pauses_synced) {
         long long n = 0;
         for (unsigned p = 0; p < e->n_parts; p++) {
+            if (!(c = kc(e, rc, e->parts[p].stream)))
+                return -1;
             long long k = evbus_retry_unpark(c, e->parts[p].stream, err, sizeof err);
             if (k < 0)
                 return c->err ? -1 : 0;
@@ -1159,7 +1221,7 @@ static int sync_pauses(engine_t *e, redisContext *c)
 
 /* Renew the lease of chunks that are taking long, so a live host's
  * in-flight work is never claimed by another consumer and run twice. */
-static int renew_leases(engine_t *e, redisContext *c)
+static int renew_leases(engine_t *e, evbus_rconn_t **rcn)
 {
     int64_t lease_every = LIVE(e, min_idle_ms) / 3 ? LIVE(e, min_idle_ms) / 3 : 1;
     int64_t now = clock_mono_ms();
@@ -1173,6 +1235,12 @@ static int renew_leases(engine_t *e, redisContext *c)
         const char **argv = malloc((ch->count + 8) * sizeof *argv);
         char idle[32];
         snprintf(idle, sizeof idle, "%lld", (long long)lease_every);
+        redisContext *c = kc(e, rcn, e->parts[ch->part].stream);
+        if (!c) {
+            free(argv);
+            rc = -1;
+            break;
+        }
         argv[argc++] = "XCLAIM";
         argv[argc++] = e->parts[ch->part].stream;
         argv[argc++] = e->group;
@@ -1328,15 +1396,25 @@ static int archive_dlq_excess(const part_t *pt, redisContext *c, long long len, 
     return 0;
 }
 
-static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char *archive)
+static int watch_dlq_with(engine_t *e, evbus_rconn_t **rcn, uint32_t cap, const char *archive)
 {
-    for (unsigned p = 0; p < e->n_parts; p++)
-        redisAppendCommand(c, "XLEN %s", e->parts[p].dlq_stream);
+    /* pipelined per node: each partition's command on its node's
+     * connection, all sent before any reply is read */
+    redisContext **cs = calloc(e->n_parts, sizeof *cs);
+    if (!cs)
+        return -1;
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
+            free(cs);
+            return -1;
+        }
+        redisAppendCommand(cs[p], "XLEN %s", e->parts[p].dlq_stream);
+    }
     long long len = 0;
     int rc = 0;
     for (unsigned p = 0; p < e->n_parts; p++) {
         redisReply *r = NULL;
-        if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+        if (redisGetReply(cs[p], (void **)&r) != REDIS_OK) {
             rc = -1;
             break;
         }
@@ -1345,6 +1423,7 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
         len += n;
         freeReplyObject(r);
     }
+    free(cs);
     if (rc != 0)
         return -1;
     METRIC_SET(dlq_length, (uint64_t)len);
@@ -1373,18 +1452,21 @@ static int watch_dlq_with(engine_t *e, redisContext *c, uint32_t cap, const char
     uint32_t share = (cap + e->n_parts - 1) / e->n_parts;
     for (unsigned p = 0; p < e->n_parts && rc == 0; p++) {
         long long n = atomic_load(&e->parts[p].dlq_length);
+        redisContext *c;
         if (n > (long long)share && part_held(&e->parts[p]))
-            rc = archive_dlq_excess(&e->parts[p], c, n, share, archive);
+            rc = (c = kc(e, rcn, e->parts[p].stream))
+                     ? archive_dlq_excess(&e->parts[p], c, n, share, archive)
+                     : -1;
     }
     return rc;
 }
 
 /* Capacity and archive path come from the serving generation: both are
  * live settings, and the path is a string only a pinned generation keeps. */
-static int watch_dlq(engine_t *e, redisContext *c)
+static int watch_dlq(engine_t *e, evbus_rconn_t **rcn)
 {
     generation_t *g = engine_current(e);
-    int rc = watch_dlq_with(e, c, g->cfg->core.dlq_capacity, g->cfg->core.dlq_archive);
+    int rc = watch_dlq_with(e, rcn, g->cfg->core.dlq_capacity, g->cfg->core.dlq_archive);
     generation_unref(g);
     return rc;
 }
@@ -1456,17 +1538,26 @@ static int sample_part(engine_t *e, part_t *pt, redisContext *c, int64_t *oldest
 /* The group over every partition: lags, pending entries and retries
  * added up (unknown when one partition's is), the oldest pending entry of
  * all. */
-static int sample_group(engine_t *e, redisContext *c)
+static int sample_group(engine_t *e, evbus_rconn_t **rcn)
 {
+    redisContext **cs = calloc(e->n_parts, sizeof *cs);
+    if (!cs)
+        return -1;
     for (unsigned p = 0; p < e->n_parts; p++) {
-        redisAppendCommand(c, "XINFO GROUPS %s", e->parts[p].stream);
-        redisAppendCommand(c, "XPENDING %s %s", e->parts[p].stream, e->group);
-        redisAppendCommand(c, "ZCARD %s", e->parts[p].retry_key);
+        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
+            free(cs);
+            unset_group_gauges();
+            return -1;
+        }
+        redisAppendCommand(cs[p], "XINFO GROUPS %s", e->parts[p].stream);
+        redisAppendCommand(cs[p], "XPENDING %s %s", e->parts[p].stream, e->group);
+        redisAppendCommand(cs[p], "ZCARD %s", e->parts[p].retry_key);
     }
     int64_t lag = 0, pending = 0, retries = 0, oldest_ms = 0;
     for (unsigned p = 0; p < e->n_parts; p++) {
         int64_t o;
-        if (sample_part(e, &e->parts[p], c, &o) != 0) {
+        if (sample_part(e, &e->parts[p], cs[p], &o) != 0) {
+            free(cs);
             unset_group_gauges();
             return -1;
         }
@@ -1490,6 +1581,7 @@ static int sample_group(engine_t *e, redisContext *c)
     SAMPLED_SET(pending, pending);
     SAMPLED_SET(oldest_pending_age_ms, oldest);
     SAMPLED_SET(retry_scheduled, retries);
+    free(cs);
     return 0;
 }
 
@@ -1580,7 +1672,7 @@ static void *maint_main(void *arg)
 {
     engine_t *e = arg;
     pthread_setname_np(pthread_self(), "evbus-maint");
-    redisContext *c = NULL;
+    evbus_rconn_t *rcn = NULL;
     int64_t last_reclaim = 0, last_stale = clock_mono_ms(), last_dlq = 0, last_group = 0,
             last_pause = 0, last_history = clock_mono_ms();
     /* look for stale consumers at half their idle bound, between the
@@ -1591,32 +1683,36 @@ static void *maint_main(void *arg)
     if (stale_every > 60000)
         stale_every = 60000;
     while (!atomic_load(&e->stop)) {
-        if (ensure_conn(e, &c) != 0)
-            break;
+        redisContext *c = NULL;
+        if (!kc(e, &rcn, e->parts[0].stream)) {
+            sleep_unless_stopped(e, backoff_ms(e));
+            continue;
+        }
         int64_t now = clock_mono_ms();
         int rc = 0;
         if (now - last_pause >= PAUSE_POLL_MS) {
-            rc = sync_pauses(e, c);
+            rc = sync_pauses(e, &rcn);
             last_pause = now;
         }
         for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
             if (part_held(&e->parts[p]))
-                rc = move_due_retries(e, &e->parts[p], c);
+                rc = (c = kc(e, &rcn, e->parts[p].stream)) ? move_due_retries(e, &e->parts[p], c)
+                                                           : -1;
         if (rc == 0)
-            rc = renew_leases(e, c);
+            rc = renew_leases(e, &rcn);
         if (rc == 0 && atomic_load(&e->recovered) &&
             now - last_reclaim >= LIVE(e, reclaim_interval_ms)) {
             for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
                 if (part_held(&e->parts[p]))
-                    rc = reclaim_idle(e, p, c);
+                    rc = (c = kc(e, &rcn, e->parts[p].stream)) ? reclaim_idle(e, p, c) : -1;
             last_reclaim = now;
         }
         if (rc == 0 && now - last_dlq >= 1000) {
-            rc = watch_dlq(e, c);
+            rc = watch_dlq(e, &rcn);
             last_dlq = now;
         }
         if (rc == 0 && now - last_group >= GROUP_SAMPLE_MS) {
-            rc = sample_group(e, c);
+            rc = sample_group(e, &rcn);
             last_group = now;
         }
         stats_sample(e->stats, now);
@@ -1628,26 +1724,30 @@ static void *maint_main(void *arg)
             /* retention is live: the serving generation's policy each round */
             generation_t *g = engine_current(e);
             for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
-                rc = retention_tick(e->parts[p].ret, c, &g->cfg->retention, now);
+                rc = (c = kc(e, &rcn, e->parts[p].stream))
+                         ? retention_tick(e->parts[p].ret, c, &g->cfg->retention, now)
+                         : -1;
             generation_unref(g);
         }
         if (rc == 0 && now - last_stale >= stale_every) {
             for (unsigned p = 0; p < e->n_parts && rc == 0; p++)
                 if (part_held(&e->parts[p]))
-                    rc = remove_stale_consumers(e, e->parts[p].stream, c);
+                    rc = (c = kc(e, &rcn, e->parts[p].stream))
+                             ? remove_stale_consumers(e, e->parts[p].stream, c)
+                             : -1;
             last_stale = now;
         }
         watch_overruns(e);
         update_gauges(e);
         if (rc != 0) {
             note_redis_error(e, c && c->err ? c->errstr : "maintenance command failed");
-            drop_conn(&c);
+            kc_reset(rcn);
             sleep_unless_stopped(e, backoff_ms(e));
             continue;
         }
         sleep_unless_stopped(e, 50);
     }
-    drop_conn(&c);
+    evbus_rconn_free(rcn);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
 }
@@ -1695,7 +1795,7 @@ static int index_of(char **hosts, size_t n, const char *name)
  * hold and is free.  `leaving`: this host is stopping, so it is not in
  * the host set and acquires nothing.  0, or -1 on a Redis failure.
  */
-static int own_tick(engine_t *e, redisContext *c, bool leaving)
+static int own_tick(engine_t *e, evbus_rconn_t **rcn, bool leaving)
 {
     uint32_t lease = LIVE(e, lease_ms);
     /* our lease surely holds until `sent + lease`, by Redis's clock too:
@@ -1710,18 +1810,34 @@ static int own_tick(engine_t *e, redisContext *c, bool leaving)
     long long *epoch = calloc(np, sizeof *epoch);
     int *owner = calloc(np, sizeof *owner), *target = calloc(np, sizeof *target);
     char **lease_keys = calloc(np, sizeof *lease_keys), **epoch_keys = calloc(np, sizeof *epoch_keys);
+    redisContext **cs = calloc(np, sizeof *cs), *c;
     int rc = -1;
-    if (!holder || !epoch || !owner || !target || !lease_keys || !epoch_keys) {
+    if (!holder || !epoch || !owner || !target || !lease_keys || !epoch_keys || !cs) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
     for (unsigned p = 0; p < np; p++) {
         lease_keys[p] = e->parts[p].lease_key;
         epoch_keys[p] = e->parts[p].epoch_key;
+        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
+            snprintf(err, sizeof err, "no connection for %s", e->parts[p].stream);
+            goto out;
+        }
+    }
+    if (!(c = kc(e, rcn, e->hosts_key))) {
+        snprintf(err, sizeof err, "no connection for %s", e->hosts_key);
+        goto out;
     }
     if (own_heartbeat(c, e->hosts_key, leaving ? NULL : e->consumer, lease, &hosts, &n_hosts, err,
-                      sizeof err) != 0 ||
-        own_read(c, np, lease_keys, epoch_keys, holder, epoch, err, sizeof err) != 0)
+                      sizeof err) != 0)
+        goto out;
+    /* again: the heartbeat may have been on one of their nodes */
+    for (unsigned p = 0; p < np; p++)
+        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
+            snprintf(err, sizeof err, "no connection for %s", e->parts[p].stream);
+            goto out;
+        }
+    if (own_read(cs, np, lease_keys, epoch_keys, holder, epoch, err, sizeof err) != 0)
         goto out;
     for (unsigned p = 0; p < np; p++)
         owner[p] = index_of(hosts, n_hosts, holder[p]);
@@ -1730,6 +1846,10 @@ static int own_tick(engine_t *e, redisContext *c, bool leaving)
     for (unsigned p = 0; p < np; p++) {
         part_t *pt = &e->parts[p];
         int st = atomic_load(&pt->own);
+        if (!(c = kc(e, rcn, pt->stream))) {
+            snprintf(err, sizeof err, "no connection for %s", pt->stream);
+            goto out;
+        }
         if (st != OWN_NONE) {
             int r = own_renew(c, pt->lease_key, pt->epoch_key, e->consumer,
                               atomic_load(&pt->epoch), lease, err, sizeof err);
@@ -1786,6 +1906,7 @@ out:
     free(target);
     free(lease_keys);
     free(epoch_keys);
+    free(cs);
     own_gauge(e);
     return rc;
 }
@@ -1797,7 +1918,7 @@ out:
  * way) — or the drain timeout passed, or `force`.  0, or -1 on a Redis
  * failure (they stay REVOKING and are tried again).
  */
-static int own_release_drained(engine_t *e, redisContext *c, int64_t now, bool force)
+static int own_release_drained(engine_t *e, evbus_rconn_t **rcn, int64_t now, bool force)
 {
     for (unsigned p = 0; p < e->n_parts; p++) {
         part_t *pt = &e->parts[p];
@@ -1813,8 +1934,12 @@ static int own_release_drained(engine_t *e, redisContext *c, int64_t now, bool f
                      "(ownership.drain_timeout_ms passed, or stopping): their writes are fenced "
                      "once another host acquires it", pt->stream, left, left == 1 ? "" : "s");
         char err[300];
-        int r = own_release(c, pt->lease_key, pt->epoch_key, e->consumer,
-                            atomic_load(&pt->epoch), err, sizeof err);
+        redisContext *c = kc(e, rcn, pt->stream);
+        int r = c ? own_release(c, pt->lease_key, pt->epoch_key, e->consumer,
+                                atomic_load(&pt->epoch), err, sizeof err)
+                  : -1;
+        if (!c)
+            snprintf(err, sizeof err, "no connection for %s", pt->stream);
         if (r < 0) {
             log_warn("ownership", "%s", err);
             return -1;
@@ -1844,7 +1969,7 @@ static void *own_main(void *arg)
 {
     engine_t *e = arg;
     pthread_setname_np(pthread_self(), "evbus-owner");
-    redisContext *c = NULL;
+    evbus_rconn_t *rcn = NULL;
     int64_t next_tick = 0;
     bool leaving = false;
     while (!(atomic_load(&e->stop) && atomic_load(&e->workers_done))) {
@@ -1857,21 +1982,13 @@ static void *own_main(void *arg)
                     own_revoke(e, &e->parts[p], now, "stopping");
             }
             char err[300];
+            redisContext *c = kc(e, &rcn, e->hosts_key);
             if (c && own_leave(c, e->hosts_key, e->consumer, err, sizeof err) != 0)
-                drop_conn(&c);
+                kc_reset(rcn);
         }
-        if (!c) {
-            char err[256];
-            if (now >= next_tick &&
-                !(c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
-                                          (int)e->command_ms, err, sizeof err))) {
-                note_redis_error(e, err);
-                next_tick = now + backoff_ms(e);
-            }
-        }
-        if (c && now >= next_tick) {
-            if (own_tick(e, c, leaving) != 0) {
-                drop_conn(&c);
+        if (now >= next_tick) {
+            if (own_tick(e, &rcn, leaving) != 0) {
+                kc_reset(rcn);
                 next_tick = now + backoff_ms(e);
             } else {
                 next_tick = now + LIVE(e, lease_ms) / 3;
@@ -1882,27 +1999,22 @@ static void *own_main(void *arg)
             if (atomic_load(&pt->own) != OWN_NONE && clock_mono_ms() > pt->valid_until)
                 own_lose(pt, "not renewed in time (Redis unreachable?)");
         }
-        if (c && own_release_drained(e, c, clock_mono_ms(), false) != 0)
-            drop_conn(&c);
+        if (own_release_drained(e, &rcn, clock_mono_ms(), false) != 0)
+            kc_reset(rcn);
         sleep_ms(50);
     }
     /* the workers are done: what is still held has nothing in flight */
-    if (!c) {
-        char err[256];
-        c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms), (int)e->command_ms, err,
-                                sizeof err);
+    char err[300];
+    for (unsigned p = 0; p < e->n_parts; p++) {
+        int st = atomic_load(&e->parts[p].own);
+        if (st == OWN_ACTIVE || st == OWN_ACQUIRED)
+            own_revoke(e, &e->parts[p], clock_mono_ms(), "stopping");
     }
-    if (c) {
-        char err[300];
-        for (unsigned p = 0; p < e->n_parts; p++) {
-            int st = atomic_load(&e->parts[p].own);
-            if (st == OWN_ACTIVE || st == OWN_ACQUIRED)
-                own_revoke(e, &e->parts[p], clock_mono_ms(), "stopping");
-        }
-        own_release_drained(e, c, clock_mono_ms(), true);
+    own_release_drained(e, &rcn, clock_mono_ms(), true);
+    redisContext *c = kc(e, &rcn, e->hosts_key);
+    if (c)
         own_leave(c, e->hosts_key, e->consumer, err, sizeof err);
-        drop_conn(&c);
-    }
+    evbus_rconn_free(rcn);
     atomic_fetch_sub(&e->threads_running, 1);
     return NULL;
 }
@@ -1986,6 +2098,7 @@ static int fill_parts(engine_t *e, const evbus_config_t *cfg)
         atomic_init(&pt->dlq_length, METRICS_UNSET);
         pt->link = (dlink_t){
             .redis_url = e->redis_url,
+            .redis_cluster = e->cluster,
             .stream = pt->stream,
             .group = e->group,
             .retry_key = pt->retry_key,
@@ -2046,6 +2159,9 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     e->stream = strdup(cfg->core.stream);
     e->group = strdup(cfg->core.group);
     e->consumer = strdup(cfg->core.consumer);
+    e->cluster = core_redis_cluster(cfg) ? strdup(core_redis_cluster(cfg)) : NULL;
+    if (asprintf(&e->record_key, "%s" EVBUS_PARTITIONS_RECORD_SUFFIX, cfg->core.stream) < 0)
+        e->record_key = NULL;
     e->pauses = pause_table_new();
     e->n_workers = cfg->core.worker_threads;
     e->command_ms = cfg->core.redis_command_timeout_ms;
@@ -2073,7 +2189,7 @@ engine_t *engine_new(generation_t *gen, const engine_opts_t *opts, char *err, si
     METRIC_SET(generation, gen->number);
     METRIC_SET(redis_up, 1);
     if (!e->q || !e->inflight || !e->workers || parts_rc != 0 || !e->stats || !e->history ||
-        !e->pauses) {
+        !e->pauses || !e->record_key) {
         snprintf(err, errlen, "out of memory");
         e->current = NULL;
         engine_free(e);
@@ -2123,7 +2239,10 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         return -1;
     }
     e->started = true;
-    if (cfg->store.postgres_url && e->n_parts > 1) {
+    if (cfg->store.postgres_url && e->cluster) {
+        log_warn("replay", "replay jobs are not run on a Redis Cluster yet (docs/scale-out.md, "
+                 "Status): they wait");
+    } else if (cfg->store.postgres_url && e->n_parts > 1) {
         /* it reads one stream's window: on a partitioned stream it would
          * find nothing and finish jobs having replayed nothing */
         log_warn("replay", "replay jobs are not run on partitioned streams yet (partitions: %u; "
@@ -2293,6 +2412,8 @@ void engine_free(engine_t *e)
     free(e->stream);
     free(e->group);
     free(e->consumer);
+    free(e->cluster);
+    free(e->record_key);
     free_parts(e);
     pause_table_free(e->pauses);
     stats_free(e->stats);
@@ -2580,19 +2701,25 @@ int engine_handler_pause(engine_t *e, const char *instance, bool paused, const c
                  instance, (unsigned long long)number, names);
         return -2;
     }
-    char cerr[256];
-    redisContext *c = evbus_redis_connect(e->redis_url, (int)LIVE(e, connect_ms),
-                                          (int)e->command_ms, cerr, sizeof cerr);
-    if (!c) {
+    char cerr[512] = "";
+    evbus_rconn_t *rcn = evbus_rconn_new(e->redis_url, e->cluster, (int)LIVE(e, connect_ms),
+                                         (int)e->command_ms, cerr, sizeof cerr);
+    if (!rcn) {
         snprintf(err, errlen, "Redis: %s", cerr);
         return -1;
     }
     /* every partition's copy, partition 0's first (sync_pauses reads it);
-     * one call per partition, each on that partition's keys only */
+     * one call per partition, each on that partition's keys only (and
+     * connection: on a cluster, its node's) */
     long long released = 0;
     int rc = 0;
+    redisContext *c;
     for (unsigned p = 0; p < e->n_parts && rc >= 0; p++) {
         long long k = 0;
+        if (!(c = evbus_rconn_get(rcn, e->parts[p].stream, cerr, sizeof cerr))) {
+            rc = -1;
+            break;
+        }
         int prc = paused ? evbus_handler_pause(c, e->parts[p].stream, instance, by, reason, cerr,
                                                sizeof cerr)
                          : evbus_handler_resume(c, e->parts[p].stream, instance, &k, cerr,
@@ -2601,8 +2728,10 @@ int engine_handler_pause(engine_t *e, const char *instance, bool paused, const c
         if (p == 0 || prc < 0)
             rc = prc;
     }
-    json_t *doc = rc >= 0 ? evbus_handler_pauses(c, e->parts[0].stream, cerr, sizeof cerr) : NULL;
-    redisFree(c);
+    json_t *doc = rc >= 0 && (c = evbus_rconn_get(rcn, e->parts[0].stream, cerr, sizeof cerr))
+                      ? evbus_handler_pauses(c, e->parts[0].stream, cerr, sizeof cerr)
+                      : NULL;
+    evbus_rconn_free(rcn);
     if (rc < 0 || !doc) {
         snprintf(err, errlen, "Redis: %s", cerr);
         return -1;

@@ -474,7 +474,8 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
         if (pub_url && pub_stream)
             c = evbus_client_new(pub_url, pub_stream, err, errlen);
         else
-            snprintf(err, errlen, "publish: the host has no Redis configured");
+            snprintf(err, errlen, "publish: the host API cannot publish here (no redis.url; "
+                     "on a Redis Cluster plugins cannot publish yet: docs/scale-out.md)");
         /* A handler waiting for room would hold the very worker whose acks
          * make room: the host API never blocks on a full stream, it is
          * refused at once (the guard still reads the caps evbusd publishes). */

@@ -218,17 +218,19 @@ int own_release(redisContext *c, const char *lease_key, const char *epoch_key, c
     return ok;
 }
 
-int own_read(redisContext *c, size_t n, char *const *lease_keys, char *const *epoch_keys,
-             char **holder, long long *epoch, char *err, size_t errlen)
+int own_read(redisContext *const *cs, size_t n, char *const *lease_keys,
+             char *const *epoch_keys, char **holder, long long *epoch, char *err,
+             size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         holder[i] = NULL;
         epoch[i] = 0;
-        redisAppendCommand(c, "GET %s", lease_keys[i]);
-        redisAppendCommand(c, "GET %s", epoch_keys[i]);
+        redisAppendCommand(cs[i], "GET %s", lease_keys[i]);
+        redisAppendCommand(cs[i], "GET %s", epoch_keys[i]);
     }
     int rc = 0;
     for (size_t i = 0; i < 2 * n; i++) {
+        redisContext *c = cs[i / 2];
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r) {
             rc = redis_fail(c, NULL, "reading partition leases", err, errlen);

@@ -97,10 +97,13 @@ int own_renew(redisContext *c, const char *lease_key, const char *epoch_key, con
 int own_release(redisContext *c, const char *lease_key, const char *epoch_key, const char *me,
                 long long epoch, char *err, size_t errlen);
 
-/* The current holder and epoch of n partitions (pipelined GETs): holder[i]
- * is a malloc'd name or NULL (free), epoch[i] 0 when never acquired.
- * 0, or -1 (the arrays then hold nothing to free). */
-int own_read(redisContext *c, size_t n, char *const *lease_keys, char *const *epoch_keys,
-             char **holder, long long *epoch, char *err, size_t errlen);
+/* The current holder and epoch of n partitions, partition i's read on
+ * cs[i] (its node's connection; pipelined: every command is sent before
+ * any reply is read): holder[i] is a malloc'd name or NULL (free),
+ * epoch[i] 0 when never acquired.  0, or -1 (the arrays then hold nothing
+ * to free; the connections may hold unread replies: drop them). */
+int own_read(redisContext *const *cs, size_t n, char *const *lease_keys,
+             char *const *epoch_keys, char **holder, long long *epoch, char *err,
+             size_t errlen);
 
 #endif

@@ -272,12 +272,21 @@ static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
 {
     char at[600], pat[600];
     out[0] = '\0';
-    if (core_redis_cluster(cfg)) {
+    if (core_redis_cluster(cfg) && cfg->core.partitions <= 1) {
         snprintf(out, len,
-                 "redis.cluster (%s): evbusd does not run on a Redis Cluster yet (the cluster "
-                 "client exists; the consumer, retries, DLQ and replay still use one server); "
-                 "set redis.url instead — see docs/scale-out.md",
-                 setting_at(cfg, "redis.cluster", at, sizeof at));
+                 "redis.cluster (%s) with partitions: %u (%s): on a Redis Cluster the stream "
+                 "is spread over the masters by its partitions; set partitions: 2 or more (a "
+                 "few times the number of masters) — see docs/scale-out.md",
+                 setting_at(cfg, "redis.cluster", at, sizeof at), cfg->core.partitions,
+                 setting_at(cfg, "partitions", pat, sizeof pat));
+        return;
+    }
+    if (core_redis_cluster(cfg) && cfg->retention.archive != RETENTION_ARCHIVE_OFF) {
+        snprintf(out, len,
+                 "retention.archive (%s) with redis.cluster (%s): the archive does not run on a "
+                 "Redis Cluster yet; set retention.archive: off — see docs/scale-out.md, Status",
+                 setting_at(cfg, "retention.archive", at, sizeof at),
+                 setting_at(cfg, "redis.cluster", pat, sizeof pat));
         return;
     }
     if (cfg->core.partitions <= 1)
@@ -318,7 +327,7 @@ static int recorded_partitions(const evbus_config_t *cfg, bool record, bool *unr
 {
     *unreached = false;
     if (core_redis_cluster(cfg))
-        return 0; /* refused before: not run on a cluster */
+        return 0; /* compared by the reader when it reaches the cluster */
     char err[512];
     redisContext *c = evbus_redis_connect(cfg->core.redis_url,
                                           (int)cfg->core.redis_connect_timeout_ms,
@@ -454,7 +463,9 @@ int main(int argc, char **argv)
     log_set_format(lfmt >= 0 ? lfmt : LOG_FORMAT_TEXT);
     if (notify_broken)
         log_warn("evbusd", "%s; running without service manager notifications", nerr);
-    event_host_api_configure(cfg->core.redis_url, cfg->core.stream, cfg->core.partitions);
+    /* on a cluster the host API's publish is not wired yet: it says so */
+    event_host_api_configure(core_redis_cluster(cfg) ? NULL : cfg->core.redis_url,
+                             cfg->core.stream, cfg->core.partitions);
     event_host_api_set_wait(cfg->core.redis_wait_replicas, cfg->core.redis_wait_timeout_ms);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation.  The

@@ -1,9 +1,11 @@
 /*
- * redis.cluster is accepted and checked by the configuration, but nothing
- * above the client layer runs on a cluster yet: `evbusd --check-config`
- * says so, `evbusd` refuses to start (exit 2) instead of silently using
- * redis.url's server, and evbusctl refuses the commands that need Redis
- * unless --redis names one server.  Real binaries, no cluster needed.
+ * redis.cluster in the configuration, where evbus does not run on it:
+ * evbusd needs partitions: 2 or more on a cluster (`--check-config` says
+ * so, `evbusd` refuses to start with exit status 2 instead of putting the
+ * whole stream on one master), and refuses what does not run on a cluster
+ * yet (the archive); evbusctl refuses the commands that need Redis unless
+ * --redis names one server.  Real binaries, no cluster needed (the engine
+ * on a real cluster: test_engine.c).
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -52,7 +54,7 @@ static int run(const char *bin, char **extra, char **out, char **err)
     return rc;
 }
 
-Test(cluster_config, check_config_accepts_it_and_says_evbusd_will_not_start)
+Test(cluster_config, check_config_accepts_it_and_says_one_partition_will_not_start)
 {
     char *out = NULL, *err = NULL;
     char *extra[] = {"--check-config", NULL};
@@ -61,19 +63,37 @@ Test(cluster_config, check_config_accepts_it_and_says_evbusd_will_not_start)
     cr_assert(err && strstr(err, "redis.cluster (") && strstr(err, "00-host.yaml:1:19)"), "%s",
               err);
     cr_assert(strstr(err, "evbusd will not start with it yet") &&
-                  strstr(err, "does not run on a Redis Cluster yet"),
+                  strstr(err, "set partitions: 2 or more"),
               "%s", err);
     free(out);
     free(err);
 }
 
-Test(cluster_config, evbusd_refuses_to_start_on_a_cluster)
+Test(cluster_config, evbusd_refuses_one_partition_on_a_cluster)
 {
     char *out = NULL, *err = NULL;
     char *extra[] = {NULL};
     cr_assert_eq(run("host/daemon/evbusd", extra, &out, &err), 2, "%s", err);
-    cr_assert(err && strstr(err, "evbusd does not run on a Redis Cluster yet"), "%s", err);
+    cr_assert(err && strstr(err, "with partitions: 1 (default)"), "%s", err);
     cr_assert(strstr(err, "00-host.yaml:1:19"), "%s", err);
+    free(out);
+    free(err);
+}
+
+Test(cluster_config, evbusd_refuses_the_archive_on_a_cluster)
+{
+    cr_assert_eq(harness_write_file(conf, "10-more.yaml",
+                                    "partitions: 6\n"
+                                    "postgres: { url: \"postgresql://127.0.0.1:1/x\" }\n"
+                                    "retention: { archive: postgres }\n"),
+                 0);
+    char *out = NULL, *err = NULL;
+    char *extra[] = {NULL};
+    cr_assert_eq(run("host/daemon/evbusd", extra, &out, &err), 2, "%s", err);
+    cr_assert(err && strstr(err, "retention.archive (") &&
+                  strstr(err, "does not run on a Redis Cluster yet"),
+              "%s", err);
+    cr_assert(strstr(err, "10-more.yaml:3:"), "%s", err);
     free(out);
     free(err);
 }

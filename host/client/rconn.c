@@ -75,16 +75,6 @@ redisContext *evbus_rconn_get(evbus_rconn_t *r, const char *key, char *err, size
     return r->one;
 }
 
-int evbus_rconn_node_of(evbus_rconn_t *r, const char *key, char *out, size_t len)
-{
-    if (!r->cl) {
-        snprintf(out, len, "%s", r->url);
-        return 0;
-    }
-    return evbus_cluster_slot_owner(r->cl, key ? evbus_cluster_keyslot(key, strlen(key)) : 0,
-                                    out, len);
-}
-
 void evbus_rconn_reset(evbus_rconn_t *r)
 {
     if (r->cl) {

@@ -45,11 +45,6 @@ bool evbus_rconn_is_cluster(const evbus_rconn_t *r);
  * server; on a cluster the master of slot 0). */
 redisContext *evbus_rconn_get(evbus_rconn_t *r, const char *key, char *err, size_t errlen);
 
-/* "host:port" of the node `key` lives on, into out (one server: its URL's
- * address as given); 0, or -1 before the cluster's map was read (a get
- * reads it). */
-int evbus_rconn_node_of(evbus_rconn_t *r, const char *key, char *out, size_t len);
-
 /* The connect timeout of the connections opened from now on. */
 void evbus_rconn_set_connect_ms(evbus_rconn_t *r, int connect_ms);
 

@@ -151,7 +151,10 @@ static bool ensure_wc(dctx_t *d)
 static void drop_wc(dctx_t *d, const char *what)
 {
     char msg[300];
-    snprintf(msg, sizeof msg, "%s: %s", what, d->wc ? d->wc->errstr : "not connected");
+    snprintf(msg, sizeof msg, "%s: %s", what,
+             !d->wc            ? "not connected"
+             : d->wc->errstr[0] ? d->wc->errstr
+                                : "redirected by the cluster");
     log_warn(d->name, "%s; reconnecting", msg);
     d->link->redis_failed(d->link->owner, msg);
     if (d->rc)
@@ -190,9 +193,12 @@ static int fence_check(dctx_t *d)
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || !r)
             return 0;
-        if (r->type == REDIS_REPLY_ERROR) {
+        if (r->type == REDIS_REPLY_ERROR && evbus_rconn_is_redirect(r)) {
+            log_warn(d->name, "checking the fencing epoch %s: %s", key, r->str);
+            rc = 0; /* read the map, retry */
+        } else if (r->type == REDIS_REPLY_ERROR) {
             log_error(d->name, "checking the fencing epoch %s: %s", key, r->str);
-            rc = evbus_rconn_is_redirect(r) ? 0 : -1; /* 0: read the map, retry */
+            rc = -1;
         } else if (i == 1) {
             now = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : 0;
         }

@@ -817,7 +817,7 @@ static void *reader_main(void *arg)
     pthread_setname_np(pthread_self(), "evbus-reader");
     evbus_rconn_t *rcn = NULL;
     redisContext *c = NULL; /* the connection of this round's read */
-    uint64_t node_rr = 0;   /* cluster: the node read this round, in turn */
+    uint64_t node_rr = 0;   /* cluster: the partition read next, in turn */
     dctx_t rctx;
     dctx_init(&rctx, &e->parts[0].link, "recovery");
     /* XREADGROUP GROUP g c COUNT n BLOCK ms STREAMS s0 .. sP-1 > .. >: one
@@ -916,27 +916,23 @@ static void *reader_main(void *arg)
          * revoked never reads it (read_seq, see own_release_drained) */
         atomic_fetch_add(&e->read_seq, 1);
         unsigned n_read = 0;
-        char node[300] = "", at[300];
         if (e->cluster) {
-            /* one node per round, in turn: a read names keys of one node
-             * only, and BLOCK waits on one; so it blocks briefly */
+            /* a cluster refuses a command whose keys are in two slots
+             * (CROSSSLOT), even on one node: one partition per round, in
+             * turn, blocking briefly so that an idle partition costs
+             * little and a busy one waits for at most one turn */
             c = NULL;
             for (unsigned k = 0; k < e->n_parts && !c; k++) {
                 unsigned p = (unsigned)((node_rr + k) % e->n_parts);
-                if (atomic_load(&e->parts[p].own) != OWN_ACTIVE ||
-                    !kc(e, &rcn, e->parts[p].stream) ||
-                    evbus_rconn_node_of(rcn, e->parts[p].stream, node, sizeof node) != 0)
+                if (atomic_load(&e->parts[p].own) != OWN_ACTIVE)
                     continue;
                 node_rr = p + 1;
-                for (unsigned q = 0; q < e->n_parts; q++)
-                    if (atomic_load(&e->parts[q].own) == OWN_ACTIVE &&
-                        evbus_rconn_node_of(rcn, e->parts[q].stream, at, sizeof at) == 0 &&
-                        !strcmp(at, node))
-                        rargv[9 + n_read++] = e->parts[q].stream;
-                c = kc(e, &rcn, e->parts[p].stream);
+                rargv[9 + n_read++] = e->parts[p].stream;
+                if (!(c = kc(e, &rcn, e->parts[p].stream)))
+                    n_read = 0;
             }
-            if (block > 10)
-                block = 10;
+            if (block > 2)
+                block = 2;
         } else {
             for (unsigned p = 0; p < e->n_parts; p++)
                 if (atomic_load(&e->parts[p].own) == OWN_ACTIVE)

@@ -1,0 +1,343 @@
+/*
+ * evbusd on a real local Redis Cluster (docs/scale-out.md): 3 masters and
+ * 3 replicas started by tests/support/harness_cluster.c, stream
+ * "ce:events" in 6 partitions, evbusd hosts with redis.cluster (the seeds)
+ * running keyed.so as "ko" with ordering: per_key, each recording its
+ * calls in its own file ("<key> <seq> <attempt> <start_us> <end_us>
+ * <result>").  Events are published with XADD into their partition
+ * streams through the cluster client, which routes each to its master.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "client/cluster.h"
+#include "client/evbus_client.h"
+#include "client/partition.h"
+#include "harness.h"
+#include "harness_cluster.h"
+
+#define STREAM "ce:events"
+#define P 6
+#define MAXH 2
+
+typedef struct call {
+    char key[32];
+    int seq, host;
+    long long start, end;
+    char result[8];
+} call_t;
+
+typedef struct calls {
+    call_t *v;
+    size_t n;
+} calls_t;
+
+static harness_cluster_t hc;
+static char *dir;
+static evbus_cluster_t *cl;
+static harness_proc_t hosts[MAXH];
+static int ports[MAXH];
+static char conf_dirs[MAXH][512], outs[MAXH][512], logs[MAXH][512];
+
+static void setup(void)
+{
+    cr_assert_eq(harness_cluster_start(&hc, 3, 1), 0, "the cluster did not start (logs in %s)",
+                 hc.dir);
+    dir = harness_tmpdir("cluster-engine");
+    char err[512];
+    cl = evbus_cluster_new(hc.seeds, NULL, err, sizeof err);
+    cr_assert_not_null(cl, "%s", err);
+    for (int h = 0; h < MAXH; h++) {
+        hosts[h].pid = 0;
+        ports[h] = harness_free_port();
+        snprintf(outs[h], sizeof outs[h], "%s/calls%d.tsv", dir, h);
+        snprintf(logs[h], sizeof logs[h], "%s/evbusd%d.log", dir, h);
+    }
+}
+
+static void teardown(void)
+{
+    for (int h = 0; h < MAXH; h++)
+        if (hosts[h].pid > 0)
+            harness_kill(&hosts[h], SIGKILL, 5000);
+    evbus_cluster_free(cl);
+    for (int h = 0; h < MAXH; h++) {
+        char *log = harness_read_file(logs[h]);
+        if (log && getenv("CLUSTER_SHOW_LOG"))
+            fprintf(stderr, "---- h%d ----\n%s\n", h, log);
+        free(log);
+    }
+    harness_cluster_stop(&hc);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+TestSuite(cluster_engine, .init = setup, .fini = teardown, .timeout = 300);
+
+static void start_host(int h)
+{
+    char state[600];
+    snprintf(conf_dirs[h], sizeof conf_dirs[h], "%s/conf%d", dir, h);
+    snprintf(state, sizeof state, "%s/state%d", dir, h);
+    mkdir(conf_dirs[h], 0777);
+    mkdir(state, 0700);
+    char *keyed = harness_build_path("plugins/testkit/keyed.so");
+    char *schemas = harness_source_path("schemas");
+    char *yaml = NULL;
+    cr_assert_geq(asprintf(&yaml,
+                           "redis: { cluster: \"%s\", command_timeout_ms: 2000 }\n"
+                           "stream: " STREAM "\n"
+                           "partitions: %d\n"
+                           "consumer: h%d\n"
+                           "batch_size: 60\n"
+                           "block_ms: 50\n"
+                           "worker_threads: 3\n"
+                           "state_dir: %s\n"
+                           "schemas: { dir: %s, mode: off }\n"
+                           "admin: { listen: \"127.0.0.1:%d\" }\n"
+                           "ownership: { lease_ms: 1500 }\n"
+                           "retry: { base_ms: 50, factor: 1, max_ms: 50, max_attempts: 5, "
+                           "jitter: 0 }\n"
+                           "reclaim: { min_idle_ms: 2000, interval_ms: 200 }\n"
+                           "plugins:\n"
+                           "  - name: ko\n"
+                           "    plugin: %s\n"
+                           "    config: { out: %s, sleep_ms: 1 }\n"
+                           "    subscriptions:\n"
+                           "      - { pattern: \"test.**\", ordering: per_key }\n",
+                           hc.seeds, P, h, state, schemas, ports[h], keyed, outs[h]),
+                  0);
+    free(keyed);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf_dirs[h], "10-ce.yaml", yaml), 0);
+    free(yaml);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dirs[h], NULL};
+    cr_assert_eq(harness_spawn(&hosts[h], argv, NULL, logs[h]), 0);
+    free(evbusd);
+}
+
+/* Events seq from..to-1 of keys k000..k<nkeys-1>, each XADDed to its
+ * partition stream through the cluster client. */
+static void publish(int nkeys, int from, int to)
+{
+    for (int s = from; s < to; s++)
+        for (int i = 0; i < nkeys; i++) {
+            char key[16], id[48], stream[64];
+            snprintf(key, sizeof key, "k%03d", i);
+            snprintf(id, sizeof id, "%s-%d", key, s);
+            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i}}", "specversion",
+                                   "1.0", "id", id, "source", "tests/cluster", "type",
+                                   "test.ce.step", "time", "2026-12-07T00:00:00Z", "tenantid",
+                                   "tenant-a", "partitionkey", key, "data", "seq", s);
+            snprintf(stream, sizeof stream, "{" STREAM ":%d}", evbus_event_partition(ev, P));
+            char *text = json_dumps(ev, JSON_COMPACT);
+            json_decref(ev);
+            const char *argv[] = {"XADD", stream, "*", "event", text};
+            char err[512];
+            redisReply *r = evbus_cluster_command(cl, 5, argv, NULL, err, sizeof err);
+            cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD %s: %s", stream,
+                      r ? (r->str ? r->str : "?") : err);
+            freeReplyObject(r);
+            free(text);
+        }
+}
+
+static calls_t read_calls(void)
+{
+    calls_t c = {0};
+    size_t cap = 0;
+    for (int h = 0; h < MAXH; h++) {
+        char *text = harness_read_file(outs[h]);
+        if (!text)
+            continue;
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line;
+             line = strtok_r(NULL, "\n", &save)) {
+            if (c.n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                c.v = realloc(c.v, cap * sizeof *c.v);
+            }
+            call_t *k = &c.v[c.n];
+            int attempt;
+            if (sscanf(line, "%31s %d %d %lld %lld %7s", k->key, &k->seq, &attempt, &k->start,
+                       &k->end, k->result) == 6) {
+                k->host = h;
+                c.n++;
+            }
+        }
+        free(text);
+    }
+    return c;
+}
+
+typedef struct want {
+    int nkeys, nseq;
+} want_t;
+
+static bool all_handled(void *ud)
+{
+    const want_t *w = ud;
+    calls_t c = read_calls();
+    char *seen = calloc((size_t)w->nkeys * (size_t)w->nseq, 1);
+    size_t n = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        int k = atoi(c.v[i].key + 1);
+        if (strcmp(c.v[i].result, "ok") || k < 0 || k >= w->nkeys || c.v[i].seq < 0 ||
+            c.v[i].seq >= w->nseq)
+            continue;
+        char *s = &seen[(size_t)k * (size_t)w->nseq + (size_t)c.v[i].seq];
+        n += !*s;
+        *s = 1;
+    }
+    free(seen);
+    free(c.v);
+    return n == (size_t)w->nkeys * (size_t)w->nseq;
+}
+
+static int cmp_start(const void *a, const void *b)
+{
+    const call_t *x = a, *y = b;
+    int k = strcmp(x->key, y->key);
+    if (k)
+        return k;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Per key, in start order: never two calls at once, never an event before
+ * every earlier one of its key was handled.  Returns the duplicates. */
+static size_t expect_per_key_order(calls_t *c)
+{
+    qsort(c->v, c->n, sizeof *c->v, cmp_start);
+    size_t dups = 0, bad = 0;
+    int max_seen = -1;
+    for (size_t i = 0; i < c->n; i++) {
+        const call_t *k = &c->v[i];
+        if (i == 0 || strcmp(k->key, c->v[i - 1].key) != 0)
+            max_seen = -1;
+        else if (k->start < c->v[i - 1].end && bad++ < 5)
+            cr_expect(false, "key %s: seq %d started before seq %d ended", k->key, k->seq,
+                      c->v[i - 1].seq);
+        if (k->seq > max_seen + 1 && bad++ < 5)
+            cr_expect(false, "key %s: seq %d before seq %d", k->key, k->seq, max_seen + 1);
+        dups += k->seq <= max_seen;
+        if (k->seq > max_seen)
+            max_seen = k->seq;
+    }
+    cr_expect_eq(bad, 0, "%zu per-key order violations", bad);
+    return dups;
+}
+
+static int owned_by(int h)
+{
+    int status = 0;
+    char *body = harness_http_get(ports[h], "/health", &status);
+    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    json_t *owned = json_object_get(json_object_get(j, "ownership"), "owned");
+    int n = json_is_array(owned) ? (int)json_array_size(owned) : -1;
+    json_decref(j);
+    return n;
+}
+
+static bool split_evenly(void *ud)
+{
+    int n = *(int *)ud, total = 0;
+    for (int h = 0; h < n; h++) {
+        int k = owned_by(h);
+        if (k != P / n)
+            return false;
+        total += k;
+    }
+    return total == P;
+}
+
+/* The masters the partitions' tags hash to. */
+static int masters_used(void)
+{
+    char seen[P][300];
+    int n = 0;
+    for (int p = 0; p < P; p++) {
+        char tag[64], at[300];
+        snprintf(tag, sizeof tag, "{" STREAM ":%d}", p);
+        cr_assert_eq(evbus_cluster_slot_owner(cl, evbus_cluster_keyslot(tag, strlen(tag)), at,
+                                              sizeof at),
+                     0);
+        bool known = false;
+        for (int i = 0; i < n; i++)
+            known |= !strcmp(seen[i], at);
+        if (!known)
+            snprintf(seen[n++], sizeof seen[0], "%s", at);
+    }
+    return n;
+}
+
+Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
+{
+    start_host(0);
+    start_host(1);
+    int two = 2;
+    cr_assert(harness_wait_until(split_evenly, &two, 30000), "the hosts never split the %d "
+              "partitions", P);
+    want_t w = {.nkeys = 30, .nseq = 40};
+    publish(w.nkeys, 0, w.nseq);
+    cr_expect_geq(masters_used(), 2, "the %d partitions all hash to one master", P);
+    cr_assert(harness_wait_until(all_handled, &w, 120000), "not every event was handled");
+    calls_t c = read_calls();
+    size_t per[MAXH] = {0};
+    for (size_t i = 0; i < c.n; i++)
+        per[c.v[i].host]++;
+    size_t dups = expect_per_key_order(&c);
+    cr_expect_eq(dups, 0, "%zu duplicates without a failure", dups);
+    for (int h = 0; h < 2; h++)
+        cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu", h, per[h], c.n);
+    free(c.v);
+    /* the recorded count is on the cluster too */
+    const char *argv[] = {"GET", STREAM ":partitions"};
+    redisReply *r = evbus_cluster_command(cl, 2, argv, NULL, NULL, 0);
+    cr_expect(r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "6"), "no record");
+    freeReplyObject(r);
+    for (int h = 0; h < 2; h++) {
+        cr_expect_eq(harness_kill(&hosts[h], SIGTERM, 20000), 0, "h%d did not stop cleanly", h);
+        hosts[h].pid = 0;
+    }
+}
+
+Test(cluster_engine, a_master_failover_loses_nothing)
+{
+    start_host(0);
+    int one = 1;
+    cr_assert(harness_wait_until(split_evenly, &one, 30000));
+    want_t w = {.nkeys = 20, .nseq = 60};
+    publish(w.nkeys, 0, 20);
+    /* the master of partition 0's slot hands over to its replica while
+     * events flow (a manual failover: no write acknowledged is lost) */
+    char tag[64] = "{" STREAM ":0}", at[300];
+    cr_assert_eq(evbus_cluster_slot_owner(cl, evbus_cluster_keyslot(tag, strlen(tag)), at,
+                                          sizeof at),
+                 0);
+    int master = harness_cluster_node_of_port(&hc, atoi(strrchr(at, ':') + 1));
+    int replica = harness_cluster_replica_of(&hc, master);
+    cr_assert_geq(replica, 0);
+    redisContext *rc = harness_cluster_connect(&hc, replica);
+    redisReply *r = redisCommand(rc, "CLUSTER FAILOVER");
+    cr_assert(r && r->type == REDIS_REPLY_STATUS, "CLUSTER FAILOVER: %s", r ? r->str : "?");
+    freeReplyObject(r);
+    redisFree(rc);
+    publish(w.nkeys, 20, 60); /* the client follows the MOVED to the new master */
+    cr_assert(harness_wait_until(all_handled, &w, 120000), "an event was lost in the failover");
+    calls_t c = read_calls();
+    size_t dups = expect_per_key_order(&c);
+    fprintf(stderr, "cluster: CLUSTER FAILOVER mid-stream: %zu calls, %zu duplicates\n", c.n,
+            dups);
+    free(c.v);
+    cr_expect_eq(harness_kill(&hosts[0], SIGTERM, 20000), 0);
+    hosts[0].pid = 0;
+}

@@ -21,6 +21,13 @@
  * Redis-restart moments are drawn as points of handler progress (calls
  * counted in the count file), so they land while events are in flight.
  *
+ * --cluster runs it all on a real local Redis Cluster instead (3 masters,
+ * 1 replica each, tests/support/harness_cluster.h): the stream in
+ * CLUSTER_PARTS partitions (events keyed "k0".."k96", XADDed into their
+ * partition streams through the cluster client), two evbusd hosts sharing
+ * them through leases, each SIGKILLed in turn, and a master failed over to
+ * its replica (CLUSTER FAILOVER) where one server is restarted.
+ *
  * --isolation runs the chaos instance with `isolation: process`: a crash
  * fault then aborts its evbus-plugin-runner child, not evbusd, so crash
  * events are ten times as many (max(1, N/2500)), each is retried until its
@@ -41,6 +48,7 @@
  * and its path printed.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -54,30 +62,37 @@
 
 #include <hiredis/hiredis.h>
 
+#include "client/cluster.h"
+#include "client/partition.h"
 #include "evbus_build_config.h"
 #include "harness.h"
+#include "harness_cluster.h"
 
 #define STREAM "chaos:events"
-#define DLQ STREAM ":dlq"
-#define RETRY STREAM ":retry"
 #define GROUP "evbus"
 #define PUBLISH_BATCH 500
 /* Published events not yet seen by a handler, at most: keeps evbusd busy
  * the whole run, so kills land on work in flight, not on an idle host. */
 #define PUBLISH_WINDOW 2000
+#define CLUSTER_PARTS 6
+#define CLUSTER_HOSTS 2
 
 enum fault { F_NONE, F_RETRY, F_REJECT, F_SLEEP, F_CRASH, F_HANG };
 
 typedef struct run {
     int n_events, n_kills, timeout_s;
     uint64_t seed, rng;
-    bool keep, isolation;
+    bool keep, isolation, cluster;
     const char *build;
     harness_redis_t redis;
+    harness_cluster_t hc;   /* --cluster */
+    evbus_cluster_t *cl;    /* --cluster: the driver's handle */
     redisContext *rc;
     char *dir;
     char conf[600], log_path[600], count_file[600];
-    harness_proc_t daemon;
+    harness_proc_t daemon;  /* host 0 */
+    harness_proc_t daemon2; /* --cluster: host 1 (its own conf and log: conf2, log2) */
+    char conf2[600], log2[600];
     unsigned char *faults;  /* per event */
     unsigned char *retries; /* N of retry:N */
     uint16_t *ok_calls;     /* per event */
@@ -108,8 +123,8 @@ static void sleep_ms(int ms)
 
 static void usage(FILE *f)
 {
-    fputs("usage: chaos-run [--events N] [--kills K] [--build DIR] [--seed S] [--timeout SEC] "
-          "[--keep]\n"
+    fprintf(f, "usage: chaos-run [--events N] [--kills K] [--build DIR] [--seed S] [--timeout SEC] "
+          "[--keep] [--isolation] [--cluster]\n"
           "  --events N     events to publish (default 100000)\n"
           "  --kills K      SIGKILLs of evbusd at random moments (default 5)\n"
           "  --build DIR    meson build directory with evbusd and chaos.so\n"
@@ -118,8 +133,10 @@ static void usage(FILE *f)
           "  --timeout SEC  give up after SEC seconds (default 300 + N/200)\n"
           "  --keep         keep the temp folder (logs, count file) on success too\n"
           "  --isolation    run the chaos plugin with `isolation: process`: crash and\n"
-          "                 hang faults hit its runner child; evbusd must not crash\n",
-          f);
+          "                 hang faults hit its runner child; evbusd must not crash\n"
+          "  --cluster      on a local Redis Cluster (3 masters + 3 replicas): %d\n"
+          "                 partitions, %d evbusd hosts, a master failed over\n",
+          CLUSTER_PARTS, CLUSTER_HOSTS);
 }
 
 static redisContext *conn(run_t *r)
@@ -137,14 +154,20 @@ static redisContext *conn(run_t *r)
     return NULL;
 }
 
-static int write_config(run_t *r)
+static int write_config(run_t *r, const char *conf, const char *consumer)
 {
-    char *yaml = NULL;
+    char *yaml = NULL, redis[1400];
+    if (r->cluster)
+        snprintf(redis, sizeof redis,
+                 "redis: { cluster: \"%s\" }\npartitions: %d\nownership: { lease_ms: 2000 }\n",
+                 r->hc.seeds, CLUSTER_PARTS);
+    else
+        snprintf(redis, sizeof redis, "redis: { url: \"%s\" }\n", r->redis.url);
     int n = asprintf(&yaml,
-                     "redis: { url: \"%s\" }\n"
+                     "%s"
                      "stream: " STREAM "\n"
                      "group: " GROUP "\n"
-                     "consumer: chaos-host\n"
+                     "consumer: %s\n"
                      "batch_size: 200\n"
                      "block_ms: 100\n"
                      "worker_threads: 4\n"
@@ -166,45 +189,57 @@ static int write_config(run_t *r)
                      "%s"
                      "    subscriptions:\n"
                      "      - { pattern: \"test.**\" }\n",
-                     r->redis.url, r->conf, EVBUS_SOURCE_ROOT,
+                     redis, consumer, conf, EVBUS_SOURCE_ROOT,
                      r->isolation ? "handler_timeout_ms: 500\n" : "", r->build, r->count_file,
                      r->isolation ? "    isolation: process\n" : "");
     if (n < 0)
         return -1;
     char state[700];
-    snprintf(state, sizeof state, "%s/state", r->conf);
-    mkdir(r->conf, 0777);
+    snprintf(state, sizeof state, "%s/state", conf);
+    mkdir(conf, 0777);
     mkdir(state, 0700);
-    int rc = harness_write_file(r->conf, "10-chaos.yaml", yaml);
+    int rc = harness_write_file(conf, "10-chaos.yaml", yaml);
     free(yaml);
     return rc;
 }
 
-static int start_daemon(run_t *r)
+/* Start host h (0, or 1 with --cluster). */
+static int start_host(run_t *r, int h)
 {
     char evbusd[700];
     snprintf(evbusd, sizeof evbusd, "%s/host/daemon/evbusd", r->build);
-    char *argv[] = {evbusd, "-c", r->conf, NULL};
+    char *argv[] = {evbusd, "-c", h ? r->conf2 : r->conf, NULL};
     r->starts++;
-    return harness_spawn(&r->daemon, argv, NULL, r->log_path);
+    return harness_spawn(h ? &r->daemon2 : &r->daemon, argv, NULL, h ? r->log2 : r->log_path);
 }
+
+static int start_daemon(run_t *r) { return start_host(r, 0); }
 
 /* Restart evbusd if it died; returns -1 when it cannot even start (its
  * config is refused: exit 2). */
-static int supervise(run_t *r)
+static int supervise_host(run_t *r, int h)
 {
-    int st = harness_wait(&r->daemon, 0);
+    int st = harness_wait(h ? &r->daemon2 : &r->daemon, 0);
     if (st == -1)
         return 0;
     if (st == 128 + SIGABRT) {
         r->crashes++;
     } else {
         r->odd_exits++;
-        fprintf(stderr, "chaos-run: evbusd exited with status %d (see %s)\n", st, r->log_path);
+        fprintf(stderr, "chaos-run: evbusd exited with status %d (see %s)\n", st,
+                h ? r->log2 : r->log_path);
         if (st == 2)
             return -1;
     }
-    return start_daemon(r);
+    return start_host(r, h);
+}
+
+static int supervise(run_t *r)
+{
+    int rc = supervise_host(r, 0);
+    if (rc == 0 && r->cluster)
+        rc = supervise_host(r, 1);
+    return rc;
 }
 
 /* Count handler calls appended since the last look. */
@@ -219,6 +254,45 @@ static void read_progress(run_t *r)
     while ((got = read(r->count_fd, buf, sizeof buf)) > 0)
         for (ssize_t i = 0; i < got; i++)
             r->calls += buf[i] == '\n';
+}
+
+/* ---- Redis: one server, or (--cluster) the cluster's partitions ---- */
+
+static int n_parts(const run_t *r) { return r->cluster ? CLUSTER_PARTS : 1; }
+
+/* Partition p's stream, retry schedule or dead-letter stream (suffix "",
+ * ":retry", ":dlq"); one server: today's names. */
+static void part_key(const run_t *r, int p, const char *suffix, char *out, size_t len)
+{
+    if (r->cluster)
+        snprintf(out, len, "{" STREAM ":%d}%s", p, suffix);
+    else
+        snprintf(out, len, "%s%s", STREAM, suffix);
+}
+
+/* A command (NULL-terminated arguments) on the server, or routed by its
+ * key on the cluster (tried again for a while: a master may be failing
+ * over).  NULL when Redis cannot be reached. */
+static redisReply *cmd(run_t *r, const char *a0, ...)
+{
+    const char *argv[16];
+    int n = 0;
+    va_list ap;
+    va_start(ap, a0);
+    for (const char *a = a0; a && n < 16; a = va_arg(ap, const char *))
+        argv[n++] = a;
+    va_end(ap);
+    if (!r->cluster) {
+        redisContext *c = conn(r);
+        return c ? redisCommandArgv(c, n, argv, NULL) : NULL;
+    }
+    for (int tries = 0; tries < 100; tries++) {
+        redisReply *rep = evbus_cluster_command(r->cl, n, argv, NULL, NULL, 0);
+        if (rep)
+            return rep;
+        sleep_ms(100);
+    }
+    return NULL;
 }
 
 static const char *fault_text(const run_t *r, int i, char out[32])
@@ -270,28 +344,80 @@ static int publish(run_t *r, int from, int to)
     return 0;
 }
 
-/* An integer reply of a one-key command ("ZCARD", RETRY). */
-static long long int_reply(run_t *r, const char *cmd, const char *key)
+/* --cluster: XADD events [from, to), each into its partition stream (key
+ * "k<i mod 97>"), pipelined through the cluster client; what was not
+ * confirmed (a master failing over) is sent again. */
+static int publish_cluster(run_t *r, int from, int to)
 {
-    redisContext *c = conn(r);
-    return c ? harness_redis_int(c, "%s %s", cmd, key) : -1;
+    int n = to - from, *todo = malloc((size_t)n * sizeof *todo);
+    if (!todo)
+        return -1;
+    for (int k = 0; k < n; k++)
+        todo[k] = from + k;
+    for (int round = 0; n > 0 && round < 200; round++) {
+        evbus_cluster_pipe_t *pp = evbus_cluster_pipe_new(r->cl);
+        for (int k = 0; k < n; k++) {
+            int i = todo[k];
+            char ft[32], json[600], key[16], stream[64];
+            const char *f = fault_text(r, i, ft);
+            snprintf(key, sizeof key, "k%d", i % 97);
+            snprintf(json, sizeof json,
+                     "{\"specversion\":\"1.0\",\"id\":\"ev-%d\",\"source\":\"chaos-run\","
+                     "\"type\":\"test.chaos.event\",\"time\":\"2025-03-14T09:26:53Z\","
+                     "\"tenantid\":\"t-chaos\",\"partitionkey\":\"%s\",\"data\":{%s%s%s}}",
+                     i, key, f ? "\"fault\":\"" : "", f ? f : "", f ? "\"" : "");
+            part_key(r, (int)evbus_partition_of(key, strlen(key), CLUSTER_PARTS), "", stream,
+                     sizeof stream);
+            const char *argv[] = {"XADD", stream, "*", "event", json};
+            evbus_cluster_pipe_append(pp, 5, argv, NULL, NULL, 0);
+        }
+        char err[512];
+        evbus_cluster_pipe_exec(pp, err, sizeof err);
+        int m = 0;
+        for (int k = 0; k < n; k++) {
+            redisReply *rep = evbus_cluster_pipe_reply(pp, (size_t)k);
+            if (!rep || rep->type != REDIS_REPLY_STRING)
+                todo[m++] = todo[k];
+        }
+        evbus_cluster_pipe_free(pp);
+        if (m) {
+            fprintf(stderr, "chaos-run: %d XADDs not confirmed; sending them again\n", m);
+            sleep_ms(200);
+        }
+        n = m;
+    }
+    free(todo);
+    return n ? -1 : 0;
 }
 
-/* Group read to the end, nothing pending, nothing scheduled. */
-static bool settled(run_t *r)
+/* An integer reply of a one-key command ("ZCARD", a retry schedule). */
+static long long int_reply(run_t *r, const char *what, const char *key)
 {
-    if (int_reply(r, "ZCARD", RETRY) != 0)
-        return false;
-    redisContext *c = conn(r);
-    if (!c)
+    redisReply *rep = cmd(r, what, key, NULL);
+    long long v = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+    if (rep)
+        freeReplyObject(rep);
+    return v;
+}
+
+/* Partition p's group read to the end, nothing pending, nothing
+ * scheduled. */
+static bool settled_part(run_t *r, int p)
+{
+    char stream[64], retry[64];
+    part_key(r, p, "", stream, sizeof stream);
+    part_key(r, p, ":retry", retry, sizeof retry);
+    if (int_reply(r, "ZCARD", retry) != 0)
         return false;
     bool ok = false;
-    redisReply *p = redisCommand(c, "XPENDING " STREAM " " GROUP);
-    redisReply *last = redisCommand(c, "XREVRANGE " STREAM " + - COUNT 1");
-    redisReply *groups = redisCommand(c, "XINFO GROUPS " STREAM);
-    if (p && p->type == REDIS_REPLY_ARRAY && p->elements >= 1 && p->element[0]->integer == 0 &&
-        last && last->type == REDIS_REPLY_ARRAY && last->elements == 1 && groups &&
-        groups->type == REDIS_REPLY_ARRAY) {
+    redisReply *pe = cmd(r, "XPENDING", stream, GROUP, NULL);
+    redisReply *last = cmd(r, "XREVRANGE", stream, "+", "-", "COUNT", "1", NULL);
+    redisReply *groups = cmd(r, "XINFO", "GROUPS", stream, NULL);
+    if (last && last->type == REDIS_REPLY_ARRAY && last->elements == 0) {
+        ok = true; /* nothing was ever published into this partition */
+    } else if (pe && pe->type == REDIS_REPLY_ARRAY && pe->elements >= 1 &&
+               pe->element[0]->integer == 0 && last && last->type == REDIS_REPLY_ARRAY &&
+               last->elements == 1 && groups && groups->type == REDIS_REPLY_ARRAY) {
         const char *last_id = last->element[0]->element[0]->str;
         for (size_t i = 0; i < groups->elements; i++) {
             redisReply *g = groups->element[i];
@@ -300,8 +426,8 @@ static bool settled(run_t *r)
                     ok = strcmp(g->element[k + 1]->str, last_id) == 0;
         }
     }
-    if (p)
-        freeReplyObject(p);
+    if (pe)
+        freeReplyObject(pe);
     if (last)
         freeReplyObject(last);
     if (groups)
@@ -309,13 +435,22 @@ static bool settled(run_t *r)
     return ok;
 }
 
-/* What kept the run from settling, for the person reading stderr. */
-static void report_state(run_t *r)
+static bool settled(run_t *r)
 {
-    redisContext *c = conn(r);
-    if (!c)
-        return;
-    redisReply *p = redisCommand(c, "XPENDING " STREAM " " GROUP " - + 10");
+    for (int p = 0; p < n_parts(r); p++)
+        if (!settled_part(r, p))
+            return false;
+    return true;
+}
+
+/* What kept the run from settling, for the person reading stderr. */
+static void report_state_part(run_t *r, int part)
+{
+    char stream[64], retry[64];
+    part_key(r, part, "", stream, sizeof stream);
+    part_key(r, part, ":retry", retry, sizeof retry);
+    fprintf(stderr, "chaos-run: %s:\n", stream);
+    redisReply *p = cmd(r, "XPENDING", stream, GROUP, "-", "+", "10", NULL);
     for (size_t i = 0; p && p->type == REDIS_REPLY_ARRAY && i < p->elements; i++) {
         redisReply *e = p->element[i];
         fprintf(stderr, "chaos-run: still pending %s (consumer %s, idle %lld ms, %lld deliveries)\n",
@@ -324,7 +459,7 @@ static void report_state(run_t *r)
     }
     if (p)
         freeReplyObject(p);
-    redisReply *g = redisCommand(c, "XINFO GROUPS " STREAM);
+    redisReply *g = cmd(r, "XINFO", "GROUPS", stream, NULL);
     for (size_t i = 0; g && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++)
         for (size_t k = 0; k + 1 < g->element[i]->elements; k += 2) {
             redisReply *v = g->element[i]->element[k + 1];
@@ -338,7 +473,13 @@ static void report_state(run_t *r)
     if (g)
         freeReplyObject(g);
     fprintf(stderr, "chaos-run: retry schedule holds %lld, stream %lld entries\n",
-            int_reply(r, "ZCARD", RETRY), int_reply(r, "XLEN", STREAM));
+            int_reply(r, "ZCARD", retry), int_reply(r, "XLEN", stream));
+}
+
+static void report_state(run_t *r)
+{
+    for (int p = 0; p < n_parts(r); p++)
+        report_state_part(r, p);
 }
 
 static int event_index(const run_t *r, const char *id)
@@ -371,15 +512,13 @@ static int tally_calls(run_t *r)
 }
 
 /* Mark every event id found in the DLQ; counts reasons on stderr. */
-static int tally_dlq(run_t *r, long long reasons[6])
+static int tally_dlq_part(run_t *r, int part, long long reasons[6])
 {
     static const char *const names[] = {"reject", "retries_exhausted", "poison", NULL};
-    char start[64] = "-";
+    char start[64] = "-", dlq[64];
+    part_key(r, part, ":dlq", dlq, sizeof dlq);
     for (;;) {
-        redisContext *c = conn(r);
-        if (!c)
-            return -1;
-        redisReply *rep = redisCommand(c, "XRANGE " DLQ " %s + COUNT 1000", start);
+        redisReply *rep = cmd(r, "XRANGE", dlq, start, "+", "COUNT", "1000", NULL);
         if (!rep || rep->type != REDIS_REPLY_ARRAY) {
             if (rep)
                 freeReplyObject(rep);
@@ -414,6 +553,14 @@ static int tally_dlq(run_t *r, long long reasons[6])
     }
 }
 
+static int tally_dlq(run_t *r, long long reasons[6])
+{
+    for (int p = 0; p < n_parts(r); p++)
+        if (tally_dlq_part(r, p, reasons) != 0)
+            return -1;
+    return 0;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -431,6 +578,7 @@ int main(int argc, char **argv)
         {"build", required_argument, NULL, 'b'},  {"seed", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'}, {"keep", no_argument, NULL, 'K'},
         {"isolation", no_argument, NULL, 'I'},    {"help", no_argument, NULL, 'h'},
+        {"cluster", no_argument, NULL, 'C'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -442,6 +590,7 @@ int main(int argc, char **argv)
         case 't': r.timeout_s = atoi(optarg); break;
         case 'K': r.keep = true; break;
         case 'I': r.isolation = true; break;
+        case 'C': r.cluster = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -453,9 +602,9 @@ int main(int argc, char **argv)
     if (!r.timeout_s)
         r.timeout_s = 300 + r.n_events / 200;
     r.rng = r.seed ? r.seed : 1;
-    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s%s\n", r.n_events,
+    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s%s%s\n", r.n_events,
             r.n_kills, (unsigned long long)r.seed, r.build,
-            r.isolation ? " isolation=process" : "");
+            r.isolation ? " isolation=process" : "", r.cluster ? " cluster" : "");
 
     /* the fault mix */
     int n = r.n_events;
@@ -491,17 +640,30 @@ int main(int argc, char **argv)
     qsort(kill_at, (size_t)r.n_kills, sizeof *kill_at, cmp_double);
     double redis_at = (0.2 + 0.6 * rnd01(&r)) * n;
 
-    if (harness_redis_start(&r.redis, true) != 0) {
+    if (r.cluster) {
+        char err[512];
+        if (harness_cluster_start(&r.hc, 3, 1) != 0 ||
+            !(r.cl = evbus_cluster_new(r.hc.seeds, NULL, err, sizeof err))) {
+            fprintf(stderr, "chaos-run: the cluster did not start (logs in %s)\n", r.hc.dir);
+            return 2;
+        }
+    } else if (harness_redis_start(&r.redis, true) != 0) {
         fprintf(stderr, "chaos-run: redis-server did not start\n");
         return 2;
     }
     r.dir = harness_tmpdir("chaos");
     snprintf(r.conf, sizeof r.conf, "%s/conf", r.dir);
     snprintf(r.log_path, sizeof r.log_path, "%s/evbusd.log", r.dir);
+    snprintf(r.conf2, sizeof r.conf2, "%s/conf2", r.dir);
+    snprintf(r.log2, sizeof r.log2, "%s/evbusd2.log", r.dir);
     snprintf(r.count_file, sizeof r.count_file, "%s/calls", r.dir);
-    if (write_config(&r) != 0 || start_daemon(&r) != 0) {
+    if (write_config(&r, r.conf, "chaos-host") != 0 || start_daemon(&r) != 0 ||
+        (r.cluster && (write_config(&r, r.conf2, "chaos-host2") != 0 || start_host(&r, 1) != 0))) {
         fprintf(stderr, "chaos-run: cannot write the config or start evbusd\n");
-        harness_redis_stop(&r.redis);
+        if (r.cluster)
+            harness_cluster_stop(&r.hc);
+        else
+            harness_redis_stop(&r.redis);
         return 2;
     }
 
@@ -516,7 +678,8 @@ int main(int argc, char **argv)
         read_progress(&r);
         if (published < n && published - r.calls < PUBLISH_WINDOW) {
             int to = published + PUBLISH_BATCH < n ? published + PUBLISH_BATCH : n;
-            if (publish(&r, published, to) != 0) {
+            if ((r.cluster ? publish_cluster(&r, published, to) : publish(&r, published, to)) !=
+                0) {
                 fprintf(stderr, "chaos-run: cannot reach Redis to publish\n");
                 timed_out = true;
                 break;
@@ -533,11 +696,32 @@ int main(int argc, char **argv)
         /* a kill still owed once the work ran out is done now */
         if (r.kills_done < r.n_kills &&
             (r.calls >= kill_at[r.kills_done] || (all_published && stable > 0))) {
-            harness_kill(&r.daemon, SIGKILL, 10000);
+            int h = r.cluster ? r.kills_done % CLUSTER_HOSTS : 0; /* hosts in turn */
+            harness_kill(h ? &r.daemon2 : &r.daemon, SIGKILL, 10000);
             r.kills_done++;
-            fprintf(stderr, "chaos-run: SIGKILL %d/%d after %lld handler calls\n", r.kills_done,
-                    r.n_kills, r.calls);
-            start_daemon(&r);
+            fprintf(stderr, "chaos-run: SIGKILL %d/%d (host %d) after %lld handler calls\n",
+                    r.kills_done, r.n_kills, h, r.calls);
+            start_host(&r, h);
+            stable = 0;
+        }
+        if (r.cluster && !r.redis_restarted &&
+            (r.calls >= redis_at || (all_published && stable > 0))) {
+            /* a master hands over to its replica (no acknowledged write is
+             * lost in a manual failover) */
+            int m = (int)(rnd(&r) % 3), seen = -1, node = -1;
+            for (int i = 0; i < r.hc.n && node < 0; i++)
+                if (harness_cluster_is_master(&r.hc, i) && ++seen == m)
+                    node = i;
+            int rep_i = node < 0 ? -1 : harness_cluster_replica_of(&r.hc, node);
+            redisContext *fc = rep_i < 0 ? NULL : harness_cluster_connect(&r.hc, rep_i);
+            redisReply *fr = fc ? redisCommand(fc, "CLUSTER FAILOVER") : NULL;
+            fprintf(stderr, "chaos-run: failing master %d over to replica %d after %lld handler "
+                    "calls: %s\n", node, rep_i, r.calls, fr && fr->str ? fr->str : "no reply");
+            if (fr)
+                freeReplyObject(fr);
+            if (fc)
+                redisFree(fc);
+            r.redis_restarted = true;
             stable = 0;
         }
         if (!r.redis_restarted && (r.calls >= redis_at || (all_published && stable > 0))) {
@@ -568,6 +752,8 @@ int main(int argc, char **argv)
     int st = harness_kill(&r.daemon, SIGTERM, 20000);
     if (st != 0)
         fprintf(stderr, "chaos-run: evbusd stopped with status %d\n", st);
+    if (r.cluster && (st = harness_kill(&r.daemon2, SIGTERM, 20000)) != 0)
+        fprintf(stderr, "chaos-run: the second evbusd stopped with status %d\n", st);
 
     long long reasons[6] = {0};
     read_progress(&r);
@@ -605,7 +791,12 @@ int main(int argc, char **argv)
 
     if (r.rc)
         redisFree(r.rc);
-    harness_redis_stop(&r.redis);
+    if (r.cluster) {
+        evbus_cluster_free(r.cl);
+        harness_cluster_stop(&r.hc);
+    } else {
+        harness_redis_stop(&r.redis);
+    }
     bool ok = lost == 0 && published == n;
     if (r.isolation && r.crashes) {
         fprintf(stderr, "chaos-run: evbusd crashed %d times although the chaos instance is "
@@ -614,10 +805,11 @@ int main(int argc, char **argv)
     }
     if (ok && !r.keep) {
         harness_rmrf(r.dir);
-        harness_rmrf(r.redis.dir);
+        if (!r.cluster)
+            harness_rmrf(r.redis.dir);
     } else {
         fprintf(stderr, "chaos-run: kept %s (evbusd.log, calls) and %s (redis)\n", r.dir,
-                r.redis.dir);
+                r.cluster ? "(the cluster is removed)" : r.redis.dir);
     }
     if (r.count_fd >= 0)
         close(r.count_fd);

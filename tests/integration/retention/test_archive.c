@@ -154,14 +154,14 @@ static char PROTECT[] = "all";
 static void trimmer_start(trimmer_t *t, uint64_t max_age_ms, bool archiver)
 {
     memset(t, 0, sizeof *t);
-    t->r = retention_new(STREAM, "host-a");
+    t->r = retention_new(STREAM, "host-a", 1, NULL);
     cr_assert_not_null(t->r);
     t->s = (retention_settings_t){.max_age_ms = max_age_ms, .protect_groups = PROTECT,
                                   .interval_ms = 100, .archive = RETENTION_ARCHIVE_POSTGRES,
                                   .archive_retention_ms = 0};
     if (archiver) {
         retention_archive_opts_t o = {.postgres_url = fx_pg.url, .redis_url = fx_redis.url,
-                                      .stream = STREAM, .redis_connect_ms = 2000,
+                                      .redis_connect_ms = 2000,
                                       .redis_command_ms = 5000, .partitions_ahead = 3};
         cr_assert_eq(retention_start_archive(t->r, &o), 0);
     }

@@ -365,3 +365,29 @@ Test(retention_partitions_pg, each_partitions_entries_are_archived_under_its_str
     }
     json_decref(h);
 }
+
+Test(retention_partitions, evbusctl_publish_refuses_at_a_partitions_share_of_the_configured_cap)
+{
+    /* evbusd has not run: evbusctl guards with the configuration's cap */
+    conf("{ max_entries: 80, on_full: reject }", NULL);
+    char k1[16], nd[700];
+    key_in(1, k1, sizeof k1);
+    fx_path(&F, "events.ndjson", nd, sizeof nd);
+    FILE *f = fopen(nd, "w");
+    for (int i = 0; i < 50; i++)
+        fprintf(f, "{\"type\":\"bulk.x\",\"tenantid\":\"t\",\"partitionkey\":\"%s\","
+                   "\"data\":{\"i\":%d}}\n", k1, i);
+    fclose(f);
+    char *ctl = harness_build_path("host/ctl/evbusctl");
+    char *argv[] = {ctl, "-c", F.conf, "publish", "--file", nd, NULL};
+    char *o = NULL, *e = NULL;
+    cr_expect_eq(harness_run(argv, NULL, NULL, &o, &e, 60000), 1, "stderr: %s", e);
+    cr_expect(e && strstr(e, "stream {t:events:1} holds 20 entries (retention.max_entries 20) "
+                             "and no consumer group has read them yet"),
+              "stderr: %s", e ? e : "");
+    cr_expect(e && strstr(e, "20 of 50 events published"), "stderr: %s", e ? e : "");
+    cr_expect_eq(xlen(1), 20);
+    free(o);
+    free(e);
+    free(ctl);
+}

@@ -310,11 +310,43 @@ Test(retention_partitions, a_partition_is_full_at_its_share_and_keeps_what_a_gro
     evbus_client_free(c);
 }
 
+Test(retention_partitions, a_partition_is_flagged_full_at_its_share_of_max_bytes)
+{
+    conf("{ max_bytes: 64KiB, on_full: reject, interval: 100ms }", NULL);
+    fx_evbusd(&F, NULL, NULL);
+    cr_assert(fx_wait_log(&F, " started (pid ", 20000));
+    cr_assert(wait_policy("max_bytes", "16384", 5000), "no share of max_bytes in every policy");
+    cr_assert(groups_ready(), "evbusd's group is not on every partition");
+    harness_redis_int(R, "XGROUP CREATE %s lagging 0", part(1));
+    char k1[16], k2[16], err[512];
+    key_in(1, k1, sizeof k1);
+    key_in(2, k2, sizeof k2);
+    evbus_client_t *c = client();
+    /* the trimmer flags {t:events:1} full within a round of its share */
+    int accepted = 0, rc = 0;
+    for (int i = 0; i < 3000 && (rc = publish(c, k1, i, err, sizeof err)) == 0; i++) {
+        accepted++;
+        usleep(2000);
+    }
+    cr_assert_eq(rc, EVBUS_CLIENT_EFULL, "rc %d after %d events: %s", rc, accepted, err);
+    cr_expect(strstr(err, "stream {t:events:1} holds about ") &&
+                  strstr(err, "bytes (retention.max_bytes 16384) and consumer group lagging "
+                              "still owes them"),
+              "%s", err);
+    cr_expect_eq(xlen(1), accepted, "partition 1 lost entries its group still owes");
+    cr_expect_eq(harness_redis_int(R, "EXISTS %s:retention:full", part(1)), 1);
+    cr_expect_eq(harness_redis_int(R, "EXISTS %s:retention:full", part(2)), 0,
+                 "partition 2 flagged full");
+    /* another partition still takes events */
+    cr_expect_eq(publish(c, k2, 0, err, sizeof err), 0, "%s", err);
+    evbus_client_free(c);
+}
+
 Test(retention_partitions_pg, each_partitions_entries_are_archived_under_its_stream_before_trimming)
 {
     char pg[300];
     snprintf(pg, sizeof pg, "postgres: { url: \"%s\", migrate_on_start: true }\n", PG.url);
-    conf("{ max_age: 500ms, interval: 100ms, archive: postgres }", pg);
+    conf("{ max_age: 1h, interval: 100ms }", pg);
     fx_evbusd(&F, NULL, NULL);
     cr_assert(fx_wait_log(&F, " started (pid ", 20000));
     evbus_client_t *c = client();
@@ -327,7 +359,11 @@ Test(retention_partitions_pg, each_partitions_entries_are_archived_under_its_str
     }
     evbus_client_free(c);
     cr_assert(fx_wait_lines(out, 60, 20000));
-    /* acknowledged and past max_age: archived, then trimmed */
+    /* a reload brings the archive and a short max_age in one generation:
+     * every entry is acknowledged and past it, so archived, then trimmed */
+    fx_conf(&F, "20-ret.yaml", "retention: { max_age: 500ms, archive: postgres }\n");
+    kill(F.d.pid, SIGHUP);
+    cr_assert(fx_wait_log(&F, "generation 2 live", 10000), "the reload was not applied");
     long long left = -1, deadline = harness_now_ms() + 15000;
     while (harness_now_ms() < deadline) {
         left = 0;

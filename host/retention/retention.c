@@ -290,17 +290,24 @@ static void note_level(retention_t *r, int level, const char *why)
         log_warn("retention", "stream %s: %s", r->stream, why);
 }
 
-/* The stream gauges: the sums over the family's partitions (entries,
- * bytes), the oldest entry of any, blocked or waiting in any — each
- * partition as of its last round.  Called by a lead. */
+/* The stream gauges: the sums over the partitions this host trims
+ * (entries, bytes), the oldest entry of any, blocked or waiting in any —
+ * each as of its last round; untouched while this host trims none (as
+ * with one partition: another host's gauges say it).  Called by a lead. */
 static void publish_gauges(retention_t *lead)
 {
     long long entries = 0, bytes = 0;
     int64_t oldest = 0;
-    bool blocked = false, waiting = false;
+    bool blocked = false, waiting = false, any = false;
     for (unsigned i = 0; i < lead->n_members; i++) {
         retention_t *m = lead->members[i];
         pthread_mutex_lock(&m->lock);
+        bool mine = m->leased;
+        any = any || mine;
+        if (!mine) {
+            pthread_mutex_unlock(&m->lock);
+            continue;
+        }
         entries += m->entries;
         bytes += m->bytes;
         if (m->oldest_ms && (!oldest || m->oldest_ms < oldest))
@@ -309,6 +316,8 @@ static void publish_gauges(retention_t *lead)
         waiting = waiting || m->waiting;
         pthread_mutex_unlock(&m->lock);
     }
+    if (!any)
+        return;
     METRIC_SET(stream_entries, (uint64_t)entries);
     METRIC_SET(stream_bytes, (uint64_t)bytes);
     METRIC_SET(stream_oldest_age_s,

@@ -258,15 +258,22 @@ Test(retention_partitions, a_partition_is_full_at_its_share_and_keeps_what_a_gro
     key_in(1, k1, sizeof k1);
     key_in(2, k2, sizeof k2);
     evbus_client_t *c = client();
-    int accepted = 0, rc = 0;
-    for (int i = 0; i < 25 && (rc = publish(c, k1, i, err, sizeof err)) == 0; i++)
-        accepted++;
-    cr_expect_eq(accepted, 20, "partition 1 took %d events, its share is 20", accepted);
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(publish(c, k1, i, err, sizeof err), 0, "event %d of partition 1: %s", i,
+                     err);
+    /* g handled them all: only lagging owes them now */
+    cr_assert(fx_wait_lines(out, 20, 20000));
+    for (int w = 0; w < 500 && pending(1) != 0; w++)
+        usleep(10 * 1000);
+    int rc = 0, refused = 0;
+    for (int i = 20; i < 25; i++)
+        if ((rc = publish(c, k1, i, err, sizeof err)) == EVBUS_CLIENT_EFULL)
+            refused++;
+    cr_expect_eq(refused, 5, "partition 1 took %d events past its share of 20", 5 - refused);
     cr_expect_eq(rc, EVBUS_CLIENT_EFULL, "rc %d: %s", rc, err);
     cr_expect(strstr(err, "stream {t:events:1} holds 20 entries (retention.max_entries 20) and "
                           "consumer group lagging still owes them"),
               "%s", err);
-    cr_assert(fx_wait_lines(out, 20, 20000));
     /* the other partitions keep taking events: the guard trims what every
      * group is done with there, one at a time as rec acknowledges */
     for (int i = 0; i < 25; i++) {
@@ -329,6 +336,12 @@ Test(retention_partitions, a_partition_is_flagged_full_at_its_share_of_max_bytes
         usleep(2000);
     }
     cr_assert_eq(rc, EVBUS_CLIENT_EFULL, "rc %d after %d events: %s", rc, accepted, err);
+    /* once g has handled them all, what holds the floor is lagging */
+    cr_assert(fx_wait_lines(out, (size_t)accepted, 20000));
+    for (int w = 0; w < 500 && pending(1) != 0; w++)
+        usleep(10 * 1000);
+    usleep(400 * 1000);
+    cr_expect_eq(publish(c, k1, -1, err, sizeof err), EVBUS_CLIENT_EFULL, "%s", err);
     cr_expect(strstr(err, "stream {t:events:1} holds about ") &&
                   strstr(err, "bytes (retention.max_bytes 16384) and consumer group lagging "
                               "still owes them"),

@@ -2211,9 +2211,10 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
                      cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
-    if (cfg->store.postgres_url) {
+    if (cfg->store.postgres_url && !e->cluster) {
         /* the archiver idles while retention.archive is off (it is live);
-         * one serves every partition (the trimmers' family, led by 0) */
+         * one serves every partition (the trimmers' family, led by 0); it
+         * speaks to one server (evbusd refuses the archive on a cluster) */
         retention_archive_opts_t ao = {.postgres_url = cfg->store.postgres_url,
                                        .redis_url = e->redis_url,
                                        .redis_connect_ms = cfg->core.redis_connect_timeout_ms,

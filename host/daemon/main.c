@@ -265,9 +265,8 @@ static bool setting_given(const evbus_config_t *cfg, const char *key)
 }
 
 /* What the configuration asks for that evbusd cannot run yet (issue 16:
- * the cluster client exists but the engine does not use it; dlq.stream
- * has no partitioned form — docs/scale-out.md, Status), as
- * one message with the settings' positions; "" when nothing. */
+ * what has no cluster or partitioned form yet — docs/scale-out.md,
+ * Status), as one message with the settings' positions; "" when nothing. */
 static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
 {
     char at[600], pat[600];

@@ -80,7 +80,7 @@ int evbus__xadd_head(const evbus_client_t *c, const char *stream, const char **a
     }
     snprintf(h->policy, sizeof h->policy, "%s:retention", stream);
     snprintf(h->full, sizeof h->full, "%s:retention:full", stream);
-    snprintf(h->max, sizeof h->max, "%u", c->guard_max);
+    snprintf(h->max, sizeof h->max, "%u", evbus__guard_max(c));
     argv[argc] = "EVALSHA", lens[argc++] = 7;
     argv[argc] = c->guard_sha, lens[argc++] = strlen(c->guard_sha);
     argv[argc] = "3", lens[argc++] = 1;
@@ -96,21 +96,27 @@ bool evbus__is_full(const char *s, size_t len)
     return len >= 9 && memcmp(s, "EVBUSFULL", 9) == 0;
 }
 
+static const char *part_stream(evbus_client_t *c, unsigned p);
+
 /* The stream's retention policy, as evbusd publishes it: decides whether
  * this client's XADDs go through the guard.  Unless the caller decided
- * (evbus_client_set_retention).  Called when a connection opens. */
+ * (evbus_client_set_retention).  Called when a connection opens.  With
+ * partitions, evbusd writes one policy per partition, the same but for
+ * the caps' shares: partition 0's decides, and the guard of each
+ * partition reads its own caps from its own hash. */
 static void read_policy(evbus_client_t *c)
 {
     if (!c->ctx)
         return;
     redisReply *r = NULL;
-    /* evbusd keeps no retention policy for partitioned streams yet
-     * (docs/scale-out.md, Status): only an explicit guard runs */
-    if (!c->guard_explicit && c->partitions > 1)
-        c->guard = 0;
-    else if (!c->guard_explicit) {
+    if (!c->guard_explicit) {
+        const char *first = part_stream(c, 0);
+        if (!first) {
+            c->guard = 0; /* out of memory: the publish reports it */
+            return;
+        }
         r = redisCommand(c->ctx, "HMGET %s:retention max_entries max_bytes on_full block_ms",
-                         c->stream);
+                         first);
         if (!r)
             return; /* the next command reports the connection */
     }

@@ -61,6 +61,17 @@ struct evbus_client {
     char errbuf[256];
 };
 
+/* The max_entries the guard of one stream enforces (0: its policy
+ * hash's): an explicit cap is the logical stream's, so with partitions
+ * each partition's guard enforces its share, rounded up, as evbusd's
+ * trimmers do (host/retention/retention.h). */
+static inline uint32_t evbus__guard_max(const evbus_client_t *c)
+{
+    if (c->partitions <= 1 || !c->guard_max)
+        return c->guard_max;
+    return (uint32_t)(((uint64_t)c->guard_max + c->partitions - 1) / c->partitions);
+}
+
 /* The WAIT of evbus_client_set_wait_replicas after a publish call's writes
  * landed (nothing when none is set).  Never fails the publish: a shortfall
  * is counted, a lost connection dropped for the next call to reopen. */

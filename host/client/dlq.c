@@ -658,7 +658,7 @@ static int stream_has_room(evbus_client_t *c, const char *stream, char *err, siz
     if (full)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EFULL,
                            "stream full: %s is at its retention.max_bytes", stream);
-    long long max = c->guard_max;
+    long long max = evbus__guard_max(c);
     if (!max) {
         r = redisCommand(c->ctx, "HGET %s:retention max_entries", stream);
         if (!r)

@@ -34,11 +34,13 @@
  * entry a consumer group still owes (docs/operations.md, Retention).
  *
  * Retention: when the stream has a cap (evbusd publishes its policy in the
- * hash <stream>:retention; the client reads it each time it connects), or
- * one was set with evbus_client_set_retention(), every XADD runs through a
- * guard script (EVALSHA) that first trims entries every protected group is
- * done with and refuses the event with EVBUS_CLIENT_EFULL when that cannot
- * make room.  With on_full: block, evbus_publish and evbus_publish_fields
+ * hash <stream>:retention, or with partitions one per partition stream,
+ * {<stream>:<p>}:retention, holding that partition's share of the caps;
+ * the client reads it each time it connects), or one was set with
+ * evbus_client_set_retention(), every XADD runs through a guard script
+ * (EVALSHA) on the event's (partition) stream that first trims entries
+ * every protected group is done with and refuses the event with
+ * EVBUS_CLIENT_EFULL when that cannot make room.  With on_full: block, evbus_publish and evbus_publish_fields
  * wait (up to the policy's block timeout) for room before they report
  * EVBUS_CLIENT_EFULL; the batch and pipeline calls report it per event at
  * once (events refused in the middle of a batch may be followed by
@@ -88,6 +90,9 @@ void evbus_client_free(evbus_client_t *c);
  * evbusd publishes: max_entries (0: the policy hash's), whether to wait for
  * room (on_full_block, up to block_ms) or refuse at once.  Call before the
  * first publish.  (evbusctl uses it with the configuration's retention:.)
+ * max_entries is the logical stream's, like the setting: with partitions
+ * (evbus_client_set_partitions) each partition stream is refused at its
+ * share, max_entries / partitions rounded up, as evbusd trims it.
  */
 void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_full_block,
                                 uint64_t block_ms);

@@ -2085,7 +2085,9 @@ static int fill_parts(engine_t *e, const evbus_config_t *cfg)
         atomic_init(&pt->epoch, 0);
         atomic_init(&pt->inflight, 0);
         pt->keys = keyorder_new(pt->stream, e->n_workers, max_keys);
-        pt->ret = retention_new(pt->stream, cfg->core.consumer);
+        /* partition 0's trimmer leads: the caps are shared, one archiver */
+        pt->ret = retention_new(pt->stream, cfg->core.consumer, e->n_parts,
+                                p ? e->parts[0].ret : NULL);
         if (!pt->keys || !pt->ret)
             return -1;
         atomic_init(&pt->lag, METRICS_UNSET);
@@ -2205,11 +2207,12 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
                      cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
-    if (cfg->store.postgres_url && e->n_parts == 1) {
+    if (cfg->store.postgres_url && !e->cluster) {
         /* the archiver idles while retention.archive is off (it is live);
-         * partitioned streams have none yet (evbusd refuses the setting) */
+         * one serves every partition (the trimmers' family, led by 0); it
+         * speaks to one server (evbusd refuses the archive on a cluster) */
         retention_archive_opts_t ao = {.postgres_url = cfg->store.postgres_url,
-                                       .redis_url = e->redis_url, .stream = e->stream,
+                                       .redis_url = e->redis_url,
                                        .redis_connect_ms = cfg->core.redis_connect_timeout_ms,
                                        .redis_command_ms = e->command_ms,
                                        .partitions_ahead = cfg->store.metadata_partitions_ahead};
@@ -2276,21 +2279,6 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
         what = "worker_threads";
     if (what) {
         snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
-        return -1;
-    }
-    /* what evbusd refuses at start with partitions, a reload may not bring */
-    const char *unsupported = e->n_parts <= 1                    ? NULL
-                              : n->retention.max_entries          ? "retention.max_entries"
-                              : n->retention.max_bytes            ? "retention.max_bytes"
-                              : n->retention.archive != RETENTION_ARCHIVE_OFF ? "retention.archive"
-                                                                               : NULL;
-    if (unsupported) {
-        size_t idx = 0;
-        char at[600];
-        cfg_setting_find(unsupported, &idx);
-        snprintf(err, errlen, "%s (%s) is not supported with partitions: %u yet "
-                 "(docs/scale-out.md, Status)", unsupported, cfg_source_text(n, idx, at, sizeof at),
-                 e->n_parts);
         return -1;
     }
     pthread_mutex_lock(&e->gen_lock);

@@ -92,6 +92,60 @@ int ctl_http_request(const char *addr, const char *method, const char *path, cha
     return status;
 }
 
+/* With partitions: the caps every partition keeps (its share of the
+ * stream's, from partition 0's trimmer; all partitions share one policy). */
+static void print_partition_policy(const json_t *part)
+{
+    const json_t *pol = json_object_get(json_object_get(part, "retention"), "policy");
+    const json_t *str = json_object_get(pol, "stream");
+    long long me = json_integer_value(json_object_get(pol, "max_entries"));
+    long long mb = json_integer_value(json_object_get(pol, "max_bytes"));
+    long long ma = json_integer_value(json_object_get(pol, "max_age_ms"));
+    long long n = json_integer_value(json_object_get(str, "partitions"));
+    char ents[96] = "none", byts[96] = "none";
+    if (me)
+        snprintf(ents, sizeof ents, "%lld (%lld / %lld partitions)", me,
+                 (long long)json_integer_value(json_object_get(str, "max_entries")), n);
+    if (mb)
+        snprintf(byts, sizeof byts, "%lld (%lld / %lld partitions)", mb,
+                 (long long)json_integer_value(json_object_get(str, "max_bytes")), n);
+    printf("  retention:  each partition: max_age %llds, max_entries %s, max_bytes %s%s%s\n",
+           ma / 1000, ents, byts, me || mb ? ", on_full " : "",
+           me || mb ? json_string_value(json_object_get(pol, "on_full")) : "");
+}
+
+/* One partition's trimmer in a few words: entries kept (of the cap), and
+ * what stops trimming when it does. */
+static void partition_trim_text(const json_t *ret, char *out, size_t len)
+{
+    const json_t *pol = json_object_get(ret, "policy");
+    long long me = json_integer_value(json_object_get(pol, "max_entries"));
+    long long mb = json_integer_value(json_object_get(pol, "max_bytes"));
+    int n = snprintf(out, len, "%lld", (long long)json_integer_value(json_object_get(ret, "entries")));
+    if (me && n >= 0 && (size_t)n < len)
+        n += snprintf(out + n, len - (size_t)n, " of %lld", me);
+    if (n >= 0 && (size_t)n < len)
+        n += snprintf(out + n, len - (size_t)n, " entries");
+    if (mb && n >= 0 && (size_t)n < len)
+        n += snprintf(out + n, len - (size_t)n, ", ~%lld of %lld bytes",
+                      (long long)json_integer_value(json_object_get(ret, "bytes")), mb);
+    const char *level = json_string_value(json_object_get(ret, "level"));
+    const char *fg = json_string_value(json_object_get(ret, "floor_group"));
+    const json_t *arc = json_object_get(ret, "archive");
+    if (n >= 0 && (size_t)n < len && level && strcmp(level, "ok") != 0)
+        n += snprintf(out + n, len - (size_t)n, " (%s)", level);
+    if (n >= 0 && (size_t)n < len && json_is_true(json_object_get(ret, "full")))
+        n += snprintf(out + n, len - (size_t)n, "; FULL: publishers are refused");
+    if (n >= 0 && (size_t)n < len && json_is_true(json_object_get(ret, "blocked")))
+        n += snprintf(out + n, len - (size_t)n, "; group %s holds the floor", fg ? fg : "?");
+    if (n >= 0 && (size_t)n < len && json_is_true(json_object_get(arc, "trim_waiting")))
+        n += snprintf(out + n, len - (size_t)n, "; trimming waits for the archive%s%s",
+                      json_string_value(json_object_get(arc, "last_error")) ? ": " : "",
+                      json_string_value(json_object_get(arc, "last_error"))
+                          ? json_string_value(json_object_get(arc, "last_error"))
+                          : "");
+}
+
 int cmd_status(int argc, char **argv)
 {
     static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
@@ -264,9 +318,11 @@ int cmd_status(int argc, char **argv)
                (long long)json_integer_value(json_object_get(dlq, "length")),
                (long long)json_integer_value(json_object_get(dlq, "capacity")),
                json_string_value(json_object_get(dlq, "level")));
-        if (parts)
+        if (parts) {
             printf("partitions:   %zu (lag, pending, retries, dead letters, entries kept)\n",
                    json_array_size(parts));
+            print_partition_policy(json_array_get(parts, 0));
+        }
         for (size_t i = 0; parts && i < json_array_size(parts); i++) {
             json_t *o = json_array_get(parts, i);
             char v[4][24];
@@ -288,11 +344,11 @@ int cmd_status(int argc, char **argv)
                          json_object_get(o, "held_epoch")
                              ? json_string_value(json_object_get(o, "state"))
                              : "");
-            printf("  %-24s lag %s, pending %s, retries %s, dlq %s, %lld entries%s\n",
+            char trim[400];
+            partition_trim_text(json_object_get(o, "retention"), trim, sizeof trim);
+            printf("  %-24s lag %s, pending %s, retries %s, dlq %s%s, %s\n",
                    json_string_value(json_object_get(o, "stream")), v[0], v[1], v[2], v[3],
-                   (long long)json_integer_value(
-                       json_object_get(json_object_get(o, "retention"), "entries")),
-                   owner);
+                   owner, trim);
         }
         json_t *own = json_object_get(h, "ownership");
         if (json_is_true(json_object_get(own, "enabled"))) {

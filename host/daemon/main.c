@@ -265,9 +265,8 @@ static bool setting_given(const evbus_config_t *cfg, const char *key)
 }
 
 /* What the configuration asks for that evbusd cannot run yet (issue 16:
- * the cluster client exists but the engine does not use it; a few
- * settings have no partitioned form yet — docs/scale-out.md, Status), as
- * one message with the settings' positions; "" when nothing. */
+ * what has no cluster or partitioned form yet — docs/scale-out.md,
+ * Status), as one message with the settings' positions; "" when nothing. */
 static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
 {
     char at[600], pat[600];
@@ -298,22 +297,6 @@ static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
                  "dead-letter stream {<stream>:<p>}:dlq; remove dlq.stream — see "
                  "docs/scale-out.md",
                  setting_at(cfg, "dlq.stream", at, sizeof at), cfg->core.partitions, pat);
-    else if (cfg->retention.max_entries || cfg->retention.max_bytes)
-        snprintf(out, len,
-                 "retention.%s (%s) with partitions: %u (%s): retention caps are not supported "
-                 "on partitioned streams yet (retention.max_age is); remove the cap — see "
-                 "docs/scale-out.md, Status",
-                 cfg->retention.max_entries ? "max_entries" : "max_bytes",
-                 setting_at(cfg, cfg->retention.max_entries ? "retention.max_entries"
-                                                            : "retention.max_bytes",
-                            at, sizeof at),
-                 cfg->core.partitions, pat);
-    else if (cfg->retention.archive != RETENTION_ARCHIVE_OFF)
-        snprintf(out, len,
-                 "retention.archive (%s) with partitions: %u (%s): the archive of partitioned "
-                 "streams is not supported yet; set retention.archive: off — see "
-                 "docs/scale-out.md, Status",
-                 setting_at(cfg, "retention.archive", at, sizeof at), cfg->core.partitions, pat);
 }
 
 /*

@@ -79,6 +79,10 @@ static const char TRIM_LUA[] =
 
 struct retention {
     char *stream, *owner, *policy_key, *lease_key, *full_key;
+    unsigned partitions;   /* of the logical stream: the caps are shared */
+    unsigned slot;         /* this partition's slot in the family's archiver */
+    retention_t **members; /* a lead: its family, itself first (else NULL) */
+    unsigned n_members;
     int64_t last_ms;       /* monotonic, last round */
     bool full_set;         /* we set the full flag */
 
@@ -92,11 +96,14 @@ struct retention {
     bool waiting;          /* the archive's watermark stopped one */
     bool at_cap;           /* blocked or waiting while a cap is reached */
     char watermark[48];    /* the archive's, as the last round saw it */
-    retention_archive_t *archive; /* NULL without PostgreSQL */
+    retention_archive_t *archive; /* the family's, NULL without PostgreSQL */
     long long trimmed_total;
     int level;
     int64_t last_round_wall_ms;
-    retention_settings_t s; /* the settings of the last round (strings not kept) */
+    retention_settings_t s; /* the last round's settings, caps this partition's share
+                             * (strings not kept) */
+    uint32_t stream_max_entries; /* the logical stream's caps (the settings) */
+    uint64_t stream_max_bytes;
 };
 
 static char *fmt(const char *f, const char *a, const char *b)
@@ -105,7 +112,8 @@ static char *fmt(const char *f, const char *a, const char *b)
     return asprintf(&s, f, a, b) < 0 ? NULL : s;
 }
 
-retention_t *retention_new(const char *stream, const char *owner)
+retention_t *retention_new(const char *stream, const char *owner, unsigned partitions,
+                           retention_t *lead)
 {
     retention_t *r = calloc(1, sizeof *r);
     if (!r)
@@ -115,31 +123,60 @@ retention_t *retention_new(const char *stream, const char *owner)
     r->policy_key = fmt("%s%s", stream, ":retention");
     r->lease_key = fmt("%s%s", stream, ":retention:lease");
     r->full_key = fmt("%s%s", stream, ":retention:full");
+    r->partitions = partitions ? partitions : 1;
     pthread_mutex_init(&r->lock, NULL);
     if (!r->stream || !r->owner || !r->policy_key || !r->lease_key || !r->full_key) {
         retention_free(r);
         return NULL;
     }
+    retention_t *head = lead ? lead : r;
+    retention_t **m = realloc(head->members, (head->n_members + 1) * sizeof *m);
+    if (!m) {
+        retention_free(r);
+        return NULL;
+    }
+    head->members = m;
+    r->slot = head->n_members;
+    m[head->n_members++] = r;
     return r;
 }
 
 int retention_start_archive(retention_t *r, const retention_archive_opts_t *o)
 {
-    retention_archive_t *a = retention_archive_start(o);
+    if (!r->members)
+        return -1;
+    const char **streams = calloc(r->n_members, sizeof *streams);
+    if (!streams)
+        return -1;
+    for (unsigned i = 0; i < r->n_members; i++)
+        streams[i] = r->members[i]->stream;
+    retention_archive_opts_t mine = *o;
+    mine.streams = streams;
+    mine.n_streams = r->n_members;
+    retention_archive_t *a = retention_archive_start(&mine);
+    free(streams);
     if (!a)
         return -1;
-    pthread_mutex_lock(&r->lock);
-    r->archive = a;
-    pthread_mutex_unlock(&r->lock);
+    for (unsigned i = 0; i < r->n_members; i++) {
+        retention_t *m = r->members[i];
+        pthread_mutex_lock(&m->lock);
+        m->archive = a;
+        pthread_mutex_unlock(&m->lock);
+    }
     return 0;
 }
 
 void retention_stop_archive(retention_t *r)
 {
-    pthread_mutex_lock(&r->lock);
-    retention_archive_t *a = r->archive;
-    r->archive = NULL;
-    pthread_mutex_unlock(&r->lock);
+    retention_archive_t *a = NULL;
+    for (unsigned i = 0; i < r->n_members; i++) {
+        retention_t *m = r->members[i];
+        pthread_mutex_lock(&m->lock);
+        if (m == r)
+            a = m->archive;
+        m->archive = NULL;
+        pthread_mutex_unlock(&m->lock);
+    }
     retention_archive_stop(a);
 }
 
@@ -162,7 +199,7 @@ static void offer(retention_t *r, const retention_settings_t *s, bool leased, co
         .upto = limited && floor && strcmp(floor, "0-0") != 0 ? floor : "", .urgent = urgent,
         .interval_ms = s->interval_ms, .retention_ms = s->archive_retention_ms};
     pthread_mutex_lock(&r->lock);
-    retention_archive_offer(r->archive, &o);
+    retention_archive_offer(r->archive, r->slot, &o);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -171,6 +208,7 @@ void retention_free(retention_t *r)
     if (!r)
         return;
     retention_stop_archive(r);
+    free(r->members);
     free(r->stream);
     free(r->owner);
     free(r->policy_key);
@@ -252,13 +290,61 @@ static void note_level(retention_t *r, int level, const char *why)
         log_warn("retention", "stream %s: %s", r->stream, why);
 }
 
-int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *s,
+/* The stream gauges: the sums over the partitions this host trims
+ * (entries, bytes), the oldest entry of any, blocked or waiting in any —
+ * each as of its last round; untouched while this host trims none (as
+ * with one partition: another host's gauges say it).  Called by a lead. */
+static void publish_gauges(retention_t *lead)
+{
+    long long entries = 0, bytes = 0;
+    int64_t oldest = 0;
+    bool blocked = false, waiting = false, any = false;
+    for (unsigned i = 0; i < lead->n_members; i++) {
+        retention_t *m = lead->members[i];
+        pthread_mutex_lock(&m->lock);
+        bool mine = m->leased;
+        any = any || mine;
+        if (!mine) {
+            pthread_mutex_unlock(&m->lock);
+            continue;
+        }
+        entries += m->entries;
+        bytes += m->bytes;
+        if (m->oldest_ms && (!oldest || m->oldest_ms < oldest))
+            oldest = m->oldest_ms;
+        blocked = blocked || m->blocked;
+        waiting = waiting || m->waiting;
+        pthread_mutex_unlock(&m->lock);
+    }
+    if (!any)
+        return;
+    METRIC_SET(stream_entries, (uint64_t)entries);
+    METRIC_SET(stream_bytes, (uint64_t)bytes);
+    METRIC_SET(stream_oldest_age_s,
+               oldest ? (uint64_t)((clock_wall_ms() - oldest) / 1000) : 0);
+    METRIC_SET(stream_retention_blocked, blocked ? 1 : 0);
+    METRIC_SET(stream_retention_archive_waiting, waiting ? 1 : 0);
+}
+
+/* A cap of the logical stream shared by its partitions: each keeps
+ * cap / partitions, rounded up (0 stays 0: no cap). */
+static uint64_t share_of(uint64_t cap, unsigned partitions)
+{
+    return partitions > 1 ? (cap + partitions - 1) / partitions : cap;
+}
+
+int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *setting,
                    int64_t now_ms)
 {
-    uint64_t every = s->interval_ms ? s->interval_ms : 1000;
+    uint64_t every = setting->interval_ms ? setting->interval_ms : 1000;
     if (r->last_ms && now_ms - r->last_ms < (int64_t)every)
         return 0;
     r->last_ms = now_ms;
+    /* from here on the caps are this partition's share */
+    retention_settings_t shared = *setting;
+    shared.max_entries = (uint32_t)share_of(setting->max_entries, r->partitions);
+    shared.max_bytes = share_of(setting->max_bytes, r->partitions);
+    const retention_settings_t *s = &shared;
 
     /* publish the policy for publishers (libevbus reads it when it connects) */
     char me[24], mb[32], ob[8], bt[32];
@@ -283,9 +369,13 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     r->leased = lease == 1;
     r->s = *s;
     r->s.protect_groups = NULL;
+    r->stream_max_entries = setting->max_entries;
+    r->stream_max_bytes = setting->max_bytes;
     pthread_mutex_unlock(&r->lock);
     if (lease == 0) {
         offer(r, s, false, NULL, false);
+        if (r->members)
+            publish_gauges(r);
         return 0;
     }
 
@@ -325,7 +415,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     char confirmed[48] = "";
     if (archive) {
         pthread_mutex_lock(&r->lock);
-        retention_archive_confirmed(r->archive, confirmed, sizeof confirmed);
+        retention_archive_confirmed(r->archive, r->slot, confirmed, sizeof confirmed);
         pthread_mutex_unlock(&r->lock);
     }
     const char *argv[] = {"EVAL", TRIM_LUA, "2", r->stream, r->policy_key, age, keeps,
@@ -369,7 +459,7 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     int archive_level = 0;
     if (archive) {
         pthread_mutex_lock(&r->lock);
-        archive_level = r->archive ? retention_archive_level(r->archive) : 2;
+        archive_level = r->archive ? retention_archive_level(r->archive, r->slot) : 2;
         pthread_mutex_unlock(&r->lock);
     }
     pthread_mutex_lock(&r->lock);
@@ -385,12 +475,8 @@ int retention_tick(retention_t *r, redisContext *c, const retention_settings_t *
     r->trimmed_total += trimmed;
     r->last_round_wall_ms = clock_wall_ms();
     pthread_mutex_unlock(&r->lock);
-    METRIC_SET(stream_entries, (uint64_t)after);
-    METRIC_SET(stream_bytes, (uint64_t)bytes_after);
-    METRIC_SET(stream_oldest_age_s,
-               oldest ? (uint64_t)((clock_wall_ms() - oldest) / 1000) : 0);
-    METRIC_SET(stream_retention_blocked, blocked ? 1 : 0);
-    METRIC_SET(stream_retention_archive_waiting, waiting ? 1 : 0);
+    if (r->members)
+        publish_gauges(r);
     if (trimmed > 0)
         METRIC_ADD(stream_trimmed, (uint64_t)trimmed);
 
@@ -475,7 +561,7 @@ static int level_locked(retention_t *r)
 {
     int l = r->level;
     if (r->s.archive == RETENTION_ARCHIVE_POSTGRES) {
-        int a = r->archive ? retention_archive_level(r->archive) : 2;
+        int a = r->archive ? retention_archive_level(r->archive, r->slot) : 2;
         if (a > l)
             l = a;
     }
@@ -501,6 +587,11 @@ json_t *retention_health(retention_t *r)
                             "max_entries", (json_int_t)r->s.max_entries, "max_bytes",
                             (json_int_t)r->s.max_bytes, "on_full",
                             r->s.on_full == RETENTION_BLOCK ? "block" : "reject");
+    if (r->partitions > 1)
+        json_object_set_new(pol, "stream",
+                            json_pack("{s:i, s:I, s:I}", "partitions", (int)r->partitions,
+                                      "max_entries", (json_int_t)r->stream_max_entries,
+                                      "max_bytes", (json_int_t)r->stream_max_bytes));
     json_object_set_new(o, "policy", pol);
     json_object_set_new(o, "trimmer", json_string(r->leased ? "this host" : "another host"));
     if (!r->leased && r->lease_holder[0])
@@ -520,7 +611,7 @@ json_t *retention_health(retention_t *r)
                                                 : level == 1 ? "warning"
                                                              : "ok"));
     json_object_set_new(o, "trimmed_total", json_integer(r->trimmed_total));
-    json_t *arc = r->archive ? retention_archive_health(r->archive) : json_object();
+    json_t *arc = r->archive ? retention_archive_health(r->archive, r->slot) : json_object();
     if (!r->archive)
         json_object_set_new(arc, "mode",
                             json_string(r->s.archive == RETENTION_ARCHIVE_POSTGRES ? "postgres"

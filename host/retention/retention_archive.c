@@ -59,22 +59,15 @@ typedef enum state {
 static const char *const state_names[] = {"off",         "standby", "idle", "ok",
                                           "catching up", "paced",   "error"};
 
-struct retention_archive {
-    char *pg_url, *redis_url, *stream, *policy_key;
-    uint32_t connect_ms, command_ms;
-    pthread_t thread;
-
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* under mu: from the trimmer and the engine */
-    bool stop, on, leased, urgent;
+/* One stream the archiver serves: the stream, or one partition's. */
+typedef struct slot {
+    char *stream, *policy_key;
+    /* under mu: from its trimmer */
+    bool on, leased, urgent;
+    bool fresh;            /* an offer with new work since the thread last looked */
     char upto[48];
-    uint64_t interval_ms, retention_ms;
-    uint32_t ahead;
-    bool upkeep_now;       /* a setting of the upkeep changed */
     /* under mu: the thread's view, for health */
     state_t state;
-    bool connected;
     char watermark[48];
     char confirmed[48];    /* the watermark seen in PostgreSQL ("" = none yet) */
     long long lag_entries;
@@ -82,11 +75,34 @@ struct retention_archive {
     long long archived_total, errors_total;
     char last_error[256];
     int64_t error_since;   /* wall ms, 0 = no error */
+    /* thread only */
+    bool reconciled;       /* the watermark was checked against this pg connection */
+    int64_t next_at;       /* monotonic: caught up or paced until then */
+} slot_t;
+
+struct retention_archive {
+    char *pg_url, *redis_url;
+    slot_t *slots;
+    unsigned n_slots;
+    uint32_t connect_ms, command_ms;
+    pthread_t thread;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* under mu: from the trimmers and the engine (the settings are one
+     * generation's, the same in every slot's offer: the latest one wins) */
+    bool stop;
+    uint64_t interval_ms, retention_ms;
+    uint32_t ahead;
+    bool upkeep_now;       /* a setting of the upkeep changed */
+    bool upkeep_on;        /* retention.archive is on (for the upkeep) */
+    /* under mu: the thread's view, for health */
+    bool connected;
 
     /* thread only */
     redisContext *rc;
     PGconn *pg;
-    bool reconciled;       /* the watermark was checked against this pg connection */
+    bool failing;          /* the last step failed (logged once until one succeeds) */
     int64_t upkeep_due, retry_at, backoff;
 };
 
@@ -236,7 +252,8 @@ static void drop_pg(retention_archive_t *a)
     if (a->pg)
         PQfinish(a->pg);
     a->pg = NULL;
-    a->reconciled = false;
+    for (unsigned i = 0; i < a->n_slots; i++)
+        a->slots[i].reconciled = false;
     pthread_mutex_lock(&a->mu);
     a->connected = false;
     pthread_mutex_unlock(&a->mu);
@@ -281,12 +298,13 @@ static int ensure_redis(retention_archive_t *a, char *err, size_t errlen)
 
 /* The archive must hold what the watermark says; when PostgreSQL lost rows
  * (a restore, a truncate), lower the watermark to its newest entry so the
- * rows still in the stream are archived again.  Once per connection. */
-static int reconcile(retention_archive_t *a, const char *wm, char *err, size_t errlen)
+ * rows still in the stream are archived again.  Once per connection and
+ * slot. */
+static int reconcile(retention_archive_t *a, slot_t *sl, const char *wm, char *err, size_t errlen)
 {
-    if (a->reconciled || !wm[0])
+    if (sl->reconciled || !wm[0])
         return 0;
-    const char *params[] = {a->stream};
+    const char *params[] = {sl->stream};
     PGresult *r = PQexecParams(a->pg, "SELECT ms || '-' || seq FROM events_archive"
                                       " WHERE stream = $1 ORDER BY ms DESC, seq DESC LIMIT 1",
                                1, NULL, params, NULL, NULL, 0);
@@ -303,8 +321,8 @@ static int reconcile(retention_archive_t *a, const char *wm, char *err, size_t e
     bool behind = !newest[0] || idcmp(newest, wm) < 0;
     if (behind) {
         log_warn(COMP, "archive: the watermark of %s is %s but PostgreSQL's newest archived entry "
-                 "is %s: archiving again from there", a->stream, wm, newest[0] ? newest : "none");
-        const char *argv[] = {"EVAL", LOWER_LUA, "1", a->policy_key, wm, newest};
+                 "is %s: archiving again from there", sl->stream, wm, newest[0] ? newest : "none");
+        const char *argv[] = {"EVAL", LOWER_LUA, "1", sl->policy_key, wm, newest};
         redisReply *x = redisCommandArgv(a->rc, 6, argv, NULL);
         if (!x) {
             snprintf(err, errlen, "redis: %s", a->rc->errstr);
@@ -313,68 +331,83 @@ static int reconcile(retention_archive_t *a, const char *wm, char *err, size_t e
         freeReplyObject(x);
     }
     pthread_mutex_lock(&a->mu);
-    snprintf(a->confirmed, sizeof a->confirmed, "%s", behind ? newest : wm);
+    snprintf(sl->confirmed, sizeof sl->confirmed, "%s", behind ? newest : wm);
     pthread_mutex_unlock(&a->mu);
-    a->reconciled = true;
+    sl->reconciled = true;
     return 0;
 }
 
-static void note_error(retention_archive_t *a, const char *err)
+/* A step of `failed` failed: the archiver backs off, so every slot it is
+ * archiving waits and says so.  Logged once until a step succeeds. */
+static void note_failure(retention_archive_t *a, slot_t *failed, const char *err)
 {
     METRIC_INC(archive_errors);
+    int64_t now = clock_wall_ms();
     pthread_mutex_lock(&a->mu);
-    bool first = a->error_since == 0;
-    if (first)
-        a->error_since = clock_wall_ms();
-    a->errors_total++;
-    a->state = ST_ERROR;
-    snprintf(a->last_error, sizeof a->last_error, "%.255s", err);
+    for (unsigned i = 0; i < a->n_slots; i++) {
+        slot_t *sl = &a->slots[i];
+        if (sl != failed && !(sl->on && sl->leased && sl->upto[0]))
+            continue;
+        if (!sl->error_since)
+            sl->error_since = now;
+        if (sl == failed)
+            sl->errors_total++;
+        sl->state = ST_ERROR;
+        snprintf(sl->last_error, sizeof sl->last_error, "%.255s", err);
+    }
     pthread_mutex_unlock(&a->mu);
-    if (first)
-        log_error(COMP, "stream %s: archive failed, trimming waits for it: %s", a->stream, err);
+    if (!a->failing)
+        log_error(COMP, "stream %s: archive failed, trimming waits for it%s: %s", failed->stream,
+                  a->n_slots > 1 ? " (in every partition it archives)" : "", err);
+    a->failing = true;
 }
 
-static void note_ok(retention_archive_t *a)
+static void note_ok(retention_archive_t *a, slot_t *sl)
 {
     pthread_mutex_lock(&a->mu);
-    int64_t since = a->error_since;
-    a->error_since = 0;
-    a->last_error[0] = '\0';
+    int64_t since = sl->error_since;
+    sl->error_since = 0;
+    sl->last_error[0] = '\0';
     pthread_mutex_unlock(&a->mu);
-    if (since)
-        log_info(COMP, "stream %s: archive works again after %lld ms; errors cleared", a->stream,
-                 (long long)(clock_wall_ms() - since));
+    if (a->failing) {
+        char after[48] = "";
+        if (since)
+            snprintf(after, sizeof after, " after %lld ms", (long long)(clock_wall_ms() - since));
+        log_info(COMP, "stream %s: archive works again%s; errors cleared", sl->stream, after);
+    }
+    a->failing = false;
 }
 
 static long long id_ms(const char *id) { return strtoll(id, NULL, 10); }
 
-/* One chunk below upto.  1 caught up, 0 more to do, -1 failed (err). */
-static int archive_step(retention_archive_t *a, const char *upto, char *err, size_t errlen)
+/* One chunk of sl below upto.  1 caught up, 0 more to do, -1 failed (err). */
+static int archive_step(retention_archive_t *a, slot_t *sl, const char *upto, char *err,
+                        size_t errlen)
 {
     if (ensure_redis(a, err, errlen) != 0)
         return -1;
     char wm[48];
-    if (retention_archive_watermark(a->rc, a->stream, wm, sizeof wm) != 0) {
+    if (retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
         snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
         drop_redis(a);
         return -1;
     }
     if (ensure_pg(a, err, errlen) != 0)
         return -1;
-    bool checked = a->reconciled;
-    if (reconcile(a, wm, err, errlen) != 0) {
+    bool checked = sl->reconciled;
+    if (reconcile(a, sl, wm, err, errlen) != 0) {
         drop_pg(a);
         return -1;
     }
-    if (!checked && a->reconciled &&
-        retention_archive_watermark(a->rc, a->stream, wm, sizeof wm) != 0) {
+    if (!checked && sl->reconciled &&
+        retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
         /* reconcile may have lowered it */
         snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
         drop_redis(a);
         return -1;
     }
     retention_archive_step_t st;
-    if (retention_archive_chunk(a->rc, a->pg, a->stream, wm, upto, RETENTION_ARCHIVE_CHUNK, &st,
+    if (retention_archive_chunk(a->rc, a->pg, sl->stream, wm, upto, RETENTION_ARCHIVE_CHUNK, &st,
                                 err, errlen) != 0) {
         if (a->rc->err)
             drop_redis(a);
@@ -382,7 +415,7 @@ static int archive_step(retention_archive_t *a, const char *upto, char *err, siz
             drop_pg(a);
         return -1;
     }
-    if (st.last[0] && retention_archive_mark(a->rc, a->stream, st.last) != 0) {
+    if (st.last[0] && retention_archive_mark(a->rc, sl->stream, st.last) != 0) {
         snprintf(err, errlen, "redis: recording the watermark: %s",
                  a->rc->err ? a->rc->errstr : "script error");
         drop_redis(a);
@@ -399,29 +432,27 @@ static int archive_step(retention_archive_t *a, const char *upto, char *err, siz
         if (lag < 1)
             lag = 1;
     }
-    METRIC_SET(archive_lag_entries, (uint64_t)lag);
-    METRIC_SET(archive_lag_ms, (uint64_t)(lag_ms > 0 ? lag_ms : 0));
     pthread_mutex_lock(&a->mu);
     if (st.last[0])
-        snprintf(a->watermark, sizeof a->watermark, "%s", st.last);
+        snprintf(sl->watermark, sizeof sl->watermark, "%s", st.last);
     else
-        snprintf(a->watermark, sizeof a->watermark, "%s", wm);
+        snprintf(sl->watermark, sizeof sl->watermark, "%s", wm);
     /* only what this archiver committed itself raises what it vouches for */
-    if (st.last[0] && (!a->confirmed[0] || idcmp(st.last, a->confirmed) > 0))
-        snprintf(a->confirmed, sizeof a->confirmed, "%s", st.last);
-    a->archived_total += st.inserted;
-    a->lag_entries = lag;
-    a->lag_ms = lag_ms;
-    a->state = st.caught_up ? ST_OK : ST_BEHIND;
+    if (st.last[0] && (!sl->confirmed[0] || idcmp(st.last, sl->confirmed) > 0))
+        snprintf(sl->confirmed, sizeof sl->confirmed, "%s", st.last);
+    sl->archived_total += st.inserted;
+    sl->lag_entries = lag;
+    sl->lag_ms = lag_ms;
+    sl->state = st.caught_up ? ST_OK : ST_BEHIND;
     pthread_mutex_unlock(&a->mu);
     return st.caught_up ? 1 : 0;
 }
 
-/* Whether some consumer group of the stream is draining a backlog (its
+/* Whether some consumer group of sl's stream is draining a backlog (its
  * lag, Redis 7, above RETENTION_ARCHIVE_BUSY_LAG).  False when unknown. */
-static bool groups_behind(retention_archive_t *a)
+static bool groups_behind(retention_archive_t *a, const slot_t *sl)
 {
-    redisReply *x = redisCommand(a->rc, "XINFO GROUPS %s", a->stream);
+    redisReply *x = redisCommand(a->rc, "XINFO GROUPS %s", sl->stream);
     if (!x)
         return false;
     bool behind = false;
@@ -464,6 +495,83 @@ static void run_upkeep(retention_archive_t *a, bool on, uint64_t retention_ms, u
                  "%u s)", up.created, up.dropped, r.retention_s);
 }
 
+/* The lag gauges: every slot's backlog added up, the longest span. */
+static void publish_lag(retention_archive_t *a)
+{
+    long long lag = 0;
+    int64_t lag_ms = 0;
+    pthread_mutex_lock(&a->mu);
+    for (unsigned i = 0; i < a->n_slots; i++) {
+        lag += a->slots[i].lag_entries;
+        if (a->slots[i].lag_ms > lag_ms)
+            lag_ms = a->slots[i].lag_ms;
+    }
+    pthread_mutex_unlock(&a->mu);
+    METRIC_SET(archive_lag_entries, (uint64_t)lag);
+    METRIC_SET(archive_lag_ms, (uint64_t)(lag_ms > 0 ? lag_ms : 0));
+}
+
+/* One pass over the slots: a chunk of each that has work and is not
+ * caught up or paced.  1 when some slot has more to do at once, 0 when
+ * none has (*wake: the earliest slot due), -1 when a step failed or the
+ * archiver is stopping. */
+static int archive_pass(retention_archive_t *a, uint64_t every, bool *any_on, int64_t *wake)
+{
+    bool busy = false;
+    for (unsigned i = 0; i < a->n_slots; i++) {
+        slot_t *sl = &a->slots[i];
+        char upto[48];
+        pthread_mutex_lock(&a->mu);
+        bool stop = a->stop, on = sl->on, leased = sl->leased, urgent = sl->urgent;
+        bool fresh = sl->fresh;
+        snprintf(upto, sizeof upto, "%s", sl->upto);
+        sl->fresh = false;
+        bool idle = !on || !leased || !upto[0];
+        if (idle) {
+            sl->state = !on ? ST_OFF : !leased ? ST_STANDBY : ST_IDLE;
+            sl->lag_entries = 0;
+            sl->lag_ms = 0;
+            sl->error_since = 0;
+            sl->last_error[0] = '\0';
+        }
+        pthread_mutex_unlock(&a->mu);
+        if (stop)
+            return -1;
+        *any_on = *any_on || on;
+        if (idle)
+            continue;
+        if (!fresh && clock_mono_ms() < sl->next_at) {
+            if (sl->next_at < *wake)
+                *wake = sl->next_at;
+            continue;
+        }
+        char err[512];
+        bool paced = !urgent && ensure_redis(a, err, sizeof err) == 0 && groups_behind(a, sl);
+        int rc = archive_step(a, sl, upto, err, sizeof err);
+        if (rc < 0) {
+            note_failure(a, sl, err);
+            a->retry_at = clock_mono_ms() + a->backoff;
+            a->backoff = a->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff * 2;
+            return -1;
+        }
+        note_ok(a, sl);
+        a->backoff = BACKOFF_FIRST_MS;
+        if (rc == 0 && paced) {
+            pthread_mutex_lock(&a->mu);
+            sl->state = ST_PACED;
+            pthread_mutex_unlock(&a->mu);
+        }
+        if (rc == 1 || paced) {
+            sl->next_at = clock_mono_ms() + (int64_t)every;
+            if (sl->next_at < *wake)
+                *wake = sl->next_at;
+        } else {
+            busy = true;
+        }
+    }
+    return busy ? 1 : 0;
+}
+
 static void *archive_main(void *arg)
 {
     retention_archive_t *a = arg;
@@ -471,10 +579,7 @@ static void *archive_main(void *arg)
     a->backoff = BACKOFF_FIRST_MS;
     for (;;) {
         pthread_mutex_lock(&a->mu);
-        bool stop = a->stop, on = a->on, leased = a->leased, upkeep_now = a->upkeep_now;
-        bool urgent = a->urgent;
-        char upto[48];
-        snprintf(upto, sizeof upto, "%s", a->upto);
+        bool stop = a->stop, upkeep_now = a->upkeep_now, on = a->upkeep_on;
         uint64_t every = a->interval_ms ? a->interval_ms : 1000, keep = a->retention_ms;
         uint32_t ahead = a->ahead;
         a->upkeep_now = false;
@@ -484,44 +589,22 @@ static void *archive_main(void *arg)
         int64_t now = clock_mono_ms();
         if (upkeep_now || now >= a->upkeep_due)
             run_upkeep(a, on, keep, ahead);
-        int64_t next = now + (int64_t)every;
-        if (!on || !leased || !upto[0]) {
-            if (a->pg && !on)
-                drop_pg(a); /* only the hourly upkeep needs PostgreSQL now */
-            pthread_mutex_lock(&a->mu);
-            a->state = !on ? ST_OFF : !leased ? ST_STANDBY : ST_IDLE;
-            a->lag_entries = 0;
-            a->lag_ms = 0;
-            a->error_since = 0;
-            a->last_error[0] = '\0';
-            pthread_mutex_unlock(&a->mu);
-            METRIC_SET(archive_lag_entries, 0);
-            METRIC_SET(archive_lag_ms, 0);
-            wait_until(a, next < a->upkeep_due ? next : a->upkeep_due);
-            continue;
-        }
         if (now < a->retry_at) {
             wait_until(a, a->retry_at);
             continue;
         }
-        char err[512];
-        bool paced = !urgent && ensure_redis(a, err, sizeof err) == 0 && groups_behind(a);
-        int rc = archive_step(a, upto, err, sizeof err);
-        if (rc < 0) {
-            note_error(a, err);
-            a->retry_at = clock_mono_ms() + a->backoff;
-            a->backoff = a->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : a->backoff * 2;
-            continue;
-        }
-        note_ok(a);
-        a->backoff = BACKOFF_FIRST_MS;
-        if (rc == 0 && paced) {
-            pthread_mutex_lock(&a->mu);
-            a->state = ST_PACED;
-            pthread_mutex_unlock(&a->mu);
-        }
-        if (rc == 1 || paced)
-            wait_until(a, next < a->upkeep_due ? next : a->upkeep_due);
+        bool any_on = false;
+        int64_t wake = now + (int64_t)every;
+        if (a->upkeep_due < wake)
+            wake = a->upkeep_due;
+        int rc = archive_pass(a, every, &any_on, &wake);
+        publish_lag(a);
+        if (rc < 0)
+            continue; /* stopping, or backing off until retry_at */
+        if (a->pg && !any_on)
+            drop_pg(a); /* only the hourly upkeep needs PostgreSQL now */
+        if (rc == 0)
+            wait_until(a, wake);
     }
     drop_pg(a);
     drop_redis(a);
@@ -530,6 +613,20 @@ static void *archive_main(void *arg)
 
 /* -------------------------------------------------------------- control */
 
+static void free_archive(retention_archive_t *a)
+{
+    if (!a)
+        return;
+    for (unsigned i = 0; a->slots && i < a->n_slots; i++) {
+        free(a->slots[i].stream);
+        free(a->slots[i].policy_key);
+    }
+    free(a->slots);
+    free(a->pg_url);
+    free(a->redis_url);
+    free(a);
+}
+
 retention_archive_t *retention_archive_start(const retention_archive_opts_t *o)
 {
     retention_archive_t *a = calloc(1, sizeof *a);
@@ -537,10 +634,17 @@ retention_archive_t *retention_archive_start(const retention_archive_opts_t *o)
         goto oom;
     a->pg_url = o->postgres_url ? strdup(o->postgres_url) : NULL;
     a->redis_url = strdup(o->redis_url ? o->redis_url : "redis://127.0.0.1:6379/0");
-    a->stream = strdup(o->stream ? o->stream : "evbus:events");
-    a->policy_key = a->stream ? policy_key_of(a->stream) : NULL;
-    if (!a->pg_url || !a->redis_url || !a->stream || !a->policy_key)
+    a->n_slots = o->n_streams ? o->n_streams : 1;
+    a->slots = calloc(a->n_slots, sizeof *a->slots);
+    if (!a->pg_url || !a->redis_url || !a->slots)
         goto oom;
+    for (unsigned i = 0; i < a->n_slots; i++) {
+        slot_t *sl = &a->slots[i];
+        sl->stream = strdup(o->streams && o->streams[i] ? o->streams[i] : "evbus:events");
+        sl->policy_key = sl->stream ? policy_key_of(sl->stream) : NULL;
+        if (!sl->stream || !sl->policy_key)
+            goto oom;
+    }
     a->connect_ms = o->redis_connect_ms;
     a->command_ms = o->redis_command_ms;
     a->ahead = o->partitions_ahead ? o->partitions_ahead : 3;
@@ -558,17 +662,11 @@ retention_archive_t *retention_archive_start(const retention_archive_opts_t *o)
     log_error(COMP, "archive: cannot start its thread: %s", strerror(rc));
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
-    goto fail;
+    free_archive(a);
+    return NULL;
 oom:
     log_error(COMP, "archive: out of memory");
-fail:
-    if (a) {
-        free(a->pg_url);
-        free(a->redis_url);
-        free(a->stream);
-        free(a->policy_key);
-    }
-    free(a);
+    free_archive(a);
     return NULL;
 }
 
@@ -583,26 +681,26 @@ void retention_archive_stop(retention_archive_t *a)
     pthread_join(a->thread, NULL);
     pthread_cond_destroy(&a->cv);
     pthread_mutex_destroy(&a->mu);
-    free(a->pg_url);
-    free(a->redis_url);
-    free(a->stream);
-    free(a->policy_key);
-    free(a);
+    free_archive(a);
 }
 
-void retention_archive_offer(retention_archive_t *a, const retention_archive_offer_t *o)
+void retention_archive_offer(retention_archive_t *a, unsigned slot,
+                             const retention_archive_offer_t *o)
 {
-    if (!a)
+    if (!a || slot >= a->n_slots)
         return;
+    slot_t *sl = &a->slots[slot];
     const char *upto = o->upto ? o->upto : "";
     pthread_mutex_lock(&a->mu);
-    bool work = o->on != a->on || o->leased != a->leased || strcmp(upto, a->upto) != 0;
-    if (o->on != a->on || o->retention_ms != a->retention_ms)
+    bool work = o->on != sl->on || o->leased != sl->leased || strcmp(upto, sl->upto) != 0;
+    if (o->on != a->upkeep_on || o->retention_ms != a->retention_ms)
         a->upkeep_now = true;
-    a->on = o->on;
-    a->leased = o->leased;
-    a->urgent = o->urgent;
-    snprintf(a->upto, sizeof a->upto, "%s", upto);
+    sl->on = o->on;
+    sl->leased = o->leased;
+    sl->urgent = o->urgent;
+    snprintf(sl->upto, sizeof sl->upto, "%s", upto);
+    sl->fresh = sl->fresh || work;
+    a->upkeep_on = o->on;
     a->interval_ms = o->interval_ms;
     a->retention_ms = o->retention_ms;
     if (work || a->upkeep_now)
@@ -623,38 +721,42 @@ void retention_archive_configure(retention_archive_t *a, uint32_t partitions_ahe
     pthread_mutex_unlock(&a->mu);
 }
 
-void retention_archive_confirmed(retention_archive_t *a, char *out, size_t len)
+void retention_archive_confirmed(retention_archive_t *a, unsigned slot, char *out, size_t len)
 {
-    if (!a) {
+    if (!a || slot >= a->n_slots) {
         snprintf(out, len, "%s", "");
         return;
     }
     pthread_mutex_lock(&a->mu);
-    snprintf(out, len, "%s", a->confirmed);
+    snprintf(out, len, "%s", a->slots[slot].confirmed);
     pthread_mutex_unlock(&a->mu);
 }
 
-int retention_archive_level(retention_archive_t *a)
+int retention_archive_level(retention_archive_t *a, unsigned slot)
 {
-    if (!a)
+    if (!a || slot >= a->n_slots)
         return 0;
     pthread_mutex_lock(&a->mu);
-    int l = a->on && a->state == ST_ERROR ? 2 : 0;
+    const slot_t *sl = &a->slots[slot];
+    int l = sl->on && sl->state == ST_ERROR ? 2 : 0;
     pthread_mutex_unlock(&a->mu);
     return l;
 }
 
-json_t *retention_archive_health(retention_archive_t *a)
+json_t *retention_archive_health(retention_archive_t *a, unsigned slot)
 {
+    if (slot >= a->n_slots)
+        return json_object();
     pthread_mutex_lock(&a->mu);
+    const slot_t *sl = &a->slots[slot];
     json_t *o = json_pack(
         "{s:s, s:s, s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:s?, s:I}", "mode",
-        a->on ? "postgres" : "off", "state", state_names[a->state], "connected", a->connected,
-        "watermark", a->watermark, "upto", a->upto, "lag_entries", (json_int_t)a->lag_entries,
-        "lag_ms", (json_int_t)a->lag_ms, "archived_total", (json_int_t)a->archived_total,
-        "errors_total", (json_int_t)a->errors_total, "last_error",
-        a->last_error[0] ? a->last_error : NULL, "error_for_ms",
-        (json_int_t)(a->error_since ? clock_wall_ms() - a->error_since : 0));
+        sl->on ? "postgres" : "off", "state", state_names[sl->state], "connected", a->connected,
+        "watermark", sl->watermark, "upto", sl->upto, "lag_entries",
+        (json_int_t)sl->lag_entries, "lag_ms", (json_int_t)sl->lag_ms, "archived_total",
+        (json_int_t)sl->archived_total, "errors_total", (json_int_t)sl->errors_total,
+        "last_error", sl->last_error[0] ? sl->last_error : NULL, "error_for_ms",
+        (json_int_t)(sl->error_since ? clock_wall_ms() - sl->error_since : 0));
     pthread_mutex_unlock(&a->mu);
     return o;
 }

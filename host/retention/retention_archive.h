@@ -31,11 +31,21 @@
  * The thread.  The archiver has its own thread and its own Redis and
  * PostgreSQL connections, so a slow or unreachable PostgreSQL never holds
  * up the maintenance thread (retries, leases, reclaims): only trimming
- * waits.  It archives only while this host holds the trimmer's lease.
- * Each step is one XRANGE of at most RETENTION_ARCHIVE_CHUNK entries after
- * the watermark, one binary COPY transaction, then the new watermark; it
- * steps without pausing while behind and once per retention.interval when
- * caught up.  While a consumer group is catching up (its lag is above
+ * waits.  One archiver serves every partition of a stream (partitions: P,
+ * docs/scale-out.md): it holds a slot per partition stream, each with its
+ * own offer, watermark (in that partition's policy hash) and health, and
+ * its rows carry the partition stream's name ({S:p}) in events_archive's
+ * `stream` column, so replay reads one partition's history as it reads
+ * one stream's.  One thread and two connections whatever P is: PostgreSQL
+ * sees one session per host, not one per partition.  It archives a slot
+ * only while this host holds that partition's trimmer lease.  Each step is
+ * one XRANGE of at most RETENTION_ARCHIVE_CHUNK entries of one partition
+ * after its watermark, one binary COPY transaction, then the new
+ * watermark; the thread takes the partitions in turn, a chunk each,
+ * without pausing while any is behind, and looks at a caught-up partition
+ * again at its next offer or retention.interval.  A failure (PostgreSQL or
+ * Redis) backs the whole archiver off and puts every partition it was
+ * archiving in error: their trimming waits.  While a consumer group is catching up (its lag is above
  * RETENTION_ARCHIVE_BUSY_LAG) and no cap is near, it takes one chunk per
  * interval: a backlog drains at full speed and is archived right after,
  * instead of the two sharing the CPUs, Redis and PostgreSQL; near a cap
@@ -46,7 +56,8 @@
  * days keep expiring after the archive is switched off.
  *
  * Thread rules: retention_archive_offer/configure from the thread that
- * owns the trimmer; retention_archive_health and _level from any thread;
+ * owns the trimmers; retention_archive_health, _level and _confirmed from
+ * any thread;
  * start/stop from one control thread.  The step functions are for a
  * caller that owns both connections (the thread, tests).
  */
@@ -71,12 +82,15 @@ typedef struct retention_archive retention_archive_t;
 typedef struct retention_archive_opts {
     const char *postgres_url;
     const char *redis_url;
-    const char *stream;
+    /* the streams it archives: the stream, or its partitions' streams in
+     * partition order (slot p is streams[p]); n_streams >= 1 */
+    const char *const *streams;
+    unsigned n_streams;
     uint32_t redis_connect_ms, redis_command_ms;
     uint32_t partitions_ahead; /* postgres.metadata.partitions_ahead */
 } retention_archive_opts_t;
 
-/* What the trimmer's round hands over (retention_tick). */
+/* What a trimmer's round hands over for its slot (retention_tick). */
 typedef struct retention_archive_offer {
     bool on;                   /* retention.archive: postgres */
     bool leased;               /* this host holds the trimmer's lease */
@@ -86,30 +100,33 @@ typedef struct retention_archive_offer {
     uint64_t retention_ms;     /* retention.archive_retention */
 } retention_archive_offer_t;
 
-/* Start the thread (options copied).  NULL, logged, on failure. */
+/* Start the thread (options and stream names copied).  NULL, logged, on
+ * failure. */
 retention_archive_t *retention_archive_start(const retention_archive_opts_t *o);
 
 /* Stop the thread (it finishes the step it is in) and free a.  NULL is
  * fine. */
 void retention_archive_stop(retention_archive_t *a);
 
-/* The trimmer's latest view; wakes the thread when there is new work. */
-void retention_archive_offer(retention_archive_t *a, const retention_archive_offer_t *o);
+/* Slot's trimmer's latest view; wakes the thread when there is new work. */
+void retention_archive_offer(retention_archive_t *a, unsigned slot,
+                             const retention_archive_offer_t *o);
 
 /* postgres.metadata.partitions_ahead changed (an upkeep round follows). */
 void retention_archive_configure(retention_archive_t *a, uint32_t partitions_ahead);
 
-/* {mode, state, connected, watermark, upto, lag_entries, lag_ms,
+/* Slot's {mode, state, connected, watermark, upto, lag_entries, lag_ms,
  * archived_total, errors_total, last_error, error_for_ms} for /health.
  * Caller decrefs. */
-json_t *retention_archive_health(retention_archive_t *a);
+json_t *retention_archive_health(retention_archive_t *a, unsigned slot);
 
-/* The watermark this archiver has seen committed in PostgreSQL into out
- * ("" = none yet, or a is NULL): the trimmer's cut never passes it. */
-void retention_archive_confirmed(retention_archive_t *a, char *out, size_t len);
+/* The watermark of slot's stream this archiver has seen committed in
+ * PostgreSQL into out ("" = none yet, or a is NULL): the trimmer's cut
+ * never passes it. */
+void retention_archive_confirmed(retention_archive_t *a, unsigned slot, char *out, size_t len);
 
-/* 0 ok; 2 when the archive is on and failing (trimming waits). */
-int retention_archive_level(retention_archive_t *a);
+/* 0 ok; 2 when the archive is on and failing for slot (trimming waits). */
+int retention_archive_level(retention_archive_t *a, unsigned slot);
 
 /* ------------------------------------------------------------- steps */
 

@@ -39,11 +39,12 @@ static const cfg_setting_t rows[] = {
      .max = U32MAX, .def = "0", .reload = CFG_LIVE, .why = ROUND,
      .desc = "cap on the stream's length: acknowledged entries are trimmed oldest first to "
              "stay under it, and publishers are refused (or wait) when only unacknowledged "
-             "ones are left; 0 = no cap"},
+             "ones are left; 0 = no cap. With `partitions` above 1 each partition keeps "
+             "max_entries / partitions, rounded up"},
     {.key = "retention.max_bytes", .type = CFG_SIZE, .offset = OFF(max_bytes), .min = 0,
      .max = 1e15, .def = "0", .reload = CFG_LIVE, .why = ROUND,
-     .desc = "cap on the stream's memory (MEMORY USAGE, sampled), handled like max_entries; "
-             "0 = no cap"},
+     .desc = "cap on the stream's memory (MEMORY USAGE, sampled), handled like max_entries "
+             "(shared by the partitions the same way); 0 = no cap"},
     {.key = "retention.on_full", .type = CFG_ENUM, .offset = OFF(on_full), .names = on_full_names,
      .values = on_full_values, .def = "reject", .reload = CFG_LIVE, .why = ROUND,
      .desc = "what a publisher gets at a cap that trimming cannot relieve: `reject` (a "
@@ -63,7 +64,8 @@ static const cfg_setting_t rows[] = {
      .values = archive_values, .def = "off", .reload = CFG_LIVE, .why = ROUND,
      .desc = "`postgres`: every entry is copied into PostgreSQL (`events_archive`) before it "
              "may be trimmed, and replay reads what the stream no longer holds from there; "
-             "trimming waits while the archive cannot write. Needs postgres.url; see "
+             "trimming waits while the archive cannot write; each partition's entries under "
+             "its partition stream's name. Needs postgres.url; see "
              "[operations](operations.md#the-archive)"},
     {.key = "retention.archive_retention", .type = CFG_DURATION,
      .offset = OFF(archive_retention_ms), .min = 0, .max = 3650.0 * 86400000, .def = "30d",

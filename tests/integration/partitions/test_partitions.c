@@ -703,17 +703,6 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
                   strstr(reply, "10-pt.yaml:3:13"),
               "%s", reply ? reply : "");
     free(reply);
-    /* a reload may not bring what evbusd refuses at start */
-    extra_yaml = "retention: { max_entries: 1000 }\n";
-    write_config(P);
-    reply = harness_http(admin_port, "POST", "/api/v1/reload", HARNESS_ADMIN_TOKEN, NULL, NULL,
-                         &st, NULL);
-    cr_expect_neq(st, 200, "the reload was applied: %s", reply ? reply : "");
-    cr_expect(reply && strstr(reply, "retention.max_entries (") && strstr(reply, "10-pt.yaml:"),
-              "%s", reply ? reply : "");
-    free(reply);
-    extra_yaml = "";
-    write_config(P);
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
@@ -724,8 +713,6 @@ Test(partitions, settings_without_a_partitioned_form_are_refused)
         const char *yaml, *says;
     } cases[] = {
         {"dlq: { stream: \"my:dlq\" }\n", "dlq.stream ("},
-        {"retention: { max_entries: 1000 }\n", "retention.max_entries ("},
-        {"retention: { max_bytes: 1MiB }\n", "retention.max_bytes ("},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         extra_yaml = cases[i].yaml;

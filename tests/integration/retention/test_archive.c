@@ -87,8 +87,10 @@ static void make_event(size_t i, entry_t *e)
     e->extra = i % 11 == 10;
 }
 
-/* XADD n entries at ms, ms + step, ... (seq 0, and a seq 1 every 13th). */
-static void add_entries(redisContext *r, int64_t ms, int64_t step, size_t n)
+/* XADD n entries to `stream` at ms, ms + step, ... (seq 0, and a seq 1
+ * every 13th). */
+static void add_entries_to(redisContext *r, const char *stream, int64_t ms, int64_t step,
+                           size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         cr_assert_lt(NE, sizeof E / sizeof *E);
@@ -101,7 +103,7 @@ static void add_entries(redisContext *r, int64_t ms, int64_t step, size_t n)
         size_t lens[10];
         int argc = 0;
         argv[argc] = "XADD", lens[argc++] = 4;
-        argv[argc] = STREAM, lens[argc++] = strlen(STREAM);
+        argv[argc] = stream, lens[argc++] = strlen(stream);
         argv[argc] = e->id, lens[argc++] = strlen(e->id);
         argv[argc] = "event", lens[argc++] = 5;
         argv[argc] = e->event, lens[argc++] = e->len;
@@ -121,6 +123,11 @@ static void add_entries(redisContext *r, int64_t ms, int64_t step, size_t n)
     }
 }
 
+static void add_entries(redisContext *r, int64_t ms, int64_t step, size_t n)
+{
+    add_entries_to(r, STREAM, ms, step, n);
+}
+
 /* Whether replay dispatches entry i (JSON, not a retry). */
 static bool dispatched(size_t i) { return !E[i].retry && i % 5 != 4; }
 
@@ -131,15 +138,17 @@ static void free_entries(void)
     NE = 0;
 }
 
-/* A consumer group that has read and acknowledged everything. */
-static void group_done(redisContext *r)
+/* A consumer group that has read and acknowledged everything of stream. */
+static void group_done_on(redisContext *r, const char *stream)
 {
-    redisReply *x = redisCommand(r, "XGROUP CREATE %s g $", STREAM);
+    redisReply *x = redisCommand(r, "XGROUP CREATE %s g $", stream);
     if (x && x->type == REDIS_REPLY_ERROR)
-        x = (freeReplyObject(x), redisCommand(r, "XGROUP SETID %s g $", STREAM));
+        x = (freeReplyObject(x), redisCommand(r, "XGROUP SETID %s g $", stream));
     cr_assert(x && x->type == REDIS_REPLY_STATUS, "group: %s", x ? x->str : "failed");
     freeReplyObject(x);
 }
+
+static void group_done(redisContext *r) { group_done_on(r, STREAM); }
 
 /* ------------------------------------------------------------ trimmer */
 
@@ -154,14 +163,14 @@ static char PROTECT[] = "all";
 static void trimmer_start(trimmer_t *t, uint64_t max_age_ms, bool archiver)
 {
     memset(t, 0, sizeof *t);
-    t->r = retention_new(STREAM, "host-a");
+    t->r = retention_new(STREAM, "host-a", 1, NULL);
     cr_assert_not_null(t->r);
     t->s = (retention_settings_t){.max_age_ms = max_age_ms, .protect_groups = PROTECT,
                                   .interval_ms = 100, .archive = RETENTION_ARCHIVE_POSTGRES,
                                   .archive_retention_ms = 0};
     if (archiver) {
         retention_archive_opts_t o = {.postgres_url = fx_pg.url, .redis_url = fx_redis.url,
-                                      .stream = STREAM, .redis_connect_ms = 2000,
+                                      .redis_connect_ms = 2000,
                                       .redis_command_ms = 5000, .partitions_ahead = 3};
         cr_assert_eq(retention_start_archive(t->r, &o), 0);
     }
@@ -752,6 +761,94 @@ Test(archive, while_a_group_drains_a_backlog_the_archiver_takes_one_chunk_per_ro
     json_decref(a);
     cr_expect_eq(xlen(r), 30000, "nothing is younger than max_age: archived, not trimmed");
     retention_free(t.r);
+    PQfinish(c);
+    redisFree(r);
+}
+
+/* ---------------------------------------------------------- partitions */
+
+#define NPART 3
+static const char *const PART[NPART] = {"{evbus:events:0}", "{evbus:events:1}",
+                                        "{evbus:events:2}"};
+
+Test(archive, one_archiver_stores_every_partitions_entries_under_its_stream_and_replay_reads_one)
+{
+    redisContext *r = harness_redis_connect(&fx_redis);
+    PGconn *c = fx_connect();
+    /* partition p holds E[100p .. 100p + 100), interleaved in time */
+    int64_t base = wall_ms() - 600000;
+    for (unsigned p = 0; p < NPART; p++) {
+        add_entries_to(r, PART[p], base + p, 7, 100);
+        group_done_on(r, PART[p]);
+    }
+    /* the trimmers of one stream's partitions, led by partition 0's */
+    retention_t *t[NPART];
+    for (unsigned p = 0; p < NPART; p++) {
+        t[p] = retention_new(PART[p], "host-a", NPART, p ? t[0] : NULL);
+        cr_assert_not_null(t[p]);
+    }
+    retention_settings_t s = {.max_age_ms = 60000, .protect_groups = PROTECT, .interval_ms = 100,
+                              .archive = RETENTION_ARCHIVE_POSTGRES};
+    retention_archive_opts_t o = {.postgres_url = fx_pg.url, .redis_url = fx_redis.url,
+                                  .redis_connect_ms = 2000, .redis_command_ms = 5000,
+                                  .partitions_ahead = 3};
+    cr_assert_eq(retention_start_archive(t[0], &o), 0);
+    int64_t now = 0;
+    long long deadline = harness_now_ms() + 30000, left = -1, rows = -1;
+    while (harness_now_ms() < deadline) {
+        now += 100000;
+        for (unsigned p = 0; p < NPART; p++)
+            cr_assert_eq(retention_tick(t[p], r, &s, now), 0, "%s", r->errstr);
+        left = 0;
+        for (unsigned p = 0; p < NPART; p++) {
+            long long n = harness_redis_int(r, "XLEN %s", PART[p]);
+            long long stored = 0;
+            char sql[160];
+            snprintf(sql, sizeof sql,
+                     "SELECT count(*) FROM events_archive WHERE stream = '%s'", PART[p]);
+            stored = fx_count(c, sql);
+            /* nothing in neither place: what left the stream is stored */
+            cr_assert_geq(stored + n, 100, "%s: %lld in the stream, %lld archived", PART[p], n,
+                          stored);
+            left += n;
+        }
+        rows = archived_rows(c);
+        if (left == 0 && rows == 300)
+            break;
+        usleep(50 * 1000);
+    }
+    cr_assert(left == 0 && rows == 300, "%lld entries left in the partitions, %lld archived",
+              left, rows);
+    for (unsigned p = 0; p < NPART; p++) {
+        char sql[200];
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM events_archive WHERE stream = '%s'", PART[p]);
+        cr_expect_eq(fx_count(c, sql), 100, "rows of %s", PART[p]);
+        /* each partition's watermark, in its own policy hash */
+        redisReply *w = redisCommand(r, "HGET %s:retention archived", PART[p]);
+        cr_expect(w && w->type == REDIS_REPLY_STRING && !strcmp(w->str, E[100 * p + 99].id),
+                  "watermark of %s: %s, want %s", PART[p], w && w->str ? w->str : "none",
+                  E[100 * p + 99].id);
+        freeReplyObject(w);
+        json_t *h = retention_health(t[p]);
+        json_t *a = json_object_get(h, "archive");
+        cr_expect_str_eq(json_string_value(json_object_get(a, "watermark")), E[100 * p + 99].id);
+        cr_expect_eq(jint(a, "archived_total"), 100, "%s", PART[p]);
+        json_decref(h);
+    }
+    cr_expect_eq(fx_count(c, "SELECT count(*) FROM events_archive WHERE stream = '" STREAM "'"),
+                 0, "rows under the unpartitioned stream's name");
+    for (unsigned p = 0; p < NPART; p++)
+        retention_free(t[p]);
+
+    /* replay of partition 1 reads its history back from the archive */
+    fx_cfg.core.stream = (char *)PART[1];
+    json_t *job = replay(c, ms_of(E[100].id), ms_of(E[199].id), true);
+    expect_dispatched(100, 200);
+    cr_expect_eq(jint(job, "total"), 100);
+    json_decref(job);
+    got_clear();
+    free_entries();
     PQfinish(c);
     redisFree(r);
 }

@@ -7,7 +7,9 @@
  * Scenarios, each draining N events of the benchmark's shape
  * (bench_event.h, keyed by 1,000 partition keys) with bench-counter.so's
  * three handlers, schemas enforced:
- *   1. one redis-server, partitions: 1, one evbusd host;
+ *   1. one redis-server, partitions: 1, one evbusd host; then the same
+ *      server with partitions: 6 (the cost of partitions and their
+ *      leases and fencing, without a cluster);
  *   2. a local Redis Cluster of 3 masters (no replicas), partitions: 6,
  *      with 1, 2 and 3 evbusd hosts sharing the partitions.
  * For each: the hosts are started on the empty stream and left to share
@@ -331,7 +333,7 @@ int main(int argc, char **argv)
         return 2;
     }
     work = harness_tmpdir("cluster-bench");
-    result_t res[1 + MAX_HOSTS];
+    result_t res[2 + MAX_HOSTS];
     int nres = 0, rc = 0;
 
     harness_redis_t one;
@@ -343,6 +345,11 @@ int main(int argc, char **argv)
     if (!t1.c || run_scenario(&t1, "one server, P=1, 1 host", "cb:one", 1, 1, n, &res[nres]) != 0)
         rc = 1;
     else
+        nres++;
+    if (rc == 0 &&
+        run_scenario(&t1, "one server, P=6, 1 host", "cb:six", CLUSTER_P, 1, n, &res[nres]) != 0)
+        rc = 1;
+    else if (rc == 0)
         nres++;
     redisFree(t1.c);
     harness_redis_stop(&one);

@@ -23,10 +23,11 @@
  *
  * --cluster runs it all on a real local Redis Cluster instead (3 masters,
  * 1 replica each, tests/support/harness_cluster.h): the stream in
- * CLUSTER_PARTS partitions (events keyed "k0".."k96", XADDed into their
- * partition streams through the cluster client), two evbusd hosts sharing
- * them through leases, each SIGKILLed in turn, and a master failed over to
- * its replica (CLUSTER FAILOVER) where one server is restarted.
+ * --partitions P partitions (default 6; events keyed "k0".."k<keys-1>",
+ * --keys, default 97, XADDed into their partition streams through the
+ * cluster client), --hosts H evbusd hosts (default 2, at most MAX_HOSTS)
+ * sharing them through leases, SIGKILLed in turn, and a master failed over
+ * to its replica (CLUSTER FAILOVER) where one server is restarted.
  *
  * --isolation runs the chaos instance with `isolation: process`: a crash
  * fault then aborts its evbus-plugin-runner child, not evbusd, so crash
@@ -74,8 +75,7 @@
 /* Published events not yet seen by a handler, at most: keeps evbusd busy
  * the whole run, so kills land on work in flight, not on an idle host. */
 #define PUBLISH_WINDOW 2000
-#define CLUSTER_PARTS 6
-#define CLUSTER_HOSTS 2
+#define MAX_HOSTS 4
 
 enum fault { F_NONE, F_RETRY, F_REJECT, F_SLEEP, F_CRASH, F_HANG };
 
@@ -91,8 +91,10 @@ typedef struct run {
     char *dir;
     char conf[600], log_path[600], count_file[600];
     harness_proc_t daemon;  /* host 0 */
-    harness_proc_t daemon2; /* --cluster: host 1 (its own conf and log: conf2, log2) */
-    char conf2[600], log2[600];
+    /* --cluster: hosts 1.. (each its own conf and log) */
+    harness_proc_t more[MAX_HOSTS];
+    char more_conf[MAX_HOSTS][600], more_log[MAX_HOSTS][600];
+    int hosts, parts, keys;
     unsigned char *faults;  /* per event */
     unsigned char *retries; /* N of retry:N */
     uint16_t *ok_calls;     /* per event */
@@ -134,9 +136,12 @@ static void usage(FILE *f)
           "  --keep         keep the temp folder (logs, count file) on success too\n"
           "  --isolation    run the chaos plugin with `isolation: process`: crash and\n"
           "                 hang faults hit its runner child; evbusd must not crash\n"
-          "  --cluster      on a local Redis Cluster (3 masters + 3 replicas): %d\n"
-          "                 partitions, %d evbusd hosts, a master failed over\n",
-          CLUSTER_PARTS, CLUSTER_HOSTS);
+          "  --cluster      on a local Redis Cluster (3 masters + 3 replicas), a master\n"
+          "                 failed over instead of the Redis restart; with it:\n"
+          "  --partitions P partitions (default 6)\n"
+          "  --hosts H      evbusd hosts sharing them, SIGKILLed in turn (default 2, max %d)\n"
+          "  --keys K       partition keys the events spread over (default 97)\n",
+          MAX_HOSTS);
 }
 
 static redisContext *conn(run_t *r)
@@ -160,7 +165,7 @@ static int write_config(run_t *r, const char *conf, const char *consumer)
     if (r->cluster)
         snprintf(redis, sizeof redis,
                  "redis: { cluster: \"%s\" }\npartitions: %d\nownership: { lease_ms: 2000 }\n",
-                 r->hc.seeds, CLUSTER_PARTS);
+                 r->hc.seeds, r->parts);
     else
         snprintf(redis, sizeof redis, "redis: { url: \"%s\" }\n", r->redis.url);
     int n = asprintf(&yaml,
@@ -208,9 +213,10 @@ static int start_host(run_t *r, int h)
 {
     char evbusd[700];
     snprintf(evbusd, sizeof evbusd, "%s/host/daemon/evbusd", r->build);
-    char *argv[] = {evbusd, "-c", h ? r->conf2 : r->conf, NULL};
+    char *argv[] = {evbusd, "-c", h ? r->more_conf[h] : r->conf, NULL};
     r->starts++;
-    return harness_spawn(h ? &r->daemon2 : &r->daemon, argv, NULL, h ? r->log2 : r->log_path);
+    return harness_spawn(h ? &r->more[h] : &r->daemon, argv, NULL,
+                         h ? r->more_log[h] : r->log_path);
 }
 
 static int start_daemon(run_t *r) { return start_host(r, 0); }
@@ -219,7 +225,7 @@ static int start_daemon(run_t *r) { return start_host(r, 0); }
  * config is refused: exit 2). */
 static int supervise_host(run_t *r, int h)
 {
-    int st = harness_wait(h ? &r->daemon2 : &r->daemon, 0);
+    int st = harness_wait(h ? &r->more[h] : &r->daemon, 0);
     if (st == -1)
         return 0;
     if (st == 128 + SIGABRT) {
@@ -227,7 +233,7 @@ static int supervise_host(run_t *r, int h)
     } else {
         r->odd_exits++;
         fprintf(stderr, "chaos-run: evbusd exited with status %d (see %s)\n", st,
-                h ? r->log2 : r->log_path);
+                h ? r->more_log[h] : r->log_path);
         if (st == 2)
             return -1;
     }
@@ -236,9 +242,9 @@ static int supervise_host(run_t *r, int h)
 
 static int supervise(run_t *r)
 {
-    int rc = supervise_host(r, 0);
-    if (rc == 0 && r->cluster)
-        rc = supervise_host(r, 1);
+    int rc = 0;
+    for (int h = 0; h < r->hosts && rc == 0; h++)
+        rc = supervise_host(r, h);
     return rc;
 }
 
@@ -258,7 +264,7 @@ static void read_progress(run_t *r)
 
 /* ---- Redis: one server, or (--cluster) the cluster's partitions ---- */
 
-static int n_parts(const run_t *r) { return r->cluster ? CLUSTER_PARTS : 1; }
+static int n_parts(const run_t *r) { return r->cluster ? r->parts : 1; }
 
 /* Partition p's stream, retry schedule or dead-letter stream (suffix "",
  * ":retry", ":dlq"); one server: today's names. */
@@ -345,7 +351,7 @@ static int publish(run_t *r, int from, int to)
 }
 
 /* --cluster: XADD events [from, to), each into its partition stream (key
- * "k<i mod 97>"), pipelined through the cluster client; what was not
+ * "k<i mod keys>"), pipelined through the cluster client; what was not
  * confirmed (a master failing over) is sent again. */
 static int publish_cluster(run_t *r, int from, int to)
 {
@@ -360,13 +366,13 @@ static int publish_cluster(run_t *r, int from, int to)
             int i = todo[k];
             char ft[32], json[600], key[16], stream[64];
             const char *f = fault_text(r, i, ft);
-            snprintf(key, sizeof key, "k%d", i % 97);
+            snprintf(key, sizeof key, "k%d", i % r->keys);
             snprintf(json, sizeof json,
                      "{\"specversion\":\"1.0\",\"id\":\"ev-%d\",\"source\":\"chaos-run\","
                      "\"type\":\"test.chaos.event\",\"time\":\"2025-03-14T09:26:53Z\","
                      "\"tenantid\":\"t-chaos\",\"partitionkey\":\"%s\",\"data\":{%s%s%s}}",
                      i, key, f ? "\"fault\":\"" : "", f ? f : "", f ? "\"" : "");
-            part_key(r, (int)evbus_partition_of(key, strlen(key), CLUSTER_PARTS), "", stream,
+            part_key(r, (int)evbus_partition_of(key, strlen(key), (unsigned)r->parts), "", stream,
                      sizeof stream);
             const char *argv[] = {"XADD", stream, "*", "event", json};
             evbus_cluster_pipe_append(pp, 5, argv, NULL, NULL, 0);
@@ -578,7 +584,8 @@ int main(int argc, char **argv)
         {"build", required_argument, NULL, 'b'},  {"seed", required_argument, NULL, 's'},
         {"timeout", required_argument, NULL, 't'}, {"keep", no_argument, NULL, 'K'},
         {"isolation", no_argument, NULL, 'I'},    {"help", no_argument, NULL, 'h'},
-        {"cluster", no_argument, NULL, 'C'},
+        {"cluster", no_argument, NULL, 'C'},      {"hosts", required_argument, NULL, 'H'},
+        {"partitions", required_argument, NULL, 'P'}, {"keys", required_argument, NULL, 'Y'},
         {NULL, 0, NULL, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -591,20 +598,36 @@ int main(int argc, char **argv)
         case 'K': r.keep = true; break;
         case 'I': r.isolation = true; break;
         case 'C': r.cluster = true; break;
+        case 'H': r.hosts = atoi(optarg); break;
+        case 'P': r.parts = atoi(optarg); break;
+        case 'Y': r.keys = atoi(optarg); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc || r.n_events <= 0 || r.n_kills < 0) {
+    if (!r.cluster && (r.hosts || r.parts || r.keys)) {
+        fprintf(stderr, "chaos-run: --hosts, --partitions and --keys go with --cluster\n");
+        return 2;
+    }
+    if (!r.hosts)
+        r.hosts = r.cluster ? 2 : 1;
+    if (!r.parts)
+        r.parts = 6;
+    if (!r.keys)
+        r.keys = 97;
+    if (optind < argc || r.n_events <= 0 || r.n_kills < 0 || r.hosts < 1 ||
+        r.hosts > MAX_HOSTS || r.parts < 2 || r.parts > 1024 || r.keys < 1) {
         usage(stderr);
         return 2;
     }
     if (!r.timeout_s)
         r.timeout_s = 300 + r.n_events / 200;
     r.rng = r.seed ? r.seed : 1;
-    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s%s%s\n", r.n_events,
-            r.n_kills, (unsigned long long)r.seed, r.build,
-            r.isolation ? " isolation=process" : "", r.cluster ? " cluster" : "");
+    fprintf(stderr, "chaos-run: events=%d kills=%d seed=%llu build=%s%s", r.n_events, r.n_kills,
+            (unsigned long long)r.seed, r.build, r.isolation ? " isolation=process" : "");
+    if (r.cluster)
+        fprintf(stderr, " cluster partitions=%d hosts=%d keys=%d", r.parts, r.hosts, r.keys);
+    fputc('\n', stderr);
 
     /* the fault mix */
     int n = r.n_events;
@@ -654,11 +677,18 @@ int main(int argc, char **argv)
     r.dir = harness_tmpdir("chaos");
     snprintf(r.conf, sizeof r.conf, "%s/conf", r.dir);
     snprintf(r.log_path, sizeof r.log_path, "%s/evbusd.log", r.dir);
-    snprintf(r.conf2, sizeof r.conf2, "%s/conf2", r.dir);
-    snprintf(r.log2, sizeof r.log2, "%s/evbusd2.log", r.dir);
+    for (int h = 1; h < r.hosts; h++) {
+        snprintf(r.more_conf[h], sizeof r.more_conf[h], "%s/conf%d", r.dir, h + 1);
+        snprintf(r.more_log[h], sizeof r.more_log[h], "%s/evbusd%d.log", r.dir, h + 1);
+    }
     snprintf(r.count_file, sizeof r.count_file, "%s/calls", r.dir);
-    if (write_config(&r, r.conf, "chaos-host") != 0 || start_daemon(&r) != 0 ||
-        (r.cluster && (write_config(&r, r.conf2, "chaos-host2") != 0 || start_host(&r, 1) != 0))) {
+    bool setup_ok = write_config(&r, r.conf, "chaos-host") == 0 && start_daemon(&r) == 0;
+    for (int h = 1; h < r.hosts && setup_ok; h++) {
+        char name[32];
+        snprintf(name, sizeof name, "chaos-host%d", h + 1);
+        setup_ok = write_config(&r, r.more_conf[h], name) == 0 && start_host(&r, h) == 0;
+    }
+    if (!setup_ok) {
         fprintf(stderr, "chaos-run: cannot write the config or start evbusd\n");
         if (r.cluster)
             harness_cluster_stop(&r.hc);
@@ -696,8 +726,8 @@ int main(int argc, char **argv)
         /* a kill still owed once the work ran out is done now */
         if (r.kills_done < r.n_kills &&
             (r.calls >= kill_at[r.kills_done] || (all_published && stable > 0))) {
-            int h = r.cluster ? r.kills_done % CLUSTER_HOSTS : 0; /* hosts in turn */
-            harness_kill(h ? &r.daemon2 : &r.daemon, SIGKILL, 10000);
+            int h = r.kills_done % r.hosts; /* hosts in turn */
+            harness_kill(h ? &r.more[h] : &r.daemon, SIGKILL, 10000);
             r.kills_done++;
             fprintf(stderr, "chaos-run: SIGKILL %d/%d (host %d) after %lld handler calls\n",
                     r.kills_done, r.n_kills, h, r.calls);
@@ -752,8 +782,9 @@ int main(int argc, char **argv)
     int st = harness_kill(&r.daemon, SIGTERM, 20000);
     if (st != 0)
         fprintf(stderr, "chaos-run: evbusd stopped with status %d\n", st);
-    if (r.cluster && (st = harness_kill(&r.daemon2, SIGTERM, 20000)) != 0)
-        fprintf(stderr, "chaos-run: the second evbusd stopped with status %d\n", st);
+    for (int h = 1; h < r.hosts; h++)
+        if ((st = harness_kill(&r.more[h], SIGTERM, 20000)) != 0)
+            fprintf(stderr, "chaos-run: evbusd %d stopped with status %d\n", h + 1, st);
 
     long long reasons[6] = {0};
     read_progress(&r);

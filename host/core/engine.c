@@ -2281,6 +2281,15 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
         snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
         return -1;
     }
+    /* what evbusd refuses at start on a cluster, a reload may not bring */
+    if (e->cluster && n->retention.archive != RETENTION_ARCHIVE_OFF) {
+        size_t idx = 0;
+        char at[600];
+        cfg_setting_find("retention.archive", &idx);
+        snprintf(err, errlen, "retention.archive (%s) does not run on a Redis Cluster yet "
+                 "(docs/scale-out.md, Status)", cfg_source_text(n, idx, at, sizeof at));
+        return -1;
+    }
     pthread_mutex_lock(&e->gen_lock);
     generation_t *old = e->current;
     e->current = gen;

@@ -21,23 +21,12 @@
 #include "client/evbus_client.h"
 #include "client/partition.h"
 #include "harness.h"
+#include "harness_calls.h"
 #include "harness_cluster.h"
 
 #define STREAM "ce:events"
 #define P 6
 #define MAXH 2
-
-typedef struct call {
-    char key[32];
-    int seq, host;
-    long long start, end;
-    char result[8];
-} call_t;
-
-typedef struct calls {
-    call_t *v;
-    size_t n;
-} calls_t;
 
 static harness_cluster_t hc;
 static char *dir;
@@ -171,31 +160,11 @@ static void publish(int nkeys, int from, int to)
         }
 }
 
-static calls_t read_calls(void)
+static harness_calls_t read_calls(void)
 {
-    calls_t c = {0};
-    size_t cap = 0;
-    for (int h = 0; h < MAXH; h++) {
-        char *text = harness_read_file(outs[h]);
-        if (!text)
-            continue;
-        char *save = NULL;
-        for (char *line = strtok_r(text, "\n", &save); line;
-             line = strtok_r(NULL, "\n", &save)) {
-            if (c.n == cap) {
-                cap = cap ? cap * 2 : 1024;
-                c.v = realloc(c.v, cap * sizeof *c.v);
-            }
-            call_t *k = &c.v[c.n];
-            int attempt;
-            if (sscanf(line, "%31s %d %d %lld %lld %7s", k->key, &k->seq, &attempt, &k->start,
-                       &k->end, k->result) == 6) {
-                k->host = h;
-                c.n++;
-            }
-        }
-        free(text);
-    }
+    harness_calls_t c = {0};
+    for (int h = 0; h < MAXH; h++)
+        harness_calls_read(&c, outs[h], h);
     return c;
 }
 
@@ -206,53 +175,19 @@ typedef struct want {
 static bool all_handled(void *ud)
 {
     const want_t *w = ud;
-    calls_t c = read_calls();
-    char *seen = calloc((size_t)w->nkeys * (size_t)w->nseq, 1);
-    size_t n = 0;
-    for (size_t i = 0; i < c.n; i++) {
-        int k = atoi(c.v[i].key + 1);
-        if (strcmp(c.v[i].result, "ok") || k < 0 || k >= w->nkeys || c.v[i].seq < 0 ||
-            c.v[i].seq >= w->nseq)
-            continue;
-        char *s = &seen[(size_t)k * (size_t)w->nseq + (size_t)c.v[i].seq];
-        n += !*s;
-        *s = 1;
-    }
-    free(seen);
-    free(c.v);
+    harness_calls_t c = read_calls();
+    size_t n = harness_calls_distinct_ok(&c, w->nkeys, w->nseq);
+    harness_calls_free(&c);
     return n == (size_t)w->nkeys * (size_t)w->nseq;
 }
 
-static int cmp_start(const void *a, const void *b)
+/* Per-key order across hosts (harness_calls_order); the duplicates. */
+static size_t expect_per_key_order(harness_calls_t *c)
 {
-    const call_t *x = a, *y = b;
-    int k = strcmp(x->key, y->key);
-    if (k)
-        return k;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Per key, in start order: never two calls at once, never an event before
- * every earlier one of its key was handled.  Returns the duplicates. */
-static size_t expect_per_key_order(calls_t *c)
-{
-    qsort(c->v, c->n, sizeof *c->v, cmp_start);
-    size_t dups = 0, bad = 0;
-    int max_seen = -1;
-    for (size_t i = 0; i < c->n; i++) {
-        const call_t *k = &c->v[i];
-        if (i == 0 || strcmp(k->key, c->v[i - 1].key) != 0)
-            max_seen = -1;
-        else if (k->start < c->v[i - 1].end && bad++ < 5)
-            cr_expect(false, "key %s: seq %d started before seq %d ended", k->key, k->seq,
-                      c->v[i - 1].seq);
-        if (k->seq > max_seen + 1 && bad++ < 5)
-            cr_expect(false, "key %s: seq %d before seq %d", k->key, k->seq, max_seen + 1);
-        dups += k->seq <= max_seen;
-        if (k->seq > max_seen)
-            max_seen = k->seq;
-    }
-    cr_expect_eq(bad, 0, "%zu per-key order violations", bad);
+    size_t dups = 0;
+    char msg[1200];
+    size_t bad = harness_calls_order(c, &dups, msg, sizeof msg);
+    cr_expect_eq(bad, 0, "%zu per-key order violations: %s", bad, msg);
     return dups;
 }
 
@@ -326,7 +261,7 @@ Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
     publish(w.nkeys, 0, w.nseq);
     cr_expect_geq(masters_used(), 2, "the %d partitions all hash to one master", P);
     cr_assert(harness_wait_until(all_handled, &w, 120000), "not every event was handled");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t per[MAXH] = {0};
     for (size_t i = 0; i < c.n; i++)
         per[c.v[i].host]++;
@@ -334,7 +269,7 @@ Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
     cr_expect_eq(dups, 0, "%zu duplicates without a failure", dups);
     for (int h = 0; h < 2; h++)
         cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu", h, per[h], c.n);
-    free(c.v);
+    harness_calls_free(&c);
     /* a reload that brings what a cluster does not run yet is refused,
      * and the running generation keeps serving */
     cr_assert_eq(harness_write_file(conf_dirs[0], "20-archive.yaml",
@@ -379,11 +314,11 @@ Test(cluster_engine, a_master_failover_loses_nothing)
     redisFree(rc);
     publish(w.nkeys, 20, 60); /* the client follows the MOVED to the new master */
     cr_assert(harness_wait_until(all_handled, &w, 120000), "an event was lost in the failover");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t dups = expect_per_key_order(&c);
     fprintf(stderr, "cluster: CLUSTER FAILOVER mid-stream: %zu calls, %zu duplicates\n", c.n,
             dups);
-    free(c.v);
+    harness_calls_free(&c);
     cr_expect_eq(harness_kill(&hosts[0], SIGTERM, 20000), 0);
     hosts[0].pid = 0;
 }
@@ -417,11 +352,11 @@ Test(cluster_engine, a_crashed_master_is_replaced_and_with_wait_replicas_nothing
     publish(w.nkeys, 15, 40);
     cr_assert(harness_wait_until(all_handled, &w, 120000),
               "an event acknowledged by a replica was lost when its master crashed");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t dups = expect_per_key_order(&c);
     fprintf(stderr, "cluster: DEBUG SEGFAULT of a master mid-stream (wait_replicas 1): %zu "
             "calls, 0 lost, %zu duplicates\n", c.n, dups);
-    free(c.v);
+    harness_calls_free(&c);
     cr_expect_eq(harness_kill(&hosts[0], SIGTERM, 20000), 0);
     hosts[0].pid = 0;
 }
@@ -499,11 +434,11 @@ Test(cluster_engine, a_reshard_during_the_run_loses_nothing)
     snprintf(tag, sizeof tag, "{" STREAM ":%d}", best);
     cr_expect_eq(node_of(tag), dst, "partition %d did not move", best);
     cr_assert(harness_wait_until(all_handled, &w, 120000), "an event was lost in the reshard");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t dups = expect_per_key_order(&c);
     fprintf(stderr, "cluster: reshard of %ld slots (partition %d moved) mid-stream: %zu calls, "
             "%zu duplicates\n", moves, best, c.n, dups);
-    free(c.v);
+    harness_calls_free(&c);
     for (int h = 0; h < 2; h++) {
         cr_expect(!contains(logs[h], "CROSSSLOT"), "h%d saw a CROSSSLOT", h);
         cr_expect_eq(harness_kill(&hosts[h], SIGTERM, 20000), 0);

@@ -26,22 +26,11 @@
 #include "client/evbus_client.h"
 #include "client/partition.h"
 #include "harness.h"
+#include "harness_calls.h"
 
 #define STREAM "own:events"
 #define P 6
 #define MAXH 4
-
-typedef struct call {
-    char key[32];
-    int seq, attempt, host;
-    long long start, end;
-    char result[8];
-} call_t;
-
-typedef struct calls {
-    call_t *v;
-    size_t n;
-} calls_t;
 
 static harness_redis_t redis;
 static char *dir;
@@ -195,52 +184,12 @@ static void publish_one(const char *key, int seq)
     json_decref(ev);
 }
 
-static void read_calls_of(int h, calls_t *c, size_t *cap)
+static harness_calls_t read_calls(void)
 {
-    char *text = harness_read_file(outs[h]);
-    if (!text)
-        return;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (c->n == *cap) {
-            *cap = *cap ? *cap * 2 : 1024;
-            c->v = realloc(c->v, *cap * sizeof *c->v);
-        }
-        call_t *k = &c->v[c->n];
-        if (sscanf(line, "%31s %d %d %lld %lld %7s", k->key, &k->seq, &k->attempt, &k->start,
-                   &k->end, k->result) == 6) {
-            k->host = h;
-            c->n++;
-        }
-    }
-    free(text);
-}
-
-static calls_t read_calls(void)
-{
-    calls_t c = {0};
-    size_t cap = 0;
+    harness_calls_t c = {0};
     for (int h = 0; h < MAXH; h++)
-        read_calls_of(h, &c, &cap);
+        harness_calls_read(&c, outs[h], h);
     return c;
-}
-
-/* Distinct (key, seq) handled with result ok. */
-static size_t distinct_ok(const calls_t *c, int nkeys, int nseq)
-{
-    char *seen = calloc((size_t)nkeys * (size_t)nseq, 1);
-    size_t n = 0;
-    for (size_t i = 0; i < c->n; i++) {
-        int k = atoi(c->v[i].key + 1);
-        if (strcmp(c->v[i].result, "ok") || k < 0 || k >= nkeys || c->v[i].seq < 0 ||
-            c->v[i].seq >= nseq)
-            continue;
-        char *s = &seen[(size_t)k * (size_t)nseq + (size_t)c->v[i].seq];
-        n += !*s;
-        *s = 1;
-    }
-    free(seen);
-    return n;
 }
 
 typedef struct want {
@@ -250,49 +199,19 @@ typedef struct want {
 static bool all_handled(void *ud)
 {
     const want_t *w = ud;
-    calls_t c = read_calls();
-    size_t n = distinct_ok(&c, w->nkeys, w->nseq);
-    free(c.v);
+    harness_calls_t c = read_calls();
+    size_t n = harness_calls_distinct_ok(&c, w->nkeys, w->nseq);
+    harness_calls_free(&c);
     return n == (size_t)w->nkeys * (size_t)w->nseq;
 }
 
-static int cmp_start(const void *a, const void *b)
+/* Per-key order across hosts (harness_calls_order); the duplicates. */
+static size_t expect_per_key_order(harness_calls_t *c)
 {
-    const call_t *x = a, *y = b;
-    int k = strcmp(x->key, y->key);
-    if (k)
-        return k;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/*
- * Per key, in start order: no call starts before the previous one ended
- * (one at a time, across hosts too), and no event is handled before every
- * earlier event of its key was handled at least once.  Returns the
- * duplicates (calls beyond the first ok of an event).
- */
-static size_t expect_per_key_order(calls_t *c)
-{
-    qsort(c->v, c->n, sizeof *c->v, cmp_start);
-    size_t dups = 0, violations = 0;
-    int max_seen = -1;
-    for (size_t i = 0; i < c->n; i++) {
-        const call_t *k = &c->v[i];
-        bool first = i == 0 || strcmp(k->key, c->v[i - 1].key) != 0;
-        if (first)
-            max_seen = -1;
-        else if (k->start < c->v[i - 1].end && violations++ < 5)
-            cr_expect(false, "key %s: seq %d (h%d) started before seq %d (h%d) ended", k->key,
-                      k->seq, k->host, c->v[i - 1].seq, c->v[i - 1].host);
-        if (k->seq > max_seen + 1 && violations++ < 5)
-            cr_expect(false, "key %s: seq %d handled (h%d) before seq %d ever was", k->key,
-                      k->seq, k->host, max_seen + 1);
-        if (k->seq <= max_seen)
-            dups++;
-        if (k->seq > max_seen)
-            max_seen = k->seq;
-    }
-    cr_expect_eq(violations, 0, "%zu per-key order violations", violations);
+    size_t dups = 0;
+    char msg[1200];
+    size_t bad = harness_calls_order(c, &dups, msg, sizeof msg);
+    cr_expect_eq(bad, 0, "%zu per-key order violations: %s", bad, msg);
     return dups;
 }
 
@@ -393,7 +312,7 @@ Test(ownership, three_hosts_share_the_partitions_and_keep_per_key_order)
     want_t w = {.nkeys = 60, .nseq = 50};
     publish(w.nkeys, 0, w.nseq);
     cr_assert(harness_wait_until(all_handled, &w, 90000), "not every event was handled");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t per[MAXH] = {0};
     for (size_t i = 0; i < c.n; i++)
         per[c.v[i].host]++;
@@ -401,7 +320,7 @@ Test(ownership, three_hosts_share_the_partitions_and_keep_per_key_order)
     cr_expect_eq(dups, 0, "%zu duplicates without any failure", dups);
     for (int h = 0; h < 3; h++)
         cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu calls (< 20 %%)", h, per[h], c.n);
-    free(c.v);
+    harness_calls_free(&c);
     /* a key is in one partition, and a partition with one host: every key
      * was handled by one host only */
     for (int h = 0; h < 3; h++)
@@ -427,7 +346,7 @@ Test(ownership, a_killed_host_is_taken_over_and_a_joining_host_gets_a_share)
     wait_shared(three, 3);
     publish(w.nkeys, 40, 60);
     cr_assert(harness_wait_until(all_handled, &w, 120000), "an event was lost");
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t dups = expect_per_key_order(&c);
     size_t by3 = 0;
     for (size_t i = 0; i < c.n; i++)
@@ -438,7 +357,7 @@ Test(ownership, a_killed_host_is_taken_over_and_a_joining_host_gets_a_share)
     fprintf(stderr, "ownership: kill -9 of a host mid-stream: %zu calls, %zu duplicates\n", c.n,
             dups);
     cr_expect_leq(dups, 60, "%zu duplicates", dups);
-    free(c.v);
+    harness_calls_free(&c);
     for (int h = 0; h < 4; h++)
         if (hosts[h].pid > 0)
             stop_host(h);
@@ -505,11 +424,11 @@ static bool pending_is(void *ud)
 
 static size_t ok_calls(const char *key, int seq)
 {
-    calls_t c = read_calls();
+    harness_calls_t c = read_calls();
     size_t n = 0;
     for (size_t i = 0; i < c.n; i++)
         n += !strcmp(c.v[i].key, key) && c.v[i].seq == seq && !strcmp(c.v[i].result, "ok");
-    free(c.v);
+    harness_calls_free(&c);
     return n;
 }
 

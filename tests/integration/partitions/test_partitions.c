@@ -694,15 +694,6 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
                      "evbusctl's resume left the pause in %s:paused", name);
         free(name);
     }
-
-    /* what does not work on partitions yet says so, naming the setting */
-    reply = harness_http(admin_port, "POST", "/api/v1/dlq/redrive", HARNESS_ADMIN_TOKEN,
-                         "{\"filter\":{},\"dry_run\":true}", NULL, &st, NULL);
-    cr_expect_eq(st, 501, "POST /api/v1/dlq/redrive: %d %s", st, reply ? reply : "");
-    cr_expect(reply && strstr(reply, "\"field\":\"partitions\"") &&
-                  strstr(reply, "10-pt.yaml:3:13"),
-              "%s", reply ? reply : "");
-    free(reply);
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
@@ -1264,4 +1255,133 @@ Test(partitions, bulk_dead_letter_operations_take_every_partition, .timeout = 18
         lines += *p == '\n';
     cr_expect_eq(lines, 32, "%zu archived lines", lines);
     free(text);
+}
+
+/* POST body to the admin API: the parsed reply, its status in *st. */
+static json_t *api_json(const char *method, const char *path, const char *body, int *st)
+{
+    *st = -1;
+    char *reply = harness_http(admin_port, method, path, HARNESS_ADMIN_TOKEN, body, NULL, st,
+                               NULL);
+    json_t *j = reply ? json_loads(reply, 0, NULL) : NULL;
+    cr_assert_not_null(j, "%s %s: %d, not JSON: %s", method, path, *st, reply ? reply : "");
+    free(reply);
+    return j;
+}
+
+/* The entries a DLQ retry re-published into partition p's stream: their
+ * retried_from (the dead letter's id, as "<id>:<p>") into from[], their
+ * new stream ids into to[]; each event's key hashes to p. */
+static size_t retried_into(unsigned p, char from[][48], char to[][48], size_t cap)
+{
+    char *name = part_name(p);
+    redisReply *r = redisCommand(rc, "XRANGE %s - +", name);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    size_t n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fv = r->element[i]->element[1];
+        const char *origin = NULL, *event = NULL;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            if (!strcmp(fv->element[k]->str, "retried_from"))
+                origin = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "event"))
+                event = fv->element[k + 1]->str;
+        }
+        if (!origin)
+            continue;
+        json_t *ev = json_loads(event ? event : "", 0, NULL);
+        cr_expect_eq(evbus_event_partition(ev, P), (int)p, "a re-driven event of partition %d "
+                     "went into %s", evbus_event_partition(ev, P), name);
+        json_decref(ev);
+        cr_assert_lt(n, cap);
+        snprintf(from[n], 48, "%s:%u", origin, p);
+        snprintf(to[n], 48, "%s", r->element[i]->element[0]->str);
+        n++;
+    }
+    freeReplyObject(r);
+    free(name);
+    return n;
+}
+
+/* POST /api/v1/dlq/redrive selects in every partition's dead-letter
+ * stream, goes through them oldest first and puts each entry back into
+ * its own partition's stream. */
+Test(partitions, the_redrive_takes_every_partition_and_retries_each_into_its_own, .timeout = 180)
+{
+    write_config(P);
+    publish_ndjson(ndjson_mixed(280)); /* 40 poison events */
+    drain();
+    static char before[64][48];
+    size_t n = dlq_all(before, 64);
+    cr_assert_eq(n, 40);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+    int st;
+    json_t *dry = api_json("POST", "/api/v1/dlq/redrive", "{\"filter\":{},\"dry_run\":true}",
+                           &st);
+    cr_assert_eq(st, 200, "dry run: %d", st);
+    cr_expect_eq(json_integer_value(json_object_get(dry, "count")), 40);
+    char body[600];
+    snprintf(body, sizeof body, "{\"filter\":{},\"confirm\":\"%s\",\"rate\":100}",
+             json_string_value(json_object_get(dry, "confirm")));
+    json_decref(dry);
+    json_t *job = api_json("POST", "/api/v1/dlq/redrive", body, &st);
+    cr_assert_eq(st, 202, "re-drive: %d", st);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/redrive/%s",
+             json_string_value(json_object_get(job, "id")));
+    json_decref(job);
+    long long deadline = harness_now_ms() + 30000;
+    for (;;) {
+        job = api_json("GET", path, NULL, &st);
+        cr_assert_eq(st, 200);
+        if (strcmp(json_string_value(json_object_get(job, "state")), "running") != 0)
+            break;
+        json_decref(job);
+        cr_assert_lt(harness_now_ms(), deadline, "the re-drive did not end");
+        usleep(100 * 1000);
+    }
+    cr_expect_str_eq(json_string_value(json_object_get(job, "state")), "done");
+    cr_expect_eq(json_integer_value(json_object_get(job, "total")), 40);
+    cr_expect_eq(json_integer_value(json_object_get(job, "done")), 40);
+    cr_expect_eq(json_integer_value(json_object_get(job, "failed")) +
+                     json_integer_value(json_object_get(job, "gone")),
+                 0);
+    json_decref(job);
+    /* every dead letter back in its own partition's stream, once */
+    static char from[64][48], to[64][48], all_from[64][48], all_to[64][48];
+    size_t got = 0;
+    for (unsigned p = 0; p < P; p++) {
+        size_t k = retried_into(p, from, to, 64);
+        cr_expect_gt(k, 0, "nothing was re-driven into partition %u", p);
+        for (size_t i = 0; i < k && got < 64; i++, got++) {
+            memcpy(all_from[got], from[i], 48);
+            memcpy(all_to[got], to[i], 48);
+        }
+    }
+    cr_assert_eq(got, 40, "%zu entries re-driven for 40 dead letters", got);
+    /* the same ids as the dead letters (before[] is oldest first), and
+     * re-published oldest first: at 100/s, 10 ms apart */
+    for (size_t i = 0; i < 40; i++) {
+        size_t k = 0;
+        while (k < got && strcmp(all_from[k], before[i]) != 0)
+            k++;
+        cr_assert_lt(k, got, "dead letter %s was not re-driven", before[i]);
+        if (i > 0) {
+            size_t prev = 0;
+            while (strcmp(all_from[prev], before[i - 1]) != 0)
+                prev++;
+            unsigned long long a, b;
+            sscanf(all_to[prev], "%llu-", &a);
+            sscanf(all_to[k], "%llu-", &b);
+            cr_expect_leq(a, b, "%s (re-driven at %s) went after %s (at %s)", before[i - 1],
+                          all_to[prev], before[i], all_to[k]);
+        }
+    }
+    cr_expect_eq(exists(STREAM), 0, "the re-drive wrote the unpartitioned stream");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
 }

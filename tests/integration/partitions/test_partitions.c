@@ -17,11 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/evbus_client.h"
 #include "client/partition.h"
 #include "harness.h"
+#include "harness_pg.h"
 
 #define STREAM "pt:events"
 
@@ -1384,4 +1386,139 @@ Test(partitions, the_redrive_takes_every_partition_and_retries_each_into_its_own
     cr_expect_eq(exists(STREAM), 0, "the re-drive wrote the unpartitioned stream");
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
+}
+
+/* ---- replay jobs ------------------------------------------------------- */
+
+/* Unix seconds as RFC 3339. */
+static void rfc3339(time_t t, char out[32])
+{
+    struct tm tm;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+/* The replayed calls are keyed.so's lines from `from` on: each of the n
+ * events (seq 0..n-1) exactly once, and each partitionkey's in increasing
+ * seq. */
+static void check_replayed(size_t from, int n, const char *what)
+{
+    call_t *calls;
+    size_t got = read_calls(&calls);
+    cr_assert_eq(got, from + (size_t)n, "%s: %zu calls, want %zu", what, got, from + (size_t)n);
+    unsigned char *seen = calloc((size_t)n, 1);
+    json_t *last = json_object();
+    for (size_t i = from; i < got; i++) {
+        cr_assert(calls[i].seq >= 0 && calls[i].seq < n, "%s: seq %d", what, calls[i].seq);
+        cr_expect_eq(seen[calls[i].seq]++, 0, "%s: event %d replayed twice", what, calls[i].seq);
+        if (!strcmp(calls[i].key, "-")) /* no partitionkey: keyed.so does not say its key */
+            continue;
+        json_t *prev = json_object_get(last, calls[i].key);
+        cr_expect(!prev || json_integer_value(prev) < calls[i].seq,
+                  "%s: key %s replayed seq %d after %lld", what, calls[i].key, calls[i].seq,
+                  (long long)json_integer_value(prev));
+        json_object_set_new(last, calls[i].key, json_integer(calls[i].seq));
+    }
+    json_decref(last);
+    free(seen);
+    free(calls);
+}
+
+static void start_host(void)
+{
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+}
+
+/* A replay job over a partitioned stream replays every partition's window
+ * through evbusd, each key's events in order, and reports each partition;
+ * a job handed back by a stopping evbusd resumes each partition where it
+ * was after the restart: every event replayed exactly once. */
+Test(partitions, a_replay_replays_every_partition_and_resumes_each_after_a_restart,
+     .timeout = 240)
+{
+    enum { N = 200 };
+    harness_pg_t pg;
+    cr_assert_eq(harness_pg_start(&pg), 0, "PostgreSQL did not start");
+    char yaml[300];
+    snprintf(yaml, sizeof yaml, "postgres: { url: \"%s\", migrate_on_start: true }\n", pg.url);
+    extra_yaml = yaml;
+    write_config(P);
+    publish_ndjson(ndjson(N, 23, 0));
+    drain();
+    cr_assert_eq(harness_count_lines(rec_file), N, "the live deliveries");
+    size_t per[P];
+    cr_assert_eq(check_partitions(per), N);
+    start_host();
+    char from[32], to[32];
+    rfc3339(time(NULL) - 3600, from);
+    rfc3339(time(NULL) + 60, to);
+
+    /* evbusctl replay start --wait: every partition, counted each */
+    json_t *job = ctl_json((char *[]){"replay", "start", "--from", from, "--to", to, "--wait",
+                                      "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(json_integer_value(json_object_get(job, "total")), N);
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), N);
+    json_t *parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P, "%s", json_dumps(job, JSON_COMPACT));
+    for (unsigned p = 0; p < P; p++) {
+        json_t *o = json_array_get(parts, p);
+        cr_expect_str_eq(json_string_value(json_object_get(o, "status")), "completed");
+        cr_expect_eq(json_integer_value(json_object_get(o, "total")), (json_int_t)per[p],
+                     "partition %u", p);
+        cr_expect_eq(json_integer_value(json_object_get(o, "processed")), (json_int_t)per[p],
+                     "partition %u", p);
+    }
+    json_decref(job);
+    check_replayed(N, N, "evbusctl replay start");
+
+    /* a slow job through the API, evbusd stopped in the middle */
+    char body[200];
+    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\",\"rate\":40}", from, to);
+    int st;
+    job = api_json("POST", "/api/v1/replays", body, &st);
+    cr_assert_eq(st, 201, "POST /api/v1/replays: %d", st);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(job, "id")));
+    cr_expect_eq(json_array_size(json_object_get(job, "partitions")), P);
+    json_decref(job);
+    long long deadline = harness_now_ms() + 30000;
+    while (harness_count_lines(rec_file) < 2 * N + 80 && harness_now_ms() < deadline)
+        usleep(50 * 1000);
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    size_t handled = harness_count_lines(rec_file) - 2 * N;
+    cr_assert(handled >= 80 && handled < N, "%zu replayed before the stop", handled);
+    job = ctl_json((char *[]){"replay", "status", id, "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "pending",
+                     "a stopping evbusd did not hand its job back");
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), (json_int_t)handled);
+    parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P);
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(parts, 0), "status")),
+                     "completed", "%s", json_dumps(job, JSON_COMPACT));
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(parts, P - 1), "status")),
+                     "pending", "%s", json_dumps(job, JSON_COMPACT));
+    json_decref(job);
+    char *out = NULL, *err = NULL;
+    st = run_ctl(NULL, &out, &err, "replay", "status", id, NULL);
+    cr_expect_eq(st, 0, "evbusctl replay status: %d %s", st, err ? err : "");
+    cr_expect(out && strstr(out, "partitions: 4 (") && strstr(out, "PARTITION") &&
+                  strstr(out, "  0          completed"),
+              "%s", out ? out : "");
+    free(out);
+    free(err);
+    start_host();
+    job = ctl_json((char *[]){"replay", "status", id, "--wait", "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), N);
+    json_decref(job);
+    check_replayed(2 * N, N, "the job resumed after the restart");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    extra_yaml = "";
+    harness_pg_stop(&pg);
 }

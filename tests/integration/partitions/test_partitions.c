@@ -1522,3 +1522,90 @@ Test(partitions, a_replay_replays_every_partition_and_resumes_each_after_a_resta
     extra_yaml = "";
     harness_pg_stop(&pg);
 }
+
+/* The dead letters of partition p's stream that a replay wrote (field
+ * replay_job); each names stream {S:p} and holds an event of partition p. */
+static long long replay_dead_letters(unsigned p)
+{
+    char *name = part_name(p);
+    redisReply *r = redisCommand(rc, "XRANGE %s:dlq - +", name);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    long long n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fv = r->element[i]->element[1];
+        const char *event = NULL, *stream = NULL;
+        bool replayed = false;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            if (!strcmp(fv->element[k]->str, "event"))
+                event = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "stream"))
+                stream = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "replay_job"))
+                replayed = true;
+        }
+        if (!replayed)
+            continue;
+        n++;
+        json_t *ev = json_loads(event ? event : "", 0, NULL);
+        cr_expect_eq(evbus_event_partition(ev, P), (int)p, "a replayed event of partition %d "
+                     "was dead-lettered in %s:dlq", evbus_event_partition(ev, P), name);
+        cr_expect(stream && !strcmp(stream, name), "its dead letter names stream %s, not %s",
+                  stream ? stream : "(none)", name);
+        json_decref(ev);
+    }
+    freeReplyObject(r);
+    free(name);
+    return n;
+}
+
+/* A replayed event that fails is dead-lettered in its own partition's keys. */
+Test(partitions, replayed_events_that_fail_are_dead_lettered_in_their_partition, .timeout = 180)
+{
+    harness_pg_t pg;
+    cr_assert_eq(harness_pg_start(&pg), 0, "PostgreSQL did not start");
+    char yaml[300];
+    snprintf(yaml, sizeof yaml, "postgres: { url: \"%s\", migrate_on_start: true }\n", pg.url);
+    extra_yaml = yaml;
+    write_config(P);
+    publish_ndjson(ndjson_mixed(140)); /* 20 poison events */
+    drain();
+    long long live[P];
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        live[p] = harness_redis_int(rc, "XLEN %s:dlq", name);
+        free(name);
+        cr_assert_eq(replay_dead_letters(p), 0);
+    }
+    start_host();
+    char from[32], to[32];
+    rfc3339(time(NULL) - 3600, from);
+    rfc3339(time(NULL) + 60, to);
+    json_t *job = ctl_json((char *[]){"replay", "start", "--from", from, "--to", to, "--wait",
+                                      "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    int failing = 0; /* their first attempt fails: poison, or failing once */
+    for (int i = 0; i < 140; i++)
+        failing += i % 3 == 0 || i % 7 == 0;
+    cr_expect_eq(json_integer_value(json_object_get(job, "failed")), failing);
+    json_decref(job);
+    /* the replay's retries of events failing once come back and succeed,
+     * the poison ones are dead-lettered again: where they were */
+    long long deadline = harness_now_ms() + 20000, total = 0;
+    for (;;) {
+        total = 0;
+        for (unsigned p = 0; p < P; p++)
+            total += replay_dead_letters(p);
+        if (total >= 20 || harness_now_ms() > deadline)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_expect_eq(total, 20, "%lld dead letters of the replay for 20 poison events", total);
+    for (unsigned p = 0; p < P; p++)
+        cr_expect_eq(replay_dead_letters(p), live[p], "partition %u", p);
+    cr_expect_eq(exists(STREAM ":dlq"), 0, "the unpartitioned DLQ was written");
+    cr_expect_eq(exists(STREAM ":retry"), 0, "the unpartitioned retry schedule was written");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    extra_yaml = "";
+    harness_pg_stop(&pg);
+}

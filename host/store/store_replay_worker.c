@@ -863,7 +863,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     snprintf(end, sizeof end, "%lld-18446744073709551615", (long long)j->to_ms);
     /* a partitioned job resumes once a partition was begun; an
      * unpartitioned one once it has a position (as before migration 0011) */
-    bool resumed = false;
+    bool resumed = false, reading = false;
     unsigned n_done = 0;
     for (unsigned p = 0; p < j->n_parts; p++) {
         resumed = resumed || j->parts[p].position[0] ||
@@ -878,6 +878,8 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         log_warn(COMP, "job %s: retention.archive is on but events_archive does not exist "
                  "(migration 0008): replaying from the stream only", j->id);
 
+    /* from here a failure is a partition's read: the error names it */
+    reading = true;
     if (!resumed) {
         unsigned n_empty = 0;
         j->total = 0;
@@ -952,7 +954,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     return;
 fail:
     redisFree(rc);
-    if (j->partitioned)
+    if (j->partitioned && reading)
         store__err(err + strlen(err), sizeof err - strlen(err), " (partition %u)", j->cur_index);
     job_finish(pg, j, err);
     log_error(COMP, "job %s failed: %s", j->id, err);

@@ -287,13 +287,6 @@ static bool job_matches(const job_t *j, const char *raw)
 
 /* ------------------------------------------------------- job row updates */
 
-/*
- * Saves the counts and the position, and renews the lease.  Every write of
- * a running job is fenced by its claim number: if this host stalled past
- * the lease (a pause, a partition) and another host claimed the job, the
- * update matches nothing and this host stops the job without touching
- * what the new owner writes.
- */
 /* The partitions' progress records as JSON text (malloc'd; NULL on OOM). */
 static char *parts_json(const job_t *j)
 {
@@ -313,6 +306,14 @@ static char *parts_json(const job_t *j)
     return text;
 }
 
+/*
+ * Saves the counts and the position (a partitioned job: its partitions'
+ * records), and renews the lease.  Every write of
+ * a running job is fenced by its claim number: if this host stalled past
+ * the lease (a pause, a partition) and another host claimed the job, the
+ * update matches nothing and this host stops the job without touching
+ * what the new owner writes.
+ */
 static void job_progress(PGconn *pg, job_t *j)
 {
     if (j->lost)

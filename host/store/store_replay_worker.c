@@ -308,11 +308,10 @@ static char *parts_json(const job_t *j)
 
 /*
  * Saves the counts and the position (a partitioned job: its partitions'
- * records), and renews the lease.  Every write of
- * a running job is fenced by its claim number: if this host stalled past
- * the lease (a pause, a partition) and another host claimed the job, the
- * update matches nothing and this host stops the job without touching
- * what the new owner writes.
+ * records), and renews the lease.  Every write of a running job is fenced
+ * by its claim number: if this host stalled past the lease (a pause, a
+ * partition) and another host claimed the job, the update matches nothing
+ * and this host stops the job without touching what the new owner writes.
  */
 static void job_progress(PGconn *pg, job_t *j)
 {

@@ -192,6 +192,7 @@ struct engine {
     pthread_mutex_t replay_lock;
     dctx_t replay_ctx;
     bool replay_ctx_ready;
+    dlink_t replay_link; /* the entry's partition's link, unfenced (replay_lock) */
 
     /* health */
     pthread_mutex_t health_lock;
@@ -2031,8 +2032,13 @@ int engine_dispatch_replay(void *arg, const char *job_id, unsigned partition,
         dctx_init(&e->replay_ctx, &e->parts[0].link, "replay");
         e->replay_ctx_ready = true;
     }
-    /* the entry's partition's keys: its retry schedule, its dead letters */
-    dctx_set_link(&e->replay_ctx, &e->parts[partition].link);
+    /* the entry's partition's keys: its retry schedule, its dead letters.
+     * Not fenced by the partition's lease: a replay reads no group and
+     * acknowledges nothing, so any host may run a job over partitions
+     * other hosts own; its retries reach the owner through the schedule */
+    e->replay_link = e->parts[partition].link;
+    e->replay_link.epoch_key = NULL;
+    dctx_set_link(&e->replay_ctx, &e->replay_link);
     generation_t *g = engine_current(e);
     dctx_begin(&e->replay_ctx, g);
     int rc = dctx_dispatch_replay(&e->replay_ctx, job_id, stream_id, raw_event, len);

@@ -820,3 +820,69 @@ Test(replay, without_migration_0011_only_partitioned_jobs_are_refused)
     redisFree(r);
     PQfinish(c);
 }
+
+/* An archived entry of partition p's stream: what the archiver writes
+ * under the partition stream's name (docs/storage.md, "The archive"). */
+static void archive_part(PGconn *c, unsigned p, long long ms, const char *key)
+{
+    char sql[600];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO events_archive (stream, ms, seq, event) VALUES ('{evbus:events:%u}',"
+             " %lld, 0, convert_to('{\"id\":\"%s-%lld\",\"type\":\"order.created\","
+             "\"tenantid\":\"acme\",\"partitionkey\":\"%s\",\"data\":{}}', 'UTF8'))",
+             p, ms, key, ms, key);
+    sql_ok(c, sql);
+}
+
+Test(replay, a_partitioned_job_reads_each_partitions_archive_before_its_stream)
+{
+    fx_cfg.core.partitions = P;
+    fx_cfg.retention.archive = RETENTION_ARCHIVE_POSTGRES;
+    redisContext *r = harness_redis_connect(&fx_redis);
+    PGconn *c = fx_connect();
+    /* partition 0: all in its stream; 1: its first two seconds archived,
+     * the rest in the stream; 2: only archived, from T0+0.5 s */
+    for (int i = 0; i < 3; i++)
+        add_part(r, 0, T0 + i * 1000, "a");
+    archive_part(c, 1, T0, "b");
+    archive_part(c, 1, T0 + 1000, "b");
+    add_part(r, 1, T0 + 2000, "b");
+    add_part(r, 1, T0 + 3000, "b");
+    archive_part(c, 2, T0 + 500, "c");
+    archive_part(c, 2, T0 + 1500, "c");
+    archive_part(c, 0, T0 + 9000, "a"); /* outside the window */
+    store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
+    cr_assert_not_null(w);
+    char id[64];
+    store_replay_request_t req = {.from_ms = T0, .to_ms = T0 + 4000, .partitions = P};
+    create(c, &req, id);
+    json_t *job = wait_job(c, id, 30000);
+    store_replay_worker_stop(w);
+    cr_expect_str_eq(jstr(job, "status"), "completed", "error: %s", jstr(job, "error"));
+    static const struct {
+        unsigned part;
+        const char *event;
+    } want[] = {{0, "a-1700000000000"}, {0, "a-1700000001000"}, {0, "a-1700000002000"},
+                {1, "b-1700000000000"}, {1, "b-1700000001000"}, {1, "b-1700000002000"},
+                {1, "b-1700000003000"}, {2, "c-1700000000500"}, {2, "c-1700000001500"}};
+    size_t nw = sizeof want / sizeof *want;
+    cr_assert_eq(rec.n, nw, "dispatched %zu events, want %zu", rec.n, nw);
+    for (size_t i = 0; i < nw; i++) {
+        cr_expect_eq(rec.parts[i], want[i].part, "event %zu: partition %u", i, rec.parts[i]);
+        cr_expect_str_eq(rec.events[i], want[i].event, "event %zu", i);
+    }
+    static const long long totals[P] = {3, 4, 2};
+    for (unsigned p = 0; p < P; p++) {
+        cr_expect_eq(jint(part_of(job, p), "total"), totals[p], "partition %u", p);
+        cr_expect_eq(jint(part_of(job, p), "processed"), totals[p], "partition %u", p);
+    }
+    cr_expect(json_is_null(json_object_get(part_of(job, 1), "warning")), "%s",
+              jstr(part_of(job, 1), "warning"));
+    const char *w2 = jstr(part_of(job, 2), "warning");
+    cr_expect(strstr(w2, "neither in the stream nor in the archive") &&
+                  strstr(w2, "(1700000000500 ms)"),
+              "%s", w2);
+    json_decref(job);
+    PQfinish(c);
+    redisFree(r);
+}

@@ -263,21 +263,6 @@ evbus_client_t *admin_redis(admin_req_t *r)
     return r->redis;
 }
 
-int admin_partitions_unsupported(admin_req_t *r, const char *what)
-{
-    const evbus_config_t *cfg = r->gen->cfg;
-    if (cfg->core.partitions <= 1)
-        return 0;
-    size_t idx = 0;
-    char at[600];
-    cfg_setting_find("partitions", &idx);
-    admin_error(r, 501, "not_supported", "partitions",
-                "partitions: %u (%s): %s does not work on partitioned streams yet "
-                "(docs/scale-out.md, Status)",
-                cfg->core.partitions, cfg_source_text(cfg, idx, at, sizeof at), what);
-    return 1;
-}
-
 PGconn *admin_pg(admin_req_t *r)
 {
     if (r->pg)

@@ -124,16 +124,6 @@ int admin_not_found(admin_req_t *r, const char *field, const char *what);
 int admin_unavailable(admin_req_t *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/*
- * For a route that does not work on partitioned streams yet
- * (docs/scale-out.md, Status): with partitions > 1 in r's generation, sets
- * a 501 not_supported reply naming the setting ("field": "partitions")
- * and its position, and returns 1 — the route then returns 0 without
- * reading or writing one partition's keys as if they were the stream's;
- * 0 otherwise.
- */
-int admin_partitions_unsupported(admin_req_t *r, const char *what);
-
 /* ---- query parameters: 0, or -1 with the 400 reply set ---------------- */
 
 /* The raw value, or NULL when absent. */

@@ -404,8 +404,6 @@ static json_t *replay_load(admin_req_t *r, PGconn *pg, const char *id)
 
 static int replay_create(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "a replay"))
-        return 0;
     json_t *b = r->body;
     if (!b)
         return admin_bad(r, "body", "expected {\"from\": ..., \"to\": ...}");
@@ -431,6 +429,7 @@ static int replay_create(admin_req_t *r)
     char who[160];
     snprintf(who, sizeof who, "admin-api:%s", r->token_name);
     q.requested_by = who;
+    q.partitions = r->gen->cfg->core.partitions; /* one progress record per partition */
 
     PGconn *pg = admin_pg(r);
     if (!pg)

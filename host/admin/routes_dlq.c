@@ -18,6 +18,10 @@
  *
  * It does not choose where an entry goes: evbus_dlq_retry sends it back
  * to its own stream, to be delivered again to the handlers of its type.
+ * On a partitioned stream the selection covers every partition's
+ * dead-letter stream {S:p}:dlq, the job goes through them merged oldest
+ * first, and each entry goes back into its own partition's stream {S:p}
+ * (the stream it names).
  */
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -484,13 +488,20 @@ typedef enum { JOB_RUNNING, JOB_DONE, JOB_CANCELLED, JOB_FAILED } job_state_t;
 
 static const char *const JOB_STATES[] = {"running", "done", "cancelled", "failed"};
 
+/* A dead letter a re-drive retries: its id in the dead-letter stream of
+ * partition `part` (0 on an unpartitioned stream). */
+typedef struct redrive_id {
+    char id[EVBUS_STREAM_ID_LEN];
+    unsigned part;
+} redrive_id_t;
+
 typedef struct job {
     char id[24];
     char *tenant;      /* whose entries it retries (NULL = every tenant's): immutable */
     char *owner;       /* the starting token's tenant (NULL = "*"), for the end's audit */
     char *token_name;  /* the starting token's name */
     char *filter_json; /* canonical filter text */
-    char (*ids)[EVBUS_STREAM_ID_LEN]; /* oldest first: immutable */
+    redrive_id_t *ids; /* oldest first: immutable */
     size_t total;
     unsigned rate;
     /* guarded by jobs->mu */
@@ -510,7 +521,11 @@ struct admin_jobs {
     bool stop;
     job_t *jobs[JOBS_MAX];
     size_t n;
-    char *redis_url, *stream, *dlq;
+    char *redis_url, *stream;
+    /* the dead-letter streams: dlq.stream, or one per partition ({S:p}:dlq;
+     * `partitions` is a restart setting) */
+    char **dlqs;
+    unsigned partitions;
 };
 
 static void job_free(job_t *j)
@@ -580,6 +595,19 @@ static job_t *next_due(struct admin_jobs *js, int64_t *due)
     return pick;
 }
 
+/* The job thread's client, with the deployment's partition count (its
+ * first command compares it with the record, as every client's does). */
+static evbus_client_t *jobs_client(const struct admin_jobs *js, char *err, size_t errlen)
+{
+    evbus_client_t *c = evbus_client_new(js->redis_url, js->stream, err, errlen);
+    if (c && evbus_client_set_partitions(c, js->partitions) != 0) {
+        snprintf(err, errlen, "%s", evbus_client_error(c));
+        evbus_client_free(c);
+        c = NULL;
+    }
+    return c;
+}
+
 static void *jobs_main(void *arg)
 {
     struct admin_jobs *js = arg;
@@ -598,19 +626,19 @@ static void *jobs_main(void *arg)
             pthread_cond_timedwait(&js->cv, &js->mu, &ts);
             continue;
         }
-        char id[EVBUS_STREAM_ID_LEN];
-        memcpy(id, j->ids[j->next++], sizeof id);
+        redrive_id_t id = j->ids[j->next++];
         j->busy = true;
         pthread_mutex_unlock(&js->mu);
 
         int rc = EVBUS_CLIENT_EREDIS;
         bool fatal = false;
-        if (!c && !(c = evbus_client_new(js->redis_url, js->stream, err, sizeof err)))
+        if (!c && !(c = jobs_client(js, err, sizeof err)))
             fatal = true;
         char new_id[EVBUS_STREAM_ID_LEN];
+        /* back into the stream the entry names: its partition's */
         if (c)
-            rc = evbus_dlq_retry(c, js->dlq, id, j->tenant, new_id, sizeof new_id, err,
-                                 sizeof err);
+            rc = evbus_dlq_retry(c, js->dlqs[id.part], id.id, j->tenant, new_id, sizeof new_id,
+                                 err, sizeof err);
         /* a full stream or a lost Redis is no entry's fault: stop there */
         if (c && rc != 0 && rc != 1 && (rc == EVBUS_CLIENT_EFULL || !evbus_client_redis(c)))
             fatal = true;
@@ -623,8 +651,14 @@ static void *jobs_main(void *arg)
             j->gone++;
         else if (!fatal)
             j->failed++;
-        if (rc != 0 && rc != 1 && !fatal)
-            log_warn("admin", "re-drive %s: dead letter %s: %s", j->id, id, err);
+        if (rc != 0 && rc != 1 && !fatal) {
+            char shown[EVBUS_DLQ_MERGED_CURSOR_LEN];
+            if (js->partitions > 1)
+                snprintf(shown, sizeof shown, "%s:%u", id.id, id.part);
+            else
+                snprintf(shown, sizeof shown, "%s", id.id);
+            log_warn("admin", "re-drive %s: dead letter %s: %s", j->id, shown, err);
+        }
         bool ended = false;
         if (j->state == JOB_RUNNING && (fatal || j->next >= j->total)) {
             job_finish(j, fatal ? JOB_FAILED : JOB_DONE, fatal ? err : NULL);
@@ -660,7 +694,19 @@ int admin__jobs_start(admin_t *a, const evbus_config_t *cfg, char *err, size_t e
     js->admin = a;
     js->redis_url = strdup(cfg->core.redis_url);
     js->stream = strdup(cfg->core.stream);
-    js->dlq = strdup(cfg->core.dlq_stream);
+    js->partitions = cfg->core.partitions > 1 ? cfg->core.partitions : 1;
+    js->dlqs = js->partitions > 1 ? partition_dlqs(cfg) : calloc(1, sizeof *js->dlqs);
+    if (js->dlqs && js->partitions == 1 && !(js->dlqs[0] = strdup(cfg->core.dlq_stream))) {
+        free(js->dlqs);
+        js->dlqs = NULL;
+    }
+    if (!js->redis_url || !js->stream || !js->dlqs) {
+        free(js->redis_url);
+        free(js->stream);
+        free(js);
+        snprintf(err, errlen, "admin: out of memory");
+        return -1;
+    }
     pthread_mutex_init(&js->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -695,7 +741,7 @@ void admin__jobs_stop(admin_t *a)
     pthread_mutex_destroy(&js->mu);
     free(js->redis_url);
     free(js->stream);
-    free(js->dlq);
+    free_names(js->dlqs, js->partitions);
     free(js);
     a->jobs = NULL;
 }
@@ -875,8 +921,9 @@ static confirm_t confirm_check(admin_req_t *r, const char *canon, const char *co
 }
 
 struct collect {
-    char (*ids)[EVBUS_STREAM_ID_LEN];
+    redrive_id_t *ids;
     size_t n, cap;
+    unsigned part; /* the partition whose dead letters are being scanned */
 };
 
 static int collect_cb(const evbus_dlq_entry_t *e, void *ud)
@@ -890,8 +937,46 @@ static int collect_cb(const evbus_dlq_entry_t *e, void *ud)
         c->ids = p;
         c->cap = cap;
     }
-    memcpy(c->ids[c->n++], e->dlq_id, EVBUS_STREAM_ID_LEN);
+    memcpy(c->ids[c->n].id, e->dlq_id, EVBUS_STREAM_ID_LEN);
+    c->ids[c->n++].part = c->part;
     return 0;
+}
+
+/* Older dead letter first; the same id in two partitions (written within
+ * one millisecond) in partition order. */
+static int id_older(const void *a, const void *b)
+{
+    const redrive_id_t *x = a, *y = b;
+    unsigned long long xm, xs, ym, ys;
+    evbus_stream_id_split(x->id, &xm, &xs);
+    evbus_stream_id_split(y->id, &ym, &ys);
+    if (xm != ym)
+        return xm < ym ? -1 : 1;
+    if (xs != ys)
+        return xs < ys ? -1 : 1;
+    return x->part < y->part ? -1 : x->part > y->part;
+}
+
+/* The dead letters matching f into ids: dlq.stream's, or every
+ * partition's.  0, or libevbus's code with err. */
+static int collect(admin_req_t *r, evbus_client_t *c, const evbus_dlq_filter_t *f,
+                   struct collect *ids, char *err, size_t errlen)
+{
+    const evbus_config_t *cfg = r->gen->cfg;
+    if (cfg->core.partitions <= 1)
+        return evbus_dlq_scan(c, cfg->core.dlq_stream, f, collect_cb, ids, err, errlen);
+    char **dlqs = partition_dlqs(cfg);
+    if (!dlqs) {
+        snprintf(err, errlen, "out of memory");
+        return EVBUS_CLIENT_EREDIS;
+    }
+    int rc = 0;
+    for (unsigned p = 0; p < cfg->core.partitions && rc == 0; p++) {
+        ids->part = p;
+        rc = evbus_dlq_scan(c, dlqs[p], f, collect_cb, ids, err, errlen);
+    }
+    free_names(dlqs, cfg->core.partitions);
+    return rc;
 }
 
 static void random_job_id(char out[24])
@@ -916,13 +1001,10 @@ static int redrive_start(admin_req_t *r, const evbus_dlq_filter_t *f, char *cano
     j->owner = r->tenant ? strdup(r->tenant) : NULL;
     j->token_name = strdup(r->token_name);
     j->filter_json = canon;
-    /* the scan went newest first; the re-drive goes oldest first, as they failed */
-    for (size_t i = 0; i < ids->n / 2; i++) {
-        char tmp[EVBUS_STREAM_ID_LEN];
-        memcpy(tmp, ids->ids[i], sizeof tmp);
-        memcpy(ids->ids[i], ids->ids[ids->n - 1 - i], sizeof tmp);
-        memcpy(ids->ids[ids->n - 1 - i], tmp, sizeof tmp);
-    }
+    /* the scans went newest first, one stream after the other; the
+     * re-drive goes oldest first across them, as they failed */
+    if (ids->n)
+        qsort(ids->ids, ids->n, sizeof *ids->ids, id_older);
     j->ids = ids->ids;
     j->total = ids->n;
     j->rate = jr ? (unsigned)json_integer_value(jr) : REDRIVE_RATE_DEFAULT;
@@ -953,8 +1035,6 @@ static int redrive_start(admin_req_t *r, const evbus_dlq_filter_t *f, char *cano
 
 static int redrive(admin_req_t *r)
 {
-    if (admin_partitions_unsupported(r, "a redrive"))
-        return 0;
     evbus_dlq_filter_t f;
     if (body_filter(r, &f) != 0)
         return 0;
@@ -986,8 +1066,7 @@ static int redrive(admin_req_t *r)
     }
     struct collect ids = {0};
     char err[256];
-    int rc = evbus_dlq_scan(c, r->gen->cfg->core.dlq_stream, &f, collect_cb, &ids, err,
-                            sizeof err);
+    int rc = collect(r, c, &f, &ids, err, sizeof err);
     if (rc != 0) {
         free(ids.ids);
         free(canon);

@@ -192,6 +192,7 @@ struct engine {
     pthread_mutex_t replay_lock;
     dctx_t replay_ctx;
     bool replay_ctx_ready;
+    dlink_t replay_link; /* the entry's partition's link, unfenced (replay_lock) */
 
     /* health */
     pthread_mutex_t health_lock;
@@ -2017,17 +2018,27 @@ static void *own_main(void *arg)
 
 /* ---- replay ------------------------------------------------------------ */
 
-int engine_dispatch_replay(void *arg, const char *job_id, const char *stream_id,
-                           const char *raw_event, size_t len)
+int engine_dispatch_replay(void *arg, const char *job_id, unsigned partition,
+                           const char *stream_id, const char *raw_event, size_t len)
 {
     engine_t *e = arg;
-    /* one partition: the replay worker does not run on partitioned
-     * streams yet (engine_start) */
+    if (partition >= e->n_parts) {
+        log_error("replay", "job %s: entry %s of partition %u: the stream has %u partition%s",
+                  job_id, stream_id, partition, e->n_parts, e->n_parts == 1 ? "" : "s");
+        return 1;
+    }
     pthread_mutex_lock(&e->replay_lock);
     if (!e->replay_ctx_ready) {
         dctx_init(&e->replay_ctx, &e->parts[0].link, "replay");
         e->replay_ctx_ready = true;
     }
+    /* the entry's partition's keys: its retry schedule, its dead letters.
+     * Not fenced by the partition's lease: a replay reads no group and
+     * acknowledges nothing, so any host may run a job over partitions
+     * other hosts own; its retries reach the owner through the schedule */
+    e->replay_link = e->parts[partition].link;
+    e->replay_link.epoch_key = NULL;
+    dctx_set_link(&e->replay_ctx, &e->replay_link);
     generation_t *g = engine_current(e);
     dctx_begin(&e->replay_ctx, g);
     int rc = dctx_dispatch_replay(&e->replay_ctx, job_id, stream_id, raw_event, len);
@@ -2241,11 +2252,6 @@ int engine_start(engine_t *e, char *err, size_t errlen)
     if (cfg->store.postgres_url && e->cluster) {
         log_warn("replay", "replay jobs are not run on a Redis Cluster yet (docs/scale-out.md, "
                  "Status): they wait");
-    } else if (cfg->store.postgres_url && e->n_parts > 1) {
-        /* it reads one stream's window: on a partitioned stream it would
-         * find nothing and finish jobs having replayed nothing */
-        log_warn("replay", "replay jobs are not run on partitioned streams yet (partitions: %u; "
-                 "docs/scale-out.md, Status): they wait", e->n_parts);
     } else if (cfg->store.postgres_url) {
         e->replay = store_replay_worker_start(cfg, engine_dispatch_replay, e);
         if (!e->replay)

@@ -140,9 +140,11 @@ json_t *engine_paused_json(engine_t *e);
  * instance's pause state, is in core/stats.h.) */
 
 /* Replay dispatch callback (store_replay_dispatch_fn shape): dispatches one
- * entry of the stream as a replay of job_id on the current generation.
- * Returns 0 handled, 1 failed (routed to retry/DLQ). */
-int engine_dispatch_replay(void *engine, const char *job_id, const char *stream_id,
-                           const char *raw_event, size_t len);
+ * entry of partition `partition`'s stream as a replay of job_id on the
+ * current generation, a failure going to that partition's retry schedule
+ * or dead-letter stream.  Returns 0 handled, 1 failed (routed to
+ * retry/DLQ, or a partition the engine does not have). */
+int engine_dispatch_replay(void *engine, const char *job_id, unsigned partition,
+                           const char *stream_id, const char *raw_event, size_t len);
 
 #endif

@@ -30,6 +30,8 @@ static void replay_usage(FILE *out)
           "(RFC 3339, e.g. 2024-05-01T10:00:00Z) to the subscribers of a running evbusd;\n"
           "with retention.archive: postgres, also those trimmed into the archive.\n"
           "Events in neither cannot be replayed (the job records a warning).\n"
+          "With partitions above 1 a job replays each partition's window in turn,\n"
+          "each in stream order; status shows every partition's progress.\n"
           "\n"
           "  start    create a pending job and print its id\n"
           "  status   show a job: status, progress, warning, error\n"
@@ -147,6 +149,25 @@ static long long jint(const json_t *o, const char *k)
     return (long long)json_integer_value(json_object_get(o, k));
 }
 
+/* A partitioned job's partitions, one line each, and their warnings. */
+static void print_partitions(const json_t *parts)
+{
+    size_t done = 0, i;
+    const json_t *p;
+    json_array_foreach(parts, i, p)
+        done += strcmp(jstr(p, "status"), "completed") == 0;
+    printf("partitions: %zu (%zu completed)\n", json_array_size(parts), done);
+    printf("  %-9s  %-9s  %10s  %10s  %10s  %10s  %s\n", "PARTITION", "STATUS", "PROCESSED",
+           "SKIPPED", "FAILED", "TOTAL", "POSITION");
+    json_array_foreach(parts, i, p)
+        printf("  %-9lld  %-9s  %10lld  %10lld  %10lld  %10lld  %s\n", jint(p, "partition"),
+               jstr(p, "status"), jint(p, "processed"), jint(p, "skipped"), jint(p, "failed"),
+               jint(p, "total"), jstr(p, "position"));
+    json_array_foreach(parts, i, p)
+        if (json_is_string(json_object_get(p, "warning")))
+            printf("  partition %lld warning: %s\n", jint(p, "partition"), jstr(p, "warning"));
+}
+
 static void print_job(const json_t *job)
 {
     printf("id:        %s\nstatus:    %s\nfrom:      %s\nto:        %s\n", jstr(job, "id"),
@@ -162,6 +183,10 @@ static void print_job(const json_t *job)
         printf("rate:      %lld/s\n", jint(job, "rate"));
     printf("progress:  %lld processed, %lld skipped, %lld failed of %lld\n",
            jint(job, "processed"), jint(job, "skipped"), jint(job, "failed"), jint(job, "total"));
+    /* a job on a partitioned stream (migration 0011): its own counts are
+     * the sums, and each partition has its own */
+    if (json_is_array(json_object_get(job, "partitions")))
+        print_partitions(json_object_get(job, "partitions"));
     printf("created:   %s\nstarted:   %s\nfinished:  %s\n", jstr(job, "created_at"),
            jstr(job, "started_at"), jstr(job, "finished_at"));
     /* the lease (migration 0005): where a new host would resume, and how
@@ -251,10 +276,7 @@ static int replay_start_check(const struct replay_args *a, store_replay_request_
 static int replay_start(PGconn *c, const struct replay_args *a)
 {
     store_replay_request_t req;
-    int rc = ctl_partitions_unsupported("replay start");
-    if (rc != 0)
-        return rc;
-    rc = replay_start_check(a, &req);
+    int rc = replay_start_check(a, &req);
     if (rc != 0)
         return rc;
     char who[256], host[128] = "";
@@ -263,6 +285,7 @@ static int replay_start(PGconn *c, const struct replay_args *a)
     snprintf(who, sizeof who, "evbusctl %s@%s", user ? user : "?", host);
     req.requested_by = who;
     const ctl_env_t *env = ctl_env();
+    req.partitions = env->partitions; /* one progress record per partition */
     uint32_t max_range = env->cfg ? env->cfg->store.replay_max_range_s : 31u * 86400u;
     char id[64], err[512];
     rc = store_replay_create(c, &req, max_range, id, sizeof id, err, sizeof err);

@@ -406,16 +406,3 @@ evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen)
     }
     return c;
 }
-
-int ctl_partitions_unsupported(const char *cmd)
-{
-    const ctl_env_t *env = ctl_env();
-    if (env->partitions <= 1)
-        return 0;
-    size_t idx = 0;
-    char at[600];
-    cfg_setting_find("partitions", &idx);
-    return ctl_usage_error(cmd, "partitions: %u (%s): `evbusctl %s` does not work on "
-                           "partitioned streams yet (docs/scale-out.md, Status)",
-                           env->partitions, cfg_source_text(env->cfg, idx, at, sizeof at), cmd);
-}

@@ -106,14 +106,6 @@ int ctl_no_config(const char *cmd, const char *what, const char *flags);
  * (evbus_client_set_partitions); NULL with the reason in err. */
 evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen);
 
-/*
- * For a command that does not work on partitioned streams yet
- * (docs/scale-out.md, Status): with partitions > 1 prints why, naming the
- * setting's position, and returns CTL_USAGE (exit 2) — it never falls
- * back to one partition; 0 otherwise.
- */
-int ctl_partitions_unsupported(const char *cmd);
-
 /* The usage error of a command that needs PostgreSQL and has no URL. */
 int ctl_no_postgres(const char *cmd);
 

@@ -361,18 +361,35 @@ typedef struct store_replay_request {
     const char *tenant;        /* NULL = all tenants */
     int rate;                  /* events/s; 0 = unlimited */
     const char *requested_by;  /* free text, may be NULL */
+    unsigned partitions;       /* the stream's `partitions`; 0 and 1: unpartitioned */
 } store_replay_request_t;
+
+/* The migration that adds replay_jobs.partitions: jobs on partitioned
+ * streams need it, jobs on unpartitioned ones do not. */
+#define STORE_REPLAY_PARTITIONS_MIGRATION 11
 
 /*
  * Validate and insert a pending job; its id (a UUID) goes to id_out (37+
  * bytes).  STORE_EINVAL names the field: "from: must be before to",
  * "to: range of N s exceeds replay.max_range_s (M)", "types[1]: ...",
- * "rate: must be > 0".  max_range_s 0 = no limit.
+ * "rate: must be > 0".  max_range_s 0 = no limit.  With partitions > 1
+ * the job gets one progress record per partition (`partitions`, see
+ * store_replay_get); when the schema lacks migration 0011 that fails (-1,
+ * the message says to run `evbusctl migrate up`) and nothing is inserted.
  */
 int store_replay_create(PGconn *c, const store_replay_request_t *req, uint32_t max_range_s,
                         char *id_out, size_t id_len, char *err, size_t errlen);
 
-/* The job as a JSON object (all columns), *out = NULL when absent.  0/-1. */
+/*
+ * The job as a JSON object (all columns), *out = NULL when absent.  0/-1.
+ * A job on a partitioned stream also has "partitions": an array, in
+ * partition order, of {"partition", "status" (pending|running|completed),
+ * "total", "processed", "skipped", "failed", "position" (last entry handled
+ * in that partition's stream, or null), "warning" (or null)}; its total,
+ * processed, skipped and failed are the sums and its position is null.  A
+ * job on an unpartitioned stream has no "partitions" member.  The same
+ * holds for each job of the lists below.
+ */
 int store_replay_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen);
 
 /* Up to limit jobs (0 = 100), newest first, as a JSON array.  0/-1. */
@@ -420,18 +437,27 @@ int store_replay_claim_next(PGconn *c, uint32_t lease_ms, json_t **out, char *er
 /*
  * Called by the worker thread for each event of a job that passed the
  * filters.  raw_event is the entry's `event` field (len bytes, also
- * NUL-terminated), stream_id its "ms-seq" id.  Return 0 when handled, 1 when
- * it failed (the host has already routed it to retry / dead-letter).
+ * NUL-terminated), stream_id its "ms-seq" id in the stream of `partition`
+ * (0 for an unpartitioned stream): the host routes a failure to that
+ * partition's retry schedule or dead-letter stream.  Return 0 when
+ * handled, 1 when it failed (the host has already routed it to retry /
+ * dead-letter).
  */
-typedef int (*store_replay_dispatch_fn)(void *ud, const char *job_id, const char *stream_id,
-                                        const char *raw_event, size_t len);
+typedef int (*store_replay_dispatch_fn)(void *ud, const char *job_id, unsigned partition,
+                                        const char *stream_id, const char *raw_event,
+                                        size_t len);
 
 typedef struct store_replay_worker store_replay_worker_t;
 
 /*
  * Start the thread that polls for pending jobs every 500 ms and runs them
  * one at a time against cfg->stream on cfg->redis_url (its own connection,
- * XRANGE only: the consumer group is never touched).  Finished jobs are
+ * XRANGE only: the consumer group is never touched).  With partitions P > 1
+ * a job reads partition 0's stream {S:0} over its window, then {S:1}, ...,
+ * each in stream order (so each key's events keep their order), keeping
+ * each partition's progress; a job whose partition count is not the
+ * worker's (created before the stream's count changed) fails, saying
+ * both.  Finished jobs are
  * pruned to cfg->replay_keep_completed / replay_keep_failed.  The needed
  * settings are copied.  NULL (logged as ERROR) when there is no PostgreSQL
  * URL or the thread cannot start.

@@ -11,13 +11,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every column plus the window as epoch ms (what the worker needs). */
-#define JOB_COLUMNS                                                                            \
+/* Every column of row t plus the window as epoch ms (what the worker
+ * needs).  partitions (migration 0011) is read through the row's jsonb, so
+ * a schema without that migration reads as NULL there instead of failing:
+ * jobs on unpartitioned streams do not need it. */
+#define JOB_COLUMNS(t)                                                                         \
     "id, status, from_ts, to_ts, types, tenant, rate, total, processed, skipped, failed,"       \
     " created_at, started_at, finished_at, error, warning, requested_by,"                      \
     " heartbeat_at, position, claims,"                                                         \
     " (extract(epoch FROM from_ts) * 1000)::bigint AS from_ms,"                                 \
-    " (extract(epoch FROM to_ts) * 1000)::bigint AS to_ms"
+    " (extract(epoch FROM to_ts) * 1000)::bigint AS to_ms,"                                     \
+    " to_jsonb(" t ") -> 'partitions' AS partitions"
+
+/* A job of an unpartitioned stream shows no "partitions" member, as
+ * before migration 0011. */
+static void drop_no_partitions(json_t *job)
+{
+    if (json_is_object(job) && json_is_null(json_object_get(job, "partitions")))
+        json_object_del(job, "partitions");
+}
 
 static int validate(const store_replay_request_t *req, uint32_t max_range_s, char *err,
                     size_t errlen)
@@ -57,6 +69,19 @@ int store_replay_create(PGconn *c, const store_replay_request_t *req, uint32_t m
     int v = validate(req, max_range_s, err, errlen);
     if (v != 0)
         return v;
+    char parts[16];
+    snprintf(parts, sizeof parts, "%u", req->partitions);
+    if (req->partitions > 1) {
+        int applied = store_migration_applied(c, STORE_REPLAY_PARTITIONS_MIGRATION, err, errlen);
+        if (applied < 0)
+            return -1;
+        if (applied == 0) {
+            store__err(err, errlen, "replay jobs on a partitioned stream (partitions: %u) need "
+                       "migration 0011 (replay_jobs.partitions), which PostgreSQL's schema lacks: "
+                       "run `evbusctl migrate up`", req->partitions);
+            return -1;
+        }
+    }
     json_t *types = json_array();
     for (size_t i = 0; i < req->n_types; i++)
         json_array_append_new(types, json_string(req->types[i]));
@@ -67,16 +92,33 @@ int store_replay_create(PGconn *c, const store_replay_request_t *req, uint32_t m
     snprintf(to, sizeof to, "%lld", (long long)req->to_ms);
     snprintf(rate, sizeof rate, "%d", req->rate);
     const char *params[] = {from, to, types_s, req->tenant, req->rate ? rate : NULL,
-                            req->requested_by};
+                            req->requested_by, parts};
     json_t *row = NULL;
-    int rc = store__query_json(
-        c, "replay create",
-        "INSERT INTO replay_jobs (from_ts, to_ts, types, tenant, rate, requested_by) VALUES ("
-        " to_timestamp(0) + $1::bigint * interval '1 millisecond',"
-        " to_timestamp(0) + $2::bigint * interval '1 millisecond',"
-        " ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5::int, $6)"
-        " RETURNING to_json(id)",
-        6, params, &row, err, errlen);
+    int rc;
+    if (req->partitions > 1) {
+        /* one progress record per partition, all pending */
+        rc = store__query_json(
+            c, "replay create",
+            "INSERT INTO replay_jobs (from_ts, to_ts, types, tenant, rate, requested_by,"
+            " partitions) VALUES ("
+            " to_timestamp(0) + $1::bigint * interval '1 millisecond',"
+            " to_timestamp(0) + $2::bigint * interval '1 millisecond',"
+            " ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5::int, $6,"
+            " (SELECT jsonb_agg(jsonb_build_object('partition', p, 'status', 'pending',"
+            "   'total', 0, 'processed', 0, 'skipped', 0, 'failed', 0, 'position', NULL,"
+            "   'warning', NULL) ORDER BY p) FROM generate_series(0, $7::int - 1) p))"
+            " RETURNING to_json(id)",
+            7, params, &row, err, errlen);
+    } else {
+        rc = store__query_json(
+            c, "replay create",
+            "INSERT INTO replay_jobs (from_ts, to_ts, types, tenant, rate, requested_by) VALUES ("
+            " to_timestamp(0) + $1::bigint * interval '1 millisecond',"
+            " to_timestamp(0) + $2::bigint * interval '1 millisecond',"
+            " ARRAY(SELECT jsonb_array_elements_text($3::jsonb)), $4, $5::int, $6)"
+            " RETURNING to_json(id)",
+            6, params, &row, err, errlen);
+    }
     free(types_s);
     if (rc != 0)
         return -1;
@@ -88,10 +130,12 @@ int store_replay_create(PGconn *c, const store_replay_request_t *req, uint32_t m
 int store_replay_get(PGconn *c, const char *id, json_t **out, char *err, size_t errlen)
 {
     const char *params[] = {id};
-    return store__query_json(c, "replay get",
-                             "SELECT row_to_json(j) FROM (SELECT " JOB_COLUMNS
-                             " FROM replay_jobs WHERE id = $1) j",
-                             1, params, out, err, errlen);
+    int rc = store__query_json(c, "replay get",
+                               "SELECT row_to_json(j) FROM (SELECT " JOB_COLUMNS("replay_jobs")
+                               " FROM replay_jobs WHERE id = $1) j",
+                               1, params, out, err, errlen);
+    drop_no_partitions(*out);
+    return rc;
 }
 
 int store_replay_list(PGconn *c, int limit, json_t **out, char *err, size_t errlen)
@@ -116,14 +160,20 @@ int store_replay_list_filtered(PGconn *c, const store_replay_filter_t *f, json_t
     char lim[16];
     snprintf(lim, sizeof lim, "%d", limit);
     const char *params[] = {f->tenant, f->after_created, f->after_id, lim};
-    return store__query_json(c, "replay list",
-                             "SELECT COALESCE(json_agg(row_to_json(j) ORDER BY j.created_at DESC,"
-                             " j.id), '[]') FROM (SELECT " JOB_COLUMNS " FROM replay_jobs"
-                             " WHERE ($1::text IS NULL OR tenant = $1)"
-                             "   AND ($2::timestamptz IS NULL OR created_at < $2"
-                             "        OR (created_at = $2 AND id > $3::text))"
-                             " ORDER BY created_at DESC, id LIMIT $4::int) j",
-                             4, params, out, err, errlen);
+    int rc = store__query_json(c, "replay list",
+                               "SELECT COALESCE(json_agg(row_to_json(j) ORDER BY j.created_at"
+                               " DESC, j.id), '[]') FROM (SELECT " JOB_COLUMNS("replay_jobs")
+                               " FROM replay_jobs"
+                               " WHERE ($1::text IS NULL OR tenant = $1)"
+                               "   AND ($2::timestamptz IS NULL OR created_at < $2"
+                               "        OR (created_at = $2 AND id > $3::text))"
+                               " ORDER BY created_at DESC, id LIMIT $4::int) j",
+                               4, params, out, err, errlen);
+    size_t i;
+    json_t *job;
+    json_array_foreach(*out, i, job)
+        drop_no_partitions(job);
+    return rc;
 }
 
 int store_replay_cancel(PGconn *c, const char *id, char *err, size_t errlen)
@@ -187,6 +237,6 @@ int store_replay_claim_next(PGconn *c, uint32_t lease_ms, json_t **out, char *er
         "       < now() - $1::bigint * interval '1 millisecond')"
         "   ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)"
         " RETURNING *)"
-        " SELECT row_to_json(x) FROM (SELECT " JOB_COLUMNS " FROM j) x",
+        " SELECT row_to_json(x) FROM (SELECT " JOB_COLUMNS("j") " FROM j) x",
         1, params, out, err, errlen);
 }

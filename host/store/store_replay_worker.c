@@ -34,6 +34,18 @@
  * past its lease and lost the job stops at its next write and changes
  * nothing the new owner wrote.
  *
+ * On a partitioned stream (partitions: P > 1) a job reads {S:0} over its
+ * window, then {S:1}, ... {S:P-1}: each partition in stream order, so the
+ * events of a key (which live in one partition) are replayed in their
+ * order, and each event is dispatched as its partition's, so a failure is
+ * retried or dead-lettered in that partition's keys.  Each partition keeps
+ * its own status, counts, position and warning in the row's `partitions`
+ * (migration 0011); a job claimed again skips the completed partitions and
+ * resumes each other one after its own position.  Reading them one after
+ * the other rather than merged by time keeps one position per stream and
+ * one read per chunk, as on one stream; order across keys was never
+ * promised, even live.
+ *
  * total is counted by a first XRANGE pass over the window that only counts
  * entries (no parsing, no dispatch).  That doubles the Redis reads of a job
  * but is cheap next to dispatching, and gives progress a real denominator;
@@ -41,6 +53,7 @@
  * slightly from total.
  */
 #include "client/evbus_client.h"
+#include "client/partition.h"
 #include "store/store_internal.h"
 
 #include "router/router.h"
@@ -64,6 +77,7 @@ struct store_replay_worker {
     char *pg_url;
     char *redis_url;
     char *stream;
+    unsigned partitions; /* `partitions` (a restart setting): 1 = unpartitioned */
     uint32_t timeout_ms;
     /* live: store_replay_worker_configure (read once per use) */
     atomic_uint keep_completed, keep_failed, lease_ms, chunk;
@@ -74,6 +88,19 @@ struct store_replay_worker {
     pthread_t thread;
 };
 
+typedef enum { PART_PENDING, PART_RUNNING, PART_COMPLETED } part_status_t;
+
+static const char *const PART_STATUS[] = {"pending", "running", "completed"};
+
+/* One stream of a job: the stream itself, or one partition's {S:p}. */
+typedef struct part {
+    char *stream;
+    part_status_t status;
+    int64_t total, processed, skipped, failed;
+    char position[48]; /* last entry handled ("" = none yet) */
+    char *warning;     /* NULL = none */
+} part_t;
+
 /* One claimed job, as read from its row. */
 typedef struct job {
     char id[64];
@@ -82,8 +109,16 @@ typedef struct job {
     size_t n_types;
     char *tenant;
     int rate;
+    /* the sums over parts (a job's own counts) */
     int64_t total, processed, skipped, failed;
-    char position[48]; /* last entry handled ("" = none yet) */
+    /* one part for an unpartitioned job (partitioned = false), whose
+     * progress is the row's own columns; else one per partition, kept in
+     * the row's `partitions` (migration 0011) */
+    bool partitioned;
+    unsigned n_parts;
+    part_t *parts;
+    part_t *cur;       /* the part being read */
+    unsigned cur_index;
     int claims;        /* this claim included: also the fencing token */
     char claims_s[16];
     bool lost;         /* another host took the job over: stop, write nothing */
@@ -115,24 +150,51 @@ static void job_free(job_t *j)
         free(j->types[i]);
     free(j->types);
     free(j->tenant);
+    for (unsigned p = 0; j->parts && p < j->n_parts; p++) {
+        free(j->parts[p].stream);
+        free(j->parts[p].warning);
+    }
+    free(j->parts);
 }
 
-static int job_from_json(job_t *j, const json_t *o)
+static int64_t jint(const json_t *o, const char *k)
+{
+    return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+/* A part's saved progress (the row's columns, or one record of its
+ * `partitions`): a job claimed again resumes with what its last host
+ * saved. */
+static void part_from_json(part_t *pt, const json_t *o)
+{
+    pt->total = jint(o, "total");
+    pt->processed = jint(o, "processed");
+    pt->skipped = jint(o, "skipped");
+    pt->failed = jint(o, "failed");
+    const char *pos = json_string_value(json_object_get(o, "position"));
+    snprintf(pt->position, sizeof pt->position, "%s", pos ? pos : "");
+    const char *st = json_string_value(json_object_get(o, "status"));
+    pt->status = st && strcmp(st, "completed") == 0 ? PART_COMPLETED
+                 : st && strcmp(st, "running") == 0 ? PART_RUNNING
+                                                    : PART_PENDING;
+    const char *warning = json_string_value(json_object_get(o, "warning"));
+    pt->warning = warning ? strdup(warning) : NULL;
+}
+
+/*
+ * 0; -1 on OOM; 1 when the job's partition count is not the worker's
+ * (why says both: the stream's count changed since the job was created).
+ */
+static int job_from_json(job_t *j, const json_t *o, const store_replay_worker_t *w, char *why,
+                         size_t whylen)
 {
     memset(j, 0, sizeof *j);
     snprintf(j->id, sizeof j->id, "%s", json_string_value(json_object_get(o, "id")));
-    j->from_ms = (int64_t)json_integer_value(json_object_get(o, "from_ms"));
-    j->to_ms = (int64_t)json_integer_value(json_object_get(o, "to_ms"));
-    j->rate = (int)json_integer_value(json_object_get(o, "rate"));
-    /* a job claimed again resumes with what its last host saved */
-    j->total = (int64_t)json_integer_value(json_object_get(o, "total"));
-    j->processed = (int64_t)json_integer_value(json_object_get(o, "processed"));
-    j->skipped = (int64_t)json_integer_value(json_object_get(o, "skipped"));
-    j->failed = (int64_t)json_integer_value(json_object_get(o, "failed"));
-    j->claims = (int)json_integer_value(json_object_get(o, "claims"));
+    j->from_ms = jint(o, "from_ms");
+    j->to_ms = jint(o, "to_ms");
+    j->rate = (int)jint(o, "rate");
+    j->claims = (int)jint(o, "claims");
     snprintf(j->claims_s, sizeof j->claims_s, "%d", j->claims);
-    const char *pos = json_string_value(json_object_get(o, "position"));
-    snprintf(j->position, sizeof j->position, "%s", pos ? pos : "");
     j->beat_ms = store__mono_ms();
     const char *tenant = json_string_value(json_object_get(o, "tenant"));
     j->tenant = tenant ? strdup(tenant) : NULL;
@@ -143,6 +205,44 @@ static int job_from_json(job_t *j, const json_t *o)
         return -1;
     for (size_t i = 0; i < j->n_types; i++)
         j->types[i] = strdup(json_string_value(json_array_get(types, i)));
+
+    const json_t *parts = json_object_get(o, "partitions");
+    j->partitioned = json_is_array(parts);
+    j->n_parts = j->partitioned ? (unsigned)json_array_size(parts) : 1;
+    j->parts = calloc(j->n_parts ? j->n_parts : 1, sizeof *j->parts);
+    if (!j->parts)
+        return -1;
+    j->cur = &j->parts[0];
+    if (!j->partitioned) {
+        part_from_json(&j->parts[0], o);
+        j->parts[0].status = PART_PENDING; /* the row's status is the job's */
+        j->parts[0].stream = strdup(w->stream);
+        if (!j->parts[0].stream)
+            return -1;
+    }
+    for (unsigned p = 0; j->partitioned && p < j->n_parts; p++) {
+        part_t *pt = &j->parts[p];
+        part_from_json(pt, json_array_get(parts, p));
+        int n = evbus_partition_key_name(NULL, 0, w->stream, p, true, "");
+        pt->stream = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        if (!pt->stream)
+            return -1;
+        evbus_partition_key_name(pt->stream, (size_t)n + 1, w->stream, p, true, "");
+    }
+    for (unsigned p = 0; p < j->n_parts; p++) {
+        j->total += j->parts[p].total;
+        j->processed += j->parts[p].processed;
+        j->skipped += j->parts[p].skipped;
+        j->failed += j->parts[p].failed;
+    }
+    unsigned have = j->partitioned ? j->n_parts : 1;
+    if (have != w->partitions) {
+        snprintf(why, whylen,
+                 "the job was created for %u partition%s of stream %s, which evbusd now reads "
+                 "in %u (partitions): a job reads the streams of the count it was created for; "
+                 "start a new replay", have, have == 1 ? "" : "s", w->stream, w->partitions);
+        return 1;
+    }
     return 0;
 }
 
@@ -187,12 +287,31 @@ static bool job_matches(const job_t *j, const char *raw)
 
 /* ------------------------------------------------------- job row updates */
 
+/* The partitions' progress records as JSON text (malloc'd; NULL on OOM). */
+static char *parts_json(const job_t *j)
+{
+    json_t *a = json_array();
+    for (unsigned p = 0; p < j->n_parts; p++) {
+        const part_t *pt = &j->parts[p];
+        json_array_append_new(
+            a, json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:o, s:o}", "partition", (json_int_t)p,
+                         "status", PART_STATUS[pt->status], "total", (json_int_t)pt->total,
+                         "processed", (json_int_t)pt->processed, "skipped",
+                         (json_int_t)pt->skipped, "failed", (json_int_t)pt->failed, "position",
+                         pt->position[0] ? json_string(pt->position) : json_null(), "warning",
+                         pt->warning ? json_string(pt->warning) : json_null()));
+    }
+    char *text = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    return text;
+}
+
 /*
- * Saves the counts and the position, and renews the lease.  Every write of
- * a running job is fenced by its claim number: if this host stalled past
- * the lease (a pause, a partition) and another host claimed the job, the
- * update matches nothing and this host stops the job without touching
- * what the new owner writes.
+ * Saves the counts and the position (a partitioned job: its partitions'
+ * records), and renews the lease.  Every write of a running job is fenced
+ * by its claim number: if this host stalled past the lease (a pause, a
+ * partition) and another host claimed the job, the update matches nothing
+ * and this host stops the job without touching what the new owner writes.
  */
 static void job_progress(PGconn *pg, job_t *j)
 {
@@ -203,16 +322,33 @@ static void job_progress(PGconn *pg, job_t *j)
     snprintf(p, sizeof p, "%lld", (long long)j->processed);
     snprintf(s, sizeof s, "%lld", (long long)j->skipped);
     snprintf(f, sizeof f, "%lld", (long long)j->failed);
-    const char *params[] = {j->id, t, p, s, f, j->position[0] ? j->position : NULL,
-                            j->claims_s};
+    /* an unpartitioned job's position is its one stream's; a partitioned
+     * job's positions are in its partitions */
+    const char *pos = j->partitioned || !j->parts[0].position[0] ? NULL : j->parts[0].position;
+    char *parts = j->partitioned ? parts_json(j) : NULL;
+    if (j->partitioned && !parts) {
+        log_warn(COMP, "job %s: out of memory saving its progress", j->id);
+        return;
+    }
+    const char *params[] = {j->id, t, p, s, f, pos, j->claims_s, parts};
     j->beat_ms = store__mono_ms();
     long n = 0;
-    if (store__exec(pg, "replay progress",
-                    "UPDATE replay_jobs SET total = $2::bigint, processed = $3::bigint,"
-                    " skipped = $4::bigint, failed = $5::bigint, position = $6,"
-                    " heartbeat_at = now() WHERE id = $1 AND claims = $7::int"
-                    " AND status IN ('running', 'cancelled')",
-                    7, params, &n, err, sizeof err) != 0) {
+    int rc = j->partitioned
+                 ? store__exec(pg, "replay progress",
+                               "UPDATE replay_jobs SET total = $2::bigint, processed = $3::bigint,"
+                               " skipped = $4::bigint, failed = $5::bigint, position = $6,"
+                               " partitions = $8::jsonb, heartbeat_at = now()"
+                               " WHERE id = $1 AND claims = $7::int"
+                               " AND status IN ('running', 'cancelled')",
+                               8, params, &n, err, sizeof err)
+                 : store__exec(pg, "replay progress",
+                               "UPDATE replay_jobs SET total = $2::bigint, processed = $3::bigint,"
+                               " skipped = $4::bigint, failed = $5::bigint, position = $6,"
+                               " heartbeat_at = now() WHERE id = $1 AND claims = $7::int"
+                               " AND status IN ('running', 'cancelled')",
+                               7, params, &n, err, sizeof err);
+    free(parts);
+    if (rc != 0) {
         log_warn(COMP, "job %s: %s", j->id, err);
         return;
     }
@@ -366,19 +502,24 @@ typedef struct run {
 static bool handle(run_t *r, const entry_t *e)
 {
     job_t *j = r->j;
+    part_t *pt = j->cur;
     if (e->retry || !e->raw || !job_matches(j, e->raw)) {
         j->skipped++;
-        snprintf(j->position, sizeof j->position, "%s", e->id);
+        pt->skipped++;
+        snprintf(pt->position, sizeof pt->position, "%s", e->id);
         return true;
     }
     if (!pace(r->w, r->pg, j, &r->pc, &r->last_check, &r->cancelled))
         return false;
     METRIC_INC(replay_events);
-    if (r->w->fn(r->w->ud, j->id, e->id, e->raw, e->len) == 0)
+    if (r->w->fn(r->w->ud, j->id, j->cur_index, e->id, e->raw, e->len) == 0) {
         j->processed++;
-    else
+        pt->processed++;
+    } else {
         j->failed++;
-    snprintf(j->position, sizeof j->position, "%s", e->id);
+        pt->failed++;
+    }
+    snprintf(pt->position, sizeof pt->position, "%s", e->id);
     job_beat(r->w, r->pg, j);
     return !j->lost;
 }
@@ -479,44 +620,232 @@ static void id_after(int64_t *ms, int64_t *seq)
 }
 
 /*
- * The warnings of a new job: the part of the window that neither the
- * archive (when it is read) nor the stream holds, or nothing at all.
+ * The warning of a part of a new job: the part of the window that neither
+ * the archive (when it is read) nor the stream holds, or that it holds
+ * nothing at all (*empty), into msg ("" when the whole window is there).
  * `first` is the stream's first entry (an XRANGE reply of 0 or 1), a_ms
  * the archive's first entry's time (-1: none, or the archive is not read).
  */
-static void warn_missing(PGconn *pg, const job_t *j, const redisReply *first, bool archive,
-                         int64_t a_ms)
+static void missing_text(const job_t *j, const redisReply *first, bool archive, int64_t a_ms,
+                         char *msg, size_t len, bool *empty)
 {
+    msg[0] = '\0';
     int64_t oldest = -1;
     if (first->elements > 0)
         oldest = strtoll(first->element[0]->element[0]->str, NULL, 10);
     if (a_ms >= 0 && (oldest < 0 || a_ms < oldest))
         oldest = a_ms;
+    *empty = oldest < 0;
     if (oldest < 0) {
-        job_warn(pg, j, archive ? "neither the stream nor the archive holds any entry: "
-                                  "nothing to replay"
-                                : "the stream is empty: nothing to replay");
+        snprintf(msg, len, "%s", archive ? "neither the stream nor the archive holds any entry: "
+                                           "nothing to replay"
+                                         : "the stream is empty: nothing to replay");
         return;
     }
     if (oldest <= j->from_ms)
         return;
     /* say exactly which part of the window is gone */
-    char msg[700], a[CLOCK_RFC3339_LEN], b[CLOCK_RFC3339_LEN];
+    char a[CLOCK_RFC3339_LEN], b[CLOCK_RFC3339_LEN];
     clock_rfc3339(j->from_ms, a);
     clock_rfc3339(oldest < j->to_ms ? oldest : j->to_ms, b);
     if (archive)
-        snprintf(msg, sizeof msg,
+        snprintf(msg, len,
                  "1 missing range: %s to %s is neither in the stream nor in the archive (trimmed "
                  "before it was archived, or expired by retention.archive_retention); the first "
                  "available event is at %s (%lld ms); only the rest of the window is replayed",
                  a, b, b, (long long)oldest);
     else
-        snprintf(msg, sizeof msg,
+        snprintf(msg, len,
                  "1 missing range: %s to %s is no longer in the stream (trimmed by "
                  "retention); the first available event is at %s (%lld ms); only the rest "
                  "of the window is replayed",
                  a, b, b, (long long)oldest);
+}
+
+/*
+ * The first look at a part of a new job: its warning (pt->warning; *empty
+ * when it holds nothing) and its total, counted over the stream and, with
+ * the archive, the archive's rows before the stream's first entry.  0, or
+ * -1 with err.
+ */
+static int part_count(PGconn *pg, redisContext *rc, const job_t *j, part_t *pt, bool archive,
+                      const char *start, const char *end, bool *empty, char *err, size_t errlen)
+{
+    redisReply *first = xrange(rc, pt->stream, "-", "+", 1, err, errlen);
+    if (!first)
+        return -1;
+    int64_t a_ms = -1, a_seq = 0, archived = 0;
+    bool found = false;
+    if (archive && store__archive_first(pg, pt->stream, &a_ms, &a_seq, &found, err, errlen) != 0) {
+        freeReplyObject(first);
+        return -1;
+    }
+    if (!found)
+        a_ms = -1;
+    char msg[700];
+    missing_text(j, first, archive, a_ms, msg, sizeof msg, empty);
+    free(pt->warning);
+    pt->warning = msg[0] ? strdup(msg) : NULL;
+    if (archive) {
+        /* the part before the stream's first entry comes from the archive */
+        store__archive_range_t rg = {j->from_ms, 0, j->to_ms + 1, 0};
+        if (first->elements > 0) {
+            int64_t f_ms, f_seq;
+            if (store__stream_id_parse(first->element[0]->element[0]->str, &f_ms, &f_seq) == 0 &&
+                (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
+                rg.hi_ms = f_ms;
+                rg.hi_seq = f_seq;
+            }
+        }
+        archived = store__archive_count(pg, pt->stream, &rg, err, errlen);
+        if (archived < 0) {
+            freeReplyObject(first);
+            return -1;
+        }
+    }
+    freeReplyObject(first);
+    pt->total = count_window(rc, pt->stream, start, end, err, errlen);
+    if (pt->total < 0)
+        return -1;
+    pt->total += archived;
+    return 0;
+}
+
+/*
+ * The warning of a new partitioned job, from its partitions' (each keeps
+ * its own): nothing when every partition holds its part of the window,
+ * the first partition that misses part of it (and how many more do), or
+ * that no partition holds anything.  A partition that is merely empty is
+ * no news on a partitioned stream: a few keys can leave some empty.
+ */
+static void warn_partitions(PGconn *pg, const job_t *j, unsigned n_empty, bool archive)
+{
+    if (n_empty == j->n_parts) {
+        job_warn(pg, j, archive ? "neither the partition streams nor the archive hold any entry: "
+                                  "nothing to replay"
+                                : "every partition stream is empty: nothing to replay");
+        return;
+    }
+    unsigned first = j->n_parts, more = 0;
+    for (unsigned p = 0; p < j->n_parts; p++) {
+        const part_t *pt = &j->parts[p];
+        if (!pt->warning || strncmp(pt->warning, "1 missing range", 15) != 0)
+            continue;
+        if (first == j->n_parts)
+            first = p;
+        else
+            more++;
+    }
+    if (first == j->n_parts)
+        return;
+    char msg[900];
+    if (more)
+        snprintf(msg, sizeof msg, "partition %u: %s (and %u more partition%s part of the "
+                 "window: see each partition's warning)", first, j->parts[first].warning, more,
+                 more == 1 ? " misses" : "s miss");
+    else
+        snprintf(msg, sizeof msg, "partition %u: %s", first, j->parts[first].warning);
     job_warn(pg, j, msg);
+}
+
+/*
+ * Reads part j->cur over the window from after its position, handing each
+ * entry to the dispatch callback.  0 when the window's end was reached, 1
+ * when the job stops here (worker stopping, cancelled, taken over: the
+ * caller tells which), -1 with err when a read failed.
+ */
+static int run_part(run_t *run, redisContext *rc, bool archive, const char *start,
+                    const char *end, char *err, size_t errlen)
+{
+    store_replay_worker_t *w = run->w;
+    PGconn *pg = run->pg;
+    job_t *j = run->j;
+    part_t *pt = j->cur;
+    /* the window's next id: its start, or right after the position */
+    int64_t lo_ms = j->from_ms, lo_seq = 0;
+    if (pt->position[0]) {
+        if (store__stream_id_parse(pt->position, &lo_ms, &lo_seq) != 0) {
+            store__err(err, errlen, "position %s is not a stream id", pt->position);
+            return -1;
+        }
+        id_after(&lo_ms, &lo_seq);
+    }
+    for (;;) {
+        char from[64];
+        if (pt->position[0])
+            snprintf(from, sizeof from, "(%s", pt->position);
+        else
+            snprintf(from, sizeof from, "%s", start);
+        /* read once: `done` must compare with the count this read asked for */
+        uint32_t chunk = atomic_load(&w->chunk);
+        redisReply *r = NULL;
+        const redisReply *entries;
+        if (archive) {
+            r = snapshot(rc, pt->stream, from, end, chunk, err, errlen);
+            if (!r)
+                return -1;
+            entries = r->element[1];
+            /* entries below the stream's first may be in the archive */
+            store__archive_range_t rg = {lo_ms, lo_seq, j->to_ms + 1, 0};
+            const redisReply *first = r->element[0];
+            int64_t f_ms, f_seq;
+            if (first->elements > 0 &&
+                store__stream_id_parse(first->element[0]->element[0]->str, &f_ms, &f_seq) == 0 &&
+                (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
+                rg.hi_ms = f_ms;
+                rg.hi_seq = f_seq;
+            }
+            bool gap = rg.lo_ms < rg.hi_ms || (rg.lo_ms == rg.hi_ms && rg.lo_seq < rg.hi_seq);
+            PGresult *rows = gap ? store__archive_read(pg, pt->stream, &rg, (int)chunk, err,
+                                                       errlen)
+                                 : NULL;
+            if (gap && !rows) {
+                freeReplyObject(r);
+                return -1;
+            }
+            if (rows && PQntuples(rows) > 0) {
+                freeReplyObject(r);
+                bool go = handle_archive(run, rows);
+                PQclear(rows);
+                if (!go || !chunk_done(run))
+                    return 1;
+                store__stream_id_parse(pt->position, &lo_ms, &lo_seq);
+                id_after(&lo_ms, &lo_seq);
+                continue;
+            }
+            PQclear(rows);
+        } else {
+            r = xrange(rc, pt->stream, from, end, (int)chunk, err, errlen);
+            if (!r)
+                return -1;
+            entries = r;
+        }
+        bool go = handle_stream(run, entries);
+        bool done = entries->elements < chunk;
+        freeReplyObject(r);
+        if (!go || !chunk_done(run))
+            return 1;
+        if (done)
+            return 0;
+        if (store__stream_id_parse(pt->position, &lo_ms, &lo_seq) == 0)
+            id_after(&lo_ms, &lo_seq);
+    }
+}
+
+/* Where a stopped job resumes, for the log: "after ID", "after ID in
+ * partition P" or "at its start". */
+static const char *resume_point(const job_t *j, char *buf, size_t len)
+{
+    const part_t *pt = j->cur;
+    if (!pt->position[0] && (!j->partitioned || j->cur_index == 0))
+        snprintf(buf, len, "at its start");
+    else if (!pt->position[0])
+        snprintf(buf, len, "at the start of partition %u", j->cur_index);
+    else if (j->partitioned)
+        snprintf(buf, len, "after %s in partition %u", pt->position, j->cur_index);
+    else
+        snprintf(buf, len, "after %s", pt->position);
+    return buf;
 }
 
 static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
@@ -532,7 +861,15 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     char start[48], end[48];
     snprintf(start, sizeof start, "%lld-0", (long long)j->from_ms);
     snprintf(end, sizeof end, "%lld-18446744073709551615", (long long)j->to_ms);
-    bool resumed = j->position[0] != '\0';
+    /* a partitioned job resumes once a partition was begun; an
+     * unpartitioned one once it has a position (as before migration 0011) */
+    bool resumed = false, reading = false;
+    unsigned n_done = 0;
+    for (unsigned p = 0; p < j->n_parts; p++) {
+        resumed = resumed || j->parts[p].position[0] ||
+                  (j->partitioned && j->parts[p].status != PART_PENDING);
+        n_done += j->parts[p].status == PART_COMPLETED;
+    }
     /* the archive holds what the stream no longer does (migration 0008) */
     bool archive = atomic_load(&w->archive);
     if (archive && store__archive_present(pg, &archive, err, sizeof err) != 0)
@@ -540,133 +877,75 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     if (atomic_load(&w->archive) && !archive)
         log_warn(COMP, "job %s: retention.archive is on but events_archive does not exist "
                  "(migration 0008): replaying from the stream only", j->id);
-    /* the window's next id: its start, or right after the position */
-    int64_t lo_ms = j->from_ms, lo_seq = 0;
-    if (resumed) {
-        if (store__stream_id_parse(j->position, &lo_ms, &lo_seq) != 0) {
-            store__err(err, sizeof err, "position %s is not a stream id", j->position);
-            goto fail;
-        }
-        id_after(&lo_ms, &lo_seq);
-    }
 
+    /* from here a failure is a partition's read: the error names it */
+    reading = true;
     if (!resumed) {
-        redisReply *first = xrange(rc, w->stream, "-", "+", 1, err, sizeof err);
-        if (!first)
-            goto fail;
-        int64_t a_ms = -1, a_seq = 0, archived = 0;
-        bool found = false;
-        if (archive && store__archive_first(pg, w->stream, &a_ms, &a_seq, &found, err,
-                                            sizeof err) != 0) {
-            freeReplyObject(first);
-            goto fail;
-        }
-        if (!found)
-            a_ms = -1;
-        warn_missing(pg, j, first, archive, a_ms);
-        if (archive) {
-            /* the part before the stream's first entry comes from the archive */
-            store__archive_range_t rg = {j->from_ms, 0, j->to_ms + 1, 0};
-            if (first->elements > 0) {
-                int64_t f_ms, f_seq;
-                if (store__stream_id_parse(first->element[0]->element[0]->str, &f_ms,
-                                           &f_seq) == 0 &&
-                    (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
-                    rg.hi_ms = f_ms;
-                    rg.hi_seq = f_seq;
-                }
-            }
-            archived = store__archive_count(pg, w->stream, &rg, err, sizeof err);
-            if (archived < 0) {
-                freeReplyObject(first);
+        unsigned n_empty = 0;
+        j->total = 0;
+        for (unsigned p = 0; p < j->n_parts; p++) {
+            bool empty = false;
+            j->cur = &j->parts[p];
+            j->cur_index = p;
+            if (part_count(pg, rc, j, &j->parts[p], archive, start, end, &empty, err,
+                           sizeof err) != 0)
                 goto fail;
-            }
+            j->total += j->parts[p].total;
+            n_empty += empty;
         }
-        freeReplyObject(first);
-        j->total = count_window(rc, w->stream, start, end, err, sizeof err);
-        if (j->total < 0)
-            goto fail;
-        j->total += archived;
+        if (j->partitioned)
+            warn_partitions(pg, j, n_empty, archive);
+        else if (j->parts[0].warning)
+            job_warn(pg, j, j->parts[0].warning);
         job_progress(pg, j);
-        log_info(COMP, "job %s started: %lld entries in the window%s", j->id,
-                 (long long)j->total, archive ? " (stream and archive)" : "");
+        if (j->partitioned)
+            log_info(COMP, "job %s started: %lld entries in the window of %u partitions%s", j->id,
+                     (long long)j->total, j->n_parts, archive ? " (streams and archive)" : "");
+        else
+            log_info(COMP, "job %s started: %lld entries in the window%s", j->id,
+                     (long long)j->total, archive ? " (stream and archive)" : "");
+    } else if (j->partitioned) {
+        log_warn(COMP, "job %s resumed (claim %d): %lld of %lld entries were handled by its "
+                 "previous host; %u of %u partitions are completed, each other one resumes "
+                 "after its own position", j->id, j->claims,
+                 (long long)(j->processed + j->skipped + j->failed), (long long)j->total, n_done,
+                 j->n_parts);
     } else {
         log_warn(COMP, "job %s resumed after %s (claim %d): %lld of %lld entries were handled "
-                 "by its previous host", j->id, j->position, j->claims,
+                 "by its previous host", j->id, j->parts[0].position, j->claims,
                  (long long)(j->processed + j->skipped + j->failed), (long long)j->total);
     }
 
     run_t run = {.w = w, .pg = pg, .j = j, .last_check = store__mono_ms(),
                  .pc = {.rate = j->rate, .next_ms = (double)store__mono_ms()}};
-    for (;;) {
-        char from[64];
-        if (j->position[0])
-            snprintf(from, sizeof from, "(%s", j->position);
-        else
-            snprintf(from, sizeof from, "%s", start);
-        /* read once: `done` must compare with the count this read asked for */
-        uint32_t chunk = atomic_load(&w->chunk);
-        redisReply *r = NULL;
-        const redisReply *entries;
-        if (archive) {
-            r = snapshot(rc, w->stream, from, end, chunk, err, sizeof err);
-            if (!r)
-                goto fail;
-            entries = r->element[1];
-            /* entries below the stream's first may be in the archive */
-            store__archive_range_t rg = {lo_ms, lo_seq, j->to_ms + 1, 0};
-            const redisReply *first = r->element[0];
-            int64_t f_ms, f_seq;
-            if (first->elements > 0 &&
-                store__stream_id_parse(first->element[0]->element[0]->str, &f_ms, &f_seq) == 0 &&
-                (f_ms < rg.hi_ms || (f_ms == rg.hi_ms && f_seq < rg.hi_seq))) {
-                rg.hi_ms = f_ms;
-                rg.hi_seq = f_seq;
-            }
-            bool gap = rg.lo_ms < rg.hi_ms || (rg.lo_ms == rg.hi_ms && rg.lo_seq < rg.hi_seq);
-            PGresult *rows = gap ? store__archive_read(pg, w->stream, &rg, (int)chunk, err,
-                                                       sizeof err)
-                                 : NULL;
-            if (gap && !rows) {
-                freeReplyObject(r);
-                goto fail;
-            }
-            if (rows && PQntuples(rows) > 0) {
-                freeReplyObject(r);
-                bool go = handle_archive(&run, rows);
-                PQclear(rows);
-                if (!go || !chunk_done(&run))
-                    break;
-                store__stream_id_parse(j->position, &lo_ms, &lo_seq);
-                id_after(&lo_ms, &lo_seq);
-                continue;
-            }
-            PQclear(rows);
-        } else {
-            r = xrange(rc, w->stream, from, end, (int)chunk, err, sizeof err);
-            if (!r)
-                goto fail;
-            entries = r;
-        }
-        bool go = handle_stream(&run, entries);
-        bool done = entries->elements < chunk;
-        freeReplyObject(r);
-        if (!go || !chunk_done(&run) || done)
-            break;
-        if (store__stream_id_parse(j->position, &lo_ms, &lo_seq) == 0)
-            id_after(&lo_ms, &lo_seq);
+    /* one partition after the other, each in stream order: every key
+     * lives in one partition, so its events are replayed in their order */
+    bool stopped = false;
+    for (unsigned p = 0; p < j->n_parts && !stopped; p++) {
+        if (j->parts[p].status == PART_COMPLETED)
+            continue;
+        j->cur = &j->parts[p];
+        j->cur_index = p;
+        j->cur->status = PART_RUNNING;
+        int prc = run_part(&run, rc, archive, start, end, err, sizeof err);
+        if (prc < 0)
+            goto fail;
+        stopped = prc > 0;
+        if (!stopped)
+            j->cur->status = PART_COMPLETED;
     }
     redisFree(rc);
+    char where[128];
     if (j->lost) {
-        log_warn(COMP, "job %s stopped here after %s: another host runs it now", j->id,
-                 j->position[0] ? j->position : "its start");
+        log_warn(COMP, "job %s stopped here %s: another host runs it now", j->id,
+                 resume_point(j, where, sizeof where));
     } else if (run.cancelled) {
         job_progress(pg, j);
         log_info(COMP, "job %s cancelled after %lld events", j->id, (long long)j->processed);
     } else if (atomic_load(&w->stop)) {
         job_release(pg, j);
-        log_warn(COMP, "job %s handed back (host stopping): it resumes after %s", j->id,
-                 j->position[0] ? j->position : "its start");
+        log_warn(COMP, "job %s handed back (host stopping): it resumes %s", j->id,
+                 resume_point(j, where, sizeof where));
     } else {
         job_finish(pg, j, NULL);
         log_info(COMP, "job %s completed: %lld processed, %lld skipped, %lld failed", j->id,
@@ -675,6 +954,8 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     return;
 fail:
     redisFree(rc);
+    if (j->partitioned && reading)
+        store__err(err + strlen(err), sizeof err - strlen(err), " (partition %u)", j->cur_index);
     job_finish(pg, j, err);
     log_error(COMP, "job %s failed: %s", j->id, err);
 }
@@ -711,9 +992,12 @@ static void *worker_main(void *arg)
             continue;
         }
         job_t j;
-        int jrc = job_from_json(&j, row);
-        if (jrc == 0 && j.claims > REPLAY_MAX_CLAIMS) {
-            char why[160];
+        char why[400];
+        int jrc = job_from_json(&j, row, w, why, sizeof why);
+        if (jrc == 1) {
+            job_finish(pg, &j, why);
+            log_error(COMP, "job %s failed: %s", j.id, why);
+        } else if (jrc == 0 && j.claims > REPLAY_MAX_CLAIMS) {
             snprintf(why, sizeof why,
                      "abandoned: claimed %d times without finishing (its hosts died while "
                      "running it)", j.claims);
@@ -759,6 +1043,7 @@ store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
     w->pg_url = strdup(cfg->store.postgres_url);
     w->redis_url = strdup(cfg->core.redis_url ? cfg->core.redis_url : "redis://127.0.0.1:6379/0");
     w->stream = strdup(cfg->core.stream ? cfg->core.stream : "evbus:events");
+    w->partitions = cfg->core.partitions > 1 ? cfg->core.partitions : 1;
     if (!w->pg_url || !w->redis_url || !w->stream)
         goto oom;
     w->timeout_ms = cfg->core.redis_command_timeout_ms ? cfg->core.redis_command_timeout_ms : 5000;

@@ -157,6 +157,11 @@ export const S = {
   replay: {
     id: 'string', status: 'string', tenant: '?string', types: '?any', total: '?integer',
     processed: '?integer', skipped: '?integer', failed: '?integer', created_at: '?string',
+    // a partitioned stream's job (migration 0011): each partition's progress
+    'partitions?': [{
+      partition: 'integer', status: 'string', total: 'integer', processed: 'integer',
+      skipped: 'integer', failed: 'integer', position: '?string', warning: '?string',
+    }],
   },
   audit: { id: 'any', at: 'string', token: 'string', tenant: '?string', action: 'string', target: '?any', count: '?integer', result: '?string' },
 };

@@ -1,6 +1,7 @@
 // page-replays.js — replay jobs: a form checked before it is sent (time
 // range, type patterns, tenant for "*" operators, rate), the job's live
-// progress with cancel, and the list of jobs.
+// progress with cancel (and, on a partitioned stream, each partition's),
+// and the list of jobs.
 import { api, S } from './api.js';
 import { h, clear, errorBox, field, table, pageHeading, fmtTime, localToIso, confirmDialog, announce, fmtNum } from './ui.js';
 
@@ -50,6 +51,19 @@ export default {
       return body;
     }
 
+    // A job on a partitioned stream: one row per partition, read in turn.
+    function partitionsTable(job) {
+      if (!Array.isArray(job.partitions)) return null;
+      const n = job.partitions.filter((p) => p.status === 'completed').length;
+      return table(`Partitions of replay ${job.id}: ${n} of ${job.partitions.length} completed`,
+        ['Partition', 'Status', 'Progress', 'Failed', 'Last entry', 'Warning'],
+        job.partitions.map((p) => h('tr', {},
+          h('td', { class: 'num' }, String(p.partition)), h('td', {}, p.status),
+          h('td', { class: 'num' }, `${fmtNum(p.processed + p.skipped + p.failed)} / ${fmtNum(p.total)}`),
+          h('td', { class: 'num' }, fmtNum(p.failed)),
+          h('td', { class: 'mono' }, p.position ?? '—'), h('td', {}, p.warning ?? ''))));
+    }
+
     function showJob(job) {
       const total = job.total ?? 0, done = (job.processed ?? 0) + (job.skipped ?? 0) + (job.failed ?? 0);
       const running = !DONE.includes(job.status);
@@ -60,6 +74,7 @@ export default {
         h('label', { for: 'replay-progress' }, `Status: ${job.status}`),
         h('progress', { id: 'replay-progress', max: String(total || 1), value: String(done) }),
         h('p', { id: 'replay-state' }, `${fmtNum(job.processed ?? 0)} replayed, ${fmtNum(job.skipped ?? 0)} skipped, ${fmtNum(job.failed ?? 0)} failed of ${total ? fmtNum(total) : 'an unknown number'}.${job.error ? ' Error: ' + job.error : ''}${job.warning ? ' Warning: ' + job.warning : ''}`),
+        partitionsTable(job),
         cancel));
       if (keep && cancel) cancel.focus();
       if (running) timer = setTimeout(() => poll(job.id), 1000);

@@ -17,11 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client/evbus_client.h"
 #include "client/partition.h"
 #include "harness.h"
+#include "harness_pg.h"
 
 #define STREAM "pt:events"
 
@@ -694,15 +696,6 @@ Test(partitions, the_operator_api_publishes_to_the_events_partition_and_health_s
                      "evbusctl's resume left the pause in %s:paused", name);
         free(name);
     }
-
-    /* what does not work on partitions yet says so, naming the setting */
-    reply = harness_http(admin_port, "POST", "/api/v1/dlq/redrive", HARNESS_ADMIN_TOKEN,
-                         "{\"filter\":{},\"dry_run\":true}", NULL, &st, NULL);
-    cr_expect_eq(st, 501, "POST /api/v1/dlq/redrive: %d %s", st, reply ? reply : "");
-    cr_expect(reply && strstr(reply, "\"field\":\"partitions\"") &&
-                  strstr(reply, "10-pt.yaml:3:13"),
-              "%s", reply ? reply : "");
-    free(reply);
     cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
     host.pid = 0;
 }
@@ -1264,4 +1257,355 @@ Test(partitions, bulk_dead_letter_operations_take_every_partition, .timeout = 18
         lines += *p == '\n';
     cr_expect_eq(lines, 32, "%zu archived lines", lines);
     free(text);
+}
+
+/* POST body to the admin API: the parsed reply, its status in *st. */
+static json_t *api_json(const char *method, const char *path, const char *body, int *st)
+{
+    *st = -1;
+    char *reply = harness_http(admin_port, method, path, HARNESS_ADMIN_TOKEN, body, NULL, st,
+                               NULL);
+    json_t *j = reply ? json_loads(reply, 0, NULL) : NULL;
+    cr_assert_not_null(j, "%s %s: %d, not JSON: %s", method, path, *st, reply ? reply : "");
+    free(reply);
+    return j;
+}
+
+/* The entries a DLQ retry re-published into partition p's stream: their
+ * retried_from (the dead letter's id, as "<id>:<p>") into from[], their
+ * new stream ids into to[]; each event's key hashes to p. */
+static size_t retried_into(unsigned p, char from[][48], char to[][48], size_t cap)
+{
+    char *name = part_name(p);
+    redisReply *r = redisCommand(rc, "XRANGE %s - +", name);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    size_t n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fv = r->element[i]->element[1];
+        const char *origin = NULL, *event = NULL;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            if (!strcmp(fv->element[k]->str, "retried_from"))
+                origin = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "event"))
+                event = fv->element[k + 1]->str;
+        }
+        if (!origin)
+            continue;
+        json_t *ev = json_loads(event ? event : "", 0, NULL);
+        cr_expect_eq(evbus_event_partition(ev, P), (int)p, "a re-driven event of partition %d "
+                     "went into %s", evbus_event_partition(ev, P), name);
+        json_decref(ev);
+        cr_assert_lt(n, cap);
+        snprintf(from[n], 48, "%s:%u", origin, p);
+        snprintf(to[n], 48, "%s", r->element[i]->element[0]->str);
+        n++;
+    }
+    freeReplyObject(r);
+    free(name);
+    return n;
+}
+
+/* POST /api/v1/dlq/redrive selects in every partition's dead-letter
+ * stream, goes through them oldest first and puts each entry back into
+ * its own partition's stream. */
+Test(partitions, the_redrive_takes_every_partition_and_retries_each_into_its_own, .timeout = 180)
+{
+    write_config(P);
+    publish_ndjson(ndjson_mixed(280)); /* 40 poison events */
+    drain();
+    static char before[64][48];
+    size_t n = dlq_all(before, 64);
+    cr_assert_eq(n, 40);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+    int st;
+    json_t *dry = api_json("POST", "/api/v1/dlq/redrive", "{\"filter\":{},\"dry_run\":true}",
+                           &st);
+    cr_assert_eq(st, 200, "dry run: %d", st);
+    cr_expect_eq(json_integer_value(json_object_get(dry, "count")), 40);
+    char body[600];
+    snprintf(body, sizeof body, "{\"filter\":{},\"confirm\":\"%s\",\"rate\":100}",
+             json_string_value(json_object_get(dry, "confirm")));
+    json_decref(dry);
+    json_t *job = api_json("POST", "/api/v1/dlq/redrive", body, &st);
+    cr_assert_eq(st, 202, "re-drive: %d", st);
+    char path[128];
+    snprintf(path, sizeof path, "/api/v1/dlq/redrive/%s",
+             json_string_value(json_object_get(job, "id")));
+    json_decref(job);
+    long long deadline = harness_now_ms() + 30000;
+    for (;;) {
+        job = api_json("GET", path, NULL, &st);
+        cr_assert_eq(st, 200);
+        if (strcmp(json_string_value(json_object_get(job, "state")), "running") != 0)
+            break;
+        json_decref(job);
+        cr_assert_lt(harness_now_ms(), deadline, "the re-drive did not end");
+        usleep(100 * 1000);
+    }
+    cr_expect_str_eq(json_string_value(json_object_get(job, "state")), "done");
+    cr_expect_eq(json_integer_value(json_object_get(job, "total")), 40);
+    cr_expect_eq(json_integer_value(json_object_get(job, "done")), 40);
+    cr_expect_eq(json_integer_value(json_object_get(job, "failed")) +
+                     json_integer_value(json_object_get(job, "gone")),
+                 0);
+    json_decref(job);
+    /* every dead letter back in its own partition's stream, once */
+    static char from[64][48], to[64][48], all_from[64][48], all_to[64][48];
+    size_t got = 0;
+    for (unsigned p = 0; p < P; p++) {
+        size_t k = retried_into(p, from, to, 64);
+        cr_expect_gt(k, 0, "nothing was re-driven into partition %u", p);
+        for (size_t i = 0; i < k && got < 64; i++, got++) {
+            memcpy(all_from[got], from[i], 48);
+            memcpy(all_to[got], to[i], 48);
+        }
+    }
+    cr_assert_eq(got, 40, "%zu entries re-driven for 40 dead letters", got);
+    /* the same ids as the dead letters (before[] is oldest first), and
+     * re-published oldest first: at 100/s, 10 ms apart */
+    for (size_t i = 0; i < 40; i++) {
+        size_t k = 0;
+        while (k < got && strcmp(all_from[k], before[i]) != 0)
+            k++;
+        cr_assert_lt(k, got, "dead letter %s was not re-driven", before[i]);
+        if (i > 0) {
+            size_t prev = 0;
+            while (strcmp(all_from[prev], before[i - 1]) != 0)
+                prev++;
+            unsigned long long a, b;
+            sscanf(all_to[prev], "%llu-", &a);
+            sscanf(all_to[k], "%llu-", &b);
+            cr_expect_leq(a, b, "%s (re-driven at %s) went after %s (at %s)", before[i - 1],
+                          all_to[prev], before[i], all_to[k]);
+        }
+    }
+    cr_expect_eq(exists(STREAM), 0, "the re-drive wrote the unpartitioned stream");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+}
+
+/* ---- replay jobs ------------------------------------------------------- */
+
+/* Unix seconds as RFC 3339. */
+static void rfc3339(time_t t, char out[32])
+{
+    struct tm tm;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+/* The replayed calls are keyed.so's lines from `from` on: each of the n
+ * events (seq 0..n-1) exactly once, and each partitionkey's in increasing
+ * seq. */
+static void check_replayed(size_t from, int n, const char *what)
+{
+    call_t *calls;
+    size_t got = read_calls(&calls);
+    cr_assert_eq(got, from + (size_t)n, "%s: %zu calls, want %zu", what, got, from + (size_t)n);
+    unsigned char *seen = calloc((size_t)n, 1);
+    json_t *last = json_object();
+    for (size_t i = from; i < got; i++) {
+        cr_assert(calls[i].seq >= 0 && calls[i].seq < n, "%s: seq %d", what, calls[i].seq);
+        cr_expect_eq(seen[calls[i].seq]++, 0, "%s: event %d replayed twice", what, calls[i].seq);
+        if (!strcmp(calls[i].key, "-")) /* no partitionkey: keyed.so does not say its key */
+            continue;
+        json_t *prev = json_object_get(last, calls[i].key);
+        cr_expect(!prev || json_integer_value(prev) < calls[i].seq,
+                  "%s: key %s replayed seq %d after %lld", what, calls[i].key, calls[i].seq,
+                  (long long)json_integer_value(prev));
+        json_object_set_new(last, calls[i].key, json_integer(calls[i].seq));
+    }
+    json_decref(last);
+    free(seen);
+    free(calls);
+}
+
+static void start_host(void)
+{
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+}
+
+/* A replay job over a partitioned stream replays every partition's window
+ * through evbusd, each key's events in order, and reports each partition;
+ * a job handed back by a stopping evbusd resumes each partition where it
+ * was after the restart: every event replayed exactly once. */
+Test(partitions, a_replay_replays_every_partition_and_resumes_each_after_a_restart,
+     .timeout = 240)
+{
+    enum { N = 200 };
+    harness_pg_t pg;
+    cr_assert_eq(harness_pg_start(&pg), 0, "PostgreSQL did not start");
+    char yaml[300];
+    snprintf(yaml, sizeof yaml, "postgres: { url: \"%s\", migrate_on_start: true }\n", pg.url);
+    extra_yaml = yaml;
+    write_config(P);
+    publish_ndjson(ndjson(N, 23, 0));
+    drain();
+    cr_assert_eq(harness_count_lines(rec_file), N, "the live deliveries");
+    size_t per[P];
+    cr_assert_eq(check_partitions(per), N);
+    start_host();
+    char from[32], to[32];
+    rfc3339(time(NULL) - 3600, from);
+    rfc3339(time(NULL) + 60, to);
+
+    /* evbusctl replay start --wait: every partition, counted each */
+    json_t *job = ctl_json((char *[]){"replay", "start", "--from", from, "--to", to, "--wait",
+                                      "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(json_integer_value(json_object_get(job, "total")), N);
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), N);
+    json_t *parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P, "%s", json_dumps(job, JSON_COMPACT));
+    for (unsigned p = 0; p < P; p++) {
+        json_t *o = json_array_get(parts, p);
+        cr_expect_str_eq(json_string_value(json_object_get(o, "status")), "completed");
+        cr_expect_eq(json_integer_value(json_object_get(o, "total")), (json_int_t)per[p],
+                     "partition %u", p);
+        cr_expect_eq(json_integer_value(json_object_get(o, "processed")), (json_int_t)per[p],
+                     "partition %u", p);
+    }
+    json_decref(job);
+    check_replayed(N, N, "evbusctl replay start");
+
+    /* a slow job through the API, evbusd stopped in the middle */
+    char body[200];
+    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\",\"rate\":40}", from, to);
+    int st;
+    job = api_json("POST", "/api/v1/replays", body, &st);
+    cr_assert_eq(st, 201, "POST /api/v1/replays: %d", st);
+    char id[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(job, "id")));
+    cr_expect_eq(json_array_size(json_object_get(job, "partitions")), P);
+    json_decref(job);
+    long long deadline = harness_now_ms() + 30000;
+    while (harness_count_lines(rec_file) < 2 * N + 80 && harness_now_ms() < deadline)
+        usleep(50 * 1000);
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    size_t handled = harness_count_lines(rec_file) - 2 * N;
+    cr_assert(handled >= 80 && handled < N, "%zu replayed before the stop", handled);
+    job = ctl_json((char *[]){"replay", "status", id, "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "pending",
+                     "a stopping evbusd did not hand its job back");
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), (json_int_t)handled);
+    parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P);
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(parts, 0), "status")),
+                     "completed", "%s", json_dumps(job, JSON_COMPACT));
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(parts, P - 1), "status")),
+                     "pending", "%s", json_dumps(job, JSON_COMPACT));
+    json_decref(job);
+    char *out = NULL, *err = NULL;
+    st = run_ctl(NULL, &out, &err, "replay", "status", id, NULL);
+    cr_expect_eq(st, 0, "evbusctl replay status: %d %s", st, err ? err : "");
+    cr_expect(out && strstr(out, "partitions: 4 (") && strstr(out, "PARTITION") &&
+                  strstr(out, "  0          completed"),
+              "%s", out ? out : "");
+    free(out);
+    free(err);
+    start_host();
+    job = ctl_json((char *[]){"replay", "status", id, "--wait", "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    cr_expect_eq(json_integer_value(json_object_get(job, "processed")), N);
+    json_decref(job);
+    check_replayed(2 * N, N, "the job resumed after the restart");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    extra_yaml = "";
+    harness_pg_stop(&pg);
+}
+
+/* The dead letters of partition p's stream that a replay wrote (field
+ * replay_job); each names stream {S:p} and holds an event of partition p. */
+static long long replay_dead_letters(unsigned p)
+{
+    char *name = part_name(p);
+    redisReply *r = redisCommand(rc, "XRANGE %s:dlq - +", name);
+    cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+    long long n = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *fv = r->element[i]->element[1];
+        const char *event = NULL, *stream = NULL;
+        bool replayed = false;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            if (!strcmp(fv->element[k]->str, "event"))
+                event = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "stream"))
+                stream = fv->element[k + 1]->str;
+            else if (!strcmp(fv->element[k]->str, "replay_job"))
+                replayed = true;
+        }
+        if (!replayed)
+            continue;
+        n++;
+        json_t *ev = json_loads(event ? event : "", 0, NULL);
+        cr_expect_eq(evbus_event_partition(ev, P), (int)p, "a replayed event of partition %d "
+                     "was dead-lettered in %s:dlq", evbus_event_partition(ev, P), name);
+        cr_expect(stream && !strcmp(stream, name), "its dead letter names stream %s, not %s",
+                  stream ? stream : "(none)", name);
+        json_decref(ev);
+    }
+    freeReplyObject(r);
+    free(name);
+    return n;
+}
+
+/* A replayed event that fails is dead-lettered in its own partition's keys. */
+Test(partitions, replayed_events_that_fail_are_dead_lettered_in_their_partition, .timeout = 180)
+{
+    harness_pg_t pg;
+    cr_assert_eq(harness_pg_start(&pg), 0, "PostgreSQL did not start");
+    char yaml[300];
+    snprintf(yaml, sizeof yaml, "postgres: { url: \"%s\", migrate_on_start: true }\n", pg.url);
+    extra_yaml = yaml;
+    write_config(P);
+    publish_ndjson(ndjson_mixed(140)); /* 20 poison events */
+    drain();
+    long long live[P];
+    for (unsigned p = 0; p < P; p++) {
+        char *name = part_name(p);
+        live[p] = harness_redis_int(rc, "XLEN %s:dlq", name);
+        free(name);
+        cr_assert_eq(replay_dead_letters(p), 0);
+    }
+    start_host();
+    char from[32], to[32];
+    rfc3339(time(NULL) - 3600, from);
+    rfc3339(time(NULL) + 60, to);
+    json_t *job = ctl_json((char *[]){"replay", "start", "--from", from, "--to", to, "--wait",
+                                      "--json", NULL});
+    cr_expect_str_eq(json_string_value(json_object_get(job, "status")), "completed");
+    int failing = 0; /* their first attempt fails: poison, or failing once */
+    for (int i = 0; i < 140; i++)
+        failing += i % 3 == 0 || i % 7 == 0;
+    cr_expect_eq(json_integer_value(json_object_get(job, "failed")), failing);
+    json_decref(job);
+    /* the replay's retries of events failing once come back and succeed,
+     * the poison ones are dead-lettered again: where they were */
+    long long deadline = harness_now_ms() + 20000, total = 0;
+    for (;;) {
+        total = 0;
+        for (unsigned p = 0; p < P; p++)
+            total += replay_dead_letters(p);
+        if (total >= 20 || harness_now_ms() > deadline)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_expect_eq(total, 20, "%lld dead letters of the replay for 20 poison events", total);
+    for (unsigned p = 0; p < P; p++)
+        cr_expect_eq(replay_dead_letters(p), live[p], "partition %u", p);
+    cr_expect_eq(exists(STREAM ":dlq"), 0, "the unpartitioned DLQ was written");
+    cr_expect_eq(exists(STREAM ":retry"), 0, "the unpartitioned retry schedule was written");
+    cr_expect_eq(harness_kill(&host, SIGTERM, 15000), 0);
+    host.pid = 0;
+    extra_yaml = "";
+    harness_pg_stop(&pg);
 }

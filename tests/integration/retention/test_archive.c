@@ -257,11 +257,12 @@ static pthread_mutex_t got_mu = PTHREAD_MUTEX_INITIALIZER;
 static got_t GOT[600];
 static size_t NGOT;
 
-static int record(void *ud, const char *job_id, const char *stream_id, const char *raw,
-                  size_t len)
+static int record(void *ud, const char *job_id, unsigned partition, const char *stream_id,
+                  const char *raw, size_t len)
 {
     (void)ud;
     (void)job_id;
+    (void)partition;
     pthread_mutex_lock(&got_mu);
     if (NGOT < sizeof GOT / sizeof *GOT) {
         got_t *g = &GOT[NGOT++];

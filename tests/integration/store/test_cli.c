@@ -98,9 +98,10 @@ Test(cli, replay_start_status_cancel)
     free(err);
 }
 
-static int ok_dispatch(void *ud, const char *job, const char *sid, const char *raw, size_t len)
+static int ok_dispatch(void *ud, const char *job, unsigned partition, const char *sid,
+                       const char *raw, size_t len)
 {
-    (void)ud, (void)job, (void)sid, (void)raw, (void)len;
+    (void)ud, (void)job, (void)partition, (void)sid, (void)raw, (void)len;
     return 0;
 }
 

@@ -1,0 +1,16 @@
+-- 0011_replay_jobs_partitions: a replay job over a partitioned stream
+-- (partitions: P > 1, docs/scale-out.md) reads each partition's stream
+-- {S:p} over the job's window, one after the other, and keeps each
+-- partition's progress here: a jsonb array of P objects, in partition
+-- order, {"partition", "status" (pending|running|completed), "total",
+-- "processed", "skipped", "failed", "position" (the last entry handled in
+-- that partition's stream, or null), "warning" (or null)}.  A job taken
+-- over by another host resumes each partition after its own position;
+-- the job's total, processed, skipped and failed stay the sums, and its
+-- position stays NULL (one stream id cannot say where P streams are).
+--
+-- A job of an unpartitioned stream has NULL here and is read and written
+-- exactly as before: adding a nullable column without a default changes
+-- no row, and evbusd and evbusctl need this migration only to create or
+-- run jobs on partitioned streams.
+ALTER TABLE replay_jobs ADD COLUMN partitions jsonb;

@@ -482,7 +482,7 @@ static long long metric(int h, const char *name)
 
 Test(ownership, a_host_that_lost_its_lease_cannot_acknowledge_there)
 {
-    sleep_ms = 1500; /* long enough to take the partition away mid-call */
+    sleep_ms = 3000; /* long enough to take the partition away mid-call, under load too */
     int one[] = {0};
     start_host(0);
     wait_shared(one, 1);

@@ -270,6 +270,18 @@ Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
     for (int h = 0; h < 2; h++)
         cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu", h, per[h], c.n);
     harness_calls_free(&c);
+    /* evbusctl status works on a cluster (it asks the host's /health) */
+    char *ctl = harness_build_path("host/ctl/evbusctl");
+    char *cargv[] = {ctl, "-c", conf_dirs[1], "status", NULL};
+    char *out = NULL, *err = NULL;
+    int cst = harness_run(cargv, NULL, NULL, &out, &err, 30000);
+    cr_expect(cst == 0 || cst == 1, "evbusctl status exited %d: %s", cst, err ? err : "");
+    cr_expect(out && strstr(out, "hosts:        2 live: h0 h1; this host holds 3 partitions") &&
+                  strstr(out, ", owner h"),
+              "%s", out ? out : "");
+    free(out);
+    free(err);
+    free(ctl);
     /* a reload that brings what a cluster does not run yet is refused,
      * and the running generation keeps serving */
     cr_assert_eq(harness_write_file(conf_dirs[0], "20-archive.yaml",

@@ -242,6 +242,20 @@ const js_schema_t *schema_catalog_get(const schema_catalog_t *c, const char *typ
     return t->versions[version - 1];
 }
 
+int schema_catalog_find(const schema_catalog_t *c, const char *type, int version,
+                        const js_schema_t **schema)
+{
+    const schema_type_t *t = find_type(c, type);
+    *schema = NULL;
+    if (!t)
+        return 0;
+    if (version == 0)
+        version = t->latest;
+    if (version >= 1 && version <= t->latest)
+        *schema = t->versions[version - 1];
+    return t->latest;
+}
+
 size_t schema_catalog_count(const schema_catalog_t *c)
 {
     return c->n_types;

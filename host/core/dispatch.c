@@ -851,7 +851,7 @@ static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
     const generation_t *g = d->gen;
     in->known = VERDICT_KNOWN_SCHEMA;
     in->unknown_type_rejects = g->cfg->schema.unknown == SCHEMA_UNKNOWN_REJECT;
-    in->claimed_version = schema_event_version(ev->env);
+    in->claimed_version = schema_claimed_version(ev->schemaversion, ev->dataschema, ev->type);
     if (in->claimed_version < 0)
         return;
     const js_schema_t *schema;

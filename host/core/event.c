@@ -200,10 +200,11 @@ static const char *str_attr(json_t *env, const char *key)
 /* The envelope members event_parse() reads, NULL when absent. */
 struct env_members {
     json_t *specversion, *id, *source, *type, *time, *tenantid, *correlationid, *data;
+    json_t *schemaversion, *dataschema;
 };
 
 /* One walk over the envelope's members instead of a hashed lookup per
- * attribute: every entry needs eight, and hashing each name was most of
+ * attribute: every entry needs ten, and hashing each name was most of
  * the envelope check's cost.  A member name appears once (the parse
  * refuses duplicates). */
 static void env_members(json_t *env, struct env_members *m)
@@ -222,8 +223,13 @@ static void env_members(json_t *env, struct env_members *m)
             break;
         case 6: slot = !memcmp(k, "source", 6) ? &m->source : NULL; break;
         case 8: slot = !memcmp(k, "tenantid", 8) ? &m->tenantid : NULL; break;
+        case 10: slot = !memcmp(k, "dataschema", 10) ? &m->dataschema : NULL; break;
         case 11: slot = !memcmp(k, "specversion", 11) ? &m->specversion : NULL; break;
-        case 13: slot = !memcmp(k, "correlationid", 13) ? &m->correlationid : NULL; break;
+        case 13:
+            slot = !memcmp(k, "correlationid", 13)   ? &m->correlationid
+                   : !memcmp(k, "schemaversion", 13) ? &m->schemaversion
+                                                     : NULL;
+            break;
         }
         if (slot)
             *slot = json_object_iter_value(it);
@@ -323,6 +329,8 @@ int event_parse(struct evbus_event *ev)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "tenantid: required non-empty string");
     ev->correlation_id = str_value(m.correlationid);
     ev->data = m.data;
+    ev->schemaversion = m.schemaversion;
+    ev->dataschema = m.dataschema;
     if (ev->retry_meta && parse_retry_meta(ev) != 0)
         return -1;
     if (ev->attempt <= 0)

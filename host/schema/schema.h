@@ -94,6 +94,12 @@ const char *schema_catalog_type_at(const schema_catalog_t *c, size_t i);
  */
 int schema_event_version(const json_t *envelope);
 
+/* The same from the members themselves (NULL when absent) and the event's
+ * type, for a caller that has them already: the dispatcher reads them in
+ * its one walk over the envelope. */
+int schema_claimed_version(const json_t *schemaversion, const json_t *dataschema,
+                           const char *type);
+
 /*
  * Validates a parsed event: the envelope, then `data` (null when absent)
  * against its type's schema at the claimed version.  Returns

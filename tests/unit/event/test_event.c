@@ -148,7 +148,8 @@ Test(event_parse, each_attribute_comes_from_its_own_member_in_any_order)
     cr_assert_eq(parse_raw("{\"data\":{\"n\":1},\"tenantid\":\"t7\",\"tyep\":\"x\",\"datA\":2,"
                            "\"time\":\"2026-11-26T10:00:00Z\",\"correlationid\":\"c9\","
                            "\"type\":\"a.b\",\"timezone\":\"utc\",\"source\":\"/s\",\"id\":\"i5\","
-                           "\"idx\":\"no\",\"specversion\":\"1.0\"}"),
+                           "\"idx\":\"no\",\"schemaversion\":2,\"specversion\":\"1.0\","
+                           "\"dataschema\":\"https://x/a.b/2.json\"}"),
                  0, "%s", ev.error);
     cr_expect_str_eq(ev.id, "i5");
     cr_expect_str_eq(ev.source, "/s");
@@ -157,11 +158,15 @@ Test(event_parse, each_attribute_comes_from_its_own_member_in_any_order)
     cr_expect_str_eq(ev.tenant, "t7");
     cr_expect_str_eq(ev.correlation_id, "c9");
     cr_expect_eq(json_integer_value(json_object_get(ev.data, "n")), 1);
+    cr_expect_eq(json_integer_value(ev.schemaversion), 2);
+    cr_expect_str_eq(json_string_value(ev.dataschema), "https://x/a.b/2.json");
     event_reset(&ev);
-    /* no correlationid and no data: both absent, not an error */
+    /* no correlationid, data or version claim: absent, not an error */
     cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\"}"), 0, "%s", ev.error);
     cr_expect_null(ev.correlation_id);
     cr_expect_null(ev.data);
+    cr_expect_null(ev.schemaversion);
+    cr_expect_null(ev.dataschema);
     event_reset(&ev);
 }
 

@@ -949,16 +949,17 @@ static void learn_schema(dctx_t *d, struct evbus_event *ev, verdict_input_t *in)
     const generation_t *g = d->gen;
     in->known = VERDICT_KNOWN_SCHEMA;
     in->unknown_type_rejects = g->cfg->schema.unknown == SCHEMA_UNKNOWN_REJECT;
-    in->claimed_version = schema_event_version(ev->env);
+    in->claimed_version = schema_claimed_version(ev->schemaversion, ev->dataschema, ev->type);
     if (in->claimed_version < 0)
         return;
-    in->latest_version = schema_catalog_latest(g->schemas, ev->type);
+    const js_schema_t *schema;
+    in->latest_version =
+        schema_catalog_find(g->schemas, ev->type, in->claimed_version, &schema);
     if (in->latest_version == 0) {
         ev->schema_version = in->claimed_version;
         return;
     }
     ev->schema_version = in->claimed_version ? in->claimed_version : in->latest_version;
-    const js_schema_t *schema = schema_catalog_get(g->schemas, ev->type, ev->schema_version);
     in->schema_found = schema != NULL;
     bool any_check = false;
     for (size_t i = 0; i < in->n_handlers; i++)

@@ -183,14 +183,57 @@ bool event_is_rfc3339(const char *s)
     return false;
 }
 
-/* A string attribute; NULL when absent, not a string, or holding U+0000
- * (C code would read a shorter value than the event carries). */
-static const char *str_attr(json_t *env, const char *key)
+/* A string attribute's value; NULL when absent, not a string, or holding
+ * U+0000 (C code would read a shorter value than the event carries). */
+static const char *str_value(const json_t *v)
 {
-    json_t *v = json_object_get(env, key);
     if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
         return NULL;
     return json_string_value(v);
+}
+
+static const char *str_attr(json_t *env, const char *key)
+{
+    return str_value(json_object_get(env, key));
+}
+
+/* The envelope members event_parse() reads, NULL when absent. */
+struct env_members {
+    json_t *specversion, *id, *source, *type, *time, *tenantid, *correlationid, *data;
+    json_t *schemaversion, *dataschema;
+};
+
+/* One walk over the envelope's members instead of a hashed lookup per
+ * attribute: every entry needs ten, and hashing each name was most of
+ * the envelope check's cost.  A member name appears once (the parse
+ * refuses duplicates). */
+static void env_members(json_t *env, struct env_members *m)
+{
+    memset(m, 0, sizeof *m);
+    for (void *it = json_object_iter(env); it; it = json_object_iter_next(env, it)) {
+        const char *k = json_object_iter_key(it);
+        json_t **slot = NULL;
+        switch (json_object_iter_key_len(it)) {
+        case 2: slot = !memcmp(k, "id", 2) ? &m->id : NULL; break;
+        case 4:
+            slot = !memcmp(k, "type", 4)   ? &m->type
+                   : !memcmp(k, "time", 4) ? &m->time
+                   : !memcmp(k, "data", 4) ? &m->data
+                                           : NULL;
+            break;
+        case 6: slot = !memcmp(k, "source", 6) ? &m->source : NULL; break;
+        case 8: slot = !memcmp(k, "tenantid", 8) ? &m->tenantid : NULL; break;
+        case 10: slot = !memcmp(k, "dataschema", 10) ? &m->dataschema : NULL; break;
+        case 11: slot = !memcmp(k, "specversion", 11) ? &m->specversion : NULL; break;
+        case 13:
+            slot = !memcmp(k, "correlationid", 13)   ? &m->correlationid
+                   : !memcmp(k, "schemaversion", 13) ? &m->schemaversion
+                                                     : NULL;
+            break;
+        }
+        if (slot)
+            *slot = json_object_iter_value(it);
+    }
 }
 
 static int fail(struct evbus_event *ev, evbus_dlq_reason_t reason, const char *fmt, ...)
@@ -261,29 +304,33 @@ int event_parse(struct evbus_event *ev)
                     jerr.line, jerr.column, jerr.text);
     if (!json_is_object(ev->env))
         return fail(ev, EVBUS_DLQ_UNPARSEABLE, "event is not a JSON object");
-    const char *spec = str_attr(ev->env, "specversion");
+    struct env_members m;
+    env_members(ev->env, &m);
+    const char *spec = str_value(m.specversion);
     if (!spec || strcmp(spec, "1.0") != 0)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "specversion: must be \"1.0\"");
-    ev->id = str_attr(ev->env, "id");
+    ev->id = str_value(m.id);
     if (!ev->id || !*ev->id)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "id: required non-empty string");
-    ev->source = str_attr(ev->env, "source");
+    ev->source = str_value(m.source);
     if (!ev->source || !*ev->source)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "source: required non-empty string");
-    ev->type = str_attr(ev->env, "type");
+    ev->type = str_value(m.type);
     char terr[128];
     if (!ev->type)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "type: required string");
     if (router_type_check(ev->type, terr, sizeof terr) != 0)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "type: %s", terr);
-    ev->time = str_attr(ev->env, "time");
+    ev->time = str_value(m.time);
     if (!ev->time || !event_is_rfc3339(ev->time))
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "time: required RFC 3339 date-time");
-    ev->tenant = str_attr(ev->env, "tenantid");
+    ev->tenant = str_value(m.tenantid);
     if (!ev->tenant || !*ev->tenant)
         return fail(ev, EVBUS_DLQ_INVALID_ENVELOPE, "tenantid: required non-empty string");
-    ev->correlation_id = str_attr(ev->env, "correlationid");
-    ev->data = json_object_get(ev->env, "data");
+    ev->correlation_id = str_value(m.correlationid);
+    ev->data = m.data;
+    ev->schemaversion = m.schemaversion;
+    ev->dataschema = m.dataschema;
     if (ev->retry_meta && parse_retry_meta(ev) != 0)
         return -1;
     if (ev->attempt <= 0)

@@ -52,6 +52,9 @@ struct evbus_event {
     /* parsed envelope and borrowed attributes */
     json_t *env;
     const char *id, *type, *source, *time, *tenant, *correlation_id;
+    /* borrowed from env, NULL when absent: the data's version claim
+     * (schema_claimed_version in schema/schema.h) */
+    const json_t *schemaversion, *dataschema;
     int schema_version;        /* resolved: claimed, or latest when unclaimed */
     json_t *data;              /* borrowed from env, or data_versions[] */
     json_t *data_versions[8];  /* upcast results, owned; index = version - schema_version - 1 */

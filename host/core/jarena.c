@@ -6,22 +6,26 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MAX_ARENAS 256
 
+/* Every block lies in one region reserved at install, so jansson's free() —
+ * called for heap pointers of every thread too — tells an arena's pointer
+ * from a heap one with a single range check, whatever the number of live
+ * arenas.  The reservation is address space only (PROT_NONE, so not even
+ * strict overcommit counts it): a block becomes writable when an arena
+ * takes it, and its pages go back to the system, inaccessible again, when
+ * the arena is destroyed, so a tree used after that faults. */
 static atomic_bool installed;
-static _Atomic(uintptr_t) blocks[MAX_ARENAS]; /* registered block bases, 0 = free slot */
+static char *region;         /* set once, before threads start; NULL if refused */
+static uintptr_t region_len; /* 0 while there is no region */
+static atomic_bool taken[MAX_ARENAS]; /* block i belongs to a live arena */
 static _Thread_local jarena_t *current;
 
 static bool in_arena(const void *p)
 {
-    uintptr_t base = (uintptr_t)p & ~(uintptr_t)(JARENA_BLOCK - 1);
-    for (size_t i = 0; i < MAX_ARENAS; i++) {
-        uintptr_t b = atomic_load_explicit(&blocks[i], memory_order_relaxed);
-        if (b == base)
-            return true;
-    }
-    return false;
+    return (uintptr_t)p - (uintptr_t)region < region_len;
 }
 
 static void *arena_malloc(size_t size)
@@ -47,8 +51,17 @@ static void arena_free(void *p)
 
 void jarena_install(void)
 {
-    if (!atomic_exchange(&installed, true))
-        json_set_alloc_funcs(arena_malloc, arena_free);
+    if (atomic_exchange(&installed, true))
+        return;
+    void *r = mmap(NULL, MAX_ARENAS * JARENA_BLOCK, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    /* without the region every jarena_init fails and the dispatcher parses
+     * on the heap; in_arena then matches nothing a heap can return */
+    if (r != MAP_FAILED) {
+        region = r;
+        region_len = (uintptr_t)MAX_ARENAS * JARENA_BLOCK;
+    }
+    json_set_alloc_funcs(arena_malloc, arena_free);
 }
 
 bool jarena_installed(void) { return atomic_load(&installed); }
@@ -56,18 +69,20 @@ bool jarena_installed(void) { return atomic_load(&installed); }
 int jarena_init(jarena_t *a)
 {
     memset(a, 0, sizeof *a);
-    if (!jarena_installed())
-        return -1;
-    a->base = aligned_alloc(JARENA_BLOCK, JARENA_BLOCK);
-    if (!a->base)
+    if (!jarena_installed() || !region)
         return -1;
     for (size_t i = 0; i < MAX_ARENAS; i++) {
-        uintptr_t expect = 0;
-        if (atomic_compare_exchange_strong(&blocks[i], &expect, (uintptr_t)a->base))
-            return 0;
+        bool expect = false;
+        if (!atomic_compare_exchange_strong(&taken[i], &expect, true))
+            continue;
+        char *b = region + i * JARENA_BLOCK;
+        if (mprotect(b, JARENA_BLOCK, PROT_READ | PROT_WRITE) != 0) {
+            atomic_store(&taken[i], false);
+            return -1;
+        }
+        a->base = b;
+        return 0;
     }
-    free(a->base);
-    a->base = NULL;
     return -1;
 }
 
@@ -75,10 +90,12 @@ void jarena_destroy(jarena_t *a)
 {
     if (!a->base)
         return;
-    for (size_t i = 0; i < MAX_ARENAS; i++)
-        if (atomic_load(&blocks[i]) == (uintptr_t)a->base)
-            atomic_store(&blocks[i], 0);
-    free(a->base);
+    size_t i = (size_t)(a->base - region) / JARENA_BLOCK;
+    /* back to reserved address space: the pages go back to the system
+     * (the next arena here starts from zero pages) */
+    madvise(a->base, JARENA_BLOCK, MADV_DONTNEED);
+    mprotect(a->base, JARENA_BLOCK, PROT_NONE);
+    atomic_store(&taken[i], false);
     memset(a, 0, sizeof *a);
 }
 

@@ -13,8 +13,9 @@
  *    jarena_enter()/jarena_leave() (the dispatcher does that around the
  *    parse only); everything else — plugins, the validator, the CLI — gets
  *    plain malloc.
- *  - Blocks are 1 MiB-aligned and registered, so free() of a pointer inside
- *    any live block is recognised and ignored; every other pointer goes to
+ *  - Blocks are carved from one address range reserved by jarena_install()
+ *    (room for 256 live arenas), so free() of a pointer inside it is
+ *    recognised by one range check and ignored; every other pointer goes to
  *    free().  A plugin that mutates a borrowed event tree therefore cannot
  *    corrupt the heap.
  *  - A parse that does not fit falls back to malloc for the rest and marks
@@ -42,7 +43,8 @@ typedef struct jarena {
 void jarena_install(void);
 bool jarena_installed(void);
 
-/* 0, or -1 when not installed or out of memory (then use no arena). */
+/* 0, or -1 when not installed, when 256 arenas are live or when the range
+ * could not be reserved (then use no arena).  Any thread. */
 int jarena_init(jarena_t *a);
 void jarena_destroy(jarena_t *a);
 

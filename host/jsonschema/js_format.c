@@ -135,19 +135,31 @@ static int check_duration(const char *s, size_t n)
 
 /* ---------- identifiers ------------------------------------------------------------ */
 
+/* 1 for the hex digits: the uuid check below loads one entry per byte and
+ * branches once per group instead of per byte, because enforce mode runs it
+ * on every event's id (docs/performance.md). */
+static const unsigned char hex_digit[256] = {
+    ['0' ... '9'] = 1,
+    ['a' ... 'f'] = 1,
+    ['A' ... 'F'] = 1,
+};
+
+static unsigned hex_run(const unsigned char *s, size_t n)
+{
+    unsigned ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= hex_digit[s[i]];
+    return ok;
+}
+
+/* 8-4-4-4-12 hex digits */
 static int check_uuid(const char *s, size_t n)
 {
-    if (n != 36)
+    const unsigned char *u = (const unsigned char *)s;
+    if (n != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
         return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return 0;
-        } else if (!is_hex(s[i])) {
-            return 0;
-        }
-    }
-    return 1;
+    return (int)(hex_run(u, 8) & hex_run(u + 9, 4) & hex_run(u + 14, 4) & hex_run(u + 19, 4) &
+                 hex_run(u + 24, 12));
 }
 
 static int check_ipv4(const char *s, size_t n)

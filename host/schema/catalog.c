@@ -173,8 +173,13 @@ static int dataschema_version(const char *uri, const char *type)
 
 int schema_event_version(const json_t *envelope)
 {
-    const json_t *sv = json_object_get(envelope, "schemaversion");
     const json_t *ds = json_object_get(envelope, "dataschema");
+    return schema_claimed_version(json_object_get(envelope, "schemaversion"), ds,
+                                  ds ? json_string_value(json_object_get(envelope, "type")) : NULL);
+}
+
+int schema_claimed_version(const json_t *sv, const json_t *ds, const char *type)
+{
     int v_sv = 0, v_ds = 0;
 
     if (sv) {
@@ -196,8 +201,7 @@ int schema_event_version(const json_t *envelope)
     if (ds) {
         if (!json_is_string(ds))
             return -1;
-        v_ds = dataschema_version(json_string_value(ds),
-                                  json_string_value(json_object_get(envelope, "type")));
+        v_ds = dataschema_version(json_string_value(ds), type);
         if (v_ds < 0)
             return -1;
     }
@@ -240,6 +244,20 @@ const js_schema_t *schema_catalog_get(const schema_catalog_t *c, const char *typ
     if (!t || version < 1 || version > t->latest)
         return NULL;
     return t->versions[version - 1];
+}
+
+int schema_catalog_find(const schema_catalog_t *c, const char *type, int version,
+                        const js_schema_t **schema)
+{
+    const schema_type_t *t = find_type(c, type);
+    *schema = NULL;
+    if (!t)
+        return 0;
+    if (version == 0)
+        version = t->latest;
+    if (version >= 1 && version <= t->latest)
+        *schema = t->versions[version - 1];
+    return t->latest;
 }
 
 size_t schema_catalog_count(const schema_catalog_t *c)

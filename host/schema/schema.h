@@ -72,6 +72,13 @@ int schema_catalog_latest(const schema_catalog_t *c, const char *type);
 /* The schema of type at version (1..latest), or NULL when unknown. */
 const js_schema_t *schema_catalog_get(const schema_catalog_t *c, const char *type, int version);
 
+/* Both answers with one lookup of type, for the dispatcher's every event:
+ * returns schema_catalog_latest(c, type) and sets *schema to
+ * schema_catalog_get(c, type, version), or to the latest version's schema
+ * when version is 0. */
+int schema_catalog_find(const schema_catalog_t *c, const char *type, int version,
+                        const js_schema_t **schema);
+
 /* Number of types, and the i-th type name in lexical order (NULL past the
  * end).  The name lives as long as the catalog. */
 size_t schema_catalog_count(const schema_catalog_t *c);
@@ -86,6 +93,12 @@ const char *schema_catalog_type_at(const schema_catalog_t *c, size_t i);
  *  -1  when either is present but malformed, or both are present and differ.
  */
 int schema_event_version(const json_t *envelope);
+
+/* The same from the members themselves (NULL when absent) and the event's
+ * type, for a caller that has them already: the dispatcher reads them in
+ * its one walk over the envelope. */
+int schema_claimed_version(const json_t *schemaversion, const json_t *dataschema,
+                           const char *type);
 
 /*
  * Validates a parsed event: the envelope, then `data` (null when absent)

@@ -141,3 +141,58 @@ Test(event_parse, a_duplicate_member_is_an_invalid_envelope_not_a_guess)
     cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_UNPARSEABLE);
     event_reset(&ev);
 }
+
+Test(event_parse, each_attribute_comes_from_its_own_member_in_any_order)
+{
+    /* members in an unusual order, and extensions whose names look alike */
+    cr_assert_eq(parse_raw("{\"data\":{\"n\":1},\"tenantid\":\"t7\",\"tyep\":\"x\",\"datA\":2,"
+                           "\"time\":\"2026-11-26T10:00:00Z\",\"correlationid\":\"c9\","
+                           "\"type\":\"a.b\",\"timezone\":\"utc\",\"source\":\"/s\",\"id\":\"i5\","
+                           "\"idx\":\"no\",\"schemaversion\":2,\"specversion\":\"1.0\","
+                           "\"dataschema\":\"https://x/a.b/2.json\"}"),
+                 0, "%s", ev.error);
+    cr_expect_str_eq(ev.id, "i5");
+    cr_expect_str_eq(ev.source, "/s");
+    cr_expect_str_eq(ev.type, "a.b");
+    cr_expect_str_eq(ev.time, "2026-11-26T10:00:00Z");
+    cr_expect_str_eq(ev.tenant, "t7");
+    cr_expect_str_eq(ev.correlation_id, "c9");
+    cr_expect_eq(json_integer_value(json_object_get(ev.data, "n")), 1);
+    cr_expect_eq(json_integer_value(ev.schemaversion), 2);
+    cr_expect_str_eq(json_string_value(ev.dataschema), "https://x/a.b/2.json");
+    event_reset(&ev);
+    /* no correlationid, data or version claim: absent, not an error */
+    cr_assert_eq(parse_raw(ENV_HEAD "\"id\":\"1\"}"), 0, "%s", ev.error);
+    cr_expect_null(ev.correlation_id);
+    cr_expect_null(ev.data);
+    cr_expect_null(ev.schemaversion);
+    cr_expect_null(ev.dataschema);
+    event_reset(&ev);
+}
+
+Test(event_parse, a_missing_or_wrong_attribute_is_named_in_the_error)
+{
+    static const struct {
+        const char *raw, *named;
+    } cases[] = {
+        {"{\"id\":\"1\",\"source\":\"/s\",\"type\":\"a.b\",\"time\":\"2026-11-26T10:00:00Z\","
+         "\"tenantid\":\"t\"}", "specversion:"},
+        {"{\"specversion\":\"1.0\",\"source\":\"/s\",\"type\":\"a.b\","
+         "\"time\":\"2026-11-26T10:00:00Z\",\"tenantid\":\"t\"}", "id:"},
+        {"{\"specversion\":\"1.0\",\"id\":\"1\",\"type\":\"a.b\","
+         "\"time\":\"2026-11-26T10:00:00Z\",\"tenantid\":\"t\"}", "source:"},
+        {"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":7,"
+         "\"time\":\"2026-11-26T10:00:00Z\",\"tenantid\":\"t\"}", "type:"},
+        {"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"a.b\","
+         "\"tenantid\":\"t\"}", "time:"},
+        {"{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"a.b\","
+         "\"time\":\"2026-11-26T10:00:00Z\",\"tenantid\":\"\"}", "tenantid:"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(parse_raw(cases[i].raw), -1, "case %zu was accepted", i);
+        cr_expect_eq(ev.dlq_reason, EVBUS_DLQ_INVALID_ENVELOPE);
+        cr_expect(strncmp(ev.error, cases[i].named, strlen(cases[i].named)) == 0,
+                  "case %zu: '%s' does not start with '%s'", i, ev.error, cases[i].named);
+        event_reset(&ev);
+    }
+}

@@ -347,6 +347,25 @@ Test(catalog, latest_is_the_highest_version_and_zero_for_unknown_types)
     schema_catalog_free(c);
 }
 
+Test(catalog, find_answers_latest_and_get_in_one_lookup)
+{
+    schema_catalog_t *c = load_shipped(1);
+    for (size_t i = 0; i < schema_catalog_count(c); i++) {
+        const char *type = schema_catalog_type_at(c, i);
+        int latest = schema_catalog_latest(c, type);
+        for (int v = -1; v <= latest + 1; v++) {
+            const js_schema_t *s = (const js_schema_t *)1;
+            cr_expect_eq(schema_catalog_find(c, type, v, &s), latest, "%s", type);
+            const js_schema_t *want = schema_catalog_get(c, type, v == 0 ? latest : v);
+            cr_expect_eq(s, want, "%s version %d", type, v);
+        }
+    }
+    const js_schema_t *s = (const js_schema_t *)1;
+    cr_expect_eq(schema_catalog_find(c, "no.such.type", 0, &s), 0);
+    cr_expect_null(s);
+    schema_catalog_free(c);
+}
+
 Test(catalog, get_returns_each_version_and_null_outside_one_to_latest)
 {
     schema_catalog_t *c = load_shipped(1);

@@ -63,6 +63,7 @@ void dctx_release(dctx_t *d)
     free(d->cmds);
     free(d->cmd_lens);
     free(d->acks);
+    free(d->ack_resp);
     store_pending_free(&d->meta);
     free(d->ahead);
     free(d->planned); /* every record was reset when its chunk ended */
@@ -107,13 +108,57 @@ static void add_cmd(dctx_t *d, int argc, const char **argv, const size_t *lens)
     d->cmd_lens[d->n_cmds++] = (size_t)n;
 }
 
+/* Appends "$<n>\r\n" to buf (room checked by the caller: 24 bytes). */
+static size_t resp_len_prefix(char *buf, size_t n)
+{
+    char digits[24];
+    size_t k = 0;
+    do {
+        digits[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    size_t off = 0;
+    buf[off++] = '$';
+    while (k)
+        buf[off++] = digits[--k];
+    buf[off++] = '\r';
+    buf[off++] = '\n';
+    return off;
+}
+
 static void add_ack(dctx_t *d, const char *id)
 {
+    size_t len = strlen(id);
     if (d->n_acks == d->cap_acks) {
-        d->cap_acks = d->cap_acks ? d->cap_acks * 2 : 256;
-        d->acks = realloc(d->acks, d->cap_acks * sizeof *d->acks);
+        size_t cap = d->cap_acks ? d->cap_acks * 2 : 256;
+        const char **acks = realloc(d->acks, cap * sizeof *acks);
+        if (!acks) {
+            log_error(d->name, "out of memory queueing the ack of %s: it stays pending", id);
+            return;
+        }
+        d->acks = acks;
+        d->cap_acks = cap;
+    }
+    if (d->ack_len + len + 32 > d->ack_cap) {
+        size_t cap = d->ack_cap ? d->ack_cap * 2 : 8192;
+        while (d->ack_len + len + 32 > cap)
+            cap *= 2;
+        char *resp = realloc(d->ack_resp, cap);
+        if (!resp) {
+            log_error(d->name, "out of memory queueing the ack of %s: it stays pending", id);
+            return;
+        }
+        d->ack_resp = resp;
+        d->ack_cap = cap;
     }
     d->acks[d->n_acks++] = id;
+    char *p = d->ack_resp + d->ack_len;
+    size_t off = resp_len_prefix(p, len);
+    memcpy(p + off, id, len);
+    off += len;
+    p[off++] = '\r';
+    p[off++] = '\n';
+    d->ack_len += off;
 }
 
 static bool stopping(const dctx_t *d) { return d->link->stopping(d->link->owner); }
@@ -169,6 +214,7 @@ static void clear_owed(dctx_t *d)
         redisFreeCommand(d->cmds[i]);
     d->n_cmds = 0;
     d->n_acks = 0;
+    d->ack_len = 0;
 }
 
 #define FLUSH_FENCED (-2)
@@ -238,15 +284,29 @@ static int flush_once(dctx_t *d)
         if (f != 1)
             return f;
     }
+    /* XACK stream group id...: the head formatted here, the ids as
+     * add_ack wrote them */
     const char *stream = d->link->stream, *group = d->link->group;
-    size_t nargs = d->n_acks + 3;
-    const char **argv = NULL;
+    char *xack = NULL;
+    size_t xlen = 0;
     if (d->n_acks) {
-        argv = malloc(nargs * sizeof *argv);
-        argv[0] = "XACK";
-        argv[1] = stream;
-        argv[2] = group;
-        memcpy(argv + 3, d->acks, d->n_acks * sizeof *argv);
+        size_t sl = strlen(stream), gl = strlen(group);
+        xack = malloc(96 + sl + gl + d->ack_len);
+        if (!xack)
+            return 0; /* out of memory: retried like a lost connection */
+        xlen = (size_t)sprintf(xack, "*%zu\r\n$4\r\nXACK\r\n", d->n_acks + 3);
+        xlen += resp_len_prefix(xack + xlen, sl);
+        memcpy(xack + xlen, stream, sl);
+        xlen += sl;
+        xack[xlen++] = '\r';
+        xack[xlen++] = '\n';
+        xlen += resp_len_prefix(xack + xlen, gl);
+        memcpy(xack + xlen, group, gl);
+        xlen += gl;
+        xack[xlen++] = '\r';
+        xack[xlen++] = '\n';
+        memcpy(xack + xlen, d->ack_resp, d->ack_len);
+        xlen += d->ack_len;
     }
     bool multi = d->n_cmds > 0 || fenced;
     size_t expect = 0;
@@ -257,15 +317,15 @@ static int flush_once(dctx_t *d)
             redisAppendFormattedCommand(c, d->cmds[i], d->cmd_lens[i]);
         expect += d->n_cmds;
     }
-    if (argv) {
-        redisAppendCommandArgv(c, (int)nargs, argv, NULL);
+    if (xack) {
+        redisAppendFormattedCommand(c, xack, xlen);
         expect++;
     }
     if (multi) {
         redisAppendCommand(c, "EXEC");
         expect++;
     }
-    free(argv);
+    free(xack);
     int rc = 1;
     for (size_t i = 0; i < expect; i++) {
         redisReply *r = NULL;

@@ -100,6 +100,11 @@ typedef struct dctx {
     size_t n_cmds, cap_cmds;
     const char **acks;
     size_t n_acks, cap_acks;
+    /* the ack ids again as RESP bulk strings ("$<len>\r\n<id>\r\n" each),
+     * written as they come: the XACK is sent pre-formatted, without
+     * hiredis formatting every id of the chunk at the flush */
+    char *ack_resp;
+    size_t ack_len, ack_cap;
     store_pending_t meta;     /* metadata updates, queued once per flush */
 
     /* what the thread is running now, for the overrun watchdog and

@@ -525,6 +525,10 @@ static int archive_pass(retention_archive_t *a, uint64_t every, bool *any_on, in
         bool stop = a->stop, on = sl->on, leased = sl->leased, urgent = sl->urgent;
         bool fresh = sl->fresh;
         snprintf(upto, sizeof upto, "%s", sl->upto);
+        /* the interval read with the offer it came with: an offer that
+         * lands after the caller read `every` must not pace this step by
+         * the old interval */
+        every = a->interval_ms ? a->interval_ms : 1000;
         sl->fresh = false;
         bool idle = !on || !leased || !upto[0];
         if (idle) {

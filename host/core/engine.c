@@ -360,6 +360,24 @@ static void kc_reset(evbus_rconn_t *rc)
         evbus_rconn_reset(rc);
 }
 
+/*
+ * Every partition's connection (kc of its stream), for a pipeline over
+ * all of them: each partition's commands appended on its own, then every
+ * reply read (one server: all the same connection; a cluster: one per
+ * master).  Taken after any other kc call, since a get may drop a broken
+ * connection.  A calloc'd array to free, or NULL (the failure noted).
+ */
+static redisContext **part_conns(engine_t *e, evbus_rconn_t **rcn)
+{
+    redisContext **cs = calloc(e->n_parts, sizeof *cs);
+    for (unsigned p = 0; cs && p < e->n_parts; p++)
+        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
+            free(cs);
+            return NULL;
+        }
+    return cs;
+}
+
 /* Create the group (from the start of the stream, so nothing published
  * before the first host started is skipped).  BUSYGROUP is fine. */
 static int ensure_group_of(engine_t *e, const char *stream, redisContext *c)
@@ -1395,18 +1413,11 @@ static int archive_dlq_excess(const part_t *pt, redisContext *c, long long len, 
 
 static int watch_dlq_with(engine_t *e, evbus_rconn_t **rcn, uint32_t cap, const char *archive)
 {
-    /* pipelined per node: each partition's command on its node's
-     * connection, all sent before any reply is read */
-    redisContext **cs = calloc(e->n_parts, sizeof *cs);
+    redisContext **cs = part_conns(e, rcn);
     if (!cs)
         return -1;
-    for (unsigned p = 0; p < e->n_parts; p++) {
-        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
-            free(cs);
-            return -1;
-        }
+    for (unsigned p = 0; p < e->n_parts; p++)
         redisAppendCommand(cs[p], "XLEN %s", e->parts[p].dlq_stream);
-    }
     long long len = 0;
     int rc = 0;
     for (unsigned p = 0; p < e->n_parts; p++) {
@@ -1537,15 +1548,12 @@ static int sample_part(engine_t *e, part_t *pt, redisContext *c, int64_t *oldest
  * all. */
 static int sample_group(engine_t *e, evbus_rconn_t **rcn)
 {
-    redisContext **cs = calloc(e->n_parts, sizeof *cs);
-    if (!cs)
+    redisContext **cs = part_conns(e, rcn);
+    if (!cs) {
+        unset_group_gauges();
         return -1;
+    }
     for (unsigned p = 0; p < e->n_parts; p++) {
-        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
-            free(cs);
-            unset_group_gauges();
-            return -1;
-        }
         redisAppendCommand(cs[p], "XINFO GROUPS %s", e->parts[p].stream);
         redisAppendCommand(cs[p], "XPENDING %s %s", e->parts[p].stream, e->group);
         redisAppendCommand(cs[p], "ZCARD %s", e->parts[p].retry_key);
@@ -1807,19 +1815,15 @@ static int own_tick(engine_t *e, evbus_rconn_t **rcn, bool leaving)
     long long *epoch = calloc(np, sizeof *epoch);
     int *owner = calloc(np, sizeof *owner), *target = calloc(np, sizeof *target);
     char **lease_keys = calloc(np, sizeof *lease_keys), **epoch_keys = calloc(np, sizeof *epoch_keys);
-    redisContext **cs = calloc(np, sizeof *cs), *c;
+    redisContext **cs = NULL, *c;
     int rc = -1;
-    if (!holder || !epoch || !owner || !target || !lease_keys || !epoch_keys || !cs) {
+    if (!holder || !epoch || !owner || !target || !lease_keys || !epoch_keys) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
     for (unsigned p = 0; p < np; p++) {
         lease_keys[p] = e->parts[p].lease_key;
         epoch_keys[p] = e->parts[p].epoch_key;
-        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
-            snprintf(err, sizeof err, "no connection for %s", e->parts[p].stream);
-            goto out;
-        }
     }
     if (!(c = kc(e, rcn, e->hosts_key))) {
         snprintf(err, sizeof err, "no connection for %s", e->hosts_key);
@@ -1828,12 +1832,10 @@ static int own_tick(engine_t *e, evbus_rconn_t **rcn, bool leaving)
     if (own_heartbeat(c, e->hosts_key, leaving ? NULL : e->consumer, lease, &hosts, &n_hosts, err,
                       sizeof err) != 0)
         goto out;
-    /* again: the heartbeat may have been on one of their nodes */
-    for (unsigned p = 0; p < np; p++)
-        if (!(cs[p] = kc(e, rcn, e->parts[p].stream))) {
-            snprintf(err, sizeof err, "no connection for %s", e->parts[p].stream);
-            goto out;
-        }
+    if (!(cs = part_conns(e, rcn))) {
+        snprintf(err, sizeof err, "no connection for every partition");
+        goto out;
+    }
     if (own_read(cs, np, lease_keys, epoch_keys, holder, epoch, err, sizeof err) != 0)
         goto out;
     for (unsigned p = 0; p < np; p++)

@@ -174,6 +174,17 @@ static void publish(int nkeys, int from, int to)
     free(ids);
 }
 
+/* The first key "k<NNN>" whose events go to partition p. */
+static void key_in(unsigned p, char out[16])
+{
+    for (int i = 0; i < 1000; i++) {
+        snprintf(out, 16, "k%03d", i);
+        if (evbus_partition_of(out, strlen(out), P) == p)
+            return;
+    }
+    cr_assert_fail("no key of partition %u among k000..k999", p);
+}
+
 /* One event, published. */
 static void publish_one(const char *key, int seq)
 {
@@ -486,17 +497,8 @@ Test(ownership, a_host_that_lost_its_lease_cannot_acknowledge_there)
     int one[] = {0};
     start_host(0);
     wait_shared(one, 1);
-    /* a key of partition 0 */
-    char key[16] = "";
-    for (int i = 0; i < 1000 && !key[0]; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "k%03d", i);
-        json_t *ev = event(k, 0);
-        if (evbus_event_partition(ev, P) == 0)
-            snprintf(key, sizeof key, "%s", k);
-        json_decref(ev);
-    }
-    cr_assert(key[0]);
+    char key[16];
+    key_in(0, key);
     publish_one(key, 0);
     pend_t in_flight = {"{" STREAM ":0}", 1};
     cr_assert(harness_wait_until(pending_is, &in_flight, 10000), "the event was never read");
@@ -514,15 +516,8 @@ Test(ownership, a_host_that_lost_its_lease_cannot_acknowledge_there)
     cr_expect_geq(metric(0, "evbus_partition_leases_lost_total"), 1);
     /* and it reads the partition no more: a later event waits there */
     publish_one(key, 1);
-    char other[16] = "";
-    for (int i = 0; i < 1000 && !other[0]; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "k%03d", i);
-        json_t *e2 = event(k, 0);
-        if (evbus_event_partition(e2, P) == 1)
-            snprintf(other, sizeof other, "%s", k);
-        json_decref(e2);
-    }
+    char other[16];
+    key_in(1, other);
     publish_one(other, 0);
     okw_t other_done = {other, 0, 1};
     cr_assert(harness_wait_until(ok_calls_reach, &other_done, 10000));

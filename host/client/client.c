@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "client_internal.h"
+#include "cluster.h"
 #include "partition.h"
 #include "retention_lua.h"
 
@@ -31,16 +32,22 @@ int evbus__io_fail(evbus_client_t *c, char *err, size_t errlen, const char *what
 {
     const char *why = c->ctx && c->ctx->errstr[0] ? c->ctx->errstr : "connection lost";
     evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: %s: %s", what, why);
-    if (c->ctx) {
-        redisFree(c->ctx);
-        c->ctx = NULL;
-    }
+    evbus__drop(c);
     return EVBUS_CLIENT_EREDIS;
+}
+
+void evbus__drop(evbus_client_t *c)
+{
+    if (c->cl)
+        evbus_cluster_reset(c->cl);
+    else if (c->ctx)
+        redisFree(c->ctx);
+    c->ctx = NULL;
 }
 
 void evbus__wait_replicas(evbus_client_t *c)
 {
-    if (!c->wait_n || !c->ctx)
+    if (!c->wait_n || !c->ctx || c->cl)
         return;
     c->waits++;
     redisReply *r = redisCommand(c->ctx, "WAIT %u %u", c->wait_n, c->wait_ms);
@@ -98,6 +105,22 @@ bool evbus__is_full(const char *s, size_t len)
 
 static const char *part_stream(evbus_client_t *c, unsigned p);
 
+/* Takes the policy hash's HMGET reply r (max_entries max_bytes on_full
+ * block_ms): whether XADDs go through the guard, and on_full. */
+static void apply_policy(evbus_client_t *c, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
+        long long me = r->element[0]->str ? strtoll(r->element[0]->str, NULL, 10) : 0;
+        long long mb = r->element[1]->str ? strtoll(r->element[1]->str, NULL, 10) : 0;
+        c->guard = me > 0 || mb > 0;
+        c->guard_max = 0; /* the guard reads the hash itself */
+        c->block = r->element[2]->str && !strcmp(r->element[2]->str, "block");
+        c->block_ms = r->element[3]->str ? strtoull(r->element[3]->str, NULL, 10) : 0;
+    } else {
+        c->guard = 0;
+    }
+}
+
 /* The stream's retention policy, as evbusd publishes it: decides whether
  * this client's XADDs go through the guard.  Unless the caller decided
  * (evbus_client_set_retention).  Called when a connection opens.  With
@@ -120,18 +143,10 @@ static void read_policy(evbus_client_t *c)
         if (!r)
             return; /* the next command reports the connection */
     }
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
-        long long me = r->element[0]->str ? strtoll(r->element[0]->str, NULL, 10) : 0;
-        long long mb = r->element[1]->str ? strtoll(r->element[1]->str, NULL, 10) : 0;
-        c->guard = me > 0 || mb > 0;
-        c->guard_max = 0; /* the guard reads the hash itself */
-        c->block = r->element[2]->str && !strcmp(r->element[2]->str, "block");
-        c->block_ms = r->element[3]->str ? strtoull(r->element[3]->str, NULL, 10) : 0;
-    } else if (r) {
-        c->guard = 0;
-    }
-    if (r)
+    if (r) {
+        apply_policy(c, r);
         freeReplyObject(r);
+    }
     if (c->guard != 1)
         return;
     /* the guard runs by its SHA: the script text (a few KB) is sent once
@@ -303,10 +318,9 @@ int evbus_client_set_partitions(evbus_client_t *c, unsigned partitions)
     free(c->part_names);
     c->part_names = NULL;
     c->partitions = partitions;
-    if (c->ctx) { /* the next command compares on a new connection */
-        redisFree(c->ctx);
-        c->ctx = NULL;
-    }
+    c->parts_ok = false;
+    if (c->ctx) /* the next command compares on a new connection */
+        evbus__drop(c);
     return 0;
 }
 
@@ -368,7 +382,9 @@ void evbus_client_free(evbus_client_t *c)
 {
     if (!c)
         return;
-    if (c->ctx)
+    if (c->cl)
+        evbus_cluster_free(c->cl);
+    else if (c->ctx)
         redisFree(c->ctx);
     free(c->host);
     free(c->unix_path);
@@ -460,6 +476,8 @@ static redisContext *conn_open(evbus_client_t *c, int connect_ms, int command_ms
 
 redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen)
 {
+    if (c->cl)
+        return evbus__conn_key(c, c->stream, err, errlen);
     if (c->ctx && c->ctx->err == 0)
         return c->ctx;
     if (c->ctx) {
@@ -510,7 +528,250 @@ redisContext *evbus_redis_connect(const char *url, int connect_timeout_ms,
 
 redisContext *evbus_client_redis(evbus_client_t *c)
 {
+    if (c->cl) {
+        evbus__fail(c, NULL, 0, EVBUS_CLIENT_EINVAL,
+                    "redis: this client publishes to a Redis Cluster: it has no one connection "
+                    "(each key's commands go to the node serving its slot)");
+        return NULL;
+    }
     return evbus__conn(c, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- cluster */
+
+/*
+ * On a Redis Cluster (evbus_client_new_cluster) the client holds a cluster
+ * handle (cluster.h) instead of one connection.  Every key of a partition
+ * shares the hash tag "{<stream>:<p>}", so one event's XADD (or guard
+ * script) is one slot, one node; batches and pipelines go through the
+ * handle's pipelines, which write each node's commands in order, so the
+ * events of one key (one partition, one slot, one node) land in publish
+ * order.  A MOVED, ASK, TRYAGAIN or CLUSTERDOWN reply means the command did
+ * not run: the handle follows or retries it within its budget.  A lost
+ * reply is reported, never retried (the XADD may have run).
+ */
+
+evbus_client_t *evbus_client_new_cluster(const char *seeds, const char *stream, char *err,
+                                         size_t errlen)
+{
+    if (!seeds || !*seeds) {
+        evbus__fail(NULL, err, errlen, -1, "redis cluster: no seed node");
+        return NULL;
+    }
+    if (!stream || !*stream) {
+        evbus__fail(NULL, err, errlen, -1, "stream: empty name");
+        return NULL;
+    }
+    evbus_client_t *c = calloc(1, sizeof *c);
+    if (!c) {
+        evbus__fail(NULL, err, errlen, -1, "out of memory");
+        return NULL;
+    }
+    evbus_cluster_opts_t o = {.connect_timeout_ms = CONNECT_TIMEOUT_MS,
+                              .command_timeout_ms = COMMAND_TIMEOUT_MS};
+    c->cl = evbus_cluster_new(seeds, &o, err, errlen);
+    c->stream = c->cl ? strdup(stream) : NULL;
+    if (!c->stream) {
+        if (c->cl)
+            evbus__fail(NULL, err, errlen, -1, "out of memory");
+        evbus_client_free(c);
+        return NULL;
+    }
+    c->partitions = 1;
+    return c;
+}
+
+bool evbus_client_is_cluster(const evbus_client_t *c)
+{
+    return c->cl != NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* SCRIPT LOAD of the guard on every master of the map (scripts are per
+ * node); its SHA into c->guard_sha ("0" when no node answered: the first
+ * XADD then meets NOSCRIPT and loads it on its own node). */
+static void cluster_load_guard(evbus_client_t *c)
+{
+    const char *argv[3] = {"SCRIPT", "LOAD", GUARD_LUA};
+    char addr[300];
+    snprintf(c->guard_sha, sizeof c->guard_sha, "0");
+    for (size_t i = 0; evbus_cluster_master(c->cl, i, addr, sizeof addr) == 0; i++) {
+        redisReply *r = evbus_cluster_command_node(c->cl, addr, 3, argv, NULL, NULL, 0);
+        if (r && r->type == REDIS_REPLY_STRING)
+            snprintf(c->guard_sha, sizeof c->guard_sha, "%s", r->str);
+        if (r)
+            freeReplyObject(r);
+    }
+}
+
+/*
+ * What one server does when a connection opens, done once on a cluster
+ * (and again after evbus_client_set_partitions): the partition count
+ * compared with the record — whose key and the stream's are in different
+ * slots, so on two connections — then the retention policy of partition
+ * 0 read and the guard loaded.  A redirect or an unreachable node during
+ * the comparison is retried a few times after reading the map again.
+ */
+static int cluster_setup(evbus_client_t *c, char *err, size_t errlen)
+{
+    if (c->partitions < 2)
+        return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
+                           "partitions: a client on a Redis Cluster publishes with 2 or more "
+                           "partitions (evbus_client_set_partitions; evbusd refuses 1 on a "
+                           "cluster, since one stream would live on one master); see "
+                           "docs/scale-out.md");
+    char rkey[600];
+    snprintf(rkey, sizeof rkey, "%s" EVBUS_PARTITIONS_RECORD_SUFFIX, c->stream);
+    unsigned rslot = evbus_cluster_keyslot(rkey, strlen(rkey));
+    unsigned sslot = evbus_cluster_keyslot(c->stream, strlen(c->stream));
+    for (int attempt = 0;; attempt++) {
+        char why[600] = "";
+        unsigned recorded = 0;
+        int prc = -1;
+        redisContext *sc = evbus_cluster_slot_conn(c->cl, sslot, why, sizeof why);
+        /* the record's connection last: getting it cannot close sc's, and
+         * getting sc's first may have replaced a broken one of its node */
+        redisContext *rc = sc ? evbus_cluster_slot_conn(c->cl, rslot, why, sizeof why) : NULL;
+        if (rc && sc)
+            prc = evbus_partitions_check_on(rc, sc, c->stream, c->partitions, true, &recorded,
+                                            why, sizeof why);
+        if (prc > 0)
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                               "partitions: this client publishes with %u partitions, but %s; "
+                               "see docs/scale-out.md, \"The recorded partition count\"",
+                               c->partitions, why);
+        if (prc == 0)
+            break;
+        evbus_cluster_reset(c->cl);
+        if (attempt >= 4)
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis cluster: %s", why);
+        sleep_ms(50L << attempt);
+    }
+    if (!c->guard_explicit) {
+        const char *first = part_stream(c, 0);
+        char key[600], why[400];
+        if (!first)
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+        snprintf(key, sizeof key, "%s:retention", first);
+        const char *argv[6] = {"HMGET", key, "max_entries", "max_bytes", "on_full", "block_ms"};
+        redisReply *r = evbus_cluster_command(c->cl, 6, argv, NULL, why, sizeof why);
+        if (!r)
+            return evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: HMGET %s: %s", key,
+                               why);
+        apply_policy(c, r);
+        freeReplyObject(r);
+    }
+    if (c->guard == 1)
+        cluster_load_guard(c);
+    c->parts_ok = true;
+    return 0;
+}
+
+redisContext *evbus__conn_key(evbus_client_t *c, const char *key, char *err, size_t errlen)
+{
+    if (!c->cl)
+        return evbus__conn(c, err, errlen);
+    if (!c->parts_ok && cluster_setup(c, err, errlen) != 0)
+        return NULL;
+    char why[400];
+    c->ctx = evbus_cluster_slot_conn(c->cl, evbus_cluster_keyslot(key, strlen(key)), why,
+                                     sizeof why);
+    if (!c->ctx)
+        evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "%s", why);
+    return c->ctx;
+}
+
+/* WAIT on the node serving `slot`, on the connection the writes went
+ * through (the handle keeps one per node). */
+static void cluster_wait_slot(evbus_client_t *c, unsigned slot)
+{
+    char n[16], ms[16];
+    snprintf(n, sizeof n, "%u", c->wait_n);
+    snprintf(ms, sizeof ms, "%u", c->wait_ms);
+    const char *argv[3] = {"WAIT", n, ms};
+    c->waits++;
+    redisReply *r = evbus_cluster_command_slot(c->cl, slot, 3, argv, NULL, NULL, 0);
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer < (long long)c->wait_n)
+        c->wait_short++;
+    if (r)
+        freeReplyObject(r);
+}
+
+/* One WAIT per node that a call wrote to: wrote[p] says partition p got an
+ * event.  Nodes are told apart by address, so two partitions on one
+ * master cost one WAIT. */
+static void cluster_wait_parts(evbus_client_t *c, const bool *wrote)
+{
+    if (!c->wait_n)
+        return;
+    char(*done)[300] = calloc(c->partitions, sizeof *done);
+    size_t ndone = 0;
+    for (unsigned p = 0; p < c->partitions && done; p++) {
+        const char *stream = wrote[p] ? part_stream(c, p) : NULL;
+        if (!stream)
+            continue;
+        unsigned slot = evbus_cluster_keyslot(stream, strlen(stream));
+        char addr[300];
+        if (evbus_cluster_slot_owner(c->cl, slot, addr, sizeof addr) != 0)
+            snprintf(addr, sizeof addr, "slot %u", slot);
+        bool seen = false;
+        for (size_t k = 0; k < ndone && !seen; k++)
+            seen = !strcmp(done[k], addr);
+        if (seen)
+            continue;
+        snprintf(done[ndone++], sizeof done[0], "%s", addr);
+        cluster_wait_slot(c, slot);
+    }
+    free(done);
+}
+
+/* The guard's NOSCRIPT: a node that never had it (a replica promoted, a
+ * restart, a node added by a reshard). */
+static bool is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8);
+}
+
+/*
+ * One XADD (or guard script) on a cluster; fields are key/value pairs.  The
+ * handle follows redirects and retries what did not run within its budget;
+ * a node that answers NOSCRIPT gets SCRIPT LOAD and the command again
+ * (once).  The reply, or NULL with the reason recorded (err).
+ */
+static redisReply *cluster_xadd(evbus_client_t *c, const char *stream, const char *const *fields,
+                                const size_t *flens, int nfields, char *err, size_t errlen)
+{
+    unsigned slot = evbus_cluster_keyslot(stream, strlen(stream));
+    for (int tries = 0;; tries++) {
+        const char *argv[32];
+        size_t lens[32];
+        evbus__head_t h;
+        int argc = evbus__xadd_head(c, stream, argv, lens, 0, &h);
+        for (int i = 0; i < nfields; i++) {
+            argv[argc] = fields[i];
+            lens[argc++] = flens[i];
+        }
+        char why[400];
+        redisReply *r = evbus_cluster_command(c->cl, argc, argv, lens, why, sizeof why);
+        if (!r) {
+            evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: XADD %s: %s", stream, why);
+            return NULL;
+        }
+        if (tries > 0 || c->guard != 1 || !is_noscript(r))
+            return r;
+        freeReplyObject(r);
+        const char *load[3] = {"SCRIPT", "LOAD", GUARD_LUA};
+        r = evbus_cluster_command_slot(c->cl, slot, 3, load, NULL, NULL, 0);
+        if (r && r->type == REDIS_REPLY_STRING)
+            snprintf(c->guard_sha, sizeof c->guard_sha, "%s", r->str);
+        if (r)
+            freeReplyObject(r);
+    }
 }
 
 /* Interprets an XADD reply; 0 with the id copied, or EVBUS_CLIENT_EREDIS. */
@@ -547,12 +808,39 @@ static int xadd_argv(evbus_client_t *c, const char *stream, const char *const *f
     return *reply ? 0 : -1;
 }
 
+/* evbus__xadd on a cluster. */
+static int cluster_xadd_publish(evbus_client_t *c, const char *stream, const char *const *fields,
+                                const size_t *flens, int nfields, char *out_id, size_t out_len,
+                                char *err, size_t errlen)
+{
+    int src = c->parts_ok ? 0 : cluster_setup(c, err, errlen);
+    if (src != 0)
+        return src;
+    int64_t waited = 0;
+    for (;;) {
+        redisReply *r = cluster_xadd(c, stream, fields, flens, nfields, err, errlen);
+        if (!r)
+            return EVBUS_CLIENT_EREDIS;
+        int rc = xadd_reply(c, r, out_id, out_len, err, errlen);
+        freeReplyObject(r);
+        if (rc == 0 && c->wait_n)
+            cluster_wait_slot(c, evbus_cluster_keyslot(stream, strlen(stream)));
+        if (rc != EVBUS_CLIENT_EFULL || !c->block || waited >= (int64_t)c->block_ms)
+            return rc;
+        sleep_ms(100);
+        waited += 100;
+    }
+}
+
 int evbus__xadd(evbus_client_t *c, const char *stream, const char *const *fields,
                 const size_t *flens, int nfields, char *out_id, size_t out_len, char *err,
                 size_t errlen)
 {
     if (nfields > 16)
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "too many extra fields");
+    if (c->cl)
+        return cluster_xadd_publish(c, stream, fields, flens, nfields, out_id, out_len, err,
+                                    errlen);
     if (!evbus__conn(c, err, errlen))
         return EVBUS_CLIENT_EREDIS;
     /* on_full: block waits here, in steps, for the trimmer or the
@@ -1038,6 +1326,245 @@ static ssize_t batch_abort(int *rc, char (*out_ids)[EVBUS_STREAM_ID_LEN], size_t
     return -1;
 }
 
+/* ------------------------------------------------------ cluster batches */
+
+enum { CHUNK_MAX = 512 }; /* events per evbus_cluster_pipe_exec */
+
+/* What chunk_exec tells about each event, in the order added: rc 0 with
+ * the stream id in text, or the code with the reason. */
+typedef void (*chunk_fn)(void *ud, uint64_t tag, int rc, const char *text);
+
+/*
+ * Events of a batch or a pipeline on a cluster, sent CHUNK_MAX at a time
+ * through one evbus_cluster_pipe: it groups them by node and writes each
+ * node's in the order added, so one partition's events (one slot, one
+ * node) land in order.  Their bodies stay here until the replies are in,
+ * to run an event again on a node that answered NOSCRIPT — all of that
+ * node's later events got the same answer, so running them again in order
+ * keeps the order.  Owned by the thread that owns the client.
+ */
+typedef struct chunk {
+    evbus_client_t *c;
+    evbus_cluster_pipe_t *pipe;
+    evbus__buf_t bodies;
+    size_t off[CHUNK_MAX], len[CHUNK_MAX];
+    unsigned part[CHUNK_MAX];
+    uint64_t tag[CHUNK_MAX];
+    int rc[CHUNK_MAX];
+    char text[CHUNK_MAX][320];
+    size_t n;
+    bool *wrote;  /* per partition: an event landed there (for the WAIT) */
+    bool no_reply; /* an event of the last exec got no reply */
+} chunk_t;
+
+static void chunk_free(chunk_t *ch)
+{
+    if (!ch)
+        return;
+    evbus_cluster_pipe_free(ch->pipe);
+    free(ch->bodies.p);
+    free(ch->wrote);
+    free(ch);
+}
+
+/* A chunk for c, whose partition count was compared (cluster_setup);
+ * NULL when memory runs out. */
+static chunk_t *chunk_new(evbus_client_t *c)
+{
+    chunk_t *ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return NULL;
+    ch->c = c;
+    ch->pipe = evbus_cluster_pipe_new(c->cl);
+    ch->wrote = calloc(c->partitions, sizeof *ch->wrote);
+    if (!ch->pipe || !ch->wrote) {
+        chunk_free(ch);
+        return NULL;
+    }
+    return ch;
+}
+
+/* Appends item i (emit writes its body): 0, EVBUS_CLIENT_EINVAL with the
+ * reason in msg, or -2 when it cannot be serialized. */
+static int chunk_add(chunk_t *ch, emit_fn emit, const void *items, size_t i, uint64_t tag,
+                     char *msg, size_t msglen)
+{
+    size_t mark = ch->bodies.len;
+    int erc = emit(ch->c, items, i, &ch->bodies, msg, msglen);
+    if (erc != 0) {
+        ch->bodies.len = mark;
+        return erc == EVBUS_CLIENT_EINVAL ? EVBUS_CLIENT_EINVAL : -2;
+    }
+    int part = text_partition(ch->c, ch->bodies.p + mark, ch->bodies.len - mark);
+    if (part < 0) {
+        ch->bodies.len = mark;
+        snprintf(msg, msglen, "no partitionkey, tenantid or id to choose its partition by");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    ch->off[ch->n] = mark;
+    ch->len[ch->n] = ch->bodies.len - mark;
+    ch->part[ch->n] = (unsigned)part;
+    ch->tag[ch->n++] = tag;
+    return 0;
+}
+
+/* The verdict on reply r to event k's XADD. */
+static void chunk_judge(chunk_t *ch, size_t k, const char *stream, const redisReply *r)
+{
+    char *t = ch->text[k];
+    size_t tl = sizeof ch->text[k];
+    if (r->type == REDIS_REPLY_STRING) {
+        ch->rc[k] = 0;
+        snprintf(t, tl, "%s", r->str);
+        ch->wrote[ch->part[k]] = true;
+    } else if (r->type == REDIS_REPLY_ERROR && evbus__is_full(r->str, r->len)) {
+        ch->rc[k] = EVBUS_CLIENT_EFULL;
+        snprintf(t, tl, "stream full: %s", r->str + 10);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        ch->rc[k] = EVBUS_CLIENT_EREDIS;
+        snprintf(t, tl, "redis: XADD %s: %.200s", stream, r->str);
+    } else {
+        ch->rc[k] = EVBUS_CLIENT_EREDIS;
+        snprintf(t, tl, "redis: XADD %s: unexpected reply type %d", stream, r->type);
+    }
+}
+
+/*
+ * Sends the chunk's events and tells fn about each, in the order added.
+ * ch->no_reply says whether one of them got no reply (a node unreachable
+ * after the retries, or a reply lost: it may have been written).
+ */
+static void chunk_exec(chunk_t *ch, chunk_fn fn, void *ud)
+{
+    evbus_client_t *c = ch->c;
+    long pi[CHUNK_MAX]; /* event k's index in the pipe, -1: not appended */
+    long np = 0;
+    ch->no_reply = false;
+    for (size_t k = 0; k < ch->n; k++) {
+        const char *stream = part_stream(c, ch->part[k]);
+        const char *argv[12];
+        size_t lens[12];
+        evbus__head_t h;
+        pi[k] = -1;
+        ch->rc[k] = EVBUS_CLIENT_EREDIS;
+        snprintf(ch->text[k], sizeof ch->text[k], "out of memory");
+        if (!stream)
+            continue;
+        int argc = evbus__xadd_head(c, stream, argv, lens, 0, &h);
+        argv[argc] = "event", lens[argc++] = 5;
+        argv[argc] = ch->bodies.p + ch->off[k], lens[argc++] = ch->len[k];
+        if (evbus_cluster_pipe_append(ch->pipe, argc, argv, lens, ch->text[k],
+                                      sizeof ch->text[k]) == 0)
+            pi[k] = np++;
+    }
+    char why[300] = "";
+    int missing = np ? evbus_cluster_pipe_exec(ch->pipe, why, sizeof why) : 0;
+    bool rerun[CHUNK_MAX];
+    for (size_t k = 0; k < ch->n; k++) {
+        const char *stream = part_stream(c, ch->part[k]);
+        redisReply *r = pi[k] >= 0 && missing >= 0 ? evbus_cluster_pipe_reply(ch->pipe,
+                                                                              (size_t)pi[k])
+                                                   : NULL;
+        rerun[k] = r && c->guard == 1 && is_noscript(r);
+        if (r && !rerun[k]) {
+            chunk_judge(ch, k, stream, r);
+        } else if (!r && pi[k] >= 0) {
+            ch->no_reply = true;
+            snprintf(ch->text[k], sizeof ch->text[k], "redis: XADD %s: %s", stream,
+                     missing < 0 ? why : evbus_cluster_pipe_error(ch->pipe, (size_t)pi[k]));
+        }
+    }
+    for (size_t k = 0; k < ch->n; k++) {
+        if (!rerun[k])
+            continue;
+        const char *stream = part_stream(c, ch->part[k]);
+        const char *fields[2] = {"event", ch->bodies.p + ch->off[k]};
+        size_t flens[2] = {5, ch->len[k]};
+        redisReply *r = cluster_xadd(c, stream, fields, flens, 2, ch->text[k],
+                                     sizeof ch->text[k]);
+        if (r) {
+            chunk_judge(ch, k, stream, r);
+            freeReplyObject(r);
+        } else {
+            ch->no_reply = true;
+        }
+    }
+    for (size_t k = 0; k < ch->n; k++)
+        fn(ud, ch->tag[k], ch->rc[k], ch->text[k]);
+    ch->n = 0;
+    ch->bodies.len = 0;
+}
+
+/* A batch on a cluster: which items are answered, and the first
+ * failure's message. */
+typedef struct cbatch {
+    evbus_client_t *c;
+    int *rc;
+    char (*ids)[EVBUS_STREAM_ID_LEN];
+    size_t published;
+    bool have_err;
+    char *err;
+    size_t errlen;
+} cbatch_t;
+
+static void cbatch_reply(void *ud, uint64_t tag, int rc, const char *text)
+{
+    cbatch_t *b = ud;
+    size_t i = (size_t)tag;
+    b->rc[i] = rc;
+    if (rc == 0) {
+        snprintf(b->ids[i], EVBUS_STREAM_ID_LEN, "%s", text);
+        b->published++;
+    } else if (!b->have_err) {
+        b->have_err = true;
+        evbus__fail(b->c, b->err, b->errlen, rc, "event %zu: %s", i, text);
+    }
+}
+
+/* batch_run on a cluster: -1 when nothing could be sent (setup failed) or
+ * an event got no reply (as a failed connection on one server). */
+static ssize_t cluster_batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn emit,
+                                 char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, bool have_err,
+                                 char *err, size_t errlen)
+{
+    if (!c->parts_ok && cluster_setup(c, err, errlen) != 0)
+        return batch_abort(rc, out_ids, n);
+    chunk_t *ch = chunk_new(c);
+    if (!ch) {
+        evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+        return batch_abort(rc, out_ids, n);
+    }
+    cbatch_t b = {.c = c, .rc = rc, .ids = out_ids, .have_err = have_err, .err = err,
+                  .errlen = errlen};
+    bool no_reply = false;
+    for (size_t i = 0; i < n; i++) {
+        if (rc[i] == EVBUS_CLIENT_EINVAL)
+            continue;
+        char msg[256];
+        rc[i] = EVBUS_CLIENT_EREDIS; /* until its reply says otherwise */
+        int erc = chunk_add(ch, emit, items, i, i, msg, sizeof msg);
+        if (erc != 0) {
+            rc[i] = EVBUS_CLIENT_EINVAL;
+            if (!b.have_err)
+                evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL, "event %zu: %s", i,
+                            erc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize");
+            b.have_err = true;
+        }
+        if (ch->n == CHUNK_MAX || (i + 1 == n && ch->n)) {
+            chunk_exec(ch, cbatch_reply, &b);
+            no_reply |= ch->no_reply;
+        }
+    }
+    if (ch->n) {
+        chunk_exec(ch, cbatch_reply, &b);
+        no_reply |= ch->no_reply;
+    }
+    if (b.published)
+        cluster_wait_parts(c, ch->wrote);
+    chunk_free(ch);
+    return no_reply ? -1 : (ssize_t)b.published;
+}
+
 /* A batch's answers: which item the next reply belongs to. */
 typedef struct batch {
     int *rc;
@@ -1086,6 +1613,8 @@ static ssize_t batch_run(evbus_client_t *c, const void *items, size_t n, emit_fn
                          char (*out_ids)[EVBUS_STREAM_ID_LEN], int *rc, bool have_err, char *err,
                          size_t errlen)
 {
+    if (c->cl)
+        return cluster_batch_run(c, items, n, emit, out_ids, rc, have_err, err, errlen);
     batch_t b = {.rc = rc, .ids = out_ids, .have_err = have_err};
     pipe_t p;
     /* A connection failure replaces any earlier message: it is what the
@@ -1245,7 +1774,9 @@ ssize_t evbus_publish_texts(evbus_client_t *c, const evbus_text_t *texts, size_t
 /* -------------------------------------------------------------- streaming */
 
 struct evbus_pipeline {
-    pipe_t p;
+    pipe_t p;     /* one server */
+    chunk_t *ch;  /* a cluster: the events not sent yet (chunk_exec) */
+    bool cfailed; /* a cluster: an event got no reply; further adds fail */
     evbus_pipeline_fn fn;
     void *ud;
     uint64_t next_seq;   /* of the next event added */
@@ -1296,6 +1827,19 @@ evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, vo
     }
     pl->fn = fn;
     pl->ud = ud;
+    if (c->cl) {
+        pl->p.c = c;
+        if (!c->parts_ok && cluster_setup(c, err, errlen) != 0) {
+            free(pl);
+            return NULL;
+        }
+        if (!(pl->ch = chunk_new(c))) {
+            evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "out of memory");
+            free(pl);
+            return NULL;
+        }
+        return pl;
+    }
     if (pipe_open(&pl->p, c, stream_reply, pl, pl->err, sizeof pl->err) != 0) {
         if (err && errlen)
             snprintf(err, errlen, "%s", pl->err);
@@ -1306,10 +1850,59 @@ evbus_pipeline_t *evbus_pipeline_new(evbus_client_t *c, evbus_pipeline_fn fn, vo
     return pl;
 }
 
+static void chunk_stream_reply(void *ud, uint64_t tag, int rc, const char *text)
+{
+    evbus_pipeline_t *pl = ud;
+    pl->answer_seq = tag + 1;
+    pl->fn(pl->ud, tag, rc, text);
+}
+
+/* Sends a cluster pipeline's chunk; 0, or EVBUS_CLIENT_EREDIS when an event
+ * got no reply (the pipeline then refuses further adds). */
+static int chunk_stream_flush(evbus_pipeline_t *pl)
+{
+    if (pl->ch->n)
+        chunk_exec(pl->ch, chunk_stream_reply, pl);
+    if (pl->ch->no_reply && !pl->cfailed) {
+        pl->cfailed = true;
+        snprintf(pl->err, sizeof pl->err, "redis: XADD %s: an event got no reply (see its "
+                 "report); nothing more is sent on this pipeline", pl->p.c->stream);
+    }
+    return pl->cfailed ? EVBUS_CLIENT_EREDIS : 0;
+}
+
+/* stream_add on a cluster: events wait in the chunk until it is full. */
+static int chunk_stream_add(evbus_pipeline_t *pl, emit_fn emit, const void *items, char *err,
+                            size_t errlen)
+{
+    char msg[256];
+    if (pl->cfailed) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    int rc = chunk_add(pl->ch, emit, items, 0, pl->next_seq, msg, sizeof msg);
+    if (rc != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s",
+                     rc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize (out of memory?)");
+        return EVBUS_CLIENT_EINVAL;
+    }
+    pl->next_seq++;
+    if (pl->ch->n == CHUNK_MAX && chunk_stream_flush(pl) != 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s", pl->err);
+        return EVBUS_CLIENT_EREDIS;
+    }
+    return 0;
+}
+
 /* Queues the item emit appends, with the add functions' return codes. */
 static int stream_add(evbus_pipeline_t *pl, emit_fn emit, const void *items, char *err,
                       size_t errlen)
 {
+    if (pl->ch)
+        return chunk_stream_add(pl, emit, items, err, errlen);
     if (pl->p.failed) {
         if (err && errlen)
             snprintf(err, errlen, "%s", pl->err);
@@ -1353,6 +1946,16 @@ int evbus_pipeline_add(evbus_pipeline_t *pl, json_t *ev, char *err, size_t errle
 
 int evbus_pipeline_wait(evbus_pipeline_t *pl, char *err, size_t errlen)
 {
+    if (pl->ch) {
+        int rc = chunk_stream_flush(pl);
+        if (rc == 0) {
+            cluster_wait_parts(pl->p.c, pl->ch->wrote);
+            memset(pl->ch->wrote, 0, pl->p.c->partitions * sizeof *pl->ch->wrote);
+        } else if (err && errlen) {
+            snprintf(err, errlen, "%s", pl->err);
+        }
+        return rc;
+    }
     if (!pl->p.failed && pipe_pump(&pl->p, 0, true) == 0) {
         /* every reply is read: the connection is in step for one WAIT,
          * which covers everything written so far (read like any reply:
@@ -1381,6 +1984,15 @@ void evbus_pipeline_free(evbus_pipeline_t *pl)
 {
     if (!pl)
         return;
+    if (pl->ch) {
+        /* events still in the chunk were never sent */
+        for (size_t k = 0; k < pl->ch->n; k++)
+            pl->fn(pl->ud, pl->ch->tag[k], EVBUS_CLIENT_EREDIS,
+                   "not sent: the pipeline was freed before evbus_pipeline_wait");
+        chunk_free(pl->ch);
+        free(pl);
+        return;
+    }
     if (pl->answer_seq < pl->next_seq) {
         /* freed with commands in flight: their replies will never be read,
          * so the connection is out of step and must not be reused */

@@ -40,7 +40,16 @@ struct evbus_client {
     unsigned partitions;
     char **part_names;
     bool parts_ok;
-    redisContext *ctx; /* NULL until the first command; replaced after I/O errors */
+    /* a Redis Cluster (evbus_client_new_cluster), or NULL: one server.  On
+     * a cluster every command goes to the node of its key's slot
+     * (evbus__conn_key), the handle holds the connections, and parts_ok
+     * says the count was compared and the policy read (once, and again
+     * after evbus_client_set_partitions). */
+    struct evbus_cluster *cl;
+    /* One server: the connection, owned, NULL until the first command and
+     * replaced after I/O errors.  Cluster: borrowed from cl, the node of
+     * the last evbus__conn_key's key (valid until evbus__drop). */
+    redisContext *ctx;
     /* retention guard: 0 plain XADD, 1 every XADD through the guard
      * (EVALSHA guard_sha); decided when a connection opens from the policy
      * evbusd publishes in <stream>:retention, unless guard_explicit */
@@ -162,8 +171,20 @@ int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const cha
 int evbus__parse_url(evbus_client_t *c, const char *url, char *err, size_t errlen);
 
 /* The connected context, (re)connecting when needed; NULL with the reason
- * recorded via evbus__fail.  */
+ * recorded via evbus__fail.  On a cluster: evbus__conn_key of the stream. */
 redisContext *evbus__conn(evbus_client_t *c, char *err, size_t errlen);
+
+/* The connection the commands on `key` go to (c->ctx is set to it): on one
+ * server evbus__conn's; on a cluster the master serving the key's slot,
+ * after the partition count was compared and the policy read (first
+ * call).  NULL with the reason recorded.  Every key of one MULTI/EXEC or
+ * script must share the key's slot (docs/scale-out.md, "Key layout"). */
+redisContext *evbus__conn_key(evbus_client_t *c, const char *key, char *err, size_t errlen);
+
+/* Drops c->ctx after an I/O error, a reply out of step or a redirect: one
+ * server closes it, a cluster closes every connection and reads the slot
+ * map again before the next command. */
+void evbus__drop(evbus_client_t *c);
 
 /* The stream an event goes to: c->stream with one partition, else the
  * name of partition evbus_event_partition(ev) (NULL when memory runs out;

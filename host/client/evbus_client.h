@@ -51,6 +51,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -84,6 +85,38 @@ typedef enum { EVBUS_ID_UUID4 = 0, EVBUS_ID_ULID = 1 } evbus_id_kind_t;
 evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char *err,
                                  size_t errlen);
 void evbus_client_free(evbus_client_t *c);
+
+/*
+ * A client for `stream` on a Redis Cluster: seeds is a comma-separated list
+ * of seed nodes, each redis://[[user]:password@]host[:port] (database 0;
+ * the first seed with a password gives it to every node), as
+ * redis.cluster / EVBUS_REDIS_CLUSTER take them.  Does not connect: the
+ * first command reads the slot map.  On a cluster the stream must be
+ * partitioned (evbus_client_set_partitions, 2 or more, the count evbusd
+ * records): each partition's keys share the hash tag "{<stream>:<p>}", so
+ * every command goes to the master serving its partition's slot, and the
+ * events of one key keep their publish order.  The publish functions, the
+ * batches, the pipelines and the dead-letter functions work as on one
+ * server, with these differences:
+ *   - a command answered MOVED, ASK, TRYAGAIN or CLUSTERDOWN did not run:
+ *     the client reads the slot map again and retries it (bounded: 16
+ *     redirects, 5 s of retries); a command whose reply was lost is
+ *     reported, never retried (it may have run);
+ *   - the retention guard is loaded on every master, and again on a node
+ *     that answers NOSCRIPT;
+ *   - a batch or a pipeline writes each node's events in order on that
+ *     node's connection (one connection per node), so replies of
+ *     different nodes are not in publish order on the wire; callbacks and
+ *     rc[] still are;
+ *   - evbus_client_set_wait_replicas sends one WAIT to every node a call
+ *     wrote to;
+ *   - evbus_client_redis returns NULL (there is no one connection).
+ * NULL with a message in err for bad seeds, an empty stream or no memory.
+ */
+evbus_client_t *evbus_client_new_cluster(const char *seeds, const char *stream, char *err,
+                                         size_t errlen);
+/* Whether c was made by evbus_client_new_cluster. */
+bool evbus_client_is_cluster(const evbus_client_t *c);
 
 /*
  * Enforce a retention cap from this side instead of reading the policy
@@ -135,8 +168,9 @@ const char *evbus_client_error(const evbus_client_t *c);
 /* The client's stream name (borrowed). */
 const char *evbus_client_stream(const evbus_client_t *c);
 /* The client's hiredis context, connecting first if needed; NULL when Redis
- * cannot be reached (see evbus_client_error).  Borrowed: do not free, and
- * do not keep it across calls that may reconnect. */
+ * cannot be reached or the client is on a Redis Cluster (see
+ * evbus_client_error).  Borrowed: do not free, and do not keep it across
+ * calls that may reconnect. */
 redisContext *evbus_client_redis(evbus_client_t *c);
 
 /*

@@ -1,0 +1,398 @@
+/*
+ * libevbus on a real local Redis Cluster (tests/support/harness_cluster.h;
+ * 3 masters, 1 replica each): every publish path puts each event in its
+ * partition's stream on the master serving that partition's slot, in
+ * publish order per key; the recorded partition count and the retention
+ * guard hold on a cluster; WAIT goes to every master a call wrote to; a
+ * slot moved mid-publishing loses nothing; the dead-letter operations run
+ * on each partition's node.  Every test starts its own cluster.
+ */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/cluster.h"
+#include "client/evbus_client.h"
+#include "client/partition.h"
+#include "harness.h"
+#include "harness_cluster.h"
+
+#define STREAM "cc"
+enum { P = 6, KEYS = 12 };
+
+static harness_cluster_t HC;
+
+static void cluster_up(void)
+{
+    cr_assert_eq(harness_cluster_start(&HC, 3, 1), 0, "cluster did not start (logs in %s)",
+                 HC.dir);
+}
+
+static void cluster_down(void)
+{
+    harness_cluster_stop(&HC);
+}
+
+TestSuite(cluster_client, .init = cluster_up, .fini = cluster_down, .timeout = 120);
+
+static evbus_client_t *client(unsigned partitions)
+{
+    char err[300];
+    evbus_client_t *c = evbus_client_new_cluster(HC.seeds, STREAM, err, sizeof err);
+    cr_assert(c, "%s", err);
+    cr_assert(evbus_client_is_cluster(c));
+    cr_assert_eq(evbus_client_set_partitions(c, partitions), 0);
+    return c;
+}
+
+static void part_name(char *out, size_t len, unsigned p, const char *suffix)
+{
+    evbus_partition_key_name(out, len, STREAM, p, true, suffix);
+}
+
+/* The node (index) of the master serving key's slot, asked of the
+ * cluster itself (CLUSTER NODES through a fresh handle). */
+static int master_of(const char *key)
+{
+    char err[300], owner[64];
+    evbus_cluster_t *cl = evbus_cluster_new(HC.seeds, NULL, err, sizeof err);
+    cr_assert(cl, "%s", err);
+    cr_assert_eq(evbus_cluster_refresh(cl, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(evbus_cluster_slot_owner(cl, evbus_cluster_keyslot(key, strlen(key)), owner,
+                                          sizeof owner),
+                 0);
+    evbus_cluster_free(cl);
+    int node = harness_cluster_node_of_port(&HC, atoi(strrchr(owner, ':') + 1));
+    cr_assert_geq(node, 0);
+    return node;
+}
+
+/* A command on node i, asserted to succeed; the reply (caller frees). */
+static redisReply *on(int i, const char *fmt, ...)
+{
+    redisContext *ctx = harness_cluster_connect(&HC, i);
+    cr_assert(ctx);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    va_end(ap);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt,
+              r ? r->str : ctx->errstr);
+    redisFree(ctx);
+    return r;
+}
+
+static char *event_text(int key, int seq)
+{
+    char *t = NULL;
+    cr_assert_geq(asprintf(&t,
+                           "{\"specversion\":\"1.0\",\"id\":\"e-%d-%d\",\"source\":\"/t\","
+                           "\"type\":\"a.b\",\"tenantid\":\"t\",\"partitionkey\":\"k%d\","
+                           "\"data\":{\"seq\":%d}}",
+                           key, seq, key, seq),
+                  0);
+    return t;
+}
+
+/* What every partition stream holds, read on the master that serves it
+ * (a direct connection: a stream on the wrong node would answer MOVED):
+ * each event in the partition of its key, and per key in seq order.
+ * Returns how many events there are in all; seen[key] counts them. */
+static size_t check_streams(int seen[KEYS], int last[KEYS])
+{
+    size_t total = 0;
+    for (int k = 0; k < KEYS; k++)
+        seen[k] = 0, last[k] = -1;
+    for (unsigned p = 0; p < P; p++) {
+        char s[64];
+        part_name(s, sizeof s, p, "");
+        redisReply *r = on(master_of(s), "XRANGE %s - +", s);
+        cr_assert_eq(r->type, REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *f = r->element[i]->element[1];
+            cr_assert_str_eq(f->element[0]->str, "event");
+            json_t *ev = json_loads(f->element[1]->str, 0, NULL);
+            cr_assert(ev, "%s", f->element[1]->str);
+            const char *pk = json_string_value(json_object_get(ev, "partitionkey"));
+            int k = atoi(pk + 1);
+            int seq = (int)json_integer_value(json_object_get(json_object_get(ev, "data"), "seq"));
+            cr_assert_eq(evbus_partition_of(pk, strlen(pk), P), p, "%s in partition %u", pk, p);
+            cr_assert_gt(seq, last[k], "key %s: seq %d after %d", pk, seq, last[k]);
+            last[k] = seq;
+            seen[k]++;
+            total++;
+            json_decref(ev);
+        }
+        freeReplyObject(r);
+    }
+    return total;
+}
+
+/* Publishes seq [from, to) of every key through `how`: 0 one at a time
+ * (json and raw in turn), 1 a json batch, 2 evbus_publish_texts, 3 a
+ * pipeline (text and json in turn). */
+typedef struct piped {
+    uint64_t answered, failed;
+} piped_t;
+
+static void on_reply(void *ud, uint64_t seq, int rc, const char *text)
+{
+    piped_t *p = ud;
+    cr_assert_eq(seq, p->answered, "replies in the order added");
+    p->answered++;
+    if (rc != 0) {
+        p->failed++;
+        cr_log_error("pipeline event %llu: %s", (unsigned long long)seq, text);
+    }
+}
+
+static void publish(evbus_client_t *c, int how, int from, int to)
+{
+    char err[400] = "", id[EVBUS_STREAM_ID_LEN];
+    size_t n = (size_t)(to - from) * KEYS, i = 0;
+    char **texts = calloc(n, sizeof *texts);
+    for (int s = from; s < to; s++)
+        for (int k = 0; k < KEYS; k++)
+            texts[i++] = event_text(k, s);
+    if (how == 0) {
+        for (i = 0; i < n; i++) {
+            if (i % 2) {
+                cr_assert_eq(evbus_publish_raw(c, texts[i], strlen(texts[i]), NULL, id,
+                                               sizeof id, err, sizeof err),
+                             0, "%s", err);
+            } else {
+                json_t *ev = json_loads(texts[i], 0, NULL);
+                cr_assert_eq(evbus_publish(c, ev, id, sizeof id, err, sizeof err), 0, "%s", err);
+                json_decref(ev);
+            }
+        }
+    } else if (how == 1 || how == 2) {
+        char(*ids)[EVBUS_STREAM_ID_LEN] = calloc(n, sizeof *ids);
+        int *rc = calloc(n, sizeof *rc);
+        ssize_t got;
+        if (how == 1) {
+            json_t **evs = calloc(n, sizeof *evs);
+            for (i = 0; i < n; i++)
+                evs[i] = json_loads(texts[i], 0, NULL);
+            got = evbus_publish_batch(c, evs, n, ids, rc, err, sizeof err);
+            for (i = 0; i < n; i++)
+                json_decref(evs[i]);
+            free(evs);
+        } else {
+            evbus_text_t *ts = calloc(n, sizeof *ts);
+            for (i = 0; i < n; i++)
+                ts[i] = (evbus_text_t){texts[i], strlen(texts[i])};
+            got = evbus_publish_texts(c, ts, n, ids, rc, err, sizeof err);
+            free(ts);
+        }
+        cr_assert_eq(got, (ssize_t)n, "%s", err);
+        for (i = 0; i < n; i++)
+            cr_assert(rc[i] == 0 && ids[i][0], "event %zu", i);
+        free(ids);
+        free(rc);
+    } else {
+        piped_t pd = {0};
+        evbus_pipeline_t *pl = evbus_pipeline_new(c, on_reply, &pd, err, sizeof err);
+        cr_assert(pl, "%s", err);
+        for (i = 0; i < n; i++) {
+            if (i % 2) {
+                evbus_text_event_t te;
+                cr_assert_eq(evbus_event_text_complete(c, texts[i], strlen(texts[i]), &te, err,
+                                                       sizeof err),
+                             0, "%s", err);
+                cr_assert_eq(evbus_pipeline_add_text(pl, &te, err, sizeof err), 0, "%s", err);
+                evbus_text_event_clear(&te);
+            } else {
+                json_t *ev = json_loads(texts[i], 0, NULL);
+                cr_assert_eq(evbus_pipeline_add(pl, ev, err, sizeof err), 0, "%s", err);
+                json_decref(ev);
+            }
+        }
+        cr_assert_eq(evbus_pipeline_wait(pl, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(evbus_pipeline_unanswered(pl), 0);
+        evbus_pipeline_free(pl);
+        cr_assert_eq(pd.answered, n);
+        cr_assert_eq(pd.failed, 0);
+    }
+    for (i = 0; i < n; i++)
+        free(texts[i]);
+    free(texts);
+}
+
+/* How many distinct masters serve the P partitions. */
+static int masters_of_partitions(void)
+{
+    bool seen[HARNESS_CLUSTER_MAX] = {0};
+    int n = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char s[64];
+        part_name(s, sizeof s, p, "");
+        int m = master_of(s);
+        n += !seen[m];
+        seen[m] = true;
+    }
+    return n;
+}
+
+Test(cluster_client, every_publish_path_puts_each_event_on_its_partitions_master_in_order)
+{
+    evbus_client_t *c = client(P);
+    evbus_client_set_wait_replicas(c, 1, 2000);
+    uint64_t waits = 0;
+    publish(c, 0, 0, 2);
+    evbus_client_wait_short(c, &waits);
+    cr_assert_eq(waits, 2 * KEYS, "one WAIT per single publish");
+    publish(c, 1, 2, 6);
+    uint64_t before = waits;
+    evbus_client_wait_short(c, &waits);
+    int masters = masters_of_partitions();
+    cr_assert_geq(masters, 2, "the partitions spread over the masters");
+    cr_assert_eq(waits - before, (uint64_t)masters, "a batch WAITs once on every master written");
+    publish(c, 2, 6, 10);
+    publish(c, 3, 10, 1200 / KEYS + 10); /* over two pipeline chunks */
+    cr_assert_eq(evbus_client_wait_short(c, &waits), 0, "every WAIT reached the replica");
+    int seen[KEYS], last[KEYS];
+    size_t total = check_streams(seen, last);
+    cr_assert_eq(total, (size_t)KEYS * (1200 / KEYS + 10));
+    for (int k = 0; k < KEYS; k++)
+        cr_assert_eq(last[k], 1200 / KEYS + 9, "key %d ends with its last event", k);
+    cr_assert_null(evbus_client_redis(c), "no one connection on a cluster");
+    evbus_client_free(c);
+}
+
+Test(cluster_client, a_partition_count_that_differs_from_the_record_is_refused)
+{
+    evbus_client_t *c = client(P);
+    publish(c, 0, 0, 1); /* records P */
+    evbus_client_free(c);
+    char err[400] = "", id[EVBUS_STREAM_ID_LEN];
+    char *t = event_text(1, 1);
+    c = client(4);
+    cr_assert_eq(evbus_publish_raw(c, t, strlen(t), NULL, id, sizeof id, err, sizeof err),
+                 EVBUS_CLIENT_EREDIS);
+    cr_assert(strstr(err, "publishes with 4 partitions") && strstr(err, "6"), "%s", err);
+    evbus_client_free(c);
+    c = client(1);
+    cr_assert_eq(evbus_publish_raw(c, t, strlen(t), NULL, id, sizeof id, err, sizeof err),
+                 EVBUS_CLIENT_EINVAL);
+    cr_assert(strstr(err, "2 or more"), "%s", err);
+    evbus_client_free(c);
+    free(t);
+}
+
+Test(cluster_client, the_retention_guard_refuses_a_full_partition_and_reloads_on_noscript)
+{
+    evbus_client_t *c = client(P);
+    evbus_client_set_retention(c, P, 0, 0); /* one entry a partition */
+    char err[400] = "", id[EVBUS_STREAM_ID_LEN];
+    char *a1 = event_text(0, 0), *a2 = event_text(0, 1);
+    cr_assert_eq(evbus_publish_raw(c, a1, strlen(a1), NULL, id, sizeof id, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(evbus_publish_raw(c, a2, strlen(a2), NULL, id, sizeof id, err, sizeof err),
+                 EVBUS_CLIENT_EFULL, "%s", err);
+    /* every master forgets its scripts: the guard is loaded again where
+     * NOSCRIPT answers, and still refuses */
+    for (int i = 0; i < HC.n; i++)
+        if (harness_cluster_is_master(&HC, i))
+            freeReplyObject(on(i, "SCRIPT FLUSH"));
+    cr_assert_eq(evbus_publish_raw(c, a2, strlen(a2), NULL, id, sizeof id, err, sizeof err),
+                 EVBUS_CLIENT_EFULL, "%s", err);
+    /* a key of another partition still has room, on any master */
+    int other = 1;
+    char pk[16];
+    snprintf(pk, sizeof pk, "k%d", other);
+    while (evbus_partition_of(pk, strlen(pk), P) == evbus_partition_of("k0", 2, P))
+        snprintf(pk, sizeof pk, "k%d", ++other);
+    char *b = event_text(other, 0);
+    cr_assert_eq(evbus_publish_raw(c, b, strlen(b), NULL, id, sizeof id, err, sizeof err), 0,
+                 "%s", err);
+    /* a batch: the full partition's event refused, the other published */
+    for (int i = 0; i < HC.n; i++)
+        if (harness_cluster_is_master(&HC, i))
+            freeReplyObject(on(i, "SCRIPT FLUSH"));
+    char *b2 = event_text(other + 100, 0); /* k<other+100>: wherever it goes */
+    evbus_text_t ts[2] = {{a2, strlen(a2)}, {b2, strlen(b2)}};
+    char ids[2][EVBUS_STREAM_ID_LEN];
+    int rc[2];
+    evbus_publish_texts(c, ts, 2, ids, rc, err, sizeof err);
+    cr_assert_eq(rc[0], EVBUS_CLIENT_EFULL, "%s", err);
+    char pk2[16];
+    snprintf(pk2, sizeof pk2, "k%d", other + 100);
+    unsigned p2 = evbus_partition_of(pk2, strlen(pk2), P);
+    bool p2_full = p2 == evbus_partition_of("k0", 2, P) || p2 == evbus_partition_of(pk, strlen(pk), P);
+    cr_assert_eq(rc[1], p2_full ? EVBUS_CLIENT_EFULL : 0, "%s", err);
+    free(a1);
+    free(a2);
+    free(b);
+    free(b2);
+    evbus_client_free(c);
+}
+
+/* Moves `slot` from master src to master dst the way a reshard does, in
+ * steps: fn(ud, stage) runs after each (1: migrating, keys still at the
+ * source; 2: keys moved, the source answers ASK; 3: the slot's new owner
+ * known to every master, the client's old map answers MOVED). */
+static void move_slot(unsigned slot, int src, int dst, void (*fn)(void *, int), void *ud)
+{
+    char src_id[41], dst_id[41];
+    cr_assert_eq(harness_cluster_node_id(&HC, src, src_id), 0);
+    cr_assert_eq(harness_cluster_node_id(&HC, dst, dst_id), 0);
+    freeReplyObject(on(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id));
+    freeReplyObject(on(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id));
+    fn(ud, 1);
+    for (;;) {
+        redisReply *keys = on(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
+        size_t n = keys->elements;
+        for (size_t i = 0; i < n; i++)
+            freeReplyObject(on(src, "MIGRATE 127.0.0.1 %d %s 0 5000", HC.port[dst],
+                               keys->element[i]->str));
+        freeReplyObject(keys);
+        if (n == 0)
+            break;
+    }
+    fn(ud, 2);
+    for (int i = 0; i < HC.n; i++)
+        if (harness_cluster_is_master(&HC, i))
+            freeReplyObject(on(i, "CLUSTER SETSLOT %u NODE %s", slot, dst_id));
+    fn(ud, 3);
+}
+
+typedef struct moving {
+    evbus_client_t *c;
+    int seq;
+} moving_t;
+
+/* At each stage of the move: one event per key by every path. */
+static void publish_at_stage(void *ud, int stage)
+{
+    moving_t *m = ud;
+    (void)stage;
+    for (int how = 0; how < 4; how++) {
+        publish(m->c, how, m->seq, m->seq + 1);
+        m->seq++;
+    }
+}
+
+Test(cluster_client, a_slot_moved_while_publishing_loses_no_event)
+{
+    evbus_client_t *c = client(P);
+    moving_t m = {.c = c};
+    publish_at_stage(&m, 0); /* the client knows the map */
+    char s0[64];
+    part_name(s0, sizeof s0, 0, "");
+    int src = master_of(s0), dst = -1;
+    for (int i = 0; i < HC.n && dst < 0; i++)
+        if (i != src && harness_cluster_is_master(&HC, i))
+            dst = i;
+    cr_assert_geq(dst, 0);
+    move_slot(evbus_cluster_keyslot(s0, strlen(s0)), src, dst, publish_at_stage, &m);
+    cr_assert_eq(master_of(s0), dst, "partition 0 moved");
+    int seen[KEYS], last[KEYS];
+    size_t total = check_streams(seen, last);
+    cr_assert_eq(total, (size_t)KEYS * (size_t)m.seq, "no event lost");
+    for (int k = 0; k < KEYS; k++)
+        cr_assert_eq(seen[k], m.seq, "key %d: every event once", k);
+    evbus_client_free(c);
+}

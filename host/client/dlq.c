@@ -9,16 +9,25 @@
  * newest-first in pages of SCAN_PAGE entries stays bounded.  Only the time
  * filters become the range Redis reads.  Tenant checks are made on every
  * path so another tenant's entry is indistinguishable from a missing one.
+ *
+ * On a Redis Cluster every command goes to the node of its key's slot
+ * (evbus__conn_key): a dead-letter stream "{S:p}:dlq" and its partition's
+ * stream "{S:p}" share one slot, so a retry's MULTI/EXEC is one node's.  A
+ * redirect (the slot moved mid-operation) drops the connections so the
+ * next command reads the map again; a scan retries it, the single-entry
+ * operations report it (nothing was changed).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "client_internal.h"
+#include "cluster.h"
 
-enum { SCAN_PAGE = 500, XDEL_CHUNK = 500, RETRY_WATCH_ATTEMPTS = 10 };
+enum { SCAN_PAGE = 500, XDEL_CHUNK = 500, RETRY_WATCH_ATTEMPTS = 10, SCAN_REDIRECTS = 20 };
 
 const char *evbus_dlq_reason_name(evbus_dlq_reason_t r)
 {
@@ -296,18 +305,32 @@ static int scan_at(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t 
     if (cursor && *cursor && !valid_stream_id(cursor))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "cursor \"%.40s\": not a dead-letter id (ms-seq)", cursor);
-    if (!evbus__conn(c, err, errlen))
-        return EVBUS_CLIENT_EREDIS;
     char end[EVBUS_STREAM_ID_LEN + 1], start[24] = "-";
     scan_end(f, cursor, inclusive, end, sizeof end);
     if (f && f->since_ms)
         snprintf(start, sizeof start, "%lld", (long long)f->since_ms);
+    int redirects = 0;
     for (;;) {
+        /* each page asks for the connection again: fn may have used the
+         * client on another key (another node of a cluster) */
+        if (!evbus__conn_key(c, dlq, err, errlen))
+            return EVBUS_CLIENT_EREDIS;
         redisReply *r = redisCommand(c->ctx, "XREVRANGE %s %s %s COUNT %d", dlq, end, start,
                                      SCAN_PAGE);
         if (!r)
             return evbus__io_fail(c, err, errlen, "XREVRANGE");
+        if (c->cl && evbus_cluster_reply_is_redirect(r) && redirects++ < SCAN_REDIRECTS) {
+            /* the slot moved or the cluster is not ready: this page did
+             * not run; read the map again and ask again */
+            freeReplyObject(r);
+            evbus__drop(c);
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         if (r->type != REDIS_REPLY_ARRAY) {
+            if (c->cl && evbus_cluster_reply_is_redirect(r))
+                evbus__drop(c);
             rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: XREVRANGE %s: %s", dlq,
                              r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
             freeReplyObject(r);
@@ -587,6 +610,22 @@ ssize_t evbus_dlq_count(evbus_client_t *c, const char *dlq_stream, const evbus_d
     return rc != 0 ? rc : (ssize_t)n;
 }
 
+/* An error or unexpected reply r to `what` on `key`: EVBUS_CLIENT_EREDIS
+ * with the reply's text; a cluster redirect also drops the connections
+ * (the command did not run; the next call reads the map again). */
+static int reply_fail(evbus_client_t *c, const redisReply *r, char *err, size_t errlen,
+                      const char *what, const char *key)
+{
+    int rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: %s %s: %s%s", what, key,
+                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply",
+                         c->cl && evbus_cluster_reply_is_redirect(r)
+                             ? " (the cluster moved the slot: try again)"
+                             : "");
+    if (c->cl && evbus_cluster_reply_is_redirect(r))
+        evbus__drop(c);
+    return rc;
+}
+
 /* XRANGE id id, with the tenant check; 0 found, 1 not found, <0 error. */
 static int get_one(evbus_client_t *c, const char *dlq, const char *id, const char *tenant,
                    evbus_dlq_entry_t *out, char *err, size_t errlen)
@@ -596,8 +635,7 @@ static int get_one(evbus_client_t *c, const char *dlq, const char *id, const cha
         return evbus__io_fail(c, err, errlen, "XRANGE");
     int rc;
     if (r->type != REDIS_REPLY_ARRAY)
-        rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: XRANGE %s: %s", dlq,
-                         r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        rc = reply_fail(c, r, err, errlen, "XRANGE", dlq);
     else if (r->elements == 0)
         rc = 1;
     else if (parse_entry(r->element[0], out) != 0)
@@ -614,20 +652,21 @@ static int get_one(evbus_client_t *c, const char *dlq, const char *id, const cha
     return rc;
 }
 
-/* Common start of the single-entry operations: id syntax and connection. */
-static int begin(evbus_client_t *c, const char *id, char *err, size_t errlen)
+/* Common start of the single-entry operations: id syntax and the
+ * connection of the dead-letter stream dlq. */
+static int begin(evbus_client_t *c, const char *dlq, const char *id, char *err, size_t errlen)
 {
     if (!valid_stream_id(id))
         return evbus__fail(c, err, errlen, EVBUS_CLIENT_EINVAL,
                            "dead letter id \"%.40s\": not a stream id (ms-seq)", id ? id : "");
-    return evbus__conn(c, err, errlen) ? 0 : EVBUS_CLIENT_EREDIS;
+    return evbus__conn_key(c, dlq, err, errlen) ? 0 : EVBUS_CLIENT_EREDIS;
 }
 
 int evbus_dlq_get(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
                   const char *tenant, evbus_dlq_entry_t *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    int rc = begin(c, dlq_id, err, errlen);
+    int rc = begin(c, dlq_stream, dlq_id, err, errlen);
     return rc != 0 ? rc : get_one(c, dlq_stream, dlq_id, tenant, out, err, errlen);
 }
 
@@ -640,7 +679,7 @@ static int simple_command(evbus_client_t *c, char *err, size_t errlen, int argc,
         return evbus__io_fail(c, err, errlen, argv[0]);
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR)
-        rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS, "redis: %s: %s", argv[0], r->str);
+        rc = reply_fail(c, r, err, errlen, argv[0], argc > 1 ? argv[1] : "");
     freeReplyObject(r);
     return rc;
 }
@@ -718,6 +757,18 @@ static int retry_once(evbus_client_t *c, const char *dlq, const char *id, const 
     const char *target = e.stream[0] ? e.stream : c->stream;
     const char *argv[24];
     size_t lens[24];
+    if (c->cl && evbus_cluster_keyslot(target, strlen(target)) !=
+                     evbus_cluster_keyslot(dlq, strlen(dlq))) {
+        /* MULTI/EXEC is one node's: the target must share the DLQ's tag */
+        rc = evbus__fail(c, err, errlen, EVBUS_CLIENT_EREDIS,
+                         "retry of %s: its stream %s is not in the slot of %s (a Redis "
+                         "Cluster runs a MULTI on one slot): the dead letter stays",
+                         id, target, dlq);
+        evbus_dlq_entry_free(&e);
+        const char *unwatch[1] = {"UNWATCH"};
+        simple_command(c, NULL, 0, 1, unwatch, NULL);
+        return rc;
+    }
     /* An error inside MULTI would not stop the XDEL, and the dead letter
      * would be lost: so what can make the XADD fail is checked first (the
      * guard cannot run inside MULTI either, and the XADD is a plain one). */
@@ -776,7 +827,7 @@ int evbus_dlq_retry(evbus_client_t *c, const char *dlq_stream, const char *dlq_i
 {
     if (new_id && len)
         new_id[0] = '\0';
-    int rc = begin(c, dlq_id, err, errlen);
+    int rc = begin(c, dlq_stream, dlq_id, err, errlen);
     if (rc != 0)
         return rc;
     /* The daemon appends to the DLQ concurrently, which also trips the
@@ -803,6 +854,8 @@ static ssize_t xdel(evbus_client_t *c, const char *dlq, char (*ids)[EVBUS_STREAM
     argv[1] = dlq;
     for (size_t i = 0; i < n; i++)
         argv[2 + i] = ids[i];
+    if (!evbus__conn_key(c, dlq, err, errlen))
+        return EVBUS_CLIENT_EREDIS;
     redisReply *r = redisCommandArgv(c->ctx, (int)(2 + n), argv, NULL);
     if (!r)
         return evbus__io_fail(c, err, errlen, "XDEL");
@@ -817,7 +870,7 @@ static ssize_t xdel(evbus_client_t *c, const char *dlq, char (*ids)[EVBUS_STREAM
 int evbus_dlq_delete(evbus_client_t *c, const char *dlq_stream, const char *dlq_id,
                      const char *tenant, char *err, size_t errlen)
 {
-    int rc = begin(c, dlq_id, err, errlen);
+    int rc = begin(c, dlq_stream, dlq_id, err, errlen);
     if (rc != 0)
         return rc;
     evbus_dlq_entry_t e;
@@ -964,7 +1017,7 @@ ssize_t evbus_dlq_remove(evbus_client_t *c, const char *dlq_stream, const char *
                                ids[i] ? ids[i] : "");
     if (n == 0)
         return 0;
-    if (!evbus__conn(c, err, errlen))
+    if (!evbus__conn_key(c, dlq_stream, err, errlen))
         return EVBUS_CLIENT_EREDIS;
     struct found fd = {0};
     int rc = remove_read(c, dlq_stream, ids, n, tenant, &fd, err, errlen);

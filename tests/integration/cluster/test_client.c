@@ -396,3 +396,92 @@ Test(cluster_client, a_slot_moved_while_publishing_loses_no_event)
         cr_assert_eq(seen[k], m.seq, "key %d: every event once", k);
     evbus_client_free(c);
 }
+
+/* Dead letter i, written as evbusd writes it into its partition's
+ * dead-letter stream, with the id "<1000 + i>-1" so that their order
+ * across partitions is known. */
+static void add_dead(evbus_cluster_t *cl, int i)
+{
+    unsigned p = (unsigned)i % P;
+    char dlq[64], stream[64], id[32], event[200], err[300];
+    part_name(dlq, sizeof dlq, p, ":dlq");
+    part_name(stream, sizeof stream, p, "");
+    snprintf(id, sizeof id, "%d-1", 1000 + i);
+    snprintf(event, sizeof event,
+             "{\"specversion\":\"1.0\",\"id\":\"dead-%d\",\"type\":\"a.b\",\"tenantid\":\"t\","
+             "\"source\":\"/t\",\"data\":{}}",
+             i);
+    const char *argv[] = {"XADD", dlq, id, "event", event, "stream", stream, "id", "1-1",
+                          "type", "a.b", "tenant", "t", "reason", "failed", "attempts", "3"};
+    redisReply *r = evbus_cluster_command(cl, 17, argv, NULL, err, sizeof err);
+    cr_assert(r && r->type == REDIS_REPLY_STRING, "XADD %s: %s", dlq,
+              r ? r->str : err);
+    freeReplyObject(r);
+}
+
+Test(cluster_client, dead_letters_are_listed_merged_and_retried_and_deleted_on_their_node)
+{
+    enum { N = 14 };
+    char err[400] = "";
+    evbus_cluster_t *cl = evbus_cluster_new(HC.seeds, NULL, err, sizeof err);
+    cr_assert(cl, "%s", err);
+    for (int i = 0; i < N; i++)
+        add_dead(cl, i);
+    evbus_cluster_free(cl);
+    evbus_client_t *c = client(P);
+    char names[P][64];
+    const char *dlqs[P];
+    for (unsigned p = 0; p < P; p++) {
+        part_name(names[p], sizeof names[p], p, ":dlq");
+        dlqs[p] = names[p];
+    }
+    /* newest first across the partitions, in pages of 4 with the cursor */
+    char cursor[EVBUS_DLQ_MERGED_CURSOR_LEN] = "";
+    int expect = N - 1, pages = 0;
+    do {
+        evbus_dlq_entry_t *es = NULL;
+        size_t n = 0, from[4];
+        char next[EVBUS_DLQ_MERGED_CURSOR_LEN];
+        cr_assert_eq(evbus_dlq_page_merged(c, dlqs, P, NULL, cursor, 4, &es, &n, from, next, err,
+                                           sizeof err),
+                     0, "%s", err);
+        for (size_t k = 0; k < n; k++, expect--) {
+            char want[32];
+            snprintf(want, sizeof want, "%d-1", 1000 + expect);
+            cr_assert_str_eq(es[k].dlq_id, want, "page %d entry %zu", pages, k);
+            cr_assert_eq(from[k], (size_t)expect % P);
+        }
+        evbus_dlq_list_free(es, n);
+        snprintf(cursor, sizeof cursor, "%s", next);
+        pages++;
+    } while (cursor[0]);
+    cr_assert_eq(expect, -1, "every dead letter listed once");
+    cr_assert_eq(pages, (N + 3) / 4);
+    /* show, retry into the partition's stream, delete */
+    evbus_dlq_entry_t e;
+    cr_assert_eq(evbus_dlq_get(c, dlqs[5 % P], "1005-1", NULL, &e, err, sizeof err), 0, "%s",
+                 err);
+    cr_assert(strstr(e.event, "dead-5"));
+    evbus_dlq_entry_free(&e);
+    char new_id[EVBUS_STREAM_ID_LEN];
+    cr_assert_eq(evbus_dlq_retry(c, dlqs[5 % P], "1005-1", NULL, new_id, sizeof new_id, err,
+                                 sizeof err),
+                 0, "%s", err);
+    char s5[64];
+    part_name(s5, sizeof s5, 5 % P, "");
+    redisReply *r = on(master_of(s5), "XRANGE %s %s %s", s5, new_id, new_id);
+    cr_assert_eq(r->elements, 1, "the retried event is in its partition's stream");
+    cr_assert(strstr(r->element[0]->element[1]->element[1]->str, "dead-5"));
+    freeReplyObject(r);
+    cr_assert_eq(evbus_dlq_get(c, dlqs[5 % P], "1005-1", NULL, &e, err, sizeof err), 1);
+    cr_assert_eq(evbus_dlq_delete(c, dlqs[6 % P], "1006-1", NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(evbus_dlq_delete(c, dlqs[6 % P], "1006-1", NULL, err, sizeof err), 1);
+    ssize_t total = 0;
+    for (unsigned p = 0; p < P; p++) {
+        ssize_t k = evbus_dlq_count(c, dlqs[p], NULL, err, sizeof err);
+        cr_assert_geq(k, 0, "%s", err);
+        total += k;
+    }
+    cr_assert_eq(total, N - 2);
+    evbus_client_free(c);
+}

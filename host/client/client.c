@@ -586,6 +586,11 @@ bool evbus_client_is_cluster(const evbus_client_t *c)
     return c->cl != NULL;
 }
 
+int evbus_client_check(evbus_client_t *c, char *err, size_t errlen)
+{
+    return evbus__conn(c, err, errlen) ? 0 : EVBUS_CLIENT_EREDIS;
+}
+
 static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};

@@ -117,6 +117,11 @@ evbus_client_t *evbus_client_new_cluster(const char *seeds, const char *stream, 
                                          size_t errlen);
 /* Whether c was made by evbus_client_new_cluster. */
 bool evbus_client_is_cluster(const evbus_client_t *c);
+/* Connects when needed (one server: its connection; a cluster: the map
+ * read, the partition count compared, the node of the stream's slot) and
+ * says whether Redis can be reached: 0, or EVBUS_CLIENT_EREDIS with the
+ * reason (err and evbus_client_error). */
+int evbus_client_check(evbus_client_t *c, char *err, size_t errlen);
 
 /*
  * Enforce a retention cap from this side instead of reading the policy

@@ -959,7 +959,7 @@ int cmd_dlq(int argc, char **argv)
                                  ":dlq");
         a.id = plain;
     }
-    if (!env->redis_url) {
+    if (!env->redis_url && !env->redis_cluster) {
         free(pdlq);
         return ctl_no_config("dlq", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
     }

@@ -622,7 +622,7 @@ int cmd_publish(int argc, char **argv)
         parallel = v;
     }
     const ctl_env_t *env = ctl_env();
-    if (!env->redis_url)
+    if (!env->redis_url && !env->redis_cluster)
         return ctl_no_config("publish", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
     char err[256];
     evbus_client_t *c = ctl_client(env, err, sizeof err);

@@ -56,6 +56,7 @@ static const struct {
     const char *const *flag;
 } ctl_rows[] = {
     {"redis.url", &ctl_opt_redis},
+    {"redis.cluster", &ctl_opt_redis_cluster},
     {"postgres.url", &ctl_opt_postgres},
     {"postgres.metadata.enabled", NULL},
     {"stream", &ctl_opt_stream},
@@ -217,12 +218,18 @@ static const ctl_env_t *load_env(bool quiet)
     /* config_load already applied EVBUS_REDIS_URL / EVBUS_POSTGRES_URL; without
      * a configuration nothing but them or the flags names a server */
     env.redis_url = dup_or(ctl_opt_redis, c ? c->core.redis_url : env_var("EVBUS_REDIS_URL"));
-    if (!ctl_opt_redis && c && core_redis_cluster(c)) {
-        /* not redis.url's default server behind the operator's back:
-         * commands that need Redis say why there is none
-         * (ctl_no_config) */
+    const char *cluster = ctl_opt_redis ? NULL
+                          : ctl_opt_redis_cluster ? ctl_opt_redis_cluster
+                          : c ? core_redis_cluster(c)
+                          : env_var("EVBUS_REDIS_URL") ? NULL
+                                                       : env_var("EVBUS_REDIS_CLUSTER");
+    if (cluster) {
+        /* never redis.url's default server behind the operator's back:
+         * the commands that run on a cluster use it, the others say
+         * they do not (ctl_no_config) */
         free(env.redis_url);
         env.redis_url = NULL;
+        env.redis_cluster = strdup(cluster);
     }
     env.postgres_url =
         dup_or(ctl_opt_postgres, c ? c->store.postgres_url : env_var("EVBUS_POSTGRES_URL"));
@@ -259,13 +266,18 @@ const ctl_env_t *ctl_env_valid(const char *cmd)
 int ctl_no_config(const char *cmd, const char *what, const char *flags)
 {
     const evbus_config_t *c = ctl_env()->cfg;
-    if (c && !strcmp(what, "Redis") && core_redis_cluster(c)) {
+    if (!strcmp(what, "Redis") && ctl_env()->redis_cluster) {
+        char at[600] = "";
         size_t idx;
-        char at[600];
-        cfg_setting_find("redis.cluster", &idx);
-        fprintf(stderr, "evbusctl %s: the configuration names a Redis Cluster (redis.cluster, %s), "
-                "which evbusctl does not support yet; give --redis URL for one server\n",
-                cmd, cfg_source_text(c, idx, at, sizeof at));
+        if (ctl_opt_redis_cluster)
+            snprintf(at, sizeof at, "--redis-cluster");
+        else if (c && cfg_setting_find("redis.cluster", &idx))
+            cfg_source_text(c, idx, at, sizeof at);
+        else
+            snprintf(at, sizeof at, "EVBUS_REDIS_CLUSTER");
+        fprintf(stderr, "evbusctl %s: does not run on a Redis Cluster yet (redis.cluster, %s; "
+                "`evbusctl publish` and `evbusctl dlq` do); give --redis URL for one server\n",
+                cmd, at);
         return CTL_USAGE;
     }
     fprintf(stderr, "evbusctl %s: no configuration to find %s in: no -c DIR, EVBUS_CONF_DIR is "
@@ -398,7 +410,17 @@ void ctl_apply_retention(evbus_client_t *c)
 
 evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen)
 {
-    evbus_client_t *c = evbus_client_new(env->redis_url, env->stream, err, errlen);
+    if (env->redis_cluster && env->partitions < 2) {
+        /* the stream lives on a cluster in partitions; with one, every
+         * event would go to a stream no evbusd reads there */
+        snprintf(err, errlen, "a Redis Cluster is named, but the configuration has %s"
+                 "partitions: %u; give the configuration evbusd runs with (partitions: 2 or "
+                 "more, -c DIR)", env->cfg ? "" : "none, so ", env->partitions);
+        return NULL;
+    }
+    evbus_client_t *c = env->redis_cluster
+                            ? evbus_client_new_cluster(env->redis_cluster, env->stream, err, errlen)
+                            : evbus_client_new(env->redis_url, env->stream, err, errlen);
     if (c && evbus_client_set_partitions(c, env->partitions) != 0) {
         snprintf(err, errlen, "%s", evbus_client_error(c));
         evbus_client_free(c);

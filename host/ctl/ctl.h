@@ -1,13 +1,16 @@
 /*
  * ctl — evbusctl's commands and the plumbing they share.
  *
- * evbusctl [-c DIR] [--redis URL] [--postgres URL] [--stream NAME] COMMAND ...
+ * evbusctl [-c DIR] [--redis URL | --redis-cluster SEEDS] [--postgres URL]
+ *          [--stream NAME] COMMAND ...
  * Global options come before the command.  Connection settings resolve in
- * this order: the global flags, then EVBUS_REDIS_URL / EVBUS_POSTGRES_URL,
- * then the configuration directory (-c, else $EVBUS_CONF_DIR, else the
+ * this order: the global flags, then EVBUS_REDIS_URL / EVBUS_REDIS_CLUSTER
+ * / EVBUS_POSTGRES_URL, then the configuration directory (-c, else $EVBUS_CONF_DIR, else the
  * installed conf.d when it exists).  With no configuration directory at all
  * evbusctl never guesses a server: a command that needs one and was not
- * given it refuses (ctl_no_config).
+ * given it refuses (ctl_no_config).  On a Redis Cluster (redis_cluster)
+ * `publish` and `dlq` run through libevbus's cluster client; the commands
+ * that talk to one connection (`pending`, `handlers`) refuse it.
  *
  * A broken file in the configuration directory does not stop the commands
  * that only talk to Redis, PostgreSQL or the admin endpoint: they use the
@@ -62,7 +65,8 @@ int cmd_plugin(int argc, char **argv);   /* cmd_plugin.c */
 
 /* The global options as given (NULL when absent): set by main.c before
  * the command runs, read by ctl_env(). */
-extern const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
+extern const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_redis_cluster, *ctl_opt_postgres,
+    *ctl_opt_stream;
 
 typedef struct ctl_env {
     const char *conf_dir;      /* NULL when none was found            */
@@ -70,7 +74,12 @@ typedef struct ctl_env {
                                   EVBUS_CONF_DIR", "the installed default" */
     evbus_config_t *cfg;       /* NULL when no conf dir was used      */
     size_t conf_errors;        /* errors in conf_dir (cfg holds what parsed) */
-    char *redis_url;           /* NULL when nothing names a Redis     */
+    char *redis_url;           /* NULL when nothing names one Redis server */
+    char *redis_cluster;       /* the seeds of a Redis Cluster (then redis_url is NULL):
+                                  --redis-cluster, else the configuration's
+                                  redis.cluster (EVBUS_REDIS_CLUSTER over it), else
+                                  EVBUS_REDIS_CLUSTER without a configuration; --redis
+                                  names one server over all of them */
     char *postgres_url;        /* NULL when not configured            */
     char *stream;
     unsigned partitions;       /* `partitions` (1 without a configuration) */
@@ -99,11 +108,14 @@ const ctl_env_t *ctl_env_valid(const char *cmd);
 /* "evbusctl CMD: no configuration ..." telling to pass -c DIR, set
  * EVBUS_CONF_DIR or give `flags` (e.g. "--redis URL"), for a command that
  * needs `what` (e.g. "Redis") when no configuration directory exists;
- * returns CTL_USAGE. */
+ * returns CTL_USAGE.  For "Redis" when a Redis Cluster is named
+ * (ctl_env()->redis_cluster): the command does not run on a cluster yet,
+ * said with where the cluster came from. */
 int ctl_no_config(const char *cmd, const char *what, const char *flags);
 
-/* A client of env's Redis and stream with env's partition count
- * (evbus_client_set_partitions); NULL with the reason in err. */
+/* A client of env's Redis (one server, or the cluster of redis_cluster)
+ * and stream with env's partition count (evbus_client_set_partitions);
+ * NULL with the reason in err. */
 evbus_client_t *ctl_client(const ctl_env_t *env, char *err, size_t errlen);
 
 /* The usage error of a command that needs PostgreSQL and has no URL. */

@@ -135,7 +135,7 @@ static size_t retry_one(struct run *r, evbus_client_t *c, const char *dlq, const
     } else if (rc == EVBUS_CLIENT_EFULL) {
         snprintf(r->res->stop, sizeof r->res->stop, "%s", err);
         return 0;
-    } else if (!evbus_client_redis(c)) {
+    } else if (evbus_client_check(c, NULL, 0) != 0) {
         /* not this entry's fault: Redis went away */
         snprintf(r->res->stop, sizeof r->res->stop, "%s", evbus_client_error(c));
         return 0;

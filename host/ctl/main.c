@@ -12,7 +12,8 @@
 #include <evbus/plugin.h> /* EVBUS_ABI_VERSION for --version */
 
 /* set by the global options, read by ctl_env() */
-const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_postgres, *ctl_opt_stream;
+const char *ctl_opt_conf_dir, *ctl_opt_redis, *ctl_opt_redis_cluster, *ctl_opt_postgres,
+    *ctl_opt_stream;
 
 static const struct {
     const char *name;
@@ -36,8 +37,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "Usage: evbusctl [-c DIR] [--redis URL] [--postgres URL] [--stream NAME] "
-               "COMMAND [ARGS]\n\nCommands:\n");
+    fprintf(f, "Usage: evbusctl [-c DIR] [--redis URL | --redis-cluster SEEDS] [--postgres URL] "
+               "[--stream NAME] COMMAND [ARGS]\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nGlobal options (before the command):\n"
@@ -45,6 +46,10 @@ static void usage(FILE *f)
                "                     when it exists; a broken file in it costs a warning, not\n"
                "                     the command, except `config show --files`)\n"
                "      --redis URL    Redis URL (overrides EVBUS_REDIS_URL and the config)\n"
+               "      --redis-cluster SEEDS\n"
+               "                     a Redis Cluster's seed URLs, comma-separated (overrides\n"
+               "                     EVBUS_REDIS_CLUSTER and the config); `publish` and `dlq`\n"
+               "                     run on a cluster, other commands that need Redis refuse\n"
                "      --postgres URL PostgreSQL URL (overrides EVBUS_POSTGRES_URL and the "
                "config)\n"
                "      --stream NAME  the event stream (default from the config, evbus:events)\n"
@@ -67,6 +72,7 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'r'},
+        {"redis-cluster", required_argument, NULL, 'C'},
         {"postgres", required_argument, NULL, 'p'}, {"stream", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},          {"version", no_argument, NULL, 'v'},
         {NULL, 0, NULL, 0}};
@@ -76,6 +82,7 @@ int main(int argc, char **argv)
         switch (ch) {
         case 'c': ctl_opt_conf_dir = optarg; break;
         case 'r': ctl_opt_redis = optarg; break;
+        case 'C': ctl_opt_redis_cluster = optarg; break;
         case 'p': ctl_opt_postgres = optarg; break;
         case 's': ctl_opt_stream = optarg; break;
         case 'h': usage(stdout); return CTL_OK;
@@ -83,6 +90,11 @@ int main(int argc, char **argv)
                          EVBUS_ABI_MINOR); return CTL_OK;
         default: usage(stderr); return CTL_USAGE;
         }
+    }
+    if (ctl_opt_redis && ctl_opt_redis_cluster) {
+        fprintf(stderr, "evbusctl: --redis and --redis-cluster name two different Redis "
+                        "deployments: give one\n");
+        return CTL_USAGE;
     }
     if (optind >= argc) {
         fprintf(stderr, "evbusctl: missing command\n");

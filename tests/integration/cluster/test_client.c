@@ -1,11 +1,12 @@
 /*
  * libevbus on a real local Redis Cluster (tests/support/harness_cluster.h;
- * 3 masters, 1 replica each): every publish path puts each event in its
- * partition's stream on the master serving that partition's slot, in
- * publish order per key; the recorded partition count and the retention
+ * 3 masters, and 1 replica each where WAIT is checked): every publish
+ * path puts each event in its partition's stream on the master serving
+ * that partition's slot, in publish order per key; the recorded partition count and the retention
  * guard hold on a cluster; WAIT goes to every master a call wrote to; a
  * slot moved mid-publishing loses nothing; the dead-letter operations run
- * on each partition's node.  Every test starts its own cluster.
+ * on each partition's node; evbusctl publish and dlq run with a
+ * redis.cluster configuration.  Every test starts its own cluster.
  */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -24,7 +25,15 @@ enum { P = 6, KEYS = 12 };
 
 static harness_cluster_t HC;
 
+/* Without replicas (a cluster starts in half the time), but for the
+ * suite that checks WAIT. */
 static void cluster_up(void)
+{
+    cr_assert_eq(harness_cluster_start(&HC, 3, 0), 0, "cluster did not start (logs in %s)",
+                 HC.dir);
+}
+
+static void cluster_up_with_replicas(void)
 {
     cr_assert_eq(harness_cluster_start(&HC, 3, 1), 0, "cluster did not start (logs in %s)",
                  HC.dir);
@@ -36,6 +45,8 @@ static void cluster_down(void)
 }
 
 TestSuite(cluster_client, .init = cluster_up, .fini = cluster_down, .timeout = 120);
+TestSuite(cluster_client_replicas, .init = cluster_up_with_replicas, .fini = cluster_down,
+          .timeout = 120);
 
 static evbus_client_t *client(unsigned partitions)
 {
@@ -236,7 +247,7 @@ static int masters_of_partitions(void)
     return n;
 }
 
-Test(cluster_client, every_publish_path_puts_each_event_on_its_partitions_master_in_order)
+Test(cluster_client_replicas, every_publish_path_puts_each_event_on_its_partitions_master_in_order)
 {
     evbus_client_t *c = client(P);
     evbus_client_set_wait_replicas(c, 1, 2000);
@@ -484,4 +495,156 @@ Test(cluster_client, dead_letters_are_listed_merged_and_retried_and_deleted_on_t
     }
     cr_assert_eq(total, N - 2);
     evbus_client_free(c);
+}
+
+/* A conf.d for evbusctl in a new folder: `redis` is the YAML of the
+ * redis: mapping's contents. */
+static char *write_conf(const char *redis, char *conf, size_t len)
+{
+    char *dir = harness_tmpdir("cluster-ctl");
+    cr_assert(dir);
+    char *schemas = harness_source_path("schemas");
+    char yaml[4096];
+    snprintf(conf, len, "%s/conf.d", dir);
+    snprintf(yaml, sizeof yaml,
+             "redis: { %s }\npartitions: %d\nstream: " STREAM "\nstate_dir: %s/state\n"
+             "schemas: { dir: %s }\n",
+             redis, P, dir, schemas);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
+    return dir;
+}
+
+/* Runs evbusctl with args (NULL-terminated) after `pre` (global options,
+ * NULL-terminated); its exit status, stdout in *out, stderr in *err. */
+static int ctl(char **pre, char **args, const char *input, char **out, char **err)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = harness_build_path("host/ctl/evbusctl");
+    for (int i = 0; pre[i]; i++)
+        argv[n++] = pre[i];
+    for (int i = 0; args[i]; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    *out = *err = NULL;
+    int st = harness_run(argv, NULL, input, out, err, 60000);
+    free(argv[0]);
+    return st;
+}
+
+/* NDJSON of seq [from, to) of every key, into dir/name; returns the path. */
+static char *ndjson(const char *dir, const char *name, int from, int to)
+{
+    size_t cap = (size_t)(to - from) * KEYS * 256 + 1, len = 0;
+    char *text = malloc(cap);
+    for (int s = from; s < to; s++)
+        for (int k = 0; k < KEYS; k++) {
+            char *t = event_text(k, s);
+            len += (size_t)snprintf(text + len, cap - len, "%s\n", t);
+            free(t);
+        }
+    cr_assert_eq(harness_write_file(dir, name, text), 0);
+    free(text);
+    char *path = NULL;
+    cr_assert_geq(asprintf(&path, "%s/%s", dir, name), 0);
+    return path;
+}
+
+Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured_cluster)
+{
+    /* redis.cluster: the seeds as a YAML list */
+    char list[1200] = "cluster: [", conf[600];
+    const char *s = HC.seeds;
+    while (*s) {
+        const char *e = strchr(s, ',');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s\"%.*s\"",
+                 s == HC.seeds ? "" : ", ", (int)n, s);
+        s += n + (e != NULL);
+    }
+    strcat(list, "]");
+    char *dir = write_conf(list, conf, sizeof conf);
+    char *pre[] = {"-c", conf, NULL}, *out, *err;
+
+    /* publish: --file, --file --parallel, --live from stdin */
+    char *f1 = ndjson(dir, "a.ndjson", 0, 10), *f2 = ndjson(dir, "b.ndjson", 10, 20);
+    char *p1[] = {"publish", "--file", f1, NULL};
+    cr_assert_eq(ctl(pre, p1, NULL, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    char *p2[] = {"publish", "--file", f2, "--parallel", "3", NULL};
+    cr_assert_eq(ctl(pre, p2, NULL, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    char *f3 = ndjson(dir, "c.ndjson", 20, 30), *live = harness_read_file(f3);
+    char *p3[] = {"publish", "--live", NULL};
+    cr_assert_eq(ctl(pre, p3, live, &out, &err), 0, "%s", err);
+    free(out), free(err), free(live);
+    int seen[KEYS], last[KEYS];
+    cr_assert_eq(check_streams(seen, last), (size_t)KEYS * 30, "every event once");
+    for (int k = 0; k < KEYS; k++)
+        cr_assert_eq(last[k], 29);
+
+    /* dlq list: pages of 3, newest first across partitions, ID:PARTITION */
+    char e2[300];
+    evbus_cluster_t *cl = evbus_cluster_new(HC.seeds, NULL, e2, sizeof e2);
+    cr_assert(cl, "%s", e2);
+    for (int i = 0; i < 7; i++)
+        add_dead(cl, i);
+    evbus_cluster_free(cl);
+    char cursor[128] = "";
+    int expect = 6;
+    for (int page = 0; page < 5; page++) {
+        char *l[] = {"dlq", "list", "--json", "--limit", "3", cursor[0] ? "--cursor" : NULL,
+                     cursor, NULL};
+        cr_assert_eq(ctl(pre, l, NULL, &out, &err), 0, "%s", err);
+        json_t *doc = json_loads(out, 0, NULL), *it;
+        cr_assert(doc, "%s", out);
+        size_t i;
+        json_array_foreach(json_object_get(doc, "items"), i, it)
+        {
+            char want[32];
+            snprintf(want, sizeof want, "%d-1:%d", 1000 + expect, expect % P);
+            cr_assert_str_eq(json_string_value(json_object_get(it, "dlq_id")), want);
+            expect--;
+        }
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        snprintf(cursor, sizeof cursor, "%s", next ? next : "");
+        json_decref(doc);
+        free(out), free(err);
+        if (!cursor[0])
+            break;
+    }
+    cr_assert_eq(expect, -1, "every dead letter listed once");
+
+    /* dlq retry ID:PARTITION: back into its partition's stream */
+    char *r[] = {"dlq", "retry", "1003-1:3", NULL};
+    cr_assert_eq(ctl(pre, r, NULL, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    char s3[64];
+    part_name(s3, sizeof s3, 3, "");
+    redisReply *x = on(master_of(s3), "XREVRANGE %s + - COUNT 1", s3);
+    cr_assert(x->elements == 1 && strstr(x->element[0]->element[1]->element[1]->str, "dead-3"));
+    freeReplyObject(x);
+
+    /* --redis-cluster over a configuration's redis.url */
+    char conf2[600];
+    char *dir2 = write_conf("url: \"redis://127.0.0.1:1\"", conf2, sizeof conf2);
+    char *pre2[] = {"-c", conf2, "--redis-cluster", HC.seeds, NULL};
+    char *c2[] = {"dlq", "list", "--json", NULL};
+    cr_assert_eq(ctl(pre2, c2, NULL, &out, &err), 0, "%s", err);
+    json_t *doc = json_loads(out, 0, NULL);
+    cr_assert_eq(json_array_size(json_object_get(doc, "items")), 6, "%s", out);
+    json_decref(doc);
+    free(out), free(err);
+    /* what does not run on a cluster yet says so */
+    char *pend[] = {"pending", "list", NULL};
+    cr_assert_eq(ctl(pre2, pend, NULL, &out, &err), 2, "%s", err);
+    cr_assert(strstr(err, "does not run on a Redis Cluster yet (redis.cluster, --redis-cluster"),
+              "%s", err);
+    free(out), free(err);
+    harness_rmrf(dir2);
+    free(dir2);
+    free(f1), free(f2), free(f3);
+    harness_rmrf(dir);
+    free(dir);
 }

@@ -1555,7 +1555,7 @@ static ssize_t cluster_batch_run(evbus_client_t *c, const void *items, size_t n,
                             erc == EVBUS_CLIENT_EINVAL ? msg : "cannot serialize");
             b.have_err = true;
         }
-        if (ch->n == CHUNK_MAX || (i + 1 == n && ch->n)) {
+        if (ch->n == CHUNK_MAX) {
             chunk_exec(ch, cbatch_reply, &b);
             no_reply |= ch->no_reply;
         }

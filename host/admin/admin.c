@@ -238,19 +238,14 @@ evbus_client_t *admin_redis(admin_req_t *r)
     if (r->redis)
         return r->redis;
     admin_t *a = r->admin;
-    if (a->cluster) {
-        admin_error(r, 501, "not_supported", "redis.cluster",
-                    "the operator API's Redis operations do not run on a Redis Cluster yet "
-                    "(docs/scale-out.md, Status): use GET /health and /metrics");
-        return NULL;
-    }
     pthread_mutex_lock(&a->pool_mu);
     if (a->n_redis)
         r->redis = a->redis_pool[--a->n_redis];
     pthread_mutex_unlock(&a->pool_mu);
     if (!r->redis) {
         char err[256];
-        r->redis = evbus_client_new(a->redis_url, a->stream, err, sizeof err);
+        r->redis = a->cluster ? evbus_client_new_cluster(a->cluster, a->stream, err, sizeof err)
+                              : evbus_client_new(a->redis_url, a->stream, err, sizeof err);
         /* partitions is a restart setting: the first generation's count */
         if (r->redis && evbus_client_set_partitions(r->redis, a->partitions) != 0) {
             snprintf(err, sizeof err, "%s", evbus_client_error(r->redis));
@@ -946,7 +941,7 @@ admin_t *admin_start(const evbus_config_t *cfg, engine_t *e, atomic_int *reload_
     a->eng = e;
     a->reloads = reload_requests;
     a->redis_url = strdup(cfg->core.redis_url);
-    a->cluster = core_redis_cluster(cfg) != NULL;
+    a->cluster = core_redis_cluster(cfg) ? strdup(core_redis_cluster(cfg)) : NULL;
     a->stream = strdup(cfg->core.stream);
     a->partitions = cfg->core.partitions;
     pthread_mutex_init(&a->pool_mu, NULL);
@@ -1028,6 +1023,7 @@ void admin_stop(admin_t *a)
     pthread_mutex_destroy(&a->stats_mu);
     pthread_mutex_destroy(&a->rate_mu);
     free(a->redis_url);
+    free(a->cluster);
     free(a->stream);
     if (a->tls_key)
         OPENSSL_cleanse(a->tls_key, strlen(a->tls_key));

@@ -55,7 +55,8 @@ struct admin {
     atomic_int *reloads;
     int port;
     char *redis_url, *stream; /* restart settings: fixed for the server's life */
-    bool cluster;             /* redis.cluster: the Redis routes answer 501 for now */
+    char *cluster;            /* redis.cluster's seeds (NULL: the one server of redis_url):
+                                 the pooled clients are cluster clients then */
     unsigned partitions;      /* restart setting too */
     char *tls_cert, *tls_key;
     unsigned char cursor_key[32];

@@ -214,14 +214,10 @@ static json_t *entry_full(const evbus_dlq_entry_t *e)
  * queue is too long to count on every request. */
 static long long cheap_total(evbus_client_t *c, const char *dlq, const evbus_dlq_filter_t *f)
 {
-    redisContext *ctx = evbus_client_redis(c);
-    redisReply *x = ctx ? redisCommand(ctx, "XLEN %s", dlq) : NULL;
-    long long len = x && x->type == REDIS_REPLY_INTEGER ? x->integer : -1;
-    if (x)
-        freeReplyObject(x);
+    char err[256];
+    long long len = evbus_dlq_length(c, dlq, err, sizeof err);
     if (len < 0 || len > TOTAL_SCAN_MAX)
         return -1;
-    char err[256];
     ssize_t n = evbus_dlq_count(c, dlq, f, err, sizeof err);
     return n < 0 ? -1 : (long long)n;
 }
@@ -522,6 +518,7 @@ struct admin_jobs {
     job_t *jobs[JOBS_MAX];
     size_t n;
     char *redis_url, *stream;
+    char *cluster; /* redis.cluster's seeds, NULL: one server */
     /* the dead-letter streams: dlq.stream, or one per partition ({S:p}:dlq;
      * `partitions` is a restart setting) */
     char **dlqs;
@@ -599,7 +596,8 @@ static job_t *next_due(struct admin_jobs *js, int64_t *due)
  * first command compares it with the record, as every client's does). */
 static evbus_client_t *jobs_client(const struct admin_jobs *js, char *err, size_t errlen)
 {
-    evbus_client_t *c = evbus_client_new(js->redis_url, js->stream, err, errlen);
+    evbus_client_t *c = js->cluster ? evbus_client_new_cluster(js->cluster, js->stream, err, errlen)
+                                    : evbus_client_new(js->redis_url, js->stream, err, errlen);
     if (c && evbus_client_set_partitions(c, js->partitions) != 0) {
         snprintf(err, errlen, "%s", evbus_client_error(c));
         evbus_client_free(c);
@@ -640,7 +638,8 @@ static void *jobs_main(void *arg)
             rc = evbus_dlq_retry(c, js->dlqs[id.part], id.id, j->tenant, new_id, sizeof new_id,
                                  err, sizeof err);
         /* a full stream or a lost Redis is no entry's fault: stop there */
-        if (c && rc != 0 && rc != 1 && (rc == EVBUS_CLIENT_EFULL || !evbus_client_redis(c)))
+        if (c && rc != 0 && rc != 1 &&
+            (rc == EVBUS_CLIENT_EFULL || evbus_client_check(c, NULL, 0) != 0))
             fatal = true;
 
         pthread_mutex_lock(&js->mu);
@@ -693,6 +692,7 @@ int admin__jobs_start(admin_t *a, const evbus_config_t *cfg, char *err, size_t e
     }
     js->admin = a;
     js->redis_url = strdup(cfg->core.redis_url);
+    js->cluster = core_redis_cluster(cfg) ? strdup(core_redis_cluster(cfg)) : NULL;
     js->stream = strdup(cfg->core.stream);
     js->partitions = cfg->core.partitions > 1 ? cfg->core.partitions : 1;
     js->dlqs = js->partitions > 1 ? partition_dlqs(cfg) : calloc(1, sizeof *js->dlqs);
@@ -700,8 +700,9 @@ int admin__jobs_start(admin_t *a, const evbus_config_t *cfg, char *err, size_t e
         free(js->dlqs);
         js->dlqs = NULL;
     }
-    if (!js->redis_url || !js->stream || !js->dlqs) {
+    if (!js->redis_url || !js->stream || !js->dlqs || (core_redis_cluster(cfg) && !js->cluster)) {
         free(js->redis_url);
+        free(js->cluster);
         free(js->stream);
         free(js);
         snprintf(err, errlen, "admin: out of memory");
@@ -740,6 +741,7 @@ void admin__jobs_stop(admin_t *a)
     pthread_cond_destroy(&js->cv);
     pthread_mutex_destroy(&js->mu);
     free(js->redis_url);
+    free(js->cluster);
     free(js->stream);
     free_names(js->dlqs, js->partitions);
     free(js);

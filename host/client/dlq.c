@@ -626,6 +626,19 @@ static int reply_fail(evbus_client_t *c, const redisReply *r, char *err, size_t 
     return rc;
 }
 
+long long evbus_dlq_length(evbus_client_t *c, const char *dlq_stream, char *err, size_t errlen)
+{
+    if (!evbus__conn_key(c, dlq_stream, err, errlen))
+        return EVBUS_CLIENT_EREDIS;
+    redisReply *r = redisCommand(c->ctx, "XLEN %s", dlq_stream);
+    if (!r)
+        return evbus__io_fail(c, err, errlen, "XLEN");
+    long long n = r->type == REDIS_REPLY_INTEGER ? r->integer
+                                                 : reply_fail(c, r, err, errlen, "XLEN", dlq_stream);
+    freeReplyObject(r);
+    return n;
+}
+
 /* XRANGE id id, with the tenant check; 0 found, 1 not found, <0 error. */
 static int get_one(evbus_client_t *c, const char *dlq, const char *id, const char *tenant,
                    evbus_dlq_entry_t *out, char *err, size_t errlen)

@@ -623,6 +623,10 @@ typedef int (*evbus_dlq_scan_fn)(const evbus_dlq_entry_t *e, void *ud);
 int evbus_dlq_scan(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                    evbus_dlq_scan_fn fn, void *ud, char *err, size_t errlen);
 
+/* Number of entries in the dead-letter stream (XLEN on its node: cheap,
+ * no filter), or EVBUS_CLIENT_EREDIS. */
+long long evbus_dlq_length(evbus_client_t *c, const char *dlq_stream, char *err, size_t errlen);
+
 /* Number of entries matching f (NULL = all); -1/-2 as evbus_dlq_list. */
 ssize_t evbus_dlq_count(evbus_client_t *c, const char *dlq_stream, const evbus_dlq_filter_t *f,
                         char *err, size_t errlen);

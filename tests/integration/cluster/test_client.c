@@ -9,10 +9,12 @@
  * redis.cluster configuration.  Every test starts its own cluster.
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/cluster.h"
 #include "client/evbus_client.h"
@@ -39,8 +41,15 @@ static void cluster_up_with_replicas(void)
                  HC.dir);
 }
 
+/* evbusd of the operator API test, stopped even when an assertion ends
+ * the test early */
+static harness_proc_t admin_host;
+static bool admin_started;
+
 static void cluster_down(void)
 {
+    if (admin_started)
+        harness_kill(&admin_host, SIGKILL, 10000);
     harness_cluster_stop(&HC);
 }
 
@@ -420,7 +429,7 @@ static void add_dead(evbus_cluster_t *cl, int i)
     snprintf(id, sizeof id, "%d-1", 1000 + i);
     snprintf(event, sizeof event,
              "{\"specversion\":\"1.0\",\"id\":\"dead-%d\",\"type\":\"a.b\",\"tenantid\":\"t\","
-             "\"source\":\"/t\",\"data\":{}}",
+             "\"source\":\"/t\",\"time\":\"2026-12-07T00:00:00Z\",\"data\":{}}",
              i);
     const char *argv[] = {"XADD", dlq, id, "event", event, "stream", stream, "id", "1-1",
                           "type", "a.b", "tenant", "t", "reason", "failed", "attempts", "3"};
@@ -645,6 +654,172 @@ Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured
     harness_rmrf(dir2);
     free(dir2);
     free(f1), free(f2), free(f3);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+/* ---- the operator API on a cluster ----------------------------------------- */
+
+#define TOKEN "evb_test_cluster_operator_0123456789abcdef"
+
+static int admin_port;
+
+static bool admin_up(void *ud)
+{
+    (void)ud;
+    int st = 0;
+    char *body = harness_http_get(admin_port, "/health", &st);
+    free(body);
+    return st == 200;
+}
+
+/* One request to evbusd's operator API; the JSON reply, status in *st. */
+static json_t *api(const char *method, const char *path, const char *body, int *st)
+{
+    char *text = harness_http(admin_port, method, path, TOKEN, body, NULL, st, NULL);
+    cr_assert(text, "%s %s: no answer", method, path);
+    json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+    cr_assert(j || !*text, "%s %s: not JSON: %s", method, path, text);
+    free(text);
+    return j;
+}
+
+Test(cluster_client, the_operator_api_manages_dead_letters_and_publishes_on_a_cluster)
+{
+    char e2[300];
+    evbus_cluster_t *cl = evbus_cluster_new(HC.seeds, NULL, e2, sizeof e2);
+    cr_assert(cl, "%s", e2);
+    for (int i = 0; i < 7; i++)
+        add_dead(cl, i);
+    evbus_cluster_free(cl);
+
+    char *dir = harness_tmpdir("cluster-admin"), conf[600], state[600], log[600];
+    snprintf(conf, sizeof conf, "%s/conf.d", dir);
+    snprintf(state, sizeof state, "%s/state", dir);
+    snprintf(log, sizeof log, "%s/evbusd.log", dir);
+    admin_port = harness_free_port();
+    char hash[72];
+    harness_token_hash(TOKEN, hash);
+    char *keyed = harness_build_path("plugins/testkit/keyed.so");
+    char *schemas = harness_source_path("schemas");
+    char *yaml = NULL;
+    cr_assert_geq(asprintf(&yaml,
+                           "redis: { cluster: \"%s\" }\nstream: " STREAM "\npartitions: %d\n"
+                           "state_dir: %s\nschemas: { dir: %s, mode: off }\n"
+                           "admin:\n  listen: \"127.0.0.1:%d\"\n  tokens:\n"
+                           "    - { name: op, hash: \"%s\", roles: [operator, publisher], "
+                           "tenant: \"*\" }\n"
+                           "plugins:\n  - name: ko\n    plugin: %s\n"
+                           "    config: { out: %s/calls }\n"
+                           "    subscriptions:\n      - { pattern: \"nothing.**\" }\n",
+                           HC.seeds, P, state, schemas, admin_port, hash, keyed, dir),
+                  0);
+    free(keyed);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "10-admin.yaml", yaml), 0);
+    free(yaml);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf, NULL};
+    cr_assert_eq(harness_spawn(&admin_host, argv, NULL, log), 0);
+    admin_started = true;
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 30000), "the operator API did not come up (%s)",
+              log);
+
+    /* GET /api/v1/dlq: pages of 3 through next_cursor, newest first */
+    int st, expect = 6;
+    char path[300] = "/api/v1/dlq?limit=3";
+    for (int page = 0; page < 5; page++) {
+        json_t *doc = api("GET", path, NULL, &st), *it;
+        cr_assert_eq(st, 200, "GET %s: %d", path, st);
+        if (page == 0)
+            cr_assert_eq(json_integer_value(json_object_get(doc, "total")), 7);
+        size_t i;
+        json_array_foreach(json_object_get(doc, "items"), i, it)
+        {
+            char want[32];
+            snprintf(want, sizeof want, "%d-1:%d", 1000 + expect, expect % P);
+            cr_assert_str_eq(json_string_value(json_object_get(it, "dlq_id")), want);
+            expect--;
+        }
+        const char *next = json_string_value(json_object_get(doc, "next_cursor"));
+        if (next)
+            snprintf(path, sizeof path, "/api/v1/dlq?limit=3&cursor=%s", next);
+        json_decref(doc);
+        if (!next)
+            break;
+    }
+    cr_assert_eq(expect, -1, "every dead letter listed once");
+    /* retry one, delete another, each on its partition's node */
+    json_t *j = api("POST", "/api/v1/dlq/1003-1:3/retry", NULL, &st);
+    cr_assert_eq(st, 200, "retry: %d", st);
+    json_decref(j);
+    char s3[64];
+    part_name(s3, sizeof s3, 3, "");
+    redisReply *x = on(master_of(s3), "XREVRANGE %s + - COUNT 1", s3);
+    cr_assert(x->elements == 1 && strstr(x->element[0]->element[1]->element[1]->str, "dead-3"));
+    freeReplyObject(x);
+    j = api("DELETE", "/api/v1/dlq/1004-1:4", NULL, &st);
+    cr_assert(st == 200 || st == 204, "delete: %d", st);
+    json_decref(j);
+    j = api("GET", "/api/v1/dlq/1004-1:4", NULL, &st);
+    cr_assert_eq(st, 404);
+    json_decref(j);
+    /* a re-drive of the 5 left: each back into its partition's stream by
+     * the job thread's cluster client */
+    j = api("POST", "/api/v1/dlq/redrive", "{\"filter\":{},\"dry_run\":true}", &st);
+    cr_assert_eq(st, 200, "dry run: %d", st);
+    cr_assert_eq(json_integer_value(json_object_get(j, "count")), 5);
+    char body[512];
+    snprintf(body, sizeof body, "{\"filter\":{},\"confirm\":\"%s\",\"rate\":1000}",
+             json_string_value(json_object_get(j, "confirm")));
+    json_decref(j);
+    j = api("POST", "/api/v1/dlq/redrive", body, &st);
+    cr_assert_eq(st, 202, "re-drive: %d", st);
+    char job[300];
+    snprintf(job, sizeof job, "/api/v1/dlq/redrive/%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    long long end = harness_now_ms() + 20000;
+    for (;;) {
+        j = api("GET", job, NULL, &st);
+        const char *state = json_string_value(json_object_get(j, "state"));
+        if (strcmp(state ? state : "", "running") != 0 || harness_now_ms() > end)
+            break;
+        json_decref(j);
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_str_eq(json_string_value(json_object_get(j, "state")), "done");
+    cr_assert_eq(json_integer_value(json_object_get(j, "done")), 5);
+    json_decref(j);
+    for (int i = 0; i < 7; i++) {
+        if (i == 3 || i == 4)
+            continue;
+        char s[64], want[32];
+        part_name(s, sizeof s, (unsigned)i % P, "");
+        snprintf(want, sizeof want, "\"dead-%d\"", i);
+        x = on(master_of(s), "XRANGE %s - +", s);
+        bool found = false;
+        for (size_t k = 0; k < x->elements && !found; k++)
+            found = strstr(x->element[k]->element[1]->element[1]->str, want) != NULL;
+        cr_assert(found, "dead-%d re-driven into %s", i, s);
+        freeReplyObject(x);
+    }
+
+    /* POST /api/v1/events: into the event's partition stream */
+    char *ev = event_text(5, 0);
+    j = api("POST", "/api/v1/events", ev, &st);
+    cr_assert_eq(st, 201, "publish: %d", st);
+    json_decref(j);
+    free(ev);
+    char s5[64];
+    part_name(s5, sizeof s5, evbus_partition_of("k5", 2, P), "");
+    x = on(master_of(s5), "XREVRANGE %s + - COUNT 1", s5);
+    cr_assert(x->elements == 1 && strstr(x->element[0]->element[1]->element[1]->str, "e-5-0"),
+              "the published event is in its partition's stream");
+    freeReplyObject(x);
+    cr_assert_eq(harness_kill(&admin_host, SIGTERM, 20000), 0, "evbusd stops cleanly (%s)", log);
+    admin_started = false;
     harness_rmrf(dir);
     free(dir);
 }

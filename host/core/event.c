@@ -482,7 +482,7 @@ static int api_buf_append(evbus_buf_t *b, const char *bytes, size_t len)
 
 /* Publishing from handlers: one client per thread, made on first use. */
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *pub_url, *pub_stream;
+static char *pub_url, *pub_cluster, *pub_stream; /* pub_cluster: seeds, over pub_url */
 static unsigned pub_partitions = 1; /* under pub_lock */
 static pthread_key_t pub_key;
 static pthread_once_t pub_once = PTHREAD_ONCE_INIT;
@@ -498,13 +498,16 @@ void event_host_api_set_wait(unsigned replicas, uint32_t timeout_ms)
     atomic_store(&pub_wait_n, replicas);
 }
 
-void event_host_api_configure(const char *redis_url, const char *stream, unsigned partitions)
+void event_host_api_configure(const char *redis_url, const char *cluster, const char *stream,
+                              unsigned partitions)
 {
     pthread_once(&pub_once, pub_key_make);
     pthread_mutex_lock(&pub_lock);
     free(pub_url);
+    free(pub_cluster);
     free(pub_stream);
     pub_url = redis_url ? strdup(redis_url) : NULL;
+    pub_cluster = cluster && *cluster ? strdup(cluster) : NULL;
     pub_stream = stream ? strdup(stream) : NULL;
     pub_partitions = partitions ? partitions : 1;
     pthread_mutex_unlock(&pub_lock);
@@ -518,11 +521,13 @@ static int api_publish(const char *type, const char *tenant, const char *data_js
     evbus_client_t *c = pthread_getspecific(pub_key);
     if (!c) {
         pthread_mutex_lock(&pub_lock);
-        if (pub_url && pub_stream)
+        if (pub_cluster && pub_stream)
+            c = evbus_client_new_cluster(pub_cluster, pub_stream, err, errlen);
+        else if (pub_url && pub_stream)
             c = evbus_client_new(pub_url, pub_stream, err, errlen);
         else
-            snprintf(err, errlen, "publish: the host API cannot publish here (no redis.url; "
-                     "on a Redis Cluster plugins cannot publish yet: docs/scale-out.md)");
+            snprintf(err, errlen, "publish: the host API cannot publish here (no redis.url "
+                     "or redis.cluster)");
         /* A handler waiting for room would hold the very worker whose acks
          * make room: the host API never blocks on a full stream, it is
          * refused at once (the guard still reads the caps evbusd publishes). */

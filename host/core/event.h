@@ -147,11 +147,13 @@ const evbus_host_api_t *event_host_api(void);
 
 /*
  * Configure the host API's publish(): every thread that calls it gets its
- * own client connection to this Redis URL and stream, which has
- * `partitions` partition streams (1: the stream itself).  Call before any
+ * own client, on the Redis Cluster of the seeds `cluster` when not NULL
+ * (evbus_client_new_cluster), else on the server at redis_url, for stream,
+ * which has `partitions` partition streams (1: the stream itself).  Call before any
  * plugin is initialised; later calls replace the settings for new threads.
  */
-void event_host_api_configure(const char *redis_url, const char *stream, unsigned partitions);
+void event_host_api_configure(const char *redis_url, const char *cluster, const char *stream,
+                              unsigned partitions);
 
 /* redis.wait_replicas for the host API's publish(): read at every publish,
  * so a reload changes it for every thread's client.  Any thread. */

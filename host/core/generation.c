@@ -323,6 +323,7 @@ static int build_instances(generation_t *g, const generation_t *prev, uint32_t i
         } else {
             isolation_conf_t iso = {.private_dir = private_dir,
                                     .redis_url = cfg->core.redis_url,
+                                    .redis_cluster = core_redis_cluster(cfg),
                                     .stream = cfg->core.stream,
                                     .partitions = cfg->core.partitions,
                                     .init_flags = init_flags,

@@ -446,9 +446,9 @@ int main(int argc, char **argv)
     log_set_format(lfmt >= 0 ? lfmt : LOG_FORMAT_TEXT);
     if (notify_broken)
         log_warn("evbusd", "%s; running without service manager notifications", nerr);
-    /* on a cluster the host API's publish is not wired yet: it says so */
+    /* on a cluster the host API publishes through its cluster client */
     event_host_api_configure(core_redis_cluster(cfg) ? NULL : cfg->core.redis_url,
-                             cfg->core.stream, cfg->core.partitions);
+                             core_redis_cluster(cfg), cfg->core.stream, cfg->core.partitions);
     event_host_api_set_wait(cfg->core.redis_wait_replicas, cfg->core.redis_wait_timeout_ms);
     /* only restart-class settings may be taken from the first generation
      * here; everything live is read from the serving generation.  The

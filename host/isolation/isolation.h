@@ -109,6 +109,7 @@
 typedef struct isolation_conf {
     const char *private_dir;  /* where the child keeps its copy of the .so */
     const char *redis_url;    /* api->publish in the child (NULL: refused) */
+    const char *redis_cluster; /* a Redis Cluster's seeds for it instead (NULL: none) */
     const char *stream;
     unsigned partitions;      /* the `partitions` setting, for api->publish */
     uint32_t init_flags;      /* EVBUS_INIT_* */

@@ -989,6 +989,8 @@ int isolation_instance_new(plugin_lib_t *lib, const char *name, const char *conf
     runner_buf_put_str(&r->init_frame, cfg, strlen(cfg));
     runner_buf_put_str(&r->init_frame, conf->redis_url,
                        conf->redis_url ? strlen(conf->redis_url) : 0);
+    runner_buf_put_str(&r->init_frame, conf->redis_cluster,
+                       conf->redis_cluster ? strlen(conf->redis_cluster) : 0);
     runner_buf_put_str(&r->init_frame, conf->stream, conf->stream ? strlen(conf->stream) : 0);
     runner_buf_put_str(&r->init_frame, (const char *)plugin_lib_digest(lib), PLUGIN_DIGEST_LEN);
     runner_buf_end_frame(&r->init_frame, at);

@@ -100,6 +100,7 @@ static void do_init(child_t *c, const char *payload, size_t len)
     const char *private_dir = runner_read_str(&rd, NULL);
     const char *config = runner_read_str(&rd, NULL);
     const char *redis_url = runner_read_str(&rd, NULL);
+    const char *cluster = runner_read_str(&rd, NULL);
     const char *stream = runner_read_str(&rd, NULL);
     size_t dlen = 0;
     const char *digest = runner_read_str(&rd, &dlen);
@@ -114,8 +115,9 @@ static void do_init(child_t *c, const char *payload, size_t len)
     snprintf(c->name, sizeof c->name, "%s", name);
     log_set_level(fixed.log_level);
     log_set_format(fixed.log_format);
-    if (redis_url[0] && stream[0])
-        event_host_api_configure(redis_url, stream, fixed.partitions);
+    if ((redis_url[0] || cluster[0]) && stream[0])
+        event_host_api_configure(redis_url[0] ? redis_url : NULL, cluster, stream,
+                                 fixed.partitions);
     if (plugin_lib_open(path, private_dir, &c->lib, err, sizeof err) != 0) {
         reply_str(c, RUNNER_INIT_FAILED, 0, err);
         exit(2);

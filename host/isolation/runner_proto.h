@@ -64,7 +64,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RUNNER_PROTO_VERSION 2u
+#define RUNNER_PROTO_VERSION 3u
 #define RUNNER_FD 3
 #define RUNNER_FRAME_MAX (64u << 20) /* an event entry is far smaller */
 #define RUNNER_SHM_FD 4
@@ -75,7 +75,8 @@
 
 typedef enum runner_kind {
     RUNNER_INIT = 1,         /* runner_init_t; strings: instance, plugin path,
-                                private dir, config JSON, redis url, stream,
+                                private dir, config JSON, redis url, redis
+                                cluster seeds ("" when none), stream,
                                 expected SHA-256 of the .so (32 bytes) */
     RUNNER_CALL = 2,         /* runner_call_t; strings: stream id, raw entry,
                                 data JSON (at the handler's version), replay job */

@@ -684,6 +684,55 @@ static json_t *api(const char *method, const char *path, const char *body, int *
     return j;
 }
 
+/*
+ * evbusd on the cluster (P partitions, the operator API on a free port
+ * with TOKEN, an operator and publisher of every tenant), in a new
+ * folder it returns; `plugins` is the YAML of its plugins: list (NULL: a
+ * handler of nothing).  Waits until /health answers; its log is *log.
+ */
+static char *start_evbusd(const char *plugins, char *log, size_t loglen)
+{
+    char *dir = harness_tmpdir("cluster-evbusd"), conf[600], state[600];
+    cr_assert(dir);
+    snprintf(conf, sizeof conf, "%s/conf.d", dir);
+    snprintf(state, sizeof state, "%s/state", dir);
+    snprintf(log, loglen, "%s/evbusd.log", dir);
+    admin_port = harness_free_port();
+    char hash[72];
+    harness_token_hash(TOKEN, hash);
+    char *keyed = harness_build_path("plugins/testkit/keyed.so");
+    char *schemas = harness_source_path("schemas");
+    char *nothing = NULL, *yaml = NULL;
+    cr_assert_geq(asprintf(&nothing,
+                           "  - name: ko\n    plugin: %s\n    config: { out: %s/calls }\n"
+                           "    subscriptions:\n      - { pattern: \"nothing.**\" }\n",
+                           keyed, dir),
+                  0);
+    cr_assert_geq(asprintf(&yaml,
+                           "redis: { cluster: \"%s\" }\nstream: " STREAM "\npartitions: %d\n"
+                           "state_dir: %s\nschemas: { dir: %s, mode: off }\n"
+                           "block_ms: 50\n"
+                           "admin:\n  listen: \"127.0.0.1:%d\"\n  tokens:\n"
+                           "    - { name: op, hash: \"%s\", roles: [operator, publisher], "
+                           "tenant: \"*\" }\n"
+                           "plugins:\n%s",
+                           HC.seeds, P, state, schemas, admin_port, hash,
+                           plugins ? plugins : nothing),
+                  0);
+    free(nothing);
+    free(keyed);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf, "10-evbusd.yaml", yaml), 0);
+    free(yaml);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf, NULL};
+    cr_assert_eq(harness_spawn(&admin_host, argv, NULL, log), 0);
+    admin_started = true;
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 30000), "evbusd did not come up (%s)", log);
+    return dir;
+}
+
 Test(cluster_client, the_operator_api_manages_dead_letters_and_publishes_on_a_cluster)
 {
     char e2[300];
@@ -693,38 +742,8 @@ Test(cluster_client, the_operator_api_manages_dead_letters_and_publishes_on_a_cl
         add_dead(cl, i);
     evbus_cluster_free(cl);
 
-    char *dir = harness_tmpdir("cluster-admin"), conf[600], state[600], log[600];
-    snprintf(conf, sizeof conf, "%s/conf.d", dir);
-    snprintf(state, sizeof state, "%s/state", dir);
-    snprintf(log, sizeof log, "%s/evbusd.log", dir);
-    admin_port = harness_free_port();
-    char hash[72];
-    harness_token_hash(TOKEN, hash);
-    char *keyed = harness_build_path("plugins/testkit/keyed.so");
-    char *schemas = harness_source_path("schemas");
-    char *yaml = NULL;
-    cr_assert_geq(asprintf(&yaml,
-                           "redis: { cluster: \"%s\" }\nstream: " STREAM "\npartitions: %d\n"
-                           "state_dir: %s\nschemas: { dir: %s, mode: off }\n"
-                           "admin:\n  listen: \"127.0.0.1:%d\"\n  tokens:\n"
-                           "    - { name: op, hash: \"%s\", roles: [operator, publisher], "
-                           "tenant: \"*\" }\n"
-                           "plugins:\n  - name: ko\n    plugin: %s\n"
-                           "    config: { out: %s/calls }\n"
-                           "    subscriptions:\n      - { pattern: \"nothing.**\" }\n",
-                           HC.seeds, P, state, schemas, admin_port, hash, keyed, dir),
-                  0);
-    free(keyed);
-    free(schemas);
-    cr_assert_eq(harness_write_file(conf, "10-admin.yaml", yaml), 0);
-    free(yaml);
-    char *evbusd = harness_build_path("host/daemon/evbusd");
-    char *argv[] = {evbusd, "-c", conf, NULL};
-    cr_assert_eq(harness_spawn(&admin_host, argv, NULL, log), 0);
-    admin_started = true;
-    free(evbusd);
-    cr_assert(harness_wait_until(admin_up, NULL, 30000), "the operator API did not come up (%s)",
-              log);
+    char log[600];
+    char *dir = start_evbusd(NULL, log, sizeof log);
 
     /* GET /api/v1/dlq: pages of 3 through next_cursor, newest first */
     int st, expect = 6;
@@ -818,6 +837,74 @@ Test(cluster_client, the_operator_api_manages_dead_letters_and_publishes_on_a_cl
     cr_assert(x->elements == 1 && strstr(x->element[0]->element[1]->element[1]->str, "e-5-0"),
               "the published event is in its partition's stream");
     freeReplyObject(x);
+    cr_assert_eq(harness_kill(&admin_host, SIGTERM, 20000), 0, "evbusd stops cleanly (%s)", log);
+    admin_started = false;
+    harness_rmrf(dir);
+    free(dir);
+}
+
+/* How many forwarded.happened events every partition stream holds, each
+ * asserted to be in the partition of its tenant (its key). */
+static int forwarded_in_place(void)
+{
+    int n = 0;
+    for (unsigned p = 0; p < P; p++) {
+        char s[64];
+        part_name(s, sizeof s, p, "");
+        redisReply *r = on(master_of(s), "XRANGE %s - +", s);
+        for (size_t i = 0; i < r->elements; i++) {
+            json_t *ev = json_loads(r->element[i]->element[1]->element[1]->str, 0, NULL);
+            const char *type = json_string_value(json_object_get(ev, "type"));
+            const char *tenant = json_string_value(json_object_get(ev, "tenantid"));
+            if (type && !strcmp(type, "forwarded.happened")) {
+                cr_assert_eq(evbus_partition_of(tenant, strlen(tenant), P), p,
+                             "forwarded event of %s in partition %u", tenant, p);
+                n++;
+            }
+            json_decref(ev);
+        }
+        freeReplyObject(r);
+    }
+    return n;
+}
+
+static bool all_forwarded(void *ud)
+{
+    return forwarded_in_place() >= *(int *)ud;
+}
+
+Test(cluster_client, plugins_publish_through_the_host_api_on_a_cluster_in_process_and_isolated)
+{
+    char *fwd = harness_build_path("plugins/testkit/forwarder.so");
+    char *plugins = NULL;
+    cr_assert_geq(asprintf(&plugins,
+                           "  - name: fwd-in\n    plugin: %s\n"
+                           "    subscriptions: [ { pattern: \"origin.in.**\" } ]\n"
+                           "  - name: fwd-iso\n    plugin: %s\n    isolation: process\n"
+                           "    subscriptions: [ { pattern: \"origin.iso.**\" } ]\n",
+                           fwd, fwd),
+                  0);
+    free(fwd);
+    char log[600];
+    char *dir = start_evbusd(plugins, log, sizeof log);
+    free(plugins);
+    evbus_client_t *c = client(P);
+    enum { N = 24 };
+    for (int i = 0; i < N; i++) {
+        char t[300], err[300], id[EVBUS_STREAM_ID_LEN];
+        snprintf(t, sizeof t,
+                 "{\"specversion\":\"1.0\",\"id\":\"o-%d\",\"source\":\"/t\","
+                 "\"type\":\"origin.%s.step\",\"tenantid\":\"t%d\","
+                 "\"time\":\"2026-12-07T00:00:00Z\",\"data\":{}}",
+                 i, i % 2 ? "iso" : "in", i % 7);
+        cr_assert_eq(evbus_publish_raw(c, t, strlen(t), NULL, id, sizeof id, err, sizeof err), 0,
+                     "%s", err);
+    }
+    evbus_client_free(c);
+    int want = N;
+    cr_assert(harness_wait_until(all_forwarded, &want, 20000),
+              "%d of %d events forwarded by the plugins (log %s)", forwarded_in_place(), N, log);
+    cr_assert_eq(forwarded_in_place(), N, "each forwarded once");
     cr_assert_eq(harness_kill(&admin_host, SIGTERM, 20000), 0, "evbusd stops cleanly (%s)", log);
     admin_started = false;
     harness_rmrf(dir);

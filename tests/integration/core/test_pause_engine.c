@@ -43,7 +43,7 @@ static void setup(void)
     int rc = generation_build(F.conf, NULL, 1, false, &gen, &errs);
     cr_assert_eq(rc, 0, "generation: %s", errs.count ? errs.msgs[0] : "?");
     cfg_errors_free(&errs);
-    event_host_api_configure(gen->cfg->core.redis_url, gen->cfg->core.stream, 1);
+    event_host_api_configure(gen->cfg->core.redis_url, NULL, gen->cfg->core.stream, 1);
     char err[512];
     E = engine_new(gen, NULL, err, sizeof err);
     cr_assert_not_null(E, "%s", err);

@@ -586,6 +586,11 @@ bool evbus_client_is_cluster(const evbus_client_t *c)
     return c->cl != NULL;
 }
 
+redisContext *evbus_client_redis_key(evbus_client_t *c, const char *key)
+{
+    return evbus__conn_key(c, key, NULL, 0);
+}
+
 int evbus_client_check(evbus_client_t *c, char *err, size_t errlen)
 {
     return evbus__conn(c, err, errlen) ? 0 : EVBUS_CLIENT_EREDIS;

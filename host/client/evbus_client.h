@@ -177,6 +177,14 @@ const char *evbus_client_stream(const evbus_client_t *c);
  * evbus_client_error).  Borrowed: do not free, and do not keep it across
  * calls that may reconnect. */
 redisContext *evbus_client_redis(evbus_client_t *c);
+/* The connection the commands on `key` go to: evbus_client_redis on one
+ * server; on a Redis Cluster the master serving the key's slot (after the
+ * partition count was compared).  Every key of one command, MULTI/EXEC or
+ * script sent on it must share the key's slot (docs/scale-out.md, "Key
+ * layout"); a MOVED or ASK reply means the slot moved: ask again after
+ * the next call.  NULL with evbus_client_error.  Borrowed as
+ * evbus_client_redis's. */
+redisContext *evbus_client_redis_key(evbus_client_t *c, const char *key);
 
 /*
  * A new connection to a redis://[[user]:password@]host[:port][/db] (IPv6 in

@@ -40,12 +40,15 @@ static void usage(FILE *f)
                "Exit status: 0 done, 1 not found / not pending / Redis failed, 2 usage.\n");
 }
 
-static redisContext *connect_or_fail(evbus_client_t **c)
+/* A client and the connection of `key` (partition 0's stream when NULL):
+ * on a Redis Cluster the node serving the key's slot, and every command of
+ * a partition goes to its own (evbus_client_redis_key). */
+static redisContext *connect_or_fail(evbus_client_t **c, const char *key)
 {
     char err[256];
     const ctl_env_t *env = ctl_env();
     *c = NULL;
-    if (!env->redis_url) {
+    if (!env->redis_url && !env->redis_cluster) {
         ctl_no_config("pending", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
         return NULL;
     }
@@ -54,7 +57,10 @@ static redisContext *connect_or_fail(evbus_client_t **c)
         ctl_usage_error("pending", "%s", err);
         return NULL;
     }
-    redisContext *r = evbus_client_redis(*c);
+    char first[600];
+    if (!key)
+        evbus_partition_key_name(first, sizeof first, env->stream, 0, env->partitions > 1, "");
+    redisContext *r = evbus_client_redis_key(*c, key ? key : first);
     if (!r)
         ctl_fail("pending", "%s", evbus_client_error(*c));
     return r;
@@ -93,11 +99,14 @@ static int pend_cmp(const void *a, const void *b)
 
 /* Appends partition p's pending entries (at most limit) to out, the id
  * being ENTRY_ID:PARTITION with partitions. */
-static int read_pending(redisContext *r, const ctl_env_t *env, unsigned p, long limit,
+static int read_pending(evbus_client_t *c, const ctl_env_t *env, unsigned p, long limit,
                         pends_t *out)
 {
     char stream[600];
     part_key(env, p, "", stream, sizeof stream);
+    redisContext *r = evbus_client_redis_key(c, stream);
+    if (!r)
+        return ctl_fail("pending", "%s", evbus_client_error(c));
     redisReply *x = redisCommand(r, "XPENDING %s %s - + %ld", stream, env->group, limit);
     if (!x || x->type != REDIS_REPLY_ARRAY) {
         int rc = ctl_fail("pending", "XPENDING %s %s: %s", stream, env->group,
@@ -159,8 +168,7 @@ static int list(int argc, char **argv)
         }
     }
     evbus_client_t *c;
-    redisContext *r = connect_or_fail(&c);
-    if (!r) {
+    if (!connect_or_fail(&c, NULL)) {
         /* no client: the configuration or URL was refused (usage) */
         int rc = c ? CTL_FAIL : CTL_USAGE;
         evbus_client_free(c);
@@ -170,7 +178,7 @@ static int list(int argc, char **argv)
     int rc = CTL_OK;
     pends_t pe = {0};
     for (unsigned p = 0; p < env->partitions && rc == CTL_OK; p++)
-        rc = read_pending(r, env, p, limit, &pe);
+        rc = read_pending(c, env, p, limit, &pe);
     evbus_client_free(c);
     /* oldest first over every partition, at most `limit` */
     if (pe.n > 1)
@@ -242,7 +250,9 @@ static int quarantine(int argc, char **argv)
                                                           strlen(id + dash + 1))
         return ctl_usage_error("pending", "'%s' is not a stream entry id (ms-seq)", id);
     evbus_client_t *c;
-    redisContext *r = connect_or_fail(&c);
+    /* the entry's stream and its dead-letter stream share the partition's
+     * tag: one node, one MULTI */
+    redisContext *r = connect_or_fail(&c, stream);
     if (!r) {
         /* no client: the configuration or URL was refused (usage) */
         int rc = c ? CTL_FAIL : CTL_USAGE;

@@ -276,8 +276,8 @@ int ctl_no_config(const char *cmd, const char *what, const char *flags)
         else
             snprintf(at, sizeof at, "EVBUS_REDIS_CLUSTER");
         fprintf(stderr, "evbusctl %s: does not run on a Redis Cluster yet (redis.cluster, %s; "
-                "`evbusctl publish` and `evbusctl dlq` do); give --redis URL for one server\n",
-                cmd, at);
+                "`evbusctl publish`, `dlq` and `pending` do); give --redis URL for one "
+                "server\n", cmd, at);
         return CTL_USAGE;
     }
     fprintf(stderr, "evbusctl %s: no configuration to find %s in: no -c DIR, EVBUS_CONF_DIR is "

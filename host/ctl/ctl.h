@@ -9,8 +9,10 @@
  * installed conf.d when it exists).  With no configuration directory at all
  * evbusctl never guesses a server: a command that needs one and was not
  * given it refuses (ctl_no_config).  On a Redis Cluster (redis_cluster)
- * `publish` and `dlq` run through libevbus's cluster client; the commands
- * that talk to one connection (`pending`, `handlers`) refuse it.
+ * `publish`, `dlq` and `pending` run through libevbus's cluster client
+ * (each partition's commands on its node: evbus_client_redis_key);
+ * `handlers`, whose pause hash functions take one connection for every
+ * partition, refuses it.
  *
  * A broken file in the configuration directory does not stop the commands
  * that only talk to Redis, PostgreSQL or the admin endpoint: they use the

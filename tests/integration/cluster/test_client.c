@@ -646,11 +646,57 @@ Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured
     json_decref(doc);
     free(out), free(err);
     /* what does not run on a cluster yet says so */
-    char *pend[] = {"pending", "list", NULL};
-    cr_assert_eq(ctl(pre2, pend, NULL, &out, &err), 2, "%s", err);
+    char *hl[] = {"handlers", "list", NULL};
+    cr_assert_eq(ctl(pre2, hl, NULL, &out, &err), 2, "%s", err);
     cr_assert(strstr(err, "does not run on a Redis Cluster yet (redis.cluster, --redis-cluster"),
               "%s", err);
     free(out), free(err);
+
+    /* pending list and quarantine: the group evbus in every partition (as
+     * evbusd makes it), an entry read and not acked in partitions 2 and 5,
+     * each asked of its own master */
+    for (unsigned p = 0; p < P; p++) {
+        char s[64];
+        part_name(s, sizeof s, p, "");
+        freeReplyObject(on(master_of(s), "XGROUP CREATE %s evbus $ MKSTREAM", s));
+    }
+    unsigned parts[2] = {2, 5};
+    char entry[2][40];
+    for (int k = 0; k < 2; k++) {
+        char s[64];
+        part_name(s, sizeof s, parts[k], "");
+        int m = master_of(s);
+        redisReply *a = on(m, "XADD %s * event {\"id\":\"stuck-%d\"}", s, k);
+        snprintf(entry[k], sizeof entry[k], "%s", a->str);
+        freeReplyObject(a);
+        freeReplyObject(on(m, "XREADGROUP GROUP evbus gone COUNT 1 STREAMS %s >", s));
+    }
+    char *pl[] = {"pending", "list", "--json", NULL};
+    cr_assert_eq(ctl(pre, pl, NULL, &out, &err), 0, "%s", err);
+    doc = json_loads(out, 0, NULL);
+    cr_assert_eq(json_array_size(doc), 2, "%s", out);
+    for (int k = 0; k < 2; k++) {
+        char want[128];
+        snprintf(want, sizeof want, "\"%s:%u\"", entry[k], parts[k]);
+        cr_assert(strstr(out, want), "%s in %s", want, out);
+    }
+    json_decref(doc);
+    free(out), free(err);
+    char q[80];
+    snprintf(q, sizeof q, "%s:5", entry[1]);
+    char *pq[] = {"pending", "quarantine", q, "--json", NULL};
+    cr_assert_eq(ctl(pre, pq, NULL, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    char d5[64], s5[64];
+    part_name(d5, sizeof d5, 5, ":dlq");
+    part_name(s5, sizeof s5, 5, "");
+    x = on(master_of(d5), "XREVRANGE %s + - COUNT 1", d5);
+    cr_assert(x->elements == 1 && strstr(x->element[0]->element[1]->element[1]->str, "stuck-1"),
+              "the entry is a dead letter of partition 5");
+    freeReplyObject(x);
+    x = on(master_of(s5), "XPENDING %s evbus", s5);
+    cr_assert_eq(x->element[0]->integer, 0, "and no longer pending");
+    freeReplyObject(x);
     harness_rmrf(dir2);
     free(dir2);
     free(f1), free(f2), free(f3);

@@ -77,10 +77,13 @@ static int unknown_instance(const ctl_env_t *env, const char *instance)
                            env->conf_dir, n ? list : "none");
 }
 
-/* A connection for the command, or NULL after saying why (*rc set). */
+/* A client for the command, with in *r the connection of partition 0's
+ * stream (whose pause copy evbusd reads), or NULL after saying why (*rc
+ * set).  On a Redis Cluster each partition's keys are on their own node:
+ * the commands of partition p go to evbus_client_redis_key(c, streams[p]). */
 static evbus_client_t *open_client(const ctl_env_t *env, redisContext **r, int *rc)
 {
-    if (!env->redis_url) {
+    if (!env->redis_url && !env->redis_cluster) {
         *rc = ctl_no_config("handlers", "Redis", "--redis URL (or EVBUS_REDIS_URL)");
         return NULL;
     }
@@ -90,7 +93,9 @@ static evbus_client_t *open_client(const ctl_env_t *env, redisContext **r, int *
         *rc = ctl_usage_error("handlers", "%s", err);
         return NULL;
     }
-    if (!(*r = evbus_client_redis(c))) {
+    char first[600];
+    evbus_partition_key_name(first, sizeof first, env->stream, 0, env->partitions > 1, "");
+    if (!(*r = evbus_client_redis_key(c, first))) {
         *rc = ctl_fail("handlers", "%s", evbus_client_error(c));
         evbus_client_free(c);
         return NULL;
@@ -129,11 +134,15 @@ static void free_streams(char **v, unsigned n)
 }
 
 /* Parked deliveries per instance, added up over every stream. */
-static json_t *parked_counts(redisContext *r, char **streams, unsigned n, char *err, size_t len)
+static json_t *parked_counts(evbus_client_t *c, char **streams, unsigned n, char *err,
+                             size_t len)
 {
     json_t *sum = json_object();
     for (unsigned p = 0; p < n; p++) {
-        json_t *one = evbus_retry_parked_counts(r, streams[p], err, len);
+        redisContext *r = evbus_client_redis_key(c, streams[p]);
+        json_t *one = r ? evbus_retry_parked_counts(r, streams[p], err, len) : NULL;
+        if (!r)
+            snprintf(err, len, "%s", evbus_client_error(c));
         if (!one) {
             json_decref(sum);
             return NULL;
@@ -202,7 +211,7 @@ static int list(int argc, char **argv)
         return ctl_fail("handlers", "out of memory");
     }
     json_t *pauses = evbus_handler_pauses(r, streams[0], err, sizeof err);
-    json_t *parked = pauses ? parked_counts(r, streams, env->partitions, err, sizeof err) : NULL;
+    json_t *parked = pauses ? parked_counts(c, streams, env->partitions, err, sizeof err) : NULL;
     free_streams(streams, env->partitions);
     evbus_client_free(c);
     if (!pauses || !parked) {
@@ -351,11 +360,22 @@ static int change_in(const ctl_env_t *env, char **streams, const char *instance,
     int changed = 0;
     for (unsigned p = 0; p < env->partitions && changed >= 0; p++) {
         long long k = 0;
-        int prc = pause ? evbus_handler_pause(r, streams[p], instance, by, reason, err, sizeof err)
-                        : evbus_handler_resume(r, streams[p], instance, &k, err, sizeof err);
+        /* each partition's copy on its own node (on one server: r) */
+        redisContext *rp = evbus_client_redis_key(c, streams[p]);
+        int prc = -1;
+        if (!rp)
+            snprintf(err, sizeof err, "%s", evbus_client_error(c));
+        else
+            prc = pause ? evbus_handler_pause(rp, streams[p], instance, by, reason, err,
+                                              sizeof err)
+                        : evbus_handler_resume(rp, streams[p], instance, &k, err, sizeof err);
         released += k;
         if (p == 0 || prc < 0)
             changed = prc;
+    }
+    if (changed >= 0 && pause && !(r = evbus_client_redis_key(c, streams[0]))) {
+        snprintf(err, sizeof err, "%s", evbus_client_error(c));
+        changed = -1;
     }
     if (changed >= 0 && pause)
         pauses = evbus_handler_pauses(r, streams[0], err, sizeof err);

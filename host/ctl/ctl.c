@@ -225,8 +225,7 @@ static const ctl_env_t *load_env(bool quiet)
                                                        : env_var("EVBUS_REDIS_CLUSTER");
     if (cluster) {
         /* never redis.url's default server behind the operator's back:
-         * the commands that run on a cluster use it, the others say
-         * they do not (ctl_no_config) */
+         * the commands that need Redis use the cluster (ctl_client) */
         free(env.redis_url);
         env.redis_url = NULL;
         env.redis_cluster = strdup(cluster);
@@ -265,21 +264,6 @@ const ctl_env_t *ctl_env_valid(const char *cmd)
 
 int ctl_no_config(const char *cmd, const char *what, const char *flags)
 {
-    const evbus_config_t *c = ctl_env()->cfg;
-    if (!strcmp(what, "Redis") && ctl_env()->redis_cluster) {
-        char at[600] = "";
-        size_t idx;
-        if (ctl_opt_redis_cluster)
-            snprintf(at, sizeof at, "--redis-cluster");
-        else if (c && cfg_setting_find("redis.cluster", &idx))
-            cfg_source_text(c, idx, at, sizeof at);
-        else
-            snprintf(at, sizeof at, "EVBUS_REDIS_CLUSTER");
-        fprintf(stderr, "evbusctl %s: does not run on a Redis Cluster yet (redis.cluster, %s; "
-                "`evbusctl publish`, `dlq` and `pending` do); give --redis URL for one "
-                "server\n", cmd, at);
-        return CTL_USAGE;
-    }
     fprintf(stderr, "evbusctl %s: no configuration to find %s in: no -c DIR, EVBUS_CONF_DIR is "
             "not set and %s does not exist; pass -c DIR, set EVBUS_CONF_DIR, or give %s\n",
             cmd, what, EVBUS_CONF_DIR, flags);

@@ -9,10 +9,9 @@
  * installed conf.d when it exists).  With no configuration directory at all
  * evbusctl never guesses a server: a command that needs one and was not
  * given it refuses (ctl_no_config).  On a Redis Cluster (redis_cluster)
- * `publish`, `dlq` and `pending` run through libevbus's cluster client
- * (each partition's commands on its node: evbus_client_redis_key);
- * `handlers`, whose pause hash functions take one connection for every
- * partition, refuses it.
+ * the commands that need Redis (`publish`, `dlq`, `pending`, `handlers`)
+ * run through libevbus's cluster client, each partition's commands on its
+ * node (evbus_client_redis_key).
  *
  * A broken file in the configuration directory does not stop the commands
  * that only talk to Redis, PostgreSQL or the admin endpoint: they use the
@@ -110,9 +109,7 @@ const ctl_env_t *ctl_env_valid(const char *cmd);
 /* "evbusctl CMD: no configuration ..." telling to pass -c DIR, set
  * EVBUS_CONF_DIR or give `flags` (e.g. "--redis URL"), for a command that
  * needs `what` (e.g. "Redis") when no configuration directory exists;
- * returns CTL_USAGE.  For "Redis" when a Redis Cluster is named
- * (ctl_env()->redis_cluster): the command does not run on a cluster yet,
- * said with where the cluster came from. */
+ * returns CTL_USAGE. */
 int ctl_no_config(const char *cmd, const char *what, const char *flags);
 
 /* A client of env's Redis (one server, or the cluster of redis_cluster)

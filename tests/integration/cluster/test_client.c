@@ -506,19 +506,23 @@ Test(cluster_client, dead_letters_are_listed_merged_and_retried_and_deleted_on_t
     evbus_client_free(c);
 }
 
-/* A conf.d for evbusctl in a new folder: `redis` is the YAML of the
- * redis: mapping's contents. */
+/* A conf.d for evbusctl in a new folder, with one handler instance
+ * "ko": `redis` is the YAML of the redis: mapping's contents. */
 static char *write_conf(const char *redis, char *conf, size_t len)
 {
     char *dir = harness_tmpdir("cluster-ctl");
     cr_assert(dir);
     char *schemas = harness_source_path("schemas");
+    char *keyed = harness_build_path("plugins/testkit/keyed.so");
     char yaml[4096];
     snprintf(conf, len, "%s/conf.d", dir);
     snprintf(yaml, sizeof yaml,
              "redis: { %s }\npartitions: %d\nstream: " STREAM "\nstate_dir: %s/state\n"
-             "schemas: { dir: %s }\n",
-             redis, P, dir, schemas);
+             "schemas: { dir: %s }\n"
+             "plugins:\n  - name: ko\n    plugin: %s\n    config: { out: %s/calls }\n"
+             "    subscriptions: [ { pattern: \"nothing.**\" } ]\n",
+             redis, P, dir, schemas, keyed, dir);
+    free(keyed);
     free(schemas);
     cr_assert_eq(harness_write_file(conf, "00-host.yaml", yaml), 0);
     return dir;
@@ -645,12 +649,33 @@ Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured
     cr_assert_eq(json_array_size(json_object_get(doc, "items")), 6, "%s", out);
     json_decref(doc);
     free(out), free(err);
-    /* what does not run on a cluster yet says so */
-    char *hl[] = {"handlers", "list", NULL};
-    cr_assert_eq(ctl(pre2, hl, NULL, &out, &err), 2, "%s", err);
-    cr_assert(strstr(err, "does not run on a Redis Cluster yet (redis.cluster, --redis-cluster"),
-              "%s", err);
+
+    /* handlers pause: every partition's pause copy, each on its master */
+    char *hp[] = {"handlers", "pause", "ko", "--reason", "maintenance", NULL};
+    cr_assert_eq(ctl(pre, hp, NULL, &out, &err), 0, "%s", err);
     free(out), free(err);
+    for (unsigned p = 0; p < P; p++) {
+        char paused[64];
+        part_name(paused, sizeof paused, p, ":paused");
+        x = on(master_of(paused), "HGET %s ko", paused);
+        cr_assert(x->type == REDIS_REPLY_STRING && strstr(x->str, "maintenance"),
+                  "partition %u's pause copy", p);
+        freeReplyObject(x);
+    }
+    char *hl[] = {"handlers", "list", "--json", NULL};
+    cr_assert_eq(ctl(pre, hl, NULL, &out, &err), 0, "%s", err);
+    cr_assert(strstr(out, "maintenance"), "%s", out);
+    free(out), free(err);
+    char *hr[] = {"handlers", "resume", "ko", NULL};
+    cr_assert_eq(ctl(pre, hr, NULL, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    for (unsigned p = 0; p < P; p++) {
+        char paused[64];
+        part_name(paused, sizeof paused, p, ":paused");
+        x = on(master_of(paused), "HEXISTS %s ko", paused);
+        cr_assert_eq(x->integer, 0, "partition %u resumed", p);
+        freeReplyObject(x);
+    }
 
     /* pending list and quarantine: the group evbus in every partition (as
      * evbusd makes it), an entry read and not acked in partitions 2 and 5,

@@ -10,11 +10,13 @@
  *   event.c     completion and checks (evbus__source, evbus__text_emit);
  *   partition.c the partition hash, key names and recorded count
  *               (partition.h);
- *   client.c    the connection, XADD and the publish paths;
+ *   url.c       the redis:// and unix:// URLs (evbus__parse_url);
+ *   cluster.c   the Redis Cluster client (cluster.h);
+ *   client.c    the connection (one server, or the nodes of a cluster),
+ *               XADD and the publish paths;
  *   dlq_archive.c  the DLQ archive file (evbus_dlq_archive_append);
  *   dlq.c       the dead-letter queue;
- *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h);
- *   cluster.c   the Redis Cluster client (cluster.h).
+ *   pause.c     the handler pause hash and the unpark sweep (pause_lua.h).
  */
 #ifndef EVBUS_CLIENT_INTERNAL_H
 #define EVBUS_CLIENT_INTERNAL_H
@@ -167,8 +169,10 @@ int evbus__fail(evbus_client_t *c, char *err, size_t errlen, int code, const cha
 
 /* Parses a redis:// or unix:// URL (evbus_client_new's forms) into c's
  * host, port, unix_path, user, password and db.  0, or -1 with a message
- * in err (c may then hold some fields: evbus_client_free frees them). */
+ * in err (c may then hold some fields: evbus__url_free frees them). */
 int evbus__parse_url(evbus_client_t *c, const char *url, char *err, size_t errlen);
+/* Frees (and clears) the fields evbus__parse_url fills. */
+void evbus__url_free(evbus_client_t *c);
 
 /* The connected context, (re)connecting when needed; NULL with the reason
  * recorded via evbus__fail.  On a cluster: evbus__conn_key of the stream. */

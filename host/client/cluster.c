@@ -312,7 +312,8 @@ static int seed_parse(const char *s, size_t n, seed_t *out, char *err, size_t er
     }
     free(url);
     if (tmp)
-        evbus_client_free(tmp);
+        evbus__url_free(tmp);
+    free(tmp);
     return rc;
 }
 

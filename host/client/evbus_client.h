@@ -3,13 +3,16 @@
  * dead-letter queue.  Installed as <evbus/client.h> with libevbus.so and
  * evbus.pc; inside the tree it is "client/evbus_client.h".
  *
- * Threads: an evbus_client_t owns one hiredis context and is NOT
- * thread-safe; use one client per thread.  The id and time helpers
+ * Threads: an evbus_client_t owns one hiredis context (on a Redis Cluster,
+ * evbus_client_new_cluster: one per master) and is NOT thread-safe; use
+ * one client per thread.  The id and time helpers
  * (evbus_uuid4, evbus_ulid, evbus_time_now_rfc3339) are thread-safe.
  *
  * Connection: evbus_client_new() only parses the URL.  The connection is
  * opened by the first command and re-opened by the next command after an
- * I/O error, so a client survives a Redis restart.
+ * I/O error, so a client survives a Redis restart.  (A cluster client
+ * reads the slot map on its first command, and again after a redirect or
+ * an I/O error.)
  *
  * Errors: functions return 0 (or a count) on success and a negative code on
  * failure, with a message in the caller's err buffer (err may be NULL) that

@@ -1,0 +1,442 @@
+/*
+ * Replay jobs and the retention archive of evbusd on a real local Redis
+ * Cluster (docs/scale-out.md, Status): 3 masters started by
+ * tests/support/harness_cluster.c, a PostgreSQL by harness_pg.c, stream
+ * "cj:events" in 6 partitions spread over the masters, one evbusd host
+ * running keyed.so as "ko", which records every call in a file
+ * (tests/support/harness_calls.h).  Events are XADDed into their
+ * partition streams through the cluster client.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/cluster.h"
+#include "client/partition.h"
+#include "harness.h"
+#include "harness_calls.h"
+#include "harness_cluster.h"
+#include "harness_pg.h"
+#include "store/store.h"
+
+#define STREAM "cj:events"
+#define P 6
+#define NKEYS 24
+#define NSEQ 10
+#define N (NKEYS * NSEQ)
+
+static harness_cluster_t hc;
+static harness_pg_t pg;
+static char *dir;
+static evbus_cluster_t *cl;
+static harness_proc_t host;
+static int port;
+static char conf_dir[512], calls_path[512], log_path[512];
+static int per[P]; /* events published into each partition */
+
+static void setup(void)
+{
+    cr_assert_eq(harness_cluster_start(&hc, 3, 0), 0, "the cluster did not start (logs in %s)",
+                 hc.dir);
+    cr_assert_eq(harness_pg_start(&pg), 0, "PostgreSQL did not start (see %s/pg.log)", pg.dir);
+    dir = harness_tmpdir("cluster-jobs");
+    char err[512];
+    cl = evbus_cluster_new(hc.seeds, NULL, err, sizeof err);
+    cr_assert_not_null(cl, "%s", err);
+    host.pid = 0;
+    port = harness_free_port();
+    snprintf(conf_dir, sizeof conf_dir, "%s/conf", dir);
+    snprintf(calls_path, sizeof calls_path, "%s/calls.tsv", dir);
+    snprintf(log_path, sizeof log_path, "%s/evbusd.log", dir);
+    memset(per, 0, sizeof per);
+}
+
+static void teardown(void)
+{
+    if (host.pid > 0)
+        harness_kill(&host, SIGKILL, 5000);
+    evbus_cluster_free(cl);
+    char *log = harness_read_file(log_path);
+    if (log && getenv("CLUSTER_SHOW_LOG"))
+        fprintf(stderr, "---- evbusd ----\n%s\n", log);
+    free(log);
+    harness_cluster_stop(&hc);
+    harness_pg_stop(&pg);
+    harness_rmrf(dir);
+    free(dir);
+}
+
+TestSuite(cluster_jobs, .init = setup, .fini = teardown, .timeout = 120);
+
+static bool admin_up(void *ud)
+{
+    (void)ud;
+    int st = 0;
+    char *body = harness_http_get(port, "/health", &st);
+    free(body);
+    return body != NULL;
+}
+
+/* evbusd on the cluster with PostgreSQL and `retention` (a YAML flow map). */
+static void start_host(const char *retention)
+{
+    char state[600];
+    snprintf(state, sizeof state, "%s/state", dir);
+    mkdir(conf_dir, 0777);
+    mkdir(state, 0700);
+    char *keyed = harness_build_path("plugins/testkit/keyed.so");
+    char *schemas = harness_source_path("schemas");
+    char *yaml = NULL;
+    cr_assert_geq(asprintf(&yaml,
+                           "redis: { cluster: \"%s\", command_timeout_ms: 2000 }\n"
+                           "stream: " STREAM "\n"
+                           "partitions: %d\n"
+                           "consumer: h0\n"
+                           "batch_size: 60\n"
+                           "block_ms: 50\n"
+                           "worker_threads: 2\n"
+                           "state_dir: %s\n"
+                           "schemas: { dir: %s, mode: off }\n"
+                           "admin: { listen: \"127.0.0.1:%d\" }\n"
+                           "postgres: { url: \"%s\", migrate_on_start: true }\n"
+                           "retention: %s\n"
+                           "plugins:\n"
+                           "  - name: ko\n"
+                           "    plugin: %s\n"
+                           "    config: { out: %s }\n"
+                           "    subscriptions:\n"
+                           "      - { pattern: \"test.**\" }\n",
+                           hc.seeds, P, state, schemas, port, pg.url, retention, keyed,
+                           calls_path),
+                  0);
+    free(keyed);
+    free(schemas);
+    cr_assert_eq(harness_write_file(conf_dir, "10-cj.yaml", yaml), 0);
+    free(yaml);
+    char *evbusd = harness_build_path("host/daemon/evbusd");
+    char *argv[] = {evbusd, "-c", conf_dir, NULL};
+    cr_assert_eq(harness_spawn(&host, argv, NULL, log_path), 0);
+    free(evbusd);
+    cr_assert(harness_wait_until(admin_up, NULL, 20000), "evbusd's admin endpoint did not come up");
+}
+
+static void part_name(unsigned p, char *out, size_t len)
+{
+    snprintf(out, len, "{" STREAM ":%u}", p);
+}
+
+/* A command through the cluster client (routed by its key); asserts a
+ * reply that is not an error. */
+static redisReply *cmd(int argc, const char **argv)
+{
+    char err[512] = "";
+    redisReply *r = evbus_cluster_command(cl, argc, argv, NULL, err, sizeof err);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "%s %s: %s", argv[0], argc > 1 ? argv[1] : "",
+              r ? r->str : err);
+    return r;
+}
+
+/* Keys k000..k<NKEYS-1>, seq 0..NSEQ-1, each event XADDed to its
+ * partition stream; per[] counts them. */
+static void publish(void)
+{
+    for (int s = 0; s < NSEQ; s++)
+        for (int i = 0; i < NKEYS; i++) {
+            char key[16], id[48], stream[64];
+            snprintf(key, sizeof key, "k%03d", i);
+            snprintf(id, sizeof id, "%s-%d", key, s);
+            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i}}",
+                                   "specversion", "1.0", "id", id, "source",
+                                   "tests/cluster-jobs", "type", "test.cj.step", "time",
+                                   "2026-12-07T00:00:00Z", "tenantid", "tenant-a",
+                                   "partitionkey", key, "data", "seq", s);
+            int p = evbus_event_partition(ev, P);
+            cr_assert(p >= 0 && p < P);
+            per[p]++;
+            part_name((unsigned)p, stream, sizeof stream);
+            char *text = json_dumps(ev, JSON_COMPACT);
+            json_decref(ev);
+            const char *argv[] = {"XADD", stream, "*", "event", text};
+            freeReplyObject(cmd(5, argv));
+            free(text);
+        }
+}
+
+/* The partitions that got events must live on more than one master, or
+ * the test would not tell one connection from a connection per master. */
+static void expect_spread_over_masters(void)
+{
+    char first[300] = "";
+    bool two = false;
+    for (unsigned p = 0; p < P; p++) {
+        char tag[64], at[300];
+        part_name(p, tag, sizeof tag);
+        cr_assert_eq(evbus_cluster_slot_owner(cl, evbus_cluster_keyslot(tag, strlen(tag)), at,
+                                              sizeof at),
+                     0);
+        if (!per[p])
+            continue;
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", at);
+        two = two || strcmp(first, at) != 0;
+    }
+    cr_assert(two, "every partition with events hashes to one master");
+}
+
+static harness_calls_t read_calls(void)
+{
+    harness_calls_t c = {0};
+    harness_calls_read(&c, calls_path, 0);
+    return c;
+}
+
+static bool all_handled(void *ud)
+{
+    (void)ud;
+    harness_calls_t c = read_calls();
+    size_t n = harness_calls_distinct_ok(&c, NKEYS, NSEQ);
+    harness_calls_free(&c);
+    return n == N;
+}
+
+static long long xlen(unsigned p)
+{
+    char name[64];
+    part_name(p, name, sizeof name);
+    const char *argv[] = {"XLEN", name};
+    redisReply *r = cmd(2, argv);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+/* The id of partition p's last entry into out ("" when empty). */
+static void last_id(unsigned p, char *out, size_t len)
+{
+    char name[64];
+    part_name(p, name, sizeof name);
+    const char *argv[] = {"XREVRANGE", name, "+", "-", "COUNT", "1"};
+    redisReply *r = cmd(6, argv);
+    snprintf(out, len, "%s", r->elements ? r->element[0]->element[0]->str : "");
+    freeReplyObject(r);
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "(null)";
+}
+
+static long long jint(const json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+/* The job's row once it is finished (or as it is after timeout_ms). */
+static json_t *wait_job(PGconn *db, const char *id, int timeout_ms)
+{
+    long long deadline = harness_now_ms() + timeout_ms;
+    for (;;) {
+        json_t *job = NULL;
+        char err[256];
+        cr_assert_eq(store_replay_get(db, id, &job, err, sizeof err), 0, "%s", err);
+        const char *st = jstr(job, "status");
+        if (!strcmp(st, "completed") || !strcmp(st, "failed") || harness_now_ms() > deadline)
+            return job;
+        json_decref(job);
+        usleep(100 * 1000);
+    }
+}
+
+Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partition)
+{
+    start_host("{ interval: 100ms }");
+    publish();
+    expect_spread_over_masters();
+    cr_assert(harness_wait_until(all_handled, NULL, 30000), "not every event was handled live");
+
+    /* a job over the last hour: every partition's window, on its master */
+    PGconn *db = PQconnectdb(pg.url);
+    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    long long now = (long long)time(NULL) * 1000; /* wall time: stream ids are */
+    store_replay_request_t req = {.from_ms = now - 3600 * 1000, .to_ms = now + 60 * 1000,
+                                  .requested_by = "tests/cluster-jobs", .partitions = P};
+    char id[64], err[512];
+    cr_assert_eq(store_replay_create(db, &req, 0, id, sizeof id, err, sizeof err), 0, "%s", err);
+    json_t *job = wait_job(db, id, 30000);
+    char *text = json_dumps(job, JSON_COMPACT);
+    cr_assert_str_eq(jstr(job, "status"), "completed", "%s", text);
+    cr_expect_eq(jint(job, "total"), N, "%s", text);
+    cr_expect_eq(jint(job, "processed"), N, "%s", text);
+    cr_expect_eq(jint(job, "failed") + jint(job, "skipped"), 0, "%s", text);
+    json_t *parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P, "%s", text);
+    for (unsigned p = 0; p < P; p++) {
+        const json_t *o = json_array_get(parts, p);
+        char last[64];
+        last_id(p, last, sizeof last);
+        cr_expect_eq(jint(o, "partition"), p);
+        cr_expect_str_eq(jstr(o, "status"), "completed", "partition %u", p);
+        cr_expect_eq(jint(o, "total"), per[p], "partition %u", p);
+        cr_expect_eq(jint(o, "processed"), per[p], "partition %u", p);
+        if (per[p])
+            cr_expect_str_eq(jstr(o, "position"), last, "partition %u", p);
+    }
+    free(text);
+    json_decref(job);
+    PQfinish(db);
+
+    /* each event handled again: twice in all, counted per partition */
+    harness_calls_t c = read_calls();
+    int handled[P] = {0};
+    int *times = calloc(N, sizeof *times);
+    for (size_t i = 0; i < c.n; i++) {
+        const harness_call_t *k = &c.v[i];
+        if (strcmp(k->result, "ok") != 0)
+            continue;
+        handled[evbus_partition_of(k->key, strlen(k->key), P)]++;
+        int key = atoi(k->key + 1);
+        cr_assert(key >= 0 && key < NKEYS && k->seq >= 0 && k->seq < NSEQ, "%s %d", k->key,
+                  k->seq);
+        times[key * NSEQ + k->seq]++;
+    }
+    for (unsigned p = 0; p < P; p++)
+        cr_expect_eq(handled[p], 2 * per[p], "partition %u: %d calls for %d events", p,
+                     handled[p], per[p]);
+    for (int e = 0; e < N; e++)
+        cr_expect_eq(times[e], 2, "k%03d seq %d handled %d times", e / NSEQ, e % NSEQ, times[e]);
+    free(times);
+    harness_calls_free(&c);
+    cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
+    host.pid = 0;
+}
+
+static bool log_says(void *what)
+{
+    char *log = harness_read_file(log_path);
+    bool yes = log && strstr(log, what);
+    free(log);
+    return yes;
+}
+
+/* events_archive's rows of partition p. */
+static long long rows(PGconn *db, unsigned p)
+{
+    char name[64];
+    part_name(p, name, sizeof name);
+    const char *params[] = {name};
+    PGresult *r = PQexecParams(db, "SELECT count(*) FROM events_archive WHERE stream = $1", 1,
+                               NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(db));
+    long long n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+static void policy(unsigned p, const char *field, char *out, size_t len)
+{
+    char key[80];
+    part_name(p, key, sizeof key);
+    strcat(key, ":retention");
+    const char *argv[] = {"HGET", key, field};
+    redisReply *r = cmd(3, argv);
+    snprintf(out, len, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+Test(cluster_jobs, the_archive_archives_every_partition_and_trims_only_what_it_archived)
+{
+    start_host("{ interval: 100ms }");
+    publish();
+    expect_spread_over_masters();
+    cr_assert(harness_wait_until(all_handled, NULL, 30000), "not every event was handled live");
+    /* a consumer group of partition q that reads nothing: it owes them all */
+    unsigned q = 0;
+    while (!per[q])
+        q++;
+    char qname[64];
+    part_name(q, qname, sizeof qname);
+    const char *grp[] = {"XGROUP", "CREATE", qname, "lagging", "0"};
+    freeReplyObject(cmd(5, grp));
+
+    /* a reload brings the archive and a short max_age: every entry evbusd
+     * acknowledged is past it, so archived, then trimmed */
+    cr_assert_eq(harness_write_file(conf_dir, "20-ret.yaml",
+                                    "retention: { max_age: 500ms, archive: postgres, "
+                                    "interval: 100ms }\n"),
+                 0);
+    kill(host.pid, SIGHUP);
+    cr_assert(harness_wait_until(log_says, "generation 2 live", 15000),
+              "the reload bringing retention.archive was not applied on a cluster");
+    PGconn *db = PQconnectdb(pg.url);
+    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    long long deadline = harness_now_ms() + 20000, left = -1;
+    while (harness_now_ms() < deadline) {
+        left = 0;
+        for (unsigned p = 0; p < P; p++) {
+            long long in_redis = xlen(p);
+            /* nothing left Redis before its row was in PostgreSQL */
+            cr_expect_geq(rows(db, p), per[p] - in_redis, "partition %u: %lld trimmed, %lld "
+                          "archived", p, per[p] - in_redis, rows(db, p));
+            if (p != q)
+                left += in_redis;
+        }
+        if (left == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert_eq(left, 0, "%lld entries never left the partitions", left);
+    usleep(500 * 1000); /* a few more rounds of q's trimmer */
+    for (unsigned p = 0; p < P; p++) {
+        char wm[64], last[64];
+        if (p == q) {
+            cr_expect_eq(xlen(p), per[p], "partition %u lost entries group lagging never read",
+                         p);
+            cr_expect_eq(rows(db, p), 0, "partition %u archived entries a group still owes", p);
+            continue;
+        }
+        cr_expect_eq(rows(db, p), per[p], "rows of partition %u", p);
+        policy(p, "archived", wm, sizeof wm);
+        if (per[p]) {
+            /* the stream is empty now: the newest row is its last entry */
+            const char *params[] = {""};
+            char name[64];
+            part_name(p, name, sizeof name);
+            params[0] = name;
+            PGresult *r = PQexecParams(db, "SELECT ms || '-' || seq FROM events_archive WHERE"
+                                           " stream = $1 ORDER BY ms DESC, seq DESC LIMIT 1",
+                                       1, NULL, params, NULL, NULL, 0);
+            cr_assert_eq(PQntuples(r), 1);
+            snprintf(last, sizeof last, "%s", PQgetvalue(r, 0, 0));
+            PQclear(r);
+            cr_expect_str_eq(wm, last, "the watermark of partition %u", p);
+        }
+    }
+    PQfinish(db);
+    /* /health: every partition's archive on, what each archived */
+    int st = 0;
+    char *body = harness_http_get(port, "/health", &st);
+    json_t *h = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    cr_assert(h, "no /health");
+    for (unsigned p = 0; p < P; p++) {
+        json_t *o = json_array_get(json_object_get(h, "partitions"), p);
+        json_t *a = json_object_get(json_object_get(o, "retention"), "archive");
+        cr_expect_str_eq(jstr(a, "mode"), "postgres", "partition %u", p);
+        cr_expect_eq(jint(a, "archived_total"), p == q ? 0 : per[p], "partition %u", p);
+        cr_expect(json_is_null(json_object_get(a, "last_error")) ||
+                      !json_object_get(a, "last_error"),
+                  "partition %u: %s", p, jstr(a, "last_error"));
+    }
+    json_decref(h);
+    cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
+    host.pid = 0;
+}

@@ -9,10 +9,11 @@
  * the consumer group (no XREADGROUP, no XACK), so live consumption is
  * never blocked or disturbed.  A read that fails in a way that may pass (a
  * lost connection, a slot that moved in a reshard or a failover) is tried
- * again after a backoff, for a bounded time: reads change nothing.  Without the archive it can only replay what the stream still
- * holds: entries trimmed by retention are gone, and the job records a
- * warning naming the missing range and the first available time when its
- * window starts before the oldest entry left.
+ * again after a backoff, for a bounded time: reads change nothing.
+ * Without the archive it can only replay what the stream still holds:
+ * entries trimmed by retention are gone, and the job records a warning
+ * naming the missing range and the first available time when its window
+ * starts before the oldest entry left.
  *
  * With retention.archive: postgres the part of the window before the
  * stream's first entry comes from events_archive, in id order, then the
@@ -535,14 +536,14 @@ static redisReply *xrange(rlink_t *l, const char *stream, const char *start, con
 }
 
 /* Counting pass over the window; -1 with err on Redis failure. */
-static int64_t count_window(rlink_t *rc, const char *stream, const char *start,
+static int64_t count_window(rlink_t *rl, const char *stream, const char *start,
                             const char *end, char *err, size_t errlen)
 {
     int64_t n = 0;
     char from[64];
     snprintf(from, sizeof from, "%s", start);
     for (;;) {
-        redisReply *r = xrange(rc, stream, from, end, 5000, err, errlen);
+        redisReply *r = xrange(rl, stream, from, end, 5000, err, errlen);
         if (!r)
             return -1;
         n += (int64_t)r->elements;
@@ -666,13 +667,13 @@ static const char SNAPSHOT_LUA[] =
     "return {redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1),"
     " redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}";
 
-static redisReply *snapshot(rlink_t *rc, const char *stream, const char *from,
+static redisReply *snapshot(rlink_t *rl, const char *stream, const char *from,
                             const char *end, uint32_t chunk, char *err, size_t errlen)
 {
     char count[16];
     snprintf(count, sizeof count, "%u", chunk);
     const char *argv[] = {"EVAL", SNAPSHOT_LUA, "1", stream, from, end, count};
-    redisReply *r = rl_read(rc, stream, 7, argv, err, errlen);
+    redisReply *r = rl_read(rl, stream, 7, argv, err, errlen);
     if (!r)
         return NULL;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
@@ -745,10 +746,10 @@ static void missing_text(const job_t *j, const redisReply *first, bool archive, 
  * the archive, the archive's rows before the stream's first entry.  0, or
  * -1 with err.
  */
-static int part_count(PGconn *pg, rlink_t *rc, const job_t *j, part_t *pt, bool archive,
+static int part_count(PGconn *pg, rlink_t *rl, const job_t *j, part_t *pt, bool archive,
                       const char *start, const char *end, bool *empty, char *err, size_t errlen)
 {
-    redisReply *first = xrange(rc, pt->stream, "-", "+", 1, err, errlen);
+    redisReply *first = xrange(rl, pt->stream, "-", "+", 1, err, errlen);
     if (!first)
         return -1;
     int64_t a_ms = -1, a_seq = 0, archived = 0;
@@ -781,7 +782,7 @@ static int part_count(PGconn *pg, rlink_t *rc, const job_t *j, part_t *pt, bool 
         }
     }
     freeReplyObject(first);
-    pt->total = count_window(rc, pt->stream, start, end, err, errlen);
+    pt->total = count_window(rl, pt->stream, start, end, err, errlen);
     if (pt->total < 0)
         return -1;
     pt->total += archived;
@@ -831,7 +832,7 @@ static void warn_partitions(PGconn *pg, const job_t *j, unsigned n_empty, bool a
  * when the job stops here (worker stopping, cancelled, taken over: the
  * caller tells which), -1 with err when a read failed.
  */
-static int run_part(run_t *run, rlink_t *rc, bool archive, const char *start,
+static int run_part(run_t *run, rlink_t *rl, bool archive, const char *start,
                     const char *end, char *err, size_t errlen)
 {
     store_replay_worker_t *w = run->w;
@@ -858,7 +859,7 @@ static int run_part(run_t *run, rlink_t *rc, bool archive, const char *start,
         redisReply *r = NULL;
         const redisReply *entries;
         if (archive) {
-            r = snapshot(rc, pt->stream, from, end, chunk, err, errlen);
+            r = snapshot(rl, pt->stream, from, end, chunk, err, errlen);
             if (!r)
                 return -1;
             entries = r->element[1];
@@ -892,7 +893,7 @@ static int run_part(run_t *run, rlink_t *rc, bool archive, const char *start,
             }
             PQclear(rows);
         } else {
-            r = xrange(rc, pt->stream, from, end, (int)chunk, err, errlen);
+            r = xrange(rl, pt->stream, from, end, (int)chunk, err, errlen);
             if (!r)
                 return -1;
             entries = r;
@@ -936,7 +937,6 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         log_error(COMP, "job %s failed: %s", j->id, err);
         return;
     }
-    rlink_t *rc = &link;
     char start[48], end[48];
     snprintf(start, sizeof start, "%lld-0", (long long)j->from_ms);
     snprintf(end, sizeof end, "%lld-18446744073709551615", (long long)j->to_ms);
@@ -966,7 +966,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
             bool empty = false;
             j->cur = &j->parts[p];
             j->cur_index = p;
-            if (part_count(pg, rc, j, &j->parts[p], archive, start, end, &empty, err,
+            if (part_count(pg, &link, j, &j->parts[p], archive, start, end, &empty, err,
                            sizeof err) != 0)
                 goto fail;
             j->total += j->parts[p].total;
@@ -1006,7 +1006,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         j->cur = &j->parts[p];
         j->cur_index = p;
         j->cur->status = PART_RUNNING;
-        int prc = run_part(&run, rc, archive, start, end, err, sizeof err);
+        int prc = run_part(&run, &link, archive, start, end, err, sizeof err);
         if (prc < 0)
             goto fail;
         stopped = prc > 0;

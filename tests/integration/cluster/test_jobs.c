@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,45 +257,10 @@ static json_t *wait_job(PGconn *db, const char *id, int timeout_ms)
     }
 }
 
-Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partition)
+/* Each event handled again: twice in all (live, then replayed), counted
+ * per partition. */
+static void expect_each_handled_twice(void)
 {
-    start_host("{ interval: 100ms }");
-    publish();
-    expect_spread_over_masters();
-    cr_assert(harness_wait_until(all_handled, NULL, 30000), "not every event was handled live");
-
-    /* a job over the last hour: every partition's window, on its master */
-    PGconn *db = PQconnectdb(pg.url);
-    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
-    long long now = (long long)time(NULL) * 1000; /* wall time: stream ids are */
-    store_replay_request_t req = {.from_ms = now - 3600 * 1000, .to_ms = now + 60 * 1000,
-                                  .requested_by = "tests/cluster-jobs", .partitions = P};
-    char id[64], err[512];
-    cr_assert_eq(store_replay_create(db, &req, 0, id, sizeof id, err, sizeof err), 0, "%s", err);
-    json_t *job = wait_job(db, id, 30000);
-    char *text = json_dumps(job, JSON_COMPACT);
-    cr_assert_str_eq(jstr(job, "status"), "completed", "%s", text);
-    cr_expect_eq(jint(job, "total"), N, "%s", text);
-    cr_expect_eq(jint(job, "processed"), N, "%s", text);
-    cr_expect_eq(jint(job, "failed") + jint(job, "skipped"), 0, "%s", text);
-    json_t *parts = json_object_get(job, "partitions");
-    cr_assert_eq(json_array_size(parts), P, "%s", text);
-    for (unsigned p = 0; p < P; p++) {
-        const json_t *o = json_array_get(parts, p);
-        char last[64];
-        last_id(p, last, sizeof last);
-        cr_expect_eq(jint(o, "partition"), p);
-        cr_expect_str_eq(jstr(o, "status"), "completed", "partition %u", p);
-        cr_expect_eq(jint(o, "total"), per[p], "partition %u", p);
-        cr_expect_eq(jint(o, "processed"), per[p], "partition %u", p);
-        if (per[p])
-            cr_expect_str_eq(jstr(o, "position"), last, "partition %u", p);
-    }
-    free(text);
-    json_decref(job);
-    PQfinish(db);
-
-    /* each event handled again: twice in all, counted per partition */
     harness_calls_t c = read_calls();
     int handled[P] = {0};
     int *times = calloc(N, sizeof *times);
@@ -315,8 +281,129 @@ Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partit
         cr_expect_eq(times[e], 2, "k%03d seq %d handled %d times", e / NSEQ, e % NSEQ, times[e]);
     free(times);
     harness_calls_free(&c);
+}
+
+/* A job over the last hour (wall time: stream ids are) at `rate` events/s
+ * (0: unlimited); its id into id. */
+static void create_job(PGconn *db, int rate, char id[64])
+{
+    long long now = (long long)time(NULL) * 1000;
+    store_replay_request_t req = {.from_ms = now - 3600 * 1000, .to_ms = now + 60 * 1000,
+                                  .rate = rate, .requested_by = "tests/cluster-jobs",
+                                  .partitions = P};
+    char err[512];
+    cr_assert_eq(store_replay_create(db, &req, 0, id, 64, err, sizeof err), 0, "%s", err);
+}
+
+/* The job completed with every event processed, each partition's progress
+ * and position recorded. */
+static void expect_completed(json_t *job)
+{
+    char *text = json_dumps(job, JSON_COMPACT);
+    cr_assert_str_eq(jstr(job, "status"), "completed", "%s", text);
+    cr_expect_eq(jint(job, "total"), N, "%s", text);
+    cr_expect_eq(jint(job, "processed"), N, "%s", text);
+    cr_expect_eq(jint(job, "failed") + jint(job, "skipped"), 0, "%s", text);
+    json_t *parts = json_object_get(job, "partitions");
+    cr_assert_eq(json_array_size(parts), P, "%s", text);
+    free(text);
+    for (unsigned p = 0; p < P; p++) {
+        const json_t *o = json_array_get(parts, p);
+        char last[64];
+        last_id(p, last, sizeof last);
+        cr_expect_eq(jint(o, "partition"), p);
+        cr_expect_str_eq(jstr(o, "status"), "completed", "partition %u", p);
+        cr_expect_eq(jint(o, "total"), per[p], "partition %u", p);
+        cr_expect_eq(jint(o, "processed"), per[p], "partition %u", p);
+        if (per[p])
+            cr_expect_str_eq(jstr(o, "position"), last, "partition %u", p);
+    }
+}
+
+Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partition)
+{
+    start_host("{ interval: 100ms }");
+    publish();
+    expect_spread_over_masters();
+    cr_assert(harness_wait_until(all_handled, NULL, 30000), "not every event was handled live");
+
+    /* a job over the last hour: every partition's window, on its master */
+    PGconn *db = PQconnectdb(pg.url);
+    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    char id[64];
+    create_job(db, 0, id);
+    json_t *job = wait_job(db, id, 30000);
+    expect_completed(job);
+    json_decref(job);
+    PQfinish(db);
+    expect_each_handled_twice();
     cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
     host.pid = 0;
+}
+
+/* A command on node i that must not fail. */
+static void on(int i, const char *fmt, ...)
+{
+    redisContext *c = harness_cluster_connect(&hc, i);
+    cr_assert_not_null(c);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt,
+              r ? r->str : c->errstr);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* Moves the slot of partition p's keys to another master as a reshard
+ * does (IMPORTING, MIGRATING, MIGRATE of each key, SETSLOT NODE on every
+ * master).  The new master's index. */
+static int move_partition(unsigned p)
+{
+    char tag[64], at[300];
+    part_name(p, tag, sizeof tag);
+    unsigned slot = evbus_cluster_keyslot(tag, strlen(tag));
+    cr_assert_eq(evbus_cluster_slot_owner(cl, slot, at, sizeof at), 0);
+    int src = harness_cluster_node_of_port(&hc, atoi(strrchr(at, ':') + 1));
+    int dst = (src + 1) % hc.n; /* no replicas: every node is a master */
+    char src_id[41], dst_id[41];
+    cr_assert_eq(harness_cluster_node_id(&hc, src, src_id), 0);
+    cr_assert_eq(harness_cluster_node_id(&hc, dst, dst_id), 0);
+    on(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id);
+    on(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id);
+    redisContext *c = harness_cluster_connect(&hc, src);
+    cr_assert_not_null(c);
+    for (;;) {
+        redisReply *keys = redisCommand(c, "CLUSTER GETKEYSINSLOT %u 100", slot);
+        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
+        size_t n = keys->elements;
+        for (size_t i = 0; i < n; i++) {
+            redisReply *m = redisCommand(c, "MIGRATE 127.0.0.1 %d %b 0 5000", hc.port[dst],
+                                         keys->element[i]->str, keys->element[i]->len);
+            cr_assert(m && m->type != REDIS_REPLY_ERROR, "MIGRATE %s: %s",
+                      keys->element[i]->str, m ? m->str : c->errstr);
+            freeReplyObject(m);
+        }
+        freeReplyObject(keys);
+        if (!n)
+            break;
+    }
+    redisFree(c);
+    for (int i = 0; i < hc.n; i++)
+        on(i, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
+    return dst;
+}
+
+static bool job_running(void *ud)
+{
+    void **a = ud;
+    json_t *job = NULL;
+    char err[256];
+    cr_assert_eq(store_replay_get(a[0], a[1], &job, err, sizeof err), 0, "%s", err);
+    bool yes = strcmp(jstr(job, "status"), "pending") != 0;
+    json_decref(job);
+    return yes;
 }
 
 static bool log_says(void *what)
@@ -325,6 +412,40 @@ static bool log_says(void *what)
     bool yes = log && strstr(log, what);
     free(log);
     return yes;
+}
+
+Test(cluster_jobs, a_replay_job_follows_a_partition_moved_to_another_master_mid_job)
+{
+    start_host("{ interval: 100ms }");
+    publish();
+    cr_assert(harness_wait_until(all_handled, NULL, 30000), "not every event was handled live");
+    /* the partition read last moves while the job reads the first ones */
+    unsigned last = P - 1;
+    while (!per[last])
+        last--;
+    PGconn *db = PQconnectdb(pg.url);
+    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    char id[64];
+    create_job(db, 60, id); /* 4 s */
+    void *args[] = {db, id};
+    cr_assert(harness_wait_until(job_running, args, 15000), "the job never started");
+    int dst = move_partition(last);
+    json_t *job = wait_job(db, id, 30000);
+    expect_completed(job);
+    json_decref(job);
+    PQfinish(db);
+    char tag[64], at[300];
+    part_name(last, tag, sizeof tag);
+    cr_assert_eq(evbus_cluster_slot_owner(cl, evbus_cluster_keyslot(tag, strlen(tag)), at,
+                                          sizeof at),
+                 0);
+    cr_expect_eq(harness_cluster_node_of_port(&hc, atoi(strrchr(at, ':') + 1)), dst,
+                 "partition %u did not move", last);
+    /* the worker's read there was redirected, and it read again */
+    cr_expect(log_says("answered again"), "the replay worker saw no redirect");
+    expect_each_handled_twice();
+    cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
+    host.pid = 0;
 }
 
 /* events_archive's rows of partition p. */

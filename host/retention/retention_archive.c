@@ -383,6 +383,23 @@ static void note_ok(retention_archive_t *a, slot_t *sl)
 
 static long long id_ms(const char *id) { return strtoll(id, NULL, 10); }
 
+/* sl's watermark into wm, read on a->rc.  0, or -1 with the reason (a
+ * redirect's text on a cluster) and the connections closed. */
+static int watermark_of(retention_archive_t *a, const slot_t *sl, char *wm, size_t len,
+                        char *err, size_t errlen)
+{
+    redisReply *x = redisCommand(a->rc, "HGET %s archived", sl->policy_key);
+    if (x && x->type != REDIS_REPLY_ERROR) {
+        snprintf(wm, len, "%s", str_of(x));
+        freeReplyObject(x);
+        return 0;
+    }
+    snprintf(err, errlen, "redis: HGET %s: %s", sl->policy_key, x ? x->str : a->rc->errstr);
+    freeReplyObject(x);
+    drop_redis(a);
+    return -1;
+}
+
 /* One chunk of sl below upto.  1 caught up, 0 more to do, -1 failed (err). */
 static int archive_step(retention_archive_t *a, slot_t *sl, const char *upto, char *err,
                         size_t errlen)
@@ -390,11 +407,8 @@ static int archive_step(retention_archive_t *a, slot_t *sl, const char *upto, ch
     if (ensure_redis(a, sl, err, errlen) != 0)
         return -1;
     char wm[48];
-    if (retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
-        snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
-        drop_redis(a);
+    if (watermark_of(a, sl, wm, sizeof wm, err, errlen) != 0)
         return -1;
-    }
     if (ensure_pg(a, err, errlen) != 0)
         return -1;
     bool checked = sl->reconciled;
@@ -403,13 +417,9 @@ static int archive_step(retention_archive_t *a, slot_t *sl, const char *upto, ch
             drop_pg(a);
         return -1;
     }
-    if (!checked && sl->reconciled &&
-        retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
-        /* reconcile may have lowered it */
-        snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
-        drop_redis(a);
+    /* reconcile may have lowered it */
+    if (!checked && sl->reconciled && watermark_of(a, sl, wm, sizeof wm, err, errlen) != 0)
         return -1;
-    }
     retention_archive_step_t st;
     if (retention_archive_chunk(a->rc, a->pg, sl->stream, wm, upto, RETENTION_ARCHIVE_CHUNK, &st,
                                 err, errlen) != 0) {

@@ -5,7 +5,8 @@
  * "cj:events" in 6 partitions spread over the masters, one evbusd host
  * running keyed.so as "ko", which records every call in a file
  * (tests/support/harness_calls.h).  Events are XADDed into their
- * partition streams through the cluster client.
+ * partition streams through the cluster client; replay jobs are created
+ * with POST /api/v1/replays and followed in PostgreSQL.
  */
 #include <criterion/criterion.h>
 #include <hiredis/hiredis.h>
@@ -95,6 +96,8 @@ static void start_host(const char *retention)
     mkdir(state, 0700);
     char *keyed = harness_build_path("plugins/testkit/keyed.so");
     char *schemas = harness_source_path("schemas");
+    char hash[72];
+    harness_token_hash(HARNESS_ADMIN_TOKEN, hash);
     char *yaml = NULL;
     cr_assert_geq(asprintf(&yaml,
                            "redis: { cluster: \"%s\", command_timeout_ms: 2000 }\n"
@@ -106,7 +109,8 @@ static void start_host(const char *retention)
                            "worker_threads: 2\n"
                            "state_dir: %s\n"
                            "schemas: { dir: %s, mode: off }\n"
-                           "admin: { listen: \"127.0.0.1:%d\" }\n"
+                           "admin: { listen: \"127.0.0.1:%d\", tokens: [ { name: adm, hash: "
+                           "\"%s\", roles: [admin], tenant: \"*\" } ] }\n"
                            "postgres: { url: \"%s\", migrate_on_start: true }\n"
                            "retention: %s\n"
                            "plugins:\n"
@@ -115,7 +119,7 @@ static void start_host(const char *retention)
                            "    config: { out: %s }\n"
                            "    subscriptions:\n"
                            "      - { pattern: \"test.**\" }\n",
-                           hc.seeds, P, state, schemas, port, pg.url, retention, keyed,
+                           hc.seeds, P, state, schemas, port, hash, pg.url, retention, keyed,
                            calls_path),
                   0);
     free(keyed);
@@ -283,16 +287,33 @@ static void expect_each_handled_twice(void)
     harness_calls_free(&c);
 }
 
-/* A job over the last hour (wall time: stream ids are) at `rate` events/s
- * (0: unlimited); its id into id. */
-static void create_job(PGconn *db, int rate, char id[64])
+/* Unix seconds as RFC 3339. */
+static void rfc3339(time_t t, char out[32])
 {
-    long long now = (long long)time(NULL) * 1000;
-    store_replay_request_t req = {.from_ms = now - 3600 * 1000, .to_ms = now + 60 * 1000,
-                                  .rate = rate, .requested_by = "tests/cluster-jobs",
-                                  .partitions = P};
-    char err[512];
-    cr_assert_eq(store_replay_create(db, &req, 0, id, 64, err, sizeof err), 0, "%s", err);
+    struct tm tm;
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+}
+
+/* POST /api/v1/replays: a job over the last hour (wall time: stream ids
+ * are) at `rate` events/s (0: unlimited), one progress record per
+ * partition; its id into id. */
+static void create_job(int rate, char id[64])
+{
+    char from[32], to[32], body[200], r[32] = "";
+    rfc3339(time(NULL) - 3600, from);
+    rfc3339(time(NULL) + 60, to);
+    if (rate)
+        snprintf(r, sizeof r, ",\"rate\":%d", rate);
+    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\"%s}", from, to, r);
+    int st = -1;
+    char *reply = harness_http(port, "POST", "/api/v1/replays", HARNESS_ADMIN_TOKEN, body, NULL,
+                               &st, NULL);
+    json_t *job = reply ? json_loads(reply, 0, NULL) : NULL;
+    cr_assert_eq(st, 201, "POST /api/v1/replays: %d %s", st, reply ? reply : "");
+    free(reply);
+    cr_assert_eq(json_array_size(json_object_get(job, "partitions")), P);
+    snprintf(id, 64, "%s", jstr(job, "id"));
+    json_decref(job);
 }
 
 /* The job completed with every event processed, each partition's progress
@@ -331,7 +352,7 @@ Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partit
     PGconn *db = PQconnectdb(pg.url);
     cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
     char id[64];
-    create_job(db, 0, id);
+    create_job(0, id);
     json_t *job = wait_job(db, id, 30000);
     expect_completed(job);
     json_decref(job);
@@ -426,7 +447,7 @@ Test(cluster_jobs, a_replay_job_follows_a_partition_moved_to_another_master_mid_
     PGconn *db = PQconnectdb(pg.url);
     cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
     char id[64];
-    create_job(db, 60, id); /* 4 s */
+    create_job(60, id); /* 4 s */
     void *args[] = {db, id};
     cr_assert(harness_wait_until(job_running, args, 15000), "the job never started");
     int dst = move_partition(last);

@@ -149,29 +149,37 @@ static redisReply *cmd(int argc, const char **argv)
     return r;
 }
 
+/* One event of `key` (data.seq = seq; data.reject: keyed.so rejects it,
+ * so it is dead-lettered) XADDed to its partition stream; its partition. */
+static int xadd_event(const char *key, int seq, bool reject)
+{
+    char id[48], stream[64];
+    snprintf(id, sizeof id, "%s-%d", key, seq);
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i, s:b}}", "specversion",
+                           "1.0", "id", id, "source", "tests/cluster-jobs", "type",
+                           "test.cj.step", "time", "2026-12-07T00:00:00Z", "tenantid",
+                           "tenant-a", "partitionkey", key, "data", "seq", seq, "reject",
+                           reject);
+    int p = evbus_event_partition(ev, P);
+    cr_assert(p >= 0 && p < P);
+    part_name((unsigned)p, stream, sizeof stream);
+    char *text = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    const char *argv[] = {"XADD", stream, "*", "event", text};
+    freeReplyObject(cmd(5, argv));
+    free(text);
+    return p;
+}
+
 /* Keys k000..k<NKEYS-1>, seq 0..NSEQ-1, each event XADDed to its
  * partition stream; per[] counts them. */
 static void publish(void)
 {
     for (int s = 0; s < NSEQ; s++)
         for (int i = 0; i < NKEYS; i++) {
-            char key[16], id[48], stream[64];
+            char key[16];
             snprintf(key, sizeof key, "k%03d", i);
-            snprintf(id, sizeof id, "%s-%d", key, s);
-            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:i}}",
-                                   "specversion", "1.0", "id", id, "source",
-                                   "tests/cluster-jobs", "type", "test.cj.step", "time",
-                                   "2026-12-07T00:00:00Z", "tenantid", "tenant-a",
-                                   "partitionkey", key, "data", "seq", s);
-            int p = evbus_event_partition(ev, P);
-            cr_assert(p >= 0 && p < P);
-            per[p]++;
-            part_name((unsigned)p, stream, sizeof stream);
-            char *text = json_dumps(ev, JSON_COMPACT);
-            json_decref(ev);
-            const char *argv[] = {"XADD", stream, "*", "event", text};
-            freeReplyObject(cmd(5, argv));
-            free(text);
+            per[xadd_event(key, s, false)]++;
         }
 }
 
@@ -358,6 +366,91 @@ Test(cluster_jobs, a_replay_job_replays_every_partition_with_progress_per_partit
     json_decref(job);
     PQfinish(db);
     expect_each_handled_twice();
+    cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
+    host.pid = 0;
+}
+
+/* Partition p's dead letters, and of them those a replay wrote (field
+ * replay_job); each must name stream {S:p} and hold an event of p. */
+static void dead_letters(unsigned p, long long *all, long long *replayed)
+{
+    char name[64], dlq[80];
+    part_name(p, name, sizeof name);
+    snprintf(dlq, sizeof dlq, "%s:dlq", name);
+    const char *argv[] = {"XRANGE", dlq, "-", "+"};
+    redisReply *r = cmd(4, argv);
+    *all = (long long)r->elements;
+    *replayed = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *fv = r->element[i]->element[1];
+        const char *event = "", *stream = "(none)";
+        bool replay = false;
+        for (size_t k = 0; k + 1 < fv->elements; k += 2) {
+            const char *f = fv->element[k]->str, *v = fv->element[k + 1]->str;
+            if (!strcmp(f, "event"))
+                event = v;
+            else if (!strcmp(f, "stream"))
+                stream = v;
+            else if (!strcmp(f, "replay_job"))
+                replay = true;
+        }
+        *replayed += replay;
+        json_t *ev = json_loads(event, 0, NULL);
+        cr_expect_eq(evbus_event_partition(ev, P), (int)p, "an event of partition %d was "
+                     "dead-lettered in %s", evbus_event_partition(ev, P), dlq);
+        json_decref(ev);
+        cr_expect_str_eq(stream, name, "a dead letter in %s names another stream", dlq);
+    }
+    freeReplyObject(r);
+}
+
+static bool dead_lettered(void *ud)
+{
+    const int *want = ud;
+    for (unsigned p = 0; p < P; p++) {
+        long long all, replayed;
+        dead_letters(p, &all, &replayed);
+        if (all < want[p])
+            return false;
+    }
+    return true;
+}
+
+Test(cluster_jobs, replayed_events_that_fail_are_dead_lettered_in_their_partition)
+{
+    enum { NREJ = 30 };
+    start_host("{ interval: 100ms }");
+    int rej[P] = {0};
+    for (int i = 0; i < NREJ; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "r%02d", i);
+        rej[xadd_event(key, 0, true)]++;
+    }
+    cr_assert(harness_wait_until(dead_lettered, rej, 30000), "the live rejects were not all "
+              "dead-lettered");
+    PGconn *db = PQconnectdb(pg.url);
+    cr_assert_eq(PQstatus(db), CONNECTION_OK, "%s", PQerrorMessage(db));
+    char id[64];
+    create_job(0, id);
+    json_t *job = wait_job(db, id, 30000);
+    cr_assert_str_eq(jstr(job, "status"), "completed");
+    cr_expect_eq(jint(job, "failed"), NREJ);
+    cr_expect_eq(jint(job, "processed"), 0);
+    json_decref(job);
+    PQfinish(db);
+    /* each replayed reject dead-lettered again, on its partition's master */
+    int twice[P];
+    for (unsigned p = 0; p < P; p++)
+        twice[p] = 2 * rej[p];
+    cr_assert(harness_wait_until(dead_lettered, twice, 15000), "the replay's dead letters are "
+              "missing");
+    for (unsigned p = 0; p < P; p++) {
+        long long all, replayed;
+        dead_letters(p, &all, &replayed);
+        cr_expect_eq(all, 2 * rej[p], "partition %u: %lld dead letters for %d rejects", p, all,
+                     rej[p]);
+        cr_expect_eq(replayed, rej[p], "partition %u: %lld of the replay's", p, replayed);
+    }
     cr_expect_eq(harness_kill(&host, SIGTERM, 20000), 0, "evbusd did not stop cleanly");
     host.pid = 0;
 }

@@ -455,7 +455,8 @@ typedef struct store_replay_worker store_replay_worker_t;
  * connection, XRANGE only: the consumer group is never touched).  A read
  * that fails in a way that may pass (no connection, an I/O error) is
  * retried after a backoff for up to 3 x redis.command_timeout_ms, the
- * job's heartbeat kept; then the job fails with the reason.  With partitions P > 1
+ * job's heartbeat kept; then the job fails with the reason (a read given
+ * up because the worker stops hands the job back).  With partitions P > 1
  * a job reads partition 0's stream {S:0} over its window, then {S:1}, ...,
  * each in stream order (so each key's events keep their order), keeping
  * each partition's progress; a job whose partition count is not the

@@ -270,21 +270,6 @@ static bool split_evenly(void *ud)
     return split_among(&hs);
 }
 
-static bool reload_refused_archive(void *ud)
-{
-    (void)ud;
-    int status = 0;
-    char *body = harness_http_get(ports[0], "/health", &status);
-    json_t *j = body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
-    const char *e = json_string_value(
-        json_object_get(json_object_get(j, "reload"), "last_error"));
-    bool yes = e && strstr(e, "retention.archive (") &&
-               strstr(e, "does not run on a Redis Cluster yet");
-    json_decref(j);
-    return yes;
-}
-
 /* The masters the partitions' tags hash to. */
 static int masters_used(void)
 {
@@ -337,16 +322,6 @@ Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
     free(out);
     free(err);
     free(ctl);
-    /* a reload that brings what a cluster does not run yet is refused,
-     * and the running generation keeps serving */
-    cr_assert_eq(harness_write_file(conf_dirs[0], "20-archive.yaml",
-                                    "postgres: { url: \"postgresql://127.0.0.1:1/x\" }\n"
-                                    "retention: { archive: postgres }\n"),
-                 0);
-    kill(hosts[0].pid, SIGHUP);
-    cr_expect(harness_wait_until(reload_refused_archive, NULL, 15000),
-              "the reload bringing retention.archive was not refused on a cluster");
-    cr_expect_eq(owned_by(0), P / 2, "h0 stopped serving after the refused reload");
     /* the recorded count is on the cluster too */
     const char *argv[] = {"GET", STREAM ":partitions"};
     redisReply *r = evbus_cluster_command(cl, 2, argv, NULL, NULL, 0);

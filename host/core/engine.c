@@ -2220,12 +2220,13 @@ int engine_start(engine_t *e, char *err, size_t errlen)
             log_info("metadata", "recording event status in PostgreSQL (queue %u, batches of %u)",
                      cfg->store.metadata_queue_size, cfg->store.metadata_batch_size);
     }
-    if (cfg->store.postgres_url && !e->cluster) {
+    if (cfg->store.postgres_url) {
         /* the archiver idles while retention.archive is off (it is live);
-         * one serves every partition (the trimmers' family, led by 0); it
-         * speaks to one server (evbusd refuses the archive on a cluster) */
+         * one serves every partition (the trimmers' family, led by 0), on
+         * one server or on each partition's master of a cluster */
         retention_archive_opts_t ao = {.postgres_url = cfg->store.postgres_url,
                                        .redis_url = e->redis_url,
+                                       .redis_cluster = e->cluster,
                                        .redis_connect_ms = cfg->core.redis_connect_timeout_ms,
                                        .redis_command_ms = e->command_ms,
                                        .partitions_ahead = cfg->store.metadata_partitions_ahead};
@@ -2251,11 +2252,9 @@ int engine_start(engine_t *e, char *err, size_t errlen)
         return -1;
     }
     e->started = true;
-    if (cfg->store.postgres_url && e->cluster) {
-        log_warn("replay", "replay jobs are not run on a Redis Cluster yet (docs/scale-out.md, "
-                 "Status): they wait");
-    } else if (cfg->store.postgres_url) {
-        e->replay = store_replay_worker_start(cfg, engine_dispatch_replay, e);
+    if (cfg->store.postgres_url) {
+        /* on a cluster each partition's reads go to its stream's master */
+        e->replay = store_replay_worker_start_on(cfg, e->cluster, engine_dispatch_replay, e);
         if (!e->replay)
             log_warn("replay", "replay worker did not start; replay jobs will wait");
     }
@@ -2287,15 +2286,6 @@ int engine_swap(engine_t *e, generation_t *gen, char *err, size_t errlen)
         what = "worker_threads";
     if (what) {
         snprintf(err, errlen, "%s cannot change on reload (restart evbusd to change it)", what);
-        return -1;
-    }
-    /* what evbusd refuses at start on a cluster, a reload may not bring */
-    if (e->cluster && n->retention.archive != RETENTION_ARCHIVE_OFF) {
-        size_t idx = 0;
-        char at[600];
-        cfg_setting_find("retention.archive", &idx);
-        snprintf(err, errlen, "retention.archive (%s) does not run on a Redis Cluster yet "
-                 "(docs/scale-out.md, Status)", cfg_source_text(n, idx, at, sizeof at));
         return -1;
     }
     pthread_mutex_lock(&e->gen_lock);

@@ -280,14 +280,6 @@ static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
                  setting_at(cfg, "partitions", pat, sizeof pat));
         return;
     }
-    if (core_redis_cluster(cfg) && cfg->retention.archive != RETENTION_ARCHIVE_OFF) {
-        snprintf(out, len,
-                 "retention.archive (%s) with redis.cluster (%s): the archive does not run on a "
-                 "Redis Cluster yet; set retention.archive: off — see docs/scale-out.md, Status",
-                 setting_at(cfg, "retention.archive", at, sizeof at),
-                 setting_at(cfg, "redis.cluster", pat, sizeof pat));
-        return;
-    }
     if (cfg->core.partitions <= 1)
         return;
     setting_at(cfg, "partitions", pat, sizeof pat);

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "client/evbus_client.h"
+#include "client/rconn.h"
 #include "client/retention_lua.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -81,10 +81,9 @@ typedef struct slot {
 } slot_t;
 
 struct retention_archive {
-    char *pg_url, *redis_url;
+    char *pg_url;
     slot_t *slots;
     unsigned n_slots;
-    uint32_t connect_ms, command_ms;
     pthread_t thread;
 
     pthread_mutex_t mu;
@@ -100,7 +99,8 @@ struct retention_archive {
     bool connected;
 
     /* thread only */
-    redisContext *rc;
+    evbus_rconn_t *rcn;    /* one server, or a cluster's masters */
+    redisContext *rc;      /* the connection of the slot being archived (rcn's) */
     PGconn *pg;
     bool failing;          /* the last step failed (logged once until one succeeds) */
     int64_t upkeep_due, retry_at, backoff;
@@ -259,10 +259,11 @@ static void drop_pg(retention_archive_t *a)
     pthread_mutex_unlock(&a->mu);
 }
 
+/* After any Redis failure: on a cluster a redirect (a reshard, a failover)
+ * or a lost node makes the slot map be read again at the next step. */
 static void drop_redis(retention_archive_t *a)
 {
-    if (a->rc)
-        redisFree(a->rc);
+    evbus_rconn_reset(a->rcn);
     a->rc = NULL;
 }
 
@@ -282,13 +283,12 @@ static int ensure_pg(retention_archive_t *a, char *err, size_t errlen)
     return 0;
 }
 
-static int ensure_redis(retention_archive_t *a, char *err, size_t errlen)
+/* a->rc: the connection of sl's stream, whose keys all share its hash
+ * tag ({S:p}, {S:p}:retention): on a cluster, the master of its slot. */
+static int ensure_redis(retention_archive_t *a, const slot_t *sl, char *err, size_t errlen)
 {
-    if (a->rc && !a->rc->err)
-        return 0;
-    drop_redis(a);
-    char e[256];
-    a->rc = evbus_redis_connect(a->redis_url, (int)a->connect_ms, (int)a->command_ms, e, sizeof e);
+    char e[400];
+    a->rc = evbus_rconn_get(a->rcn, sl->stream, e, sizeof e);
     if (!a->rc) {
         snprintf(err, errlen, "redis: %s", e);
         return -1;
@@ -324,8 +324,11 @@ static int reconcile(retention_archive_t *a, slot_t *sl, const char *wm, char *e
                  "is %s: archiving again from there", sl->stream, wm, newest[0] ? newest : "none");
         const char *argv[] = {"EVAL", LOWER_LUA, "1", sl->policy_key, wm, newest};
         redisReply *x = redisCommandArgv(a->rc, 6, argv, NULL);
-        if (!x) {
-            snprintf(err, errlen, "redis: %s", a->rc->errstr);
+        if (!x || x->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "redis: lowering the watermark of %s: %s", sl->stream,
+                     x ? x->str : a->rc->errstr);
+            freeReplyObject(x);
+            drop_redis(a);
             return -1;
         }
         freeReplyObject(x);
@@ -380,36 +383,47 @@ static void note_ok(retention_archive_t *a, slot_t *sl)
 
 static long long id_ms(const char *id) { return strtoll(id, NULL, 10); }
 
+/* sl's watermark into wm, read on a->rc.  0, or -1 with the reason (a
+ * redirect's text on a cluster) and the connections closed. */
+static int watermark_of(retention_archive_t *a, const slot_t *sl, char *wm, size_t len,
+                        char *err, size_t errlen)
+{
+    redisReply *x = redisCommand(a->rc, "HGET %s archived", sl->policy_key);
+    if (x && x->type != REDIS_REPLY_ERROR) {
+        snprintf(wm, len, "%s", str_of(x));
+        freeReplyObject(x);
+        return 0;
+    }
+    snprintf(err, errlen, "redis: HGET %s: %s", sl->policy_key, x ? x->str : a->rc->errstr);
+    freeReplyObject(x);
+    drop_redis(a);
+    return -1;
+}
+
 /* One chunk of sl below upto.  1 caught up, 0 more to do, -1 failed (err). */
 static int archive_step(retention_archive_t *a, slot_t *sl, const char *upto, char *err,
                         size_t errlen)
 {
-    if (ensure_redis(a, err, errlen) != 0)
+    if (ensure_redis(a, sl, err, errlen) != 0)
         return -1;
     char wm[48];
-    if (retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
-        snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
-        drop_redis(a);
+    if (watermark_of(a, sl, wm, sizeof wm, err, errlen) != 0)
         return -1;
-    }
     if (ensure_pg(a, err, errlen) != 0)
         return -1;
     bool checked = sl->reconciled;
     if (reconcile(a, sl, wm, err, errlen) != 0) {
-        drop_pg(a);
+        if (strncmp(err, "redis:", 6) != 0)
+            drop_pg(a);
         return -1;
     }
-    if (!checked && sl->reconciled &&
-        retention_archive_watermark(a->rc, sl->stream, wm, sizeof wm) != 0) {
-        /* reconcile may have lowered it */
-        snprintf(err, errlen, "redis: %s", a->rc->err ? a->rc->errstr : "HGET failed");
-        drop_redis(a);
+    /* reconcile may have lowered it */
+    if (!checked && sl->reconciled && watermark_of(a, sl, wm, sizeof wm, err, errlen) != 0)
         return -1;
-    }
     retention_archive_step_t st;
     if (retention_archive_chunk(a->rc, a->pg, sl->stream, wm, upto, RETENTION_ARCHIVE_CHUNK, &st,
                                 err, errlen) != 0) {
-        if (a->rc->err)
+        if (a->rc->err || strncmp(err, "redis:", 6) == 0)
             drop_redis(a);
         if (PQstatus(a->pg) != CONNECTION_OK)
             drop_pg(a);
@@ -550,7 +564,7 @@ static int archive_pass(retention_archive_t *a, uint64_t every, bool *any_on, in
             continue;
         }
         char err[512];
-        bool paced = !urgent && ensure_redis(a, err, sizeof err) == 0 && groups_behind(a, sl);
+        bool paced = !urgent && ensure_redis(a, sl, err, sizeof err) == 0 && groups_behind(a, sl);
         int rc = archive_step(a, sl, upto, err, sizeof err);
         if (rc < 0) {
             note_failure(a, sl, err);
@@ -627,7 +641,7 @@ static void free_archive(retention_archive_t *a)
     }
     free(a->slots);
     free(a->pg_url);
-    free(a->redis_url);
+    evbus_rconn_free(a->rcn);
     free(a);
 }
 
@@ -637,11 +651,19 @@ retention_archive_t *retention_archive_start(const retention_archive_opts_t *o)
     if (!a)
         goto oom;
     a->pg_url = o->postgres_url ? strdup(o->postgres_url) : NULL;
-    a->redis_url = strdup(o->redis_url ? o->redis_url : "redis://127.0.0.1:6379/0");
     a->n_slots = o->n_streams ? o->n_streams : 1;
     a->slots = calloc(a->n_slots, sizeof *a->slots);
-    if (!a->pg_url || !a->redis_url || !a->slots)
+    if (!a->pg_url || !a->slots)
         goto oom;
+    char err[400];
+    a->rcn = evbus_rconn_new(o->redis_url ? o->redis_url : "redis://127.0.0.1:6379/0",
+                             o->redis_cluster, (int)o->redis_connect_ms,
+                             (int)o->redis_command_ms, err, sizeof err);
+    if (!a->rcn) {
+        log_error(COMP, "archive: %s", err);
+        free_archive(a);
+        return NULL;
+    }
     for (unsigned i = 0; i < a->n_slots; i++) {
         slot_t *sl = &a->slots[i];
         sl->stream = strdup(o->streams && o->streams[i] ? o->streams[i] : "evbus:events");
@@ -649,8 +671,6 @@ retention_archive_t *retention_archive_start(const retention_archive_opts_t *o)
         if (!sl->stream || !sl->policy_key)
             goto oom;
     }
-    a->connect_ms = o->redis_connect_ms;
-    a->command_ms = o->redis_command_ms;
     a->ahead = o->partitions_ahead ? o->partitions_ahead : 3;
     a->interval_ms = 1000;
     a->retention_ms = 30ULL * 86400000;

@@ -36,20 +36,30 @@
  * own offer, watermark (in that partition's policy hash) and health, and
  * its rows carry the partition stream's name ({S:p}) in events_archive's
  * `stream` column, so replay reads one partition's history as it reads
- * one stream's.  One thread and two connections whatever P is: PostgreSQL
- * sees one session per host, not one per partition.  It archives a slot
- * only while this host holds that partition's trimmer lease.  Each step is
- * one XRANGE of at most RETENTION_ARCHIVE_CHUNK entries of one partition
- * after its watermark, one binary COPY transaction, then the new
- * watermark; the thread takes the partitions in turn, a chunk each,
- * without pausing while any is behind, and looks at a caught-up partition
- * again at its next offer or retention.interval.  A failure (PostgreSQL or
- * Redis) backs the whole archiver off and puts every partition it was
- * archiving in error: their trimming waits.  While a consumer group is catching up (its lag is above
+ * one stream's.  One thread and one PostgreSQL session whatever P is:
+ * PostgreSQL sees one session per host, not one per partition.  It
+ * archives a slot only while this host holds that partition's trimmer
+ * lease.  Each step is one XRANGE of at most RETENTION_ARCHIVE_CHUNK
+ * entries of one partition after its watermark, one binary COPY
+ * transaction, then the new watermark; the thread takes the partitions in
+ * turn, a chunk each, without pausing while any is behind, and looks at a
+ * caught-up partition again at its next offer or retention.interval.  A
+ * failure (PostgreSQL or Redis) backs the whole archiver off and puts
+ * every partition it was archiving in error: their trimming waits.  While
+ * a consumer group is catching up (its lag is above
  * RETENTION_ARCHIVE_BUSY_LAG) and no cap is near, it takes one chunk per
  * interval: a backlog drains at full speed and is archived right after,
  * instead of the two sharing the CPUs, Redis and PostgreSQL; near a cap
  * (the trimmer says `urgent`) it runs flat out, as room depends on it.
+ *
+ * Redis.  Its connections are a client/rconn.h: one server, or on a Redis
+ * Cluster one per master it needs, each slot's commands going to the
+ * master of its stream's slot (a partition's stream and policy hash share
+ * its hash tag, so each script stays in one slot).  A redirect (MOVED,
+ * ASK: a reshard or a failover moved the slot; TRYAGAIN, CLUSTERDOWN) or
+ * an I/O error fails the step like any Redis failure: the connections are
+ * closed, the slot map is read again and the step is retried after the
+ * backoff.  Nothing is lost meanwhile: only trimming waits.
  *
  * It also runs the archive's partition upkeep (store_archive_upkeep) at
  * start, hourly and when its settings change, whatever the mode: archived
@@ -82,6 +92,9 @@ typedef struct retention_archive retention_archive_t;
 typedef struct retention_archive_opts {
     const char *postgres_url;
     const char *redis_url;
+    /* a Redis Cluster's seeds (core_redis_cluster), which win when not
+     * NULL: each slot's commands go to the master of its stream's slot */
+    const char *redis_cluster;
     /* the streams it archives: the stream, or its partitions' streams in
      * partition order (slot p is streams[p]); n_streams >= 1 */
     const char *const *streams;

@@ -451,8 +451,12 @@ typedef struct store_replay_worker store_replay_worker_t;
 
 /*
  * Start the thread that polls for pending jobs every 500 ms and runs them
- * one at a time against cfg->stream on cfg->redis_url (its own connection,
- * XRANGE only: the consumer group is never touched).  With partitions P > 1
+ * one at a time against cfg->stream on cfg->core.redis_url (its own
+ * connection, XRANGE only: the consumer group is never touched).  A read
+ * that fails in a way that may pass (no connection, an I/O error) is
+ * retried after a backoff for up to 3 x redis.command_timeout_ms, the
+ * job's heartbeat kept; then the job fails with the reason (a read given
+ * up because the worker stops hands the job back).  With partitions P > 1
  * a job reads partition 0's stream {S:0} over its window, then {S:1}, ...,
  * each in stream order (so each key's events keep their order), keeping
  * each partition's progress; a job whose partition count is not the
@@ -464,6 +468,19 @@ typedef struct store_replay_worker store_replay_worker_t;
  */
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
                                                  store_replay_dispatch_fn fn, void *ud);
+
+/*
+ * The same on a Redis Cluster when redis_cluster (the seeds, as
+ * core_redis_cluster gives them; copied) is not NULL: each partition's
+ * reads go to the master serving its stream's slot ({S:p}: the job reads
+ * one partition at a time, every key of it in that slot), and a redirect
+ * (MOVED, ASK, TRYAGAIN, CLUSTERDOWN: a reshard or a failover) is retried
+ * like an I/O error, the slot map read again first.  NULL: as
+ * store_replay_worker_start.
+ */
+store_replay_worker_t *store_replay_worker_start_on(const evbus_config_t *cfg,
+                                                    const char *redis_cluster,
+                                                    store_replay_dispatch_fn fn, void *ud);
 
 /* Apply cfg's live replay settings (replay.keep_completed, keep_failed,
  * lease_ms, chunk) from the worker's next round.  NULL w is fine. */

@@ -4,12 +4,16 @@
  * so an id range is a time range) and hands each matching event to the
  * host's dispatch callback.
  *
- * It reads with its own Redis connection and never uses the consumer group
- * (no XREADGROUP, no XACK), so live consumption is never blocked or
- * disturbed.  Without the archive it can only replay what the stream still
- * holds: entries trimmed by retention are gone, and the job records a
- * warning naming the missing range and the first available time when its
- * window starts before the oldest entry left.
+ * It reads with its own Redis connections (client/rconn.h: one server, or
+ * on a Redis Cluster the master of the partition it reads) and never uses
+ * the consumer group (no XREADGROUP, no XACK), so live consumption is
+ * never blocked or disturbed.  A read that fails in a way that may pass (a
+ * lost connection, a slot that moved in a reshard or a failover) is tried
+ * again after a backoff, for a bounded time: reads change nothing.
+ * Without the archive it can only replay what the stream still holds:
+ * entries trimmed by retention are gone, and the job records a warning
+ * naming the missing range and the first available time when its window
+ * starts before the oldest entry left.
  *
  * With retention.archive: postgres the part of the window before the
  * stream's first entry comes from events_archive, in id order, then the
@@ -52,8 +56,8 @@
  * entries trimmed or added between the passes make the final sum differ
  * slightly from total.
  */
-#include "client/evbus_client.h"
 #include "client/partition.h"
+#include "client/rconn.h"
 #include "store/store_internal.h"
 
 #include "router/router.h"
@@ -72,13 +76,19 @@
 #define REPLAY_POLL_MS 500
 #define REPLAY_MAX_CLAIMS 3
 #define REPLAY_CHECK_MS 1000 /* cancellation/progress check while rate-limited */
+/* a failed read's backoff, as the engine's: long enough for a cluster to
+ * elect a new master without a storm of map reads */
+#define RETRY_FIRST_MS 100
+#define RETRY_MAX_MS 2000
 
 struct store_replay_worker {
     char *pg_url;
     char *redis_url;
+    char *redis_cluster; /* the seeds of a Redis Cluster, or NULL: redis_url */
     char *stream;
     unsigned partitions; /* `partitions` (a restart setting): 1 = unpartitioned */
     uint32_t timeout_ms;
+    uint32_t retry_ms;   /* how long a read that may pass is retried */
     /* live: store_replay_worker_configure (read once per use) */
     atomic_uint keep_completed, keep_failed, lease_ms, chunk;
     atomic_bool archive; /* retention.archive: postgres: read what the stream lost there */
@@ -124,23 +134,6 @@ typedef struct job {
     bool lost;         /* another host took the job over: stop, write nothing */
     int64_t beat_ms;   /* monotonic time of the last heartbeat */
 } job_t;
-
-/* ---------------------------------------------------------------- redis */
-
-/* XRANGE stream start end COUNT n; NULL + err on failure. */
-static redisReply *xrange(redisContext *rc, const char *stream, const char *start,
-                          const char *end, int count, char *err, size_t errlen)
-{
-    redisReply *r = redisCommand(rc, "XRANGE %s %s %s COUNT %d", stream, start, end, count);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        store__err(err, errlen, "XRANGE %s: %s", stream,
-                   r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
-        if (r)
-            freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
 
 /* ------------------------------------------------------------------ job */
 
@@ -458,15 +451,99 @@ static bool pace(store_replay_worker_t *w, PGconn *pg, job_t *j, pacer_t *pc,
     return true;
 }
 
+/* ---------------------------------------------------------------- redis */
+
+/*
+ * A job's Redis: each partition stream's connection (one server, or the
+ * master serving the stream's slot on a cluster: a job reads one
+ * partition's keys at a time), and what a retry needs to keep the job's
+ * heartbeat.
+ */
+typedef struct rlink {
+    store_replay_worker_t *w;
+    evbus_rconn_t *rc;
+    PGconn *pg;
+    job_t *j;
+    bool retrying; /* logged once per failing read */
+} rlink_t;
+
+/*
+ * Runs a read whose keys are `stream`'s (or share its hash tag) on that
+ * stream's connection.  A failure that may pass — no connection, an I/O
+ * error, a redirect (MOVED, ASK: a reshard or a failover moved the slot),
+ * TRYAGAIN, CLUSTERDOWN — closes the connections (on a cluster the slot
+ * map is read again) and retries after a backoff, as evbusd's engine
+ * threads do, keeping the job's heartbeat, for up to w->retry_ms: a read
+ * changes nothing, so running it twice is harmless.  The reply (the
+ * caller checks its shape; other error replies are returned), or NULL with
+ * err once the time is spent, the worker stops or the job was taken over.
+ */
+static redisReply *rl_read(rlink_t *l, const char *stream, int argc, const char **argv,
+                           char *err, size_t errlen)
+{
+    store_replay_worker_t *w = l->w;
+    int64_t deadline = store__mono_ms() + (int64_t)w->retry_ms, backoff = RETRY_FIRST_MS;
+    for (;;) {
+        char why[400] = "";
+        redisContext *c = evbus_rconn_get(l->rc, stream, why, sizeof why);
+        redisReply *r = c ? redisCommandArgv(c, argc, argv, NULL) : NULL;
+        if (r && !evbus_rconn_is_redirect(r)) {
+            if (l->retrying)
+                log_info(COMP, "job %s: %s %s answered again", l->j->id, argv[0], stream);
+            l->retrying = false;
+            return r;
+        }
+        if (r)
+            snprintf(why, sizeof why, "%s", r->str);
+        else if (c)
+            snprintf(why, sizeof why, "redis: %s", c->errstr[0] ? c->errstr : "no reply");
+        freeReplyObject(r);
+        evbus_rconn_reset(l->rc);
+        bool gone = atomic_load(&w->stop) || l->j->lost;
+        if (gone || store__mono_ms() + backoff > deadline) {
+            if (gone)
+                store__err(err, errlen, "%s %s: %s", argv[0], stream, why);
+            else
+                store__err(err, errlen, "%s %s: %s (retried for %u ms)", argv[0], stream, why,
+                           w->retry_ms);
+            return NULL;
+        }
+        if (!l->retrying)
+            log_warn(COMP, "job %s: %s %s: %s; retrying for up to %u ms", l->j->id, argv[0],
+                     stream, why, w->retry_ms);
+        l->retrying = true;
+        store__sleep_ms(backoff);
+        backoff = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
+        job_beat(w, l->pg, l->j);
+    }
+}
+
+/* XRANGE stream start end COUNT n; NULL + err on failure. */
+static redisReply *xrange(rlink_t *l, const char *stream, const char *start, const char *end,
+                          int count, char *err, size_t errlen)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", count);
+    const char *argv[] = {"XRANGE", stream, start, end, "COUNT", n};
+    redisReply *r = rl_read(l, stream, 6, argv, err, errlen);
+    if (r && r->type != REDIS_REPLY_ARRAY) {
+        store__err(err, errlen, "XRANGE %s: %s", stream,
+                   r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* Counting pass over the window; -1 with err on Redis failure. */
-static int64_t count_window(redisContext *rc, const char *stream, const char *start,
+static int64_t count_window(rlink_t *rl, const char *stream, const char *start,
                             const char *end, char *err, size_t errlen)
 {
     int64_t n = 0;
     char from[64];
     snprintf(from, sizeof from, "%s", start);
     for (;;) {
-        redisReply *r = xrange(rc, stream, from, end, 5000, err, errlen);
+        redisReply *r = xrange(rl, stream, from, end, 5000, err, errlen);
         if (!r)
             return -1;
         n += (int64_t)r->elements;
@@ -590,19 +667,20 @@ static const char SNAPSHOT_LUA[] =
     "return {redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1),"
     " redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[2], 'COUNT', ARGV[3])}";
 
-static redisReply *snapshot(redisContext *rc, const char *stream, const char *from,
+static redisReply *snapshot(rlink_t *rl, const char *stream, const char *from,
                             const char *end, uint32_t chunk, char *err, size_t errlen)
 {
     char count[16];
     snprintf(count, sizeof count, "%u", chunk);
     const char *argv[] = {"EVAL", SNAPSHOT_LUA, "1", stream, from, end, count};
-    redisReply *r = redisCommandArgv(rc, 7, argv, NULL);
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+    redisReply *r = rl_read(rl, stream, 7, argv, err, errlen);
+    if (!r)
+        return NULL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
         r->element[0]->type != REDIS_REPLY_ARRAY || r->element[1]->type != REDIS_REPLY_ARRAY) {
         store__err(err, errlen, "XRANGE %s: %s", stream,
-                   r && r->type == REDIS_REPLY_ERROR ? r->str : rc->errstr);
-        if (r)
-            freeReplyObject(r);
+                   r->type == REDIS_REPLY_ERROR ? r->str : "not the expected reply");
+        freeReplyObject(r);
         return NULL;
     }
     return r;
@@ -668,10 +746,10 @@ static void missing_text(const job_t *j, const redisReply *first, bool archive, 
  * the archive, the archive's rows before the stream's first entry.  0, or
  * -1 with err.
  */
-static int part_count(PGconn *pg, redisContext *rc, const job_t *j, part_t *pt, bool archive,
+static int part_count(PGconn *pg, rlink_t *rl, const job_t *j, part_t *pt, bool archive,
                       const char *start, const char *end, bool *empty, char *err, size_t errlen)
 {
-    redisReply *first = xrange(rc, pt->stream, "-", "+", 1, err, errlen);
+    redisReply *first = xrange(rl, pt->stream, "-", "+", 1, err, errlen);
     if (!first)
         return -1;
     int64_t a_ms = -1, a_seq = 0, archived = 0;
@@ -704,7 +782,7 @@ static int part_count(PGconn *pg, redisContext *rc, const job_t *j, part_t *pt, 
         }
     }
     freeReplyObject(first);
-    pt->total = count_window(rc, pt->stream, start, end, err, errlen);
+    pt->total = count_window(rl, pt->stream, start, end, err, errlen);
     if (pt->total < 0)
         return -1;
     pt->total += archived;
@@ -754,7 +832,7 @@ static void warn_partitions(PGconn *pg, const job_t *j, unsigned n_empty, bool a
  * when the job stops here (worker stopping, cancelled, taken over: the
  * caller tells which), -1 with err when a read failed.
  */
-static int run_part(run_t *run, redisContext *rc, bool archive, const char *start,
+static int run_part(run_t *run, rlink_t *rl, bool archive, const char *start,
                     const char *end, char *err, size_t errlen)
 {
     store_replay_worker_t *w = run->w;
@@ -781,7 +859,7 @@ static int run_part(run_t *run, redisContext *rc, bool archive, const char *star
         redisReply *r = NULL;
         const redisReply *entries;
         if (archive) {
-            r = snapshot(rc, pt->stream, from, end, chunk, err, errlen);
+            r = snapshot(rl, pt->stream, from, end, chunk, err, errlen);
             if (!r)
                 return -1;
             entries = r->element[1];
@@ -815,7 +893,7 @@ static int run_part(run_t *run, redisContext *rc, bool archive, const char *star
             }
             PQclear(rows);
         } else {
-            r = xrange(rc, pt->stream, from, end, (int)chunk, err, errlen);
+            r = xrange(rl, pt->stream, from, end, (int)chunk, err, errlen);
             if (!r)
                 return -1;
             entries = r;
@@ -850,10 +928,11 @@ static const char *resume_point(const job_t *j, char *buf, size_t len)
 
 static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
 {
-    char err[512];
-    redisContext *rc = evbus_redis_connect(w->redis_url, (int)w->timeout_ms, (int)w->timeout_ms, err,
-                                           sizeof err);
-    if (!rc) {
+    char err[512], where[128];
+    rlink_t link = {.w = w, .pg = pg, .j = j};
+    link.rc = evbus_rconn_new(w->redis_url, w->redis_cluster, (int)w->timeout_ms,
+                              (int)w->timeout_ms, err, sizeof err);
+    if (!link.rc) {
         job_finish(pg, j, err);
         log_error(COMP, "job %s failed: %s", j->id, err);
         return;
@@ -887,7 +966,7 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
             bool empty = false;
             j->cur = &j->parts[p];
             j->cur_index = p;
-            if (part_count(pg, rc, j, &j->parts[p], archive, start, end, &empty, err,
+            if (part_count(pg, &link, j, &j->parts[p], archive, start, end, &empty, err,
                            sizeof err) != 0)
                 goto fail;
             j->total += j->parts[p].total;
@@ -927,15 +1006,14 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
         j->cur = &j->parts[p];
         j->cur_index = p;
         j->cur->status = PART_RUNNING;
-        int prc = run_part(&run, rc, archive, start, end, err, sizeof err);
+        int prc = run_part(&run, &link, archive, start, end, err, sizeof err);
         if (prc < 0)
             goto fail;
         stopped = prc > 0;
         if (!stopped)
             j->cur->status = PART_COMPLETED;
     }
-    redisFree(rc);
-    char where[128];
+    evbus_rconn_free(link.rc);
     if (j->lost) {
         log_warn(COMP, "job %s stopped here %s: another host runs it now", j->id,
                  resume_point(j, where, sizeof where));
@@ -953,7 +1031,20 @@ static void run_job(store_replay_worker_t *w, PGconn *pg, job_t *j)
     }
     return;
 fail:
-    redisFree(rc);
+    evbus_rconn_free(link.rc);
+    /* a read given up because the host stops or lost the job is no
+     * failure of the job: the next host resumes it */
+    if (j->lost) {
+        log_warn(COMP, "job %s stopped here %s: another host runs it now", j->id,
+                 resume_point(j, where, sizeof where));
+        return;
+    }
+    if (atomic_load(&w->stop)) {
+        job_release(pg, j);
+        log_warn(COMP, "job %s handed back (host stopping): it resumes %s", j->id,
+                 resume_point(j, where, sizeof where));
+        return;
+    }
     if (j->partitioned && reading)
         store__err(err + strlen(err), sizeof err - strlen(err), " (partition %u)", j->cur_index);
     job_finish(pg, j, err);
@@ -1032,6 +1123,13 @@ void store_replay_worker_configure(store_replay_worker_t *w, const evbus_config_
 store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
                                                  store_replay_dispatch_fn fn, void *ud)
 {
+    return store_replay_worker_start_on(cfg, NULL, fn, ud);
+}
+
+store_replay_worker_t *store_replay_worker_start_on(const evbus_config_t *cfg,
+                                                    const char *redis_cluster,
+                                                    store_replay_dispatch_fn fn, void *ud)
+{
     if (!cfg || !cfg->store.postgres_url || !fn) {
         log_error(COMP, "replay worker: %s", !fn ? "no dispatch function"
                                                  : "no postgres.url configured");
@@ -1044,9 +1142,11 @@ store_replay_worker_t *store_replay_worker_start(const evbus_config_t *cfg,
     w->redis_url = strdup(cfg->core.redis_url ? cfg->core.redis_url : "redis://127.0.0.1:6379/0");
     w->stream = strdup(cfg->core.stream ? cfg->core.stream : "evbus:events");
     w->partitions = cfg->core.partitions > 1 ? cfg->core.partitions : 1;
-    if (!w->pg_url || !w->redis_url || !w->stream)
+    w->redis_cluster = redis_cluster ? strdup(redis_cluster) : NULL;
+    if (!w->pg_url || !w->redis_url || !w->stream || (redis_cluster && !w->redis_cluster))
         goto oom;
     w->timeout_ms = cfg->core.redis_command_timeout_ms ? cfg->core.redis_command_timeout_ms : 5000;
+    w->retry_ms = 3 * w->timeout_ms;
     store_replay_worker_configure(w, cfg);
     if (!atomic_load(&w->lease_ms)) /* a zeroed test config: the documented defaults */
         atomic_store(&w->lease_ms, 120000);
@@ -1066,6 +1166,7 @@ fail:
     if (w) {
         free(w->pg_url);
         free(w->redis_url);
+        free(w->redis_cluster);
         free(w->stream);
     }
     free(w);
@@ -1080,6 +1181,7 @@ void store_replay_worker_stop(store_replay_worker_t *w)
     pthread_join(w->thread, NULL);
     free(w->pg_url);
     free(w->redis_url);
+    free(w->redis_cluster);
     free(w->stream);
     free(w);
 }

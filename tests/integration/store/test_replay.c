@@ -290,6 +290,9 @@ Test(replay, warns_when_the_window_starts_before_the_oldest_entry)
 
 Test(replay, redis_unreachable_fails_the_job_with_the_reason)
 {
+    /* the worker retries a failed read for 3 x command_timeout_ms before
+     * it fails the job: 3 s here instead of the fixture's 15 */
+    fx_cfg.core.redis_command_timeout_ms = 1000;
     harness_redis_stop(&fx_redis);
     store_replay_worker_t *w = store_replay_worker_start(&fx_cfg, record, &rec);
     cr_assert_not_null(w);

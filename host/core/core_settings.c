@@ -58,8 +58,8 @@ static const cfg_setting_t rows[] = {
      .why = "every thread's connections and the consumer's pending entries belong to one "
             "deployment",
      .desc = "seed nodes of a Redis Cluster (`redis://host:port`, a list or comma-separated), "
-             "instead of `redis.url`; evbusd needs `partitions` of 2 or more there, and some "
-             "parts do not run on a cluster yet (see [scale-out](scale-out.md#status))"},
+             "instead of `redis.url`; evbusd needs `partitions` of 2 or more there (see "
+             "[scale-out](scale-out.md#evbusd-on-a-cluster))"},
     {.key = "redis.connect_timeout_ms", .type = CFG_U32, .offset = OFF(redis_connect_timeout_ms),
      .min = 1, .max = U32MAX, .def = "2000", .reload = CFG_LIVE, .why = CONN,
      .desc = "connect timeout"},

@@ -264,10 +264,12 @@ static bool setting_given(const evbus_config_t *cfg, const char *key)
     return cfg_setting_find(key, &idx) && cfg->sources[idx].kind != CFG_SRC_DEFAULT;
 }
 
-/* What the configuration asks for that evbusd cannot run yet (issue 16:
- * what has no cluster or partitioned form yet — docs/scale-out.md,
- * Status), as one message with the settings' positions; "" when nothing. */
-static void not_yet_supported(const evbus_config_t *cfg, char *out, size_t len)
+/* What the configuration combines that evbusd refuses by design
+ * (docs/scale-out.md, Status: a cluster with one partition, whose one
+ * stream would live on one master; dlq.stream with partitions, whose dead
+ * letters live beside each partition's keys), as one message with the
+ * settings' positions; "" when nothing. */
+static void refused_combination(const evbus_config_t *cfg, char *out, size_t len)
 {
     char at[600], pat[600];
     out[0] = '\0';
@@ -397,16 +399,16 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg_errors_free(&errs);
-    /* redis.cluster (and a few settings with partitions > 1) are checked
-     * like any setting, but the engine does not run them yet: refuse to
-     * start rather than silently run on redis.url's server or without them */
-    char not_yet[1024] = "";
-    not_yet_supported(gen->cfg, not_yet, sizeof not_yet);
+    /* redis.cluster with one partition, and dlq.stream with several, are
+     * checked like any setting but refused together: refuse to start
+     * rather than run a layout the partitions' keys cannot have */
+    char refused_msg[1024] = "";
+    refused_combination(gen->cfg, refused_msg, sizeof refused_msg);
     /* a partition count that differs from the stream's recorded one would
      * read and write the wrong keys: refused like a configuration error */
     char parts_msg[2048] = "";
     bool unreached = false;
-    if (recorded_partitions(gen->cfg, !check && !not_yet[0], &unreached, parts_msg,
+    if (recorded_partitions(gen->cfg, !check && !refused_msg[0], &unreached, parts_msg,
                             sizeof parts_msg) != 0) {
         fprintf(stderr, "evbusd: %s\n", parts_msg);
         generation_destroy(gen);
@@ -420,14 +422,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "evbusd: note: the partition count was not compared with the one "
                             "recorded in Redis (%s); evbusd compares it when it starts\n",
                     parts_msg);
-        if (not_yet[0])
-            fprintf(stderr, "evbusd: note: valid, but evbusd will not start with it yet: %s\n",
-                    not_yet);
+        if (refused_msg[0])
+            fprintf(stderr, "evbusd: note: valid, but evbusd will not start with it: %s\n",
+                    refused_msg);
         generation_destroy(gen);
         return rc;
     }
-    if (not_yet[0]) {
-        fprintf(stderr, "evbusd: %s\n", not_yet);
+    if (refused_msg[0]) {
+        fprintf(stderr, "evbusd: %s\n", refused_msg);
         generation_destroy(gen);
         return 2;
     }

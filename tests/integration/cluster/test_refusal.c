@@ -62,7 +62,7 @@ Test(cluster_config, check_config_accepts_it_and_says_one_partition_will_not_sta
     cr_assert(out && strstr(out, "OK"));
     cr_assert(err && strstr(err, "redis.cluster (") && strstr(err, "00-host.yaml:1:19)"), "%s",
               err);
-    cr_assert(strstr(err, "evbusd will not start with it yet") &&
+    cr_assert(strstr(err, "evbusd will not start with it: ") &&
                   strstr(err, "set partitions: 2 or more"),
               "%s", err);
     free(out);

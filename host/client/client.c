@@ -170,6 +170,27 @@ void evbus_client_set_retention(evbus_client_t *c, uint32_t max_entries, int on_
     c->block_ms = block_ms;
 }
 
+/* A client of `stream` with nothing to reach it yet (evbus_client_new and
+ * evbus_client_new_cluster fill that in); NULL with the reason in err. */
+static evbus_client_t *client_alloc(const char *stream, char *err, size_t errlen)
+{
+    if (!stream || !*stream) {
+        evbus__fail(NULL, err, errlen, -1, "stream: empty name");
+        return NULL;
+    }
+    evbus_client_t *c = calloc(1, sizeof *c);
+    if (c && !(c->stream = strdup(stream))) {
+        free(c);
+        c = NULL;
+    }
+    if (!c) {
+        evbus__fail(NULL, err, errlen, -1, "out of memory");
+        return NULL;
+    }
+    c->partitions = 1;
+    return c;
+}
+
 evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char *err,
                                  size_t errlen)
 {
@@ -177,26 +198,11 @@ evbus_client_t *evbus_client_new(const char *redis_url, const char *stream, char
         evbus__fail(NULL, err, errlen, -1, "redis url: empty");
         return NULL;
     }
-    if (!stream || !*stream) {
-        evbus__fail(NULL, err, errlen, -1, "stream: empty name");
-        return NULL;
-    }
-    evbus_client_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        evbus__fail(NULL, err, errlen, -1, "out of memory");
-        return NULL;
-    }
-    if (evbus__parse_url(c, redis_url, err, errlen) != 0) {
+    evbus_client_t *c = client_alloc(stream, err, errlen);
+    if (c && evbus__parse_url(c, redis_url, err, errlen) != 0) {
         evbus_client_free(c);
         return NULL;
     }
-    c->stream = strdup(stream);
-    if (!c->stream) {
-        evbus__fail(NULL, err, errlen, -1, "out of memory");
-        evbus_client_free(c);
-        return NULL;
-    }
-    c->partitions = 1;
     return c;
 }
 
@@ -290,8 +296,6 @@ void evbus_client_free(evbus_client_t *c)
     free(c->default_source);
     free(c);
 }
-
-
 
 void evbus_client_set_id_kind(evbus_client_t *c, evbus_id_kind_t k)
 {
@@ -449,26 +453,15 @@ evbus_client_t *evbus_client_new_cluster(const char *seeds, const char *stream, 
         evbus__fail(NULL, err, errlen, -1, "redis cluster: no seed node");
         return NULL;
     }
-    if (!stream || !*stream) {
-        evbus__fail(NULL, err, errlen, -1, "stream: empty name");
+    evbus_client_t *c = client_alloc(stream, err, errlen);
+    if (!c)
         return NULL;
-    }
-    evbus_client_t *c = calloc(1, sizeof *c);
-    if (!c) {
-        evbus__fail(NULL, err, errlen, -1, "out of memory");
-        return NULL;
-    }
     evbus_cluster_opts_t o = {.connect_timeout_ms = CONNECT_TIMEOUT_MS,
                               .command_timeout_ms = COMMAND_TIMEOUT_MS};
-    c->cl = evbus_cluster_new(seeds, &o, err, errlen);
-    c->stream = c->cl ? strdup(stream) : NULL;
-    if (!c->stream) {
-        if (c->cl)
-            evbus__fail(NULL, err, errlen, -1, "out of memory");
+    if (!(c->cl = evbus_cluster_new(seeds, &o, err, errlen))) {
         evbus_client_free(c);
         return NULL;
     }
-    c->partitions = 1;
     return c;
 }
 

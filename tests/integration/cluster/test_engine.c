@@ -232,6 +232,26 @@ static size_t expect_per_key_order(harness_calls_t *c)
     return dups;
 }
 
+/* Calls per host, into per[MAXH]. */
+static void count_per_host(const harness_calls_t *c, size_t per[MAXH])
+{
+    for (int h = 0; h < MAXH; h++)
+        per[h] = 0;
+    for (size_t i = 0; i < c->n; i++)
+        per[c->v[i].host]++;
+}
+
+/* A run without failures: per-key order, no duplicate, and each of the
+ * first nhosts hosts at least 20 % of the calls (per[] gets the counts). */
+static void expect_ordered_spread(harness_calls_t *c, int nhosts, size_t per[MAXH])
+{
+    count_per_host(c, per);
+    size_t dups = expect_per_key_order(c);
+    cr_expect_eq(dups, 0, "%zu duplicates without a failure", dups);
+    for (int h = 0; h < nhosts; h++)
+        cr_expect_geq(per[h] * 5, c->n, "h%d handled %zu of %zu (< 20 %%)", h, per[h], c->n);
+}
+
 static int owned_by(int h)
 {
     int status = 0;
@@ -302,13 +322,8 @@ Test(cluster_engine, two_hosts_handle_every_event_in_per_key_order_on_a_cluster)
     cr_expect_geq(masters_used(), 2, "the %d partitions all hash to one master", P);
     cr_assert(harness_wait_until(all_handled, &w, 120000), "not every event was handled");
     harness_calls_t c = read_calls();
-    size_t per[MAXH] = {0};
-    for (size_t i = 0; i < c.n; i++)
-        per[c.v[i].host]++;
-    size_t dups = expect_per_key_order(&c);
-    cr_expect_eq(dups, 0, "%zu duplicates without a failure", dups);
-    for (int h = 0; h < 2; h++)
-        cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu", h, per[h], c.n);
+    size_t per[MAXH];
+    expect_ordered_spread(&c, 2, per);
     harness_calls_free(&c);
     /* evbusctl status works on a cluster (it asks the host's /health) */
     char *ctl = harness_build_path("host/ctl/evbusctl");
@@ -558,16 +573,11 @@ Test(cluster_engine, three_hosts_handle_100k_events_of_1000_keys_in_order, .time
     cr_assert(harness_wait_until(all_handled, &w, 400000), "not every event was handled");
     long long t2 = harness_now_ms();
     harness_calls_t c = read_calls();
-    size_t per[MAXH] = {0};
-    for (size_t i = 0; i < c.n; i++)
-        per[c.v[i].host]++;
-    size_t dups = expect_per_key_order(&c);
-    cr_expect_eq(dups, 0, "%zu duplicates without a failure", dups);
-    for (int h = 0; h < 3; h++)
-        cr_expect_geq(per[h] * 5, c.n, "h%d handled %zu of %zu (< 20 %%)", h, per[h], c.n);
-    fprintf(stderr, "cluster_engine: 12 partitions, 3 hosts, %zu calls (h0 %zu, h1 %zu, h2 %zu), "
-            "%zu duplicates; published in %lld ms, all handled %lld ms later\n", c.n, per[0],
-            per[1], per[2], dups, t1 - t0, t2 - t1);
+    size_t per[MAXH];
+    expect_ordered_spread(&c, 3, per);
+    fprintf(stderr, "cluster_engine: 12 partitions, 3 hosts, %zu calls (h0 %zu, h1 %zu, h2 %zu); "
+            "published in %lld ms, all handled %lld ms later\n", c.n, per[0], per[1], per[2],
+            t1 - t0, t2 - t1);
     harness_calls_free(&c);
     for (int h = 0; h < 3; h++) {
         cr_expect_eq(harness_kill(&hosts[h], SIGTERM, 20000), 0, "h%d did not stop cleanly", h);
@@ -615,9 +625,8 @@ Test(cluster_engine, a_killed_host_is_taken_over_and_a_fourth_host_gets_a_share)
     cr_assert(harness_wait_until(all_handled, &w, 120000), "an event was lost");
     harness_calls_t c = read_calls();
     size_t dups = expect_per_key_order(&c);
-    size_t by[MAXH] = {0};
-    for (size_t i = 0; i < c.n; i++)
-        by[c.v[i].host]++;
+    size_t by[MAXH];
+    count_per_host(&c, by);
     cr_expect_gt(by[3], 0, "the fourth host handled nothing");
     /* at most what h1 had read and not acknowledged: one read of
      * batch_size (60) per partition it held (4) */

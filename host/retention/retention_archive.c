@@ -103,6 +103,7 @@ struct retention_archive {
     redisContext *rc;      /* the connection of the slot being archived (rcn's) */
     PGconn *pg;
     bool failing;          /* the last step failed (logged once until one succeeds) */
+    char failed_on[256];   /* the stream whose step failed first, while failing */
     int64_t upkeep_due, retry_at, backoff;
 };
 
@@ -359,9 +360,11 @@ static void note_failure(retention_archive_t *a, slot_t *failed, const char *err
         snprintf(sl->last_error, sizeof sl->last_error, "%.255s", err);
     }
     pthread_mutex_unlock(&a->mu);
-    if (!a->failing)
+    if (!a->failing) {
         log_error(COMP, "stream %s: archive failed, trimming waits for it%s: %s", failed->stream,
                   a->n_slots > 1 ? " (in every partition it archives)" : "", err);
+        snprintf(a->failed_on, sizeof a->failed_on, "%s", failed->stream);
+    }
     a->failing = true;
 }
 
@@ -376,7 +379,10 @@ static void note_ok(retention_archive_t *a, slot_t *sl)
         char after[48] = "";
         if (since)
             snprintf(after, sizeof after, " after %lld ms", (long long)(clock_wall_ms() - since));
-        log_info(COMP, "stream %s: archive works again%s; errors cleared", sl->stream, after);
+        /* named by the stream that failed, which the operator saw in the
+         * error, not by sl: with partitions the next step to succeed may
+         * be another partition's */
+        log_info(COMP, "stream %s: archive works again%s; errors cleared", a->failed_on, after);
     }
     a->failing = false;
 }

@@ -6,6 +6,7 @@
 #include "harness_cluster.h"
 
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,91 @@ bool harness_cluster_is_master(const harness_cluster_t *c, int i)
     bool m = info && strstr(info, "role:master");
     free(info);
     return m;
+}
+
+redisReply *harness_cluster_vcommand(const harness_cluster_t *c, int i, char *why,
+                                     size_t whylen, const char *fmt, va_list ap)
+{
+    redisContext *ctx = harness_cluster_connect(c, i);
+    if (!ctx) {
+        snprintf(why, whylen, "node %d: cannot connect", i);
+        return NULL;
+    }
+    redisReply *r = redisvCommand(ctx, fmt, ap);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+        snprintf(why, whylen, "node %d: %s: %s", i, fmt, r ? r->str : ctx->errstr);
+        if (r)
+            freeReplyObject(r);
+        r = NULL;
+    }
+    redisFree(ctx);
+    return r;
+}
+
+redisReply *harness_cluster_command(const harness_cluster_t *c, int i, char *why, size_t whylen,
+                                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = harness_cluster_vcommand(c, i, why, whylen, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Runs a command that must succeed and drops its reply; 0 or -1 (why). */
+static int command_ok(const harness_cluster_t *c, int i, char *why, size_t whylen,
+                      const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = harness_cluster_vcommand(c, i, why, whylen, fmt, ap);
+    va_end(ap);
+    if (!r)
+        return -1;
+    freeReplyObject(r);
+    return 0;
+}
+
+int harness_cluster_move_slot(const harness_cluster_t *c, unsigned slot, int src, int dst,
+                              void (*stage)(void *ud, int stage), void *ud, char *why,
+                              size_t whylen)
+{
+    char src_id[41], dst_id[41];
+    if (harness_cluster_node_id(c, src, src_id) != 0 ||
+        harness_cluster_node_id(c, dst, dst_id) != 0) {
+        snprintf(why, whylen, "node %d or %d: no CLUSTER MYID", src, dst);
+        return -1;
+    }
+    if (command_ok(c, dst, why, whylen, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id) != 0 ||
+        command_ok(c, src, why, whylen, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id) != 0)
+        return -1;
+    if (stage)
+        stage(ud, 1);
+    for (;;) {
+        redisReply *keys =
+            harness_cluster_command(c, src, why, whylen, "CLUSTER GETKEYSINSLOT %u 100", slot);
+        if (!keys)
+            return -1;
+        size_t n = keys->type == REDIS_REPLY_ARRAY ? keys->elements : 0;
+        for (size_t k = 0; k < n; k++)
+            if (command_ok(c, src, why, whylen, "MIGRATE 127.0.0.1 %d %b 0 5000", c->port[dst],
+                           keys->element[k]->str, keys->element[k]->len) != 0) {
+                freeReplyObject(keys);
+                return -1;
+            }
+        freeReplyObject(keys);
+        if (n == 0)
+            break;
+    }
+    if (stage)
+        stage(ud, 2);
+    for (int i = 0; i < c->n; i++)
+        if (harness_cluster_is_master(c, i) &&
+            command_ok(c, i, why, whylen, "CLUSTER SETSLOT %u NODE %s", slot, dst_id) != 0)
+            return -1;
+    if (stage)
+        stage(ud, 3);
+    return 0;
 }
 
 int harness_cluster_replica_of(const harness_cluster_t *c, int master)

@@ -15,6 +15,7 @@
 #define EVBUS_TEST_HARNESS_CLUSTER_H
 
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -42,6 +43,22 @@ void harness_cluster_stop(harness_cluster_t *c);
 
 /* A new connection to node i; NULL on failure.  Caller frees. */
 redisContext *harness_cluster_connect(const harness_cluster_t *c, int i);
+/* A command on node i, as redisCommand formats it: the reply (caller
+ * frees), or NULL with the reason in why when the node cannot be reached
+ * or answers an error. */
+redisReply *harness_cluster_command(const harness_cluster_t *c, int i, char *why, size_t whylen,
+                                    const char *fmt, ...);
+redisReply *harness_cluster_vcommand(const harness_cluster_t *c, int i, char *why,
+                                     size_t whylen, const char *fmt, va_list ap);
+/* Moves `slot` from master src to master dst the way a reshard does, in
+ * steps, calling stage(ud, k) after each when stage is not NULL: 1, the
+ * slot MIGRATING at src and IMPORTING at dst (keys still at the source);
+ * 2, every key MIGRATEd (the source answers ASK); 3, every master told
+ * the new owner (SETSLOT NODE: an old map gets MOVED).  0, or -1 with the
+ * reason in why. */
+int harness_cluster_move_slot(const harness_cluster_t *c, unsigned slot, int src, int dst,
+                              void (*stage)(void *ud, int stage), void *ud, char *why,
+                              size_t whylen);
 /* Index of the node listening on port, or -1. */
 int harness_cluster_node_of_port(const harness_cluster_t *c, int port);
 /* Node i's id (CLUSTER MYID) into out[41]; 0 or -1. */

@@ -92,15 +92,12 @@ static int master_of(const char *key)
 /* A command on node i, asserted to succeed; the reply (caller frees). */
 static redisReply *on(int i, const char *fmt, ...)
 {
-    redisContext *ctx = harness_cluster_connect(&HC, i);
-    cr_assert(ctx);
+    char why[600];
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(ctx, fmt, ap);
+    redisReply *r = harness_cluster_vcommand(&HC, i, why, sizeof why, fmt, ap);
     va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt,
-              r ? r->str : ctx->errstr);
-    redisFree(ctx);
+    cr_assert(r, "%s", why);
     return r;
 }
 
@@ -350,33 +347,13 @@ Test(cluster_client, the_retention_guard_refuses_a_full_partition_and_reloads_on
     evbus_client_free(c);
 }
 
-/* Moves `slot` from master src to master dst the way a reshard does, in
- * steps: fn(ud, stage) runs after each (1: migrating, keys still at the
- * source; 2: keys moved, the source answers ASK; 3: the slot's new owner
- * known to every master, the client's old map answers MOVED). */
+/* Moves `slot` from master src to master dst (harness_cluster_move_slot),
+ * fn(ud, stage) after each step. */
 static void move_slot(unsigned slot, int src, int dst, void (*fn)(void *, int), void *ud)
 {
-    char src_id[41], dst_id[41];
-    cr_assert_eq(harness_cluster_node_id(&HC, src, src_id), 0);
-    cr_assert_eq(harness_cluster_node_id(&HC, dst, dst_id), 0);
-    freeReplyObject(on(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id));
-    freeReplyObject(on(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id));
-    fn(ud, 1);
-    for (;;) {
-        redisReply *keys = on(src, "CLUSTER GETKEYSINSLOT %u 100", slot);
-        size_t n = keys->elements;
-        for (size_t i = 0; i < n; i++)
-            freeReplyObject(on(src, "MIGRATE 127.0.0.1 %d %s 0 5000", HC.port[dst],
-                               keys->element[i]->str));
-        freeReplyObject(keys);
-        if (n == 0)
-            break;
-    }
-    fn(ud, 2);
-    for (int i = 0; i < HC.n; i++)
-        if (harness_cluster_is_master(&HC, i))
-            freeReplyObject(on(i, "CLUSTER SETSLOT %u NODE %s", slot, dst_id));
-    fn(ud, 3);
+    char why[600];
+    cr_assert_eq(harness_cluster_move_slot(&HC, slot, src, dst, fn, ud, why, sizeof why), 0,
+                 "%s", why);
 }
 
 typedef struct moving {

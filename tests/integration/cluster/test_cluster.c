@@ -211,16 +211,13 @@ Test(cluster_real, commands_reach_the_master_serving_their_slot)
 /* Runs a command on node i and asserts it succeeded. */
 static void on(int i, const char *fmt, ...)
 {
-    redisContext *ctx = harness_cluster_connect(&HC, i);
-    cr_assert(ctx);
+    char why[600];
     va_list ap;
     va_start(ap, fmt);
-    redisReply *r = redisvCommand(ctx, fmt, ap);
+    redisReply *r = harness_cluster_vcommand(&HC, i, why, sizeof why, fmt, ap);
     va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt,
-              r ? r->str : ctx->errstr);
+    cr_assert(r, "%s", why);
     freeReplyObject(r);
-    redisFree(ctx);
 }
 
 Test(cluster_real, a_slot_moved_while_in_use_is_followed_through_ask_then_moved)

@@ -13,7 +13,6 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -456,23 +455,8 @@ Test(cluster_jobs, replayed_events_that_fail_are_dead_lettered_in_their_partitio
 }
 
 /* A command on node i that must not fail. */
-static void on(int i, const char *fmt, ...)
-{
-    redisContext *c = harness_cluster_connect(&hc, i);
-    cr_assert_not_null(c);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt,
-              r ? r->str : c->errstr);
-    freeReplyObject(r);
-    redisFree(c);
-}
-
 /* Moves the slot of partition p's keys to another master as a reshard
- * does (IMPORTING, MIGRATING, MIGRATE of each key, SETSLOT NODE on every
- * master).  The new master's index. */
+ * does (harness_cluster_move_slot).  The new master's index. */
 static int move_partition(unsigned p)
 {
     char tag[64], at[300];
@@ -481,31 +465,9 @@ static int move_partition(unsigned p)
     cr_assert_eq(evbus_cluster_slot_owner(cl, slot, at, sizeof at), 0);
     int src = harness_cluster_node_of_port(&hc, atoi(strrchr(at, ':') + 1));
     int dst = (src + 1) % hc.n; /* no replicas: every node is a master */
-    char src_id[41], dst_id[41];
-    cr_assert_eq(harness_cluster_node_id(&hc, src, src_id), 0);
-    cr_assert_eq(harness_cluster_node_id(&hc, dst, dst_id), 0);
-    on(dst, "CLUSTER SETSLOT %u IMPORTING %s", slot, src_id);
-    on(src, "CLUSTER SETSLOT %u MIGRATING %s", slot, dst_id);
-    redisContext *c = harness_cluster_connect(&hc, src);
-    cr_assert_not_null(c);
-    for (;;) {
-        redisReply *keys = redisCommand(c, "CLUSTER GETKEYSINSLOT %u 100", slot);
-        cr_assert(keys && keys->type == REDIS_REPLY_ARRAY);
-        size_t n = keys->elements;
-        for (size_t i = 0; i < n; i++) {
-            redisReply *m = redisCommand(c, "MIGRATE 127.0.0.1 %d %b 0 5000", hc.port[dst],
-                                         keys->element[i]->str, keys->element[i]->len);
-            cr_assert(m && m->type != REDIS_REPLY_ERROR, "MIGRATE %s: %s",
-                      keys->element[i]->str, m ? m->str : c->errstr);
-            freeReplyObject(m);
-        }
-        freeReplyObject(keys);
-        if (!n)
-            break;
-    }
-    redisFree(c);
-    for (int i = 0; i < hc.n; i++)
-        on(i, "CLUSTER SETSLOT %u NODE %s", slot, dst_id);
+    char why[600];
+    cr_assert_eq(harness_cluster_move_slot(&hc, slot, src, dst, NULL, NULL, why, sizeof why), 0,
+                 "%s", why);
     return dst;
 }
 

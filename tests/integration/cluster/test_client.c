@@ -541,6 +541,23 @@ static char *ndjson(const char *dir, const char *name, int from, int to)
     return path;
 }
 
+/* One page of a merged dead-letter listing (evbusctl's or the API's
+ * items): entries "<1000 + k>-1:<k % P>" for k = expect, expect - 1, ...,
+ * newest first across the partitions.  The next k expected. */
+static int expect_newest_first(const json_t *items, int expect)
+{
+    size_t i;
+    const json_t *it;
+    json_array_foreach(items, i, it)
+    {
+        char want[32];
+        snprintf(want, sizeof want, "%d-1:%d", 1000 + expect, expect % P);
+        cr_assert_str_eq(json_string_value(json_object_get(it, "dlq_id")), want);
+        expect--;
+    }
+    return expect;
+}
+
 Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured_cluster)
 {
     /* redis.cluster: the seeds as a YAML list */
@@ -587,16 +604,9 @@ Test(cluster_client, evbusctl_publishes_and_manages_dead_letters_on_a_configured
         char *l[] = {"dlq", "list", "--json", "--limit", "3", cursor[0] ? "--cursor" : NULL,
                      cursor, NULL};
         cr_assert_eq(ctl(pre, l, NULL, &out, &err), 0, "%s", err);
-        json_t *doc = json_loads(out, 0, NULL), *it;
+        json_t *doc = json_loads(out, 0, NULL);
         cr_assert(doc, "%s", out);
-        size_t i;
-        json_array_foreach(json_object_get(doc, "items"), i, it)
-        {
-            char want[32];
-            snprintf(want, sizeof want, "%d-1:%d", 1000 + expect, expect % P);
-            cr_assert_str_eq(json_string_value(json_object_get(it, "dlq_id")), want);
-            expect--;
-        }
+        expect = expect_newest_first(json_object_get(doc, "items"), expect);
         const char *next = json_string_value(json_object_get(doc, "next_cursor"));
         snprintf(cursor, sizeof cursor, "%s", next ? next : "");
         json_decref(doc);
@@ -797,18 +807,11 @@ Test(cluster_client, the_operator_api_manages_dead_letters_and_publishes_on_a_cl
     int st, expect = 6;
     char path[300] = "/api/v1/dlq?limit=3";
     for (int page = 0; page < 5; page++) {
-        json_t *doc = api("GET", path, NULL, &st), *it;
+        json_t *doc = api("GET", path, NULL, &st);
         cr_assert_eq(st, 200, "GET %s: %d", path, st);
         if (page == 0)
             cr_assert_eq(json_integer_value(json_object_get(doc, "total")), 7);
-        size_t i;
-        json_array_foreach(json_object_get(doc, "items"), i, it)
-        {
-            char want[32];
-            snprintf(want, sizeof want, "%d-1:%d", 1000 + expect, expect % P);
-            cr_assert_str_eq(json_string_value(json_object_get(it, "dlq_id")), want);
-            expect--;
-        }
+        expect = expect_newest_first(json_object_get(doc, "items"), expect);
         const char *next = json_string_value(json_object_get(doc, "next_cursor"));
         if (next)
             snprintf(path, sizeof path, "/api/v1/dlq?limit=3&cursor=%s", next);
